@@ -1,0 +1,146 @@
+# kcpx: one Makefile for the whole tree.
+#   make            build ./build/kcpx (+ BPF objects and skeletons)
+#   make check      deps, format-check, every test; last line "N passed, N failed"
+#   make demo       deps, build, a tunnel across an impaired link in two namespaces
+#   make bench      tools/bench: kcpx vs kcptun vs TCP, writes docs/BENCH.md
+#   make SAN=1      ASan+UBSan build in ./build-san
+#   make V=1        show the commands
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+SAN ?= 0
+ifeq ($(SAN),1)
+OUT ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+OUT ?= build
+SANFLAGS =
+endif
+
+CC ?= gcc
+CLANG ?= clang
+BPFTOOL ?= bpftool
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter $(SANFLAGS) \
+	  -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
+LDFLAGS += $(SANFLAGS)
+LDLIBS = -lsodium -lgcrypt -ljansson -lisal -lsnappy -lxdp -lbpf -lelf -lz -lm -lpthread
+
+BPF_CFLAGS = -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
+	     -Iinclude -Ibpf -Ivmlinux/$(ARCH)
+
+CORE_SRC := $(wildcard user/core/*.c)
+IO_SRC := $(wildcard user/io/*.c)
+APP_SRC := $(wildcard user/app/*.c)
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+BPFT_SRC := $(wildcard tests/bpf/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+CORE_OBJ := $(CORE_SRC:%.c=$(OUT)/%.o)
+IO_OBJ := $(IO_SRC:%.c=$(OUT)/%.o)
+APP_OBJ := $(APP_SRC:%.c=$(OUT)/%.o)
+BPF_OBJ := $(BPF_SRC:bpf/%.bpf.c=$(OUT)/bpf/%.bpf.o)
+SKELS := $(BPF_SRC:bpf/%.bpf.c=$(OUT)/%.skel.h)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/unit/%)
+BPFT_BIN := $(BPFT_SRC:tests/bpf/%.c=$(OUT)/tests/bpf/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/tests/fuzz/%)
+
+HDRS := $(wildcard include/*.h user/*/*.h)
+
+.PHONY: all
+all: $(OUT)/kcpx $(UNIT_BIN) $(BPFT_BIN) tools
+
+$(OUT)/libkcpxcore.a: $(CORE_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/libkcpxio.a: $(IO_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/kcpx: $(APP_OBJ) $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(LDLIBS)
+
+$(OUT)/user/%.o: user/%.c $(HDRS) $(SKELS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -c -o $@ $<
+
+# BPF: clang -> bpftool gen object (static linking) -> gen skeleton
+$(OUT)/bpf/%.tmp.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) $(wildcard include/*.h)
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D) && $(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(OUT)/bpf/%.bpf.o: $(OUT)/bpf/%.tmp.o
+	$(call msg,GENOBJ,$@)
+	$(Q)$(BPFTOOL) gen object $@ $<
+
+$(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
+	$(call msg,GENSKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@
+
+$(OUT)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OUT)/libkcpxcore.a $(HDRS)
+	$(call msg,TEST,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
+		$(OUT)/libkcpxcore.a $(LDLIBS)
+
+$(OUT)/tests/bpf/%: tests/bpf/%.c $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(SKELS) $(HDRS)
+	$(call msg,TEST,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
+		$(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(LDLIBS)
+
+# Fuzz targets: clang libFuzzer + ASan/UBSan over the core sources.
+FUZZ_CFLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
+	      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D) && $(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
+
+.PHONY: unit-bins
+unit-bins: $(UNIT_BIN)
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+
+# tools/: the link emulator and other C helpers build from tools/Makefile.inc if present
+-include tools/Makefile.inc
+.PHONY: tools
+
+.PHONY: deps
+deps:
+	$(Q)./tools/deps.sh
+
+FORMAT_SRC = $(shell find bpf include user tests tools -name '*.[ch]' 2>/dev/null)
+.PHONY: format format-check
+format:
+	$(Q)clang-format -i $(FORMAT_SRC)
+format-check:
+	$(Q)clang-format --dry-run -Werror $(FORMAT_SRC) && echo "format-check: ok"
+
+.PHONY: check
+check: deps
+	$(Q)./tests/run-all.sh
+
+.PHONY: unit
+unit: $(UNIT_BIN)
+	$(Q)./tests/run-unit.sh $(OUT)
+
+.PHONY: demo
+demo: deps
+	$(Q)$(MAKE) --no-print-directory
+	$(Q)./tools/demo.sh
+
+.PHONY: clean
+clean:
+	$(Q)rm -rf build build-san

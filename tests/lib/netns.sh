@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Shared namespace helpers for kcpx's shell tests. Source it, then:
+#   netns_pair          # two namespaces $NS_A/$NS_B, veth $IF_A/$IF_B, $IP_A/$IP_B
+#   in_a CMD... / in_b CMD...  (nsenter, so /sys/fs/bpf stays the host's)
+# Everything made here is removed by netns_cleanup, which runs on EXIT (also on failure).
+#
+#   [ $NS_A ]  $IF_A 10.$N.0.1/24 ---- veth ---- $IF_B 10.$N.0.2/24  [ $NS_B ]
+#
+# Names carry the caller's PID so tests may run side by side.
+set -u
+NETNS_TAG=${NETNS_TAG:-kx$$}
+NS_A=${NETNS_TAG}a
+NS_B=${NETNS_TAG}b
+IF_A=${NETNS_TAG}va
+IF_B=${NETNS_TAG}vb
+_netns_n=$(( ($$ % 200) + 20 ))
+IP_A=10.$_netns_n.0.1
+IP_B=10.$_netns_n.0.2
+NETNS_QUEUES=${NETNS_QUEUES:-2}
+_netns_made=()
+_netns_pids=()
+_netns_cleanups=()
+
+netns_cleanup() {
+	local p c ns
+	for c in "${_netns_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+	for p in "${_netns_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for p in "${_netns_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	for ns in "${_netns_made[@]}"; do
+		# kill anything still running inside, then the namespace itself
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	_netns_made=()
+	_netns_pids=()
+	_netns_cleanups=()
+}
+trap netns_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# on_cleanup 'shell command': run at cleanup, before namespaces go
+on_cleanup() { _netns_cleanups+=("$1"); }
+# track_pid PID: killed at cleanup
+track_pid() { _netns_pids+=("$1"); }
+
+netns_add() {
+	ip netns add "$1"
+	_netns_made+=("$1")
+	ip -n "$1" link set lo up
+}
+
+in_ns() { local ns=$1; shift; nsenter --net=/run/netns/"$ns" "$@"; }
+in_a() { in_ns "$NS_A" "$@"; }
+in_b() { in_ns "$NS_B" "$@"; }
+
+netns_pair() {
+	netns_add "$NS_A"
+	netns_add "$NS_B"
+	ip link add "$IF_A" numrxqueues "$NETNS_QUEUES" numtxqueues "$NETNS_QUEUES" type veth \
+		peer name "$IF_B" numrxqueues "$NETNS_QUEUES" numtxqueues "$NETNS_QUEUES"
+	ip link set "$IF_A" netns "$NS_A"
+	ip link set "$IF_B" netns "$NS_B"
+	ip -n "$NS_A" addr add "$IP_A/24" dev "$IF_A"
+	ip -n "$NS_B" addr add "$IP_B/24" dev "$IF_B"
+	ip -n "$NS_A" link set "$IF_A" up
+	ip -n "$NS_B" link set "$IF_B" up
+}
+
+bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
+
+# wait_port NS PORT [SECONDS]: until something listens on TCP PORT in NS
+wait_tcp_port() {
+	local ns=$1 port=$2 t=${3:-10} i
+	for ((i = 0; i < t * 10; i++)); do
+		in_ns "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on tcp port $port in $ns after ${t}s" >&2
+	return 1
+}
+
+wait_udp_port() {
+	local ns=$1 port=$2 t=${3:-10} i
+	for ((i = 0; i < t * 10; i++)); do
+		in_ns "$ns" ss -Hlun "sport = :$port" 2>/dev/null | grep -q . && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on udp port $port in $ns after ${t}s" >&2
+	return 1
+}
+
+need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: needs root (network namespaces)" >&2
+		exit 4
+	fi
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The datagram backend contract: how the tunnel moves UDP payloads, whatever carries them
+ * (a plain UDP socket, or an AF_XDP socket fed by the XDP program). The event loop polls
+ * d->fd for EPOLLIN and calls recv until it returns 0; it calls send with batches and then
+ * flush once per loop turn.
+ */
+#ifndef KCPX_IO_DGRAM_H
+#define KCPX_IO_DGRAM_H
+
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* kcptun reads into 1500 bytes; we never send more and accept no more than this. */
+#define KCPX_PKT_MAX 1500
+
+struct kcpx_addr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	};
+	socklen_t len;
+};
+
+/* One datagram. recv fills buf (KCPX_PKT_MAX bytes owned by the caller), len and addr
+ * (the peer); send reads them (addr = destination). */
+struct kcpx_pkt {
+	struct kcpx_addr addr;
+	uint32_t len;
+	uint8_t *buf;
+};
+
+struct kcpx_dgram;
+
+struct kcpx_dgram_ops {
+	/* Up to n datagrams into pkts; returns the count, 0 when none is ready, or -errno. */
+	int (*recv)(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n);
+	/* Queue n datagrams; returns how many were taken (fewer when full) or -errno. */
+	int (*send)(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n);
+	/* Push out what send queued (AF_XDP: kick TX, reap completions). May be NULL. */
+	int (*flush)(struct kcpx_dgram *d);
+	void (*close)(struct kcpx_dgram *d);
+};
+
+struct kcpx_dgram {
+	const struct kcpx_dgram_ops *ops;
+	int fd;		  /* readable when recv has work */
+	const char *name; /* "udp" or "af_xdp", for logs and stats */
+	struct kcpx_addr local;
+};
+
+#endif
