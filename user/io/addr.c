@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+#include "io/addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kcpx_addr_parse(const char *s, struct kcpx_addr *out)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char host[256], *end;
+	const char *colon, *port;
+	unsigned long p;
+	size_t hl;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!s || !*s)
+		return -EINVAL;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(rb - s - 1);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		port = rb + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+		if (hl >= sizeof(host) || memchr(s, ':', hl))
+			return -EINVAL; /* a bare IPv6 address needs brackets */
+		memcpy(host, s, hl);
+		port = colon + 1;
+	}
+	host[hl] = 0;
+	if (strchr(port, '-'))
+		return -EOPNOTSUPP;
+	errno = 0;
+	p = strtoul(port, &end, 10);
+	if (!*port || *end || errno || p > 65535)
+		return -EINVAL;
+
+	if (!host[0]) {
+		/* ":port": every address. An IPv6 socket with v6only off takes IPv4 too, but
+		 * keep IPv4 so kcptun-style configs work where IPv6 is disabled. */
+		out->in.sin_family = AF_INET;
+		out->in.sin_addr.s_addr = htonl(INADDR_ANY);
+		out->in.sin_port = htons((uint16_t)p);
+		out->len = sizeof(out->in);
+		return 0;
+	}
+	hints.ai_family = AF_UNSPEC;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc || !res)
+		return -ENOENT;
+	if (res->ai_addrlen > sizeof(out->ss)) {
+		freeaddrinfo(res);
+		return -EINVAL;
+	}
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+const char *kcpx_addr_str(const struct kcpx_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (a->sa.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &a->in.sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(a->in.sin_port));
+	} else if (a->sa.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+	} else {
+		snprintf(buf, len, "(none)");
+	}
+	return buf;
+}
+
+bool kcpx_addr_equal(const struct kcpx_addr *a, const struct kcpx_addr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_port == b->in.sin_port &&
+		       a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	if (a->sa.sa_family == AF_INET6)
+		return a->in6.sin6_port == b->in6.sin6_port &&
+		       !memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16);
+	return false;
+}
+
+unsigned kcpx_addr_port(const struct kcpx_addr *a)
+{
+	if (a->sa.sa_family == AF_INET)
+		return ntohs(a->in.sin_port);
+	if (a->sa.sa_family == AF_INET6)
+		return ntohs(a->in6.sin6_port);
+	return 0;
+}

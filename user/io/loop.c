@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+#include "io/loop.h"
+#include "io/clock.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define LOOP_EVENTS 256
+
+struct kcpx_loop {
+	int epfd;
+	bool stop;
+	uint32_t now;
+	struct kcpx_timer **heap;
+	int nheap, capheap;
+	void (*idle)(void *arg);
+	void *idle_arg;
+};
+
+struct kcpx_loop *kcpx_loop_new(void)
+{
+	struct kcpx_loop *loop = calloc(1, sizeof(*loop));
+
+	if (!loop)
+		return NULL;
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0) {
+		free(loop);
+		return NULL;
+	}
+	loop->now = kcpx_clock_ms();
+	return loop;
+}
+
+void kcpx_loop_free(struct kcpx_loop *loop)
+{
+	if (!loop)
+		return;
+	close(loop->epfd);
+	free(loop->heap);
+	free(loop);
+}
+
+int kcpx_loop_add(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+
+	w->fd = fd;
+	w->events = events;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+int kcpx_loop_mod(struct kcpx_loop *loop, struct kcpx_watch *w, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+
+	if (w->events == events)
+		return 0;
+	w->events = events;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void kcpx_loop_del(struct kcpx_loop *loop, struct kcpx_watch *w)
+{
+	if (w->fd >= 0)
+		epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+}
+
+/* Timers: a binary min-heap ordered by wrap-safe `when`. */
+static bool timer_before(const struct kcpx_timer *a, const struct kcpx_timer *b)
+{
+	return (int32_t)(a->when - b->when) < 0;
+}
+
+static void heap_place(struct kcpx_loop *loop, int i, struct kcpx_timer *t)
+{
+	loop->heap[i] = t;
+	t->idx = i;
+}
+
+static void heap_up(struct kcpx_loop *loop, int i)
+{
+	struct kcpx_timer *t = loop->heap[i];
+
+	while (i > 0) {
+		int p = (i - 1) / 2;
+		if (!timer_before(t, loop->heap[p]))
+			break;
+		heap_place(loop, i, loop->heap[p]);
+		i = p;
+	}
+	heap_place(loop, i, t);
+}
+
+static void heap_down(struct kcpx_loop *loop, int i)
+{
+	struct kcpx_timer *t = loop->heap[i];
+
+	for (;;) {
+		int c = 2 * i + 1;
+		if (c >= loop->nheap)
+			break;
+		if (c + 1 < loop->nheap && timer_before(loop->heap[c + 1], loop->heap[c]))
+			c++;
+		if (!timer_before(loop->heap[c], t))
+			break;
+		heap_place(loop, i, loop->heap[c]);
+		i = c;
+	}
+	heap_place(loop, i, t);
+}
+
+void kcpx_timer_init(struct kcpx_timer *t, void (*fn)(struct kcpx_timer *t, uint32_t now))
+{
+	t->idx = -1;
+	t->when = 0;
+	t->fn = fn;
+}
+
+int kcpx_timer_set(struct kcpx_loop *loop, struct kcpx_timer *t, uint32_t when)
+{
+	if (t->idx >= 0) {
+		uint32_t old = t->when;
+		t->when = when;
+		if ((int32_t)(when - old) < 0)
+			heap_up(loop, t->idx);
+		else
+			heap_down(loop, t->idx);
+		return 0;
+	}
+	if (loop->nheap == loop->capheap) {
+		int cap = loop->capheap ? loop->capheap * 2 : 64;
+		struct kcpx_timer **h = realloc(loop->heap, cap * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		loop->heap = h;
+		loop->capheap = cap;
+	}
+	t->when = when;
+	loop->heap[loop->nheap] = t;
+	t->idx = loop->nheap++;
+	heap_up(loop, t->idx);
+	return 0;
+}
+
+void kcpx_timer_cancel(struct kcpx_loop *loop, struct kcpx_timer *t)
+{
+	struct kcpx_timer *moved;
+	int i = t->idx;
+
+	if (i < 0)
+		return;
+	t->idx = -1;
+	loop->nheap--;
+	if (i == loop->nheap)
+		return;
+	moved = loop->heap[loop->nheap];
+	heap_place(loop, i, moved);
+	heap_up(loop, i);
+	heap_down(loop, moved->idx);
+}
+
+void kcpx_loop_set_idle(struct kcpx_loop *loop, void (*fn)(void *arg), void *arg)
+{
+	loop->idle = fn;
+	loop->idle_arg = arg;
+}
+
+uint32_t kcpx_loop_now(const struct kcpx_loop *loop)
+{
+	return loop->now;
+}
+
+void kcpx_loop_stop(struct kcpx_loop *loop)
+{
+	loop->stop = true;
+}
+
+static void run_timers(struct kcpx_loop *loop)
+{
+	/* Bound the work per turn so a storm of timers cannot starve I/O. */
+	for (int n = 0; n < 4096 && loop->nheap > 0; n++) {
+		struct kcpx_timer *t = loop->heap[0];
+		if ((int32_t)(t->when - loop->now) > 0)
+			break;
+		kcpx_timer_cancel(loop, t);
+		t->fn(t, loop->now);
+	}
+}
+
+int kcpx_loop_run(struct kcpx_loop *loop)
+{
+	struct epoll_event evs[LOOP_EVENTS];
+
+	loop->stop = false;
+	while (!loop->stop) {
+		int timeout = -1, n;
+
+		loop->now = kcpx_clock_ms();
+		run_timers(loop);
+		if (loop->idle)
+			loop->idle(loop->idle_arg);
+		if (loop->stop)
+			break;
+		if (loop->nheap > 0) {
+			int32_t d = (int32_t)(loop->heap[0]->when - kcpx_clock_ms());
+			timeout = d < 0 ? 0 : d;
+		}
+		n = epoll_wait(loop->epfd, evs, LOOP_EVENTS, timeout);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		loop->now = kcpx_clock_ms();
+		for (int i = 0; i < n; i++) {
+			struct kcpx_watch *w = evs[i].data.ptr;
+			w->fn(w, evs[i].events);
+		}
+	}
+	return 0;
+}

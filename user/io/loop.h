@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event loop: one epoll set for every fd (UDP/AF_XDP sockets, TCP connections,
+ * listeners, signalfd) and a min-heap of timers, so that thousands of sessions are
+ * driven by their own deadlines instead of being polled.
+ */
+#ifndef KCPX_IO_LOOP_H
+#define KCPX_IO_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct kcpx_loop;
+
+/* A watched fd. The owner embeds it; fn gets the epoll event bits. */
+struct kcpx_watch {
+	int fd;
+	uint32_t events; /* EPOLLIN / EPOLLOUT currently asked for */
+	void (*fn)(struct kcpx_watch *w, uint32_t events);
+};
+
+/* A timer. The owner embeds it; `idx` is its heap slot, or -1 when not armed. */
+struct kcpx_timer {
+	uint32_t when; /* absolute kcpx_clock_ms() */
+	int idx;
+	void (*fn)(struct kcpx_timer *t, uint32_t now);
+};
+
+struct kcpx_loop *kcpx_loop_new(void);
+void kcpx_loop_free(struct kcpx_loop *loop);
+
+int kcpx_loop_add(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events);
+int kcpx_loop_mod(struct kcpx_loop *loop, struct kcpx_watch *w, uint32_t events);
+void kcpx_loop_del(struct kcpx_loop *loop, struct kcpx_watch *w);
+
+void kcpx_timer_init(struct kcpx_timer *t, void (*fn)(struct kcpx_timer *t, uint32_t now));
+/* Arm (or move) a timer to fire at `when`. */
+int kcpx_timer_set(struct kcpx_loop *loop, struct kcpx_timer *t, uint32_t when);
+void kcpx_timer_cancel(struct kcpx_loop *loop, struct kcpx_timer *t);
+static inline bool kcpx_timer_armed(const struct kcpx_timer *t)
+{
+	return t->idx >= 0;
+}
+
+/* Called once at the end of every loop turn (flush batched sends, pump dirty sessions). */
+void kcpx_loop_set_idle(struct kcpx_loop *loop, void (*fn)(void *arg), void *arg);
+
+/* Run until kcpx_loop_stop(). Returns 0, or -errno if epoll itself failed. */
+int kcpx_loop_run(struct kcpx_loop *loop);
+void kcpx_loop_stop(struct kcpx_loop *loop);
+uint32_t kcpx_loop_now(const struct kcpx_loop *loop);
+
+#endif
