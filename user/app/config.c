@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: MIT
+#include "app/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { OPT_STR, OPT_INT, OPT_BOOL };
+
+#define R_C  KCPX_ROLE_CLIENT
+#define R_S  KCPX_ROLE_SERVER
+#define R_CS (KCPX_ROLE_CLIENT | KCPX_ROLE_SERVER)
+
+struct opt {
+	const char *name;  /* long flag and JSON key */
+	const char *alias; /* short or alternative flag name, or NULL */
+	enum opt_type type;
+	size_t off;
+	size_t size; /* strings: buffer size */
+	int roles;
+	bool hidden;	     /* kcptun hides it from --help; so do we, but it works */
+	const char *missing; /* not supported by kcpx: why (refused when set) */
+	const char *help;
+};
+
+#define S(n, a, r, h)                                                                              \
+	{                                                                                          \
+#n, a, OPT_STR, offsetof(struct kcpx_config, n), KCPX_STR, r, false, NULL, h       \
+	}
+#define I(n, a, r, h)                                                                              \
+	{                                                                                          \
+#n, a, OPT_INT, offsetof(struct kcpx_config, n), 0, r, false, NULL, h              \
+	}
+#define B(n, a, r, h)                                                                              \
+	{                                                                                          \
+#n, a, OPT_BOOL, offsetof(struct kcpx_config, n), 0, r, false, NULL, h             \
+	}
+
+static const struct opt opts[] = {
+	S(localaddr, "l", R_C, "local listen address (TCP)"),
+	S(remoteaddr, "r", R_C, "kcp server address"),
+	S(listen, "l", R_S, "kcp server listen address (UDP)"),
+	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
+	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
+	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
+	  "aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, xor, sm4, "
+	  "none, null, aes-128-gcm" },
+	{ "mode", NULL, OPT_STR, offsetof(struct kcpx_config, mode), 16, R_CS, false, NULL,
+	  "profiles: fast3, fast2, fast, normal, manual" },
+	I(conn, NULL, R_C, "number of UDP sessions to the server"),
+	I(autoexpire, NULL, R_C, "seconds before a session is replaced by a new one, 0: never"),
+	I(scavengettl, NULL, R_CS, "seconds an expired session may live on, -1: close at once"),
+	I(mtu, NULL, R_CS, "maximum UDP payload (bytes)"),
+	I(sndwnd, NULL, R_CS, "send window (packets)"),
+	I(rcvwnd, NULL, R_CS, "receive window (packets)"),
+	I(datashard, "ds", R_CS, "Reed-Solomon data shards"),
+	I(parityshard, "ps", R_CS, "Reed-Solomon parity shards"),
+	I(dscp, NULL, R_CS, "DSCP (6 bits) for outgoing packets"),
+	B(nocomp, NULL, R_CS, "disable compression"),
+	{ "acknodelay", NULL, OPT_BOOL, offsetof(struct kcpx_config, acknodelay), 0, R_CS, true,
+	  NULL, "flush ACKs immediately" },
+	{ "nodelay", NULL, OPT_INT, offsetof(struct kcpx_config, nodelay), 0, R_CS, true, NULL,
+	  "mode manual: nodelay" },
+	{ "interval", NULL, OPT_INT, offsetof(struct kcpx_config, interval), 0, R_CS, true, NULL,
+	  "mode manual: update interval (ms)" },
+	{ "resend", NULL, OPT_INT, offsetof(struct kcpx_config, resend), 0, R_CS, true, NULL,
+	  "mode manual: fast-retransmit threshold" },
+	{ "nc", NULL, OPT_INT, offsetof(struct kcpx_config, nc), 0, R_CS, true, NULL,
+	  "mode manual: 1 disables congestion control" },
+	I(sockbuf, NULL, R_CS, "UDP socket buffer (bytes)"),
+	I(smuxver, NULL, R_CS, "smux version, 1 or 2"),
+	I(smuxbuf, NULL, R_CS, "session-wide smux receive buffer (bytes)"),
+	I(streambuf, NULL, R_CS, "per-stream receive buffer (bytes, smux v2)"),
+	I(keepalive, NULL, R_CS, "seconds between keepalive frames"),
+	S(log, NULL, R_CS, "log to this file instead of stderr"),
+	S(snmplog, NULL, R_CS, "collect SNMP counters to this file (Go date pattern allowed)"),
+	I(snmpperiod, NULL, R_CS, "seconds between SNMP log rows"),
+	B(quiet, NULL, R_CS, "do not log stream open/close"),
+	{ "tcp", NULL, OPT_BOOL, offsetof(struct kcpx_config, tcp), 0, R_CS, false,
+	  "kcptun's TCP emulation (tcpraw) is not supported by kcpx", "emulate a TCP connection" },
+	{ "pprof", NULL, OPT_BOOL, offsetof(struct kcpx_config, pprof), 0, R_S, true,
+	  "pprof is a Go profiler; kcpx has `kcpx stats` and `kcpx status` instead",
+	  "start a profiling server" },
+	I(verbose, "v", R_CS, "log level: 0 warnings, 1 info (default), 2 debug"),
+	B(tlp, NULL, R_CS, "tail-loss probing (kcpx only, timing only, wire-compatible)"),
+};
+
+/* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
+static const char *const newer_keys[] = { "closewait", "ratelimit", "framesize",
+					  "qpp",       "qppcount",  "rate" };
+
+void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->role = role;
+	strcpy(cfg->localaddr, ":12948");
+	strcpy(cfg->remoteaddr, "vps:29900");
+	strcpy(cfg->listen, ":29900");
+	strcpy(cfg->target, "127.0.0.1:12948");
+	strcpy(cfg->key, "it's a secrect");
+	strcpy(cfg->crypt, "aes");
+	strcpy(cfg->mode, "fast");
+	cfg->conn = 1;
+	cfg->scavengettl = 600;
+	cfg->mtu = 1350;
+	cfg->sndwnd = role == KCPX_ROLE_SERVER ? 1024 : 128;
+	cfg->rcvwnd = role == KCPX_ROLE_SERVER ? 1024 : 512;
+	cfg->datashard = 10;
+	cfg->parityshard = 3;
+	cfg->nodelay = 0;
+	cfg->interval = 50;
+	cfg->resend = 0;
+	cfg->nc = 0;
+	cfg->sockbuf = 4194304;
+	cfg->smuxver = 1;
+	cfg->smuxbuf = 4194304;
+	cfg->streambuf = 2097152;
+	cfg->keepalive = 10;
+	cfg->snmpperiod = 60;
+	cfg->verbose = 1;
+}
+
+static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
+{
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		if (!(o->roles & role))
+			continue;
+		if (!strcmp(o->name, name) || (!json && o->alias && !strcmp(o->alias, name)))
+			return o;
+	}
+	return NULL;
+}
+
+static int set_str(struct kcpx_config *cfg, const struct opt *o, const char *v)
+{
+	char *dst = (char *)cfg + o->off;
+
+	if (strlen(v) >= o->size) {
+		fprintf(stderr, "kcpx: value of '%s' is too long (at most %zu bytes)\n", o->name,
+			o->size - 1);
+		return -EINVAL;
+	}
+	strcpy(dst, v);
+	return 0;
+}
+
+static int set_int(struct kcpx_config *cfg, const struct opt *o, const char *v)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 0);
+	if (!*v || *end || errno || n < INT_MIN || n > INT_MAX) {
+		fprintf(stderr, "kcpx: '%s' wants a whole number, not '%s'\n", o->name, v);
+		return -EINVAL;
+	}
+	*(int *)((char *)cfg + o->off) = (int)n;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "t") || !strcmp(v, "TRUE"))
+		*out = true;
+	else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "f") || !strcmp(v, "FALSE"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int refuse_missing(const struct opt *o, bool set)
+{
+	if (o->missing && set) {
+		fprintf(stderr, "kcpx: '%s' is not supported: %s\n", o->name, o->missing);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+int kcpx_config_parse(struct kcpx_config *cfg, int argc, char **argv, int *rest)
+{
+	const char *json = NULL;
+	int i, err;
+
+	for (i = 0; i < argc; i++) {
+		char *arg = argv[i], name[64], *eq;
+		const char *val = NULL;
+		const struct opt *o;
+		size_t nl;
+
+		if (arg[0] != '-' || !arg[1])
+			break;
+		if (!strcmp(arg, "--")) {
+			i++;
+			break;
+		}
+		arg += (arg[1] == '-') ? 2 : 1;
+		eq = strchr(arg, '=');
+		nl = eq ? (size_t)(eq - arg) : strlen(arg);
+		if (nl >= sizeof(name)) {
+			fprintf(stderr, "kcpx: unknown flag '%s'\n", argv[i]);
+			return -EINVAL;
+		}
+		memcpy(name, arg, nl);
+		name[nl] = 0;
+		if (eq)
+			val = eq + 1;
+		if (!strcmp(name, "h") || !strcmp(name, "help")) {
+			kcpx_config_usage(stdout, cfg->role);
+			return 1;
+		}
+		if (!strcmp(name, "c")) {
+			if (!val && i + 1 >= argc) {
+				fprintf(stderr, "kcpx: flag '-c' wants a JSON file\n");
+				return -EINVAL;
+			}
+			json = val ? val : argv[++i];
+			continue;
+		}
+		o = find_opt(name, cfg->role, false);
+		if (!o) {
+			fprintf(stderr, "kcpx: unknown flag '%s' (see --help)\n", argv[i]);
+			return -EINVAL;
+		}
+		if (o->type == OPT_BOOL) {
+			bool b = true;
+			if (val && parse_bool(val, &b)) {
+				fprintf(stderr, "kcpx: flag '%s' wants true or false, not '%s'\n",
+					o->name, val);
+				return -EINVAL;
+			}
+			err = refuse_missing(o, b);
+			if (err)
+				return err;
+			*(bool *)((char *)cfg + o->off) = b;
+			continue;
+		}
+		if (!val) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "kcpx: flag '%s' wants a value\n", argv[i]);
+				return -EINVAL;
+			}
+			val = argv[++i];
+		}
+		err = refuse_missing(o, true);
+		if (!err)
+			err = o->type == OPT_STR ? set_str(cfg, o, val) : set_int(cfg, o, val);
+		if (err)
+			return err;
+	}
+	if (rest)
+		*rest = i;
+	if (json) {
+		err = kcpx_config_load_json(cfg, json);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int kcpx_config_load_json(struct kcpx_config *cfg, const char *path)
+{
+	json_error_t jerr;
+	json_t *root, *v;
+	const char *key;
+	int err = 0;
+
+	root = json_load_file(path, 0, &jerr);
+	if (!root) {
+		fprintf(stderr, "kcpx: %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
+		return -EINVAL;
+	}
+	if (!json_is_object(root)) {
+		fprintf(stderr, "kcpx: %s: the top level must be a JSON object\n", path);
+		json_decref(root);
+		return -EINVAL;
+	}
+	json_object_foreach(root, key, v)
+	{
+		const struct opt *o = find_opt(key, cfg->role, true);
+		bool newer = false;
+
+		for (size_t k = 0; k < sizeof(newer_keys) / sizeof(newer_keys[0]); k++)
+			newer |= !strcmp(key, newer_keys[k]);
+		if (!o && newer) {
+			fprintf(stderr,
+				"kcpx: %s: key '%s' (from a newer kcptun) is not supported; "
+				"ignored\n",
+				path, key);
+			continue;
+		}
+		if (!o) {
+			fprintf(stderr, "kcpx: %s: unknown key '%s'\n", path, key);
+			err = -EINVAL;
+			break;
+		}
+		switch (o->type) {
+		case OPT_STR:
+			if (!json_is_string(v)) {
+				fprintf(stderr, "kcpx: %s: key '%s' wants a string\n", path, key);
+				err = -EINVAL;
+			} else {
+				err = refuse_missing(o, true);
+				if (!err)
+					err = set_str(cfg, o, json_string_value(v));
+			}
+			break;
+		case OPT_INT:
+			if (!json_is_integer(v) || json_integer_value(v) < INT_MIN ||
+			    json_integer_value(v) > INT_MAX) {
+				fprintf(stderr, "kcpx: %s: key '%s' wants a whole number\n", path,
+					key);
+				err = -EINVAL;
+			} else {
+				err = refuse_missing(o, true);
+				*(int *)((char *)cfg + o->off) = (int)json_integer_value(v);
+			}
+			break;
+		case OPT_BOOL:
+			if (!json_is_boolean(v)) {
+				fprintf(stderr, "kcpx: %s: key '%s' wants true or false\n", path,
+					key);
+				err = -EINVAL;
+			} else {
+				err = refuse_missing(o, json_is_true(v));
+				*(bool *)((char *)cfg + o->off) = json_is_true(v);
+			}
+			break;
+		}
+		if (err)
+			break;
+	}
+	json_decref(root);
+	return err;
+}
+
+enum kcpx_role kcpx_config_role_of_json(const char *path)
+{
+	enum kcpx_role role = KCPX_ROLE_NONE;
+	json_error_t jerr;
+	json_t *root;
+
+	root = json_load_file(path, 0, &jerr);
+	if (!root)
+		return KCPX_ROLE_NONE;
+	if (json_object_get(root, "listen") || json_object_get(root, "target"))
+		role = KCPX_ROLE_SERVER;
+	else if (json_object_get(root, "localaddr") || json_object_get(root, "remoteaddr"))
+		role = KCPX_ROLE_CLIENT;
+	json_decref(root);
+	return role;
+}
+
+static int range(const char *name, int v, int lo, int hi)
+{
+	if (v < lo || v > hi) {
+		fprintf(stderr, "kcpx: '%s' must be within %d..%d, not %d\n", name, lo, hi, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int kcpx_config_finish(struct kcpx_config *cfg)
+{
+	static const struct {
+		const char *name;
+		int nodelay, interval, resend, nc;
+	} modes[] = {
+		{ "normal", 0, 40, 2, 1 },
+		{ "fast", 0, 30, 2, 1 },
+		{ "fast2", 1, 20, 2, 1 },
+		{ "fast3", 1, 10, 2, 1 },
+	};
+	const char *env = getenv("KCPTUN_KEY");
+	bool known = !strcmp(cfg->mode, "manual");
+	int err = 0;
+
+	/* kcptun: the environment variable supplies the key when set */
+	if (env && *env && strlen(env) < sizeof(cfg->key))
+		strcpy(cfg->key, env);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (strcmp(cfg->mode, modes[i].name))
+			continue;
+		cfg->nodelay = modes[i].nodelay;
+		cfg->interval = modes[i].interval;
+		cfg->resend = modes[i].resend;
+		cfg->nc = modes[i].nc;
+		known = true;
+	}
+	if (!known) {
+		fprintf(stderr, "kcpx: unknown mode '%s' (fast3, fast2, fast, normal or manual)\n",
+			cfg->mode);
+		return -EINVAL;
+	}
+	err = err ?: range("mtu", cfg->mtu, 64, 1500);
+	err = err ?: range("sndwnd", cfg->sndwnd, 1, 65535);
+	err = err ?: range("rcvwnd", cfg->rcvwnd, 1, 65535);
+	err = err ?: range("datashard", cfg->datashard, 0, 255);
+	err = err ?: range("parityshard", cfg->parityshard, 0, 255);
+	err = err ?: range("dscp", cfg->dscp, 0, 63);
+	err = err ?: range("interval", cfg->interval, 1, 5000);
+	err = err ?: range("resend", cfg->resend, 0, 1000);
+	err = err ?: range("smuxver", cfg->smuxver, 1, 2);
+	err = err ?: range("conn", cfg->conn, 1, 1024);
+	err = err ?: range("keepalive", cfg->keepalive, 0, 3600);
+	err = err ?: range("smuxbuf", cfg->smuxbuf, 65536, 1 << 30);
+	err = err ?: range("streambuf", cfg->streambuf, 65536, 1 << 30);
+	err = err ?: range("sockbuf", cfg->sockbuf, 0, 1 << 30);
+	err = err ?: range("snmpperiod", cfg->snmpperiod, 1, 86400);
+	err = err ?: range("verbose", cfg->verbose, 0, 2);
+	if (err)
+		return err;
+	if (cfg->datashard + cfg->parityshard > 256) {
+		fprintf(stderr, "kcpx: datashard + parityshard must be at most 256\n");
+		return -EINVAL;
+	}
+	if (cfg->datashard > 0 && cfg->parityshard == 0) {
+		/* kcptun turns FEC off unless both are set; say so instead of guessing */
+		cfg->datashard = 0;
+	}
+	if (cfg->parityshard > 0 && cfg->datashard == 0)
+		cfg->parityshard = 0;
+	return 0;
+}
+
+void kcpx_config_usage(FILE *fp, enum kcpx_role role)
+{
+	struct kcpx_config d;
+
+	kcpx_config_defaults(&d, role);
+	fprintf(fp, "usage: kcpx %s [flags]   (kcptun's flags and JSON keys)\n\n",
+		role == KCPX_ROLE_SERVER ? "server" : "client");
+	fprintf(fp, "  -c FILE                 JSON config with the flags' long names as keys\n");
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		char flag[64], def[KCPX_STR + 16] = "";
+
+		if (!(o->roles & role))
+			continue;
+		snprintf(flag, sizeof(flag), "--%s%s%s%s", o->name, o->alias ? ", -" : "",
+			 o->alias ? o->alias : "",
+			 o->type == OPT_STR   ? " S"
+			 : o->type == OPT_INT ? " N"
+					      : "");
+		if (o->type == OPT_STR && *((char *)&d + o->off))
+			snprintf(def, sizeof(def), " (default \"%s\")", (char *)&d + o->off);
+		else if (o->type == OPT_INT)
+			snprintf(def, sizeof(def), " (default %d)", *(int *)((char *)&d + o->off));
+		fprintf(fp, "  %-23s %s%s%s%s\n", flag, o->help, def, o->hidden ? " [hidden]" : "",
+			o->missing ? " [not supported]" : "");
+	}
+}
+
+void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg)
+{
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		const char *p = (const char *)cfg + o->off;
+
+		if (!(o->roles & cfg->role) || !strcmp(o->name, "key"))
+			continue; /* never print the key */
+		if (o->type == OPT_STR)
+			fprintf(fp, "%s: %s\n", o->name, p);
+		else if (o->type == OPT_INT)
+			fprintf(fp, "%s: %d\n", o->name, *(const int *)p);
+		else
+			fprintf(fp, "%s: %s\n", o->name, *(const bool *)p ? "true" : "false");
+	}
+}

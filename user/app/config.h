@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kcpx's settings: kcptun's flags and JSON keys (same names, same defaults per role),
+ * plus kcpx's own. One table drives the command line, `-c file.json` and --help.
+ */
+#ifndef KCPX_APP_CONFIG_H
+#define KCPX_APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum kcpx_role { KCPX_ROLE_NONE = 0, KCPX_ROLE_CLIENT = 1, KCPX_ROLE_SERVER = 2 };
+
+#define KCPX_STR 256
+
+struct kcpx_config {
+	enum kcpx_role role;
+	/* client */
+	char localaddr[KCPX_STR];
+	char remoteaddr[KCPX_STR];
+	int conn;
+	int autoexpire;
+	/* server */
+	char listen[KCPX_STR];
+	char target[KCPX_STR];
+	/* both */
+	char key[KCPX_STR];
+	char crypt[32];
+	char mode[16];
+	int scavengettl;
+	int mtu;
+	int sndwnd;
+	int rcvwnd;
+	int datashard;
+	int parityshard;
+	int dscp;
+	bool nocomp;
+	bool acknodelay;
+	int nodelay;
+	int interval;
+	int resend;
+	int nc;
+	int sockbuf;
+	int smuxver;
+	int smuxbuf;
+	int streambuf;
+	int keepalive;
+	char log[KCPX_STR];
+	char snmplog[KCPX_STR];
+	int snmpperiod;
+	bool quiet;
+	bool tcp;
+	bool pprof;
+	/* kcpx's own */
+	int verbose;
+	bool tlp;
+};
+
+/* Defaults for a role (kcptun 20210922's, WIRE.md §6). */
+void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role);
+
+/*
+ * Parse argv (kcptun's flag syntax: -flag v, --flag v, --flag=v, bool flags bare) into cfg.
+ * `-c FILE` loads JSON after the flags, overriding them, as kcptun does. Unknown flags and
+ * keys are errors naming them. `*rest` gets the index of the first positional argument.
+ * Returns 0, 1 when --help was printed, or -EINVAL with the reason printed to stderr.
+ */
+int kcpx_config_parse(struct kcpx_config *cfg, int argc, char **argv, int *rest);
+int kcpx_config_load_json(struct kcpx_config *cfg, const char *path);
+/* Apply --mode's preset (overrides nodelay/interval/resend/nc unless mode is manual) and
+ * check ranges. Returns 0 or -EINVAL with the reason printed. */
+int kcpx_config_finish(struct kcpx_config *cfg);
+/* Role from which of listen/target vs localaddr/remoteaddr a JSON file sets. */
+enum kcpx_role kcpx_config_role_of_json(const char *path);
+void kcpx_config_usage(FILE *fp, enum kcpx_role role);
+void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg);
+
+#endif
