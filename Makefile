@@ -34,7 +34,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter $(SANFLAGS) \
 	  -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
 LDFLAGS += $(SANFLAGS)
-LDLIBS = -lsodium -lgcrypt -ljansson -lisal -lsnappy -lxdp -lbpf -lelf -lz -lm -lpthread
+LDLIBS = -lsodium -lgcrypt -ljansson -lisal -lsnappy -lxdp -lbpf -lmnl -lelf -lz -lm -lpthread
 
 BPF_CFLAGS = -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
 	     -Iinclude -Ibpf -Ivmlinux/$(ARCH)
@@ -57,6 +57,9 @@ BPFT_BIN := $(BPFT_SRC:tests/bpf/%.c=$(OUT)/tests/bpf/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/tests/fuzz/%)
 
 HDRS := $(wildcard include/*.h user/*/*.h)
+
+# keep the BPF objects and skeletons: they are not throwaway intermediates
+.SECONDARY: $(BPF_OBJ) $(SKELS) $(BPF_OBJ:%.bpf.o=%.tmp.o)
 
 .PHONY: all
 all: $(OUT)/kcpx $(UNIT_BIN) $(BPFT_BIN) tools
