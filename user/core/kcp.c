@@ -1,0 +1,1171 @@
+// SPDX-License-Identifier: MIT
+/*
+ * KCP ARQ engine with kcp-go's wire format and behaviour (see kcp.h).
+ *
+ * Data structures and their invariants:
+ *
+ *  - snd_queue: FIFO of segments without an sn yet (sq_head..sq_tail). In stream mode
+ *    send() tops up sq_tail first.
+ *  - send ring sring[sn & smask]: every sn in [snd_una, snd_nxt) that is neither
+ *    cumulatively nor selectively acknowledged holds its segment; acknowledged slots
+ *    are NULL and their segment is back in the pool. The ring is grown before
+ *    snd_nxt - snd_una would reach its size.
+ *  - unacked list (ua_head..ua_tail, via useg->unext/uprev): the non-NULL ring entries
+ *    in sn order. Appending happens at snd_nxt only, so it stays sorted for free. It
+ *    lets fast-retransmit and RTO work visit only segments still owed, never the
+ *    acknowledged ones.
+ *  - fast_cand: number of unacked segments with 0 < fastack < FASTACK_DONE. A flush
+ *    walks the unacked list for fast/early retransmits only while candidates remain.
+ *  - rto_next: a lower bound of the earliest resendts in flight (exact after every full
+ *    walk). Only when it is due does a flush walk the whole unacked list.
+ *  - receive ring rring[sn & rmask]: sn in [rcv_head, rcv_nxt) is the receive queue
+ *    (in order, readable, at most rcv_wnd segments), sn in [rcv_nxt, rcv_nxt + rcv_wnd)
+ *    is the out-of-order buffer (NULL = missing). The ring holds at least 2 * rcv_wnd.
+ *  - rcv_off: bytes already read from the queue's head segment (stream mode).
+ *
+ * So per incoming packet the work is O(segments in it) plus a walk over the holes
+ * below the highest acknowledged sn when ACKs came in; per flush it is O(what is sent)
+ * unless an RTO is due.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcpx_snmp.h"
+#include "core/kcp.h"
+#include "core/util.h"
+
+#define ASK_SEND 1 /* send WASK on the next flush */
+#define ASK_TELL 2 /* send WINS on the next flush */
+
+#define PROBE_INIT  500	   /* first WASK this long after rmt_wnd hit 0 (kcp-go >= 2025) */
+#define PROBE_LIMIT 120000 /* window-probe backoff cap */
+#define THRESH_INIT 2
+#define THRESH_MIN  2
+#define DEADLINK    20
+
+/* Largest KCP segment payload a kcptun peer can send (1500-byte datagram, 20-byte
+ * crypt header, no FEC, 24-byte KCP header): pool segments hold at least this much so
+ * a peer with a larger --mtu never forces an allocation. */
+#define RX_SEG_CAP 1456
+
+/* fastack value of a segment that was fast/early retransmitted: no more fast
+ * retransmits until its RTO fires (kcp-go). */
+#define FASTACK_DONE 0xFFFFFFFFu
+
+/* ACKs of one input gathered before their fast-ack accounting runs. */
+#define ACK_BATCH 64
+
+struct kseg {
+	struct kseg *next;	    /* snd_queue or free list */
+	struct kseg *unext, *uprev; /* unacked list */
+	uint32_t sn, ts, resendts, rto, xmit, fastack;
+	uint32_t len, cap;
+	uint8_t frg;
+	uint8_t data[];
+};
+
+struct ackitem {
+	uint32_t sn, ts;
+};
+
+struct kcpx_kcp {
+	uint32_t conv, mtu, mss;
+	uint32_t snd_una, snd_nxt, rcv_nxt, rcv_head;
+	uint32_t ssthresh, cwnd;
+	uint64_t incr; /* ikcp's cwnd in bytes; 64-bit so mss * wnd cannot overflow */
+	int32_t rx_srtt, rx_rttvar;
+	uint32_t rx_rto, rx_minrto;
+	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
+	uint32_t probe, ts_probe, probe_wait;
+	uint32_t interval, ts_flush, nodelay, fastresend, dead_link;
+	bool updated, nocwnd, stream, ack_nodelay, dead;
+
+	/* send side */
+	struct kseg *sq_head, *sq_tail;
+	uint32_t sq_len;
+	struct kseg **sring;
+	uint32_t smask;
+	struct kseg *ua_head, *ua_tail;
+	uint32_t ua_count, fast_cand;
+	uint32_t rto_next;
+	bool rto_armed;
+
+	/* receive side */
+	struct kseg **rring;
+	uint32_t rmask;
+	uint32_t rcv_off;
+	size_t rcv_avail; /* unread bytes in the receive queue */
+
+	struct ackitem *acks;
+	uint32_t ack_n, ack_cap;
+
+	/* segment pool: free list of segments with cap == seg_cap */
+	struct kseg *pool;
+	uint32_t pool_n, seg_cap;
+
+	uint8_t *obuf;
+	uint32_t olen, obuf_cap;
+
+	kcpx_kcp_output_fn output;
+	void *user;
+	struct kcpx_snmp *snmp;
+
+	/* per-engine totals for status, and this call's SNMP deltas */
+	uint64_t tot_retrans, tot_lost;
+	uint64_t c_out, c_retrans, c_fast, c_early, c_lost;
+};
+
+/* ---- small helpers ---- */
+
+static inline bool before(uint32_t a, uint32_t b)
+{
+	return kcpx_diff32(a, b) < 0;
+}
+
+static inline void snmp_add(__u64 *ctr, uint64_t v)
+{
+	if (v)
+		__atomic_fetch_add(ctr, v, __ATOMIC_RELAXED);
+}
+
+static uint32_t roundup_pow2(uint32_t v)
+{
+	uint32_t r = 1;
+	while (r < v)
+		r <<= 1;
+	return r;
+}
+
+/* ---- segment pool ---- */
+
+static uint32_t pool_limit(const struct kcpx_kcp *kcp)
+{
+	return kcp->smask + 1 + kcp->rmask + 1 + 256;
+}
+
+static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
+{
+	struct kseg *s;
+	if (need <= kcp->seg_cap && kcp->pool) {
+		s = kcp->pool;
+		kcp->pool = s->next;
+		kcp->pool_n--;
+	} else {
+		uint32_t cap = need > kcp->seg_cap ? need : kcp->seg_cap;
+		s = malloc(sizeof(*s) + cap);
+		if (!s)
+			return NULL;
+		s->cap = cap;
+	}
+	s->next = s->unext = s->uprev = NULL;
+	s->len = 0;
+	s->frg = 0;
+	s->xmit = s->fastack = 0;
+	return s;
+}
+
+static void seg_put(struct kcpx_kcp *kcp, struct kseg *s)
+{
+	if (s->cap == kcp->seg_cap && kcp->pool_n < pool_limit(kcp)) {
+		s->next = kcp->pool;
+		kcp->pool = s;
+		kcp->pool_n++;
+	} else {
+		free(s);
+	}
+}
+
+static void pool_drain(struct kcpx_kcp *kcp)
+{
+	while (kcp->pool) {
+		struct kseg *s = kcp->pool;
+		kcp->pool = s->next;
+		free(s);
+	}
+	kcp->pool_n = 0;
+}
+
+/* ---- output buffer ---- */
+
+static void out_flush(struct kcpx_kcp *kcp)
+{
+	if (kcp->olen) {
+		kcp->output(kcp->obuf, kcp->olen, kcp->user);
+		kcp->olen = 0;
+	}
+}
+
+/* Make room for need more bytes: send the datagram being built if they would not fit. */
+static inline uint8_t *out_reserve(struct kcpx_kcp *kcp, uint32_t need)
+{
+	if (kcp->olen && kcp->olen + need > kcp->mtu)
+		out_flush(kcp);
+	return kcp->obuf + kcp->olen;
+}
+
+static inline void put_hdr(uint8_t *p, uint32_t conv, uint8_t cmd, uint8_t frg, uint16_t wnd,
+			   uint32_t ts, uint32_t sn, uint32_t una, uint32_t len)
+{
+	kcpx_put_le32(p, conv);
+	p[4] = cmd;
+	p[5] = frg;
+	kcpx_put_le16(p + 6, wnd);
+	kcpx_put_le32(p + 8, ts);
+	kcpx_put_le32(p + 12, sn);
+	kcpx_put_le32(p + 16, una);
+	kcpx_put_le32(p + 20, len);
+}
+
+static void out_ctrl(struct kcpx_kcp *kcp, uint8_t cmd, uint16_t wnd, uint32_t ts, uint32_t sn)
+{
+	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD);
+	put_hdr(p, kcp->conv, cmd, 0, wnd, ts, sn, kcp->rcv_nxt, 0);
+	kcp->olen += KCPX_KCP_OVERHEAD;
+	kcp->c_out++;
+}
+
+/* (Re)allocate obuf for the current mtu and seg_cap: a datagram under construction is
+ * at most mtu bytes before one more segment of at most 24 + seg_cap is appended. */
+static int obuf_fit(struct kcpx_kcp *kcp)
+{
+	uint32_t want = kcp->mtu + KCPX_KCP_OVERHEAD + kcp->seg_cap;
+	uint8_t *nb;
+	if (want <= kcp->obuf_cap)
+		return 0;
+	nb = realloc(kcp->obuf, want);
+	if (!nb)
+		return -ENOMEM;
+	kcp->obuf = nb;
+	kcp->obuf_cap = want;
+	return 0;
+}
+
+/* ---- rings ---- */
+
+/* Make the send ring hold at least want entries of [snd_una, snd_una + want). */
+static int sring_fit(struct kcpx_kcp *kcp, uint32_t want)
+{
+	uint32_t size = kcp->smask + 1, nsize, sn;
+	struct kseg **nr;
+	if (want <= size)
+		return 0;
+	if (want > (1u << 30))
+		return -ENOMEM;
+	nsize = roundup_pow2(want);
+	nr = calloc(nsize, sizeof(*nr));
+	if (!nr)
+		return -ENOMEM;
+	for (sn = kcp->snd_una; sn != kcp->snd_nxt; sn++)
+		nr[sn & (nsize - 1)] = kcp->sring[sn & kcp->smask];
+	free(kcp->sring);
+	kcp->sring = nr;
+	kcp->smask = nsize - 1;
+	return 0;
+}
+
+/* Make the receive ring hold 2 * rcv_wnd entries from rcv_head. */
+static int rring_fit(struct kcpx_kcp *kcp, uint32_t rcv_wnd)
+{
+	uint32_t size = kcp->rmask + 1, nsize, i;
+	struct kseg **nr;
+	if (2 * rcv_wnd <= size)
+		return 0;
+	nsize = roundup_pow2(2 * rcv_wnd);
+	nr = calloc(nsize, sizeof(*nr));
+	if (!nr)
+		return -ENOMEM;
+	/* everything held lies in [rcv_head, rcv_head + size) */
+	for (i = 0; i < size; i++) {
+		uint32_t sn = kcp->rcv_head + i;
+		nr[sn & (nsize - 1)] = kcp->rring[sn & kcp->rmask];
+	}
+	free(kcp->rring);
+	kcp->rring = nr;
+	kcp->rmask = nsize - 1;
+	return 0;
+}
+
+/* ---- unacked list ---- */
+
+static void ua_append(struct kcpx_kcp *kcp, struct kseg *s)
+{
+	s->unext = NULL;
+	s->uprev = kcp->ua_tail;
+	if (kcp->ua_tail)
+		kcp->ua_tail->unext = s;
+	else
+		kcp->ua_head = s;
+	kcp->ua_tail = s;
+	kcp->ua_count++;
+}
+
+static inline bool is_cand(const struct kseg *s)
+{
+	return s->fastack != 0 && s->fastack != FASTACK_DONE;
+}
+
+static inline void set_fastack(struct kcpx_kcp *kcp, struct kseg *s, uint32_t v)
+{
+	kcp->fast_cand -= is_cand(s);
+	s->fastack = v;
+	kcp->fast_cand += is_cand(s);
+}
+
+/* Drop an acknowledged segment from the ring and the unacked list. */
+static void snd_release(struct kcpx_kcp *kcp, struct kseg *s)
+{
+	kcp->sring[s->sn & kcp->smask] = NULL;
+	kcp->fast_cand -= is_cand(s);
+	if (s->uprev)
+		s->uprev->unext = s->unext;
+	else
+		kcp->ua_head = s->unext;
+	if (s->unext)
+		s->unext->uprev = s->uprev;
+	else
+		kcp->ua_tail = s->uprev;
+	kcp->ua_count--;
+	if (!kcp->ua_count)
+		kcp->rto_armed = false;
+	seg_put(kcp, s);
+}
+
+/* ---- create / configure ---- */
+
+struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *user,
+			      struct kcpx_snmp *snmp)
+{
+	struct kcpx_kcp *kcp = calloc(1, sizeof(*kcp));
+	if (!kcp)
+		return NULL;
+	kcp->conv = conv;
+	kcp->output = output;
+	kcp->user = user;
+	kcp->snmp = snmp;
+	kcp->mtu = KCPX_KCP_MTU_DEF;
+	kcp->mss = kcp->mtu - KCPX_KCP_OVERHEAD;
+	kcp->seg_cap = KCPX_MAX(kcp->mss, RX_SEG_CAP);
+	kcp->snd_wnd = KCPX_KCP_WND_DEF;
+	kcp->rcv_wnd = KCPX_KCP_WND_DEF;
+	kcp->rmt_wnd = KCPX_KCP_WND_DEF;
+	kcp->rx_rto = KCPX_KCP_RTO_DEF;
+	kcp->rx_minrto = KCPX_KCP_RTO_MIN;
+	kcp->interval = KCPX_KCP_INTERVAL_DEF;
+	kcp->ts_flush = KCPX_KCP_INTERVAL_DEF;
+	kcp->ssthresh = THRESH_INIT;
+	/* ikcp starts at cwnd 0 and lets the first flush lift it to 1 without sending;
+	 * starting at 1 only saves that idle round. */
+	kcp->cwnd = 1;
+	kcp->incr = kcp->mss;
+	kcp->dead_link = DEADLINK;
+	kcp->stream = true;
+	kcp->smask = 63;
+	kcp->sring = calloc(kcp->smask + 1, sizeof(*kcp->sring));
+	kcp->rmask = roundup_pow2(2 * kcp->rcv_wnd) - 1;
+	kcp->rring = calloc(kcp->rmask + 1, sizeof(*kcp->rring));
+	kcp->ack_cap = 64;
+	kcp->acks = malloc(kcp->ack_cap * sizeof(*kcp->acks));
+	if (!kcp->sring || !kcp->rring || !kcp->acks || obuf_fit(kcp)) {
+		kcpx_kcp_free(kcp);
+		return NULL;
+	}
+	return kcp;
+}
+
+void kcpx_kcp_free(struct kcpx_kcp *kcp)
+{
+	struct kseg *s;
+	uint32_t i;
+	if (!kcp)
+		return;
+	while ((s = kcp->sq_head)) {
+		kcp->sq_head = s->next;
+		free(s);
+	}
+	for (s = kcp->ua_head; s;) {
+		struct kseg *n = s->unext;
+		free(s);
+		s = n;
+	}
+	if (kcp->rring)
+		for (i = 0; i <= kcp->rmask; i++)
+			free(kcp->rring[i]);
+	pool_drain(kcp);
+	free(kcp->sring);
+	free(kcp->rring);
+	free(kcp->acks);
+	free(kcp->obuf);
+	free(kcp);
+}
+
+uint32_t kcpx_kcp_conv(const struct kcpx_kcp *kcp)
+{
+	return kcp->conv;
+}
+
+int kcpx_kcp_set_mtu(struct kcpx_kcp *kcp, unsigned mtu)
+{
+	uint32_t old_cap = kcp->seg_cap, old_mtu = kcp->mtu;
+	if (mtu <= KCPX_KCP_OVERHEAD || mtu > 65535)
+		return -EINVAL;
+	kcp->mtu = mtu;
+	kcp->seg_cap = KCPX_MAX(old_cap, mtu - KCPX_KCP_OVERHEAD);
+	if (obuf_fit(kcp)) {
+		kcp->mtu = old_mtu;
+		kcp->seg_cap = old_cap;
+		return -ENOMEM;
+	}
+	/* pooled segments must all have cap == seg_cap; older, smaller ones get freed as
+	 * they come back */
+	if (kcp->seg_cap != old_cap)
+		pool_drain(kcp);
+	kcp->mss = mtu - KCPX_KCP_OVERHEAD;
+	return 0;
+}
+
+unsigned kcpx_kcp_mss(const struct kcpx_kcp *kcp)
+{
+	return kcp->mss;
+}
+
+void kcpx_kcp_set_nodelay(struct kcpx_kcp *kcp, int nodelay, int interval, int resend, int nc)
+{
+	if (nodelay >= 0) {
+		kcp->nodelay = (uint32_t)nodelay;
+		kcp->rx_minrto = nodelay ? KCPX_KCP_RTO_NDL : KCPX_KCP_RTO_MIN;
+	}
+	if (interval >= 0) {
+		if (interval > 5000)
+			interval = 5000;
+		else if (interval < 10)
+			interval = 10;
+		kcp->interval = (uint32_t)interval;
+	}
+	if (resend >= 0)
+		kcp->fastresend = (uint32_t)resend;
+	if (nc >= 0)
+		kcp->nocwnd = nc != 0;
+}
+
+void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd)
+{
+	if (sndwnd > 0)
+		kcp->snd_wnd = KCPX_MIN(sndwnd, KCPX_KCP_WND_MAX);
+	if (rcvwnd > 0) {
+		rcvwnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
+		/* out of memory: keep the largest window the ring can back */
+		if (rring_fit(kcp, rcvwnd))
+			rcvwnd = KCPX_MIN(rcvwnd, (kcp->rmask + 1) / 2);
+		kcp->rcv_wnd = rcvwnd;
+	}
+	/* the send ring grows on demand in flush */
+}
+
+void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)
+{
+	kcp->stream = stream;
+}
+
+void kcpx_kcp_set_ack_nodelay(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->ack_nodelay = on;
+}
+
+/* ---- send ---- */
+
+int kcpx_kcp_send(struct kcpx_kcp *kcp, const uint8_t *buf, size_t len)
+{
+	struct kseg *first = NULL, *last = NULL, *s;
+	size_t fill = 0, rest, count, i;
+	uint32_t mss = kcp->mss;
+
+	if (len == 0)
+		return -EINVAL;
+
+	/* stream mode: top up the last queued segment (not yet sent, so still mutable) */
+	if (kcp->stream && kcp->sq_tail) {
+		struct kseg *t = kcp->sq_tail;
+		uint32_t room = KCPX_MIN(mss, t->cap);
+		if (t->len < room)
+			fill = KCPX_MIN(len, (size_t)(room - t->len));
+	}
+	rest = len - fill;
+	count = (rest + mss - 1) / mss;
+	if (!kcp->stream) {
+		count = count ? count : 1;
+		if (count > 255)
+			return -EMSGSIZE;
+	}
+
+	/* allocate everything first, so that failure leaves the queue as it was */
+	for (i = 0; i < count; i++) {
+		s = seg_get(kcp, mss);
+		if (!s)
+			goto nomem;
+		if (last)
+			last->next = s;
+		else
+			first = s;
+		last = s;
+	}
+
+	if (fill) {
+		struct kseg *t = kcp->sq_tail;
+		memcpy(t->data + t->len, buf, fill);
+		t->len += (uint32_t)fill;
+		buf += fill;
+	}
+	for (s = first, i = 0; s; s = s->next, i++) {
+		uint32_t n = (uint32_t)KCPX_MIN(rest, (size_t)mss);
+		memcpy(s->data, buf, n);
+		s->len = n;
+		s->frg = kcp->stream ? 0 : (uint8_t)(count - i - 1);
+		buf += n;
+		rest -= n;
+	}
+	if (first) {
+		if (kcp->sq_tail)
+			kcp->sq_tail->next = first;
+		else
+			kcp->sq_head = first;
+		kcp->sq_tail = last;
+		kcp->sq_len += (uint32_t)count;
+	}
+	return 0;
+
+nomem:
+	while (first) {
+		s = first->next;
+		seg_put(kcp, first);
+		first = s;
+	}
+	return -ENOMEM;
+}
+
+unsigned kcpx_kcp_waitsnd(const struct kcpx_kcp *kcp)
+{
+	return kcp->sq_len + (kcp->snd_nxt - kcp->snd_una);
+}
+
+unsigned kcpx_kcp_sndwnd(const struct kcpx_kcp *kcp)
+{
+	return kcp->snd_wnd;
+}
+
+/* ---- receive ---- */
+
+static inline struct kseg *rslot(const struct kcpx_kcp *kcp, uint32_t sn)
+{
+	struct kseg *s = kcp->rring[sn & kcp->rmask];
+	return s && s->sn == sn ? s : NULL;
+}
+
+/* Pop the queue's head segment. */
+static void rcv_pop(struct kcpx_kcp *kcp)
+{
+	struct kseg *s = kcp->rring[kcp->rcv_head & kcp->rmask];
+	kcp->rring[kcp->rcv_head & kcp->rmask] = NULL;
+	kcp->rcv_head++;
+	kcp->rcv_off = 0;
+	seg_put(kcp, s);
+}
+
+/* Stream mode: an empty segment at the queue's head carries nothing; let it go so it
+ * does not hold a window slot. */
+static void rcv_drop_empty(struct kcpx_kcp *kcp)
+{
+	while (kcp->stream && kcp->rcv_head != kcp->rcv_nxt &&
+	       kcp->rring[kcp->rcv_head & kcp->rmask]->len == 0)
+		rcv_pop(kcp);
+}
+
+/* Move in-order segments from the buffer to the queue while the queue has room. */
+static void rcv_advance(struct kcpx_kcp *kcp)
+{
+	struct kseg *s;
+	while (kcp->rcv_nxt - kcp->rcv_head < kcp->rcv_wnd && (s = rslot(kcp, kcp->rcv_nxt))) {
+		kcp->rcv_avail += s->len;
+		kcp->rcv_nxt++;
+	}
+	rcv_drop_empty(kcp);
+}
+
+/* Message mode: size and segment count of the next whole message, or -1. */
+static long peek_msg(const struct kcpx_kcp *kcp, uint32_t *nseg)
+{
+	long size = 0;
+	uint32_t sn;
+	for (sn = kcp->rcv_head; sn != kcp->rcv_nxt; sn++) {
+		const struct kseg *s = kcp->rring[sn & kcp->rmask];
+		size += s->len;
+		if (s->frg == 0) {
+			*nseg = sn - kcp->rcv_head + 1;
+			return size;
+		}
+	}
+	return -1;
+}
+
+ssize_t kcpx_kcp_recv(struct kcpx_kcp *kcp, uint8_t *buf, size_t len)
+{
+	bool was_full = kcp->rcv_nxt - kcp->rcv_head >= kcp->rcv_wnd;
+	size_t copied = 0;
+
+	if (kcp->stream) {
+		if (kcp->rcv_avail == 0)
+			return -EAGAIN;
+		while (copied < len && kcp->rcv_head != kcp->rcv_nxt) {
+			struct kseg *s = kcp->rring[kcp->rcv_head & kcp->rmask];
+			size_t n = KCPX_MIN((size_t)(s->len - kcp->rcv_off), len - copied);
+			memcpy(buf + copied, s->data + kcp->rcv_off, n);
+			copied += n;
+			kcp->rcv_off += (uint32_t)n;
+			if (kcp->rcv_off == s->len)
+				rcv_pop(kcp);
+		}
+		kcp->rcv_avail -= copied;
+	} else {
+		uint32_t nseg = 0, i;
+		long size = peek_msg(kcp, &nseg);
+		if (size < 0)
+			return -EAGAIN;
+		if ((size_t)size > len)
+			return -ENOBUFS;
+		for (i = 0; i < nseg; i++) {
+			struct kseg *s = kcp->rring[kcp->rcv_head & kcp->rmask];
+			memcpy(buf + copied, s->data, s->len);
+			copied += s->len;
+			rcv_pop(kcp);
+		}
+		kcp->rcv_avail -= copied;
+	}
+	rcv_advance(kcp);
+	/* the queue was full, so the peer saw wnd 0: tell it at once that it may go on */
+	if (was_full && kcp->rcv_nxt - kcp->rcv_head < kcp->rcv_wnd)
+		kcp->probe |= ASK_TELL;
+	return (ssize_t)copied;
+}
+
+size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
+{
+	uint32_t nseg;
+	long size;
+	if (kcp->stream)
+		return kcp->rcv_avail;
+	size = peek_msg(kcp, &nseg);
+	return size < 0 ? 0 : (size_t)size;
+}
+
+/* Store a PUSH whose sn is in [rcv_nxt, rcv_nxt + rcv_wnd). 1 if it was a repeat, 0 if
+ * stored, -ENOMEM. */
+static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8_t *data,
+		     uint32_t len)
+{
+	struct kseg *s;
+	if (rslot(kcp, sn))
+		return 1;
+	s = seg_get(kcp, len);
+	if (!s)
+		return -ENOMEM;
+	s->sn = sn;
+	s->frg = frg;
+	s->len = len;
+	memcpy(s->data, data, len);
+	kcp->rring[sn & kcp->rmask] = s;
+	if (sn == kcp->rcv_nxt)
+		rcv_advance(kcp);
+	return 0;
+}
+
+static uint16_t wnd_unused(const struct kcpx_kcp *kcp)
+{
+	uint32_t q = kcp->rcv_nxt - kcp->rcv_head;
+	return q < kcp->rcv_wnd ? (uint16_t)(kcp->rcv_wnd - q) : 0;
+}
+
+/* ---- RTT ---- */
+
+/* RFC 6298 with kcp-go's integer arithmetic and its reduced weight for samples below
+ * srtt - rttvar. */
+static void update_ack(struct kcpx_kcp *kcp, int32_t rtt)
+{
+	uint32_t rto;
+	if (kcp->rx_srtt == 0) {
+		kcp->rx_srtt = rtt;
+		kcp->rx_rttvar = rtt >> 1;
+	} else {
+		int32_t delta = rtt - kcp->rx_srtt;
+		kcp->rx_srtt += delta >> 3;
+		if (delta < 0)
+			delta = -delta;
+		if (rtt < kcp->rx_srtt - kcp->rx_rttvar)
+			kcp->rx_rttvar += (delta - kcp->rx_rttvar) >> 5;
+		else
+			kcp->rx_rttvar += (delta - kcp->rx_rttvar) >> 2;
+	}
+	rto = (uint32_t)kcp->rx_srtt + KCPX_MAX(kcp->interval, (uint32_t)kcp->rx_rttvar << 2);
+	if (rto < kcp->rx_minrto)
+		rto = kcp->rx_minrto;
+	if (rto > KCPX_KCP_RTO_MAX)
+		rto = KCPX_KCP_RTO_MAX;
+	kcp->rx_rto = rto;
+}
+
+/* ---- input ---- */
+
+/* Cumulative ack: everything before una is delivered. Returns segments released. */
+static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una)
+{
+	uint32_t end, sn, n;
+	if (kcpx_diff32(una, kcp->snd_una) <= 0)
+		return 0;
+	end = kcpx_diff32(una, kcp->snd_nxt) > 0 ? kcp->snd_nxt : una;
+	for (sn = kcp->snd_una; sn != end; sn++) {
+		struct kseg *s = kcp->sring[sn & kcp->smask];
+		if (s)
+			snd_release(kcp, s);
+	}
+	n = end - kcp->snd_una;
+	kcp->snd_una = end;
+	return n;
+}
+
+static void parse_ack(struct kcpx_kcp *kcp, uint32_t sn)
+{
+	struct kseg *s = kcp->sring[sn & kcp->smask];
+	if (s && s->sn == sn)
+		snd_release(kcp, s);
+}
+
+/*
+ * kcp-go's fast-ack accounting for a batch of ACKs (each already checked to lie in
+ * [snd_una, snd_nxt) when it arrived): every unacked segment below an ACKed sn and sent
+ * no later than that ACK's echoed ts gains one fastack per such ACK. Counting stops at
+ * the threshold, the only thing that matters beyond "> 0". Returns true when some
+ * segment reached fastresend (kcp-go's shouldFastAck).
+ */
+static bool parse_fastack(struct kcpx_kcp *kcp, const struct ackitem *a, uint32_t n)
+{
+	uint32_t max_sn = a[0].sn, max_ts = a[0].ts, i;
+	uint32_t cap = kcp->fastresend ? kcp->fastresend : 1;
+	bool trigger = false;
+	struct kseg *s;
+
+	for (i = 1; i < n; i++) {
+		if (kcpx_diff32(a[i].sn, max_sn) > 0)
+			max_sn = a[i].sn;
+		if (kcpx_diff32(a[i].ts, max_ts) > 0)
+			max_ts = a[i].ts;
+	}
+	for (s = kcp->ua_head; s && before(s->sn, max_sn); s = s->unext) {
+		uint32_t f = s->fastack, add = 0;
+		if (f == FASTACK_DONE || f >= cap || kcpx_diff32(s->ts, max_ts) > 0)
+			continue;
+		for (i = n; i-- > 0;) {
+			if (before(s->sn, a[i].sn) && kcpx_diff32(s->ts, a[i].ts) <= 0) {
+				if (f + ++add >= cap)
+					break;
+			}
+		}
+		if (add) {
+			set_fastack(kcp, s, f + add);
+			if (f + add >= kcp->fastresend)
+				trigger = true;
+		}
+	}
+	return trigger;
+}
+
+static int ack_push(struct kcpx_kcp *kcp, uint32_t sn, uint32_t ts)
+{
+	if (kcp->ack_n == kcp->ack_cap) {
+		struct ackitem *na = realloc(kcp->acks, 2 * kcp->ack_cap * sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		kcp->acks = na;
+		kcp->ack_cap *= 2;
+	}
+	kcp->acks[kcp->ack_n].sn = sn;
+	kcp->acks[kcp->ack_n].ts = ts;
+	kcp->ack_n++;
+	return 0;
+}
+
+enum flush_kind { FLUSH_ACKONLY, FLUSH_FULL };
+static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind);
+
+int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32_t now,
+		   bool regular)
+{
+	struct ackitem batch[ACK_BATCH];
+	uint32_t nbatch = 0, prev_una = kcp->snd_una, latest = 0;
+	uint64_t in_segs = 0, repeats = 0;
+	bool got_ack = false, slide = false, fast = false;
+	int err = 0;
+
+	if (len < KCPX_KCP_OVERHEAD)
+		err = -EINVAL;
+
+	while (!err && len >= KCPX_KCP_OVERHEAD) {
+		uint32_t conv = kcpx_get_le32(data);
+		uint8_t cmd = data[4], frg = data[5];
+		uint16_t wnd = kcpx_get_le16(data + 6);
+		uint32_t ts = kcpx_get_le32(data + 8);
+		uint32_t sn = kcpx_get_le32(data + 12);
+		uint32_t una = kcpx_get_le32(data + 16);
+		uint32_t dlen = kcpx_get_le32(data + 20);
+		const uint8_t *payload = data + KCPX_KCP_OVERHEAD;
+
+		if (conv != kcp->conv || dlen > len - KCPX_KCP_OVERHEAD ||
+		    cmd < KCPX_KCP_CMD_PUSH || cmd > KCPX_KCP_CMD_WINS) {
+			err = -EINVAL;
+			break;
+		}
+		data += KCPX_KCP_OVERHEAD + dlen;
+		len -= KCPX_KCP_OVERHEAD + dlen;
+
+		/* only real packets carry a current window; FEC rebuilds may be stale */
+		if (regular)
+			kcp->rmt_wnd = wnd;
+		if (parse_una(kcp, una))
+			slide = true;
+
+		switch (cmd) {
+		case KCPX_KCP_CMD_ACK:
+			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt)) {
+				parse_ack(kcp, sn);
+				batch[nbatch].sn = sn;
+				batch[nbatch].ts = ts;
+				if (++nbatch == ACK_BATCH) {
+					fast |= parse_fastack(kcp, batch, nbatch);
+					nbatch = 0;
+				}
+			}
+			got_ack = true;
+			latest = ts;
+			break;
+		case KCPX_KCP_CMD_PUSH: {
+			int r = 1;
+			if (before(sn, kcp->rcv_nxt + kcp->rcv_wnd)) {
+				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
+					r = rcv_store(kcp, sn, frg, payload, dlen);
+				/* acknowledge what we hold (again, if it was a repeat) */
+				if (r >= 0)
+					ack_push(kcp, sn, ts);
+			}
+			if (regular && r == 1)
+				repeats++;
+			break;
+		}
+		case KCPX_KCP_CMD_WASK:
+			kcp->probe |= ASK_TELL;
+			break;
+		default: /* WINS: the window was taken from the header above */
+			break;
+		}
+		in_segs++;
+	}
+	if (nbatch)
+		fast |= parse_fastack(kcp, batch, nbatch);
+
+	if (kcp->snmp) {
+		snmp_add(&kcp->snmp->InSegs, in_segs);
+		snmp_add(&kcp->snmp->RepeatSegs, repeats);
+		snmp_add(&kcp->snmp->KCPInErrors, err ? 1 : 0);
+	}
+
+	if (got_ack && regular && kcpx_diff32(now, latest) >= 0)
+		update_ack(kcp, kcpx_diff32(now, latest));
+
+	/* ikcp's congestion window growth: slow start below ssthresh, then ~1 mss per RTT */
+	if (!kcp->nocwnd && kcpx_diff32(kcp->snd_una, prev_una) > 0 && kcp->cwnd < kcp->rmt_wnd) {
+		uint32_t mss = kcp->mss;
+		if (kcp->cwnd < kcp->ssthresh) {
+			kcp->cwnd++;
+			kcp->incr += mss;
+		} else {
+			if (kcp->incr < mss)
+				kcp->incr = mss;
+			kcp->incr += (uint64_t)mss * mss / kcp->incr + mss / 16;
+			if ((uint64_t)(kcp->cwnd + 1) * mss <= kcp->incr)
+				kcp->cwnd = (uint32_t)((kcp->incr + mss - 1) / mss);
+		}
+		if (kcp->cwnd > kcp->rmt_wnd) {
+			kcp->cwnd = kcp->rmt_wnd;
+			kcp->incr = (uint64_t)kcp->rmt_wnd * mss;
+		}
+	}
+
+	/* kcp-go: send at once when the window slid or a fast retransmit is due; otherwise
+	 * send ACKs alone once a datagram's worth piled up (ack clocking on fast links) or
+	 * when asked to ack without delay */
+	if (slide || fast)
+		flush(kcp, now, FLUSH_FULL);
+	else if (kcp->ack_n >= kcp->mtu / KCPX_KCP_OVERHEAD)
+		flush(kcp, now, FLUSH_ACKONLY);
+	else if (kcp->ack_nodelay && kcp->ack_n)
+		flush(kcp, now, FLUSH_ACKONLY);
+	return err;
+}
+
+/* ---- flush ---- */
+
+static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd)
+{
+	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD + s->len);
+	s->xmit++;
+	s->ts = now;
+	put_hdr(p, kcp->conv, KCPX_KCP_CMD_PUSH, s->frg, wnd, now, s->sn, kcp->rcv_nxt, s->len);
+	memcpy(p + KCPX_KCP_OVERHEAD, s->data, s->len);
+	kcp->olen += KCPX_KCP_OVERHEAD + s->len;
+	kcp->c_out++;
+	if (s->xmit >= kcp->dead_link)
+		kcp->dead = true;
+}
+
+static inline void arm_rto(struct kcpx_kcp *kcp, uint32_t resendts)
+{
+	if (!kcp->rto_armed || before(resendts, kcp->rto_next)) {
+		kcp->rto_next = resendts;
+		kcp->rto_armed = true;
+	}
+}
+
+/* One segment of the retransmission walk, kcp-go's four cases in its order.
+ * Returns 1 for a fast/early retransmit (kcp-go's "change"). */
+static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd,
+		       uint32_t resent, uint32_t newsegs, bool rto_walk)
+{
+	if (s->fastack != FASTACK_DONE && s->fastack >= resent) {
+		kcp->c_fast++;
+	} else if (is_cand(s) && newsegs == 0) {
+		kcp->c_early++;
+	} else if (rto_walk && kcpx_diff32(now, s->resendts) >= 0) {
+		s->rto += kcp->nodelay ? kcp->rx_rto / 2 : kcp->rx_rto;
+		set_fastack(kcp, s, 0);
+		s->resendts = now + s->rto;
+		kcp->c_lost++;
+		send_seg(kcp, s, now, wnd);
+		return 0;
+	} else {
+		return 0;
+	}
+	set_fastack(kcp, s, FASTACK_DONE);
+	s->rto = kcp->rx_rto;
+	s->resendts = now + s->rto;
+	send_seg(kcp, s, now, wnd);
+	return 1;
+}
+
+static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
+{
+	uint16_t wnd = wnd_unused(kcp);
+	uint32_t last_sn = 0, last_ts = 0, i, cwnd, resent, newsegs = 0, change = 0;
+	struct kseg *s, *first_new = NULL;
+	uint64_t lost_before = kcp->c_lost;
+
+	/* ACKs; one below rcv_nxt is already covered by una and only the newest of those
+	 * is kept (kcp-go filters bufferbloat duplicates this way) */
+	for (i = 0; i < kcp->ack_n; i++) {
+		const struct ackitem *a = &kcp->acks[i];
+		if (kcpx_diff32(a->sn, kcp->rcv_nxt) >= 0 || i == kcp->ack_n - 1) {
+			out_ctrl(kcp, KCPX_KCP_CMD_ACK, wnd, a->ts, a->sn);
+			last_sn = a->sn;
+			last_ts = a->ts;
+		}
+	}
+	kcp->ack_n = 0;
+	if (kind == FLUSH_ACKONLY)
+		goto out;
+
+	/* remote window closed: probe it, first after PROBE_INIT, then backing off x1.5 */
+	if (kcp->rmt_wnd == 0) {
+		if (kcp->probe_wait == 0) {
+			kcp->probe_wait = PROBE_INIT;
+			kcp->ts_probe = now + kcp->probe_wait;
+		} else if (kcpx_diff32(now, kcp->ts_probe) >= 0) {
+			if (kcp->probe_wait < PROBE_INIT)
+				kcp->probe_wait = PROBE_INIT;
+			kcp->probe_wait += kcp->probe_wait / 2;
+			if (kcp->probe_wait > PROBE_LIMIT)
+				kcp->probe_wait = PROBE_LIMIT;
+			kcp->ts_probe = now + kcp->probe_wait;
+			kcp->probe |= ASK_SEND;
+		}
+	} else {
+		kcp->ts_probe = 0;
+		kcp->probe_wait = 0;
+	}
+	/* kcp-go reuses the last ACK's sn/ts for these; copy that for byte-exactness */
+	if (kcp->probe & ASK_SEND)
+		out_ctrl(kcp, KCPX_KCP_CMD_WASK, wnd, last_ts, last_sn);
+	if (kcp->probe & ASK_TELL)
+		out_ctrl(kcp, KCPX_KCP_CMD_WINS, wnd, last_ts, last_sn);
+	kcp->probe = 0;
+
+	/* new segments: snd_nxt may run up to snd_una + min(snd_wnd, rmt_wnd[, cwnd]) */
+	cwnd = KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd);
+	if (!kcp->nocwnd)
+		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
+	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
+		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1))
+			break;
+		s = kcp->sq_head;
+		kcp->sq_head = s->next;
+		if (!kcp->sq_head)
+			kcp->sq_tail = NULL;
+		kcp->sq_len--;
+		s->next = NULL;
+		s->sn = kcp->snd_nxt++;
+		kcp->sring[s->sn & kcp->smask] = s;
+		ua_append(kcp, s);
+		if (!first_new)
+			first_new = s;
+		newsegs++;
+	}
+
+	/* retransmissions, in sn order: a full walk when an RTO may be due, else only as
+	 * far as the fast/early candidates go */
+	resent = kcp->fastresend ? kcp->fastresend : UINT32_MAX;
+	if (kcp->rto_armed && kcpx_diff32(now, kcp->rto_next) >= 0) {
+		bool armed = false;
+		uint32_t next = 0;
+		for (s = kcp->ua_head; s && s != first_new; s = s->unext) {
+			change += retrans_one(kcp, s, now, wnd, resent, newsegs, true);
+			if (!armed || before(s->resendts, next)) {
+				next = s->resendts;
+				armed = true;
+			}
+		}
+		kcp->rto_armed = armed;
+		kcp->rto_next = next;
+	} else if (kcp->fast_cand) {
+		uint32_t left = kcp->fast_cand;
+		for (s = kcp->ua_head; s && left && s != first_new; s = s->unext) {
+			if (!is_cand(s))
+				continue;
+			left--;
+			if (retrans_one(kcp, s, now, wnd, resent, newsegs, false)) {
+				change++;
+				arm_rto(kcp, s->resendts);
+			}
+		}
+	}
+
+	for (s = first_new; s; s = s->unext) {
+		s->rto = kcp->rx_rto;
+		s->resendts = now + s->rto;
+		send_seg(kcp, s, now, wnd);
+		arm_rto(kcp, s->resendts);
+	}
+
+	/* ikcp's congestion response: halve on fast retransmit, collapse on RTO */
+	if (!kcp->nocwnd) {
+		if (change) {
+			uint32_t inflight = kcp->snd_nxt - kcp->snd_una;
+			kcp->ssthresh = KCPX_MAX(inflight / 2, THRESH_MIN);
+			/* wraps to ssthresh - 1 when fast resend is off (resent = ~0), as ikcp */
+			kcp->cwnd = kcp->ssthresh + resent;
+			kcp->incr = (uint64_t)kcp->cwnd * kcp->mss;
+		}
+		if (kcp->c_lost != lost_before) {
+			kcp->ssthresh = KCPX_MAX(cwnd / 2, THRESH_MIN);
+			kcp->cwnd = 1;
+			kcp->incr = kcp->mss;
+		}
+		if (kcp->cwnd < 1) {
+			kcp->cwnd = 1;
+			kcp->incr = kcp->mss;
+		}
+	}
+
+out:
+	out_flush(kcp);
+	{
+		uint64_t retrans = kcp->c_fast + kcp->c_early + kcp->c_lost;
+		kcp->tot_retrans += retrans;
+		kcp->tot_lost += kcp->c_lost;
+		if (kcp->snmp) {
+			snmp_add(&kcp->snmp->OutSegs, kcp->c_out);
+			snmp_add(&kcp->snmp->RetransSegs, retrans);
+			snmp_add(&kcp->snmp->FastRetransSegs, kcp->c_fast);
+			snmp_add(&kcp->snmp->EarlyRetransSegs, kcp->c_early);
+			snmp_add(&kcp->snmp->LostSegs, kcp->c_lost);
+		}
+		kcp->c_out = kcp->c_fast = kcp->c_early = kcp->c_lost = 0;
+	}
+}
+
+void kcpx_kcp_flush(struct kcpx_kcp *kcp, uint32_t now)
+{
+	flush(kcp, now, FLUSH_FULL);
+}
+
+void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
+{
+	int32_t slap;
+	if (!kcp->updated) {
+		kcp->updated = true;
+		kcp->ts_flush = now;
+	}
+	slap = kcpx_diff32(now, kcp->ts_flush);
+	if (slap >= 10000 || slap < -10000) {
+		kcp->ts_flush = now;
+		slap = 0;
+	}
+	if (slap >= 0) {
+		kcp->ts_flush += kcp->interval;
+		if (kcpx_diff32(now, kcp->ts_flush) >= 0)
+			kcp->ts_flush = now + kcp->interval;
+		flush(kcp, now, FLUSH_FULL);
+	} else if (kcp->rto_armed && kcpx_diff32(now, kcp->rto_next) >= 0) {
+		flush(kcp, now, FLUSH_FULL);
+	}
+}
+
+uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint32_t t = kcp->ts_flush;
+	int32_t d;
+	if (!kcp->updated)
+		return now;
+	d = kcpx_diff32(now, t);
+	if (d >= 10000 || d < -10000 || d >= 0)
+		return now;
+	if (kcp->rto_armed && before(kcp->rto_next, t))
+		t = kcp->rto_next;
+	return kcpx_diff32(now, t) >= 0 ? now : t;
+}
+
+void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
+{
+	info->srtt = (uint32_t)kcp->rx_srtt;
+	info->rttvar = (uint32_t)kcp->rx_rttvar;
+	info->rto = kcp->rx_rto;
+	info->cwnd = kcp->cwnd;
+	info->snd_wnd = kcp->snd_wnd;
+	info->rcv_wnd = kcp->rcv_wnd;
+	info->rmt_wnd = kcp->rmt_wnd;
+	info->waitsnd = kcpx_kcp_waitsnd(kcp);
+	info->inflight = kcp->snd_nxt - kcp->snd_una;
+	info->retrans = kcp->tot_retrans;
+	info->lost = kcp->tot_lost;
+}
+
+bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp)
+{
+	return kcp->dead;
+}
+
+int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt)
+{
+	if (kcp->sq_head || kcp->snd_una != kcp->snd_nxt || kcp->rcv_head != kcp->rcv_nxt)
+		return -EBUSY;
+	for (uint32_t i = 0; i <= kcp->rmask; i++)
+		if (kcp->rring[i])
+			return -EBUSY;
+	kcp->snd_una = kcp->snd_nxt = snd_nxt;
+	kcp->rcv_head = kcp->rcv_nxt = rcv_nxt;
+	return 0;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KCP ARQ engine, wire-compatible with kcp-go (kcptun's library).
+ *
+ * I/O-free: datagram bodies come in through kcpx_kcp_input(), bytes go out through the
+ * output callback, time is passed in as a 32-bit millisecond clock that may wrap. One
+ * output() call carries at most mtu bytes of whole KCP segments (24-byte header + data),
+ * packed in the order ACKs, WASK, WINS, PUSH.
+ *
+ * Driving it (as kcp-go's session does): after each write call send() then flush();
+ * hand every datagram to input(); call update() when check()'s deadline has passed.
+ *
+ * Internals are sized for large windows: the send and receive buffers are rings indexed
+ * by sn, segments come from a per-engine pool, and no per-packet work scans the window
+ * (see kcp.c for the invariants).
+ */
+#ifndef KCPX_CORE_KCP_H
+#define KCPX_CORE_KCP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KCPX_KCP_OVERHEAD 24
+#define KCPX_KCP_CMD_PUSH 81
+#define KCPX_KCP_CMD_ACK  82
+#define KCPX_KCP_CMD_WASK 83
+#define KCPX_KCP_CMD_WINS 84
+
+#define KCPX_KCP_RTO_NDL 30    /* minimum RTO with nodelay */
+#define KCPX_KCP_RTO_MIN 100   /* minimum RTO without nodelay */
+#define KCPX_KCP_RTO_DEF 200   /* RTO before the first RTT sample */
+#define KCPX_KCP_RTO_MAX 60000 /* upper bound of the computed RTO */
+
+#define KCPX_KCP_MTU_DEF      1400
+#define KCPX_KCP_WND_DEF      32
+#define KCPX_KCP_WND_MAX      65535 /* the wire's wnd field is 16 bits */
+#define KCPX_KCP_INTERVAL_DEF 100
+
+struct kcpx_snmp;
+struct kcpx_kcp;
+
+typedef void (*kcpx_kcp_output_fn)(const uint8_t *buf, size_t len, void *user);
+
+/*
+ * snmp may be NULL; the engine adds (relaxed atomics, once per call) to InSegs OutSegs
+ * RetransSegs FastRetransSegs EarlyRetransSegs LostSegs RepeatSegs KCPInErrors, as kcp-go.
+ * Defaults as ikcp/kcp-go: mtu 1400, windows 32/32, interval 100, nodelay 0, resend 0,
+ * nc 0, and (kcptun) stream mode on. Returns NULL when out of memory.
+ */
+struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *user,
+			      struct kcpx_snmp *snmp);
+void kcpx_kcp_free(struct kcpx_kcp *kcp);
+uint32_t kcpx_kcp_conv(const struct kcpx_kcp *kcp);
+
+/* Bytes one output() may carry, 24-byte headers included; mss = mtu - 24.
+ * 0, -EINVAL (mtu < 25 or > 65535) or -ENOMEM. */
+int kcpx_kcp_set_mtu(struct kcpx_kcp *kcp, unsigned mtu);
+unsigned kcpx_kcp_mss(const struct kcpx_kcp *kcp);
+
+/* As ikcp_nodelay(): a negative argument leaves that setting alone; interval is clamped
+ * to [10, 5000]; nodelay != 0 sets the minimum RTO to 30 ms (else 100). */
+void kcpx_kcp_set_nodelay(struct kcpx_kcp *kcp, int nodelay, int interval, int resend, int nc);
+/* 0 leaves a window alone; values are clamped to KCPX_KCP_WND_MAX. */
+void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd);
+void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream);  /* default true */
+void kcpx_kcp_set_ack_nodelay(struct kcpx_kcp *kcp, bool on); /* flush ACKs at once on input */
+
+/*
+ * Queue len bytes (copied). Stream mode first tops up the last queued, unsent segment,
+ * then cuts the rest into mss-sized segments; there is no size limit. Message mode keeps
+ * the boundary (at most 255 fragments: -EMSGSIZE). Nothing is queued on error.
+ * 0, -EINVAL (len 0), -EMSGSIZE or -ENOMEM.
+ */
+int kcpx_kcp_send(struct kcpx_kcp *kcp, const uint8_t *buf, size_t len);
+unsigned kcpx_kcp_waitsnd(const struct kcpx_kcp *kcp); /* segments queued + in flight */
+unsigned kcpx_kcp_sndwnd(const struct kcpx_kcp *kcp);
+
+/* Stream mode: up to len bytes. Message mode: one whole message (-ENOBUFS if it does not
+ * fit in len). -EAGAIN when nothing is ready. */
+ssize_t kcpx_kcp_recv(struct kcpx_kcp *kcp, uint8_t *buf, size_t len);
+/* Bytes recv() would return now (message mode: the size of the next whole message). */
+size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp);
+
+/*
+ * One datagram's KCP bytes. regular=false for FEC-recovered packets: no RTT sample and
+ * no remote-window update (as kcp-go). Segments are applied in order; a malformed one
+ * (short, wrong conv, bad cmd, length past the end) stops the parse, counts KCPInErrors
+ * and returns -EINVAL, keeping what the segments before it did.
+ */
+int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32_t now,
+		   bool regular);
+/* Send what is due now: pending ACKs, window probes, new data the windows allow, fast and
+ * early retransmits, and RTO retransmits whose time has come. */
+void kcpx_kcp_flush(struct kcpx_kcp *kcp, uint32_t now);
+/* Timer tick: call at or after check()'s deadline (calling earlier is harmless). */
+void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now);
+/* Absolute ms of the next needed update() (now if one is due). */
+uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
+
+/* For status output. inflight = snd_nxt - snd_una (segments charged to the window). */
+struct kcpx_kcp_info {
+	uint32_t srtt, rttvar, rto, cwnd, snd_wnd, rcv_wnd, rmt_wnd, waitsnd, inflight;
+	uint64_t retrans, lost;
+};
+void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info);
+
+/* True once a segment was sent dead_link (20) times without being acknowledged (kcp-go's
+ * state 0xFFFFFFFF). Informational: kcptun itself never acts on it. */
+bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp);
+
+/* Tests only: start the send sequence at snd_nxt and expect rcv_nxt next. -EBUSY unless
+ * the engine is idle (nothing queued, in flight or received). */
+int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt);
+
+#endif
