@@ -1,0 +1,685 @@
+// SPDX-License-Identifier: MIT
+/*
+ * BPF_PROG_RUN tests of bpf/kcpx.bpf.c on crafted frames: which frames are steered to an
+ * AF_XDP socket, which pass to the kernel untouched, which are dropped, every parse edge
+ * (short frames, VLAN, IPv4 options, IPv6 extension headers, fragments), and after every
+ * frame the exact counter that moved. Then the TC egress program's DSCP rewrite.
+ *
+ * Runs in a private network namespace (unshare) so it can bind an AF_XDP socket to its
+ * own loopback for the steering case. Needs root; exits 4 (skip) without it.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <linux/pkt_cls.h>
+
+#include <bpf/bpf.h>
+#include <xdp/xsk.h>
+
+#include "unit.h"
+#include "frames.h"
+#include "io/xdp.h"
+
+#define PORT  4000
+#define PEER4 "10.9.0.1"
+#define PEER6 "fd00::1"
+#define ME4   "10.9.0.2"
+#define ME6   "fd00::2"
+
+static struct kcpx_xdp *srv, *cli4, *cli6;
+static __u32 verdict;
+static struct kcpx_xdp_stats d; /* counter deltas of the last frame */
+static uint8_t out[FR_MAX];
+static __u32 out_len;
+
+static void stats_now(struct kcpx_xdp *x, struct kcpx_xdp_stats *s)
+{
+	if (kcpx_xdp_sum_percpu(kcpx_xdp_fd(x, KCPX_FD_XDP_STATS), s, sizeof(*s)))
+		memset(s, 0xff, sizeof(*s));
+}
+
+/* Run kcpx_xdp_steer once on f (length len) as if received on lo queue 0. With a ctx,
+ * data_end is the linear length: the rest would become fragments. */
+static int run_xdp(struct kcpx_xdp *x, const struct frame *f, size_t len)
+{
+	struct xdp_md ctx = { .data_end = (__u32)len, .ingress_ifindex = 1, .rx_queue_index = 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f->b, .data_size_in = (__u32)len,
+		    .data_out = out, .data_size_out = sizeof(out), .ctx_in = &ctx,
+		    .ctx_size_in = sizeof(ctx), .repeat = 1);
+	struct kcpx_xdp_stats a, b;
+	__u64 *pa = (__u64 *)&a, *pb = (__u64 *)&b, *pd = (__u64 *)&d;
+	int err;
+
+	stats_now(x, &a);
+	err = bpf_prog_test_run_opts(kcpx_xdp_fd(x, KCPX_FD_PROG_XDP), &o);
+	stats_now(x, &b);
+	for (size_t i = 0; i < sizeof(d) / 8; i++)
+		pd[i] = pb[i] - pa[i];
+	verdict = o.retval;
+	out_len = o.data_size_out;
+	return err ? -errno : 0;
+}
+
+/* Exactly one outcome counter moved, and every frame counts in rx_packets. */
+static int outcomes(void)
+{
+	return (int)(d.pass_short + d.pass_non_ip + d.pass_bad_ip + d.pass_non_udp + d.pass_other +
+		     d.pass_frag + d.pass_no_xsk + d.steered + d.drop_trunc + d.drop_udp_len +
+		     d.drop_csum0_v6 + d.drop_small + d.drop_big);
+}
+
+#define CHECK_PASS_UNTOUCHED(f, len)                                                               \
+	do {                                                                                       \
+		CHECK_EQ(verdict, XDP_PASS);                                                       \
+		CHECK_EQ(out_len, (len));                                                          \
+		CHECK_MEM(out, (f)->b, (len));                                                     \
+		CHECK_EQ(d.rx_packets, 1);                                                         \
+		CHECK_EQ(d.rx_bytes, (len));                                                       \
+		CHECK_EQ(outcomes(), 1);                                                           \
+	} while (0)
+
+static struct frame_spec v4(uint16_t dport, size_t payload)
+{
+	return (struct frame_spec){ .family = 4,
+				    .src = PEER4,
+				    .dst = ME4,
+				    .sport = 5555,
+				    .dport = dport,
+				    .payload = payload };
+}
+
+static struct frame_spec v6(uint16_t dport, size_t payload)
+{
+	return (struct frame_spec){ .family = 6,
+				    .src = PEER6,
+				    .dst = ME6,
+				    .sport = 5555,
+				    .dport = dport,
+				    .payload = payload };
+}
+
+/* Server role, no AF_XDP socket: tunnel packets fall back to the kernel, counted. */
+static void test_server_tunnel_no_socket(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	s = v6(PORT, 100);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_no_xsk, 1);
+}
+
+static void test_pass_non_tunnel(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT + 1, 100);
+
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_other, 1);
+	/* the tunnel port as the *source* is not the tunnel on a server */
+	s.sport = PORT;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_other, 1);
+	/* TCP to the tunnel port */
+	s = v4(PORT, 40);
+	s.proto = 6;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_non_udp, 1);
+	/* ICMPv6 */
+	s = v6(PORT, 40);
+	s.proto = 58;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_non_udp, 1);
+	/* ARP */
+	s = v4(PORT, 100);
+	frame_build(&f, &s);
+	f.b[12] = 0x08;
+	f.b[13] = 0x06;
+	CHECK_EQ(run_xdp(srv, &f, 60), 0);
+	CHECK_PASS_UNTOUCHED(&f, 60);
+	CHECK_EQ(d.pass_non_ip, 1);
+}
+
+static void test_short_frames(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	frame_build(&f, &s);
+	/* Ethernet header only, EtherType IPv4 */
+	CHECK_EQ(run_xdp(srv, &f, 14), 0);
+	CHECK_PASS_UNTOUCHED(&f, 14);
+	CHECK_EQ(d.pass_short, 1);
+	/* IPv4 header cut */
+	CHECK_EQ(run_xdp(srv, &f, 14 + 19), 0);
+	CHECK_PASS_UNTOUCHED(&f, 14 + 19);
+	CHECK_EQ(d.pass_short, 1);
+	/* IPv4 whole, UDP header cut: the ports cannot be read, so not provably tunnel */
+	CHECK_EQ(run_xdp(srv, &f, 14 + 20 + 7), 0);
+	CHECK_PASS_UNTOUCHED(&f, 14 + 20 + 7);
+	CHECK_EQ(d.pass_short, 1);
+	/* IPv6 header cut */
+	s = v6(PORT, 100);
+	frame_build(&f, &s);
+	CHECK_EQ(run_xdp(srv, &f, 14 + 39), 0);
+	CHECK_PASS_UNTOUCHED(&f, 14 + 39);
+	CHECK_EQ(d.pass_short, 1);
+	/* VLAN tag cut */
+	s = v4(PORT, 100);
+	s.vlans = 1;
+	frame_build(&f, &s);
+	CHECK_EQ(run_xdp(srv, &f, 16), 0);
+	CHECK_PASS_UNTOUCHED(&f, 16);
+	CHECK_EQ(d.pass_short, 1);
+	CHECK_EQ(d.vlan, 0);
+}
+
+static void test_bad_ip(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	frame_build(&f, &s);
+	f.b[f.l3] = 0x44; /* IHL 4 */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_bad_ip, 1);
+	frame_build(&f, &s);
+	f.b[f.l3] = 0x65; /* version 6 behind an IPv4 EtherType */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_bad_ip, 1);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l3 + 2, 19); /* total length shorter than the header */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_bad_ip, 1);
+}
+
+static void test_ipv4_options_and_padding(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	s.ip_opt_words = 3;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* a small datagram in a padded minimum-size frame is fine */
+	s = v4(PORT, 24);
+	s.pad = 12;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+}
+
+static void test_vlan(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	for (int n = 1; n <= 2; n++) {
+		s.vlans = n;
+		CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+		CHECK_EQ(verdict, XDP_PASS);
+		CHECK_EQ(d.pass_no_xsk, 1);
+		CHECK_EQ(d.vlan, 1);
+		CHECK_EQ(outcomes(), 1);
+	}
+	s = v6(PORT, 100);
+	s.vlans = 1;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(d.vlan, 1);
+	/* a third tag is more than we look through: not IP as far as we know */
+	s = v4(PORT, 100);
+	s.vlans = 3;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_non_ip, 1);
+	CHECK_EQ(d.vlan, 1);
+}
+
+static void test_fragments(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+	static const uint8_t frag[] = { 44 };
+
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l3 + 6, 0x2000); /* MF, offset 0: the first fragment */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_frag, 1);
+	fr_put16(f.b + f.l3 + 6, 0x0010); /* a later fragment */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_frag, 1);
+	fr_put16(f.b + f.l3 + 6, 0x4000); /* DF alone is not a fragment */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+
+	s = v6(PORT, 100);
+	s.v6_ext = frag;
+	s.v6_next = 1;
+	frame_build(&f, &s);
+	/* atomic fragment (offset 0, no M): a whole datagram */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+	f.b[f.l3 + 40 + 3] = 0x01; /* M set */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_frag, 1);
+	f.b[f.l3 + 40 + 3] = 0x08; /* offset 1 */
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_frag, 1);
+}
+
+static void test_ipv6_ext_headers(void)
+{
+	static const uint8_t ok[] = { 0, 60, 43, 51, 44, 60 };
+	static const uint8_t too_many[] = { 0, 60, 43, 60, 60, 60, 60 };
+	struct frame f;
+	struct frame_spec s = v6(PORT, 100);
+
+	/* six extension headers of every kind we walk, then UDP */
+	s.v6_ext = ok;
+	s.v6_next = 6;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* seven: more than the walk allows */
+	s.v6_ext = too_many;
+	s.v6_next = 7;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_bad_ip, 1);
+	/* hop-by-hop options, then No Next Header */
+	s.v6_ext = ok;
+	s.v6_next = 1;
+	s.proto = 59;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_non_udp, 1);
+	/* an extension header cut by the end of the frame */
+	s.proto = 0;
+	s.v6_ext = ok;
+	s.v6_next = 2;
+	frame_build(&f, &s);
+	CHECK_EQ(run_xdp(srv, &f, f.l3 + 40 + 8 + 1), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.l3 + 40 + 8 + 1);
+	CHECK_EQ(d.pass_short, 1);
+	/* extension header lengths that run past the frame */
+	frame_build(&f, &s);
+	f.b[f.l3 + 40 + 1] = 200;
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_short, 1);
+}
+
+static void test_drop_malformed(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+
+	/* IPv4 total length beyond the frame */
+	frame_build(&f, &s);
+	CHECK_EQ(run_xdp(srv, &f, f.len - 1), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_trunc, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* IPv6 payload length beyond the frame */
+	s = v6(PORT, 100);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l3 + 4, 109);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_trunc, 1);
+	/* UDP length < 8 */
+	s = v4(PORT, 100);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 4, 7);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_udp_len, 1);
+	/* UDP length beyond the IP payload (though inside the frame: padding) */
+	s.pad = 20;
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 4, 109);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_udp_len, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* IPv6 UDP with checksum 0 */
+	s = v6(PORT, 100);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 6, 0);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_csum0_v6, 1);
+	/* IPv4 UDP checksum 0 is legal */
+	s = v4(PORT, 100);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 6, 0);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	/* payload below the configured minimum (24) and above the maximum (1500) */
+	s = v4(PORT, 23);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_small, 1);
+	s = v4(PORT, 24);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	s = v6(PORT, 1501);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_big, 1);
+	s = v6(PORT, 1500);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	/* the same broken frame to another port is none of our business */
+	s = v4(PORT + 1, 100);
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 4, 7);
+	CHECK_EQ(run_xdp(srv, &f, f.len), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_other, 1);
+}
+
+static void test_client_role(void)
+{
+	struct frame f;
+	struct frame_spec s = v4(7000, 100);
+
+	s.sport = PORT;
+	/* from the server to a port we did not register */
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_other, 1);
+	CHECK_EQ(kcpx_xdp_add_lport(cli4, 7000), 0);
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* from another address, or another source port */
+	s.src = "10.9.0.3";
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	s.src = PEER4;
+	s.sport = PORT + 1;
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	/* an IPv6 packet to a v4 client */
+	s = v6(7000, 100);
+	s.sport = PORT;
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	/* the registration is undone */
+	CHECK_EQ(kcpx_xdp_del_lport(cli4, 7000), 0);
+	s = v4(7000, 100);
+	s.sport = PORT;
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+
+	/* IPv6 client: every byte of the address matters */
+	CHECK_EQ(kcpx_xdp_add_lport(cli6, 7001), 0);
+	s = v6(7001, 100);
+	s.sport = PORT;
+	CHECK_EQ(run_xdp(cli6, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	s.src = "fd00::1:0:0:0:1";
+	CHECK_EQ(run_xdp(cli6, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	s.src = "fe00::1";
+	CHECK_EQ(run_xdp(cli6, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	/* malformed from the peer to a registered port is dropped like on a server */
+	s = v6(7001, 100);
+	s.sport = PORT;
+	frame_build(&f, &s);
+	fr_put16(f.b + f.l4 + 6, 0);
+	CHECK_EQ(run_xdp(cli6, &f, f.len), 0);
+	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(d.drop_csum0_v6, 1);
+}
+
+static int lo_up(void)
+{
+	struct ifreq ifr = { 0 };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		err = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (!err && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* With an AF_XDP socket in the XSKMAP for the queue, tunnel packets are redirected. */
+static void test_steer_to_socket(void)
+{
+	struct xsk_socket_config xcfg = {
+		.rx_size = 64,
+		.tx_size = 64,
+		.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+		.bind_flags = XDP_COPY,
+	};
+	struct xsk_ring_prod fill;
+	struct xsk_ring_cons comp, rx;
+	struct xsk_umem *umem = NULL;
+	struct xsk_socket *xsk = NULL;
+	size_t area_len = 64 * 4096;
+	void *area;
+	struct frame f;
+	struct frame_spec s = v4(PORT, 100);
+	int err;
+
+	area = mmap(NULL, area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(area != MAP_FAILED);
+	err = xsk_umem__create(&umem, area, area_len, &fill, &comp, NULL);
+	if (!err)
+		err = xsk_socket__create(&xsk, "lo", 0, umem, &rx, NULL, &xcfg);
+	if (err)
+		fprintf(stderr, "AF_XDP socket on lo: %s\n", strerror(-err));
+	CHECK_EQ(err, 0);
+	CHECK_EQ(kcpx_xdp_set_xsk(srv, 0, xsk_socket__fd(xsk)), 0);
+
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_REDIRECT);
+	CHECK_EQ(d.steered, 1);
+	CHECK_EQ(d.steered_bytes, 100);
+	CHECK_EQ(outcomes(), 1);
+	s = v6(PORT, 1000);
+	s.vlans = 2;
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_REDIRECT);
+	CHECK_EQ(d.steered, 1);
+	CHECK_EQ(d.steered_bytes, 1000);
+	/* non-tunnel traffic still passes with a socket present */
+	s = v4(PORT + 1, 100);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_PASS_UNTOUCHED(&f, f.len);
+	CHECK_EQ(d.pass_other, 1);
+	/* socket removed: back to the kernel */
+	CHECK_EQ(kcpx_xdp_set_xsk(srv, 0, -1), 0);
+	s = v4(PORT, 100);
+	CHECK_EQ(run_xdp(srv, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(d.pass_no_xsk, 1);
+
+	xsk_socket__delete(xsk);
+	xsk_umem__delete(umem);
+	munmap(area, area_len);
+}
+
+/* Run kcpx_tc_egress on f; the rewritten frame lands in out. */
+static int run_tc(struct kcpx_xdp *x, const struct frame *f, struct kcpx_tc_stats *delta)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f->b, .data_size_in = (__u32)f->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+	struct kcpx_tc_stats a, b;
+	__u64 *pa = (__u64 *)&a, *pb = (__u64 *)&b, *pd = (__u64 *)delta;
+	int fd = kcpx_xdp_fd(x, KCPX_FD_TC_STATS), err;
+
+	kcpx_xdp_sum_percpu(fd, &a, sizeof(a));
+	err = bpf_prog_test_run_opts(kcpx_xdp_fd(x, KCPX_FD_PROG_TC), &o);
+	kcpx_xdp_sum_percpu(fd, &b, sizeof(b));
+	for (size_t i = 0; i < sizeof(a) / 8; i++)
+		pd[i] = pb[i] - pa[i];
+	verdict = o.retval;
+	out_len = o.data_size_out;
+	return err ? -errno : 0;
+}
+
+static void test_tc_dscp(void)
+{
+	struct kcpx_tc_stats t;
+	struct frame f;
+	/* server role: tunnel packets leave from the listen port */
+	struct frame_spec s = {
+		.family = 4, .src = ME4, .dst = PEER4, .sport = PORT, .dport = 5555, .payload = 200
+	};
+
+	frame_build(&f, &s);
+	f.b[f.l3 + 1] = 0x03; /* ECN CE: kept */
+	fr_put16(f.b + f.l3 + 10, 0);
+	fr_put16(f.b + f.l3 + 10, fr_csum_fold(fr_csum_add(0, f.b + f.l3, 20)));
+	CHECK_EQ(run_tc(srv, &f, &t), 0);
+	CHECK_EQ(verdict, TC_ACT_OK);
+	CHECK_EQ(out_len, f.len);
+	CHECK_EQ(out[f.l3 + 1], (46 << 2) | 0x03);
+	CHECK(frame_ip4_csum_ok(out + f.l3));
+	CHECK_MEM(out + f.l4, f.b + f.l4, f.len - f.l4);
+	CHECK_EQ(t.tx_packets, 1);
+	CHECK_EQ(t.tunnel_packets, 1);
+	CHECK_EQ(t.dscp_marked, 1);
+	CHECK_EQ(t.dscp_err, 0);
+	/* already marked: nothing to do */
+	memcpy(f.b, out, f.len);
+	CHECK_EQ(run_tc(srv, &f, &t), 0);
+	CHECK_MEM(out, f.b, f.len);
+	CHECK_EQ(t.tunnel_packets, 1);
+	CHECK_EQ(t.dscp_marked, 0);
+
+	/* IPv6: traffic class spans two bytes, flow label untouched */
+	s = (struct frame_spec){
+		.family = 6, .src = ME6, .dst = PEER6, .sport = PORT, .dport = 5555, .payload = 200
+	};
+	frame_build(&f, &s);
+	f.b[f.l3 + 1] = 0x1a;
+	f.b[f.l3 + 2] = 0xbc;
+	f.b[f.l3 + 3] = 0xde;
+	CHECK_EQ(run_tc(srv, &f, &t), 0);
+	CHECK_EQ(out[f.l3], 0x60 | (46 >> 2));
+	CHECK_EQ(out[f.l3 + 1], ((46 & 3) << 6) | 0x1a);
+	CHECK_EQ(out[f.l3 + 2], 0xbc);
+	CHECK_EQ(out[f.l3 + 3], 0xde);
+	CHECK_MEM(out + f.l3 + 4, f.b + f.l3 + 4, f.len - f.l3 - 4);
+	CHECK_EQ(t.dscp_marked, 1);
+
+	/* other traffic leaves untouched, counted only as traffic */
+	s = (struct frame_spec){ .family = 4,
+				 .src = ME4,
+				 .dst = PEER4,
+				 .sport = PORT + 1,
+				 .dport = PORT,
+				 .payload = 200 };
+	frame_build(&f, &s);
+	CHECK_EQ(run_tc(srv, &f, &t), 0);
+	CHECK_MEM(out, f.b, f.len);
+	CHECK_EQ(t.tx_packets, 1);
+	CHECK_EQ(t.tx_bytes, f.len);
+	CHECK_EQ(t.tunnel_packets, 0);
+
+	/* a client without --dscp counts its tunnel packets but leaves them alone */
+	s = (struct frame_spec){
+		.family = 4, .src = ME4, .dst = PEER4, .sport = 7000, .dport = PORT, .payload = 200
+	};
+	frame_build(&f, &s);
+	CHECK_EQ(run_tc(cli4, &f, &t), 0);
+	CHECK_MEM(out, f.b, f.len);
+	CHECK_EQ(t.tunnel_packets, 1);
+	CHECK_EQ(t.dscp_marked, 0);
+}
+
+static int load(struct kcpx_xdp **x, enum kcpx_bpf_role role, const char *peer, int dscp)
+{
+	struct kcpx_xdp_config c = {
+		.role = role, .port = PORT, .dscp = dscp, .min_payload = 24, .max_payload = 1500
+	};
+
+	if (peer && strchr(peer, ':')) {
+		c.peer.in6.sin6_family = AF_INET6;
+		inet_pton(AF_INET6, peer, &c.peer.in6.sin6_addr);
+	} else if (peer) {
+		c.peer.in.sin_family = AF_INET;
+		inet_pton(AF_INET, peer, &c.peer.in.sin_addr);
+	}
+	return kcpx_xdp_open(x, &c);
+}
+
+int main(void)
+{
+	int err;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIP: needs root (BPF, network namespace)\n");
+		return 4;
+	}
+	if (unshare(CLONE_NEWNET) < 0 || lo_up() < 0) {
+		perror("unshare/lo up");
+		return 1;
+	}
+	setenv("LIBXDP_SKIP_DISPATCHER", "1", 1);
+	err = load(&srv, KCPX_ROLE_SERVER, NULL, 46);
+	if (!err)
+		err = load(&cli4, KCPX_ROLE_CLIENT, PEER4, -1);
+	if (!err)
+		err = load(&cli6, KCPX_ROLE_CLIENT, PEER6, -1);
+	if (err) {
+		fprintf(stderr, "loading kcpx BPF: %s\n", strerror(-err));
+		return 1;
+	}
+
+	RUN(test_server_tunnel_no_socket);
+	RUN(test_pass_non_tunnel);
+	RUN(test_short_frames);
+	RUN(test_bad_ip);
+	RUN(test_ipv4_options_and_padding);
+	RUN(test_vlan);
+	RUN(test_fragments);
+	RUN(test_ipv6_ext_headers);
+	RUN(test_drop_malformed);
+	RUN(test_client_role);
+	RUN(test_steer_to_socket);
+	RUN(test_tc_dscp);
+
+	kcpx_xdp_close(srv, false);
+	kcpx_xdp_close(cli4, false);
+	kcpx_xdp_close(cli6, false);
+	UNIT_MAIN_END();
+}

@@ -1,0 +1,818 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The BPF loader: open the kcpx skeleton, write the configuration into .rodata, load,
+ * attach with plain libbpf (no libxdp dispatcher: freplace is refused on these kernels),
+ * pin the maps, and undo all of it again, also from the pins alone after a crash.
+ *
+ * What is attached lives in the kernel, not in this process: XDP through netlink and
+ * cls_bpf through tc stay attached when the daemon dies, and the counters stay readable.
+ * The kcpx_info map records enough (ifindex, program ids, whether we made clsact, the
+ * daemon's pid) for `kcpx down` and for `kcpx up` to tell a live daemon from a dead one.
+ */
+#include "io/xdp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <limits.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "kcpx.skel.h"
+
+/* Our cls_bpf filter on clsact egress: fixed, so `down` finds it without state. */
+#define KCPX_TC_HANDLE	 0x6b63
+#define KCPX_TC_PRIORITY 0x6b63
+#define KCPX_BPFFS	 "/sys/fs/bpf"
+
+struct kcpx_xdp {
+	struct kcpx *skel;
+	char ifname[IF_NAMESIZE];
+	char pin_dir[PATH_MAX];
+	int ifindex;
+	__u32 xdp_flags; /* 0: not attached */
+	bool tc_attached;
+	bool tc_own_hook;
+	bool pinned;
+	void *percpu_buf; /* kcpx_xdp_publish's scratch: ncpus values */
+	size_t percpu_cap;
+};
+
+/* Maps pinned, in the order `kcpx stats` shows them. */
+static const char *const pinned_maps[] = {
+	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp",
+	"kcpx_xsks",	  "kcpx_lports",   "kcpx_info",
+};
+static const char *const counter_maps[] = {
+	"kcpx_xdp_stats",
+	"kcpx_tc_stats",
+	"kcpx_xsk_stats",
+	"kcpx_snmp",
+};
+
+static void log_stderr(int level, const char *msg)
+{
+	static const char *const tag[] = { "warn", "info", "debug" };
+
+	if (level <= 1)
+		fprintf(stderr, "kcpx: %s: %s\n", tag[level], msg);
+}
+
+static kcpx_io_log_fn log_fn = log_stderr;
+
+void kcpx_xdp_set_log(kcpx_io_log_fn fn)
+{
+	log_fn = fn ? fn : log_stderr;
+}
+
+void kcpx_io_logf(int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_fn(level, buf);
+}
+
+/* libbpf's own messages one level down: its warnings are our info, its info our debug. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	log_fn(level == LIBBPF_WARN ? 1 : 2, buf);
+	return 0;
+}
+
+static int pin_path(char *buf, size_t len, const char *ifname, const char *name)
+{
+	int n = name ? snprintf(buf, len, "%s/%s/%s", KCPX_BPF_PIN_ROOT, ifname, name)
+		     : snprintf(buf, len, "%s/%s", KCPX_BPF_PIN_ROOT, ifname);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static bool valid_ifname(const char *ifname)
+{
+	return ifname && *ifname && strlen(ifname) < IF_NAMESIZE && !strchr(ifname, '/') &&
+	       strcmp(ifname, ".") && strcmp(ifname, "..");
+}
+
+/* /sys/fs/bpf is not mounted at boot on these machines: mount it, once, loudly. */
+static int bpffs_ensure(void)
+{
+	struct statfs st;
+
+	if (statfs(KCPX_BPFFS, &st) == 0 && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", KCPX_BPFFS, "bpf", 0, NULL) < 0) {
+		int err = -errno;
+		kcpx_io_logf(0, "bpffs is not mounted at %s and mounting it failed: %s", KCPX_BPFFS,
+			     strerror(-err));
+		return err;
+	}
+	kcpx_io_logf(1, "mounted bpffs at %s", KCPX_BPFFS);
+	return 0;
+}
+
+static int prog_name_by_id(__u32 id, char *name, size_t len)
+{
+	struct bpf_prog_info info = {};
+	__u32 ilen = sizeof(info);
+	int fd, err = 0;
+
+	fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &ilen) < 0)
+		err = -errno;
+	else
+		snprintf(name, len, "%s", info.name);
+	close(fd);
+	return err;
+}
+
+static bool prog_is_ours(__u32 id, const char *want)
+{
+	char name[BPF_OBJ_NAME_LEN];
+
+	return id && prog_name_by_id(id, name, sizeof(name)) == 0 && !strcmp(name, want);
+}
+
+static __u64 boottime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Is pid alive, and was it already running at boot-time t (so not a reused pid)? */
+static bool daemon_alive(__u32 pid, __u64 t)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start;
+	FILE *f;
+	int i;
+
+	if (!pid || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true; /* another pid namespace: trust kill() */
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	if (!p || !(p = strrchr(buf, ')')))
+		return true;
+	/* field 22 (starttime, in clock ticks since boot); p is at the end of field 2 */
+	for (i = 2; i < 22 && p; i++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p, "%llu", &start) != 1)
+		return true;
+	return start * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)) <= t;
+}
+
+static int read_info(const char *ifname, struct kcpx_info *info)
+{
+	char path[PATH_MAX];
+	__u32 key = 0;
+	int fd, err;
+
+	err = pin_path(path, sizeof(path), ifname, "kcpx_info");
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	err = bpf_map_lookup_elem(fd, &key, info) < 0 ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+static int detach_xdp(int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	int removed = 0, err;
+	struct {
+		__u32 id;
+		__u32 flag;
+	} att[2];
+
+	if (bpf_xdp_query(ifindex, 0, &q) < 0)
+		return -errno;
+	att[0].id = q.drv_prog_id;
+	att[0].flag = XDP_FLAGS_DRV_MODE;
+	att[1].id = q.skb_prog_id;
+	att[1].flag = XDP_FLAGS_SKB_MODE;
+	for (int i = 0; i < 2; i++) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, o);
+		int fd;
+
+		if (!prog_is_ours(att[i].id, "kcpx_xdp_steer"))
+			continue;
+		/* Replace only our own program, by id, so a racing attach is not removed. */
+		fd = bpf_prog_get_fd_by_id(att[i].id);
+		if (fd < 0)
+			return -errno;
+		o.old_prog_fd = fd;
+		err = bpf_xdp_attach(ifindex, -1, att[i].flag | XDP_FLAGS_REPLACE, &o);
+		close(fd);
+		if (err)
+			return err;
+		removed++;
+	}
+	return removed;
+}
+
+static int detach_tc(int ifindex, bool own_hook)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
+	int removed = 0, err;
+
+	if (bpf_tc_query(&hook, &o) == 0 && prog_is_ours(o.prog_id, "kcpx_tc_egress")) {
+		LIBBPF_OPTS(bpf_tc_opts, d, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
+		err = bpf_tc_detach(&hook, &d);
+		if (err)
+			return err;
+		removed++;
+	}
+	if (own_hook) {
+		/* clsact holds ingress too: destroying it removes both, which is what we made. */
+		hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+		err = bpf_tc_hook_destroy(&hook);
+		if (err && err != -ENOENT && err != -EINVAL)
+			return err;
+	}
+	return removed;
+}
+
+static int unpin_all(const char *ifname)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	struct dirent *de;
+	int removed = 0;
+	DIR *d;
+
+	if (pin_path(dir, sizeof(dir), ifname, NULL))
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return -errno;
+	rmdir(KCPX_BPF_PIN_ROOT); /* only when no other interface is left in it */
+	return removed + 1;
+}
+
+int kcpx_xdp_down(const char *ifname)
+{
+	struct kcpx_info info = {};
+	bool have_info, own_hook = false;
+	int ifindex, n, total = 0, err = 0;
+
+	if (!valid_ifname(ifname))
+		return -EINVAL;
+	if (bpffs_ensure() < 0)
+		return -ENOENT;
+	have_info = read_info(ifname, &info) == 0;
+	ifindex = if_nametoindex(ifname);
+	if (have_info) {
+		own_hook = info.tc_own_hook;
+		/* the interface may have been renamed; its index is what we attached to */
+		if (ifindex && (int)info.ifindex != ifindex)
+			kcpx_io_logf(1, "%s: pinned state names ifindex %u, %s is %d now", ifname,
+				     info.ifindex, ifname, ifindex);
+		if (!ifindex)
+			ifindex = info.ifindex;
+	}
+	if (ifindex) {
+		n = detach_xdp(ifindex);
+		if (n < 0 && n != -ENODEV) {
+			kcpx_io_logf(0, "%s: XDP detach failed: %s", ifname, strerror(-n));
+			err = n;
+		} else if (n > 0) {
+			total += n;
+		}
+		n = detach_tc(ifindex, own_hook);
+		if (n < 0 && n != -ENODEV) {
+			kcpx_io_logf(0, "%s: TC detach failed: %s", ifname, strerror(-n));
+			err = err ? err : n;
+		} else if (n > 0) {
+			total += n;
+		}
+	}
+	n = unpin_all(ifname);
+	if (n < 0) {
+		kcpx_io_logf(0, "%s: unpin failed: %s", ifname, strerror(-n));
+		err = err ? err : n;
+	} else {
+		total += n;
+	}
+	if (err)
+		return err;
+	return total ? 0 : -ENOENT;
+}
+
+static int attach_xdp(struct kcpx_xdp *x, enum kcpx_xdp_mode mode)
+{
+	int fd = bpf_program__fd(x->skel->progs.kcpx_xdp_steer), err = -EOPNOTSUPP;
+	__u32 noexist = XDP_FLAGS_UPDATE_IF_NOEXIST;
+
+	if (mode != KCPX_XDP_SKB) {
+		err = bpf_xdp_attach(x->ifindex, fd, XDP_FLAGS_DRV_MODE | noexist, NULL);
+		if (!err) {
+			x->xdp_flags = XDP_FLAGS_DRV_MODE;
+			kcpx_io_logf(1, "%s: XDP attached in native mode", x->ifname);
+			return 0;
+		}
+		if (err == -EBUSY || err == -EEXIST) {
+			kcpx_io_logf(0, "%s: another XDP program is attached: not replacing it",
+				     x->ifname);
+			return -EBUSY;
+		}
+		if (mode == KCPX_XDP_NATIVE) {
+			kcpx_io_logf(0, "%s: native XDP attach failed: %s", x->ifname,
+				     strerror(-err));
+			return err;
+		}
+		kcpx_io_logf(0, "%s: native XDP attach failed (%s): falling back to skb mode",
+			     x->ifname, strerror(-err));
+	}
+	err = bpf_xdp_attach(x->ifindex, fd, XDP_FLAGS_SKB_MODE | noexist, NULL);
+	if (err) {
+		kcpx_io_logf(0, "%s: skb-mode XDP attach failed: %s", x->ifname, strerror(-err));
+		return err == -EEXIST ? -EBUSY : err;
+	}
+	x->xdp_flags = XDP_FLAGS_SKB_MODE;
+	kcpx_io_logf(1, "%s: XDP attached in skb (generic) mode", x->ifname);
+	return 0;
+}
+
+static int attach_tc(struct kcpx_xdp *x)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = x->ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY,
+		    .prog_fd = bpf_program__fd(x->skel->progs.kcpx_tc_egress));
+	int err;
+
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST) {
+		kcpx_io_logf(0, "%s: clsact create failed: %s", x->ifname, strerror(-err));
+		return err;
+	}
+	x->tc_own_hook = !err;
+	err = bpf_tc_attach(&hook, &o);
+	if (err) {
+		kcpx_io_logf(0, "%s: TC egress attach failed: %s", x->ifname, strerror(-err));
+		if (x->tc_own_hook) {
+			hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+			bpf_tc_hook_destroy(&hook);
+			x->tc_own_hook = false;
+		}
+		return err;
+	}
+	x->tc_attached = true;
+	return 0;
+}
+
+static int pin_maps(struct kcpx_xdp *x)
+{
+	char path[PATH_MAX];
+	int err;
+
+	if (mkdir(KCPX_BPF_PIN_ROOT, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (mkdir(x->pin_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	x->pinned = true;
+	for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(x->skel->obj, pinned_maps[i]);
+
+		if (!m)
+			return -ENOENT;
+		err = pin_path(path, sizeof(path), x->ifname, pinned_maps[i]);
+		if (err)
+			return err;
+		err = bpf_map__pin(m, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int write_info(struct kcpx_xdp *x, enum kcpx_bpf_role role)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = x->ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(pi), key = 0;
+	struct kcpx_info info = {
+		.ifindex = x->ifindex,
+		.xdp_flags = x->xdp_flags,
+		.tc_handle = KCPX_TC_HANDLE,
+		.tc_priority = KCPX_TC_PRIORITY,
+		.pid = getpid(),
+		.tc_own_hook = x->tc_own_hook,
+		.role = role,
+		.start_time_ns = boottime_ns(),
+	};
+
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(x->skel->progs.kcpx_xdp_steer), &pi, &len) == 0)
+		info.xdp_prog_id = pi.id;
+	if (x->tc_attached && bpf_tc_query(&hook, &o) == 0)
+		info.tc_prog_id = o.prog_id;
+	if (bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_info), &key, &info, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Refuse while a live daemon owns IFACE; clean up after a dead one. */
+static int check_not_up(const char *ifname)
+{
+	struct kcpx_info info;
+	char dir[PATH_MAX];
+	struct stat st;
+	int err;
+
+	if (read_info(ifname, &info) == 0 && daemon_alive(info.pid, info.start_time_ns)) {
+		kcpx_io_logf(0, "kcpx is already up on %s (pid %u): run 'kcpx down %s' first",
+			     ifname, info.pid, ifname);
+		return -EBUSY;
+	}
+	pin_path(dir, sizeof(dir), ifname, NULL);
+	if (stat(dir, &st) == 0) {
+		kcpx_io_logf(0, "%s: state of a kcpx that is gone found: cleaning it up", ifname);
+		err = kcpx_xdp_down(ifname);
+		if (err && err != -ENOENT)
+			return err;
+	}
+	return 0;
+}
+
+static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
+{
+	struct kcpx_bpf_cfg *c = &x->skel->rodata->kcpx_cfg;
+
+	memset(c, 0, sizeof(*c));
+	c->role = cfg->role;
+	c->port = htons(cfg->port);
+	c->min_payload = cfg->min_payload ? cfg->min_payload : 1;
+	c->max_payload = cfg->max_payload ? cfg->max_payload : KCPX_PKT_MAX;
+	if (cfg->dscp >= 0) {
+		if (cfg->dscp > 63)
+			return -EINVAL;
+		c->dscp = cfg->dscp;
+		c->flags |= KCPX_CFG_F_DSCP;
+	}
+	if (cfg->role == KCPX_ROLE_CLIENT) {
+		if (cfg->peer.sa.sa_family == AF_INET) {
+			c->family = 4;
+			memcpy(c->peer_addr, &cfg->peer.in.sin_addr, 4);
+		} else if (cfg->peer.sa.sa_family == AF_INET6) {
+			c->family = 6;
+			memcpy(c->peer_addr, &cfg->peer.in6.sin6_addr, 16);
+		} else {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
+{
+	struct kcpx_xdp *x;
+	int err;
+
+	*out = NULL;
+	if (cfg->ifname && !valid_ifname(cfg->ifname))
+		return -EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	libbpf_set_print(libbpf_log);
+
+	if (cfg->ifname) {
+		snprintf(x->ifname, sizeof(x->ifname), "%s", cfg->ifname);
+		x->ifindex = if_nametoindex(cfg->ifname);
+		if (!x->ifindex) {
+			err = -ENODEV;
+			kcpx_io_logf(0, "%s: no such interface", cfg->ifname);
+			goto err_free;
+		}
+		err = pin_path(x->pin_dir, sizeof(x->pin_dir), x->ifname, NULL);
+		if (err)
+			goto err_free;
+		err = bpffs_ensure();
+		if (err)
+			goto err_free;
+		err = check_not_up(cfg->ifname);
+		if (err)
+			goto err_free;
+	}
+
+	x->skel = kcpx__open();
+	if (!x->skel) {
+		err = -errno;
+		goto err_free;
+	}
+	err = set_rodata(x, cfg);
+	if (err)
+		goto err_destroy;
+	err = kcpx__load(x->skel);
+	if (err) {
+		kcpx_io_logf(0, "loading the BPF programs failed: %s%s", strerror(-err),
+			     err == -EPERM ? " (needs root: CAP_BPF and CAP_NET_ADMIN)" : "");
+		goto err_destroy;
+	}
+	if (!cfg->ifname) {
+		*out = x;
+		return 0;
+	}
+
+	err = pin_maps(x);
+	if (err) {
+		kcpx_io_logf(0, "%s: pinning maps under %s failed: %s", x->ifname, x->pin_dir,
+			     strerror(-err));
+		goto err_undo;
+	}
+	err = attach_xdp(x, cfg->mode);
+	if (err)
+		goto err_undo;
+	if (!cfg->no_tc) {
+		err = attach_tc(x);
+		if (err)
+			goto err_undo;
+	}
+	err = write_info(x, cfg->role);
+	if (err)
+		goto err_undo;
+	*out = x;
+	return 0;
+
+err_undo:
+	kcpx_xdp_close(x, true);
+	return err;
+err_destroy:
+	kcpx__destroy(x->skel);
+err_free:
+	free(x);
+	return err;
+}
+
+void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
+{
+	if (!x)
+		return;
+	if (detach && x->ifindex) {
+		int n;
+
+		if (x->xdp_flags && (n = detach_xdp(x->ifindex)) < 0)
+			kcpx_io_logf(0, "%s: XDP detach failed: %s", x->ifname, strerror(-n));
+		if ((x->tc_attached || x->tc_own_hook) &&
+		    (n = detach_tc(x->ifindex, x->tc_own_hook)) < 0)
+			kcpx_io_logf(0, "%s: TC detach failed: %s", x->ifname, strerror(-n));
+		if (x->pinned)
+			unpin_all(x->ifname);
+	}
+	kcpx__destroy(x->skel);
+	free(x->percpu_buf);
+	free(x);
+}
+
+const char *kcpx_xdp_mode_name(const struct kcpx_xdp *x)
+{
+	if (x->xdp_flags == XDP_FLAGS_DRV_MODE)
+		return "native";
+	if (x->xdp_flags == XDP_FLAGS_SKB_MODE)
+		return "skb";
+	return NULL;
+}
+
+int kcpx_xdp_ifindex(const struct kcpx_xdp *x)
+{
+	return x->ifindex;
+}
+
+int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which)
+{
+	struct kcpx *s = x->skel;
+
+	switch (which) {
+	case KCPX_FD_PROG_XDP:
+		return bpf_program__fd(s->progs.kcpx_xdp_steer);
+	case KCPX_FD_PROG_TC:
+		return bpf_program__fd(s->progs.kcpx_tc_egress);
+	case KCPX_FD_XSKS:
+		return bpf_map__fd(s->maps.kcpx_xsks);
+	case KCPX_FD_LPORTS:
+		return bpf_map__fd(s->maps.kcpx_lports);
+	case KCPX_FD_XDP_STATS:
+		return bpf_map__fd(s->maps.kcpx_xdp_stats);
+	case KCPX_FD_TC_STATS:
+		return bpf_map__fd(s->maps.kcpx_tc_stats);
+	case KCPX_FD_XSK_STATS:
+		return bpf_map__fd(s->maps.kcpx_xsk_stats);
+	case KCPX_FD_SNMP:
+		return bpf_map__fd(s->maps.kcpx_snmp);
+	case KCPX_FD_INFO:
+		return bpf_map__fd(s->maps.kcpx_info);
+	}
+	return -EINVAL;
+}
+
+int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd)
+{
+	int mfd = bpf_map__fd(x->skel->maps.kcpx_xsks);
+	__u32 key = queue, val = fd;
+
+	if (queue >= KCPX_XSK_MAX_QUEUES)
+		return -ERANGE;
+	if (fd < 0)
+		return bpf_map_delete_elem(mfd, &key) < 0 && errno != ENOENT ? -errno : 0;
+	return bpf_map_update_elem(mfd, &key, &val, 0) < 0 ? -errno : 0;
+}
+
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port)
+{
+	__be16 key = htons(port);
+	__u8 one = 1;
+
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key, &one, 0) < 0
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port)
+{
+	__be16 key = htons(port);
+
+	return bpf_map_delete_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key) < 0 &&
+			       errno != ENOENT
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val, size_t size)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd = kcpx_xdp_fd(x, which);
+	size_t stride = (size + 7) & ~(size_t)7;
+	__u32 key = 0;
+
+	if (ncpu < 0)
+		return ncpu;
+	if (fd < 0)
+		return fd;
+	if (x->percpu_cap < stride * ncpu) {
+		void *p = calloc(ncpu, stride);
+
+		if (!p)
+			return -ENOMEM;
+		free(x->percpu_buf);
+		x->percpu_buf = p;
+		x->percpu_cap = stride * ncpu;
+	}
+	memcpy(x->percpu_buf, val, size);
+	return bpf_map_update_elem(fd, &key, x->percpu_buf, 0) < 0 ? -errno : 0;
+}
+
+int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	size_t stride = (size + 7) & ~(size_t)7;
+	__u64 *out = sum;
+	__u32 key = 0;
+	char *buf;
+	int err = 0;
+
+	if (ncpu < 0)
+		return ncpu;
+	if (size % 8)
+		return -EINVAL;
+	buf = calloc(ncpu, stride);
+	if (!buf)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(map_fd, &key, buf) < 0) {
+		err = -errno;
+		goto out;
+	}
+	memset(sum, 0, size);
+	for (int c = 0; c < ncpu; c++) {
+		const __u64 *v = (const __u64 *)(buf + c * stride);
+
+		for (size_t i = 0; i < size / 8; i++)
+			out[i] += v[i];
+	}
+out:
+	free(buf);
+	return err;
+}
+
+/* One pinned per-CPU counter map: its value struct's members by BTF, summed over CPUs. */
+static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, void *ctx)
+{
+	struct bpf_map_info mi = {};
+	__u32 mlen = sizeof(mi);
+	const struct btf_member *m;
+	const struct btf_type *t;
+	char path[PATH_MAX];
+	struct btf *btf = NULL;
+	__u64 *sum = NULL;
+	int fd, err;
+
+	err = pin_path(path, sizeof(path), ifname, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) < 0) {
+		err = -errno;
+		goto out;
+	}
+	if (!mi.btf_id || !mi.btf_value_type_id || mi.value_size % 8) {
+		err = -EPROTO;
+		goto out;
+	}
+	btf = btf__load_from_kernel_by_id(mi.btf_id);
+	if (!btf) {
+		err = -errno;
+		goto out;
+	}
+	t = btf__type_by_id(btf, mi.btf_value_type_id);
+	if (!t || !btf_is_struct(t)) {
+		err = -EPROTO;
+		goto out;
+	}
+	sum = calloc(1, mi.value_size);
+	if (!sum) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = kcpx_xdp_sum_percpu(fd, sum, mi.value_size);
+	if (err)
+		goto out;
+	m = btf_members(t);
+	for (int i = 0; i < btf_vlen(t); i++, m++) {
+		const char *fname = btf__name_by_offset(btf, m->name_off);
+		__u32 off = btf_member_bit_offset(t, i) / 8;
+
+		if (!fname || !strncmp(fname, "pad", 3) || off + 8 > mi.value_size)
+			continue;
+		cb(ctx, name, fname, sum[off / 8]);
+	}
+out:
+	free(sum);
+	btf__free(btf);
+	close(fd);
+	return err;
+}
+
+int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
+{
+	int err, found = 0;
+
+	if (!valid_ifname(ifname))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(counter_maps) / sizeof(counter_maps[0]); i++) {
+		err = stats_one(ifname, counter_maps[i], cb, ctx);
+		if (err == -ENOENT)
+			continue;
+		if (err)
+			return err;
+		found++;
+	}
+	return found ? 0 : -ENOENT;
+}

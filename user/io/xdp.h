@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loading and attaching kcpx's BPF programs (bpf/kcpx.bpf.c), and everything that works
+ * from the pins alone: `kcpx down` and `kcpx stats` need no running daemon.
+ *
+ *   kcpx_xdp_open     load; with an interface also attach XDP (native, else skb — said so
+ *                     in the log), attach TC egress on clsact, pin the maps under
+ *                     /sys/fs/bpf/kcpx/IFACE/ and record what was done in kcpx_info
+ *   kcpx_xdp_close    release the daemon's handles; detach only when asked to
+ *   kcpx_xdp_down     detach and unpin by interface name, even after a crash
+ *   kcpx_xdp_stats    read every pinned counter map, summed over CPUs, with BTF names
+ */
+#ifndef KCPX_IO_XDP_H
+#define KCPX_IO_XDP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kcpx_bpf.h"
+#include "io/dgram.h"
+
+enum kcpx_xdp_mode {
+	KCPX_XDP_AUTO = 0, /* native (driver) mode, falling back to skb mode */
+	KCPX_XDP_NATIVE,
+	KCPX_XDP_SKB,
+};
+
+struct kcpx_xdp_config {
+	const char *ifname;	 /* NULL: load only, attach and pin nothing (tests) */
+	enum kcpx_bpf_role role; /* server: steer by local port; client: by peer */
+	uint16_t port;		 /* host order; server: listen port, client: server's port */
+	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
+	int dscp;		 /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
+	uint16_t min_payload;	 /* 0: 1 */
+	uint16_t max_payload;	 /* 0: KCPX_PKT_MAX */
+	enum kcpx_xdp_mode mode;
+	bool no_tc; /* skip the TC egress program */
+};
+
+struct kcpx_xdp;
+
+/* Returns 0 or -errno: -EBUSY when kcpx (a live daemon) or another XDP program is already
+ * on the interface; -EPERM when not allowed to load BPF. Stale state of a crashed daemon
+ * is cleaned up first (and logged). */
+int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg);
+/* Release handles. detach: also remove the programs and pins (what `kcpx down` does). */
+void kcpx_xdp_close(struct kcpx_xdp *x, bool detach);
+
+/* The interface's state as attached: "native" or "skb" (NULL when not attached). */
+const char *kcpx_xdp_mode_name(const struct kcpx_xdp *x);
+int kcpx_xdp_ifindex(const struct kcpx_xdp *x);
+
+enum kcpx_xdp_fd {
+	KCPX_FD_PROG_XDP,
+	KCPX_FD_PROG_TC,
+	KCPX_FD_XSKS,
+	KCPX_FD_LPORTS,
+	KCPX_FD_XDP_STATS,
+	KCPX_FD_TC_STATS,
+	KCPX_FD_XSK_STATS,
+	KCPX_FD_SNMP,
+	KCPX_FD_INFO,
+};
+int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which);
+
+/* AF_XDP socket fd for an RX queue into the XSKMAP; fd < 0 removes the entry. */
+int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd);
+/* Client: a local UDP port (host order) whose packets from the peer are the tunnel's. */
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port);
+int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port);
+
+/* Publish userspace counters into CPU 0's slot of a per-CPU counter map (the others are
+ * zero), so the pinned maps show them. */
+int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val, size_t size);
+static inline int kcpx_xdp_publish_snmp(struct kcpx_xdp *x, const struct kcpx_snmp *s)
+{
+	return kcpx_xdp_publish(x, KCPX_FD_SNMP, s, sizeof(*s));
+}
+
+/* Read key 0 of a per-CPU array of __u64 counters and sum each field over all CPUs.
+ * size is the value size (a multiple of 8). Returns 0 or -errno. */
+int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size);
+
+/* Detach kcpx's programs from IFACE and remove its pins. Works from the pins, and when
+ * they are gone from the programs' names alone. Returns 0 when something was removed,
+ * -ENOENT when kcpx was not there, other -errno on failure. */
+int kcpx_xdp_down(const char *ifname);
+
+/* Every field of every pinned counter map of IFACE, summed over CPUs, in map order:
+ * cb(map name, field name, value). Field names come from the maps' BTF. */
+typedef void (*kcpx_xdp_stat_cb)(void *ctx, const char *map, const char *field, uint64_t val);
+int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx);
+
+/* Where log lines of user/io's BPF code go (default: stderr). level as in app/log.h:
+ * 0 warn, 1 info, 2 debug. */
+typedef void (*kcpx_io_log_fn)(int level, const char *msg);
+void kcpx_xdp_set_log(kcpx_io_log_fn fn);
+void kcpx_io_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
