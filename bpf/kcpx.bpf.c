@@ -105,9 +105,9 @@ static __always_inline bool kcpx_is_tunnel_rx(const struct kcpx_pinfo *pi)
 	struct udphdr *udp = pi->udp;
 	__be16 dport = udp->dest;
 
-	if (kcpx_cfg.role == KCPX_ROLE_SERVER)
+	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
 		return dport == kcpx_cfg.port;
-	if (kcpx_cfg.role == KCPX_ROLE_CLIENT)
+	if (kcpx_cfg.role == KCPX_BPF_ROLE_CLIENT)
 		return udp->source == kcpx_cfg.port && kcpx_addr_is_peer(pi, true) &&
 		       bpf_map_lookup_elem(&kcpx_lports, &dport);
 	return false;
@@ -118,9 +118,9 @@ static __always_inline bool kcpx_is_tunnel_tx(const struct kcpx_pinfo *pi)
 {
 	struct udphdr *udp = pi->udp;
 
-	if (kcpx_cfg.role == KCPX_ROLE_SERVER)
+	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
 		return udp->source == kcpx_cfg.port;
-	if (kcpx_cfg.role == KCPX_ROLE_CLIENT)
+	if (kcpx_cfg.role == KCPX_BPF_ROLE_CLIENT)
 		return udp->dest == kcpx_cfg.port && kcpx_addr_is_peer(pi, false);
 	return false;
 }

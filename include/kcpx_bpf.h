@@ -26,9 +26,9 @@
 #define KCPX_LPORTS_MAX 256
 
 enum kcpx_bpf_role {
-	KCPX_ROLE_NONE = 0,   /* steer nothing: every packet goes to the kernel */
-	KCPX_ROLE_SERVER = 1, /* tunnel packets: UDP dst port == cfg.port */
-	KCPX_ROLE_CLIENT = 2, /* src == (cfg.peer_addr, cfg.port), dst port in kcpx_lports */
+	KCPX_BPF_ROLE_NONE = 0,	  /* steer nothing: every packet goes to the kernel */
+	KCPX_BPF_ROLE_SERVER = 2, /* tunnel packets: UDP dst port == cfg.port */
+	KCPX_BPF_ROLE_CLIENT = 1, /* src == (cfg.peer_addr, cfg.port), dst port in kcpx_lports */
 };
 
 /* kcpx_bpf_cfg.flags */

@@ -655,11 +655,11 @@ int main(void)
 		return 1;
 	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 1);
-	err = load(&srv, KCPX_ROLE_SERVER, NULL, 46);
+	err = load(&srv, KCPX_BPF_ROLE_SERVER, NULL, 46);
 	if (!err)
-		err = load(&cli4, KCPX_ROLE_CLIENT, PEER4, -1);
+		err = load(&cli4, KCPX_BPF_ROLE_CLIENT, PEER4, -1);
 	if (!err)
-		err = load(&cli6, KCPX_ROLE_CLIENT, PEER6, -1);
+		err = load(&cli6, KCPX_BPF_ROLE_CLIENT, PEER6, -1);
 	if (err) {
 		fprintf(stderr, "loading kcpx BPF: %s\n", strerror(-err));
 		return 1;

@@ -497,7 +497,7 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 		c->dscp = cfg->dscp;
 		c->flags |= KCPX_CFG_F_DSCP;
 	}
-	if (cfg->role == KCPX_ROLE_CLIENT) {
+	if (cfg->role == KCPX_BPF_ROLE_CLIENT) {
 		if (cfg->peer.sa.sa_family == AF_INET) {
 			c->family = 4;
 			memcpy(c->peer_addr, &cfg->peer.in.sin_addr, 4);
