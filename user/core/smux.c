@@ -16,14 +16,19 @@
 #include "core/smux.h"
 #include "core/util.h"
 
-/* Byte queue of fixed blocks: memory stays within len + one block whatever the chunking. */
+/*
+ * Byte queue of blocks. A new block is sized to the bytes queued so far (at least
+ * BQ_MIN, at most BQ_BLK), so a peer that trickles 1-byte frames costs at most about
+ * twice the bytes it has buffered, and a big stream uses full blocks.
+ */
+#define BQ_MIN	     64
 #define BQ_BLK	     4064
-#define BQ_CACHE_MAX 64
+#define BQ_CACHE_MAX 64 /* full-size blocks kept per session for reuse */
 
 struct bq_blk {
 	struct bq_blk *next;
-	uint32_t len;
-	uint8_t data[BQ_BLK];
+	uint32_t len, cap;
+	uint8_t data[];
 };
 
 struct bq {
@@ -110,26 +115,28 @@ struct kcpx_smux {
 
 /* ---- byte queue ---- */
 
-static struct bq_blk *blk_get(struct kcpx_smux *s)
+static struct bq_blk *blk_get(struct kcpx_smux *s, size_t cap)
 {
-	struct bq_blk *b = s->cache;
+	struct bq_blk *b = NULL;
 
-	if (b) {
+	if (cap == BQ_BLK && s->cache) {
+		b = s->cache;
 		s->cache = b->next;
 		s->ncache--;
 	} else {
-		b = malloc(sizeof(*b));
+		b = malloc(sizeof(*b) + cap);
 		if (!b)
 			return NULL;
 	}
 	b->next = NULL;
 	b->len = 0;
+	b->cap = (uint32_t)cap;
 	return b;
 }
 
 static void blk_put(struct kcpx_smux *s, struct bq_blk *b)
 {
-	if (s->ncache < BQ_CACHE_MAX) {
+	if (b->cap == BQ_BLK && s->ncache < BQ_CACHE_MAX) {
 		b->next = s->cache;
 		s->cache = b;
 		s->ncache++;
@@ -138,54 +145,34 @@ static void blk_put(struct kcpx_smux *s, struct bq_blk *b)
 	}
 }
 
-/* Appends all of buf or nothing. */
-static int bq_push(struct kcpx_smux *s, struct bq *q, const uint8_t *buf, size_t len)
+/* Appends buf; returns the bytes appended, fewer than len only when out of memory. */
+static size_t bq_push(struct kcpx_smux *s, struct bq *q, const uint8_t *buf, size_t len)
 {
-	struct bq_blk *first_new = NULL, *t = q->tail;
 	size_t done = 0;
 
-	/* allocate first so a failure leaves q untouched */
-	size_t room = t ? BQ_BLK - t->len : 0;
-	if (len > room) {
-		size_t need = (len - room + BQ_BLK - 1) / BQ_BLK;
-		struct bq_blk **pp = &first_new;
-		while (need--) {
-			struct bq_blk *b = blk_get(s);
-			if (!b) {
-				while (first_new) {
-					struct bq_blk *n = first_new->next;
-					blk_put(s, first_new);
-					first_new = n;
-				}
-				return -ENOMEM;
-			}
-			*pp = b;
-			pp = &b->next;
-		}
-	}
-	if (t && room) {
-		size_t n = KCPX_MIN(room, len);
-		memcpy(t->data + t->len, buf, n);
-		t->len += n;
-		done = n;
-	}
-	while (first_new) {
-		struct bq_blk *b = first_new;
-		size_t n = KCPX_MIN((size_t)BQ_BLK, len - done);
+	while (done < len) {
+		struct bq_blk *t = q->tail;
+		size_t n;
 
-		first_new = b->next;
-		b->next = NULL;
-		memcpy(b->data, buf + done, n);
-		b->len = n;
+		if (!t || t->len == t->cap) {
+			size_t cap = KCPX_MAX(len - done, KCPX_MAX(q->len, (size_t)BQ_MIN));
+
+			t = blk_get(s, KCPX_MIN(cap, (size_t)BQ_BLK));
+			if (!t)
+				break;
+			if (q->tail)
+				q->tail->next = t;
+			else
+				q->head = t;
+			q->tail = t;
+		}
+		n = KCPX_MIN((size_t)(t->cap - t->len), len - done);
+		memcpy(t->data + t->len, buf + done, n);
+		t->len += n;
 		done += n;
-		if (q->tail)
-			q->tail->next = b;
-		else
-			q->head = b;
-		q->tail = b;
+		q->len += n;
 	}
-	q->len += len;
-	return 0;
+	return done;
 }
 
 static size_t bq_pop(struct kcpx_smux *s, struct bq *q, uint8_t *out, size_t len)
@@ -566,6 +553,7 @@ static void on_upd(struct kcpx_smux *s)
 static int on_psh_bytes(struct kcpx_smux *s, const uint8_t *buf, uint32_t n)
 {
 	struct stream *st = find(s, s->psh_sid);
+	size_t pushed;
 
 	if (!st || st->local_closed) {
 		if (!s->psh_bad) {
@@ -574,11 +562,12 @@ static int on_psh_bytes(struct kcpx_smux *s, const uint8_t *buf, uint32_t n)
 		}
 		return 0;
 	}
-	if (bq_push(s, &st->rbuf, buf, n)) {
+	pushed = bq_push(s, &st->rbuf, buf, n);
+	s->recv_used += pushed;
+	if (pushed < n) {
 		smux_kill(s, -ENOMEM);
 		return -ENOMEM;
 	}
-	s->recv_used += n;
 	post(s, st, EV_READABLE);
 	return 0;
 }
@@ -790,8 +779,8 @@ ssize_t kcpx_smux_write(struct kcpx_smux *s, uint32_t sid, const uint8_t *buf, s
 		st->want_write = true;
 		return -EAGAIN;
 	}
-	take = KCPX_MIN(len, (size_t)room);
-	if (bq_push(s, &st->sbuf, buf, take))
+	take = bq_push(s, &st->sbuf, buf, KCPX_MIN(len, (size_t)room));
+	if (!take)
 		return -ENOMEM;
 	st->num_written += (uint32_t)take;
 	data_add(s, st);
