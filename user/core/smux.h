@@ -14,9 +14,17 @@
  * close, so the callbacks may call any function here except kcpx_smux_free().
  *
  * Memory is bounded whatever the peer sends: unread data of all streams counts against
- * max_recv_buffer (input() stops at a frame boundary once it is used up), every stream's
- * send buffer holds at most KCPX_SMUX_SNDBUF bytes, at most KCPX_SMUX_MAX_STREAMS streams
- * exist, and control frames owed to the peer are coalesced per stream.
+ * max_recv_buffer (input() stops at a frame boundary once it is used up, so at most one
+ * frame over), buffers cost at most about twice the bytes they hold, every stream's send
+ * buffer holds at most KCPX_SMUX_SNDBUF bytes, at most KCPX_SMUX_MAX_STREAMS streams
+ * exist (a few hundred bytes each), and control frames owed to the peer are coalesced
+ * per stream.
+ *
+ * Stream life: open() or a peer SYN (accept callback) creates it; a peer FIN makes read()
+ * return 0 once drained (v1 still allows writes); close() drops unread data, queues FIN
+ * behind pending data and frees the stream once FIN is out. A PSH for an unknown or
+ * closed sid is dropped and counted in bad_frames, as is a duplicate SYN; FIN or UPD for
+ * an unknown sid is ignored.
  */
 #ifndef KCPX_CORE_SMUX_H
 #define KCPX_CORE_SMUX_H
