@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kcptun FEC: the RS matrix (WIRE.md §4 rows, klauspost TestOneEncode), the encoder's
+ * wire form (seqids, flags, size field, parity length, wrap), and the decoder against
+ * loss, reordering, duplicates, expiry, garbage and a peer with another ratio.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "unit.h"
+#include "core/fec.h"
+#include "core/util.h"
+
+#define HEAD 20
+#define TAIL 16
+#define MAXP 4096
+
+/* ------------------------------------------------------------ helpers */
+
+struct pkt {
+	uint8_t b[1600];
+	size_t len;
+	bool parity;
+};
+
+struct sink {
+	struct pkt p[MAXP];
+	int n;
+	bool scribble; /* act like an in-place sealer: overwrite head, body and tail */
+};
+
+static void sink_emit(void *user, uint8_t *body, size_t len, bool parity)
+{
+	struct sink *s = user;
+
+	if (s->n < MAXP) {
+		memcpy(s->p[s->n].b, body, len);
+		s->p[s->n].len = len;
+		s->p[s->n].parity = parity;
+		s->n++;
+	}
+	if (s->scribble) {
+		memset(body - HEAD, 0xa5, HEAD);
+		memset(body, 0x5a, len);
+		memset(body + len, 0xc3, TAIL);
+	}
+}
+
+/* What the decoder hands to "KCP". */
+struct got {
+	uint8_t b[MAXP][1600];
+	size_t len[MAXP];
+	bool rec[MAXP];
+	int n;
+};
+
+static void got_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
+{
+	struct got *g = user;
+
+	if (g->n < MAXP) {
+		memcpy(g->b[g->n], kcp, len);
+		g->len[g->n] = len;
+		g->rec[g->n] = recovered;
+		g->n++;
+	}
+}
+
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 17;
+	rnd_state ^= rnd_state << 5;
+	return rnd_state;
+}
+
+/* A fake KCP packet: 24..1300 bytes, first 4 bytes = its number, rest derived from it. */
+static size_t make_kcp(uint8_t *b, uint32_t id)
+{
+	size_t len = 24 + (id * 7919u) % 1277;
+
+	kcpx_put_le32(b, id);
+	for (size_t i = 4; i < len; i++)
+		b[i] = (uint8_t)(id * 31 + i);
+	return len;
+}
+
+static bool check_kcp(const uint8_t *b, size_t len, uint32_t *id)
+{
+	uint8_t want[1600];
+
+	if (len < 4)
+		return false;
+	*id = kcpx_get_le32(b);
+	return make_kcp(want, *id) == len && !memcmp(want, b, len);
+}
+
+static struct sink S;
+static struct got G;
+
+/* ------------------------------------------------------------ RS code */
+
+static void test_matrix_10_3(void)
+{
+	uint8_t m[13 * 10], want[30];
+
+	CHECK_EQ(unit_unhex("8196afb8d2c4fee80302"
+			    "9681b8afc4d2e8fe0203"
+			    "bfd6620a066fdfb70504",
+			    want, 30),
+		 30);
+	CHECK_EQ(kcpx_fec_matrix(10, 3, m), 0);
+	for (int r = 0; r < 10; r++)
+		for (int c = 0; c < 10; c++)
+			CHECK_EQ(m[r * 10 + c], r == c);
+	CHECK_MEM(m + 100, want, 30);
+	CHECK_EQ(kcpx_fec_matrix(200, 57, m), -EINVAL);
+	CHECK_EQ(kcpx_fec_matrix(0, 3, m), -EINVAL);
+}
+
+/* klauspost/reedsolomon TestOneEncode, then every 5-of-10 erasure pattern rebuilds. */
+static void test_klauspost_one_encode(void)
+{
+	static const uint8_t data[5][2] = { { 0, 1 }, { 4, 5 }, { 2, 3 }, { 6, 7 }, { 8, 9 } };
+	static const uint8_t par[5][2] = {
+		{ 12, 13 }, { 10, 11 }, { 14, 15 }, { 90, 91 }, { 94, 95 }
+	};
+	uint8_t buf[10][2], *sh[10];
+	struct kcpx_rs *rs = kcpx_rs_new(5, 5);
+
+	CHECK(rs);
+	for (int i = 0; i < 10; i++)
+		sh[i] = buf[i];
+	memcpy(buf, data, sizeof(data));
+	CHECK_EQ(kcpx_rs_encode(rs, sh, 2), 0);
+	CHECK_MEM(buf[5], par, sizeof(par));
+
+	for (int mask = 0; mask < 1024; mask++) {
+		bool present[10];
+		int cnt = 0;
+
+		for (int i = 0; i < 10; i++) {
+			present[i] = mask & (1 << i);
+			cnt += present[i];
+		}
+		memcpy(buf, data, sizeof(data));
+		memcpy(buf[5], par, sizeof(par));
+		for (int i = 0; i < 5; i++)
+			if (!present[i])
+				memset(buf[i], 0xee, 2);
+		if (cnt < 5) {
+			CHECK_EQ(kcpx_rs_reconstruct(rs, sh, present, 2), -EBADMSG);
+			continue;
+		}
+		CHECK_EQ(kcpx_rs_reconstruct(rs, sh, present, 2), 0);
+		CHECK_MEM(buf, data, sizeof(data));
+	}
+	kcpx_rs_free(rs);
+}
+
+/* ------------------------------------------------------------ encoder */
+
+/* Wire form: data shards unpadded with seqid/flag/size; parity after the group's last
+ * data shard, as long as the longest data shard, and equal to RS over padded payloads.
+ * The sink scribbles over everything it is handed, as an in-place sealer does. */
+static void test_encoder_wire(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, HEAD, TAIL);
+	struct kcpx_rs *rs = kcpx_rs_new(10, 3);
+	uint8_t kcp[1600];
+
+	CHECK(e && rs);
+	S.n = 0;
+	S.scribble = true;
+	for (uint32_t id = 0; id < 48; id++) {
+		size_t len = make_kcp(kcp, id);
+
+		CHECK_EQ(kcpx_fec_encode(e, kcp, len, 0, sink_emit, &S, NULL), 0);
+	}
+	CHECK_EQ(S.n, 48 + 4 * 3);
+	for (int g = 0; g < 4; g++) {
+		static uint8_t pad[13][1600];
+		uint8_t *sh[13];
+		size_t maxlen = 0;
+
+		for (int i = 0; i < 13; i++) {
+			struct pkt *p = &S.p[g * 13 + i];
+			uint32_t id = (uint32_t)(g * 10 + i), got;
+
+			CHECK_EQ(kcpx_get_le32(p->b), g * 13 + i);
+			CHECK_EQ(p->parity, i >= 10);
+			CHECK_EQ(kcpx_get_le16(p->b + 4), i < 10 ? 0xf1 : 0xf2);
+			CHECK(kcpx_fec_is_fec(p->b, p->len));
+			if (i < 10) {
+				CHECK_EQ(kcpx_get_le16(p->b + 6), p->len - 6);
+				CHECK(check_kcp(p->b + 8, p->len - 8, &got));
+				CHECK_EQ(got, id);
+				maxlen = KCPX_MAX(maxlen, p->len);
+				memset(pad[i], 0, sizeof(pad[i]));
+				memcpy(pad[i], p->b + 6, p->len - 6);
+			} else {
+				CHECK_EQ(p->len, maxlen);
+			}
+			sh[i] = pad[i];
+		}
+		CHECK_EQ(kcpx_rs_encode(rs, sh, maxlen - 6), 0);
+		for (int k = 0; k < 3; k++)
+			CHECK_MEM(S.p[g * 13 + 10 + k].b + 6, pad[10 + k], maxlen - 6);
+	}
+	/* the 8 data shards of the open group are out, their parity is not */
+	CHECK_EQ(kcpx_fec_enc_next(e), 4 * 13 + 8);
+	CHECK_EQ(kcpx_fec_encode(e, kcp, 1500 - 8 + 1, 0, sink_emit, &S, NULL), -EMSGSIZE);
+	CHECK_EQ(S.n, 60);
+	kcpx_fec_enc_free(e);
+	kcpx_rs_free(rs);
+	CHECK(!kcpx_fec_enc_new(0, 3, 0, 0));
+	CHECK(!kcpx_fec_enc_new(3, 0, 0, 0));
+	CHECK(!kcpx_fec_enc_new(200, 57, 0, 0));
+}
+
+/* seqids wrap at floor(0xffffffff / n) * n, after a parity shard. */
+static void test_encoder_wrap(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
+	uint32_t paws = 0xffffffffu / 13 * 13;
+	uint8_t kcp[1600];
+
+	CHECK(e);
+	kcpx_fec_enc_set_next(e, paws - 13);
+	CHECK_EQ(kcpx_fec_enc_next(e), paws - 13);
+	S.n = 0;
+	S.scribble = false;
+	for (uint32_t id = 0; id < 20; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(S.n, 26);
+	CHECK_EQ(kcpx_get_le32(S.p[0].b), paws - 13);
+	CHECK_EQ(kcpx_get_le32(S.p[12].b), paws - 1);
+	CHECK_EQ(kcpx_get_le32(S.p[13].b), 0);
+	CHECK_EQ(kcpx_get_le32(S.p[25].b), 12);
+	CHECK_EQ(kcpx_fec_enc_next(e), 13);
+	kcpx_fec_enc_free(e);
+}
+
+/* ------------------------------------------------------------ decoder */
+
+/* Feed packets in a given order; check every KCP packet arrives exactly as sent
+ * (duplicates allowed, since KCP dedups), and count them. */
+static int deliver(struct kcpx_fec_dec *d, struct pkt *p, const int *order, int n, uint32_t now,
+		   struct kcpx_snmp *snmp, bool *seen, uint32_t nseen)
+{
+	int bad = 0;
+
+	G.n = 0;
+	for (int i = 0; i < n; i++) {
+		struct pkt *x = &p[order[i]];
+
+		if (kcpx_fec_decode(d, x->b, x->len, now, got_recv, &G, snmp) < 0)
+			bad++;
+	}
+	for (int i = 0; i < G.n; i++) {
+		uint32_t id;
+
+		if (!check_kcp(G.b[i], G.len[i], &id) || id >= nseen)
+			return -1;
+		seen[id] = true;
+	}
+	return bad;
+}
+
+/* Random loss of up to ps shards per group, groups shuffled locally, with duplicates:
+ * every KCP packet comes out, rebuilt ones flagged, counters as expected. */
+static void run_loss(int ds, int ps, uint32_t start, int groups)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, HEAD, TAIL);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(ds, ps);
+	struct kcpx_snmp snmp = { 0 };
+	static int order[MAXP];
+	static bool seen[MAXP];
+	uint8_t kcp[1600];
+	int n = ds + ps, no = 0, lost_data = 0, parity_in = 0;
+
+	CHECK(e && d);
+	CHECK_EQ(groups * ds, (groups * ds < MAXP) ? groups * ds : -1);
+	kcpx_fec_enc_set_next(e, start);
+	S.n = 0;
+	S.scribble = true;
+	for (int id = 0; id < groups * ds; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(S.n, groups * n);
+
+	for (int g = 0; g < groups; g++) {
+		int idx[256], lose = (int)(rnd() % (uint32_t)(ps + 1));
+
+		for (int i = 0; i < n; i++)
+			idx[i] = g * n + i;
+		for (int i = n - 1; i > 0; i--) { /* shuffle inside the group */
+			int j = (int)(rnd() % (uint32_t)(i + 1)), t = idx[i];
+
+			idx[i] = idx[j];
+			idx[j] = t;
+		}
+		for (int i = lose; i < n; i++) {
+			order[no++] = idx[i];
+			if (S.p[idx[i]].parity)
+				parity_in++;
+			if (rnd() % 8 == 0) { /* a duplicate, now or a bit later */
+				order[no++] = idx[i];
+				if (S.p[idx[i]].parity)
+					parity_in++;
+			}
+		}
+		for (int i = 0; i < lose; i++)
+			lost_data += !S.p[idx[i]].parity;
+	}
+	for (int i = 0; i + 6 < no; i++) { /* and some reordering across group borders */
+		if (rnd() % 4 == 0) {
+			int j = i + 1 + (int)(rnd() % 5), t = order[i];
+
+			order[i] = order[j];
+			order[j] = t;
+		}
+	}
+	memset(seen, 0, sizeof(seen));
+	CHECK_EQ(deliver(d, S.p, order, no, 1000, &snmp, seen, (uint32_t)(groups * ds)), 0);
+	for (int id = 0; id < groups * ds; id++)
+		CHECK(seen[id]);
+	CHECK(snmp.FECRecovered >= (uint64_t)lost_data);
+	CHECK_EQ(snmp.FECParityShards, parity_in);
+	CHECK_EQ(snmp.FECErrs, 0);
+	CHECK_EQ(snmp.InErrs, 0);
+	/* FECShortShards may count: a shard arriving after its group was done waits in the
+	 * queue (kcp-go does the same) and is pushed out later. */
+	CHECK(kcpx_fec_dec_queued(d) <= (size_t)(3 * n));
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+static void test_decode_loss_10_3(void)
+{
+	run_loss(10, 3, 0, 200);
+}
+
+static void test_decode_loss_odd_ratios(void)
+{
+	run_loss(1, 1, 0, 300);
+	run_loss(3, 2, 0, 300);
+	run_loss(7, 5, 0, 200);
+	run_loss(20, 10, 0, 100);
+}
+
+static void test_decode_loss_across_wrap(void)
+{
+	run_loss(10, 3, 0xffffffffu / 13 * 13 - 13 * 50, 150);
+	run_loss(3, 2, 0xffffffffu / 5 * 5 - 5 * 100, 300);
+}
+
+/* Exactly which shards come out, for one group with data shards 2 and 5 lost. */
+static void test_decode_exact(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_snmp snmp = { 0 };
+	uint8_t kcp[1600];
+	int rc, total = 0;
+
+	S.n = 0;
+	S.scribble = false;
+	for (uint32_t id = 0; id < 10; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(S.n, 13);
+	G.n = 0;
+	for (int i = 0; i < 13; i++) {
+		if (i == 2 || i == 5)
+			continue;
+		rc = kcpx_fec_decode(d, S.p[i].b, S.p[i].len, 5, got_recv, &G, &snmp);
+		CHECK(rc >= 0);
+		total += rc;
+		/* data shard i arrives itself; the rebuild happens with the 10th shard in */
+		if (i == 11) {
+			CHECK_EQ(rc, 2);
+			CHECK_EQ(G.rec[G.n - 2], true);
+			CHECK_EQ(kcpx_get_le32(G.b[G.n - 2]), 2);
+			CHECK_EQ(kcpx_get_le32(G.b[G.n - 1]), 5);
+			CHECK_EQ(kcpx_fec_dec_queued(d), 0);
+		} else if (i < 10) {
+			CHECK_EQ(rc, 1);
+			CHECK_EQ(G.rec[G.n - 1], false);
+		} else {
+			CHECK_EQ(rc, 0); /* parity 10 waits; the late parity 12 waits */
+		}
+	}
+	CHECK_EQ(total, 10);
+	CHECK_EQ(snmp.FECRecovered, 2);
+	CHECK_EQ(snmp.FECParityShards, 3);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 1);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+/* One more lost shard than parity: nothing rebuilt; the queue limit later pushes the
+ * stranded data shards out and counts them as FECShortShards. */
+static void test_decode_unrecoverable_and_limit(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_snmp snmp = { 0 };
+	uint8_t kcp[1600];
+
+	S.n = 0;
+	S.scribble = false;
+	for (uint32_t id = 0; id < 200; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	G.n = 0;
+	for (int i = 0; i < 13; i++) /* group 0 loses 4 data shards */
+		if (i > 3)
+			kcpx_fec_decode(d, S.p[i].b, S.p[i].len, 0, got_recv, &G, &snmp);
+	CHECK_EQ(snmp.FECRecovered, 0);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 9);
+	/* groups 1..: parity only, never completing, to fill the queue */
+	for (int i = 13; i < S.n; i++)
+		if (S.p[i].parity)
+			kcpx_fec_decode(d, S.p[i].b, S.p[i].len, 0, got_recv, &G, &snmp);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 39);
+	CHECK_EQ(snmp.FECShortShards, 6); /* data shards 4..9 of group 0 */
+	CHECK_EQ(snmp.FECRecovered, 0);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+/* Entries older than 60 s are dropped: a group split across the expiry is not rebuilt. */
+static void test_decode_expiry(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_snmp snmp = { 0 };
+	uint8_t kcp[1600];
+	uint32_t t0 = 0xfffff000u; /* the ms clock wraps too */
+
+	S.n = 0;
+	S.scribble = false;
+	for (uint32_t id = 0; id < 20; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	G.n = 0;
+	for (int i = 0; i < 6; i++)
+		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, t0, got_recv, &G, &snmp);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 6);
+	/* 60 s later: still there (expiry is "> 60000") */
+	kcpx_fec_decode(d, S.p[6].b, S.p[6].len, t0 + 60000, got_recv, &G, &snmp);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 7);
+	/* one ms more: the six old ones go, the 7th stays */
+	kcpx_fec_decode(d, S.p[7].b, S.p[7].len, t0 + 60001, got_recv, &G, &snmp);
+	CHECK_EQ(kcpx_fec_dec_queued(d), 2);
+	for (int i = 10; i < 13; i++)
+		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, t0 + 60002, got_recv, &G, &snmp);
+	CHECK_EQ(snmp.FECRecovered, 0); /* 5 shards of 13: data 8, 9 stay lost */
+	CHECK_EQ(G.n, 8);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+/* Short, long, wrong-flag and garbage bodies are counted and dropped, never crash; a
+ * parity shard whose rebuilt size field is absurd counts FECErrs. */
+static void test_decode_garbage(void)
+{
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_snmp snmp = { 0 };
+	uint8_t b[1600] = { 0 };
+
+	G.n = 0;
+	CHECK_EQ(kcpx_fec_decode(d, b, 7, 0, got_recv, &G, &snmp), -EBADMSG);
+	CHECK_EQ(kcpx_fec_decode(d, b, 1501, 0, got_recv, &G, &snmp), -EBADMSG);
+	CHECK_EQ(snmp.InErrs, 2);
+	kcpx_put_le16(b + 4, 0x51);
+	CHECK(!kcpx_fec_is_fec(b, 24));
+	CHECK_EQ(kcpx_fec_decode(d, b, 24, 0, got_recv, &G, &snmp), -EINVAL);
+	kcpx_put_le16(b + 4, 0xf1);
+	CHECK(kcpx_fec_is_fec(b, 6));
+	CHECK(!kcpx_fec_is_fec(b, 5));
+	/* a data shard of 8 bytes: empty KCP payload handed over, as kcp-go does */
+	CHECK_EQ(kcpx_fec_decode(d, b, 8, 0, got_recv, &G, &snmp), 1);
+	CHECK_EQ(G.len[0], 0);
+
+	/* group 1 (seqids 13..25): 10 parity-flagged garbage bodies with random bytes */
+	for (int i = 0; i < 13; i++) {
+		for (int j = 0; j < 100; j++)
+			b[j] = (uint8_t)rnd();
+		kcpx_put_le32(b, 13 + (uint32_t)i);
+		kcpx_put_le16(b + 4, i < 10 ? 0xf1 : 0xf2);
+		if (i == 0 || i == 1 || i == 2)
+			continue;
+		kcpx_put_le16(b + 6, 0xffff); /* bad size, never checked on data shards */
+		CHECK(kcpx_fec_decode(d, b, 100, 0, got_recv, &G, &snmp) >= 0);
+	}
+	CHECK_EQ(snmp.FECRecovered + snmp.FECErrs, 3);
+	CHECK_EQ(snmp.FECParityShards, 3);
+
+	/* absurd seqids in every direction */
+	for (int i = 0; i < 2000; i++) {
+		size_t len = 8 + rnd() % 1400;
+
+		for (size_t j = 0; j < len; j++)
+			b[j] = (uint8_t)rnd();
+		kcpx_put_le16(b + 4, rnd() & 1 ? 0xf1 : 0xf2);
+		CHECK(kcpx_fec_decode(d, b, len, rnd(), got_recv, &G, &snmp) >= 0);
+		G.n = 0;
+		CHECK(kcpx_fec_dec_queued(d) <= 3 * 13 + 1);
+	}
+	kcpx_fec_dec_free(d);
+}
+
+/* A receiver with no FEC configured (or another ratio) learns the peer's from the flags
+ * (kcp-go autoTune) and then rebuilds lost shards. */
+static void run_autotune(int local_ds, int local_ps, int ds, int ps)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(local_ds, local_ps);
+	struct kcpx_snmp snmp = { 0 };
+	static bool seen[MAXP];
+	static int order[MAXP];
+	uint8_t kcp[1600];
+	int n = ds + ps, groups = 60, no = 0, rds, rps;
+
+	S.n = 0;
+	S.scribble = false;
+	for (int id = 0; id < groups * ds; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), 0, sink_emit, &S, NULL);
+	/* the first 30 groups arrive whole; later ones lose data shard 1 */
+	for (int i = 0; i < S.n; i++)
+		if (i < 30 * n || i % n != 1)
+			order[no++] = i;
+	memset(seen, 0, sizeof(seen));
+	CHECK_EQ(deliver(d, S.p, order, no, 0, &snmp, seen, (uint32_t)(groups * ds)), 0);
+	kcpx_fec_dec_ratio(d, &rds, &rps);
+	CHECK_EQ(rds, ds);
+	CHECK_EQ(rps, ps);
+	for (int id = 0; id < groups * ds; id++)
+		CHECK(seen[id]);
+	CHECK_EQ(snmp.FECRecovered, 30);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+static void test_decode_autotune(void)
+{
+	run_autotune(0, 0, 10, 3);
+	run_autotune(10, 3, 3, 2);
+	run_autotune(4, 1, 20, 6);
+}
+
+int main(void)
+{
+	RUN(test_matrix_10_3);
+	RUN(test_klauspost_one_encode);
+	RUN(test_encoder_wire);
+	RUN(test_encoder_wrap);
+	RUN(test_decode_exact);
+	RUN(test_decode_loss_10_3);
+	RUN(test_decode_loss_odd_ratios);
+	RUN(test_decode_loss_across_wrap);
+	RUN(test_decode_unrecoverable_and_limit);
+	RUN(test_decode_expiry);
+	RUN(test_decode_garbage);
+	RUN(test_decode_autotune);
+	UNIT_MAIN_END();
+}

@@ -1,0 +1,688 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kcptun FEC: kcp-go v5.6.1 fec.go/autotune.go behaviour over klauspost/reedsolomon's
+ * code, computed with ISA-L (ec_init_tables + ec_encode_data[_update], SIMD).
+ *
+ * Encoder: instead of caching the ds data shards and encoding at the end of the group, each
+ * data shard updates the parity accumulators as it goes out (ec_encode_data_update); a
+ * shorter shard simply contributes nothing past its length, which is exactly the zero
+ * padding kcp-go applies. So a data shard can be sealed in place right after it is emitted.
+ *
+ * Decoder: kcp-go's ordered queue, replayed step for step (insertion with duplicate check,
+ * the search window around the new shard, the two completion cases, queue limit, expiry,
+ * auto-tune), over a pool of fixed 1500-byte entries addressed by index.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <isa-l/erasure_code.h>
+
+#include "core/fec.h"
+#include "core/util.h"
+
+/* ---------------------------------------------------------------- RS code */
+
+struct kcpx_rs {
+	int ds, ps, n;
+	uint8_t *matrix;   /* n x ds */
+	uint8_t *enc_tbls; /* 32 * ds * ps, parity rows */
+	/* reconstruction, with the tables of the last erasure pattern kept */
+	uint8_t *sub, *inv, *rows, *dec_tbls;
+	int *valid;	   /* ds indices of the shards used as sources */
+	int *last_valid;   /* pattern the tables were built for */
+	int *missing;	   /* data indices rebuilt */
+	int last_nmissing; /* -1: no tables yet */
+	uint8_t **src, **dst;
+};
+
+int kcpx_fec_matrix(int ds, int ps, uint8_t *out)
+{
+	int n = ds + ps;
+	uint8_t *v, *top, *inv;
+	int err = -EINVAL;
+
+	if (ds <= 0 || ps < 0 || n > KCPX_FEC_MAX_SHARDS)
+		return -EINVAL;
+	v = malloc((size_t)n * ds);
+	top = malloc((size_t)ds * ds);
+	inv = malloc((size_t)ds * ds);
+	if (!v || !top || !inv) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* Vandermonde: V[r][c] = r^c, with 0^0 = 1 (klauspost's galExp) */
+	for (int r = 0; r < n; r++) {
+		uint8_t x = 1;
+
+		for (int c = 0; c < ds; c++) {
+			v[r * ds + c] = x;
+			x = gf_mul(x, (uint8_t)r);
+		}
+	}
+	memcpy(top, v, (size_t)ds * ds);
+	if (gf_invert_matrix(top, inv, ds))
+		goto out; /* cannot happen: distinct Vandermonde rows */
+	/* out = V * inv(top): systematic, top rows become identity */
+	for (int r = 0; r < n; r++)
+		for (int c = 0; c < ds; c++) {
+			uint8_t acc = 0;
+
+			for (int k = 0; k < ds; k++)
+				acc ^= gf_mul(v[r * ds + k], inv[k * ds + c]);
+			out[r * ds + c] = acc;
+		}
+	err = 0;
+out:
+	free(v);
+	free(top);
+	free(inv);
+	return err;
+}
+
+void kcpx_rs_free(struct kcpx_rs *rs)
+{
+	if (!rs)
+		return;
+	free(rs->matrix);
+	free(rs->enc_tbls);
+	free(rs->sub);
+	free(rs->inv);
+	free(rs->rows);
+	free(rs->dec_tbls);
+	free(rs->valid);
+	free(rs->last_valid);
+	free(rs->missing);
+	free(rs->src);
+	free(rs->dst);
+	free(rs);
+}
+
+struct kcpx_rs *kcpx_rs_new(int ds, int ps)
+{
+	struct kcpx_rs *rs;
+	size_t dd = (size_t)ds * ds;
+
+	if (ds <= 0 || ps <= 0 || ds + ps > KCPX_FEC_MAX_SHARDS)
+		return NULL;
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return NULL;
+	rs->ds = ds;
+	rs->ps = ps;
+	rs->n = ds + ps;
+	rs->matrix = malloc((size_t)rs->n * ds);
+	rs->enc_tbls = malloc(32 * (size_t)ds * ps);
+	rs->sub = malloc(dd);
+	rs->inv = malloc(dd);
+	rs->rows = malloc(dd);
+	rs->dec_tbls = malloc(32 * dd);
+	rs->valid = calloc((size_t)ds, sizeof(int));
+	rs->last_valid = calloc((size_t)ds, sizeof(int));
+	rs->missing = calloc((size_t)ds, sizeof(int));
+	rs->src = calloc((size_t)rs->n, sizeof(uint8_t *));
+	rs->dst = calloc((size_t)rs->n, sizeof(uint8_t *));
+	rs->last_nmissing = -1;
+	if (!rs->matrix || !rs->enc_tbls || !rs->sub || !rs->inv || !rs->rows || !rs->dec_tbls ||
+	    !rs->valid || !rs->last_valid || !rs->missing || !rs->src || !rs->dst ||
+	    kcpx_fec_matrix(ds, ps, rs->matrix)) {
+		kcpx_rs_free(rs);
+		return NULL;
+	}
+	ec_init_tables(ds, ps, rs->matrix + dd, rs->enc_tbls);
+	return rs;
+}
+
+int kcpx_rs_encode(struct kcpx_rs *rs, uint8_t **shards, size_t len)
+{
+	if (len > INT32_MAX)
+		return -EINVAL;
+	if (len)
+		ec_encode_data((int)len, rs->ds, rs->ps, rs->enc_tbls, shards, shards + rs->ds);
+	return 0;
+}
+
+/* klauspost ReconstructData: the first ds present shards in index order are the sources;
+ * rebuild every missing data shard from inv(sub-matrix). */
+int kcpx_rs_reconstruct(struct kcpx_rs *rs, uint8_t **shards, const bool *present, size_t len)
+{
+	int ds = rs->ds, nvalid = 0, nmissing = 0;
+	bool same;
+
+	if (len > INT32_MAX)
+		return -EINVAL;
+	for (int i = 0; i < rs->n && nvalid < ds; i++)
+		if (present[i])
+			rs->valid[nvalid++] = i;
+	if (nvalid < ds)
+		return -EBADMSG;
+	for (int i = 0; i < ds; i++)
+		if (!present[i])
+			rs->missing[nmissing++] = i;
+	if (nmissing == 0 || len == 0)
+		return 0;
+
+	same = nmissing == rs->last_nmissing &&
+	       !memcmp(rs->valid, rs->last_valid, (size_t)ds * sizeof(int));
+	if (!same) {
+		for (int r = 0; r < ds; r++)
+			memcpy(rs->sub + r * ds, rs->matrix + rs->valid[r] * ds, (size_t)ds);
+		if (gf_invert_matrix(rs->sub, rs->inv, ds)) {
+			rs->last_nmissing = -1;
+			return -EBADMSG; /* any ds rows of this code are independent */
+		}
+		for (int m = 0; m < nmissing; m++)
+			memcpy(rs->rows + m * ds, rs->inv + rs->missing[m] * ds, (size_t)ds);
+		ec_init_tables(ds, nmissing, rs->rows, rs->dec_tbls);
+		memcpy(rs->last_valid, rs->valid, (size_t)ds * sizeof(int));
+		rs->last_nmissing = nmissing;
+	}
+	for (int r = 0; r < ds; r++)
+		rs->src[r] = shards[rs->valid[r]];
+	for (int m = 0; m < nmissing; m++)
+		rs->dst[m] = shards[rs->missing[m]];
+	ec_encode_data((int)len, ds, nmissing, rs->dec_tbls, rs->src, rs->dst);
+	return 0;
+}
+
+bool kcpx_fec_is_fec(const uint8_t *body, size_t len)
+{
+	uint16_t flag;
+
+	if (len < KCPX_FEC_HDR_PARITY)
+		return false;
+	flag = kcpx_get_le16(body + 4);
+	return flag == KCPX_FEC_DATA || flag == KCPX_FEC_PARITY;
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+struct kcpx_fec_enc {
+	int ds, ps, n;
+	uint32_t paws; /* seqids wrap to 0 here: largest multiple of n <= 0xffffffff */
+	uint32_t next;
+	int count;     /* data shards of the current group sent */
+	size_t max_rs; /* longest RS payload (size field + KCP bytes) in the group */
+	size_t headroom, tailroom, stride;
+	struct kcpx_rs *rs;
+	uint8_t *mem;	     /* 1 + ps buffers of stride bytes */
+	uint8_t **parity_rs; /* ps accumulators: parity body + 6 */
+};
+
+#define RS_MAX (KCPX_FEC_MAX_BODY - KCPX_FEC_HDR_PARITY)
+
+struct kcpx_fec_enc *kcpx_fec_enc_new(int ds, int ps, size_t headroom, size_t tailroom)
+{
+	struct kcpx_fec_enc *e;
+
+	if (ds <= 0 || ps <= 0 || ds + ps > KCPX_FEC_MAX_SHARDS || headroom > 4096 ||
+	    tailroom > 4096)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->ds = ds;
+	e->ps = ps;
+	e->n = ds + ps;
+	e->paws = 0xffffffffu / (uint32_t)e->n * (uint32_t)e->n;
+	e->headroom = headroom;
+	e->tailroom = tailroom;
+	/* round to 64 so each buffer starts cache-aligned */
+	e->stride = (headroom + KCPX_FEC_MAX_BODY + tailroom + 63) & ~(size_t)63;
+	e->rs = kcpx_rs_new(ds, ps);
+	e->parity_rs = calloc((size_t)ps, sizeof(uint8_t *));
+	if (!e->rs || !e->parity_rs ||
+	    posix_memalign((void **)&e->mem, 64, e->stride * (1 + (size_t)ps))) {
+		e->mem = NULL;
+		kcpx_fec_enc_free(e);
+		return NULL;
+	}
+	memset(e->mem, 0, e->stride * (1 + (size_t)ps));
+	for (int k = 0; k < ps; k++)
+		e->parity_rs[k] =
+			e->mem + e->stride * (1 + (size_t)k) + headroom + KCPX_FEC_HDR_PARITY;
+	return e;
+}
+
+void kcpx_fec_enc_free(struct kcpx_fec_enc *e)
+{
+	if (!e)
+		return;
+	kcpx_rs_free(e->rs);
+	free(e->parity_rs);
+	free(e->mem);
+	free(e);
+}
+
+uint32_t kcpx_fec_enc_next(const struct kcpx_fec_enc *e)
+{
+	return e->next;
+}
+
+void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id)
+{
+	/* only between groups: restart the current group at a group boundary */
+	e->next = (id % e->paws) / (uint32_t)e->n * (uint32_t)e->n;
+	e->count = 0;
+	e->max_rs = 0;
+	for (int k = 0; k < e->ps; k++)
+		memset(e->parity_rs[k], 0, RS_MAX);
+}
+
+int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
+		    kcpx_fec_emit_fn emit, void *user, struct kcpx_snmp *snmp)
+{
+	uint8_t *body = e->mem + e->headroom;
+	size_t rs_len = 2 + kcp_len;
+
+	if (kcp_len > KCPX_FEC_MAX_BODY - KCPX_FEC_HDR)
+		return -EMSGSIZE;
+	kcpx_put_le32(body, e->next++); /* data seqids never wrap (kcp-go markData) */
+	kcpx_put_le16(body + 4, KCPX_FEC_DATA);
+	kcpx_put_le16(body + 6, (uint16_t)rs_len);
+	memcpy(body + KCPX_FEC_HDR, kcp, kcp_len);
+
+	ec_encode_data_update((int)rs_len, e->ds, e->ps, e->count, e->rs->enc_tbls,
+			      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
+	if (rs_len > e->max_rs)
+		e->max_rs = rs_len;
+	e->count++;
+	emit(user, body, KCPX_FEC_HDR + kcp_len, false);
+
+	if (e->count < e->ds)
+		return 0;
+	for (int k = 0; k < e->ps; k++) {
+		uint8_t *pb = e->parity_rs[k] - KCPX_FEC_HDR_PARITY;
+		/* what emit may have written over (sealing in place): RS bytes + trailer */
+		size_t dirty = KCPX_MIN(e->max_rs + e->tailroom, (size_t)RS_MAX);
+
+		kcpx_put_le32(pb, e->next);
+		kcpx_put_le16(pb + 4, KCPX_FEC_PARITY);
+		e->next = (e->next + 1) % e->paws; /* kcp-go markParity: the only wrap point */
+		emit(user, pb, KCPX_FEC_HDR_PARITY + e->max_rs, true);
+		memset(e->parity_rs[k], 0, dirty);
+	}
+	e->count = 0;
+	e->max_rs = 0;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+#define AUTOTUNE_SAMPLES 258 /* kcp-go maxAutoTuneSamples */
+
+struct fec_pulse {
+	bool bit;
+	uint32_t seq;
+};
+
+struct fec_entry {
+	uint32_t seqid;
+	uint32_t ts;
+	uint16_t len;
+	uint16_t flag;
+	uint8_t data[KCPX_FEC_MAX_BODY]; /* body; zero-padded in place for reconstruction */
+};
+
+struct kcpx_fec_dec {
+	int ds, ps, n;
+	size_t rxlimit;
+	struct kcpx_rs *rs;
+
+	struct fec_entry *ent; /* cap entries */
+	uint32_t *free_idx;    /* stack of unused entry indices */
+	size_t nfree;
+	uint32_t *rx; /* ordered queue of entry indices, by seqid */
+	size_t rx_len, cap;
+
+	/* reconstruction: n shard pointers, lengths, presence, ds rebuilt buffers */
+	uint8_t **shards;
+	size_t *slen;
+	bool *present;
+	uint8_t *scratch;
+	int *recovered; /* data indices rebuilt by the last decode, rec_len bytes each */
+	int nrecovered;
+	size_t rec_len;
+
+	struct fec_pulse pulses[AUTOTUNE_SAMPLES];
+};
+
+static inline int32_t itimediff(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
+
+/* Set ds/ps and everything sized by them; the queue and its entries are kept. */
+static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
+{
+	int n = ds + ps;
+	size_t rxlimit = 3 * (size_t)n; /* kcp-go rxFECMulti */
+	size_t cap = KCPX_MAX(d->cap, rxlimit + 1);
+	struct kcpx_rs *rs;
+	uint8_t **shards;
+	size_t *slen;
+	bool *present;
+	uint8_t *scratch;
+	int *recovered;
+
+	rs = kcpx_rs_new(ds, ps);
+	shards = calloc((size_t)n, sizeof(*shards));
+	slen = calloc((size_t)n, sizeof(*slen));
+	present = calloc((size_t)n, sizeof(*present));
+	scratch = malloc((size_t)ds * KCPX_FEC_MAX_BODY);
+	recovered = calloc((size_t)ds, sizeof(int));
+	if (!rs || !shards || !slen || !present || !scratch || !recovered)
+		goto nomem;
+	if (cap > d->cap) {
+		struct fec_entry *ent = realloc(d->ent, cap * sizeof(*ent));
+		uint32_t *fr, *rx;
+
+		if (!ent)
+			goto nomem;
+		d->ent = ent;
+		fr = realloc(d->free_idx, cap * sizeof(*fr));
+		if (!fr)
+			goto nomem;
+		d->free_idx = fr;
+		rx = realloc(d->rx, cap * sizeof(*rx));
+		if (!rx)
+			goto nomem;
+		d->rx = rx;
+		for (size_t i = cap; i > d->cap; i--)
+			d->free_idx[d->nfree++] = (uint32_t)(i - 1);
+		d->cap = cap;
+	}
+	kcpx_rs_free(d->rs);
+	free(d->shards);
+	free(d->slen);
+	free(d->present);
+	free(d->scratch);
+	free(d->recovered);
+	d->rs = rs;
+	d->shards = shards;
+	d->slen = slen;
+	d->present = present;
+	d->scratch = scratch;
+	d->recovered = recovered;
+	d->ds = ds;
+	d->ps = ps;
+	d->n = n;
+	d->rxlimit = rxlimit;
+	return 0;
+nomem:
+	kcpx_rs_free(rs);
+	free(shards);
+	free(slen);
+	free(present);
+	free(scratch);
+	free(recovered);
+	return -ENOMEM;
+}
+
+struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps)
+{
+	struct kcpx_fec_dec *d;
+
+	if (ds <= 0 || ps <= 0)
+		ds = ps = 1; /* kcp-go: newFECDecoder(1, 1) when FEC arrives unasked */
+	if (ds + ps > KCPX_FEC_MAX_SHARDS)
+		return NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	if (fec_dec_config(d, ds, ps)) {
+		kcpx_fec_dec_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void kcpx_fec_dec_free(struct kcpx_fec_dec *d)
+{
+	if (!d)
+		return;
+	kcpx_rs_free(d->rs);
+	free(d->ent);
+	free(d->free_idx);
+	free(d->rx);
+	free(d->shards);
+	free(d->slen);
+	free(d->present);
+	free(d->scratch);
+	free(d->recovered);
+	free(d);
+}
+
+void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps)
+{
+	*ds = d->ds;
+	*ps = d->ps;
+}
+
+size_t kcpx_fec_dec_queued(const struct kcpx_fec_dec *d)
+{
+	return d->rx_len;
+}
+
+/* kcp-go autoTune.FindPeriod: distance between the first clean edge into `bit` and the
+ * next edge out of it, over the sample ring; -1 when the run is not continuous. */
+static int fec_find_period(const struct kcpx_fec_dec *d, bool bit)
+{
+	struct fec_pulse last = d->pulses[0];
+	int idx, left = 0, right = 0;
+
+	for (idx = 1; idx < AUTOTUNE_SAMPLES; idx++) {
+		if (last.bit != bit && d->pulses[idx].bit == bit &&
+		    last.seq + 1 == d->pulses[idx].seq) {
+			left = idx;
+			break;
+		}
+		last = d->pulses[idx];
+	}
+	last = d->pulses[left];
+	for (idx = left + 1; idx < AUTOTUNE_SAMPLES; idx++) {
+		if (last.seq + 1 != d->pulses[idx].seq)
+			return -1;
+		if (last.bit == bit && d->pulses[idx].bit != bit) {
+			right = idx;
+			break;
+		}
+		last = d->pulses[idx];
+	}
+	return right - left;
+}
+
+/* Remove rx[first .. first+cnt) and return their entries to the pool. */
+static void fec_free_range(struct kcpx_fec_dec *d, size_t first, size_t cnt)
+{
+	for (size_t i = first; i < first + cnt; i++)
+		d->free_idx[d->nfree++] = d->rx[i];
+	memmove(d->rx + first, d->rx + first + cnt, (d->rx_len - first - cnt) * sizeof(*d->rx));
+	d->rx_len -= cnt;
+}
+
+/*
+ * After inserting seqid at rx[ins]: look for its group in the window of the queue where
+ * its members can be; free the group once all data shards are in (case 1) or once enough
+ * shards are in to rebuild the missing data (case 2).
+ */
+static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
+{
+	uint32_t n = (uint32_t)d->n, off = seqid % n;
+	uint32_t shard_begin = seqid - off, shard_end = shard_begin + n - 1;
+	size_t search_begin = ins >= off ? ins - off : 0;
+	size_t search_end = KCPX_MIN(search_begin + n - 1, d->rx_len - 1);
+	size_t numshard = 0, numdata = 0, first = 0, maxlen = 0;
+
+	if (search_end - search_begin + 1 < (size_t)d->ds)
+		return;
+	memset(d->present, 0, n * sizeof(bool));
+	for (size_t i = search_begin; i <= search_end; i++) {
+		struct fec_entry *e = &d->ent[d->rx[i]];
+		uint32_t k;
+
+		if (itimediff(e->seqid, shard_end) > 0)
+			break;
+		if (itimediff(e->seqid, shard_begin) < 0)
+			continue;
+		k = e->seqid % n;
+		d->shards[k] = e->data + KCPX_FEC_HDR_PARITY;
+		d->slen[k] = e->len - KCPX_FEC_HDR_PARITY;
+		d->present[k] = true;
+		if (numshard++ == 0)
+			first = i;
+		if (e->flag == KCPX_FEC_DATA)
+			numdata++;
+		maxlen = KCPX_MAX(maxlen, d->slen[k]);
+	}
+
+	if (numdata == (size_t)d->ds) {
+		fec_free_range(d, first, numshard); /* case 1: no data shard lost */
+		return;
+	}
+	if (numshard < (size_t)d->ds)
+		return;
+	/* case 2: pad what we have to the longest shard, rebuild missing data shards */
+	for (uint32_t k = 0; k < n; k++) {
+		if (d->present[k])
+			memset(d->shards[k] + d->slen[k], 0, maxlen - d->slen[k]);
+		else if (k < (uint32_t)d->ds)
+			d->shards[k] = d->scratch + (size_t)k * KCPX_FEC_MAX_BODY;
+	}
+	if (maxlen > 0 && !kcpx_rs_reconstruct(d->rs, d->shards, d->present, maxlen)) {
+		for (int k = 0; k < d->ds; k++)
+			if (!d->present[k])
+				d->recovered[d->nrecovered++] = k;
+	}
+	d->rec_len = maxlen;
+	fec_free_range(d, first, numshard);
+}
+
+/*
+ * kcp-go fecDecoder.decode: returns 0 with d->recovered[0..nrecovered) naming the data
+ * indices rebuilt into d->shards[], or -ENOMEM if a re-tune could not allocate (the shard
+ * is then not queued, as kcp-go returns early when reedsolomon.New fails).
+ */
+static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uint32_t now,
+			  struct kcpx_snmp *snmp)
+{
+	uint32_t seqid = kcpx_get_le32(body);
+	uint16_t flag = kcpx_get_le16(body + 4);
+	bool should_tune;
+	size_t ins = 0, slot, numexp;
+	struct fec_entry *ent;
+
+	d->nrecovered = 0;
+	d->pulses[seqid % AUTOTUNE_SAMPLES] = (struct fec_pulse){ flag == KCPX_FEC_DATA, seqid };
+
+	/* a flag at the "wrong" position means the peer's ratio differs: re-tune */
+	if ((int)(seqid % (uint32_t)d->n) < d->ds)
+		should_tune = flag != KCPX_FEC_DATA;
+	else
+		should_tune = flag != KCPX_FEC_PARITY;
+	if (should_tune) {
+		int ads = fec_find_period(d, true), aps = fec_find_period(d, false);
+
+		if (ads > 0 && aps > 0 && ads < 256 && aps < 256 &&
+		    (ads != d->ds || aps != d->ps)) {
+			if (ads + aps > KCPX_FEC_MAX_SHARDS)
+				return 0; /* klauspost refuses > 256 shards: kcp-go returns */
+			if (fec_dec_config(d, ads, aps))
+				return -ENOMEM;
+		}
+	}
+
+	/* ordered insertion, newest first; duplicates dropped */
+	for (size_t i = d->rx_len; i-- > 0;) {
+		uint32_t s = d->ent[d->rx[i]].seqid;
+
+		if (s == seqid)
+			return 0;
+		if (itimediff(seqid, s) > 0) {
+			ins = i + 1;
+			break;
+		}
+	}
+	if (d->nfree == 0) { /* cannot happen (cap > rxlimit); never index past the pool */
+		fec_free_range(d, 0, 1);
+		ins = ins ? ins - 1 : 0;
+	}
+	slot = d->free_idx[--d->nfree];
+	ent = &d->ent[slot];
+	ent->seqid = seqid;
+	ent->flag = flag;
+	ent->ts = now;
+	ent->len = (uint16_t)len;
+	memcpy(ent->data, body, len);
+	memmove(d->rx + ins + 1, d->rx + ins, (d->rx_len - ins) * sizeof(*d->rx));
+	d->rx[ins] = (uint32_t)slot;
+	d->rx_len++;
+
+	fec_dec_group(d, seqid, ins);
+
+	/* keep the queue bounded: the oldest goes; an unrecovered data shard is counted */
+	if (d->rx_len > d->rxlimit) {
+		if (d->ent[d->rx[0]].flag == KCPX_FEC_DATA && snmp)
+			snmp->FECShortShards++;
+		fec_free_range(d, 0, 1);
+	}
+
+	/* expiry: leading entries older than 60 s */
+	for (numexp = 0; numexp < d->rx_len; numexp++)
+		if (itimediff(now, d->ent[d->rx[numexp]].ts) <= KCPX_FEC_EXPIRE)
+			break;
+	if (numexp)
+		fec_free_range(d, 0, numexp);
+	return 0;
+}
+
+int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uint32_t now,
+		    kcpx_fec_recv_fn fn, void *user, struct kcpx_snmp *snmp)
+{
+	uint16_t flag;
+	int calls = 0, err;
+
+	if (len < KCPX_FEC_HDR || len > KCPX_FEC_MAX_BODY) {
+		if (snmp)
+			snmp->InErrs++;
+		return -EBADMSG;
+	}
+	flag = kcpx_get_le16(body + 4);
+	if (flag != KCPX_FEC_DATA && flag != KCPX_FEC_PARITY)
+		return -EINVAL;
+	if (flag == KCPX_FEC_PARITY && snmp)
+		snmp->FECParityShards++;
+
+	err = fec_dec_insert(d, body, len, now, snmp);
+
+	/* kcp-go inputs the data shard whatever the decoder did with it */
+	if (flag == KCPX_FEC_DATA) {
+		fn(user, body + KCPX_FEC_HDR, len - KCPX_FEC_HDR, false);
+		calls++;
+	}
+	if (err)
+		return calls;
+	for (int i = 0; i < d->nrecovered; i++) {
+		const uint8_t *r = d->shards[d->recovered[i]];
+		size_t sz;
+
+		/* a rebuilt shard is [size u16 | KCP bytes | zero padding] */
+		if (d->rec_len < 2) {
+			if (snmp)
+				snmp->FECErrs++;
+			continue;
+		}
+		sz = kcpx_get_le16(r);
+		if (sz < 2 || sz > d->rec_len) {
+			if (snmp)
+				snmp->FECErrs++;
+			continue;
+		}
+		if (snmp)
+			snmp->FECRecovered++;
+		fn(user, r + 2, sz - 2, true);
+		calls++;
+	}
+	d->nrecovered = 0;
+	return calls;
+}

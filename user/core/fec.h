@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kcptun's Reed-Solomon FEC layer (WIRE.md §4), as kcp-go v5.6.1 (kcptun 20210922) does
+ * it, with ISA-L doing the GF(2^8) work. I/O-free: bytes and `now` (ms) in, callbacks out.
+ *
+ * Wire form of a FEC body (what sits after the crypt header; all little-endian):
+ *   data shard:    seqid u32 | 0x00F1 u16 | size u16 = 2 + kcp_len | KCP bytes
+ *   parity shard:  seqid u32 | 0x00F2 u16 | RS parity over the data shards' bytes [6..)
+ * seqid = group * (ds + ps) + index; data shards are indices 0..ds-1, parity ds..ds+ps-1.
+ * The RS payload of a data shard is body[6..) (size field included), zero-padded inside
+ * the coder only; a parity body is as long as the longest data body of its group.
+ *
+ * Both objects belong to one session and are not thread-safe.
+ */
+#ifndef KCPX_CORE_FEC_H
+#define KCPX_CORE_FEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcpx_snmp.h"
+
+#define KCPX_FEC_HDR	    8	  /* seqid u32 | flag u16 | size u16 (data shards) */
+#define KCPX_FEC_HDR_PARITY 6	  /* parity shards: RS bytes start here */
+#define KCPX_FEC_DATA	    0xf1  /* flag of a data shard */
+#define KCPX_FEC_PARITY	    0xf2  /* flag of a parity shard */
+#define KCPX_FEC_MAX_BODY   1500  /* kcp-go mtuLimit: no body (shard) is longer */
+#define KCPX_FEC_MAX_SHARDS 256	  /* ds + ps limit of the RS code */
+#define KCPX_FEC_EXPIRE	    60000 /* ms an incomplete group waits in the decoder */
+
+/* ---------------------------------------------------------------- encoder */
+
+struct kcpx_fec_enc;
+
+/*
+ * Receives every shard to send, in order: each data shard right away, then the ps parity
+ * shards right after the data shard that completes a group. body points at the FEC header
+ * inside an encoder buffer with `headroom` writable bytes before it and `tailroom` after
+ * it (so the session can seal the crypt header/trailer in place: dgram = body - headroom).
+ * The buffer is the encoder's and is reused after emit returns.
+ */
+typedef void (*kcpx_fec_emit_fn)(void *user, uint8_t *body, size_t len, bool parity);
+
+/*
+ * ds, ps: --datashard, --parityshard. Only create an encoder when ds > 0 && ps > 0 (kcp-go
+ * sends plain KCP otherwise). Returns NULL if ds <= 0, ps <= 0, ds + ps > 256 or out of
+ * memory.
+ */
+struct kcpx_fec_enc *kcpx_fec_enc_new(int ds, int ps, size_t headroom, size_t tailroom);
+void kcpx_fec_enc_free(struct kcpx_fec_enc *e);
+
+/*
+ * One KCP output datagram (kcp, kcp_len) becomes the next data shard; emits it, and the
+ * parity shards when it completes a group. kcp_len <= KCPX_FEC_MAX_BODY - KCPX_FEC_HDR,
+ * else -EMSGSIZE and nothing is emitted. now and snmp are unused by the 20210922 format
+ * (kept for the newer parity-skip rule); snmp may be NULL. Returns 0.
+ */
+int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
+		    kcpx_fec_emit_fn emit, void *user, struct kcpx_snmp *snmp);
+
+/* seqid the next shard will carry (tests, diagnostics); kcpx_fec_enc_set_next for tests of
+ * the wrap: id is rounded down to a group start. */
+uint32_t kcpx_fec_enc_next(const struct kcpx_fec_enc *e);
+void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id);
+
+/* ---------------------------------------------------------------- decoder */
+
+struct kcpx_fec_dec;
+
+/*
+ * Receives KCP bytes to feed into ikcp input: first the data shard's own bytes
+ * (recovered = false; body[8..len), the size field is not consulted, as kcp-go), then any
+ * data shards rebuilt from parity (recovered = true; bytes r[2..size)). Rebuilt ones
+ * should be input without RTT/window update (kcp-go's regular = false). kcp points into
+ * the caller's body or decoder memory and is valid only during the call.
+ */
+typedef void (*kcpx_fec_recv_fn)(void *user, const uint8_t *kcp, size_t len, bool recovered);
+
+/*
+ * ds, ps: the local --datashard/--parityshard. A receiver accepts FEC whatever its own
+ * settings: with ds <= 0 or ps <= 0 the decoder starts at 1/1 as kcp-go does, and in all
+ * cases it re-tunes to the peer's ratio from the flag pattern (kcp-go's autoTune).
+ * Returns NULL if ds + ps > 256 or out of memory.
+ */
+struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps);
+void kcpx_fec_dec_free(struct kcpx_fec_dec *d);
+
+/*
+ * body: a decrypted datagram body starting at the FEC header (check kcpx_fec_is_fec()
+ * first); now: ms clock. Counts into snmp (may be NULL), as kcp-go:
+ *   InErrs          body shorter than 8 bytes (or longer than KCPX_FEC_MAX_BODY): dropped
+ *   FECParityShards every parity shard received
+ *   FECRecovered    every rebuilt shard handed to fn (kcp-go counts it when ikcp accepts
+ *                   it; the session counts KCPInErrors for what ikcp rejects)
+ *   FECErrs         a rebuilt shard whose size field is out of range (dropped)
+ *   FECShortShards  a data shard pushed out of the full queue before its group completed
+ * Returns the number of calls made to fn (>= 0), or -EBADMSG for a dropped body,
+ * -EINVAL if the flag is neither 0xF1 nor 0xF2.
+ */
+int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uint32_t now,
+		    kcpx_fec_recv_fn fn, void *user, struct kcpx_snmp *snmp);
+
+/* The current (possibly auto-tuned) ratio and queue length, for stats and tests. */
+void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps);
+size_t kcpx_fec_dec_queued(const struct kcpx_fec_dec *d);
+
+/* True if body carries a FEC header: u16 0x00F1 or 0x00F2 at body[4] (a plain KCP packet
+ * has cmd 81..84 and frg there, which never collide). */
+bool kcpx_fec_is_fec(const uint8_t *body, size_t len);
+
+/* ---------------------------------------------------------------- RS code */
+
+/*
+ * kcptun's systematic code matrix: rows (ds + ps) x ds, row-major, top ds rows identity,
+ * parity rows from V * inv(top(V)) with V[r][c] = r^c over GF(2^8)/0x11D. out holds
+ * (ds + ps) * ds bytes. Returns 0 or -EINVAL.
+ */
+int kcpx_fec_matrix(int ds, int ps, uint8_t *out);
+
+/*
+ * Plain RS over equal-length shards (klauspost's Encode / ReconstructData semantics, for
+ * tests and benchmarks): shards[0..ds) data, shards[ds..ds+ps) parity, each len bytes.
+ * reconstruct: present[i] tells which shards hold data; missing data shards are rebuilt
+ * into their buffers (parity is not rebuilt). Returns 0, -EINVAL, or -EBADMSG when fewer
+ * than ds shards are present.
+ */
+struct kcpx_rs;
+struct kcpx_rs *kcpx_rs_new(int ds, int ps);
+void kcpx_rs_free(struct kcpx_rs *rs);
+int kcpx_rs_encode(struct kcpx_rs *rs, uint8_t **shards, size_t len);
+int kcpx_rs_reconstruct(struct kcpx_rs *rs, uint8_t **shards, const bool *present, size_t len);
+
+#endif
