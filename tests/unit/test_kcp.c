@@ -1,0 +1,1084 @@
+// SPDX-License-Identifier: MIT
+/*
+ * KCP engine tests: byte-exact wire vectors, RTO arithmetic, windows, probing, fast and
+ * early retransmit, sn/clock wrap, malformed input, and two engines moving generated
+ * streams over linksim (loss, reordering, duplication, jitter) on a virtual clock.
+ *
+ *   A --[ab: linksim]--> B
+ *   A <--[ba: linksim]-- B      both engines driven by check()/update() on one clock
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "kcpx_snmp.h"
+#include "core/kcp.h"
+#include "core/util.h"
+#include "linksim.h"
+#include "unit.h"
+
+/* ---- capture of one engine's output ---- */
+
+#define CAP_MAX 64
+
+struct capture {
+	int n;
+	size_t len[CAP_MAX];
+	uint8_t buf[CAP_MAX][2048];
+	uint32_t when[CAP_MAX];
+	uint32_t now;
+};
+
+static void cap_out(const uint8_t *buf, size_t len, void *user)
+{
+	struct capture *c = user;
+	if (c->n < CAP_MAX && len <= sizeof(c->buf[0])) {
+		memcpy(c->buf[c->n], buf, len);
+		c->len[c->n] = len;
+		c->when[c->n] = c->now;
+	}
+	c->n++;
+}
+
+static size_t put_seg(uint8_t *p, uint32_t conv, uint8_t cmd, uint16_t wnd, uint32_t ts,
+		      uint32_t sn, uint32_t una, const void *data, uint32_t len)
+{
+	kcpx_put_le32(p, conv);
+	p[4] = cmd;
+	p[5] = 0;
+	kcpx_put_le16(p + 6, wnd);
+	kcpx_put_le32(p + 8, ts);
+	kcpx_put_le32(p + 12, sn);
+	kcpx_put_le32(p + 16, una);
+	kcpx_put_le32(p + 20, len);
+	if (len)
+		memcpy(p + 24, data, len);
+	return 24 + len;
+}
+
+/* ---- two engines over linksim ---- */
+
+struct sim;
+
+struct peer {
+	struct sim *sim;
+	struct kcpx_kcp *kcp;
+	struct linksim *out;
+	char name;
+	uint32_t mtu;
+	uint64_t seed;	   /* stream pattern */
+	uint64_t tx_total; /* bytes the app will write */
+	uint64_t tx_pos, rx_pos, rx_expect;
+	bool reading;	   /* app reads (false: let the receive window fill) */
+	size_t write_size; /* 0: random writes of 1..8192 bytes */
+	int bad;	   /* first error seen in its output or received stream */
+	uint64_t wask, wins, acks, pushes, datagrams;
+	uint32_t max_inflight;
+	uint32_t max_sn_seen; /* highest PUSH sn sent, valid when pushes > 0 */
+	uint32_t last_push_at;
+};
+
+struct sim {
+	uint32_t now, start;
+	struct linksim ab, ba;
+	struct peer a, b;
+	struct kcpx_snmp snmp;
+	uint64_t rng;
+};
+
+static inline uint8_t pat(uint64_t seed, uint64_t i)
+{
+	uint64_t z = (i >> 3) * 0x9E3779B97F4A7C15ull + seed;
+	z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ull;
+	return (uint8_t)((z ^ (z >> 32)) >> (8 * (i & 7)));
+}
+
+static uint64_t sim_rand(struct sim *s)
+{
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	return s->rng;
+}
+
+/* Every datagram: <= mtu, whole segments of our conv, ACK < WASK < WINS < PUSH order. */
+static void peer_out(const uint8_t *buf, size_t len, void *user)
+{
+	struct peer *p = user;
+	static const int rank[] = { 3, 0, 1, 2 };
+	int last = -1;
+	size_t off = 0;
+
+	p->datagrams++;
+	if (len > p->mtu && !p->bad)
+		p->bad = 1;
+	while (off + 24 <= len) {
+		uint8_t cmd = buf[off + 4];
+		uint32_t dlen = kcpx_get_le32(buf + off + 20);
+		if (kcpx_get_le32(buf + off) != kcpx_kcp_conv(p->kcp) || cmd < 81 || cmd > 84) {
+			p->bad = p->bad ? p->bad : 2;
+			return;
+		}
+		if (rank[cmd - 81] < last)
+			p->bad = p->bad ? p->bad : 3;
+		last = rank[cmd - 81];
+		if (cmd == KCPX_KCP_CMD_ACK)
+			p->acks++;
+		else if (cmd == KCPX_KCP_CMD_WASK)
+			p->wask++;
+		else if (cmd == KCPX_KCP_CMD_WINS)
+			p->wins++;
+		else {
+			uint32_t sn = kcpx_get_le32(buf + off + 12);
+			if (!p->pushes || kcpx_diff32(sn, p->max_sn_seen) > 0)
+				p->max_sn_seen = sn;
+			p->pushes++;
+			p->last_push_at = p->sim->now;
+		}
+		off += 24 + dlen;
+	}
+	if (off != len)
+		p->bad = p->bad ? p->bad : 4;
+	linksim_send(p->out, p->sim->now, buf, len);
+}
+
+struct simcfg {
+	int nodelay, interval, resend, nc;
+	unsigned sndwnd, rcvwnd, mtu;
+	bool ack_nodelay;
+	uint64_t a_bytes, b_bytes; /* stream sizes A->B and B->A */
+};
+
+static void peer_init(struct sim *s, struct peer *p, char name, struct linksim *out,
+		      const struct simcfg *c, uint64_t bytes, uint64_t seed)
+{
+	memset(p, 0, sizeof(*p));
+	p->sim = s;
+	p->name = name;
+	p->out = out;
+	p->mtu = c->mtu;
+	p->seed = seed;
+	p->tx_total = bytes;
+	p->reading = true;
+	p->kcp = kcpx_kcp_new(0x11223344, peer_out, p, &s->snmp);
+	kcpx_kcp_set_mtu(p->kcp, c->mtu);
+	kcpx_kcp_set_nodelay(p->kcp, c->nodelay, c->interval, c->resend, c->nc);
+	kcpx_kcp_set_wndsize(p->kcp, c->sndwnd, c->rcvwnd);
+	kcpx_kcp_set_ack_nodelay(p->kcp, c->ack_nodelay);
+}
+
+static void sim_init(struct sim *s, const struct simcfg *c, uint64_t seed, uint32_t start)
+{
+	memset(s, 0, sizeof(*s));
+	s->now = s->start = start;
+	s->rng = seed * 2654435761u + 1;
+	linksim_init(&s->ab, seed * 3 + 1);
+	linksim_init(&s->ba, seed * 5 + 2);
+	peer_init(s, &s->a, 'A', &s->ab, c, c->a_bytes, seed + 100);
+	peer_init(s, &s->b, 'B', &s->ba, c, c->b_bytes, seed + 200);
+	s->a.rx_expect = c->b_bytes;
+	s->b.rx_expect = c->a_bytes;
+}
+
+static void sim_free(struct sim *s)
+{
+	kcpx_kcp_free(s->a.kcp);
+	kcpx_kcp_free(s->b.kcp);
+	linksim_free(&s->ab);
+	linksim_free(&s->ba);
+}
+
+/* The app on one side: write while waitsnd < sndwnd (kcp-go's session rule), then read. */
+static void peer_app(struct peer *p, struct peer *other)
+{
+	struct sim *s = p->sim;
+	struct kcpx_kcp_info info;
+	uint8_t buf[8192];
+
+	while (p->tx_pos < p->tx_total && kcpx_kcp_waitsnd(p->kcp) < kcpx_kcp_sndwnd(p->kcp)) {
+		size_t n = p->write_size ? p->write_size : 1 + sim_rand(s) % sizeof(buf);
+		if (n > p->tx_total - p->tx_pos)
+			n = p->tx_total - p->tx_pos;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = pat(p->seed, p->tx_pos + i);
+		if (kcpx_kcp_send(p->kcp, buf, n)) {
+			p->bad = p->bad ? p->bad : 5;
+			return;
+		}
+		p->tx_pos += n;
+		kcpx_kcp_flush(p->kcp, s->now);
+	}
+	while (p->reading && kcpx_kcp_readable(p->kcp)) {
+		size_t want = 1 + sim_rand(s) % sizeof(buf);
+		size_t avail = kcpx_kcp_readable(p->kcp);
+		ssize_t n = kcpx_kcp_recv(p->kcp, buf, want);
+		if (n <= 0 || (size_t)n != KCPX_MIN(want, avail)) {
+			p->bad = p->bad ? p->bad : 6;
+			return;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (p->rx_pos >= p->rx_expect || buf[i] != pat(other->seed, p->rx_pos)) {
+				p->bad = p->bad ? p->bad : 7;
+				return;
+			}
+			p->rx_pos++;
+		}
+	}
+	kcpx_kcp_info(p->kcp, &info);
+	if (info.inflight > p->max_inflight)
+		p->max_inflight = info.inflight;
+}
+
+static bool sim_done(const struct sim *s)
+{
+	/* delivered, and each sender has heard that it was */
+	return s->a.rx_pos == s->a.rx_expect && s->b.rx_pos == s->b.rx_expect &&
+	       s->a.tx_pos == s->a.tx_total && s->b.tx_pos == s->b.tx_total &&
+	       kcpx_kcp_waitsnd(s->a.kcp) == 0 && kcpx_kcp_waitsnd(s->b.kcp) == 0;
+}
+
+static uint32_t earliest(uint32_t now, uint32_t t, uint32_t c)
+{
+	(void)now;
+	return kcpx_diff32(c, t) < 0 ? c : t;
+}
+
+/* One event: deliver what is due, run due timers, let the apps act, advance the clock. */
+static void sim_step(struct sim *s, void (*hook)(struct sim *))
+{
+	uint8_t pkt[2048];
+	long n;
+	uint32_t next, t;
+
+	while ((n = linksim_recv(&s->ab, s->now, pkt, sizeof(pkt))) >= 0)
+		kcpx_kcp_input(s->b.kcp, pkt, (size_t)n, s->now, true);
+	while ((n = linksim_recv(&s->ba, s->now, pkt, sizeof(pkt))) >= 0)
+		kcpx_kcp_input(s->a.kcp, pkt, (size_t)n, s->now, true);
+	if (kcpx_diff32(s->now, kcpx_kcp_check(s->a.kcp, s->now)) >= 0)
+		kcpx_kcp_update(s->a.kcp, s->now);
+	if (kcpx_diff32(s->now, kcpx_kcp_check(s->b.kcp, s->now)) >= 0)
+		kcpx_kcp_update(s->b.kcp, s->now);
+	peer_app(&s->a, &s->b);
+	peer_app(&s->b, &s->a);
+	if (hook)
+		hook(s);
+
+	next = kcpx_kcp_check(s->a.kcp, s->now);
+	next = earliest(s->now, next, kcpx_kcp_check(s->b.kcp, s->now));
+	if (linksim_next(&s->ab, &t))
+		next = earliest(s->now, next, t);
+	if (linksim_next(&s->ba, &t))
+		next = earliest(s->now, next, t);
+	/* check() returns now only while an update is due, and update() clears that */
+	s->now = kcpx_diff32(next, s->now) > 0 ? next : s->now + 1;
+}
+
+/* Run until both streams are through or max_ms of virtual time passed. */
+static bool sim_run(struct sim *s, uint32_t max_ms, void (*hook)(struct sim *))
+{
+	while (!sim_done(s)) {
+		if (s->a.bad || s->b.bad)
+			return false;
+		if (s->now - s->start > max_ms)
+			return false;
+		sim_step(s, hook);
+	}
+	return !s->a.bad && !s->b.bad;
+}
+
+static void sim_report(const char *name, struct sim *s)
+{
+	struct kcpx_kcp_info ia, ib;
+	kcpx_kcp_info(s->a.kcp, &ia);
+	kcpx_kcp_info(s->b.kcp, &ib);
+	printf("     %-22s %6u ms virt, A->B %llu B, retrans A %llu B %llu, lost A %llu, "
+	       "srtt %u rto %u, link drop %llu/%llu\n",
+	       name, s->now - s->start, (unsigned long long)s->b.rx_pos,
+	       (unsigned long long)ia.retrans, (unsigned long long)ib.retrans,
+	       (unsigned long long)ia.lost, ia.srtt, ia.rto,
+	       (unsigned long long)(s->ab.dropped + s->ba.dropped),
+	       (unsigned long long)(s->ab.sent + s->ba.sent));
+}
+
+/* ---- wire vectors ---- */
+
+/* vectors.txt synthetic 'plaintext' line: KCP PUSH conv 0x01020304 ts 1000 sn 0 una 0
+ * wnd 512, payload smux v1 SYN sid 3 (bytes 28.. of the datagram). */
+static const char *vec_kcp = "0403020151000002e80300000000000000000000080000000100000003000000";
+
+static void test_vector_encode(void)
+{
+	struct capture c = { 0 };
+	uint8_t want[64], syn[8] = { 1, 0, 0, 0, 3, 0, 0, 0 };
+	size_t n = unit_unhex(vec_kcp, want, sizeof(want));
+	struct kcpx_kcp *k = kcpx_kcp_new(0x01020304, cap_out, &c, NULL);
+
+	CHECK(k);
+	kcpx_kcp_set_wndsize(k, 128, 512);
+	kcpx_kcp_set_nodelay(k, 0, 30, 2, 1);
+	CHECK_EQ(kcpx_kcp_send(k, syn, sizeof(syn)), 0);
+	c.now = 1000;
+	kcpx_kcp_flush(k, 1000);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.len[0], n);
+	CHECK_MEM(c.buf[0], want, n);
+	kcpx_kcp_free(k);
+}
+
+/* The first datagram of Debian's kcptun client (vectors.txt, [aes] plaintext, bytes
+ * 28..): conv 0x7b1719e1, ts 587, wnd 512, the 18-byte snappy stream start. */
+static void test_vector_capture(void)
+{
+	static const char *dgram =
+		"d49856b560f0bcedb0606b13f72c12f5dfd6243500000000f1002c00e119177b5100000"
+		"24b020000000000000000000012000000ff060000734e61507059010c00004439ac2f";
+	struct capture c = { 0 };
+	uint8_t d[128];
+	size_t n = unit_unhex(dgram, d, sizeof(d));
+	struct kcpx_kcp *k;
+
+	CHECK_EQ(n, 70);
+	k = kcpx_kcp_new(kcpx_get_le32(d + 28), cap_out, &c, NULL);
+	CHECK(k);
+	kcpx_kcp_set_mtu(k, 1350 - 28);
+	kcpx_kcp_set_wndsize(k, 128, 512);
+	kcpx_kcp_set_nodelay(k, 0, 30, 2, 1);
+	CHECK_EQ(kcpx_kcp_send(k, d + 52, 18), 0);
+	kcpx_kcp_flush(k, 587);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.len[0], 42);
+	CHECK_MEM(c.buf[0], d + 28, 42);
+	kcpx_kcp_free(k);
+}
+
+/* Decoding the vector, and the ACK that answers it. */
+static void test_vector_decode(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	uint8_t pkt[64], out[16], ack[24];
+	size_t n = unit_unhex(vec_kcp, pkt, sizeof(pkt));
+	struct kcpx_kcp *k = kcpx_kcp_new(0x01020304, cap_out, &c, &snmp);
+
+	CHECK(k);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 1010, true), 0);
+	CHECK_EQ(snmp.InSegs, 1);
+	CHECK_EQ(c.n, 0); /* ACKs wait for the next flush unless ack_nodelay */
+	CHECK_EQ(kcpx_kcp_readable(k), 8);
+	kcpx_kcp_flush(k, 1020);
+	CHECK_EQ(c.n, 1);
+	/* wnd = 32 - 1 queued segment; ts echoes 1000; una = 1 */
+	put_seg(ack, 0x01020304, KCPX_KCP_CMD_ACK, 31, 1000, 0, 1, NULL, 0);
+	CHECK_EQ(c.len[0], 24);
+	CHECK_MEM(c.buf[0], ack, 24);
+	CHECK_EQ(snmp.OutSegs, 1);
+	CHECK_EQ(kcpx_kcp_recv(k, out, sizeof(out)), 8);
+	CHECK_MEM(out, pkt + 24, 8);
+	CHECK_EQ(kcpx_kcp_recv(k, out, sizeof(out)), -EAGAIN);
+	kcpx_kcp_free(k);
+}
+
+/* ---- RTO ---- */
+
+/* Send one segment at t, ACK it at t + rtt, return the engine's RTO afterwards. */
+static uint32_t rtt_sample(struct kcpx_kcp *k, struct capture *c, uint32_t *t, uint32_t rtt)
+{
+	uint8_t ack[24], b = 'x';
+	struct kcpx_kcp_info info;
+	uint32_t sn;
+	int before = c->n;
+
+	kcpx_kcp_send(k, &b, 1);
+	c->now = *t;
+	kcpx_kcp_flush(k, *t);
+	if (c->n != before + 1)
+		return 0;
+	sn = kcpx_get_le32(c->buf[before] + 12);
+	put_seg(ack, kcpx_kcp_conv(k), KCPX_KCP_CMD_ACK, 32, *t, sn, sn + 1, NULL, 0);
+	*t += rtt;
+	kcpx_kcp_input(k, ack, 24, *t, true);
+	*t += 5;
+	kcpx_kcp_info(k, &info);
+	return info.rto;
+}
+
+static void test_rto_samples(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(7, cap_out, &c, NULL);
+	struct kcpx_kcp_info info;
+	uint32_t t = 5000;
+
+	kcpx_kcp_set_nodelay(k, 0, 10, 0, 1);
+	kcpx_kcp_info(k, &info);
+	CHECK_EQ(info.rto, 200); /* initial */
+	/* first sample: srtt 50, rttvar 25, rto = 50 + max(10, 100) */
+	CHECK_EQ(rtt_sample(k, &c, &t, 50), 150);
+	/* 70: delta 20, srtt 52, rttvar 25 + (20-25)>>2 = 23, rto 52 + 92 */
+	CHECK_EQ(rtt_sample(k, &c, &t, 70), 144);
+	kcpx_kcp_info(k, &info);
+	CHECK_EQ(info.srtt, 52);
+	CHECK_EQ(info.rttvar, 23);
+	/* 10 < srtt - rttvar: srtt 46, rttvar gets the 1/32 weight: 23 + (42-23)>>5 = 23 */
+	CHECK_EQ(rtt_sample(k, &c, &t, 10), 138);
+	kcpx_kcp_info(k, &info);
+	CHECK_EQ(info.srtt, 46);
+	CHECK_EQ(info.rttvar, 23);
+	kcpx_kcp_free(k);
+
+	/* bounds: minrto 100 without nodelay, 30 with, interval as floor of 4*rttvar,
+	 * 60000 at most */
+	c.n = 0;
+	k = kcpx_kcp_new(7, cap_out, &c, NULL);
+	kcpx_kcp_set_nodelay(k, 0, 10, 0, 1);
+	CHECK_EQ(rtt_sample(k, &c, &t, 4), 100); /* 4 + max(10, 8) = 14 -> 100 */
+	kcpx_kcp_set_nodelay(k, 1, -1, -1, -1);
+	CHECK_EQ(rtt_sample(k, &c, &t, 4), 30);
+	kcpx_kcp_set_nodelay(k, -1, 40, -1, -1);
+	/* srtt 4, rttvar small: 4 + interval 40 = 44 */
+	CHECK_EQ(rtt_sample(k, &c, &t, 4), 44);
+	kcpx_kcp_free(k);
+
+	c.n = 0;
+	k = kcpx_kcp_new(7, cap_out, &c, NULL);
+	CHECK_EQ(rtt_sample(k, &c, &t, 70000), 60000);
+	kcpx_kcp_free(k);
+}
+
+/* One unacknowledged segment: retransmits at kcp-go's backoff, and check() says when. */
+static void rto_backoff(int nodelay, const uint32_t *want, int nwant)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(9, cap_out, &c, &snmp);
+	uint32_t t = 0xFFFFFF00u; /* the clock wraps during the test */
+	uint8_t b = 'x';
+
+	kcpx_kcp_set_nodelay(k, nodelay, 10, 0, 1);
+	kcpx_kcp_update(k, t);
+	kcpx_kcp_send(k, &b, 1);
+	c.now = t;
+	kcpx_kcp_flush(k, t);
+	while (c.n < nwant && t - 0xFFFFFF00u < 20000) {
+		t = kcpx_kcp_check(k, t);
+		c.now = t;
+		kcpx_kcp_update(k, t);
+		if (kcpx_kcp_check(k, t) == t)
+			t++;
+	}
+	CHECK_EQ(c.n, nwant);
+	for (int i = 0; i < nwant; i++)
+		CHECK_EQ(c.when[i] - 0xFFFFFF00u, want[i]);
+	CHECK_EQ(snmp.LostSegs, nwant - 1);
+	CHECK_EQ(snmp.RetransSegs, nwant - 1);
+	kcpx_kcp_free(k);
+}
+
+static void test_rto_backoff(void)
+{
+	/* rto 200: += 200 each time (kcp-go, nodelay 0) */
+	static const uint32_t nd0[] = { 0, 200, 600, 1200, 2000 };
+	/* nodelay: += rto/2 */
+	static const uint32_t nd1[] = { 0, 200, 500, 900, 1400 };
+	rto_backoff(0, nd0, 5);
+	rto_backoff(1, nd1, 5);
+}
+
+/* ---- send side details ---- */
+
+static void test_stream_merge(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(1, cap_out, &c, NULL);
+	uint8_t buf[4000];
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)i;
+	kcpx_kcp_set_mtu(k, 124); /* mss 100 */
+	kcpx_kcp_set_wndsize(k, 64, 64);
+	kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
+	CHECK_EQ(kcpx_kcp_mss(k), 100);
+	CHECK_EQ(kcpx_kcp_send(k, buf, 0), -EINVAL);
+	CHECK_EQ(kcpx_kcp_send(k, buf, 10), 0);
+	CHECK_EQ(kcpx_kcp_send(k, buf + 10, 30), 0);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 1); /* merged into the tail */
+	CHECK_EQ(kcpx_kcp_send(k, buf + 40, 265), 0);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 4); /* 100 100 100 5 */
+	kcpx_kcp_flush(k, 100);
+	CHECK_EQ(c.n, 4);
+	CHECK_EQ(c.len[0], 124);
+	CHECK_EQ(c.len[3], 29);
+	CHECK_MEM(c.buf[0] + 24, buf, 100);
+	CHECK_MEM(c.buf[3] + 24, buf + 300, 5);
+	/* sent segments are not topped up */
+	CHECK_EQ(kcpx_kcp_send(k, buf + 305, 7), 0);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 5);
+	kcpx_kcp_flush(k, 110);
+	CHECK_EQ(c.n, 5);
+	CHECK_EQ(c.len[4], 31);
+	CHECK_EQ(kcpx_get_le32(c.buf[4] + 12), 4);
+	kcpx_kcp_free(k);
+
+	/* message mode keeps boundaries and counts fragments down */
+	c.n = 0;
+	k = kcpx_kcp_new(1, cap_out, &c, NULL);
+	kcpx_kcp_set_mtu(k, 124);
+	kcpx_kcp_set_stream(k, false);
+	kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
+	CHECK_EQ(kcpx_kcp_send(k, buf, 10), 0);
+	CHECK_EQ(kcpx_kcp_send(k, buf, 250), 0);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 4);
+	CHECK_EQ(kcpx_kcp_send(k, buf, 100 * 256), -EMSGSIZE);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 4);
+	kcpx_kcp_flush(k, 5);
+	/* 34 | 124 | 124 | 74 bytes: a segment never straddles datagrams */
+	CHECK_EQ(c.n, 4);
+	CHECK_EQ(c.buf[0][5], 0);
+	CHECK_EQ(c.buf[1][5], 2);
+	CHECK_EQ(c.buf[2][5], 1);
+	CHECK_EQ(c.buf[3][5], 0);
+	CHECK_EQ(c.len[3], 74);
+	kcpx_kcp_free(k);
+}
+
+/* Packing: ACKs first, then WINS, then data; each datagram <= mtu. */
+static void test_packing(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(5, cap_out, &c, NULL);
+	uint8_t pkt[26 * 8], data[300] = { 0 };
+	size_t n = 0;
+	int i, total = 0;
+
+	kcpx_kcp_set_mtu(k, 200); /* mss 176; 8 ACKs make kcp-go's clocking flush */
+	kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
+	for (i = 0; i < 5; i++)
+		n += put_seg(pkt + n, 5, KCPX_KCP_CMD_PUSH, 32, 100 + i, i, 0, data, 2);
+	n += put_seg(pkt + n, 5, KCPX_KCP_CMD_WASK, 32, 0, 0, 0, NULL, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 200, true), 0);
+	CHECK_EQ(c.n, 0);
+	CHECK_EQ(kcpx_kcp_send(k, data, 10), 0);
+	CHECK_EQ(kcpx_kcp_send(k, data, 300), 0); /* tops the first up: 176 + 134 */
+	kcpx_kcp_flush(k, 210);
+	/* The 5 PUSHes arrived in order, so una = 5 covers them and kcp-go's filter keeps
+	 * only the newest ACK; then the WINS (answering WASK); then data: 176 + 134 bytes.
+	 * [ACK WINS] 48 | [PUSH 176] 200 | [PUSH 134] 158 */
+	for (i = 0; i < c.n; i++) {
+		CHECK(c.len[i] <= 200);
+		total += (int)c.len[i];
+	}
+	CHECK_EQ(total, 24 + 24 + 24 + 176 + 24 + 134);
+	CHECK_EQ(c.n, 3);
+	CHECK_EQ(c.len[0], 48);
+	CHECK_EQ(c.buf[0][4], KCPX_KCP_CMD_ACK);
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 8), 104); /* ts echo of sn 4 */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 12), 4);
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 16), 5);
+	CHECK_EQ(c.buf[0][24 + 4], KCPX_KCP_CMD_WINS);
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 24 + 12), 4);	    /* kcp-go: last ACK's sn/ts */
+	CHECK_EQ(kcpx_get_le16(c.buf[0] + 24 + 6), 32 - 5); /* 5 segments queued unread */
+	CHECK_EQ(c.buf[1][4], KCPX_KCP_CMD_PUSH);
+	CHECK_EQ(c.len[1], 200);
+	CHECK_EQ(c.buf[2][4], KCPX_KCP_CMD_PUSH);
+	CHECK_EQ(c.len[2], 158);
+	kcpx_kcp_free(k);
+}
+
+/* ack_nodelay flushes ACKs from input(); otherwise they wait for a flush, unless a
+ * datagram's worth piled up (kcp-go's ack clocking). */
+static void test_ack_policy(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(5, cap_out, &c, NULL);
+	uint8_t pkt[24 * 70];
+	size_t n = 0;
+
+	n = put_seg(pkt, 5, KCPX_KCP_CMD_PUSH, 32, 1, 0, 0, "ab", 2);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 10, true), 0);
+	CHECK_EQ(c.n, 0);
+	kcpx_kcp_set_ack_nodelay(k, true);
+	n = put_seg(pkt, 5, KCPX_KCP_CMD_PUSH, 32, 2, 1, 0, "cd", 2);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 11, true), 0);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.len[0], 24); /* sn 0 is below rcv_nxt: only the newest ACK goes */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 12), 1);
+	kcpx_kcp_free(k);
+
+	c.n = 0;
+	k = kcpx_kcp_new(5, cap_out, &c, NULL);
+	kcpx_kcp_set_mtu(k, 24 * 10);
+	kcpx_kcp_set_wndsize(k, 32, 256);
+	n = 0;
+	for (int i = 0; i < 9; i++)
+		n += put_seg(pkt + n, 5, KCPX_KCP_CMD_PUSH, 32, 1, (uint32_t)i, 0, NULL, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 10, true), 0);
+	CHECK_EQ(c.n, 0); /* 9 < mtu / 24 */
+	n = put_seg(pkt, 5, KCPX_KCP_CMD_PUSH, 32, 1, 9, 0, NULL, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 10, true), 0);
+	CHECK_EQ(c.n, 1);
+	/* below rcv_nxt only the last ACK survives the filter */
+	CHECK_EQ(c.len[0], 24);
+	kcpx_kcp_free(k);
+}
+
+/* ---- malformed input ---- */
+
+static void test_malformed(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(0xABCD, cap_out, &c, &snmp);
+	struct kcpx_kcp_info i0, i1;
+	uint8_t pkt[256], out[64];
+	size_t n;
+
+	/* some state first */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_PUSH, 32, 1, 0, 0, "hello", 5);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 10, true), 0);
+	CHECK_EQ(kcpx_kcp_readable(k), 5);
+	kcpx_kcp_info(k, &i0);
+
+	CHECK_EQ(kcpx_kcp_input(k, pkt, 23, 11, true), -EINVAL); /* short */
+	CHECK_EQ(kcpx_kcp_input(k, pkt, 0, 11, true), -EINVAL);
+	n = put_seg(pkt, 0xABCE, KCPX_KCP_CMD_PUSH, 0, 1, 1, 0, "x", 1); /* conv */
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 11, true), -EINVAL);
+	n = put_seg(pkt, 0xABCD, 85, 0, 1, 1, 0, "x", 1); /* cmd */
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 11, true), -EINVAL);
+	n = put_seg(pkt, 0xABCD, 80, 0, 1, 1, 0, "x", 1);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 11, true), -EINVAL);
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_PUSH, 0, 1, 1, 0, "xy", 2); /* len past end */
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n - 1, 11, true), -EINVAL);
+	kcpx_put_le32(pkt + 20, 0xFFFFFFFF);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 11, true), -EINVAL);
+	CHECK_EQ(snmp.KCPInErrors, 7);
+	kcpx_kcp_info(k, &i1);
+	CHECK_EQ(i1.rmt_wnd, i0.rmt_wnd); /* the wnd 0 of the rejects was not taken */
+	CHECK_EQ(kcpx_kcp_readable(k), 5);
+
+	/* a good segment then a bad one: the first stays applied */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_PUSH, 32, 1, 1, 0, "world", 5);
+	n += put_seg(pkt + n, 0xABCE, KCPX_KCP_CMD_PUSH, 32, 1, 2, 0, "zzz", 3);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 12, true), -EINVAL);
+	CHECK_EQ(snmp.KCPInErrors, 8);
+	CHECK_EQ(kcpx_kcp_readable(k), 10);
+	CHECK_EQ(kcpx_kcp_recv(k, out, sizeof(out)), 10);
+	CHECK_MEM(out, "helloworld", 10);
+
+	/* trailing bytes shorter than a header are ignored, as kcp-go */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_PUSH, 32, 1, 2, 0, "!", 1);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n + 10, 13, true), 0);
+	CHECK_EQ(kcpx_kcp_readable(k), 1);
+
+	/* an ACK for something never sent, an una far ahead: harmless */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_ACK, 32, 1, 12345, 0x80000000u, NULL, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 14, true), 0);
+	kcpx_kcp_info(k, &i1);
+	CHECK_EQ(i1.inflight, 0);
+	CHECK_EQ(kcpx_kcp_waitsnd(k), 0);
+	/* a PUSH far outside the window is neither stored nor acked */
+	c.n = 0;
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_PUSH, 32, 1, 100000, 0, "?", 1);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 15, true), 0);
+	CHECK_EQ(snmp.RepeatSegs, 1);
+	kcpx_kcp_flush(k, 16);
+	CHECK_EQ(c.n, 1); /* only the ACKs of sn 2 */
+	CHECK_EQ(c.len[0], 24);
+	kcpx_kcp_free(k);
+}
+
+/* ---- retransmission policy ---- */
+
+struct dropper {
+	int drop_push_sn; /* drop the first PUSH datagram carrying this sn */
+	bool done;
+};
+
+static bool drop_sn(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	struct dropper *d = ctx;
+	(void)idx;
+	if (d->done || len < 24 || buf[4] != KCPX_KCP_CMD_PUSH)
+		return false;
+	if (kcpx_get_le32(buf + 12) == (uint32_t)d->drop_push_sn) {
+		d->done = true;
+		return true;
+	}
+	return false;
+}
+
+/* One loss in the middle of a burst: recovered by fast retransmit well before an RTO. */
+static void test_fast_retransmit(void)
+{
+	struct simcfg cfg = { .nodelay = 1,
+			      .interval = 10,
+			      .resend = 2,
+			      .nc = 1,
+			      .sndwnd = 128,
+			      .rcvwnd = 128,
+			      .mtu = 1322,
+			      .a_bytes = 30 * 1298 };
+	struct dropper d = { .drop_push_sn = 5 };
+	struct sim s;
+
+	sim_init(&s, &cfg, 11, 1000);
+	s.ab.delay = s.ba.delay = 50;
+	s.ab.drop_fn = drop_sn;
+	s.ab.drop_ctx = &d;
+	CHECK(sim_run(&s, 5000, NULL));
+	CHECK(d.done);
+	CHECK_EQ(s.snmp.FastRetransSegs + s.snmp.EarlyRetransSegs, 1);
+	CHECK_EQ(s.snmp.LostSegs, 0);
+	/* 1 RTT for the data, the fast retransmit goes with the first ACKs: ~2 RTT */
+	CHECK(s.now - s.start < 260);
+	sim_report("fast retransmit", &s);
+	sim_free(&s);
+}
+
+/* A lost segment followed by one more: the single dup ACK triggers kcp-go's early
+ * retransmit when nothing new is queued. */
+static void test_early_retransmit(void)
+{
+	struct simcfg cfg = { .nodelay = 1,
+			      .interval = 10,
+			      .resend = 2,
+			      .nc = 1,
+			      .sndwnd = 128,
+			      .rcvwnd = 128,
+			      .mtu = 1322,
+			      .a_bytes = 1298 + 100 };
+	struct dropper d = { .drop_push_sn = 0 };
+	struct sim s;
+
+	sim_init(&s, &cfg, 12, 1000);
+	s.ab.delay = s.ba.delay = 50;
+	s.ab.drop_fn = drop_sn;
+	s.ab.drop_ctx = &d;
+	/* one write, two segments in two datagrams (mtu fits one full segment); the
+	 * first is lost, the second's ACK is the only hint */
+	s.a.write_size = 2 * 1298;
+	CHECK(sim_run(&s, 5000, NULL));
+	CHECK_EQ(s.snmp.EarlyRetransSegs, 1);
+	CHECK_EQ(s.snmp.LostSegs, 0);
+	CHECK(s.now - s.start < 220);
+	sim_free(&s);
+}
+
+/* ---- transfers over the lossy link ---- */
+
+static void transfer(const char *name, const struct simcfg *cfg, uint64_t seed, uint32_t start,
+		     double loss, uint32_t delay, uint32_t jitter, double dup, double reorder,
+		     uint32_t max_ms)
+{
+	struct sim s;
+	bool ok;
+
+	sim_init(&s, cfg, seed, start);
+	s.ab.loss = s.ba.loss = loss;
+	s.ab.delay = s.ba.delay = delay;
+	s.ab.jitter = s.ba.jitter = jitter;
+	s.ab.dup = s.ba.dup = dup;
+	s.ab.reorder = s.ba.reorder = reorder;
+	s.ab.reorder_ms = s.ba.reorder_ms = 3 * delay / 2 + 1;
+	ok = sim_run(&s, max_ms, NULL);
+	if (!ok)
+		fprintf(stderr, "%s: bad A=%d B=%d, A->B %llu/%llu B->A %llu/%llu at %u ms\n", name,
+			s.a.bad, s.b.bad, (unsigned long long)s.b.rx_pos,
+			(unsigned long long)cfg->a_bytes, (unsigned long long)s.a.rx_pos,
+			(unsigned long long)cfg->b_bytes, s.now - s.start);
+	sim_report(name, &s);
+	CHECK(ok);
+	CHECK_EQ(s.b.rx_pos, cfg->a_bytes);
+	CHECK_EQ(s.a.rx_pos, cfg->b_bytes);
+	CHECK(s.a.max_inflight <= cfg->sndwnd);
+	CHECK(s.b.max_inflight <= cfg->sndwnd);
+	CHECK_EQ(kcpx_kcp_waitsnd(s.a.kcp) + kcpx_kcp_waitsnd(s.b.kcp), 0);
+	if (loss == 0 && dup == 0)
+		CHECK_EQ(s.snmp.RepeatSegs, 0);
+	sim_free(&s);
+}
+
+static void test_transfer_loss0(void)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 2048, 2048, 1322, false, 8 << 20, 1 << 20 };
+	transfer("loss 0% fast3 w2048", &cfg, 1, 0, 0, 20, 0, 0, 0, 60000);
+}
+
+static void test_transfer_loss1(void)
+{
+	struct simcfg cfg = { 0, 30, 2, 1, 256, 256, 1322, false, 2 << 20, 256 << 10 };
+	transfer("loss 1% fast", &cfg, 2, 123456, 0.01, 25, 0, 0, 0, 120000);
+}
+
+static void test_transfer_loss10(void)
+{
+	struct simcfg cfg = { 1, 20, 2, 1, 512, 512, 1322, false, 2 << 20, 512 << 10 };
+	transfer("loss 10% fast2", &cfg, 3, 0x7FFFFF00u, 0.10, 25, 5, 0, 0, 120000);
+}
+
+static void test_transfer_loss30(void)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 128, 128, 1322, true, 512 << 10, 128 << 10 };
+	transfer("loss 30% fast3 acknd", &cfg, 4, 42, 0.30, 15, 0, 0, 0, 300000);
+}
+
+static void test_transfer_reorder_dup(void)
+{
+	struct simcfg cfg = { 1, 20, 2, 1, 256, 256, 1322, false, 2 << 20, 1 << 20 };
+	transfer("reorder+dup+jitter", &cfg, 5, 777, 0.02, 20, 15, 0.05, 0.05, 120000);
+}
+
+static void test_transfer_cwnd(void)
+{
+	/* nc=0: ikcp's congestion window; normal mode, 5% loss, rate-limited link */
+	struct simcfg cfg = { 0, 40, 0, 0, 128, 128, 1322, false, 1 << 20, 64 << 10 };
+	struct sim s;
+	sim_init(&s, &cfg, 6, 99);
+	s.ab.delay = s.ba.delay = 30;
+	s.ab.loss = s.ba.loss = 0.05;
+	s.ab.rate = 200; /* 200 kB/s */
+	s.ab.qlimit = 40000;
+	CHECK(sim_run(&s, 300000, NULL));
+	CHECK_EQ(s.b.rx_pos, cfg.a_bytes);
+	CHECK(s.a.max_inflight <= 128);
+	sim_report("cwnd nc=0 5% rate", &s);
+	sim_free(&s);
+}
+
+/* cwnd starts at 1 and grows by one per acknowledged flight in slow start */
+static void test_cwnd_start(void)
+{
+	struct simcfg cfg = { 0, 10, 0, 0, 128, 128, 1322, false, 40 * 1298, 0 };
+	struct sim s;
+	struct kcpx_kcp_info info;
+	sim_init(&s, &cfg, 7, 0);
+	s.ab.delay = s.ba.delay = 50;
+	sim_step(&s, NULL);
+	kcpx_kcp_info(s.a.kcp, &info);
+	CHECK_EQ(info.cwnd, 1);
+	CHECK_EQ(info.inflight, 1);
+	CHECK(sim_run(&s, 20000, NULL));
+	kcpx_kcp_info(s.a.kcp, &info);
+	CHECK(info.cwnd > 4);
+	sim_free(&s);
+}
+
+/* ---- windows ---- */
+
+/* Receiver does not read: the sender never has more in flight than the receive window,
+ * stops at rmt_wnd 0, probes with WASK, and resumes once the receiver reads. */
+static void test_zero_window(void)
+{
+	/* rcv_wnd 32 = the window a sender assumes before hearing from its peer */
+	struct simcfg cfg = { 1, 10, 2, 1, 256, 32, 1322, false, 100 * 1298, 0 };
+	struct sim s;
+	uint64_t wask_before;
+	uint32_t t0;
+
+	sim_init(&s, &cfg, 8, 0xFFFFF000u);
+	s.ab.delay = s.ba.delay = 10;
+	s.b.reading = false;
+	s.a.write_size = 1298; /* full segments */
+	while (s.now - s.start < 3000) {
+		sim_step(&s, NULL);
+		CHECK(!s.a.bad && !s.b.bad);
+	}
+	/* B holds 32 segments, A stopped after 32 and knows the window is shut */
+	CHECK(s.a.max_inflight <= 32);
+	CHECK_EQ(kcpx_kcp_readable(s.b.kcp), 32 * 1298);
+	struct kcpx_kcp_info ia;
+	kcpx_kcp_info(s.a.kcp, &ia);
+	CHECK_EQ(ia.rmt_wnd, 0);
+	/* probes: first after 500 ms, then 750, 1125... -> 3 within 3 s */
+	CHECK(s.a.wask >= 2 && s.a.wask <= 4);
+	CHECK(s.b.wins >= 2);
+	wask_before = s.a.wask;
+	t0 = s.now;
+	s.b.reading = true;
+	CHECK(sim_run(&s, 30000, NULL));
+	CHECK_EQ(s.b.rx_pos, cfg.a_bytes);
+	CHECK(s.a.max_inflight <= 32);
+	/* resumed through the WINS that reading a full queue sends, not a later probe */
+	CHECK(s.a.wask == wask_before);
+	CHECK(s.now - t0 < 3000);
+	sim_free(&s);
+}
+
+/* The remote window seen by A bounds what A puts in flight, whatever its own snd_wnd. */
+static void check_rmt(struct sim *s)
+{
+	struct kcpx_kcp_info ia;
+	kcpx_kcp_info(s->a.kcp, &ia);
+	/* B's receive buffer: A's PUSHes never go past B's rcv_nxt + rcv_wnd, so B never
+	 * drops for lack of window when the link is clean (RepeatSegs stays 0) */
+	if (ia.inflight > 32)
+		s->a.bad = 20;
+}
+
+static void test_rmt_window(void)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 2048, 32, 1322, false, 300 * 1298, 0 };
+	struct sim s;
+	sim_init(&s, &cfg, 9, 5);
+	s.ab.delay = s.ba.delay = 20;
+	CHECK(sim_run(&s, 60000, check_rmt));
+	CHECK_EQ(s.snmp.RepeatSegs, 0);
+	sim_free(&s);
+}
+
+/* ---- wrap-around ---- */
+
+static void test_wrap(void)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 128, 128, 1322, false, 1 << 20, 512 << 10 };
+	struct sim s;
+	sim_init(&s, &cfg, 10, 0xFFFFFC00u);
+	/* both directions start 300 segments before sn 2^32 */
+	CHECK_EQ(kcpx_kcp_test_set_sn(s.a.kcp, 0xFFFFFED4u, 0xFFFFFED4u), 0);
+	CHECK_EQ(kcpx_kcp_test_set_sn(s.b.kcp, 0xFFFFFED4u, 0xFFFFFED4u), 0);
+	s.ab.loss = s.ba.loss = 0.10;
+	s.ab.delay = s.ba.delay = 15;
+	s.ab.jitter = s.ba.jitter = 10;
+	CHECK(sim_run(&s, 120000, NULL));
+	CHECK_EQ(s.b.rx_pos, cfg.a_bytes);
+	CHECK_EQ(s.a.rx_pos, cfg.b_bytes);
+	CHECK(s.a.max_sn_seen < 1000); /* it did wrap */
+	sim_report("sn+clock wrap 10%", &s);
+	sim_free(&s);
+
+	/* not while busy */
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(1, cap_out, &c, NULL);
+	kcpx_kcp_send(k, (const uint8_t *)"a", 1);
+	CHECK_EQ(kcpx_kcp_test_set_sn(k, 5, 5), -EBUSY);
+	kcpx_kcp_free(k);
+}
+
+/* ---- FEC-recovered input ---- */
+
+static void test_irregular(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(3, cap_out, &c, &snmp);
+	struct kcpx_kcp_info info;
+	uint8_t pkt[64], b = 1;
+	size_t n;
+
+	kcpx_kcp_send(k, &b, 1);
+	kcpx_kcp_flush(k, 100);
+	n = put_seg(pkt, 3, KCPX_KCP_CMD_ACK, 7, 100, 0, 1, NULL, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 150, false), 0);
+	kcpx_kcp_info(k, &info);
+	CHECK_EQ(info.rmt_wnd, 32); /* not taken from a rebuilt packet */
+	CHECK_EQ(info.srtt, 0);	    /* no RTT sample */
+	CHECK_EQ(info.inflight, 0); /* but the ACK counts */
+	/* repeats from FEC are not RepeatSegs */
+	n = put_seg(pkt, 3, KCPX_KCP_CMD_PUSH, 7, 100, 0, 1, "z", 1);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 150, false), 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 150, false), 0);
+	CHECK_EQ(snmp.RepeatSegs, 0);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 150, true), 0);
+	CHECK_EQ(snmp.RepeatSegs, 1);
+	kcpx_kcp_info(k, &info);
+	CHECK_EQ(info.rmt_wnd, 7);
+	kcpx_kcp_free(k);
+}
+
+/* ---- message mode ---- */
+
+static void test_message_mode(void)
+{
+	struct capture ca = { 0 };
+	struct kcpx_kcp *a = kcpx_kcp_new(4, cap_out, &ca, NULL);
+	struct kcpx_kcp *b = kcpx_kcp_new(4, cap_out, &ca, NULL);
+	uint8_t msg[500], out[600];
+	int i;
+
+	for (i = 0; i < 500; i++)
+		msg[i] = (uint8_t)(i * 7);
+	kcpx_kcp_set_stream(a, false);
+	kcpx_kcp_set_stream(b, false);
+	kcpx_kcp_set_mtu(a, 124);
+	kcpx_kcp_set_nodelay(a, 1, 10, 2, 1);
+	CHECK_EQ(kcpx_kcp_send(a, msg, 250), 0);
+	CHECK_EQ(kcpx_kcp_send(a, msg + 250, 7), 0);
+	kcpx_kcp_flush(a, 1);
+	CHECK(ca.n >= 3);
+	/* deliver out of order: last datagram first */
+	for (i = ca.n - 1; i >= 0; i--)
+		CHECK_EQ(kcpx_kcp_input(b, ca.buf[i], ca.len[i], 2, true), 0);
+	CHECK_EQ(kcpx_kcp_readable(b), 250);
+	CHECK_EQ(kcpx_kcp_recv(b, out, 100), -ENOBUFS);
+	CHECK_EQ(kcpx_kcp_recv(b, out, sizeof(out)), 250);
+	CHECK_MEM(out, msg, 250);
+	CHECK_EQ(kcpx_kcp_recv(b, out, sizeof(out)), 7);
+	CHECK_MEM(out, msg + 250, 7);
+	CHECK_EQ(kcpx_kcp_recv(b, out, sizeof(out)), -EAGAIN);
+	kcpx_kcp_free(a);
+	kcpx_kcp_free(b);
+}
+
+/* ---- engine cost ---- */
+
+/* Wall-clock cost of the engine alone: 2048 windows, both mss-sized writes, no and 10 %
+ * loss. Not a pass/fail number beyond a generous sanity bound. */
+static double bench(double loss, uint64_t bytes)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 2048, 2048, 1322, false, bytes, 0 };
+	struct timespec t0, t1;
+	struct sim s;
+	bool ok;
+
+	sim_init(&s, &cfg, 99, 0);
+	s.ab.delay = s.ba.delay = 20;
+	s.ab.loss = s.ba.loss = loss;
+	s.ab.rate = 12500; /* 100 Mbit/s */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ok = sim_run(&s, 600000, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sim_free(&s);
+	if (!ok)
+		return -1;
+	return (double)bytes / 1e6 /
+	       ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+static void test_bench(void)
+{
+	double r0 = bench(0, 64 << 20), r10 = bench(0.10, 32 << 20);
+	printf("     engine+sim throughput, 2048 windows: %.0f MB/s at 0%% loss, "
+	       "%.0f MB/s at 10%% loss (wall clock)\n",
+	       r0, r10);
+	CHECK(r0 > 10);
+	CHECK(r10 > 5);
+}
+
+int main(void)
+{
+	RUN(test_vector_encode);
+	RUN(test_vector_capture);
+	RUN(test_vector_decode);
+	RUN(test_rto_samples);
+	RUN(test_rto_backoff);
+	RUN(test_stream_merge);
+	RUN(test_packing);
+	RUN(test_ack_policy);
+	RUN(test_malformed);
+	RUN(test_irregular);
+	RUN(test_message_mode);
+	RUN(test_fast_retransmit);
+	RUN(test_early_retransmit);
+	RUN(test_cwnd_start);
+	RUN(test_zero_window);
+	RUN(test_rmt_window);
+	RUN(test_transfer_loss0);
+	RUN(test_transfer_loss1);
+	RUN(test_transfer_loss10);
+	RUN(test_transfer_loss30);
+	RUN(test_transfer_reorder_dup);
+	RUN(test_transfer_cwnd);
+	RUN(test_wrap);
+	RUN(test_bench);
+	UNIT_MAIN_END();
+}
