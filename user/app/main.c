@@ -1,15 +1,98 @@
 // SPDX-License-Identifier: MIT
+/*
+ * kcpx: a KCP tunnel that speaks kcptun's wire format.
+ *
+ *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
+ *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
+ *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
+ *   kcpx down IFACE | kcpx stats IFACE | kcpx status
+ */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "app/cmd.h"
+#include "app/config.h"
 #include "app/log.h"
+#include "app/tunnel.h"
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+		"usage: kcpx COMMAND [ARGS]\n"
+		"\n"
+		"  client [flags]         run a tunnel client over UDP sockets (kcptun's flags)\n"
+		"  server [flags]         run a tunnel server over UDP sockets (kcptun's flags)\n"
+		"  up IFACE [-c FILE | client|server flags]\n"
+		"                         attach XDP/TC to IFACE and run the tunnel over AF_XDP\n"
+		"  down IFACE             detach kcpx from IFACE and remove its pinned maps\n"
+		"  stats IFACE [-i SECS] [-n COUNT]\n"
+		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
+		"  status                 show the running tunnels' sessions and streams\n"
+		"  version                print the version\n"
+		"\n"
+		"`kcpx client --help` and `kcpx server --help` list every flag.\n");
+}
+
+/* Shared by client, server and up: flags (and -c) into cfg, then the mode preset. */
+int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc, char **argv)
+{
+	int rest = 0, err;
+
+	kcpx_config_defaults(cfg, role);
+	err = kcpx_config_parse(cfg, argc, argv, &rest);
+	if (err)
+		return err;
+	if (rest < argc) {
+		fprintf(stderr, "kcpx: unexpected argument '%s'\n", argv[rest]);
+		return -EINVAL;
+	}
+	err = kcpx_config_finish(cfg);
+	if (err)
+		return err;
+	if (cfg->log[0] && kcpx_log_open(cfg->log) < 0) {
+		fprintf(stderr, "kcpx: cannot open log file '%s': %s\n", cfg->log, strerror(errno));
+		return -EINVAL;
+	}
+	kcpx_log_set_level((enum kcpx_log_level)cfg->verbose);
+	return 0;
+}
+
+static int cmd_tunnel(enum kcpx_role role, int argc, char **argv)
+{
+	struct kcpx_config cfg;
+	int err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
+
+	if (err)
+		return err > 0 ? 0 : 2;
+	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		printf("usage: kcpx client|server|up|down|stats|status ...\n");
-		return argc < 2 ? 2 : 0;
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd || !strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		usage(cmd ? stdout : stderr);
+		return cmd ? 0 : 2;
 	}
-	pr_warn("unknown command '%s'", argv[1]);
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-v")) {
+		printf("kcpx %s (kcptun wire format 20210922)\n", KCPX_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "client"))
+		return cmd_tunnel(KCPX_ROLE_CLIENT, argc - 2, argv + 2);
+	if (!strcmp(cmd, "server"))
+		return cmd_tunnel(KCPX_ROLE_SERVER, argc - 2, argv + 2);
+	if (!strcmp(cmd, "up"))
+		return kcpx_cmd_up(argc - 1, argv + 1);
+	if (!strcmp(cmd, "down"))
+		return kcpx_cmd_down(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stats"))
+		return kcpx_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(cmd, "status"))
+		return kcpx_cmd_status(argc - 1, argv + 1);
+	fprintf(stderr, "kcpx: unknown command '%s'\n\n", cmd);
+	usage(stderr);
 	return 2;
 }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End to end over plain UDP sockets: kcpx client in A, kcpx server in B.
+#
+#   [ A ] tcpio send/recv/multi -> kcpx client :8388 ==udp== kcpx server :4000 [ B ]
+#         $IP_A                   (veth)                       $IP_B -> tcpio sink/source/echo
+#
+# Checks: 64 MiB each way with sha256 equal at both ends, 32 concurrent echo streams,
+# and that both daemons survive and shut down cleanly on SIGTERM.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$top/tests/lib/netns.sh"
+need_root
+KCPX=${KCPX:-$top/build/kcpx}
+TCPIO="$top/tests/lib/tcpio.py"
+SIZE=${SIZE:-$((64 << 20))}
+FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
+work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)
+on_cleanup "rm -rf $work"
+
+netns_pair
+# kcpx server in B forwards to three local services; each client port maps to one server.
+in_b python3 "$TCPIO" sink 9001 "$work" & track_pid $!
+in_b python3 "$TCPIO" source 9002 "$SIZE" 7 & track_pid $!
+in_b python3 "$TCPIO" echo 9003 & track_pid $!
+for i in 1 2 3; do
+	# shellcheck disable=SC2086
+	in_b "$KCPX" server -l ":400$i" -t "127.0.0.1:900$i" $FLAGS --quiet \
+		--log "$work/server$i.log" & track_pid $!
+	# shellcheck disable=SC2086
+	in_a "$KCPX" client -l "127.0.0.1:838$i" -r "$IP_B:400$i" $FLAGS --quiet \
+		--log "$work/client$i.log" & track_pid $!
+done
+for i in 1 2 3; do
+	wait_udp_port "$NS_B" "400$i"
+	wait_tcp_port "$NS_A" "838$i"
+	wait_tcp_port "$NS_B" "900$i"
+done
+
+fail=0
+echo "upload: $SIZE bytes A -> B"
+t0=$(date +%s.%N)
+sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8381 "$SIZE" 7)
+for _ in $(seq 1 100); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/0.sha" 2>/dev/null || echo none)
+t1=$(date +%s.%N)
+echo "  sent $sent"
+echo "  got  $got ($(cut -d' ' -f2 "$work/0.sha" 2>/dev/null) bytes) in $(echo "$t1 - $t0" | bc 2>/dev/null || echo ?)s"
+[ "$sent" = "$got" ] || { echo "FAIL: upload sha256 differs"; fail=1; }
+
+echo "download: $SIZE bytes B -> A"
+want=$(python3 "$TCPIO" data "$SIZE" 7)
+read -r got gotn < <(in_a timeout 300 python3 "$TCPIO" recv 127.0.0.1 8382)
+echo "  want $want"
+echo "  got  $got ($gotn bytes)"
+[ "$want" = "$got" ] || { echo "FAIL: download sha256 differs"; fail=1; }
+
+echo "32 concurrent echo streams"
+in_a timeout 300 python3 "$TCPIO" multi 127.0.0.1 8383 32 $((1 << 20)) || { echo "FAIL: concurrent streams"; fail=1; }
+
+# every daemon still running, then a clean SIGTERM shutdown
+for p in $(jobs -p); do :; done
+alive=$(pgrep -fc "$KCPX (client|server) -l" || true)
+[ "$alive" -ge 6 ] || { echo "FAIL: a kcpx daemon died ($alive of 6 left)"; fail=1; }
+pkill -TERM -f "$KCPX (client|server) -l .*$work" || true
+sleep 1
+if pgrep -f "$KCPX (client|server) -l .*$work" >/dev/null; then
+	echo "FAIL: kcpx did not exit on SIGTERM"
+	fail=1
+fi
+if [ $fail -ne 0 ]; then
+	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
+fi
+exit $fail

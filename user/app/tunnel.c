@@ -1,0 +1,1156 @@
+// SPDX-License-Identifier: MIT
+#include "app/tunnel.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sodium.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/log.h"
+#include "app/snmp.h"
+#include "core/crypt.h"
+#include "core/kcp.h"
+#include "core/session.h"
+#include "core/smux.h"
+#include "io/addr.h"
+#include "io/clock.h"
+#include "io/ctl.h"
+#include "io/loop.h"
+#include "io/tcp.h"
+#include "io/udp.h"
+
+#define CONN_BUF  65536
+#define RX_BATCH  64
+#define TX_BATCH  64
+#define RX_BUDGET 1024 /* datagrams per readiness event before other work gets a turn */
+#define SESS_HASH 1024
+
+struct tunnel;
+struct sess;
+
+/* A datagram backend as the tunnel watches it, with its batched TX queue. */
+struct dg {
+	struct tunnel *t;
+	struct kcpx_dgram *d;
+	struct kcpx_watch w;
+	int refs;
+	struct sess *owner; /* client over UDP: the one session on this socket */
+	struct kcpx_pkt tx[TX_BATCH];
+	int ntx;
+	uint8_t *txmem;
+	struct dg *next;
+};
+
+/* A TCP connection tied to one smux stream. */
+struct conn {
+	struct sess *s;
+	uint32_t sid;
+	struct kcpx_watch w;
+	bool connecting; /* server: dial in progress */
+	bool closing;
+	bool ready;  /* on the tunnel's ready list */
+	uint8_t *up; /* TCP -> stream bytes smux has not taken yet */
+	size_t up_off, up_len;
+	uint8_t *down; /* stream -> TCP bytes the socket has not taken yet */
+	size_t down_off, down_len;
+	bool stream_eof;
+	bool tcp_eof;	    /* TCP peer finished: close once `up` is all in smux */
+	struct conn *hnext; /* sid hash chain */
+	struct conn *rnext; /* ready list */
+	struct conn *gnext; /* garbage list */
+};
+
+struct sess {
+	struct tunnel *t;
+	struct kcpx_session *ks;
+	struct dg *dg;
+	struct kcpx_addr peer;
+	struct kcpx_timer timer;
+	uint32_t conv;
+	uint32_t created;
+	bool dirty;
+	bool closing;
+	bool expired; /* client --autoexpire: takes no new streams */
+	struct conn **streams;
+	unsigned nstreams, cap;
+	struct sess *hnext; /* server address hash */
+	struct sess *dnext; /* dirty list */
+	struct sess *next;  /* all sessions */
+	struct sess *gnext; /* garbage list */
+};
+
+struct tunnel {
+	const struct kcpx_config *cfg;
+	const struct kcpx_tunnel_backend *be;
+	struct kcpx_loop *loop;
+	struct kcpx_crypt *crypt;
+	struct kcpx_snmp snmp;
+	struct kcpx_session_config scfg;
+	struct kcpx_addr laddr; /* client: TCP listen; server: UDP listen */
+	struct kcpx_addr remote;
+	struct kcpx_target target;
+	struct kcpx_watch lw; /* client TCP listener */
+	struct kcpx_watch sigw;
+	struct kcpx_watch ctlw; /* /run/kcpx/<pid>.sock for `kcpx status` */
+	char ctlpath[108];
+	struct kcpx_timer sectimer;
+	uint32_t ticks;
+	struct dg *dgs;
+	struct sess *sessions;
+	struct sess *hash[SESS_HASH];
+	struct sess **slots; /* client: --conn slots */
+	unsigned rr;
+	struct sess *dirty;
+	struct conn *ready;
+	struct conn *garbage_c;
+	struct sess *garbage_s;
+	uint8_t *rxmem;
+	struct kcpx_pkt rx[RX_BATCH];
+	uint64_t tx_dropped, rx_truncated, unknown_peer;
+};
+
+static void sess_close(struct sess *s, const char *why);
+static void conn_close(struct conn *c);
+static void sess_mark(struct sess *s);
+static struct sess *sess_new(struct tunnel *t, struct dg *g, const struct kcpx_addr *peer,
+			     uint32_t conv);
+
+/* ---- session table ---------------------------------------------------------------- */
+
+static unsigned addr_hash(const struct kcpx_addr *a)
+{
+	uint32_t h = 2166136261u;
+	const uint8_t *p;
+	size_t n;
+
+	if (a->sa.sa_family == AF_INET6) {
+		p = (const uint8_t *)&a->in6.sin6_addr;
+		n = 16;
+	} else {
+		p = (const uint8_t *)&a->in.sin_addr;
+		n = 4;
+	}
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	h = (h ^ kcpx_addr_port(a)) * 16777619u;
+	return h % SESS_HASH;
+}
+
+static struct sess *sess_lookup(struct tunnel *t, const struct kcpx_addr *a)
+{
+	for (struct sess *s = t->hash[addr_hash(a)]; s; s = s->hnext)
+		if (kcpx_addr_equal(&s->peer, a))
+			return s;
+	return NULL;
+}
+
+static struct conn **stream_slot(struct sess *s, uint32_t sid)
+{
+	struct conn **pp;
+
+	if (!s->cap)
+		return NULL;
+	for (pp = &s->streams[sid % s->cap]; *pp; pp = &(*pp)->hnext)
+		if ((*pp)->sid == sid)
+			return pp;
+	return pp;
+}
+
+static struct conn *stream_find(struct sess *s, uint32_t sid)
+{
+	struct conn **pp = stream_slot(s, sid);
+
+	return pp ? *pp : NULL;
+}
+
+static int stream_add(struct sess *s, struct conn *c)
+{
+	if (!s->cap) {
+		s->cap = 256;
+		s->streams = calloc(s->cap, sizeof(*s->streams));
+		if (!s->streams) {
+			s->cap = 0;
+			return -ENOMEM;
+		}
+	}
+	c->hnext = s->streams[c->sid % s->cap];
+	s->streams[c->sid % s->cap] = c;
+	s->nstreams++;
+	return 0;
+}
+
+static void stream_del(struct sess *s, struct conn *c)
+{
+	struct conn **pp = stream_slot(s, c->sid);
+
+	if (pp && *pp == c) {
+		*pp = c->hnext;
+		s->nstreams--;
+	}
+}
+
+/* ---- datagrams ------------------------------------------------------------------- */
+
+static void dg_flush(struct dg *g)
+{
+	int done = 0;
+
+	while (done < g->ntx) {
+		int n = g->d->ops->send(g->d, g->tx + done, g->ntx - done);
+		if (n <= 0) {
+			/* Full socket or ring: the datagrams are lost as on a congested link,
+			 * and KCP retransmits them. Counted, rate-limited in the log. */
+			g->t->tx_dropped += (uint64_t)(g->ntx - done);
+			pr_warn_ratelimited("%s: dropped %d outgoing datagrams (%s)", g->d->name,
+					    g->ntx - done, n < 0 ? strerror(-n) : "backend full");
+			break;
+		}
+		done += n;
+	}
+	g->ntx = 0;
+	if (g->d->ops->flush)
+		g->d->ops->flush(g->d);
+}
+
+static void sess_xmit(void *user, const uint8_t *dgram, size_t len)
+{
+	struct sess *s = user;
+	struct dg *g = s->dg;
+	struct kcpx_pkt *p;
+
+	if (len > KCPX_PKT_MAX)
+		return;
+	if (g->ntx == TX_BATCH)
+		dg_flush(g);
+	p = &g->tx[g->ntx++];
+	memcpy(p->buf, dgram, len);
+	p->len = (uint32_t)len;
+	p->addr = s->peer;
+}
+
+static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_t now)
+{
+	uint8_t *body;
+	size_t blen;
+	uint32_t conv;
+	struct sess *s;
+
+	if (p->len > KCPX_PKT_MAX) {
+		t->rx_truncated++;
+		t->snmp.InErrs++;
+		return;
+	}
+	if (kcpx_session_open(t->crypt, &t->snmp, p->buf, p->len, &body, &blen, &conv))
+		return;
+	if (g->owner) {
+		s = g->owner;
+	} else {
+		s = sess_lookup(t, &p->addr);
+		if (s && conv && s->conv != conv) {
+			/* the peer restarted on the same address with a new conversation */
+			sess_close(s, "peer began a new conversation");
+			s = NULL;
+		}
+	}
+	if (!s) {
+		if (t->cfg->role != KCPX_ROLE_SERVER || !conv) {
+			t->unknown_peer++;
+			return;
+		}
+		s = sess_new(t, g, &p->addr, conv);
+		if (!s)
+			return;
+	}
+	if (s->closing)
+		return;
+	kcpx_session_input(s->ks, body, blen, now);
+	sess_mark(s);
+}
+
+static void dg_readable(struct kcpx_watch *w, uint32_t events)
+{
+	struct dg *g = (struct dg *)((char *)w - offsetof(struct dg, w));
+	struct tunnel *t = g->t;
+	uint32_t now = kcpx_clock_ms();
+	int total = 0;
+
+	while (total < RX_BUDGET) {
+		int n = g->d->ops->recv(g->d, t->rx, RX_BATCH);
+		if (n <= 0) {
+			if (n < 0)
+				pr_warn_ratelimited("%s: receive failed: %s", g->d->name,
+						    strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			dg_input(t, g, &t->rx[i], now);
+		total += n;
+	}
+}
+
+static struct dg *dg_get(struct tunnel *t, const struct kcpx_addr *bind,
+			 const struct kcpx_addr *peer)
+{
+	struct kcpx_dgram *d = NULL;
+	struct dg *g;
+	int err;
+
+	if (t->be && t->be->open) {
+		err = t->be->open(t->be->arg, bind, peer, &d);
+	} else {
+		struct kcpx_udp_config uc = {
+			.bind = bind,
+			.peer = peer,
+			.sockbuf = t->cfg->sockbuf,
+			.dscp = t->cfg->dscp,
+		};
+		err = kcpx_udp_open(&d, &uc);
+	}
+	if (err) {
+		char buf[KCPX_ADDRSTRLEN];
+		pr_warn("cannot open a datagram socket %s %s: %s", bind ? "on" : "to",
+			kcpx_addr_str(bind ? bind : peer, buf, sizeof(buf)), strerror(-err));
+		return NULL;
+	}
+	for (g = t->dgs; g; g = g->next) {
+		if (g->d == d) {
+			g->refs++;
+			return g;
+		}
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		goto err_close;
+	g->txmem = malloc((size_t)TX_BATCH * KCPX_PKT_MAX);
+	if (!g->txmem)
+		goto err_free;
+	for (int i = 0; i < TX_BATCH; i++)
+		g->tx[i].buf = g->txmem + (size_t)i * KCPX_PKT_MAX;
+	g->t = t;
+	g->d = d;
+	g->refs = 1;
+	g->w.fn = dg_readable;
+	if (kcpx_loop_add(t->loop, &g->w, d->fd, EPOLLIN) < 0)
+		goto err_free;
+	g->next = t->dgs;
+	t->dgs = g;
+	return g;
+err_free:
+	free(g->txmem);
+	free(g);
+err_close:
+	d->ops->close(d);
+	return NULL;
+}
+
+static void dg_put(struct tunnel *t, struct dg *g)
+{
+	struct dg **pp;
+
+	if (--g->refs > 0)
+		return;
+	dg_flush(g);
+	for (pp = &t->dgs; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	kcpx_loop_del(t->loop, &g->w);
+	g->d->ops->close(g->d);
+	free(g->txmem);
+	free(g);
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static void conn_ready(struct conn *c)
+{
+	struct tunnel *t = c->s->t;
+
+	if (c->ready || c->closing)
+		return;
+	c->ready = true;
+	c->rnext = t->ready;
+	t->ready = c;
+}
+
+static void conn_events(struct conn *c)
+{
+	uint32_t ev = 0;
+
+	if (c->closing)
+		return;
+	if (c->connecting || c->down_off < c->down_len)
+		ev |= EPOLLOUT;
+	if (!c->connecting && !c->tcp_eof && c->up_off >= c->up_len)
+		ev |= EPOLLIN;
+	kcpx_loop_mod(c->s->t->loop, &c->w, ev);
+}
+
+/* TCP -> stream: push what smux will take. Returns false once the conn closed. */
+static bool conn_push_up(struct conn *c)
+{
+	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
+
+	while (c->up_off < c->up_len) {
+		ssize_t n = kcpx_smux_write(mx, c->sid, c->up + c->up_off, c->up_len - c->up_off);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			conn_close(c);
+			return false;
+		}
+		c->up_off += (size_t)n;
+	}
+	sess_mark(c->s);
+	if (c->up_off >= c->up_len) {
+		c->up_off = c->up_len = 0;
+		if (c->tcp_eof) {
+			conn_close(c);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* stream -> TCP: write pending bytes, then read more from the stream while TCP takes it. */
+static void conn_pull_down(struct conn *c)
+{
+	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
+
+	for (;;) {
+		ssize_t n;
+
+		while (c->down_off < c->down_len) {
+			n = write(c->w.fd, c->down + c->down_off, c->down_len - c->down_off);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				conn_events(c);
+				return;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				conn_close(c);
+				return;
+			}
+			c->down_off += (size_t)n;
+		}
+		c->down_off = c->down_len = 0;
+		if (c->stream_eof) {
+			conn_close(c);
+			return;
+		}
+		n = kcpx_smux_read(mx, c->sid, c->down, CONN_BUF);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			/* EOF from the peer: kcptun closes both directions */
+			c->stream_eof = true;
+			continue;
+		}
+		c->down_len = (size_t)n;
+		sess_mark(c->s); /* a read made room in smux: let KCP deliver more */
+	}
+	conn_events(c);
+}
+
+static void conn_io(struct kcpx_watch *w, uint32_t events)
+{
+	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, w));
+
+	if (c->closing)
+		return;
+	if (c->connecting) {
+		int err;
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		err = kcpx_tcp_dial_result(c->w.fd);
+		if (err) {
+			if (!c->s->t->cfg->quiet)
+				pr_info("stream %u: dial %s failed: %s", c->sid,
+					c->s->t->cfg->target, strerror(-err));
+			conn_close(c);
+			return;
+		}
+		c->connecting = false;
+		conn_events(c);
+		conn_ready(c);
+		return;
+	}
+	if (events & EPOLLOUT)
+		conn_ready(c);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		ssize_t n;
+
+		if (c->up_off < c->up_len)
+			return; /* smux has not taken the last read yet */
+		if (c->tcp_eof)
+			return;
+		n = read(c->w.fd, c->up, CONN_BUF);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n == 0) {
+			/* the TCP peer is done sending; kcptun then closes both ways */
+			c->tcp_eof = true;
+			conn_close(c);
+			return;
+		}
+		if (n < 0) {
+			conn_close(c);
+			return;
+		}
+		c->up_off = 0;
+		c->up_len = (size_t)n;
+		if (conn_push_up(c))
+			conn_events(c);
+	}
+}
+
+static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecting)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->up = malloc(CONN_BUF);
+	c->down = malloc(CONN_BUF);
+	if (!c->up || !c->down)
+		goto err;
+	c->s = s;
+	c->sid = sid;
+	c->connecting = connecting;
+	c->w.fn = conn_io;
+	if (kcpx_loop_add(s->t->loop, &c->w, fd, connecting ? EPOLLOUT : EPOLLIN) < 0)
+		goto err;
+	if (stream_add(s, c) < 0) {
+		kcpx_loop_del(s->t->loop, &c->w);
+		goto err;
+	}
+	return c;
+err:
+	free(c->up);
+	free(c->down);
+	free(c);
+	return NULL;
+}
+
+static void conn_close(struct conn *c)
+{
+	struct sess *s = c->s;
+	struct tunnel *t = s->t;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	kcpx_loop_del(t->loop, &c->w);
+	close(c->w.fd);
+	c->w.fd = -1;
+	stream_del(s, c);
+	if (s->ks)
+		kcpx_smux_close(kcpx_session_smux(s->ks), c->sid);
+	if (!t->cfg->quiet)
+		pr_info("stream %u closed (conv %08x)", c->sid, s->conv);
+	sess_mark(s);
+	c->gnext = t->garbage_c;
+	t->garbage_c = c;
+}
+
+/* ---- sessions --------------------------------------------------------------------- */
+
+static void sess_timer(struct kcpx_timer *tm, uint32_t now)
+{
+	struct sess *s = (struct sess *)((char *)tm - offsetof(struct sess, timer));
+
+	if (s->closing)
+		return;
+	kcpx_session_tick(s->ks, now);
+	sess_mark(s);
+}
+
+static void sess_mark(struct sess *s)
+{
+	if (s->dirty || s->closing)
+		return;
+	s->dirty = true;
+	s->dnext = s->t->dirty;
+	s->t->dirty = s;
+}
+
+static void sess_on_accept(void *user, uint32_t sid)
+{
+	struct sess *s = user;
+	struct tunnel *t = s->t;
+	struct kcpx_smux *mx = kcpx_session_smux(s->ks);
+	struct conn *c;
+	bool pending;
+	int fd;
+
+	if (t->cfg->role != KCPX_ROLE_SERVER) {
+		kcpx_smux_close(mx, sid); /* a client accepts no streams */
+		return;
+	}
+	fd = kcpx_tcp_dial(&t->target, &pending);
+	if (fd < 0) {
+		if (!t->cfg->quiet)
+			pr_info("stream %u: dial %s failed: %s", sid, t->cfg->target,
+				strerror(-fd));
+		kcpx_smux_close(mx, sid);
+		return;
+	}
+	c = conn_new(s, sid, fd, pending);
+	if (!c) {
+		close(fd);
+		kcpx_smux_close(mx, sid);
+		return;
+	}
+	if (!t->cfg->quiet)
+		pr_info("stream %u opened (conv %08x) -> %s", sid, s->conv, t->cfg->target);
+	if (!pending)
+		conn_ready(c);
+}
+
+static void sess_on_readable(void *user, uint32_t sid)
+{
+	struct sess *s = user;
+	struct conn *c = stream_find(s, sid);
+
+	if (c && !c->connecting)
+		conn_ready(c);
+}
+
+static void sess_on_writable(void *user, uint32_t sid)
+{
+	struct sess *s = user;
+	struct conn *c = stream_find(s, sid);
+
+	if (c && !c->closing && c->up_off < c->up_len) {
+		if (conn_push_up(c))
+			conn_events(c);
+	}
+}
+
+static const struct kcpx_session_ops sess_ops = {
+	.xmit = sess_xmit,
+	.accept = sess_on_accept,
+	.readable = sess_on_readable,
+	.writable = sess_on_writable,
+};
+
+/* A session on datagram backend g (it takes a reference to g). */
+static struct sess *sess_new(struct tunnel *t, struct dg *g, const struct kcpx_addr *peer,
+			     uint32_t conv)
+{
+	struct kcpx_session_config sc = t->scfg;
+	uint32_t now = kcpx_clock_ms();
+	char buf[KCPX_ADDRSTRLEN];
+	struct sess *s;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	sc.conv = conv;
+	s->t = t;
+	s->conv = conv;
+	s->peer = *peer;
+	s->created = now;
+	kcpx_timer_init(&s->timer, sess_timer);
+	s->ks = kcpx_session_new(&sc, &sess_ops, s, &t->snmp, now);
+	if (!s->ks) {
+		pr_warn("cannot create a session (out of memory?)");
+		free(s);
+		return NULL;
+	}
+	s->dg = g;
+	g->refs++;
+	if (t->cfg->role == KCPX_ROLE_SERVER) {
+		unsigned h = addr_hash(peer);
+		s->hnext = t->hash[h];
+		t->hash[h] = s;
+		t->snmp.PassiveOpens++;
+	} else {
+		t->snmp.ActiveOpens++;
+	}
+	s->next = t->sessions;
+	t->sessions = s;
+	t->snmp.CurrEstab++;
+	if (t->snmp.CurrEstab > t->snmp.MaxConn)
+		t->snmp.MaxConn = t->snmp.CurrEstab;
+	pr_info("session %08x with %s opened", conv, kcpx_addr_str(peer, buf, sizeof(buf)));
+	sess_mark(s);
+	return s;
+}
+
+static void sess_close(struct sess *s, const char *why)
+{
+	struct tunnel *t = s->t;
+	char buf[KCPX_ADDRSTRLEN];
+	struct sess **pp;
+
+	if (s->closing)
+		return;
+	/* Flush what the engine owes the peer before the streams go. */
+	for (unsigned i = 0; i < s->cap; i++)
+		while (s->streams[i])
+			conn_close(s->streams[i]);
+	s->closing = true;
+	kcpx_timer_cancel(t->loop, &s->timer);
+	if (t->cfg->role == KCPX_ROLE_SERVER) {
+		for (pp = &t->hash[addr_hash(&s->peer)]; *pp; pp = &(*pp)->hnext) {
+			if (*pp == s) {
+				*pp = s->hnext;
+				break;
+			}
+		}
+	}
+	for (pp = &t->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	if (t->slots) {
+		for (int i = 0; i < t->cfg->conn; i++)
+			if (t->slots[i] == s)
+				t->slots[i] = NULL;
+	}
+	t->snmp.CurrEstab--;
+	pr_info("session %08x with %s closed: %s", s->conv,
+		kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
+	s->gnext = t->garbage_s;
+	t->garbage_s = s;
+}
+
+static void sess_free(struct sess *s)
+{
+	struct tunnel *t = s->t;
+
+	if (s->dg) {
+		dg_flush(s->dg);
+		if (s->dg->owner == s)
+			s->dg->owner = NULL;
+		dg_put(t, s->dg);
+	}
+	kcpx_session_free(s->ks);
+	free(s->streams);
+	free(s);
+}
+
+/* ---- client ----------------------------------------------------------------------- */
+
+static struct sess *client_session(struct tunnel *t)
+{
+	unsigned i = t->rr++ % (unsigned)t->cfg->conn;
+	uint32_t now = kcpx_clock_ms();
+	struct sess *s = t->slots[i];
+	struct dg *g;
+	uint32_t conv;
+
+	if (s && t->cfg->autoexpire > 0 &&
+	    (int32_t)(now - s->created) >= t->cfg->autoexpire * 1000) {
+		/* kcptun: an expired session takes no new streams and is scavenged later */
+		s->expired = true;
+		t->slots[i] = NULL;
+		s = NULL;
+	}
+	if (s && !s->closing && !kcpx_session_dead(s->ks))
+		return s;
+	g = dg_get(t, NULL, &t->remote);
+	if (!g)
+		return NULL;
+	do
+		randombytes_buf(&conv, sizeof(conv));
+	while (!conv);
+	s = sess_new(t, g, &t->remote, conv);
+	dg_put(t, g); /* the session holds its own reference */
+	if (!s)
+		return NULL;
+	if (g->refs == 1)
+		g->owner = s;
+	t->slots[i] = s;
+	return s;
+}
+
+static void client_accept(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, lw));
+
+	for (int k = 0; k < 64; k++) {
+		struct sess *s;
+		struct conn *c;
+		uint32_t sid;
+		int fd, err;
+
+		fd = kcpx_tcp_accept(w->fd);
+		if (fd < 0) {
+			if (fd != -EAGAIN && fd != -EWOULDBLOCK)
+				pr_warn_ratelimited("accept: %s", strerror(-fd));
+			return;
+		}
+		s = client_session(t);
+		if (!s) {
+			close(fd);
+			continue;
+		}
+		err = kcpx_smux_open(kcpx_session_smux(s->ks), &sid);
+		if (err) {
+			pr_warn("cannot open a stream: %s", strerror(-err));
+			close(fd);
+			if (err == -EOVERFLOW || err == -EPIPE)
+				sess_close(s, "stream ids exhausted or session dead");
+			continue;
+		}
+		c = conn_new(s, sid, fd, false);
+		if (!c) {
+			close(fd);
+			kcpx_smux_close(kcpx_session_smux(s->ks), sid);
+			continue;
+		}
+		if (!t->cfg->quiet)
+			pr_info("stream %u opened (conv %08x)", sid, s->conv);
+		sess_mark(s);
+	}
+}
+
+/* ---- loop glue -------------------------------------------------------------------- */
+
+static void tunnel_idle(void *arg)
+{
+	struct tunnel *t = arg;
+	uint32_t now = kcpx_clock_ms();
+
+	/* Readable streams and writable sockets, then sessions, until nothing moves;
+	 * bounded so a busy tunnel still returns to epoll. */
+	for (int round = 0; round < 8 && (t->ready || t->dirty); round++) {
+		while (t->ready) {
+			struct conn *c = t->ready;
+			t->ready = c->rnext;
+			c->ready = false;
+			if (!c->closing && !c->connecting)
+				conn_pull_down(c);
+		}
+		while (t->dirty) {
+			struct sess *s = t->dirty;
+			t->dirty = s->dnext;
+			s->dirty = false;
+			if (s->closing)
+				continue;
+			kcpx_session_pump(s->ks, now);
+			if (kcpx_session_dead(s->ks)) {
+				sess_close(s, kcpx_session_dead_reason(s->ks));
+				continue;
+			}
+			kcpx_timer_set(t->loop, &s->timer, kcpx_session_deadline(s->ks, now));
+		}
+	}
+	for (struct dg *g = t->dgs; g; g = g->next)
+		if (g->ntx)
+			dg_flush(g);
+	while (t->garbage_c) {
+		struct conn *c = t->garbage_c;
+		t->garbage_c = c->gnext;
+		free(c->up);
+		free(c->down);
+		free(c);
+	}
+	while (t->garbage_s) {
+		struct sess *s = t->garbage_s;
+		t->garbage_s = s->gnext;
+		sess_free(s);
+	}
+}
+
+static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
+{
+	struct tunnel *t = (struct tunnel *)((char *)tm - offsetof(struct tunnel, sectimer));
+
+	t->ticks++;
+	if (t->cfg->snmplog[0] && t->ticks % (unsigned)t->cfg->snmpperiod == 0) {
+		int err = kcpx_snmp_log(t->cfg->snmplog, &t->snmp, time(NULL));
+		if (err)
+			pr_warn_ratelimited("snmplog %s: %s", t->cfg->snmplog, strerror(-err));
+	}
+	/* client: expired sessions live on for scavengettl, then close */
+	for (struct sess *s = t->sessions, *n; s; s = n) {
+		n = s->next;
+		if (s->expired && (t->cfg->scavengettl < 0 ||
+				   (int32_t)(now - s->created) >=
+					   (t->cfg->autoexpire + t->cfg->scavengettl) * 1000))
+			sess_close(s, "expired (autoexpire + scavengettl)");
+	}
+	if (t->be && t->be->publish)
+		t->be->publish(t->be->arg, &t->snmp);
+	kcpx_timer_set(t->loop, tm, now + 1000);
+}
+
+static const char *role_name(const struct tunnel *t)
+{
+	return t->cfg->role == KCPX_ROLE_SERVER ? "server" : "client";
+}
+
+/* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
+static void write_status(struct tunnel *t, FILE *fp)
+{
+	char buf[KCPX_ADDRSTRLEN];
+
+	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n", role_name(t), (int)getpid(),
+		t->cfg->role == KCPX_ROLE_SERVER ? t->cfg->listen : t->cfg->localaddr,
+		t->dgs ? t->dgs->d->name : "-", (unsigned)t->snmp.CurrEstab);
+	fprintf(fp, "  %-24s %-8s %-7s %7s %6s %6s %7s %6s %12s %12s\n", "peer", "conv", "state",
+		"streams", "rtt", "rto", "cwnd", "loss%", "bytes-in", "bytes-out");
+	for (struct sess *s = t->sessions; s; s = s->next) {
+		struct kcpx_kcp_info ki;
+		struct kcpx_session_stats st;
+		double loss;
+
+		kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
+		kcpx_session_stats(s->ks, &st);
+		loss = st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0;
+		fprintf(fp, "  %-24s %08x %-7s %7u %6u %6u %7u %6.2f %12llu %12llu\n",
+			kcpx_addr_str(&s->peer, buf, sizeof(buf)), s->conv,
+			s->expired ? "expired" : "up", s->nstreams, ki.srtt, ki.rto, ki.cwnd, loss,
+			(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+	}
+	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
+		(unsigned long long)t->tx_dropped, (unsigned long long)t->rx_truncated,
+		(unsigned long long)t->unknown_peer);
+}
+
+static void print_status(struct tunnel *t)
+{
+	kcpx_snmp_print(stderr, &t->snmp);
+	write_status(t, stderr);
+}
+
+/* A `kcpx status` connection: answer with the table and hang up. */
+static void ctl_accept(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, ctlw));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+	int fd;
+
+	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	fp = open_memstream(&text, &len);
+	if (fp) {
+		write_status(t, fp);
+		fclose(fp);
+		/* small and local: a blocking write with a timeout is fine here */
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		for (size_t off = 0; off < len;) {
+			ssize_t n = write(fd, text + off, len - off);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		free(text);
+	}
+	close(fd);
+}
+
+static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, sigw));
+	struct signalfd_siginfo si;
+
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1) {
+			print_status(t);
+		} else {
+			pr_info("signal %u: shutting down", si.ssi_signo);
+			kcpx_loop_stop(t->loop);
+		}
+	}
+}
+
+static int tunnel_setup(struct tunnel *t)
+{
+	const struct kcpx_config *cfg = t->cfg;
+	uint8_t seed[32];
+	char buf[KCPX_ADDRSTRLEN];
+	int err;
+
+	randombytes_buf(seed, sizeof(seed));
+	err = kcpx_crypt_new(&t->crypt, cfg->crypt, cfg->key, seed);
+	sodium_memzero(seed, sizeof(seed));
+	if (err) {
+		pr_warn("crypt '%s': %s", cfg->crypt, strerror(-err));
+		return err;
+	}
+	t->scfg = (struct kcpx_session_config){
+		.mtu = (unsigned)cfg->mtu,
+		.sndwnd = (unsigned)cfg->sndwnd,
+		.rcvwnd = (unsigned)cfg->rcvwnd,
+		.nodelay = cfg->nodelay,
+		.interval = cfg->interval,
+		.resend = cfg->resend,
+		.nc = cfg->nc,
+		.acknodelay = cfg->acknodelay,
+		.tlp = cfg->tlp,
+		.datashard = cfg->datashard,
+		.parityshard = cfg->parityshard,
+		.comp = !cfg->nocomp,
+		.crypt = t->crypt,
+		.smux = {
+			.version = cfg->smuxver,
+			.client = cfg->role == KCPX_ROLE_CLIENT,
+			.max_frame = 32768,
+			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
+			.max_stream_buffer = (uint32_t)cfg->streambuf,
+			.keepalive_ms = (uint32_t)cfg->keepalive * 1000u,
+			.keepalive_timeout_ms = cfg->keepalive ? 30000u : 0,
+		},
+	};
+	if (cfg->keepalive * 3000 > 30000)
+		t->scfg.smux.keepalive_timeout_ms = (uint32_t)cfg->keepalive * 3000u;
+
+	if (cfg->role == KCPX_ROLE_CLIENT) {
+		err = kcpx_addr_parse(cfg->localaddr, &t->laddr);
+		if (err) {
+			pr_warn("localaddr '%s': %s", cfg->localaddr, strerror(-err));
+			return err;
+		}
+		err = kcpx_addr_parse(cfg->remoteaddr, &t->remote);
+		if (err) {
+			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
+				err == -EOPNOTSUPP ? "port ranges are not supported"
+						   : strerror(-err));
+			return err;
+		}
+		t->slots = calloc((size_t)cfg->conn, sizeof(*t->slots));
+		if (!t->slots)
+			return -ENOMEM;
+		err = kcpx_tcp_listen(&t->laddr);
+		if (err < 0) {
+			pr_warn("listen on %s (tcp): %s", cfg->localaddr, strerror(-err));
+			return err;
+		}
+		t->lw.fn = client_accept;
+		err = kcpx_loop_add(t->loop, &t->lw, err, EPOLLIN);
+		if (err)
+			return err;
+		pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode %s",
+			kcpx_addr_str(&t->laddr, buf, sizeof(buf)), cfg->remoteaddr, cfg->crypt,
+			cfg->mode);
+	} else {
+		struct dg *g;
+
+		err = kcpx_addr_parse(cfg->listen, &t->laddr);
+		if (err) {
+			pr_warn("listen '%s': %s", cfg->listen,
+				err == -EOPNOTSUPP ? "port ranges are not supported"
+						   : strerror(-err));
+			return err;
+		}
+		err = kcpx_target_parse(cfg->target, &t->target);
+		if (err) {
+			pr_warn("target '%s': %s", cfg->target, strerror(-err));
+			return err;
+		}
+		g = dg_get(t, &t->laddr, NULL);
+		if (!g)
+			return -EADDRNOTAVAIL;
+		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s",
+			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name, cfg->target,
+			cfg->crypt, cfg->mode);
+	}
+	return 0;
+}
+
+int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_backend *be)
+{
+	struct tunnel *t;
+	sigset_t mask;
+	int err, sfd;
+
+	if (sodium_init() < 0) {
+		pr_warn("libsodium failed to initialise");
+		return -EIO;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->cfg = cfg;
+	t->be = be;
+	t->lw.fd = -1;
+	t->sigw.fd = -1;
+	t->ctlw.fd = -1;
+	t->loop = kcpx_loop_new();
+	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
+	if (!t->loop || !t->rxmem) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < RX_BATCH; i++)
+		t->rx[i].buf = t->rxmem + (size_t)i * KCPX_PKT_MAX;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0) {
+		err = -errno;
+		goto out;
+	}
+	t->sigw.fn = tunnel_signal;
+	err = kcpx_loop_add(t->loop, &t->sigw, sfd, EPOLLIN);
+	if (err) {
+		close(sfd);
+		goto out;
+	}
+	err = tunnel_setup(t);
+	if (err)
+		goto out;
+	sfd = kcpx_ctl_listen(t->ctlpath, sizeof(t->ctlpath));
+	if (sfd >= 0) {
+		t->ctlw.fn = ctl_accept;
+		if (kcpx_loop_add(t->loop, &t->ctlw, sfd, EPOLLIN) < 0)
+			close(sfd);
+	} else {
+		pr_warn("no control socket (kcpx status will not list this tunnel): %s",
+			strerror(-sfd));
+	}
+	kcpx_timer_init(&t->sectimer, tunnel_second);
+	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
+	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
+	err = kcpx_loop_run(t->loop);
+	if (err)
+		pr_warn("event loop: %s", strerror(-err));
+out:
+	while (t->sessions)
+		sess_close(t->sessions, "shutdown");
+	if (t->loop)
+		tunnel_idle(t);
+	if (t->lw.fd >= 0)
+		close(t->lw.fd);
+	if (t->sigw.fd >= 0)
+		close(t->sigw.fd);
+	if (t->ctlw.fd >= 0) {
+		close(t->ctlw.fd);
+		unlink(t->ctlpath);
+	}
+	while (t->dgs) {
+		t->dgs->refs = 1;
+		dg_put(t, t->dgs);
+	}
+	kcpx_crypt_free(t->crypt);
+	kcpx_loop_free(t->loop);
+	free(t->slots);
+	free(t->rxmem);
+	free(t);
+	return err;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tunnel: kcptun's client and server, driven by one event loop.
+ *
+ *   client: TCP accept on localaddr -> one smux stream per connection -> --conn sessions
+ *           (round-robin) -> datagram backend -> remoteaddr
+ *   server: datagram backend on listen -> a session per peer address -> each stream
+ *           dials target (TCP or unix socket) -> bytes both ways
+ */
+#ifndef KCPX_APP_TUNNEL_H
+#define KCPX_APP_TUNNEL_H
+
+#include "app/config.h"
+#include "io/dgram.h"
+#include "kcpx_snmp.h"
+
+/*
+ * Where datagrams come from. NULL means plain UDP sockets (`kcpx client|server`).
+ * open() is called once for the server (bind = listen address, peer = NULL) and once per
+ * client session (bind = NULL, peer = remote). A backend that serves every session from one
+ * object (AF_XDP) may return the same dgram each time; the tunnel then watches it once and
+ * tells sessions apart by peer address and conv. close() is called once per distinct dgram.
+ */
+struct kcpx_tunnel_backend {
+	int (*open)(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
+		    struct kcpx_dgram **out);
+	/* Called every second with the counters (e.g. to copy them into a pinned map). */
+	void (*publish)(void *arg, const struct kcpx_snmp *snmp);
+	void *arg;
+};
+
+/* Runs until SIGINT/SIGTERM. Returns 0, or -errno after logging why it could not start. */
+int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_backend *be);
+
+#endif

@@ -1,0 +1,405 @@
+// SPDX-License-Identifier: MIT
+#include "core/session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypt.h"
+#include "core/fec.h"
+#include "core/kcp.h"
+#include "core/snappy.h"
+#include "core/util.h"
+
+/* One pump moves at most this much per direction per step (a snappy chunk's limit). */
+#define SESS_CHUNK     65536
+#define DGRAM_ROOM     2048
+#define SESS_MAX_DGRAM 1500 /* kcptun reads into 1500 bytes: never more on the wire */
+
+struct kcpx_session {
+	struct kcpx_session_config cfg;
+	const struct kcpx_session_ops *ops;
+	void *user;
+	struct kcpx_snmp *snmp;
+	struct kcpx_kcp *kcp;
+	struct kcpx_smux *smux;
+	struct kcpx_fec_enc *fec_enc;
+	struct kcpx_fec_dec *fec_dec;
+	struct kcpx_snappy_w *zw;
+	struct kcpx_snappy_r *zr;
+	size_t hdr, trailer;
+	uint32_t now;
+	const char *dead;
+
+	/* receive: bytes from KCP (compressed if comp) not yet fed onward */
+	uint8_t *raw;
+	size_t raw_off, raw_len;
+	/* receive: plain smux bytes not yet taken by smux (input returned short) */
+	uint8_t *plain;
+	size_t plain_off, plain_len;
+	/* send: smux output and its compressed form */
+	uint8_t *tx, *ztx;
+	/* one datagram being sealed (no FEC: KCP bytes are copied in after the header) */
+	uint8_t dgram[DGRAM_ROOM];
+
+	struct kcpx_session_stats st;
+};
+
+static void sess_xmit(struct kcpx_session *s, uint8_t *dgram, size_t body_len)
+{
+	size_t len = kcpx_crypt_seal(s->cfg.crypt, dgram, body_len);
+
+	s->st.pkts_out++;
+	if (s->snmp) {
+		s->snmp->OutPkts++;
+		s->snmp->OutBytes += len;
+	}
+	s->ops->xmit(s->user, dgram, len);
+}
+
+/* FEC hands us each shard with crypt headroom in front of it: seal it in place. */
+static void fec_emit(void *user, uint8_t *body, size_t len, bool parity)
+{
+	struct kcpx_session *s = user;
+
+	sess_xmit(s, body - s->hdr, len);
+}
+
+static void kcp_output(const uint8_t *buf, size_t len, void *user)
+{
+	struct kcpx_session *s = user;
+
+	if (s->fec_enc) {
+		kcpx_fec_encode(s->fec_enc, buf, len, s->now, fec_emit, s, s->snmp);
+		return;
+	}
+	if (s->hdr + len + s->trailer > sizeof(s->dgram))
+		return; /* cannot happen: mtu is checked at creation */
+	memcpy(s->dgram + s->hdr, buf, len);
+	sess_xmit(s, s->dgram, len);
+}
+
+static void smux_accept(void *user, uint32_t sid)
+{
+	struct kcpx_session *s = user;
+
+	if (s->ops->accept)
+		s->ops->accept(s->user, sid);
+}
+
+static void smux_readable(void *user, uint32_t sid)
+{
+	struct kcpx_session *s = user;
+
+	if (s->ops->readable)
+		s->ops->readable(s->user, sid);
+}
+
+static void smux_writable(void *user, uint32_t sid)
+{
+	struct kcpx_session *s = user;
+
+	if (s->ops->writable)
+		s->ops->writable(s->user, sid);
+}
+
+static const struct kcpx_smux_ops sess_smux_ops = {
+	.accept = smux_accept,
+	.readable = smux_readable,
+	.writable = smux_writable,
+};
+
+struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
+				      const struct kcpx_session_ops *ops, void *user,
+				      struct kcpx_snmp *snmp, uint32_t now)
+{
+	struct kcpx_session *s;
+	bool fec = cfg->datashard > 0 && cfg->parityshard > 0;
+	size_t overhead;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	s->ops = ops;
+	s->user = user;
+	s->snmp = snmp;
+	s->now = now;
+	s->hdr = kcpx_crypt_header(cfg->crypt);
+	s->trailer = kcpx_crypt_trailer(cfg->crypt);
+	overhead = s->hdr + s->trailer + (fec ? KCPX_FEC_HDR : 0);
+	if (cfg->mtu > SESS_MAX_DGRAM || cfg->mtu < overhead + 24 + 16)
+		goto err;
+
+	s->kcp = kcpx_kcp_new(cfg->conv, kcp_output, s, snmp);
+	if (!s->kcp)
+		goto err;
+	if (kcpx_kcp_set_mtu(s->kcp, cfg->mtu - overhead))
+		goto err;
+	kcpx_kcp_set_nodelay(s->kcp, cfg->nodelay, cfg->interval, cfg->resend, cfg->nc);
+	kcpx_kcp_set_wndsize(s->kcp, cfg->sndwnd, cfg->rcvwnd);
+	kcpx_kcp_set_stream(s->kcp, true);
+	kcpx_kcp_set_ack_nodelay(s->kcp, cfg->acknodelay);
+	if (fec) {
+		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
+		s->fec_dec = kcpx_fec_dec_new(cfg->datashard, cfg->parityshard);
+		if (!s->fec_enc || !s->fec_dec)
+			goto err;
+	}
+	if (cfg->comp) {
+		s->zw = kcpx_snappy_w_new();
+		s->zr = kcpx_snappy_r_new();
+		s->ztx = malloc(kcpx_snappy_w_bound(SESS_CHUNK));
+		if (!s->zw || !s->zr || !s->ztx)
+			goto err;
+	}
+	s->raw = malloc(SESS_CHUNK);
+	s->plain = malloc(SESS_CHUNK);
+	s->tx = malloc(SESS_CHUNK);
+	if (!s->raw || !s->plain || !s->tx)
+		goto err;
+	s->smux = kcpx_smux_new(&cfg->smux, &sess_smux_ops, s, now);
+	if (!s->smux)
+		goto err;
+	s->st.last_rx = now;
+	return s;
+err:
+	kcpx_session_free(s);
+	return NULL;
+}
+
+void kcpx_session_free(struct kcpx_session *s)
+{
+	if (!s)
+		return;
+	kcpx_smux_free(s->smux);
+	kcpx_kcp_free(s->kcp);
+	kcpx_fec_enc_free(s->fec_enc);
+	kcpx_fec_dec_free(s->fec_dec);
+	kcpx_snappy_w_free(s->zw);
+	kcpx_snappy_r_free(s->zr);
+	free(s->ztx);
+	free(s->raw);
+	free(s->plain);
+	free(s->tx);
+	free(s);
+}
+
+int kcpx_session_open(struct kcpx_crypt *crypt, struct kcpx_snmp *snmp, uint8_t *dgram, size_t len,
+		      uint8_t **body, size_t *blen, uint32_t *conv)
+{
+	size_t hdr = kcpx_crypt_header(crypt);
+	int n;
+
+	if (len > SESS_MAX_DGRAM || len < hdr + kcpx_crypt_trailer(crypt) + 8) {
+		if (snmp)
+			snmp->InErrs++;
+		return -EMSGSIZE;
+	}
+	n = kcpx_crypt_open(crypt, dgram, len);
+	if (n < 0) {
+		if (snmp) {
+			snmp->InCsumErrors++;
+			snmp->InErrs++;
+		}
+		return -EBADMSG;
+	}
+	*body = dgram + hdr;
+	*blen = (size_t)n;
+	*conv = 0;
+	if (kcpx_fec_is_fec(*body, *blen)) {
+		/* data shard: seqid u32 | flag u16 | size u16 | KCP...; parity names none */
+		if (kcpx_get_le16(*body + 4) == KCPX_FEC_DATA && *blen >= KCPX_FEC_HDR + 4)
+			*conv = kcpx_get_le32(*body + KCPX_FEC_HDR);
+	} else if (*blen >= 4) {
+		*conv = kcpx_get_le32(*body);
+	}
+	return 0;
+}
+
+static void fec_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
+{
+	struct kcpx_session *s = user;
+
+	kcpx_kcp_input(s->kcp, kcp, len, s->now, !recovered);
+}
+
+int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen, uint32_t now)
+{
+	int err = 0;
+
+	s->now = now;
+	s->st.pkts_in++;
+	s->st.last_rx = now;
+	if (s->snmp) {
+		s->snmp->InPkts++;
+		s->snmp->InBytes += blen;
+	}
+	if (kcpx_fec_is_fec(body, blen)) {
+		if (s->fec_dec)
+			return kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
+		/* We run without FEC but the peer sends it: take data shards as they are. */
+		if (kcpx_get_le16(body + 4) == KCPX_FEC_DATA) {
+			size_t size = kcpx_get_le16(body + 6);
+			if (size < 2 || size - 2 > blen - KCPX_FEC_HDR)
+				return -EINVAL;
+			return kcpx_kcp_input(s->kcp, body + KCPX_FEC_HDR, size - 2, now, true);
+		}
+		return 0;
+	}
+	err = kcpx_kcp_input(s->kcp, body, blen, now, true);
+	return err;
+}
+
+static void sess_kill(struct kcpx_session *s, const char *why)
+{
+	if (!s->dead)
+		s->dead = why;
+}
+
+/* KCP -> (snappy) -> smux, as far as smux's receive buffer allows. */
+static void pump_rx(struct kcpx_session *s, uint32_t now)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (s->plain_off < s->plain_len) {
+			n = kcpx_smux_input(s->smux, s->plain + s->plain_off,
+					    s->plain_len - s->plain_off, now);
+			if (n < 0) {
+				sess_kill(s, "smux protocol error from peer");
+				return;
+			}
+			s->plain_off += (size_t)n;
+			if (s->plain_off < s->plain_len)
+				return; /* smux is full: the app must read first */
+			continue;
+		}
+		if (s->zr) {
+			n = kcpx_snappy_r_read(s->zr, s->plain, SESS_CHUNK);
+			if (n > 0) {
+				s->plain_off = 0;
+				s->plain_len = (size_t)n;
+				continue;
+			}
+			if (s->raw_off < s->raw_len) {
+				n = kcpx_snappy_r_feed(s->zr, s->raw + s->raw_off,
+						       s->raw_len - s->raw_off);
+				if (n < 0) {
+					sess_kill(s, "corrupt compressed stream from peer");
+					return;
+				}
+				s->raw_off += (size_t)n;
+				if (n == 0)
+					return; /* the reader holds a whole chunk it cannot decode yet */
+				continue;
+			}
+			n = kcpx_kcp_recv(s->kcp, s->raw, SESS_CHUNK);
+			if (n <= 0)
+				return;
+			s->st.bytes_in += (size_t)n;
+			if (s->snmp)
+				s->snmp->BytesReceived += (size_t)n;
+			s->raw_off = 0;
+			s->raw_len = (size_t)n;
+			continue;
+		}
+		n = kcpx_kcp_recv(s->kcp, s->plain, SESS_CHUNK);
+		if (n <= 0)
+			return;
+		s->st.bytes_in += (size_t)n;
+		if (s->snmp)
+			s->snmp->BytesReceived += (size_t)n;
+		s->plain_off = 0;
+		s->plain_len = (size_t)n;
+	}
+}
+
+/* smux -> (snappy) -> KCP while KCP's send window has room. */
+static bool pump_tx(struct kcpx_session *s)
+{
+	bool wrote = false;
+
+	while (kcpx_kcp_waitsnd(s->kcp) < s->cfg.sndwnd && kcpx_smux_output_pending(s->smux)) {
+		size_t n = kcpx_smux_output(s->smux, s->tx, s->zw ? SESS_CHUNK : 16384);
+		const uint8_t *p = s->tx;
+
+		if (!n)
+			break;
+		if (s->zw) {
+			n = kcpx_snappy_w_chunk(s->zw, s->tx, n, s->ztx);
+			p = s->ztx;
+		}
+		if (kcpx_kcp_send(s->kcp, p, n) < 0) {
+			sess_kill(s, "out of memory");
+			break;
+		}
+		s->st.bytes_out += n;
+		if (s->snmp)
+			s->snmp->BytesSent += n;
+		wrote = true;
+	}
+	return wrote;
+}
+
+void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
+{
+	s->now = now;
+	if (s->dead)
+		return;
+	pump_rx(s, now);
+	if (kcpx_smux_dead(s->smux))
+		sess_kill(s, "smux session closed (keepalive timeout or protocol error)");
+	/* kcp-go flushes on every write; input alone waits for the interval (or acknodelay) */
+	if (pump_tx(s))
+		kcpx_kcp_flush(s->kcp, now);
+}
+
+void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
+{
+	s->now = now;
+	kcpx_smux_tick(s->smux, now);
+	if (kcpx_smux_dead(s->smux))
+		sess_kill(s, "peer silent past the keepalive timeout");
+	pump_tx(s);
+	if ((int32_t)(kcpx_kcp_check(s->kcp, now) - now) <= 0)
+		kcpx_kcp_update(s->kcp, now);
+}
+
+uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
+{
+	uint32_t a = kcpx_kcp_check(s->kcp, now);
+	uint32_t b = kcpx_smux_deadline(s->smux, now);
+
+	return (int32_t)(a - b) < 0 ? a : b;
+}
+
+bool kcpx_session_dead(const struct kcpx_session *s)
+{
+	return s->dead != NULL;
+}
+
+const char *kcpx_session_dead_reason(const struct kcpx_session *s)
+{
+	return s->dead ? s->dead : "alive";
+}
+
+uint32_t kcpx_session_conv(const struct kcpx_session *s)
+{
+	return s->cfg.conv;
+}
+
+struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s)
+{
+	return s->smux;
+}
+
+struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s)
+{
+	return s->kcp;
+}
+
+void kcpx_session_stats(const struct kcpx_session *s, struct kcpx_session_stats *st)
+{
+	*st = s->st;
+}

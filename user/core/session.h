@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One tunnel session, I/O-free: the kcptun stack glued together.
+ *
+ *   send:    smux frames -> snappy framing (unless nocomp) -> KCP -> FEC -> crypt -> xmit()
+ *   receive: datagram -> crypt open -> FEC decode -> KCP -> snappy -> smux -> streams
+ *
+ * The owner hands datagrams to kcpx_session_input(), calls kcpx_session_pump() after its
+ * streams were read or written (and after a batch of input), and kcpx_session_tick() once
+ * kcpx_session_deadline() has passed. Sealed datagrams leave through ops->xmit.
+ */
+#ifndef KCPX_CORE_SESSION_H
+#define KCPX_CORE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/smux.h"
+#include "kcpx_snmp.h"
+
+struct kcpx_crypt;
+struct kcpx_kcp;
+struct kcpx_session;
+
+struct kcpx_session_config {
+	uint32_t conv;
+	unsigned mtu; /* whole UDP payload, --mtu */
+	unsigned sndwnd, rcvwnd;
+	int nodelay, interval, resend, nc;
+	bool acknodelay;
+	bool tlp;
+	int datashard, parityshard;
+	bool comp;
+	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
+	struct kcpx_smux_config smux;
+};
+
+struct kcpx_session_ops {
+	void (*xmit)(void *user, const uint8_t *dgram, size_t len);
+	void (*accept)(void *user, uint32_t sid);
+	void (*readable)(void *user, uint32_t sid);
+	void (*writable)(void *user, uint32_t sid);
+};
+
+/* NULL when out of memory or the config is impossible (mtu too small for the headers). */
+struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
+				      const struct kcpx_session_ops *ops, void *user,
+				      struct kcpx_snmp *snmp, uint32_t now);
+void kcpx_session_free(struct kcpx_session *s);
+
+/*
+ * Decrypt a datagram in place and check it. On success body and blen give the FEC-or-KCP
+ * body inside dgram and conv the KCP conversation id it names (0 when it names none, e.g.
+ * a parity shard). Returns 0, or -EMSGSIZE/-EBADMSG (counted in snmp and dropped).
+ */
+int kcpx_session_open(struct kcpx_crypt *crypt, struct kcpx_snmp *snmp, uint8_t *dgram, size_t len,
+		      uint8_t **body, size_t *blen, uint32_t *conv);
+/* Feed an opened body (from kcpx_session_open); 0 or -errno (counted, dropped). */
+int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen, uint32_t now);
+
+/* Move data both ways as far as windows and buffers allow, then flush. */
+void kcpx_session_pump(struct kcpx_session *s, uint32_t now);
+void kcpx_session_tick(struct kcpx_session *s, uint32_t now);
+uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now);
+
+/* Dead: smux keepalive timed out, or the peer broke smux or snappy framing. */
+bool kcpx_session_dead(const struct kcpx_session *s);
+const char *kcpx_session_dead_reason(const struct kcpx_session *s);
+uint32_t kcpx_session_conv(const struct kcpx_session *s);
+struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s);
+struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
+
+struct kcpx_session_stats {
+	uint64_t bytes_in, bytes_out; /* stream payload through smux, both ways */
+	uint64_t pkts_in, pkts_out;
+	uint32_t last_rx; /* `now` of the last good datagram */
+};
+void kcpx_session_stats(const struct kcpx_session *s, struct kcpx_session_stats *st);
+
+#endif

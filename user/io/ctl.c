@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+#include "io/ctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <poll.h>
+#include <unistd.h>
+
+int kcpx_ctl_listen(char *path, size_t size)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (mkdir(KCPX_CTL_DIR, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	snprintf(path, size, "%s/%d.sock", KCPX_CTL_DIR, (int)getpid());
+	if (strlen(path) >= sizeof(un.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(un.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 || listen(fd, 16) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	chmod(path, 0600);
+	return fd;
+}
+
+int kcpx_ctl_query(const char *path, char **out)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	size_t len = 0, cap = 4096;
+	char *buf;
+	int fd, err = 0;
+
+	if (strlen(path) >= sizeof(un.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(un.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		/* a hung daemon must not hang `kcpx status` */
+		if (poll(&p, 1, 2000) <= 0) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (len + 1 >= cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				err = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[len] = 0;
+	*out = buf;
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket: every running kcpx tunnel listens on /run/kcpx/<pid>.sock and answers
+ * each connection with its status table, which `kcpx status` collects. Path sockets, not
+ * abstract ones, so that `kcpx status` sees tunnels in every network namespace.
+ */
+#ifndef KCPX_IO_CTL_H
+#define KCPX_IO_CTL_H
+
+#include <stddef.h>
+
+#define KCPX_CTL_DIR "/run/kcpx"
+
+/* Listen on KCPX_CTL_DIR/<pid>.sock; path gets the name. Returns the fd or -errno. */
+int kcpx_ctl_listen(char *path, size_t size);
+/* Connect to one socket and read its whole answer into a malloc'd string. */
+int kcpx_ctl_query(const char *path, char **out);
+
+#endif
