@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The AF_XDP datagram backend (io/dgram.h): one AF_XDP socket per RX queue of the
+ * interface, fed by kcpx_xdp_steer through the XSKMAP, each with its own UMEM, fill,
+ * completion, RX and TX rings. TX builds Ethernet/IP/UDP itself, with the next hop's MAC
+ * from the kernel's route and neighbour tables (netlink), refreshed every second.
+ *
+ * Beside the AF_XDP sockets it keeps a plain UDP socket bound to the same address and
+ * port: the kernel then answers no ICMP port-unreachable, and whatever XDP leaves to the
+ * kernel (fragments, packets on a queue without a socket) still reaches the tunnel
+ * through it. Datagrams to a destination whose MAC is not known yet, or that is routed
+ * out of another interface, go out through it too (which also makes the kernel resolve
+ * the neighbour).
+ */
+#ifndef KCPX_IO_XSK_H
+#define KCPX_IO_XSK_H
+
+#include <stdbool.h>
+
+#include "io/dgram.h"
+#include "io/xdp.h"
+
+struct kcpx_xsk_config {
+	struct kcpx_xdp *xdp; /* opened with this interface (kcpx_xdp_open) */
+	const char *ifname;
+	/* Server: the listen address and port. Client: NULL (any address, a free port of the
+	 * peer's family), registered in kcpx_lports so XDP steers the server's replies. */
+	const struct kcpx_addr *bind;
+	const struct kcpx_addr *peer; /* client: the server */
+	int queues;		      /* sockets for RX queues 0..queues-1; 0: all of them */
+	unsigned frames;	      /* UMEM frames per socket (power of 2), 0: 2048 */
+	int dscp;		      /* 0..63 in the IP header of what we send, -1: 0 */
+	bool copy;		      /* force copy mode (default: let the kernel choose) */
+};
+
+/* Returns 0 or -errno, logging why AF_XDP cannot be used (the caller then falls back to
+ * the UDP backend). */
+int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg);
+
+/* The backend's counters so far (also published to the pinned kcpx_xsk_stats map). */
+void kcpx_xsk_get_stats(struct kcpx_dgram *d, struct kcpx_xsk_stats *st);
+
+#endif
