@@ -62,6 +62,7 @@ struct kseg {
 	uint32_t sn, ts, resendts, rto, xmit, fastack;
 	uint32_t len, cap;
 	uint8_t frg;
+	bool probed; /* TLP sent since its last regular (re)transmission */
 	uint8_t data[];
 };
 
@@ -80,6 +81,7 @@ struct kcpx_kcp {
 	uint32_t probe, ts_probe, probe_wait;
 	uint32_t interval, ts_flush, nodelay, fastresend, dead_link;
 	bool updated, nocwnd, stream, ack_nodelay, dead;
+	bool tlp, quickack, rto_hygiene; /* issue 7 timing options, off = kcp-go */
 
 	/* send side */
 	struct kseg *sq_head, *sq_tail;
@@ -95,7 +97,8 @@ struct kcpx_kcp {
 	struct kseg **rring;
 	uint32_t rmask;
 	uint32_t rcv_off;
-	size_t rcv_avail; /* unread bytes in the receive queue */
+	uint32_t rcv_buffered; /* segments held at or beyond rcv_nxt (out of order) */
+	size_t rcv_avail;      /* unread bytes in the receive queue */
 
 	struct ackitem *acks;
 	uint32_t ack_n, ack_cap;
@@ -113,7 +116,7 @@ struct kcpx_kcp {
 
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
-	uint64_t c_out, c_retrans, c_fast, c_early, c_lost;
+	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
 /* ---- small helpers ---- */
@@ -161,6 +164,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->next = s->unext = s->uprev = NULL;
 	s->len = 0;
 	s->frg = 0;
+	s->probed = false;
 	s->xmit = s->fastack = 0;
 	return s;
 }
@@ -472,6 +476,21 @@ void kcpx_kcp_set_ack_nodelay(struct kcpx_kcp *kcp, bool on)
 	kcp->ack_nodelay = on;
 }
 
+void kcpx_kcp_set_tlp(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->tlp = on;
+}
+
+void kcpx_kcp_set_quickack(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->quickack = on;
+}
+
+void kcpx_kcp_set_rto_hygiene(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->rto_hygiene = on;
+}
+
 /* ---- send ---- */
 
 int kcpx_kcp_send(struct kcpx_kcp *kcp, const uint8_t *buf, size_t len)
@@ -587,6 +606,7 @@ static void rcv_advance(struct kcpx_kcp *kcp)
 	while (kcp->rcv_nxt - kcp->rcv_head < kcp->rcv_wnd && (s = rslot(kcp, kcp->rcv_nxt))) {
 		kcp->rcv_avail += s->len;
 		kcp->rcv_nxt++;
+		kcp->rcv_buffered--;
 	}
 	rcv_drop_empty(kcp);
 }
@@ -673,6 +693,7 @@ static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8
 	s->len = len;
 	memcpy(s->data, data, len);
 	kcp->rring[sn & kcp->rmask] = s;
+	kcp->rcv_buffered++;
 	if (sn == kcp->rcv_nxt)
 		rcv_advance(kcp);
 	return 0;
@@ -690,7 +711,7 @@ static uint16_t wnd_unused(const struct kcpx_kcp *kcp)
  * srtt - rttvar. */
 static void update_ack(struct kcpx_kcp *kcp, int32_t rtt)
 {
-	uint32_t rto;
+	uint32_t rto, var4;
 	if (kcp->rx_srtt == 0) {
 		kcp->rx_srtt = rtt;
 		kcp->rx_rttvar = rtt >> 1;
@@ -704,7 +725,11 @@ static void update_ack(struct kcpx_kcp *kcp, int32_t rtt)
 		else
 			kcp->rx_rttvar += (delta - kcp->rx_rttvar) >> 2;
 	}
-	rto = (uint32_t)kcp->rx_srtt + KCPX_MAX(kcp->interval, (uint32_t)kcp->rx_rttvar << 2);
+	var4 = (uint32_t)kcp->rx_rttvar << 2;
+	/* hygiene: a burst of jitter must not push the RTO past 2 * srtt + interval */
+	if (kcp->rto_hygiene && var4 > (uint32_t)kcp->rx_srtt)
+		var4 = (uint32_t)kcp->rx_srtt;
+	rto = (uint32_t)kcp->rx_srtt + KCPX_MAX(kcp->interval, var4);
 	if (rto < kcp->rx_minrto)
 		rto = kcp->rx_minrto;
 	if (rto > KCPX_KCP_RTO_MAX)
@@ -801,7 +826,7 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 	struct ackitem batch[ACK_BATCH];
 	uint32_t nbatch = 0, prev_una = kcp->snd_una, latest = 0;
 	uint64_t in_segs = 0, repeats = 0;
-	bool got_ack = false, slide = false, fast = false;
+	bool got_ack = false, slide = false, fast = false, quick = false;
 	int err = 0;
 
 	if (len < KCPX_KCP_OVERHEAD)
@@ -848,6 +873,11 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		case KCPX_KCP_CMD_PUSH: {
 			int r = 1;
 			if (before(sn, kcp->rcv_nxt + kcp->rcv_wnd)) {
+				/* anything but in-order data with no gap pending (a gap seen
+				 * or filled, or a repeat because our ACK got lost) is worth an
+				 * immediate ACK under quickack */
+				if (sn != kcp->rcv_nxt || kcp->rcv_buffered)
+					quick = true;
 				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
 					r = rcv_store(kcp, sn, frg, payload, dlen);
 				/* acknowledge what we hold (again, if it was a repeat) */
@@ -904,7 +934,7 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		flush(kcp, now, FLUSH_FULL);
 	else if (kcp->ack_n >= kcp->mtu / KCPX_KCP_OVERHEAD)
 		flush(kcp, now, FLUSH_ACKONLY);
-	else if (kcp->ack_nodelay && kcp->ack_n)
+	else if ((kcp->ack_nodelay || (kcp->quickack && quick)) && kcp->ack_n)
 		flush(kcp, now, FLUSH_ACKONLY);
 	return err;
 }
@@ -922,6 +952,30 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 	kcp->c_out++;
 	if (s->xmit >= kcp->dead_link)
 		kcp->dead = true;
+}
+
+/*
+ * Tail-loss probe (RACK-TLP's idea): the newest unacknowledged segment, with nothing
+ * sent after it, is sent once more when it has waited one srtt plus a margin for
+ * jitter and the peer's ACK delay, instead of waiting out the RTO. One probe per
+ * (re)transmission; an RTO retransmit allows the next.
+ */
+static uint32_t tlp_pto(const struct kcpx_kcp *kcp)
+{
+	uint32_t margin = KCPX_MAX((uint32_t)kcp->rx_rttvar * 2, kcp->interval / 2);
+	return (uint32_t)kcp->rx_srtt + KCPX_MAX(margin, 2u);
+}
+
+static inline bool tlp_armed(const struct kcpx_kcp *kcp)
+{
+	return kcp->tlp && kcp->ua_tail && !kcp->ua_tail->probed && kcp->rx_srtt > 0;
+}
+
+static bool timer_due(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	if (kcp->rto_armed && kcpx_diff32(now, kcp->rto_next) >= 0)
+		return true;
+	return tlp_armed(kcp) && kcpx_diff32(now, kcp->ua_tail->ts + tlp_pto(kcp)) >= 0;
 }
 
 static inline void arm_rto(struct kcpx_kcp *kcp, uint32_t resendts)
@@ -943,6 +997,10 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 		kcp->c_early++;
 	} else if (rto_walk && kcpx_diff32(now, s->resendts) >= 0) {
 		s->rto += kcp->nodelay ? kcp->rx_rto / 2 : kcp->rx_rto;
+		/* hygiene: kcp-go's backoff grows without bound; stop it at 2 * rto */
+		if (kcp->rto_hygiene && s->rto > 2 * kcp->rx_rto)
+			s->rto = KCPX_MIN(2 * kcp->rx_rto, KCPX_KCP_RTO_MAX);
+		s->probed = false;
 		set_fastack(kcp, s, 0);
 		s->resendts = now + s->rto;
 		kcp->c_lost++;
@@ -1060,6 +1118,18 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		arm_rto(kcp, s->resendts);
 	}
 
+	if (newsegs == 0 && tlp_armed(kcp)) {
+		s = kcp->ua_tail;
+		if (kcpx_diff32(now, s->ts + tlp_pto(kcp)) >= 0) {
+			s->probed = true;
+			send_seg(kcp, s, now, wnd);
+			/* restart its RTO from the probe, without backing off */
+			if (before(s->resendts, now + s->rto))
+				s->resendts = now + s->rto;
+			kcp->c_tlp++;
+		}
+	}
+
 	/* ikcp's congestion response: halve on fast retransmit, collapse on RTO */
 	if (!kcp->nocwnd) {
 		if (change) {
@@ -1083,7 +1153,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 out:
 	out_flush(kcp);
 	{
-		uint64_t retrans = kcp->c_fast + kcp->c_early + kcp->c_lost;
+		uint64_t retrans = kcp->c_fast + kcp->c_early + kcp->c_lost + kcp->c_tlp;
 		kcp->tot_retrans += retrans;
 		kcp->tot_lost += kcp->c_lost;
 		if (kcp->snmp) {
@@ -1093,7 +1163,7 @@ out:
 			snmp_add(&kcp->snmp->EarlyRetransSegs, kcp->c_early);
 			snmp_add(&kcp->snmp->LostSegs, kcp->c_lost);
 		}
-		kcp->c_out = kcp->c_fast = kcp->c_early = kcp->c_lost = 0;
+		kcp->c_out = kcp->c_fast = kcp->c_early = kcp->c_lost = kcp->c_tlp = 0;
 	}
 }
 
@@ -1119,7 +1189,7 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
 		if (kcpx_diff32(now, kcp->ts_flush) >= 0)
 			kcp->ts_flush = now + kcp->interval;
 		flush(kcp, now, FLUSH_FULL);
-	} else if (kcp->rto_armed && kcpx_diff32(now, kcp->rto_next) >= 0) {
+	} else if (timer_due(kcp, now)) {
 		flush(kcp, now, FLUSH_FULL);
 	}
 }
@@ -1135,6 +1205,11 @@ uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
 		return now;
 	if (kcp->rto_armed && before(kcp->rto_next, t))
 		t = kcp->rto_next;
+	if (tlp_armed(kcp)) {
+		uint32_t p = kcp->ua_tail->ts + tlp_pto(kcp);
+		if (before(p, t))
+			t = p;
+	}
 	return kcpx_diff32(now, t) >= 0 ? now : t;
 }
 
