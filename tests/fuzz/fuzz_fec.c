@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target for the FEC decoder (and, through it, the RS reconstruction).
+ *
+ * Input: ds-1 u8 | ps-1 u8 | records of  len u16 LE | dt u8 | body[len]
+ *   Part 1: every record is handed to a decoder as a received body (garbage welcome),
+ *           time advancing by dt * 500 ms; it must never crash, leak or overrun.
+ *   Part 2: the record bodies become KCP packets for an encoder; its shards go to a
+ *           second decoder, each group losing up to ps shards (chosen by dt bits).
+ *           Every KCP packet must come out intact, or the target aborts.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fec.h"
+#include "core/util.h"
+
+#define MAXREC 64
+
+struct rec {
+	const uint8_t *p;
+	size_t len;
+	uint8_t dt;
+};
+
+struct rt {
+	struct rec *recs;
+	int nrec;
+	bool seen[MAXREC];
+	/* shards of the current group, held back until the group is done */
+	uint8_t grp[256][KCPX_FEC_MAX_BODY];
+	size_t glen[256];
+	int gn;
+};
+
+static void sink(void *user, const uint8_t *kcp, size_t len, bool recovered)
+{
+	volatile uint8_t x = 0;
+
+	(void)user;
+	(void)recovered;
+	for (size_t i = 0; i < len; i++) /* touch every byte: ASan checks the bounds */
+		x ^= kcp[i];
+	(void)x;
+}
+
+static void check_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
+{
+	struct rt *t = user;
+	uint32_t id;
+
+	(void)recovered;
+	/* part 2 packets are: id u32 | body of record id */
+	if (len < 4)
+		abort();
+	id = kcpx_get_le32(kcp);
+	if (id >= (uint32_t)t->nrec || len != 4 + t->recs[id].len ||
+	    memcmp(kcp + 4, t->recs[id].p, t->recs[id].len))
+		abort();
+	t->seen[id] = true;
+}
+
+static void keep(void *user, uint8_t *body, size_t len, bool parity)
+{
+	struct rt *t = user;
+
+	(void)parity;
+	memcpy(t->grp[t->gn], body, len);
+	t->glen[t->gn++] = len;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct rt t;
+	struct rec recs[MAXREC];
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_fec_dec *d;
+	struct kcpx_fec_enc *e;
+	int ds, ps, nrec = 0;
+	uint32_t now = 0;
+	size_t off = 2;
+
+	if (size < 2)
+		return 0;
+	ds = 1 + data[0] % 16;
+	ps = 1 + data[1] % 8;
+	while (off + 3 <= size && nrec < MAXREC) {
+		size_t len = KCPX_MIN((size_t)kcpx_get_le16(data + off), size - off - 3);
+
+		len = KCPX_MIN(len, (size_t)KCPX_FEC_MAX_BODY - 4 - KCPX_FEC_HDR);
+		recs[nrec].dt = data[off + 2];
+		recs[nrec].p = data + off + 3;
+		recs[nrec].len = len;
+		nrec++;
+		off += 3 + len;
+	}
+
+	/* part 1: raw bodies into a decoder */
+	d = kcpx_fec_dec_new(ds, ps);
+	if (!d)
+		abort();
+	for (int i = 0; i < nrec; i++) {
+		now += recs[i].dt * 500u;
+		if (kcpx_fec_is_fec(recs[i].p, recs[i].len))
+			kcpx_fec_decode(d, recs[i].p, recs[i].len, now, sink, NULL, &snmp);
+	}
+	kcpx_fec_dec_free(d);
+
+	/* part 2: encode, lose up to ps per group, decode, everything must arrive */
+	memset(&t, 0, offsetof(struct rt, grp));
+	t.recs = recs;
+	t.nrec = nrec;
+	e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	d = kcpx_fec_dec_new(ds, ps);
+	if (!e || !d)
+		abort();
+	for (int i = 0; i < nrec; i++) {
+		uint8_t kcp[KCPX_FEC_MAX_BODY];
+
+		kcpx_put_le32(kcp, (uint32_t)i);
+		memcpy(kcp + 4, recs[i].p, recs[i].len);
+		kcpx_fec_encode(e, kcp, 4 + recs[i].len, 0, keep, &t, NULL);
+		if (t.gn == ds + ps || i == nrec - 1) {
+			/* drop the shards whose bit is set in the group's first dt, at most ps */
+			unsigned mask = recs[i].dt, lost = 0;
+
+			for (int k = 0; k < t.gn; k++) {
+				if (k < 8 && (mask >> k & 1) && lost < (unsigned)ps &&
+				    t.gn == ds + ps) {
+					lost++;
+					continue;
+				}
+				kcpx_fec_decode(d, t.grp[k], t.glen[k], 0, check_recv, &t, &snmp);
+			}
+			t.gn = 0;
+		}
+	}
+	for (int i = 0; i < nrec; i++)
+		if (!t.seen[i])
+			abort();
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+	return 0;
+}
