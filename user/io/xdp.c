@@ -252,9 +252,13 @@ static int detach_tc(int ifindex, bool own_hook)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
 	LIBBPF_OPTS(bpf_tc_opts, o, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
-	int removed = 0, err;
+	int removed = 0, err, q;
 
-	if (bpf_tc_query(&hook, &o) == 0 && prog_is_ours(o.prog_id, "kcpx_tc_egress")) {
+	/* no clsact at all is the normal case here: keep libbpf from saying so */
+	libbpf_set_print(NULL);
+	q = bpf_tc_query(&hook, &o);
+	libbpf_set_print(libbpf_log);
+	if (q == 0 && prog_is_ours(o.prog_id, "kcpx_tc_egress")) {
 		LIBBPF_OPTS(bpf_tc_opts, d, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
 		err = bpf_tc_detach(&hook, &d);
 		if (err)
@@ -305,6 +309,7 @@ int kcpx_xdp_down(const char *ifname)
 
 	if (!valid_ifname(ifname))
 		return -EINVAL;
+	libbpf_set_print(libbpf_log);
 	if (bpffs_ensure() < 0)
 		return -ENOENT;
 	have_info = read_info(ifname, &info) == 0;
@@ -806,6 +811,7 @@ int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
 
 	if (!valid_ifname(ifname))
 		return -EINVAL;
+	libbpf_set_print(libbpf_log);
 	for (size_t i = 0; i < sizeof(counter_maps) / sizeof(counter_maps[0]); i++) {
 		err = stats_one(ifname, counter_maps[i], cb, ctx);
 		if (err == -ENOENT)
