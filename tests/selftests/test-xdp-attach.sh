@@ -31,7 +31,7 @@ bpffs_mount
 netns_pair
 PIN=/sys/fs/bpf/kcpx/$IF_B
 on_cleanup "in_b $KCPX down $IF_B"
-on_cleanup "rm -rf $PIN"
+on_cleanup "rm -rf $PIN; rmdir /sys/fs/bpf/kcpx"
 
 prog_ids() { # the ids of the programs attached to IF_B, XDP then TC
 	ip -n "$NS_B" -d link show "$IF_B" | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p' | head -1
@@ -143,6 +143,11 @@ s.bind(("0.0.0.0", int(sys.argv[2]))); s.sendto(b"marked", (sys.argv[1], 6000))
 	in_b tc qdisc show dev "$IF_B" | grep -q clsact && fail "clsact we made still there"
 	[ -e "$PIN" ] && fail "$PIN still there"
 	for id in $xdp_id $tc_id; do
+		# programs are freed after an RCU grace period: give it a moment
+		for _ in $(seq 30); do
+			bpftool prog show id "$id" >/dev/null 2>&1 || break
+			sleep 0.1
+		done
 		bpftool prog show id "$id" >/dev/null 2>&1 && fail "program $id still loaded"
 	done
 	bpftool link show 2>/dev/null | grep -qE "prog_id ($xdp_id|$tc_id)\b" && fail "a link remains"
@@ -181,4 +186,5 @@ ip -n "$NS_B" link show "$IF_B" | grep -q "prog/xdp" && fail "XDP left (no pins)
 in_b tc filter show dev "$IF_B" egress | grep -q kcpx && fail "TC left (no pins)"
 out=$(in_b "$KCPX" down "$IF_B")
 echo "$out" | grep -q "not up" || fail "second down: $out"
+[ -e /sys/fs/bpf/kcpx ] && ! ls -A /sys/fs/bpf/kcpx | grep -q . && fail "empty /sys/fs/bpf/kcpx left"
 echo "PASS"

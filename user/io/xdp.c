@@ -285,8 +285,12 @@ static int unpin_all(const char *ifname)
 	if (pin_path(dir, sizeof(dir), ifname, NULL))
 		return -ENAMETOOLONG;
 	d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
+	if (!d) {
+		int err = errno == ENOENT ? 0 : -errno;
+
+		rmdir(KCPX_BPF_PIN_ROOT);
+		return err;
+	}
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
