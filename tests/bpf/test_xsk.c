@@ -419,6 +419,11 @@ static int tool_attach(const char *ifname, struct opts *o)
 	return 0;
 }
 
+static double tv_secs(const struct timeval *tv)
+{
+	return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
 /* Echo every datagram back to its sender until told to stop or secs pass. */
 static int tool_echo(const char *ifname, struct opts *o)
 {
@@ -427,6 +432,8 @@ static int tool_echo(const char *ifname, struct opts *o)
 	struct kcpx_xdp *x = NULL;
 	struct kcpx_dgram *d = NULL;
 	uint64_t n = 0, t0 = 0, t_last = 0;
+	struct rusage ru0, ru1;
+	double cpu;
 	int err, ep;
 
 	if (!o->have_bind)
@@ -460,6 +467,7 @@ static int tool_echo(const char *ifname, struct opts *o)
 	epoll_ctl(ep, EPOLL_CTL_ADD, d->fd, &(struct epoll_event){ .events = EPOLLIN });
 	printf("echo on %s via %s%s%s\n", ifname, d->name, x ? " xdp=" : "",
 	       x ? kcpx_xdp_mode_name(x) : "");
+	getrusage(RUSAGE_SELF, &ru0);
 	fflush(stdout);
 	for (uint64_t start = kcpx_clock_us(); !stop;) {
 		struct epoll_event ev;
@@ -490,12 +498,21 @@ static int tool_echo(const char *ifname, struct opts *o)
 		n += (uint64_t)got;
 		t_last = kcpx_clock_us();
 	}
+	getrusage(RUSAGE_SELF, &ru1);
+	cpu = tv_secs(&ru1.ru_utime) - tv_secs(&ru0.ru_utime) + tv_secs(&ru1.ru_stime) -
+	      tv_secs(&ru0.ru_stime);
 	if (n && t_last > t0)
 		printf("echoed %llu datagrams in %.2f s: %.0f pps via %s\n", (unsigned long long)n,
 		       (double)(t_last - t0) / 1e6, (double)n * 1e6 / (double)(t_last - t0),
 		       d->name);
 	else
 		printf("echoed %llu datagrams via %s\n", (unsigned long long)n, d->name);
+	/* the echo process's own CPU time (user + system) per datagram echoed */
+	if (n)
+		printf("cpu %.2f s (user %.2f, sys %.2f): %.2f us/datagram via %s\n", cpu,
+		       tv_secs(&ru1.ru_utime) - tv_secs(&ru0.ru_utime),
+		       tv_secs(&ru1.ru_stime) - tv_secs(&ru0.ru_stime), cpu * 1e6 / (double)n,
+		       d->name);
 	if (x) {
 		struct kcpx_xsk_stats xs;
 
