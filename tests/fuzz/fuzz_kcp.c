@@ -4,7 +4,8 @@
  * engine (conv 0x01020304).
  *
  *   byte 0   flags: bit0 message mode, bit1 ack_nodelay, bit2 nodelay, bit3 nc,
- *            bit4 FEC-style (irregular) packets by default
+ *            bit4 FEC-style (irregular) packets by default, bit5 tlp, bit6 quickack,
+ *            bit7 rto_hygiene
  *   byte 1   interval (x2 ms) | resend in the top 2 bits
  *   byte 2   windows: snd = 1 << (b & 7) .. , rcv = 1 << ((b >> 3) & 7)
  *   byte 3   mtu = 25 + b * 6
@@ -81,6 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kcpx_kcp_set_wndsize(k, 1u << (data[2] & 7), 1u << ((data[2] >> 3) & 7));
 	if (kcpx_kcp_set_mtu(k, f.mtu))
 		abort();
+	kcpx_kcp_set_tlp(k, data[0] & 32);
+	kcpx_kcp_set_quickack(k, data[0] & 64);
+	kcpx_kcp_set_rto_hygiene(k, data[0] & 128);
 	regular = !(data[0] & 16);
 
 	while (i < size) {

@@ -98,6 +98,7 @@ struct kcpx_kcp {
 	uint32_t rmask;
 	uint32_t rcv_off;
 	uint32_t rcv_buffered; /* segments held at or beyond rcv_nxt (out of order) */
+	uint32_t quick_ooo;    /* quick ACKs for out-of-order data since rcv_nxt moved */
 	size_t rcv_avail;      /* unread bytes in the receive queue */
 
 	struct ackitem *acks;
@@ -694,8 +695,10 @@ static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8
 	memcpy(s->data, data, len);
 	kcp->rring[sn & kcp->rmask] = s;
 	kcp->rcv_buffered++;
-	if (sn == kcp->rcv_nxt)
+	if (sn == kcp->rcv_nxt) {
 		rcv_advance(kcp);
+		kcp->quick_ooo = 0;
+	}
 	return 0;
 }
 
@@ -817,6 +820,27 @@ static int ack_push(struct kcpx_kcp *kcp, uint32_t sn, uint32_t ts)
 	return 0;
 }
 
+/*
+ * quickack: is the PUSH with this sn (inside the receive window) worth an immediate
+ * ACK? Yes when it fills a gap, repeats data we hold (our ACK got lost), opens a new
+ * gap, or is among the first two out-of-order arrivals since rcv_nxt last moved (two
+ * is kcptun's fast-resend threshold). Not for in-order data without a gap, nor for the
+ * rest of a run behind a known gap: those wait for the next flush as in kcp-go.
+ */
+static bool want_quick(struct kcpx_kcp *kcp, uint32_t sn)
+{
+	int32_t d = kcpx_diff32(sn, kcp->rcv_nxt);
+	if (d < 0 || rslot(kcp, sn))
+		return true;
+	if (d == 0)
+		return kcp->rcv_buffered != 0;
+	if (kcp->quick_ooo < 2 || !rslot(kcp, sn - 1)) {
+		kcp->quick_ooo++;
+		return true;
+	}
+	return false;
+}
+
 enum flush_kind { FLUSH_ACKONLY, FLUSH_FULL };
 static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind);
 
@@ -873,11 +897,8 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		case KCPX_KCP_CMD_PUSH: {
 			int r = 1;
 			if (before(sn, kcp->rcv_nxt + kcp->rcv_wnd)) {
-				/* anything but in-order data with no gap pending (a gap seen
-				 * or filled, or a repeat because our ACK got lost) is worth an
-				 * immediate ACK under quickack */
-				if (sn != kcp->rcv_nxt || kcp->rcv_buffered)
-					quick = true;
+				if (kcp->quickack)
+					quick |= want_quick(kcp, sn);
 				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
 					r = rcv_store(kcp, sn, frg, payload, dlen);
 				/* acknowledge what we hold (again, if it was a repeat) */
@@ -962,7 +983,9 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
  */
 static uint32_t tlp_pto(const struct kcpx_kcp *kcp)
 {
-	uint32_t margin = KCPX_MAX((uint32_t)kcp->rx_rttvar * 2, kcp->interval / 2);
+	/* srtt already holds the peer's average ACK delay; half an interval more covers
+	 * its worst case when both ends run the same preset */
+	uint32_t margin = KCPX_MAX((uint32_t)kcp->rx_rttvar, kcp->interval / 2);
 	return (uint32_t)kcp->rx_srtt + KCPX_MAX(margin, 2u);
 }
 

@@ -71,10 +71,11 @@ void kcpx_kcp_set_ack_nodelay(struct kcpx_kcp *kcp, bool on); /* flush ACKs at o
  * Timing options of issue 7 (tail latency). All off by default, which is kcp-go's
  * behaviour; none changes the wire format, so they work against stock kcptun too.
  *  - tlp: tail-loss probe. When the newest unacknowledged segment has nothing sent
- *    after it and has waited srtt + max(2 * rttvar, interval / 2), send it once more
+ *    after it and has waited srtt + max(rttvar, interval / 2), send it once more
  *    instead of waiting for the RTO (RACK-TLP's idea). Counted in RetransSegs only.
  *  - quickack: ACK at once (ACK-only flush from input) when a PUSH opens a gap, fills
- *    one, or repeats delivered data, instead of at the next interval.
+ *    one, repeats data already held, or is one of the first two out-of-order arrivals
+ *    behind a gap, instead of at the next interval.
  *  - rto_hygiene: RTO = srtt + max(interval, min(4 * rttvar, srtt)), so at most
  *    2 * srtt + interval (bounded by [minrto, 60000]); a segment's backoff stops at
  *    2 * RTO instead of growing by one RTO per retransmit.
