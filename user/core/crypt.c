@@ -187,19 +187,18 @@ static void cfb8_crypt(const struct kcpx_crypt *c,
 
 	memcpy(ks, kcp_iv, 8);
 	enc(c, ks);
-	while (n > 0) {
-		size_t k = n < 8 ? n : 8;
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t in, k, out;
 
-		for (size_t i = 0; i < k; i++) {
-			uint8_t in = p[i];
-
-			p[i] = in ^ ks[i];
-			ks[i] = decrypt ? in : p[i]; /* the ciphertext byte feeds back */
-		}
+		memcpy(&in, p, 8);
+		memcpy(&k, ks, 8);
+		out = in ^ k;
+		memcpy(p, &out, 8);
+		memcpy(ks, decrypt ? &in : &out, 8); /* the ciphertext block feeds back */
 		enc(c, ks);
-		p += k;
-		n -= k;
 	}
+	for (size_t i = 0; i < n; i++) /* final partial block: truncated keystream */
+		p[i] ^= ks[i];
 	sodium_memzero(ks, sizeof(ks));
 }
 
@@ -352,9 +351,20 @@ static void crypt_nonce(struct kcpx_crypt *c, uint8_t *out, size_t n)
 static void crypt_xor(const struct kcpx_crypt *c, uint8_t *p, size_t n)
 {
 	/* kcp-go XORs min(len, 1500) bytes; longer datagrams never occur (we send <= 1500) */
+	const uint8_t *t = c->xor_tab;
+	size_t i = 0;
+
 	n = KCPX_MIN(n, (size_t)XOR_TABLE_LEN);
-	for (size_t i = 0; i < n; i++)
-		p[i] ^= c->xor_tab[i];
+	for (; i + 8 <= n; i += 8) {
+		uint64_t a, b;
+
+		memcpy(&a, p + i, 8);
+		memcpy(&b, t + i, 8);
+		a ^= b;
+		memcpy(p + i, &a, 8);
+	}
+	for (; i < n; i++)
+		p[i] ^= t[i];
 }
 
 static void crypt_apply(struct kcpx_crypt *c, uint8_t *p, size_t n, bool decrypt)
