@@ -114,7 +114,8 @@ struct kcpx_xsk_stats {
 	__u64 rx_ring_full;  /* kernel: RX ring was full */
 	__u64 rx_fill_empty; /* kernel: fill ring was empty */
 	__u64 tx_ring_empty; /* kernel: TX ring was empty on a kick */
-	__u64 pad[2];
+	__u64 rx_handed;     /* taken off a ring for another local port, queued for it */
+	__u64 rx_port_full;  /* ... and dropped because that port's queue was full */
 };
 _Static_assert(sizeof(struct kcpx_xsk_stats) == 20 * 8, "kcpx_xsk_stats layout");
 

@@ -263,6 +263,125 @@ static void test_down_leaves_nothing(void)
 	CHECK_EQ(kcpx_xdp_down("lo"), -ENOENT);
 }
 
+/* A client: one AF_XDP core, a local port per session; each port gets its own datagrams,
+ * whichever port's recv takes them off the ring. */
+static void client_ports_body(struct kcpx_xdp *x, int srv)
+{
+	struct kcpx_addr server = { 0 };
+	struct kcpx_xsk_config xc = { .xdp = x, .ifname = "lo", .peer = &server, .dscp = -1 };
+	struct kcpx_dgram *d1 = NULL, *d2 = NULL;
+	static uint8_t bufs[8][KCPX_PKT_MAX];
+	struct kcpx_pkt pkts[8];
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct kcpx_xsk_stats xs;
+	uint8_t buf[64];
+	__be16 key, next;
+	int n, lports = 0;
+
+	for (int i = 0; i < 8; i++)
+		pkts[i].buf = bufs[i];
+	CHECK_EQ(kcpx_addr_parse("127.0.0.1:5000", &server), 0);
+	CHECK_EQ(kcpx_xsk_open(&d1, &xc), 0);
+	xc.share = d1;
+	CHECK_EQ(kcpx_xsk_open(&d2, &xc), 0);
+	CHECK(kcpx_addr_port(&d1->local) != kcpx_addr_port(&d2->local));
+	/* both ports registered for steering */
+	for (int r = bpf_map_get_next_key(kcpx_xdp_fd(x, KCPX_FD_LPORTS), NULL, &key); !r;
+	     r = bpf_map_get_next_key(kcpx_xdp_fd(x, KCPX_FD_LPORTS), &key, &next), key = next)
+		lports++;
+	CHECK_EQ(lports, 2);
+
+	/* the server writes to port 2, then port 1; port 1 reads first */
+	to.sin_port = htons(kcpx_addr_port(&d2->local));
+	CHECK_EQ(sendto(srv, "for-two-0123456789012345", 24, 0, (struct sockaddr *)&to, sizeof(to)),
+		 24);
+	to.sin_port = htons(kcpx_addr_port(&d1->local));
+	CHECK_EQ(sendto(srv, "for-one-0123456789012345", 24, 0, (struct sockaddr *)&to, sizeof(to)),
+		 24);
+	n = 0;
+	for (int t = 0; t < 200 && !n; t++) {
+		struct pollfd p = { .fd = d1->fd, .events = POLLIN };
+
+		poll(&p, 1, 10);
+		n = d1->ops->recv(d1, pkts, 8);
+	}
+	CHECK_EQ(n, 1);
+	CHECK_MEM(pkts[0].buf, "for-one-", 8);
+	CHECK(kcpx_addr_equal(&pkts[0].addr, &server));
+	/* port 2's datagram waits for it, and its fd says so */
+	struct pollfd p2 = { .fd = d2->fd, .events = POLLIN };
+	CHECK_EQ(poll(&p2, 1, 1000), 1);
+	CHECK_EQ(d2->ops->recv(d2, pkts, 8), 1);
+	CHECK_MEM(pkts[0].buf, "for-two-", 8);
+	CHECK_EQ(d2->ops->recv(d2, pkts, 8), 0);
+	kcpx_xsk_get_stats(d1, &xs);
+	CHECK_EQ(xs.rx_handed, 1);
+	CHECK_EQ(xs.rx_port_full, 0);
+
+	/* each port sends from its own port */
+	for (int k = 0; k < 2; k++) {
+		struct kcpx_dgram *d = k ? d2 : d1;
+		struct sockaddr_in from;
+		socklen_t flen = sizeof(from);
+
+		pkts[0].addr = server;
+		pkts[0].len = 30;
+		memset(pkts[0].buf, 'a' + k, 30);
+		CHECK_EQ(d->ops->send(d, pkts, 1), 1);
+		d->ops->flush(d);
+		struct pollfd ps = { .fd = srv, .events = POLLIN };
+		CHECK_EQ(poll(&ps, 1, 2000), 1);
+		CHECK_EQ(recvfrom(srv, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen), 30);
+		CHECK_EQ(buf[0], 'a' + k);
+		CHECK_EQ(ntohs(from.sin_port), kcpx_addr_port(&d->local));
+	}
+	d1->ops->close(d1);
+	d1 = NULL;
+	/* port 2 still works on the shared sockets */
+	to.sin_port = htons(kcpx_addr_port(&d2->local));
+	CHECK_EQ(sendto(srv, "again-for-two-0123456789", 24, 0, (struct sockaddr *)&to, sizeof(to)),
+		 24);
+	n = 0;
+	for (int t = 0; t < 200 && !n; t++) {
+		poll(&p2, 1, 10);
+		n = d2->ops->recv(d2, pkts, 8);
+	}
+	CHECK_EQ(n, 1);
+	CHECK_MEM(pkts[0].buf, "again-", 6);
+	d2->ops->close(d2);
+	d2 = NULL;
+	CHECK(bpf_map_get_next_key(kcpx_xdp_fd(x, KCPX_FD_LPORTS), NULL, &key) < 0);
+	if (d1)
+		d1->ops->close(d1);
+}
+
+static void test_client_ports(void)
+{
+	struct kcpx_addr server;
+	struct kcpx_xdp_config c = { .ifname = "lo",
+				     .role = KCPX_BPF_ROLE_CLIENT,
+				     .port = 5000,
+				     .dscp = -1,
+				     .min_payload = 24 };
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(5000),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct kcpx_xdp *x = NULL;
+	int before = unit_failed, srv;
+
+	CHECK_EQ(kcpx_addr_parse("127.0.0.1:5000", &server), 0);
+	c.peer = server;
+	CHECK_EQ(kcpx_xdp_open(&x, &c), 0);
+	srv = socket(AF_INET, SOCK_DGRAM, 0);
+	CHECK(srv >= 0);
+	CHECK_EQ(bind(srv, (struct sockaddr *)&a, sizeof(a)), 0);
+	client_ports_body(x, srv);
+	close(srv);
+	kcpx_xdp_close(x, true);
+	CHECK_EQ(unit_failed, before);
+}
+
 static int lo_up(void)
 {
 	struct ifreq ifr = { 0 };
@@ -314,6 +433,7 @@ static int self_test(void)
 	RUN(test_echo_ipv6);
 	RUN(test_non_tunnel_passes);
 	RUN(test_down_leaves_nothing);
+	RUN(test_client_ports);
 	UNIT_MAIN_END();
 }
 

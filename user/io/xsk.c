@@ -9,7 +9,12 @@
  * Copy mode (all a veth offers) moves at most 32 TX descriptors per kick, so flush keeps
  * kicking while the TX ring holds descriptors the kernel has not taken yet.
  *
- * The event loop sees one fd: an epoll set of the AF_XDP sockets and the kernel UDP socket.
+ * One core (the sockets, the next-hop cache, the counters) serves one or more local UDP
+ * ports, each a kcpx_dgram of its own: a server has one, a client one per session, as
+ * kcptun's sessions each have their own port. Whichever port's recv finds a datagram for
+ * another port on a ring queues it for that port and wakes it through an eventfd. The
+ * event loop sees one fd per port: an epoll set of the core's epoll set (the AF_XDP
+ * sockets), the port's kernel UDP socket and its eventfd.
  */
 #include "io/xsk.h"
 
@@ -21,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -45,6 +51,7 @@
 #define NH_RETRY_MS	   100
 #define STATS_PUBLISH_MS   1000
 #define KERNEL_BATCH	   16
+#define PORT_QUEUE	   256 /* datagrams held for a port that another port read */
 #define ETH_HDR		   14
 #define IP4_HDR		   20
 #define IP6_HDR		   40
@@ -82,8 +89,11 @@ struct nexthop {
 	uint32_t used_ms;
 };
 
-struct xsk_dgram {
-	struct kcpx_dgram d;
+struct xsk_port;
+
+/* The AF_XDP sockets of one interface and what every port shares. */
+struct xsk_core {
+	int refs; /* ports */
 	struct kcpx_xdp *xdp;
 	char ifname[IF_NAMESIZE];
 	int ifindex;
@@ -92,12 +102,7 @@ struct xsk_dgram {
 	int nq;
 	struct xsk_q *q;
 	unsigned rr;
-	int udp_fd;
-	int family;	   /* of udp_fd: AF_INET6 sockets see IPv4 peers v4-mapped */
-	uint16_t lport_be; /* our UDP port, network order */
-	bool bound_any;	   /* source address chosen per peer */
-	uint8_t bound_addr[16];
-	bool lport_registered;
+	int epfd;    /* the AF_XDP sockets; nested in each port's own set */
 	uint8_t tos; /* DSCP << 2 */
 	uint16_t ip_id;
 	struct mnl_socket *nl;
@@ -105,6 +110,34 @@ struct xsk_dgram {
 	struct nexthop nh[NH_MAX];
 	struct kcpx_xsk_stats st;
 	uint32_t published_ms;
+	struct xsk_port *ports;
+};
+
+/* One local UDP port: the kcpx_dgram the tunnel sees. */
+struct xsk_port {
+	struct kcpx_dgram d;
+	struct xsk_core *c;
+	struct xsk_port *next;
+	int udp_fd;
+	int evfd;
+	int family;	   /* of udp_fd: AF_INET6 sockets see IPv4 peers v4-mapped */
+	uint16_t lport_be; /* network order */
+	bool bound_any;	   /* source address chosen per peer */
+	bool lport_registered;
+	uint8_t bound_addr[16];
+	/* datagrams for this port that another port's recv took off a ring */
+	uint8_t *qbuf;
+	uint32_t qlen[PORT_QUEUE];
+	struct kcpx_addr qaddr[PORT_QUEUE];
+	unsigned qhead, qcount;
+};
+
+/* A received datagram, still in its frame. */
+struct rx_view {
+	const uint8_t *payload, *src, *dst;
+	uint32_t len;
+	int family;
+	uint16_t sport_be, dport_be;
 };
 
 static inline uint64_t csum_add(uint64_t sum, const void *data, size_t len)
@@ -221,7 +254,7 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 /* One request, its answer and the ACK. Returns 0 or -errno (the kernel's, e.g. -ENOENT). */
-static int nl_query(struct xsk_dgram *x, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+static int nl_query(struct xsk_core *x, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 {
 	char buf[8192];
 	ssize_t n;
@@ -243,7 +276,7 @@ static int nl_query(struct xsk_dgram *x, struct nlmsghdr *nlh, mnl_cb_t cb, void
 	}
 }
 
-static int nl_route(struct xsk_dgram *x, int family, const uint8_t *dst, struct route_res *r)
+static int nl_route(struct xsk_core *x, int family, const uint8_t *dst, struct route_res *r)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -258,7 +291,7 @@ static int nl_route(struct xsk_dgram *x, int family, const uint8_t *dst, struct 
 	return nl_query(x, nlh, route_cb, r);
 }
 
-static int nl_neigh(struct xsk_dgram *x, int family, const uint8_t *ip, struct neigh_res *n)
+static int nl_neigh(struct xsk_core *x, int family, const uint8_t *ip, struct neigh_res *n)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -274,7 +307,7 @@ static int nl_neigh(struct xsk_dgram *x, int family, const uint8_t *ip, struct n
 }
 
 /* Ask the kernel how to reach nh->addr; sets nh->usable. */
-static void nexthop_resolve(struct xsk_dgram *x, struct nexthop *nh, uint32_t now)
+static void nexthop_resolve(struct xsk_core *x, struct nexthop *nh, uint32_t now)
 {
 	const uint16_t ok =
 		NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
@@ -287,15 +320,11 @@ static void nexthop_resolve(struct xsk_dgram *x, struct nexthop *nh, uint32_t no
 	x->st.neigh_lookups++;
 	if (nl_route(x, nh->family, nh->addr, &r) < 0 || r.oif != x->ifindex)
 		goto miss; /* no route, or out of another interface: the kernel sends it */
-	if (!x->bound_any) {
-		memcpy(nh->src, x->bound_addr, alen);
-		nh->have_src = true;
-	} else if (!nh->src_learned && r.have_src) {
+	/* the route's source, unless the peer showed which of our addresses it talks to */
+	if (!nh->src_learned && r.have_src) {
 		memcpy(nh->src, r.src, alen);
 		nh->have_src = true;
 	}
-	if (!nh->have_src)
-		goto miss;
 	if (x->noarp) {
 		memset(nh->mac, 0, ETH_ALEN);
 		nh->usable = true;
@@ -314,7 +343,7 @@ miss:
 	x->st.neigh_miss++;
 }
 
-static struct nexthop *nexthop_find(struct xsk_dgram *x, int family, const uint8_t *addr,
+static struct nexthop *nexthop_find(struct xsk_core *x, int family, const uint8_t *addr,
 				    bool create, uint32_t now)
 {
 	size_t alen = family == AF_INET ? 4 : 16;
@@ -383,16 +412,14 @@ static void rx_refill(struct xsk_q *q)
 }
 
 /*
- * Take one received frame apart into pkt. Returns false for anything that is not a well
- * formed UDP datagram to our port (XDP checked most of it; this is defence in depth, and
- * the UDP checksum).
+ * Take one received frame apart. Returns false for anything that is not a well formed
+ * UDP datagram (XDP checked most of it; this is defence in depth, and the UDP checksum).
  */
-static bool rx_parse(struct xsk_dgram *x, const uint8_t *f, uint32_t len, struct kcpx_pkt *pkt)
+static bool rx_parse(const uint8_t *f, uint32_t len, struct rx_view *v)
 {
-	const uint8_t *ip, *udp, *src, *dst;
+	const uint8_t *ip, *udp;
 	uint32_t off = 12, iplen, ulen;
-	uint16_t proto, csum, port_be;
-	int family;
+	uint16_t proto, csum;
 	uint64_t sum;
 
 	if (len < ETH_HDR)
@@ -413,47 +440,49 @@ static bool rx_parse(struct xsk_dgram *x, const uint8_t *f, uint32_t len, struct
 			return false;
 		hl = (ip[0] & 0xfu) * 4;
 		iplen = (uint32_t)(ip[2] << 8 | ip[3]);
+		/* not UDP, truncated, or a fragment (MF or an offset) */
 		if (ip[9] != IPPROTO_UDP || iplen < hl + UDP_HDR || off + iplen > len ||
 		    (ip[6] & 0x3f) || ip[7])
 			return false;
-		family = AF_INET;
-		src = ip + 12;
-		dst = ip + 16;
+		v->family = AF_INET;
+		v->src = ip + 12;
+		v->dst = ip + 16;
 		udp = ip + hl;
 		iplen -= hl;
 	} else if (proto == ETH_P_IPV6) {
+		const uint8_t *p = ip + IP6_HDR, *end;
 		uint8_t nh;
-		const uint8_t *p = ip + IP6_HDR;
 
 		if (off + IP6_HDR > len || (ip[0] >> 4) != 6)
 			return false;
 		iplen = (uint32_t)(ip[4] << 8 | ip[5]);
 		if (off + IP6_HDR + iplen > len)
 			return false;
+		end = ip + IP6_HDR + iplen;
 		nh = ip[6];
 		for (int i = 0; i < 8 && nh != IPPROTO_UDP; i++) {
 			uint32_t el;
 
-			if (p + 8 > ip + IP6_HDR + iplen)
+			if (p + 8 > end)
 				return false;
-			if (nh == 0 || nh == 43 || nh == 60)
+			if (nh == 0 || nh == 43 || nh == 60) /* hop-by-hop, routing, dest opts */
 				el = (p[1] + 1u) * 8;
-			else if (nh == 51)
+			else if (nh == 51) /* AH */
 				el = (p[1] + 2u) * 4;
-			else if (nh == 44 && !(p[2] << 8 | (p[3] & 0xf9)))
+			else if (nh == 44 && !(p[2] << 8 | (p[3] & 0xf9))) /* atomic fragment */
 				el = 8;
 			else
 				return false;
 			nh = p[0];
 			p += el;
 		}
-		if (nh != IPPROTO_UDP || p > ip + IP6_HDR + iplen)
+		if (nh != IPPROTO_UDP || p > end)
 			return false;
-		family = AF_INET6;
-		src = ip + 8;
-		dst = ip + 24;
+		v->family = AF_INET6;
+		v->src = ip + 8;
+		v->dst = ip + 24;
 		udp = p;
-		iplen -= (uint32_t)(p - (ip + IP6_HDR));
+		iplen = (uint32_t)(end - p);
 	} else {
 		return false;
 	}
@@ -462,54 +491,95 @@ static bool rx_parse(struct xsk_dgram *x, const uint8_t *f, uint32_t len, struct
 	ulen = (uint32_t)(udp[4] << 8 | udp[5]);
 	if (ulen < UDP_HDR || ulen > iplen || ulen - UDP_HDR > KCPX_PKT_MAX)
 		return false;
-	memcpy(&port_be, udp + 2, 2);
-	if (port_be != x->lport_be)
-		return false;
 	memcpy(&csum, udp + 6, 2);
-	if (csum || family == AF_INET6) {
-		sum = pseudo_sum(family, src, dst, (uint16_t)ulen);
-		/* A peer in this host (veth) may hand us a checksum left to offload: only
-		 * the pseudo-header sum is in the field then. */
+	if (csum || v->family == AF_INET6) {
+		sum = pseudo_sum(v->family, v->src, v->dst, (uint16_t)ulen);
+		/* A sender in this host (veth, lo) may hand us a checksum left to offload:
+		 * only the pseudo-header sum is in the field then. */
 		if (csum_fold(csum_add(sum, udp, ulen)) != 0xffff && csum != csum_fold(sum))
 			return false;
 	}
-
-	pkt->len = ulen - UDP_HDR;
-	memcpy(pkt->buf, udp + UDP_HDR, pkt->len);
-	memset(&pkt->addr, 0, sizeof(pkt->addr));
-	memcpy(&port_be, udp, 2);
-	if (family == AF_INET && x->family == AF_INET6) {
-		pkt->addr.in6.sin6_family = AF_INET6;
-		pkt->addr.in6.sin6_port = port_be;
-		pkt->addr.in6.sin6_addr.s6_addr[10] = 0xff;
-		pkt->addr.in6.sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&pkt->addr.in6.sin6_addr.s6_addr[12], src, 4);
-		pkt->addr.len = sizeof(pkt->addr.in6);
-	} else if (family == AF_INET) {
-		pkt->addr.in.sin_family = AF_INET;
-		pkt->addr.in.sin_port = port_be;
-		memcpy(&pkt->addr.in.sin_addr, src, 4);
-		pkt->addr.len = sizeof(pkt->addr.in);
-	} else {
-		pkt->addr.in6.sin6_family = AF_INET6;
-		pkt->addr.in6.sin6_port = port_be;
-		memcpy(&pkt->addr.in6.sin6_addr, src, 16);
-		pkt->addr.len = sizeof(pkt->addr.in6);
-	}
-	/* Answer from the address the peer wrote to. */
-	if (x->bound_any) {
-		struct nexthop *n = nexthop_find(x, family, src, true, kcpx_clock_ms());
-		size_t alen = family == AF_INET ? 4 : 16;
-
-		if (!n->src_learned || memcmp(n->src, dst, alen)) {
-			memcpy(n->src, dst, alen);
-			n->src_learned = n->have_src = true;
-		}
-	}
+	memcpy(&v->sport_be, udp, 2);
+	memcpy(&v->dport_be, udp + 2, 2);
+	v->payload = udp + UDP_HDR;
+	v->len = ulen - UDP_HDR;
 	return true;
 }
 
-static int rx_queue(struct xsk_dgram *x, struct xsk_q *q, struct kcpx_pkt *pkts, int n)
+/* The peer's address as port p's socket family would report it. */
+static void view_addr(const struct xsk_port *p, const struct rx_view *v, struct kcpx_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (v->family == AF_INET && p->family == AF_INET6) {
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = v->sport_be;
+		a->in6.sin6_addr.s6_addr[10] = 0xff;
+		a->in6.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&a->in6.sin6_addr.s6_addr[12], v->src, 4);
+		a->len = sizeof(a->in6);
+	} else if (v->family == AF_INET) {
+		a->in.sin_family = AF_INET;
+		a->in.sin_port = v->sport_be;
+		memcpy(&a->in.sin_addr, v->src, 4);
+		a->len = sizeof(a->in);
+	} else {
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = v->sport_be;
+		memcpy(&a->in6.sin6_addr, v->src, 16);
+		a->len = sizeof(a->in6);
+	}
+}
+
+static struct xsk_port *port_find(struct xsk_core *c, struct xsk_port *me, uint16_t port_be)
+{
+	if (me->lport_be == port_be)
+		return me;
+	for (struct xsk_port *p = c->ports; p; p = p->next)
+		if (p->lport_be == port_be)
+			return p;
+	return NULL;
+}
+
+/* Hold a datagram for port p and wake it. */
+static void port_push(struct xsk_core *c, struct xsk_port *p, const struct rx_view *v)
+{
+	unsigned slot;
+
+	if (!p->qbuf && !(p->qbuf = malloc((size_t)PORT_QUEUE * KCPX_PKT_MAX))) {
+		c->st.rx_port_full++;
+		return;
+	}
+	if (p->qcount == PORT_QUEUE) {
+		c->st.rx_port_full++;
+		return;
+	}
+	slot = (p->qhead + p->qcount++) % PORT_QUEUE;
+	memcpy(p->qbuf + (size_t)slot * KCPX_PKT_MAX, v->payload, v->len);
+	p->qlen[slot] = v->len;
+	view_addr(p, v, &p->qaddr[slot]);
+	c->st.rx_handed++;
+	if (p->qcount == 1)
+		eventfd_write(p->evfd, 1);
+}
+
+static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
+{
+	int got = 0;
+
+	for (; got < n && p->qcount; got++, p->qcount--) {
+		unsigned slot = p->qhead;
+
+		p->qhead = (p->qhead + 1) % PORT_QUEUE;
+		pkts[got].len = p->qlen[slot];
+		pkts[got].addr = p->qaddr[slot];
+		memcpy(pkts[got].buf, p->qbuf + (size_t)slot * KCPX_PKT_MAX, p->qlen[slot]);
+	}
+	return got;
+}
+
+/* Up to n datagrams from queue q's RX ring for port me; others' are handed to them. */
+static int rx_queue(struct xsk_core *c, struct xsk_q *q, struct xsk_port *me, struct kcpx_pkt *pkts,
+		    int n)
 {
 	uint32_t idx;
 	unsigned m;
@@ -519,29 +589,50 @@ static int rx_queue(struct xsk_dgram *x, struct xsk_q *q, struct kcpx_pkt *pkts,
 	for (unsigned i = 0; i < m; i++) {
 		const struct xdp_desc *desc = xsk_ring_cons__rx_desc(&q->rx, idx + i);
 		uint64_t addr = xsk_umem__add_offset_to_addr(desc->addr);
+		struct xsk_port *p;
+		struct rx_view v;
 
-		if (rx_parse(x, q->area + addr, desc->len, &pkts[got])) {
-			x->st.rx_packets++;
-			x->st.rx_bytes += pkts[got].len;
-			got++;
-		} else {
-			x->st.rx_bad++;
-		}
 		q->spare[q->nspare++] =
 			xsk_umem__extract_addr(desc->addr) & ~(uint64_t)(XSK_FRAME - 1);
+		if (!rx_parse(q->area + addr, desc->len, &v) ||
+		    !(p = port_find(c, me, v.dport_be))) {
+			c->st.rx_bad++;
+			continue;
+		}
+		c->st.rx_packets++;
+		c->st.rx_bytes += v.len;
+		/* answer from the address the peer wrote to */
+		if (p->bound_any) {
+			struct nexthop *nh =
+				nexthop_find(c, v.family, v.src, true, kcpx_clock_ms());
+			size_t alen = v.family == AF_INET ? 4 : 16;
+
+			if (!nh->src_learned || memcmp(nh->src, v.dst, alen)) {
+				memcpy(nh->src, v.dst, alen);
+				nh->src_learned = nh->have_src = true;
+			}
+		}
+		if (p != me) {
+			port_push(c, p, &v);
+			continue;
+		}
+		pkts[got].len = v.len;
+		memcpy(pkts[got].buf, v.payload, v.len);
+		view_addr(me, &v, &pkts[got].addr);
+		got++;
 	}
 	if (m)
 		xsk_ring_cons__release(&q->rx, m);
 	rx_refill(q);
 	if (xsk_ring_prod__needs_wakeup(&q->fill)) {
-		x->st.fill_wakeups++;
+		c->st.fill_wakeups++;
 		recvfrom(xsk_socket__fd(q->xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
 	}
 	return got;
 }
 
 /* Datagrams the XDP program left to the kernel. */
-static int rx_kernel(struct xsk_dgram *x, struct kcpx_pkt *pkts, int n)
+static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 {
 	struct mmsghdr msgs[KERNEL_BATCH];
 	struct iovec iov[KERNEL_BATCH];
@@ -558,7 +649,7 @@ static int rx_kernel(struct xsk_dgram *x, struct kcpx_pkt *pkts, int n)
 		msgs[i].msg_hdr.msg_name = &pkts[i].addr.ss;
 		msgs[i].msg_hdr.msg_namelen = sizeof(pkts[i].addr.ss);
 	}
-	got = recvmmsg(x->udp_fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+	got = recvmmsg(p->udp_fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
 	if (got < 0)
 		return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
 	for (int i = 0; i < got; i++) {
@@ -567,53 +658,59 @@ static int rx_kernel(struct xsk_dgram *x, struct kcpx_pkt *pkts, int n)
 		if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1; /* too big: the caller drops it */
 	}
-	x->st.rx_kernel += (uint64_t)got;
+	p->c->st.rx_kernel += (uint64_t)got;
 	return got;
 }
 
-static void publish_stats(struct xsk_dgram *x, bool force)
+static void publish_stats(struct xsk_core *c, bool force)
 {
 	uint32_t now = kcpx_clock_ms();
 	struct xdp_statistics xs;
 	socklen_t len;
 
-	if (!force && now - x->published_ms < STATS_PUBLISH_MS)
+	if (!force && now - c->published_ms < STATS_PUBLISH_MS)
 		return;
-	x->published_ms = now;
-	x->st.rx_dropped = x->st.rx_invalid = x->st.tx_invalid = 0;
-	x->st.rx_ring_full = x->st.rx_fill_empty = x->st.tx_ring_empty = 0;
-	for (int i = 0; i < x->nq; i++) {
-		len = sizeof(xs);
-		if (getsockopt(xsk_socket__fd(x->q[i].xsk), SOL_XDP, XDP_STATISTICS, &xs, &len))
+	c->published_ms = now;
+	c->st.rx_dropped = c->st.rx_invalid = c->st.tx_invalid = 0;
+	c->st.rx_ring_full = c->st.rx_fill_empty = c->st.tx_ring_empty = 0;
+	for (int i = 0; i < c->nq; i++) {
+		if (!c->q[i].xsk)
 			continue;
-		x->st.rx_dropped += xs.rx_dropped;
-		x->st.rx_invalid += xs.rx_invalid_descs;
-		x->st.tx_invalid += xs.tx_invalid_descs;
-		x->st.rx_ring_full += xs.rx_ring_full;
-		x->st.rx_fill_empty += xs.rx_fill_ring_empty_descs;
-		x->st.tx_ring_empty += xs.tx_ring_empty_descs;
+		len = sizeof(xs);
+		if (getsockopt(xsk_socket__fd(c->q[i].xsk), SOL_XDP, XDP_STATISTICS, &xs, &len))
+			continue;
+		c->st.rx_dropped += xs.rx_dropped;
+		c->st.rx_invalid += xs.rx_invalid_descs;
+		c->st.tx_invalid += xs.tx_invalid_descs;
+		c->st.rx_ring_full += xs.rx_ring_full;
+		c->st.rx_fill_empty += xs.rx_fill_ring_empty_descs;
+		c->st.tx_ring_empty += xs.tx_ring_empty_descs;
 	}
-	if (x->xdp)
-		kcpx_xdp_publish(x->xdp, KCPX_FD_XSK_STATS, &x->st, sizeof(x->st));
+	kcpx_xdp_publish(c->xdp, KCPX_FD_XSK_STATS, &c->st, sizeof(c->st));
 }
 
 static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 {
-	struct xsk_dgram *x = (struct xsk_dgram *)d;
-	int got = 0, r;
+	struct xsk_port *p = (struct xsk_port *)d;
+	struct xsk_core *c = p->c;
+	eventfd_t ev;
+	int got, r;
 
-	for (int k = 0; k < x->nq && got < n; k++)
-		got += rx_queue(x, &x->q[(x->rr + (unsigned)k) % (unsigned)x->nq], pkts + got,
+	if (p->evfd >= 0)
+		eventfd_read(p->evfd, &ev); /* non-blocking: reset before draining */
+	got = port_pop(p, pkts, n);
+	for (int k = 0; k < c->nq && got < n; k++)
+		got += rx_queue(c, &c->q[(c->rr + (unsigned)k) % (unsigned)c->nq], p, pkts + got,
 				n - got);
-	x->rr++;
+	c->rr++;
 	if (got < n) {
-		r = rx_kernel(x, pkts + got, n - got);
+		r = rx_kernel(p, pkts + got, n - got);
 		if (r < 0 && !got)
 			return r;
 		if (r > 0)
 			got += r;
 	}
-	publish_stats(x, false);
+	publish_stats(c, false);
 	return got;
 }
 
@@ -636,43 +733,44 @@ static unsigned tx_queued(struct xsk_q *q)
 	return q->ntx - xsk_prod_nb_free(&q->tx, q->ntx);
 }
 
-static void tx_kick(struct xsk_dgram *x, struct xsk_q *q)
+static void tx_kick(struct xsk_core *c, struct xsk_q *q)
 {
 	if (!xsk_ring_prod__needs_wakeup(&q->tx))
 		return;
-	x->st.tx_kicks++;
+	c->st.tx_kicks++;
 	/* EAGAIN/EBUSY (completion ring full, another kick running), ENOBUFS, ENETDOWN:
-	 * nothing to do but try again later */
+	 * nothing to do but try again on the next flush */
 	sendto(xsk_socket__fd(q->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
 }
 
-static int tx_kernel(struct xsk_dgram *x, const struct kcpx_pkt *p)
+static int tx_kernel(struct xsk_port *p, const struct kcpx_pkt *pkt)
 {
-	if (sendto(x->udp_fd, p->buf, p->len, MSG_DONTWAIT, &p->addr.sa, p->addr.len) < 0) {
+	if (sendto(p->udp_fd, pkt->buf, pkt->len, MSG_DONTWAIT, &pkt->addr.sa, pkt->addr.len) < 0) {
 		if (errno == EAGAIN || errno == ENOBUFS)
 			return -EAGAIN;
-		return -errno; /* unreachable and the like: the datagram is lost, as with UDP */
+		return -errno; /* unreachable and the like: lost, as over a UDP socket */
 	}
-	x->st.tx_kernel++;
+	p->c->st.tx_kernel++;
 	return 0;
 }
 
-static size_t tx_build(struct xsk_dgram *x, uint8_t *f, int family, const uint8_t *dst,
-		       uint16_t dport_be, const struct nexthop *nh, const struct kcpx_pkt *p)
+static size_t tx_build(struct xsk_core *c, struct xsk_port *p, uint8_t *f, int family,
+		       const uint8_t *src, const uint8_t *dst, uint16_t dport_be,
+		       const uint8_t *mac, const struct kcpx_pkt *pkt)
 {
-	uint16_t ulen = (uint16_t)(UDP_HDR + p->len), csum;
+	uint16_t ulen = (uint16_t)(UDP_HDR + pkt->len), csum;
 	uint8_t *ip = f + ETH_HDR, *udp;
 	uint64_t sum;
 
-	memcpy(f, nh->mac, ETH_ALEN);
-	memcpy(f + ETH_ALEN, x->mac, ETH_ALEN);
+	memcpy(f, mac, ETH_ALEN);
+	memcpy(f + ETH_ALEN, c->mac, ETH_ALEN);
 	if (family == AF_INET) {
-		uint16_t tot = (uint16_t)(IP4_HDR + ulen), id = x->ip_id++;
+		uint16_t tot = (uint16_t)(IP4_HDR + ulen), id = c->ip_id++;
 
 		f[12] = 0x08;
 		f[13] = 0x00;
 		ip[0] = 0x45;
-		ip[1] = x->tos;
+		ip[1] = c->tos;
 		ip[2] = (uint8_t)(tot >> 8);
 		ip[3] = (uint8_t)tot;
 		ip[4] = (uint8_t)(id >> 8);
@@ -682,7 +780,7 @@ static size_t tx_build(struct xsk_dgram *x, uint8_t *f, int family, const uint8_
 		ip[8] = 64;
 		ip[9] = IPPROTO_UDP;
 		ip[10] = ip[11] = 0;
-		memcpy(ip + 12, nh->src, 4);
+		memcpy(ip + 12, src, 4);
 		memcpy(ip + 16, dst, 4);
 		csum = (uint16_t)~csum_fold(csum_add(0, ip, IP4_HDR));
 		memcpy(ip + 10, &csum, 2);
@@ -690,39 +788,41 @@ static size_t tx_build(struct xsk_dgram *x, uint8_t *f, int family, const uint8_
 	} else {
 		f[12] = 0x86;
 		f[13] = 0xdd;
-		ip[0] = (uint8_t)(0x60 | x->tos >> 4);
-		ip[1] = (uint8_t)(x->tos << 4);
+		ip[0] = (uint8_t)(0x60 | c->tos >> 4);
+		ip[1] = (uint8_t)(c->tos << 4);
 		ip[2] = ip[3] = 0;
 		ip[4] = (uint8_t)(ulen >> 8);
 		ip[5] = (uint8_t)ulen;
 		ip[6] = IPPROTO_UDP;
 		ip[7] = 64;
-		memcpy(ip + 8, nh->src, 16);
+		memcpy(ip + 8, src, 16);
 		memcpy(ip + 24, dst, 16);
 		udp = ip + IP6_HDR;
 	}
-	memcpy(udp, &x->lport_be, 2);
+	memcpy(udp, &p->lport_be, 2);
 	memcpy(udp + 2, &dport_be, 2);
 	udp[4] = (uint8_t)(ulen >> 8);
 	udp[5] = (uint8_t)ulen;
 	udp[6] = udp[7] = 0;
-	memcpy(udp + UDP_HDR, p->buf, p->len);
-	sum = pseudo_sum(family, nh->src, dst, ulen);
+	memcpy(udp + UDP_HDR, pkt->buf, pkt->len);
+	sum = pseudo_sum(family, src, dst, ulen);
 	csum = (uint16_t)~csum_fold(csum_add(sum, udp, ulen));
 	if (!csum)
-		csum = 0xffff; /* 0 means "no checksum" */
+		csum = 0xffff; /* 0 would mean "no checksum" */
 	memcpy(udp + 6, &csum, 2);
 	return (size_t)(udp - f) + ulen;
 }
 
 static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 {
-	struct xsk_dgram *x = (struct xsk_dgram *)d;
+	struct xsk_port *p = (struct xsk_port *)d;
+	struct xsk_core *c = p->c;
 	uint32_t now = kcpx_clock_ms();
 	int i, err = 0;
 
 	for (i = 0; i < n; i++) {
-		const struct kcpx_pkt *p = &pkts[i];
+		const struct kcpx_pkt *pkt = &pkts[i];
+		const uint8_t *src;
 		uint8_t dst[16];
 		uint16_t dport_be;
 		struct nexthop *nh;
@@ -731,45 +831,53 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		uint64_t addr;
 		int family;
 
-		if (p->len > KCPX_PKT_MAX)
+		if (pkt->len > KCPX_PKT_MAX)
 			continue; /* never sent: kcptun peers would not accept it either */
-		family = addr_raw(&p->addr, dst, &dport_be);
+		family = addr_raw(&pkt->addr, dst, &dport_be);
 		if (family < 0)
 			continue;
-		nh = nexthop_find(x, family, dst, true, now);
+		nh = nexthop_find(c, family, dst, true, now);
 		if (now - nh->checked_ms >= (nh->usable ? NH_REFRESH_MS : NH_RETRY_MS))
-			nexthop_resolve(x, nh, now);
-		if (!nh->usable || nh->nudge) {
+			nexthop_resolve(c, nh, now);
+		if (p->bound_any)
+			src = nh->have_src ? nh->src : NULL;
+		else
+			src = (family == AF_INET) ==
+					      (p->family == AF_INET ||
+					       IN6_IS_ADDR_V4MAPPED(&p->d.local.in6.sin6_addr))
+				      ? p->bound_addr
+				      : NULL;
+		if (!nh->usable || nh->nudge || !src) {
 			nh->nudge = false;
-			err = tx_kernel(x, p);
+			err = tx_kernel(p, pkt);
 			if (err == -EAGAIN)
 				break;
 			continue;
 		}
 		/* a flow sticks to one queue, so its datagrams leave in order */
-		q = &x->q[(dport_be ^ dst[family == AF_INET ? 3 : 15]) % (unsigned)x->nq];
+		q = &c->q[(dport_be ^ dst[family == AF_INET ? 3 : 15]) % (unsigned)c->nq];
 		if (!q->nfree)
 			tx_reap(q);
 		if (!q->nfree || xsk_ring_prod__reserve(&q->tx, 1, &idx) != 1) {
-			x->st.tx_ring_full++;
+			c->st.tx_ring_full++;
 			break;
 		}
 		addr = q->free_tx[--q->nfree];
 		xsk_ring_prod__tx_desc(&q->tx, idx)->addr = addr;
-		xsk_ring_prod__tx_desc(&q->tx, idx)->len =
-			(uint32_t)tx_build(x, q->area + addr, family, dst, dport_be, nh, p);
+		xsk_ring_prod__tx_desc(&q->tx, idx)->len = (uint32_t)tx_build(
+			c, p, q->area + addr, family, src, dst, dport_be, nh->mac, pkt);
 		q->pending++;
-		x->st.tx_packets++;
-		x->st.tx_bytes += p->len;
+		c->st.tx_packets++;
+		c->st.tx_bytes += pkt->len;
 	}
-	for (int k = 0; k < x->nq; k++) {
-		struct xsk_q *q = &x->q[k];
+	for (int k = 0; k < c->nq; k++) {
+		struct xsk_q *q = &c->q[k];
 
 		if (!q->pending)
 			continue;
 		xsk_ring_prod__submit(&q->tx, q->pending);
 		q->pending = 0;
-		tx_kick(x, q);
+		tx_kick(c, q);
 	}
 	if (i == 0 && err && err != -EAGAIN)
 		return err;
@@ -778,27 +886,28 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 
 static int xsk_flush(struct kcpx_dgram *d)
 {
-	struct xsk_dgram *x = (struct xsk_dgram *)d;
+	struct xsk_core *c = ((struct xsk_port *)d)->c;
 
-	for (int k = 0; k < x->nq; k++) {
-		struct xsk_q *q = &x->q[k];
+	for (int k = 0; k < c->nq; k++) {
+		struct xsk_q *q = &c->q[k];
 
 		tx_reap(q);
+		/* copy mode sends at most 32 per kick: keep kicking while some wait */
 		for (int kick = 0; kick < XSK_KICKS_MAX && tx_queued(q); kick++) {
-			tx_kick(x, q);
+			tx_kick(c, q);
 			tx_reap(q);
 		}
 	}
-	publish_stats(x, false);
+	publish_stats(c, false);
 	return 0;
 }
 
 /* ---- setup ---- */
 
-static void q_close(struct xsk_dgram *x, struct xsk_q *q)
+static void q_close(struct xsk_core *c, struct xsk_q *q)
 {
-	if (q->in_map && x->xdp)
-		kcpx_xdp_set_xsk(x->xdp, q->queue, -1);
+	if (q->in_map)
+		kcpx_xdp_set_xsk(c->xdp, q->queue, -1);
 	if (q->xsk)
 		xsk_socket__delete(q->xsk);
 	if (q->umem)
@@ -809,27 +918,45 @@ static void q_close(struct xsk_dgram *x, struct xsk_q *q)
 	free(q->free_tx);
 }
 
+static void core_put(struct xsk_core *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (c->q) {
+		publish_stats(c, true);
+		for (int i = 0; i < c->nq; i++)
+			q_close(c, &c->q[i]);
+	}
+	free(c->q);
+	if (c->nl)
+		mnl_socket_close(c->nl);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	free(c);
+}
+
 static void xsk_close(struct kcpx_dgram *d)
 {
-	struct xsk_dgram *x = (struct xsk_dgram *)d;
+	struct xsk_port *p = (struct xsk_port *)d, **pp;
+	struct xsk_core *c = p->c;
 
-	if (!x)
-		return;
-	if (x->q) {
-		publish_stats(x, true);
-		for (int i = 0; i < x->nq; i++)
-			q_close(x, &x->q[i]);
+	for (pp = &c->ports; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
 	}
-	free(x->q);
-	if (x->lport_registered)
-		kcpx_xdp_del_lport(x->xdp, ntohs(x->lport_be));
-	if (x->nl)
-		mnl_socket_close(x->nl);
-	if (x->udp_fd >= 0)
-		close(x->udp_fd);
-	if (x->d.fd >= 0)
-		close(x->d.fd);
-	free(x);
+	if (p->lport_registered)
+		kcpx_xdp_del_lport(c->xdp, ntohs(p->lport_be));
+	if (p->udp_fd >= 0)
+		close(p->udp_fd);
+	if (p->evfd >= 0)
+		close(p->evfd);
+	if (p->d.fd >= 0)
+		close(p->d.fd);
+	free(p->qbuf);
+	free(p);
+	core_put(c);
 }
 
 static const struct kcpx_dgram_ops xsk_ops = {
@@ -839,7 +966,7 @@ static const struct kcpx_dgram_ops xsk_ops = {
 	.close = xsk_close,
 };
 
-static int q_open(struct xsk_dgram *x, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
+static int q_open(struct xsk_core *c, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
 {
 	struct xsk_umem_config ucfg = {
 		.fill_size = frames / 2,
@@ -873,21 +1000,21 @@ static int q_open(struct xsk_dgram *x, struct xsk_q *q, unsigned queue, unsigned
 	err = xsk_umem__create(&q->umem, q->area, q->area_len, &q->fill, &q->comp, &ucfg);
 	if (err) {
 		q->umem = NULL;
-		kcpx_io_logf(0, "af_xdp: %s queue %u: UMEM of %zu KiB: %s", x->ifname, queue,
+		kcpx_io_logf(0, "af_xdp: %s queue %u: UMEM of %zu KiB: %s", c->ifname, queue,
 			     q->area_len >> 10, strerror(-err));
 		return err;
 	}
 	/* A socket closed a moment ago releases its queue from a workqueue: EBUSY for a
 	 * little while after a restart. */
 	for (int tries = 0; tries < 100; tries++) {
-		err = xsk_socket__create(&q->xsk, x->ifname, queue, q->umem, &q->rx, &q->tx, &scfg);
+		err = xsk_socket__create(&q->xsk, c->ifname, queue, q->umem, &q->rx, &q->tx, &scfg);
 		if (err != -EBUSY)
 			break;
 		usleep(10000);
 	}
 	if (err) {
 		q->xsk = NULL;
-		kcpx_io_logf(0, "af_xdp: %s queue %u: socket: %s", x->ifname, queue,
+		kcpx_io_logf(0, "af_xdp: %s queue %u: socket: %s", c->ifname, queue,
 			     strerror(-err));
 		return err;
 	}
@@ -896,12 +1023,12 @@ static int q_open(struct xsk_dgram *x, struct xsk_q *q, unsigned queue, unsigned
 	rx_refill(q);
 	for (unsigned i = 0; i < q->ntx; i++)
 		q->free_tx[q->nfree++] = (uint64_t)(q->nrx + i) * XSK_FRAME;
-	err = kcpx_xdp_set_xsk(x->xdp, queue, xsk_socket__fd(q->xsk));
+	err = kcpx_xdp_set_xsk(c->xdp, queue, xsk_socket__fd(q->xsk));
 	if (err)
 		return err;
 	q->in_map = true;
 	if (getsockopt(xsk_socket__fd(q->xsk), SOL_XDP, XDP_OPTIONS, &opts, &olen) == 0)
-		kcpx_io_logf(1, "af_xdp: %s queue %u: %s mode, %u+%u frames", x->ifname, queue,
+		kcpx_io_logf(1, "af_xdp: %s queue %u: %s mode, %u+%u frames", c->ifname, queue,
 			     opts.flags & XDP_OPTIONS_ZEROCOPY ? "zero-copy" : "copy", q->nrx,
 			     q->ntx);
 	return 0;
@@ -926,124 +1053,61 @@ static int rx_queue_count(const char *ifname)
 	return n;
 }
 
-static int link_info(struct xsk_dgram *x)
+static int link_info(struct xsk_core *c)
 {
 	struct ifreq ifr = { 0 };
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
 
 	if (fd < 0)
 		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", x->ifname);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", c->ifname);
 	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
 		err = -errno;
 		goto out;
 	}
-	x->noarp = ifr.ifr_flags & (IFF_LOOPBACK | IFF_NOARP);
+	c->noarp = ifr.ifr_flags & (IFF_LOOPBACK | IFF_NOARP);
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
 		err = -errno;
 		goto out;
 	}
-	memcpy(x->mac, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+	memcpy(c->mac, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
 out:
 	close(fd);
 	return err;
 }
 
-/* The kernel's socket on our port: stops ICMP port-unreachable, carries what XDP passes. */
-static int udp_open(struct xsk_dgram *x, const struct kcpx_xsk_config *cfg)
-{
-	struct kcpx_addr a = { 0 };
-	int one = 1, tos = x->tos;
-
-	if (cfg->bind) {
-		a = *cfg->bind;
-	} else if (cfg->peer) {
-		a.sa.sa_family = cfg->peer->sa.sa_family;
-		a.len = cfg->peer->len;
-	} else {
-		return -EINVAL;
-	}
-	if (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6)
-		return -EAFNOSUPPORT;
-	if (!a.len)
-		a.len = a.sa.sa_family == AF_INET ? sizeof(a.in) : sizeof(a.in6);
-	x->family = a.sa.sa_family;
-	x->udp_fd = socket(x->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (x->udp_fd < 0)
-		return -errno;
-	if (x->family == AF_INET6)
-		setsockopt(x->udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 0 }, sizeof(int));
-	setsockopt(x->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (tos) {
-		if (x->family == AF_INET)
-			setsockopt(x->udp_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
-		else
-			setsockopt(x->udp_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
-	}
-	if (bind(x->udp_fd, &a.sa, a.len) < 0)
-		return -errno;
-	x->d.local.len = sizeof(x->d.local.ss);
-	if (getsockname(x->udp_fd, &x->d.local.sa, &x->d.local.len) < 0)
-		return -errno;
-	if (x->family == AF_INET) {
-		x->lport_be = x->d.local.in.sin_port;
-		memcpy(x->bound_addr, &x->d.local.in.sin_addr, 4);
-		x->bound_any = x->d.local.in.sin_addr.s_addr == htonl(INADDR_ANY);
-	} else {
-		x->lport_be = x->d.local.in6.sin6_port;
-		x->bound_any = IN6_IS_ADDR_UNSPECIFIED(&x->d.local.in6.sin6_addr);
-		/* a v4-mapped bind is an IPv4 address for the frames we build */
-		if (IN6_IS_ADDR_V4MAPPED(&x->d.local.in6.sin6_addr))
-			memcpy(x->bound_addr, &x->d.local.in6.sin6_addr.s6_addr[12], 4);
-		else
-			memcpy(x->bound_addr, &x->d.local.in6.sin6_addr, 16);
-	}
-	return 0;
-}
-
-int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
+static int core_open(struct xsk_core **out, const struct kcpx_xsk_config *cfg)
 {
 	unsigned frames = cfg->frames ? cfg->frames : XSK_DEFAULT_FRAMES;
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct xsk_dgram *x;
+	struct xsk_core *c;
 	int err, nq;
 
-	*out = NULL;
-	if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE)
-		return -EINVAL;
 	if (frames < 64 || (frames & (frames - 1)))
 		return -EINVAL;
-	x = calloc(1, sizeof(*x));
-	if (!x)
+	c = calloc(1, sizeof(*c));
+	if (!c)
 		return -ENOMEM;
-	x->d.ops = &xsk_ops;
-	x->d.name = "af_xdp";
-	x->d.fd = -1;
-	x->udp_fd = -1;
-	x->xdp = cfg->xdp;
-	x->tos = cfg->dscp > 0 ? (uint8_t)((cfg->dscp & 0x3f) << 2) : 0;
-	snprintf(x->ifname, sizeof(x->ifname), "%s", cfg->ifname);
-	x->ifindex = (int)if_nametoindex(cfg->ifname);
-	if (!x->ifindex) {
+	c->refs = 1;
+	c->epfd = -1;
+	c->xdp = cfg->xdp;
+	c->tos = cfg->dscp > 0 ? (uint8_t)((cfg->dscp & 0x3f) << 2) : 0;
+	snprintf(c->ifname, sizeof(c->ifname), "%s", cfg->ifname);
+	c->ifindex = (int)if_nametoindex(cfg->ifname);
+	if (!c->ifindex) {
 		err = -ENODEV;
 		goto err;
 	}
-	err = link_info(x);
+	err = link_info(c);
 	if (err)
 		goto err;
-	err = udp_open(x, cfg);
-	if (err) {
-		kcpx_io_logf(0, "af_xdp: the UDP socket beside it: %s", strerror(-err));
-		goto err;
-	}
-
-	x->nl = mnl_socket_open(NETLINK_ROUTE);
-	if (!x->nl || mnl_socket_bind(x->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+	c->nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!c->nl || mnl_socket_bind(c->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		err = -errno;
 		goto err;
 	}
-	x->nl_portid = mnl_socket_get_portid(x->nl);
-	setsockopt(mnl_socket_get_fd(x->nl), SOL_SOCKET, SO_RCVTIMEO,
+	c->nl_portid = mnl_socket_get_portid(c->nl);
+	setsockopt(mnl_socket_get_fd(c->nl), SOL_SOCKET, SO_RCVTIMEO,
 		   &(struct timeval){ .tv_usec = 200000 }, sizeof(struct timeval));
 
 	nq = rx_queue_count(cfg->ifname);
@@ -1051,53 +1115,157 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 		nq = cfg->queues;
 	if (nq > KCPX_XSK_MAX_QUEUES)
 		nq = KCPX_XSK_MAX_QUEUES;
-	x->q = calloc((size_t)nq, sizeof(*x->q));
-	if (!x->q) {
-		err = -ENOMEM;
-		goto err;
-	}
-	x->d.fd = epoll_create1(EPOLL_CLOEXEC);
-	if (x->d.fd < 0) {
-		err = -errno;
+	c->q = calloc((size_t)nq, sizeof(*c->q));
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!c->q || c->epfd < 0) {
+		err = c->q ? -errno : -ENOMEM;
 		goto err;
 	}
 	for (int i = 0; i < nq; i++) {
-		x->nq = i + 1;
-		err = q_open(x, &x->q[i], (unsigned)i, frames, cfg->copy);
+		c->nq = i + 1;
+		err = q_open(c, &c->q[i], (unsigned)i, frames, cfg->copy);
 		if (err)
 			goto err;
 		ev.data.u32 = (uint32_t)i;
-		if (epoll_ctl(x->d.fd, EPOLL_CTL_ADD, xsk_socket__fd(x->q[i].xsk), &ev) < 0) {
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, xsk_socket__fd(c->q[i].xsk), &ev) < 0) {
 			err = -errno;
 			goto err;
 		}
 	}
-	ev.data.u32 = UINT32_MAX;
-	if (epoll_ctl(x->d.fd, EPOLL_CTL_ADD, x->udp_fd, &ev) < 0) {
+	*out = c;
+	return 0;
+err:
+	core_put(c);
+	return err;
+}
+
+/* The kernel's socket on our port: stops ICMP port-unreachable, carries what XDP passes. */
+static int udp_open(struct xsk_port *p, const struct kcpx_xsk_config *cfg)
+{
+	struct kcpx_addr a = { 0 };
+	int one = 1, tos = p->c->tos;
+
+	if (cfg->bind) {
+		a = *cfg->bind;
+	} else if (cfg->peer) {
+		a.sa.sa_family = cfg->peer->sa.sa_family;
+	} else {
+		return -EINVAL;
+	}
+	if (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6)
+		return -EAFNOSUPPORT;
+	if (!a.len)
+		a.len = a.sa.sa_family == AF_INET ? sizeof(a.in) : sizeof(a.in6);
+	p->family = a.sa.sa_family;
+	p->udp_fd = socket(p->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->udp_fd < 0)
+		return -errno;
+	if (p->family == AF_INET6)
+		setsockopt(p->udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 0 }, sizeof(int));
+	setsockopt(p->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (tos) {
+		if (p->family == AF_INET)
+			setsockopt(p->udp_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+		else
+			setsockopt(p->udp_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+	}
+	if (bind(p->udp_fd, &a.sa, a.len) < 0)
+		return -errno;
+	p->d.local.len = sizeof(p->d.local.ss);
+	if (getsockname(p->udp_fd, &p->d.local.sa, &p->d.local.len) < 0)
+		return -errno;
+	if (p->family == AF_INET) {
+		p->lport_be = p->d.local.in.sin_port;
+		memcpy(p->bound_addr, &p->d.local.in.sin_addr, 4);
+		p->bound_any = p->d.local.in.sin_addr.s_addr == htonl(INADDR_ANY);
+	} else {
+		p->lport_be = p->d.local.in6.sin6_port;
+		p->bound_any = IN6_IS_ADDR_UNSPECIFIED(&p->d.local.in6.sin6_addr);
+		/* a v4-mapped bind is an IPv4 address in the frames we build */
+		if (IN6_IS_ADDR_V4MAPPED(&p->d.local.in6.sin6_addr))
+			memcpy(p->bound_addr, &p->d.local.in6.sin6_addr.s6_addr[12], 4);
+		else
+			memcpy(p->bound_addr, &p->d.local.in6.sin6_addr, 16);
+	}
+	return 0;
+}
+
+int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct xsk_core *c = NULL;
+	struct xsk_port *p;
+	int err;
+
+	*out = NULL;
+	if (cfg->share) {
+		if (cfg->share->ops != &xsk_ops)
+			return -EINVAL;
+		c = ((struct xsk_port *)cfg->share)->c;
+		c->refs++;
+	} else {
+		if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE)
+			return -EINVAL;
+		err = core_open(&c, cfg);
+		if (err) {
+			kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname,
+				     strerror(-err));
+			return err;
+		}
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		core_put(c);
+		return -ENOMEM;
+	}
+	p->d.ops = &xsk_ops;
+	p->d.name = "af_xdp";
+	p->c = c;
+	p->udp_fd = -1;
+	p->d.fd = epoll_create1(EPOLL_CLOEXEC);
+	p->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->d.fd < 0 || p->evfd < 0) {
+		err = -errno;
+		goto err;
+	}
+	err = udp_open(p, cfg);
+	if (err) {
+		kcpx_io_logf(0, "af_xdp: the UDP socket beside it: %s", strerror(-err));
+		goto err;
+	}
+	if (port_find(c, p, p->lport_be) != p) {
+		err = -EADDRINUSE;
+		goto err;
+	}
+	if (epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->epfd, &ev) < 0 ||
+	    epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->udp_fd, &ev) < 0 ||
+	    epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->evfd, &ev) < 0) {
 		err = -errno;
 		goto err;
 	}
 	if (!cfg->bind) {
-		err = kcpx_xdp_add_lport(x->xdp, ntohs(x->lport_be));
+		err = kcpx_xdp_add_lport(c->xdp, ntohs(p->lport_be));
 		if (err)
 			goto err;
-		x->lport_registered = true;
+		p->lport_registered = true;
 	}
-	kcpx_io_logf(1, "af_xdp: %s: %d queue%s, UDP port %u", x->ifname, nq, nq > 1 ? "s" : "",
-		     ntohs(x->lport_be));
-	publish_stats(x, true);
-	*out = &x->d;
+	p->next = c->ports;
+	c->ports = p;
+	kcpx_io_logf(cfg->share ? 2 : 1, "af_xdp: %s: %d queue%s, UDP port %u", c->ifname, c->nq,
+		     c->nq > 1 ? "s" : "", ntohs(p->lport_be));
+	publish_stats(c, true);
+	*out = &p->d;
 	return 0;
 err:
-	kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname, strerror(-err));
-	xsk_close(&x->d);
+	kcpx_io_logf(0, "af_xdp on %s unavailable: %s", c->ifname, strerror(-err));
+	xsk_close(&p->d);
 	return err;
 }
 
 void kcpx_xsk_get_stats(struct kcpx_dgram *d, struct kcpx_xsk_stats *st)
 {
-	struct xsk_dgram *x = (struct xsk_dgram *)d;
+	struct xsk_core *c = ((struct xsk_port *)d)->c;
 
-	publish_stats(x, true);
-	*st = x->st;
+	publish_stats(c, true);
+	*st = c->st;
 }

@@ -31,10 +31,15 @@ struct kcpx_xsk_config {
 	unsigned frames;	      /* UMEM frames per socket (power of 2), 0: 2048 */
 	int dscp;		      /* 0..63 in the IP header of what we send, -1: 0 */
 	bool copy;		      /* force copy mode (default: let the kernel choose) */
+	/* Another local port on the AF_XDP sockets of this backend (a client's next
+	 * session: kcptun gives every session its own port). The rest of cfg but bind and
+	 * peer is then ignored. */
+	struct kcpx_dgram *share;
 };
 
 /* Returns 0 or -errno, logging why AF_XDP cannot be used (the caller then falls back to
- * the UDP backend). */
+ * the UDP backend). Every dgram returned is closed on its own; the sockets go with the
+ * last. */
 int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg);
 
 /* The backend's counters so far (also published to the pinned kcpx_xsk_stats map). */
