@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# kcpx vs kcptun vs plain TCP over the same emulated links.
+#   bench.sh full     the whole grid (~15 min): docs/BENCH.md, docs/bench.png
+#   bench.sh quick    3 points (< 2 min): $OUT/bench-quick/ (BENCH_DOCS=1: docs/)
+#   bench.sh smoke    1 point, a few seconds, for `make check`: $OUT/bench-smoke/
+#
+# Every candidate gets its own lane, all lanes impaired the same way (see tools/lib/wan.sh):
+#
+#   lane L:  [ a: iperf3 -c, rr -c, tunnel client ] == linkem == [ b: tunnel server,
+#                                                                 iperf3 -s, rr -s ]
+#   lanes:   0 tcp   1 kcptun/default   2 kcpx/default   3 kcptun/tuned   4 kcpx/tuned
+#            5 kcpx-xdp/tuned (BENCH_XDP=1)
+#
+# Bulk: one bounded iperf3 transfer per candidate, one after another (A -> B).
+# Latency: rr's 64-byte sequential exchanges, all lanes at once (each is a trickle).
+# CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
+# A candidate that fails is reported as n/a with the reason, never left out.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+MODE=${1:-quick}
+OUT=${OUT:-build}
+. tools/lib/wan.sh
+need_root
+
+KCPX=${KCPX:-$ROOT/$OUT/kcpx}
+RR=$ROOT/$OUT/tools/rr
+KEY=kcpx-bench
+TUNED="--crypt none --mode fast3 --sndwnd 2048 --rcvwnd 2048 --nocomp --ds 0 --ps 0"
+SEED=${BENCH_SEED:-42}
+BURST_SPEC="ge=1/25/100/0" # Gilbert-Elliott: 3.8 % mean loss in bursts of mean 4 frames
+
+case $MODE in
+full)
+	POINTS=""
+	for d in 0 25 75; do
+		for l in 0 1 5 10 20 burst; do POINTS="$POINTS $d:$l"; done
+	done
+	BULK_T=3
+	SETS="default tuned"
+	RESDIR=${BENCH_OUT:-$ROOT/docs}
+	;;
+quick)
+	POINTS="0:0 25:1 25:5"
+	BULK_T=2
+	SETS="default tuned"
+	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
+	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
+	;;
+smoke)
+	POINTS=${BENCH_POINTS:-5:1}
+	BULK_T=1
+	SETS="tuned"
+	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
+	;;
+*)
+	echo "usage: bench.sh full|quick|smoke" >&2
+	exit 2
+	;;
+esac
+[ -n "${BENCH_POINTS:-}" ] && POINTS=$BENCH_POINTS
+
+CANDS="tcp"
+for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
+[ "${BENCH_XDP:-0}" = 1 ] && CANDS="$CANDS kcpx-xdp/tuned"
+[ -n "${BENCH_CANDS:-}" ] && CANDS=$BENCH_CANDS
+
+mkdir -p "$RESDIR"
+WORK=$(mktemp -d /tmp/kcpx-bench.XXXXXX)
+on_cleanup "rm -rf '$WORK'"
+RES=$WORK/results.txt
+: >"$RES"
+
+log() { printf '  bench: %s\n' "$*" >&2; }
+
+# rr counts: issue 7 wants >= 1000 exchanges at 25 ms one way with 1, 5 and 10 % loss
+rr_plan() { # rr_plan DELAY LOSS -> "COUNT MAX_SECONDS"
+	case $MODE:$1:$2 in
+	smoke:*) echo "30 10" ;;
+	quick:0:*) echo "500 20" ;;
+	quick:*) echo "250 25" ;;
+	full:0:*) echo "1000 40" ;;
+	full:25:1 | full:25:5 | full:25:10) echo "1000 90" ;;
+	full:25:*) echo "200 30" ;;
+	*) echo "100 35" ;;
+	esac
+}
+
+link_spec() { # link_spec DELAY LOSS -> linkem --both SPEC
+	local s="delay=$1"
+	if [ "$2" = burst ]; then s="$s,$BURST_SPEC"; else s="$s,loss=$2"; fi
+	echo "$s"
+}
+
+cand_lane() {
+	case $1 in
+	tcp) echo 0 ;; kcptun/default) echo 1 ;; kcpx/default) echo 2 ;;
+	kcptun/tuned) echo 3 ;; kcpx/tuned) echo 4 ;; kcpx-xdp/*) echo 5 ;;
+	*) echo 9 ;;
+	esac
+}
+
+cand_flags() { case $1 in */tuned) echo "$TUNED" ;; *) echo "" ;; esac; }
+
+# Why kcpx cannot run, or nothing if it can.
+KCPX_NA=""
+if [ ! -x "$KCPX" ]; then
+	KCPX_NA="$OUT/kcpx was not built"
+	if [ -s "$OUT/bench-kcpx-build.log" ]; then
+		KCPX_NA="$KCPX_NA: $(grep -m1 -E 'error|Error' "$OUT/bench-kcpx-build.log" | cut -c1-120)"
+	fi
+fi
+
+# ---- tunnels --------------------------------------------------------------------------
+# tun_start CAND LANE TARGET_PORT: client in a listens on 127.0.0.1:12948, server in b on
+# udp :29900 forwards to 127.0.0.1:TARGET_PORT. Sets TUN_C, TUN_S (pids) or TUN_NA.
+TUN_C=
+TUN_S=
+TUN_NA=
+tun_start() {
+	local cand=$1 l=$2 port=$3 na nb ipb flags cbin sbin ccmd scmd i
+	na=$(wan_ns "$l" a)
+	nb=$(wan_ns "$l" b)
+	ipb=$(wan_ip "$l" b)
+	flags=$(cand_flags "$cand")
+	TUN_C=
+	TUN_S=
+	TUN_NA=
+	case $cand in
+	kcptun/*)
+		ccmd="kcptun-client"
+		scmd="kcptun-server"
+		;;
+	kcpx/*)
+		[ -n "$KCPX_NA" ] && TUN_NA=$KCPX_NA && return 1
+		ccmd="$KCPX client"
+		scmd="$KCPX server"
+		;;
+	kcpx-xdp/*)
+		# Place for the XDP backend (`kcpx up IFACE ...`): wire its command line here once
+		# the CLI exists; until then the column says why it is empty.
+		if [ -n "$KCPX_NA" ]; then
+			TUN_NA=$KCPX_NA
+		elif ! "$KCPX" up --help >/dev/null 2>&1; then
+			TUN_NA="kcpx up (XDP backend) not in this build"
+		else
+			TUN_NA="harness: kcpx up command line not wired yet"
+		fi
+		return 1
+		;;
+	*)
+		TUN_NA="unknown candidate $cand"
+		return 1
+		;;
+	esac
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$nb" $scmd -l ":29900" -t "127.0.0.1:$port" --key "$KEY" \
+		$flags >"$WORK/tun-s-$l.log" 2>&1 &
+	TUN_S=$!
+	track_pid $TUN_S
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$na" $ccmd -l "127.0.0.1:12948" -r "$ipb:29900" --key "$KEY" \
+		$flags >"$WORK/tun-c-$l.log" 2>&1 &
+	TUN_C=$!
+	track_pid $TUN_C
+	for ((i = 0; i < 50; i++)); do
+		if ! kill -0 $TUN_S 2>/dev/null || ! kill -0 $TUN_C 2>/dev/null; then
+			sleep 0.1
+			TUN_NA="${cand%%/*} exited at start: $(tail -qn1 "$WORK/tun-s-$l.log" \
+				"$WORK/tun-c-$l.log" | tr -s '\n' ' ' | cut -c1-160)"
+			tun_stop
+			return 1
+		fi
+		in_ns "$na" ss -Hltn "sport = :12948" 2>/dev/null | grep -q . && return 0
+		sleep 0.05
+	done
+	TUN_NA="${cand%%/*} client never listened on 127.0.0.1:12948"
+	tun_stop
+	return 1
+}
+
+tun_stop() {
+	local p i
+	for p in $TUN_C $TUN_S; do kill -TERM "$p" 2>/dev/null; done
+	for ((i = 0; i < 20; i++)); do
+		kill -0 "${TUN_C:-0}" 2>/dev/null || kill -0 "${TUN_S:-0}" 2>/dev/null || break
+		sleep 0.05
+	done
+	for p in $TUN_C $TUN_S; do kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	true
+}
+
+cpu_ticks() { # utime + stime of PID, in clock ticks (fields 14, 15 after the comm)
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+wire_bytes() { # total bytes linkem forwarded on lane L, both directions
+	wan_stats "$1" | awk '{ for (i = 4; i <= NF; i++) { split($i, kv, "=");
+		if (kv[1] == "fwd_bytes") s += kv[2] } } END { print s + 0 }'
+}
+
+# ---- bulk -----------------------------------------------------------------------------
+bulk_run() { # bulk_run DELAY LOSS CAND
+	local d=$1 ls=$2 cand=$3 l na nb host port json srv c0 s0 w0 c1 s1 w1 rc r cc
+	l=$(cand_lane "$cand")
+	na=$(wan_ns "$l" a)
+	nb=$(wan_ns "$l" b)
+	json=$WORK/iperf-$l.json
+	local base="kind=bulk delay=$d loss=$ls cand=$cand"
+	TUN_C=
+	TUN_S=
+	nsenter --net=/run/netns/"$nb" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+	srv=$!
+	track_pid $srv
+	if ! wait_tcp_port "$nb" 5201 5 2>/dev/null; then
+		echo "$base status=na reason=iperf3 server did not start" >>"$RES"
+		return
+	fi
+	cc=()
+	if [ "$cand" = tcp ]; then
+		host=$(wan_ip "$l" b)
+		port=5201
+		cc=(-C cubic)
+	else
+		if ! tun_start "$cand" "$l" 5201; then
+			echo "$base status=na reason=$TUN_NA" >>"$RES"
+			kill "$srv" 2>/dev/null
+			return
+		fi
+		host=127.0.0.1
+		port=12948
+	fi
+	w0=$(wire_bytes "$l")
+	c0=0
+	s0=0
+	[ -n "$TUN_C" ] && c0=$(cpu_ticks "$TUN_C") && s0=$(cpu_ticks "$TUN_S")
+	in_ns "$na" timeout --kill-after=2 $((BULK_T + 20)) iperf3 -c "$host" -p "$port" \
+		-t "$BULK_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$json" 2>&1
+	rc=$?
+	c1=0
+	s1=0
+	local rc_kb=0 rs_kb=0
+	if [ -n "$TUN_C" ]; then
+		c1=$(cpu_ticks "$TUN_C")
+		s1=$(cpu_ticks "$TUN_S")
+		rc_kb=$(rss_kb "$TUN_C")
+		rs_kb=$(rss_kb "$TUN_S")
+	fi
+	w1=$(wire_bytes "$l")
+	local alive=1
+	if [ -n "$TUN_C" ] && { [ -z "$c1" ] || [ -z "$s1" ]; }; then
+		alive=0
+	fi
+	[ -n "$TUN_C" ] && tun_stop
+	kill "$srv" 2>/dev/null
+	wait "$srv" 2>/dev/null
+	r=$(python3 - "$json" "$rc" <<'EOF'
+import json, sys
+path, rc = sys.argv[1], int(sys.argv[2])
+try:
+    j = json.load(open(path))
+except Exception:
+    txt = open(path, errors="replace").read().strip().replace("\n", " ")[:120]
+    print("status=na reason=iperf3 exit %d%s" % (rc, (": " + txt) if txt else " (timed out)" if rc == 124 else ""))
+    sys.exit()
+if j.get("error"):
+    print("status=na reason=iperf3: %s" % j["error"][:120])
+    sys.exit()
+s = j["end"].get("sum_received") or {}
+b, t = s.get("bytes", 0), s.get("seconds", 0)
+if not t:
+    print("status=na reason=iperf3 reported no received data")
+    sys.exit()
+print("status=ok mbps=%.3f bytes=%d secs=%.3f" % (b * 8 / t / 1e6, b, t))
+EOF
+)
+	if [ "$alive" = 0 ] && [ "${r#status=ok}" != "$r" ]; then
+		r="status=na reason=${cand%%/*} died during the transfer"
+	fi
+	local bytes
+	bytes=$(echo "$r" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
+	local extra=""
+	if [ -n "$bytes" ] && [ "$bytes" -gt 0 ]; then
+		extra="wire_ratio=$(awk -v w=$((w1 - w0)) -v b="$bytes" 'BEGIN { printf "%.4f", w / b }')"
+		if [ -n "$TUN_C" ]; then
+			extra="$extra $(awk -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v b="$bytes" \
+				-v hz="$(getconf CLK_TCK)" 'BEGIN { printf "cpu_c=%.2f cpu_s=%.2f cpu_s_per_gb=%.3f",
+				c / hz, s / hz, (c + s) / hz / (b / 1e9) }')"
+			extra="$extra rss_c_kb=$rc_kb rss_s_kb=$rs_kb"
+		fi
+	fi
+	# status first, reason (free text) always last
+	case $r in
+	*reason=*) echo "$base ${r%% reason=*} $extra reason=${r#* reason=}" >>"$RES" ;;
+	*) echo "$base $r $extra" >>"$RES" ;;
+	esac
+	log "$(tail -n1 "$RES" | cut -c1-150)"
+}
+
+# ---- latency --------------------------------------------------------------------------
+rr_run() { # rr_run DELAY LOSS CAND COUNT MAX_S OUTFILE  (runs in a subshell, in parallel)
+	local d=$1 ls=$2 cand=$3 n=$4 tmax=$5 of=$6 l na host out w0 w1
+	l=$(cand_lane "$cand")
+	na=$(wan_ns "$l" a)
+	local base="kind=rr delay=$d loss=$ls cand=$cand"
+	TUN_C=
+	TUN_S=
+	if [ "$cand" = tcp ]; then
+		host=$(wan_ip "$l" b):7000
+	else
+		if ! tun_start "$cand" "$l" 7000; then
+			echo "$base status=na reason=$TUN_NA" >"$of"
+			return
+		fi
+		host=127.0.0.1:12948
+	fi
+	w0=$(wire_bytes "$l")
+	out=$(in_ns "$na" timeout --kill-after=2 $((tmax + 15)) "$RR" -c "$host" -n "$n" \
+		-t "$tmax" -q 64 -p 64 2>&1 | tail -n1)
+	w1=$(wire_bytes "$l")
+	[ -n "$TUN_C" ] && tun_stop
+	case $out in
+	"rr n=0"* | "")
+		echo "$base status=na reason=rr: ${out:-no output}" >"$of"
+		;;
+	rr*)
+		local got
+		got=$(echo "$out" | sed -n 's/^rr n=\([0-9]*\).*/\1/p')
+		echo "$base status=ok ${out#rr } wire_per_ex=$(((w1 - w0) / (got + 3)))" >"$of"
+		;;
+	*)
+		echo "$base status=na reason=rr: $(echo "$out" | cut -c1-120)" >"$of"
+		;;
+	esac
+}
+
+# ---- run ------------------------------------------------------------------------------
+T0=$SECONDS
+log "mode $MODE: points$POINTS; candidates $CANDS"
+[ -n "$KCPX_NA" ] && log "kcpx: n/a ($KCPX_NA)"
+for c in $CANDS; do
+	l=$(cand_lane "$c")
+	wan_up "$l" || {
+		log "cannot build lane $l"
+		exit 1
+	}
+	nsenter --net=/run/netns/"$(wan_ns "$l" b)" "$RR" -s -l :7000 >/dev/null 2>&1 &
+	track_pid $!
+done
+
+for pt in $POINTS; do
+	d=${pt%%:*}
+	ls=${pt#*:}
+	spec=$(link_spec "$d" "$ls")
+	log "link: $spec ($((SECONDS - T0)) s)"
+	for c in $CANDS; do
+		wan_linkem "$(cand_lane "$c")" --both "$spec" -s "$SEED" || exit 1
+	done
+	for c in $CANDS; do
+		bulk_run "$d" "$ls" "$c"
+	done
+	read -r n tmax <<<"$(rr_plan "$d" "$ls")"
+	pids=()
+	for c in $CANDS; do
+		rr_run "$d" "$ls" "$c" "$n" "$tmax" "$WORK/rr-$(cand_lane "$c").txt" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for c in $CANDS; do
+		f=$WORK/rr-$(cand_lane "$c").txt
+		if [ -s "$f" ]; then
+			cat "$f" >>"$RES"
+			log "$(cut -c1-150 "$f")"
+		else
+			echo "kind=rr delay=$d loss=$ls cand=$c status=na reason=harness: no result" >>"$RES"
+		fi
+	done
+done
+
+# Someone else's microbenchmarks: quote what they print (full runs only, bounded).
+if [ "$MODE" = full ] || [ "${BENCH_MICRO:-0}" = 1 ]; then
+	: >"$WORK/micro.txt"
+	for m in "$ROOT/$OUT"/tools/microbench/*; do
+		[ -x "$m" ] || continue
+		log "microbench $(basename "$m")"
+		{
+			echo "\$ $(basename "$m")"
+			timeout 60 "$m" 2>&1 | tail -n 40
+			echo
+		} >>"$WORK/micro.txt"
+	done
+fi
+
+{
+	echo "mode=$MODE"
+	echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "kernel=$(uname -r)"
+	echo "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo) x $(nproc)"
+	echo "kcptun=$(dpkg-query -W -f='${Version}' kcptun 2>/dev/null)"
+	echo "git=$(git rev-parse --short HEAD 2>/dev/null)"
+	echo "bulk_t=$BULK_T"
+	echo "seed=$SEED"
+	echo "burst=$BURST_SPEC"
+	echo "tuned=$TUNED"
+	echo "elapsed=$((SECONDS - T0))"
+	echo "kcpx_na=$KCPX_NA"
+} >"$WORK/meta.txt"
+python3 tools/bench/report.py "$WORK" "$RESDIR"
