@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Interop cases: kcpx against stock kcptun (Debian's kcptun-client / kcptun-server,
+# 20210922) in two namespaces over a lossy link. Source it, then:
+#
+#   interop_setup                  namespaces, veth, work dir (all removed on EXIT)
+#   interop_case DIR CRYPT COMP SMUX FEC MODE STREAMS LOSS [EXTRA FLAGS...]
+#   interop_table FILE|-          one interop_case per non-comment line of FILE
+#   interop_summary                the results table; returns non-zero if a case failed
+#
+#   DIR      kx2kt: kcpx client -> kcptun-server    kt2kx: kcptun-client -> kcpx server
+#            (kt2kt and kx2kx: the same case between like ends, as a reference)
+#   CRYPT    a --crypt value            COMP  comp | nocomp       SMUX  1 | 2
+#   FEC      DS/PS, e.g. 10/3 or 0/0    MODE  a --mode value      STREAMS  0 or N
+#   LOSS     % of UDP datagrams dropped at each namespace's ingress (nftables)
+#   EXTRA    more flags given to both ends (e.g. --mtu 1200)
+#
+# One case runs three tunnels side by side, each with its own client/server pair and
+# its own tcpio service in B, all with the same flags:
+#
+#   [ A ] tcpio send  -> client :81k1 ==udp :41k1==> server -> tcpio sink   [ B ]
+#         tcpio recv  <- client :81k2 <=udp :41k2=== server <- tcpio source
+#         tcpio multi <> client :81k3 <=udp :41k3==> server <> tcpio echo   (STREAMS > 0)
+#         $IP_A            (veth, LOSS% random drop on each ingress)        $IP_B
+#
+# Checks per case: IO_SIZE bytes (default 16 MiB) up and down with sha256 equal at both
+# ends; with STREAMS > 0, STREAMS concurrent echo streams moving IO_SIZE in total, every
+# byte compared; every daemon still alive at the end; from each end's kcp-go SNMP
+# counters (SIGUSR1): no CRC (InCsumErrors) or FEC errors, FECRecovered > 0 at the bulk
+# receiver when FEC is on and LOSS > 0, no parity shard seen anywhere when FEC is 0/0.
+set -u
+_io_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+NETNS_TAG=${NETNS_TAG:-kxio$$}
+# shellcheck source-path=SCRIPTDIR source=../lib/netns.sh
+. "$_io_top/tests/lib/netns.sh"
+KCPX=${KCPX:-$_io_top/build/kcpx}
+KCPTUN_CLIENT=${KCPTUN_CLIENT:-kcptun-client}
+KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
+TCPIO=$_io_top/tests/lib/tcpio.py
+IO_SIZE=${IO_SIZE:-$((16 << 20))}
+IO_TMO=${IO_TMO:-120}
+# INTEROP_KEEP=1 keeps the work dir (daemon logs) for a look afterwards
+INTEROP_KEEP=${INTEROP_KEEP:-0}
+# INTEROP_PCAP=1 captures the UDP traffic of every case in B (big: use with one case)
+INTEROP_PCAP=${INTEROP_PCAP:-0}
+
+_io_case=0
+_io_loss=
+_io_results=()
+_io_failed=0
+
+interop_setup() {
+	need_root
+	local b
+	for b in "$KCPX" "$(command -v "$KCPTUN_CLIENT")" "$(command -v "$KCPTUN_SERVER")"; do
+		if [ ! -x "$b" ]; then
+			echo "interop: missing binary ($KCPX, $KCPTUN_CLIENT, $KCPTUN_SERVER): run make deps && make" >&2
+			exit 1
+		fi
+	done
+	IO_WORK=$(mktemp -d /tmp/kcpx-interop.XXXXXX)
+	if [ "$INTEROP_KEEP" = 1 ]; then
+		echo "interop: logs kept in $IO_WORK"
+	else
+		on_cleanup "rm -rf '$IO_WORK'"
+	fi
+	netns_pair
+	# no IPv6 router solicitations etc. on the lossy link
+	in_a sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	in_b sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+}
+
+# _io_spawn VAR NS LOG CMD...: start CMD in namespace NS, output to LOG, pid into VAR.
+# nsenter execs CMD, so the pid is the daemon's own (signals reach it, not a shell).
+_io_spawn() {
+	local var=$1 ns=$2 log=$3
+	shift 3
+	nsenter --net=/run/netns/"$ns" "$@" >"$log" 2>&1 &
+	printf -v "$var" %s $!
+	track_pid $!
+}
+
+# _io_set_loss PCT: random drop of PCT% of UDP datagrams on both ingress sides
+_io_set_loss() {
+	local pct=$1 ns dev
+	[ "$pct" = "$_io_loss" ] && return 0
+	for ns in "$NS_A" "$NS_B"; do
+		dev=$([ "$ns" = "$NS_A" ] && echo "$IF_A" || echo "$IF_B")
+		in_ns "$ns" nft delete table netdev kxinterop 2>/dev/null || true
+		[ "$pct" -gt 0 ] || continue
+		in_ns "$ns" nft -f - <<-NFT || return 1
+			table netdev kxinterop {
+				chain in {
+					type filter hook ingress device "$dev" priority 0;
+					meta l4proto udp numgen random mod 100 < $pct counter drop
+				}
+			}
+		NFT
+	done
+	_io_loss=$pct
+}
+
+# _io_dropped: datagrams dropped so far by the loss rules, both sides
+_io_dropped() {
+	local n=0 ns c
+	for ns in "$NS_A" "$NS_B"; do
+		c=$(in_ns "$ns" nft list table netdev kxinterop 2>/dev/null |
+			sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+		n=$((n + ${c:-0}))
+	done
+	echo $n
+}
+
+# _io_snmp PID LOG: SIGUSR1 the daemon, print the "KCP SNMP:&{...}" line it logs.
+# kcptun (signal.go) and kcpx both answer SIGUSR1 with that line.
+_io_snmp() {
+	local pid=$1 log=$2 before i
+	before=$(grep -c 'KCP SNMP:' "$log")
+	kill -USR1 "$pid" 2>/dev/null || return 1
+	for ((i = 0; i < 50; i++)); do
+		[ "$(grep -c 'KCP SNMP:' "$log")" -gt "$before" ] && break
+		sleep 0.05
+	done
+	grep 'KCP SNMP:' "$log" | tail -n 1
+}
+
+# _io_field LINE NAME: a counter's value from a SNMP line, or -1 when absent
+_io_field() {
+	local v
+	v=$(printf '%s\n' "$1" | grep -o "[{ ]$2:[0-9]*" | head -n 1 | cut -d: -f2)
+	echo "${v:--1}"
+}
+
+_io_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+_io_stop() { # _io_stop PID...: SIGTERM, then SIGKILL after 2 s
+	local p i alive
+	kill -TERM "$@" 2>/dev/null || true
+	for ((i = 0; i < 20; i++)); do
+		alive=0
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ $alive = 0 ] && return 0
+		sleep 0.1
+	done
+	kill -KILL "$@" 2>/dev/null || true
+}
+
+interop_case() {
+	local dir=$1 crypt=$2 comp=$3 smux=$4 fec=$5 mode=$6 streams=$7 loss=$8
+	shift 8
+	local extra=("$@")
+	local k=$((++_io_case))
+	local ds=${fec%/*} ps=${fec#*/}
+	local cw=$IO_WORK/case$k
+	mkdir -p "$cw"
+	local name="$dir $crypt $comp smux$smux fec$fec $mode streams=$streams loss=$loss${extra[*]:+ ${extra[*]}}"
+	echo "== case $k: $name"
+
+	local flags=(--crypt "$crypt" --key "interop-$k-$crypt" --mode "$mode" --smuxver "$smux"
+		--ds "$ds" --ps "$ps" "${extra[@]}")
+	[ "$comp" = nocomp ] && flags+=(--nocomp)
+	local cli srv
+	case $dir in
+	kx2kt) cli=("$KCPX" client) srv=("$KCPTUN_SERVER") ;;
+	kt2kx) cli=("$KCPTUN_CLIENT") srv=("$KCPX" server) ;;
+	kt2kt) cli=("$KCPTUN_CLIENT") srv=("$KCPTUN_SERVER") ;;
+	kx2kx) cli=("$KCPX" client) srv=("$KCPX" server) ;;
+	*)
+		echo "interop: unknown direction $dir" >&2
+		return 1
+		;;
+	esac
+
+	local fail=() pids=() dpids=() ntun=2
+	[ "$streams" -gt 0 ] && ntun=3
+	_io_set_loss "$loss" || fail+=("nft")
+	local drop0
+	drop0=$(_io_dropped)
+
+	# services in B, then one tunnel per service
+	local svc i sp up dp cp
+	local -A spid=() cpid=()
+	_io_spawn svc "$NS_B" "$cw/sink.log" python3 "$TCPIO" sink $((9000 + k * 4 + 1)) "$cw"
+	pids+=("$svc")
+	_io_spawn svc "$NS_B" "$cw/source.log" python3 "$TCPIO" source $((9000 + k * 4 + 2)) "$IO_SIZE" "$k"
+	pids+=("$svc")
+	if [ "$streams" -gt 0 ]; then
+		_io_spawn svc "$NS_B" "$cw/echo.log" python3 "$TCPIO" echo $((9000 + k * 4 + 3))
+		pids+=("$svc")
+	fi
+	local pcap=
+	if [ "$INTEROP_PCAP" = 1 ]; then
+		_io_spawn pcap "$NS_B" "$cw/tcpdump.log" tcpdump -i "$IF_B" -s 200 -w "$cw/b.pcap" udp
+		sleep 0.5
+	fi
+	for ((i = 1; i <= ntun; i++)); do
+		sp=$((9000 + k * 4 + i))
+		up=$((4000 + k * 4 + i))
+		cp=$((8000 + k * 4 + i))
+		_io_spawn dp "$NS_B" "$cw/server$i.log" "${srv[@]}" -l ":$up" -t "127.0.0.1:$sp" "${flags[@]}"
+		spid[$i]=$dp
+		_io_spawn dp "$NS_A" "$cw/client$i.log" "${cli[@]}" -l "127.0.0.1:$cp" -r "$IP_B:$up" "${flags[@]}"
+		cpid[$i]=$dp
+		dpids+=("${spid[$i]}" "${cpid[$i]}")
+	done
+	for ((i = 1; i <= ntun; i++)); do
+		wait_tcp_port "$NS_B" $((9000 + k * 4 + i)) || fail+=("service$i")
+		wait_udp_port "$NS_B" $((4000 + k * 4 + i)) || fail+=("server$i")
+		wait_tcp_port "$NS_A" $((8000 + k * 4 + i)) || fail+=("client$i")
+	done
+
+	# upload A -> B: sha256 at the sender against the sink's
+	local t0 t1 up_ms=- down_ms=- multi_ms=- sent got gotn want
+	if [ ${#fail[@]} -eq 0 ]; then
+		t0=$(_io_ms)
+		sent=$(in_a timeout "$IO_TMO" python3 "$TCPIO" send 127.0.0.1 $((8000 + k * 4 + 1)) "$IO_SIZE" "$k") || true
+		for ((i = 0; i < 100; i++)); do
+			[ -e "$cw/0.sha" ] && break
+			sleep 0.1
+		done
+		t1=$(_io_ms)
+		read -r got gotn <"$cw/0.sha" 2>/dev/null || { got=none gotn=0; }
+		if [ -n "$sent" ] && [ "$sent" = "$got" ] && [ "$gotn" = "$IO_SIZE" ]; then
+			up_ms=$((t1 - t0))
+		else
+			fail+=("upload(sent ${sent:-nothing}, got $got $gotn bytes)")
+		fi
+
+		# download B -> A: the source's data is a function of (size, seed)
+		want=$(python3 "$TCPIO" data "$IO_SIZE" "$k")
+		t0=$(_io_ms)
+		read -r got gotn < <(in_a timeout "$IO_TMO" python3 "$TCPIO" recv 127.0.0.1 $((8000 + k * 4 + 2)) || true)
+		t1=$(_io_ms)
+		if [ "${got:-}" = "$want" ] && [ "${gotn:-}" = "$IO_SIZE" ]; then
+			down_ms=$((t1 - t0))
+		else
+			fail+=("download(got ${got:-nothing} ${gotn:-0} bytes)")
+		fi
+
+		if [ "$streams" -gt 0 ]; then
+			t0=$(_io_ms)
+			if in_a timeout "$IO_TMO" python3 "$TCPIO" multi 127.0.0.1 $((8000 + k * 4 + 3)) \
+				"$streams" $((IO_SIZE / streams)) >"$cw/multi.log" 2>&1; then
+				multi_ms=$(($(_io_ms) - t0))
+			else
+				fail+=("multi($(tail -n 3 "$cw/multi.log" | tr '\n' ' '))")
+			fi
+		fi
+	fi
+
+	# counters: the bulk receiver is the server for tunnel 1, the client for tunnel 2
+	local p line rec_up=- rec_down=- role v
+	for ((i = 1; i <= ntun; i++)); do
+		for role in server client; do
+			if [ $role = server ]; then p=${spid[$i]}; else p=${cpid[$i]}; fi
+			if ! kill -0 "$p" 2>/dev/null; then
+				fail+=("$role$i died")
+				continue
+			fi
+			line=$(_io_snmp "$p" "$cw/$role$i.log")
+			if [ -z "$line" ]; then
+				fail+=("$role$i: no SNMP line")
+				continue
+			fi
+			v=$(_io_field "$line" InCsumErrors)
+			[ "$v" = 0 ] || fail+=("$role$i InCsumErrors=$v")
+			v=$(_io_field "$line" FECErrs)
+			[ "$v" = 0 ] || fail+=("$role$i FECErrs=$v")
+			v=$(_io_field "$line" FECRecovered)
+			if [ "$ds" = 0 ] || [ "$ps" = 0 ]; then
+				local par
+				par=$(_io_field "$line" FECParityShards)
+				[ "$par" = 0 ] || fail+=("$role$i FECParityShards=$par with FEC off")
+				[ "$v" = 0 ] || fail+=("$role$i FECRecovered=$v with FEC off")
+			fi
+			[ $i = 1 ] && [ $role = server ] && rec_up=$v
+			[ $i = 2 ] && [ $role = client ] && rec_down=$v
+		done
+	done
+	if [ "$ds" != 0 ] && [ "$ps" != 0 ] && [ "$loss" -gt 0 ]; then
+		[ "$rec_up" != - ] && [ "$rec_up" -le 0 ] && fail+=("upload: FECRecovered=$rec_up at the receiver")
+		[ "$rec_down" != - ] && [ "$rec_down" -le 0 ] && fail+=("download: FECRecovered=$rec_down at the receiver")
+	fi
+	local dropped=$(($(_io_dropped) - drop0))
+
+	_io_stop "${dpids[@]}" "${pids[@]}"
+	[ -n "$pcap" ] && _io_stop "$pcap"
+
+	local res=PASS
+	if [ ${#fail[@]} -gt 0 ]; then
+		res=FAIL
+		_io_failed=$((_io_failed + 1))
+		local f
+		for f in "${fail[@]}"; do echo "   FAIL: $f"; done
+		for f in "$cw"/*.log; do
+			echo "   -- $(basename "$f")"
+			grep -v 'main.go:3[3-6][0-9]' "$f" | tail -n 8 | cut -c1-400 | sed 's/^/   | /'
+		done
+	fi
+	local row
+	row=$(printf '| %-4s | %-5s | %-8s | %-6s | %d | %-4s | %-5s | %2s | %d%% | %6s | %6s | %6s | %5s | %5s | %5d | %s |' \
+		"$res" "$dir" "$crypt" "$comp" "$smux" "$fec" "$mode" "$streams" "$loss" \
+		"$up_ms" "$down_ms" "$multi_ms" "$rec_up" "$rec_down" "$dropped" "${extra[*]}")
+	_io_results+=("$row")
+	echo "   $row"
+	[ $res = PASS ]
+}
+
+# interop_table FILE: run the cases listed in FILE (- for stdin), one per line:
+#   DIR CRYPT COMP SMUX FEC MODE STREAMS LOSS [EXTRA FLAGS...]   (# starts a comment)
+# INTEROP_FILTER=regex keeps only the lines that match.
+interop_table() {
+	local line
+	local -a f
+	while IFS= read -r line; do
+		line=${line%%#*}
+		[ -n "${line// /}" ] || continue
+		if [ -n "${INTEROP_FILTER:-}" ] && ! echo "$line" | grep -qE "$INTEROP_FILTER"; then
+			continue
+		fi
+		read -r -a f <<<"$line"
+		interop_case "${f[@]}" </dev/null || true
+	done < <(if [ "$1" = - ]; then cat; else cat "$1"; fi)
+}
+
+# interop_summary: the results as a markdown table; fails if a case failed or none ran
+interop_summary() {
+	echo
+	echo "| result | dir | crypt | comp | smux | fec | mode | streams | loss | up ms | down ms | multi ms | FEC rec up | FEC rec down | dropped | extra |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "${_io_results[@]}"
+	echo
+	echo "$((${#_io_results[@]} - _io_failed)) of ${#_io_results[@]} cases passed"
+	[ "$_io_failed" -eq 0 ] && [ ${#_io_results[@]} -gt 0 ]
+}
