@@ -310,6 +310,75 @@ static void sim_report(const char *name, struct sim *s)
 	       (unsigned long long)(s->ab.sent + s->ba.sent));
 }
 
+/* ---- linksim itself ---- */
+
+static void test_linksim(void)
+{
+	struct linksim ls;
+	uint8_t b[8];
+	uint32_t now = 0xFFFFFFF0u, at;
+	long n;
+	int i, got = 0, inorder = 1, prev = -1;
+
+	/* fixed delay, FIFO, across the clock wrap */
+	linksim_init(&ls, 1);
+	ls.delay = 30;
+	for (i = 0; i < 100; i++) {
+		kcpx_put_le32(b, (uint32_t)i);
+		linksim_send(&ls, now + (uint32_t)i / 10, b, 4);
+	}
+	CHECK(linksim_next(&ls, &at));
+	CHECK_EQ(at, now + 30);
+	CHECK_EQ(linksim_recv(&ls, now + 29, b, sizeof(b)), -1);
+	for (uint32_t t = now; t != now + 100; t++)
+		while ((n = linksim_recv(&ls, t, b, sizeof(b))) >= 0) {
+			CHECK_EQ(n, 4);
+			CHECK_EQ(kcpx_get_le32(b), (uint32_t)got);
+			CHECK_EQ(t - now, 30 + (uint32_t)got / 10);
+			got++;
+		}
+	CHECK_EQ(got, 100);
+	linksim_free(&ls);
+
+	/* loss, duplication and jitter in the right proportions; jitter reorders */
+	linksim_init(&ls, 2);
+	ls.delay = 10;
+	ls.jitter = 20;
+	ls.loss = 0.10;
+	ls.dup = 0.05;
+	for (i = 0; i < 20000; i++) {
+		kcpx_put_le32(b, (uint32_t)i);
+		linksim_send(&ls, (uint32_t)i, b, 4);
+	}
+	CHECK(ls.dropped > 1800 && ls.dropped < 2200);
+	CHECK(ls.duplicated > 700 && ls.duplicated < 1100);
+	got = 0;
+	for (uint32_t t = 0; t < 20100; t++)
+		while ((n = linksim_recv(&ls, t, b, sizeof(b))) >= 0) {
+			if ((int)kcpx_get_le32(b) < prev)
+				inorder = 0;
+			prev = (int)kcpx_get_le32(b);
+			got++;
+		}
+	CHECK_EQ(got, 20000 - (int)ls.dropped + (int)ls.duplicated);
+	CHECK(!inorder);
+	linksim_free(&ls);
+
+	/* rate: 100 bytes/ms serializes 1000-byte packets 10 ms apart; qlimit tail-drops */
+	linksim_init(&ls, 3);
+	ls.rate = 100;
+	ls.qlimit = 3000;
+	for (i = 0; i < 10; i++)
+		linksim_send(&ls, 0, b, 1000);
+	CHECK_EQ(ls.dropped, 6); /* 4 fit: queue reaches 3000 then 4000 > 3000 stops */
+	for (i = 0; i < 4; i++) {
+		CHECK(linksim_next(&ls, &at));
+		CHECK_EQ(at, 10 * (uint32_t)(i + 1));
+		CHECK(linksim_recv(&ls, at, b, sizeof(b)) == 8);
+	}
+	linksim_free(&ls);
+}
+
 /* ---- wire vectors ---- */
 
 /* vectors.txt synthetic 'plaintext' line: KCP PUSH conv 0x01020304 ts 1000 sn 0 una 0
@@ -1360,6 +1429,7 @@ static void test_bench(void)
 
 int main(void)
 {
+	RUN(test_linksim);
 	RUN(test_vector_encode);
 	RUN(test_vector_capture);
 	RUN(test_vector_decode);
