@@ -268,7 +268,7 @@ static void test_down_leaves_nothing(void)
 static void client_ports_body(struct kcpx_xdp *x, int srv)
 {
 	struct kcpx_addr server = { 0 };
-	struct kcpx_xsk_config xc = { .xdp = x, .ifname = "lo", .peer = &server, .dscp = -1 };
+	struct kcpx_xsk_config xc = { .xdp = x, .ifname = "lo", .dscp = -1 };
 	struct kcpx_dgram *d1 = NULL, *d2 = NULL;
 	static uint8_t bufs[8][KCPX_PKT_MAX];
 	struct kcpx_pkt pkts[8];
@@ -281,10 +281,15 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 
 	for (int i = 0; i < 8; i++)
 		pkts[i].buf = bufs[i];
+	struct kcpx_xsk *core = NULL;
+
 	CHECK_EQ(kcpx_addr_parse("127.0.0.1:5000", &server), 0);
-	CHECK_EQ(kcpx_xsk_open(&d1, &xc), 0);
-	xc.share = d1;
-	CHECK_EQ(kcpx_xsk_open(&d2, &xc), 0);
+	CHECK_EQ(kcpx_xsk_new(&core, &xc), 0);
+	n = kcpx_xsk_port(core, NULL, &server, &d1);
+	if (!n)
+		n = kcpx_xsk_port(core, NULL, &server, &d2);
+	kcpx_xsk_put(core); /* the ports keep the sockets */
+	CHECK_EQ(n, 0);
 	CHECK(kcpx_addr_port(&d1->local) != kcpx_addr_port(&d2->local));
 	/* both ports registered for steering */
 	for (int r = bpf_map_get_next_key(kcpx_xdp_fd(x, KCPX_FD_LPORTS), NULL, &key); !r;

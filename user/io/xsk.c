@@ -92,7 +92,7 @@ struct nexthop {
 struct xsk_port;
 
 /* The AF_XDP sockets of one interface and what every port shares. */
-struct xsk_core {
+struct kcpx_xsk {
 	int refs; /* ports */
 	struct kcpx_xdp *xdp;
 	char ifname[IF_NAMESIZE];
@@ -116,7 +116,7 @@ struct xsk_core {
 /* One local UDP port: the kcpx_dgram the tunnel sees. */
 struct xsk_port {
 	struct kcpx_dgram d;
-	struct xsk_core *c;
+	struct kcpx_xsk *c;
 	struct xsk_port *next;
 	int udp_fd;
 	int evfd;
@@ -254,7 +254,7 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 /* One request, its answer and the ACK. Returns 0 or -errno (the kernel's, e.g. -ENOENT). */
-static int nl_query(struct xsk_core *x, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+static int nl_query(struct kcpx_xsk *x, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 {
 	char buf[8192];
 	ssize_t n;
@@ -276,7 +276,7 @@ static int nl_query(struct xsk_core *x, struct nlmsghdr *nlh, mnl_cb_t cb, void 
 	}
 }
 
-static int nl_route(struct xsk_core *x, int family, const uint8_t *dst, struct route_res *r)
+static int nl_route(struct kcpx_xsk *x, int family, const uint8_t *dst, struct route_res *r)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -291,7 +291,7 @@ static int nl_route(struct xsk_core *x, int family, const uint8_t *dst, struct r
 	return nl_query(x, nlh, route_cb, r);
 }
 
-static int nl_neigh(struct xsk_core *x, int family, const uint8_t *ip, struct neigh_res *n)
+static int nl_neigh(struct kcpx_xsk *x, int family, const uint8_t *ip, struct neigh_res *n)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -307,7 +307,7 @@ static int nl_neigh(struct xsk_core *x, int family, const uint8_t *ip, struct ne
 }
 
 /* Ask the kernel how to reach nh->addr; sets nh->usable. */
-static void nexthop_resolve(struct xsk_core *x, struct nexthop *nh, uint32_t now)
+static void nexthop_resolve(struct kcpx_xsk *x, struct nexthop *nh, uint32_t now)
 {
 	const uint16_t ok =
 		NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
@@ -343,7 +343,7 @@ miss:
 	x->st.neigh_miss++;
 }
 
-static struct nexthop *nexthop_find(struct xsk_core *x, int family, const uint8_t *addr,
+static struct nexthop *nexthop_find(struct kcpx_xsk *x, int family, const uint8_t *addr,
 				    bool create, uint32_t now)
 {
 	size_t alen = family == AF_INET ? 4 : 16;
@@ -530,7 +530,7 @@ static void view_addr(const struct xsk_port *p, const struct rx_view *v, struct 
 	}
 }
 
-static struct xsk_port *port_find(struct xsk_core *c, struct xsk_port *me, uint16_t port_be)
+static struct xsk_port *port_find(struct kcpx_xsk *c, struct xsk_port *me, uint16_t port_be)
 {
 	if (me->lport_be == port_be)
 		return me;
@@ -541,7 +541,7 @@ static struct xsk_port *port_find(struct xsk_core *c, struct xsk_port *me, uint1
 }
 
 /* Hold a datagram for port p and wake it. */
-static void port_push(struct xsk_core *c, struct xsk_port *p, const struct rx_view *v)
+static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct rx_view *v)
 {
 	unsigned slot;
 
@@ -578,7 +578,7 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 }
 
 /* Up to n datagrams from queue q's RX ring for port me; others' are handed to them. */
-static int rx_queue(struct xsk_core *c, struct xsk_q *q, struct xsk_port *me, struct kcpx_pkt *pkts,
+static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, struct kcpx_pkt *pkts,
 		    int n)
 {
 	uint32_t idx;
@@ -662,7 +662,7 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
-static void publish_stats(struct xsk_core *c, bool force)
+static void publish_stats(struct kcpx_xsk *c, bool force)
 {
 	uint32_t now = kcpx_clock_ms();
 	struct xdp_statistics xs;
@@ -692,7 +692,7 @@ static void publish_stats(struct xsk_core *c, bool force)
 static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 {
 	struct xsk_port *p = (struct xsk_port *)d;
-	struct xsk_core *c = p->c;
+	struct kcpx_xsk *c = p->c;
 	eventfd_t ev;
 	int got, r;
 
@@ -733,7 +733,7 @@ static unsigned tx_queued(struct xsk_q *q)
 	return q->ntx - xsk_prod_nb_free(&q->tx, q->ntx);
 }
 
-static void tx_kick(struct xsk_core *c, struct xsk_q *q)
+static void tx_kick(struct kcpx_xsk *c, struct xsk_q *q)
 {
 	if (!xsk_ring_prod__needs_wakeup(&q->tx))
 		return;
@@ -754,7 +754,7 @@ static int tx_kernel(struct xsk_port *p, const struct kcpx_pkt *pkt)
 	return 0;
 }
 
-static size_t tx_build(struct xsk_core *c, struct xsk_port *p, uint8_t *f, int family,
+static size_t tx_build(struct kcpx_xsk *c, struct xsk_port *p, uint8_t *f, int family,
 		       const uint8_t *src, const uint8_t *dst, uint16_t dport_be,
 		       const uint8_t *mac, const struct kcpx_pkt *pkt)
 {
@@ -816,7 +816,7 @@ static size_t tx_build(struct xsk_core *c, struct xsk_port *p, uint8_t *f, int f
 static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 {
 	struct xsk_port *p = (struct xsk_port *)d;
-	struct xsk_core *c = p->c;
+	struct kcpx_xsk *c = p->c;
 	uint32_t now = kcpx_clock_ms();
 	int i, err = 0;
 
@@ -886,7 +886,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 
 static int xsk_flush(struct kcpx_dgram *d)
 {
-	struct xsk_core *c = ((struct xsk_port *)d)->c;
+	struct kcpx_xsk *c = ((struct xsk_port *)d)->c;
 
 	for (int k = 0; k < c->nq; k++) {
 		struct xsk_q *q = &c->q[k];
@@ -904,7 +904,7 @@ static int xsk_flush(struct kcpx_dgram *d)
 
 /* ---- setup ---- */
 
-static void q_close(struct xsk_core *c, struct xsk_q *q)
+static void q_close(struct kcpx_xsk *c, struct xsk_q *q)
 {
 	if (q->in_map)
 		kcpx_xdp_set_xsk(c->xdp, q->queue, -1);
@@ -918,7 +918,7 @@ static void q_close(struct xsk_core *c, struct xsk_q *q)
 	free(q->free_tx);
 }
 
-static void core_put(struct xsk_core *c)
+static void core_put(struct kcpx_xsk *c)
 {
 	if (--c->refs > 0)
 		return;
@@ -938,7 +938,7 @@ static void core_put(struct xsk_core *c)
 static void xsk_close(struct kcpx_dgram *d)
 {
 	struct xsk_port *p = (struct xsk_port *)d, **pp;
-	struct xsk_core *c = p->c;
+	struct kcpx_xsk *c = p->c;
 
 	for (pp = &c->ports; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {
@@ -966,7 +966,7 @@ static const struct kcpx_dgram_ops xsk_ops = {
 	.close = xsk_close,
 };
 
-static int q_open(struct xsk_core *c, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
+static int q_open(struct kcpx_xsk *c, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
 {
 	struct xsk_umem_config ucfg = {
 		.fill_size = frames / 2,
@@ -1053,7 +1053,7 @@ static int rx_queue_count(const char *ifname)
 	return n;
 }
 
-static int link_info(struct xsk_core *c)
+static int link_info(struct kcpx_xsk *c)
 {
 	struct ifreq ifr = { 0 };
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
@@ -1076,11 +1076,11 @@ out:
 	return err;
 }
 
-static int core_open(struct xsk_core **out, const struct kcpx_xsk_config *cfg)
+static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
 {
 	unsigned frames = cfg->frames ? cfg->frames : XSK_DEFAULT_FRAMES;
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct xsk_core *c;
+	struct kcpx_xsk *c;
 	int err, nq;
 
 	if (frames < 64 || (frames & (frames - 1)))
@@ -1140,15 +1140,15 @@ err:
 }
 
 /* The kernel's socket on our port: stops ICMP port-unreachable, carries what XDP passes. */
-static int udp_open(struct xsk_port *p, const struct kcpx_xsk_config *cfg)
+static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const struct kcpx_addr *peer)
 {
 	struct kcpx_addr a = { 0 };
 	int one = 1, tos = p->c->tos;
 
-	if (cfg->bind) {
-		a = *cfg->bind;
-	} else if (cfg->peer) {
-		a.sa.sa_family = cfg->peer->sa.sa_family;
+	if (local) {
+		a = *local;
+	} else if (peer) {
+		a.sa.sa_family = peer->sa.sa_family;
 	} else {
 		return -EINVAL;
 	}
@@ -1190,34 +1190,37 @@ static int udp_open(struct xsk_port *p, const struct kcpx_xsk_config *cfg)
 	return 0;
 }
 
-int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
+int kcpx_xsk_new(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
+{
+	int err;
+
+	*out = NULL;
+	if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE)
+		return -EINVAL;
+	err = core_open(out, cfg);
+	if (err)
+		kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname, strerror(-err));
+	return err;
+}
+
+void kcpx_xsk_put(struct kcpx_xsk *x)
+{
+	if (x)
+		core_put(x);
+}
+
+int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
+		  struct kcpx_dgram **out)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct xsk_core *c = NULL;
 	struct xsk_port *p;
 	int err;
 
 	*out = NULL;
-	if (cfg->share) {
-		if (cfg->share->ops != &xsk_ops)
-			return -EINVAL;
-		c = ((struct xsk_port *)cfg->share)->c;
-		c->refs++;
-	} else {
-		if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE)
-			return -EINVAL;
-		err = core_open(&c, cfg);
-		if (err) {
-			kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname,
-				     strerror(-err));
-			return err;
-		}
-	}
 	p = calloc(1, sizeof(*p));
-	if (!p) {
-		core_put(c);
+	if (!p)
 		return -ENOMEM;
-	}
+	c->refs++;
 	p->d.ops = &xsk_ops;
 	p->d.name = "af_xdp";
 	p->c = c;
@@ -1228,7 +1231,7 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 		err = -errno;
 		goto err;
 	}
-	err = udp_open(p, cfg);
+	err = udp_open(p, bind, peer);
 	if (err) {
 		kcpx_io_logf(0, "af_xdp: the UDP socket beside it: %s", strerror(-err));
 		goto err;
@@ -1243,7 +1246,8 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 		err = -errno;
 		goto err;
 	}
-	if (!cfg->bind) {
+	/* a client's port: XDP steers what the server sends to it */
+	if (!bind) {
 		err = kcpx_xdp_add_lport(c->xdp, ntohs(p->lport_be));
 		if (err)
 			goto err;
@@ -1251,20 +1255,34 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 	}
 	p->next = c->ports;
 	c->ports = p;
-	kcpx_io_logf(cfg->share ? 2 : 1, "af_xdp: %s: %d queue%s, UDP port %u", c->ifname, c->nq,
-		     c->nq > 1 ? "s" : "", ntohs(p->lport_be));
+	kcpx_io_logf(c->ports->next ? 2 : 1, "af_xdp: %s: %d queue%s, UDP port %u", c->ifname,
+		     c->nq, c->nq > 1 ? "s" : "", ntohs(p->lport_be));
 	publish_stats(c, true);
 	*out = &p->d;
 	return 0;
 err:
-	kcpx_io_logf(0, "af_xdp on %s unavailable: %s", c->ifname, strerror(-err));
+	kcpx_io_logf(0, "af_xdp: %s: a UDP port: %s", c->ifname, strerror(-err));
 	xsk_close(&p->d);
+	return err;
+}
+
+int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
+{
+	struct kcpx_xsk *x;
+	int err;
+
+	*out = NULL;
+	err = kcpx_xsk_new(&x, cfg);
+	if (err)
+		return err;
+	err = kcpx_xsk_port(x, cfg->bind, cfg->peer, out);
+	kcpx_xsk_put(x);
 	return err;
 }
 
 void kcpx_xsk_get_stats(struct kcpx_dgram *d, struct kcpx_xsk_stats *st)
 {
-	struct xsk_core *c = ((struct xsk_port *)d)->c;
+	struct kcpx_xsk *c = ((struct xsk_port *)d)->c;
 
 	publish_stats(c, true);
 	*st = c->st;

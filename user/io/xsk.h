@@ -31,15 +31,26 @@ struct kcpx_xsk_config {
 	unsigned frames;	      /* UMEM frames per socket (power of 2), 0: 2048 */
 	int dscp;		      /* 0..63 in the IP header of what we send, -1: 0 */
 	bool copy;		      /* force copy mode (default: let the kernel choose) */
-	/* Another local port on the AF_XDP sockets of this backend (a client's next
-	 * session: kcptun gives every session its own port). The rest of cfg but bind and
-	 * peer is then ignored. */
-	struct kcpx_dgram *share;
 };
 
-/* Returns 0 or -errno, logging why AF_XDP cannot be used (the caller then falls back to
- * the UDP backend). Every dgram returned is closed on its own; the sockets go with the
- * last. */
+/*
+ * The AF_XDP sockets of cfg->ifname, registered in cfg->xdp's XSKMAP. Returns 0 or
+ * -errno, logging why AF_XDP cannot be used (the caller then falls back to the UDP
+ * backend). cfg->bind and cfg->peer are not used here.
+ */
+struct kcpx_xsk;
+int kcpx_xsk_new(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg);
+/*
+ * A local UDP port on those sockets: one kcpx_dgram. A server opens one (bind = listen
+ * address); a client one per session (bind NULL, peer = the server), as kcptun gives every
+ * session its own port. Each dgram holds a reference on the sockets.
+ */
+int kcpx_xsk_port(struct kcpx_xsk *x, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
+		  struct kcpx_dgram **out);
+/* Drop the reference kcpx_xsk_new returned; the sockets go when the last dgram closes. */
+void kcpx_xsk_put(struct kcpx_xsk *x);
+
+/* kcpx_xsk_new + kcpx_xsk_port(cfg->bind, cfg->peer) + kcpx_xsk_put. */
 int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg);
 
 /* The backend's counters so far (also published to the pinned kcpx_xsk_stats map). */
