@@ -27,6 +27,10 @@ KCPX=${KCPX:-$ROOT/$OUT/kcpx}
 RR=$ROOT/$OUT/tools/rr
 KEY=kcpx-bench
 TUNED="--crypt none --mode fast3 --sndwnd 2048 --rcvwnd 2048 --nocomp --ds 0 --ps 0"
+# kcptun's defaults, spelled out so that kcpx runs the same settings whatever its own
+# defaults are (kcptun's client and server differ in their window defaults)
+DEFAULT_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
+DEFAULT_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
 SEED=${BENCH_SEED:-42}
 BURST_SPEC="ge=1/25/100/0" # Gilbert-Elliott: 3.8 % mean loss in bursts of mean 4 frames
 
@@ -100,7 +104,13 @@ cand_lane() {
 	esac
 }
 
-cand_flags() { case $1 in */tuned) echo "$TUNED" ;; *) echo "" ;; esac; }
+cand_flags() { # cand_flags CAND c|s
+	case $1:$2 in
+	*/tuned:*) echo "$TUNED" ;;
+	*/default:c) echo "$DEFAULT_C" ;;
+	*/default:s) echo "$DEFAULT_S" ;;
+	esac
+}
 
 # Why kcpx cannot run, or nothing if it can.
 KCPX_NA=""
@@ -118,11 +128,12 @@ TUN_C=
 TUN_S=
 TUN_NA=
 tun_start() {
-	local cand=$1 l=$2 port=$3 na nb ipb flags cbin sbin ccmd scmd i
+	local cand=$1 l=$2 port=$3 na nb ipb fc fs ccmd scmd i
 	na=$(wan_ns "$l" a)
 	nb=$(wan_ns "$l" b)
 	ipb=$(wan_ip "$l" b)
-	flags=$(cand_flags "$cand")
+	fc=$(cand_flags "$cand" c)
+	fs=$(cand_flags "$cand" s)
 	TUN_C=
 	TUN_S=
 	TUN_NA=
@@ -155,12 +166,12 @@ tun_start() {
 	esac
 	# shellcheck disable=SC2086
 	nsenter --net=/run/netns/"$nb" $scmd -l ":29900" -t "127.0.0.1:$port" --key "$KEY" \
-		$flags >"$WORK/tun-s-$l.log" 2>&1 &
+		$fs >"$WORK/tun-s-$l.log" 2>&1 &
 	TUN_S=$!
 	track_pid $TUN_S
 	# shellcheck disable=SC2086
 	nsenter --net=/run/netns/"$na" $ccmd -l "127.0.0.1:12948" -r "$ipb:29900" --key "$KEY" \
-		$flags >"$WORK/tun-c-$l.log" 2>&1 &
+		$fc >"$WORK/tun-c-$l.log" 2>&1 &
 	TUN_C=$!
 	track_pid $TUN_C
 	for ((i = 0; i < 50; i++)); do
@@ -402,6 +413,8 @@ fi
 	echo "seed=$SEED"
 	echo "burst=$BURST_SPEC"
 	echo "tuned=$TUNED"
+	echo "default_c=$DEFAULT_C"
+	echo "default_s=$DEFAULT_S"
 	echo "elapsed=$((SECONDS - T0))"
 	echo "kcpx_na=$KCPX_NA"
 } >"$WORK/meta.txt"

@@ -152,8 +152,11 @@ def main():
       "transfer, per 10^9 goodput bytes. **RSS**: VmHWM of both, summed.")
     w("- **Wire/goodput**: bytes linkem forwarded (both directions, Ethernet frames) per goodput "
       "byte.")
-    w("- Flag sets: `default` = kcptun's defaults (mode fast, aes, FEC 10/3, compression); "
-      "`tuned` = `%s`. kcpx gets exactly the same flags." % meta.get("tuned"))
+    w("- Flag sets, the same for kcpx and kcptun: `default` = kcptun's defaults spelled out "
+      "(client `%s`, server `%s`, compression on); `tuned` = `%s` on both sides." % (
+          meta.get("default_c"), meta.get("default_s"), meta.get("tuned")))
+    w("- Transfers are short (%s s) to fit the grid in 15 minutes, so at 75 ms a large part "
+      "of each is slow start (TCP) or window ramp-up." % meta.get("bulk_t"))
     w("- Ratios kcpx/kcptun come from the same run, side by side; they are the figures that "
       "count. Absolute numbers on this shared 2-core VM are noisy.")
     if meta.get("kcpx_na"):
