@@ -247,9 +247,8 @@ static bool sim_done(const struct sim *s)
 	       kcpx_kcp_waitsnd(s->a.kcp) == 0 && kcpx_kcp_waitsnd(s->b.kcp) == 0;
 }
 
-static uint32_t earliest(uint32_t now, uint32_t t, uint32_t c)
+static uint32_t earliest(uint32_t t, uint32_t c)
 {
-	(void)now;
 	return kcpx_diff32(c, t) < 0 ? c : t;
 }
 
@@ -274,11 +273,11 @@ static void sim_step(struct sim *s, void (*hook)(struct sim *))
 		hook(s);
 
 	next = kcpx_kcp_check(s->a.kcp, s->now);
-	next = earliest(s->now, next, kcpx_kcp_check(s->b.kcp, s->now));
+	next = earliest(next, kcpx_kcp_check(s->b.kcp, s->now));
 	if (linksim_next(&s->ab, &t))
-		next = earliest(s->now, next, t);
+		next = earliest(next, t);
 	if (linksim_next(&s->ba, &t))
-		next = earliest(s->now, next, t);
+		next = earliest(next, t);
 	/* check() returns now only while an update is due, and update() clears that */
 	s->now = kcpx_diff32(next, s->now) > 0 ? next : s->now + 1;
 }
