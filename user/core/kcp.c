@@ -10,7 +10,7 @@
  *    cumulatively nor selectively acknowledged holds its segment; acknowledged slots
  *    are NULL and their segment is back in the pool. The ring is grown before
  *    snd_nxt - snd_una would reach its size.
- *  - unacked list (ua_head..ua_tail, via useg->unext/uprev): the non-NULL ring entries
+ *  - unacked list (ua_head..ua_tail, via kseg->unext/uprev): the non-NULL ring entries
  *    in sn order. Appending happens at snd_nxt only, so it stays sorted for free. It
  *    lets fast-retransmit and RTO work visit only segments still owed, never the
  *    acknowledged ones.
@@ -978,8 +978,9 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 /*
  * Tail-loss probe (RACK-TLP's idea): the newest unacknowledged segment, with nothing
  * sent after it, is sent once more when it has waited one srtt plus a margin for
- * jitter and the peer's ACK delay, instead of waiting out the RTO. One probe per
- * (re)transmission; an RTO retransmit allows the next.
+ * jitter and the peer's ACK delay, instead of waiting out the RTO. After the probe
+ * only an RTO retransmit of that segment re-arms it, so a tail costs at most one probe
+ * per RTO round.
  */
 static uint32_t tlp_pto(const struct kcpx_kcp *kcp)
 {
