@@ -98,6 +98,8 @@ wan_linkem() {
 	shift
 	wan_linkem_stop "$l"
 	log=$(wan_log "$l")
+	# the redirection below happens in the child, later: never read the old run's "ready"
+	rm -f "$log"
 	# nsenter, not the in_ns function: $! must be linkem itself, not a subshell
 	nsenter --net=/run/netns/"$(wan_ns "$l" m)" "$WAN_LINKEM" "$@" "$(wan_if "$l" ma)" \
 		"$(wan_if "$l" mb)" >"$log" 2>&1 &
