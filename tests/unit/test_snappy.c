@@ -185,7 +185,7 @@ static void expect_bad(const uint8_t *in, size_t n)
 
 static void test_corrupt(void)
 {
-	uint8_t g[128], b[128], out[512];
+	uint8_t g[128], b[160], out[512];
 	size_t n = unit_unhex(golden_hex, g, sizeof(g));
 	struct kcpx_snappy_r *r;
 
@@ -225,13 +225,15 @@ static void test_corrupt(void)
 	b[10] = 0x01, b[11] = 0x05, b[12] = 0x00, b[13] = 0x01;
 	expect_bad(b, 14);
 
-	/* skippable and padding chunks are skipped; a repeated identifier is fine */
+	/* skippable and padding chunks are skipped; an empty raw chunk (CRC of nothing =
+	 * mask(0)) gives nothing; a repeated identifier is fine */
 	memcpy(b, g, 10);
 	memcpy(b + 10, "\xfe\x03\x00\x00\x00\x00\x00", 7);
 	memcpy(b + 17, "\x80\x00\x00\x00", 4);
-	memcpy(b + 21, g, n);
+	memcpy(b + 21, "\x01\x04\x00\x00\xd8\xea\x82\xa2", 8);
+	memcpy(b + 29, g, n);
 	r = kcpx_snappy_r_new();
-	CHECK_EQ(drain(r, b, 21 + n, out, sizeof(out), true), 4 + 150 + 68 + 3 + 20 + 20 + 1);
+	CHECK_EQ(drain(r, b, 29 + n, out, sizeof(out), true), 4 + 150 + 68 + 3 + 20 + 20 + 1);
 	kcpx_snappy_r_free(r);
 }
 

@@ -114,24 +114,17 @@ struct kcpx_snappy_r {
 	bool in_chunk; /* header parsed, collecting chunk_len bytes */
 	uint8_t type;
 	size_t chunk_len, chunk_have;
-	uint8_t *chunk; /* MAX_CHUNK_LEN: a chunk split across feeds */
-	uint8_t *out;	/* KCPX_SNAPPY_BLOCK decoded bytes, [out_i, out_j) unread */
-	size_t out_i, out_j;
+	/* both buffers grow on demand (an idle stream holds none): chunk for a chunk split
+	 * across feeds (<= MAX_CHUNK_LEN), out for decoded bytes (<= KCPX_SNAPPY_BLOCK) */
+	uint8_t *chunk;
+	size_t chunk_cap;
+	uint8_t *out; /* [out_i, out_j) unread */
+	size_t out_cap, out_i, out_j;
 };
 
 struct kcpx_snappy_r *kcpx_snappy_r_new(void)
 {
-	struct kcpx_snappy_r *r = calloc(1, sizeof(*r));
-
-	if (!r)
-		return NULL;
-	r->chunk = malloc(MAX_CHUNK_LEN);
-	r->out = malloc(KCPX_SNAPPY_BLOCK);
-	if (!r->chunk || !r->out) {
-		kcpx_snappy_r_free(r);
-		return NULL;
-	}
-	return r;
+	return calloc(1, sizeof(struct kcpx_snappy_r));
 }
 
 void kcpx_snappy_r_free(struct kcpx_snappy_r *r)
@@ -141,6 +134,24 @@ void kcpx_snappy_r_free(struct kcpx_snappy_r *r)
 	free(r->chunk);
 	free(r->out);
 	free(r);
+}
+
+/* Makes *buf hold at least need bytes (power-of-two steps from 4 KiB). 0 or -ENOMEM. */
+static int snappy_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	size_t c = *cap ? *cap : 4096;
+	uint8_t *p;
+
+	if (*buf && need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	p = realloc(*buf, c);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = c;
+	return 0;
 }
 
 /* Checks a parsed header before its data arrives. 0 or -EBADMSG. */
@@ -181,6 +192,8 @@ static int snappy_r_body(struct kcpx_snappy_r *r, const uint8_t *p)
 					       &ulen) != SNAPPY_OK ||
 		    ulen > KCPX_SNAPPY_BLOCK)
 			return -EBADMSG;
+		if (snappy_grow(&r->out, &r->out_cap, ulen))
+			return -ENOMEM;
 		if (snappy_uncompress((const char *)p + CHUNK_CRC, len - CHUNK_CRC, (char *)r->out,
 				      &ulen) != SNAPPY_OK)
 			return -EBADMSG;
@@ -194,6 +207,8 @@ static int snappy_r_body(struct kcpx_snappy_r *r, const uint8_t *p)
 		ulen = len - CHUNK_CRC;
 		if (masked_crc(p + CHUNK_CRC, ulen) != crc)
 			return -EBADMSG;
+		if (snappy_grow(&r->out, &r->out_cap, ulen))
+			return -ENOMEM;
 		memcpy(r->out, p + CHUNK_CRC, ulen);
 		r->out_i = 0;
 		r->out_j = ulen;
@@ -232,6 +247,9 @@ ssize_t kcpx_snappy_r_feed(struct kcpx_snappy_r *r, const uint8_t *in, size_t n)
 			r->err = snappy_r_body(r, in + used);
 			used += r->chunk_len;
 		} else {
+			r->err = snappy_grow(&r->chunk, &r->chunk_cap, r->chunk_len);
+			if (r->err)
+				return r->err;
 			k = KCPX_MIN(n - used, r->chunk_len - r->chunk_have);
 			memcpy(r->chunk + r->chunk_have, in + used, k);
 			r->chunk_have += k;
@@ -252,6 +270,8 @@ ssize_t kcpx_snappy_r_read(struct kcpx_snappy_r *r, uint8_t *out, size_t cap)
 {
 	size_t k = KCPX_MIN(cap, r->out_j - r->out_i);
 
+	if (k == 0)
+		return 0;
 	memcpy(out, r->out + r->out_i, k);
 	r->out_i += k;
 	if (r->out_i == r->out_j)

@@ -52,7 +52,8 @@ void kcpx_snappy_r_free(struct kcpx_snappy_r *r);
  *                 while ((m = read(r, buf, sizeof(buf))) > 0) deliver(buf, m); }
  * Returns the bytes consumed (0 only while decoded data waits to be read), or -EBADMSG
  * on a corrupt stream (as golang's ErrCorrupt/ErrUnsupported: no stream identifier
- * first, bad CRC, bad block, oversized or reserved unskippable chunk). Errors are sticky.
+ * first, bad CRC, bad block, oversized or reserved unskippable chunk), or -ENOMEM (the
+ * reader's buffers grow with the chunks seen, up to ~140 KiB). Errors are sticky.
  * Padding (0xfe) and skippable (0x80..0xfd) chunks are skipped.
  */
 ssize_t kcpx_snappy_r_feed(struct kcpx_snappy_r *r, const uint8_t *in, size_t n);
