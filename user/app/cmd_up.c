@@ -1,19 +1,196 @@
 // SPDX-License-Identifier: MIT
 /*
- * kcpx up IFACE: NOT DONE YET. Whoever lands the AF_XDP backend (user/io/xsk.c, issue 5)
- * owns this file and replaces it: parse flags with kcpx_cmd_parse_tunnel() (role from
- * -c FILE via kcpx_config_role_of_json(), or a `client`/`server` word), attach with
- * user/io/xdp.c, then kcpx_tunnel_run(cfg, &backend) with a struct kcpx_tunnel_backend
- * (app/tunnel.h) whose open() hands out the AF_XDP dgram and whose publish() copies the
- * counters into the pinned map.
+ * kcpx up IFACE [--xdp-mode auto|native|skb] [--queues N] (client|server) [flags]
+ * kcpx up IFACE [--xdp-mode ...] [--queues N] -c FILE [flags]
+ *
+ * The tunnel over the fast path: attach kcpx_xdp_steer and kcpx_tc_egress to IFACE, pin
+ * the counters under /sys/fs/bpf/kcpx/IFACE, open one AF_XDP socket per RX queue, and run
+ * the tunnel in the foreground with AF_XDP as its datagram backend. On SIGINT/SIGTERM
+ * everything is detached and unpinned again; after a crash `kcpx down IFACE` (or the next
+ * `kcpx up`) does it. While a live kcpx holds IFACE, `up` refuses.
+ *
+ * When AF_XDP cannot work here (no XDP, not allowed to load BPF, no AF_XDP socket), `up`
+ * says why and runs the same tunnel over plain UDP sockets instead.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "app/cmd.h"
+#include "app/log.h"
+#include "app/tunnel.h"
+#include "io/addr.h"
+#include "io/xdp.h"
+#include "io/xsk.h"
+
+/* Smallest datagram kcptun sends: a bare KCP segment header. XDP drops smaller ones. */
+#define KCP_OVERHEAD 24
+
+struct up {
+	const char *ifname;
+	enum kcpx_xdp_mode mode;
+	int queues;
+	struct kcpx_xdp *xdp;
+	struct kcpx_xsk *xsk;
+};
+
+static void log_to_app(int level, const char *msg)
+{
+	kcpx_log((enum kcpx_log_level)level, "%s", msg);
+}
+
+static int up_open(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
+		   struct kcpx_dgram **out)
+{
+	struct up *u = arg;
+
+	return kcpx_xsk_port(u->xsk, bind, peer, out);
+}
+
+static void up_publish(void *arg, const struct kcpx_snmp *snmp)
+{
+	struct up *u = arg;
+
+	kcpx_xdp_publish_snmp(u->xdp, snmp);
+}
+
+/* Attach and open the sockets. Returns 0, -EBUSY (kcpx already up), or another -errno
+ * meaning "AF_XDP cannot work here" (the reason logged). */
+static int up_start(struct up *u, const struct kcpx_config *cfg)
+{
+	struct kcpx_xdp_config xc = {
+		.ifname = u->ifname,
+		.dscp = cfg->dscp ? cfg->dscp : -1,
+		.min_payload = KCP_OVERHEAD,
+		.max_payload = KCPX_PKT_MAX,
+		.mode = u->mode,
+	};
+	struct kcpx_xsk_config sc = {
+		.ifname = u->ifname,
+		.queues = u->queues,
+		.dscp = cfg->dscp,
+	};
+	struct kcpx_addr a;
+	int err;
+
+	if (cfg->role == KCPX_ROLE_SERVER) {
+		err = kcpx_addr_parse(cfg->listen, &a);
+		xc.role = KCPX_BPF_ROLE_SERVER;
+	} else {
+		err = kcpx_addr_parse(cfg->remoteaddr, &a);
+		xc.role = KCPX_BPF_ROLE_CLIENT;
+		xc.peer = a;
+	}
+	if (err) {
+		pr_warn("%s '%s': %s", cfg->role == KCPX_ROLE_SERVER ? "listen" : "remoteaddr",
+			cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->remoteaddr,
+			strerror(-err));
+		return -EINVAL;
+	}
+	xc.port = (uint16_t)kcpx_addr_port(&a);
+	err = kcpx_xdp_open(&u->xdp, &xc);
+	if (err)
+		return err;
+	sc.xdp = u->xdp;
+	err = kcpx_xsk_new(&u->xsk, &sc);
+	if (err) {
+		kcpx_xdp_close(u->xdp, true);
+		u->xdp = NULL;
+		return err;
+	}
+	pr_info("%s: XDP in %s mode, AF_XDP sockets open, counters in %s/%s", u->ifname,
+		kcpx_xdp_mode_name(u->xdp), KCPX_BPF_PIN_ROOT, u->ifname);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: kcpx up IFACE [--xdp-mode auto|native|skb] [--queues N] "
+			"(client|server) [flags]\n"
+			"       kcpx up IFACE [--xdp-mode ...] [--queues N] -c FILE [flags]\n"
+			"Attach XDP/TC to IFACE and run the tunnel over AF_XDP in the foreground.\n"
+			"`kcpx client --help` and `kcpx server --help` list the flags.\n");
+}
 
 int kcpx_cmd_up(int argc, char **argv)
 {
-	fprintf(stderr, "kcpx up: the XDP/AF_XDP backend is not part of this build yet; "
-			"run `kcpx client` or `kcpx server` (UDP sockets) instead\n");
-	return 1;
+	struct kcpx_tunnel_backend be = { .open = up_open, .publish = up_publish };
+	struct up u = { 0 };
+	enum kcpx_role role = KCPX_ROLE_NONE;
+	struct kcpx_config cfg;
+	int i = 1, err;
+
+	be.arg = &u;
+
+	/* argv[0] is "up" */
+	if (argc < 2 || argv[1][0] == '-') {
+		usage();
+		return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? 0 : 2;
+	}
+	u.ifname = argv[i++];
+	while (i < argc) {
+		if (!strcmp(argv[i], "--xdp-mode") && i + 1 < argc) {
+			const char *m = argv[i + 1];
+
+			if (!strcmp(m, "native"))
+				u.mode = KCPX_XDP_NATIVE;
+			else if (!strcmp(m, "skb"))
+				u.mode = KCPX_XDP_SKB;
+			else if (!strcmp(m, "auto"))
+				u.mode = KCPX_XDP_AUTO;
+			else {
+				fprintf(stderr, "kcpx up: --xdp-mode is auto, native or skb\n");
+				return 2;
+			}
+			i += 2;
+		} else if (!strcmp(argv[i], "--queues") && i + 1 < argc) {
+			u.queues = atoi(argv[i + 1]);
+			i += 2;
+		} else {
+			break;
+		}
+	}
+	if (i < argc && !strcmp(argv[i], "client")) {
+		role = KCPX_ROLE_CLIENT;
+		i++;
+	} else if (i < argc && !strcmp(argv[i], "server")) {
+		role = KCPX_ROLE_SERVER;
+		i++;
+	} else {
+		for (int k = i; k + 1 < argc; k++)
+			if (!strcmp(argv[k], "-c") || !strcmp(argv[k], "--c"))
+				role = kcpx_config_role_of_json(argv[k + 1]);
+	}
+	if (role == KCPX_ROLE_NONE) {
+		fprintf(stderr, "kcpx up: say `client` or `server`, or give -c FILE that "
+				"sets listen/target or localaddr/remoteaddr\n");
+		usage();
+		return 2;
+	}
+	err = kcpx_cmd_parse_tunnel(&cfg, role, argc - i, argv + i);
+	if (err)
+		return err > 0 ? 0 : 2;
+
+	kcpx_xdp_set_log(log_to_app);
+	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
+	err = up_start(&u, &cfg);
+	if (err == -EBUSY) {
+		/* kcpx (alive) or another XDP program owns IFACE: the reason is logged */
+		fprintf(stderr, "kcpx up: %s is busy, not starting\n", u.ifname);
+		return 1;
+	}
+	if (err == -EINVAL || err == -ENODEV)
+		return 1;
+	if (err) {
+		pr_warn("AF_XDP cannot work on %s (%s): running over UDP sockets instead", u.ifname,
+			strerror(-err));
+		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
+	}
+	err = kcpx_tunnel_run(&cfg, &be);
+	/* the tunnel closed every port; this drops the last reference to the sockets */
+	kcpx_xsk_put(u.xsk);
+	kcpx_xdp_close(u.xdp, true);
+	pr_info("%s: detached, pins removed", u.ifname);
+	return err ? 1 : 0;
 }
