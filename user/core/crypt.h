@@ -12,9 +12,11 @@
  * Ownership: a kcpx_crypt is owned by one session (not thread-safe: it carries a cipher
  * context and the nonce generator state). Keys are wiped on free.
  *
- * Library init: kcpx_crypt_new() calls sodium_init() and initialises libgcrypt (no secure
- * memory) the first time; both are idempotent. Nothing on the seal/open path makes a
- * syscall: nonces come from a ChaCha20 keystream keyed with the caller's 32-byte seed.
+ * Library init: kcpx_crypt_new() and kcpx_crypt_derive_key() call sodium_init() and
+ * initialise libgcrypt (no secure memory) the first time. That first call should happen
+ * in main() before any thread starts (libgcrypt's init is not thread-safe). Nothing on the
+ * seal/open path makes a syscall: nonces come from a ChaCha20 keystream keyed with the
+ * caller's 32-byte seed.
  */
 #ifndef KCPX_CORE_CRYPT_H
 #define KCPX_CORE_CRYPT_H

@@ -105,8 +105,12 @@ int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uin
 void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps);
 size_t kcpx_fec_dec_queued(const struct kcpx_fec_dec *d);
 
-/* True if body carries a FEC header: u16 0x00F1 or 0x00F2 at body[4] (a plain KCP packet
- * has cmd 81..84 and frg there, which never collide). */
+/*
+ * True if body carries a FEC header: u16 0x00F1 or 0x00F2 at body[4] (a plain KCP packet
+ * has cmd 81..84 and frg there, which never collide). Note kcp-go drops any decrypted
+ * body shorter than 24 bytes (IKCP_OVERHEAD) before looking at it, without counting;
+ * the session should do the same before calling this or kcpx_fec_decode().
+ */
 bool kcpx_fec_is_fec(const uint8_t *body, size_t len);
 
 /* ---------------------------------------------------------------- RS code */
