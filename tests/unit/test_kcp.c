@@ -764,6 +764,36 @@ static void test_malformed(void)
 	kcpx_kcp_free(k);
 }
 
+/* Segments larger than our mss (a peer with a larger --mtu) are accepted; mtu bounds. */
+static void test_big_segment(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(8, cap_out, &c, NULL);
+	static uint8_t pkt[24 + 3000], out[3000];
+	size_t n;
+
+	CHECK_EQ(kcpx_kcp_set_mtu(k, 24), -EINVAL);
+	CHECK_EQ(kcpx_kcp_set_mtu(k, 65536), -EINVAL);
+	CHECK_EQ(kcpx_kcp_set_mtu(k, 200), 0);
+	for (n = 0; n < 3000; n++)
+		out[n] = (uint8_t)(n * 13);
+	n = put_seg(pkt, 8, KCPX_KCP_CMD_PUSH, 32, 1, 1, 0, out, 3000);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 5, true), 0); /* out of order, kept */
+	n = put_seg(pkt, 8, KCPX_KCP_CMD_PUSH, 32, 1, 0, 0, out, 1400);
+	CHECK_EQ(kcpx_kcp_input(k, pkt, n, 5, true), 0);
+	CHECK_EQ(kcpx_kcp_readable(k), 4400);
+	CHECK_EQ(kcpx_kcp_recv(k, out + 0, 1400), 1400);
+	CHECK_EQ(kcpx_kcp_recv(k, pkt, 3000), 3000);
+	CHECK_MEM(pkt, out, 3000);
+	/* our own output stays within the mtu */
+	kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
+	CHECK_EQ(kcpx_kcp_send(k, out, 1000), 0);
+	kcpx_kcp_flush(k, 6);
+	for (int i = 0; i < c.n && i < CAP_MAX; i++)
+		CHECK(c.len[i] <= 200);
+	kcpx_kcp_free(k);
+}
+
 /* ---- retransmission policy ---- */
 
 struct dropper {
@@ -1439,6 +1469,7 @@ int main(void)
 	RUN(test_ack_policy);
 	RUN(test_malformed);
 	RUN(test_irregular);
+	RUN(test_big_segment);
 	RUN(test_message_mode);
 	RUN(test_fast_retransmit);
 	RUN(test_early_retransmit);
