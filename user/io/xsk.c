@@ -45,8 +45,9 @@
 
 #define XSK_FRAME	   2048u
 #define XSK_DEFAULT_FRAMES 2048u
-#define XSK_KICKS_MAX	   64 /* per queue and flush: 64 * 32 = a full TX ring */
-#define NH_MAX		   64
+#define XSK_KICKS_MAX	   64  /* per queue and flush: 64 * 32 = a full TX ring */
+#define NH_BUCKETS	   256 /* next hops: a set-associative cache of 256 x 4 */
+#define NH_WAYS		   4
 #define NH_REFRESH_MS	   1000
 #define NH_RETRY_MS	   100
 #define STATS_PUBLISH_MS   1000
@@ -107,7 +108,7 @@ struct kcpx_xsk {
 	uint16_t ip_id;
 	struct mnl_socket *nl;
 	unsigned nl_portid, nl_seq;
-	struct nexthop nh[NH_MAX];
+	struct nexthop nh[NH_BUCKETS][NH_WAYS];
 	struct kcpx_xsk_stats st;
 	uint32_t published_ms;
 	struct xsk_port *ports;
@@ -124,6 +125,8 @@ struct xsk_port {
 	uint16_t lport_be; /* network order */
 	bool bound_any;	   /* source address chosen per peer */
 	bool lport_registered;
+	bool evfd_set;	     /* evfd was written and not read since */
+	uint8_t kernel_skip; /* recv calls since the kernel socket was last read */
 	uint8_t bound_addr[16];
 	/* datagrams for this port that another port's recv took off a ring */
 	uint8_t *qbuf;
@@ -343,20 +346,29 @@ miss:
 	x->st.neigh_miss++;
 }
 
+static unsigned nexthop_bucket(int family, const uint8_t *addr)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (int i = 0; i < (family == AF_INET ? 4 : 16); i++)
+		h = (h ^ addr[i]) * 16777619u;
+	return h % NH_BUCKETS;
+}
+
 static struct nexthop *nexthop_find(struct kcpx_xsk *x, int family, const uint8_t *addr,
 				    bool create, uint32_t now)
 {
+	struct nexthop *set = x->nh[nexthop_bucket(family, addr)], *victim = NULL;
 	size_t alen = family == AF_INET ? 4 : 16;
-	struct nexthop *victim = NULL;
 
-	for (int i = 0; i < NH_MAX; i++) {
-		struct nexthop *nh = &x->nh[i];
+	for (int i = 0; i < NH_WAYS; i++) {
+		struct nexthop *nh = &set[i];
 
 		if (nh->used && nh->family == family && !memcmp(nh->addr, addr, alen)) {
 			nh->used_ms = now;
 			return nh;
 		}
-		/* a free slot, else the least recently used */
+		/* a free way, else the least recently used */
 		if (!nh->used) {
 			if (!victim || victim->used)
 				victim = nh;
@@ -558,8 +570,10 @@ static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct rx_vi
 	p->qlen[slot] = v->len;
 	view_addr(p, v, &p->qaddr[slot]);
 	c->st.rx_handed++;
-	if (p->qcount == 1)
+	if (!p->evfd_set) {
 		eventfd_write(p->evfd, 1);
+		p->evfd_set = true;
+	}
 }
 
 static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
@@ -696,14 +710,19 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	eventfd_t ev;
 	int got, r;
 
-	if (p->evfd >= 0)
+	if (p->evfd_set) {
 		eventfd_read(p->evfd, &ev); /* non-blocking: reset before draining */
+		p->evfd_set = false;
+	}
 	got = port_pop(p, pkts, n);
 	for (int k = 0; k < c->nq && got < n; k++)
 		got += rx_queue(c, &c->q[(c->rr + (unsigned)k) % (unsigned)c->nq], p, pkts + got,
 				n - got);
 	c->rr++;
-	if (got < n) {
+	/* The kernel socket carries little (what XDP passes): look at it when the rings
+	 * are dry, which ends every drain, and now and then while they are not. */
+	if (got < n && (!got || ++p->kernel_skip >= 16)) {
+		p->kernel_skip = 0;
 		r = rx_kernel(p, pkts + got, n - got);
 		if (r < 0 && !got)
 			return r;
