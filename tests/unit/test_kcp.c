@@ -1421,6 +1421,40 @@ static void test_issue7_transfers(void)
 	transfer("30% fast3 issue7", &cfg, 33, 0, 0.30, 15, 0, 0, 0, 600000);
 }
 
+/* Segments come from the pools: over two transfers (2048 windows, 10 % loss, ~16k
+ * segments each way) an engine mallocs no more segments than its windows can hold at
+ * once (snd_wnd + one write's worth + 2 * rcv_wnd), however much data goes through. */
+static void test_seg_pool(void)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 2048, 2048, 1322, false, 16 << 20, 4 << 20, false };
+	struct sim s;
+	uint64_t a0, b0;
+
+	sim_init(&s, &cfg, 41, 0);
+	s.ab.delay = s.ba.delay = 20;
+	s.ab.loss = s.ba.loss = 0.10;
+	s.ab.rate = s.ba.rate = 12500;
+	s.a.write_size = s.b.write_size = 1298;
+	CHECK(sim_run(&s, 600000, NULL));
+	a0 = kcpx_kcp_test_seg_allocs(s.a.kcp);
+	b0 = kcpx_kcp_test_seg_allocs(s.b.kcp);
+	/* same again on the same engines */
+	s.a.tx_total += cfg.a_bytes;
+	s.b.tx_total += cfg.b_bytes;
+	s.a.rx_expect += cfg.b_bytes;
+	s.b.rx_expect += cfg.a_bytes;
+	s.start = s.now;
+	CHECK(sim_run(&s, 600000, NULL));
+	printf("     segment mallocs: A %llu + %llu, B %llu + %llu (first + second transfer)\n",
+	       (unsigned long long)a0, (unsigned long long)(kcpx_kcp_test_seg_allocs(s.a.kcp) - a0),
+	       (unsigned long long)b0,
+	       (unsigned long long)(kcpx_kcp_test_seg_allocs(s.b.kcp) - b0));
+	CHECK(kcpx_kcp_test_seg_allocs(s.a.kcp) <= 2048 + 1 + 2 * 2048);
+	CHECK(kcpx_kcp_test_seg_allocs(s.b.kcp) <= 2048 + 1 + 2 * 2048);
+	CHECK(s.a.pushes > 4 * kcpx_kcp_test_seg_allocs(s.a.kcp));
+	sim_free(&s);
+}
+
 /* ---- engine cost ---- */
 
 /* Wall-clock cost of the engine alone: 2048 windows, both mss-sized writes, no and 10 %
@@ -1487,6 +1521,7 @@ int main(void)
 	RUN(test_lost_ack);
 	RUN(test_rto_hygiene);
 	RUN(test_issue7_transfers);
+	RUN(test_seg_pool);
 	RUN(test_bench);
 	UNIT_MAIN_END();
 }

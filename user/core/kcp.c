@@ -107,6 +107,7 @@ struct kcpx_kcp {
 	/* segment pool: free list of segments with cap == seg_cap */
 	struct kseg *pool;
 	uint32_t pool_n, seg_cap;
+	uint64_t seg_mallocs; /* segments that did not come from the pool (tests) */
 
 	uint8_t *obuf;
 	uint32_t olen, obuf_cap;
@@ -161,6 +162,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 		if (!s)
 			return NULL;
 		s->cap = cap;
+		kcp->seg_mallocs++;
 	}
 	s->next = s->unext = s->uprev = NULL;
 	s->len = 0;
@@ -1255,6 +1257,11 @@ void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
 bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp)
 {
 	return kcp->dead;
+}
+
+uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp)
+{
+	return kcp->seg_mallocs;
 }
 
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt)

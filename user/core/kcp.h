@@ -130,5 +130,7 @@ bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp);
 /* Tests only: start the send sequence at snd_nxt and expect rcv_nxt next. -EBUSY unless
  * the engine is idle (nothing queued, in flight or received). */
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt);
+/* Tests only: how many segments were malloc'ed rather than taken from the pool. */
+uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp);
 
 #endif
