@@ -181,6 +181,12 @@ ip -n "$NS_B" link show "$IF_B" | grep -q "prog/xdp" && fail "XDP left after cra
 echo "== down with the pins removed by hand"
 in_b "$TOOL" attach "$IF_B" --port $PORT --mode skb >/dev/null
 rm -rf "$PIN"
+# nothing says whose program that is any more: a new attach refuses, and says what to do
+if in_b "$TOOL" attach "$IF_B" --port $PORT 2>/tmp/kx-attach.$$; then
+	fail "attached over an orphaned kcpx program"
+fi
+grep -q "no running kcpx owns" /tmp/kx-attach.$$ || fail "unclear: $(cat /tmp/kx-attach.$$)"
+rm -f /tmp/kx-attach.$$
 in_b "$KCPX" down "$IF_B"
 ip -n "$NS_B" link show "$IF_B" | grep -q "prog/xdp" && fail "XDP left (no pins)"
 in_b tc filter show dev "$IF_B" egress | grep -q kcpx && fail "TC left (no pins)"

@@ -106,7 +106,7 @@ int kcpx_cmd_stats(int argc, char **argv)
 			goto usage;
 		}
 	}
-	if (optind != argc - 1 || interval < 0 || (optarg && count == 0))
+	if (optind != argc - 1 || interval < 0 || count == 0)
 		goto usage;
 	ifname = argv[optind];
 	if (interval == 0)

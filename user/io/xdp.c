@@ -355,6 +355,24 @@ int kcpx_xdp_down(const char *ifname)
 	return total ? 0 : -ENOENT;
 }
 
+/* Someone's XDP program is on the interface already: say whose, and what to do. */
+static void busy_msg(const struct kcpx_xdp *x)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	__u32 id = 0;
+
+	if (bpf_xdp_query(x->ifindex, 0, &q) == 0)
+		id = q.drv_prog_id ? q.drv_prog_id : q.skb_prog_id;
+	if (prog_is_ours(id, "kcpx_xdp_steer"))
+		kcpx_io_logf(0,
+			     "%s: a kcpx XDP program (id %u) is attached that no running kcpx "
+			     "owns: 'kcpx down %s' removes it",
+			     x->ifname, id, x->ifname);
+	else
+		kcpx_io_logf(0, "%s: another XDP program (id %u) is attached: not replacing it",
+			     x->ifname, id);
+}
+
 static int attach_xdp(struct kcpx_xdp *x, enum kcpx_xdp_mode mode)
 {
 	int fd = bpf_program__fd(x->skel->progs.kcpx_xdp_steer), err = -EOPNOTSUPP;
@@ -368,8 +386,7 @@ static int attach_xdp(struct kcpx_xdp *x, enum kcpx_xdp_mode mode)
 			return 0;
 		}
 		if (err == -EBUSY || err == -EEXIST) {
-			kcpx_io_logf(0, "%s: another XDP program is attached: not replacing it",
-				     x->ifname);
+			busy_msg(x);
 			return -EBUSY;
 		}
 		if (mode == KCPX_XDP_NATIVE) {
@@ -381,9 +398,13 @@ static int attach_xdp(struct kcpx_xdp *x, enum kcpx_xdp_mode mode)
 			     x->ifname, strerror(-err));
 	}
 	err = bpf_xdp_attach(x->ifindex, fd, XDP_FLAGS_SKB_MODE | noexist, NULL);
+	if (err == -EBUSY || err == -EEXIST) {
+		busy_msg(x);
+		return -EBUSY;
+	}
 	if (err) {
 		kcpx_io_logf(0, "%s: skb-mode XDP attach failed: %s", x->ifname, strerror(-err));
-		return err == -EEXIST ? -EBUSY : err;
+		return err;
 	}
 	x->xdp_flags = XDP_FLAGS_SKB_MODE;
 	kcpx_io_logf(1, "%s: XDP attached in skb (generic) mode", x->ifname);
