@@ -237,10 +237,25 @@ static void test_corrupt(void)
 	kcpx_snappy_r_free(r);
 }
 
+/* kcptun's first bytes on a new stream (vectors.txt, real datagrams): the identifier and a
+ * raw chunk 01 0c 00 00 44 39 ac 2f carrying the 8-byte smux v1 SYN of stream 3. */
+static void test_kcptun_syn_chunk(void)
+{
+	static const uint8_t syn[8] = { 1, 0, 0, 0, 3, 0, 0, 0 };
+	uint8_t out[64], want[32];
+	struct kcpx_snappy_w *w = kcpx_snappy_w_new();
+
+	CHECK_EQ(unit_unhex("ff060000734e61507059010c00004439ac2f0100000003000000", want, 32), 26);
+	CHECK_EQ(kcpx_snappy_w_chunk(w, syn, 8, out), 26);
+	CHECK_MEM(out, want, 26);
+	kcpx_snappy_w_free(w);
+}
+
 int main(void)
 {
 	RUN(test_golden_decode);
 	RUN(test_golden_encode);
+	RUN(test_kcptun_syn_chunk);
 	RUN(test_raw_vs_compressed);
 	RUN(test_roundtrip);
 	RUN(test_corrupt);
