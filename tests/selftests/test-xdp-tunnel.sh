@@ -118,6 +118,10 @@ for mode in native skb; do
 		inpkts=$(bpftool map dump pinned "$pin/kcpx_snmp" |
 			awk -F'[:,]' '/"InPkts"/ { s += $2 } END { print s + 0 }')
 		[ "$inpkts" -gt 100 ] || fail "$ifc: kcpx_snmp InPkts=$inpkts"
+		# every frame the other end built (headers, checksums) was accepted
+		bad=$(bpftool map dump pinned "$pin/kcpx_xsk_stats" |
+			awk -F'[:,]' '/"rx_bad"/ { s += $2 } END { print s + 0 }')
+		[ "$bad" -eq 0 ] || fail "$ifc: AF_XDP rejected $bad frames"
 	done
 	"$KCPX" stats "$IF_B" | grep -q "tx_packets" || fail "kcpx stats"
 

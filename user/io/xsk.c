@@ -146,32 +146,44 @@ struct rx_view {
 static inline uint64_t csum_add(uint64_t sum, const void *data, size_t len)
 {
 	const uint8_t *p = data;
+	unsigned __int128 acc = sum;
+	uint64_t lo, hi;
 
-	/* one's-complement sums are byte-order independent: add native words, fold later */
-	for (; len >= 4; p += 4, len -= 4) {
-		uint32_t w;
-		memcpy(&w, p, 4);
-		sum += w;
+	/* One's-complement sums do not care about byte order or word size: add native
+	 * 64-bit words (add-with-carry into 128 bits), fold the carries back in later. */
+	for (; len >= 32; p += 32, len -= 32) {
+		uint64_t w[4];
+
+		memcpy(w, p, 32);
+		acc += w[0];
+		acc += w[1];
+		acc += w[2];
+		acc += w[3];
 	}
-	if (len >= 2) {
-		uint16_t w;
-		memcpy(&w, p, 2);
-		sum += w;
-		p += 2;
-		len -= 2;
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		acc += w;
 	}
 	if (len) {
-		uint16_t w = 0;
-		memcpy(&w, p, 1);
-		sum += w;
+		uint64_t w = 0;
+
+		memcpy(&w, p, len); /* the odd tail, zero-padded at its end */
+		acc += w;
 	}
-	return sum;
+	lo = (uint64_t)acc;
+	hi = (uint64_t)(acc >> 64);
+	lo += hi;
+	return lo + (lo < hi); /* end-around carry */
 }
 
 static inline uint16_t csum_fold(uint64_t sum)
 {
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)sum;
 }
 
@@ -179,10 +191,12 @@ static inline uint16_t csum_fold(uint64_t sum)
 static uint64_t pseudo_sum(int family, const uint8_t *src, const uint8_t *dst, uint16_t ulen)
 {
 	size_t alen = family == AF_INET ? 4 : 16;
+	uint64_t tail = (uint64_t)htons(IPPROTO_UDP) + htons(ulen);
 	uint64_t s = csum_add(0, src, alen);
 
 	s = csum_add(s, dst, alen);
-	return s + htons(IPPROTO_UDP) + htons(ulen);
+	s += tail;
+	return s + (s < tail); /* end-around carry */
 }
 
 /* ---- next hops: route and neighbour tables over rtnetlink ---- */
