@@ -122,6 +122,14 @@ for mode in native skb; do
 		bad=$(bpftool map dump pinned "$pin/kcpx_xsk_stats" |
 			awk -F'[:,]' '/"rx_bad"/ { s += $2 } END { print s + 0 }')
 		[ "$bad" -eq 0 ] || fail "$ifc: AF_XDP rejected $bad frames"
+		# and what it sent went out on the TX rings, not through the kernel
+		for f in tx_packets tx_kernel neigh_lookups; do
+			eval "$f=\$(bpftool map dump pinned \"$pin/kcpx_xsk_stats\" |
+				awk -F'[:,]' '/\"$f\"/ { s += \$2 } END { print s + 0 }')"
+		done
+		echo "  $ifc: AF_XDP tx $tx_packets, via kernel $tx_kernel, neighbour lookups $neigh_lookups"
+		[ "$tx_packets" -gt 100 ] && [ "$tx_packets" -gt $((tx_kernel * 4)) ] ||
+			fail "$ifc: AF_XDP TX barely used"
 	done
 	"$KCPX" stats "$IF_B" | grep -q "tx_packets" || fail "kcpx stats"
 

@@ -53,6 +53,7 @@ static void up_publish(void *arg, const struct kcpx_snmp *snmp)
 	struct up *u = arg;
 
 	kcpx_xdp_publish_snmp(u->xdp, snmp);
+	kcpx_xsk_publish(u->xsk);
 }
 
 /* Attach and open the sockets. Returns 0, -EBUSY (kcpx already up), or another -errno

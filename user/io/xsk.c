@@ -49,7 +49,7 @@
 #define NH_BUCKETS	   256 /* next hops: a set-associative cache of 256 x 4 */
 #define NH_WAYS		   4
 #define NH_REFRESH_MS	   1000
-#define NH_RETRY_MS	   100
+#define NH_RETRY_MS	   10
 #define STATS_PUBLISH_MS   1000
 #define KERNEL_BATCH	   16
 #define PORT_QUEUE	   256 /* datagrams held for a port that another port read */
@@ -851,7 +851,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 	struct xsk_port *p = (struct xsk_port *)d;
 	struct kcpx_xsk *c = p->c;
 	uint32_t now = kcpx_clock_ms();
-	int i, err = 0;
+	int i;
 
 	for (i = 0; i < n; i++) {
 		const struct kcpx_pkt *pkt = &pkts[i];
@@ -882,8 +882,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 				      : NULL;
 		if (!nh->usable || nh->nudge || !src) {
 			nh->nudge = false;
-			err = tx_kernel(p, pkt);
-			if (err == -EAGAIN)
+			if (tx_kernel(p, pkt) == -EAGAIN)
 				break;
 			continue;
 		}
@@ -912,8 +911,8 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		q->pending = 0;
 		tx_kick(c, q);
 	}
-	if (i == 0 && err && err != -EAGAIN)
-		return err;
+	/* a datagram the kernel refused (unreachable, ...) is lost like any other; only a
+	 * full socket or ring stops the batch */
 	return i;
 }
 
@@ -1311,6 +1310,11 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 	err = kcpx_xsk_port(x, cfg->bind, cfg->peer, out);
 	kcpx_xsk_put(x);
 	return err;
+}
+
+void kcpx_xsk_publish(struct kcpx_xsk *x)
+{
+	publish_stats(x, true);
 }
 
 void kcpx_xsk_get_stats(struct kcpx_dgram *d, struct kcpx_xsk_stats *st)

@@ -53,6 +53,10 @@ void kcpx_xsk_put(struct kcpx_xsk *x);
 /* kcpx_xsk_new + kcpx_xsk_port(cfg->bind, cfg->peer) + kcpx_xsk_put. */
 int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg);
 
+/* Copy the counters into the pinned kcpx_xsk_stats map now (the backend also does it
+ * every second while it has traffic; call this from a timer to cover idle times). */
+void kcpx_xsk_publish(struct kcpx_xsk *x);
+
 /* The backend's counters so far (also published to the pinned kcpx_xsk_stats map). */
 void kcpx_xsk_get_stats(struct kcpx_dgram *d, struct kcpx_xsk_stats *st);
 
