@@ -69,6 +69,7 @@ start() { # how: "up MODE" or "udp"
 }
 
 declare -A goodput cpu
+declare -a want
 transfer() { # KEY: SIZE bytes through the tunnel, sha256 compared, rate and CPU noted
 	local key=$1 t0 t1 c0 c1 sent got
 	c0=$(($(cpu_ticks $SRV) + $(cpu_ticks $CLI)))
@@ -171,6 +172,49 @@ for mode in native skb; do
 	wait "${SINKS[@]}" 2>/dev/null || true
 	SINKS=()
 done
+
+echo "== kcpx up over IPv6, -c JSON, --conn 3 (a port per session on one AF_XDP core), aes"
+ip -n "$NS_A" addr add "fd00:$_netns_n::1/64" dev "$IF_A" nodad
+ip -n "$NS_B" addr add "fd00:$_netns_n::2/64" dev "$IF_B" nodad
+cat >"$work/s.json" <<JSON
+{"listen": "[::]:4000", "target": "127.0.0.1:9001", "crypt": "aes", "key": "k6",
+ "mode": "fast2", "log": "$work/server-v6.log"}
+JSON
+cat >"$work/c.json" <<JSON
+{"localaddr": "127.0.0.1:8388", "remoteaddr": "[fd00:$_netns_n::2]:4000", "crypt": "aes",
+ "key": "k6", "mode": "fast2", "conn": 3, "log": "$work/client-v6.log"}
+JSON
+rm -rf "$work/sink"
+mkdir -p "$work/sink"
+nsenter --net=/run/netns/"$NS_B" python3 "$TCPIO" sink 9001 "$work/sink" &
+SINKS+=($!)
+track_pid $!
+nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" -c "$work/s.json" &
+SRV=$!
+track_pid $SRV
+nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" --queues 1 -c "$work/c.json" &
+CLI=$!
+track_pid $CLI
+wait_udp_port "$NS_B" 4000
+wait_tcp_port "$NS_A" 8388
+wait_tcp_port "$NS_B" 9001
+for i in 0 1 2 3 4 5; do
+	want[$i]=$(in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8388 $((2 << 20)) $((10 + i))) ||
+		fail "IPv6 stream $i"
+done
+for _ in $(seq 1 100); do [ -e "$work/sink/5.sha" ] && break; sleep 0.05; done
+for i in 0 1 2 3 4 5; do
+	grep -q "^${want[$i]} " "$work/sink/"*.sha || fail "IPv6 stream $i: sha256 not received"
+done
+sessions=$(grep -c "session .* opened" "$work/client-v6.log")
+[ "$sessions" -eq 3 ] || fail "client opened $sessions sessions, want 3"
+echo "  6 streams intact over IPv6 on $sessions sessions"
+stop
+kill "${SINKS[@]}" 2>/dev/null || true
+wait "${SINKS[@]}" 2>/dev/null || true
+SINKS=()
+no_trace_of_kcpx "$NS_A" "$IF_A"
+no_trace_of_kcpx "$NS_B" "$IF_B"
 
 echo "== kcpx client/server over UDP sockets"
 start udp
