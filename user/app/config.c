@@ -85,7 +85,9 @@ static const struct opt opts[] = {
 	  "pprof is a Go profiler; kcpx has `kcpx stats` and `kcpx status` instead",
 	  "start a profiling server" },
 	I(verbose, "v", R_CS, "log level: 0 warnings, 1 info (default), 2 debug"),
-	B(tlp, NULL, R_CS, "tail-loss probing (kcpx only, timing only, wire-compatible)"),
+	B(tlp, NULL, R_CS, "tail-loss probe: resend the last unacked segment after ~1 srtt"),
+	B(quickack, NULL, R_CS, "ACK at once when a segment opens or fills a gap"),
+	B(rtohygiene, NULL, R_CS, "bound RTO by 2*srtt+interval and backoff by 2*RTO"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */

@@ -54,6 +54,8 @@ struct kcpx_config {
 	/* kcpx's own */
 	int verbose;
 	bool tlp;
+	bool quickack;
+	bool rtohygiene;
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */

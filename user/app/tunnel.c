@@ -998,6 +998,8 @@ static int tunnel_setup(struct tunnel *t)
 		.nc = cfg->nc,
 		.acknodelay = cfg->acknodelay,
 		.tlp = cfg->tlp,
+		.quickack = cfg->quickack,
+		.rto_hygiene = cfg->rtohygiene,
 		.datashard = cfg->datashard,
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,

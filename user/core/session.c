@@ -140,6 +140,9 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_wndsize(s->kcp, cfg->sndwnd, cfg->rcvwnd);
 	kcpx_kcp_set_stream(s->kcp, true);
 	kcpx_kcp_set_ack_nodelay(s->kcp, cfg->acknodelay);
+	kcpx_kcp_set_tlp(s->kcp, cfg->tlp);
+	kcpx_kcp_set_quickack(s->kcp, cfg->quickack);
+	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		s->fec_dec = kcpx_fec_dec_new(cfg->datashard, cfg->parityshard);

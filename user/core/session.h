@@ -29,7 +29,7 @@ struct kcpx_session_config {
 	unsigned sndwnd, rcvwnd;
 	int nodelay, interval, resend, nc;
 	bool acknodelay;
-	bool tlp;
+	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;
 	bool comp;
 	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
