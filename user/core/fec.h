@@ -44,8 +44,9 @@ typedef void (*kcpx_fec_emit_fn)(void *user, uint8_t *body, size_t len, bool par
 
 /*
  * ds, ps: --datashard, --parityshard. Only create an encoder when ds > 0 && ps > 0 (kcp-go
- * sends plain KCP otherwise). Returns NULL if ds <= 0, ps <= 0, ds + ps > 256 or out of
- * memory.
+ * sends plain KCP otherwise). headroom/tailroom: kcpx_crypt_header()/_trailer() of the
+ * session's crypt (at most 4096 each). Returns NULL if ds <= 0, ps <= 0, ds + ps > 256,
+ * a room is too large, or out of memory.
  */
 struct kcpx_fec_enc *kcpx_fec_enc_new(int ds, int ps, size_t headroom, size_t tailroom);
 void kcpx_fec_enc_free(struct kcpx_fec_enc *e);
