@@ -27,6 +27,8 @@
 # byte compared; every daemon still alive at the end; from each end's kcp-go SNMP
 # counters (SIGUSR1): no CRC (InCsumErrors) or FEC errors, FECRecovered > 0 at the bulk
 # receiver when FEC is on and LOSS > 0, no parity shard seen anywhere when FEC is 0/0.
+# One known exception, kcptun's own: with sm4 its datagrams fail CRC now and then (see
+# interop_case); those cases allow InCsumErrors below half of InPkts at each end.
 set -u
 _io_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NETNS_TAG=${NETNS_TAG:-kxio$$}
@@ -37,7 +39,7 @@ KCPTUN_CLIENT=${KCPTUN_CLIENT:-kcptun-client}
 KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 TCPIO=$_io_top/tests/lib/tcpio.py
 IO_SIZE=${IO_SIZE:-$((16 << 20))}
-IO_TMO=${IO_TMO:-120}
+IO_TMO=${IO_TMO:-60}
 # INTEROP_KEEP=1 keeps the work dir (daemon logs) for a look afterwards
 INTEROP_KEEP=${INTEROP_KEEP:-0}
 # INTEROP_PCAP=1 captures the UDP traffic of every case in B (big: use with one case)
@@ -130,6 +132,17 @@ _io_field() {
 	echo "${v:--1}"
 }
 
+# _io_wait OUT CMD...: run CMD with stdout to OUT, stderr to OUT.err, return its status.
+# In the background plus wait, so that SIGTERM/SIGINT (run-all's timeout, Ctrl-C) reach
+# the EXIT cleanup at once instead of after the transfer's own timeout.
+_io_wait() {
+	local out=$1 p
+	shift
+	"$@" >"$out" 2>"$out.err" &
+	p=$!
+	wait "$p"
+}
+
 _io_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 _io_stop() { # _io_stop PID...: SIGTERM, then SIGKILL after 2 s
@@ -212,7 +225,8 @@ interop_case() {
 	local t0 t1 up_ms=- down_ms=- multi_ms=- sent got gotn want
 	if [ ${#fail[@]} -eq 0 ]; then
 		t0=$(_io_ms)
-		sent=$(in_a timeout "$IO_TMO" python3 "$TCPIO" send 127.0.0.1 $((8000 + k * 4 + 1)) "$IO_SIZE" "$k") || true
+		_io_wait "$cw/send.out" in_a timeout "$IO_TMO" python3 "$TCPIO" send 127.0.0.1 $((8000 + k * 4 + 1)) "$IO_SIZE" "$k" || true
+		sent=$(cat "$cw/send.out")
 		for ((i = 0; i < 100; i++)); do
 			[ -e "$cw/0.sha" ] && break
 			sleep 0.1
@@ -228,7 +242,8 @@ interop_case() {
 		# download B -> A: the source's data is a function of (size, seed)
 		want=$(python3 "$TCPIO" data "$IO_SIZE" "$k")
 		t0=$(_io_ms)
-		read -r got gotn < <(in_a timeout "$IO_TMO" python3 "$TCPIO" recv 127.0.0.1 $((8000 + k * 4 + 2)) || true)
+		_io_wait "$cw/recv.out" in_a timeout "$IO_TMO" python3 "$TCPIO" recv 127.0.0.1 $((8000 + k * 4 + 2)) || true
+		read -r got gotn <"$cw/recv.out" || true
 		t1=$(_io_ms)
 		if [ "${got:-}" = "$want" ] && [ "${gotn:-}" = "$IO_SIZE" ]; then
 			down_ms=$((t1 - t0))
@@ -238,17 +253,22 @@ interop_case() {
 
 		if [ "$streams" -gt 0 ]; then
 			t0=$(_io_ms)
-			if in_a timeout "$IO_TMO" python3 "$TCPIO" multi 127.0.0.1 $((8000 + k * 4 + 3)) \
-				"$streams" $((IO_SIZE / streams)) >"$cw/multi.log" 2>&1; then
+			if _io_wait "$cw/multi.log" in_a timeout "$IO_TMO" python3 "$TCPIO" multi 127.0.0.1 \
+				$((8000 + k * 4 + 3)) "$streams" $((IO_SIZE / streams)); then
 				multi_ms=$(($(_io_ms) - t0))
 			else
-				fail+=("multi($(tail -n 3 "$cw/multi.log" | tr '\n' ' '))")
+				fail+=("multi($(cat "$cw/multi.log.err" "$cw/multi.log" | tail -n 3 | tr "\n" " "))")
 			fi
 		fi
 	fi
 
 	# counters: the bulk receiver is the server for tunnel 1, the client for tunnel 2
-	local p line rec_up=- rec_down=- role v
+	local p line rec_up=- rec_down=- role v csum=0 sm4race=0
+	# kcptun 20210922 (Debian: kcp-go 5.6.1, tjfoc/gmsm 1.3.0) shares one sm4 cipher
+	# between its sending and receiving goroutines, and gmsm's Sm4Cipher keeps scratch
+	# blocks in the cipher object: concurrent calls corrupt datagrams at random, which
+	# both ends count as InCsumErrors (kcptun <-> kcptun too; kcpx <-> kcpx has none).
+	[ "$crypt" = sm4 ] && [ "$dir" != kx2kx ] && sm4race=1
 	for ((i = 1; i <= ntun; i++)); do
 		for role in server client; do
 			if [ $role = server ]; then p=${spid[$i]}; else p=${cpid[$i]}; fi
@@ -262,7 +282,15 @@ interop_case() {
 				continue
 			fi
 			v=$(_io_field "$line" InCsumErrors)
-			[ "$v" = 0 ] || fail+=("$role$i InCsumErrors=$v")
+			csum=$((csum + v))
+			if [ "$sm4race" = 1 ]; then
+				# kcptun's own sm4 race (see above): tolerated, but not a majority
+				local inp
+				inp=$(_io_field "$line" InPkts)
+				[ $((v * 2)) -lt "$inp" ] || fail+=("$role$i InCsumErrors=$v of InPkts=$inp")
+			else
+				[ "$v" = 0 ] || fail+=("$role$i InCsumErrors=$v")
+			fi
 			v=$(_io_field "$line" FECErrs)
 			[ "$v" = 0 ] || fail+=("$role$i FECErrs=$v")
 			v=$(_io_field "$line" FECRecovered)
@@ -297,9 +325,9 @@ interop_case() {
 		done
 	fi
 	local row
-	row=$(printf '| %-4s | %-5s | %-8s | %-6s | %d | %-4s | %-5s | %2s | %d%% | %6s | %6s | %6s | %5s | %5s | %5d | %s |' \
+	row=$(printf '| %-4s | %-5s | %-8s | %-6s | %d | %-4s | %-6s | %2s | %d%% | %6s | %6s | %6s | %5s | %5s | %5d | %3d | %s |' \
 		"$res" "$dir" "$crypt" "$comp" "$smux" "$fec" "$mode" "$streams" "$loss" \
-		"$up_ms" "$down_ms" "$multi_ms" "$rec_up" "$rec_down" "$dropped" "${extra[*]}")
+		"$up_ms" "$down_ms" "$multi_ms" "$rec_up" "$rec_down" "$dropped" "$csum" "${extra[*]}")
 	_io_results+=("$row")
 	echo "   $row"
 	[ $res = PASS ]
@@ -325,8 +353,8 @@ interop_table() {
 # interop_summary: the results as a markdown table; fails if a case failed or none ran
 interop_summary() {
 	echo
-	echo "| result | dir | crypt | comp | smux | fec | mode | streams | loss | up ms | down ms | multi ms | FEC rec up | FEC rec down | dropped | extra |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| result | dir | crypt | comp | smux | fec | mode | streams | loss | up ms | down ms | multi ms | FEC rec up | FEC rec down | dropped | csum err | extra |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${_io_results[@]}"
 	echo
 	echo "$((${#_io_results[@]} - _io_failed)) of ${#_io_results[@]} cases passed"

@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 interop_setup
 interop_table - <<'CASES'
 kt2kx aes     comp   1 10/3 fast  0 3   # kcptun's defaults
-kt2kx sm4     nocomp 2 7/2  fast3 8 3
+kt2kx twofish nocomp 2 7/2  fast3 8 3
 kt2kx 3des    comp   1 0/0  fast3 0 3
 CASES
 interop_summary
