@@ -2,6 +2,7 @@
 #   make            build ./build/kcpx (+ BPF objects and skeletons)
 #   make check      deps, format-check, every test; last line "N passed, N failed"
 #   make demo       deps, build, a tunnel across an impaired link in two namespaces
+#   make interop    deps, build, the full kcpx <-> stock kcptun matrix (docs/INTEROP.md)
 #   make bench      tools/bench: kcpx vs kcptun vs TCP, writes docs/BENCH.md
 #   make SAN=1      ASan+UBSan build in ./build-san
 #   make V=1        show the commands
@@ -143,6 +144,11 @@ unit: $(UNIT_BIN)
 demo: deps
 	$(Q)$(MAKE) --no-print-directory
 	$(Q)./tools/demo.sh
+
+.PHONY: interop
+interop: deps
+	$(Q)$(MAKE) --no-print-directory
+	$(Q)./tests/interop/run-matrix.sh
 
 .PHONY: clean
 clean:
