@@ -145,10 +145,15 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
-		s->fec_dec = kcpx_fec_dec_new(cfg->datashard, cfg->parityshard);
-		if (!s->fec_enc || !s->fec_dec)
+		if (!s->fec_enc)
 			goto err;
 	}
+	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio; (0, 0) makes
+	 * the decoder learn the peer's ratio from the shards, as kcp-go does. */
+	s->fec_dec =
+		fec ? kcpx_fec_dec_new(cfg->datashard, cfg->parityshard) : kcpx_fec_dec_new(0, 0);
+	if (!s->fec_dec)
+		goto err;
 	if (cfg->comp) {
 		s->zw = kcpx_snappy_w_new();
 		s->zr = kcpx_snappy_r_new();
@@ -201,10 +206,8 @@ int kcpx_session_open(struct kcpx_crypt *crypt, struct kcpx_snmp *snmp, uint8_t 
 	}
 	n = kcpx_crypt_open(crypt, dgram, len);
 	if (n < 0) {
-		if (snmp) {
-			snmp->InCsumErrors++;
-			snmp->InErrs++;
-		}
+		if (snmp)
+			snmp->InCsumErrors++; /* as kcp-go: a CRC failure is not also an InErr */
 		return -EBADMSG;
 	}
 	*body = dgram + hdr;
@@ -239,16 +242,8 @@ int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen,
 		s->snmp->InBytes += blen;
 	}
 	if (kcpx_fec_is_fec(body, blen)) {
-		if (s->fec_dec)
-			return kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
-		/* We run without FEC but the peer sends it: take data shards as they are. */
-		if (kcpx_get_le16(body + 4) == KCPX_FEC_DATA) {
-			size_t size = kcpx_get_le16(body + 6);
-			if (size < 2 || size - 2 > blen - KCPX_FEC_HDR)
-				return -EINVAL;
-			return kcpx_kcp_input(s->kcp, body + KCPX_FEC_HDR, size - 2, now, true);
-		}
-		return 0;
+		int n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
+		return n < 0 ? n : 0;
 	}
 	err = kcpx_kcp_input(s->kcp, body, blen, now, true);
 	return err;
