@@ -15,18 +15,23 @@
 #   EXTRA    more flags given to both ends (e.g. --mtu 1200)
 #
 # One case runs three tunnels side by side, each with its own client/server pair and
-# its own tcpio service in B, all with the same flags:
+# its own service in B, all with the same flags:
 #
-#   [ A ] tcpio send  -> client :81k1 ==udp :41k1==> server -> tcpio sink   [ B ]
-#         tcpio recv  <- client :81k2 <=udp :41k2=== server <- tcpio source
-#         tcpio multi <> client :81k3 <=udp :41k3==> server <> tcpio echo   (STREAMS > 0)
-#         $IP_A            (veth, LOSS% random drop on each ingress)        $IP_B
+#   [ A ] mixio send  -> client :P1 ==udp :U1==> server -> tcpio sink    [ B ]
+#         tcpio recv  <- client :P2 <=udp :U2=== server <- mixio source
+#         tcpio multi <> client :P3 <=udp :U3==> server <> tcpio echo :S3  (STREAMS > 0)
+#         $IP_A           (veth, LOSS% random drop on each ingress)        $IP_B
+#
+# Case k, tunnel i uses TCP port Pi = 8000+4k+i in A, UDP Ui = 4000+4k+i and service
+# Si = 9000+4k+i in B: no port is reused within a run.
 #
 # Checks per case: IO_SIZE bytes (default 16 MiB) up and down with sha256 equal at both
-# ends; with STREAMS > 0, STREAMS concurrent echo streams moving IO_SIZE in total, every
-# byte compared; every daemon still alive at the end; from each end's kcp-go SNMP
+# ends (mixio.py's partly compressible data, so snappy makes both chunk kinds); with
+# STREAMS > 0, STREAMS concurrent echo streams moving IO_SIZE in total (tcpio multi),
+# every byte compared; every daemon still alive at the end; from each end's kcp-go SNMP
 # counters (SIGUSR1): no CRC (InCsumErrors) or FEC errors, FECRecovered > 0 at the bulk
-# receiver when FEC is on and LOSS > 0, no parity shard seen anywhere when FEC is 0/0.
+# receiver when FEC is on and LOSS > 0, no parity shard seen anywhere when FEC is 0/0,
+# the bulk sender's BytesSent under 80 % of IO_SIZE with compression, >= without.
 # One known exception, kcptun's own: with sm4 its datagrams fail CRC now and then (see
 # interop_case); those cases allow InCsumErrors below half of InPkts at each end.
 set -u
@@ -38,6 +43,7 @@ KCPX=${KCPX:-$_io_top/build/kcpx}
 KCPTUN_CLIENT=${KCPTUN_CLIENT:-kcptun-client}
 KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 TCPIO=$_io_top/tests/lib/tcpio.py
+MIXIO=$_io_top/tests/interop/mixio.py
 IO_SIZE=${IO_SIZE:-$((16 << 20))}
 IO_TMO=${IO_TMO:-60}
 # INTEROP_KEEP=1 keeps the work dir (daemon logs) for a look afterwards
@@ -194,7 +200,7 @@ interop_case() {
 	local -A spid=() cpid=()
 	_io_spawn svc "$NS_B" "$cw/sink.log" python3 "$TCPIO" sink $((9000 + k * 4 + 1)) "$cw"
 	pids+=("$svc")
-	_io_spawn svc "$NS_B" "$cw/source.log" python3 "$TCPIO" source $((9000 + k * 4 + 2)) "$IO_SIZE" "$k"
+	_io_spawn svc "$NS_B" "$cw/source.log" python3 "$MIXIO" source $((9000 + k * 4 + 2)) "$IO_SIZE" "$k"
 	pids+=("$svc")
 	if [ "$streams" -gt 0 ]; then
 		_io_spawn svc "$NS_B" "$cw/echo.log" python3 "$TCPIO" echo $((9000 + k * 4 + 3))
@@ -225,7 +231,7 @@ interop_case() {
 	local t0 t1 up_ms=- down_ms=- multi_ms=- sent got gotn want
 	if [ ${#fail[@]} -eq 0 ]; then
 		t0=$(_io_ms)
-		_io_wait "$cw/send.out" in_a timeout "$IO_TMO" python3 "$TCPIO" send 127.0.0.1 $((8000 + k * 4 + 1)) "$IO_SIZE" "$k" || true
+		_io_wait "$cw/send.out" in_a timeout "$IO_TMO" python3 "$MIXIO" send 127.0.0.1 $((8000 + k * 4 + 1)) "$IO_SIZE" "$k" || true
 		sent=$(cat "$cw/send.out")
 		for ((i = 0; i < 100; i++)); do
 			[ -e "$cw/0.sha" ] && break
@@ -240,7 +246,7 @@ interop_case() {
 		fi
 
 		# download B -> A: the source's data is a function of (size, seed)
-		want=$(python3 "$TCPIO" data "$IO_SIZE" "$k")
+		want=$(python3 "$MIXIO" data "$IO_SIZE" "$k")
 		t0=$(_io_ms)
 		_io_wait "$cw/recv.out" in_a timeout "$IO_TMO" python3 "$TCPIO" recv 127.0.0.1 $((8000 + k * 4 + 2)) || true
 		read -r got gotn <"$cw/recv.out" || true
@@ -263,7 +269,7 @@ interop_case() {
 	fi
 
 	# counters: the bulk receiver is the server for tunnel 1, the client for tunnel 2
-	local p line rec_up=- rec_down=- role v csum=0 sm4race=0
+	local p line rec_up=- rec_down=- role v csum=0 sm4race=0 ratio_up=- ratio_down=-
 	# kcptun 20210922 (Debian: kcp-go 5.6.1, tjfoc/gmsm 1.3.0) shares one sm4 cipher
 	# between its sending and receiving goroutines, and gmsm's Sm4Cipher keeps scratch
 	# blocks in the cipher object: concurrent calls corrupt datagrams at random, which
@@ -302,6 +308,18 @@ interop_case() {
 			fi
 			[ $i = 1 ] && [ $role = server ] && rec_up=$v
 			[ $i = 2 ] && [ $role = client ] && rec_down=$v
+			# the bulk sender's KCP payload (after snappy): about half with
+			# compression (mixio's data), a bit more than IO_SIZE without
+			if { [ $i = 1 ] && [ $role = client ]; } || { [ $i = 2 ] && [ $role = server ]; }; then
+				v=$(_io_field "$line" BytesSent)
+				[ $i = 1 ] && ratio_up=$((v * 100 / IO_SIZE))
+				[ $i = 2 ] && ratio_down=$((v * 100 / IO_SIZE))
+				if [ "$comp" = comp ] && [ $((v * 10)) -ge $((IO_SIZE * 8)) ]; then
+					fail+=("$role$i sent $v bytes for $IO_SIZE with compression")
+				elif [ "$comp" = nocomp ] && [ "$v" -lt "$IO_SIZE" ]; then
+					fail+=("$role$i sent $v bytes for $IO_SIZE without compression")
+				fi
+			fi
 		done
 	done
 	if [ "$ds" != 0 ] && [ "$ps" != 0 ] && [ "$loss" -gt 0 ]; then
@@ -325,9 +343,9 @@ interop_case() {
 		done
 	fi
 	local row
-	row=$(printf '| %-4s | %-5s | %-8s | %-6s | %d | %-4s | %-6s | %2s | %d%% | %6s | %6s | %6s | %5s | %5s | %5d | %3d | %s |' \
+	row=$(printf '| %-4s | %-5s | %-8s | %-6s | %d | %-4s | %-6s | %2s | %d%% | %6s | %6s | %6s | %3s/%3s | %5s | %5s | %5d | %3d | %s |' \
 		"$res" "$dir" "$crypt" "$comp" "$smux" "$fec" "$mode" "$streams" "$loss" \
-		"$up_ms" "$down_ms" "$multi_ms" "$rec_up" "$rec_down" "$dropped" "$csum" "${extra[*]}")
+		"$up_ms" "$down_ms" "$multi_ms" "$ratio_up" "$ratio_down" "$rec_up" "$rec_down" "$dropped" "$csum" "${extra[*]}")
 	_io_results+=("$row")
 	echo "   $row"
 	[ $res = PASS ]
@@ -353,8 +371,8 @@ interop_table() {
 # interop_summary: the results as a markdown table; fails if a case failed or none ran
 interop_summary() {
 	echo
-	echo "| result | dir | crypt | comp | smux | fec | mode | streams | loss | up ms | down ms | multi ms | FEC rec up | FEC rec down | dropped | csum err | extra |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| result | dir | crypt | comp | smux | fec | mode | streams | loss | up ms | down ms | multi ms | sent % up/down | FEC rec up | FEC rec down | dropped | csum err | extra |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${_io_results[@]}"
 	echo
 	echo "$((${#_io_results[@]} - _io_failed)) of ${#_io_results[@]} cases passed"
