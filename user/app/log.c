@@ -30,6 +30,11 @@ void kcpx_log_set_level(enum kcpx_log_level level)
 	log_level = level;
 }
 
+FILE *kcpx_log_file(void)
+{
+	return log_fp ? log_fp : stderr;
+}
+
 enum kcpx_log_level kcpx_log_get_level(void)
 {
 	return log_level;

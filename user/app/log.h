@@ -4,12 +4,15 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 enum kcpx_log_level { KCPX_LOG_WARN = 0, KCPX_LOG_INFO = 1, KCPX_LOG_DEBUG = 2 };
 
 /* Where log lines go (NULL path: stderr) and how much is said. */
 int kcpx_log_open(const char *path);
 void kcpx_log_set_level(enum kcpx_log_level level);
+/* The stream log lines go to (the --log file, else stderr), for multi-line reports. */
+FILE *kcpx_log_file(void);
 enum kcpx_log_level kcpx_log_get_level(void);
 void kcpx_log(enum kcpx_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

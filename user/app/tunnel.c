@@ -925,8 +925,9 @@ static void write_status(struct tunnel *t, FILE *fp)
 
 static void print_status(struct tunnel *t)
 {
-	kcpx_snmp_print(stderr, &t->snmp);
-	write_status(t, stderr);
+	kcpx_snmp_print(kcpx_log_file(), &t->snmp);
+	write_status(t, kcpx_log_file());
+	fflush(kcpx_log_file());
 }
 
 /* A `kcpx status` connection: answer with the table and hang up. */
