@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kcpx's native protocol (docs/PROTOCOL.md): the wire header and the BPF map values shared
+ * by user/core/native.c and the XDP checks in bpf/lib/native.h. Every multi-byte field on
+ * the wire is little-endian; the structs use fixed-width types with explicit padding and a
+ * size check, so clang -target bpf and gcc agree on the layout.
+ *
+ * Datagram:
+ *   0   hdr     struct kcpx_native_hdr (24 bytes, clear, covered by tag and AEAD)
+ *   24  fec     seqid le32 | flag le16 (6 bytes, clear) when hdr.flags & KCPX_NF_FEC
+ *   ..  sealed  AEAD ciphertext of the rest of the body
+ *   end mac     16-byte AEAD tag (Poly1305 or GCM)
+ * The 64-bit `tag` is SipHash-2-4 under the receiving direction's tag key over bytes
+ * [0, 16) followed by the 6 FEC bytes when present: 16 or 22 bytes of message.
+ */
+#ifndef KCPX_NATIVE_H
+#define KCPX_NATIVE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
+#endif
+
+#define KCPX_NATIVE_VERSION 1
+#define KCPX_NATIVE_HDR	    24 /* outer header */
+#define KCPX_NATIVE_FEC_HDR 6  /* clear FEC header: seqid u32 | flag u16 */
+#define KCPX_NATIVE_MAC	    16 /* AEAD tag */
+#define KCPX_NATIVE_TAG_MSG 16 /* header bytes under the SipHash tag (+6 FEC bytes) */
+
+/* hdr.type */
+enum kcpx_native_type {
+	KCPX_NT_DATA = 1, /* session traffic: AEAD with the session key, replay window */
+	KCPX_NT_INIT = 2, /* handshake, client -> server: tag and AEAD under the PSK keys */
+	KCPX_NT_RESP = 3, /* handshake, server -> client */
+};
+
+/* hdr.flags */
+#define KCPX_NF_FEC    0x01 /* the 6-byte FEC header follows the outer header in clear */
+#define KCPX_NF_SERVER 0x02 /* sent by the server (the direction bit) */
+#define KCPX_NF_AES    0x04 /* INIT: client offers AES-256-GCM; RESP: both use it */
+#define KCPX_NF_KNOWN  0x07 /* any other bit set is a protocol error */
+
+struct kcpx_native_hdr {
+	__u8 version; /* KCPX_NATIVE_VERSION */
+	__u8 type;    /* enum kcpx_native_type */
+	__u8 flags;   /* KCPX_NF_* */
+	__u8 rsvd;    /* 0 */
+	__u32 sid;    /* session id, le32, chosen by the client; never 0 */
+	__u64 ctr;    /* le64 packet counter of this direction (handshake: random) */
+	__u64 tag;    /* le64 SipHash-2-4 of bytes [0, 16) (+ FEC header) */
+};
+_Static_assert(sizeof(struct kcpx_native_hdr) == KCPX_NATIVE_HDR, "kcpx_native_hdr layout");
+
+/*
+ * Anti-replay window (RFC 6479, as WireGuard does it): a ring of KCPX_REPLAY_WORDS 64-bit
+ * words indexed by counter / 64. A counter is accepted when it is newer than `top`, or
+ * within KCPX_REPLAY_WINDOW below it and its bit is still clear. The last word's worth of
+ * bits is kept as slack so sliding never clears bits that are still inside the window.
+ */
+#define KCPX_REPLAY_WORDS  32
+#define KCPX_REPLAY_BITS   (KCPX_REPLAY_WORDS * 64) /* 2048 */
+#define KCPX_REPLAY_WINDOW (KCPX_REPLAY_BITS - 64)  /* 1984 packets */
+
+struct kcpx_replay {
+	__u64 top; /* highest counter accepted so far; all zero = none yet (0 is legal once) */
+	__u64 bits[KCPX_REPLAY_WORDS];
+};
+_Static_assert(sizeof(struct kcpx_replay) == 8 + KCPX_REPLAY_WORDS * 8, "kcpx_replay layout");
+
+/*
+ * Value of the kcpx_nat_sess hash map (key: sid as the host-order __u32 read from the
+ * wire on a little-endian machine). The daemon inserts it when a session's keys exist and
+ * deletes it when the session dies; XDP only updates `win`. The tag key is the receive
+ * direction's: a server holds the client->server key.
+ */
+struct kcpx_native_sess {
+	struct bpf_spin_lock lock; /* guards win against XDP on other CPUs */
+	__u8 dir_flags;		   /* KCPX_NF_SERVER when we are the client, else 0 */
+	__u8 pad[3];
+	__u64 tag_key[2]; /* SipHash key k0, k1 (little-endian halves of 16 bytes) */
+	struct kcpx_replay win;
+};
+_Static_assert(sizeof(struct kcpx_native_sess) == 8 + 16 + sizeof(struct kcpx_replay),
+	       "kcpx_native_sess layout");
+
+/*
+ * The kcpx_nat_cfg array map, key 0: the PSK-derived handshake tag key (checks INIT and
+ * RESP packets, which no session exists for yet). `enabled` 0 makes the checks pass
+ * everything through, so a loaded program with no keys yet changes nothing.
+ */
+struct kcpx_native_cfg {
+	__u64 hs_tag_key[2];
+	__u8 enabled;
+	__u8 server; /* 1: accept INIT, reject RESP; 0: the reverse */
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct kcpx_native_cfg) == 24, "kcpx_native_cfg layout");
+
+/* What the XDP checks did, one per-CPU array entry (kcpx_nat_stats, key 0). */
+struct kcpx_native_xdp_stats {
+	__u64 pass;	    /* data packets with a good tag and a fresh counter */
+	__u64 pass_hs;	    /* handshake packets with a good tag */
+	__u64 pass_off;	    /* checks disabled (no keys yet) */
+	__u64 drop_short;   /* shorter than header (+ FEC header) + AEAD tag */
+	__u64 drop_version; /* version != KCPX_NATIVE_VERSION */
+	__u64 drop_proto;   /* unknown type, unknown flags, reserved byte set, wrong direction */
+	__u64 drop_session; /* no kcpx_nat_sess entry for the sid */
+	__u64 drop_tag;	    /* SipHash tag mismatch */
+	__u64 drop_replay;  /* counter already seen inside the window */
+	__u64 drop_old;	    /* counter older than the window */
+	__u64 pad[2];
+};
+_Static_assert(sizeof(struct kcpx_native_xdp_stats) == 12 * 8, "kcpx_native_xdp_stats layout");
+
+#endif
