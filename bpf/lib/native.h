@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The native protocol's XDP checks (docs/PROTOCOL.md), for the one XDP program attached to
+ * the tunnel interface to include: it declares the three maps below and
+ * kcpx_native_verify(), which judges one UDP payload already known to be the tunnel's.
+ *
+ *   kcpx_nat_cfg    array[1] of struct kcpx_native_cfg: handshake tag key, role, on/off
+ *   kcpx_nat_sess   hash sid -> struct kcpx_native_sess: receive tag key + replay window
+ *   kcpx_nat_stats  per-CPU array[1] of struct kcpx_native_xdp_stats
+ *
+ * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values);
+ * until cfg.enabled is set every payload passes untouched (pass_off). Order of checks,
+ * cheapest first: length, version, type/flags/direction, session lookup, SipHash tag,
+ * replay window. Only a packet with a good tag may move the window.
+ */
+#ifndef KCPX_BPF_LIB_NATIVE_H
+#define KCPX_BPF_LIB_NATIVE_H
+
+#include "kcpx_native.h"
+#include "lib/replay.h"
+#include "lib/siphash.h"
+
+#define KCPX_NAT_SESS_MAX 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_native_cfg);
+} kcpx_nat_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KCPX_NAT_SESS_MAX);
+	__type(key, __u32);
+	__type(value, struct kcpx_native_sess);
+} kcpx_nat_sess SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_native_xdp_stats);
+} kcpx_nat_stats SEC(".maps");
+
+enum kcpx_nv_res {
+	KCPX_NV_PASS = 0, /* hand it on (to AF_XDP or the kernel) */
+	KCPX_NV_DROP = 1, /* XDP_DROP: counted by reason */
+};
+
+static __always_inline int kcpx_nv_drop(__u64 *ctr)
+{
+	if (ctr)
+		__sync_fetch_and_add(ctr, 1);
+	return KCPX_NV_DROP;
+}
+
+static __always_inline int kcpx_nv_pass(__u64 *ctr)
+{
+	if (ctr)
+		__sync_fetch_and_add(ctr, 1);
+	return KCPX_NV_PASS;
+}
+
+/* Check a handshake packet (INIT on a server, RESP on a client) with the PSK tag key. */
+static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
+				      struct kcpx_native_xdp_stats *st, const __u8 *h, __u32 len)
+{
+	__u8 want_type = cfg->server ? KCPX_NT_INIT : KCPX_NT_RESP;
+	__u8 want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
+
+	if (h[1] != want_type || len != KCPX_NATIVE_HDR + 32 + KCPX_NATIVE_MAC ||
+	    (h[2] & ~(KCPX_NF_SERVER | KCPX_NF_AES)) || (h[2] & KCPX_NF_SERVER) != want_dir)
+		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+	if (kcpx_sip_hdr(cfg->hs_tag_key[0], cfg->hs_tag_key[1], h, NULL) != kcpx_sip_le64(h + 16))
+		return kcpx_nv_drop(st ? &st->drop_tag : NULL);
+	return kcpx_nv_pass(st ? &st->pass_hs : NULL);
+}
+
+/*
+ * payload: the first byte of the UDP payload, already checked to be the tunnel's; data_end
+ * of the frame. len: the UDP payload length from the UDP header (the frame may carry
+ * Ethernet padding beyond it). Returns KCPX_NV_PASS or KCPX_NV_DROP.
+ */
+static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u32 len)
+{
+	__u32 zero = 0;
+	struct kcpx_native_xdp_stats *st = bpf_map_lookup_elem(&kcpx_nat_stats, &zero);
+	struct kcpx_native_cfg *cfg = bpf_map_lookup_elem(&kcpx_nat_cfg, &zero);
+	struct kcpx_native_sess *s;
+	__u8 h[KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR];
+	__u8 want_dir;
+	__u32 sid;
+	__u64 ctr, tag;
+	int res;
+
+	if (!cfg || !cfg->enabled)
+		return kcpx_nv_pass(st ? &st->pass_off : NULL);
+	if (len < KCPX_NATIVE_HDR + KCPX_NATIVE_MAC || payload + KCPX_NATIVE_HDR > data_end)
+		return kcpx_nv_drop(st ? &st->drop_short : NULL);
+	__builtin_memcpy(h, payload, KCPX_NATIVE_HDR);
+	if (h[0] != KCPX_NATIVE_VERSION)
+		return kcpx_nv_drop(st ? &st->drop_version : NULL);
+	if (h[3])
+		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+	if (h[1] != KCPX_NT_DATA)
+		return kcpx_nv_hs(cfg, st, h, len);
+
+	want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
+	if ((h[2] & ~(KCPX_NF_FEC | KCPX_NF_SERVER)) || (h[2] & KCPX_NF_SERVER) != want_dir)
+		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+	if (h[2] & KCPX_NF_FEC) {
+		if (len < KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR + KCPX_NATIVE_MAC ||
+		    payload + KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR > data_end)
+			return kcpx_nv_drop(st ? &st->drop_short : NULL);
+		__builtin_memcpy(h + KCPX_NATIVE_HDR, payload + KCPX_NATIVE_HDR,
+				 KCPX_NATIVE_FEC_HDR);
+	}
+	sid = (__u32)h[4] | (__u32)h[5] << 8 | (__u32)h[6] << 16 | (__u32)h[7] << 24;
+	s = bpf_map_lookup_elem(&kcpx_nat_sess, &sid);
+	if (!s)
+		return kcpx_nv_drop(st ? &st->drop_session : NULL);
+	tag = kcpx_sip_hdr(s->tag_key[0], s->tag_key[1], h,
+			   (h[2] & KCPX_NF_FEC) ? h + KCPX_NATIVE_HDR : NULL);
+	if (tag != kcpx_sip_le64(h + 16))
+		return kcpx_nv_drop(st ? &st->drop_tag : NULL);
+	ctr = kcpx_sip_le64(h + 8);
+	bpf_spin_lock(&s->lock);
+	res = kcpx_rp_update(&s->win, ctr);
+	bpf_spin_unlock(&s->lock);
+	if (res == KCPX_RP_REPLAY)
+		return kcpx_nv_drop(st ? &st->drop_replay : NULL);
+	if (res == KCPX_RP_OLD)
+		return kcpx_nv_drop(st ? &st->drop_old : NULL);
+	return kcpx_nv_pass(st ? &st->pass : NULL);
+}
+
+#endif
