@@ -84,10 +84,11 @@ static const struct opt opts[] = {
 	{ "pprof", NULL, OPT_BOOL, offsetof(struct kcpx_config, pprof), 0, R_S, true,
 	  "pprof is a Go profiler; kcpx has `kcpx stats` and `kcpx status` instead",
 	  "start a profiling server" },
-	I(verbose, "v", R_CS, "log level: 0 warnings, 1 info (default), 2 debug"),
+	I(verbose, "v", R_CS, "log level: 0 warnings, 1 info, 2 debug"),
 	B(tlp, NULL, R_CS, "tail-loss probe: resend the last unacked segment after ~1 srtt"),
 	B(quickack, NULL, R_CS, "ACK at once when a segment opens or fills a gap"),
 	B(rtohygiene, NULL, R_CS, "bound RTO by 2*srtt+interval and backoff by 2*RTO"),
+	I(fecflush, NULL, R_CS, "send a partial FEC group's parity after this many ms, 0: off"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
@@ -416,6 +417,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("sockbuf", cfg->sockbuf, 0, 1 << 30);
 	err = err ?: range("snmpperiod", cfg->snmpperiod, 1, 86400);
 	err = err ?: range("verbose", cfg->verbose, 0, 2);
+	err = err ?: range("fecflush", cfg->fecflush, 0, 60000);
 	if (err)
 		return err;
 	if (cfg->datashard + cfg->parityshard > 256) {

@@ -56,6 +56,7 @@ struct kcpx_config {
 	bool tlp;
 	bool quickack;
 	bool rtohygiene;
+	int fecflush; /* ms; 0: off */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */

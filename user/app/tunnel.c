@@ -1001,6 +1001,7 @@ static int tunnel_setup(struct tunnel *t)
 		.tlp = cfg->tlp,
 		.quickack = cfg->quickack,
 		.rto_hygiene = cfg->rtohygiene,
+		.fec_flush_ms = (unsigned)cfg->fecflush,
 		.datashard = cfg->datashard,
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,

@@ -201,8 +201,9 @@ struct kcpx_fec_enc {
 	int ds, ps, n;
 	uint32_t paws; /* seqids wrap to 0 here: largest multiple of n <= 0xffffffff */
 	uint32_t next;
-	int count;     /* data shards of the current group sent */
-	size_t max_rs; /* longest RS payload (size field + KCP bytes) in the group */
+	int count;	  /* data shards of the current group sent */
+	uint32_t open_ts; /* `now` of the group's first data shard (count > 0) */
+	size_t max_rs;	  /* longest RS payload (size field + KCP bytes) in the group */
 	size_t headroom, tailroom, stride;
 	struct kcpx_rs *rs;
 	uint8_t *mem;	     /* 1 + ps buffers of stride bytes */
@@ -269,6 +270,8 @@ void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id)
 		memset(e->parity_rs[k], 0, RS_MAX);
 }
 
+static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
+
 int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
 		    kcpx_fec_emit_fn emit, void *user, struct kcpx_snmp *snmp)
 {
@@ -286,11 +289,40 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 			      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
 	if (rs_len > e->max_rs)
 		e->max_rs = rs_len;
-	e->count++;
+	if (e->count++ == 0)
+		e->open_ts = now;
 	emit(user, body, KCPX_FEC_HDR + kcp_len, false);
 
-	if (e->count < e->ds)
+	if (e->count == e->ds)
+		fec_enc_close(e, emit, user);
+	return 0;
+}
+
+bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since)
+{
+	if (e->count == 0)
+		return false;
+	*since = e->open_ts;
+	return true;
+}
+
+int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
+{
+	if (e->count == 0)
 		return 0;
+	/* the data seqids left unused are skipped: parity keeps its positions ds..ds+ps-1 */
+	e->next += (uint32_t)(e->ds - e->count);
+	fec_enc_close(e, emit, user);
+	return e->ps;
+}
+
+/*
+ * Emit the open group's parity at seqids next..next+ps-1 (next is the group start + ds).
+ * Data shards never sent contributed nothing to the accumulators: for the code they are
+ * all-zero shards, so a group closed early is an ordinary RS group.
+ */
+static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
+{
 	for (int k = 0; k < e->ps; k++) {
 		uint8_t *pb = e->parity_rs[k] - KCPX_FEC_HDR_PARITY;
 		/* what emit may have written over (sealing in place): RS bytes + trailer */
@@ -304,7 +336,6 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 	}
 	e->count = 0;
 	e->max_rs = 0;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- decoder */
@@ -343,6 +374,10 @@ struct kcpx_fec_dec {
 	int *recovered; /* data indices rebuilt by the last decode, rec_len bytes each */
 	int nrecovered;
 	size_t rec_len;
+	/* groups closed early (kcpx_fec_dec_set_partial): parity re-encoded for the check */
+	bool partial;
+	uint8_t *pcheck; /* ps buffers of KCPX_FEC_MAX_BODY */
+	uint8_t **enc;	 /* n shard pointers for kcpx_rs_encode */
 
 	struct fec_pulse pulses[AUTOTUNE_SAMPLES];
 };
@@ -362,7 +397,7 @@ static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 	uint8_t **shards;
 	size_t *slen;
 	bool *present;
-	uint8_t *scratch;
+	uint8_t *scratch, *pcheck, **enc;
 	int *recovered;
 
 	rs = kcpx_rs_new(ds, ps);
@@ -371,7 +406,9 @@ static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 	present = calloc((size_t)n, sizeof(*present));
 	scratch = malloc((size_t)ds * KCPX_FEC_MAX_BODY);
 	recovered = calloc((size_t)ds, sizeof(int));
-	if (!rs || !shards || !slen || !present || !scratch || !recovered)
+	pcheck = malloc((size_t)ps * KCPX_FEC_MAX_BODY);
+	enc = calloc((size_t)n, sizeof(*enc));
+	if (!rs || !shards || !slen || !present || !scratch || !recovered || !pcheck || !enc)
 		goto nomem;
 	if (cap > d->cap) {
 		struct fec_entry *ent = realloc(d->ent, cap * sizeof(*ent));
@@ -398,12 +435,16 @@ static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 	free(d->present);
 	free(d->scratch);
 	free(d->recovered);
+	free(d->pcheck);
+	free(d->enc);
 	d->rs = rs;
 	d->shards = shards;
 	d->slen = slen;
 	d->present = present;
 	d->scratch = scratch;
 	d->recovered = recovered;
+	d->pcheck = pcheck;
+	d->enc = enc;
 	d->ds = ds;
 	d->ps = ps;
 	d->n = n;
@@ -416,6 +457,8 @@ nomem:
 	free(present);
 	free(scratch);
 	free(recovered);
+	free(pcheck);
+	free(enc);
 	return -ENOMEM;
 }
 
@@ -450,6 +493,8 @@ void kcpx_fec_dec_free(struct kcpx_fec_dec *d)
 	free(d->present);
 	free(d->scratch);
 	free(d->recovered);
+	free(d->pcheck);
+	free(d->enc);
 	free(d);
 }
 
@@ -457,6 +502,11 @@ void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps)
 {
 	*ds = d->ds;
 	*ps = d->ps;
+}
+
+void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on)
+{
+	d->partial = on;
 }
 
 size_t kcpx_fec_dec_queued(const struct kcpx_fec_dec *d)
@@ -502,6 +552,72 @@ static void fec_free_range(struct kcpx_fec_dec *d, size_t first, size_t cnt)
 }
 
 /*
+ * A group holding parity but fewer than ds shards, read by fec_dec_group into shards[],
+ * slen[], present[]: test the hypotheses of kcpx_fec_dec_set_partial, fewest unknowns
+ * first. Lost shards precede the unsent ones, so any missing index below the highest data
+ * shard present is lost for sure. True when one hypothesis matched all parity: the group
+ * is settled and d->recovered names what was rebuilt (possibly nothing).
+ */
+static bool fec_dec_partial(struct kcpx_fec_dec *d, size_t maxlen)
+{
+	int ds = d->ds, n = d->n, nmiss = 0, npar = 0, hmin = 0, top = -1;
+	int miss[KCPX_FEC_MAX_SHARDS];
+	bool pres[KCPX_FEC_MAX_SHARDS];
+
+	if (maxlen == 0)
+		return false;
+	for (int k = 0; k < ds; k++)
+		if (d->present[k])
+			top = k;
+	for (int k = 0; k < n; k++) {
+		if (k >= ds) {
+			npar += d->present[k];
+			continue;
+		}
+		if (d->present[k])
+			continue;
+		miss[nmiss++] = k;
+		hmin += k < top;
+	}
+	/* pad what we have; missing data shards live in scratch, zero until solved */
+	for (int k = 0; k < n; k++) {
+		if (d->present[k]) {
+			memset(d->shards[k] + d->slen[k], 0, maxlen - d->slen[k]);
+		} else if (k < ds) {
+			d->shards[k] = d->scratch + (size_t)k * KCPX_FEC_MAX_BODY;
+			memset(d->shards[k], 0, maxlen);
+		}
+	}
+	for (int h = hmin; h < npar; h++) {
+		bool ok = true;
+
+		/* unknowns miss[0..h) get solved; the zero ones count as present */
+		memcpy(pres, d->present, (size_t)n * sizeof(bool));
+		for (int i = h; i < nmiss; i++)
+			pres[miss[i]] = true;
+		for (int i = 0; i < h; i++)
+			memset(d->shards[miss[i]], 0, maxlen);
+		if (h > 0 && kcpx_rs_reconstruct(d->rs, d->shards, pres, maxlen))
+			continue;
+		for (int k = 0; k < ds; k++)
+			d->enc[k] = d->shards[k];
+		for (int k = 0; k < d->ps; k++)
+			d->enc[ds + k] = d->pcheck + (size_t)k * KCPX_FEC_MAX_BODY;
+		kcpx_rs_encode(d->rs, d->enc, maxlen);
+		for (int k = ds; k < n && ok; k++)
+			ok = !d->present[k] || !memcmp(d->enc[k], d->shards[k], maxlen);
+		if (!ok)
+			continue;
+		for (int i = 0; i < h; i++)
+			d->recovered[d->nrecovered++] = miss[i];
+		d->rec_len = maxlen;
+		return true;
+	}
+	/* leave the unknowns as zeros: a later call starts over */
+	return false;
+}
+
+/*
  * After inserting seqid at rx[ins]: look for its group in the window of the queue where
  * its members can be; free the group once all data shards are in (case 1) or once enough
  * shards are in to rebuild the missing data (case 2).
@@ -514,7 +630,7 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 	size_t search_end = KCPX_MIN(search_begin + n - 1, d->rx_len - 1);
 	size_t numshard = 0, numdata = 0, first = 0, maxlen = 0;
 
-	if (search_end - search_begin + 1 < (size_t)d->ds)
+	if (d->rx_len == 0 || (!d->partial && search_end - search_begin + 1 < (size_t)d->ds))
 		return;
 	memset(d->present, 0, n * sizeof(bool));
 	for (size_t i = search_begin; i <= search_end; i++) {
@@ -540,8 +656,12 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 		fec_free_range(d, first, numshard); /* case 1: no data shard lost */
 		return;
 	}
-	if (numshard < (size_t)d->ds)
+	if (numshard < (size_t)d->ds) {
+		/* kcpx only: perhaps a group closed early */
+		if (d->partial && numshard > numdata && fec_dec_partial(d, maxlen))
+			fec_free_range(d, first, numshard);
 		return;
+	}
 	/* case 2: pad what we have to the longest shard, rebuild missing data shards */
 	for (uint32_t k = 0; k < n; k++) {
 		if (d->present[k])
@@ -673,6 +793,8 @@ int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uin
 			continue;
 		}
 		sz = kcpx_get_le16(r);
+		if (sz == 0 && d->partial)
+			continue; /* an unsent shard of a group closed early */
 		if (sz < 2 || sz > d->rec_len) {
 			if (snmp)
 				snmp->FECErrs++;

@@ -54,11 +54,26 @@ void kcpx_fec_enc_free(struct kcpx_fec_enc *e);
 /*
  * One KCP output datagram (kcp, kcp_len) becomes the next data shard; emits it, and the
  * parity shards when it completes a group. kcp_len <= KCPX_FEC_MAX_BODY - KCPX_FEC_HDR,
- * else -EMSGSIZE and nothing is emitted. now and snmp are unused by the 20210922 format
- * (kept for the newer parity-skip rule); snmp may be NULL. Returns 0.
+ * else -EMSGSIZE and nothing is emitted. now stamps the group a first shard opens (see
+ * kcpx_fec_enc_open); snmp is unused by the 20210922 format (kept for the newer
+ * parity-skip rule) and may be NULL. Returns 0.
  */
 int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
 		    kcpx_fec_emit_fn emit, void *user, struct kcpx_snmp *snmp);
+
+/*
+ * FEC on a timer. A group only gets parity once ds data shards went out, so the last
+ * packets before an idle gap (a request, a reply, their ACKs) would have none.
+ * kcpx_fec_enc_open: true while a group has data shards but no parity yet; *since is the
+ * `now` its first data shard was encoded with. kcpx_fec_enc_flush closes it early: its ps
+ * parity shards go out at once, at their usual seqids (group start + ds ..), computed as
+ * if the data shards not sent were empty (all zero), and the unused data seqids are
+ * skipped. On the wire that is an ordinary group that lost its tail, which kcp-go accepts
+ * (it rebuilds once it holds ds shards); kcpx's decoder with kcpx_fec_dec_set_partial
+ * rebuilds it from fewer. Returns the number of parity shards emitted (0: none open).
+ */
+bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since);
+int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
 
 /* seqid the next shard will carry (tests, diagnostics); kcpx_fec_enc_set_next for tests of
  * the wrap: id is rounded down to a group start. */
@@ -101,6 +116,18 @@ void kcpx_fec_dec_free(struct kcpx_fec_dec *d);
  */
 int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uint32_t now,
 		    kcpx_fec_recv_fn fn, void *user, struct kcpx_snmp *snmp);
+
+/*
+ * Also rebuild groups closed early by a kcpx_fec_enc_flush() sender (off by default, which
+ * is kcp-go's decoder exactly). When a group holds parity but fewer than ds shards, its
+ * missing data shards are taken as lost ones followed by unsent (all-zero) ones: for
+ * h = 0, 1, ... the lowest h missing are solved from h parity shards, the rest set to zero,
+ * and the answer is kept only if the re-encoded parity matches every parity shard received
+ * (so at least h + 1 are needed; a wrong guess is rejected, never fed to KCP). Rebuilt
+ * all-zero shards (the unsent ones, size field 0) are then dropped without counting
+ * FECErrs. Wire-neutral: it only changes what this receiver makes of what it got.
+ */
+void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on);
 
 /* The current (possibly auto-tuned) ratio and queue length, for stats and tests. */
 void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps);

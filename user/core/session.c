@@ -65,6 +65,16 @@ static void fec_emit(void *user, uint8_t *body, size_t len, bool parity)
 	sess_xmit(s, body - s->hdr, len);
 }
 
+/* FEC on a timer: when the open group is due for its parity (far future when none is). */
+static uint32_t fec_flush_due(const struct kcpx_session *s, uint32_t now)
+{
+	uint32_t since;
+
+	if (!s->fec_enc || !s->cfg.fec_flush_ms || !kcpx_fec_enc_open(s->fec_enc, &since))
+		return now + 0x7fffffffu;
+	return since + s->cfg.fec_flush_ms;
+}
+
 static void kcp_output(const uint8_t *buf, size_t len, void *user)
 {
 	struct kcpx_session *s = user;
@@ -154,6 +164,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		fec ? kcpx_fec_dec_new(cfg->datashard, cfg->parityshard) : kcpx_fec_dec_new(0, 0);
 	if (!s->fec_dec)
 		goto err;
+	/* rebuilding from groups a peer closed early only changes what we make of them */
+	kcpx_fec_dec_set_partial(s->fec_dec, true);
 	if (cfg->comp) {
 		s->zw = kcpx_snappy_w_new();
 		s->zr = kcpx_snappy_r_new();
@@ -362,14 +374,19 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 	pump_tx(s);
 	if ((int32_t)(kcpx_kcp_check(s->kcp, now) - now) <= 0)
 		kcpx_kcp_update(s->kcp, now);
+	if ((int32_t)(fec_flush_due(s, now) - now) <= 0)
+		kcpx_fec_enc_flush(s->fec_enc, fec_emit, s);
 }
 
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 {
 	uint32_t a = kcpx_kcp_check(s->kcp, now);
 	uint32_t b = kcpx_smux_deadline(s->smux, now);
+	uint32_t c = fec_flush_due(s, now);
 
-	return (int32_t)(a - b) < 0 ? a : b;
+	if ((int32_t)(a - b) > 0)
+		a = b;
+	return (int32_t)(a - c) < 0 ? a : c;
 }
 
 bool kcpx_session_dead(const struct kcpx_session *s)

@@ -31,6 +31,7 @@ struct kcpx_session_config {
 	bool acknodelay;
 	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;
+	unsigned fec_flush_ms; /* close a partial FEC group this long after it opened; 0: off */
 	bool comp;
 	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
 	struct kcpx_smux_config smux;
