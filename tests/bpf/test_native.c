@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+/*
+ * BPF_PROG_RUN tests of the native protocol's XDP checks (bpf/lib/native.h, siphash.h,
+ * replay.h) through the test-only programs of bpf/kcpx_native_test.bpf.c:
+ *   - SipHash-2-4 in BPF gives the paper's vectors and libsodium's answer for every
+ *     length 0..64; the header tag in BPF equals kcpx_native_tag() in C
+ *   - a sealed datagram from user/core/native.c passes; one flipped bit in the tag or the
+ *     header drops; a replay drops; a counter older than the window drops; unknown
+ *     session, wrong version, wrong direction, short packets drop; each counted
+ *   - handshake packets are checked with the PSK tag key, by role
+ *   - the BPF window and the C window agree over a long random walk of counters
+ * Needs root (BPF); exits 4 (skip) without it.
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sodium.h>
+
+#include "unit.h"
+#include "frames.h"
+#include "core/native.h"
+#include "core/util.h"
+#include "kcpx_native_test.skel.h"
+
+#define SID	0x0badcafeu
+#define SIP_MAX 64 /* SIP_MAX of bpf/lib/siphash.h */
+
+static struct kcpx_native_test *skel;
+static struct kcpx_native *cli, *srv;
+static struct kcpx_native_psk *psk;
+static struct kcpx_native_xdp_stats d; /* counter deltas of the last run */
+static int ncpu;
+
+static uint64_t le64(const uint8_t *p)
+{
+	return (uint64_t)kcpx_get_le32(p) | (uint64_t)kcpx_get_le32(p + 4) << 32;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	kcpx_put_le32(p, (uint32_t)v);
+	kcpx_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static void stats_now(struct kcpx_native_xdp_stats *s)
+{
+	struct kcpx_native_xdp_stats per[ncpu];
+	__u32 key = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.kcpx_nat_stats), &key, per)) {
+		memset(s, 0xff, sizeof(*s));
+		return;
+	}
+	for (int c = 0; c < ncpu; c++)
+		for (size_t i = 0; i < sizeof(*s) / 8; i++)
+			((__u64 *)s)[i] += ((__u64 *)&per[c])[i];
+}
+
+/* Run a program over raw bytes; out (may be NULL) receives the data after the run. */
+static int run_raw(struct bpf_program *p, const void *in, size_t len, void *out, __u32 *retval)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = (__u32)len,
+		    .data_out = out, .data_size_out = out ? (__u32)len : 0, .repeat = 1);
+
+	if (bpf_prog_test_run_opts(bpf_program__fd(p), &o))
+		return -errno;
+	*retval = o.retval;
+	return 0;
+}
+
+/* A UDP/IPv4 frame carrying dgram through kcpx_xdp_nat: the verdict, deltas in d. */
+static __u32 run_nat(const uint8_t *dgram, size_t len)
+{
+	static struct frame f;
+	struct frame_spec s = { .family = 4,
+				.src = "10.7.0.1",
+				.dst = "10.7.0.2",
+				.sport = 40000,
+				.dport = 4000,
+				.payload = len };
+	struct kcpx_native_xdp_stats a, b;
+	__u32 ret = 0xdead;
+
+	frame_build(&f, &s);
+	memcpy(f.b + f.l4 + 8, dgram, len);
+	stats_now(&a);
+	if (run_raw(skel->progs.kcpx_xdp_nat, f.b, f.len, NULL, &ret))
+		return 0xdead;
+	stats_now(&b);
+	for (size_t i = 0; i < sizeof(d) / 8; i++)
+		((__u64 *)&d)[i] = ((__u64 *)&b)[i] - ((__u64 *)&a)[i];
+	return ret;
+}
+
+/* Exactly one outcome counter moved. */
+static __u64 outcomes(void)
+{
+	return d.pass + d.pass_hs + d.pass_off + d.drop_short + d.drop_version + d.drop_proto +
+	       d.drop_session + d.drop_tag + d.drop_replay + d.drop_old;
+}
+
+static void set_cfg(bool server, bool enabled)
+{
+	struct kcpx_native_cfg c;
+	__u32 key = 0;
+
+	kcpx_native_psk_bpf_cfg(psk, server, &c);
+	c.enabled = enabled;
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_cfg), &key, &c, 0))
+		abort();
+}
+
+/* Install n's receive state as the kcpx_nat_sess entry of its sid (a fresh window). */
+static void add_sess(const struct kcpx_native *n)
+{
+	struct kcpx_native_sess v;
+	__u32 sid = kcpx_native_sid(n);
+
+	kcpx_native_bpf_sess(n, &v);
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_sess), &sid, &v, 0))
+		abort();
+}
+
+static size_t seal(struct kcpx_native *n, uint8_t *dg, size_t body, bool fec)
+{
+	for (size_t i = 0; i < body; i++)
+		dg[KCPX_NATIVE_HDR + i] = (uint8_t)(i * 3);
+	return (size_t)kcpx_native_seal(n, dg, body, fec);
+}
+
+/* A data header toward the server with any counter, tagged with the server's rx key. */
+static size_t craft(uint8_t *dg, uint64_t ctr, bool fec)
+{
+	struct kcpx_native_sess v;
+
+	kcpx_native_bpf_sess(srv, &v);
+	memset(dg, 0x5a, 100);
+	dg[0] = KCPX_NATIVE_VERSION;
+	dg[1] = KCPX_NT_DATA;
+	dg[2] = fec ? KCPX_NF_FEC : 0;
+	dg[3] = 0;
+	kcpx_put_le32(dg + 4, SID);
+	put_le64(dg + 8, ctr);
+	put_le64(dg + 16, kcpx_native_tag((const uint8_t *)v.tag_key, dg));
+	return 100;
+}
+
+static void test_sip_vectors(void)
+{
+	uint8_t in[16 + SIP_MAX], out[sizeof(in)], h[8];
+	__u32 ret;
+
+	for (int i = 0; i < 16; i++)
+		in[i] = (uint8_t)i;
+	for (int i = 0; i < SIP_MAX; i++)
+		in[16 + i] = (uint8_t)i;
+	/* the paper's vectors at a few lengths */
+	CHECK_EQ(run_raw(skel->progs.kcpx_xdp_sip, in, 16, out, &ret), 0);
+	CHECK_EQ(le64(out), 0x726fdb47dd0e0e31ULL);
+	CHECK_EQ(run_raw(skel->progs.kcpx_xdp_sip, in, 16 + 15, out, &ret), 0);
+	CHECK_EQ(le64(out), 0xa129ca6149be45e5ULL);
+	CHECK_EQ(run_raw(skel->progs.kcpx_xdp_sip, in, 16 + 63, out, &ret), 0);
+	CHECK_EQ(le64(out), 0x958a324ceb064572ULL);
+	/* every length, several keys and messages: BPF == libsodium */
+	for (int k = 0; k < 8; k++) {
+		randombytes_buf(in, sizeof(in));
+		for (size_t n = 0; n <= SIP_MAX; n++) {
+			CHECK_EQ(run_raw(skel->progs.kcpx_xdp_sip, in, 16 + n, out, &ret), 0);
+			CHECK_EQ(ret, XDP_PASS);
+			crypto_shorthash_siphash24(h, in + 16, n, in);
+			CHECK_MEM(out, h, 8);
+		}
+	}
+}
+
+static void test_hdr_tag_c_equals_bpf(void)
+{
+	uint8_t in[16 + 32], out[sizeof(in)];
+	__u32 ret;
+
+	for (int i = 0; i < 200; i++) {
+		randombytes_buf(in, sizeof(in));
+		in[16 + 2] = (uint8_t)(i & 1); /* FEC bit on every other round */
+		CHECK_EQ(run_raw(skel->progs.kcpx_xdp_siphdr, in, sizeof(in), out, &ret), 0);
+		CHECK_EQ(ret, XDP_PASS);
+		CHECK_EQ(le64(out), kcpx_native_tag(in, in + 16));
+	}
+}
+
+static void test_disabled_passes(void)
+{
+	uint8_t dg[64] = { 0 };
+
+	set_cfg(true, false);
+	CHECK_EQ(run_nat(dg, sizeof(dg)), XDP_PASS);
+	CHECK_EQ(d.pass_off, 1);
+	CHECK_EQ(outcomes(), 1);
+	set_cfg(true, true);
+}
+
+static void test_good_and_flipped(void)
+{
+	uint8_t dg[512], bad[512];
+	size_t len;
+
+	for (int fec = 0; fec < 2; fec++) {
+		len = seal(cli, dg, 200, fec);
+		for (size_t i = 0; i < 30; i++) {
+			if (i == 1 || i == 2 || i == 3 || (i >= 24 && !fec))
+				continue; /* type, flags, reserved: drop_proto, below */
+			memcpy(bad, dg, len);
+			bad[i] ^= (uint8_t)(1 << (i % 8));
+			CHECK_EQ(run_nat(bad, len), XDP_DROP);
+			CHECK_EQ(outcomes(), 1);
+			if (i == 0)
+				CHECK_EQ(d.drop_version, 1);
+			else if (i < 8)
+				CHECK_EQ(d.drop_session, 1);
+			else
+				CHECK_EQ(d.drop_tag, 1); /* counter, tag, FEC header */
+		}
+		CHECK_EQ(run_nat(dg, len), XDP_PASS);
+		CHECK_EQ(d.pass, 1);
+		CHECK_EQ(outcomes(), 1);
+		/* what passed XDP opens in userspace */
+		memcpy(bad, dg, len);
+		CHECK_EQ(kcpx_native_open(srv, bad, len), 200);
+		CHECK_EQ(run_nat(dg, len), XDP_DROP);
+		CHECK_EQ(d.drop_replay, 1);
+		CHECK_EQ(outcomes(), 1);
+	}
+	/* the FEC flag cleared: the tag no longer covers the same bytes */
+	len = seal(cli, dg, 200, true);
+	dg[2] &= (uint8_t)~KCPX_NF_FEC;
+	CHECK_EQ(run_nat(dg, len), XDP_DROP);
+	CHECK_EQ(d.drop_tag, 1);
+}
+
+static void test_proto_drops(void)
+{
+	uint8_t dg[512], bad[512];
+	size_t len = seal(cli, dg, 100, false);
+	struct kcpx_native *srv_other;
+	static const uint8_t secret[32] = { 42 };
+
+	memcpy(bad, dg, len);
+	bad[2] |= KCPX_NF_SERVER; /* reflected to the server */
+	CHECK_EQ(run_nat(bad, len), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	memcpy(bad, dg, len);
+	bad[2] |= 0x80;
+	CHECK_EQ(run_nat(bad, len), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	memcpy(bad, dg, len);
+	bad[3] = 1;
+	CHECK_EQ(run_nat(bad, len), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	memcpy(bad, dg, len);
+	bad[1] = 9;
+	CHECK_EQ(run_nat(bad, len), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	memcpy(bad, dg, len);
+	bad[0] = 2;
+	CHECK_EQ(run_nat(bad, len), XDP_DROP);
+	CHECK_EQ(d.drop_version, 1);
+	/* too short: below header + MAC, and FEC flagged without room for its header */
+	CHECK_EQ(run_nat(dg, KCPX_NATIVE_HDR + KCPX_NATIVE_MAC - 1), XDP_DROP);
+	CHECK_EQ(d.drop_short, 1);
+	CHECK_EQ(run_nat(dg, 3), XDP_DROP);
+	CHECK_EQ(d.drop_short, 1);
+	len = seal(cli, dg, 6, true);
+	CHECK_EQ(run_nat(dg, len - 1), XDP_DROP);
+	CHECK_EQ(d.drop_short, 1);
+	/* a session the map does not know */
+	CHECK_EQ(kcpx_native_new_secret(&srv_other, secret, SID + 1, false, KCPX_NATIVE_XCHACHA),
+		 0);
+	len = seal(srv_other, dg, 100, false);
+	dg[2] = 0;
+	CHECK_EQ(run_nat(dg, len), XDP_DROP);
+	CHECK_EQ(d.drop_session, 1);
+	CHECK_EQ(outcomes(), 1);
+	kcpx_native_free(srv_other);
+}
+
+static void test_too_old(void)
+{
+	uint8_t dg[128];
+	uint64_t top = 1000000;
+
+	craft(dg, top, false);
+	CHECK_EQ(run_nat(dg, 100), XDP_PASS);
+	CHECK_EQ(d.pass, 1);
+	craft(dg, top - KCPX_REPLAY_WINDOW, false);
+	CHECK_EQ(run_nat(dg, 100), XDP_DROP);
+	CHECK_EQ(d.drop_old, 1);
+	CHECK_EQ(outcomes(), 1);
+	craft(dg, top - KCPX_REPLAY_WINDOW + 1, true);
+	CHECK_EQ(run_nat(dg, 100), XDP_PASS);
+	CHECK_EQ(run_nat(dg, 100), XDP_DROP);
+	CHECK_EQ(d.drop_replay, 1);
+	craft(dg, 3, false);
+	CHECK_EQ(run_nat(dg, 100), XDP_DROP);
+	CHECK_EQ(d.drop_old, 1);
+}
+
+/* The BPF window and kcpx_replay_update() agree on a long random walk. */
+static void test_window_matches_c(void)
+{
+	static struct kcpx_replay w;
+	uint8_t dg[128];
+	uint64_t top = 0, x = 0x9e3779b97f4a7c15ULL;
+	struct kcpx_native_xdp_stats tot = {};
+
+	/* a fresh session entry: the earlier cases moved the window */
+	add_sess(srv);
+	memset(&w, 0, sizeof(w));
+	for (int i = 0; i < 6000; i++) {
+		uint64_t c;
+		int want;
+		__u32 v;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		switch (x % 8) {
+		case 0:
+			c = top + 1 + (x >> 8) % 2500; /* sometimes more than a ring ahead */
+			break;
+		case 1:
+			c = top - 1900 - (x >> 8) % 200; /* around the window's edge */
+			break;
+		default:
+			c = top + 3 - (x >> 8) % 80;
+		}
+		if (c > top + 2600)
+			c = (x >> 20) % 64; /* wrapped below zero: a small counter */
+		want = kcpx_replay_update(&w, c);
+		if (w.top > top)
+			top = w.top;
+		craft(dg, c, i & 1);
+		v = run_nat(dg, 100);
+		CHECK_EQ(v, want ? XDP_DROP : XDP_PASS);
+		CHECK_EQ(outcomes(), 1);
+		CHECK_EQ(d.drop_replay, want == -ESTALE);
+		CHECK_EQ(d.drop_old, want == -ETIMEDOUT);
+		tot.pass += d.pass;
+		tot.drop_replay += d.drop_replay;
+		tot.drop_old += d.drop_old;
+	}
+	/* the walk exercised every outcome */
+	CHECK(tot.pass > 1000);
+	CHECK(tot.drop_replay > 100);
+	CHECK(tot.drop_old > 100);
+	printf("      walk: %llu pass, %llu replay, %llu old, top %llu\n",
+	       (unsigned long long)tot.pass, (unsigned long long)tot.drop_replay,
+	       (unsigned long long)tot.drop_old, (unsigned long long)top);
+}
+
+static void test_handshake_by_role(void)
+{
+	struct kcpx_native_hs *hs;
+	struct kcpx_native *s2, *c2;
+	uint8_t init[KCPX_NATIVE_HS_LEN], resp[KCPX_NATIVE_HS_LEN], bad[KCPX_NATIVE_HS_LEN];
+	uint8_t r[KCPX_NATIVE_HS_RAND];
+
+	randombytes_buf(r, sizeof(r));
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, SID + 7, r, false, init), 0);
+	randombytes_buf(r, sizeof(r));
+	CHECK_EQ(kcpx_native_accept(psk, init, sizeof(init), r, false, resp, &s2, NULL), 0);
+	/* server role: INIT passes with a good tag, not with a flipped bit; RESP is wrong */
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+	CHECK_EQ(d.pass_hs, 1);
+	memcpy(bad, init, sizeof(bad));
+	bad[12] ^= 0x10;
+	CHECK_EQ(run_nat(bad, sizeof(bad)), XDP_DROP);
+	CHECK_EQ(d.drop_tag, 1);
+	CHECK_EQ(run_nat(init, sizeof(init) - 1), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	CHECK_EQ(run_nat(resp, sizeof(resp)), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	/* client role: the reverse, and data from the server passes */
+	set_cfg(false, true);
+	CHECK_EQ(run_nat(resp, sizeof(resp)), XDP_PASS);
+	CHECK_EQ(d.pass_hs, 1);
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_DROP);
+	CHECK_EQ(d.drop_proto, 1);
+	CHECK_EQ(kcpx_native_hs_finish(hs, resp, sizeof(resp), &c2), 0);
+	add_sess(c2);
+	{
+		uint8_t dg[256];
+		size_t len = seal(s2, dg, 64, true);
+
+		CHECK_EQ(run_nat(dg, len), XDP_PASS);
+		CHECK_EQ(d.pass, 1);
+		CHECK_EQ(kcpx_native_open(c2, dg, len), 64);
+	}
+	set_cfg(true, true);
+	kcpx_native_hs_free(hs);
+	kcpx_native_free(s2);
+	kcpx_native_free(c2);
+}
+
+int main(void)
+{
+	static const uint8_t secret[32] = { 3, 1, 4, 1, 5 };
+	static const uint8_t master[32] = { 2, 7, 1, 8 };
+	int err;
+
+	if (geteuid() != 0) {
+		printf("skip: needs root\n");
+		return 4;
+	}
+	if (sodium_init() < 0)
+		return 1;
+	ncpu = libbpf_num_possible_cpus();
+	skel = kcpx_native_test__open_and_load();
+	if (!skel) {
+		err = -errno;
+		fprintf(stderr, "load kcpx_native_test: %s\n", strerror(-err));
+		return 1;
+	}
+	if (kcpx_native_psk_new_key(&psk, master) ||
+	    kcpx_native_new_secret(&cli, secret, SID, false, KCPX_NATIVE_XCHACHA) ||
+	    kcpx_native_new_secret(&srv, secret, SID, true, KCPX_NATIVE_XCHACHA))
+		return 1;
+	set_cfg(true, true);
+	add_sess(srv);
+
+	RUN(test_sip_vectors);
+	RUN(test_hdr_tag_c_equals_bpf);
+	RUN(test_disabled_passes);
+	RUN(test_good_and_flipped);
+	RUN(test_proto_drops);
+	RUN(test_too_old);
+	RUN(test_window_matches_c);
+	RUN(test_handshake_by_role);
+
+	kcpx_native_free(cli);
+	kcpx_native_free(srv);
+	kcpx_native_psk_free(psk);
+	kcpx_native_test__destroy(skel);
+	UNIT_MAIN_END();
+}
