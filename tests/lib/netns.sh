@@ -23,12 +23,23 @@ _netns_cleanups=()
 
 netns_cleanup() {
 	local p c ns
+	local left i
 	for c in "${_netns_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
 	for p in "${_netns_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	sleep 0.2
+	# Ask whatever still runs inside our namespaces to stop (daemons then remove their
+	# own sockets and pins), wait up to 2 s, then kill what is left.
+	for ns in "${_netns_made[@]}"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
+	done
+	for ((i = 0; i < 20; i++)); do
+		left=""
+		for ns in "${_netns_made[@]}"; do left+=$(ip netns pids "$ns" 2>/dev/null); done
+		for p in "${_netns_pids[@]}"; do kill -0 "$p" 2>/dev/null && left+=" $p"; done
+		[ -z "${left// /}" ] && break
+		sleep 0.1
+	done
 	for p in "${_netns_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	for ns in "${_netns_made[@]}"; do
-		# kill anything still running inside, then the namespace itself
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 		ip netns del "$ns" 2>/dev/null || true
 	done

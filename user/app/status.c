@@ -21,6 +21,7 @@ int kcpx_cmd_status(int argc, char **argv)
 		fprintf(stderr, "usage: kcpx status\n");
 		return 2;
 	}
+	kcpx_ctl_reap();
 	d = opendir(KCPX_CTL_DIR);
 	if (d) {
 		while ((de = readdir(d))) {
@@ -30,10 +31,6 @@ int kcpx_cmd_status(int argc, char **argv)
 			if (sscanf(de->d_name, "%d.sock", &pid) != 1)
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", KCPX_CTL_DIR, de->d_name);
-			if (kill(pid, 0) < 0 && errno == ESRCH) {
-				unlink(path); /* left behind by a crash */
-				continue;
-			}
 			err = kcpx_ctl_query(path, &text);
 			if (err) {
 				printf("pid %d: no answer (%s)\n", pid, strerror(-err));

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "io/ctl.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,27 @@
 #include <poll.h>
 #include <unistd.h>
 
+void kcpx_ctl_reap(void)
+{
+	struct dirent *de;
+	DIR *d = opendir(KCPX_CTL_DIR);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[300];
+		int pid;
+
+		if (sscanf(de->d_name, "%d.sock", &pid) != 1)
+			continue;
+		if (kill(pid, 0) < 0 && errno == ESRCH) {
+			snprintf(path, sizeof(path), "%s/%s", KCPX_CTL_DIR, de->d_name);
+			unlink(path);
+		}
+	}
+	closedir(d);
+}
+
 int kcpx_ctl_listen(char *path, size_t size)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
@@ -18,6 +41,7 @@ int kcpx_ctl_listen(char *path, size_t size)
 
 	if (mkdir(KCPX_CTL_DIR, 0755) < 0 && errno != EEXIST)
 		return -errno;
+	kcpx_ctl_reap();
 	snprintf(path, size, "%s/%d.sock", KCPX_CTL_DIR, (int)getpid());
 	if (strlen(path) >= sizeof(un.sun_path))
 		return -ENAMETOOLONG;

@@ -13,6 +13,8 @@
 
 /* Listen on KCPX_CTL_DIR/<pid>.sock; path gets the name. Returns the fd or -errno. */
 int kcpx_ctl_listen(char *path, size_t size);
+/* Remove the sockets of kcpx processes that no longer exist (killed, crashed). */
+void kcpx_ctl_reap(void);
 /* Connect to one socket and read its whole answer into a malloc'd string. */
 int kcpx_ctl_query(const char *path, char **out);
 
