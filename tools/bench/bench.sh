@@ -16,7 +16,7 @@
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
 # A candidate that fails is reported as n/a with the reason, never left out.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 MODE=${1:-quick}
 OUT=${OUT:-build}
@@ -69,9 +69,24 @@ for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
 [ "${BENCH_XDP:-0}" = 1 ] && CANDS="$CANDS kcpx-xdp/tuned"
 [ -n "${BENCH_CANDS:-}" ] && CANDS=$BENCH_CANDS
 
+# Why kcpx cannot run, or nothing if it can.
+KCPX_NA=""
+if [ ! -x "$KCPX" ]; then
+	KCPX_NA="$OUT/kcpx was not built"
+	if [ -s "$OUT/bench-kcpx-build.log" ]; then
+		KCPX_NA="$KCPX_NA: $(grep -m1 -E 'error|Error' "$OUT/bench-kcpx-build.log" | cut -c1-120)"
+	fi
+fi
+
 mkdir -p "$RESDIR"
 WORK=$(mktemp -d /tmp/kcpx-bench.XXXXXX)
 on_cleanup "rm -rf '$WORK'"
+# Run a private copy: kcpx is rebuilt by others while a bench runs.
+KCPX_VER=""
+if [ -x "$KCPX" ] && [ -z "$KCPX_NA" ]; then
+	cp "$KCPX" "$WORK/kcpx" 2>/dev/null && KCPX=$WORK/kcpx
+	KCPX_VER="$(stat -c '%y' "$KCPX" | cut -c1-19), $(sha1sum "$KCPX" | cut -c1-10)"
+fi
 RES=$WORK/results.txt
 : >"$RES"
 
@@ -83,10 +98,10 @@ rr_plan() { # rr_plan DELAY LOSS -> "COUNT MAX_SECONDS"
 	smoke:*) echo "30 10" ;;
 	quick:0:*) echo "500 20" ;;
 	quick:*) echo "250 25" ;;
-	full:0:*) echo "1000 40" ;;
+	full:0:*) echo "500 25" ;;
 	full:25:1 | full:25:5 | full:25:10) echo "1000 90" ;;
 	full:25:*) echo "200 30" ;;
-	*) echo "100 35" ;;
+	*) echo "100 30" ;;
 	esac
 }
 
@@ -111,15 +126,6 @@ cand_flags() { # cand_flags CAND c|s
 	*/default:s) echo "$DEFAULT_S" ;;
 	esac
 }
-
-# Why kcpx cannot run, or nothing if it can.
-KCPX_NA=""
-if [ ! -x "$KCPX" ]; then
-	KCPX_NA="$OUT/kcpx was not built"
-	if [ -s "$OUT/bench-kcpx-build.log" ]; then
-		KCPX_NA="$KCPX_NA: $(grep -m1 -E 'error|Error' "$OUT/bench-kcpx-build.log" | cut -c1-120)"
-	fi
-fi
 
 # ---- tunnels --------------------------------------------------------------------------
 # tun_start CAND LANE TARGET_PORT: client in a listens on 127.0.0.1:12948, server in b on
@@ -205,14 +211,18 @@ cpu_ticks() { # utime + stime of PID, in clock ticks (fields 14, 15 after the co
 	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
 }
 rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
-wire_bytes() { # total bytes linkem forwarded on lane L, both directions
+# link_counters L: "WIRE_BYTES EMU_DROPS" so far on lane L, both directions. EMU_DROPS
+# are frames linkem lost by itself (socket overflow, send errors), not by configuration.
+link_counters() {
 	wan_stats "$1" | awk '{ for (i = 4; i <= NF; i++) { split($i, kv, "=");
-		if (kv[1] == "fwd_bytes") s += kv[2] } } END { print s + 0 }'
+		if (kv[1] == "fwd_bytes") w += kv[2];
+		if (kv[1] == "drop_rx" || kv[1] == "drop_tx") e += kv[2] } }
+		END { print w + 0, e + 0 }'
 }
 
 # ---- bulk -----------------------------------------------------------------------------
 bulk_run() { # bulk_run DELAY LOSS CAND
-	local d=$1 ls=$2 cand=$3 l na nb host port json srv c0 s0 w0 c1 s1 w1 rc r cc
+	local d=$1 ls=$2 cand=$3 l na nb host port json srv c0 s0 w0 c1 s1 w1 e0 e1 rc r cc
 	l=$(cand_lane "$cand")
 	na=$(wan_ns "$l" a)
 	nb=$(wan_ns "$l" b)
@@ -241,7 +251,7 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 		host=127.0.0.1
 		port=12948
 	fi
-	w0=$(wire_bytes "$l")
+	read -r w0 e0 <<<"$(link_counters "$l")"
 	c0=0
 	s0=0
 	[ -n "$TUN_C" ] && c0=$(cpu_ticks "$TUN_C") && s0=$(cpu_ticks "$TUN_S")
@@ -257,7 +267,7 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 		rc_kb=$(rss_kb "$TUN_C")
 		rs_kb=$(rss_kb "$TUN_S")
 	fi
-	w1=$(wire_bytes "$l")
+	read -r w1 e1 <<<"$(link_counters "$l")"
 	local alive=1
 	if [ -n "$TUN_C" ] && { [ -z "$c1" ] || [ -z "$s1" ]; }; then
 		alive=0
@@ -290,9 +300,9 @@ EOF
 	fi
 	local bytes
 	bytes=$(echo "$r" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
-	local extra=""
+	local extra="emu_drops=$((e1 - e0))"
 	if [ -n "$bytes" ] && [ "$bytes" -gt 0 ]; then
-		extra="wire_ratio=$(awk -v w=$((w1 - w0)) -v b="$bytes" 'BEGIN { printf "%.4f", w / b }')"
+		extra="$extra wire_ratio=$(awk -v w=$((w1 - w0)) -v b="$bytes" 'BEGIN { printf "%.4f", w / b }')"
 		if [ -n "$TUN_C" ]; then
 			extra="$extra $(awk -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v b="$bytes" \
 				-v hz="$(getconf CLK_TCK)" 'BEGIN { printf "cpu_c=%.2f cpu_s=%.2f cpu_s_per_gb=%.3f",
@@ -310,7 +320,7 @@ EOF
 
 # ---- latency --------------------------------------------------------------------------
 rr_run() { # rr_run DELAY LOSS CAND COUNT MAX_S OUTFILE  (runs in a subshell, in parallel)
-	local d=$1 ls=$2 cand=$3 n=$4 tmax=$5 of=$6 l na host out w0 w1
+	local d=$1 ls=$2 cand=$3 n=$4 tmax=$5 of=$6 l na host out w0 w1 e0 e1 load
 	l=$(cand_lane "$cand")
 	na=$(wan_ns "$l" a)
 	local base="kind=rr delay=$d loss=$ls cand=$cand"
@@ -325,10 +335,11 @@ rr_run() { # rr_run DELAY LOSS CAND COUNT MAX_S OUTFILE  (runs in a subshell, in
 		fi
 		host=127.0.0.1:12948
 	fi
-	w0=$(wire_bytes "$l")
+	read -r w0 e0 <<<"$(link_counters "$l")"
+	load=$(cut -d' ' -f1 /proc/loadavg)
 	out=$(in_ns "$na" timeout --kill-after=2 $((tmax + 15)) "$RR" -c "$host" -n "$n" \
 		-t "$tmax" -q 64 -p 64 2>&1 | tail -n1)
-	w1=$(wire_bytes "$l")
+	read -r w1 e1 <<<"$(link_counters "$l")"
 	[ -n "$TUN_C" ] && tun_stop
 	case $out in
 	"rr n=0"* | "")
@@ -337,7 +348,7 @@ rr_run() { # rr_run DELAY LOSS CAND COUNT MAX_S OUTFILE  (runs in a subshell, in
 	rr*)
 		local got
 		got=$(echo "$out" | sed -n 's/^rr n=\([0-9]*\).*/\1/p')
-		echo "$base status=ok ${out#rr } wire_per_ex=$(((w1 - w0) / (got + 3)))" >"$of"
+		echo "$base status=ok ${out#rr } wire_per_ex=$(((w1 - w0) / (got + 3))) emu_drops=$((e1 - e0)) load=$load" >"$of"
 		;;
 	*)
 		echo "$base status=na reason=rr: $(echo "$out" | cut -c1-120)" >"$of"
@@ -417,5 +428,6 @@ fi
 	echo "default_s=$DEFAULT_S"
 	echo "elapsed=$((SECONDS - T0))"
 	echo "kcpx_na=$KCPX_NA"
+	echo "kcpx_bin=$KCPX_VER"
 } >"$WORK/meta.txt"
 python3 tools/bench/report.py "$WORK" "$RESDIR"

@@ -11,7 +11,7 @@
 # Each run is a session of its own and its namespaces carry its PID: both are checked
 # after it is gone.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-build}
 export OUT
 if [ "$(id -u)" != 0 ]; then
@@ -29,7 +29,7 @@ bad() {
 }
 leftovers() { # leftovers PID: namespaces or processes of bench run PID still around
 	local n
-	n=$(ip netns list | grep -c "^lkm$1[0-9]")
+	n=$(ip netns list | grep -cE "^lkm${1}[0-9][amb]( |$)")
 	[ "$n" -eq 0 ] || echo "$n namespaces"
 	# every run is its own session (setsid), so whatever it started shares its session id
 	ps -eo sid=,pid=,comm= | awk -v s="$1" '$1 == s { printf "pid %s (%s) ", $2, $3 }'
@@ -82,7 +82,7 @@ grep -q 'n/a\[1\]: kcpx exited at start' "$TMP/b/BENCH.md" && ok "reason in BENC
 BENCH_OUT=$TMP/c BENCH_POINTS="25:1" setsid ./tools/bench/bench.sh smoke >"$TMP/c.log" 2>&1 &
 pid=$!
 sleep 2.5
-n=$(ip netns list | grep -c "^lkm$pid[0-9]")
+n=$(ip netns list | grep -cE "^lkm${pid}[0-9][amb]( |$)")
 [ "$n" -gt 0 ] && ok "mid-run: $n namespaces up" || bad "mid-run: no namespaces to clean up"
 kill -TERM $pid
 wait $pid

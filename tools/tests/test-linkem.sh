@@ -12,7 +12,7 @@
 # throughput at least 1 Gbit/s of 1350-byte UDP through a 10 ms link, nothing dropped
 # sigterm    exit 0 on SIGTERM with the final counters printed
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-build}
 . tools/lib/wan.sh
 need_root
@@ -70,7 +70,7 @@ test_delay() {
 }
 
 test_loss() {
-	local s lost sd
+	local s lost
 	wan_linkem 0 --ab loss=5 -s 7 || return 1
 	s=$(udpseq_run 10000 100 20e6)
 	echo "  $s"
