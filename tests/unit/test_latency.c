@@ -68,12 +68,19 @@ static void got_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
 	}
 }
 
-/* A fake KCP datagram of len bytes, first byte = id, the rest derived from id. */
-static void fake_kcp(uint8_t *b, size_t len, uint8_t id)
+/* A KCP datagram of len >= 24 bytes: one segment, cmd (81 PUSH, 82 ACK), bytes from id. */
+static void kcp_seg(uint8_t *b, size_t len, uint8_t id, uint8_t cmd)
 {
 	for (size_t i = 0; i < len; i++)
 		b[i] = (uint8_t)(id * 37 + i * 11 + 1);
 	b[0] = id;
+	b[4] = cmd;
+	kcpx_put_le32(b + 20, (uint32_t)(len - 24));
+}
+
+static void fake_kcp(uint8_t *b, size_t len, uint8_t id)
+{
+	kcp_seg(b, len, id, 81);
 }
 
 /* Encode k fake datagrams of the given lengths into a 10/3 encoder, then flush. */
@@ -125,12 +132,25 @@ static void test_flush_wire(void)
 	CHECK_EQ(kcpx_rs_encode(rs, sh, 92), 0);
 	for (int j = 0; j < 3; j++)
 		CHECK_MEM(out.p[2 + j].b + 6, buf[10 + j], 92);
-	/* the next group starts at 13, stamped with its own first shard's time */
-	fake_kcp(buf[0], 30, 9);
-	CHECK_EQ(kcpx_fec_encode(e, buf[0], 30, 5000, keep_emit, &out, NULL), 0);
+	/* the next group starts at 13; ACK-only shards do not ask for a flush, the first one
+	 * with stream data stamps the group */
+	kcp_seg(buf[0], 24, 8, 82);
+	CHECK_EQ(kcpx_fec_encode(e, buf[0], 24, 4000, keep_emit, &out, NULL), 0);
 	CHECK_EQ(kcpx_get_le32(out.p[5].b), 13);
+	CHECK(!kcpx_fec_enc_open(e, &since));
+	/* ACK + PUSH in one datagram, as KCP packs them */
+	kcp_seg(buf[0], 24, 8, 82);
+	kcp_seg(buf[0] + 24, 30, 9, 81);
+	CHECK_EQ(kcpx_fec_encode(e, buf[0], 54, 5000, keep_emit, &out, NULL), 0);
 	CHECK(kcpx_fec_enc_open(e, &since));
 	CHECK_EQ(since, 5000);
+	kcp_seg(buf[0], 40, 10, 81);
+	CHECK_EQ(kcpx_fec_encode(e, buf[0], 40, 5007, keep_emit, &out, NULL), 0);
+	CHECK(kcpx_fec_enc_open(e, &since));
+	CHECK_EQ(since, 5000);
+	CHECK_EQ(kcpx_fec_enc_flush(e, keep_emit, &out), 3);
+	CHECK_EQ(kcpx_get_le32(out.p[8].b), 23); /* parity of group 1: 13 + 10 */
+	CHECK(!kcpx_fec_enc_open(e, &since));
 	kcpx_fec_enc_free(e);
 	kcpx_rs_free(rs);
 }

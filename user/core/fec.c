@@ -202,7 +202,8 @@ struct kcpx_fec_enc {
 	uint32_t paws; /* seqids wrap to 0 here: largest multiple of n <= 0xffffffff */
 	uint32_t next;
 	int count;	  /* data shards of the current group sent */
-	uint32_t open_ts; /* `now` of the group's first data shard (count > 0) */
+	bool open_push;	  /* one of them carries a KCP PUSH segment ... */
+	uint32_t open_ts; /* ... first at this `now` */
 	size_t max_rs;	  /* longest RS payload (size field + KCP bytes) in the group */
 	size_t headroom, tailroom, stride;
 	struct kcpx_rs *rs;
@@ -265,12 +266,29 @@ void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id)
 	/* only between groups: restart the current group at a group boundary */
 	e->next = (id % e->paws) / (uint32_t)e->n * (uint32_t)e->n;
 	e->count = 0;
+	e->open_push = false;
 	e->max_rs = 0;
 	for (int k = 0; k < e->ps; k++)
 		memset(e->parity_rs[k], 0, RS_MAX);
 }
 
 static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
+
+/* KCP segments: conv u32 | cmd u8 | frg u8 | wnd u16 | ts | sn | una | len u32 | data */
+static bool kcp_has_push(const uint8_t *p, size_t len)
+{
+	while (len >= 24) {
+		uint32_t seglen = kcpx_get_le32(p + 20);
+
+		if (p[4] == 81)
+			return true;
+		if (seglen > len - 24)
+			return false;
+		p += 24 + seglen;
+		len -= 24 + seglen;
+	}
+	return false;
+}
 
 int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
 		    kcpx_fec_emit_fn emit, void *user, struct kcpx_snmp *snmp)
@@ -289,8 +307,11 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 			      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
 	if (rs_len > e->max_rs)
 		e->max_rs = rs_len;
-	if (e->count++ == 0)
+	if (!e->open_push && kcp_has_push(kcp, kcp_len)) {
+		e->open_push = true;
 		e->open_ts = now;
+	}
+	e->count++;
 	emit(user, body, KCPX_FEC_HDR + kcp_len, false);
 
 	if (e->count == e->ds)
@@ -300,7 +321,7 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 
 bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since)
 {
-	if (e->count == 0)
+	if (!e->open_push)
 		return false;
 	*since = e->open_ts;
 	return true;
@@ -335,6 +356,7 @@ static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *u
 		memset(e->parity_rs[k], 0, dirty);
 	}
 	e->count = 0;
+	e->open_push = false;
 	e->max_rs = 0;
 }
 

@@ -54,8 +54,8 @@ void kcpx_fec_enc_free(struct kcpx_fec_enc *e);
 /*
  * One KCP output datagram (kcp, kcp_len) becomes the next data shard; emits it, and the
  * parity shards when it completes a group. kcp_len <= KCPX_FEC_MAX_BODY - KCPX_FEC_HDR,
- * else -EMSGSIZE and nothing is emitted. now stamps the group a first shard opens (see
- * kcpx_fec_enc_open); snmp is unused by the 20210922 format (kept for the newer
+ * else -EMSGSIZE and nothing is emitted. now stamps the group's first shard carrying
+ * stream data (see kcpx_fec_enc_open); snmp is unused by the 20210922 format (kept for the newer
  * parity-skip rule) and may be NULL. Returns 0.
  */
 int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, uint32_t now,
@@ -63,9 +63,11 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 
 /*
  * FEC on a timer. A group only gets parity once ds data shards went out, so the last
- * packets before an idle gap (a request, a reply, their ACKs) would have none.
- * kcpx_fec_enc_open: true while a group has data shards but no parity yet; *since is the
- * `now` its first data shard was encoded with. kcpx_fec_enc_flush closes it early: its ps
+ * packets before an idle gap (a request, a reply) would have none.
+ * kcpx_fec_enc_open: true while the open group (data shards sent, no parity yet) holds one
+ * that carries stream data, a KCP PUSH segment; *since is the `now` the first such shard
+ * was encoded with. A group of ACK-only shards waits: losing an ACK delays nobody, and the
+ * next data shard joins it. kcpx_fec_enc_flush closes the open group early: its ps
  * parity shards go out at once, at their usual seqids (group start + ds ..), computed as
  * if the data shards not sent were empty (all zero), and the unused data seqids are
  * skipped. On the wire that is an ordinary group that lost its tail, which kcp-go accepts
