@@ -89,6 +89,9 @@ static const struct opt opts[] = {
 	B(quickack, NULL, R_CS, "ACK at once when a segment opens or fills a gap"),
 	B(rtohygiene, NULL, R_CS, "bound RTO by 2*srtt+interval and backoff by 2*RTO"),
 	I(fecflush, NULL, R_CS, "send a partial FEC group's parity after this many ms, 0: off"),
+	{ "proto", NULL, OPT_STR, offsetof(struct kcpx_config, proto), 16, R_CS, false, NULL,
+	  "wire protocol: kcpx (native), kcptun, or auto (server: both; client: kcpx, falling "
+	  "back to kcptun when no kcpx server answers)" },
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
@@ -124,6 +127,9 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->keepalive = 10;
 	cfg->snmpperiod = 60;
 	cfg->verbose = 1;
+	/* A server takes either protocol. A client stays kcptun-compatible unless told: a
+	 * stock kcptun server would count its native handshakes as CRC errors. */
+	strcpy(cfg->proto, role == KCPX_ROLE_SERVER ? "auto" : "kcptun");
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
@@ -420,6 +426,11 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("fecflush", cfg->fecflush, 0, 60000);
 	if (err)
 		return err;
+	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&
+	    strcmp(cfg->proto, "kcptun")) {
+		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
+		return -EINVAL;
+	}
 	if (cfg->datashard + cfg->parityshard > 256) {
 		fprintf(stderr, "kcpx: datashard + parityshard must be at most 256\n");
 		return -EINVAL;

@@ -56,7 +56,8 @@ struct kcpx_config {
 	bool tlp;
 	bool quickack;
 	bool rtohygiene;
-	int fecflush; /* ms; 0: off */
+	int fecflush;	/* ms; 0: off */
+	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */

@@ -17,6 +17,7 @@
 #include "app/snmp.h"
 #include "core/crypt.h"
 #include "core/kcp.h"
+#include "core/native.h"
 #include "core/session.h"
 #include "core/smux.h"
 #include "io/addr.h"
@@ -78,6 +79,12 @@ struct sess {
 	bool dirty;
 	bool closing;
 	bool expired; /* client --autoexpire: takes no new streams */
+	/* native protocol (docs/PROTOCOL.md): conv is the session id */
+	bool native;
+	struct kcpx_native_hs *hs;	    /* client: handshake under way */
+	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
+	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
+	int hs_tries;
 	struct conn **streams;
 	unsigned nstreams, cap;
 	struct sess *hnext; /* server address hash */
@@ -114,13 +121,17 @@ struct tunnel {
 	uint8_t *rxmem;
 	struct kcpx_pkt rx[RX_BATCH];
 	uint64_t tx_dropped, rx_truncated, unknown_peer;
+	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
+	bool client_native;	     /* client: new sessions try the native handshake */
+	bool native_only;	     /* --proto kcpx: kcptun-format datagrams are dropped */
+	struct kcpx_native_stats hs_stats;
 };
 
 static void sess_close(struct sess *s, const char *why);
 static void conn_close(struct conn *c);
 static void sess_mark(struct sess *s);
 static struct sess *sess_new(struct tunnel *t, struct dg *g, const struct kcpx_addr *peer,
-			     uint32_t conv);
+			     uint32_t conv, bool native);
 
 /* ---- session table ---------------------------------------------------------------- */
 
@@ -235,8 +246,100 @@ static void sess_xmit(void *user, const uint8_t *dgram, size_t len)
 	p->addr = s->peer;
 }
 
+/* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
+#define HS_TRIES_AUTO 10
+#define HS_TRIES_KCPX 50
+
+static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
+{
+	struct kcpx_native *n;
+	int err = kcpx_native_hs_finish(s->hs, p->buf, p->len, &n);
+
+	if (err) {
+		s->t->unknown_peer++;
+		return;
+	}
+	kcpx_session_set_native(s->ks, n);
+	kcpx_native_hs_free(s->hs);
+	s->hs = NULL;
+	pr_info("session %08x: kcpx protocol, %s", s->conv,
+		kcpx_native_cipher(n) == KCPX_NATIVE_AESGCM ? "aes-256-gcm" : "xchacha20-poly1305");
+	sess_mark(s);
+}
+
+/* 0, or -errno when the INIT is refused (then nothing was created). */
+static int hs_server_accept(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
+			    const struct kcpx_native_info *ni)
+{
+	uint8_t rnd[KCPX_NATIVE_HS_RAND], resp[KCPX_NATIVE_HS_LEN];
+	struct kcpx_native *n;
+	struct sess *s;
+	int err;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	err = kcpx_native_accept(t->psk, p->buf, p->len, rnd, kcpx_native_aes_available(), resp, &n,
+				 &t->hs_stats);
+	sodium_memzero(rnd, sizeof(rnd));
+	if (err)
+		return err;
+	s = sess_new(t, g, &p->addr, ni->sid, true);
+	if (!s) {
+		kcpx_native_free(n);
+		return 0; /* taken, and lost as if out of memory */
+	}
+	kcpx_session_set_native(s->ks, n);
+	s->hs_ctr = ni->ctr;
+	memcpy(s->hs_pkt, resp, sizeof(resp));
+	sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	return 0;
+}
+
+/*
+ * A datagram with a native header. Returns false to let the kcptun path try it: it came to
+ * or for a kcptun-format session, or (server, --proto auto) it was no valid INIT and may be
+ * a kcptun datagram whose first byte happens to look like our version.
+ */
+static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
+			 const struct kcpx_native_info *ni, uint32_t now)
+{
+	struct sess *s = g->owner ? g->owner : sess_lookup(t, &p->addr);
+	uint8_t *body;
+	size_t blen;
+
+	if (s && !s->native)
+		return false;
+	if (!s) {
+		if (t->cfg->role == KCPX_ROLE_SERVER && ni->type == KCPX_NT_INIT &&
+		    !hs_server_accept(t, g, p, ni))
+			return true;
+		return false; /* kcptun's format, or dropped below with --proto kcpx */
+	}
+	if (s->closing)
+		return true;
+	if (ni->type == KCPX_NT_RESP && s->hs) {
+		hs_client_finish(s, p);
+		return true;
+	}
+	if (ni->type == KCPX_NT_INIT && t->cfg->role == KCPX_ROLE_SERVER) {
+		/* our RESP was lost: answer the same INIT again; any other INIT is ignored */
+		if (ni->sid == s->conv && ni->ctr == s->hs_ctr && p->len == KCPX_NATIVE_HS_LEN)
+			sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+		return true;
+	}
+	if (ni->type != KCPX_NT_DATA || ni->sid != s->conv) {
+		t->unknown_peer++;
+		return true;
+	}
+	if (kcpx_session_open_native(s->ks, p->buf, p->len, &body, &blen))
+		return true;
+	kcpx_session_input(s->ks, body, blen, now);
+	sess_mark(s);
+	return true;
+}
+
 static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_t now)
 {
+	struct kcpx_native_info ni;
 	uint8_t *body;
 	size_t blen;
 	uint32_t conv;
@@ -245,6 +348,12 @@ static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_
 	if (p->len > KCPX_PKT_MAX) {
 		t->rx_truncated++;
 		t->snmp.InErrs++;
+		return;
+	}
+	if (t->psk && !kcpx_native_peek(p->buf, p->len, &ni) && native_input(t, g, p, &ni, now))
+		return;
+	if (t->native_only) {
+		t->unknown_peer++;
 		return;
 	}
 	if (kcpx_session_open(t->crypt, &t->snmp, p->buf, p->len, &body, &blen, &conv))
@@ -259,12 +368,14 @@ static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_
 			s = NULL;
 		}
 	}
+	if (s && s->native)
+		return; /* a native session takes native datagrams only */
 	if (!s) {
 		if (t->cfg->role != KCPX_ROLE_SERVER || !conv) {
 			t->unknown_peer++;
 			return;
 		}
-		s = sess_new(t, g, &p->addr, conv);
+		s = sess_new(t, g, &p->addr, conv, false);
 		if (!s)
 			return;
 	}
@@ -571,6 +682,22 @@ static void sess_timer(struct kcpx_timer *tm, uint32_t now)
 
 	if (s->closing)
 		return;
+	if (s->hs && ++s->hs_tries >= (s->t->native_only ? HS_TRIES_KCPX : HS_TRIES_AUTO)) {
+		if (s->t->native_only) {
+			sess_close(s, "no kcpx handshake answer from the server");
+			return;
+		}
+		/* --proto auto: no kcpx server there; this and later sessions speak kcptun */
+		pr_info("session %08x: no kcpx answer, falling back to the kcptun protocol",
+			s->conv);
+		kcpx_native_hs_free(s->hs);
+		s->hs = NULL;
+		s->native = false;
+		s->t->client_native = false;
+		kcpx_session_fallback(s->ks, s->t->crypt);
+	} else if (s->hs) {
+		sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	}
 	kcpx_session_tick(s->ks, now);
 	sess_mark(s);
 }
@@ -646,7 +773,7 @@ static const struct kcpx_session_ops sess_ops = {
 
 /* A session on datagram backend g (it takes a reference to g). */
 static struct sess *sess_new(struct tunnel *t, struct dg *g, const struct kcpx_addr *peer,
-			     uint32_t conv)
+			     uint32_t conv, bool native)
 {
 	struct kcpx_session_config sc = t->scfg;
 	uint32_t now = kcpx_clock_ms();
@@ -657,8 +784,10 @@ static struct sess *sess_new(struct tunnel *t, struct dg *g, const struct kcpx_a
 	if (!s)
 		return NULL;
 	sc.conv = conv;
+	sc.native = native;
 	s->t = t;
 	s->conv = conv;
+	s->native = native;
 	s->peer = *peer;
 	s->created = now;
 	kcpx_timer_init(&s->timer, sess_timer);
@@ -739,6 +868,7 @@ static void sess_free(struct sess *s)
 		dg_put(t, s->dg);
 	}
 	kcpx_session_free(s->ks);
+	kcpx_native_hs_free(s->hs);
 	free(s->streams);
 	free(s);
 }
@@ -768,10 +898,23 @@ static struct sess *client_session(struct tunnel *t)
 	do
 		randombytes_buf(&conv, sizeof(conv));
 	while (!conv);
-	s = sess_new(t, g, &t->remote, conv);
+	s = sess_new(t, g, &t->remote, conv, t->client_native);
 	dg_put(t, g); /* the session holds its own reference */
 	if (!s)
 		return NULL;
+	if (s->native) {
+		uint8_t rnd[KCPX_NATIVE_HS_RAND];
+
+		randombytes_buf(rnd, sizeof(rnd));
+		if (kcpx_native_hs_init(&s->hs, t->psk, conv, rnd, kcpx_native_aes_available(),
+					s->hs_pkt)) {
+			sodium_memzero(rnd, sizeof(rnd));
+			sess_close(s, "out of memory");
+			return NULL;
+		}
+		sodium_memzero(rnd, sizeof(rnd));
+		sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	}
 	if (g->refs == 1)
 		g->owner = s;
 	t->slots[i] = s;
@@ -989,6 +1132,15 @@ static int tunnel_setup(struct tunnel *t)
 		pr_warn("crypt '%s': %s", cfg->crypt, strerror(-err));
 		return err;
 	}
+	if (strcmp(cfg->proto, "kcptun")) {
+		err = kcpx_native_psk_new(&t->psk, cfg->key);
+		if (err) {
+			pr_warn("kcpx protocol keys: %s", strerror(-err));
+			return err;
+		}
+		t->native_only = !strcmp(cfg->proto, "kcpx");
+		t->client_native = cfg->role == KCPX_ROLE_CLIENT;
+	}
 	t->scfg = (struct kcpx_session_config){
 		.mtu = (unsigned)cfg->mtu,
 		.sndwnd = (unsigned)cfg->sndwnd,
@@ -1044,9 +1196,10 @@ static int tunnel_setup(struct tunnel *t)
 		err = kcpx_loop_add(t->loop, &t->lw, err, EPOLLIN);
 		if (err)
 			return err;
-		pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode %s",
+		pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode %s, proto "
+			"%s",
 			kcpx_addr_str(&t->laddr, buf, sizeof(buf)), cfg->remoteaddr, cfg->crypt,
-			cfg->mode);
+			cfg->mode, cfg->proto);
 	} else {
 		struct dg *g;
 
@@ -1065,9 +1218,9 @@ static int tunnel_setup(struct tunnel *t)
 		g = dg_get(t, &t->laddr, NULL);
 		if (!g)
 			return -EADDRNOTAVAIL;
-		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s",
+		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s, proto %s",
 			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name, cfg->target,
-			cfg->crypt, cfg->mode);
+			cfg->crypt, cfg->mode, cfg->proto);
 	}
 	return 0;
 }
@@ -1152,6 +1305,7 @@ out:
 		dg_put(t, t->dgs);
 	}
 	kcpx_crypt_free(t->crypt);
+	kcpx_native_psk_free(t->psk);
 	kcpx_loop_free(t->loop);
 	free(t->slots);
 	free(t->rxmem);

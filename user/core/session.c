@@ -8,6 +8,7 @@
 #include "core/crypt.h"
 #include "core/fec.h"
 #include "core/kcp.h"
+#include "core/native.h"
 #include "core/snappy.h"
 #include "core/util.h"
 
@@ -27,6 +28,7 @@ struct kcpx_session {
 	struct kcpx_fec_dec *fec_dec;
 	struct kcpx_snappy_w *zw;
 	struct kcpx_snappy_r *zr;
+	struct kcpx_native *nat; /* cfg.native: owned; NULL until the handshake is done */
 	size_t hdr, trailer;
 	uint32_t now;
 	const char *dead;
@@ -45,9 +47,25 @@ struct kcpx_session {
 	struct kcpx_session_stats st;
 };
 
+static void sess_kill(struct kcpx_session *s, const char *why);
+
 static void sess_xmit(struct kcpx_session *s, uint8_t *dgram, size_t body_len)
 {
-	size_t len = kcpx_crypt_seal(s->cfg.crypt, dgram, body_len);
+	size_t len;
+
+	if (s->cfg.native) {
+		int n = s->nat ? kcpx_native_seal(s->nat, dgram, body_len, s->fec_enc != NULL)
+			       : -ENOTCONN;
+
+		if (n < 0) {
+			if (n == -EOVERFLOW)
+				sess_kill(s, "native packet counter exhausted");
+			return;
+		}
+		len = (size_t)n;
+	} else {
+		len = kcpx_crypt_seal(s->cfg.crypt, dgram, body_len);
+	}
 
 	s->st.pkts_out++;
 	if (s->snmp) {
@@ -135,8 +153,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	s->user = user;
 	s->snmp = snmp;
 	s->now = now;
-	s->hdr = kcpx_crypt_header(cfg->crypt);
-	s->trailer = kcpx_crypt_trailer(cfg->crypt);
+	s->hdr = cfg->native ? kcpx_native_header() : kcpx_crypt_header(cfg->crypt);
+	s->trailer = cfg->native ? kcpx_native_trailer() : kcpx_crypt_trailer(cfg->crypt);
 	overhead = s->hdr + s->trailer + (fec ? KCPX_FEC_HDR : 0);
 	if (cfg->mtu > SESS_MAX_DGRAM || cfg->mtu < overhead + 24 + 16)
 		goto err;
@@ -202,7 +220,54 @@ void kcpx_session_free(struct kcpx_session *s)
 	free(s->raw);
 	free(s->plain);
 	free(s->tx);
+	kcpx_native_free(s->nat);
 	free(s);
+}
+
+_Static_assert(KCPX_NATIVE_HDR >= KCPX_CRYPT_HDR_MAX && KCPX_NATIVE_MAC >= KCPX_CRYPT_TRL_MAX,
+	       "a pending native session has room for any kcptun cipher");
+
+void kcpx_session_set_native(struct kcpx_session *s, struct kcpx_native *n)
+{
+	kcpx_native_free(s->nat);
+	s->nat = n;
+}
+
+void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
+{
+	/* The FEC encoder keeps its larger native headroom: sealing needs no more. */
+	s->cfg.native = false;
+	s->cfg.crypt = crypt;
+	s->hdr = kcpx_crypt_header(crypt);
+	s->trailer = kcpx_crypt_trailer(crypt);
+}
+
+bool kcpx_session_pending(const struct kcpx_session *s)
+{
+	return s->cfg.native && !s->nat;
+}
+
+struct kcpx_native *kcpx_session_native(struct kcpx_session *s)
+{
+	return s->nat;
+}
+
+int kcpx_session_open_native(struct kcpx_session *s, uint8_t *dgram, size_t len, uint8_t **body,
+			     size_t *blen)
+{
+	int n = s->nat ? kcpx_native_open(s->nat, dgram, len) : -ENOTCONN;
+
+	if (n < 0) {
+		if (s->snmp) {
+			s->snmp->InErrs++;
+			if (n == -EBADMSG)
+				s->snmp->InCsumErrors++;
+		}
+		return n;
+	}
+	*body = dgram + KCPX_NATIVE_HDR;
+	*blen = (size_t)n;
+	return 0;
 }
 
 int kcpx_session_open(struct kcpx_crypt *crypt, struct kcpx_snmp *snmp, uint8_t *dgram, size_t len,
@@ -355,7 +420,7 @@ static bool pump_tx(struct kcpx_session *s)
 void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
 {
 	s->now = now;
-	if (s->dead)
+	if (s->dead || kcpx_session_pending(s))
 		return;
 	pump_rx(s, now);
 	if (kcpx_smux_dead(s->smux))
@@ -368,6 +433,8 @@ void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
 void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 {
 	s->now = now;
+	if (kcpx_session_pending(s))
+		return;
 	kcpx_smux_tick(s->smux, now);
 	if (kcpx_smux_dead(s->smux))
 		sess_kill(s, "peer silent past the keepalive timeout");
@@ -384,6 +451,8 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 	uint32_t b = kcpx_smux_deadline(s->smux, now);
 	uint32_t c = fec_flush_due(s, now);
 
+	if (kcpx_session_pending(s))
+		return now + KCPX_SESSION_HS_POLL;
 	if ((int32_t)(a - b) > 0)
 		a = b;
 	return (int32_t)(a - c) < 0 ? a : c;

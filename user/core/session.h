@@ -21,6 +21,7 @@
 
 struct kcpx_crypt;
 struct kcpx_kcp;
+struct kcpx_native;
 struct kcpx_session;
 
 struct kcpx_session_config {
@@ -34,6 +35,7 @@ struct kcpx_session_config {
 	unsigned fec_flush_ms; /* close a partial FEC group this long after it opened; 0: off */
 	bool comp;
 	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
+	bool native; /* kcpx's native protocol (crypt unused): see kcpx_session_set_native() */
 	struct kcpx_smux_config smux;
 };
 
@@ -59,6 +61,28 @@ int kcpx_session_open(struct kcpx_crypt *crypt, struct kcpx_snmp *snmp, uint8_t 
 		      uint8_t **body, size_t *blen, uint32_t *conv);
 /* Feed an opened body (from kcpx_session_open); 0 or -errno (counted, dropped). */
 int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen, uint32_t now);
+
+/*
+ * Native protocol (cfg.native): the session starts without keys and holds all output (pump
+ * and tick do nothing, the deadline is KCPX_SESSION_HS_POLL ms away) until the handshake
+ * hands it its kcpx_native, which the session then owns and frees. Header and trailer room
+ * are sized for the native format, which is at least as large as any kcptun cipher's, so
+ * a session still waiting may instead fall back to kcptun's format with a crypt.
+ */
+#define KCPX_SESSION_HS_POLL 100
+void kcpx_session_set_native(struct kcpx_session *s, struct kcpx_native *n);
+void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt);
+/* True while a native session waits for its keys. */
+bool kcpx_session_pending(const struct kcpx_session *s);
+/*
+ * Open a native datagram addressed to this session's sid in place (kcpx_native_open). On
+ * success body/blen give the body; -EPROTO/-EBADMSG/-ESTALE are counted (InErrs, and
+ * InCsumErrors for -EBADMSG) and the datagram is dropped; -ENOTCONN while pending.
+ */
+int kcpx_session_open_native(struct kcpx_session *s, uint8_t *dgram, size_t len, uint8_t **body,
+			     size_t *blen);
+/* The session's native state, NULL for kcptun format or while pending. */
+struct kcpx_native *kcpx_session_native(struct kcpx_session *s);
 
 /* Move data both ways as far as windows and buffers allow, then flush. */
 void kcpx_session_pump(struct kcpx_session *s, uint32_t now);
