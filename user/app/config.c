@@ -116,6 +116,11 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->rcvwnd = role == KCPX_ROLE_SERVER ? 1024 : 512;
 	cfg->datashard = 10;
 	cfg->parityshard = 3;
+	/* issue 7: tail latency under loss (README "Tail latency"); --x=false / --fecflush 0 */
+	cfg->tlp = true;
+	cfg->quickack = true;
+	cfg->rtohygiene = true;
+	cfg->fecflush = 10;
 	cfg->nodelay = 0;
 	cfg->interval = 50;
 	cfg->resend = 0;
