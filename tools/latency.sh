@@ -7,17 +7,23 @@
 #   lane L:  [ a: rr -c / iperf3 -c, tunnel client ] == linkem (--both delay,loss) ==
 #            [ b: tunnel server, rr -s :7000, iperf3 -s ]
 #   lanes:   0 tcp (cubic)   1 kcptun   2 kcpx-off   3 kcpx-timing   4 kcpx-on
+#            5 kcpx-default   6 kcpx-native
 #
 # rr:   64-byte sequential request/response, LAT_N (1000) exchanges per point, all lanes at
 #       once (each is a trickle), at 25 ms one way and LAT_LOSS (1 5 10) % loss each way.
 #       Wire bytes per exchange come from linkem's counters.
-# bulk: one iperf3 transfer (LAT_BULK_T s) per kcpx contender, one after another, at 25 ms
-#       and LAT_BULK_LOSS (5) %: goodput, and wire bytes per goodput byte (the overhead).
+# bulk: LAT_BULK_REPS (3) iperf3 transfers of LAT_BULK_T (5) s per contender in
+#       LAT_BULK_CANDS, one after another, at 25 ms and each LAT_BULK_LOSS (0 5) %:
+#       goodput, and wire bytes per goodput byte (the bandwidth overhead).
+#       LAT_BULK_EXTRA: more flags for both tunnel ends in bulk runs (e.g. bigger windows:
+#       kcptun's client default sndwnd 128 caps a 50 ms RTT at ~26 Mbit/s).
 # All kcp contenders run kcptun's default settings (aes, fast, 10/3 FEC, its windows);
 # the kcpx ones differ only in the options under test:
 #   kcpx-off     --tlp=false --quickack=false --rtohygiene=false --fecflush 0
 #   kcpx-timing  --tlp --quickack --rtohygiene --fecflush 0
 #   kcpx-on      --tlp --quickack --rtohygiene --fecflush $LAT_FLUSH (10 ms)
+#   kcpx-default no option flags: whatever kcpx's defaults are
+#   kcpx-native  kcpx-on's options with --proto kcpx (the native protocol) at both ends
 # Results: one key=value line per measurement in $LAT_OUT/results.txt and a table on stdout.
 set -u
 cd "$(dirname "$0")/.."
@@ -37,11 +43,13 @@ LAT_DELAY=${LAT_DELAY:-25}
 LAT_LOSS=${LAT_LOSS:-1 5 10}
 LAT_FLUSH=${LAT_FLUSH:-10}
 LAT_BULK_T=${LAT_BULK_T:-5}
-LAT_BULK_LOSS=${LAT_BULK_LOSS:-5}
-LAT_BULK_REPS=${LAT_BULK_REPS:-2}
+LAT_BULK_LOSS=${LAT_BULK_LOSS:-0 5}
+LAT_BULK_REPS=${LAT_BULK_REPS:-3}
+LAT_BULK_CANDS=${LAT_BULK_CANDS:-kcpx-off kcpx-on kcpx-native}
+LAT_BULK_EXTRA=${LAT_BULK_EXTRA:-}
 LAT_SEED=${LAT_SEED:-7}
 LAT_OUT=${LAT_OUT:-$ROOT/$OUT/latency}
-CANDS=${LAT_CANDS:-tcp kcptun kcpx-off kcpx-timing kcpx-on}
+CANDS=${LAT_CANDS:-tcp kcptun kcpx-off kcpx-timing kcpx-on kcpx-default kcpx-native}
 DEFAULT_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
 DEFAULT_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
 OFF="--tlp=false --quickack=false --rtohygiene=false --fecflush 0"
@@ -58,13 +66,14 @@ log() { printf '  latency: %s\n' "$*" >&2; }
 lane_of() {
 	case $1 in
 	tcp) echo 0 ;; kcptun) echo 1 ;; kcpx-off) echo 2 ;; kcpx-timing) echo 3 ;;
-	kcpx-on) echo 4 ;; *) echo 9 ;;
+	kcpx-on) echo 4 ;; kcpx-default) echo 5 ;; kcpx-native) echo 6 ;; *) echo 9 ;;
 	esac
 }
 
 extra_flags() {
 	case $1 in
 	kcpx-off) echo "$OFF" ;; kcpx-timing) echo "$TIMING" ;; kcpx-on) echo "$ON" ;;
+	kcpx-native) echo "$ON --proto kcpx" ;;
 	esac
 }
 
@@ -73,11 +82,11 @@ wire_bytes() { # bytes linkem forwarded on lane L, both directions
 		if (kv[1] == "fwd_bytes") s += kv[2] } } END { print s + 0 }'
 }
 
-# tun_start CAND LANE PORT: client in a on 127.0.0.1:12948, server in b -> 127.0.0.1:PORT.
-# Sets PIDS (client server) or returns 1.
+# tun_start CAND LANE PORT [FLAGS]: client in a on 127.0.0.1:12948, server in b ->
+# 127.0.0.1:PORT, FLAGS added at both ends. Sets PIDS (client server) or returns 1.
 PIDS=
 tun_start() {
-	local cand=$1 l=$2 port=$3 cc sc xf i
+	local cand=$1 l=$2 port=$3 more=${4:-} cc sc xf i
 	case $cand in
 	kcptun) cc=kcptun-client sc=kcptun-server xf= ;;
 	kcpx-*) cc="$KCPX client" sc="$KCPX server" xf=$(extra_flags "$cand") ;;
@@ -85,12 +94,12 @@ tun_start() {
 	esac
 	# shellcheck disable=SC2086
 	nsenter --net=/run/netns/"$(wan_ns "$l" b)" $sc -l :29900 -t "127.0.0.1:$port" \
-		--key "$KEY" $DEFAULT_S $xf >"$WORK/s-$l.log" 2>&1 &
+		--key "$KEY" $DEFAULT_S $xf $more >"$WORK/s-$l.log" 2>&1 &
 	PIDS=$!
 	track_pid $!
 	# shellcheck disable=SC2086
 	nsenter --net=/run/netns/"$(wan_ns "$l" a)" $cc -l 127.0.0.1:12948 \
-		-r "$(wan_ip "$l" b):29900" --key "$KEY" $DEFAULT_C $xf >"$WORK/c-$l.log" 2>&1 &
+		-r "$(wan_ip "$l" b):29900" --key "$KEY" $DEFAULT_C $xf $more >"$WORK/c-$l.log" 2>&1 &
 	PIDS="$PIDS $!"
 	track_pid $!
 	for ((i = 0; i < 60; i++)); do
@@ -136,8 +145,8 @@ rr_one() { # rr_one CAND LOSS OUTFILE (in a subshell, lanes in parallel)
 	echo "kind=rr loss=$loss cand=$cand status=ok ${out#rr } wire_per_ex=$(((w1 - w0) / got))" >"$of"
 }
 
-bulk_one() { # bulk_one CAND REP
-	local cand=$1 rep=$2 l w0 w1 json r
+bulk_one() { # bulk_one CAND LOSS REP
+	local cand=$1 loss=$2 rep=$3 l w0 w1 json r
 	l=$(lane_of "$cand")
 	json=$WORK/iperf-$l.json
 	nsenter --net=/run/netns/"$(wan_ns "$l" b)" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
@@ -147,7 +156,7 @@ bulk_one() { # bulk_one CAND REP
 	PIDS=
 	local host=$(wan_ip "$l" b) port=5201 cc=(-C cubic)
 	if [ "$cand" != tcp ]; then
-		tun_start "$cand" "$l" 5201 || return
+		tun_start "$cand" "$l" 5201 "$LAT_BULK_EXTRA" || return
 		host=127.0.0.1 port=12948 cc=()
 	fi
 	w0=$(wire_bytes "$l")
@@ -166,7 +175,7 @@ try:
 except Exception as e:
     print("status=na reason=%s" % str(e)[:80])
 ' "$json" $((w1 - w0)))
-	echo "kind=bulk loss=$LAT_BULK_LOSS cand=$cand rep=$rep $r" >>"$RES"
+	echo "kind=bulk loss=$loss cand=$cand rep=$rep extra=${LAT_BULK_EXTRA// /_} $r" >>"$RES"
 	log "$(tail -n1 "$RES")"
 }
 
@@ -199,13 +208,16 @@ if [ "$WHAT" = all ] || [ "$WHAT" = rr ]; then
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = bulk ]; then
-	for c in $CANDS; do
-		wan_linkem "$(lane_of "$c")" --both "delay=$LAT_DELAY,loss=$LAT_BULK_LOSS" \
-			-s "$LAT_SEED" || exit 1
-	done
-	for ((rep = 1; rep <= LAT_BULK_REPS; rep++)); do
-		for c in $CANDS; do
-			case $c in kcpx-*) bulk_one "$c" "$rep" ;; esac
+	for loss in $LAT_BULK_LOSS; do
+		for c in $LAT_BULK_CANDS; do
+			wan_linkem "$(lane_of "$c")" --both "delay=$LAT_DELAY,loss=$loss" \
+				-s "$LAT_SEED" || exit 1
+		done
+		# interleaved, so that a busy spell of the shared machine hits all alike
+		for ((rep = 1; rep <= LAT_BULK_REPS; rep++)); do
+			for c in $LAT_BULK_CANDS; do
+				bulk_one "$c" "$loss" "$rep"
+			done
 		done
 	done
 fi
@@ -227,13 +239,12 @@ for r in rows:
 bulk = collections.defaultdict(list)
 for r in rows:
     if r.get("kind") == "bulk" and r.get("status") == "ok":
-        bulk[r["cand"]].append((float(r["mbps"]), float(r["wire_ratio"])))
+        bulk[(r["loss"], r["cand"])].append((float(r["mbps"]), float(r["wire_ratio"])))
 if bulk:
-    print("\nbulk at %s %% loss: contender, Mbit/s per run, mean, wire bytes per goodput byte" %
-          next(r["loss"] for r in rows if r.get("kind") == "bulk"))
-    for c, v in bulk.items():
+    print("\nbulk: loss, contender, Mbit/s per run, mean, wire bytes per goodput byte")
+    for (l, c), v in bulk.items():
         m = sum(x for x, _ in v) / len(v)
         w = sum(y for _, y in v) / len(v)
-        print("%-12s %-24s %7.2f %7.4f" % (c, " ".join("%.2f" % x for x, _ in v), m, w))
+        print("%4s %-12s %-24s %7.2f %7.4f" % (l, c, " ".join("%.2f" % x for x, _ in v), m, w))
 EOF
 log "done in $((SECONDS - T0)) s; $RES"
