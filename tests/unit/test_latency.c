@@ -20,6 +20,7 @@
 #include "linksim.h"
 #include "core/crypt.h"
 #include "core/fec.h"
+#include "core/redund.h"
 #include "core/session.h"
 #include "core/smux.h"
 #include "core/util.h"
@@ -352,6 +353,8 @@ static bool drop_next(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
 struct opts {
 	bool timing;	/* --tlp --quickack --rtohygiene */
 	unsigned flush; /* --fecflush */
+	unsigned dup;	/* --dupsmall (--dupgap 5) */
+	bool nofec;	/* --ds 0 --ps 0 */
 };
 
 static int world_init(struct world *w, const struct opts *o, double loss, uint64_t seed)
@@ -368,9 +371,11 @@ static int world_init(struct world *w, const struct opts *o, double loss, uint64
 		.tlp = o->timing,
 		.quickack = o->timing,
 		.rto_hygiene = o->timing,
-		.datashard = 10,
-		.parityshard = 3,
+		.datashard = o->nofec ? 0 : 10,
+		.parityshard = o->nofec ? 0 : 3,
 		.fec_flush_ms = o->flush,
+		.dup_small = o->dup,
+		.dup_gap_ms = 5,
 		.comp = true,
 		.smux = { .version = 1,
 			  .max_frame = 32768,
@@ -502,6 +507,11 @@ static int exchanges(struct world *w, int count, const uint8_t *drop, uint32_t *
 	return 0;
 }
 
+static void count_send(void *user, const uint8_t *body, size_t len)
+{
+	(*(int *)user)++;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -529,7 +539,8 @@ static void single_loss(const struct opts *o, uint32_t *req_ms, uint32_t *rep_ms
 
 static void test_session_single_loss(void)
 {
-	struct opts none = { 0 }, timing = { true, 0 }, all = { true, 10 };
+	struct opts none = { 0 }, timing = { .timing = true },
+		    all = { .timing = true, .flush = 10 };
 	uint32_t req, rep;
 
 	/* without parity on a timer, a lone lost request waits for a retransmission */
@@ -565,7 +576,7 @@ static void lossy_run(const struct opts *o, uint32_t *p50, uint32_t *p99, uint32
 
 static void test_session_5pct_tail(void)
 {
-	struct opts none = { 0 }, all = { true, 10 };
+	struct opts none = { 0 }, all = { .timing = true, .flush = 10 };
 	uint32_t p50, p99, p999;
 
 	lossy_run(&none, &p50, &p99, &p999);
@@ -578,6 +589,63 @@ static void test_session_5pct_tail(void)
 	CHECK(p999 <= 150);
 }
 
+static void test_redund_wants(void)
+{
+	struct kcpx_redund *r = kcpx_redund_new(200, 5);
+	uint8_t b[400];
+	uint32_t at;
+	int sent = 0;
+
+	CHECK(r);
+	CHECK(!kcpx_redund_new(0, 5));
+	kcp_seg(b, 88, 1, 81);
+	CHECK(kcpx_redund_wants(r, b, 88)); /* one small PUSH */
+	kcp_seg(b, 24, 1, 82);
+	CHECK(!kcpx_redund_wants(r, b, 24)); /* ACK only */
+	kcp_seg(b + 24, 64, 2, 81);
+	CHECK(kcpx_redund_wants(r, b, 88));  /* ACK + PUSH */
+	CHECK(!kcpx_redund_wants(r, b, 87)); /* cut short: does not parse */
+	kcp_seg(b, 300, 1, 81);
+	CHECK(!kcpx_redund_wants(r, b, 300)); /* too long */
+	kcpx_put_le32(b + 20, 0xffffffffu);
+	CHECK(!kcpx_redund_wants(r, b, 100)); /* absurd segment length */
+	/* copies come out once, in order, when due; a full queue refuses more */
+	CHECK(!kcpx_redund_next(r, &at));
+	for (int i = 0; i < KCPX_REDUND_SLOTS; i++)
+		CHECK_EQ(kcpx_redund_add(r, b, 10, 100 + (uint32_t)i), 0);
+	CHECK_EQ(kcpx_redund_add(r, b, 10, 200), -ENOBUFS);
+	CHECK_EQ(kcpx_redund_add(r, b, 1501, 200), -EMSGSIZE);
+	CHECK(kcpx_redund_next(r, &at));
+	CHECK_EQ(at, 105);
+	CHECK_EQ(kcpx_redund_flush(r, 104, count_send, &sent), 0);
+	CHECK_EQ(kcpx_redund_flush(r, 107, count_send, &sent), 3);
+	CHECK_EQ(kcpx_redund_flush(r, 1000, count_send, &sent), KCPX_REDUND_SLOTS - 3);
+	CHECK_EQ(sent, KCPX_REDUND_SLOTS);
+	CHECK(!kcpx_redund_next(r, &at));
+	kcpx_redund_free(r);
+}
+
+static void test_session_dupsmall(void)
+{
+	struct opts timing = { .timing = true, .nofec = true },
+		    dup = { .timing = true, .dup = 200, .nofec = true };
+	uint32_t req, rep, p50, p99, p999;
+
+	/* no FEC: a lost request waits for the probe; with its copy 5 ms behind, 5 ms */
+	single_loss(&timing, &req, &rep);
+	printf("     single loss, no FEC, timing only: request %u ms, reply %u ms\n", req, rep);
+	CHECK(req > 75 && rep > 75);
+	single_loss(&dup, &req, &rep);
+	printf("     single loss, no FEC, dupsmall 200: request %u ms, reply %u ms\n", req, rep);
+	CHECK(req >= 55 && req <= 58);
+	CHECK(rep >= 55 && rep <= 58);
+	lossy_run(&dup, &p50, &p99, &p999);
+	printf("     5%% loss, no FEC, timing + dupsmall 200: p50 %u p99 %u p99.9 %u ms\n", p50,
+	       p99, p999);
+	CHECK(p99 <= 75);
+	CHECK(p999 <= 150);
+}
+
 int main(void)
 {
 	RUN(test_flush_wire);
@@ -586,5 +654,7 @@ int main(void)
 	RUN(test_partial_never_guesses_wrong);
 	RUN(test_session_single_loss);
 	RUN(test_session_5pct_tail);
+	RUN(test_redund_wants);
+	RUN(test_session_dupsmall);
 	UNIT_MAIN_END();
 }

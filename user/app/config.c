@@ -89,6 +89,8 @@ static const struct opt opts[] = {
 	B(quickack, NULL, R_CS, "ACK at once when a segment opens or fills a gap"),
 	B(rtohygiene, NULL, R_CS, "bound RTO by 2*srtt+interval and backoff by 2*RTO"),
 	I(fecflush, NULL, R_CS, "send a partial FEC group's parity after this many ms, 0: off"),
+	I(dupsmall, NULL, R_CS, "send datagrams with data up to this many bytes twice, 0: off"),
+	I(dupgap, NULL, R_CS, "ms between a --dupsmall datagram and its copy"),
 	{ "proto", NULL, OPT_STR, offsetof(struct kcpx_config, proto), 16, R_CS, false, NULL,
 	  "wire protocol: kcpx (native), kcptun, or auto (server: both; client: kcpx, falling "
 	  "back to kcptun when no kcpx server answers)" },
@@ -121,6 +123,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->quickack = true;
 	cfg->rtohygiene = true;
 	cfg->fecflush = 10;
+	cfg->dupgap = 5;
 	cfg->nodelay = 0;
 	cfg->interval = 50;
 	cfg->resend = 0;
@@ -429,6 +432,8 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("snmpperiod", cfg->snmpperiod, 1, 86400);
 	err = err ?: range("verbose", cfg->verbose, 0, 2);
 	err = err ?: range("fecflush", cfg->fecflush, 0, 60000);
+	err = err ?: range("dupsmall", cfg->dupsmall, 0, 1500);
+	err = err ?: range("dupgap", cfg->dupgap, 1, 1000);
 	if (err)
 		return err;
 	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&

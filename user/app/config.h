@@ -56,6 +56,8 @@ struct kcpx_config {
 	bool tlp;
 	bool quickack;
 	bool rtohygiene;
+	int dupsmall;	/* bytes; 0: off */
+	int dupgap;	/* ms */
 	int fecflush;	/* ms; 0: off */
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 };

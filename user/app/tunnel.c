@@ -1154,6 +1154,8 @@ static int tunnel_setup(struct tunnel *t)
 		.quickack = cfg->quickack,
 		.rto_hygiene = cfg->rtohygiene,
 		.fec_flush_ms = (unsigned)cfg->fecflush,
+		.dup_small = (unsigned)cfg->dupsmall,
+		.dup_gap_ms = (unsigned)cfg->dupgap,
 		.datashard = cfg->datashard,
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,

@@ -9,6 +9,7 @@
 #include "core/fec.h"
 #include "core/kcp.h"
 #include "core/native.h"
+#include "core/redund.h"
 #include "core/snappy.h"
 #include "core/util.h"
 
@@ -26,6 +27,8 @@ struct kcpx_session {
 	struct kcpx_smux *smux;
 	struct kcpx_fec_enc *fec_enc;
 	struct kcpx_fec_dec *fec_dec;
+	struct kcpx_redund *redund; /* --dupsmall: NULL when off */
+	bool dup_now;		    /* the KCP output being sent gets a second copy */
 	struct kcpx_snappy_w *zw;
 	struct kcpx_snappy_r *zr;
 	struct kcpx_native *nat; /* cfg.native: owned; NULL until the handshake is done */
@@ -80,7 +83,18 @@ static void fec_emit(void *user, uint8_t *body, size_t len, bool parity)
 {
 	struct kcpx_session *s = user;
 
+	if (s->dup_now && !parity)
+		kcpx_redund_add(s->redund, body, len, s->now); /* before sealing: it is in place */
 	sess_xmit(s, body - s->hdr, len);
+}
+
+/* A copy falls due: seal it afresh (a native peer would refuse a replayed datagram). */
+static void redund_send(void *user, const uint8_t *body, size_t len)
+{
+	struct kcpx_session *s = user;
+
+	memcpy(s->dgram + s->hdr, body, len);
+	sess_xmit(s, s->dgram, len);
 }
 
 /* FEC on a timer: when the open group is due for its parity (far future when none is). */
@@ -97,14 +111,16 @@ static void kcp_output(const uint8_t *buf, size_t len, void *user)
 {
 	struct kcpx_session *s = user;
 
+	s->dup_now = s->redund && kcpx_redund_wants(s->redund, buf, len);
 	if (s->fec_enc) {
 		kcpx_fec_encode(s->fec_enc, buf, len, s->now, fec_emit, s, s->snmp);
-		return;
+	} else if (s->hdr + len + s->trailer <= sizeof(s->dgram)) { /* mtu checked at creation */
+		if (s->dup_now)
+			kcpx_redund_add(s->redund, buf, len, s->now);
+		memcpy(s->dgram + s->hdr, buf, len);
+		sess_xmit(s, s->dgram, len);
 	}
-	if (s->hdr + len + s->trailer > sizeof(s->dgram))
-		return; /* cannot happen: mtu is checked at creation */
-	memcpy(s->dgram + s->hdr, buf, len);
-	sess_xmit(s, s->dgram, len);
+	s->dup_now = false;
 }
 
 static void smux_accept(void *user, uint32_t sid)
@@ -184,6 +200,11 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		goto err;
 	/* rebuilding from groups a peer closed early only changes what we make of them */
 	kcpx_fec_dec_set_partial(s->fec_dec, true);
+	if (cfg->dup_small) {
+		s->redund = kcpx_redund_new(cfg->dup_small, cfg->dup_gap_ms ? cfg->dup_gap_ms : 5);
+		if (!s->redund)
+			goto err;
+	}
 	if (cfg->comp) {
 		s->zw = kcpx_snappy_w_new();
 		s->zr = kcpx_snappy_r_new();
@@ -214,6 +235,7 @@ void kcpx_session_free(struct kcpx_session *s)
 	kcpx_kcp_free(s->kcp);
 	kcpx_fec_enc_free(s->fec_enc);
 	kcpx_fec_dec_free(s->fec_dec);
+	kcpx_redund_free(s->redund);
 	kcpx_snappy_w_free(s->zw);
 	kcpx_snappy_r_free(s->zr);
 	free(s->ztx);
@@ -443,6 +465,8 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 		kcpx_kcp_update(s->kcp, now);
 	if ((int32_t)(fec_flush_due(s, now) - now) <= 0)
 		kcpx_fec_enc_flush(s->fec_enc, fec_emit, s);
+	if (s->redund)
+		kcpx_redund_flush(s->redund, now, redund_send, s);
 }
 
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
@@ -455,7 +479,11 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 		return now + KCPX_SESSION_HS_POLL;
 	if ((int32_t)(a - b) > 0)
 		a = b;
-	return (int32_t)(a - c) < 0 ? a : c;
+	if ((int32_t)(a - c) > 0)
+		a = c;
+	if (s->redund && kcpx_redund_next(s->redund, &c) && (int32_t)(a - c) > 0)
+		a = c;
+	return a;
 }
 
 bool kcpx_session_dead(const struct kcpx_session *s)

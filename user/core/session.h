@@ -33,6 +33,8 @@ struct kcpx_session_config {
 	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;
 	unsigned fec_flush_ms; /* close a partial FEC group this long after it opened; 0: off */
+	unsigned dup_small;    /* send KCP datagrams with data up to this long twice; 0: off */
+	unsigned dup_gap_ms;   /* ... this far apart (0: 5 ms) */
 	bool comp;
 	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
 	bool native; /* kcpx's native protocol (crypt unused): see kcpx_session_set_native() */
