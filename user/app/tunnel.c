@@ -256,7 +256,7 @@ static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
 	int err = kcpx_native_hs_finish(s->hs, p->buf, p->len, &n);
 
 	if (err) {
-		s->t->unknown_peer++;
+		s->t->snmp.InErrs++;
 		return;
 	}
 	kcpx_session_set_native(s->ks, n);
@@ -327,7 +327,7 @@ static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 		return true;
 	}
 	if (ni->type != KCPX_NT_DATA || ni->sid != s->conv) {
-		t->unknown_peer++;
+		t->snmp.InErrs++;
 		return true;
 	}
 	if (kcpx_session_open_native(s->ks, p->buf, p->len, &body, &blen))
@@ -353,7 +353,7 @@ static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_
 	if (t->psk && !kcpx_native_peek(p->buf, p->len, &ni) && native_input(t, g, p, &ni, now))
 		return;
 	if (t->native_only) {
-		t->unknown_peer++;
+		t->snmp.InErrs++; /* not the kcpx protocol */
 		return;
 	}
 	if (kcpx_session_open(t->crypt, &t->snmp, p->buf, p->len, &body, &blen, &conv))

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Spoofed floods against a kcpx server speaking the native protocol (test-native-flood.sh).
+
+Every packet is a real client frame captured on the client's interface, so it reaches the
+server from the client's own address and port and meets the session's checks, not the
+"unknown peer" filter. Bounded in time and rate.
+
+  native-flood.py capture IFACE DPORT N OUT SECONDS   save up to N frames to DPORT
+  native-flood.py flood IFACE FILE MODE SECONDS PPS   resend them; prints packets sent
+      MODE random  payload replaced by random bytes (same length)
+           badtag  well-formed header, tag bytes randomised
+           old     replayed unchanged (their counters are far behind the window by now)
+  native-flood.py live IFACE DPORT SECONDS            each new frame to DPORT is sent again
+                                                      at once: replays inside the window
+"""
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+
+
+def udp_payload_off(f, dport):
+    """Offset of the UDP payload if f is IPv4/UDP to dport, else None."""
+    if len(f) < 42 or struct.unpack_from("!H", f, 12)[0] != ETH_P_IP:
+        return None
+    ihl = (f[14] & 15) * 4
+    if f[23] != 17 or len(f) < 14 + ihl + 8:
+        return None
+    if struct.unpack_from("!H", f, 14 + ihl + 2)[0] != dport:
+        return None
+    return 14 + ihl + 8
+
+
+def sock(iface):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((iface, 0))
+    return s
+
+
+def capture(iface, dport, n, out, secs):
+    s = sock(iface)
+    s.settimeout(0.2)
+    frames, end = [], time.time() + secs
+    while len(frames) < n and time.time() < end:
+        try:
+            f, addr = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING and udp_payload_off(f, dport):
+            frames.append(f)
+    with open(out, "wb") as fp:
+        for f in frames:
+            fp.write(struct.pack("!H", len(f)) + f)
+    print(len(frames))
+
+
+def load(path):
+    data, frames, i = open(path, "rb").read(), [], 0
+    while i + 2 <= len(data):
+        (n,) = struct.unpack_from("!H", data, i)
+        frames.append(data[i + 2 : i + 2 + n])
+        i += 2 + n
+    return frames
+
+
+def mutate(f, mode, rng):
+    off = udp_payload_off(f, struct.unpack_from("!H", f, 14 + (f[14] & 15) * 4 + 2)[0])
+    b = bytearray(f)
+    if mode == "random":
+        b[off:] = rng.randbytes(len(b) - off)
+    elif mode == "badtag":
+        b[off + 16 : off + 24] = rng.randbytes(8)
+    # IPv4: no UDP checksum. Captured frames may carry only the partial checksum of
+    # checksum offload, which the receiver would reject before kcpx sees them.
+    b[off - 2 : off] = b"\0\0"
+    return bytes(b)
+
+
+def flood(iface, path, mode, secs, pps):
+    frames = load(path)
+    if not frames:
+        print(0)
+        return
+    rng = random.Random(1)
+    s = sock(iface)
+    sent, start = 0, time.time()
+    end = start + secs
+    while True:
+        now = time.time()
+        if now >= end:
+            break
+        if sent > (now - start) * pps:
+            time.sleep(0.001)
+            continue
+        for _ in range(64):
+            s.send(mutate(frames[sent % len(frames)], mode, rng))
+            sent += 1
+    print(sent)
+
+
+def live(iface, dport, secs):
+    # A packet socket does not receive its own transmissions: no feedback loop.
+    s = sock(iface)
+    s.settimeout(0.2)
+    sent, end = 0, time.time() + secs
+    while time.time() < end:
+        try:
+            f, addr = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING and udp_payload_off(f, dport):
+            s.send(mutate(f, "live", None))
+            sent += 1
+    print(sent)
+
+
+def main(a):
+    if a[0] == "capture":
+        capture(a[1], int(a[2]), int(a[3]), a[4], float(a[5]))
+    elif a[0] == "flood":
+        flood(a[1], a[2], a[3], float(a[4]), int(a[5]))
+    elif a[0] == "live":
+        live(a[1], int(a[2]), float(a[3]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
