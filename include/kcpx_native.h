@@ -76,7 +76,8 @@ _Static_assert(sizeof(struct kcpx_replay) == 8 + KCPX_REPLAY_WORDS * 8, "kcpx_re
 struct kcpx_native_sess {
 	struct bpf_spin_lock lock; /* guards win against XDP on other CPUs */
 	__u8 dir_flags;		   /* KCPX_NF_SERVER when we are the client, else 0 */
-	__u8 pad[3];
+	__u8 fec_ds, fec_ps;	   /* the session's FEC shape; 0: no FEC group tracking */
+	__u8 pad;
 	__u64 tag_key[2]; /* SipHash key k0, k1 (little-endian halves of 16 bytes) */
 	struct kcpx_replay win;
 };
@@ -98,18 +99,38 @@ _Static_assert(sizeof(struct kcpx_native_cfg) == 24, "kcpx_native_cfg layout");
 
 /* What the XDP checks did, one per-CPU array entry (kcpx_nat_stats, key 0). */
 struct kcpx_native_xdp_stats {
-	__u64 pass;	    /* data packets with a good tag and a fresh counter */
-	__u64 pass_hs;	    /* handshake packets with a good tag */
-	__u64 pass_off;	    /* checks disabled (no keys yet) */
-	__u64 drop_short;   /* shorter than header (+ FEC header) + AEAD tag */
-	__u64 drop_version; /* version != KCPX_NATIVE_VERSION */
-	__u64 drop_proto;   /* unknown type, unknown flags, reserved byte set, wrong direction */
-	__u64 drop_session; /* no kcpx_nat_sess entry for the sid */
-	__u64 drop_tag;	    /* SipHash tag mismatch */
-	__u64 drop_replay;  /* counter already seen inside the window */
-	__u64 drop_old;	    /* counter older than the window */
-	__u64 pad[2];
+	__u64 pass;	       /* data packets with a good tag and a fresh counter */
+	__u64 pass_hs;	       /* handshake packets with a good tag */
+	__u64 pass_off;	       /* checks disabled (no keys yet) */
+	__u64 drop_short;      /* shorter than header (+ FEC header) + AEAD tag */
+	__u64 drop_version;    /* version != KCPX_NATIVE_VERSION */
+	__u64 drop_proto;      /* unknown type, unknown flags, reserved byte set, wrong direction */
+	__u64 drop_session;    /* no kcpx_nat_sess entry for the sid */
+	__u64 drop_tag;	       /* SipHash tag mismatch */
+	__u64 drop_replay;     /* counter already seen inside the window */
+	__u64 drop_old;	       /* counter older than the window */
+	__u64 drop_fec_dup;    /* FEC shard already seen in its group */
+	__u64 drop_fec_parity; /* parity shard of a group whose data shards all arrived */
 };
 _Static_assert(sizeof(struct kcpx_native_xdp_stats) == 12 * 8, "kcpx_native_xdp_stats layout");
+
+/*
+ * FEC groups seen by XDP (kcpx_nat_fec, LRU hash): which shards of a group arrived and how
+ * many of them were data shards, so parity nobody needs and duplicates die in XDP.
+ * Updated without a lock: see bpf/lib/fecgrp.h for why a race is harmless.
+ */
+#define KCPX_FEC_TRACK_MAX 256 /* ds + ps above this: not tracked */
+
+struct kcpx_native_fec_key {
+	__u32 sid;
+	__u32 group; /* FEC seqid / (ds + ps) */
+};
+
+struct kcpx_native_fec_grp {
+	__u64 seen[KCPX_FEC_TRACK_MAX / 64]; /* bit per shard index */
+	__u32 data_seen;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct kcpx_native_fec_grp) == 40, "kcpx_native_fec_grp layout");
 
 #endif

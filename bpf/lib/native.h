@@ -7,16 +7,19 @@
  *   kcpx_nat_cfg    array[1] of struct kcpx_native_cfg: handshake tag key, role, on/off
  *   kcpx_nat_sess   hash sid -> struct kcpx_native_sess: receive tag key + replay window
  *   kcpx_nat_stats  per-CPU array[1] of struct kcpx_native_xdp_stats
+ *   kcpx_nat_fec    LRU hash of FEC groups seen (bpf/lib/fecgrp.h)
  *
  * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values);
  * until cfg.enabled is set every payload passes untouched (pass_off). Order of checks,
  * cheapest first: length, version, type/flags/direction, session lookup, SipHash tag,
- * replay window. Only a packet with a good tag may move the window.
+ * replay window, then FEC group tracking when the session has FEC. Only a packet with a
+ * good tag may move the window or mark a FEC shard seen.
  */
 #ifndef KCPX_BPF_LIB_NATIVE_H
 #define KCPX_BPF_LIB_NATIVE_H
 
 #include "kcpx_native.h"
+#include "lib/fecgrp.h"
 #include "lib/replay.h"
 #include "lib/siphash.h"
 
@@ -132,6 +135,13 @@ static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u
 		return kcpx_nv_drop(st ? &st->drop_replay : NULL);
 	if (res == KCPX_RP_OLD)
 		return kcpx_nv_drop(st ? &st->drop_old : NULL);
+	if (h[2] & KCPX_NF_FEC) {
+		res = kcpx_fg_track(sid, h + KCPX_NATIVE_HDR, s->fec_ds, s->fec_ps);
+		if (res == KCPX_FG_DUP)
+			return kcpx_nv_drop(st ? &st->drop_fec_dup : NULL);
+		if (res == KCPX_FG_UNNEEDED)
+			return kcpx_nv_drop(st ? &st->drop_fec_parity : NULL);
+	}
 	return kcpx_nv_pass(st ? &st->pass : NULL);
 }
 

@@ -9,6 +9,7 @@
  *     session, wrong version, wrong direction, short packets drop; each counted
  *   - handshake packets are checked with the PSK tag key, by role
  *   - the BPF window and the C window agree over a long random walk of counters
+ *   - FEC: parity of a complete group and duplicate shards drop, needed parity passes
  * Needs root (BPF); exits 4 (skip) without it.
  */
 #include <errno.h>
@@ -100,7 +101,8 @@ static __u32 run_nat(const uint8_t *dgram, size_t len)
 static __u64 outcomes(void)
 {
 	return d.pass + d.pass_hs + d.pass_off + d.drop_short + d.drop_version + d.drop_proto +
-	       d.drop_session + d.drop_tag + d.drop_replay + d.drop_old;
+	       d.drop_session + d.drop_tag + d.drop_replay + d.drop_old + d.drop_fec_dup +
+	       d.drop_fec_parity;
 }
 
 static void set_cfg(bool server, bool enabled)
@@ -132,8 +134,11 @@ static size_t seal(struct kcpx_native *n, uint8_t *dg, size_t body, bool fec)
 	return (size_t)kcpx_native_seal(n, dg, body, fec);
 }
 
-/* A data header toward the server with any counter, tagged with the server's rx key. */
-static size_t craft(uint8_t *dg, uint64_t ctr, bool fec)
+/*
+ * A 100-byte data datagram toward the server with any counter (and FEC header when fec is
+ * given: seqid le32 | flag le16), tagged with the server's rx key.
+ */
+static size_t craft_fec(uint8_t *dg, uint64_t ctr, const uint8_t *fec)
 {
 	struct kcpx_native_sess v;
 
@@ -145,8 +150,17 @@ static size_t craft(uint8_t *dg, uint64_t ctr, bool fec)
 	dg[3] = 0;
 	kcpx_put_le32(dg + 4, SID);
 	put_le64(dg + 8, ctr);
+	if (fec)
+		memcpy(dg + KCPX_NATIVE_HDR, fec, KCPX_NATIVE_FEC_HDR);
 	put_le64(dg + 16, kcpx_native_tag((const uint8_t *)v.tag_key, dg));
 	return 100;
+}
+
+static size_t craft(uint8_t *dg, uint64_t ctr, bool fec)
+{
+	static const uint8_t junk[KCPX_NATIVE_FEC_HDR] = { 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a };
+
+	return craft_fec(dg, ctr, fec ? junk : NULL);
 }
 
 static void test_sip_vectors(void)
@@ -404,6 +418,69 @@ static void test_handshake_by_role(void)
 	kcpx_native_free(c2);
 }
 
+/* seqid, flag -> the verdict and the counter that moved */
+static __u32 run_shard(uint64_t ctr, uint32_t seqid, uint16_t flag)
+{
+	uint8_t dg[128], fec[KCPX_NATIVE_FEC_HDR];
+
+	kcpx_put_le32(fec, seqid);
+	kcpx_put_le16(fec + 4, flag);
+	craft_fec(dg, ctr, fec);
+	return run_nat(dg, 100);
+}
+
+/* FEC 3/2: parity of a complete group and duplicate shards die in XDP. */
+static void test_fec_groups(void)
+{
+	struct kcpx_native_sess v;
+	__u32 sid = SID;
+	uint64_t c = 100;
+
+	kcpx_native_bpf_sess(srv, &v);
+	v.fec_ds = 3;
+	v.fec_ps = 2;
+	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_sess), &sid, &v, 0), 0);
+	/* group 0: three data shards pass, both parity shards are not needed */
+	for (uint32_t i = 0; i < 3; i++) {
+		CHECK_EQ(run_shard(c++, i, 0xf1), XDP_PASS);
+		CHECK_EQ(d.pass, 1);
+	}
+	CHECK_EQ(run_shard(c++, 3, 0xf2), XDP_DROP);
+	CHECK_EQ(d.drop_fec_parity, 1);
+	CHECK_EQ(run_shard(c++, 4, 0xf2), XDP_DROP);
+	CHECK_EQ(d.drop_fec_parity, 1);
+	/* the same shard again under a fresh counter (a --dupsmall copy): duplicate */
+	CHECK_EQ(run_shard(c++, 1, 0xf1), XDP_DROP);
+	CHECK_EQ(d.drop_fec_dup, 1);
+	CHECK_EQ(outcomes(), 1);
+	/* group 1: parity before the group completes is needed and passes, once */
+	CHECK_EQ(run_shard(c++, 5, 0xf1), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 8, 0xf2), XDP_PASS);
+	CHECK_EQ(d.pass, 1);
+	CHECK_EQ(run_shard(c++, 8, 0xf2), XDP_DROP);
+	CHECK_EQ(d.drop_fec_dup, 1);
+	CHECK_EQ(run_shard(c++, 7, 0xf1), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 6, 0xf1), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 9, 0xf2), XDP_DROP);
+	CHECK_EQ(d.drop_fec_parity, 1);
+	/* a flag that disagrees with the index, or no FEC flag: left to userspace */
+	CHECK_EQ(run_shard(c++, 10, 0xf2), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 10, 0x1234), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 11, 0xf1), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 11, 0xf1), XDP_DROP);
+	CHECK_EQ(d.drop_fec_dup, 1);
+	/* a shard that failed the replay window marks nothing: its retry under a new
+	 * counter passes (group 3, shard 0) */
+	CHECK_EQ(run_shard(c - 1, 15, 0xf1), XDP_DROP);
+	CHECK_EQ(d.drop_replay, 1);
+	CHECK_EQ(run_shard(c++, 15, 0xf1), XDP_PASS);
+	/* without FEC tracking for the session every shard passes */
+	add_sess(srv);
+	for (uint32_t i = 0; i < 5; i++)
+		CHECK_EQ(run_shard(c++, 20 + i, i < 3 ? 0xf1 : 0xf2), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 20, 0xf1), XDP_PASS);
+}
+
 /* Not a check: what the XDP checks cost per packet (tag + window; repeats are replays). */
 static void test_cost(void)
 {
@@ -462,6 +539,7 @@ int main(void)
 	RUN(test_too_old);
 	RUN(test_window_matches_c);
 	RUN(test_handshake_by_role);
+	RUN(test_fec_groups);
 	RUN(test_cost);
 
 	kcpx_native_free(cli);

@@ -167,7 +167,11 @@ int kcpx_native_peek(const uint8_t *dgram, size_t len, struct kcpx_native_info *
 uint32_t kcpx_native_sid(const struct kcpx_native *n);
 enum kcpx_native_cipher kcpx_native_cipher(const struct kcpx_native *n);
 const struct kcpx_native_stats *kcpx_native_stats(const struct kcpx_native *n);
-/* The kcpx_nat_sess map value for this session: receive tag key, empty window. */
+/*
+ * The kcpx_nat_sess map value for this session: receive tag key, empty window. The caller
+ * sets fec_ds/fec_ps to the session's --datashard/--parityshard to let XDP track FEC
+ * groups (left 0: no tracking).
+ */
 void kcpx_native_bpf_sess(const struct kcpx_native *n, struct kcpx_native_sess *v);
 
 /* ------------------------------------------------ building blocks (tests) */
