@@ -4,6 +4,9 @@
  * vectors of the SipHash paper, the header tag, the handshake (both ciphers), AEAD round
  * trips, every reject reason with its counter, and the replay window (replays, counters
  * older than the window, sliding, far jumps, a long random walk against a plain model).
+ * Then whole sessions over a lossy, duplicating simulated link: a pending native session
+ * sends nothing until its handshake is done, then carries a stream with FEC, duplicates
+ * refused as replays; and a pending session falls back to kcptun's format.
  * The same tag and window computed by BPF are checked in tests/bpf/test_native.c.
  */
 #include <errno.h>
@@ -12,7 +15,10 @@
 #include <sodium.h>
 
 #include "unit.h"
+#include "linksim.h"
+#include "core/crypt.h"
 #include "core/native.h"
+#include "core/session.h"
 #include "core/util.h"
 
 #define SID 0x5eed1234u
@@ -460,6 +466,245 @@ static void test_psk_passphrase(void)
 	kcpx_native_psk_free(c);
 }
 
+/* ---------------------------------------------------- sessions on a simulated link */
+
+struct nend {
+	struct kcpx_session *s;
+	struct kcpx_crypt *crypt; /* kcptun format; NULL for native */
+	struct linksim *out;
+	struct kcpx_snmp snmp;
+	uint32_t sid;
+	bool have_sid;
+	uint64_t sent, native_sent;
+};
+
+static uint32_t sim_now;
+
+static void n_xmit(void *user, const uint8_t *dgram, size_t len)
+{
+	struct nend *e = user;
+
+	e->sent++;
+	if (len >= KCPX_NATIVE_HDR && dgram[0] == KCPX_NATIVE_VERSION && dgram[1] == KCPX_NT_DATA)
+		e->native_sent++;
+	linksim_send(e->out, sim_now, dgram, len);
+}
+
+static void n_accept(void *user, uint32_t sid)
+{
+	struct nend *e = user;
+
+	e->sid = sid;
+	e->have_sid = true;
+}
+
+static const struct kcpx_session_ops n_ops = { .xmit = n_xmit, .accept = n_accept };
+
+static struct kcpx_session_config sim_cfg(bool client)
+{
+	return (struct kcpx_session_config){
+		.conv = SID,
+		.mtu = 1350,
+		.sndwnd = 256,
+		.rcvwnd = 1024,
+		.nodelay = 1,
+		.interval = 10,
+		.resend = 2,
+		.nc = 1,
+		.datashard = 10,
+		.parityshard = 3,
+		.comp = false,
+		.native = true,
+		.smux = { .version = 1,
+			  .client = client,
+			  .max_frame = 32768,
+			  .max_recv_buffer = 4194304,
+			  .max_stream_buffer = 2097152 },
+	};
+}
+
+/* One ms: deliver what is due to each end, read what the server got, run due ticks. */
+static void sim_step(struct nend *c, struct nend *srv, struct linksim *ab, struct linksim *ba,
+		     uint8_t *got, size_t *got_len, size_t cap)
+{
+	struct {
+		struct linksim *in;
+		struct nend *to;
+	} dir[2] = { { ab, srv }, { ba, c } };
+	uint8_t buf[1600], *body;
+	size_t blen;
+	uint32_t conv;
+	long n;
+
+	for (int k = 0; k < 2; k++) {
+		bool any = false;
+
+		while ((n = linksim_recv(dir[k].in, sim_now, buf, sizeof(buf))) >= 0) {
+			struct nend *e = dir[k].to;
+			int rc = e->crypt ? kcpx_session_open(e->crypt, &e->snmp, buf, (size_t)n,
+							      &body, &blen, &conv)
+					  : kcpx_session_open_native(e->s, buf, (size_t)n, &body,
+								     &blen);
+
+			if (!rc)
+				kcpx_session_input(e->s, body, blen, sim_now);
+			any = true;
+		}
+		if (any)
+			kcpx_session_pump(dir[k].to->s, sim_now);
+	}
+	if (srv->have_sid) {
+		ssize_t r = kcpx_smux_read(kcpx_session_smux(srv->s), srv->sid, got + *got_len,
+					   cap - *got_len);
+		if (r > 0) {
+			*got_len += (size_t)r;
+			kcpx_session_pump(srv->s, sim_now);
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		struct kcpx_session *s = k ? srv->s : c->s;
+
+		if ((int32_t)(kcpx_session_deadline(s, sim_now) - sim_now) <= 0)
+			kcpx_session_tick(s, sim_now);
+	}
+	sim_now++;
+}
+
+/*
+ * Write data[off..len) on client stream sid (data[0..off) was written before); run until
+ * the server read all len bytes of its one stream (<= 60 s of simulated time).
+ */
+static int sim_transfer(struct nend *c, struct nend *srv, struct linksim *ab, struct linksim *ba,
+			uint32_t sid, const uint8_t *data, uint8_t *got, size_t len, size_t off)
+{
+	struct kcpx_smux *m = kcpx_session_smux(c->s);
+	size_t got_len = 0;
+	uint32_t t0 = sim_now;
+
+	while (got_len < len) {
+		if (off < len) {
+			ssize_t w = kcpx_smux_write(m, sid, data + off, len - off);
+
+			if (w > 0) {
+				off += (size_t)w;
+				kcpx_session_pump(c->s, sim_now);
+			}
+		}
+		sim_step(c, srv, ab, ba, got, &got_len, len);
+		if (sim_now - t0 > 60000)
+			return -1;
+	}
+	return 0;
+}
+
+static void test_session_native_link(void)
+{
+	static const uint8_t master[32] = { 4, 4 };
+	static uint8_t data[1 << 20], got[1 << 20];
+	struct kcpx_session_config cc = sim_cfg(true), sc = sim_cfg(false);
+	uint8_t init[KCPX_NATIVE_HS_LEN], resp[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND] = { 8 };
+	struct kcpx_native_psk *psk;
+	struct kcpx_native_hs *hs;
+	struct kcpx_native *nc, *ns;
+	struct linksim ab, ba;
+	struct nend c = { 0 }, srv = { 0 };
+	uint32_t sid;
+
+	linksim_init(&ab, 11);
+	linksim_init(&ba, 12);
+	ab.delay = ba.delay = 20;
+	ab.loss = ba.loss = 0.02;
+	ab.dup = ba.dup = 0.01;
+	c.out = &ab;
+	srv.out = &ba;
+	fill(data, sizeof(data), 3);
+	CHECK_EQ(kcpx_native_psk_new_key(&psk, master), 0);
+	c.s = kcpx_session_new(&cc, &n_ops, &c, &c.snmp, sim_now);
+	CHECK(c.s);
+	CHECK(kcpx_session_pending(c.s));
+	/* pending: data waits, nothing goes out, the session polls its handshake */
+	CHECK_EQ(kcpx_smux_open(kcpx_session_smux(c.s), &sid), 0);
+	CHECK_EQ(kcpx_smux_write(kcpx_session_smux(c.s), sid, data, 1000), 1000);
+	kcpx_session_pump(c.s, sim_now);
+	kcpx_session_tick(c.s, sim_now + 500);
+	CHECK_EQ(c.sent, 0);
+	CHECK_EQ(kcpx_session_deadline(c.s, sim_now), sim_now + KCPX_SESSION_HS_POLL);
+	/* the handshake, carried by hand */
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, SID, r, true, init), 0);
+	r[0] = 9;
+	CHECK_EQ(kcpx_native_accept(psk, init, sizeof(init), r, true, resp, &ns, NULL), 0);
+	srv.s = kcpx_session_new(&sc, &n_ops, &srv, &srv.snmp, sim_now);
+	CHECK(srv.s);
+	kcpx_session_set_native(srv.s, ns);
+	CHECK_EQ(kcpx_native_hs_finish(hs, resp, sizeof(resp), &nc), 0);
+	kcpx_native_hs_free(hs);
+	kcpx_session_set_native(c.s, nc);
+	CHECK(!kcpx_session_pending(c.s));
+	CHECK(kcpx_session_native(c.s) == nc);
+	/* the 1000 bytes written while pending leave now; the rest of 1 MiB follows */
+	kcpx_session_pump(c.s, sim_now);
+	CHECK(c.sent > 0);
+	CHECK_EQ(sim_transfer(&c, &srv, &ab, &ba, sid, data, got, sizeof(data), 1000), 0);
+	CHECK_MEM(got, data, sizeof(data));
+	CHECK_EQ(c.sent, c.native_sent);
+	CHECK(srv.snmp.FECRecovered > 0);
+	/* linksim duplicates were refused by the replay window, and counted */
+	CHECK(ab.duplicated > 0);
+	CHECK(kcpx_native_stats(ns)->rx_replay > 0);
+	CHECK_EQ(kcpx_native_stats(ns)->rx_tag + kcpx_native_stats(ns)->rx_aead, 0);
+	CHECK_EQ(srv.snmp.InCsumErrors, 0);
+	printf("      1 MiB over 2%% loss, 1%% dup: %u ms, %llu datagrams, "
+	       "%llu FEC recovered, %llu replays refused\n",
+	       sim_now, (unsigned long long)c.sent, (unsigned long long)srv.snmp.FECRecovered,
+	       (unsigned long long)kcpx_native_stats(ns)->rx_replay);
+	kcpx_session_free(c.s);
+	kcpx_session_free(srv.s);
+	kcpx_native_psk_free(psk);
+	linksim_free(&ab);
+	linksim_free(&ba);
+}
+
+/* --proto auto without a kcpx server: the pending session falls back to kcptun format. */
+static void test_session_fallback(void)
+{
+	static uint8_t data[256 << 10], got[256 << 10];
+	static const uint8_t seed_c[32] = { 1 }, seed_s[32] = { 2 };
+	struct kcpx_session_config cc = sim_cfg(true), sc = sim_cfg(false);
+	struct linksim ab, ba;
+	struct nend c = { 0 }, srv = { 0 };
+	uint32_t sid;
+
+	linksim_init(&ab, 21);
+	linksim_init(&ba, 22);
+	ab.delay = ba.delay = 10;
+	ab.loss = ba.loss = 0.01;
+	c.out = &ab;
+	srv.out = &ba;
+	fill(data, sizeof(data), 5);
+	CHECK_EQ(kcpx_crypt_new(&c.crypt, "aes", "k3y", seed_c), 0);
+	CHECK_EQ(kcpx_crypt_new(&srv.crypt, "aes", "k3y", seed_s), 0);
+	c.s = kcpx_session_new(&cc, &n_ops, &c, &c.snmp, sim_now);
+	sc.native = false;
+	sc.crypt = srv.crypt;
+	srv.s = kcpx_session_new(&sc, &n_ops, &srv, &srv.snmp, sim_now);
+	CHECK(c.s && srv.s);
+	CHECK(kcpx_session_pending(c.s));
+	kcpx_session_fallback(c.s, c.crypt);
+	CHECK(!kcpx_session_pending(c.s));
+	CHECK_EQ(kcpx_smux_open(kcpx_session_smux(c.s), &sid), 0);
+	CHECK_EQ(sim_transfer(&c, &srv, &ab, &ba, sid, data, got, sizeof(data), 0), 0);
+	CHECK_MEM(got, data, sizeof(data));
+	CHECK(c.sent > 100);
+	CHECK_EQ(c.native_sent, 0);
+	CHECK_EQ(srv.snmp.InCsumErrors, 0);
+	kcpx_session_free(c.s);
+	kcpx_session_free(srv.s);
+	kcpx_crypt_free(c.crypt);
+	kcpx_crypt_free(srv.crypt);
+	linksim_free(&ab);
+	linksim_free(&ba);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -476,5 +721,7 @@ int main(void)
 	RUN(test_handshake_xchacha);
 	RUN(test_handshake_aes);
 	RUN(test_psk_passphrase);
+	RUN(test_session_native_link);
+	RUN(test_session_fallback);
 	UNIT_MAIN_END();
 }
