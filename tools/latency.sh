@@ -7,7 +7,7 @@
 #   lane L:  [ a: rr -c / iperf3 -c, tunnel client ] == linkem (--both delay,loss) ==
 #            [ b: tunnel server, rr -s :7000, iperf3 -s ]
 #   lanes:   0 tcp (cubic)   1 kcptun   2 kcpx-off   3 kcpx-timing   4 kcpx-on
-#            5 kcpx-default   6 kcpx-native
+#            5 kcpx-default   6 kcpx-native   7 kcpx-alt (only when asked for)
 #
 # rr:   64-byte sequential request/response, LAT_N (1000) exchanges per point, all lanes at
 #       once (each is a trickle), at 25 ms one way and LAT_LOSS (1 5 10) % loss each way.
@@ -24,6 +24,8 @@
 #   kcpx-on      --tlp --quickack --rtohygiene --fecflush $LAT_FLUSH (10 ms)
 #   kcpx-default no option flags: whatever kcpx's defaults are
 #   kcpx-native  kcpx-on's options with --proto kcpx (the native protocol) at both ends
+#   kcpx-alt     kcpx-on's options run by another build, $KCPX_ALT: A/B of a code change
+#                (LAT_CANDS="kcpx-on kcpx-alt" KCPX_ALT=/path/to/kcpx)
 # Results: one key=value line per measurement in $LAT_OUT/results.txt and a table on stdout.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,7 +68,8 @@ log() { printf '  latency: %s\n' "$*" >&2; }
 lane_of() {
 	case $1 in
 	tcp) echo 0 ;; kcptun) echo 1 ;; kcpx-off) echo 2 ;; kcpx-timing) echo 3 ;;
-	kcpx-on) echo 4 ;; kcpx-default) echo 5 ;; kcpx-native) echo 6 ;; *) echo 9 ;;
+	kcpx-on) echo 4 ;; kcpx-default) echo 5 ;; kcpx-native) echo 6 ;; kcpx-alt) echo 7 ;;
+	*) echo 9 ;;
 	esac
 }
 
@@ -74,6 +77,7 @@ extra_flags() {
 	case $1 in
 	kcpx-off) echo "$OFF" ;; kcpx-timing) echo "$TIMING" ;; kcpx-on) echo "$ON" ;;
 	kcpx-native) echo "$ON --proto kcpx" ;;
+	kcpx-alt) echo "$ON" ;;
 	esac
 }
 
@@ -89,6 +93,7 @@ tun_start() {
 	local cand=$1 l=$2 port=$3 more=${4:-} cc sc xf i
 	case $cand in
 	kcptun) cc=kcptun-client sc=kcptun-server xf= ;;
+	kcpx-alt) cc="${KCPX_ALT:?} client" sc="$KCPX_ALT server" xf=$(extra_flags "$cand") ;;
 	kcpx-*) cc="$KCPX client" sc="$KCPX server" xf=$(extra_flags "$cand") ;;
 	*) return 1 ;;
 	esac
