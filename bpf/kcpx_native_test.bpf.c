@@ -4,7 +4,8 @@
  * siphash.h, replay.h), run by tests/bpf/test_native.c and tests/unit/test_native.c with
  * BPF_PROG_RUN. Never attached to an interface: the real checks live in kcpx.bpf.c.
  *
- *   kcpx_xdp_nat      every UDP frame through kcpx_native_verify(): XDP_PASS or XDP_DROP
+ *   kcpx_xdp_nat      every UDP frame through kcpx_native_verify(), with its source
+ *                     address for the handshake rate limit: XDP_PASS or XDP_DROP
  *   kcpx_xdp_sip      data = key(16) | message(0..64): overwrites the first 8 bytes with
  *                     SipHash-2-4(key, message), little-endian, and returns XDP_PASS
  *   kcpx_xdp_siphdr   data = key(16) | header(24) [| FEC(6)]: the first 8 bytes become
@@ -21,15 +22,21 @@ SEC("xdp")
 int kcpx_xdp_nat(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct kcpx_native_rl_key src = {};
 	struct kcpx_pinfo pi = {};
 	__u32 ulen;
 
 	if (kcpx_parse(data, data_end, &pi) != KCPX_P_UDP)
 		return XDP_PASS;
+	if (pi.family == 4)
+		__builtin_memcpy(src.addr, &((struct iphdr *)pi.l3)->saddr, 4);
+	else
+		__builtin_memcpy(src.addr, &((struct ipv6hdr *)pi.l3)->saddr, 16);
 	ulen = bpf_ntohs(pi.udp->len);
 	if (ulen < sizeof(struct udphdr))
 		return XDP_DROP;
-	if (kcpx_native_verify(pi.udp + 1, data_end, ulen - sizeof(struct udphdr)) != KCPX_NV_PASS)
+	if (kcpx_native_verify(pi.udp + 1, data_end, ulen - sizeof(struct udphdr), &src) !=
+	    KCPX_NV_PASS)
 		return XDP_DROP;
 	return XDP_PASS;
 }

@@ -92,8 +92,10 @@ _Static_assert(sizeof(struct kcpx_native_sess) == 8 + 16 + sizeof(struct kcpx_re
 struct kcpx_native_cfg {
 	__u64 hs_tag_key[2];
 	__u8 enabled;
-	__u8 server; /* 1: accept INIT, reject RESP; 0: the reverse */
-	__u8 pad[6];
+	__u8 server;   /* 1: accept INIT, reject RESP; 0: the reverse */
+	__u16 hs_rate; /* handshake packets per second per source address (burst as many);
+			* 0: no limit */
+	__u8 pad[4];
 };
 _Static_assert(sizeof(struct kcpx_native_cfg) == 24, "kcpx_native_cfg layout");
 
@@ -111,8 +113,20 @@ struct kcpx_native_xdp_stats {
 	__u64 drop_old;	       /* counter older than the window */
 	__u64 drop_fec_dup;    /* FEC shard already seen in its group */
 	__u64 drop_fec_parity; /* parity shard of a group whose data shards all arrived */
+	__u64 drop_hs_rate;    /* good handshake tag, but over cfg.hs_rate for its source */
+	__u64 pad;
 };
-_Static_assert(sizeof(struct kcpx_native_xdp_stats) == 12 * 8, "kcpx_native_xdp_stats layout");
+_Static_assert(sizeof(struct kcpx_native_xdp_stats) == 14 * 8, "kcpx_native_xdp_stats layout");
+
+/* Handshake rate limit per source (kcpx_nat_hsrl, LRU hash): a token bucket. */
+struct kcpx_native_rl_key {
+	__u8 addr[16]; /* IPv6, or IPv4 in the first 4 bytes and zeros */
+};
+
+struct kcpx_native_rl {
+	__u64 last_ns; /* bpf_ktime_get_ns() of the last refill */
+	__u64 tokens;  /* in packet-nanoseconds: one packet costs 1e9 */
+};
 
 /*
  * FEC groups seen by XDP (kcpx_nat_fec, LRU hash): which shards of a group arrived and how

@@ -8,6 +8,7 @@
  *   kcpx_nat_sess   hash sid -> struct kcpx_native_sess: receive tag key + replay window
  *   kcpx_nat_stats  per-CPU array[1] of struct kcpx_native_xdp_stats
  *   kcpx_nat_fec    LRU hash of FEC groups seen (bpf/lib/fecgrp.h)
+ *   kcpx_nat_hsrl   LRU hash source address -> token bucket for handshake packets
  *
  * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values);
  * until cfg.enabled is set every payload passes untouched (pass_off). Order of checks,
@@ -46,6 +47,15 @@ struct {
 	__type(value, struct kcpx_native_xdp_stats);
 } kcpx_nat_stats SEC(".maps");
 
+#define KCPX_NAT_RL_MAX 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KCPX_NAT_RL_MAX);
+	__type(key, struct kcpx_native_rl_key);
+	__type(value, struct kcpx_native_rl);
+} kcpx_nat_hsrl SEC(".maps");
+
 enum kcpx_nv_res {
 	KCPX_NV_PASS = 0, /* hand it on (to AF_XDP or the kernel) */
 	KCPX_NV_DROP = 1, /* XDP_DROP: counted by reason */
@@ -65,9 +75,44 @@ static __always_inline int kcpx_nv_pass(__u64 *ctr)
 	return KCPX_NV_PASS;
 }
 
-/* Check a handshake packet (INIT on a server, RESP on a client) with the PSK tag key. */
+/*
+ * Token bucket per source: rate packets per second, burst as many. No lock (LRU maps take
+ * none): CPUs racing on one source may let a few extra packets through.
+ */
+static __always_inline bool kcpx_nv_rate_ok(const struct kcpx_native_rl_key *k, __u32 rate)
+{
+	const __u64 cost = 1000000000ULL;
+	struct kcpx_native_rl *b, fresh;
+	__u64 now = bpf_ktime_get_ns(), dt;
+
+	b = bpf_map_lookup_elem(&kcpx_nat_hsrl, k);
+	if (!b) {
+		fresh.last_ns = now;
+		fresh.tokens = (__u64)(rate - 1) * cost; /* this packet spends one */
+		bpf_map_update_elem(&kcpx_nat_hsrl, k, &fresh, BPF_ANY);
+		return true;
+	}
+	dt = now - b->last_ns;
+	if (dt > cost) /* a full bucket refills in one second: no overflow below */
+		dt = cost;
+	b->last_ns = now;
+	b->tokens += dt * rate;
+	if (b->tokens > (__u64)rate * cost)
+		b->tokens = (__u64)rate * cost;
+	if (b->tokens < cost)
+		return false;
+	b->tokens -= cost;
+	return true;
+}
+
+/*
+ * Check a handshake packet (INIT on a server, RESP on a client) with the PSK tag key, then
+ * the per-source rate (only packets with a good tag spend a source's tokens, so forged
+ * ones cannot starve a real client; replayed real INITs can only spend their own).
+ */
 static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
-				      struct kcpx_native_xdp_stats *st, const __u8 *h, __u32 len)
+				      struct kcpx_native_xdp_stats *st, const __u8 *h, __u32 len,
+				      const struct kcpx_native_rl_key *src)
 {
 	__u8 want_type = cfg->server ? KCPX_NT_INIT : KCPX_NT_RESP;
 	__u8 want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
@@ -77,15 +122,19 @@ static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
 		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
 	if (kcpx_sip_hdr(cfg->hs_tag_key[0], cfg->hs_tag_key[1], h, NULL) != kcpx_sip_le64(h + 16))
 		return kcpx_nv_drop(st ? &st->drop_tag : NULL);
+	if (src && cfg->hs_rate && !kcpx_nv_rate_ok(src, cfg->hs_rate))
+		return kcpx_nv_drop(st ? &st->drop_hs_rate : NULL);
 	return kcpx_nv_pass(st ? &st->pass_hs : NULL);
 }
 
 /*
  * payload: the first byte of the UDP payload, already checked to be the tunnel's; data_end
  * of the frame. len: the UDP payload length from the UDP header (the frame may carry
- * Ethernet padding beyond it). Returns KCPX_NV_PASS or KCPX_NV_DROP.
+ * Ethernet padding beyond it). src: the packet's source address for the handshake rate
+ * limit (on the stack), or NULL for none. Returns KCPX_NV_PASS or KCPX_NV_DROP.
  */
-static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u32 len)
+static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u32 len,
+					      const struct kcpx_native_rl_key *src)
 {
 	__u32 zero = 0;
 	struct kcpx_native_xdp_stats *st = bpf_map_lookup_elem(&kcpx_nat_stats, &zero);
@@ -107,7 +156,7 @@ static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u
 	if (h[3])
 		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
 	if (h[1] != KCPX_NT_DATA)
-		return kcpx_nv_hs(cfg, st, h, len);
+		return kcpx_nv_hs(cfg, st, h, len, src);
 
 	want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
 	if ((h[2] & ~(KCPX_NF_FEC | KCPX_NF_SERVER)) || (h[2] & KCPX_NF_SERVER) != want_dir)

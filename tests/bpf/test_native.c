@@ -10,6 +10,7 @@
  *   - handshake packets are checked with the PSK tag key, by role
  *   - the BPF window and the C window agree over a long random walk of counters
  *   - FEC: parity of a complete group and duplicate shards drop, needed parity passes
+ *   - handshake packets beyond the per-source rate drop; forged ones spend no tokens
  * Needs root (BPF); exits 4 (skip) without it.
  */
 #include <errno.h>
@@ -34,6 +35,7 @@ static struct kcpx_native *cli, *srv;
 static struct kcpx_native_psk *psk;
 static struct kcpx_native_xdp_stats d; /* counter deltas of the last run */
 static int ncpu;
+static const char *nat_src = "10.7.0.1"; /* source address of run_nat()'s frames */
 
 static uint64_t le64(const uint8_t *p)
 {
@@ -78,7 +80,7 @@ static __u32 run_nat(const uint8_t *dgram, size_t len)
 {
 	static struct frame f;
 	struct frame_spec s = { .family = 4,
-				.src = "10.7.0.1",
+				.src = nat_src,
 				.dst = "10.7.0.2",
 				.sport = 40000,
 				.dport = 4000,
@@ -102,18 +104,24 @@ static __u64 outcomes(void)
 {
 	return d.pass + d.pass_hs + d.pass_off + d.drop_short + d.drop_version + d.drop_proto +
 	       d.drop_session + d.drop_tag + d.drop_replay + d.drop_old + d.drop_fec_dup +
-	       d.drop_fec_parity;
+	       d.drop_fec_parity + d.drop_hs_rate;
 }
 
-static void set_cfg(bool server, bool enabled)
+static void set_cfg_rate(bool server, bool enabled, __u16 hs_rate)
 {
 	struct kcpx_native_cfg c;
 	__u32 key = 0;
 
 	kcpx_native_psk_bpf_cfg(psk, server, &c);
 	c.enabled = enabled;
+	c.hs_rate = hs_rate;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_cfg), &key, &c, 0))
 		abort();
+}
+
+static void set_cfg(bool server, bool enabled)
+{
+	set_cfg_rate(server, enabled, 0);
 }
 
 /* Install n's receive state as the kcpx_nat_sess entry of its sid (a fresh window). */
@@ -418,6 +426,41 @@ static void test_handshake_by_role(void)
 	kcpx_native_free(c2);
 }
 
+/* At most hs_rate good handshakes per second per source; forgeries spend no tokens. */
+static void test_hs_rate(void)
+{
+	struct kcpx_native_hs *hs;
+	uint8_t init[KCPX_NATIVE_HS_LEN], bad[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND];
+
+	randombytes_buf(r, sizeof(r));
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, SID + 9, r, false, init), 0);
+	kcpx_native_hs_free(hs);
+	set_cfg_rate(true, true, 3);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+		CHECK_EQ(d.pass_hs, 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ(run_nat(init, sizeof(init)), XDP_DROP);
+		CHECK_EQ(d.drop_hs_rate, 1);
+		CHECK_EQ(outcomes(), 1);
+	}
+	nat_src = "10.7.0.9"; /* another source has its own bucket */
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+	nat_src = "10.7.0.5";
+	memcpy(bad, init, sizeof(bad));
+	bad[17] ^= 2;
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ(run_nat(bad, sizeof(bad)), XDP_DROP);
+		CHECK_EQ(d.drop_tag, 1);
+	}
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+	CHECK_EQ(d.pass_hs, 1);
+	nat_src = "10.7.0.1";
+	set_cfg(true, true);
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS); /* no limit */
+}
+
 /* seqid, flag -> the verdict and the counter that moved */
 static __u32 run_shard(uint64_t ctr, uint32_t seqid, uint16_t flag)
 {
@@ -540,6 +583,7 @@ int main(void)
 	RUN(test_window_matches_c);
 	RUN(test_handshake_by_role);
 	RUN(test_fec_groups);
+	RUN(test_hs_rate);
 	RUN(test_cost);
 
 	kcpx_native_free(cli);
