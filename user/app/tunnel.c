@@ -1133,13 +1133,17 @@ static int tunnel_setup(struct tunnel *t)
 		return err;
 	}
 	if (strcmp(cfg->proto, "kcptun")) {
+		/* Argon2id wants 64 MiB for a moment: with auto, do without rather than die */
 		err = kcpx_native_psk_new(&t->psk, cfg->key);
-		if (err) {
+		if (err && !strcmp(cfg->proto, "kcpx")) {
 			pr_warn("kcpx protocol keys: %s", strerror(-err));
 			return err;
 		}
+		if (err)
+			pr_warn("kcpx protocol keys: %s: speaking kcptun only", strerror(-err));
+		err = 0;
 		t->native_only = !strcmp(cfg->proto, "kcpx");
-		t->client_native = cfg->role == KCPX_ROLE_CLIENT;
+		t->client_native = t->psk && cfg->role == KCPX_ROLE_CLIENT;
 	}
 	t->scfg = (struct kcpx_session_config){
 		.mtu = (unsigned)cfg->mtu,
