@@ -276,6 +276,10 @@ static int hs_server_accept(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 	struct sess *s;
 	int err;
 
+	/* sids key the XDP session map: one live session per sid (a 2^-32 clash per pair) */
+	for (s = t->sessions; s; s = s->next)
+		if (s->native && s->conv == ni->sid)
+			return -EEXIST;
 	randombytes_buf(rnd, sizeof(rnd));
 	err = kcpx_native_accept(t->psk, p->buf, p->len, rnd, kcpx_native_aes_available(), resp, &n,
 				 &t->hs_stats);
