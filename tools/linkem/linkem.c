@@ -425,7 +425,10 @@ static void usage(FILE *f)
 		   "SPEC: comma-separated key=value:\n"
 		   "  delay=MS jitter=MS loss=PCT dup=PCT reorder=PCT[/GAP_MS]\n"
 		   "  ge=P/R[/LOSS_BAD[/LOSS_GOOD]]  Gilbert-Elliott, percent per frame\n"
-		   "  rate=BITS[k|m|g]  limit=BYTES[k|m] or limit=Np  (tail-drop queue)\n"
+		   "  rate=BITS[k|m|g]  limit=BYTES[k|m] or limit=Np  (tail-drop queue behind the\n"
+		   "    rate limiter; default 50 ms at the rate, at least 64 full frames)\n"
+		   "  reorder: that share of frames is held GAP_MS (default 5) longer, so later\n"
+		   "    frames overtake it; jitter alone never reorders\n"
 		   "signals: USR1 prints counters, TERM/INT stop (counters printed at exit)\n");
 }
 
