@@ -36,6 +36,7 @@ static struct kcpx_native_psk *psk;
 static struct kcpx_native_xdp_stats d; /* counter deltas of the last run */
 static int ncpu;
 static const char *nat_src = "10.7.0.1"; /* source address of run_nat()'s frames */
+static int nat_family = 4;		 /* ... and their IP version (6: fd07::1 -> ::2) */
 
 static uint64_t le64(const uint8_t *p)
 {
@@ -79,9 +80,9 @@ static int run_raw(struct bpf_program *p, const void *in, size_t len, void *out,
 static __u32 run_nat(const uint8_t *dgram, size_t len)
 {
 	static struct frame f;
-	struct frame_spec s = { .family = 4,
-				.src = nat_src,
-				.dst = "10.7.0.2",
+	struct frame_spec s = { .family = nat_family,
+				.src = nat_family == 4 ? nat_src : "fd07::1",
+				.dst = nat_family == 4 ? "10.7.0.2" : "fd07::2",
 				.sport = 40000,
 				.dport = 4000,
 				.payload = len };
@@ -461,6 +462,34 @@ static void test_hs_rate(void)
 	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS); /* no limit */
 }
 
+/* The same checks behind IPv6, and the rate limit keyed by the IPv6 source. */
+static void test_ipv6(void)
+{
+	struct kcpx_native_hs *hs;
+	uint8_t dg[512], init[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND];
+	size_t len;
+
+	nat_family = 6;
+	len = seal(cli, dg, 300, true);
+	CHECK_EQ(run_nat(dg, len), XDP_PASS);
+	CHECK_EQ(d.pass, 1);
+	CHECK_EQ(run_nat(dg, len), XDP_DROP);
+	CHECK_EQ(d.drop_replay, 1);
+	dg[20] ^= 1;
+	CHECK_EQ(run_nat(dg, len), XDP_DROP);
+	CHECK_EQ(d.drop_tag, 1);
+	randombytes_buf(r, sizeof(r));
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, SID + 11, r, false, init), 0);
+	kcpx_native_hs_free(hs);
+	set_cfg_rate(true, true, 1);
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_DROP);
+	CHECK_EQ(d.drop_hs_rate, 1);
+	set_cfg(true, true);
+	nat_family = 4;
+	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+}
+
 /* seqid, flag -> the verdict and the counter that moved */
 static __u32 run_shard(uint64_t ctr, uint32_t seqid, uint16_t flag)
 {
@@ -584,6 +613,7 @@ int main(void)
 	RUN(test_handshake_by_role);
 	RUN(test_fec_groups);
 	RUN(test_hs_rate);
+	RUN(test_ipv6);
 	RUN(test_cost);
 
 	kcpx_native_free(cli);
