@@ -24,6 +24,9 @@ OUT=${OUT:-build}
 need_root
 
 KCPX=${KCPX:-$ROOT/$OUT/kcpx}
+# `make bench` leaves this marker when its build of kcpx failed (tools/Makefile.inc)
+KCPX_FAILED=$OUT/bench-kcpx-failed
+[ "$KCPX" = "$ROOT/$OUT/kcpx" ] || KCPX_FAILED=/nonexistent
 RR=$ROOT/$OUT/tools/rr
 KEY=kcpx-bench
 TUNED="--crypt none --mode fast3 --sndwnd 2048 --rcvwnd 2048 --nocomp --ds 0 --ps 0"
@@ -71,10 +74,12 @@ for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
 
 # Why kcpx cannot run, or nothing if it can.
 KCPX_NA=""
-if [ ! -x "$KCPX" ]; then
-	KCPX_NA="$OUT/kcpx was not built"
-	if [ -s "$OUT/bench-kcpx-build.log" ]; then
-		KCPX_NA="$KCPX_NA: $(grep -m1 -E 'error|Error' "$OUT/bench-kcpx-build.log" | cut -c1-120)"
+if [ -e "$KCPX_FAILED" ] || [ ! -x "$KCPX" ]; then
+	KCPX_NA="$KCPX is missing"
+	if [ -e "$KCPX_FAILED" ]; then
+		KCPX_NA="$OUT/kcpx did not build"
+		first=$(grep -m1 -E 'error|Error' "$OUT/bench-kcpx-build.log" 2>/dev/null | cut -c1-120)
+		[ -n "$first" ] && KCPX_NA="$KCPX_NA: $first"
 	fi
 fi
 
@@ -91,6 +96,10 @@ RES=$WORK/results.txt
 : >"$RES"
 
 log() { printf '  bench: %s\n' "$*" >&2; }
+rec() { # one result line: into the results, and shortened onto the terminal
+	echo "$*" >>"$RES"
+	log "$(echo "$*" | cut -c1-150)"
+}
 
 # rr counts: issue 7 wants >= 1000 exchanges at 25 ms one way with 1, 5 and 10 % loss
 rr_plan() { # rr_plan DELAY LOSS -> "COUNT MAX_SECONDS"
@@ -183,8 +192,11 @@ tun_start() {
 	for ((i = 0; i < 50; i++)); do
 		if ! kill -0 $TUN_S 2>/dev/null || ! kill -0 $TUN_C 2>/dev/null; then
 			sleep 0.1
-			TUN_NA="${cand%%/*} exited at start: $(tail -qn1 "$WORK/tun-s-$l.log" \
-				"$WORK/tun-c-$l.log" | tr -s '\n' ' ' | cut -c1-160)"
+			local st_s=running st_c=running
+			kill -0 $TUN_S 2>/dev/null || { wait $TUN_S; st_s="exit $?"; }
+			kill -0 $TUN_C 2>/dev/null || { wait $TUN_C; st_c="exit $?"; }
+			TUN_NA="${cand%%/*} exited at start (server $st_s, client $st_c): $(tail -qn1 \
+				"$WORK/tun-s-$l.log" "$WORK/tun-c-$l.log" | tr -s '\n' ' ' | cut -c1-160)"
 			tun_stop
 			return 1
 		fi
@@ -234,7 +246,7 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 	srv=$!
 	track_pid $srv
 	if ! wait_tcp_port "$nb" 5201 5 2>/dev/null; then
-		echo "$base status=na reason=iperf3 server did not start" >>"$RES"
+		rec "$base status=na reason=iperf3 server did not start"
 		return
 	fi
 	cc=()
@@ -244,7 +256,7 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 		cc=(-C cubic)
 	else
 		if ! tun_start "$cand" "$l" 5201; then
-			echo "$base status=na reason=$TUN_NA" >>"$RES"
+			rec "$base status=na reason=$TUN_NA"
 			kill "$srv" 2>/dev/null
 			return
 		fi
@@ -312,10 +324,9 @@ EOF
 	fi
 	# status first, reason (free text) always last
 	case $r in
-	*reason=*) echo "$base ${r%% reason=*} $extra reason=${r#* reason=}" >>"$RES" ;;
-	*) echo "$base $r $extra" >>"$RES" ;;
+	*reason=*) rec "$base ${r%% reason=*} $extra reason=${r#* reason=}" ;;
+	*) rec "$base $r $extra" ;;
 	esac
-	log "$(tail -n1 "$RES" | cut -c1-150)"
 }
 
 # ---- latency --------------------------------------------------------------------------
