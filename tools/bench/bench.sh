@@ -9,7 +9,7 @@
 #   lane L:  [ a: iperf3 -c, rr -c, tunnel client ] == linkem == [ b: tunnel server,
 #                                                                 iperf3 -s, rr -s ]
 #   lanes:   0 tcp   1 kcptun/default   2 kcpx/default   3 kcptun/tuned   4 kcpx/tuned
-#            5 kcpx-xdp/tuned (BENCH_XDP=1)
+#            5 kcpx-xdp/tuned (`kcpx up IFACE`, when the binary has it)
 #
 # Bulk: one bounded iperf3 transfer per candidate, one after another (A -> B).
 # Latency: rr's 64-byte sequential exchanges, all lanes at once (each is a trickle).
@@ -69,7 +69,12 @@ esac
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
-[ "${BENCH_XDP:-0}" = 1 ] && CANDS="$CANDS kcpx-xdp/tuned"
+# kcpx-xdp: `kcpx up IFACE` (XDP + AF_XDP backend), tuned flags. BENCH_XDP=auto (default)
+# adds it when the kcpx binary has `up`; 1 always (n/a with the reason if it cannot run).
+case ${BENCH_XDP:-auto} in
+1) CANDS="$CANDS kcpx-xdp/tuned" ;;
+auto) "$KCPX" up --help >/dev/null 2>&1 && CANDS="$CANDS kcpx-xdp/tuned" ;;
+esac
 [ -n "${BENCH_CANDS:-}" ] && CANDS=$BENCH_CANDS
 
 # Why kcpx cannot run, or nothing if it can.
@@ -107,7 +112,7 @@ rr_plan() { # rr_plan DELAY LOSS -> "COUNT MAX_SECONDS"
 	smoke:*) echo "30 10" ;;
 	quick:0:*) echo "500 20" ;;
 	quick:*) echo "250 25" ;;
-	full:0:*) echo "500 25" ;;
+	full:0:*) echo "400 20" ;;
 	full:25:1 | full:25:5 | full:25:10) echo "1000 90" ;;
 	full:25:*) echo "200 30" ;;
 	*) echo "100 30" ;;
@@ -163,16 +168,16 @@ tun_start() {
 		scmd="$KCPX server"
 		;;
 	kcpx-xdp/*)
-		# Place for the XDP backend (`kcpx up IFACE ...`): wire its command line here once
-		# the CLI exists; until then the column says why it is empty.
-		if [ -n "$KCPX_NA" ]; then
-			TUN_NA=$KCPX_NA
-		elif ! "$KCPX" up --help >/dev/null 2>&1; then
+		# The XDP/AF_XDP backend: the same flags, on the lane's endpoint interfaces.
+		[ -n "$KCPX_NA" ] && TUN_NA=$KCPX_NA && return 1
+		if ! "$KCPX" up --help >/dev/null 2>&1; then
 			TUN_NA="kcpx up (XDP backend) not in this build"
-		else
-			TUN_NA="harness: kcpx up command line not wired yet"
+			return 1
 		fi
-		return 1
+		bpffs_mount
+		on_cleanup "rm -rf /sys/fs/bpf/kcpx/$(wan_if "$l" a) /sys/fs/bpf/kcpx/$(wan_if "$l" b)"
+		ccmd="$KCPX up $(wan_if "$l" a) client"
+		scmd="$KCPX up $(wan_if "$l" b) server"
 		;;
 	*)
 		TUN_NA="unknown candidate $cand"

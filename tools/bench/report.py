@@ -153,6 +153,8 @@ def main():
       "transfer, per 10^9 goodput bytes. **RSS**: VmHWM of both, summed.")
     w("- **Wire/goodput**: bytes linkem forwarded (both directions, Ethernet frames) per goodput "
       "byte.")
+    w("- `kcpx-xdp` is `kcpx up IFACE client|server` on the lane's endpoint interfaces (XDP "
+      "and AF_XDP, copy mode on veth) with the tuned flags; `kcpx` is its UDP-socket mode.")
     w("- Flag sets, the same for kcpx and kcptun: `default` = kcptun's defaults spelled out "
       "(client `%s`, server `%s`, compression on); `tuned` = `%s` on both sides." % (
           meta.get("default_c"), meta.get("default_s"), meta.get("tuned")))
@@ -169,8 +171,11 @@ def main():
 
     # ---- summary
     summary = []
-    for s in sets:
-        rs = [ratio(val("bulk", d, l, "kcpx/" + s, "mbps"), val("bulk", d, l, "kcptun/" + s, "mbps"))
+    pairs = [("kcpx/" + s, "kcptun/" + s, s) for s in sets]
+    pairs += [(c, "kcptun/" + c.split("/")[1], c.split("/")[1] + ", XDP") for c in cands
+              if c.startswith("kcpx-xdp")]
+    for num, den, s in pairs:
+        rs = [ratio(val("bulk", d, l, num, "mbps"), val("bulk", d, l, den, "mbps"))
               for d, l in links]
         rs = [x for x in rs if x is not None]
         if rs:
@@ -204,8 +209,8 @@ def main():
         cols += [("c", "kcptun/" + s), ("c", "kcpx/" + s), ("r", s)]
     xdp = [c for c in cands if c.startswith("kcpx-xdp")]
     for c in xdp:
-        hdr.append(c)
-        cols.append(("c", c))
+        hdr += [c, "%s/kcptun" % c]
+        cols += [("c", c), ("x", c)]
     w("| " + " | ".join(hdr) + " |")
     w("|" + "---|" * len(hdr))
     for d, l in links:
@@ -213,6 +218,9 @@ def main():
         for kind, c in cols:
             if kind == "c":
                 row.append(cell("bulk", d, l, c, "mbps"))
+            elif kind == "x":
+                row.append(fratio(ratio(val("bulk", d, l, c, "mbps"),
+                                        val("bulk", d, l, "kcptun/" + c.split("/")[1], "mbps"))))
             else:
                 row.append(fratio(ratio(val("bulk", d, l, "kcpx/" + c, "mbps"),
                                         val("bulk", d, l, "kcptun/" + c, "mbps"))))
@@ -270,8 +278,12 @@ def main():
         hdr = ["link"]
         for s in sets:
             hdr += ["kcptun %s s/GB" % s, "kcpx %s s/GB" % s, "kcpx/kcptun"]
+        for c in xdp:
+            hdr += ["%s s/GB" % c]
         for s in sets:
             hdr += ["kcptun %s RSS" % s, "kcpx %s RSS" % s]
+        for c in xdp:
+            hdr += ["%s RSS" % c]
         w("| " + " | ".join(hdr) + " |")
         w("|" + "---|" * len(hdr))
         for d, l in links:
@@ -281,11 +293,12 @@ def main():
                 b = val("bulk", d, l, "kcpx/" + s, "cpu_s_per_gb")
                 row += [cell("bulk", d, l, "kcptun/" + s, "cpu_s_per_gb", 2),
                         cell("bulk", d, l, "kcpx/" + s, "cpu_s_per_gb", 2), fratio(ratio(b, a))]
-            for s in sets:
-                for c in ("kcptun/" + s, "kcpx/" + s):
-                    rc, rs_ = val("bulk", d, l, c, "rss_c_kb"), val("bulk", d, l, c, "rss_s_kb")
-                    row.append(fnum((rc + rs_) / 1024) if rc is not None and rs_ is not None
-                               else cell("bulk", d, l, c, "rss_c_kb"))
+            for c in xdp:
+                row.append(cell("bulk", d, l, c, "cpu_s_per_gb", 2))
+            for c in [x for s in sets for x in ("kcptun/" + s, "kcpx/" + s)] + xdp:
+                rc, rs_ = val("bulk", d, l, c, "rss_c_kb"), val("bulk", d, l, c, "rss_s_kb")
+                row.append(fnum((rc + rs_) / 1024) if rc is not None and rs_ is not None
+                           else cell("bulk", d, l, c, "rss_c_kb"))
             w("| " + " | ".join(row) + " |")
         w("")
 

@@ -4,8 +4,9 @@
 #   lane L:  [ lkmPID<L>a: iperf3 -c, rr -c, tunnel client ] == linkem (5 ms, 1 %) ==
 #            [ lkmPID<L>b: tunnel server, iperf3 -s, rr -s ]      (one lane per candidate)
 #
-# 1. tcp and kcptun/tuned give goodput > 0 and 30 timed exchanges; kcpx/tuned gives
-#    numbers or n/a with a reason; BENCH.md and bench.png are written.
+# 1. tcp and kcptun/tuned give goodput > 0 and 30 timed exchanges; kcpx/tuned (and
+#    kcpx-xdp/tuned if present) give numbers or n/a with a reason; BENCH.md and bench.png
+#    are written.
 # 2. A kcpx that cannot start is reported as n/a with the reason, not dropped.
 # 3. SIGTERM in the middle of a run leaves no namespace and no process behind.
 # Each run is a session of its own and its namespaces carry its PID: both are checked
@@ -56,13 +57,18 @@ for c in tcp kcptun/tuned; do
 	echo "$l" | grep -q 'status=ok n=30 .*complete=1' && ok "$c 30 exchanges" ||
 		bad "$c latency: $l"
 done
-for k in bulk rr; do
-	l=$(line $k kcpx/tuned a)
-	if echo "$l" | grep -qE 'status=ok|status=na .*reason=..'; then
-		ok "kcpx/tuned $k reported: $(echo "$l" | cut -c1-100)"
-	else
-		bad "kcpx/tuned $k missing or without a reason: $l"
-	fi
+# kcpx (and kcpx-xdp when the binary has `kcpx up`): numbers, or n/a with a reason
+cands="kcpx/tuned"
+grep -q "cand=kcpx-xdp/tuned " "$TMP/a/BENCH.md" && cands="$cands kcpx-xdp/tuned"
+for c in $cands; do
+	for k in bulk rr; do
+		l=$(line $k "$c" a)
+		if echo "$l" | grep -qE 'status=ok|status=na .*reason=..'; then
+			ok "$c $k reported: $(echo "$l" | cut -c1-100)"
+		else
+			bad "$c $k missing or without a reason: $l"
+		fi
+	done
 done
 [ -z "$(leftovers $pid)" ] && ok "nothing left after the run" || bad "left: $(leftovers $pid)"
 
