@@ -50,7 +50,7 @@ KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 TCPIO=$_io_top/tests/lib/tcpio.py
 MIXIO=$_io_top/tests/interop/mixio.py
 IO_SIZE=${IO_SIZE:-$((16 << 20))}
-IO_TMO=${IO_TMO:-60}
+IO_TMO=${IO_TMO:-45}
 # INTEROP_KEEP=1 keeps the work dir (daemon logs) for a look afterwards
 INTEROP_KEEP=${INTEROP_KEEP:-0}
 # INTEROP_PCAP=1 captures the UDP traffic of every case in B (big: use with one case)
@@ -234,7 +234,7 @@ interop_case() {
 	local -A spid=() cpid=()
 	_io_spawn svc "$NS_B" "$cw/sink.log" python3 "$TCPIO" sink $((9000 + k * 4 + 1)) "$cw"
 	pids+=("$svc")
-	_io_spawn svc "$NS_B" "$cw/source.log" python3 "$MIXIO" source $((9000 + k * 4 + 2)) "$IO_SIZE" "$k"
+	_io_spawn svc "$NS_B" "$cw/source.log" python3 "$MIXIO" source $((9000 + k * 4 + 2)) "$IO_SIZE" $((k + 1000))
 	pids+=("$svc")
 	if [ "$streams" -gt 0 ]; then
 		_io_spawn svc "$NS_B" "$cw/echo.log" python3 "$TCPIO" echo $((9000 + k * 4 + 3))
@@ -282,7 +282,9 @@ interop_case() {
 		fi
 
 		# download B -> A: the source's data is a function of (size, seed)
-		want=$(python3 "$MIXIO" data "$IO_SIZE" "$k")
+		# (other data than the upload's, and nothing left over from it in got/gotn)
+		want=$(python3 "$MIXIO" data "$IO_SIZE" $((k + 1000)))
+		got='' gotn=''
 		t0=$(_io_ms)
 		_io_wait "$cw/recv.out" in_a timeout "$IO_TMO" python3 "$TCPIO" recv 127.0.0.1 $((8000 + k * 4 + 2)) || true
 		read -r got gotn <"$cw/recv.out" || true
