@@ -12,6 +12,11 @@
  * on a client, when it comes from the server's address and port to one of the local ports
  * the daemon registered in kcpx_lports. Anything the parser cannot prove to be a tunnel
  * packet is passed: the kernel validates and counts it as it always does.
+ *
+ * With KCPX_CFG_F_NATIVE (kcpx up --proto kcpx|auto), a well-formed tunnel packet then
+ * meets the native protocol's checks (bpf/lib/native.h, docs/PROTOCOL.md §6) before it is
+ * steered: forged, replayed and stale packets, unneeded FEC parity and duplicate shards
+ * die here, counted by reason in kcpx_nat_stats (and in total in drop_native).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +24,7 @@
 
 #include "kcpx_bpf.h"
 #include "lib/parse.h"
+#include "lib/native.h"
 
 const volatile struct kcpx_bpf_cfg kcpx_cfg = {
 	.min_payload = 1,
@@ -125,6 +131,26 @@ static __always_inline bool kcpx_is_tunnel_tx(const struct kcpx_pinfo *pi)
 	return false;
 }
 
+/* The native checks on a tunnel packet's payload: true when it is to be dropped. */
+static __always_inline bool kcpx_xdp_native(const struct kcpx_pinfo *pi, void *data_end, __u32 plen)
+{
+	struct kcpx_native_rl_key src = {};
+	bool strict = kcpx_cfg.flags & KCPX_CFG_F_NATIVE_STRICT;
+
+	/* the source address, for the handshake rate limit (IPv4 in the first 4 bytes) */
+	if (pi->family == 4) {
+		struct iphdr *iph = pi->l3;
+
+		__builtin_memcpy(src.addr, &iph->saddr, 4);
+	} else {
+		struct ipv6hdr *ip6 = pi->l3;
+
+		__builtin_memcpy(src.addr, &ip6->saddr, 16);
+	}
+	return kcpx_native_check((void *)(pi->udp + 1), data_end, plen, &src, strict) ==
+	       KCPX_NV_DROP;
+}
+
 SEC("xdp")
 int kcpx_xdp_steer(struct xdp_md *ctx)
 {
@@ -189,6 +215,10 @@ int kcpx_xdp_steer(struct xdp_md *ctx)
 	}
 	if (plen > kcpx_cfg.max_payload) {
 		st->drop_big++;
+		return XDP_DROP;
+	}
+	if ((kcpx_cfg.flags & KCPX_CFG_F_NATIVE) && kcpx_xdp_native(&pi, data_end, plen)) {
+		st->drop_native++;
 		return XDP_DROP;
 	}
 

@@ -33,6 +33,12 @@ enum kcpx_bpf_role {
 
 /* kcpx_bpf_cfg.flags */
 #define KCPX_CFG_F_DSCP 0x01 /* TC egress sets the DSCP of tunnel packets to cfg.dscp */
+/* XDP runs the native protocol's checks on tunnel packets (docs/PROTOCOL.md §6) */
+#define KCPX_CFG_F_NATIVE 0x02
+/* ... and the port speaks nothing else (--proto kcpx): what is not native is dropped.
+ * Without it (--proto auto) only packets that claim a live native session (its sid) or
+ * carry a good handshake tag can be dropped; the rest may be kcptun's and pass. */
+#define KCPX_CFG_F_NATIVE_STRICT 0x04
 
 /*
  * Read-only configuration, set in the skeleton's .rodata before load (so the verifier
@@ -75,7 +81,8 @@ struct kcpx_xdp_stats {
 	__u64 drop_csum0_v6; /* IPv6 UDP with a zero checksum (RFC 8200 forbids it) */
 	__u64 drop_small;    /* payload < cfg.min_payload */
 	__u64 drop_big;	     /* payload > cfg.max_payload */
-	__u64 pad[3];
+	__u64 drop_native;   /* failed the native checks (reason: kcpx_nat_stats) */
+	__u64 pad[2];
 };
 _Static_assert(sizeof(struct kcpx_xdp_stats) == 20 * 8, "kcpx_xdp_stats layout");
 

@@ -114,7 +114,8 @@ struct kcpx_native_xdp_stats {
 	__u64 drop_fec_dup;    /* FEC shard already seen in its group */
 	__u64 drop_fec_parity; /* parity shard of a group whose data shards all arrived */
 	__u64 drop_hs_rate;    /* good handshake tag, but over cfg.hs_rate for its source */
-	__u64 pad;
+	__u64 pass_kcptun;     /* not native (no live sid, no good handshake tag), passed on
+				* because the port also speaks kcptun (--proto auto) */
 };
 _Static_assert(sizeof(struct kcpx_native_xdp_stats) == 14 * 8, "kcpx_native_xdp_stats layout");
 

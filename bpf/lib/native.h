@@ -76,6 +76,17 @@ static __always_inline int kcpx_nv_pass(__u64 *ctr)
 }
 
 /*
+ * Not a native packet that we know of. strict (--proto kcpx): drop it, counted by reason.
+ * Otherwise (--proto auto) it may be a kcptun datagram, which looks random: pass it on.
+ */
+static __always_inline int kcpx_nv_reject(struct kcpx_native_xdp_stats *st, __u64 *ctr, bool strict)
+{
+	if (strict)
+		return kcpx_nv_drop(ctr);
+	return kcpx_nv_pass(st ? &st->pass_kcptun : NULL);
+}
+
+/*
  * Token bucket per source: rate packets per second, burst as many. No lock (LRU maps take
  * none): CPUs racing on one source may let a few extra packets through.
  */
@@ -112,16 +123,16 @@ static __always_inline bool kcpx_nv_rate_ok(const struct kcpx_native_rl_key *k, 
  */
 static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
 				      struct kcpx_native_xdp_stats *st, const __u8 *h, __u32 len,
-				      const struct kcpx_native_rl_key *src)
+				      const struct kcpx_native_rl_key *src, bool strict)
 {
 	__u8 want_type = cfg->server ? KCPX_NT_INIT : KCPX_NT_RESP;
 	__u8 want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
 
 	if (h[1] != want_type || len != KCPX_NATIVE_HDR + 32 + KCPX_NATIVE_MAC ||
 	    (h[2] & ~(KCPX_NF_SERVER | KCPX_NF_AES)) || (h[2] & KCPX_NF_SERVER) != want_dir)
-		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_proto : NULL, strict);
 	if (kcpx_sip_hdr(cfg->hs_tag_key[0], cfg->hs_tag_key[1], h, NULL) != kcpx_sip_le64(h + 16))
-		return kcpx_nv_drop(st ? &st->drop_tag : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_tag : NULL, strict);
 	if (src && cfg->hs_rate && !kcpx_nv_rate_ok(src, cfg->hs_rate))
 		return kcpx_nv_drop(st ? &st->drop_hs_rate : NULL);
 	return kcpx_nv_pass(st ? &st->pass_hs : NULL);
@@ -131,16 +142,22 @@ static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
  * payload: the first byte of the UDP payload, already checked to be the tunnel's; data_end
  * of the frame. len: the UDP payload length from the UDP header (the frame may carry
  * Ethernet padding beyond it). src: the packet's source address for the handshake rate
- * limit (on the stack), or NULL for none. Returns KCPX_NV_PASS or KCPX_NV_DROP.
+ * limit (on the stack), or NULL for none. strict: the port speaks only the native protocol
+ * (--proto kcpx); when false (--proto auto) a packet is dropped only when it names a live
+ * session (DATA with a known sid) or carries a good handshake tag, and everything else
+ * passes (counted in pass_kcptun): it may be a kcptun datagram. Returns KCPX_NV_PASS or
+ * KCPX_NV_DROP.
  */
-static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u32 len,
-					      const struct kcpx_native_rl_key *src)
+static __always_inline int kcpx_native_check(void *payload, void *data_end, __u32 len,
+					     const struct kcpx_native_rl_key *src, bool strict)
 {
 	__u32 zero = 0;
 	struct kcpx_native_xdp_stats *st = bpf_map_lookup_elem(&kcpx_nat_stats, &zero);
 	struct kcpx_native_cfg *cfg = bpf_map_lookup_elem(&kcpx_nat_cfg, &zero);
 	struct kcpx_native_sess *s;
-	__u8 h[KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR];
+	/* zeroed: the FEC bytes are defined even where the verifier walks a path the compiler
+	 * knows to be impossible (the flag tested twice), so no stale stack slot is read */
+	__u8 h[KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR] = {};
 	__u8 want_dir;
 	__u32 sid;
 	__u64 ctr, tag;
@@ -149,29 +166,29 @@ static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u
 	if (!cfg || !cfg->enabled)
 		return kcpx_nv_pass(st ? &st->pass_off : NULL);
 	if (len < KCPX_NATIVE_HDR + KCPX_NATIVE_MAC || payload + KCPX_NATIVE_HDR > data_end)
-		return kcpx_nv_drop(st ? &st->drop_short : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_short : NULL, strict);
 	__builtin_memcpy(h, payload, KCPX_NATIVE_HDR);
 	if (h[0] != KCPX_NATIVE_VERSION)
-		return kcpx_nv_drop(st ? &st->drop_version : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_version : NULL, strict);
 	if (h[3])
-		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_proto : NULL, strict);
 	if (h[1] != KCPX_NT_DATA)
-		return kcpx_nv_hs(cfg, st, h, len, src);
+		return kcpx_nv_hs(cfg, st, h, len, src, strict);
 
 	want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
 	if ((h[2] & ~(KCPX_NF_FEC | KCPX_NF_SERVER)) || (h[2] & KCPX_NF_SERVER) != want_dir)
-		return kcpx_nv_drop(st ? &st->drop_proto : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_proto : NULL, strict);
 	if (h[2] & KCPX_NF_FEC) {
 		if (len < KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR + KCPX_NATIVE_MAC ||
 		    payload + KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR > data_end)
-			return kcpx_nv_drop(st ? &st->drop_short : NULL);
+			return kcpx_nv_reject(st, st ? &st->drop_short : NULL, strict);
 		__builtin_memcpy(h + KCPX_NATIVE_HDR, payload + KCPX_NATIVE_HDR,
 				 KCPX_NATIVE_FEC_HDR);
 	}
 	sid = (__u32)h[4] | (__u32)h[5] << 8 | (__u32)h[6] << 16 | (__u32)h[7] << 24;
 	s = bpf_map_lookup_elem(&kcpx_nat_sess, &sid);
 	if (!s)
-		return kcpx_nv_drop(st ? &st->drop_session : NULL);
+		return kcpx_nv_reject(st, st ? &st->drop_session : NULL, strict);
 	tag = kcpx_sip_hdr(s->tag_key[0], s->tag_key[1], h,
 			   (h[2] & KCPX_NF_FEC) ? h + KCPX_NATIVE_HDR : NULL);
 	if (tag != kcpx_sip_le64(h + 16))
@@ -192,6 +209,13 @@ static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u
 			return kcpx_nv_drop(st ? &st->drop_fec_parity : NULL);
 	}
 	return kcpx_nv_pass(st ? &st->pass : NULL);
+}
+
+/* The strict checks (--proto kcpx): every packet that is not good native traffic drops. */
+static __always_inline int kcpx_native_verify(void *payload, void *data_end, __u32 len,
+					      const struct kcpx_native_rl_key *src)
+{
+	return kcpx_native_check(payload, data_end, len, src, true);
 }
 
 #endif

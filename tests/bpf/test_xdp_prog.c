@@ -3,7 +3,9 @@
  * BPF_PROG_RUN tests of bpf/kcpx.bpf.c on crafted frames: which frames are steered to an
  * AF_XDP socket, which pass to the kernel untouched, which are dropped, every parse edge
  * (short frames, VLAN, IPv4 options, IPv6 extension headers, fragments), and after every
- * frame the exact counter that moved. Then the TC egress program's DSCP rewrite.
+ * frame the exact counter that moved. Then the TC egress program's DSCP rewrite, and the
+ * native protocol's checks as the live program runs them (--proto kcpx and auto), on
+ * datagrams sealed by user/core/native.c.
  *
  * Runs in a private network namespace (unshare) so it can bind an AF_XDP socket to its
  * own loopback for the steering case. Needs root; exits 4 (skip) without it.
@@ -22,10 +24,13 @@
 #include <linux/pkt_cls.h>
 
 #include <bpf/bpf.h>
+#include <sodium.h>
 #include <xdp/xsk.h>
 
 #include "unit.h"
 #include "frames.h"
+#include "core/native.h"
+#include "core/util.h"
 #include "io/xdp.h"
 
 #define PORT  4000
@@ -34,7 +39,7 @@
 #define ME4   "10.9.0.2"
 #define ME6   "fd00::2"
 
-static struct kcpx_xdp *srv, *cli4, *cli6;
+static struct kcpx_xdp *srv, *cli4, *cli6, *nat_only, *nat_auto;
 static __u32 verdict;
 static struct kcpx_xdp_stats d; /* counter deltas of the last frame */
 static uint8_t out[FR_MAX];
@@ -73,7 +78,7 @@ static int outcomes(void)
 {
 	return (int)(d.pass_short + d.pass_non_ip + d.pass_bad_ip + d.pass_non_udp + d.pass_other +
 		     d.pass_frag + d.pass_no_xsk + d.steered + d.drop_trunc + d.drop_udp_len +
-		     d.drop_csum0_v6 + d.drop_small + d.drop_big);
+		     d.drop_csum0_v6 + d.drop_small + d.drop_big + d.drop_native);
 }
 
 #define CHECK_PASS_UNTOUCHED(f, len)                                                               \
@@ -626,6 +631,218 @@ static void test_tc_dscp(void)
 	CHECK_EQ(t.dscp_marked, 0);
 }
 
+/* ---- the native checks in kcpx_xdp_steer ----------------------------------------- */
+
+static struct kcpx_native_xdp_stats nd; /* native counter deltas of the last frame */
+
+/* One frame through x's XDP program, with the native counters' deltas in nd. */
+static int run_nat(struct kcpx_xdp *x, const struct frame *f)
+{
+	struct kcpx_native_xdp_stats a, b;
+	__u64 *pa = (__u64 *)&a, *pb = (__u64 *)&b, *pd = (__u64 *)&nd;
+	int fd = kcpx_xdp_fd(x, KCPX_FD_NAT_STATS), err;
+
+	if (kcpx_xdp_sum_percpu(fd, &a, sizeof(a)))
+		return -EIO;
+	err = run_xdp(x, f, f->len);
+	if (kcpx_xdp_sum_percpu(fd, &b, sizeof(b)))
+		return -EIO;
+	for (size_t i = 0; i < sizeof(nd) / 8; i++)
+		pd[i] = pb[i] - pa[i];
+	return err;
+}
+
+/* A frame from the peer to the tunnel port carrying dgram[0..len). */
+static void nat_frame(struct frame *f, const uint8_t *dgram, size_t len)
+{
+	struct frame_spec s = v4(PORT, len);
+
+	frame_build(f, &s);
+	memcpy(f->b + f->l4 + 8, dgram, len);
+}
+
+/* Seal a body of len bytes (FEC header first when fec) into a frame. */
+static void nat_seal(struct kcpx_native *n, struct frame *f, size_t len, bool fec, uint32_t seqid,
+		     uint16_t flag)
+{
+	uint8_t dg[KCPX_NATIVE_HDR + 1400 + KCPX_NATIVE_MAC];
+	int r;
+
+	memset(dg + KCPX_NATIVE_HDR, 0x5a, len);
+	if (fec) {
+		kcpx_put_le32(dg + KCPX_NATIVE_HDR, seqid);
+		dg[KCPX_NATIVE_HDR + 4] = (uint8_t)flag;
+		dg[KCPX_NATIVE_HDR + 5] = (uint8_t)(flag >> 8);
+	}
+	r = kcpx_native_seal(n, dg, len, fec);
+	CHECK(r > 0);
+	nat_frame(f, dg, r > 0 ? (size_t)r : 0);
+}
+
+#define NAT_SID 0x1234abcdu
+
+/* outcome: XDP_DROP counted in drop_native and in exactly the given native counter */
+#define CHECK_NAT_DROP(field)                                                                      \
+	do {                                                                                       \
+		CHECK_EQ(verdict, XDP_DROP);                                                       \
+		CHECK_EQ(d.drop_native, 1);                                                        \
+		CHECK_EQ(outcomes(), 1);                                                           \
+		CHECK_EQ(nd.field, 1);                                                             \
+	} while (0)
+/* outcome: handed on (no AF_XDP socket here: to the kernel) and counted in field */
+#define CHECK_NAT_PASS(field)                                                                      \
+	do {                                                                                       \
+		CHECK_EQ(verdict, XDP_PASS);                                                       \
+		CHECK_EQ(d.pass_no_xsk, 1);                                                        \
+		CHECK_EQ(outcomes(), 1);                                                           \
+		CHECK_EQ(nd.field, 1);                                                             \
+	} while (0)
+
+static void test_native_checks(void)
+{
+	static const uint8_t master[32] = { 7, 7, 7 }, secret[32] = { 9, 9, 9 };
+	struct kcpx_native_psk *psk = NULL;
+	struct kcpx_native *cli = NULL, *srvn = NULL, *stranger = NULL;
+	struct kcpx_native_hs *hs = NULL;
+	struct kcpx_native_cfg cfg;
+	struct kcpx_native_sess v;
+	struct frame f, old, fe;
+	uint8_t init[KCPX_NATIVE_HS_LEN], rnd[KCPX_NATIVE_HS_RAND] = { 1 };
+
+	CHECK_EQ(kcpx_native_psk_new_key(&psk, master), 0);
+	CHECK_EQ(kcpx_native_new_secret(&cli, secret, NAT_SID, false, KCPX_NATIVE_XCHACHA), 0);
+	CHECK_EQ(kcpx_native_new_secret(&srvn, secret, NAT_SID, true, KCPX_NATIVE_XCHACHA), 0);
+	CHECK_EQ(kcpx_native_new_secret(&stranger, secret, NAT_SID + 1, false, KCPX_NATIVE_XCHACHA),
+		 0);
+	if (!psk || !cli || !srvn || !stranger)
+		goto out;
+
+	/* no cfg yet: the checks are open, everything passes (pass_off) */
+	nat_seal(cli, &old, 100, false, 0, 0); /* counter 0, kept for the "too old" case */
+	CHECK_EQ(run_nat(nat_only, &old), 0);
+	CHECK_NAT_PASS(pass_off);
+
+	kcpx_native_psk_bpf_cfg(psk, true, &cfg);
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_only, &cfg), 0);
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_auto, &cfg), 0);
+	kcpx_native_bpf_sess(srvn, &v);
+	v.fec_ds = 2;
+	v.fec_ps = 1;
+	CHECK_EQ(kcpx_xdp_native_add(nat_only, NAT_SID, &v), 0);
+	CHECK_EQ(kcpx_xdp_native_add(nat_auto, NAT_SID, &v), 0);
+	sodium_memzero(&v, sizeof(v));
+	sodium_memzero(&cfg, sizeof(cfg));
+
+	/* a good datagram passes, the same one again is a replay */
+	nat_seal(cli, &f, 300, false, 0, 0);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_replay);
+
+	/* one flipped bit in the tag, or in the header under it: bad tag */
+	nat_seal(cli, &f, 300, false, 0, 0);
+	f.b[f.l4 + 8 + 16] ^= 0x01;
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_tag);
+	f.b[f.l4 + 8 + 16] ^= 0x01;
+	f.b[f.l4 + 8 + 9] ^= 0x80; /* counter */
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_tag);
+	f.b[f.l4 + 8 + 9] ^= 0x80; /* intact again: the forgeries did not burn its counter */
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+
+	/* unknown session, wrong version, random bytes (a kcptun datagram) */
+	nat_seal(stranger, &f, 200, false, 0, 0);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_session);
+	f.b[f.l4 + 8] = 2;
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_version);
+	randombytes_buf(f.b + f.l4 + 8, 200);
+	f.b[f.l4 + 8] = 0xc3;
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_version);
+	/* ... which --proto auto passes on, as it may be kcptun's */
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_PASS(pass_kcptun);
+	nat_seal(stranger, &f, 200, false, 0, 0);
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_PASS(pass_kcptun);
+	/* but auto drops a forgery that names a live session */
+	nat_seal(cli, &f, 300, false, 0, 0);
+	f.b[f.l4 + 8 + 20] ^= 0x10;
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_DROP(drop_tag);
+
+	/* a client INIT: good handshake tag passes; a bad one is dropped, or passed by auto */
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, 77, rnd, false, init), 0);
+	nat_frame(&f, init, sizeof(init));
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass_hs);
+	f.b[f.l4 + 8 + 5] ^= 1;
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_tag);
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_PASS(pass_kcptun);
+
+	/* 2000 counters later, counter 0 is older than the window */
+	for (int i = 0; i < 2000; i++)
+		nat_seal(cli, &f, 40, false, 0, 0);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+	CHECK_EQ(run_nat(nat_only, &old), 0);
+	CHECK_NAT_DROP(drop_old);
+
+	/* FEC 2+1: both data shards, then the group's parity is not needed; a shard sent
+	 * again (new counter, same seqid: a --dupsmall copy) is a duplicate */
+	nat_seal(cli, &fe, 200, true, 30, 0xf1); /* group 10, index 0 */
+	CHECK_EQ(run_nat(nat_only, &fe), 0);
+	CHECK_NAT_PASS(pass);
+	nat_seal(cli, &f, 200, true, 31, 0xf1);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+	nat_seal(cli, &f, 200, true, 32, 0xf2);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_fec_parity);
+	nat_seal(cli, &f, 200, true, 30, 0xf1);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_fec_dup);
+	/* a group missing a data shard still gets its parity */
+	nat_seal(cli, &f, 200, true, 33, 0xf1);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+	nat_seal(cli, &f, 200, true, 35, 0xf2);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
+
+	/* the session closed: its datagrams are strangers now */
+	CHECK_EQ(kcpx_xdp_native_del(nat_only, NAT_SID), 0);
+	CHECK_EQ(kcpx_xdp_native_del(nat_only, NAT_SID), 0); /* twice is fine */
+	nat_seal(cli, &f, 300, false, 0, 0);
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_DROP(drop_session);
+out:
+	kcpx_native_hs_free(hs);
+	kcpx_native_free(cli);
+	kcpx_native_free(srvn);
+	kcpx_native_free(stranger);
+	kcpx_native_psk_free(psk);
+}
+
+static int load_native(struct kcpx_xdp **x, enum kcpx_xdp_native native)
+{
+	struct kcpx_xdp_config c = { .role = KCPX_BPF_ROLE_SERVER,
+				     .port = PORT,
+				     .dscp = -1,
+				     .min_payload = 24,
+				     .max_payload = 1500,
+				     .native = native };
+
+	return kcpx_xdp_open(x, &c);
+}
+
 static int load(struct kcpx_xdp **x, enum kcpx_bpf_role role, const char *peer, int dscp)
 {
 	struct kcpx_xdp_config c = {
@@ -660,6 +877,12 @@ int main(void)
 		err = load(&cli4, KCPX_BPF_ROLE_CLIENT, PEER4, -1);
 	if (!err)
 		err = load(&cli6, KCPX_BPF_ROLE_CLIENT, PEER6, -1);
+	if (!err)
+		err = load_native(&nat_only, KCPX_XDP_NATIVE_ONLY);
+	if (!err)
+		err = load_native(&nat_auto, KCPX_XDP_NATIVE_AUTO);
+	if (!err && sodium_init() < 0)
+		err = -EIO;
 	if (err) {
 		fprintf(stderr, "loading kcpx BPF: %s\n", strerror(-err));
 		return 1;
@@ -677,9 +900,12 @@ int main(void)
 	RUN(test_client_role);
 	RUN(test_steer_to_socket);
 	RUN(test_tc_dscp);
+	RUN(test_native_checks);
 
 	kcpx_xdp_close(srv, false);
 	kcpx_xdp_close(cli4, false);
 	kcpx_xdp_close(cli6, false);
+	kcpx_xdp_close(nat_only, false);
+	kcpx_xdp_close(nat_auto, false);
 	UNIT_MAIN_END();
 }

@@ -56,13 +56,10 @@ struct kcpx_xdp {
 /* Maps pinned, in the order `kcpx stats` shows them. */
 static const char *const pinned_maps[] = {
 	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp",
-	"kcpx_xsks",	  "kcpx_lports",   "kcpx_info",
+	"kcpx_xsks",	  "kcpx_lports",   "kcpx_info",	     "kcpx_nat_stats",
 };
 static const char *const counter_maps[] = {
-	"kcpx_xdp_stats",
-	"kcpx_tc_stats",
-	"kcpx_xsk_stats",
-	"kcpx_snmp",
+	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp", "kcpx_nat_stats",
 };
 
 static void log_stderr(int level, const char *msg)
@@ -521,6 +518,10 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 	c->port = htons(cfg->port);
 	c->min_payload = cfg->min_payload ? cfg->min_payload : 1;
 	c->max_payload = cfg->max_payload ? cfg->max_payload : KCPX_PKT_MAX;
+	if (cfg->native != KCPX_XDP_NATIVE_OFF)
+		c->flags |= KCPX_CFG_F_NATIVE;
+	if (cfg->native == KCPX_XDP_NATIVE_ONLY)
+		c->flags |= KCPX_CFG_F_NATIVE_STRICT;
 	if (cfg->dscp >= 0) {
 		if (cfg->dscp > 63)
 			return -EINVAL;
@@ -679,6 +680,14 @@ int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which)
 		return bpf_map__fd(s->maps.kcpx_snmp);
 	case KCPX_FD_INFO:
 		return bpf_map__fd(s->maps.kcpx_info);
+	case KCPX_FD_NAT_CFG:
+		return bpf_map__fd(s->maps.kcpx_nat_cfg);
+	case KCPX_FD_NAT_SESS:
+		return bpf_map__fd(s->maps.kcpx_nat_sess);
+	case KCPX_FD_NAT_STATS:
+		return bpf_map__fd(s->maps.kcpx_nat_stats);
+	case KCPX_FD_NAT_FEC:
+		return bpf_map__fd(s->maps.kcpx_nat_fec);
 	}
 	return -EINVAL;
 }
@@ -710,6 +719,35 @@ int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port)
 	__be16 key = htons(port);
 
 	return bpf_map_delete_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key) < 0 &&
+			       errno != ENOENT
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_xdp_native_cfg(struct kcpx_xdp *x, const struct kcpx_native_cfg *cfg)
+{
+	__u32 key = 0;
+
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_nat_cfg), &key, cfg, 0) < 0
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_xdp_native_add(struct kcpx_xdp *x, uint32_t sid, const struct kcpx_native_sess *v)
+{
+	__u32 key = sid;
+
+	/* BPF_ANY: a sid the daemon reuses after a close starts with this fresh window */
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_nat_sess), &key, v, BPF_ANY) < 0
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_xdp_native_del(struct kcpx_xdp *x, uint32_t sid)
+{
+	__u32 key = sid;
+
+	return bpf_map_delete_elem(bpf_map__fd(x->skel->maps.kcpx_nat_sess), &key) < 0 &&
 			       errno != ENOENT
 		       ? -errno
 		       : 0;

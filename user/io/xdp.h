@@ -17,7 +17,15 @@
 #include <stdint.h>
 
 #include "kcpx_bpf.h"
+#include "kcpx_native.h"
 #include "io/dgram.h"
+
+/* What the XDP program does with the native protocol (docs/PROTOCOL.md §6). */
+enum kcpx_xdp_native {
+	KCPX_XDP_NATIVE_OFF = 0, /* --proto kcptun: no native checks */
+	KCPX_XDP_NATIVE_AUTO,	 /* --proto auto: drop only bad packets of live sessions */
+	KCPX_XDP_NATIVE_ONLY,	 /* --proto kcpx: drop everything that is not good native */
+};
 
 enum kcpx_xdp_mode {
 	KCPX_XDP_AUTO = 0, /* native (driver) mode, falling back to skb mode */
@@ -34,7 +42,8 @@ struct kcpx_xdp_config {
 	uint16_t min_payload;	 /* 0: 1 */
 	uint16_t max_payload;	 /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
-	bool no_tc; /* skip the TC egress program */
+	bool no_tc;		     /* skip the TC egress program */
+	enum kcpx_xdp_native native; /* the checks stay open (pass_off) until the cfg is set */
 };
 
 struct kcpx_xdp;
@@ -60,6 +69,10 @@ enum kcpx_xdp_fd {
 	KCPX_FD_XSK_STATS,
 	KCPX_FD_SNMP,
 	KCPX_FD_INFO,
+	KCPX_FD_NAT_CFG,
+	KCPX_FD_NAT_SESS,
+	KCPX_FD_NAT_STATS,
+	KCPX_FD_NAT_FEC,
 };
 int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which);
 
@@ -68,6 +81,16 @@ int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd);
 /* Client: a local UDP port (host order) whose packets from the peer are the tunnel's. */
 int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port);
 int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port);
+
+/*
+ * Native protocol: the kcpx_nat_cfg value (handshake tag key, role: turns the checks on),
+ * and a session's kcpx_nat_sess entry by sid, inserted when its keys exist and deleted when
+ * it closes (deleting also forgets its FEC groups lazily: they age out of the LRU map).
+ * The values hold keys: callers wipe their copies; nothing here logs them.
+ */
+int kcpx_xdp_native_cfg(struct kcpx_xdp *x, const struct kcpx_native_cfg *cfg);
+int kcpx_xdp_native_add(struct kcpx_xdp *x, uint32_t sid, const struct kcpx_native_sess *v);
+int kcpx_xdp_native_del(struct kcpx_xdp *x, uint32_t sid);
 
 /* Publish userspace counters into CPU 0's slot of a per-CPU counter map (the others are
  * zero), so the pinned maps show them. */
