@@ -11,7 +11,8 @@
 #include <linux/types.h>
 #endif
 
-/* X(name): every counter in kcp-go's order (the CSV column order). */
+/* X(name): every counter in the order of kcp-go's Snmp struct (what its SIGUSR1 line
+ * prints); the CSV columns order the FEC counters differently (app/snmp.c). */
 #define KCPX_SNMP_FIELDS(X)                                                                        \
 	X(BytesSent)                                                                               \
 	X(BytesReceived)                                                                           \
@@ -24,10 +25,10 @@
 	X(KCPInErrors)                                                                             \
 	X(InPkts)                                                                                  \
 	X(OutPkts)                                                                                 \
-	X(InBytes)                                                                                 \
-	X(OutBytes)                                                                                \
 	X(InSegs)                                                                                  \
 	X(OutSegs)                                                                                 \
+	X(InBytes)                                                                                 \
+	X(OutBytes)                                                                                \
 	X(RetransSegs)                                                                             \
 	X(FastRetransSegs)                                                                         \
 	X(EarlyRetransSegs)                                                                        \

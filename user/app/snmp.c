@@ -10,32 +10,7 @@
 
 #include "app/snmp.h"
 
-/* kcp-go v5.6.1 Snmp struct field order (what %+v prints). */
-#define SNMP_STRUCT_ORDER(X)                                                                       \
-	X(BytesSent)                                                                               \
-	X(BytesReceived)                                                                           \
-	X(MaxConn)                                                                                 \
-	X(ActiveOpens)                                                                             \
-	X(PassiveOpens)                                                                            \
-	X(CurrEstab)                                                                               \
-	X(InErrs)                                                                                  \
-	X(InCsumErrors)                                                                            \
-	X(KCPInErrors)                                                                             \
-	X(InPkts)                                                                                  \
-	X(OutPkts)                                                                                 \
-	X(InSegs)                                                                                  \
-	X(OutSegs)                                                                                 \
-	X(InBytes)                                                                                 \
-	X(OutBytes)                                                                                \
-	X(RetransSegs)                                                                             \
-	X(FastRetransSegs)                                                                         \
-	X(EarlyRetransSegs)                                                                        \
-	X(LostSegs)                                                                                \
-	X(RepeatSegs)                                                                              \
-	X(FECRecovered)                                                                            \
-	X(FECErrs)                                                                                 \
-	X(FECParityShards)                                                                         \
-	X(FECShortShards)
+/* kcp-go v5.6.1's Snmp struct field order (what %+v prints) is KCPX_SNMP_FIELDS. */
 
 /* kcp-go v5.6.1 Header()/ToSlice() order (the CSV columns). */
 #define SNMP_CSV_ORDER(X)                                                                          \
@@ -111,7 +86,7 @@ int kcpx_snmp_format(char *buf, size_t size, const struct kcpx_snmp *s)
 	snprintf(tmp, sizeof(tmp), "%s" #name ":%" PRIu64, first ? "" : " ", (uint64_t)s->name);   \
 	sb_puts(&b, tmp);                                                                          \
 	first = false;
-	SNMP_STRUCT_ORDER(SNMP_FMT)
+	KCPX_SNMP_FIELDS(SNMP_FMT)
 #undef SNMP_FMT
 	sb_puts(&b, "}");
 	return (int)b.len;
