@@ -80,26 +80,18 @@ netns_pair() {
 
 bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
 
-# wait_port NS PORT [SECONDS]: until something listens on TCP PORT in NS
-wait_tcp_port() {
-	local ns=$1 port=$2 t=${3:-10} i
+# wait_tcp_port / wait_udp_port NS PORT [SECONDS]: until something listens on PORT in NS
+_wait_port() {
+	local proto=$1 ns=$2 port=$3 t=${4:-10} i
 	for ((i = 0; i < t * 10; i++)); do
-		in_ns "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+		in_ns "$ns" ss -Hl"$proto"n "sport = :$port" 2>/dev/null | grep -q . && return 0
 		sleep 0.1
 	done
-	echo "nothing listens on tcp port $port in $ns after ${t}s" >&2
+	echo "nothing listens on $([ "$proto" = t ] && echo tcp || echo udp) port $port in $ns after ${t}s" >&2
 	return 1
 }
-
-wait_udp_port() {
-	local ns=$1 port=$2 t=${3:-10} i
-	for ((i = 0; i < t * 10; i++)); do
-		in_ns "$ns" ss -Hlun "sport = :$port" 2>/dev/null | grep -q . && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on udp port $port in $ns after ${t}s" >&2
-	return 1
-}
+wait_tcp_port() { _wait_port t "$@"; }
+wait_udp_port() { _wait_port u "$@"; }
 
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
