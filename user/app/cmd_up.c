@@ -9,6 +9,11 @@
  * everything is detached and unpinned again; after a crash `kcpx down IFACE` (or the next
  * `kcpx up`) does it. While a live kcpx holds IFACE, `up` refuses.
  *
+ * With --proto kcpx or auto the XDP program also runs the native protocol's checks
+ * (docs/PROTOCOL.md §6): the tunnel hands over the handshake tag key at start and each
+ * native session's receive tag key when its handshake completes (up_native_*), so forged,
+ * replayed and stale datagrams are dropped before they reach the AF_XDP rings.
+ *
  * When AF_XDP cannot work here (no XDP, not allowed to load BPF, no AF_XDP socket), `up`
  * says why and runs the same tunnel over plain UDP sockets instead.
  */
@@ -48,6 +53,29 @@ static int up_open(void *arg, const struct kcpx_addr *bind, const struct kcpx_ad
 	return kcpx_xsk_port(u->xsk, bind, peer, out);
 }
 
+static int up_native_cfg(void *arg, const struct kcpx_native_cfg *cfg)
+{
+	struct up *u = arg;
+
+	return kcpx_xdp_native_cfg(u->xdp, cfg);
+}
+
+static int up_native_up(void *arg, uint32_t sid, const struct kcpx_native_sess *v)
+{
+	struct up *u = arg;
+
+	return kcpx_xdp_native_add(u->xdp, sid, v);
+}
+
+static void up_native_down(void *arg, uint32_t sid)
+{
+	struct up *u = arg;
+	int err = kcpx_xdp_native_del(u->xdp, sid);
+
+	if (err)
+		pr_warn("session %08x: removing its XDP entry: %s", sid, strerror(-err));
+}
+
 static void up_publish(void *arg, const struct kcpx_snmp *snmp)
 {
 	struct up *u = arg;
@@ -75,6 +103,10 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	struct kcpx_addr a;
 	int err;
 
+	if (!strcmp(cfg->proto, "kcpx"))
+		xc.native = KCPX_XDP_NATIVE_ONLY;
+	else if (!strcmp(cfg->proto, "auto"))
+		xc.native = KCPX_XDP_NATIVE_AUTO;
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
 		xc.role = KCPX_BPF_ROLE_SERVER;
@@ -102,6 +134,10 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	}
 	pr_info("%s: XDP in %s mode, AF_XDP sockets open, counters in %s/%s", u->ifname,
 		kcpx_xdp_mode_name(u->xdp), KCPX_BPF_PIN_ROOT, u->ifname);
+	if (xc.native != KCPX_XDP_NATIVE_OFF)
+		pr_info("%s: XDP checks the kcpx protocol (%s)", u->ifname,
+			xc.native == KCPX_XDP_NATIVE_ONLY ? "drops everything else"
+							  : "passes kcptun's format");
 	return 0;
 }
 
@@ -116,7 +152,11 @@ static void usage(void)
 
 int kcpx_cmd_up(int argc, char **argv)
 {
-	struct kcpx_tunnel_backend be = { .open = up_open, .publish = up_publish };
+	struct kcpx_tunnel_backend be = { .open = up_open,
+					  .publish = up_publish,
+					  .native_cfg = up_native_cfg,
+					  .native_up = up_native_up,
+					  .native_down = up_native_down };
 	struct up u = { 0 };
 	enum kcpx_role role = KCPX_ROLE_NONE;
 	struct kcpx_config cfg;

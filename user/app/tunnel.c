@@ -85,6 +85,7 @@ struct sess {
 	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
 	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
 	int hs_tries;
+	bool be_native; /* the backend was told of this session (native_up): tell it the end */
 	struct conn **streams;
 	unsigned nstreams, cap;
 	struct sess *hnext; /* server address hash */
@@ -246,6 +247,35 @@ static void sess_xmit(void *user, const uint8_t *dgram, size_t len)
 	p->addr = s->peer;
 }
 
+/*
+ * A native session's keys exist: hand its XDP map entry (receive tag key, FEC shape) to
+ * the backend. Returns 0, or -errno when the backend could not take it.
+ */
+static int sess_native_up(struct sess *s, struct kcpx_native *n)
+{
+	const struct kcpx_tunnel_backend *be = s->t->be;
+	const struct kcpx_config *cfg = s->t->cfg;
+	struct kcpx_native_sess v;
+	int err;
+
+	if (!be || !be->native_up)
+		return 0;
+	kcpx_native_bpf_sess(n, &v);
+	if (cfg->datashard > 0 && cfg->parityshard > 0 &&
+	    cfg->datashard + cfg->parityshard <= KCPX_FEC_TRACK_MAX) {
+		v.fec_ds = (uint8_t)cfg->datashard;
+		v.fec_ps = (uint8_t)cfg->parityshard;
+	}
+	err = be->native_up(be->arg, s->conv, &v);
+	sodium_memzero(&v, sizeof(v));
+	if (err) {
+		pr_warn("session %08x: XDP session entry: %s", s->conv, strerror(-err));
+		return err;
+	}
+	s->be_native = true;
+	return 0;
+}
+
 /* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
 #define HS_TRIES_AUTO 10
 #define HS_TRIES_KCPX 50
@@ -264,6 +294,10 @@ static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
 	s->hs = NULL;
 	pr_info("session %08x: kcpx protocol, %s", s->conv,
 		kcpx_native_cipher(n) == KCPX_NATIVE_AESGCM ? "aes-256-gcm" : "xchacha20-poly1305");
+	if (sess_native_up(s, n)) {
+		sess_close(s, "the XDP program cannot take the session");
+		return;
+	}
 	sess_mark(s);
 }
 
@@ -292,6 +326,10 @@ static int hs_server_accept(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 		return 0; /* taken, and lost as if out of memory */
 	}
 	kcpx_session_set_native(s->ks, n);
+	if (sess_native_up(s, n)) {
+		sess_close(s, "the XDP program cannot take the session");
+		return 0; /* no RESP: the client tries again with a new sid */
+	}
 	s->hs_ctr = ni->ctr;
 	memcpy(s->hs_pkt, resp, sizeof(resp));
 	sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
@@ -855,6 +893,9 @@ static void sess_close(struct sess *s, const char *why)
 				t->slots[i] = NULL;
 	}
 	t->snmp.CurrEstab--;
+	if (s->be_native && t->be->native_down)
+		t->be->native_down(t->be->arg, s->conv);
+	s->be_native = false;
 	pr_info("session %08x with %s closed: %s", s->conv,
 		kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
 	s->gnext = t->garbage_s;
@@ -1148,6 +1189,17 @@ static int tunnel_setup(struct tunnel *t)
 		err = 0;
 		t->native_only = !strcmp(cfg->proto, "kcpx");
 		t->client_native = t->psk && cfg->role == KCPX_ROLE_CLIENT;
+		if (t->psk && t->be && t->be->native_cfg) {
+			struct kcpx_native_cfg nc;
+
+			kcpx_native_psk_bpf_cfg(t->psk, cfg->role == KCPX_ROLE_SERVER, &nc);
+			err = t->be->native_cfg(t->be->arg, &nc);
+			sodium_memzero(&nc, sizeof(nc));
+			if (err) {
+				pr_warn("XDP native checks: %s", strerror(-err));
+				return err;
+			}
+		}
 	}
 	t->scfg = (struct kcpx_session_config){
 		.mtu = (unsigned)cfg->mtu,

@@ -12,6 +12,7 @@
 
 #include "app/config.h"
 #include "io/dgram.h"
+#include "kcpx_native.h"
 #include "kcpx_snmp.h"
 
 /*
@@ -26,6 +27,18 @@ struct kcpx_tunnel_backend {
 		    struct kcpx_dgram **out);
 	/* Called every second with the counters (e.g. to copy them into a pinned map). */
 	void (*publish)(void *arg, const struct kcpx_snmp *snmp);
+	/*
+	 * Native protocol (docs/PROTOCOL.md §6), each optional. native_cfg: once at start when
+	 * the PSK keys exist (the kcpx_nat_cfg value: handshake tag key, role). native_up: a
+	 * native session's keys exist (server: before its RESP leaves; client: when the RESP is
+	 * taken): its sid and kcpx_nat_sess value (receive tag key, empty window, FEC shape).
+	 * A non-zero return closes the session (XDP would drop its traffic). native_down: that
+	 * session closed. The values hold keys: the tunnel wipes them after the call, and
+	 * nobody logs them.
+	 */
+	int (*native_cfg)(void *arg, const struct kcpx_native_cfg *cfg);
+	int (*native_up)(void *arg, uint32_t sid, const struct kcpx_native_sess *v);
+	void (*native_down)(void *arg, uint32_t sid);
 	void *arg;
 };
 
