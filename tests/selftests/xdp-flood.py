@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The flooder of test-xdp-flood.sh: capture a tunnel's datagrams, then flood its port.
+
+  xdp-flood.py capture IFACE DPORT N OUT SECONDS
+      Save the UDP payloads of up to N IPv4 frames to DPORT seen on IFACE (any direction:
+      run it on a bridge port, which sees the client's frames on their way), or stop after
+      SECONDS. Prints how many were saved.
+  xdp-flood.py flood HOST PORT FILE SECONDS PPS
+      Send to HOST:PORT from an ordinary UDP socket for SECONDS (PPS packets per second at
+      most; 0: as fast as it goes), cycling through three kinds of datagram:
+        random  random bytes, 40..1400 of them
+        badtag  a captured datagram with its bytes [16, 24) randomised: for the native
+                protocol a well-formed header (live session id) with a wrong tag
+        replay  a captured datagram unchanged
+      Prints "sent random badtag replay" counts.
+"""
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+
+
+def payload(f, dport):
+    """The UDP payload if f is an IPv4/UDP frame to dport, else None."""
+    if len(f) < 42 or struct.unpack_from("!H", f, 12)[0] != ETH_P_IP:
+        return None
+    ihl = (f[14] & 15) * 4
+    if f[23] != 17 or len(f) < 14 + ihl + 8:
+        return None
+    if struct.unpack_from("!H", f, 14 + ihl + 2)[0] != dport:
+        return None
+    ulen = struct.unpack_from("!H", f, 14 + ihl + 4)[0]
+    return f[14 + ihl + 8 : 14 + ihl + ulen]
+
+
+def capture(iface, dport, n, out, secs):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((iface, 0))
+    s.settimeout(0.2)
+    got, end = [], time.time() + secs
+    while len(got) < n and time.time() < end:
+        try:
+            f = s.recv(65535)
+        except socket.timeout:
+            continue
+        p = payload(f, dport)
+        if p and len(p) >= 40:
+            got.append(p)
+    with open(out, "wb") as fp:
+        for p in got:
+            fp.write(struct.pack("!H", len(p)) + p)
+    print(len(got))
+
+
+def load(path):
+    data, out, i = open(path, "rb").read(), [], 0
+    while i + 2 <= len(data):
+        (n,) = struct.unpack_from("!H", data, i)
+        out.append(data[i + 2 : i + 2 + n])
+        i += 2 + n
+    return out
+
+
+def flood(host, port, path, secs, pps):
+    caps = load(path)
+    if not caps:
+        sys.exit("nothing captured")
+    rng = random.Random(6)
+    # Precomputed, so the send loop is only sendto: three kinds in turn.
+    pool = []
+    for i in range(3000):
+        kind = i % 3
+        if kind == 0:
+            pool.append((0, os.urandom(rng.randint(40, 1400))))
+        elif kind == 1:
+            b = bytearray(caps[rng.randrange(len(caps))])
+            b[16:24] = os.urandom(8)
+            pool.append((1, bytes(b)))
+        else:
+            pool.append((2, caps[rng.randrange(len(caps))]))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    sent = [0, 0, 0]
+    total, start = 0, time.time()
+    end = start + secs
+    while True:
+        now = time.time()
+        if now >= end:
+            break
+        if pps and total > (now - start) * pps:
+            time.sleep(0.0005)
+            continue
+        for _ in range(64):
+            kind, p = pool[total % len(pool)]
+            try:
+                s.send(p)
+            except OSError:  # ENOBUFS, or ECONNREFUSED from an ICMP error: go on
+                continue
+            sent[kind] += 1
+            total += 1
+    print(sum(sent), *sent)
+
+
+def main(a):
+    if len(a) == 6 and a[0] == "capture":
+        capture(a[1], int(a[2]), int(a[3]), a[4], float(a[5]))
+    elif len(a) == 6 and a[0] == "flood":
+        flood(a[1], int(a[2]), a[3], float(a[4]), int(a[5]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
