@@ -36,9 +36,8 @@
 # no KCPInErrors anywhere.
 # Known exceptions, kcptun's own: with sm4, or with several sessions (client --conn N),
 # kcptun corrupts some datagrams (races, see interop_case); those cases allow
-# InCsumErrors below half of InPkts at each end. kcpx's --fecflush (on unless the case
-# has k:--fecflush k:0) makes the kcptun end count FECErrs for the shards of groups
-# closed early that were never sent; allowed there up to its FECParityShards.
+# InCsumErrors below half of InPkts at each end. kcpx's --fecflush only acts between
+# kcpx ends (native protocol), so no FECErrs are allowed anywhere.
 set -u
 _io_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NETNS_TAG=${NETNS_TAG:-kxio$$}
@@ -197,7 +196,10 @@ interop_case() {
 	[ "$comp" = nocomp ] && flags+=(--nocomp)
 	local cli srv
 	case $dir in
-	kx2kt) cli=("$KCPX" client) srv=("$KCPTUN_SERVER") ;;
+	# --proto kcptun: a kcpx client's default (auto) would first probe for a native
+	# server; stock kcptun counts those probes as CRC errors, which this matrix forbids.
+	# test-kcpx-client.sh checks the auto fallback on its own.
+	kx2kt) cli=("$KCPX" client --proto kcptun) srv=("$KCPTUN_SERVER") ;;
 	kt2kx) cli=("$KCPTUN_CLIENT") srv=("$KCPX" server) ;;
 	kt2kt) cli=("$KCPTUN_CLIENT") srv=("$KCPTUN_SERVER") ;;
 	kx2kx) cli=("$KCPX" client) srv=("$KCPX" server) ;;
@@ -208,7 +210,7 @@ interop_case() {
 	esac
 	# EXTRA: c:FLAG goes to the client only, s:FLAG to the server only, k:FLAG to the
 	# kcpx end(s) only, others to both
-	local x prev='' cflags=() sflags=() fecflush=default
+	local x cflags=() sflags=()
 	for x in "${extra[@]}"; do
 		case $x in
 		c:*) cflags+=("${x#c:}") ;;
@@ -219,8 +221,6 @@ interop_case() {
 			;;
 		*) cflags+=("$x") sflags+=("$x") ;;
 		esac
-		[ "$x" = k:0 ] && [ "$prev" = k:--fecflush ] && fecflush=0
-		prev=$x
 	done
 
 	local fail=() pids=() dpids=() ntun=2
@@ -349,17 +349,7 @@ interop_case() {
 				[ "$v" = 0 ] || fail+=("$role$i InCsumErrors=$v")
 			fi
 			v=$(_io_field "$line" FECErrs)
-			if [ "$v" != 0 ] && [ "$fecflush" != 0 ] && [ "${kt_role[$role]}" = 1 ]; then
-				# kcpx --fecflush (on by default) closes FEC groups early; stock
-				# kcptun rebuilds the data shards never sent as zeros and counts
-				# each as FECErrs. At most ps per such group, each with ps parity.
-				local npar
-				npar=$(_io_field "$line" FECParityShards)
-				[ "$v" -le "$npar" ] || fail+=("$role$i FECErrs=$v > FECParityShards=$npar")
-				fecerr_kt=$((fecerr_kt + v))
-			elif [ "$v" != 0 ]; then
-				fail+=("$role$i FECErrs=$v")
-			fi
+			[ "$v" = 0 ] || fail+=("$role$i FECErrs=$v")
 			v=$(_io_field "$line" KCPInErrors)
 			[ "$v" = 0 ] || fail+=("$role$i KCPInErrors=$v")
 			v=$(_io_field "$line" FECRecovered)

@@ -135,9 +135,11 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->keepalive = 10;
 	cfg->snmpperiod = 60;
 	cfg->verbose = 1;
-	/* A server takes either protocol. A client stays kcptun-compatible unless told: a
-	 * stock kcptun server would count its native handshakes as CRC errors. */
-	strcpy(cfg->proto, role == KCPX_ROLE_SERVER ? "auto" : "kcptun");
+	/* Native between kcpx ends by default (issue 6). A server takes either protocol; a
+	 * client tries the native handshake for 1 s, then falls back to kcptun's format for
+	 * good (a stock kcptun server counts those few probes as InCsumErrors). --proto
+	 * kcptun skips the probe. */
+	strcpy(cfg->proto, "auto");
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)

@@ -102,7 +102,10 @@ static uint32_t fec_flush_due(const struct kcpx_session *s, uint32_t now)
 {
 	uint32_t since;
 
-	if (!s->fec_enc || !s->cfg.fec_flush_ms || !kcpx_fec_enc_open(s->fec_enc, &since))
+	/* Only between kcpx ends (native protocol): stock kcptun rebuilds the data shards of
+	 * an early-closed group that were never sent as zeros and counts them as FECErrs. */
+	if (!s->cfg.native || !s->fec_enc || !s->cfg.fec_flush_ms ||
+	    !kcpx_fec_enc_open(s->fec_enc, &since))
 		return now + 0x7fffffffu;
 	return since + s->cfg.fec_flush_ms;
 }
