@@ -573,6 +573,11 @@ static void fec_free_range(struct kcpx_fec_dec *d, size_t first, size_t cnt)
 	d->rx_len -= cnt;
 }
 
+/* Bounds on kcpx_fec_dec_set_partial's work (see fec_dec_group) */
+#define PARTIAL_MAX_DS 64
+#define PARTIAL_MAX_PS 16
+#define PARTIAL_MAX_H  3 /* lost shards a group closed early may have */
+
 /*
  * A group holding parity but fewer than ds shards, read by fec_dec_group into shards[],
  * slen[], present[]: test the hypotheses of kcpx_fec_dec_set_partial, fewest unknowns
@@ -610,7 +615,7 @@ static bool fec_dec_partial(struct kcpx_fec_dec *d, size_t maxlen)
 			memset(d->shards[k], 0, maxlen);
 		}
 	}
-	for (int h = hmin; h < npar; h++) {
+	for (int h = hmin; h < npar && h <= PARTIAL_MAX_H; h++) {
 		bool ok = true;
 
 		/* unknowns miss[0..h) get solved; the zero ones count as present */
@@ -651,8 +656,13 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 	size_t search_begin = ins >= off ? ins - off : 0;
 	size_t search_end = KCPX_MIN(search_begin + n - 1, d->rx_len - 1);
 	size_t numshard = 0, numdata = 0, first = 0, maxlen = 0;
+	/* kcpx only: perhaps a group closed early. Tried when parity arrives (it follows the
+	 * group's data), for codes small enough that a peer cannot make a shard cost much
+	 * more than kcp-go's one rebuild per group. */
+	bool partial = d->partial && d->ds <= PARTIAL_MAX_DS && d->ps <= PARTIAL_MAX_PS &&
+		       d->ent[d->rx[ins]].flag == KCPX_FEC_PARITY;
 
-	if (d->rx_len == 0 || (!d->partial && search_end - search_begin + 1 < (size_t)d->ds))
+	if (!partial && search_end - search_begin + 1 < (size_t)d->ds)
 		return;
 	memset(d->present, 0, n * sizeof(bool));
 	for (size_t i = search_begin; i <= search_end; i++) {
@@ -679,8 +689,7 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 		return;
 	}
 	if (numshard < (size_t)d->ds) {
-		/* kcpx only: perhaps a group closed early */
-		if (d->partial && numshard > numdata && fec_dec_partial(d, maxlen))
+		if (partial && fec_dec_partial(d, maxlen))
 			fec_free_range(d, first, numshard);
 		return;
 	}

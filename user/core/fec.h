@@ -125,7 +125,8 @@ int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uin
  * missing data shards are taken as lost ones followed by unsent (all-zero) ones: for
  * h = 0, 1, ... the lowest h missing are solved from h parity shards, the rest set to zero,
  * and the answer is kept only if the re-encoded parity matches every parity shard received
- * (so at least h + 1 are needed; a wrong guess is rejected, never fed to KCP). Rebuilt
+ * (so at least h + 1 are needed; a wrong guess is rejected, never fed to KCP). Bounded
+ * work: tried as each parity shard arrives, for ds <= 64 and ps <= 16, h <= 3. Rebuilt
  * all-zero shards (the unsent ones, size field 0) are then dropped without counting
  * FECErrs. Wire-neutral: it only changes what this receiver makes of what it got.
  */
