@@ -8,7 +8,7 @@
 #            [ b: tunnel server, rr -s :7000, iperf3 -s ]
 #   lanes:   0 tcp (cubic)   1 kcptun   2 kcpx-off   3 kcpx-timing   4 kcpx-on
 #            5 kcpx-default   6 kcpx-native   7 kcpx-alt (only when asked for)
-#            8 kcpx-nofec   9 kcpx-dup
+#            8 kcpx-nofec   9 kcpx-dup   10 kcpx-compat
 #
 # rr:   64-byte sequential request/response, LAT_N (1000) exchanges per point, all lanes at
 #       once (each is a trickle), at 25 ms one way and LAT_LOSS (1 5 10) % loss each way.
@@ -25,6 +25,8 @@
 #   kcpx-on      --tlp --quickack --rtohygiene --fecflush $LAT_FLUSH (10 ms)
 #   kcpx-default no option flags: whatever kcpx's defaults are
 #   kcpx-native  kcpx-on's options with --proto kcpx (the native protocol) at both ends
+#   kcpx-compat  kcpx's defaults with --proto kcptun at both ends (kcptun's wire format,
+#                where --fecflush does not act: only the timing options remain)
 #   kcpx-nofec   --ds 0 --ps 0 with --tlp --quickack --rtohygiene (no FEC, so no flush)
 #   kcpx-dup     kcpx-nofec plus --dupsmall $LAT_DUP (200): small datagrams sent twice
 #   kcpx-alt     kcpx-on's options run by another build, $KCPX_ALT: A/B of a code change
@@ -58,7 +60,7 @@ LAT_BULK_CANDS=${LAT_BULK_CANDS:-kcpx-off kcpx-on kcpx-native}
 LAT_BULK_EXTRA=${LAT_BULK_EXTRA:-}
 LAT_SEED=${LAT_SEED:-7}
 LAT_OUT=${LAT_OUT:-$ROOT/$OUT/latency}
-CANDS=${LAT_CANDS:-tcp kcptun kcpx-off kcpx-timing kcpx-on kcpx-default kcpx-native kcpx-nofec kcpx-dup}
+CANDS=${LAT_CANDS:-tcp kcptun kcpx-off kcpx-timing kcpx-on kcpx-default kcpx-native kcpx-compat kcpx-nofec kcpx-dup}
 DEFAULT_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
 DEFAULT_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
 OFF="--tlp=false --quickack=false --rtohygiene=false --fecflush 0"
@@ -76,7 +78,7 @@ lane_of() {
 	case $1 in
 	tcp) echo 0 ;; kcptun) echo 1 ;; kcpx-off) echo 2 ;; kcpx-timing) echo 3 ;;
 	kcpx-on) echo 4 ;; kcpx-default) echo 5 ;; kcpx-native) echo 6 ;; kcpx-alt) echo 7 ;;
-	kcpx-nofec) echo 8 ;; kcpx-dup) echo 9 ;;
+	kcpx-nofec) echo 8 ;; kcpx-dup) echo 9 ;; kcpx-compat) echo 10 ;;
 	*) echo 9 ;;
 	esac
 }
@@ -86,6 +88,7 @@ extra_flags() {
 	kcpx-off) echo "$OFF" ;; kcpx-timing) echo "$TIMING" ;; kcpx-on) echo "$ON" ;;
 	kcpx-native) echo "$ON --proto kcpx" ;;
 	kcpx-alt) echo "$ON" ;;
+	kcpx-compat) echo "--proto kcptun" ;;
 	kcpx-nofec) echo "$TIMING --ds 0 --ps 0" ;;
 	kcpx-dup) echo "$TIMING --ds 0 --ps 0 --dupsmall $LAT_DUP" ;;
 	esac
