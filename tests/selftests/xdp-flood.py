@@ -2,9 +2,10 @@
 """The flooder of test-xdp-flood.sh: capture a tunnel's datagrams, then flood its port.
 
   xdp-flood.py capture IFACE DPORT N OUT SECONDS
-      Save the UDP payloads of up to N IPv4 frames to DPORT seen on IFACE (any direction:
-      run it on a bridge port, which sees the client's frames on their way), or stop after
-      SECONDS. Prints how many were saved.
+      Save the UDP payloads of the last N IPv4 frames to DPORT seen on IFACE (any
+      direction: run it on a bridge port, which sees the client's frames on their way)
+      when OUT.stop appears or after SECONDS. Prints how many were saved. The newest ones
+      are still inside the receiver's replay window for a while.
   xdp-flood.py flood HOST PORT FILE SECONDS PPS
       Send to HOST:PORT from an ordinary UDP socket for SECONDS (PPS packets per second at
       most; 0: as fast as it goes), cycling through three kinds of datagram:
@@ -14,6 +15,7 @@
         replay  a captured datagram unchanged
       Prints "sent random badtag replay" counts.
 """
+import collections
 import os
 import random
 import socket
@@ -42,8 +44,8 @@ def capture(iface, dport, n, out, secs):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((iface, 0))
     s.settimeout(0.2)
-    got, end = [], time.time() + secs
-    while len(got) < n and time.time() < end:
+    got, end = collections.deque(maxlen=n), time.time() + secs
+    while time.time() < end and not os.path.exists(out + ".stop"):
         try:
             f = s.recv(65535)
         except socket.timeout:
