@@ -171,6 +171,12 @@ done
 [ $(((e1 - e0) * 100)) -le "$FLOODED" ] || bad "the daemon saw the flood: InErrs +$((e1 - e0))"
 [ "$passed" -gt 1000 ] || bad "XDP passed only $passed good datagrams"
 in_b "$KCPX" stats "$IF_B" | grep -q "kcpx_nat_stats" || bad "kcpx stats shows no kcpx_nat_stats"
+# the client's XDP checked the server's datagrams (RESP under the handshake key, then DATA)
+cpass=$(in_a "$KCPX" stats "$IF_A" | awk '/^kcpx_nat_stats$/ { m = 1; next } /^[a-z_]+$/ { m = 0 }
+	m && ($1 == "pass" || $1 == "pass_hs") { printf "%s ", $2 }')
+read -r cp chs <<<"$cpass"
+echo "  client XDP: $cp data and ${chs:-0} handshake datagrams of the server passed the checks"
+[ "${cp:-0}" -gt 100 ] && [ "${chs:-0}" -ge 1 ] || bad "client XDP checks: pass=$cp pass_hs=$chs"
 kill -TERM $CLI $SRV
 wait $CLI || bad "kcpx client did not exit cleanly"
 wait $SRV || bad "kcpx server did not exit cleanly"
