@@ -209,7 +209,7 @@ def main():
         cols += [("c", "kcptun/" + s), ("c", "kcpx/" + s), ("r", s)]
     xdp = [c for c in cands if c.startswith("kcpx-xdp")]
     for c in xdp:
-        hdr += [c, "%s/kcptun" % c]
+        hdr += [c, "kcpx-xdp/kcptun %s" % c.split("/")[1]]
         cols += [("c", c), ("x", c)]
     w("| " + " | ".join(hdr) + " |")
     w("|" + "---|" * len(hdr))
