@@ -2,8 +2,10 @@
 # `kcpx up` on both ends of a veth, in native and in skb XDP mode: a transfer through the
 # tunnel over AF_XDP with sha256 equal at both ends, the pinned maps (SNMP included) seen
 # by bpftool, ping and a direct TCP transfer unaffected while up, `up` refusing while up,
-# clean detach on SIGTERM, `kcpx down` after a crash. Then the same transfer over UDP
-# sockets (`kcpx client|server`), and goodput and daemon CPU per GB for each.
+# clean detach on SIGTERM, `kcpx down` after a crash, the native protocol's XDP checks
+# (--proto auto) passing the tunnel's traffic and dropping none of it. Then the same
+# transfer over UDP sockets (`kcpx client|server`), and goodput and daemon CPU per GB for
+# each.
 #
 #   [ $NS_A ]                                               [ $NS_B ]
 #   tcpio send -> kcpx up $IF_A client :8388                kcpx up $IF_B server :4000
@@ -131,6 +133,14 @@ for mode in native skb; do
 		echo "  $ifc: AF_XDP tx $tx_packets, via kernel $tx_kernel, neighbour lookups $neigh_lookups"
 		[ "$tx_packets" -gt 100 ] && [ "$tx_packets" -gt $((tx_kernel * 4)) ] ||
 			fail "$ifc: AF_XDP TX barely used"
+		# --proto auto (the default): XDP ran the native checks and dropped nothing real
+		nat=$(bpftool map dump pinned "$pin/kcpx_nat_stats" | awk -F'[:,]' \
+			'/"pass"|"pass_kcptun"/ { p += $2 } /"drop_/ { d += $2 }
+			 END { print p + 0, d + 0 }')
+		read -r nat_pass nat_drop <<<"$nat"
+		echo "  $ifc: native checks passed $nat_pass, dropped $nat_drop"
+		[ "$nat_pass" -gt 100 ] && [ "$nat_drop" -eq 0 ] ||
+			fail "$ifc: native checks passed $nat_pass, dropped $nat_drop"
 	done
 	"$KCPX" stats "$IF_B" | grep -q "tx_packets" || fail "kcpx stats"
 
