@@ -131,12 +131,14 @@ phase() { # NAME: baseline upload with capture, then an upload under the flood
 echo "== kcpx up --proto kcpx on both ends, XDP native checks"
 sink 9001
 # nsenter execs kcpx: $! is the daemon itself
-nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server -l :$PORT -t 127.0.0.1:9001 --key $KEY --proto kcpx $TUN \
-	--quiet --log "$work/server.log" &
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server -l :$PORT -t 127.0.0.1:9001 \
+	--key $KEY --proto kcpx $TUN --quiet --log "$work/server.log" &
 SRV=$!
 track_pid $SRV
-nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client -l 127.0.0.1:8388 -r "$IP_B:$PORT" --key $KEY --proto kcpx \
-	$TUN --quiet --log "$work/client.log" &
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client -l 127.0.0.1:8388 \
+	-r "$IP_B:$PORT" --key $KEY --proto kcpx $TUN --quiet --log "$work/client.log" &
 CLI=$!
 track_pid $CLI
 wait_udp_port "$NS_B" $PORT 20
@@ -147,7 +149,9 @@ sleep 1.2 # SNMP is published every second
 e0=$(kstat kcpx_snmp InErrs)
 declare -A before
 reasons="drop_short drop_version drop_proto drop_session drop_tag drop_replay drop_old"
-for r in $reasons pass drop_fec_dup drop_fec_parity; do before[$r]=$(kstat kcpx_nat_stats "$r"); done
+for r in $reasons pass drop_fec_dup drop_fec_parity; do
+	before[$r]=$(kstat kcpx_nat_stats "$r")
+done
 phase kcpx
 sleep 1.5
 e1=$(kstat kcpx_snmp InErrs)
@@ -158,9 +162,9 @@ for r in $reasons; do
 	dropped=$((dropped + v))
 	line+=" $r=$v"
 done
-passed=$(($(kstat kcpx_nat_stats pass) - ${before[pass]}))
+passed=$(($(kstat kcpx_nat_stats pass) - before[pass]))
 fecdrop=$(($(kstat kcpx_nat_stats drop_fec_parity) + $(kstat kcpx_nat_stats drop_fec_dup) -
-	${before[drop_fec_parity]} - ${before[drop_fec_dup]}))
+	before[drop_fec_parity] - before[drop_fec_dup]))
 echo "  kcpx: XDP dropped $dropped of $FLOODED flood datagrams:$line"
 echo "  kcpx: XDP passed $passed good datagrams, dropped $fecdrop unneeded FEC shards;" \
 	"server InErrs +$((e1 - e0))"
@@ -192,9 +196,11 @@ wait $SRV || bad "kcpx server did not exit cleanly"
 if command -v "$KCPTUN_SERVER" >/dev/null; then
 	echo "== kcptun-server, UDP sockets, the same flood"
 	sink 9002
+	# shellcheck disable=SC2086
 	in_b "$KCPTUN_SERVER" -l :$PORT -t 127.0.0.1:9002 --key $KEY --crypt aes $TUN \
 		--quiet --log "$work/kcptun-server.log" &
 	track_pid $!
+	# shellcheck disable=SC2086
 	in_a "$KCPX" client -l 127.0.0.1:8388 -r "$IP_B:$PORT" --key $KEY --crypt aes \
 		--proto kcptun $TUN --quiet --log "$work/client-kt.log" &
 	track_pid $!
