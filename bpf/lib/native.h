@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The native protocol's XDP checks (docs/PROTOCOL.md), for the one XDP program attached to
- * the tunnel interface to include: it declares the three maps below and
- * kcpx_native_verify(), which judges one UDP payload already known to be the tunnel's.
+ * the tunnel interface to include (bpf/kcpx.bpf.c does): it declares the maps below and
+ * kcpx_native_check(), which judges one UDP payload already known to be the tunnel's,
+ * strictly (--proto kcpx) or letting what may be kcptun's format pass (--proto auto);
+ * kcpx_native_verify() is the strict form.
  *
  *   kcpx_nat_cfg    array[1] of struct kcpx_native_cfg: handshake tag key, role, on/off
  *   kcpx_nat_sess   hash sid -> struct kcpx_native_sess: receive tag key + replay window
@@ -10,7 +12,8 @@
  *   kcpx_nat_fec    LRU hash of FEC groups seen (bpf/lib/fecgrp.h)
  *   kcpx_nat_hsrl   LRU hash source address -> token bucket for handshake packets
  *
- * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values);
+ * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values,
+ * user/app/tunnel.c hands them to `kcpx up` through its backend hooks);
  * until cfg.enabled is set every payload passes untouched (pass_off). Order of checks,
  * cheapest first: length, version, type/flags/direction, session lookup, SipHash tag,
  * replay window, then FEC group tracking when the session has FEC. Only a packet with a
