@@ -17,6 +17,9 @@
 # half of what the flooder sent (veth and bridge queues may lose the rest before XDP), and
 # the server's daemon saw almost none of it (its InErrs). Reported: the goodput under the
 # flood against the baseline, for kcpx (XDP) and for kcptun-server.
+#
+# FLOOD_RESULTS=FILE (tools/bench/bench.sh sets it) appends the figures there too: one
+# `kind=flood name=kcpx|kcptun key=value ...` line per phase, one kind=flood_xdp line.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -125,6 +128,14 @@ phase() { # NAME: baseline upload with capture, then an upload under the flood
 	awk -v s="$secs" -v f="$SECS" 'BEGIN { exit !(s > f - 0.5) }' &&
 		echo "  $name: note: the uploads outlasted the flood"
 	FLOODED=$total
+	[ -n "${FLOOD_RESULTS:-}" ] && awk -v n="$name" -v b="$base" -v s="$secs" \
+		-v z=$((2 * SIZE)) -v t="$total" -v r="$rnd" -v g="$badtag" -v p="$replay" \
+		-v fs="$SECS" -v lim="$PPS" 'BEGIN { printf "kind=flood name=%s status=ok " \
+		"ratio=%.3f base_s=%s flood_s=%s bytes=%d base_mbps=%.1f flood_mbps=%.1f " \
+		"sent=%d random=%d badtag=%d replay=%d flood_secs=%s flood_pps=%.0f " \
+		"pps_limit=%s\n", n, b / s, b, s, z, z * 8 / b / 1e6, z * 8 / s / 1e6,
+		t, r, g, p, fs, t / fs, lim }' >>"$FLOOD_RESULTS"
+	true
 }
 
 # ---- kcpx up, --proto kcpx, both ends
@@ -168,6 +179,9 @@ fecdrop=$(($(kstat kcpx_nat_stats drop_fec_parity) + $(kstat kcpx_nat_stats drop
 echo "  kcpx: XDP dropped $dropped of $FLOODED flood datagrams:$line"
 echo "  kcpx: XDP passed $passed good datagrams, dropped $fecdrop unneeded FEC shards;" \
 	"server InErrs +$((e1 - e0))"
+[ -n "${FLOOD_RESULTS:-}" ] && echo "kind=flood_xdp name=kcpx dropped=$dropped" \
+	"flooded=$FLOODED passed=$passed fec_dropped=$fecdrop inerrs=$((e1 - e0))$line" \
+	>>"$FLOOD_RESULTS"
 [ $((dropped * 2)) -ge "$FLOODED" ] || bad "XDP drops ($dropped) do not account for the flood"
 [ "$dropped" -le "$FLOODED" ] || bad "XDP dropped more ($dropped) than the flood ($FLOODED)"
 for r in drop_version drop_tag; do # random bytes, bad tags
@@ -209,6 +223,8 @@ if command -v "$KCPTUN_SERVER" >/dev/null; then
 	phase kcptun
 else
 	echo "  (no $KCPTUN_SERVER: kcptun figure skipped)"
+	[ -n "${FLOOD_RESULTS:-}" ] && echo "kind=flood name=kcptun status=na" \
+		"reason=no $KCPTUN_SERVER" >>"$FLOOD_RESULTS"
 fi
 
 echo "goodput under the flood, percent of the same path without it:"

@@ -10,9 +10,16 @@
 #                                                                 iperf3 -s, rr -s ]
 #   lanes:   0 tcp   1 kcptun/default   2 kcpx/default   3 kcptun/tuned   4 kcpx/tuned
 #            5 kcpx-xdp/tuned (`kcpx up IFACE`, when the binary has it)
+#            6 kcpx-compat/default (kcpx speaking kcptun's wire format, --proto kcptun)
+#
+# kcpx/* speak kcpx's native protocol (the client's default --proto auto finds the kcpx
+# server); kcpx-compat/default is the same binary in kcptun-compatible mode, on the links
+# in $COMPAT_POINTS only (the whole grid: BENCH_COMPAT_POINTS=all).
 #
 # Bulk: one bounded iperf3 transfer per candidate, one after another (A -> B).
 # Latency: rr's 64-byte sequential exchanges, all lanes at once (each is a trickle).
+# Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
+# goodput during a spoofed flood against the goodput without, kcpx (XDP) and kcptun.
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
 # A candidate that fails is reported as n/a with the reason, never left out.
 set -u
@@ -45,12 +52,16 @@ full)
 	done
 	BULK_T=3
 	SETS="default tuned"
+	COMPAT_POINTS="0:0 25:1 25:5 75:5"
+	FLOOD=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
 quick)
 	POINTS="0:0 25:1 25:5"
 	BULK_T=2
 	SETS="default tuned"
+	COMPAT_POINTS=all
+	FLOOD=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
 	;;
@@ -58,6 +69,8 @@ smoke)
 	POINTS=${BENCH_POINTS:-5:1}
 	BULK_T=1
 	SETS="tuned"
+	COMPAT_POINTS=all
+	FLOOD=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
 *)
@@ -66,9 +79,14 @@ smoke)
 	;;
 esac
 [ -n "${BENCH_POINTS:-}" ] && POINTS=$BENCH_POINTS
+COMPAT_POINTS=${BENCH_COMPAT_POINTS:-$COMPAT_POINTS}
+[ "$COMPAT_POINTS" = all ] && COMPAT_POINTS=$POINTS
+FLOOD=${BENCH_FLOOD:-$FLOOD} # how many runs of test-xdp-flood.sh
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
+# kcpx in kcptun's wire format, with kcptun's default flags
+case " $SETS " in *" default "*) CANDS="$CANDS kcpx-compat/default" ;; esac
 # kcpx-xdp: `kcpx up IFACE` (XDP + AF_XDP backend), tuned flags. BENCH_XDP=auto (default)
 # adds it when the kcpx binary has `up`; 1 always (n/a with the reason if it cannot run).
 case ${BENCH_XDP:-auto} in
@@ -129,11 +147,13 @@ cand_lane() {
 	case $1 in
 	tcp) echo 0 ;; kcptun/default) echo 1 ;; kcpx/default) echo 2 ;;
 	kcptun/tuned) echo 3 ;; kcpx/tuned) echo 4 ;; kcpx-xdp/*) echo 5 ;;
+	kcpx-compat/*) echo 6 ;;
 	*) echo 9 ;;
 	esac
 }
 
 cand_flags() { # cand_flags CAND c|s
+	case $1 in kcpx-compat/*) printf '%s ' "--proto kcptun" ;; esac
 	case $1:$2 in
 	*/tuned:*) echo "$TUNED" ;;
 	*/default:c) echo "$DEFAULT_C" ;;
@@ -162,7 +182,7 @@ tun_start() {
 		ccmd="kcptun-client"
 		scmd="kcptun-server"
 		;;
-	kcpx/*)
+	kcpx/* | kcpx-compat/*)
 		[ -n "$KCPX_NA" ] && TUN_NA=$KCPX_NA && return 1
 		ccmd="$KCPX client"
 		scmd="$KCPX server"
@@ -318,6 +338,16 @@ EOF
 	local bytes
 	bytes=$(echo "$r" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
 	local extra="emu_drops=$((e1 - e0))"
+	# which wire protocol the kcpx client settled on (it logs "kcpx protocol" for native)
+	case $cand in
+	kcpx*)
+		if grep -q "kcpx protocol" "$WORK/tun-c-$l.log" 2>/dev/null; then
+			extra="$extra proto=kcpx"
+		else
+			extra="$extra proto=kcptun"
+		fi
+		;;
+	esac
 	if [ -n "$bytes" ] && [ "$bytes" -gt 0 ]; then
 		extra="$extra wire_ratio=$(awk -v w=$((w1 - w0)) -v b="$bytes" 'BEGIN { printf "%.4f", w / b }')"
 		if [ -n "$TUN_C" ]; then
@@ -391,20 +421,26 @@ for pt in $POINTS; do
 	ls=${pt#*:}
 	spec=$(link_spec "$d" "$ls")
 	log "link: $spec ($((SECONDS - T0)) s)"
+	# the candidates at this point: kcpx-compat only on $COMPAT_POINTS
+	PCANDS=""
 	for c in $CANDS; do
+		case $c:" $COMPAT_POINTS " in kcpx-compat/*:*" $pt "*) ;; kcpx-compat/*) continue ;; esac
+		PCANDS="$PCANDS $c"
+	done
+	for c in $PCANDS; do
 		wan_linkem "$(cand_lane "$c")" --both "$spec" -s "$SEED" || exit 1
 	done
-	for c in $CANDS; do
+	for c in $PCANDS; do
 		bulk_run "$d" "$ls" "$c"
 	done
 	read -r n tmax <<<"$(rr_plan "$d" "$ls")"
 	pids=()
-	for c in $CANDS; do
+	for c in $PCANDS; do
 		rr_run "$d" "$ls" "$c" "$n" "$tmax" "$WORK/rr-$(cand_lane "$c").txt" &
 		pids+=($!)
 	done
 	wait "${pids[@]}"
-	for c in $CANDS; do
+	for c in $PCANDS; do
 		f=$WORK/rr-$(cand_lane "$c").txt
 		if [ -s "$f" ]; then
 			cat "$f" >>"$RES"
@@ -414,6 +450,34 @@ for pt in $POINTS; do
 		fi
 	done
 done
+
+# Flood resilience: test-xdp-flood.sh's own setup (its namespaces, a bridge, a Python
+# flooder), figures appended to flood.txt. Its PASS/FAIL is noted, not fatal to the bench.
+: >"$WORK/flood.txt"
+FLOOD_RC=""
+if [ "$FLOOD" -gt 0 ]; then
+	if [ -n "$KCPX_NA" ]; then
+		echo "kind=flood name=kcpx status=na reason=$KCPX_NA" >>"$WORK/flood.txt"
+	elif ! "$KCPX" up --help >/dev/null 2>&1; then
+		echo "kind=flood name=kcpx status=na reason=kcpx up (XDP backend) not in this build" \
+			>>"$WORK/flood.txt"
+	else
+		for ((i = 1; i <= FLOOD; i++)); do
+			log "flood run $i/$FLOOD: tests/selftests/test-xdp-flood.sh ($((SECONDS - T0)) s)"
+			: >"$WORK/flood-run.txt"
+			KCPX=$KCPX FLOOD_RESULTS=$WORK/flood-run.txt timeout --kill-after=5 400 \
+				tests/selftests/test-xdp-flood.sh >"$WORK/flood.log" 2>&1
+			rc=$?
+			FLOOD_RC="$FLOOD_RC $rc"
+			grep -E '^ +(kcpx|kcptun|client)' "$WORK/flood.log" | while read -r x; do log "$x"; done
+			[ -s "$WORK/flood-run.txt" ] || echo "kind=flood name=kcpx status=na" \
+				"reason=test-xdp-flood.sh exit $rc: $(grep -m1 FAIL "$WORK/flood.log" |
+					cut -c1-120)" >"$WORK/flood-run.txt"
+			sed "s/^/run=$i /" "$WORK/flood-run.txt" >>"$WORK/flood.txt"
+			grep -E '^(PASS|FAIL)' "$WORK/flood.log" | head -1 >>"$WORK/flood-verdicts.txt"
+		done
+	fi
+fi
 
 # Someone else's microbenchmarks: quote what they print (full runs only, bounded).
 if [ "$MODE" = full ] || [ "${BENCH_MICRO:-0}" = 1 ]; then
@@ -445,5 +509,10 @@ fi
 	echo "elapsed=$((SECONDS - T0))"
 	echo "kcpx_na=$KCPX_NA"
 	echo "kcpx_bin=$KCPX_VER"
+	echo "compat_points=$COMPAT_POINTS"
+	echo "all_points=$POINTS"
+	echo "flood=$FLOOD"
+	echo "flood_rc=$FLOOD_RC"
+	echo "flood_test=$(tr '\n' ' ' <"$WORK/flood-verdicts.txt" 2>/dev/null)"
 } >"$WORK/meta.txt"
 python3 tools/bench/report.py "$WORK" "$RESDIR"

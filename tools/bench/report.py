@@ -43,11 +43,16 @@ def load(workdir):
             if "=" in line:
                 k, v = line.rstrip("\n").split("=", 1)
                 meta[k] = v
+    flood = []
+    p = os.path.join(workdir, "flood.txt")
+    if os.path.exists(p):
+        with open(p) as f:
+            flood = [r for r in (parse_line(x) for x in f) if r]
     micro = ""
     p = os.path.join(workdir, "micro.txt")
     if os.path.exists(p):
         micro = open(p, errors="replace").read().strip()
-    return recs, meta, micro
+    return recs, meta, micro, flood
 
 
 def link_key(r):
@@ -96,7 +101,7 @@ def fratio(x):
 
 def main():
     workdir, outdir = sys.argv[1], sys.argv[2]
-    recs, meta, micro = load(workdir)
+    recs, meta, micro, flood = load(workdir)
     burst = meta.get("burst", "")
     notes = Notes()
     cands = []
@@ -153,6 +158,29 @@ def main():
       "transfer, per 10^9 goodput bytes. **RSS**: VmHWM of both, summed.")
     w("- **Wire/goodput**: bytes linkem forwarded (both directions, Ethernet frames) per goodput "
       "byte.")
+    compat = "kcpx-compat/default" if "kcpx-compat/default" in cands else None
+    w("- **Native and compatible protocol.** `kcpx/*` and `kcpx-xdp/*` run kcpx against kcpx, "
+      "so the client's default `--proto auto` settles on kcpx's **native protocol** (X25519 "
+      "handshake, AEAD per datagram, replay window; the KCP and FEC flags are the same). "
+      "`kcptun/*` is stock kcptun against stock kcptun. `kcpx-compat/default` is kcpx "
+      "against kcpx in **kcptun's wire format** (`--proto kcptun` on both sides: kcp-go's "
+      "AES-CFB, no handshake) with kcptun's default flags: it separates what the native "
+      "protocol costs or gains from what kcpx's engine does.")
+    protos = {}
+    for r in recs:
+        if r["kind"] == "bulk" and "proto" in r:
+            protos.setdefault(r["cand"], set()).add(r["proto"])
+    if protos:
+        w("  Checked in this run from each kcpx client's log (it says `kcpx protocol` for the "
+          "native one): %s." % "; ".join("%s ran %s" % (c, " and ".join(
+              "native" if p == "kcpx" else "kcptun format" for p in sorted(ps)))
+              for c, ps in protos.items()))
+    if compat:
+        allp = meta.get("all_points", "").split()
+        cp = meta.get("compat_points", "").split()
+        if cp and set(cp) != set(allp):
+            w("  To keep `make bench` short, `kcpx-compat/default` runs only on the links %s "
+              "(delay ms:loss %%); its cells elsewhere are —." % ", ".join("`%s`" % x for x in cp))
     w("- `kcpx-xdp` is `kcpx up IFACE client|server` on the lane's endpoint interfaces (XDP "
       "and AF_XDP, copy mode on veth) with the tuned flags; `kcpx` is its UDP-socket mode.")
     w("- Flag sets, the same for kcpx and kcptun: `default` = kcptun's defaults spelled out "
@@ -174,21 +202,40 @@ def main():
     pairs = [("kcpx/" + s, "kcptun/" + s, s) for s in sets]
     pairs += [(c, "kcptun/" + c.split("/")[1], c.split("/")[1] + ", XDP") for c in cands
               if c.startswith("kcpx-xdp")]
+    labels = {}
+    if compat:
+        pairs.append((compat, "kcptun/default", "default"))
+        pairs.append(("kcpx/default", compat, "default"))
+        labels[(compat, "kcptun/default")] = "kcpx-compat/kcptun"
+        labels[("kcpx/default", compat)] = "kcpx native/compat"
     for num, den, s in pairs:
-        rs = [ratio(val("bulk", d, l, num, "mbps"), val("bulk", d, l, den, "mbps"))
-              for d, l in links]
-        rs = [x for x in rs if x is not None]
-        if rs:
-            summary.append("goodput kcpx/kcptun (%s): median %.2fx over %d links (min %.2fx, max %.2fx)" % (
-                s, statistics.median(rs), len(rs), min(rs), max(rs)))
-        else:
-            summary.append("goodput kcpx/kcptun (%s): n/a (no kcpx result)" % s)
+        what = labels.get((num, den), "kcpx/kcptun")
+        for field, name in (("mbps", "goodput"), ("cpu_s_per_gb", "CPU s/GB")):
+            if field != "mbps" and not (num, den) in labels:
+                continue
+            rs = [ratio(val("bulk", d, l, num, field), val("bulk", d, l, den, field))
+                  for d, l in links]
+            rs = [x for x in rs if x is not None]
+            if rs:
+                summary.append("%s %s (%s): median %.2fx over %d links (min %.2fx, max %.2fx)" % (
+                    name, what, s, statistics.median(rs), len(rs), min(rs), max(rs)))
+            else:
+                summary.append("%s %s (%s): n/a (no kcpx result)" % (name, what, s))
     for d, l in links:
         parts = []
         for c in cands:
             v = val("rr", d, l, c, "p99_ms")
             parts.append("%s %s" % (c, fnum(v) if v is not None else "n/a"))
         summary.append("p99 RTT ms @ %s: %s" % (link_name(d, l, "GE"), ", ".join(parts)))
+    for name in ("kcpx", "kcptun"):
+        fr = [r for r in flood if r.get("kind") == "flood" and r.get("name") == name
+              and r.get("status") == "ok"]
+        if fr:
+            summary.append("flood: goodput during/without, %s: median %.2f of %d runs (%s; "
+                           "flood of %s datagrams/s)" % (
+                               name, statistics.median(float(r["ratio"]) for r in fr), len(fr),
+                               ", ".join(r["ratio"] for r in fr),
+                               ", ".join(r["flood_pps"] for r in fr)))
     w("## Summary")
     w("")
     w("```")
@@ -211,6 +258,9 @@ def main():
     for c in xdp:
         hdr += [c, "kcpx-xdp/kcptun %s" % c.split("/")[1]]
         cols += [("c", c), ("x", c)]
+    if compat:
+        hdr += ["kcpx-compat default", "kcpx native/compat default"]
+        cols += [("c", compat), ("n", compat)]
     w("| " + " | ".join(hdr) + " |")
     w("|" + "---|" * len(hdr))
     for d, l in links:
@@ -221,6 +271,9 @@ def main():
             elif kind == "x":
                 row.append(fratio(ratio(val("bulk", d, l, c, "mbps"),
                                         val("bulk", d, l, "kcptun/" + c.split("/")[1], "mbps"))))
+            elif kind == "n":
+                row.append(fratio(ratio(val("bulk", d, l, "kcpx/default", "mbps"),
+                                        val("bulk", d, l, c, "mbps"))))
             else:
                 row.append(fratio(ratio(val("bulk", d, l, "kcpx/" + c, "mbps"),
                                         val("bulk", d, l, "kcptun/" + c, "mbps"))))
@@ -280,9 +333,11 @@ def main():
             hdr += ["kcptun %s s/GB" % s, "kcpx %s s/GB" % s, "kcpx/kcptun"]
         for c in xdp:
             hdr += ["%s s/GB" % c]
+        if compat:
+            hdr += ["kcpx-compat default s/GB", "kcpx native/compat"]
         for s in sets:
             hdr += ["kcptun %s RSS" % s, "kcpx %s RSS" % s]
-        for c in xdp:
+        for c in xdp + ([compat] if compat else []):
             hdr += ["%s RSS" % c]
         w("| " + " | ".join(hdr) + " |")
         w("|" + "---|" * len(hdr))
@@ -295,12 +350,19 @@ def main():
                         cell("bulk", d, l, "kcpx/" + s, "cpu_s_per_gb", 2), fratio(ratio(b, a))]
             for c in xdp:
                 row.append(cell("bulk", d, l, c, "cpu_s_per_gb", 2))
-            for c in [x for s in sets for x in ("kcptun/" + s, "kcpx/" + s)] + xdp:
+            if compat:
+                row += [cell("bulk", d, l, compat, "cpu_s_per_gb", 2),
+                        fratio(ratio(val("bulk", d, l, "kcpx/default", "cpu_s_per_gb"),
+                                     val("bulk", d, l, compat, "cpu_s_per_gb")))]
+            for c in [x for s in sets for x in ("kcptun/" + s, "kcpx/" + s)] + xdp + (
+                    [compat] if compat else []):
                 rc, rs_ = val("bulk", d, l, c, "rss_c_kb"), val("bulk", d, l, c, "rss_s_kb")
                 row.append(fnum((rc + rs_) / 1024) if rc is not None and rs_ is not None
                            else cell("bulk", d, l, c, "rss_c_kb"))
             w("| " + " | ".join(row) + " |")
         w("")
+
+    flood_section(w, flood, meta)
 
     # ---- wire overhead
     w("## Wire bytes per goodput byte (bulk transfer, both directions)")
@@ -358,6 +420,72 @@ def main():
         print("  " + s)
 
 
+def flood_section(w, flood, meta):
+    """The flood-resilience figures of test-xdp-flood.sh (FLOOD_RESULTS lines)."""
+    if meta.get("flood", "0") == "0":
+        return
+    w("## Flood resilience: goodput during a spoofed flood / goodput without")
+    w("")
+    ph = {r.get("name"): r for r in flood if r.get("kind") == "flood"}
+    runs = [r for r in flood if r.get("kind") == "flood"]
+    xdps = [r for r in flood if r.get("kind") == "flood_xdp"]
+    w("From tests/selftests/test-xdp-flood.sh (run by bench.sh with `FLOOD_RESULTS`; the "
+      "same script is a test in `make check`). Client and server are in two namespaces on "
+      "a bridge, no emulated delay or loss; a third namespace floods the server's UDP port "
+      "from an ordinary socket for %s s, cycling through random bytes, captured tunnel "
+      "datagrams with their tag bytes randomised, and captured datagrams replayed unchanged "
+      "(the newest are inside the replay window). Each figure: two uploads of %s MiB "
+      "through the tunnel (sha256 checked) without the flood, then two more while it runs; "
+      "the ratio is the first time over the second, i.e. goodput during the flood / goodput "
+      "without." % (
+          next((r.get("flood_secs") for r in ph.values() if r.get("flood_secs")), "?"),
+          next((int(r["bytes"]) // 2 // (1 << 20) for r in ph.values() if r.get("bytes")), "?")))
+    w("")
+    w("- **kcpx**: `kcpx up IFACE client|server --proto kcpx` (native protocol; the "
+      "server's XDP program checks version, session id, AEAD tag and replay window and "
+      "drops what fails before userspace), flags `--nocomp --mode fast3 --sndwnd 1024 "
+      "--rcvwnd 1024 --ds 10 --ps 3`.")
+    w("- **kcptun**: stock kcptun-server (UDP sockets, `--crypt aes`, the same flags), "
+      "kcpx client in kcptun's format (`--proto kcptun`); every flood datagram reaches the "
+      "server's process, which decrypts it and discards it.")
+    w("- **Caveat**: the flooder is one Python process, and it competes for this VM's 2 "
+      "cores with the tunnel's client, server and the upload/sink processes (also Python). "
+      "So the flood rate is whatever Python reaches beside the transfer (it differs between "
+      "the two runs: the lighter the receiver, the more CPU the flooder gets), and part of "
+      "the goodput loss under the flood is CPU taken by the flooder, not work the tunnel did "
+      "for the flood. Read the ratios as a lower bound of resilience on this machine, not "
+      "as a line-rate figure.")
+    w("")
+    w("| tunnel | run | goodput without (Mbit/s) | goodput during the flood (Mbit/s) "
+      "| during/without | flood datagrams sent | flood rate (datagrams/s) |")
+    w("|---|---|---|---|---|---|---|")
+    for name in ("kcpx", "kcptun"):
+        mine = [r for r in runs if r.get("name") == name]
+        if not mine:
+            w("| %s | — | — | — | — | — | — |" % name)
+            continue
+        for r in mine:
+            if r.get("status") != "ok":
+                w("| %s | %s | n/a: %s |  |  |  |  |" % (name, r.get("run", "1"), r.get("reason", "")))
+                continue
+            w("| %s | %s | %s | %s | **%.2f** | %s (%s random, %s bad tag, %s replayed) | %s |" % (
+                name, r.get("run", "1"), r["base_mbps"], r["flood_mbps"], float(r["ratio"]),
+                r["sent"], r["random"], r["badtag"], r["replay"], r["flood_pps"]))
+    w("")
+    for xdp in xdps:
+        parts = ", ".join("%s %s" % (k, v) for k, v in xdp.items()
+                          if k.startswith("drop_"))
+        w("Run %s: kcpx's server XDP program dropped %s of the %s flood datagrams (%s); it passed %s "
+          "good datagrams, and the daemon's InErrs grew by %s: the flood did not reach "
+          "userspace." % (xdp.get("run", "1"), xdp.get("dropped"), xdp.get("flooded"), parts,
+                          xdp.get("passed"), xdp.get("inerrs")))
+        w("")
+    if meta.get("flood_test"):
+        w("test-xdp-flood.sh's verdicts in this bench (one per run): %s(exit status%s)." % (
+            meta.get("flood_test"), meta.get("flood_rc") or " ?"))
+        w("")
+
+
 def plot(workdir, outdir, recs, cands, links):
     delays = sorted({int(d) for d, _ in links})
     dat = os.path.join(workdir, "plot.dat")
@@ -384,7 +512,7 @@ def plot(workdir, outdir, recs, cands, links):
           "set multiplot layout 1,%d title 'Goodput against loss (both directions), iperf3 A->B'" % n,
           "set logscale y", "set xlabel 'loss %'", "set ylabel 'Mbit/s'", "set grid",
           "set key top right", "set xrange [-0.5:21]"]
-    styles = {"tcp": "lc rgb '#555555' dt 2", "kcptun/default": "lc rgb '#1f77b4' dt 3",
+    styles = {"tcp": "lc rgb '#555555' dt 2", "kcpx-compat/default": "lc rgb '#ff7f0e' dt 4", "kcptun/default": "lc rgb '#1f77b4' dt 3",
               "kcpx/default": "lc rgb '#d62728' dt 3", "kcptun/tuned": "lc rgb '#1f77b4'",
               "kcpx/tuned": "lc rgb '#d62728'", "kcpx-xdp/tuned": "lc rgb '#2ca02c'"}
     for d in delays:
