@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kcpx vs kcptun vs plain TCP over the same emulated links.
-#   bench.sh full     the whole grid (~15 min): docs/BENCH.md, docs/bench.png
+#   bench.sh full     the whole grid + 3 flood runs (~18 min): docs/BENCH.md, bench.png
 #   bench.sh quick    3 points (< 2 min): $OUT/bench-quick/ (BENCH_DOCS=1: docs/)
 #   bench.sh smoke    1 point, a few seconds, for `make check`: $OUT/bench-smoke/
 #
