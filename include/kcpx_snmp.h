@@ -11,9 +11,8 @@
 #include <linux/types.h>
 #endif
 
-/* X(name): every counter in the order of kcp-go's Snmp struct (what its SIGUSR1 line
- * prints); the CSV columns order the FEC counters differently (app/snmp.c). */
-#define KCPX_SNMP_FIELDS(X)                                                                        \
+/* The counters kcp-go lists in the same place in its struct and its CSV header. */
+#define KCPX_SNMP_FIELDS_BASE(X)                                                                   \
 	X(BytesSent)                                                                               \
 	X(BytesReceived)                                                                           \
 	X(MaxConn)                                                                                 \
@@ -33,7 +32,12 @@
 	X(FastRetransSegs)                                                                         \
 	X(EarlyRetransSegs)                                                                        \
 	X(LostSegs)                                                                                \
-	X(RepeatSegs)                                                                              \
+	X(RepeatSegs)
+
+/* X(name): every counter in the order of kcp-go's Snmp struct (what its SIGUSR1 line
+ * prints); the CSV columns order the FEC counters differently (app/snmp.c). */
+#define KCPX_SNMP_FIELDS(X)                                                                        \
+	KCPX_SNMP_FIELDS_BASE(X)                                                                   \
 	X(FECRecovered)                                                                            \
 	X(FECErrs)                                                                                 \
 	X(FECParityShards)                                                                         \

@@ -14,26 +14,7 @@
 
 /* kcp-go v5.6.1 Header()/ToSlice() order (the CSV columns). */
 #define SNMP_CSV_ORDER(X)                                                                          \
-	X(BytesSent)                                                                               \
-	X(BytesReceived)                                                                           \
-	X(MaxConn)                                                                                 \
-	X(ActiveOpens)                                                                             \
-	X(PassiveOpens)                                                                            \
-	X(CurrEstab)                                                                               \
-	X(InErrs)                                                                                  \
-	X(InCsumErrors)                                                                            \
-	X(KCPInErrors)                                                                             \
-	X(InPkts)                                                                                  \
-	X(OutPkts)                                                                                 \
-	X(InSegs)                                                                                  \
-	X(OutSegs)                                                                                 \
-	X(InBytes)                                                                                 \
-	X(OutBytes)                                                                                \
-	X(RetransSegs)                                                                             \
-	X(FastRetransSegs)                                                                         \
-	X(EarlyRetransSegs)                                                                        \
-	X(LostSegs)                                                                                \
-	X(RepeatSegs)                                                                              \
+	KCPX_SNMP_FIELDS_BASE(X)                                                                   \
 	X(FECParityShards)                                                                         \
 	X(FECErrs)                                                                                 \
 	X(FECRecovered)                                                                            \
