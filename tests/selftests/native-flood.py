@@ -13,37 +13,17 @@ server from the client's own address and port and meets the session's checks, no
   native-flood.py live IFACE DPORT SECONDS            each new frame to DPORT is sent again
                                                       at once: replays inside the window
 """
-import os
 import random
 import socket
 import struct
 import sys
 import time
 
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
-
-
-def udp_payload_off(f, dport):
-    """Offset of the UDP payload if f is IPv4/UDP to dport, else None."""
-    if len(f) < 42 or struct.unpack_from("!H", f, 12)[0] != ETH_P_IP:
-        return None
-    ihl = (f[14] & 15) * 4
-    if f[23] != 17 or len(f) < 14 + ihl + 8:
-        return None
-    if struct.unpack_from("!H", f, 14 + ihl + 2)[0] != dport:
-        return None
-    return 14 + ihl + 8
-
-
-def sock(iface):
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    s.bind((iface, 0))
-    return s
+from floodlib import load, packet_socket, save, udp_payload_off
 
 
 def capture(iface, dport, n, out, secs):
-    s = sock(iface)
+    s = packet_socket(iface)
     s.settimeout(0.2)
     frames, end = [], time.time() + secs
     while len(frames) < n and time.time() < end:
@@ -53,19 +33,8 @@ def capture(iface, dport, n, out, secs):
             continue
         if addr[2] == socket.PACKET_OUTGOING and udp_payload_off(f, dport):
             frames.append(f)
-    with open(out, "wb") as fp:
-        for f in frames:
-            fp.write(struct.pack("!H", len(f)) + f)
+    save(out, frames)
     print(len(frames))
-
-
-def load(path):
-    data, frames, i = open(path, "rb").read(), [], 0
-    while i + 2 <= len(data):
-        (n,) = struct.unpack_from("!H", data, i)
-        frames.append(data[i + 2 : i + 2 + n])
-        i += 2 + n
-    return frames
 
 
 def mutate(f, mode, rng):
@@ -87,7 +56,7 @@ def flood(iface, path, mode, secs, pps):
         print(0)
         return
     rng = random.Random(1)
-    s = sock(iface)
+    s = packet_socket(iface)
     sent, start = 0, time.time()
     end = start + secs
     while True:
@@ -105,7 +74,7 @@ def flood(iface, path, mode, secs, pps):
 
 def live(iface, dport, secs):
     # A packet socket does not receive its own transmissions: no feedback loop.
-    s = sock(iface)
+    s = packet_socket(iface)
     s.settimeout(0.2)
     sent, end = 0, time.time() + secs
     while time.time() < end:

@@ -19,30 +19,14 @@ import collections
 import os
 import random
 import socket
-import struct
 import sys
 import time
 
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
-
-
-def payload(f, dport):
-    """The UDP payload if f is an IPv4/UDP frame to dport, else None."""
-    if len(f) < 42 or struct.unpack_from("!H", f, 12)[0] != ETH_P_IP:
-        return None
-    ihl = (f[14] & 15) * 4
-    if f[23] != 17 or len(f) < 14 + ihl + 8:
-        return None
-    if struct.unpack_from("!H", f, 14 + ihl + 2)[0] != dport:
-        return None
-    ulen = struct.unpack_from("!H", f, 14 + ihl + 4)[0]
-    return f[14 + ihl + 8 : 14 + ihl + ulen]
+from floodlib import load, packet_socket, save, udp_payload
 
 
 def capture(iface, dport, n, out, secs):
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    s.bind((iface, 0))
+    s = packet_socket(iface)
     s.settimeout(0.2)
     got, end = collections.deque(maxlen=n), time.time() + secs
     while time.time() < end and not os.path.exists(out + ".stop"):
@@ -50,22 +34,11 @@ def capture(iface, dport, n, out, secs):
             f = s.recv(65535)
         except socket.timeout:
             continue
-        p = payload(f, dport)
+        p = udp_payload(f, dport)
         if p and len(p) >= 40:
             got.append(p)
-    with open(out, "wb") as fp:
-        for p in got:
-            fp.write(struct.pack("!H", len(p)) + p)
+    save(out, got)
     print(len(got))
-
-
-def load(path):
-    data, out, i = open(path, "rb").read(), [], 0
-    while i + 2 <= len(data):
-        (n,) = struct.unpack_from("!H", data, i)
-        out.append(data[i + 2 : i + 2 + n])
-        i += 2 + n
-    return out
 
 
 def flood(host, port, path, secs, pps):
