@@ -28,7 +28,8 @@ static void usage(FILE *fp)
 		"  down IFACE             detach kcpx from IFACE and remove its pinned maps\n"
 		"  stats IFACE [-i SECS] [-n COUNT]\n"
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
-		"  status                 show the running tunnels' sessions and streams\n"
+		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"
+		"                         only those of the tunnel with process id PID\n"
 		"  version                print the version\n"
 		"\n"
 		"`kcpx client --help` and `kcpx server --help` list every flag.\n");
