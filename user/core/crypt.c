@@ -100,6 +100,11 @@ static int crypt_lib_init(void)
 	return 0;
 }
 
+int kcpx_crypt_lib_init(void)
+{
+	return crypt_lib_init();
+}
+
 int kcpx_crypt_derive_key(const char *pass, uint8_t key[KCPX_CRYPT_KEYLEN])
 {
 	if (crypt_lib_init())

@@ -49,6 +49,12 @@ int kcpx_crypt_new_key(struct kcpx_crypt **out, const char *name,
 		       const uint8_t key[KCPX_CRYPT_KEYLEN], const uint8_t seed[32]);
 void kcpx_crypt_free(struct kcpx_crypt *c); /* wipes keys (sodium_memzero); NULL is fine */
 
+/*
+ * libsodium and libgcrypt set up for this process, libgcrypt once (native.c shares it for
+ * AES-256-GCM). This module's constructors call it too; returns 0 or -EIO.
+ */
+int kcpx_crypt_lib_init(void);
+
 /* kcptun's key derivation: PBKDF2-HMAC-SHA1(pass, "kcp-go", 4096, 32). Returns 0 or -EIO. */
 int kcpx_crypt_derive_key(const char *pass, uint8_t key[KCPX_CRYPT_KEYLEN]);
 

@@ -19,7 +19,9 @@
  *   kcpx_native      one session's keys, counters and replay window; one owner, not
  *                    thread-safe.
  * All key material lives in sodium_malloc memory (guard pages, locked where the memlock
- * limit allows) and is wiped by the *_free functions; stack copies are wiped too.
+ * limit allows) and is wiped by the *_free functions; stack copies are wiped too. The one
+ * exception: an AES-GCM session's expanded keys are in its libgcrypt handles (plain heap,
+ * wiped when kcpx_native_free() closes them).
  * Randomness comes from the caller (user/io reads getrandom), so nothing here makes a
  * syscall on the packet path; sodium_malloc itself maps memory, once per object.
  */
@@ -39,7 +41,7 @@
 
 enum kcpx_native_cipher {
 	KCPX_NATIVE_XCHACHA = 0, /* XChaCha20-Poly1305 (IETF), 24-byte nonce */
-	KCPX_NATIVE_AESGCM = 1,	 /* AES-256-GCM, 12-byte nonce; only with CPU support */
+	KCPX_NATIVE_AESGCM = 1,	 /* AES-256-GCM, 12-byte nonce; offered only with CPU support */
 };
 
 /*
@@ -140,7 +142,8 @@ static inline size_t kcpx_native_trailer(void)
  * dgram[24 .. 24+body_len) holds the body and dgram has 24 + body_len + 16 writable bytes.
  * fec: the body starts with a FEC header, whose first 6 bytes stay in clear (and under the
  * tag). Writes the header, seals in place, and returns the datagram length, or -EMSGSIZE
- * (fec and body_len < 6), -EOVERFLOW (counter exhausted: replace the session).
+ * (fec and body_len < 6), -EOVERFLOW (counter exhausted: replace the session), -EIO
+ * (libgcrypt refused: not seen with a live session; send nothing).
  */
 int kcpx_native_seal(struct kcpx_native *n, uint8_t *dgram, size_t body_len, bool fec);
 
@@ -178,6 +181,16 @@ void kcpx_native_bpf_sess(const struct kcpx_native *n, struct kcpx_native_sess *
 
 /* SipHash-2-4 tag of a header (+ the 6 FEC bytes when hdr flags say so) under key. */
 uint64_t kcpx_native_tag(const uint8_t key[16], const uint8_t *dgram);
+
+/*
+ * The data path's AES-256-GCM (libgcrypt) with a raw key, in place, tag detached: the
+ * same calls seal/open make, for cross-checks against other implementations. seal: 0 or
+ * -EIO; open: 0, or -EBADMSG with p wiped.
+ */
+int kcpx_native_gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad,
+			 size_t ad_len, uint8_t *p, size_t len, uint8_t tag[16]);
+int kcpx_native_gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad,
+			 size_t ad_len, uint8_t *p, size_t len, const uint8_t tag[16]);
 
 /*
  * The replay window, as XDP runs it. check: 0 when ctr may be accepted, -ESTALE (replay)
