@@ -87,8 +87,9 @@ static void kdf(uint8_t *out, size_t len, uint64_t id, const char *ctx, const ui
 }
 
 /*
- * libsodium's AES-NI + PCLMULQDQ test still decides whether we prefer AES: libgcrypt would
- * do GCM without them too, but then XChaCha20 is the faster of the two.
+ * libsodium's AES-NI + PCLMULQDQ test still decides whether we offer and take AES, as it did
+ * when libsodium did the AES: libgcrypt's GCM also runs without those instructions, but
+ * its table-driven AES is then slower than XChaCha20, so such a CPU keeps XChaCha20.
  */
 bool kcpx_native_aes_available(void)
 {
