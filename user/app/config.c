@@ -94,6 +94,9 @@ static const struct opt opts[] = {
 	{ "proto", NULL, OPT_STR, offsetof(struct kcpx_config, proto), 16, R_CS, false, NULL,
 	  "wire protocol: kcpx (native), kcptun, or auto (server: both; client: kcpx, falling "
 	  "back to kcptun when no kcpx server answers)" },
+	I(reprobe, NULL, R_C,
+	  "--proto auto: seconds after a fallback to kcptun before new sessions try kcpx again, "
+	  "0: never"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
@@ -136,10 +139,11 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->snmpperiod = 60;
 	cfg->verbose = 1;
 	/* Native between kcpx ends by default (issue 6). A server takes either protocol; a
-	 * client tries the native handshake for 1 s, then falls back to kcptun's format for
-	 * good (a stock kcptun server counts those few probes as InCsumErrors). --proto
-	 * kcptun skips the probe. */
+	 * client tries the native handshake for 1 s, then falls back to kcptun's format, and
+	 * its new sessions try again after --reprobe s (a stock kcptun server counts those few
+	 * probes as InCsumErrors). --proto kcptun skips the probe. */
 	strcpy(cfg->proto, "auto");
+	cfg->reprobe = 60;
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
@@ -436,6 +440,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("fecflush", cfg->fecflush, 0, 60000);
 	err = err ?: range("dupsmall", cfg->dupsmall, 0, 1500);
 	err = err ?: range("dupgap", cfg->dupgap, 1, 1000);
+	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	if (err)
 		return err;
 	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&

@@ -81,10 +81,13 @@ struct sess {
 	bool expired; /* client --autoexpire: takes no new streams */
 	/* native protocol (docs/PROTOCOL.md): conv is the session id */
 	bool native;
-	struct kcpx_native_hs *hs;	    /* client: handshake under way */
+	/* client: handshake under way, or (fell_back) kept a while to check a late RESP */
+	struct kcpx_native_hs *hs;
 	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
 	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
 	int hs_tries;
+	bool fell_back; /* client: no RESP in time, the session speaks kcptun's format */
+	bool confirmed; /* native: an authenticated DATA packet came from the peer */
 	bool be_native; /* the backend was told of this session (native_up): tell it the end */
 	struct conn **streams;
 	unsigned nstreams, cap;
@@ -123,9 +126,19 @@ struct tunnel {
 	struct kcpx_pkt rx[RX_BATCH];
 	uint64_t tx_dropped, rx_truncated, unknown_peer;
 	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
-	bool client_native;	     /* client: new sessions try the native handshake */
+	bool client_native;	     /* client: new sessions may try the native handshake */
 	bool native_only;	     /* --proto kcpx: kcptun-format datagrams are dropped */
 	struct kcpx_native_stats hs_stats;
+	/*
+	 * client, --proto auto: a probe went unanswered at kcptun_since, so new sessions speak
+	 * kcptun's format until --reprobe seconds later. hs_tries_auto: how many 100 ms polls
+	 * a probe waits (longer once a late RESP showed the round trip).
+	 */
+	bool kcptun_mode;
+	uint32_t kcptun_since;
+	int hs_tries_auto;
+	uint64_t late_native; /* client: kcpx packets for a session that fell back, dropped */
+	uint64_t replaced;    /* server: kcpx sessions replaced when their client fell back */
 };
 
 static void sess_close(struct sess *s, const char *why);
@@ -279,6 +292,8 @@ static int sess_native_up(struct sess *s, struct kcpx_native *n)
 /* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
 #define HS_TRIES_AUTO 10
 #define HS_TRIES_KCPX 50
+/* After a fallback the handshake state is kept this long to recognise a late RESP. */
+#define HS_LATE_KEEP_MS (HS_TRIES_KCPX * KCPX_SESSION_HS_POLL * 2)
 
 static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
 {
@@ -292,6 +307,7 @@ static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
 	kcpx_session_set_native(s->ks, n);
 	kcpx_native_hs_free(s->hs);
 	s->hs = NULL;
+	s->t->kcptun_mode = false; /* a kcpx server answers: later sessions use it too */
 	pr_info("session %08x: kcpx protocol, %s", s->conv,
 		kcpx_native_cipher(n) == KCPX_NATIVE_AESGCM ? "aes-256-gcm" : "xchacha20-poly1305");
 	if (sess_native_up(s, n)) {
@@ -337,6 +353,38 @@ static int hs_server_accept(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 }
 
 /*
+ * Client, --proto auto: a native packet for a session that gave up on its handshake and
+ * speaks kcptun's format now. The server answered after all (its RESP, or its session's
+ * first DATA): the session stays kcptun, because the server replaces its kcpx session
+ * when our kcptun-format datagrams arrive (dg_input), and switching back here could race
+ * with that. A RESP that opens under our kept handshake state proves a kcpx server and
+ * shows the round trip, so later sessions probe again at once and wait longer for it.
+ */
+static void late_native(struct tunnel *t, struct sess *s, struct kcpx_pkt *p,
+			const struct kcpx_native_info *ni, uint32_t now)
+{
+	struct kcpx_native *n;
+	uint32_t late = now - s->created;
+	int tries;
+
+	t->late_native++;
+	if (ni->type != KCPX_NT_RESP || !s->hs || kcpx_native_hs_finish(s->hs, p->buf, p->len, &n))
+		return;
+	kcpx_native_free(n); /* the keys are not used: the session keeps kcptun's format */
+	kcpx_native_hs_free(s->hs);
+	s->hs = NULL;
+	tries = (int)(2 * late / KCPX_SESSION_HS_POLL) + 1;
+	if (tries > HS_TRIES_KCPX)
+		tries = HS_TRIES_KCPX;
+	if (tries > t->hs_tries_auto)
+		t->hs_tries_auto = tries;
+	t->kcptun_mode = false;
+	pr_info("session %08x: late kcpx answer from the server (%u ms after the first INIT): "
+		"the session stays kcptun; new sessions try kcpx for up to %d ms",
+		s->conv, late, t->hs_tries_auto * KCPX_SESSION_HS_POLL);
+}
+
+/*
  * A datagram with a native header. Returns false to let the kcptun path try it: it came to
  * or for a kcptun-format session, or (server, --proto auto) it was no valid INIT and may be
  * a kcptun datagram whose first byte happens to look like our version.
@@ -348,8 +396,14 @@ static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 	uint8_t *body;
 	size_t blen;
 
-	if (s && !s->native)
+	if (s && !s->native) {
+		/* a kcptun datagram naming our conv here: 2^-40, and KCP resends it */
+		if (s->fell_back && ni->sid == s->conv) {
+			late_native(t, s, p, ni, now);
+			return true;
+		}
 		return false;
+	}
 	if (!s) {
 		if (t->cfg->role == KCPX_ROLE_SERVER && ni->type == KCPX_NT_INIT &&
 		    !hs_server_accept(t, g, p, ni))
@@ -374,6 +428,7 @@ static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 	}
 	if (kcpx_session_open_native(s->ks, p->buf, p->len, &body, &blen))
 		return true;
+	s->confirmed = true;
 	kcpx_session_input(s->ks, body, blen, now);
 	sess_mark(s);
 	return true;
@@ -381,6 +436,7 @@ static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 
 static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_t now)
 {
+	char abuf[KCPX_ADDRSTRLEN];
 	struct kcpx_native_info ni;
 	uint8_t *body;
 	size_t blen;
@@ -404,7 +460,22 @@ static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_
 		s = g->owner;
 	} else {
 		s = sess_lookup(t, &p->addr);
-		if (s && conv && s->conv != conv) {
+		if (s && s->native && !s->confirmed && conv == s->conv) {
+			/*
+			 * Our RESP did not reach the client in time: it gave up on the handshake
+			 * and speaks kcptun's format under the same conv (its sid). Nothing came
+			 * through the kcpx session yet, so nothing is lost by replacing it. Once
+			 * an authenticated DATA packet arrived this never happens: kcptun's format
+			 * (--crypt none above all) can be forged, a kcpx session cannot.
+			 */
+			t->replaced++;
+			pr_info("session %08x with %s: kcptun-format datagrams and no kcpx data: "
+				"the "
+				"client fell back, replacing the kcpx session",
+				s->conv, kcpx_addr_str(&p->addr, abuf, sizeof(abuf)));
+			sess_close(s, "replaced by a kcptun-format session");
+			s = NULL;
+		} else if (s && !s->native && conv && s->conv != conv) {
 			/* the peer restarted on the same address with a new conversation */
 			sess_close(s, "peer began a new conversation");
 			s = NULL;
@@ -724,20 +795,31 @@ static void sess_timer(struct kcpx_timer *tm, uint32_t now)
 
 	if (s->closing)
 		return;
-	if (s->hs && ++s->hs_tries >= (s->t->native_only ? HS_TRIES_KCPX : HS_TRIES_AUTO)) {
-		if (s->t->native_only) {
+	if (s->fell_back && s->hs && (int32_t)(now - s->created) >= HS_LATE_KEEP_MS) {
+		kcpx_native_hs_free(s->hs); /* no late RESP to wait for any more */
+		s->hs = NULL;
+	}
+	if (s->hs && !s->fell_back &&
+	    ++s->hs_tries >= (s->t->native_only ? HS_TRIES_KCPX : s->t->hs_tries_auto)) {
+		struct tunnel *t = s->t;
+
+		if (t->native_only) {
 			sess_close(s, "no kcpx handshake answer from the server");
 			return;
 		}
-		/* --proto auto: no kcpx server there; this and later sessions speak kcptun */
-		pr_info("session %08x: no kcpx answer, falling back to the kcptun protocol",
-			s->conv);
-		kcpx_native_hs_free(s->hs);
-		s->hs = NULL;
+		/*
+		 * --proto auto: no kcpx server answered. This session and the next ones for
+		 * --reprobe s speak kcptun; the handshake state stays for a while so that a
+		 * late RESP can be recognised (late_native).
+		 */
+		pr_info("session %08x: no kcpx answer, falling back to the kcptun protocol%s",
+			s->conv, t->cfg->reprobe ? "" : " for good (--reprobe 0)");
+		s->fell_back = true;
 		s->native = false;
-		s->t->client_native = false;
-		kcpx_session_fallback(s->ks, s->t->crypt);
-	} else if (s->hs) {
+		t->kcptun_mode = true;
+		t->kcptun_since = now;
+		kcpx_session_fallback(s->ks, t->crypt);
+	} else if (s->hs && !s->fell_back) {
 		sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
 	}
 	kcpx_session_tick(s->ks, now);
@@ -927,6 +1009,7 @@ static struct sess *client_session(struct tunnel *t)
 	struct sess *s = t->slots[i];
 	struct dg *g;
 	uint32_t conv;
+	bool native;
 
 	if (s && t->cfg->autoexpire > 0 &&
 	    (int32_t)(now - s->created) >= t->cfg->autoexpire * 1000) {
@@ -943,7 +1026,17 @@ static struct sess *client_session(struct tunnel *t)
 	do
 		randombytes_buf(&conv, sizeof(conv));
 	while (!conv);
-	s = sess_new(t, g, &t->remote, conv, t->client_native);
+	native = t->client_native;
+	if (native && t->kcptun_mode) {
+		/* after a fallback: kcptun until --reprobe s have passed, then probe again */
+		int32_t since = (int32_t)(now - t->kcptun_since);
+
+		native = t->cfg->reprobe > 0 && since >= t->cfg->reprobe * 1000;
+		if (native)
+			pr_info("session %08x: trying the kcpx protocol again (kcptun for %d s)",
+				conv, since / 1000);
+	}
+	s = sess_new(t, g, &t->remote, conv, native);
 	dg_put(t, g); /* the session holds its own reference */
 	if (!s)
 		return NULL;
@@ -1083,16 +1176,26 @@ static const char *role_name(const struct tunnel *t)
 	return t->cfg->role == KCPX_ROLE_SERVER ? "server" : "client";
 }
 
+/* kcpx: the native protocol; probe: a client's handshake under way; kcptun: its format */
+static const char *sess_proto(const struct sess *s)
+{
+	if (!s->native)
+		return "kcptun";
+	return s->hs ? "probe" : "kcpx";
+}
+
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
 static void write_status(struct tunnel *t, FILE *fp)
 {
+	uint32_t now = kcpx_clock_ms();
 	char buf[KCPX_ADDRSTRLEN];
 
 	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n", role_name(t), (int)getpid(),
 		t->cfg->role == KCPX_ROLE_SERVER ? t->cfg->listen : t->cfg->localaddr,
 		t->dgs ? t->dgs->d->name : "-", (unsigned)t->snmp.CurrEstab);
-	fprintf(fp, "  %-24s %-8s %-7s %7s %6s %6s %7s %6s %12s %12s\n", "peer", "conv", "state",
-		"streams", "rtt", "rto", "cwnd", "loss%", "bytes-in", "bytes-out");
+	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %12s %12s\n", "peer", "conv",
+		"proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "bytes-in",
+		"bytes-out");
 	for (struct sess *s = t->sessions; s; s = s->next) {
 		struct kcpx_kcp_info ki;
 		struct kcpx_session_stats st;
@@ -1101,14 +1204,30 @@ static void write_status(struct tunnel *t, FILE *fp)
 		kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
 		kcpx_session_stats(s->ks, &st);
 		loss = st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0;
-		fprintf(fp, "  %-24s %08x %-7s %7u %6u %6u %7u %6.2f %12llu %12llu\n",
-			kcpx_addr_str(&s->peer, buf, sizeof(buf)), s->conv,
+		fprintf(fp, "  %-24s %08x %-6s %-7s %7u %6u %6u %7u %6.2f %12llu %12llu\n",
+			kcpx_addr_str(&s->peer, buf, sizeof(buf)), s->conv, sess_proto(s),
 			s->expired ? "expired" : "up", s->nstreams, ki.srtt, ki.rto, ki.cwnd, loss,
 			(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
 	}
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)t->rx_truncated,
 		(unsigned long long)t->unknown_peer);
+	if (!t->psk)
+		return;
+	if (t->cfg->role == KCPX_ROLE_SERVER) {
+		fprintf(fp, "  kcpx protocol: sessions replaced after a client fell back %llu\n",
+			(unsigned long long)t->replaced);
+		return;
+	}
+	fprintf(fp, "  kcpx protocol: ");
+	if (t->native_only || !t->kcptun_mode)
+		fprintf(fp, "new sessions use it");
+	else if (!t->cfg->reprobe)
+		fprintf(fp, "no answer, kcptun for good (--reprobe 0)");
+	else
+		fprintf(fp, "no answer %u s ago, new sessions try again after %d s",
+			(now - t->kcptun_since) / 1000, t->cfg->reprobe);
+	fprintf(fp, "; late kcpx packets %llu\n", (unsigned long long)t->late_native);
 }
 
 static void print_status(struct tunnel *t)
@@ -1189,6 +1308,7 @@ static int tunnel_setup(struct tunnel *t)
 		err = 0;
 		t->native_only = !strcmp(cfg->proto, "kcpx");
 		t->client_native = t->psk && cfg->role == KCPX_ROLE_CLIENT;
+		t->hs_tries_auto = HS_TRIES_AUTO;
 		if (t->psk && t->be && t->be->native_cfg) {
 			struct kcpx_native_cfg nc;
 

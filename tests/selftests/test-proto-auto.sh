@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# --proto auto when the native handshake's answer is late or lost (docs/PROTOCOL.md §7).
+#
+#   [ A ] tcpio recv -> kcpx client 127.0.0.1:838N ==udp== kcpx server :400N [ B ] -> tcpio
+#         $IP_A            (--proto auto)           (veth)     (--proto auto)  $IP_B  source
+#
+#   pair  what the client's kcpx probe meets                  checks
+#   1     no server until 2.5 s after the first stream         4 MiB download, sha256; both ends
+#         (the INITs meet a closed port)                        show kcptun for that conv; after
+#                                                               --reprobe 4 s a new session
+#                                                               (--autoexpire 1) speaks kcpx again
+#   2     the server stopped (SIGSTOP) for 1.6 s: its INITs     download; the client took a late
+#         wait in the socket, the RESPs come after the fallback RESP and ignored it, the server
+#                                                               replaced its native session: both
+#                                                               ends show kcptun
+#   3     nft in B drops every RESP the server sends (skipped   download; the server replaced its
+#         without nft)                                          native session: both show kcptun
+#
+# Every wait is bounded; the whole test takes about 15 s. Before the server learnt to
+# replace a native session that never carried data, pairs 2 and 3 stalled until the
+# keepalive timeout (30 s) killed the session.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+NETNS_TAG=kpa$$
+. "$top/tests/lib/netns.sh"
+need_root
+KCPX=${KCPX:-$top/build/kcpx}
+TCPIO="$top/tests/lib/tcpio.py"
+SIZE=$((4 << 20))
+BASE="--key proto-auto-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
+work=$(mktemp -d /tmp/kcpx-protoauto.XXXXXX)
+on_cleanup "rm -rf $work"
+
+netns_pair
+in_b python3 "$TCPIO" source 9001 "$SIZE" 5 & track_pid $!
+want=$(python3 "$TCPIO" data "$SIZE" 5)
+have_nft=0
+command -v nft >/dev/null && have_nft=1
+
+# The daemons start through nsenter directly (not in_a/in_b, shell functions that would
+# fork a subshell) so that $! is kcpx's own pid: kcpx status and SIGSTOP need it.
+declare -A spid cpid
+server() { # server N: a server on :400N in B
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l ":400$1" -t 127.0.0.1:9001 $BASE \
+		--log "$work/server$1.log" &
+	spid[$1]=$!
+	track_pid "${spid[$1]}"
+}
+client() { # client N [FLAGS...]: a client on 127.0.0.1:838N in A
+	local n=$1
+	shift
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l "127.0.0.1:838$n" -r "$IP_B:400$n" \
+		$BASE "$@" --log "$work/client$n.log" &
+	cpid[$n]=$!
+	track_pid "${cpid[$n]}"
+}
+dl_pids=()
+download() { # download N TAG: in the background, "sha256 bytes" into $work/TAG
+	in_a timeout 20 python3 "$TCPIO" recv 127.0.0.1 "838$1" >"$work/$2" 2>&1 &
+	dl_pids+=($!)
+}
+# the downloads started so far, each bounded by its timeout
+wait_downloads() {
+	local p
+	for p in "${dl_pids[@]}"; do wait "$p" || true; done
+	dl_pids=()
+}
+# proto_of PID CONV: the proto column of session CONV in the table of tunnel PID
+proto_of() { "$KCPX" status "$1" | awk -v c="$2" '$2 == c { print $3 }'; }
+# conv of the first log line matching PATTERN in FILE ("session xxxxxxxx...")
+conv_of() { grep -m1 "$2" "$1" | sed -n 's/.*session \([0-9a-f]\{8\}\).*/\1/p'; }
+
+fail=0
+check_dl() { # check_dl TAG WHAT
+	local got
+	got=$(cut -d' ' -f1 "$work/$1" 2>/dev/null || true)
+	if [ "$got" = "$want" ]; then
+		echo "  $2: sha256 equal"
+	else
+		echo "FAIL: $2: got '$(cat "$work/$1" 2>/dev/null)', want $want"
+		fail=1
+	fi
+}
+check_proto() { # check_proto N CONV WANT WHAT: both ends of pair N show CONV as WANT
+	local c s
+	c=$(proto_of "${cpid[$1]}" "$2")
+	s=$(proto_of "${spid[$1]}" "$2")
+	if [ "$c" = "$3" ] && [ "$s" = "$3" ]; then
+		echo "  $4: session $2 is $3 at both ends"
+	else
+		echo "FAIL: $4: session '$2' is '$c' at the client, '$s' at the server, want $3"
+		fail=1
+	fi
+}
+
+# pair 2's server is up but stopped; pair 3's loses every RESP
+server 2
+server 3
+on_cleanup "kill -CONT ${spid[2]}"
+if [ $have_nft = 1 ]; then
+	in_b nft -f - <<-EOF
+		table inet kpa {
+			chain out {
+				type filter hook output priority 0;
+				udp sport 4003 udp length 80 @th,64,16 0x0103 counter drop
+			}
+		}
+	EOF
+fi
+wait_udp_port "$NS_B" 4002 20
+wait_udp_port "$NS_B" 4003 20
+wait_tcp_port "$NS_B" 9001 20
+client 1 --reprobe 4 --autoexpire 1 --scavengettl 60
+client 2
+client 3
+for i in 1 2 3; do wait_tcp_port "$NS_A" "838$i" 20; done
+
+echo "probes meet: no server (1), a stopped server (2), lost RESPs (3)"
+kill -STOP "${spid[2]}"
+t0=$SECONDS
+download 1 dl1
+download 2 dl2
+[ $have_nft = 1 ] && download 3 dl3
+sleep 1.6
+kill -CONT "${spid[2]}"
+sleep 0.9
+server 1
+wait_udp_port "$NS_B" 4001 20
+wait_downloads
+echo "  downloads done after $((SECONDS - t0)) s"
+
+check_dl dl1 "server late"
+conv1=$(conv_of "$work/client1.log" "falling back")
+[ -n "$conv1" ] || { echo "FAIL: client 1 did not fall back"; fail=1; }
+check_proto 1 "$conv1" kcptun "server late"
+
+check_dl dl2 "late RESP"
+conv2=$(conv_of "$work/client2.log" "falling back")
+[ -n "$conv2" ] || { echo "FAIL: client 2 did not fall back"; fail=1; }
+check_proto 2 "$conv2" kcptun "late RESP"
+grep -q "late kcpx answer" "$work/client2.log" ||
+	{ echo "FAIL: client 2 logged no late kcpx answer"; fail=1; }
+grep -q "replacing the kcpx session" "$work/server2.log" ||
+	{ echo "FAIL: server 2 did not replace its kcpx session"; fail=1; }
+
+if [ $have_nft = 1 ]; then
+	check_dl dl3 "lost RESPs"
+	conv3=$(conv_of "$work/client3.log" "falling back")
+	[ -n "$conv3" ] || { echo "FAIL: client 3 did not fall back"; fail=1; }
+	check_proto 3 "$conv3" kcptun "lost RESPs"
+	grep -q "replacing the kcpx session" "$work/server3.log" ||
+		{ echo "FAIL: server 3 did not replace its kcpx session"; fail=1; }
+	echo "  nft dropped $(in_b nft list ruleset | sed -n 's/.*counter packets \([0-9]*\).*/\1/p') RESPs"
+else
+	echo "  SKIP pair 3: nft is not installed"
+fi
+
+echo "re-probe: client 1's next session, 5 s after its fallback, tries kcpx again"
+while [ $((SECONDS - t0)) -lt 6 ]; do sleep 0.2; done
+download 1 dl1b
+wait_downloads
+check_dl dl1b "re-probe"
+conv1b=$(conv_of "$work/client1.log" "kcpx protocol")
+[ -n "$conv1b" ] || { echo "FAIL: client 1 never spoke kcpx after its re-probe"; fail=1; }
+check_proto 1 "$conv1b" kcpx "re-probe"
+
+grep -h "falling back\|kcpx protocol\|late kcpx\|replacing\|probing" "$work"/*.log | sed 's/^/  | /'
+for p in "${spid[@]}" "${cpid[@]}"; do
+	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
+done
+if [ $fail -ne 0 ]; then
+	for f in "$work"/*.log; do echo "== $f"; tail -15 "$f"; done
+fi
+exit $fail
