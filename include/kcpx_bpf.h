@@ -137,10 +137,11 @@ struct kcpx_info {
 	__u32 tc_prog_id;
 	__u32 tc_handle; /* the cls_bpf filter's handle and priority on clsact egress */
 	__u32 tc_priority;
-	__u32 pid;	  /* the daemon that attached them: `up` refuses while it lives */
-	__u8 tc_own_hook; /* we created clsact, so `down` removes it again */
-	__u8 role;	  /* enum kcpx_bpf_role */
-	__u8 pad[2];
+	__u32 pid;	    /* the daemon that attached them: `up` refuses while it lives */
+	__u8 tc_own_hook;   /* we created clsact, so `down` removes it again */
+	__u8 role;	    /* enum kcpx_bpf_role */
+	__u8 napi_threaded; /* we turned threaded NAPI on, so `down` turns it off */
+	__u8 pad;
 	__u64 start_time_ns; /* CLOCK_BOOTTIME at attach: tells a live pid from a reused one */
 };
 _Static_assert(sizeof(struct kcpx_info) == 40, "kcpx_info layout");

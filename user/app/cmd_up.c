@@ -35,6 +35,7 @@
 struct up {
 	const char *ifname;
 	enum kcpx_xdp_mode mode;
+	enum kcpx_napi_mode napi;
 	int queues;
 	struct kcpx_xdp *xdp;
 	struct kcpx_xsk *xsk;
@@ -94,6 +95,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 		.min_payload = KCP_OVERHEAD,
 		.max_payload = KCPX_PKT_MAX,
 		.mode = u->mode,
+		.napi = u->napi,
 	};
 	struct kcpx_xsk_config sc = {
 		.ifname = u->ifname,
@@ -144,9 +146,11 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: kcpx up IFACE [--xdp-mode auto|native|skb] [--queues N] "
-			"(client|server) [flags]\n"
-			"       kcpx up IFACE [--xdp-mode ...] [--queues N] -c FILE [flags]\n"
+			"[--napi auto|threaded|keep] (client|server) [flags]\n"
+			"       kcpx up IFACE [--xdp-mode ...] [--queues N] [--napi ...] -c FILE "
+			"[flags]\n"
 			"Attach XDP/TC to IFACE and run the tunnel over AF_XDP in the foreground.\n"
+			"--napi: poll IFACE's receive queues in kernel threads (auto: on a veth)\n"
 			"`kcpx client --help` and `kcpx server --help` list the flags.\n");
 }
 
@@ -182,6 +186,14 @@ int kcpx_cmd_up(int argc, char **argv)
 				u.mode = KCPX_XDP_AUTO;
 			else {
 				fprintf(stderr, "kcpx up: --xdp-mode is auto, native or skb\n");
+				return 2;
+			}
+			i += 2;
+		} else if (!strcmp(argv[i], "--napi") && i + 1 < argc) {
+			if (kcpx_napi_parse(argv[i + 1], &u.napi)) {
+				fprintf(stderr,
+					"kcpx up: --napi is auto, threaded or keep, not '%s'\n",
+					argv[i + 1]);
 				return 2;
 			}
 			i += 2;

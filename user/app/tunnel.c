@@ -563,6 +563,14 @@ static struct dg *dg_get(struct tunnel *t, const struct kcpx_addr *bind,
 	g->w.fn = dg_readable;
 	if (kcpx_loop_add(t->loop, &g->w, d->fd, EPOLLIN) < 0)
 		goto err_free;
+	for (int i = 0; i < d->nxfd; i++) {
+		if (kcpx_loop_add_fd(t->loop, &g->w, d->xfd[i], EPOLLIN) < 0) {
+			while (i-- > 0)
+				kcpx_loop_del_fd(t->loop, d->xfd[i]);
+			kcpx_loop_del(t->loop, &g->w);
+			goto err_free;
+		}
+	}
 	g->next = t->dgs;
 	t->dgs = g;
 	return g;
@@ -588,6 +596,8 @@ static void dg_put(struct tunnel *t, struct dg *g)
 		}
 	}
 	kcpx_loop_del(t->loop, &g->w);
+	for (int i = 0; i < g->d->nxfd; i++)
+		kcpx_loop_del_fd(t->loop, g->d->xfd[i]);
 	g->d->ops->close(g->d);
 	free(g->txmem);
 	free(g);

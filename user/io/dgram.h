@@ -2,8 +2,8 @@
 /*
  * The datagram backend contract: how the tunnel moves UDP payloads, whatever carries them
  * (a plain UDP socket, or an AF_XDP socket fed by the XDP program). The event loop polls
- * d->fd for EPOLLIN and calls recv until it returns 0; it calls send with batches and then
- * flush once per loop turn.
+ * d->fd, and each of d->xfd, for EPOLLIN and calls recv until it returns 0; it calls send
+ * with batches and then flush once per loop turn.
  */
 #ifndef KCPX_IO_DGRAM_H
 #define KCPX_IO_DGRAM_H
@@ -14,6 +14,11 @@
 
 /* kcptun reads into 1500 bytes; we never send more and accept no more than this. */
 #define KCPX_PKT_MAX 1500
+
+/* Extra fds a backend may ask the loop to watch beside d->fd: AF_XDP's sockets, one per
+ * queue, watched directly rather than through an epoll set of their own, because every
+ * level of nested epoll adds a wakeup callback to every packet the kernel delivers. */
+#define KCPX_DGRAM_XFDS 8
 
 struct kcpx_addr {
 	union {
@@ -47,7 +52,9 @@ struct kcpx_dgram_ops {
 
 struct kcpx_dgram {
 	const struct kcpx_dgram_ops *ops;
-	int fd;		  /* readable when recv has work */
+	int fd;			  /* readable when recv has work */
+	int xfd[KCPX_DGRAM_XFDS]; /* so is each of these (nxfd of them) */
+	int nxfd;
 	const char *name; /* "udp" or "af_xdp", for logs and stats */
 	struct kcpx_addr local;
 };

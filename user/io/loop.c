@@ -72,6 +72,20 @@ void kcpx_loop_del(struct kcpx_loop *loop, struct kcpx_watch *w)
 		epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 }
 
+int kcpx_loop_add_fd(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void kcpx_loop_del_fd(struct kcpx_loop *loop, int fd)
+{
+	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 /* Timers: a binary min-heap ordered by wrap-safe `when`. */
 static bool timer_before(const struct kcpx_timer *a, const struct kcpx_timer *b)
 {

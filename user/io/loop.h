@@ -32,6 +32,9 @@ void kcpx_loop_free(struct kcpx_loop *loop);
 int kcpx_loop_add(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events);
 int kcpx_loop_mod(struct kcpx_loop *loop, struct kcpx_watch *w, uint32_t events);
 void kcpx_loop_del(struct kcpx_loop *loop, struct kcpx_watch *w);
+/* Watch one more fd for w (w->fn is called for it too); remove it with kcpx_loop_del_fd. */
+int kcpx_loop_add_fd(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events);
+void kcpx_loop_del_fd(struct kcpx_loop *loop, int fd);
 
 void kcpx_timer_init(struct kcpx_timer *t, void (*fn)(struct kcpx_timer *t, uint32_t now));
 /* Arm (or move) a timer to fire at `when`. */

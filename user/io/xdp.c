@@ -49,7 +49,8 @@ struct kcpx_xdp {
 	bool tc_attached;
 	bool tc_own_hook;
 	bool pinned;
-	void *percpu_buf; /* kcpx_xdp_publish's scratch: ncpus values */
+	bool napi_threaded; /* we turned it on: turn it off before detaching */
+	void *percpu_buf;   /* kcpx_xdp_publish's scratch: ncpus values */
 	size_t percpu_cap;
 };
 
@@ -325,6 +326,9 @@ int kcpx_xdp_down(const char *ifname)
 			ifindex = info.ifindex;
 	}
 	if (ifindex) {
+		/* while XDP is on, so the veth still has the NAPI that sysfs must find */
+		if (have_info && info.napi_threaded && ifindex == (int)info.ifindex)
+			kcpx_napi_restore(ifname);
 		n = detach_xdp(ifindex);
 		if (n < 0 && n != -ENODEV) {
 			kcpx_io_logf(0, "%s: XDP detach failed: %s", ifname, strerror(-n));
@@ -473,6 +477,7 @@ static int write_info(struct kcpx_xdp *x, enum kcpx_bpf_role role)
 		.tc_priority = KCPX_TC_PRIORITY,
 		.pid = getpid(),
 		.tc_own_hook = x->tc_own_hook,
+		.napi_threaded = x->napi_threaded,
 		.role = role,
 		.start_time_ns = boottime_ns(),
 	};
@@ -607,6 +612,8 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 		if (err)
 			goto err_undo;
 	}
+	/* a failure here costs speed, not function: go on without */
+	x->napi_threaded = kcpx_napi_setup(x->ifname, cfg->napi) > 0;
 	err = write_info(x, cfg->role);
 	if (err)
 		goto err_undo;
@@ -630,6 +637,8 @@ void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
 	if (detach && x->ifindex) {
 		int n;
 
+		if (x->napi_threaded)
+			kcpx_napi_restore(x->ifname);
 		if (x->xdp_flags && (n = detach_xdp(x->ifindex)) < 0)
 			kcpx_io_logf(0, "%s: XDP detach failed: %s", x->ifname, strerror(-n));
 		if ((x->tc_attached || x->tc_own_hook) &&

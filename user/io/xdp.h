@@ -19,6 +19,7 @@
 #include "kcpx_bpf.h"
 #include "kcpx_native.h"
 #include "io/dgram.h"
+#include "io/napi.h"
 
 /* What the XDP program does with the native protocol (docs/PROTOCOL.md §6). */
 enum kcpx_xdp_native {
@@ -43,6 +44,7 @@ struct kcpx_xdp_config {
 	uint16_t max_payload;	 /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
 	bool no_tc;		     /* skip the TC egress program */
+	enum kcpx_napi_mode napi;    /* threaded NAPI (io/napi.h) */
 	enum kcpx_xdp_native native; /* the checks stay open (pass_off) until the cfg is set */
 };
 

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Threaded NAPI for the interface kcpx is up on.
+ *
+ * A veth has no interrupts: a packet sent into one end is received, XDP program, AF_XDP
+ * copy and socket wakeup included, by a NAPI poll that runs in the sender's softirq on
+ * the sender's CPU, one packet per poll. Threaded NAPI moves that poll into a kernel
+ * thread of the receiving device, which then takes the packets in batches on whichever
+ * CPU is free. `kcpx up` switches it on for a veth (--napi auto), on any device when
+ * asked (--napi threaded), and never otherwise; what it switched on it switches off
+ * again at `kcpx down`, also after a crash (the pinned kcpx_info says so).
+ */
+#ifndef KCPX_IO_NAPI_H
+#define KCPX_IO_NAPI_H
+
+#include <stdbool.h>
+
+enum kcpx_napi_mode {
+	KCPX_NAPI_AUTO = 0, /* threaded on a veth, left alone elsewhere */
+	KCPX_NAPI_THREADED, /* threaded on any device */
+	KCPX_NAPI_KEEP,	    /* never touched */
+};
+
+/* Parse "auto", "threaded" or "keep"; -EINVAL for anything else. */
+int kcpx_napi_parse(const char *s, enum kcpx_napi_mode *out);
+const char *kcpx_napi_name(enum kcpx_napi_mode mode);
+
+/* After XDP is attached (a veth has NAPI only then). Returns 1 when it switched threaded
+ * polling on (kcpx_napi_restore must switch it off again), 0 when it left the device
+ * alone, or -errno (logged; the tunnel works either way). */
+int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode);
+/* Threaded polling off again; before XDP is detached, while the device still has NAPI. */
+int kcpx_napi_restore(const char *ifname);
+
+/* The device's driver is veth. */
+bool kcpx_napi_is_veth(const char *ifname);
+
+#endif
