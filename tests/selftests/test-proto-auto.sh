@@ -15,6 +15,12 @@
 #                                                               ends show kcptun
 #   3     nft in B drops every RESP the server sends (skipped   download; the server replaced its
 #         without nft)                                          native session: both show kcptun
+#   4     server --hsrate 20; first 300 copies of a real INIT   the server counts >= 200 handshakes
+#         from 127.0.0.1 in B, each from a new port (client 5   over --hsrate; then client 4 (from
+#         sends its INITs to a catcher on :4094 for that)       $IP_A) downloads, native both ends
+#
+# Before all that: flag checks (--hsrate and --reprobe out of range or not numbers, --hsrate
+# in JSON, --hsrate on a client) must fail naming the flag.
 #
 # Every wait is bounded; the whole test takes about 15 s. Before the server learnt to
 # replace a native session that never carried data, pairs 2 and 3 stalled until the
@@ -32,6 +38,28 @@ BASE="--key proto-auto-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 
 work=$(mktemp -d /tmp/kcpx-protoauto.XXXXXX)
 on_cleanup "rm -rf $work"
 
+fail=0
+echo "flags: bad --hsrate / --reprobe values are refused, naming the flag"
+bad_flag() { # bad_flag NAME ROLE ARGS...: kcpx ROLE ARGS must exit 2 and name NAME
+	local name=$1 role=$2 out rc=0
+	shift 2
+	out=$(timeout 10 "$KCPX" "$role" "$@" --log /dev/null 2>&1) || rc=$?
+	if [ $rc -eq 2 ] && grep -q "$name" <<<"$out"; then
+		echo "  $role $*: $out"
+	else
+		echo "FAIL: kcpx $role $* exited $rc: $out"
+		fail=1
+	fi
+}
+bad_flag hsrate server --hsrate -1
+bad_flag hsrate server --hsrate 65536
+bad_flag hsrate server --hsrate 10x
+bad_flag hsrate client --hsrate 10
+bad_flag reprobe client --reprobe -1
+bad_flag reprobe client --reprobe soon
+echo '{ "listen": ":4009", "hsrate": "many" }' >"$work/bad.json"
+bad_flag hsrate server -c "$work/bad.json"
+
 netns_pair
 in_b python3 "$TCPIO" source 9001 "$SIZE" 5 & track_pid $!
 want=$(python3 "$TCPIO" data "$SIZE" 5)
@@ -41,12 +69,14 @@ command -v nft >/dev/null && have_nft=1
 # The daemons start through nsenter directly (not in_a/in_b, shell functions that would
 # fork a subshell) so that $! is kcpx's own pid: kcpx status and SIGSTOP need it.
 declare -A spid cpid
-server() { # server N: a server on :400N in B
+server() { # server N [FLAGS...]: a server on :400N in B
+	local n=$1
+	shift
 	# shellcheck disable=SC2086
-	nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l ":400$1" -t 127.0.0.1:9001 $BASE \
-		--log "$work/server$1.log" &
-	spid[$1]=$!
-	track_pid "${spid[$1]}"
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l ":400$n" -t 127.0.0.1:9001 $BASE \
+		"$@" --log "$work/server$n.log" &
+	spid[$n]=$!
+	track_pid "${spid[$n]}"
 }
 client() { # client N [FLAGS...]: a client on 127.0.0.1:838N in A
 	local n=$1
@@ -73,7 +103,6 @@ proto_of() { "$KCPX" status "$1" | awk -v c="$2" '$2 == c { print $3 }'; }
 # conv of the first log line matching PATTERN in FILE ("session xxxxxxxx...")
 conv_of() { grep -m1 "$2" "$1" | sed -n 's/.*session \([0-9a-f]\{8\}\).*/\1/p'; }
 
-fail=0
 check_dl() { # check_dl TAG WHAT
 	local got
 	got=$(cut -d' ' -f1 "$work/$1" 2>/dev/null || true)
@@ -159,7 +188,11 @@ else
 fi
 
 echo "re-probe: client 1's next session, 5 s after its fallback, tries kcpx again"
-while [ $((SECONDS - t0)) -lt 6 ]; do sleep 0.2; done
+for _ in $(seq 1 100); do # until client 1 says its fallback is 5 s old (--reprobe 4)
+	ago=$("$KCPX" status "${cpid[1]}" | sed -n 's/.*no answer \([0-9]*\) s ago.*/\1/p')
+	[ "${ago:-0}" -ge 5 ] && break
+	sleep 0.1
+done
 download 1 dl1b
 wait_downloads
 check_dl dl1b "re-probe"
@@ -167,7 +200,50 @@ conv1b=$(conv_of "$work/client1.log" "kcpx protocol")
 [ -n "$conv1b" ] || { echo "FAIL: client 1 never spoke kcpx after its re-probe"; fail=1; }
 check_proto 1 "$conv1b" kcpx "re-probe"
 
-grep -h "falling back\|kcpx protocol\|late kcpx\|replacing\|probing" "$work"/*.log | sed 's/^/  | /'
+echo "hsrate: 300 copies of a real INIT from one source at a server with --hsrate 20"
+server 4 --hsrate 20
+client 5 --proto kcpx -r "$IP_B:4094" # its INITs go to the catcher below
+in_b python3 - 4094 4004 300 >"$work/flood" 2>&1 <<'EOF' &
+import socket, sys
+catch_port, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.bind(("0.0.0.0", catch_port))
+c.settimeout(10)
+while True:
+    d, _ = c.recvfrom(2048)
+    if len(d) == 72 and d[0] == 1 and d[1] == 2:  # version 1, INIT
+        break
+for _ in range(n):  # a new socket, so a new source port, each time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(d, ("127.0.0.1", port))
+    s.close()
+print(n)
+EOF
+flood=$!
+wait_udp_port "$NS_B" 4094 20
+wait_udp_port "$NS_B" 4004 20
+wait_tcp_port "$NS_A" 8385 20
+# a connection makes client 5 open a session, and so send INITs
+in_a timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8385; sleep 2' || true
+wait "$flood" || true
+sleep 0.3
+limited=$("$KCPX" status "${spid[4]}" | sed -n 's/.*handshakes over --hsrate \([0-9]*\).*/\1/p')
+echo "  sent $(cat "$work/flood"), over --hsrate: ${limited:-?}"
+if [ "${limited:-0}" -lt 200 ] || [ "${limited:-0}" -gt 300 ]; then
+	echo "FAIL: the server counted '${limited:-}' handshakes over --hsrate, want 200..300"
+	fail=1
+fi
+client 4
+wait_tcp_port "$NS_A" 8384 20
+download 4 dl4
+wait_downloads
+check_dl dl4 "hsrate, another source"
+conv4=$(conv_of "$work/client4.log" "kcpx protocol")
+[ -n "$conv4" ] || { echo "FAIL: client 4 did not speak kcpx"; fail=1; }
+check_proto 4 "$conv4" kcpx "hsrate, another source"
+
+grep -h "falling back\|kcpx protocol\|late kcpx\|replacing\|probing\|hsrate" "$work"/*.log |
+	sed 's/^/  | /'
 for p in "${spid[@]}" "${cpid[@]}"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
 done

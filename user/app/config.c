@@ -97,6 +97,8 @@ static const struct opt opts[] = {
 	I(reprobe, NULL, R_C,
 	  "--proto auto: seconds after a fallback to kcptun before new sessions try kcpx again, "
 	  "0: never"),
+	I(hsrate, NULL, R_S,
+	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
@@ -144,6 +146,11 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * probes as InCsumErrors). --proto kcptun skips the probe. */
 	strcpy(cfg->proto, "auto");
 	cfg->reprobe = 60;
+	/* A client sends one INIT per session it opens (--conn of them at most at once) and
+	 * resends it every 100 ms while unanswered: 10/s for the default --conn 1. 100 leaves
+	 * that tenfold headroom and caps what one address can make the server spend on
+	 * handshakes (about 0.1 ms of CPU each) near 1 % of a core. docs/PROTOCOL.md §6. */
+	cfg->hsrate = 100;
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
@@ -441,6 +448,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("dupsmall", cfg->dupsmall, 0, 1500);
 	err = err ?: range("dupgap", cfg->dupgap, 1, 1000);
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
+	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	if (err)
 		return err;
 	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&

@@ -61,6 +61,7 @@ struct kcpx_config {
 	int fecflush;	/* ms; 0: off */
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 	int reprobe;	/* client, auto: s after a fallback before new sessions probe; 0: never */
+	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */

@@ -20,6 +20,7 @@
 #include "core/native.h"
 #include "core/session.h"
 #include "core/smux.h"
+#include "core/util.h"
 #include "io/addr.h"
 #include "io/clock.h"
 #include "io/ctl.h"
@@ -27,14 +28,29 @@
 #include "io/tcp.h"
 #include "io/udp.h"
 
-#define CONN_BUF  65536
-#define RX_BATCH  64
-#define TX_BATCH  64
-#define RX_BUDGET 1024 /* datagrams per readiness event before other work gets a turn */
-#define SESS_HASH 1024
+#define CONN_BUF   65536
+#define RX_BATCH   64
+#define TX_BATCH   64
+#define RX_BUDGET  1024 /* datagrams per readiness event before other work gets a turn */
+#define SESS_HASH  1024
+#define HSRL_SLOTS 4096 /* server --hsrate: token buckets, one per source address hash */
 
 struct tunnel;
 struct sess;
+
+/*
+ * One source address's handshake token bucket (--hsrate): tokens in thousandths of a
+ * handshake, refilled at hsrate per second up to hsrate (the burst). The table is indexed
+ * by a hash of the address and an address that finds its slot taken by another starts
+ * over with a full bucket: an attacker with many addresses can only make the limit looser
+ * for others, never stricter, and the table stays bounded.
+ */
+struct hs_bucket {
+	uint8_t addr[16]; /* IPv6, or IPv4 in the first 4 bytes and zeros */
+	uint32_t last;	  /* ms of the last refill */
+	uint32_t tokens;
+	bool used;
+};
 
 /* A datagram backend as the tunnel watches it, with its batched TX queue. */
 struct dg {
@@ -137,8 +153,10 @@ struct tunnel {
 	bool kcptun_mode;
 	uint32_t kcptun_since;
 	int hs_tries_auto;
-	uint64_t late_native; /* client: kcpx packets for a session that fell back, dropped */
-	uint64_t replaced;    /* server: kcpx sessions replaced when their client fell back */
+	uint64_t late_native;	/* client: kcpx packets for a session that fell back, dropped */
+	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
+	struct hs_bucket *hsrl; /* server with --hsrate > 0 */
+	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
 };
 
 static void sess_close(struct sess *s, const char *why);
@@ -317,15 +335,86 @@ static void hs_client_finish(struct sess *s, struct kcpx_pkt *p)
 	sess_mark(s);
 }
 
-/* 0, or -errno when the INIT is refused (then nothing was created). */
+/* The INIT's SipHash tag under the PSK's handshake tag key (no AEAD, no X25519). */
+static bool hs_tag_ok(struct tunnel *t, const uint8_t *pkt)
+{
+	struct kcpx_native_cfg nc;
+	uint8_t want[8];
+	uint64_t tag;
+
+	kcpx_native_psk_bpf_cfg(t->psk, true, &nc); /* the one way out for hs_tag */
+	tag = kcpx_native_tag((const uint8_t *)nc.hs_tag_key, pkt);
+	sodium_memzero(&nc, sizeof(nc));
+	kcpx_put_le32(want, (uint32_t)tag);
+	kcpx_put_le32(want + 4, (uint32_t)(tag >> 32));
+	return sodium_memcmp(want, pkt + 16, 8) == 0;
+}
+
+/* --hsrate: may this source start another handshake now? Spends a token if so. */
+static bool hs_rate_ok(struct tunnel *t, const struct kcpx_addr *a, uint32_t now)
+{
+	const uint32_t cost = 1000, full = (uint32_t)t->cfg->hsrate * cost;
+	uint8_t key[16] = { 0 };
+	struct hs_bucket *b;
+	uint32_t h = 2166136261u, dt;
+
+	if (a->sa.sa_family == AF_INET6)
+		memcpy(key, &a->in6.sin6_addr, 16);
+	else
+		memcpy(key, &a->in.sin_addr, 4);
+	for (size_t i = 0; i < sizeof(key); i++)
+		h = (h ^ key[i]) * 16777619u;
+	b = &t->hsrl[h % HSRL_SLOTS];
+	if (!b->used || memcmp(b->addr, key, sizeof(key))) {
+		memcpy(b->addr, key, sizeof(key));
+		b->used = true;
+		b->last = now;
+		b->tokens = full - cost; /* this handshake spends one */
+		return true;
+	}
+	dt = now - b->last;
+	if (dt > 1000) /* a bucket is full after a second: no overflow below */
+		dt = 1000;
+	b->last = now;
+	b->tokens += dt * (uint32_t)t->cfg->hsrate;
+	if (b->tokens > full)
+		b->tokens = full;
+	if (b->tokens < cost)
+		return false;
+	b->tokens -= cost;
+	return true;
+}
+
+/*
+ * 0, or -errno when the INIT is refused (then nothing was created): -EBUSY when its tag
+ * was good but its source is over --hsrate (the datagram is certainly native: dropped).
+ */
 static int hs_server_accept(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
-			    const struct kcpx_native_info *ni)
+			    const struct kcpx_native_info *ni, uint32_t now)
 {
 	uint8_t rnd[KCPX_NATIVE_HS_RAND], resp[KCPX_NATIVE_HS_LEN];
+	char buf[KCPX_ADDRSTRLEN];
 	struct kcpx_native *n;
 	struct sess *s;
 	int err;
 
+	/*
+	 * As the XDP checks do it (docs/PROTOCOL.md §6): only an INIT with a good tag spends
+	 * its source's tokens, so forged INITs with a client's address cannot lock it out;
+	 * replays of real INITs can only spend their own source's. Before the sid check and
+	 * the X25519 work, which is what the limit saves.
+	 */
+	if (t->hsrl) {
+		if (p->len != KCPX_NATIVE_HS_LEN || !hs_tag_ok(t, p->buf))
+			return -EBADMSG;
+		if (!hs_rate_ok(t, &p->addr, now)) {
+			t->hs_limited++;
+			pr_warn_ratelimited("kcpx handshakes from %s over --hsrate %d/s: dropped",
+					    kcpx_addr_str(&p->addr, buf, sizeof(buf)),
+					    t->cfg->hsrate);
+			return -EBUSY;
+		}
+	}
 	/* sids key the XDP session map: one live session per sid (a 2^-32 clash per pair) */
 	for (s = t->sessions; s; s = s->next)
 		if (s->native && s->conv == ni->sid)
@@ -405,9 +494,12 @@ static bool native_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p,
 		return false;
 	}
 	if (!s) {
-		if (t->cfg->role == KCPX_ROLE_SERVER && ni->type == KCPX_NT_INIT &&
-		    !hs_server_accept(t, g, p, ni))
-			return true;
+		if (t->cfg->role == KCPX_ROLE_SERVER && ni->type == KCPX_NT_INIT) {
+			int err = hs_server_accept(t, g, p, ni, now);
+
+			if (!err || err == -EBUSY)
+				return true;
+		}
 		return false; /* kcptun's format, or dropped below with --proto kcpx */
 	}
 	if (s->closing)
@@ -1225,8 +1317,10 @@ static void write_status(struct tunnel *t, FILE *fp)
 	if (!t->psk)
 		return;
 	if (t->cfg->role == KCPX_ROLE_SERVER) {
-		fprintf(fp, "  kcpx protocol: sessions replaced after a client fell back %llu\n",
-			(unsigned long long)t->replaced);
+		fprintf(fp,
+			"  kcpx protocol: sessions replaced after a client fell back %llu, "
+			"handshakes over --hsrate %llu\n",
+			(unsigned long long)t->replaced, (unsigned long long)t->hs_limited);
 		return;
 	}
 	fprintf(fp, "  kcpx protocol: ");
@@ -1319,10 +1413,17 @@ static int tunnel_setup(struct tunnel *t)
 		t->native_only = !strcmp(cfg->proto, "kcpx");
 		t->client_native = t->psk && cfg->role == KCPX_ROLE_CLIENT;
 		t->hs_tries_auto = HS_TRIES_AUTO;
+		if (t->psk && cfg->role == KCPX_ROLE_SERVER && cfg->hsrate > 0) {
+			t->hsrl = calloc(HSRL_SLOTS, sizeof(*t->hsrl));
+			if (!t->hsrl)
+				return -ENOMEM;
+		}
 		if (t->psk && t->be && t->be->native_cfg) {
 			struct kcpx_native_cfg nc;
 
 			kcpx_native_psk_bpf_cfg(t->psk, cfg->role == KCPX_ROLE_SERVER, &nc);
+			if (cfg->role == KCPX_ROLE_SERVER)
+				nc.hs_rate = (__u16)cfg->hsrate; /* XDP's own bucket, same rate */
 			err = t->be->native_cfg(t->be->arg, &nc);
 			sodium_memzero(&nc, sizeof(nc));
 			if (err) {
@@ -1500,6 +1601,7 @@ out:
 	kcpx_native_psk_free(t->psk);
 	kcpx_loop_free(t->loop);
 	free(t->slots);
+	free(t->hsrl);
 	free(t->rxmem);
 	free(t);
 	return err;
