@@ -2,7 +2,8 @@
 # kcpx's XDP and TC programs on a veth, in native and in skb mode: attach, pins readable
 # by bpftool with field names, ping/TCP/other UDP unaffected, DSCP marking on egress,
 # and `kcpx down` leaving no program, link, qdisc or pin behind — also after a crash,
-# and also when the pins were removed by hand.
+# and also when the pins were removed by hand. `kcpx up --napi threaded` turns threaded
+# NAPI on, and a stop, or `kcpx down` after a crash, turns it off again.
 #
 #   [ $NS_A ]                                   [ $NS_B ]
 #   $IF_A 10.N.0.1 ---------- veth ---------- $IF_B 10.N.0.2
@@ -153,6 +154,44 @@ s.bind(("0.0.0.0", int(sys.argv[2]))); s.sendto(b"marked", (sys.argv[1], 6000))
 	bpftool link show 2>/dev/null | grep -qE "prog_id ($xdp_id|$tc_id)\b" && fail "a link remains"
 	echo "$mode: ok"
 done
+
+echo "== --napi: threaded NAPI while up, off again after a stop or a crash"
+napi() { ip netns exec "$NS_B" cat /sys/class/net/"$IF_B"/threaded; }
+up_napi() { # up_napi [--napi MODE]: kcpx up on IF_B, in the background; sets $up
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" "$@" server -l ":$PORT" \
+		-t 127.0.0.1:9 >/tmp/kx-napi.$$ 2>&1 &
+	up=$!
+	track_pid $up
+	for _ in $(seq 100); do
+		grep -q "AF_XDP sockets open" /tmp/kx-napi.$$ && return 0
+		sleep 0.1
+	done
+	fail "kcpx up $*: $(cat /tmp/kx-napi.$$)"
+}
+[ "$(napi)" = 0 ] || fail "threaded NAPI on before the test"
+up_napi # the default leaves the device alone
+[ "$(napi)" = 0 ] || fail "threaded NAPI on without --napi"
+kill -TERM $up
+wait $up 2>/dev/null || true
+up_napi --napi threaded
+[ "$(napi)" = 1 ] || fail "--napi threaded left it off: $(cat /tmp/kx-napi.$$)"
+grep -q "NAPI polls in threads now" /tmp/kx-napi.$$ || fail "not logged: $(cat /tmp/kx-napi.$$)"
+kill -TERM $up
+wait $up 2>/dev/null || true
+[ "$(napi)" = 0 ] || fail "a stopped kcpx left threaded NAPI on"
+up_napi --napi auto # IF_B is a veth
+[ "$(napi)" = 1 ] || fail "--napi auto left a veth's NAPI unthreaded"
+kill -9 $up
+wait $up 2>/dev/null || true
+[ "$(napi)" = 1 ] || fail "threaded NAPI went off with the crash alone"
+in_b "$KCPX" down "$IF_B"
+[ "$(napi)" = 0 ] || fail "kcpx down after a crash left threaded NAPI on"
+out=$(in_b "$KCPX" up "$IF_B" --napi sometimes server -l ":$PORT" -t 127.0.0.1:9 2>&1) &&
+	fail "--napi sometimes accepted"
+echo "$out" | grep -q "napi" || fail "bad --napi value: unclear message: $out"
+rm -f /tmp/kx-napi.$$
+echo "napi: ok"
 
 echo "== refuse while up, clean up after a crash"
 # nsenter execs the tool, so $! is the holder itself

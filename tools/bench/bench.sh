@@ -196,8 +196,8 @@ tun_start() {
 		fi
 		bpffs_mount
 		on_cleanup "rm -rf /sys/fs/bpf/kcpx/$(wan_if "$l" a) /sys/fs/bpf/kcpx/$(wan_if "$l" b)"
-		ccmd="$KCPX up $(wan_if "$l" a) client"
-		scmd="$KCPX up $(wan_if "$l" b) server"
+		ccmd="$KCPX up $(wan_if "$l" a) ${BENCH_NAPI:+--napi $BENCH_NAPI} client"
+		scmd="$KCPX up $(wan_if "$l" b) ${BENCH_NAPI:+--napi $BENCH_NAPI} server"
 		;;
 	*)
 		TUN_NA="unknown candidate $cand"
@@ -248,13 +248,32 @@ cpu_ticks() { # utime + stime of PID, in clock ticks (fields 14, 15 after the co
 	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
 }
 rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
-# link_counters L: "WIRE_BYTES EMU_DROPS" so far on lane L, both directions. EMU_DROPS
-# are frames linkem lost by itself (socket overflow, send errors), not by configuration.
+# link_counters L: "WIRE_BYTES EMU_DROPS FRAMES" so far on lane L, both directions.
+# EMU_DROPS are frames linkem lost by itself (socket overflow, send errors), not by
+# configuration; FRAMES are the frames it forwarded, i.e. delivered to the two ends.
 link_counters() {
 	wan_stats "$1" | awk '{ for (i = 4; i <= NF; i++) { split($i, kv, "=");
 		if (kv[1] == "fwd_bytes") w += kv[2];
+		if (kv[1] == "fwd") f += kv[2];
 		if (kv[1] == "drop_rx" || kv[1] == "drop_tx") e += kv[2] } }
-		END { print w + 0, e + 0 }'
+		END { print w + 0, e + 0, f + 0 }'
+}
+# napi_ticks IFACE...: CPU ticks of the kernel threads that poll these interfaces' NAPI
+# (`kcpx up --napi` makes them on a veth): the XDP backend's receive work runs there, so
+# its CPU per GB counts them. Their names are napi/IFACE-ID, cut to 15 characters.
+napi_ticks() {
+	local t=0 f c i
+	for f in /proc/[0-9]*/comm; do
+		read -r c <"$f" 2>/dev/null || continue
+		[ "${c#napi/}" = "$c" ] && continue
+		for i in "$@"; do
+			if [ "$c" = "napi/$i" ] || [ "${c#napi/"$i"-}" != "$c" ]; then
+				f=${f#/proc/}
+				t=$((t + $(cpu_ticks "${f%/comm}" || echo 0)))
+			fi
+		done
+	done
+	echo "$t"
 }
 
 # ---- bulk -----------------------------------------------------------------------------
@@ -288,23 +307,27 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 		host=127.0.0.1
 		port=12948
 	fi
-	read -r w0 e0 <<<"$(link_counters "$l")"
+	read -r w0 e0 f0 <<<"$(link_counters "$l")"
 	c0=0
 	s0=0
+	k0=0
 	[ -n "$TUN_C" ] && c0=$(cpu_ticks "$TUN_C") && s0=$(cpu_ticks "$TUN_S")
+	case $cand in kcpx-xdp/*) k0=$(napi_ticks "$(wan_if "$l" a)" "$(wan_if "$l" b)") ;; esac
 	in_ns "$na" timeout --kill-after=2 $((BULK_T + 20)) iperf3 -c "$host" -p "$port" \
 		-t "$BULK_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$json" 2>&1
 	rc=$?
 	c1=0
 	s1=0
+	k1=0
 	local rc_kb=0 rs_kb=0
 	if [ -n "$TUN_C" ]; then
 		c1=$(cpu_ticks "$TUN_C")
 		s1=$(cpu_ticks "$TUN_S")
+		case $cand in kcpx-xdp/*) k1=$(napi_ticks "$(wan_if "$l" a)" "$(wan_if "$l" b)") ;; esac
 		rc_kb=$(rss_kb "$TUN_C")
 		rs_kb=$(rss_kb "$TUN_S")
 	fi
-	read -r w1 e1 <<<"$(link_counters "$l")"
+	read -r w1 e1 f1 <<<"$(link_counters "$l")"
 	local alive=1
 	if [ -n "$TUN_C" ] && { [ -z "$c1" ] || [ -z "$s1" ]; }; then
 		alive=0
@@ -349,11 +372,15 @@ EOF
 		;;
 	esac
 	if [ -n "$bytes" ] && [ "$bytes" -gt 0 ]; then
+		# datagrams per second into the two ends' engines: what linkem delivered
+		extra="$extra pps=$(echo "$r" | awk -v f=$((f1 - f0)) '{ for (i = 1; i <= NF; i++)
+			if ($i ~ /^secs=/) { split($i, kv, "="); if (kv[2] > 0) printf "%.0f", f / kv[2] } }')"
 		extra="$extra wire_ratio=$(awk -v w=$((w1 - w0)) -v b="$bytes" 'BEGIN { printf "%.4f", w / b }')"
 		if [ -n "$TUN_C" ]; then
-			extra="$extra $(awk -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v b="$bytes" \
-				-v hz="$(getconf CLK_TCK)" 'BEGIN { printf "cpu_c=%.2f cpu_s=%.2f cpu_s_per_gb=%.3f",
-				c / hz, s / hz, (c + s) / hz / (b / 1e9) }')"
+			extra="$extra $(awk -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v k=$((k1 - k0)) \
+				-v b="$bytes" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+				printf "cpu_c=%.2f cpu_s=%.2f cpu_napi=%.2f cpu_s_per_gb=%.3f", c / hz,
+				s / hz, k / hz, (c + s + k) / hz / (b / 1e9) }')"
 			extra="$extra rss_c_kb=$rc_kb rss_s_kb=$rs_kb"
 		fi
 	fi
@@ -381,11 +408,11 @@ rr_run() { # rr_run DELAY LOSS CAND COUNT MAX_S OUTFILE  (runs in a subshell, in
 		fi
 		host=127.0.0.1:12948
 	fi
-	read -r w0 e0 <<<"$(link_counters "$l")"
+	read -r w0 e0 _ <<<"$(link_counters "$l")"
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	out=$(in_ns "$na" timeout --kill-after=2 $((tmax + 15)) "$RR" -c "$host" -n "$n" \
 		-t "$tmax" -q 64 -p 64 2>&1 | tail -n1)
-	read -r w1 e1 <<<"$(link_counters "$l")"
+	read -r w1 e1 _ <<<"$(link_counters "$l")"
 	[ -n "$TUN_C" ] && tun_stop
 	case $out in
 	"rr n=0"* | "")

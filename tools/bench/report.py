@@ -89,6 +89,43 @@ def fnum(x, nd=1):
     return ("%%.%df" % nd) % x
 
 
+def backend_section(w, links, val, cell, xdp):
+    """Issue 5's comparison: the XDP/AF_XDP backend against the UDP-socket backend, the
+    same binary and flags on the same kind of lane."""
+    pairs = [(c, "kcpx/" + c.split("/")[1]) for c in xdp]
+    if not pairs:
+        return
+    w("## XDP backend against UDP backend")
+    w("")
+    w("`kcpx up IFACE` (XDP + AF_XDP) against `kcpx client|server` (UDP sockets), same flags, "
+      "each on its own lane. CPU per GB is the two daemons' plus, for the XDP backend, the "
+      "kernel threads that poll the two veths' NAPI (`kcpx up --napi auto` turns threaded "
+      "NAPI on for a veth); packets/s are the datagrams linkem delivered to the two ends.")
+    w("")
+    for num, den in pairs:
+        w("| link | %s Mbit/s | %s Mbit/s | goodput ratio | %s s/GB | %s s/GB | CPU ratio "
+          "| %s pkt/s | %s pkt/s |" % (num, den, num, den, num, den))
+        w("|---|---|---|---|---|---|---|---|---|")
+        gr, cr = [], []
+        for d, l in links:
+            g = ratio(val("bulk", d, l, num, "mbps"), val("bulk", d, l, den, "mbps"))
+            c = ratio(val("bulk", d, l, num, "cpu_s_per_gb"), val("bulk", d, l, den, "cpu_s_per_gb"))
+            if g is not None:
+                gr.append(g)
+            if c is not None:
+                cr.append(c)
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                link_name(d, l, "GE"), cell("bulk", d, l, num, "mbps"), cell("bulk", d, l, den, "mbps"),
+                fratio(g), cell("bulk", d, l, num, "cpu_s_per_gb", 2),
+                cell("bulk", d, l, den, "cpu_s_per_gb", 2), fratio(c),
+                cell("bulk", d, l, num, "pps", 0), cell("bulk", d, l, den, "pps", 0)))
+        w("")
+        if gr and cr:
+            w("Median over %d links: goodput %.2fx, CPU per GB %.2fx (issue 5's target: 1.5x "
+              "goodput or 0.5x CPU per GB)." % (len(gr), statistics.median(gr), statistics.median(cr)))
+            w("")
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
@@ -203,6 +240,10 @@ def main():
     pairs += [(c, "kcptun/" + c.split("/")[1], c.split("/")[1] + ", XDP") for c in cands
               if c.startswith("kcpx-xdp")]
     labels = {}
+    for c in cands:
+        if c.startswith("kcpx-xdp") and "kcpx/" + c.split("/")[1] in cands:
+            pairs.append((c, "kcpx/" + c.split("/")[1], c.split("/")[1]))
+            labels[(c, "kcpx/" + c.split("/")[1])] = "XDP backend/UDP backend"
     if compat:
         pairs.append((compat, "kcptun/default", "default"))
         pairs.append(("kcpx/default", compat, "default"))
@@ -362,6 +403,7 @@ def main():
             w("| " + " | ".join(row) + " |")
         w("")
 
+    backend_section(w, links, val, cell, xdp)
     flood_section(w, flood, meta)
 
     # ---- wire overhead

@@ -25,7 +25,7 @@
 
 int kcpx_napi_parse(const char *s, enum kcpx_napi_mode *out)
 {
-	static const char *const names[] = { "auto", "threaded", "keep" };
+	static const char *const names[] = { "keep", "auto", "threaded" };
 
 	for (int i = 0; i < 3; i++) {
 		if (!strcmp(s, names[i])) {
@@ -38,7 +38,7 @@ int kcpx_napi_parse(const char *s, enum kcpx_napi_mode *out)
 
 const char *kcpx_napi_name(enum kcpx_napi_mode mode)
 {
-	return mode == KCPX_NAPI_THREADED ? "threaded" : mode == KCPX_NAPI_KEEP ? "keep" : "auto";
+	return mode == KCPX_NAPI_THREADED ? "threaded" : mode == KCPX_NAPI_AUTO ? "auto" : "keep";
 }
 
 bool kcpx_napi_is_veth(const char *ifname)
