@@ -146,9 +146,10 @@ struct tunnel {
 	bool native_only;	     /* --proto kcpx: kcptun-format datagrams are dropped */
 	struct kcpx_native_stats hs_stats;
 	/*
-	 * client, --proto auto: a probe went unanswered at kcptun_since, so new sessions speak
-	 * kcptun's format until --reprobe seconds later. hs_tries_auto: how many 100 ms polls
-	 * a probe waits (longer once a late RESP showed the round trip).
+	 * client, --proto auto: a probe went unanswered at tick kcptun_since (seconds: no wrap
+	 * in practice), so new sessions speak kcptun's format until --reprobe seconds later.
+	 * hs_tries_auto: how many 100 ms polls a probe waits (longer once a late RESP showed
+	 * the round trip).
 	 */
 	bool kcptun_mode;
 	uint32_t kcptun_since;
@@ -561,9 +562,7 @@ static void dg_input(struct tunnel *t, struct dg *g, struct kcpx_pkt *p, uint32_
 			 * (--crypt none above all) can be forged, a kcpx session cannot.
 			 */
 			t->replaced++;
-			pr_info("session %08x with %s: kcptun-format datagrams and no kcpx data: "
-				"the "
-				"client fell back, replacing the kcpx session",
+			pr_info("session %08x (%s): client fell back, replacing the kcpx session",
 				s->conv, kcpx_addr_str(&p->addr, abuf, sizeof(abuf)));
 			sess_close(s, "replaced by a kcptun-format session");
 			s = NULL;
@@ -919,7 +918,7 @@ static void sess_timer(struct kcpx_timer *tm, uint32_t now)
 		s->fell_back = true;
 		s->native = false;
 		t->kcptun_mode = true;
-		t->kcptun_since = now;
+		t->kcptun_since = t->ticks;
 		kcpx_session_fallback(s->ks, t->crypt);
 	} else if (s->hs && !s->fell_back) {
 		sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
@@ -1131,12 +1130,12 @@ static struct sess *client_session(struct tunnel *t)
 	native = t->client_native;
 	if (native && t->kcptun_mode) {
 		/* after a fallback: kcptun until --reprobe s have passed, then probe again */
-		int32_t since = (int32_t)(now - t->kcptun_since);
+		uint32_t since = t->ticks - t->kcptun_since;
 
-		native = t->cfg->reprobe > 0 && since >= t->cfg->reprobe * 1000;
+		native = t->cfg->reprobe > 0 && since >= (uint32_t)t->cfg->reprobe;
 		if (native)
-			pr_info("session %08x: trying the kcpx protocol again (kcptun for %d s)",
-				conv, since / 1000);
+			pr_info("session %08x: trying the kcpx protocol again (kcptun for %u s)",
+				conv, since);
 	}
 	s = sess_new(t, g, &t->remote, conv, native);
 	dg_put(t, g); /* the session holds its own reference */
@@ -1289,7 +1288,6 @@ static const char *sess_proto(const struct sess *s)
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
 static void write_status(struct tunnel *t, FILE *fp)
 {
-	uint32_t now = kcpx_clock_ms();
 	char buf[KCPX_ADDRSTRLEN];
 
 	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n", role_name(t), (int)getpid(),
@@ -1330,7 +1328,7 @@ static void write_status(struct tunnel *t, FILE *fp)
 		fprintf(fp, "no answer, kcptun for good (--reprobe 0)");
 	else
 		fprintf(fp, "no answer %u s ago, new sessions try again after %d s",
-			(now - t->kcptun_since) / 1000, t->cfg->reprobe);
+			t->ticks - t->kcptun_since, t->cfg->reprobe);
 	fprintf(fp, "; late kcpx packets %llu\n", (unsigned long long)t->late_native);
 }
 
