@@ -18,6 +18,8 @@
 #
 # Bulk: one bounded iperf3 transfer per candidate, one after another (A -> B).
 # Latency: rr's 64-byte sequential exchanges, all lanes at once (each is a trickle).
+# Backends (full and quick; BENCH_BACKENDS=0 skips it): tools/bench/backends.sh, the UDP
+# backend against the XDP backend (--napi keep and threaded) on a bare veth pair.
 # Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
 # goodput during a spoofed flood against the goodput without, kcpx (XDP) and kcptun.
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
@@ -54,6 +56,7 @@ full)
 	SETS="default tuned"
 	COMPAT_POINTS="0:0 25:1 25:5 75:5"
 	FLOOD=3
+	BACKENDS=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
 quick)
@@ -62,6 +65,7 @@ quick)
 	SETS="default tuned"
 	COMPAT_POINTS=all
 	FLOOD=1
+	BACKENDS=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
 	;;
@@ -71,6 +75,7 @@ smoke)
 	SETS="tuned"
 	COMPAT_POINTS=all
 	FLOOD=0
+	BACKENDS=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
 *)
@@ -82,6 +87,7 @@ esac
 COMPAT_POINTS=${BENCH_COMPAT_POINTS:-$COMPAT_POINTS}
 [ "$COMPAT_POINTS" = all ] && COMPAT_POINTS=$POINTS
 FLOOD=${BENCH_FLOOD:-$FLOOD} # how many runs of test-xdp-flood.sh
+BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
@@ -477,6 +483,19 @@ for pt in $POINTS; do
 		fi
 	done
 done
+
+# XDP against UDP backend on a bare veth pair: backends.sh's own namespaces.
+: >"$WORK/backend.txt"
+if [ "$BACKENDS" -gt 0 ]; then
+	if [ -n "$KCPX_NA" ]; then
+		echo "kind=backend run=1 cand=xdp status=na reason=$KCPX_NA" >>"$WORK/backend.txt"
+	else
+		log "backends: UDP against XDP on a bare veth pair, $BACKENDS x 3 runs ($((SECONDS - T0)) s)"
+		# shellcheck disable=SC2086
+		KCPX=$KCPX timeout --kill-after=5 $((BACKENDS * 3 * 40 + 30)) tools/bench/backends.sh \
+			"$WORK/backend.txt" "$BACKENDS" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
+	fi
+fi
 
 # Flood resilience: test-xdp-flood.sh's own setup (its namespaces, a bridge, a Python
 # flooder), figures appended to flood.txt. Its PASS/FAIL is noted, not fatal to the bench.

@@ -48,6 +48,10 @@ def load(workdir):
     if os.path.exists(p):
         with open(p) as f:
             flood = [r for r in (parse_line(x) for x in f) if r]
+    p = os.path.join(workdir, "backend.txt")
+    if os.path.exists(p):
+        with open(p) as f:
+            flood += [r for r in (parse_line(x) for x in f) if r]
     micro = ""
     p = os.path.join(workdir, "micro.txt")
     if os.path.exists(p):
@@ -89,13 +93,19 @@ def fnum(x, nd=1):
     return ("%%.%df" % nd) % x
 
 
-def backend_section(w, links, val, cell, xdp):
+def backend_section(w, links, val, cell, xdp, bare):
     """Issue 5's comparison: the XDP/AF_XDP backend against the UDP-socket backend, the
-    same binary and flags on the same kind of lane."""
+    same binary and flags, on the bench's lanes and on a bare veth pair."""
     pairs = [(c, "kcpx/" + c.split("/")[1]) for c in xdp]
-    if not pairs:
+    if not pairs and not bare:
         return
     w("## XDP backend against UDP backend")
+    w("")
+    if bare:
+        bare_table(w, bare)
+    if not pairs:
+        return
+    w("### On the bench's lanes (through linkem)")
     w("")
     w("`kcpx up IFACE` (XDP + AF_XDP) against `kcpx client|server` (UDP sockets), same flags, "
       "each on its own lane. CPU per GB is the two daemons' plus, for the XDP backend, the "
@@ -124,6 +134,47 @@ def backend_section(w, links, val, cell, xdp):
             w("Median over %d links: goodput %.2fx, CPU per GB %.2fx (issue 5's target: 1.5x "
               "goodput or 0.5x CPU per GB)." % (len(gr), statistics.median(gr), statistics.median(cr)))
             w("")
+
+
+def bare_table(w, recs):
+    """backends.sh: interleaved runs on a bare veth pair; medians per candidate."""
+    w("### On a bare veth pair (tools/bench/backends.sh)")
+    w("")
+    w("Two namespaces joined by one veth pair, no emulator: each daemon pays for what it "
+      "sends, its peer's receive path included (the kernel receives a veth's packet in the "
+      "sender's context unless NAPI polls in threads). Tuned flags, one 4 s iperf3 transfer "
+      "per run, the candidates interleaved; medians of the runs. CPU per GB counts the two "
+      "daemons and, with `--napi threaded`, the veths' NAPI threads; packets/s are what the "
+      "two veth ends received.")
+    w("")
+    names = [("udp", "UDP backend (`kcpx client/server`)"),
+             ("xdp", "XDP backend (`kcpx up`, default `--napi keep`)"),
+             ("xdp-threaded", "XDP backend, `--napi threaded`")]
+    med = {}
+    w("| backend | runs | Mbit/s | CPU s/GB | packets/s | goodput vs UDP | CPU vs UDP |")
+    w("|---|---|---|---|---|---|---|")
+    for cand, _ in names:
+        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
+        if ok:
+            med[cand] = {k: statistics.median(float(r[k]) for r in ok)
+                         for k in ("mbps", "cpu_s_per_gb", "pps")}
+    for cand, label in names:
+        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
+        if cand not in med:
+            why = [r.get("reason", "") for r in recs if r.get("cand") == cand]
+            w("| %s | 0 | n/a | n/a | n/a | | | %s" % (label, "; ".join(why)[:160]))
+            continue
+        m, u = med[cand], med.get("udp")
+        w("| %s | %d | %.0f | %.2f | %.0f | %s | %s |" % (
+            label, len(ok), m["mbps"], m["cpu_s_per_gb"], m["pps"],
+            fratio(ratio(m["mbps"], u["mbps"])) if u else "—",
+            fratio(ratio(m["cpu_s_per_gb"], u["cpu_s_per_gb"])) if u else "—"))
+    w("")
+    w("Runs: " + "; ".join("%s run %s %s Mbit/s %s s/GB" % (r.get("cand"), r.get("run"),
+                                                           r.get("mbps", "n/a"),
+                                                           r.get("cpu_s_per_gb", "n/a"))
+                          for r in recs) + ".")
+    w("")
 
 
 def ratio(a, b):
@@ -268,6 +319,20 @@ def main():
             v = val("rr", d, l, c, "p99_ms")
             parts.append("%s %s" % (c, fnum(v) if v is not None else "n/a"))
         summary.append("p99 RTT ms @ %s: %s" % (link_name(d, l, "GE"), ", ".join(parts)))
+    bmed = {}
+    for cand in ("udp", "xdp", "xdp-threaded"):
+        ok = [r for r in flood if r.get("kind") == "backend" and r.get("cand") == cand
+              and r.get("status") == "ok"]
+        if ok:
+            bmed[cand] = (statistics.median(float(r["mbps"]) for r in ok),
+                          statistics.median(float(r["cpu_s_per_gb"]) for r in ok), len(ok))
+    for cand in ("xdp", "xdp-threaded"):
+        if cand in bmed and "udp" in bmed:
+            summary.append("bare veth pair, %s/udp backend: goodput %.2fx (%.0f/%.0f Mbit/s), CPU "
+                           "per GB %.2fx (%.2f/%.2f s), medians of %d runs" % (
+                               cand, bmed[cand][0] / bmed["udp"][0], bmed[cand][0],
+                               bmed["udp"][0], bmed[cand][1] / bmed["udp"][1], bmed[cand][1],
+                               bmed["udp"][1], bmed[cand][2]))
     for name in ("kcpx", "kcptun"):
         fr = [r for r in flood if r.get("kind") == "flood" and r.get("name") == name
               and r.get("status") == "ok"]
@@ -403,7 +468,7 @@ def main():
             w("| " + " | ".join(row) + " |")
         w("")
 
-    backend_section(w, links, val, cell, xdp)
+    backend_section(w, links, val, cell, xdp, [r for r in flood if r.get("kind") == "backend"])
     flood_section(w, flood, meta)
 
     # ---- wire overhead
