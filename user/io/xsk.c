@@ -44,6 +44,7 @@
 #include <libmnl/libmnl.h>
 #include <xdp/xsk.h>
 
+#include "core/frame.h"
 #include "io/clock.h"
 
 #define XSK_FRAME	   2048u
@@ -56,10 +57,6 @@
 #define STATS_PUBLISH_MS   1000
 #define KERNEL_BATCH	   16
 #define PORT_QUEUE	   256 /* datagrams held for a port that another port read */
-#define ETH_HDR		   14
-#define IP4_HDR		   20
-#define IP6_HDR		   40
-#define UDP_HDR		   8
 
 struct xsk_q {
 	struct xsk_socket *xsk;
@@ -137,70 +134,6 @@ struct xsk_port {
 	struct kcpx_addr qaddr[PORT_QUEUE];
 	unsigned qhead, qcount;
 };
-
-/* A received datagram, still in its frame. */
-struct rx_view {
-	const uint8_t *payload, *src, *dst;
-	uint32_t len;
-	int family;
-	uint16_t sport_be, dport_be;
-};
-
-static inline uint64_t csum_add(uint64_t sum, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	unsigned __int128 acc = sum;
-	uint64_t lo, hi;
-
-	/* One's-complement sums do not care about byte order or word size: add native
-	 * 64-bit words (add-with-carry into 128 bits), fold the carries back in later. */
-	for (; len >= 32; p += 32, len -= 32) {
-		uint64_t w[4];
-
-		memcpy(w, p, 32);
-		acc += w[0];
-		acc += w[1];
-		acc += w[2];
-		acc += w[3];
-	}
-	for (; len >= 8; p += 8, len -= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		acc += w;
-	}
-	if (len) {
-		uint64_t w = 0;
-
-		memcpy(&w, p, len); /* the odd tail, zero-padded at its end */
-		acc += w;
-	}
-	lo = (uint64_t)acc;
-	hi = (uint64_t)(acc >> 64);
-	lo += hi;
-	return lo + (lo < hi); /* end-around carry */
-}
-
-static inline uint16_t csum_fold(uint64_t sum)
-{
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
-
-/* The UDP pseudo-header sum (addresses, protocol, length), unfolded. */
-static uint64_t pseudo_sum(int family, const uint8_t *src, const uint8_t *dst, uint16_t ulen)
-{
-	size_t alen = family == AF_INET ? 4 : 16;
-	uint64_t tail = (uint64_t)htons(IPPROTO_UDP) + htons(ulen);
-	uint64_t s = csum_add(0, src, alen);
-
-	s = csum_add(s, dst, alen);
-	s += tail;
-	return s + (s < tail); /* end-around carry */
-}
 
 /* ---- next hops: route and neighbour tables over rtnetlink ---- */
 
@@ -440,103 +373,9 @@ static void rx_refill(struct xsk_q *q)
 	xsk_ring_prod__submit(&q->fill, n);
 }
 
-/*
- * Take one received frame apart. Returns false for anything that is not a well formed
- * UDP datagram (XDP checked most of it; this is defence in depth, and the UDP checksum).
- */
-static bool rx_parse(const uint8_t *f, uint32_t len, struct rx_view *v)
-{
-	const uint8_t *ip, *udp;
-	uint32_t off = 12, iplen, ulen;
-	uint16_t proto, csum;
-	uint64_t sum;
-
-	if (len < ETH_HDR)
-		return false;
-	proto = (uint16_t)(f[off] << 8 | f[off + 1]);
-	for (int i = 0; i < 2 && (proto == ETH_P_8021Q || proto == ETH_P_8021AD); i++) {
-		off += 4;
-		if (off + 2 > len)
-			return false;
-		proto = (uint16_t)(f[off] << 8 | f[off + 1]);
-	}
-	off += 2;
-	ip = f + off;
-	if (proto == ETH_P_IP) {
-		uint32_t hl;
-
-		if (off + IP4_HDR > len || (ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5)
-			return false;
-		hl = (ip[0] & 0xfu) * 4;
-		iplen = (uint32_t)(ip[2] << 8 | ip[3]);
-		/* not UDP, truncated, or a fragment (MF or an offset) */
-		if (ip[9] != IPPROTO_UDP || iplen < hl + UDP_HDR || off + iplen > len ||
-		    (ip[6] & 0x3f) || ip[7])
-			return false;
-		v->family = AF_INET;
-		v->src = ip + 12;
-		v->dst = ip + 16;
-		udp = ip + hl;
-		iplen -= hl;
-	} else if (proto == ETH_P_IPV6) {
-		const uint8_t *p = ip + IP6_HDR, *end;
-		uint8_t nh;
-
-		if (off + IP6_HDR > len || (ip[0] >> 4) != 6)
-			return false;
-		iplen = (uint32_t)(ip[4] << 8 | ip[5]);
-		if (off + IP6_HDR + iplen > len)
-			return false;
-		end = ip + IP6_HDR + iplen;
-		nh = ip[6];
-		for (int i = 0; i < 8 && nh != IPPROTO_UDP; i++) {
-			uint32_t el;
-
-			if (p + 8 > end)
-				return false;
-			if (nh == 0 || nh == 43 || nh == 60) /* hop-by-hop, routing, dest opts */
-				el = (p[1] + 1u) * 8;
-			else if (nh == 51) /* AH */
-				el = (p[1] + 2u) * 4;
-			else if (nh == 44 && !(p[2] << 8 | (p[3] & 0xf9))) /* atomic fragment */
-				el = 8;
-			else
-				return false;
-			nh = p[0];
-			p += el;
-		}
-		if (nh != IPPROTO_UDP || p > end)
-			return false;
-		v->family = AF_INET6;
-		v->src = ip + 8;
-		v->dst = ip + 24;
-		udp = p;
-		iplen = (uint32_t)(end - p);
-	} else {
-		return false;
-	}
-	if (iplen < UDP_HDR)
-		return false;
-	ulen = (uint32_t)(udp[4] << 8 | udp[5]);
-	if (ulen < UDP_HDR || ulen > iplen || ulen - UDP_HDR > KCPX_PKT_MAX)
-		return false;
-	memcpy(&csum, udp + 6, 2);
-	if (csum || v->family == AF_INET6) {
-		sum = pseudo_sum(v->family, v->src, v->dst, (uint16_t)ulen);
-		/* A sender in this host (veth, lo) may hand us a checksum left to offload:
-		 * only the pseudo-header sum is in the field then. */
-		if (csum_fold(csum_add(sum, udp, ulen)) != 0xffff && csum != csum_fold(sum))
-			return false;
-	}
-	memcpy(&v->sport_be, udp, 2);
-	memcpy(&v->dport_be, udp + 2, 2);
-	v->payload = udp + UDP_HDR;
-	v->len = ulen - UDP_HDR;
-	return true;
-}
-
 /* The peer's address as port p's socket family would report it. */
-static void view_addr(const struct xsk_port *p, const struct rx_view *v, struct kcpx_addr *a)
+static void view_addr(const struct xsk_port *p, const struct kcpx_frame_view *v,
+		      struct kcpx_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (v->family == AF_INET && p->family == AF_INET6) {
@@ -569,21 +408,25 @@ static struct xsk_port *port_find(struct kcpx_xsk *c, struct xsk_port *me, uint1
 	return NULL;
 }
 
-/* Hold a datagram for port p and wake it. */
-static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct rx_view *v)
+/* Where the next datagram held for port p goes, or NULL when its queue is full. */
+static uint8_t *port_slot(struct kcpx_xsk *c, struct xsk_port *p)
 {
-	unsigned slot;
-
 	if (!p->qbuf && !(p->qbuf = malloc((size_t)PORT_QUEUE * KCPX_PKT_MAX))) {
 		c->st.rx_port_full++;
-		return;
+		return NULL;
 	}
 	if (p->qcount == PORT_QUEUE) {
 		c->st.rx_port_full++;
-		return;
+		return NULL;
 	}
-	slot = (p->qhead + p->qcount++) % PORT_QUEUE;
-	memcpy(p->qbuf + (size_t)slot * KCPX_PKT_MAX, v->payload, v->len);
+	return p->qbuf + (size_t)((p->qhead + p->qcount) % PORT_QUEUE) * KCPX_PKT_MAX;
+}
+
+/* Hold the datagram copied to port_slot for port p, and wake it. */
+static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct kcpx_frame_view *v)
+{
+	unsigned slot = (p->qhead + p->qcount++) % PORT_QUEUE;
+
 	p->qlen[slot] = v->len;
 	view_addr(p, v, &p->qaddr[slot]);
 	c->st.rx_handed++;
@@ -620,13 +463,22 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 	for (unsigned i = 0; i < m; i++) {
 		const struct xdp_desc *desc = xsk_ring_cons__rx_desc(&q->rx, idx + i);
 		uint64_t addr = xsk_umem__add_offset_to_addr(desc->addr);
+		struct kcpx_frame_view v;
 		struct xsk_port *p;
-		struct rx_view v;
+		uint8_t *dst;
 
 		q->spare[q->nspare++] =
 			xsk_umem__extract_addr(desc->addr) & ~(uint64_t)(XSK_FRAME - 1);
-		if (!rx_parse(q->area + addr, desc->len, &v) ||
+		/* XDP checked most of this; here it is defence in depth, and the checksum */
+		if (!kcpx_frame_parse(q->area + addr, desc->len, &v) || v.len > KCPX_PKT_MAX ||
 		    !(p = port_find(c, me, v.dport_be))) {
+			c->st.rx_bad++;
+			continue;
+		}
+		dst = p == me ? pkts[got].buf : port_slot(c, p);
+		if (!dst)
+			continue;
+		if (!kcpx_frame_take(&v, dst)) {
 			c->st.rx_bad++;
 			continue;
 		}
@@ -648,7 +500,6 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 			continue;
 		}
 		pkts[got].len = v.len;
-		memcpy(pkts[got].buf, v.payload, v.len);
 		view_addr(me, &v, &pkts[got].addr);
 		got++;
 	}
@@ -794,59 +645,19 @@ static size_t tx_build(struct kcpx_xsk *c, struct xsk_port *p, uint8_t *f, int f
 		       const uint8_t *src, const uint8_t *dst, uint16_t dport_be,
 		       const uint8_t *mac, const struct kcpx_pkt *pkt)
 {
-	uint16_t ulen = (uint16_t)(UDP_HDR + pkt->len), csum;
-	uint8_t *ip = f + ETH_HDR, *udp;
-	uint64_t sum;
+	struct kcpx_frame_hdr h = {
+		.family = family,
+		.src_mac = c->mac,
+		.dst_mac = mac,
+		.src = src,
+		.dst = dst,
+		.sport_be = p->lport_be,
+		.dport_be = dport_be,
+		.ip_id = family == AF_INET ? c->ip_id++ : 0,
+		.tos = c->tos,
+	};
 
-	memcpy(f, mac, ETH_ALEN);
-	memcpy(f + ETH_ALEN, c->mac, ETH_ALEN);
-	if (family == AF_INET) {
-		uint16_t tot = (uint16_t)(IP4_HDR + ulen), id = c->ip_id++;
-
-		f[12] = 0x08;
-		f[13] = 0x00;
-		ip[0] = 0x45;
-		ip[1] = c->tos;
-		ip[2] = (uint8_t)(tot >> 8);
-		ip[3] = (uint8_t)tot;
-		ip[4] = (uint8_t)(id >> 8);
-		ip[5] = (uint8_t)id;
-		ip[6] = 0x40; /* DF, as the kernel sets it for UDP with path MTU discovery */
-		ip[7] = 0;
-		ip[8] = 64;
-		ip[9] = IPPROTO_UDP;
-		ip[10] = ip[11] = 0;
-		memcpy(ip + 12, src, 4);
-		memcpy(ip + 16, dst, 4);
-		csum = (uint16_t)~csum_fold(csum_add(0, ip, IP4_HDR));
-		memcpy(ip + 10, &csum, 2);
-		udp = ip + IP4_HDR;
-	} else {
-		f[12] = 0x86;
-		f[13] = 0xdd;
-		ip[0] = (uint8_t)(0x60 | c->tos >> 4);
-		ip[1] = (uint8_t)(c->tos << 4);
-		ip[2] = ip[3] = 0;
-		ip[4] = (uint8_t)(ulen >> 8);
-		ip[5] = (uint8_t)ulen;
-		ip[6] = IPPROTO_UDP;
-		ip[7] = 64;
-		memcpy(ip + 8, src, 16);
-		memcpy(ip + 24, dst, 16);
-		udp = ip + IP6_HDR;
-	}
-	memcpy(udp, &p->lport_be, 2);
-	memcpy(udp + 2, &dport_be, 2);
-	udp[4] = (uint8_t)(ulen >> 8);
-	udp[5] = (uint8_t)ulen;
-	udp[6] = udp[7] = 0;
-	memcpy(udp + UDP_HDR, pkt->buf, pkt->len);
-	sum = pseudo_sum(family, src, dst, ulen);
-	csum = (uint16_t)~csum_fold(csum_add(sum, udp, ulen));
-	if (!csum)
-		csum = 0xffff; /* 0 would mean "no checksum" */
-	memcpy(udp + 6, &csum, 2);
-	return (size_t)(udp - f) + ulen;
+	return kcpx_frame_build(f, &h, pkt->buf, pkt->len);
 }
 
 static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
