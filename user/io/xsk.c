@@ -47,16 +47,17 @@
 #include "core/frame.h"
 #include "io/clock.h"
 
-#define XSK_FRAME	   2048u
-#define XSK_DEFAULT_FRAMES 2048u
-#define XSK_KICKS_MAX	   64  /* per queue and flush: 64 * 32 = a full TX ring */
-#define NH_BUCKETS	   256 /* next hops: a set-associative cache of 256 x 4 */
-#define NH_WAYS		   4
-#define NH_REFRESH_MS	   1000
-#define NH_RETRY_MS	   10
-#define STATS_PUBLISH_MS   1000
-#define KERNEL_BATCH	   16
-#define PORT_QUEUE	   256 /* datagrams held for a port that another port read */
+#define XSK_FRAME	      2048u
+#define XSK_DEFAULT_FRAMES    2048u
+#define XSK_KICKS_MAX	      64  /* per queue and flush: 64 * 32 = a full TX ring */
+#define XSK_MAX_TX_SKB_BUDGET 9	  /* SOL_XDP option of Linux 6.17: descriptors per kick */
+#define NH_BUCKETS	      256 /* next hops: a set-associative cache of 256 x 4 */
+#define NH_WAYS		      4
+#define NH_REFRESH_MS	      1000
+#define NH_RETRY_MS	      10
+#define STATS_PUBLISH_MS      1000
+#define KERNEL_BATCH	      16
+#define PORT_QUEUE	      256 /* datagrams held for a port that another port read */
 
 struct xsk_q {
 	struct xsk_socket *xsk;
@@ -875,6 +876,12 @@ static int q_open(struct kcpx_xsk *c, struct xsk_q *q, unsigned queue, unsigned 
 	if (err)
 		return err;
 	q->in_map = true;
+	/* Copy mode sends 32 descriptors per kick unless told otherwise (Linux 6.17+): let one
+	 * kick take the whole TX ring. Older kernels refuse; flush then kicks more often. */
+	if (setsockopt(xsk_socket__fd(q->xsk), SOL_XDP, XSK_MAX_TX_SKB_BUDGET, &q->ntx,
+		       sizeof(q->ntx)) < 0)
+		kcpx_io_logf(2, "af_xdp: %s queue %u: 32 descriptors per kick (%s)", c->ifname,
+			     queue, strerror(errno));
 	if (getsockopt(xsk_socket__fd(q->xsk), SOL_XDP, XDP_OPTIONS, &opts, &olen) == 0)
 		kcpx_io_logf(1, "af_xdp: %s queue %u: %s mode, %u+%u frames", c->ifname, queue,
 			     opts.flags & XDP_OPTIONS_ZEROCOPY ? "zero-copy" : "copy", q->nrx,
