@@ -107,10 +107,12 @@ def backend_section(w, links, val, cell, xdp, bare):
         return
     w("### On the bench's lanes (through linkem)")
     w("")
-    w("`kcpx up IFACE` (XDP + AF_XDP) against `kcpx client|server` (UDP sockets), same flags, "
-      "each on its own lane. CPU per GB is the two daemons' plus, for the XDP backend, the "
-      "kernel threads that poll the two veths' NAPI (`kcpx up --napi auto` turns threaded "
-      "NAPI on for a veth); packets/s are the datagrams linkem delivered to the two ends.")
+    w("`kcpx up IFACE` (XDP + AF_XDP, default `--napi keep`) against `kcpx client|server` "
+      "(UDP sockets), same flags, each on its own lane. CPU per GB is the two daemons' (plus "
+      "NAPI threads, had there been any); packets/s are the datagrams linkem delivered to the "
+      "two ends. Goodput here is bounded by the emulated link and by linkem, which forwards "
+      "every frame on the same two cores, so its ratio sits near 1x; CPU per GB is the figure "
+      "that compares the backends on the lanes.")
     w("")
     for num, den in pairs:
         w("| link | %s Mbit/s | %s Mbit/s | goodput ratio | %s s/GB | %s s/GB | CPU ratio "
