@@ -1293,9 +1293,9 @@ static void write_status(struct tunnel *t, FILE *fp)
 	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n", role_name(t), (int)getpid(),
 		t->cfg->role == KCPX_ROLE_SERVER ? t->cfg->listen : t->cfg->localaddr,
 		t->dgs ? t->dgs->d->name : "-", (unsigned)t->snmp.CurrEstab);
-	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %12s %12s\n", "peer", "conv",
-		"proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "bytes-in",
-		"bytes-out");
+	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %6s %6s %6s %6s %12s %12s\n",
+		"peer", "conv", "proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "sndq",
+		"rwnd", "rcvq", "ooo", "bytes-in", "bytes-out");
 	for (struct sess *s = t->sessions; s; s = s->next) {
 		struct kcpx_kcp_info ki;
 		struct kcpx_session_stats st;
@@ -1304,9 +1304,12 @@ static void write_status(struct tunnel *t, FILE *fp)
 		kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
 		kcpx_session_stats(s->ks, &st);
 		loss = st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0;
-		fprintf(fp, "  %-24s %08x %-6s %-7s %7u %6u %6u %7u %6.2f %12llu %12llu\n",
+		fprintf(fp,
+			"  %-24s %08x %-6s %-7s %7u %6u %6u %7u %6.2f %6u %6u %6u %6u %12llu "
+			"%12llu\n",
 			kcpx_addr_str(&s->peer, buf, sizeof(buf)), s->conv, sess_proto(s),
 			s->expired ? "expired" : "up", s->nstreams, ki.srtt, ki.rto, ki.cwnd, loss,
+			ki.waitsnd, ki.rmt_wnd, ki.rcv_queued, ki.rcv_ooo,
 			(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
 	}
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",

@@ -40,9 +40,21 @@
 
 #define PROBE_INIT  500	   /* first WASK this long after rmt_wnd hit 0 (kcp-go >= 2025) */
 #define PROBE_LIMIT 120000 /* window-probe backoff cap */
-#define THRESH_INIT 2
-#define THRESH_MIN  2
-#define DEADLINK    20
+/*
+ * rto_hygiene, zero windows: kcp-go announces a reopened receive window once (WINS), and a
+ * sender that saw wnd 0 asks (WASK) after 500 ms, then backing off x1.5 up to 120 s. When
+ * that one WINS is lost, and the answers to the first asks too (losses come in bursts),
+ * the transfer sits still for seconds. With rto_hygiene the receiver re-announces after
+ * rto, 2 rto, ... (at most PERSIST_MAX_MS apart, for PERSIST_TRIES times) until a segment
+ * newer than all before shows that the sender heard, and the sender asks after rto, then
+ * backing off x1.5 up to PROBE_MAX_MS.
+ */
+#define PERSIST_TRIES  30
+#define PERSIST_MAX_MS 1000
+#define PROBE_MAX_MS   1000
+#define THRESH_INIT    2
+#define THRESH_MIN     2
+#define DEADLINK       20
 
 /* Largest KCP segment payload a kcptun peer can send (1500-byte datagram, 20-byte
  * crypt header, no FEC, 24-byte KCP header): pool segments hold at least this much so
@@ -79,6 +91,10 @@ struct kcpx_kcp {
 	uint32_t rx_rto, rx_minrto;
 	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
 	uint32_t probe, ts_probe, probe_wait;
+	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
+	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
+	uint32_t top_sn; /* highest PUSH sn stored (valid when have_top) */
+	bool have_top;
 	uint32_t interval, ts_flush, nodelay, fastresend, dead_link;
 	bool updated, nocwnd, stream, ack_nodelay, dead;
 	bool tlp, quickack, rto_hygiene; /* issue 7 timing options, off = kcp-go */
@@ -665,8 +681,17 @@ ssize_t kcpx_kcp_recv(struct kcpx_kcp *kcp, uint8_t *buf, size_t len)
 	}
 	rcv_advance(kcp);
 	/* the queue was full, so the peer saw wnd 0: tell it at once that it may go on */
-	if (was_full && kcp->rcv_nxt - kcp->rcv_head < kcp->rcv_wnd)
+	if (was_full && kcp->rcv_nxt - kcp->rcv_head < kcp->rcv_wnd) {
 		kcp->probe |= ASK_TELL;
+		if (kcp->rto_hygiene && kcp->told_zero) {
+			/* and again until a segment newer than all before shows it heard */
+			kcp->persist = true;
+			kcp->persist_tries = 0;
+			kcp->persist_sn = kcp->top_sn;
+			kcp->ts_tell = 0;
+		}
+		kcp->told_zero = false;
+	}
 	return (ssize_t)copied;
 }
 
@@ -903,6 +928,13 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 					quick |= want_quick(kcp, sn);
 				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
 					r = rcv_store(kcp, sn, frg, payload, dlen);
+				if (r == 0 &&
+				    (!kcp->have_top || kcpx_diff32(sn, kcp->top_sn) > 0)) {
+					kcp->top_sn = sn;
+					kcp->have_top = true;
+				}
+				if (r == 0 && kcp->persist && kcpx_diff32(sn, kcp->persist_sn) > 0)
+					kcp->persist = false; /* new data: the sender heard */
 				/* acknowledge what we hold (again, if it was a repeat) */
 				if (r >= 0)
 					ack_push(kcp, sn, ts);
@@ -1049,6 +1081,8 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	struct kseg *s, *first_new = NULL;
 	uint64_t lost_before = kcp->c_lost;
 
+	if (wnd == 0)
+		kcp->told_zero = true; /* whatever this flush sends says so */
 	/* ACKs; one below rcv_nxt is already covered by una and only the newest of those
 	 * is kept (kcp-go filters bufferbloat duplicates this way) */
 	for (i = 0; i < kcp->ack_n; i++) {
@@ -1063,23 +1097,38 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	if (kind == FLUSH_ACKONLY)
 		goto out;
 
-	/* remote window closed: probe it, first after PROBE_INIT, then backing off x1.5 */
+	/* remote window closed: probe it, first after PROBE_INIT (rto_hygiene: rto), then
+	 * backing off x1.5 */
 	if (kcp->rmt_wnd == 0) {
+		uint32_t first = kcp->rto_hygiene ? KCPX_MAX(kcp->rx_rto, 10u) : PROBE_INIT;
+
 		if (kcp->probe_wait == 0) {
-			kcp->probe_wait = PROBE_INIT;
+			kcp->probe_wait = first;
 			kcp->ts_probe = now + kcp->probe_wait;
 		} else if (kcpx_diff32(now, kcp->ts_probe) >= 0) {
-			if (kcp->probe_wait < PROBE_INIT)
-				kcp->probe_wait = PROBE_INIT;
+			if (kcp->probe_wait < first)
+				kcp->probe_wait = first;
 			kcp->probe_wait += kcp->probe_wait / 2;
-			if (kcp->probe_wait > PROBE_LIMIT)
-				kcp->probe_wait = PROBE_LIMIT;
+			if (kcp->probe_wait > (kcp->rto_hygiene ? PROBE_MAX_MS : PROBE_LIMIT))
+				kcp->probe_wait = kcp->rto_hygiene ? PROBE_MAX_MS : PROBE_LIMIT;
 			kcp->ts_probe = now + kcp->probe_wait;
 			kcp->probe |= ASK_SEND;
 		}
 	} else {
 		kcp->ts_probe = 0;
 		kcp->probe_wait = 0;
+	}
+	if (kcp->persist && wnd > 0) {
+		if (!kcp->ts_tell) {
+			kcp->tell_wait = KCPX_MAX(kcp->rx_rto, 10u);
+			kcp->ts_tell = now + kcp->tell_wait;
+		} else if (kcpx_diff32(now, kcp->ts_tell) >= 0) {
+			kcp->probe |= ASK_TELL;
+			if (++kcp->persist_tries >= PERSIST_TRIES)
+				kcp->persist = false;
+			kcp->tell_wait = KCPX_MIN(kcp->tell_wait * 2, PERSIST_MAX_MS);
+			kcp->ts_tell = now + kcp->tell_wait;
+		}
 	}
 	/* kcp-go reuses the last ACK's sn/ts for these; copy that for byte-exactness */
 	if (kcp->probe & ASK_SEND)
@@ -1250,6 +1299,8 @@ void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
 	info->rmt_wnd = kcp->rmt_wnd;
 	info->waitsnd = kcpx_kcp_waitsnd(kcp);
 	info->inflight = kcp->snd_nxt - kcp->snd_una;
+	info->rcv_queued = kcp->rcv_nxt - kcp->rcv_head;
+	info->rcv_ooo = kcp->rcv_buffered;
 	info->retrans = kcp->tot_retrans;
 	info->lost = kcp->tot_lost;
 }

@@ -116,9 +116,11 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now);
 /* Absolute ms of the next needed update() (now if one is due). */
 uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
 
-/* For status output. inflight = snd_nxt - snd_una (segments charged to the window). */
+/* For status output. inflight = snd_nxt - snd_una (segments charged to the window);
+ * rcv_queued: in order, not read yet; rcv_ooo: held out of order. */
 struct kcpx_kcp_info {
 	uint32_t srtt, rttvar, rto, cwnd, snd_wnd, rcv_wnd, rmt_wnd, waitsnd, inflight;
+	uint32_t rcv_queued, rcv_ooo;
 	uint64_t retrans, lost;
 };
 void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info);
