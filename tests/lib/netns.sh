@@ -8,6 +8,10 @@
 #
 # Names carry the caller's PID so tests may run side by side.
 set -u
+# The tree's top, and the binaries the tests drive (KCPX may come from the caller).
+NETNS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KCPX=${KCPX:-$NETNS_TOP/build/kcpx}
+TCPIO=${TCPIO:-$NETNS_TOP/tests/lib/tcpio.py}
 NETNS_TAG=${NETNS_TAG:-kx$$}
 NS_A=${NETNS_TAG}a
 NS_B=${NETNS_TAG}b

@@ -12,13 +12,11 @@
 # and of live replays (each client frame sent twice at once). The server's InErrs must
 # account for at least half the flood; goodput with/without flood is reported.
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 NETNS_TAG=kf$$
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 FLOOD="$here/native-flood.py"
 SIZE=${SIZE:-$((64 << 20))}
 PPS=${PPS:-20000}

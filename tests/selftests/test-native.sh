@@ -11,13 +11,11 @@
 #   4     --proto auto   --proto kcptun  echo      no kcpx server: falls back to kcptun
 #   5     --proto kcptun --proto kcpx    echo      a native-only server refuses kcptun
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 NETNS_TAG=kn$$
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 BASE="--key native-selftest --crypt aes --nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 work=$(mktemp -d /tmp/kcpx-native.XXXXXX)

@@ -26,13 +26,11 @@
 # replace a native session that never carried data, pairs 2 and 3 stalled until the
 # keepalive timeout (30 s) killed the session.
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 NETNS_TAG=kpa$$
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 SIZE=$((4 << 20))
 BASE="--key proto-auto-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 work=$(mktemp -d /tmp/kcpx-protoauto.XXXXXX)

@@ -5,12 +5,10 @@
 #   [ A ] kcpx client :8391..8394 ==udp (IPv4 + IPv6)== kcpx server :4091..4094 [ B ]
 #                                                        -> echo :9091 / unix socket / nothing
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 work=$(mktemp -d /tmp/kcpx-robust.XXXXXX)
 on_cleanup "rm -rf $work"
 FLAGS="--crypt aes --key robust --mode fast3 --quiet"

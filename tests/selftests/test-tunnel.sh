@@ -7,12 +7,10 @@
 # Checks: 64 MiB each way with sha256 equal at both ends, 32 concurrent echo streams,
 # and that both daemons survive and shut down cleanly on SIGTERM.
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
 work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)

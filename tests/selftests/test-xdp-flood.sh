@@ -21,14 +21,12 @@
 # FLOOD_RESULTS=FILE (tools/bench/bench.sh sets it) appends the figures there too: one
 # `kind=flood name=kcpx|kcptun key=value ...` line per phase, one kind=flood_xdp line.
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 NETNS_TAG=kxf$$
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
+top=$NETNS_TOP
+here=$top/tests/selftests
 KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
-TCPIO="$top/tests/lib/tcpio.py"
 FLOOD="$here/xdp-flood.py"
 SIZE=${SIZE:-$((96 << 20))}
 SECS=${SECS:-10}

@@ -14,12 +14,10 @@
 #
 # SIZE (bytes, default 64 MiB) sets the transfer.
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-. "$top/tests/lib/netns.sh"
+. "$(dirname "$0")/../lib/netns.sh"
 need_root
-KCPX=${KCPX:-$top/build/kcpx}
-TCPIO="$top/tests/lib/tcpio.py"
+top=$NETNS_TOP
+here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024"
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }

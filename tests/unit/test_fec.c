@@ -70,10 +70,7 @@ static void got_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
 static uint32_t rnd_state = 12345;
 static uint32_t rnd(void)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 17;
-	rnd_state ^= rnd_state << 5;
-	return rnd_state;
+	return unit_xorshift32(&rnd_state);
 }
 
 /* A fake KCP packet: 24..1300 bytes, first 4 bytes = its number, rest derived from it. */

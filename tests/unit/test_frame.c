@@ -16,10 +16,7 @@
 static uint32_t rnd_state = 4242;
 static uint32_t rnd(void)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 17;
-	rnd_state ^= rnd_state << 5;
-	return rnd_state;
+	return unit_xorshift32(&rnd_state);
 }
 
 static void fill(uint8_t *p, size_t n)

@@ -26,10 +26,7 @@ static const char golden_hex[] = "ff060000734e6150705901080000"
 static uint32_t rnd_state = 777;
 static uint32_t rnd(void)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 17;
-	rnd_state ^= rnd_state << 5;
-	return rnd_state;
+	return unit_xorshift32(&rnd_state);
 }
 
 /* Feed all of in (cut at random points if cut) and collect the decoded bytes. */

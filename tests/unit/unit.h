@@ -3,6 +3,7 @@
 #ifndef KCPX_TESTS_UNIT_H
 #define KCPX_TESTS_UNIT_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,15 @@ static int unit_cases;
 		printf("%d cases, %d failed\n", unit_cases, unit_failed);                          \
 		return unit_failed ? 1 : 0;                                                        \
 	} while (0)
+
+/* xorshift32: the tests' deterministic random numbers (state must not be 0). */
+static inline uint32_t unit_xorshift32(uint32_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 17;
+	*state ^= *state << 5;
+	return *state;
+}
 
 /* Hex helper for vectors. Returns the number of bytes written. */
 static inline size_t unit_unhex(const char *hex, unsigned char *out, size_t cap)
