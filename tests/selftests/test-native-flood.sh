@@ -15,8 +15,7 @@ set -eu
 NETNS_TAG=kf$$
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
+here=$NETNS_TOP/tests/selftests
 FLOOD="$here/native-flood.py"
 SIZE=${SIZE:-$((64 << 20))}
 PPS=${PPS:-20000}

@@ -14,8 +14,6 @@ set -eu
 NETNS_TAG=kn$$
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 BASE="--key native-selftest --crypt aes --nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 work=$(mktemp -d /tmp/kcpx-native.XXXXXX)

@@ -29,8 +29,6 @@ set -eu
 NETNS_TAG=kpa$$
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
 SIZE=$((4 << 20))
 BASE="--key proto-auto-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 work=$(mktemp -d /tmp/kcpx-protoauto.XXXXXX)

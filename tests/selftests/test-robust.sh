@@ -7,8 +7,6 @@
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
 work=$(mktemp -d /tmp/kcpx-robust.XXXXXX)
 on_cleanup "rm -rf $work"
 FLAGS="--crypt aes --key robust --mode fast3 --quiet"

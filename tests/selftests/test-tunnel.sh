@@ -9,8 +9,6 @@
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
 work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)

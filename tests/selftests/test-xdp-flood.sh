@@ -24,8 +24,7 @@ set -eu
 NETNS_TAG=kxf$$
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
+here=$NETNS_TOP/tests/selftests
 KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 FLOOD="$here/xdp-flood.py"
 SIZE=${SIZE:-$((96 << 20))}

@@ -16,8 +16,6 @@
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
-top=$NETNS_TOP
-here=$top/tests/selftests
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024"
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }

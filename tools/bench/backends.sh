@@ -37,17 +37,8 @@ on_cleanup "in_a $KCPX down $IF_A >/dev/null 2>&1; in_b $KCPX down $IF_B >/dev/n
 LOG=$(mktemp -d /tmp/kcpx-backends.XXXXXX)
 on_cleanup "rm -rf '$LOG'"
 
-ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
-napi_ticks() { # CPU ticks of the NAPI threads of IF_A and IF_B (comm cut to 15 chars)
-	local t=0 f c
-	for f in /proc/[0-9]*/comm; do
-		read -r c <"$f" 2>/dev/null || continue
-		case $c in "napi/$IF_A"* | "napi/$IF_B"*) ;; *) continue ;; esac
-		f=${f#/proc/}
-		t=$((t + $(ticks "${f%/comm}" || echo 0)))
-	done
-	echo "$t"
-}
+# shellcheck source=ticks.sh
+. tools/bench/ticks.sh
 rx_packets() { # datagrams both veth ends received so far
 	{
 		ip -n "$NS_A" -s -j link show "$IF_A"
@@ -87,11 +78,11 @@ one() { # one CAND RUN
 	[ -z "$r" ] && [ "$i" = 100 ] && r="the client never listened"
 	wait_tcp_port "$NS_B" 9000 >/dev/null 2>&1 || true
 	if [ -z "$r" ]; then
-		c0=$(ticks $c) s0=$(ticks $s) k0=$(napi_ticks) p0=$(rx_packets)
+		c0=$(cpu_ticks $c) s0=$(cpu_ticks $s) k0=$(napi_ticks "$IF_A" "$IF_B") p0=$(rx_packets)
 		in_a timeout --kill-after=2 $((SECS + 15)) iperf3 -c 127.0.0.1 -p 8388 -t "$SECS" \
 			-O 0 -J --connect-timeout 5000 >"$LOG/ip.json" 2>&1
 		rc=$?
-		c1=$(ticks $c) s1=$(ticks $s) k1=$(napi_ticks) p1=$(rx_packets)
+		c1=$(cpu_ticks $c) s1=$(cpu_ticks $s) k1=$(napi_ticks "$IF_A" "$IF_B") p1=$(rx_packets)
 		if [ -z "$c1" ] || [ -z "$s1" ]; then
 			r="a daemon died during the transfer"
 		else

@@ -30,6 +30,8 @@ ROOT=$PWD
 MODE=${1:-quick}
 OUT=${OUT:-build}
 . tools/lib/wan.sh
+# shellcheck source=ticks.sh
+. tools/bench/ticks.sh
 need_root
 
 KCPX=${KCPX:-$ROOT/$OUT/kcpx}
@@ -95,6 +97,7 @@ for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
 case " $SETS " in *" default "*) CANDS="$CANDS kcpx-compat/default" ;; esac
 # kcpx-xdp: `kcpx up IFACE` (XDP + AF_XDP backend), tuned flags. BENCH_XDP=auto (default)
 # adds it when the kcpx binary has `up`; 1 always (n/a with the reason if it cannot run).
+# BENCH_NAPI=keep|auto|threaded: `kcpx up --napi` on those lanes (unset: kcpx's default).
 case ${BENCH_XDP:-auto} in
 1) CANDS="$CANDS kcpx-xdp/tuned" ;;
 auto) "$KCPX" up --help >/dev/null 2>&1 && CANDS="$CANDS kcpx-xdp/tuned" ;;
@@ -250,9 +253,6 @@ tun_stop() {
 	true
 }
 
-cpu_ticks() { # utime + stime of PID, in clock ticks (fields 14, 15 after the comm)
-	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
-}
 rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # link_counters L: "WIRE_BYTES EMU_DROPS FRAMES" so far on lane L, both directions.
 # EMU_DROPS are frames linkem lost by itself (socket overflow, send errors), not by
@@ -263,23 +263,6 @@ link_counters() {
 		if (kv[1] == "fwd") f += kv[2];
 		if (kv[1] == "drop_rx" || kv[1] == "drop_tx") e += kv[2] } }
 		END { print w + 0, e + 0, f + 0 }'
-}
-# napi_ticks IFACE...: CPU ticks of the kernel threads that poll these interfaces' NAPI
-# (`kcpx up --napi` makes them on a veth): the XDP backend's receive work runs there, so
-# its CPU per GB counts them. Their names are napi/IFACE-ID, cut to 15 characters.
-napi_ticks() {
-	local t=0 f c i
-	for f in /proc/[0-9]*/comm; do
-		read -r c <"$f" 2>/dev/null || continue
-		[ "${c#napi/}" = "$c" ] && continue
-		for i in "$@"; do
-			if [ "$c" = "napi/$i" ] || [ "${c#napi/"$i"-}" != "$c" ]; then
-				f=${f#/proc/}
-				t=$((t + $(cpu_ticks "${f%/comm}" || echo 0)))
-			fi
-		done
-	done
-	echo "$t"
 }
 
 # ---- bulk -----------------------------------------------------------------------------

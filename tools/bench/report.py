@@ -138,6 +138,19 @@ def backend_section(w, links, val, cell, xdp, bare):
             w("")
 
 
+def backend_medians(recs):
+    """backends.sh's runs: per candidate, the medians and how many runs were ok."""
+    med = {}
+    for cand in ("udp", "xdp", "xdp-threaded"):
+        ok = [r for r in recs if r.get("kind") == "backend" and r.get("cand") == cand
+              and r.get("status") == "ok"]
+        if ok:
+            med[cand] = {k: statistics.median(float(r[k]) for r in ok)
+                         for k in ("mbps", "cpu_s_per_gb", "pps")}
+            med[cand]["runs"] = len(ok)
+    return med
+
+
 def bare_table(w, recs):
     """backends.sh: interleaved runs on a bare veth pair; medians per candidate."""
     w("### On a bare veth pair (tools/bench/backends.sh)")
@@ -152,23 +165,17 @@ def bare_table(w, recs):
     names = [("udp", "UDP backend (`kcpx client/server`)"),
              ("xdp", "XDP backend (`kcpx up`, default `--napi keep`)"),
              ("xdp-threaded", "XDP backend, `--napi threaded`")]
-    med = {}
+    med = backend_medians(recs)
     w("| backend | runs | Mbit/s | CPU s/GB | packets/s | goodput vs UDP | CPU vs UDP |")
     w("|---|---|---|---|---|---|---|")
-    for cand, _ in names:
-        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
-        if ok:
-            med[cand] = {k: statistics.median(float(r[k]) for r in ok)
-                         for k in ("mbps", "cpu_s_per_gb", "pps")}
     for cand, label in names:
-        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
         if cand not in med:
             why = [r.get("reason", "") for r in recs if r.get("cand") == cand]
             w("| %s | 0 | n/a | n/a | n/a | | | %s" % (label, "; ".join(why)[:160]))
             continue
         m, u = med[cand], med.get("udp")
         w("| %s | %d | %.0f | %.2f | %.0f | %s | %s |" % (
-            label, len(ok), m["mbps"], m["cpu_s_per_gb"], m["pps"],
+            label, m["runs"], m["mbps"], m["cpu_s_per_gb"], m["pps"],
             fratio(ratio(m["mbps"], u["mbps"])) if u else "—",
             fratio(ratio(m["cpu_s_per_gb"], u["cpu_s_per_gb"])) if u else "—"))
     w("")
@@ -321,20 +328,16 @@ def main():
             v = val("rr", d, l, c, "p99_ms")
             parts.append("%s %s" % (c, fnum(v) if v is not None else "n/a"))
         summary.append("p99 RTT ms @ %s: %s" % (link_name(d, l, "GE"), ", ".join(parts)))
-    bmed = {}
-    for cand in ("udp", "xdp", "xdp-threaded"):
-        ok = [r for r in flood if r.get("kind") == "backend" and r.get("cand") == cand
-              and r.get("status") == "ok"]
-        if ok:
-            bmed[cand] = (statistics.median(float(r["mbps"]) for r in ok),
-                          statistics.median(float(r["cpu_s_per_gb"]) for r in ok), len(ok))
+    bmed = backend_medians(flood)
+    u = bmed.get("udp")
     for cand in ("xdp", "xdp-threaded"):
-        if cand in bmed and "udp" in bmed:
+        m = bmed.get(cand)
+        if m and u:
             summary.append("bare veth pair, %s/udp backend: goodput %.2fx (%.0f/%.0f Mbit/s), CPU "
                            "per GB %.2fx (%.2f/%.2f s), medians of %d runs" % (
-                               cand, bmed[cand][0] / bmed["udp"][0], bmed[cand][0],
-                               bmed["udp"][0], bmed[cand][1] / bmed["udp"][1], bmed[cand][1],
-                               bmed["udp"][1], bmed[cand][2]))
+                               cand, m["mbps"] / u["mbps"], m["mbps"], u["mbps"],
+                               m["cpu_s_per_gb"] / u["cpu_s_per_gb"], m["cpu_s_per_gb"],
+                               u["cpu_s_per_gb"], m["runs"]))
     for name in ("kcpx", "kcptun"):
         fr = [r for r in flood if r.get("kind") == "flood" and r.get("name") == name
               and r.get("status") == "ok"]

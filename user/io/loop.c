@@ -43,15 +43,20 @@ void kcpx_loop_free(struct kcpx_loop *loop)
 	free(loop);
 }
 
-int kcpx_loop_add(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
+int kcpx_loop_add_fd(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = w };
 
-	w->fd = fd;
-	w->events = events;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
 	return 0;
+}
+
+int kcpx_loop_add(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
+{
+	w->fd = fd;
+	w->events = events;
+	return kcpx_loop_add_fd(loop, w, fd, events);
 }
 
 int kcpx_loop_mod(struct kcpx_loop *loop, struct kcpx_watch *w, uint32_t events)
@@ -70,15 +75,6 @@ void kcpx_loop_del(struct kcpx_loop *loop, struct kcpx_watch *w)
 {
 	if (w->fd >= 0)
 		epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
-}
-
-int kcpx_loop_add_fd(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = w };
-
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	return 0;
 }
 
 void kcpx_loop_del_fd(struct kcpx_loop *loop, int fd)
