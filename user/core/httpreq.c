@@ -40,7 +40,7 @@ int kcpx_httpreq_parse(const char *buf, size_t len, size_t max, struct kcpx_http
 		p++;
 	if (p == end || *p != ' ' || path == p || *path != '/')
 		return 400;
-	if (p + 5 > end || memcmp(p + 1, "HTTP/", 5))
+	if (end - p < 6 || memcmp(p + 1, "HTTP/", 5))
 		return 400;
 	stop = path;
 	while (stop < p && *stop != '?' && *stop != '#')
