@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# What a local, unprivileged user can do to a kcpx run by root, tried as that user
+# (nobody): plant symlinks in a world-writable bpffs, bind the tunnel's port, plant
+# symlinks where --log points. Each must fail, and kcpx must say why.
+#
+#   private mount + net namespace (unshare): our own bpffs, our own lo
+#     nobody: mkdir /sys/fs/bpf/kcpx; ln -s $victim /sys/fs/bpf/kcpx/lo
+#     root:   kcpx down lo / kcpx up lo ... -> refused, $victim's files survive
+set -eu
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+work=$(mktemp -d /tmp/kcpx-local.XXXXXX)
+chmod 755 "$work"
+on_cleanup "rm -rf $work"
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+id nobody >/dev/null 2>&1 || { echo "SKIP: no user nobody" >&2; exit 4; }
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+
+echo "== bpffs: a world-writable bpffs with another user's kcpx directory"
+victim=$work/victim
+mkdir "$victim"
+touch "$victim/precious" "$victim/other"
+chmod 755 "$victim"
+# the bpffs tests run in a mount namespace of their own: a 1777 bpffs there is ours alone
+unshare --mount --net --propagation private bash -s "$KCPX" "$victim" "$work" <<'SH' || fail=1
+set -u
+KCPX=$1 victim=$2 work=$3
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+ip link set lo up
+mountpoint -q /sys/fs/bpf && umount -l /sys/fs/bpf
+# kcpx mounts bpffs itself, 0700
+"$KCPX" down lo >/dev/null 2>&1
+[ "$(stat -c %a /sys/fs/bpf)" = 1700 ] || bad "kcpx mounted bpffs $(stat -c %a /sys/fs/bpf), not 1700"
+umount /sys/fs/bpf
+# a bpffs mounted by hand without mode= is 1777: nobody plants the directory and a link
+mount -t bpf bpf /sys/fs/bpf
+[ "$(stat -c %a /sys/fs/bpf)" = 1777 ] || bad "a plain bpffs mount is not 1777 here"
+as_nobody sh -c "mkdir /sys/fs/bpf/kcpx && ln -s '$victim' /sys/fs/bpf/kcpx/lo" ||
+	bad "nobody could not plant the link"
+for cmd in "down lo" "stats lo" "up lo server -l 127.0.0.1:4000 -t 127.0.0.1:9 --quiet"; do
+	out=$(timeout 20 "$KCPX" $cmd 2>&1) && bad "kcpx $cmd accepted another user's pin directory"
+	echo "$out" | grep -q "owned by uid 65534.*refusing" || bad "kcpx $cmd did not say why: $out"
+done
+ls "$victim/precious" "$victim/other" >/dev/null || bad "files in $victim were deleted"
+[ -L /sys/fs/bpf/kcpx/lo ] || bad "kcpx removed another user's link"
+rm -rf /sys/fs/bpf/kcpx
+# a root-owned but world-writable kcpx directory, and a link in it
+mkdir /sys/fs/bpf/kcpx && chmod 1777 /sys/fs/bpf/kcpx
+as_nobody ln -s "$victim" /sys/fs/bpf/kcpx/lo
+out=$("$KCPX" down lo 2>&1) && bad "kcpx down accepted a world-writable pin directory"
+echo "$out" | grep -q "writable by group or others" || bad "kcpx down did not say why: $out"
+ls "$victim/precious" "$victim/other" >/dev/null || bad "files in $victim were deleted"
+rm -rf /sys/fs/bpf/kcpx
+# a link where IFACE's directory should be, in root's own 0700 directory
+mkdir -m 700 /sys/fs/bpf/kcpx && ln -s "$victim" /sys/fs/bpf/kcpx/lo
+out=$("$KCPX" down lo 2>&1) && bad "kcpx down followed a link"
+echo "$out" | grep -q "symlink or not a directory" || bad "kcpx down did not say why: $out"
+ls "$victim/precious" "$victim/other" >/dev/null || bad "files in $victim were deleted"
+rm -rf /sys/fs/bpf/kcpx
+
+# the real thing still works in the 1777 bpffs: pins 0700, only kcpx's names removed
+"$KCPX" up lo server -l 127.0.0.1:4000 -t 127.0.0.1:9 --quiet --log "$work/up.log" &
+pid=$!
+for _ in $(seq 100); do [ -e /sys/fs/bpf/kcpx/lo/kcpx_info ] && break; sleep 0.1; done
+[ -e /sys/fs/bpf/kcpx/lo/kcpx_info ] || bad "kcpx up made no pins: $(cat "$work/up.log")"
+for d in /sys/fs/bpf/kcpx /sys/fs/bpf/kcpx/lo; do
+	[ "$(stat -c %a:%u "$d")" = 700:0 ] || bad "$d is $(stat -c %a:%u "$d"), not 700:0"
+done
+mkdir /sys/fs/bpf/kcpx/lo/not-kcpx
+kill -TERM $pid
+wait $pid || bad "kcpx up did not exit cleanly"
+"$KCPX" down lo >/dev/null 2>&1
+[ -d /sys/fs/bpf/kcpx/lo/not-kcpx ] || bad "kcpx removed a name it did not make"
+[ -e /sys/fs/bpf/kcpx/lo/kcpx_info ] && bad "kcpx left its own pins"
+rm -rf /sys/fs/bpf/kcpx
+umount /sys/fs/bpf
+exit $fail
+SH
+ls "$victim/precious" "$victim/other" >/dev/null || bad "files in $victim were deleted"
+
+[ $fail -eq 0 ] && echo "PASS" || exit 1
