@@ -23,6 +23,19 @@ mkdir "$victim"
 touch "$victim/precious" "$victim/other"
 chmod 755 "$victim"
 # the bpffs tests run in a mount namespace of their own: a 1777 bpffs there is ours alone
+# a local user's bind on the tunnel's port, with SO_REUSEADDR, on a more specific address
+STEAL='
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError as e:
+    print("bind refused:", e)
+    sys.exit(1)
+print("bound", sys.argv[1], sys.argv[2])
+'
+export STEAL
 unshare --mount --net --propagation private bash -s "$KCPX" "$victim" "$work" <<'SH' || fail=1
 set -u
 KCPX=$1 victim=$2 work=$3
@@ -70,6 +83,9 @@ for d in /sys/fs/bpf/kcpx /sys/fs/bpf/kcpx/lo; do
 	[ "$(stat -c %a:%u "$d")" = 700:0 ] || bad "$d is $(stat -c %a:%u "$d"), not 700:0"
 done
 mkdir /sys/fs/bpf/kcpx/lo/not-kcpx
+# AF_XDP's kernel socket beside it: nobody cannot bind the port on a more specific address
+out=$(as_nobody /usr/bin/python3 -c "$STEAL" 127.0.0.1 4000 2>&1)
+echo "$out" | grep -q "bind refused" || bad "nobody's bind beside kcpx up's port 4000: $out"
 kill -TERM $pid
 wait $pid || bad "kcpx up did not exit cleanly"
 "$KCPX" down lo >/dev/null 2>&1
@@ -80,5 +96,15 @@ umount /sys/fs/bpf
 exit $fail
 SH
 ls "$victim/precious" "$victim/other" >/dev/null || bad "files in $victim were deleted"
+
+echo "== a local user's bind on the server's UDP port"
+netns_add "${NETNS_TAG}l"
+NS_L=${NETNS_TAG}l
+in_ns "$NS_L" "$KCPX" server -l :4100 -t 127.0.0.1:9 --quiet --log "$work/srv.log" &
+track_pid $!
+wait_udp_port "$NS_L" 4100
+out=$(in_ns "$NS_L" setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/python3 \
+	-c "$STEAL" 127.0.0.1 4100 2>&1) || true
+echo "$out" | grep -q "bind refused" || bad "nobody's bind beside kcpx server -l :4100: $out"
 
 [ $fail -eq 0 ] && echo "PASS" || exit 1
