@@ -107,4 +107,32 @@ out=$(in_ns "$NS_L" setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/b
 	-c "$STEAL" 127.0.0.1 4100 2>&1) || true
 echo "$out" | grep -q "bind refused" || bad "nobody's bind beside kcpx server -l :4100: $out"
 
+echo "== --log and --snmplog in a world-writable directory, and the control socket"
+# a directory nobody owns (fs.protected_symlinks guards sticky ones, not this)
+pub=$work/pub
+mkdir -m 755 "$pub"
+chown nobody "$pub"
+echo "keep me" >"$work/target"
+as_nobody ln -s "$work/target" "$pub/kcpx.log"
+as_nobody ln -s "$work/target" "$pub/snmp.csv"
+out=$(timeout 10 "$KCPX" server -l :4101 -t 127.0.0.1:9 --log "$pub/kcpx.log" 2>&1) &&
+	bad "--log through another user's symlink accepted"
+echo "$out" | grep -q -- "--log.*symlink" || bad "--log symlink not named: $out"
+as_nobody touch "$pub/theirs.log"
+out=$(timeout 10 "$KCPX" server -l :4101 -t 127.0.0.1:9 --log "$pub/theirs.log" 2>&1) &&
+	bad "--log into another user's file accepted"
+echo "$out" | grep -q -- "--log.*another user" || bad "--log foreign file not named: $out"
+in_ns "$NS_L" "$KCPX" server -l :4102 -t 127.0.0.1:9 --log "$pub/own.log" \
+	--snmplog "$pub/snmp.csv" --snmpperiod 1 &
+track_pid $!
+spid=$!
+for _ in $(seq 100); do grep -q "snmplog" "$pub/own.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "snmplog.*symbolic link" "$pub/own.log" || bad "--snmplog symlink not refused: $(cat "$pub/own.log")"
+[ "$(cat "$work/target")" = "keep me" ] || bad "a symlinked log target was written to"
+[ "$(stat -c %a "$pub/own.log")" = 600 ] || bad "--log created $(stat -c %a "$pub/own.log"), not 600"
+sock=/run/kcpx/$(pgrep -P "$spid" kcpx || echo "$spid").sock
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+[ "$(stat -c %a /run/kcpx)" = 700 ] || bad "/run/kcpx is $(stat -c %a /run/kcpx), not 700"
+[ "$(stat -c %a "$sock" 2>/dev/null)" = 600 ] || bad "control socket $sock not 600"
+
 [ $fail -eq 0 ] && echo "PASS" || exit 1
