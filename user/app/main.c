@@ -60,6 +60,10 @@ int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc
 		}
 	}
 	kcpx_log_set_level((enum kcpx_log_level)cfg->verbose);
+	if (!cfg->key_given || !strcmp(cfg->key, KCPX_DEFAULT_KEY))
+		pr_warn("the key is kcptun's default, which everyone knows: anyone can use this "
+			"tunnel%s. Set --keyfile FILE (or --key, KCPTUN_KEY) at both ends",
+			role == KCPX_ROLE_SERVER ? " to reach --target" : " or read it");
 	return 0;
 }
 
