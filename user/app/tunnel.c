@@ -15,6 +15,7 @@
 
 #include "app/log.h"
 #include "app/metrics.h"
+#include "app/reload.h"
 #include "app/service.h"
 #include "app/snmp.h"
 #include "core/crypt.h"
@@ -1387,6 +1388,32 @@ static void ctl_accept(struct kcpx_watch *w, uint32_t events)
 	close(fd);
 }
 
+/* --keepalive: a NOP every keepalive s; a peer silent for max(30, 3 x keepalive) s is dead */
+static void tunnel_keepalive(struct tunnel *t)
+{
+	uint32_t ka = (uint32_t)t->cfg->keepalive;
+
+	t->scfg.smux.keepalive_ms = ka * 1000u;
+	t->scfg.smux.keepalive_timeout_ms = !ka ? 0 : ka * 3000u > 30000u ? ka * 3000u : 30000u;
+}
+
+/* SIGHUP (app/reload.c): live keys change in t->cfg; keepalive also reaches every session */
+static void tunnel_reload(struct tunnel *t)
+{
+	uint32_t now = kcpx_clock_ms();
+
+	kcpx_service_reloading();
+	if (kcpx_reload()) {
+		tunnel_keepalive(t);
+		for (struct sess *s = t->sessions; s; s = s->next) {
+			kcpx_smux_set_keepalive(kcpx_session_smux(s->ks), t->scfg.smux.keepalive_ms,
+						t->scfg.smux.keepalive_timeout_ms, now);
+			sess_mark(s);
+		}
+	}
+	kcpx_service_reloaded();
+}
+
 static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 {
 	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, sigw));
@@ -1395,6 +1422,8 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1) {
 			print_status(t);
+		} else if (si.ssi_signo == SIGHUP) {
+			tunnel_reload(t);
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
 			kcpx_service_stopping();
@@ -1475,12 +1504,9 @@ static int tunnel_setup(struct tunnel *t)
 			.max_frame = 32768,
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
-			.keepalive_ms = (uint32_t)cfg->keepalive * 1000u,
-			.keepalive_timeout_ms = cfg->keepalive ? 30000u : 0,
 		},
 	};
-	if (cfg->keepalive * 3000 > 30000)
-		t->scfg.smux.keepalive_timeout_ms = (uint32_t)cfg->keepalive * 3000u;
+	tunnel_keepalive(t);
 
 	if (cfg->role == KCPX_ROLE_CLIENT) {
 		err = kcpx_addr_parse(cfg->localaddr, &t->laddr);
@@ -1700,6 +1726,7 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
