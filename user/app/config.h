@@ -65,6 +65,9 @@ struct kcpx_config {
 	enum kcpx_proto protocol; /* proto, parsed by kcpx_config_finish() */
 	int reprobe; /* client, auto: s after a fallback before new sessions probe; 0: never */
 	int hsrate;  /* server: kcpx handshakes per second per source address; 0: no limit */
+	bool qpp;    /* kcptun's QPP: refused */
+	int qppcount;
+	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */
@@ -85,5 +88,7 @@ int kcpx_config_finish(struct kcpx_config *cfg);
 enum kcpx_role kcpx_config_role_of_json(const char *path);
 void kcpx_config_usage(FILE *fp, enum kcpx_role role);
 void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg);
+/* Every flag of client and server as scdoc text, for the man page (tools/mkman.c). */
+void kcpx_config_man(FILE *fp);
 
 #endif
