@@ -131,24 +131,6 @@ static bool ep_log_ok(struct kcpx_ep *ep, uint32_t now)
 	return ep->log_count++ < 10;
 }
 
-const char *kcpx_proto_name(enum kcpx_proto p)
-{
-	return p == KCPX_PROTO_KCPX ? "kcpx" : p == KCPX_PROTO_KCPTUN ? "kcptun" : "auto";
-}
-
-int kcpx_proto_parse(const char *s, enum kcpx_proto *out)
-{
-	if (!strcmp(s, "auto"))
-		*out = KCPX_PROTO_AUTO;
-	else if (!strcmp(s, "kcpx"))
-		*out = KCPX_PROTO_KCPX;
-	else if (!strcmp(s, "kcptun"))
-		*out = KCPX_PROTO_KCPTUN;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* ---- tables ---------------------------------------------------------------------- */
 
 static bool is_native(const struct kcpx_ep_sess *s)

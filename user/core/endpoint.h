@@ -22,9 +22,11 @@
 #ifndef KCPX_CORE_ENDPOINT_H
 #define KCPX_CORE_ENDPOINT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/addr.h"
 #include "core/session.h"
@@ -39,8 +41,23 @@ enum kcpx_proto {
 	KCPX_PROTO_KCPTUN,   /* kcptun's format only */
 };
 /* "auto", "kcpx", "kcptun"; parse returns 0 or -EINVAL. */
-const char *kcpx_proto_name(enum kcpx_proto p);
-int kcpx_proto_parse(const char *s, enum kcpx_proto *out);
+static inline const char *kcpx_proto_name(enum kcpx_proto p)
+{
+	return p == KCPX_PROTO_KCPX ? "kcpx" : p == KCPX_PROTO_KCPTUN ? "kcptun" : "auto";
+}
+
+static inline int kcpx_proto_parse(const char *s, enum kcpx_proto *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = KCPX_PROTO_AUTO;
+	else if (!strcmp(s, "kcpx"))
+		*out = KCPX_PROTO_KCPX;
+	else if (!strcmp(s, "kcptun"))
+		*out = KCPX_PROTO_KCPTUN;
+	else
+		return -EINVAL;
+	return 0;
+}
 
 struct kcpx_crypt;
 struct kcpx_native_psk;
