@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "app/log.h"
+#include "app/metrics.h"
 #include "app/service.h"
 #include "app/snmp.h"
 #include "app/tunnel_int.h"
@@ -230,6 +231,7 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
 			kcpx_service_stopping();
+			t->stopping = true;
 			kcpx_loop_stop(t->loop);
 		}
 	}
@@ -317,6 +319,7 @@ static int setup_protocol(struct tunnel *t)
 	};
 	if (cfg->keepalive * 3000 > 30000)
 		ec.session.smux.keepalive_timeout_ms = (uint32_t)cfg->keepalive * 3000u;
+	t->keepalive_timeout_ms = ec.session.smux.keepalive_timeout_ms;
 	ec.crypt = t->crypt;
 	ec.psk = t->psk;
 	if (!t->psk && ec.proto == KCPX_PROTO_AUTO)
@@ -458,6 +461,13 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	kcpx_timer_init(&t->sectimer, tunnel_second);
 	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
 	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
+	if (cfg->metrics[0]) {
+		struct kcpx_metrics_src ms = { kcpx_report_metrics, kcpx_report_healthy, t };
+
+		err = kcpx_metrics_start(&t->metrics, t->loop, cfg->metrics, &ms);
+		if (err)
+			goto out;
+	}
 	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
 	if (err)
@@ -473,6 +483,7 @@ out:
 		close(t->lw.fd);
 	if (t->sigw.fd >= 0)
 		close(t->sigw.fd);
+	kcpx_metrics_stop(t->metrics);
 	if (t->ctlw.fd >= 0) {
 		close(t->ctlw.fd);
 		unlink(t->ctlpath);

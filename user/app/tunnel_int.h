@@ -80,6 +80,9 @@ struct tunnel {
 	uint8_t *rxmem;
 	struct kcpx_pkt rx[RX_BATCH];
 	uint64_t tx_dropped;
+	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
+	struct kcpx_metrics *metrics;  /* --metrics */
+	bool stopping;
 };
 
 /* tunnel.c */
@@ -106,5 +109,8 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 /* report.c */
 void kcpx_report_print(struct tunnel *t);
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);
+/* --metrics: the tunnel's /metrics text and /healthz answer (app/metrics.h's source). */
+void kcpx_report_metrics(void *arg, FILE *fp);
+bool kcpx_report_healthy(void *arg, char *why, size_t size);
 
 #endif
