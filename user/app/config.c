@@ -532,8 +532,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	if (err)
 		return err;
-	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&
-	    strcmp(cfg->proto, "kcptun")) {
+	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
 	}
