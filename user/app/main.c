@@ -5,7 +5,7 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down IFACE | kcpx stats IFACE | kcpx status
+ *   kcpx down [IFACE] | kcpx stats IFACE | kcpx status
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +14,7 @@
 #include "app/cmd.h"
 #include "app/config.h"
 #include "app/log.h"
+#include "app/tcpmode.h"
 #include "app/tunnel.h"
 
 static void usage(FILE *fp)
@@ -25,7 +26,8 @@ static void usage(FILE *fp)
 		"  server [flags]         run a tunnel server over UDP sockets (kcptun's flags)\n"
 		"  up IFACE [-c FILE | client|server flags]\n"
 		"                         attach XDP/TC to IFACE and run the tunnel over AF_XDP\n"
-		"  down IFACE             detach kcpx from IFACE and remove its pinned maps\n"
+		"  down [IFACE]           detach kcpx from IFACE and remove its pinned maps;\n"
+		"                         remove the --tcp nftables rules of dead daemons\n"
 		"  stats IFACE [-i SECS] [-n COUNT]\n"
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
 		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"
@@ -66,6 +68,8 @@ static int cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 
 	if (err)
 		return err > 0 ? 0 : 2;
+	if (cfg.tcp)
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
 	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }
 
