@@ -286,8 +286,10 @@ static __always_inline int judge(struct kcpx_ftcp_flow *f, const struct tcphdr *
 	__u32 seq = bpf_ntohl(th->seq);
 
 	if (th->rst) {
-		/* |seq - rcv_nxt| < KCPX_FTCP_RST_WINDOW, in sequence-space arithmetic */
-		if (seq - f->rcv_nxt + KCPX_FTCP_RST_WINDOW - 1 < 2 * KCPX_FTCP_RST_WINDOW - 1) {
+		/* |seq - rcv_nxt| < KCPX_FTCP_RST_WINDOW, in sequence-space arithmetic, or the
+		 * peer's kernel socket's own number */
+		if (seq - f->rcv_nxt + KCPX_FTCP_RST_WINDOW - 1 < 2 * KCPX_FTCP_RST_WINDOW - 1 ||
+		    seq == f->rcv_isn) {
 			f->state = KCPX_FTCP_RESET;
 			st->rx_rst++;
 			return RX_PASS;

@@ -194,10 +194,15 @@ static struct kcpx_ftcp_key flow_key(int family, uint16_t rport, uint16_t lport)
 	return k;
 }
 
+/* the peer's kernel socket's sequence number, where the flow was handed over */
+#define RCV_ISN 0x80000000u
+
 static int set_flow(int family, uint32_t snd, uint32_t rcv, uint8_t state)
 {
 	struct kcpx_ftcp_key k = flow_key(family, RPORT, LPORT);
-	struct kcpx_ftcp_flow f = { .snd_nxt = snd, .rcv_nxt = rcv, .window = 502, .state = state };
+	struct kcpx_ftcp_flow f = {
+		.snd_nxt = snd, .rcv_nxt = rcv, .window = 502, .state = state, .rcv_isn = RCV_ISN
+	};
 
 	return kcpx_ftcp_bpf_flow_set(b, &k, &f);
 }
@@ -525,6 +530,19 @@ static void test_ingress_rst(void)
 	CHECK_EQ(run_xdp(&f), 0);
 	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
+	sg.seq = RCV_ISN + 1;
+	tcp_in(&f, &sg);
+	CHECK_EQ(run_xdp(&f), 0);
+	CHECK_EQ(verdict, V_DROP);
+	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
+	/* the peer's kernel socket closing: its sequence number stopped at the handshake */
+	sg.seq = RCV_ISN;
+	tcp_in(&f, &sg);
+	CHECK_EQ(run_xdp(&f), 0);
+	CHECK_EQ(verdict, V_PASS);
+	CHECK_EQ(d.rx_rst, 1);
+	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
+	CHECK_EQ(set_flow(4, 1, 5000, KCPX_FTCP_EST), 0);
 	/* in window (a middlebox or the peer's kernel): marked, passed on */
 	sg.seq = 5000 - KCPX_FTCP_RST_WINDOW + 1;
 	tcp_in(&f, &sg);

@@ -122,6 +122,7 @@ static int read_seqs(int fd, struct kcpx_ftcp_flow *f)
 		goto out;
 	}
 	f->rcv_nxt = v;
+	f->rcv_isn = v;
 	f->window = 0xffff;
 out:
 	setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
@@ -192,21 +193,22 @@ static int attach_local(struct kcpx_ftcp *ft, const struct kcpx_addr *local)
 	return n ? 0 : err;
 }
 
-static void conn_drop(struct ftcp_dg *g, int i, bool abort_)
+/*
+ * Close a connection with a RST: no TIME_WAIT or FIN_WAIT socket is left holding the port
+ * (we reuse it for the next handshake, a restarted daemon listens on it again). tell: at
+ * full TTL, so the peer's socket and its translation (the flow's rcv_isn) learn the flow
+ * ended; otherwise at TTL 1, dropped here (the peer is the one who ended it).
+ */
+static void conn_drop(struct ftcp_dg *g, int i, bool tell)
 {
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 	struct ftcp_conn *c = &g->conns[i];
 
 	if (c->st == CONN_EST)
 		kcpx_ftcp_bpf_flow_del(g->ft->bpf, &c->key);
-	if (abort_) {
-		/* RST (at TTL 1, so it dies here): no TIME_WAIT on the port we reuse */
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	} else {
-		/* a FIN at full TTL tells the peer's socket, and middleboxes, the flow ends */
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (tell)
 		set_ttl(c->fd, c->peer.sa.sa_family, 64);
-	}
 	epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	g->conns[i] = g->conns[--g->nconns];
@@ -311,7 +313,7 @@ static void server_accept(struct ftcp_dg *g)
 		for (int i = 0; i < g->nconns; i++) {
 			if (kcpx_addr_equal(&g->conns[i].peer, &peer)) {
 				/* the same 4-tuple again: the old flow is over */
-				conn_drop(g, i, true);
+				conn_drop(g, i, false);
 				break;
 			}
 		}
@@ -329,7 +331,7 @@ static void server_accept(struct ftcp_dg *g)
 		}
 		g->conns[g->nconns - 1].st = CONN_CONNECTING; /* not in the map yet */
 		if (conn_established(g, &g->conns[g->nconns - 1]))
-			conn_drop(g, g->nconns - 1, true);
+			conn_drop(g, g->nconns - 1, false);
 	}
 }
 
@@ -363,7 +365,7 @@ static void ctl_events(struct ftcp_dg *g)
 				if (soerr)
 					kcpx_io_logf(1, "--tcp: connect %u -> %s: %s", g->lport,
 						     astr(&c->peer), strerror(soerr));
-				conn_drop(g, i, true);
+				conn_drop(g, i, false);
 				continue;
 			}
 			epoll_ctl(g->ep, EPOLL_CTL_MOD, c->fd, &mod);
@@ -377,7 +379,7 @@ static void ctl_events(struct ftcp_dg *g)
 		    (ev[k].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
 			kcpx_io_logf(1, "--tcp: flow %u <-> %s closed by the peer (%s)", g->lport,
 				     astr(&c->peer), r < 0 ? strerror(errno) : "FIN");
-			conn_drop(g, i, true);
+			conn_drop(g, i, false);
 		}
 	}
 }
@@ -411,7 +413,7 @@ static void ftcp_close(struct kcpx_dgram *d)
 	if (!g)
 		return;
 	while (g->nconns)
-		conn_drop(g, g->nconns - 1, false);
+		conn_drop(g, g->nconns - 1, true);
 	for (pp = &g->ft->dgs; *pp; pp = &(*pp)->next) {
 		if (*pp == g) {
 			*pp = g->next;
@@ -537,12 +539,12 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 				if (now - c->since >= CONNECT_TIMEOUT_S) {
 					kcpx_io_logf(1, "--tcp: connect %u -> %s timed out",
 						     g->lport, astr(&c->peer));
-					conn_drop(g, i, true);
+					conn_drop(g, i, false);
 				}
 				continue;
 			}
 			if (kcpx_ftcp_bpf_flow_get(ft->bpf, &c->key, &f)) {
-				conn_drop(g, i, true);
+				conn_drop(g, i, false);
 				continue;
 			}
 			if (f.state == KCPX_FTCP_RESET || f.state == KCPX_FTCP_SYN) {
@@ -550,13 +552,13 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 					     g->lport, astr(&c->peer),
 					     f.state == KCPX_FTCP_RESET ? "reset"
 									: "peer sent SYN");
-				conn_drop(g, i, true);
+				conn_drop(g, i, false);
 				continue;
 			}
 			if (ft->cfg.server && nns - f.rx_ns > KCPX_FTCP_IDLE_S * 1000000000ull) {
 				kcpx_io_logf(1, "--tcp: flow %u <-> %s idle, closed", g->lport,
 					     astr(&c->peer));
-				conn_drop(g, i, false);
+				conn_drop(g, i, true);
 			}
 		}
 		if (!ft->cfg.server && g->nconns == 0 && now >= g->retry_at)
