@@ -25,8 +25,10 @@
 #include "app/cmd.h"
 #include "app/log.h"
 #include "app/tcpmode.h"
+#include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
+#include "io/log.h"
 #include "io/xdp.h"
 #include "io/xsk.h"
 
@@ -106,9 +108,9 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	struct kcpx_addr a;
 	int err;
 
-	if (!strcmp(cfg->proto, "kcpx"))
+	if (cfg->protocol == KCPX_PROTO_KCPX)
 		xc.native = KCPX_XDP_NATIVE_ONLY;
-	else if (!strcmp(cfg->proto, "auto"))
+	else if (cfg->protocol == KCPX_PROTO_AUTO)
 		xc.native = KCPX_XDP_NATIVE_AUTO;
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
@@ -226,7 +228,7 @@ int kcpx_cmd_up(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 	if (cfg.tcp) {
 		/* AF_XDP TX passes no TC hook: the fake-TCP header would have to be built
 		 * where kcpx builds frames. Until then --tcp runs on UDP sockets, with the
@@ -249,6 +251,7 @@ int kcpx_cmd_up(int argc, char **argv)
 			strerror(-err));
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
+	kcpx_metrics_set_iface(u.ifname);
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

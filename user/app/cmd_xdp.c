@@ -17,6 +17,7 @@
 #include "app/log.h"
 #include "io/clock.h"
 #include "io/nft.h"
+#include "io/log.h"
 #include "io/xdp.h"
 
 static void log_to_app(int level, const char *msg)
@@ -43,7 +44,7 @@ int kcpx_cmd_down(int argc, char **argv)
 		fprintf(stderr, "usage: kcpx down [IFACE]\n");
 		return 2;
 	}
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 	if (argc == 1) {
 		if (down_tcp() == 0)
 			printf("no --tcp rules of dead kcpx daemons to remove\n");
@@ -129,7 +130,7 @@ int kcpx_cmd_stats(int argc, char **argv)
 	ifname = argv[optind];
 	if (interval == 0)
 		count = 1;
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 
 	for (long k = 0; count < 0 || k < count; k++) {
 		struct stats_snap *s = &snaps[cur], *prev = k ? &snaps[cur ^ 1] : NULL;

@@ -110,6 +110,8 @@ static const struct opt opts[] = {
 	  "kcptun's Quantum Permutation Pad over each stream" },
 	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
+	S(metrics, NULL, R_CS,
+	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
@@ -530,8 +532,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	if (err)
 		return err;
-	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&
-	    strcmp(cfg->proto, "kcptun")) {
+	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
 	}

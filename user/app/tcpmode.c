@@ -6,7 +6,7 @@
 #include "app/log.h"
 #include "app/tunnel.h"
 #include "io/faketcp.h"
-#include "io/xdp.h"
+#include "io/log.h"
 
 static void log_to_app(int level, const char *msg)
 {
@@ -36,7 +36,7 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
 	struct kcpx_ftcp *ft;
 	int err;
 
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 	err = kcpx_ftcp_new(&ft, &fc);
 	if (err) {
 		pr_warn("--tcp: cannot start: %s", strerror(-err));

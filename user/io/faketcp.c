@@ -16,7 +16,7 @@
 #include "io/ftcp_bpf.h"
 #include "io/nft.h"
 #include "io/udp.h"
-#include "io/xdp.h"
+#include "io/log.h"
 
 /* a connect that has not finished after this long is given up and retried */
 #define CONNECT_TIMEOUT_S 10

@@ -12,6 +12,8 @@
 
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
+#include "io/log.h"
+#include "io/log.h"
 #include "io/xdp.h"
 
 /* The kernel has TCX links; libbpf 1.1's headers do not name them. */

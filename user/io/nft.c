@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "io/nft.h"
-#include "io/xdp.h"
+#include "io/log.h"
 
 static bool nft_open_done;
 
