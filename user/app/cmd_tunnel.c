@@ -8,6 +8,7 @@
 #include "app/config.h"
 #include "app/log.h"
 #include "app/reload.h"
+#include "app/tcpmode.h"
 #include "app/tunnel.h"
 #include "io/file.h"
 
@@ -51,5 +52,7 @@ int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 		err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
 	if (err)
 		return err > 0 ? 0 : 2;
+	if (cfg.tcp)
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
 	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }
