@@ -62,6 +62,8 @@ struct kcpx_config {
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 	int reprobe;	/* client, auto: s after a fallback before new sessions probe; 0: never */
 	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
+	char cc[8];	/* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
+	int ratelimit;	/* wire bytes per second per session; 0: no limit */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */

@@ -1286,6 +1286,25 @@ static const char *sess_proto(const struct sess *s)
 }
 
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
+/* One line under each session: what its congestion controller believes (docs/CONGESTION.md). */
+static void print_cc(FILE *fp, const struct kcpx_kcp *kcp)
+{
+	struct kcpx_kcp_cc_info ci;
+
+	kcpx_kcp_cc_info(kcp, &ci);
+	if (ci.algo != KCPX_CC_BBR) {
+		fprintf(fp, "    cc %s, inflight %llu B\n", kcpx_cc_algo_name(ci.algo),
+			(unsigned long long)ci.inflight);
+		return;
+	}
+	fprintf(fp,
+		"    cc bbr %-9s pacing %.1f Mbit/s, bottleneck %.1f Mbit/s, min rtt %u ms, "
+		"inflight %llu of %llu B, random loss %.2f%%\n",
+		kcpx_cc_state_name(ci.state), (double)ci.pacing_rate * 8 / 1e6,
+		(double)ci.btl_bw * 8 / 1e6, ci.min_rtt, (unsigned long long)ci.inflight,
+		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4);
+}
+
 static void write_status(struct tunnel *t, FILE *fp)
 {
 	char buf[KCPX_ADDRSTRLEN];
@@ -1311,6 +1330,7 @@ static void write_status(struct tunnel *t, FILE *fp)
 			s->expired ? "expired" : "up", s->nstreams, ki.srtt, ki.rto, ki.cwnd, loss,
 			ki.waitsnd, ki.rmt_wnd, ki.rcv_queued, ki.rcv_ooo,
 			(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+		print_cc(fp, kcpx_session_kcp(s->ks));
 	}
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)t->rx_truncated,
@@ -1441,6 +1461,7 @@ static int tunnel_setup(struct tunnel *t)
 		.interval = cfg->interval,
 		.resend = cfg->resend,
 		.nc = cfg->nc,
+		.ratelimit = (uint64_t)cfg->ratelimit,
 		.acknodelay = cfg->acknodelay,
 		.tlp = cfg->tlp,
 		.quickack = cfg->quickack,
@@ -1462,6 +1483,8 @@ static int tunnel_setup(struct tunnel *t)
 			.keepalive_timeout_ms = cfg->keepalive ? 30000u : 0,
 		},
 	};
+	/* config_finish checked the name */
+	kcpx_cc_algo_parse(cfg->cc, &t->scfg.cc);
 	if (cfg->keepalive * 3000 > 30000)
 		t->scfg.smux.keepalive_timeout_ms = (uint32_t)cfg->keepalive * 3000u;
 
