@@ -233,8 +233,8 @@ int kcpx_cmd_up(int argc, char **argv)
 		fprintf(stderr, "kcpx up: %s is busy, not starting\n", u.ifname);
 		return 1;
 	}
-	if (err == -EINVAL || err == -ENODEV)
-		return 1;
+	if (err == -EINVAL || err == -ENODEV || err == -EUCLEAN)
+		return 1; /* said why; an unsafe pin tree must be looked at, not worked around */
 	if (err) {
 		pr_warn("AF_XDP cannot work on %s (%s): running over UDP sockets instead", u.ifname,
 			strerror(-err));

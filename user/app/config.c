@@ -106,10 +106,17 @@ static const struct opt opts[] = {
 	  "or off (windows only; kcptun's nc=1)" },
 	I(ratelimit, NULL, R_CS,
 	  "cap each session's sending rate at this many wire bytes/s, 0: off"),
+	{ "qpp", "QPP", OPT_BOOL, offsetof(struct kcpx_config, qpp), 0, R_CS, false,
+	  "kcptun's Quantum Permutation Pad changes every stream's bytes and kcpx cannot "
+	  "check its implementation against kcptun's, so it does not guess; turn qpp off at "
+	  "both ends",
+	  "kcptun's Quantum Permutation Pad over each stream" },
+	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
+	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
-static const char *const newer_keys[] = { "closewait", "framesize", "qpp", "qppcount", "rate" };
+static const char *const newer_keys[] = { "closewait", "framesize", "rate" };
 
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 {
@@ -157,6 +164,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * that tenfold headroom and caps what one address can make the server spend on
 	 * handshakes (about 0.1 ms of CPU each) near 1 % of a core. docs/PROTOCOL.md §6. */
 	cfg->hsrate = 100;
+	cfg->qppcount = 61;
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
@@ -510,6 +518,85 @@ void kcpx_config_usage(FILE *fp, enum kcpx_role role)
 			snprintf(def, sizeof(def), " (default %d)", *(int *)((char *)&d + o->off));
 		fprintf(fp, "  %-23s %s%s%s%s\n", flag, o->help, def, o->hidden ? " [hidden]" : "",
 			o->missing ? " [not supported]" : "");
+	}
+}
+
+/* Text for scdoc: '*', '_' and '\\' are markup there. */
+static void man_text(FILE *fp, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '*' || *s == '_' || *s == '\\')
+			fputc('\\', fp);
+		fputc(*s, fp);
+	}
+}
+
+static void man_default(FILE *fp, const struct opt *o, const struct kcpx_config *d)
+{
+	const char *p = (const char *)d + o->off;
+
+	if (o->type == OPT_STR)
+		fprintf(fp, "\"");
+	if (o->type == OPT_STR)
+		man_text(fp, p);
+	else if (o->type == OPT_INT)
+		fprintf(fp, "%d", *(const int *)p);
+	else
+		fprintf(fp, "%s", *(const bool *)p ? "on" : "off");
+	if (o->type == OPT_STR)
+		fprintf(fp, "\"");
+}
+
+void kcpx_config_man(FILE *fp)
+{
+	struct kcpx_config dc, ds;
+
+	kcpx_config_defaults(&dc, KCPX_ROLE_CLIENT);
+	kcpx_config_defaults(&ds, KCPX_ROLE_SERVER);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		const char *pc = (const char *)&dc + o->off, *ps = (const char *)&ds + o->off;
+		size_t sz = o->type == OPT_STR	 ? strlen(pc) + 1
+			    : o->type == OPT_INT ? sizeof(int)
+						 : sizeof(bool);
+		bool same = !memcmp(pc, ps, sz);
+
+		fprintf(fp, "*--");
+		man_text(fp, o->name);
+		fprintf(fp, "*");
+		if (o->alias) {
+			fprintf(fp, ", *-");
+			man_text(fp, o->alias);
+			fprintf(fp, "*");
+		}
+		fprintf(fp, "%s\n\t",
+			o->type == OPT_STR   ? " _S_"
+			: o->type == OPT_INT ? " _N_"
+					     : "");
+		if (o->help[0] == '-')
+			fputc('\\', fp); /* not a list entry */
+		man_text(fp, o->help);
+		fprintf(fp, ".");
+		if (o->roles == R_C)
+			fprintf(fp, " Client only.");
+		else if (o->roles == R_S)
+			fprintf(fp, " Server only.");
+		if (o->missing) {
+			fprintf(fp, " Not supported: ");
+			man_text(fp, o->missing);
+			fprintf(fp, ".\n\n");
+			continue;
+		}
+		fprintf(fp, " Default: ");
+		if (o->roles != R_CS || same) {
+			man_default(fp, o, o->roles == R_S ? &ds : &dc);
+		} else {
+			fprintf(fp, "client ");
+			man_default(fp, o, &dc);
+			fprintf(fp, ", server ");
+			man_default(fp, o, &ds);
+		}
+		fprintf(fp, ".%s\n\n", o->hidden ? " Hidden from --help, as in kcptun." : "");
 	}
 }
 

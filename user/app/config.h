@@ -64,6 +64,9 @@ struct kcpx_config {
 	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
 	char cc[8];	/* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
 	int ratelimit;	/* wire bytes per second per session; 0: no limit */
+	bool qpp;	/* kcptun's QPP: refused */
+	int qppcount;
+	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */
@@ -84,5 +87,7 @@ int kcpx_config_finish(struct kcpx_config *cfg);
 enum kcpx_role kcpx_config_role_of_json(const char *path);
 void kcpx_config_usage(FILE *fp, enum kcpx_role role);
 void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg);
+/* Every flag of client and server as scdoc text, for the man page (tools/mkman.c). */
+void kcpx_config_man(FILE *fp);
 
 #endif

@@ -15,6 +15,7 @@
 #include "app/config.h"
 #include "app/log.h"
 #include "app/tunnel.h"
+#include "io/file.h"
 
 static void usage(FILE *fp)
 {
@@ -51,9 +52,12 @@ int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc
 	err = kcpx_config_finish(cfg);
 	if (err)
 		return err;
-	if (cfg->log[0] && kcpx_log_open(cfg->log) < 0) {
-		fprintf(stderr, "kcpx: cannot open log file '%s': %s\n", cfg->log, strerror(errno));
-		return -EINVAL;
+	if (cfg->log[0]) {
+		err = kcpx_log_open(cfg->log);
+		if (err) {
+			fprintf(stderr, "kcpx: --log '%s': %s\n", cfg->log, kcpx_file_why(err));
+			return -EINVAL;
+		}
 	}
 	kcpx_log_set_level((enum kcpx_log_level)cfg->verbose);
 	return 0;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "app/log.h"
+#include "app/service.h"
 #include "app/snmp.h"
 #include "core/crypt.h"
 #include "core/kcp.h"
@@ -1249,6 +1250,16 @@ static void tunnel_idle(void *arg)
 	}
 }
 
+/* systemd's STATUS= line (app/service.c): sessions and streams */
+static void tunnel_service_tick(struct tunnel *t)
+{
+	unsigned streams = 0;
+
+	for (struct sess *s = t->sessions; s; s = s->next)
+		streams += s->nstreams;
+	kcpx_service_tick((unsigned)t->snmp.CurrEstab, streams);
+}
+
 static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 {
 	struct tunnel *t = (struct tunnel *)((char *)tm - offsetof(struct tunnel, sectimer));
@@ -1269,6 +1280,7 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 	}
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
+	tunnel_service_tick(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
 }
 
@@ -1402,6 +1414,7 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 			print_status(t);
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
+			kcpx_service_stopping();
 			kcpx_loop_stop(t->loop);
 		}
 	}
@@ -1542,6 +1555,21 @@ static int tunnel_setup(struct tunnel *t)
 	return 0;
 }
 
+/* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
+static void tunnel_ready(struct tunnel *t)
+{
+	const struct kcpx_config *cfg = t->cfg;
+	char what[3 * KCPX_STR];
+
+	if (cfg->role == KCPX_ROLE_SERVER)
+		snprintf(what, sizeof(what), "server %s (%s) -> %s", cfg->listen,
+			 t->dgs ? t->dgs->d->name : "-", cfg->target);
+	else
+		snprintf(what, sizeof(what), "client %s -> %s (%s)", cfg->localaddr,
+			 cfg->remoteaddr, t->be ? "AF_XDP" : "UDP");
+	kcpx_service_ready(what);
+}
+
 int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_backend *be)
 {
 	struct tunnel *t;
@@ -1601,6 +1629,7 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	kcpx_timer_init(&t->sectimer, tunnel_second);
 	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
 	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
+	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
 	if (err)
 		pr_warn("event loop: %s", strerror(-err));
