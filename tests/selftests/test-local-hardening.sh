@@ -135,4 +135,33 @@ for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ "$(stat -c %a /run/kcpx)" = 700 ] || bad "/run/kcpx is $(stat -c %a /run/kcpx), not 700"
 [ "$(stat -c %a "$sock" 2>/dev/null)" = 600 ] || bad "control socket $sock not 600"
 
+echo "== keys: the default key warns, KCPTUN_KEY too long fails, --keyfile, no key in ps"
+out=$(KCPTUN_KEY=$(head -c 300 /dev/zero | tr '\0' k) timeout 10 "$KCPX" server -l :4103 \
+	-t 127.0.0.1:9 2>&1) && bad "a 300-byte KCPTUN_KEY was accepted"
+echo "$out" | grep -q "KCPTUN_KEY is too long" || bad "long KCPTUN_KEY not named: $out"
+printf 'k%.0s' $(seq 300) >"$work/long.key"
+out=$(timeout 10 "$KCPX" server -l :4103 -t 127.0.0.1:9 --keyfile "$work/long.key" 2>&1) &&
+	bad "a 300-byte keyfile was accepted"
+echo "$out" | grep -q "too long" || bad "long keyfile not named: $out"
+out=$(timeout 10 "$KCPX" server -l :4103 -t 127.0.0.1:9 --key a --keyfile "$work/long.key" 2>&1) &&
+	bad "--key with --keyfile accepted"
+printf 'from a file\n' >"$work/k"
+chmod 600 "$work/k"
+in_ns "$NS_L" python3 "$TCPIO" echo 9103 &
+track_pid $!
+in_ns "$NS_L" "$KCPX" server -l :4103 -t 127.0.0.1:9103 --key 'from a file' --quiet \
+	--log "$work/k-srv.log" &
+track_pid $!
+kpid=$!
+in_ns "$NS_L" "$KCPX" client -l 127.0.0.1:8103 -r 127.0.0.1:4103 --keyfile "$work/k" --quiet \
+	--log "$work/k-cli.log" &
+track_pid $!
+wait_tcp_port "$NS_L" 8103
+in_ns "$NS_L" python3 "$TCPIO" multi 127.0.0.1 8103 2 65536 ||
+	bad "--keyfile 'from a file' and --key 'from a file' do not talk"
+grep -q "kcptun's default" "$work/srv.log" || bad "no warning for the default key"
+grep -q "kcptun's default" "$work/k-srv.log" "$work/k-cli.log" && bad "warning with a key given"
+kp=$(pgrep -P $kpid kcpx || echo $kpid)
+tr '\0' ' ' </proc/$kp/cmdline | grep -q "from a file" && bad "the key is in ps: $(tr '\0' ' ' </proc/$kp/cmdline)"
+
 [ $fail -eq 0 ] && echo "PASS" || exit 1

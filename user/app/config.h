@@ -25,6 +25,8 @@ struct kcpx_config {
 	char target[KCPX_STR];
 	/* both */
 	char key[KCPX_STR];
+	char keyfile[KCPX_STR]; /* the key's first line comes from this file (not in ps) */
+	bool key_given;		/* --key, "key", --keyfile or KCPTUN_KEY: not the default */
 	char crypt[32];
 	char mode[16];
 	int scavengettl;
@@ -68,6 +70,9 @@ struct kcpx_config {
 	int qppcount;
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
+
+/* kcptun's default key: everyone knows it, so kcpx warns when it is in use */
+#define KCPX_DEFAULT_KEY "it's a secrect"
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role);
