@@ -27,6 +27,7 @@
 #include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
+#include "io/log.h"
 #include "io/xdp.h"
 #include "io/xsk.h"
 
@@ -106,9 +107,9 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	struct kcpx_addr a;
 	int err;
 
-	if (!strcmp(cfg->proto, "kcpx"))
+	if (cfg->protocol == KCPX_PROTO_KCPX)
 		xc.native = KCPX_XDP_NATIVE_ONLY;
-	else if (!strcmp(cfg->proto, "auto"))
+	else if (cfg->protocol == KCPX_PROTO_AUTO)
 		xc.native = KCPX_XDP_NATIVE_AUTO;
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
@@ -226,7 +227,7 @@ int kcpx_cmd_up(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);
 	if (err == -EBUSY) {

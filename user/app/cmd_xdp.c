@@ -16,6 +16,7 @@
 
 #include "app/log.h"
 #include "io/clock.h"
+#include "io/log.h"
 #include "io/xdp.h"
 
 static void log_to_app(int level, const char *msg)
@@ -31,7 +32,7 @@ int kcpx_cmd_down(int argc, char **argv)
 		fprintf(stderr, "usage: kcpx down IFACE\n");
 		return 2;
 	}
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 	err = kcpx_xdp_down(argv[1]);
 	if (err == -ENOENT) {
 		printf("kcpx is not up on %s: nothing to remove\n", argv[1]);
@@ -111,7 +112,7 @@ int kcpx_cmd_stats(int argc, char **argv)
 	ifname = argv[optind];
 	if (interval == 0)
 		count = 1;
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
 
 	for (long k = 0; count < 0 || k < count; k++) {
 		struct stats_snap *s = &snaps[cur], *prev = k ? &snaps[cur ^ 1] : NULL;

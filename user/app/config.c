@@ -548,8 +548,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 		fprintf(stderr, "kcpx: unknown cc '%s' (bbr, kcp or off)\n", cfg->cc);
 		return -EINVAL;
 	}
-	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&
-	    strcmp(cfg->proto, "kcptun")) {
+	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
 	}

@@ -10,6 +10,7 @@
 
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
+#include "io/log.h"
 #include "io/xdp.h"
 
 /* BPF_TCX_EGRESS: the kernel has TCX links, libbpf 1.1's headers do not name them. */
