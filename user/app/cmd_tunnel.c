@@ -7,6 +7,7 @@
 #include "app/cmd.h"
 #include "app/config.h"
 #include "app/log.h"
+#include "app/tcpmode.h"
 #include "app/tunnel.h"
 #include "io/file.h"
 
@@ -48,5 +49,7 @@ int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 
 	if (err)
 		return err > 0 ? 0 : 2;
+	if (cfg.tcp)
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
 	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }

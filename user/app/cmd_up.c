@@ -24,6 +24,7 @@
 
 #include "app/cmd.h"
 #include "app/log.h"
+#include "app/tcpmode.h"
 #include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
@@ -228,6 +229,14 @@ int kcpx_cmd_up(int argc, char **argv)
 		return err > 0 ? 0 : 2;
 
 	kcpx_io_set_log(log_to_app);
+	if (cfg.tcp) {
+		/* AF_XDP TX passes no TC hook: the fake-TCP header would have to be built
+		 * where kcpx builds frames. Until then --tcp runs on UDP sockets, with the
+		 * translation in TC/XDP on the interface the route takes. */
+		pr_warn("kcpx up --tcp: AF_XDP does not carry fake TCP; running over UDP sockets "
+			"with the TC/XDP translation instead");
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);
 	if (err == -EBUSY) {
