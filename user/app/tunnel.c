@@ -2,6 +2,7 @@
 #include "app/tunnel.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sodium.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include "core/crypt.h"
 #include "core/kcp.h"
 #include "core/native.h"
+#include "core/pool.h"
 #include "core/session.h"
 #include "core/smux.h"
 #include "core/util.h"
@@ -28,12 +31,21 @@
 #include "io/tcp.h"
 #include "io/udp.h"
 
-#define CONN_BUF   65536
-#define RX_BATCH   64
-#define TX_BATCH   64
-#define RX_BUDGET  1024 /* datagrams per readiness event before other work gets a turn */
-#define SESS_HASH  1024
-#define HSRL_SLOTS 4096 /* server --hsrate: token buckets, one per source address hash */
+#define CONN_BUF   65536 /* most a TCP read takes at once (into the tunnel's scratch) */
+#define CONN_IOV   16	 /* smux buffer pieces per writev */
+#define CONN_READS 4	 /* TCP reads per readiness event before others get a turn */
+/* Pool caches: full smux blocks (4 KiB) and session chunks (64 KiB) kept for reuse while
+   traffic flows, trimmed to the low marks each second (then freed memory goes back). */
+#define POOL_BLOCKS	256
+#define POOL_BLOCKS_LOW 32
+#define POOL_CHUNKS	8
+#define POOL_CHUNKS_LOW 2
+#define TRIM_BYTES	(1 << 20) /* malloc_trim once this much went back to malloc */
+#define RX_BATCH	64
+#define TX_BATCH	64
+#define RX_BUDGET	1024 /* datagrams per readiness event before other work gets a turn */
+#define SESS_HASH	1024
+#define HSRL_SLOTS	4096 /* server --hsrate: token buckets, one per source address hash */
 
 struct tunnel;
 struct sess;
@@ -61,24 +73,27 @@ struct dg {
 	struct sess *owner; /* client over UDP: the one session on this socket */
 	struct kcpx_pkt tx[TX_BATCH];
 	int ntx;
+	bool txq; /* on the tunnel's list of backends with datagrams to flush */
 	uint8_t *txmem;
 	struct dg *next;
+	struct dg *txnext;
 };
 
-/* A TCP connection tied to one smux stream. */
+/*
+ * A TCP connection tied to one smux stream. It holds no buffer: TCP is read only as far
+ * as smux takes the bytes at once (through the tunnel's scratch), and the socket is
+ * written straight from smux's buffers (peek, writev, consume), so an idle connection
+ * costs this struct and smux's stream, and a busy one the bytes it has in flight.
+ */
 struct conn {
 	struct sess *s;
 	uint32_t sid;
 	struct kcpx_watch w;
 	bool connecting; /* server: dial in progress */
 	bool closing;
-	bool ready;  /* on the tunnel's ready list */
-	uint8_t *up; /* TCP -> stream bytes smux has not taken yet */
-	size_t up_off, up_len;
-	uint8_t *down; /* stream -> TCP bytes the socket has not taken yet */
-	size_t down_off, down_len;
-	bool stream_eof;
-	bool tcp_eof;	    /* TCP peer finished: close once `up` is all in smux */
+	bool ready;	    /* on the tunnel's ready list */
+	bool up_blocked;    /* smux takes no more now: TCP reads wait for writable() */
+	bool down_blocked;  /* the socket took less than offered: wait for EPOLLOUT */
 	struct conn *hnext; /* sid hash chain */
 	struct conn *rnext; /* ready list */
 	struct conn *gnext; /* garbage list */
@@ -135,11 +150,16 @@ struct tunnel {
 	struct sess **slots; /* client: --conn slots */
 	unsigned rr;
 	struct sess *dirty;
+	struct dg *txq; /* backends with datagrams batched */
 	struct conn *ready;
 	struct conn *garbage_c;
 	struct sess *garbage_s;
 	uint8_t *rxmem;
 	struct kcpx_pkt rx[RX_BATCH];
+	uint8_t *scratch; /* CONN_BUF: one TCP read on its way into smux */
+	struct kcpx_pool *blocks, *chunks;
+	uint64_t pool_frees; /* blocks given back to malloc, at the last malloc_trim */
+	unsigned nconns;     /* TCP connections open */
 	uint64_t tx_dropped, rx_truncated, unknown_peer;
 	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
 	bool client_native;	     /* client: new sessions may try the native handshake */
@@ -214,15 +234,39 @@ static struct conn *stream_find(struct sess *s, uint32_t sid)
 	return pp ? *pp : NULL;
 }
 
+/* Doubles the sid hash once it holds as many streams as buckets (chains stay short). */
+static void stream_rehash(struct sess *s)
+{
+	unsigned ncap = s->cap * 2;
+	struct conn **nb = calloc(ncap, sizeof(*nb));
+
+	if (!nb)
+		return; /* keep the longer chains */
+	for (unsigned i = 0; i < s->cap; i++) {
+		while (s->streams[i]) {
+			struct conn *c = s->streams[i];
+
+			s->streams[i] = c->hnext;
+			c->hnext = nb[c->sid % ncap];
+			nb[c->sid % ncap] = c;
+		}
+	}
+	free(s->streams);
+	s->streams = nb;
+	s->cap = ncap;
+}
+
 static int stream_add(struct sess *s, struct conn *c)
 {
 	if (!s->cap) {
-		s->cap = 256;
+		s->cap = 64;
 		s->streams = calloc(s->cap, sizeof(*s->streams));
 		if (!s->streams) {
 			s->cap = 0;
 			return -ENOMEM;
 		}
+	} else if (s->nstreams >= s->cap) {
+		stream_rehash(s);
 	}
 	c->hnext = s->streams[c->sid % s->cap];
 	s->streams[c->sid % s->cap] = c;
@@ -273,6 +317,11 @@ static void sess_xmit(void *user, const uint8_t *dgram, size_t len)
 		return;
 	if (g->ntx == TX_BATCH)
 		dg_flush(g);
+	if (!g->txq) {
+		g->txq = true;
+		g->txnext = s->t->txq;
+		s->t->txq = g;
+	}
 	p = &g->tx[g->ntx++];
 	memcpy(p->buf, dgram, len);
 	p->len = (uint32_t)len;
@@ -686,6 +735,12 @@ static void dg_put(struct tunnel *t, struct dg *g)
 			break;
 		}
 	}
+	for (pp = &t->txq; g->txq && *pp; pp = &(*pp)->txnext) {
+		if (*pp == g) {
+			*pp = g->txnext;
+			break;
+		}
+	}
 	kcpx_loop_del(t->loop, &g->w);
 	for (int i = 0; i < g->d->nxfd; i++)
 		kcpx_loop_del_fd(t->loop, g->d->xfd[i]);
@@ -713,76 +768,91 @@ static void conn_events(struct conn *c)
 
 	if (c->closing)
 		return;
-	if (c->connecting || c->down_off < c->down_len)
+	if (c->connecting || c->down_blocked)
 		ev |= EPOLLOUT;
-	if (!c->connecting && !c->tcp_eof && c->up_off >= c->up_len)
+	if (!c->connecting && !c->up_blocked)
 		ev |= EPOLLIN;
 	kcpx_loop_mod(c->s->t->loop, &c->w, ev);
 }
 
-/* TCP -> stream: push what smux will take. Returns false once the conn closed. */
+/*
+ * TCP -> stream: read as much as smux takes now and hand it over. When smux takes
+ * nothing, reading stops until its writable() callback. Returns false once the conn
+ * closed (TCP EOF or error: kcptun then closes both ways; or the stream is gone).
+ */
 static bool conn_push_up(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
+	uint8_t *buf = c->s->t->scratch;
 
-	while (c->up_off < c->up_len) {
-		ssize_t n = kcpx_smux_write(mx, c->sid, c->up + c->up_off, c->up_len - c->up_off);
-		if (n == -EAGAIN)
-			break;
-		if (n < 0) {
+	for (int k = 0; k < CONN_READS; k++) {
+		ssize_t room = kcpx_smux_write_room(mx, c->sid), n;
+		size_t want;
+
+		if (room < 0) {
 			conn_close(c);
 			return false;
 		}
-		c->up_off += (size_t)n;
-	}
-	sess_mark(c->s);
-	if (c->up_off >= c->up_len) {
-		c->up_off = c->up_len = 0;
-		if (c->tcp_eof) {
+		if (room == 0) {
+			c->up_blocked = true;
+			return true;
+		}
+		want = KCPX_MIN((size_t)room, (size_t)CONN_BUF);
+		n = read(c->w.fd, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		if (n <= 0) {
 			conn_close(c);
 			return false;
 		}
+		sess_mark(c->s);
+		if (kcpx_smux_write(mx, c->sid, buf, (size_t)n) != n) {
+			conn_close(c); /* room was there: only out of memory gets here */
+			return false;
+		}
+		if ((size_t)n < want)
+			return true; /* the socket is drained */
 	}
 	return true;
 }
 
-/* stream -> TCP: write pending bytes, then read more from the stream while TCP takes it. */
+/* stream -> TCP: write smux's buffered bytes straight to the socket while it takes them. */
 static void conn_pull_down(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
 
+	c->down_blocked = false;
 	for (;;) {
-		ssize_t n;
+		struct iovec iov[CONN_IOV];
+		int niov = CONN_IOV;
+		ssize_t n = kcpx_smux_peek(mx, c->sid, iov, &niov), w;
 
-		while (c->down_off < c->down_len) {
-			n = write(c->w.fd, c->down + c->down_off, c->down_len - c->down_off);
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				conn_events(c);
-				return;
-			}
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				conn_close(c);
-				return;
-			}
-			c->down_off += (size_t)n;
-		}
-		c->down_off = c->down_len = 0;
-		if (c->stream_eof) {
-			conn_close(c);
-			return;
-		}
-		n = kcpx_smux_read(mx, c->sid, c->down, CONN_BUF);
 		if (n == -EAGAIN)
 			break;
 		if (n <= 0) {
 			/* EOF from the peer: kcptun closes both directions */
-			c->stream_eof = true;
-			continue;
+			conn_close(c);
+			return;
 		}
-		c->down_len = (size_t)n;
+		w = writev(c->w.fd, iov, niov);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->down_blocked = true;
+			break;
+		}
+		if (w <= 0) {
+			conn_close(c);
+			return;
+		}
+		kcpx_smux_consume(mx, c->sid, (size_t)w);
 		sess_mark(c->s); /* a read made room in smux: let KCP deliver more */
+		if (w < n) {
+			c->down_blocked = true; /* the socket is full */
+			break;
+		}
 	}
 	conn_events(c);
 }
@@ -812,28 +882,11 @@ static void conn_io(struct kcpx_watch *w, uint32_t events)
 	}
 	if (events & EPOLLOUT)
 		conn_ready(c);
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		ssize_t n;
-
-		if (c->up_off < c->up_len)
-			return; /* smux has not taken the last read yet */
-		if (c->tcp_eof)
-			return;
-		n = read(c->w.fd, c->up, CONN_BUF);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			return;
-		if (n == 0) {
-			/* the TCP peer is done sending; kcptun then closes both ways */
-			c->tcp_eof = true;
-			conn_close(c);
-			return;
-		}
-		if (n < 0) {
-			conn_close(c);
-			return;
-		}
-		c->up_off = 0;
-		c->up_len = (size_t)n;
+	if (events & EPOLLERR) {
+		conn_close(c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP)) && !c->up_blocked) {
 		if (conn_push_up(c))
 			conn_events(c);
 	}
@@ -845,10 +898,6 @@ static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecti
 
 	if (!c)
 		return NULL;
-	c->up = malloc(CONN_BUF);
-	c->down = malloc(CONN_BUF);
-	if (!c->up || !c->down)
-		goto err;
 	c->s = s;
 	c->sid = sid;
 	c->connecting = connecting;
@@ -859,10 +908,9 @@ static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecti
 		kcpx_loop_del(s->t->loop, &c->w);
 		goto err;
 	}
+	s->t->nconns++;
 	return c;
 err:
-	free(c->up);
-	free(c->down);
 	free(c);
 	return NULL;
 }
@@ -878,6 +926,7 @@ static void conn_close(struct conn *c)
 	kcpx_loop_del(t->loop, &c->w);
 	close(c->w.fd);
 	c->w.fd = -1;
+	t->nconns--;
 	stream_del(s, c);
 	if (s->ks)
 		kcpx_smux_close(kcpx_session_smux(s->ks), c->sid);
@@ -983,8 +1032,9 @@ static void sess_on_writable(void *user, uint32_t sid)
 	struct sess *s = user;
 	struct conn *c = stream_find(s, sid);
 
-	if (c && !c->closing && c->up_off < c->up_len) {
-		if (conn_push_up(c))
+	if (c && !c->closing && !c->connecting && c->up_blocked) {
+		c->up_blocked = false;
+		if (conn_push_up(c)) /* now: the next queued stream waits for what is left */
 			conn_events(c);
 	}
 }
@@ -1232,20 +1282,44 @@ static void tunnel_idle(void *arg)
 			kcpx_timer_set(t->loop, &s->timer, kcpx_session_deadline(s->ks, now));
 		}
 	}
-	for (struct dg *g = t->dgs; g; g = g->next)
+	while (t->txq) {
+		struct dg *g = t->txq;
+
+		t->txq = g->txnext;
+		g->txq = false;
 		if (g->ntx)
 			dg_flush(g);
+	}
 	while (t->garbage_c) {
 		struct conn *c = t->garbage_c;
 		t->garbage_c = c->gnext;
-		free(c->up);
-		free(c->down);
 		free(c);
 	}
 	while (t->garbage_s) {
 		struct sess *s = t->garbage_s;
 		t->garbage_s = s->gnext;
 		sess_free(s);
+	}
+}
+
+/*
+ * Once a second: the pools keep only their low marks, and once enough memory went back
+ * to malloc, malloc hands the free pages back to the system (glibc keeps freed heap
+ * memory otherwise), so that RSS falls again after a burst of traffic.
+ */
+static void tunnel_trim(struct tunnel *t)
+{
+	struct kcpx_pool_stats b, c;
+	uint64_t frees;
+
+	kcpx_pool_trim(t->blocks, POOL_BLOCKS_LOW);
+	kcpx_pool_trim(t->chunks, POOL_CHUNKS_LOW);
+	kcpx_pool_stats(t->blocks, &b);
+	kcpx_pool_stats(t->chunks, &c);
+	frees = b.frees * b.block + c.frees * c.block;
+	if (frees - t->pool_frees >= TRIM_BYTES) {
+		malloc_trim(0);
+		t->pool_frees = frees;
 	}
 }
 
@@ -1269,6 +1343,7 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 	}
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
+	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
 }
 
@@ -1283,6 +1358,30 @@ static const char *sess_proto(const struct sess *s)
 	if (!s->native)
 		return "kcptun";
 	return s->hs ? "probe" : "kcpx";
+}
+
+/* What the buffers hold now and at most, and the connections they serve. */
+static void write_memory(struct tunnel *t, FILE *fp)
+{
+	struct kcpx_pool_stats b, c;
+	size_t rx = 0, tx = 0;
+
+	for (struct sess *s = t->sessions; s; s = s->next) {
+		size_t r, w;
+
+		kcpx_smux_buffered(kcpx_session_smux(s->ks), &r, &w);
+		rx += r;
+		tx += w;
+	}
+	kcpx_pool_stats(t->blocks, &b);
+	kcpx_pool_stats(t->chunks, &c);
+	fprintf(fp,
+		"  memory: %u connections, stream bytes buffered %zu in %zu out; pool blocks "
+		"%zu KiB in use (peak %zu) %zu KiB cached, chunks %zu KiB in use (peak %zu) "
+		"%zu KiB cached\n",
+		t->nconns, rx, tx, b.in_use * b.block / 1024, b.peak_in_use * b.block / 1024,
+		b.cached * b.block / 1024, c.in_use * c.block / 1024,
+		c.peak_in_use * c.block / 1024, c.cached * c.block / 1024);
 }
 
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
@@ -1315,6 +1414,7 @@ static void write_status(struct tunnel *t, FILE *fp)
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)t->rx_truncated,
 		(unsigned long long)t->unknown_peer);
+	write_memory(t, fp);
 	if (!t->psk)
 		return;
 	if (t->cfg->role == KCPX_ROLE_SERVER) {
@@ -1452,6 +1552,7 @@ static int tunnel_setup(struct tunnel *t)
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,
 		.crypt = t->crypt,
+		.chunks = t->chunks,
 		.smux = {
 			.version = cfg->smuxver,
 			.client = cfg->role == KCPX_ROLE_CLIENT,
@@ -1460,6 +1561,7 @@ static int tunnel_setup(struct tunnel *t)
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
 			.keepalive_ms = (uint32_t)cfg->keepalive * 1000u,
 			.keepalive_timeout_ms = cfg->keepalive ? 30000u : 0,
+			.pool = t->blocks,
 		},
 	};
 	if (cfg->keepalive * 3000 > 30000)
@@ -1539,7 +1641,10 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	t->ctlw.fd = -1;
 	t->loop = kcpx_loop_new();
 	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
-	if (!t->loop || !t->rxmem) {
+	t->scratch = malloc(CONN_BUF);
+	t->blocks = kcpx_pool_new(kcpx_smux_pool_block(), POOL_BLOCKS);
+	t->chunks = kcpx_pool_new(kcpx_session_chunk_block(), POOL_CHUNKS);
+	if (!t->loop || !t->rxmem || !t->scratch || !t->blocks || !t->chunks) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -1604,6 +1709,9 @@ out:
 	free(t->slots);
 	free(t->hsrl);
 	free(t->rxmem);
+	free(t->scratch);
+	kcpx_pool_free(t->blocks);
+	kcpx_pool_free(t->chunks);
 	free(t);
 	return err;
 }
