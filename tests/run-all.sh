@@ -3,7 +3,8 @@
 # plain summary "N passed, N failed" that CI reads.
 #
 #   format-check -> build -> unit -> unit (SAN=1) -> bpf (BPF_PROG_RUN) -> fuzz smoke
-#   -> selftests (netns) -> interop (stock kcptun) -> bench smoke
+#   -> selftests (netns) -> packaging (install, man, units, .deb) -> interop (stock kcptun)
+#   -> bench smoke
 #
 # KCPX_TESTS=pattern limits the run to tests whose name matches (grep -E).
 set -u
@@ -59,6 +60,9 @@ else
 fi
 for t in tests/selftests/test-*.sh; do
 	[ -x "$t" ] && run "selftest/$(basename "$t" .sh)" 900 "$t"
+done
+for t in tests/packaging/test-*.sh; do
+	[ -x "$t" ] && run "packaging/$(basename "$t" .sh)" 300 "$t"
 done
 for t in tests/interop/test-*.sh; do
 	[ -x "$t" ] && run "interop/$(basename "$t" .sh)" 900 "$t"

@@ -22,6 +22,7 @@
 #define NEXTHDR_AUTH	 51
 #define NEXTHDR_DEST	 60
 
-#define TC_ACT_OK 0
+#define TC_ACT_OK   0
+#define TC_ACT_SHOT 2
 
 #endif

@@ -79,6 +79,8 @@ struct dir {
 	uint8_t *rxbuf;
 	struct mmsghdr rxm[BATCH];
 	struct iovec rxv[BATCH];
+	/* kernel receive timestamps (SO_TIMESTAMPNS), one cmsg buffer per frame */
+	uint8_t rxc[BATCH][CMSG_SPACE(sizeof(struct timespec))];
 	/* tx batch for sendmmsg */
 	struct mmsghdr txm[BATCH];
 	struct iovec txv[BATCH];
@@ -86,6 +88,7 @@ struct dir {
 	int txn;
 	struct pkt *free_small;
 	uint32_t n_free;
+	uint64_t last_at; /* arrival time of the last frame admitted */
 };
 
 static struct dir dirs[2];
@@ -96,6 +99,40 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * When the frame reached linkem's socket, on the monotonic clock. The kernel stamps it at
+ * receive time (CLOCK_REALTIME); linkem may read it much later when the machine is busy.
+ * Admitting it at the read time would leave the emulated link idle for that spell and
+ * lose its capacity, so the virtual clock runs on arrival times, never later than now.
+ */
+static uint64_t arrival_ns(struct msghdr *mh, uint64_t now, int64_t real_minus_mono)
+{
+	struct cmsghdr *c;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		struct timespec ts;
+		int64_t t;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+		t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - real_minus_mono;
+		if (t <= 0 || (uint64_t)t > now)
+			return now;
+		return (uint64_t)t;
+	}
+	return now;
+}
+
+static int64_t real_minus_mono_ns(void)
+{
+	struct timespec r, m;
+
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	clock_gettime(CLOCK_REALTIME, &r);
+	return ((int64_t)r.tv_sec - m.tv_sec) * 1000000000LL + ((int64_t)r.tv_nsec - m.tv_nsec);
 }
 
 static int slot_before(const struct slot *a, const struct slot *b)
@@ -262,7 +299,8 @@ static int hold(struct dir *d, const uint8_t *data, uint32_t len, uint64_t t)
 /* Read one batch; returns frames read, 0 when the socket is empty. */
 static int rx_batch(struct dir *d)
 {
-	uint64_t now, rel, dup;
+	uint64_t now, at, rel, dup;
+	int64_t off;
 	int n;
 
 	for (int i = 0; i < BATCH; i++) {
@@ -271,11 +309,14 @@ static int rx_batch(struct dir *d)
 		memset(&d->rxm[i].msg_hdr, 0, sizeof(d->rxm[i].msg_hdr));
 		d->rxm[i].msg_hdr.msg_iov = &d->rxv[i];
 		d->rxm[i].msg_hdr.msg_iovlen = 1;
+		d->rxm[i].msg_hdr.msg_control = d->rxc[i];
+		d->rxm[i].msg_hdr.msg_controllen = sizeof(d->rxc[i]);
 	}
 	n = recvmmsg(d->in_fd, d->rxm, BATCH, MSG_DONTWAIT, NULL);
 	if (n <= 0)
 		return 0;
 	now = now_ns();
+	off = real_minus_mono_ns();
 	for (int i = 0; i < n; i++) {
 		const uint8_t *buf = d->rxv[i].iov_base;
 		uint32_t len = d->rxm[i].msg_len;
@@ -287,7 +328,12 @@ static int rx_batch(struct dir *d)
 		flen = len - sizeof(struct virtio_net_hdr);
 		stat_add(&d->m.st.rx, 1);
 		stat_add(&d->m.st.rx_bytes, flen);
-		switch (lk_dir_admit(&d->m, now, flen, &rel, &dup)) {
+		/* arrival order is read order, so the clock handed to lk_dir_admit never goes back */
+		at = arrival_ns(&d->rxm[i].msg_hdr, now, off);
+		if (at < d->last_at)
+			at = d->last_at;
+		d->last_at = at;
+		switch (lk_dir_admit(&d->m, at, flen, &rel, &dup)) {
 		case LK_DROP_LOSS:
 			stat_add(&d->m.st.drop_loss, 1);
 			continue;
@@ -368,6 +414,9 @@ static int open_sock(const char *ifname, int *ifindex)
 	/* veths have no qdisc worth going through; best effort */
 	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
 	/* root can exceed rmem_max; fall back quietly if not */
+	if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)))
+		fprintf(stderr, "linkem: no receive timestamps (%s): busy spells cost link time\n",
+			strerror(errno));
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)))
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)))

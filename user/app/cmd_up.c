@@ -24,6 +24,7 @@
 
 #include "app/cmd.h"
 #include "app/log.h"
+#include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
 #include "io/xdp.h"
@@ -233,13 +234,14 @@ int kcpx_cmd_up(int argc, char **argv)
 		fprintf(stderr, "kcpx up: %s is busy, not starting\n", u.ifname);
 		return 1;
 	}
-	if (err == -EINVAL || err == -ENODEV)
-		return 1;
+	if (err == -EINVAL || err == -ENODEV || err == -EUCLEAN)
+		return 1; /* said why; an unsafe pin tree must be looked at, not worked around */
 	if (err) {
 		pr_warn("AF_XDP cannot work on %s (%s): running over UDP sockets instead", u.ifname,
 			strerror(-err));
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
+	kcpx_metrics_set_iface(u.ifname);
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

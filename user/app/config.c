@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum opt_type { OPT_STR, OPT_INT, OPT_BOOL };
 
@@ -45,6 +46,8 @@ static const struct opt opts[] = {
 	S(listen, "l", R_S, "kcp server listen address (UDP)"),
 	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
 	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
+	S(keyfile, "key-file", R_CS,
+	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
 	  "aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, xor, sm4, "
 	  "none, null, aes-128-gcm" },
@@ -100,11 +103,19 @@ static const struct opt opts[] = {
 	  "0: never"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
+	{ "qpp", "QPP", OPT_BOOL, offsetof(struct kcpx_config, qpp), 0, R_CS, false,
+	  "kcptun's Quantum Permutation Pad changes every stream's bytes and kcpx cannot "
+	  "check its implementation against kcptun's, so it does not guess; turn qpp off at "
+	  "both ends",
+	  "kcptun's Quantum Permutation Pad over each stream" },
+	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
+	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
+	S(metrics, NULL, R_CS,
+	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
-static const char *const newer_keys[] = { "closewait", "ratelimit", "framesize",
-					  "qpp",       "qppcount",  "rate" };
+static const char *const newer_keys[] = { "closewait", "ratelimit", "framesize", "rate" };
 
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 {
@@ -114,7 +125,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	strcpy(cfg->remoteaddr, "vps:29900");
 	strcpy(cfg->listen, ":29900");
 	strcpy(cfg->target, "127.0.0.1:12948");
-	strcpy(cfg->key, "it's a secrect");
+	strcpy(cfg->key, KCPX_DEFAULT_KEY);
 	strcpy(cfg->crypt, "aes");
 	strcpy(cfg->mode, "fast");
 	cfg->conn = 1;
@@ -152,6 +163,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * that tenfold headroom and caps what one address can make the server spend on
 	 * handshakes (about 0.1 ms of CPU each) near 1 % of a core. docs/PROTOCOL.md §6. */
 	cfg->hsrate = 100;
+	cfg->qppcount = 61;
 }
 
 static const struct opt *find_opt(const char *name, enum kcpx_role role, bool json)
@@ -284,6 +296,12 @@ int kcpx_config_parse(struct kcpx_config *cfg, int argc, char **argv, int *rest)
 			err = o->type == OPT_STR ? set_str(cfg, o, val) : set_int(cfg, o, val);
 		if (err)
 			return err;
+		if (o->off == offsetof(struct kcpx_config, key)) {
+			/* out of /proc/PID/cmdline, so `ps` shows no secret (--keyfile is better:
+			 * the key was visible until here) */
+			memset((char *)val, 'x', strlen(val));
+			cfg->key_given = true;
+		}
 	}
 	if (rest)
 		*rest = i;
@@ -340,6 +358,8 @@ int kcpx_config_load_json(struct kcpx_config *cfg, const char *path)
 				err = refuse_missing(o, true);
 				if (!err)
 					err = set_str(cfg, o, json_string_value(v));
+				if (!err && o->off == offsetof(struct kcpx_config, key))
+					cfg->key_given = true;
 			}
 			break;
 		case OPT_INT:
@@ -397,6 +417,54 @@ static int range(const char *name, int v, int lo, int hi)
 	return 0;
 }
 
+/*
+ * --keyfile: the key is the file's first line (without its line end), so that it is not
+ * in argv or the environment. Using it with --key or KCPTUN_KEY is an error: which one
+ * wins would be a guess.
+ */
+static int read_keyfile(struct kcpx_config *cfg)
+{
+	char buf[KCPX_STR + 2];
+	struct stat st;
+	size_t n;
+	FILE *f;
+
+	if (cfg->key_given) {
+		fprintf(stderr, "kcpx: give the key one way: --keyfile, or --key/\"key\", or "
+				"KCPTUN_KEY\n");
+		return -EINVAL;
+	}
+	f = fopen(cfg->keyfile, "re");
+	if (!f) {
+		fprintf(stderr, "kcpx: keyfile '%s': %s\n", cfg->keyfile, strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
+		fprintf(stderr,
+			"kcpx: warning: keyfile '%s' is readable by others (mode %04o): chmod "
+			"600 it\n",
+			cfg->keyfile, (unsigned)(st.st_mode & 07777));
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	if (n >= sizeof(cfg->key)) {
+		explicit_bzero(buf, sizeof(buf));
+		fprintf(stderr, "kcpx: keyfile '%s': the key is too long (at most %zu bytes)\n",
+			cfg->keyfile, sizeof(cfg->key) - 1);
+		return -EINVAL;
+	}
+	buf[n] = 0;
+	if (!n) {
+		fprintf(stderr, "kcpx: keyfile '%s': the first line is empty\n", cfg->keyfile);
+		return -EINVAL;
+	}
+	memcpy(cfg->key, buf, n + 1);
+	explicit_bzero(buf, sizeof(buf));
+	cfg->key_given = true;
+	return 0;
+}
+
 int kcpx_config_finish(struct kcpx_config *cfg)
 {
 	static const struct {
@@ -413,8 +481,20 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	int err = 0;
 
 	/* kcptun: the environment variable supplies the key when set */
-	if (env && *env && strlen(env) < sizeof(cfg->key))
+	if (env && *env) {
+		if (strlen(env) >= sizeof(cfg->key)) {
+			fprintf(stderr, "kcpx: KCPTUN_KEY is too long (at most %zu bytes)\n",
+				sizeof(cfg->key) - 1);
+			return -EINVAL;
+		}
 		strcpy(cfg->key, env);
+		cfg->key_given = true;
+	}
+	if (cfg->keyfile[0]) {
+		err = read_keyfile(cfg);
+		if (err)
+			return err;
+	}
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		if (strcmp(cfg->mode, modes[i].name))
 			continue;
@@ -495,6 +575,85 @@ void kcpx_config_usage(FILE *fp, enum kcpx_role role)
 			snprintf(def, sizeof(def), " (default %d)", *(int *)((char *)&d + o->off));
 		fprintf(fp, "  %-23s %s%s%s%s\n", flag, o->help, def, o->hidden ? " [hidden]" : "",
 			o->missing ? " [not supported]" : "");
+	}
+}
+
+/* Text for scdoc: '*', '_' and '\\' are markup there. */
+static void man_text(FILE *fp, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '*' || *s == '_' || *s == '\\')
+			fputc('\\', fp);
+		fputc(*s, fp);
+	}
+}
+
+static void man_default(FILE *fp, const struct opt *o, const struct kcpx_config *d)
+{
+	const char *p = (const char *)d + o->off;
+
+	if (o->type == OPT_STR)
+		fprintf(fp, "\"");
+	if (o->type == OPT_STR)
+		man_text(fp, p);
+	else if (o->type == OPT_INT)
+		fprintf(fp, "%d", *(const int *)p);
+	else
+		fprintf(fp, "%s", *(const bool *)p ? "on" : "off");
+	if (o->type == OPT_STR)
+		fprintf(fp, "\"");
+}
+
+void kcpx_config_man(FILE *fp)
+{
+	struct kcpx_config dc, ds;
+
+	kcpx_config_defaults(&dc, KCPX_ROLE_CLIENT);
+	kcpx_config_defaults(&ds, KCPX_ROLE_SERVER);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		const char *pc = (const char *)&dc + o->off, *ps = (const char *)&ds + o->off;
+		size_t sz = o->type == OPT_STR	 ? strlen(pc) + 1
+			    : o->type == OPT_INT ? sizeof(int)
+						 : sizeof(bool);
+		bool same = !memcmp(pc, ps, sz);
+
+		fprintf(fp, "*--");
+		man_text(fp, o->name);
+		fprintf(fp, "*");
+		if (o->alias) {
+			fprintf(fp, ", *-");
+			man_text(fp, o->alias);
+			fprintf(fp, "*");
+		}
+		fprintf(fp, "%s\n\t",
+			o->type == OPT_STR   ? " _S_"
+			: o->type == OPT_INT ? " _N_"
+					     : "");
+		if (o->help[0] == '-')
+			fputc('\\', fp); /* not a list entry */
+		man_text(fp, o->help);
+		fprintf(fp, ".");
+		if (o->roles == R_C)
+			fprintf(fp, " Client only.");
+		else if (o->roles == R_S)
+			fprintf(fp, " Server only.");
+		if (o->missing) {
+			fprintf(fp, " Not supported: ");
+			man_text(fp, o->missing);
+			fprintf(fp, ".\n\n");
+			continue;
+		}
+		fprintf(fp, " Default: ");
+		if (o->roles != R_CS || same) {
+			man_default(fp, o, o->roles == R_S ? &ds : &dc);
+		} else {
+			fprintf(fp, "client ");
+			man_default(fp, o, &dc);
+			fprintf(fp, ", server ");
+			man_default(fp, o, &ds);
+		}
+		fprintf(fp, ".%s\n\n", o->hidden ? " Hidden from --help, as in kcptun." : "");
 	}
 }
 

@@ -25,6 +25,8 @@ struct kcpx_config {
 	char target[KCPX_STR];
 	/* both */
 	char key[KCPX_STR];
+	char keyfile[KCPX_STR]; /* the key's first line comes from this file (not in ps) */
+	bool key_given;		/* --key, "key", --keyfile or KCPTUN_KEY: not the default */
 	char crypt[32];
 	char mode[16];
 	int scavengettl;
@@ -62,7 +64,13 @@ struct kcpx_config {
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 	int reprobe;	/* client, auto: s after a fallback before new sessions probe; 0: never */
 	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
+	bool qpp;	/* kcptun's QPP: refused */
+	int qppcount;
+	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
+
+/* kcptun's default key: everyone knows it, so kcpx warns when it is in use */
+#define KCPX_DEFAULT_KEY "it's a secrect"
 
 /* Defaults for a role (kcptun 20210922's, WIRE.md §6). */
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role);
@@ -82,5 +90,7 @@ int kcpx_config_finish(struct kcpx_config *cfg);
 enum kcpx_role kcpx_config_role_of_json(const char *path);
 void kcpx_config_usage(FILE *fp, enum kcpx_role role);
 void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg);
+/* Every flag of client and server as scdoc text, for the man page (tools/mkman.c). */
+void kcpx_config_man(FILE *fp);
 
 #endif

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "app/log.h"
 
+#include "io/file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,14 +14,21 @@ static enum kcpx_log_level log_level = KCPX_LOG_INFO;
 int kcpx_log_open(const char *path)
 {
 	FILE *fp;
+	int fd;
 
 	if (!path || !*path) {
 		log_fp = NULL;
 		return 0;
 	}
-	fp = fopen(path, "a");
-	if (!fp)
-		return -errno;
+	fd = kcpx_file_append(path);
+	if (fd < 0)
+		return fd;
+	fp = fdopen(fd, "a");
+	if (!fp) {
+		fd = -errno;
+		close(fd);
+		return fd;
+	}
 	setvbuf(fp, NULL, _IOLBF, 0);
 	log_fp = fp;
 	return 0;

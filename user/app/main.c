@@ -5,7 +5,7 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down IFACE | kcpx stats IFACE | kcpx status
+ *   kcpx down IFACE | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "app/config.h"
 #include "app/log.h"
 #include "app/tunnel.h"
+#include "io/file.h"
 
 static void usage(FILE *fp)
 {
@@ -30,6 +31,8 @@ static void usage(FILE *fp)
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
 		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"
 		"                         only those of the tunnel with process id PID\n"
+		"  check [client|server] -c FILE [flags]\n"
+		"                         validate a config and print the effective settings\n"
 		"  version                print the version\n"
 		"\n"
 		"`kcpx client --help` and `kcpx server --help` list every flag.\n");
@@ -51,11 +54,18 @@ int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc
 	err = kcpx_config_finish(cfg);
 	if (err)
 		return err;
-	if (cfg->log[0] && kcpx_log_open(cfg->log) < 0) {
-		fprintf(stderr, "kcpx: cannot open log file '%s': %s\n", cfg->log, strerror(errno));
-		return -EINVAL;
+	if (cfg->log[0]) {
+		err = kcpx_log_open(cfg->log);
+		if (err) {
+			fprintf(stderr, "kcpx: --log '%s': %s\n", cfg->log, kcpx_file_why(err));
+			return -EINVAL;
+		}
 	}
 	kcpx_log_set_level((enum kcpx_log_level)cfg->verbose);
+	if (!cfg->key_given || !strcmp(cfg->key, KCPX_DEFAULT_KEY))
+		pr_warn("the key is kcptun's default, which everyone knows: anyone can use this "
+			"tunnel%s. Set --keyfile FILE (or --key, KCPTUN_KEY) at both ends",
+			role == KCPX_ROLE_SERVER ? " to reach --target" : " or read it");
 	return 0;
 }
 
@@ -91,6 +101,8 @@ int main(int argc, char **argv)
 		return kcpx_cmd_down(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stats"))
 		return kcpx_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(cmd, "check"))
+		return kcpx_cmd_check(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return kcpx_cmd_status(argc - 1, argv + 1);
 	fprintf(stderr, "kcpx: unknown command '%s'\n\n", cmd);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app/snmp.h"
+#include "io/file.h"
 
 /* kcp-go v5.6.1's Snmp struct field order (what %+v prints) is KCPX_SNMP_FIELDS. */
 
@@ -274,9 +275,9 @@ int kcpx_snmp_log(const char *path_pattern, const struct kcpx_snmp *s, time_t no
 
 	if (kcpx_snmp_path(path, sizeof(path), path_pattern, now) >= sizeof(path))
 		return -ENAMETOOLONG;
-	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+	fd = kcpx_file_append(path);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) == 0 && st.st_size == 0) {
 		sb_puts(&b, "Unix");
 #define SNMP_HDR(name) sb_puts(&b, "," #name);

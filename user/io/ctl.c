@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +35,39 @@ void kcpx_ctl_reap(void)
 	closedir(d);
 }
 
+/*
+ * /run/kcpx must be root's directory, not a link, and closed to others: the sockets
+ * in it tell peer addresses and counters. Returns 0 or -errno (logged by the caller).
+ */
+static int ctl_dir_ensure(void)
+{
+	struct stat st;
+	int fd, err = 0;
+
+	if (mkdir(KCPX_CTL_DIR, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	fd = open(KCPX_CTL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOTDIR ? -ELOOP : -errno;
+	if (fstat(fd, &st) < 0)
+		err = -errno;
+	else if (st.st_uid != geteuid())
+		err = -EPERM;
+	else if ((st.st_mode & 0077) && fchmod(fd, 0700) < 0) /* made 0755 by older kcpx */
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 int kcpx_ctl_listen(char *path, size_t size)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	mode_t old_mask;
 	int fd, err;
 
-	if (mkdir(KCPX_CTL_DIR, 0755) < 0 && errno != EEXIST)
-		return -errno;
+	err = ctl_dir_ensure();
+	if (err)
+		return err;
 	kcpx_ctl_reap();
 	snprintf(path, size, "%s/%d.sock", KCPX_CTL_DIR, (int)getpid());
 	if (strlen(path) >= sizeof(un.sun_path))
@@ -50,12 +77,15 @@ int kcpx_ctl_listen(char *path, size_t size)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 || listen(fd, 16) < 0) {
+	/* the socket is born 0600: no window in which others may connect */
+	old_mask = umask(0177);
+	err = bind(fd, (struct sockaddr *)&un, sizeof(un));
+	umask(old_mask);
+	if (err < 0 || listen(fd, 16) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
-	chmod(path, 0600);
 	return fd;
 }
 

@@ -124,7 +124,7 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 {
 	int family = cfg->bind ? cfg->bind->sa.sa_family : cfg->peer->sa.sa_family;
 	struct udp_dgram *u;
-	int fd, err, on = 1;
+	int fd, err;
 
 	u = calloc(1, sizeof(*u));
 	if (!u)
@@ -143,7 +143,8 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 			setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
 	}
 	if (cfg->bind) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		/* no SO_REUSEADDR: for UDP it lets any local user bind the same port on a
+		 * more specific address and receive the tunnel's datagrams */
 		if (bind(fd, &cfg->bind->sa, cfg->bind->len) < 0) {
 			err = -errno;
 			goto err_close;

@@ -126,14 +126,134 @@ static int bpffs_ensure(void)
 
 	if (statfs(KCPX_BPFFS, &st) == 0 && st.f_type == BPF_FS_MAGIC)
 		return 0;
-	if (mount("bpf", KCPX_BPFFS, "bpf", 0, NULL) < 0) {
+	/* mode=0700: without it the kernel makes the bpffs root 1777, and any user could
+	 * then plant the directories kcpx pins into (see pin_tree_open) */
+	if (mount("bpf", KCPX_BPFFS, "bpf", 0, "mode=0700") < 0) {
 		int err = -errno;
 		kcpx_io_logf(0, "bpffs is not mounted at %s and mounting it failed: %s", KCPX_BPFFS,
 			     strerror(-err));
 		return err;
 	}
-	kcpx_io_logf(1, "mounted bpffs at %s", KCPX_BPFFS);
+	kcpx_io_logf(1, "mounted bpffs at %s (mode 0700)", KCPX_BPFFS);
 	return 0;
+}
+
+/*
+ * The pin tree /sys/fs/bpf/kcpx/IFACE belongs to root. A bpffs mounted without mode= is
+ * 1777, so any local user may have made /sys/fs/bpf/kcpx, or a symlink in it, before us;
+ * following either would let that user steer root's unlink()s (and its pins) anywhere.
+ * So every directory on the way is opened with O_NOFOLLOW and must be a directory owned
+ * by us and writable by nobody else; the bpffs root itself must be ours and, if others
+ * may write to it, sticky (so nobody else can rename our entry away). Once that holds,
+ * only we can change anything below, and the path names stay safe to use afterwards.
+ */
+enum { PIN_ROOT, PIN_KCPX, PIN_IFACE, PIN_NFDS };
+
+static int pin_dir_check(int fd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		kcpx_io_logf(0,
+			     "%s is owned by uid %u, not by root: refusing to use it (another "
+			     "user may have made it to trick kcpx; check and remove it)",
+			     path, (unsigned)st.st_uid);
+		return -EUCLEAN;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		kcpx_io_logf(0,
+			     "%s is writable by group or others (mode %04o): refusing to use "
+			     "it (mount bpffs with mode=0700)",
+			     path, (unsigned)(st.st_mode & 07777));
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+static int pin_dir_at(int dirfd, const char *name, const char *path, bool create, bool strict)
+{
+	int fd, err;
+
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && create) {
+		if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ELOOP || err == -ENOTDIR)
+			kcpx_io_logf(0,
+				     "%s is a symlink or not a directory: refusing to use it "
+				     "(another user may have made it to trick kcpx; check and "
+				     "remove it)",
+				     path);
+		return err == -ELOOP || err == -ENOTDIR ? -EUCLEAN : err;
+	}
+	err = pin_dir_check(fd, path);
+	if (!err && strict) {
+		struct stat st;
+
+		/* below the root, nothing but us may write, sticky or not */
+		if (fstat(fd, &st) < 0)
+			err = -errno;
+		else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			kcpx_io_logf(0,
+				     "%s is writable by group or others (mode %04o): refusing "
+				     "to use it",
+				     path, (unsigned)(st.st_mode & 07777));
+			err = -EUCLEAN;
+		}
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void pin_tree_close(int *fds)
+{
+	for (int i = 0; i < PIN_NFDS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*
+ * Open and check the bpffs root, kcpx's directory and IFACE's under it, making the
+ * two directories if create. fds[] gets one fd per level (-1 where a level is absent).
+ * Returns 0 when all three are there and safe, -ENOENT when a level is missing (and
+ * !create), another negative errno (already logged) when something is not safe.
+ */
+static int pin_tree_open(const char *ifname, bool create, int *fds)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	for (int i = 0; i < PIN_NFDS; i++)
+		fds[i] = -1;
+	fd = pin_dir_at(AT_FDCWD, KCPX_BPFFS, KCPX_BPFFS, false, false);
+	if (fd < 0)
+		return fd;
+	fds[PIN_ROOT] = fd;
+	fd = pin_dir_at(fds[PIN_ROOT], "kcpx", KCPX_BPF_PIN_ROOT, create, true);
+	if (fd < 0)
+		goto err;
+	fds[PIN_KCPX] = fd;
+	if (pin_path(path, sizeof(path), ifname, NULL)) {
+		fd = -ENAMETOOLONG;
+		goto err;
+	}
+	fd = pin_dir_at(fds[PIN_KCPX], ifname, path, create, true);
+	if (fd < 0)
+		goto err;
+	fds[PIN_IFACE] = fd;
+	return 0;
+err:
+	/* keep the levels that are there: unpin may still tidy an empty kcpx directory */
+	return fd;
 }
 
 static int prog_name_by_id(__u32 id, char *name, size_t len)
@@ -203,7 +323,7 @@ static int read_info(const char *ifname, struct kcpx_info *info)
 	err = pin_path(path, sizeof(path), ifname, "kcpx_info");
 	if (err)
 		return err;
-	fd = bpf_obj_get(path);
+	fd = bpf_obj_get(path); /* callers checked the tree with pin_tree_open */
 	if (fd < 0)
 		return -errno;
 	err = bpf_map_lookup_elem(fd, &key, info) < 0 ? -errno : 0;
@@ -273,34 +393,39 @@ static int detach_tc(int ifindex, bool own_hook)
 	return removed;
 }
 
+/*
+ * Remove kcpx's own pins of IFACE, by name, and the directories if they are then empty.
+ * Anything else found there stays (and is named): kcpx removes only what it made.
+ */
 static int unpin_all(const char *ifname)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 256];
-	struct dirent *de;
-	int removed = 0;
-	DIR *d;
+	int fds[PIN_NFDS], removed = 0, err;
 
-	if (pin_path(dir, sizeof(dir), ifname, NULL))
-		return -ENAMETOOLONG;
-	d = opendir(dir);
-	if (!d) {
-		int err = errno == ENOENT ? 0 : -errno;
-
-		rmdir(KCPX_BPF_PIN_ROOT);
+	err = pin_tree_open(ifname, false, fds);
+	if (err == -ENOENT) {
+		/* no IFACE directory: tidy an empty kcpx directory, if it is ours */
+		if (fds[PIN_KCPX] >= 0)
+			unlinkat(fds[PIN_ROOT], "kcpx", AT_REMOVEDIR);
+		pin_tree_close(fds);
+		return 0;
+	}
+	if (err) {
+		pin_tree_close(fds);
 		return err;
 	}
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (unlink(path) == 0)
+	for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++)
+		if (unlinkat(fds[PIN_IFACE], pinned_maps[i], 0) == 0)
 			removed++;
+	if (unlinkat(fds[PIN_KCPX], ifname, AT_REMOVEDIR) < 0) {
+		err = errno == ENOENT ? 0 : -errno;
+		if (err == -ENOTEMPTY)
+			kcpx_io_logf(1, "%s/%s holds files kcpx did not make: left in place",
+				     KCPX_BPF_PIN_ROOT, ifname);
 	}
-	closedir(d);
-	if (rmdir(dir) < 0 && errno != ENOENT)
-		return -errno;
-	rmdir(KCPX_BPF_PIN_ROOT); /* only when no other interface is left in it */
-	return removed + 1;
+	/* only when no other interface is left in it */
+	unlinkat(fds[PIN_ROOT], "kcpx", AT_REMOVEDIR);
+	pin_tree_close(fds);
+	return err == -ENOTEMPTY ? removed : err ? err : removed + 1;
 }
 
 int kcpx_xdp_down(const char *ifname)
@@ -314,6 +439,13 @@ int kcpx_xdp_down(const char *ifname)
 	libbpf_set_print(libbpf_log);
 	if (bpffs_ensure() < 0)
 		return -ENOENT;
+	{
+		int fds[PIN_NFDS], e = pin_tree_open(ifname, false, fds);
+
+		pin_tree_close(fds);
+		if (e && e != -ENOENT)
+			return e;
+	}
 	have_info = read_info(ifname, &info) == 0;
 	ifindex = if_nametoindex(ifname);
 	if (have_info) {
@@ -444,10 +576,12 @@ static int pin_maps(struct kcpx_xdp *x)
 	char path[PATH_MAX];
 	int err;
 
-	if (mkdir(KCPX_BPF_PIN_ROOT, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	if (mkdir(x->pin_dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	int fds[PIN_NFDS];
+
+	err = pin_tree_open(x->ifname, true, fds);
+	pin_tree_close(fds);
+	if (err)
+		return err;
 	x->pinned = true;
 	for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(x->skel->obj, pinned_maps[i]);
@@ -494,23 +628,24 @@ static int write_info(struct kcpx_xdp *x, enum kcpx_bpf_role role)
 /* Refuse while a live daemon owns IFACE; clean up after a dead one. */
 static int check_not_up(const char *ifname)
 {
+	int fds[PIN_NFDS], err;
 	struct kcpx_info info;
-	char dir[PATH_MAX];
-	struct stat st;
-	int err;
 
+	err = pin_tree_open(ifname, false, fds);
+	pin_tree_close(fds);
+	if (err == -ENOENT)
+		return 0;
+	if (err)
+		return err;
 	if (read_info(ifname, &info) == 0 && daemon_alive(info.pid, info.start_time_ns)) {
 		kcpx_io_logf(0, "kcpx is already up on %s (pid %u): run 'kcpx down %s' first",
 			     ifname, info.pid, ifname);
 		return -EBUSY;
 	}
-	pin_path(dir, sizeof(dir), ifname, NULL);
-	if (stat(dir, &st) == 0) {
-		kcpx_io_logf(0, "%s: state of a kcpx that is gone found: cleaning it up", ifname);
-		err = kcpx_xdp_down(ifname);
-		if (err && err != -ENOENT)
-			return err;
-	}
+	kcpx_io_logf(0, "%s: state of a kcpx that is gone found: cleaning it up", ifname);
+	err = kcpx_xdp_down(ifname);
+	if (err && err != -ENOENT)
+		return err;
 	return 0;
 }
 
@@ -879,11 +1014,15 @@ out:
 
 int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
 {
-	int err, found = 0;
+	int fds[PIN_NFDS], err, found = 0;
 
 	if (!valid_ifname(ifname))
 		return -EINVAL;
 	libbpf_set_print(libbpf_log);
+	err = pin_tree_open(ifname, false, fds);
+	pin_tree_close(fds);
+	if (err)
+		return err;
 	for (size_t i = 0; i < sizeof(counter_maps) / sizeof(counter_maps[0]); i++) {
 		err = stats_one(ifname, counter_maps[i], cb, ctx);
 		if (err == -ENOENT)

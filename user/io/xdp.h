@@ -51,8 +51,10 @@ struct kcpx_xdp_config {
 struct kcpx_xdp;
 
 /* Returns 0 or -errno: -EBUSY when kcpx (a live daemon) or another XDP program is already
- * on the interface; -EPERM when not allowed to load BPF. Stale state of a crashed daemon
- * is cleaned up first (and logged). */
+ * on the interface; -EPERM when not allowed to load BPF; -EUCLEAN when the pin tree under
+ * /sys/fs/bpf is not safe to use (another user's, a symlink, writable by others: logged,
+ * and nothing in it touched). Stale state of a crashed daemon is cleaned up first (and
+ * logged). */
 int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg);
 /* Release handles. detach: also remove the programs and pins (what `kcpx down` does). */
 void kcpx_xdp_close(struct kcpx_xdp *x, bool detach);
@@ -107,8 +109,9 @@ static inline int kcpx_xdp_publish_snmp(struct kcpx_xdp *x, const struct kcpx_sn
 int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size);
 
 /* Detach kcpx's programs from IFACE and remove its pins. Works from the pins, and when
- * they are gone from the programs' names alone. Returns 0 when something was removed,
- * -ENOENT when kcpx was not there, other -errno on failure. */
+ * they are gone from the programs' names alone; only kcpx's own pin names are removed.
+ * Returns 0 when something was removed, -ENOENT when kcpx was not there, -EUCLEAN when
+ * the pin tree is not safe (as for kcpx_xdp_open), other -errno on failure. */
 int kcpx_xdp_down(const char *ifname);
 
 /* Every field of every pinned counter map of IFACE, summed over CPUs, in map order:

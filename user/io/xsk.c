@@ -998,7 +998,7 @@ err:
 static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const struct kcpx_addr *peer)
 {
 	struct kcpx_addr a = { 0 };
-	int one = 1, tos = p->c->tos;
+	int tos = p->c->tos;
 
 	if (local) {
 		a = *local;
@@ -1017,7 +1017,8 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 		return -errno;
 	if (p->family == AF_INET6)
 		setsockopt(p->udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 0 }, sizeof(int));
-	setsockopt(p->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* no SO_REUSEADDR: with it any local user could bind the same port on a more
+	 * specific address and take the tunnel's datagrams */
 	if (tos) {
 		if (p->family == AF_INET)
 			setsockopt(p->udp_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
@@ -1042,6 +1043,10 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 		else
 			memcpy(p->bound_addr, &p->d.local.in6.sin6_addr, 16);
 	}
+	/* a client's port talks to its server only: what XDP passes from anyone else
+	 * (it steers only the server's packets) stops here, in the kernel */
+	if (peer && connect(p->udp_fd, &peer->sa, peer->len) < 0)
+		return -errno;
 	return 0;
 }
 

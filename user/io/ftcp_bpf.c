@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "faketcp.skel.h"
+#include "io/ftcp_bpf.h"
+#include "io/xdp.h"
+
+/* BPF_TCX_EGRESS: the kernel has TCX links, libbpf 1.1's headers do not name them. */
+#define KCPX_BPF_TCX_EGRESS 47
+#define FTCP_IFACES_MAX	    16
+
+struct ftcp_iface {
+	int ifindex;
+	struct bpf_link *xdp;
+	int tc_link_fd;
+};
+
+struct kcpx_ftcp_bpf {
+	struct faketcp *skel;
+	struct ftcp_iface ifs[FTCP_IFACES_MAX];
+	int nifs;
+};
+
+int kcpx_ftcp_bpf_open(struct kcpx_ftcp_bpf **out)
+{
+	struct kcpx_ftcp_bpf *b;
+	int err;
+
+	*out = NULL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->skel = faketcp__open_and_load();
+	if (!b->skel) {
+		err = -errno;
+		kcpx_io_logf(0, "loading the --tcp BPF programs failed: %s%s", strerror(-err),
+			     err == -EPERM ? " (needs root: CAP_BPF and CAP_NET_ADMIN)" : "");
+		free(b);
+		return err;
+	}
+	*out = b;
+	return 0;
+}
+
+void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b)
+{
+	if (!b)
+		return;
+	for (int i = 0; i < b->nifs; i++) {
+		bpf_link__destroy(b->ifs[i].xdp);
+		if (b->ifs[i].tc_link_fd >= 0)
+			close(b->ifs[i].tc_link_fd);
+	}
+	faketcp__destroy(b->skel);
+	free(b);
+}
+
+int kcpx_ftcp_bpf_attached(const struct kcpx_ftcp_bpf *b, int ifindex)
+{
+	for (int i = 0; i < b->nifs; i++)
+		if (b->ifs[i].ifindex == ifindex)
+			return 1;
+	return 0;
+}
+
+int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
+{
+	struct ftcp_iface *fi;
+	char name[IF_NAMESIZE] = "?";
+	int err;
+
+	if (kcpx_ftcp_bpf_attached(b, ifindex))
+		return 0;
+	if (b->nifs == FTCP_IFACES_MAX)
+		return -ENOSPC;
+	if_indextoname((unsigned)ifindex, name);
+	fi = &b->ifs[b->nifs];
+	fi->ifindex = ifindex;
+	fi->tc_link_fd = -1;
+	fi->xdp = bpf_program__attach_xdp(b->skel->progs.kcpx_xdp_ftcp, ifindex);
+	if (!fi->xdp) {
+		err = -errno;
+		kcpx_io_logf(0, "%s: --tcp XDP attach failed: %s%s", name, strerror(-err),
+			     err == -EBUSY || err == -EEXIST
+				     ? " (another XDP program is there: kcpx up?)"
+				     : "");
+		return err;
+	}
+	fi->tc_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_tc_ftcp), ifindex,
+					 KCPX_BPF_TCX_EGRESS, NULL);
+	if (fi->tc_link_fd < 0) {
+		err = fi->tc_link_fd;
+		kcpx_io_logf(0, "%s: --tcp TC egress (TCX) attach failed: %s", name,
+			     strerror(-err));
+		bpf_link__destroy(fi->xdp);
+		return err;
+	}
+	b->nifs++;
+	kcpx_io_logf(1, "%s: --tcp translation attached (XDP ingress, TCX egress)", name);
+	return 0;
+}
+
+int kcpx_ftcp_bpf_fd(const struct kcpx_ftcp_bpf *b, enum kcpx_ftcp_fd which)
+{
+	switch (which) {
+	case KCPX_FTCP_FD_PROG_XDP:
+		return bpf_program__fd(b->skel->progs.kcpx_xdp_ftcp);
+	case KCPX_FTCP_FD_PROG_TC:
+		return bpf_program__fd(b->skel->progs.kcpx_tc_ftcp);
+	case KCPX_FTCP_FD_PORTS:
+		return bpf_map__fd(b->skel->maps.kcpx_ftcp_ports);
+	case KCPX_FTCP_FD_FLOWS:
+		return bpf_map__fd(b->skel->maps.kcpx_ftcp_flows);
+	case KCPX_FTCP_FD_STATS:
+		return bpf_map__fd(b->skel->maps.kcpx_ftcp_stats);
+	}
+	return -EINVAL;
+}
+
+int kcpx_ftcp_bpf_port_add(struct kcpx_ftcp_bpf *b, uint16_t port)
+{
+	__be16 k = htons(port);
+	__u8 v = 1;
+
+	return bpf_map_update_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_ports), &k, &v, BPF_ANY)
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_ftcp_bpf_port_del(struct kcpx_ftcp_bpf *b, uint16_t port)
+{
+	__be16 k = htons(port);
+
+	return bpf_map_delete_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_ports), &k) ? -errno : 0;
+}
+
+void kcpx_ftcp_key_make(struct kcpx_ftcp_key *k, const struct kcpx_addr *peer, uint16_t lport)
+{
+	memset(k, 0, sizeof(*k));
+	if (peer->sa.sa_family == AF_INET) {
+		k->raddr[10] = 0xff;
+		k->raddr[11] = 0xff;
+		memcpy(&k->raddr[12], &peer->in.sin_addr, 4);
+		k->rport = peer->in.sin_port;
+	} else {
+		memcpy(k->raddr, &peer->in6.sin6_addr, 16);
+		k->rport = peer->in6.sin6_port;
+	}
+	k->lport = htons(lport);
+}
+
+int kcpx_ftcp_bpf_flow_set(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k,
+			   const struct kcpx_ftcp_flow *f)
+{
+	return bpf_map_update_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_flows), k, f, BPF_ANY)
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_ftcp_bpf_flow_get(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k,
+			   struct kcpx_ftcp_flow *f)
+{
+	return bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_flows), k, f) ? -errno : 0;
+}
+
+int kcpx_ftcp_bpf_flow_del(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k)
+{
+	return bpf_map_delete_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_flows), k) ? -errno : 0;
+}
+
+int kcpx_ftcp_bpf_stats(struct kcpx_ftcp_bpf *b, struct kcpx_ftcp_stats *s)
+{
+	return kcpx_xdp_sum_percpu(bpf_map__fd(b->skel->maps.kcpx_ftcp_stats), s, sizeof(*s));
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loading and attaching bpf/faketcp.bpf.c, the fake-TCP translation of `--tcp` on the
+ * UDP-socket backend (include/kcpx_ftcp.h has the contract).
+ *
+ * Both programs are attached through BPF links (XDP link, TCX egress link) held by the
+ * daemon's file descriptors: when the daemon exits, however it exits (kill -9 included),
+ * the kernel detaches them. Nothing is pinned.
+ */
+#ifndef KCPX_IO_FTCP_BPF_H
+#define KCPX_IO_FTCP_BPF_H
+
+#include <stdint.h>
+
+#include "kcpx_ftcp.h"
+#include "io/dgram.h"
+
+struct kcpx_ftcp_bpf;
+
+/* Load (not attached anywhere yet). Returns 0 or -errno (-EPERM without root). */
+int kcpx_ftcp_bpf_open(struct kcpx_ftcp_bpf **out);
+/* Detach from every interface and free. */
+void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b);
+
+/* Attach XDP ingress and TC egress to ifindex; attaching twice to one is a no-op.
+ * -EBUSY when another XDP program (e.g. `kcpx up`) holds the interface. */
+int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex);
+/* Is ifindex one we attached to? */
+int kcpx_ftcp_bpf_attached(const struct kcpx_ftcp_bpf *b, int ifindex);
+
+enum kcpx_ftcp_fd {
+	KCPX_FTCP_FD_PROG_XDP,
+	KCPX_FTCP_FD_PROG_TC,
+	KCPX_FTCP_FD_PORTS,
+	KCPX_FTCP_FD_FLOWS,
+	KCPX_FTCP_FD_STATS,
+};
+int kcpx_ftcp_bpf_fd(const struct kcpx_ftcp_bpf *b, enum kcpx_ftcp_fd which);
+
+/* A local port (host order) carries fake TCP / no longer does. */
+int kcpx_ftcp_bpf_port_add(struct kcpx_ftcp_bpf *b, uint16_t port);
+int kcpx_ftcp_bpf_port_del(struct kcpx_ftcp_bpf *b, uint16_t port);
+
+/* The flow key of peer (its address and port) and our local port (host order). */
+void kcpx_ftcp_key_make(struct kcpx_ftcp_key *k, const struct kcpx_addr *peer, uint16_t lport);
+int kcpx_ftcp_bpf_flow_set(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k,
+			   const struct kcpx_ftcp_flow *f);
+int kcpx_ftcp_bpf_flow_get(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k,
+			   struct kcpx_ftcp_flow *f);
+int kcpx_ftcp_bpf_flow_del(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *k);
+
+/* The counters summed over CPUs. */
+int kcpx_ftcp_bpf_stats(struct kcpx_ftcp_bpf *b, struct kcpx_ftcp_stats *s);
+
+#endif
