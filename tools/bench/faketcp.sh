@@ -12,6 +12,8 @@
 #   kcptun       kcptun-client|kcptun-server        (reference: kcptun over UDP)
 #   kcptun-tcp   kcptun-client|kcptun-server --tcp  (tcpraw: raw sockets)
 # FLAGS go to both ends of every candidate, so they must be kcptun flags.
+# FT_LINK=SPEC puts linkem (--both SPEC, e.g. delay=25,loss=1) between the two ends
+# instead of the bare pair (tools/lib/wan.sh, lane 1).
 # One line per run into OUT: goodput, CPU seconds of the two daemons, CPU per GB. The
 # kernel's receive work for a datagram runs in the sender's context on a veth, so each
 # daemon's CPU includes its peer's receive path (the XDP/TC translation included).
@@ -24,10 +26,21 @@ shift 3
 FLAGS=("$@")
 KCPX=${KCPX:-$PWD/build/kcpx}
 NETNS_TAG=${NETNS_TAG:-kxft$$}
-# shellcheck source=../../tests/lib/netns.sh
-. tests/lib/netns.sh
-need_root
-netns_pair
+FT_LINK=${FT_LINK:-}
+if [ -n "$FT_LINK" ]; then
+	WAN_TAG=$NETNS_TAG
+	# shellcheck source=../lib/wan.sh
+	. tools/lib/wan.sh
+	need_root
+	wan_up 1 || exit 1
+	wan_linkem 1 --both "$FT_LINK" || exit 1
+	NS_A=$(wan_ns 1 a) NS_B=$(wan_ns 1 b) IP_B=$(wan_ip 1 b)
+else
+	# shellcheck source=../../tests/lib/netns.sh
+	. tests/lib/netns.sh
+	need_root
+	netns_pair
+fi
 LOG=$(mktemp -d /tmp/kcpx-faketcp.XXXXXX)
 on_cleanup "rm -rf '$LOG'; in_a $KCPX down >/dev/null 2>&1; in_b $KCPX down >/dev/null 2>&1"
 
@@ -100,8 +113,8 @@ EOF
 	kill -KILL $c $s $ipsrv 2>/dev/null
 	wait $c $s $ipsrv 2>/dev/null
 	case $r in
-	status=ok*) echo "kind=faketcp run=$run cand=$cand $r" >>"$OUTF" ;;
-	*) echo "kind=faketcp run=$run cand=$cand status=na reason=$r: $(tail -qn1 "$LOG/s.log" \
+	status=ok*) echo "kind=faketcp link=${FT_LINK:-bare} run=$run cand=$cand $r" >>"$OUTF" ;;
+	*) echo "kind=faketcp link=${FT_LINK:-bare} run=$run cand=$cand status=na reason=$r: $(tail -qn1 "$LOG/s.log" \
 		"$LOG/c.log" | tr -s '\n' ' ' | cut -c1-160)" >>"$OUTF" ;;
 	esac
 	tail -n1 "$OUTF"
