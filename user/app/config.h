@@ -66,6 +66,7 @@ struct kcpx_config {
 	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
 	bool qpp;	/* kcptun's QPP: refused */
 	int qppcount;
+	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
 

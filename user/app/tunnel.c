@@ -26,6 +26,7 @@
 #include "io/clock.h"
 #include "io/ctl.h"
 #include "io/loop.h"
+#include "io/priv.h"
 #include "io/tcp.h"
 #include "io/udp.h"
 
@@ -1533,6 +1534,21 @@ static int tunnel_setup(struct tunnel *t)
 }
 
 /* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
+/* Every socket is open: from here on the daemon parses datagrams, so with as little as
+ * it needs (io/priv.h). */
+static int tunnel_drop_privileges(struct tunnel *t)
+{
+	const char *what;
+	int err = kcpx_priv_drop(t->cfg->user, t->be ? t->be->keep_caps : 0, &what);
+
+	if (err)
+		pr_warn("--user '%s': %s: %s", t->cfg->user, what,
+			err == -ESRCH ? "no such user" : strerror(-err));
+	else if (t->cfg->user[0])
+		pr_info("running as user %s (uid %u)", t->cfg->user, (unsigned)getuid());
+	return err;
+}
+
 static void tunnel_ready(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
@@ -1603,6 +1619,9 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("no control socket (kcpx status will not list this tunnel): %s",
 			strerror(-sfd));
 	}
+	err = tunnel_drop_privileges(t);
+	if (err)
+		goto out;
 	kcpx_timer_init(&t->sectimer, tunnel_second);
 	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
 	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
