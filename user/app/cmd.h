@@ -13,5 +13,6 @@
 int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc, char **argv);
 int kcpx_cmd_up(int argc, char **argv);
 int kcpx_cmd_status(int argc, char **argv);
+int kcpx_cmd_check(int argc, char **argv);
 
 #endif

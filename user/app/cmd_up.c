@@ -25,6 +25,7 @@
 
 #include "app/cmd.h"
 #include "app/log.h"
+#include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
 #include "io/xdp.h"
@@ -251,6 +252,7 @@ int kcpx_cmd_up(int argc, char **argv)
 			strerror(-err));
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
+	kcpx_metrics_set_iface(u.ifname);
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

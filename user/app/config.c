@@ -113,6 +113,8 @@ static const struct opt opts[] = {
 	  "kcptun's Quantum Permutation Pad over each stream" },
 	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
+	S(metrics, NULL, R_CS,
+	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */

@@ -5,7 +5,7 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down IFACE | kcpx stats IFACE | kcpx status
+ *   kcpx down IFACE | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +31,8 @@ static void usage(FILE *fp)
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
 		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"
 		"                         only those of the tunnel with process id PID\n"
+		"  check [client|server] -c FILE [flags]\n"
+		"                         validate a config and print the effective settings\n"
 		"  version                print the version\n"
 		"\n"
 		"`kcpx client --help` and `kcpx server --help` list every flag.\n");
@@ -99,6 +101,8 @@ int main(int argc, char **argv)
 		return kcpx_cmd_down(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stats"))
 		return kcpx_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(cmd, "check"))
+		return kcpx_cmd_check(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return kcpx_cmd_status(argc - 1, argv + 1);
 	fprintf(stderr, "kcpx: unknown command '%s'\n\n", cmd);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "app/log.h"
+#include "app/metrics.h"
 #include "app/service.h"
 #include "app/snmp.h"
 #include "core/crypt.h"
@@ -160,6 +161,8 @@ struct tunnel {
 	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
 	struct hs_bucket *hsrl; /* server with --hsrate > 0 */
 	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
+	struct kcpx_metrics *metrics; /* --metrics */
+	bool stopping;
 };
 
 static void sess_close(struct sess *s, const char *why);
@@ -1396,6 +1399,7 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
 			kcpx_service_stopping();
+			t->stopping = true;
 			kcpx_loop_stop(t->loop);
 		}
 	}
@@ -1533,6 +1537,123 @@ static int tunnel_setup(struct tunnel *t)
 	return 0;
 }
 
+/* --metrics: at most this many sessions get their own series (the rest are counted) */
+#define METRICS_SESSIONS 64
+
+static void metrics_sess_labels(FILE *fp, const char *name, const struct sess *s)
+{
+	char peer[KCPX_ADDRSTRLEN], conv[16];
+
+	snprintf(conv, sizeof(conv), "%08x", s->conv);
+	fprintf(fp, "%s{", name);
+	kcpx_metrics_label(fp, "peer", kcpx_addr_str(&s->peer, peer, sizeof(peer)));
+	fputc(',', fp);
+	kcpx_metrics_label(fp, "conv", conv);
+	fputc(',', fp);
+	kcpx_metrics_label(fp, "proto", sess_proto(s));
+	fputs("} ", fp);
+}
+
+/* The tunnel's part of /metrics: totals, then per-session series (bounded). */
+static void tunnel_metrics(void *arg, FILE *fp)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{ "kcpx_session_bytes_in_total", "counter", "Stream bytes received." },
+		{ "kcpx_session_bytes_out_total", "counter", "Stream bytes sent." },
+		{ "kcpx_session_datagrams_in_total", "counter", "Datagrams received." },
+		{ "kcpx_session_datagrams_out_total", "counter", "Datagrams sent." },
+		{ "kcpx_session_retrans_total", "counter", "KCP segments sent again." },
+		{ "kcpx_session_srtt_seconds", "gauge", "Smoothed round-trip time." },
+		{ "kcpx_session_rto_seconds", "gauge", "Retransmission timeout." },
+		{ "kcpx_session_cwnd", "gauge", "Congestion window, segments." },
+		{ "kcpx_session_streams", "gauge", "Open streams." },
+	};
+	struct tunnel *t = arg;
+	unsigned streams = 0, n = 0;
+
+	kcpx_metrics_snmp(fp, &t->snmp);
+	for (struct sess *s = t->sessions; s; s = s->next, n++)
+		streams += s->nstreams;
+	kcpx_metrics_family(fp, "kcpx_sessions", "gauge", "Sessions open.");
+	fprintf(fp, "kcpx_sessions %u\n", n);
+	kcpx_metrics_family(fp, "kcpx_streams", "gauge", "Streams open, all sessions.");
+	fprintf(fp, "kcpx_streams %u\n", streams);
+	kcpx_metrics_family(fp, "kcpx_session_series_omitted", "gauge",
+			    "Sessions beyond the first 64, without their own series.");
+	fprintf(fp, "kcpx_session_series_omitted %u\n",
+		n > METRICS_SESSIONS ? n - METRICS_SESSIONS : 0);
+	kcpx_metrics_family(fp, "kcpx_tx_dropped_total", "counter",
+			    "Datagrams the backend could not send.");
+	fprintf(fp, "kcpx_tx_dropped_total %llu\n", (unsigned long long)t->tx_dropped);
+	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
+			    "Datagrams from peers without a session, dropped.");
+	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)t->unknown_peer);
+	/* one family at a time, as the format wants: every session's sample of it */
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		unsigned k = 0;
+
+		kcpx_metrics_family(fp, fam[f].name, fam[f].type, fam[f].help);
+		for (struct sess *s = t->sessions; s && k < METRICS_SESSIONS; s = s->next, k++) {
+			struct kcpx_kcp_info ki;
+			struct kcpx_session_stats st;
+			uint64_t v[] = { 0, 0, 0, 0, 0 };
+
+			kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
+			kcpx_session_stats(s->ks, &st);
+			metrics_sess_labels(fp, fam[f].name, s);
+			v[0] = st.bytes_in;
+			v[1] = st.bytes_out;
+			v[2] = st.pkts_in;
+			v[3] = st.pkts_out;
+			v[4] = ki.retrans;
+			if (f < 5)
+				fprintf(fp, "%llu\n", (unsigned long long)v[f]);
+			else if (f == 5)
+				fprintf(fp, "%.3f\n", ki.srtt / 1000.0);
+			else if (f == 6)
+				fprintf(fp, "%.3f\n", ki.rto / 1000.0);
+			else if (f == 7)
+				fprintf(fp, "%u\n", ki.cwnd);
+			else
+				fprintf(fp, "%u\n", s->nstreams);
+		}
+	}
+}
+
+/*
+ * /healthz: healthy while the tunnel runs and, when it has sessions, at least one of them
+ * heard from its peer within the keepalive timeout (the window after which smux gives a
+ * silent session up). A client with no session yet is healthy: it opens them on demand.
+ */
+static bool tunnel_healthy(void *arg, char *why, size_t size)
+{
+	struct tunnel *t = arg;
+	uint32_t now = kcpx_clock_ms(), window = t->scfg.smux.keepalive_timeout_ms;
+	unsigned n = 0, alive = 0;
+
+	if (!window)
+		window = 30000;
+	if (t->stopping) {
+		snprintf(why, size, "stopping");
+		return false;
+	}
+	for (struct sess *s = t->sessions; s; s = s->next, n++) {
+		struct kcpx_session_stats st;
+
+		kcpx_session_stats(s->ks, &st);
+		if (st.pkts_in && now - st.last_rx < window)
+			alive++;
+	}
+	if (n && !alive) {
+		snprintf(why, size, "no session heard from its peer in %u s (%u sessions)",
+			 window / 1000, n);
+		return false;
+	}
+	return true;
+}
+
 /* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
 /* Every socket is open: from here on the daemon parses datagrams, so with as little as
  * it needs (io/priv.h). */
@@ -1625,6 +1746,13 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	kcpx_timer_init(&t->sectimer, tunnel_second);
 	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
 	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
+	if (cfg->metrics[0]) {
+		struct kcpx_metrics_src ms = { tunnel_metrics, tunnel_healthy, t };
+
+		err = kcpx_metrics_start(&t->metrics, t->loop, cfg->metrics, &ms);
+		if (err)
+			goto out;
+	}
 	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
 	if (err)
@@ -1638,6 +1766,7 @@ out:
 		close(t->lw.fd);
 	if (t->sigw.fd >= 0)
 		close(t->sigw.fd);
+	kcpx_metrics_stop(t->metrics);
 	if (t->ctlw.fd >= 0) {
 		close(t->ctlw.fd);
 		unlink(t->ctlpath);
