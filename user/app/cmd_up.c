@@ -253,6 +253,10 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
+	/* turning threaded NAPI off again writes sysfs from a mount namespace of its own
+	 * (io/napi.c): CAP_SYS_ADMIN, kept only when --napi turned it on */
+	if (kcpx_xdp_napi_threaded(u.xdp))
+		be.keep_caps |= 1ull << CAP_SYS_ADMIN;
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

@@ -815,6 +815,11 @@ const char *kcpx_xdp_mode_name(const struct kcpx_xdp *x)
 	return NULL;
 }
 
+bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x)
+{
+	return x->napi_threaded;
+}
+
 int kcpx_xdp_ifindex(const struct kcpx_xdp *x)
 {
 	return x->ifindex;
