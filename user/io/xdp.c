@@ -63,6 +63,39 @@ static const char *const counter_maps[] = {
 	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp", "kcpx_nat_stats",
 };
 
+/*
+ * The counter maps' BTF, by id, loaded once per process and kept: loading BTF by id
+ * needs CAP_SYS_ADMIN, which the daemon gives up after setup (io/priv.h), so
+ * kcpx_xdp_open loads it while it may and the daemon's later reads (metrics) reuse it.
+ */
+static struct btf *btf_cached;
+static __u32 btf_cached_id;
+
+static struct btf *btf_get(__u32 id)
+{
+	struct btf *b;
+
+	if (btf_cached && btf_cached_id == id)
+		return btf_cached;
+	b = btf__load_from_kernel_by_id(id);
+	if (!b)
+		return NULL;
+	btf__free(btf_cached);
+	btf_cached = b;
+	btf_cached_id = id;
+	return b;
+}
+
+static void btf_prime(struct kcpx_xdp *x)
+{
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
+
+	if (bpf_obj_get_info_by_fd(bpf_map__fd(x->skel->maps.kcpx_snmp), &mi, &len) == 0 &&
+	    mi.btf_id)
+		btf_get(mi.btf_id);
+}
+
 static void log_stderr(int level, const char *msg)
 {
 	static const char *const tag[] = { "warn", "info", "debug" };
@@ -768,6 +801,7 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 	err = write_info(x, cfg->role);
 	if (err)
 		goto err_undo;
+	btf_prime(x);
 	*out = x;
 	return 0;
 
@@ -1002,7 +1036,7 @@ static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, 
 		err = -EPROTO;
 		goto out;
 	}
-	btf = btf__load_from_kernel_by_id(mi.btf_id);
+	btf = btf_get(mi.btf_id);
 	if (!btf) {
 		err = -errno;
 		goto out;
@@ -1031,7 +1065,6 @@ static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, 
 	}
 out:
 	free(sum);
-	btf__free(btf);
 	close(fd);
 	return err;
 }
