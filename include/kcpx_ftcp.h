@@ -51,7 +51,11 @@ struct kcpx_ftcp_flow {
 	__u32 rcv_nxt; /* host order: the acknowledgement number we send */
 	__u16 window;  /* host order: the window field we send */
 	__u8 state;    /* enum kcpx_ftcp_state; only EST translates */
-	__u8 pad[5];
+	__u8 pad;
+	/* host order: rcv_nxt when the flow was handed over. The kernel's socket never sees
+	 * the data, so its RST (the peer closing) carries this number: a RST with exactly
+	 * this sequence number counts too, however far rcv_nxt has moved since. */
+	__u32 rcv_isn;
 	__u64 rx_ns; /* bpf_ktime_get_ns() of the last segment translated in */
 	__u64 tx_ns; /* ... and out */
 };

@@ -130,6 +130,37 @@ struct kcpx_native_rl {
 };
 
 /*
+ * The handshake token bucket, one body for XDP (bpf/lib/native.h) and userspace
+ * (user/core/ratelimit.c): rate packets per second, burst as many. A source seen for the
+ * first time starts full and spends one (kcpx_rl_fresh); kcpx_rl_spend refills by the time
+ * passed, capped at one second so nothing overflows, then spends one if it can.
+ */
+#define KCPX_RL_COST 1000000000ULL
+static inline __attribute__((always_inline)) void kcpx_rl_fresh(struct kcpx_native_rl *b,
+								__u64 now_ns, __u32 rate)
+{
+	b->last_ns = now_ns;
+	b->tokens = (__u64)(rate - 1) * KCPX_RL_COST;
+}
+
+static inline __attribute__((always_inline)) int kcpx_rl_spend(struct kcpx_native_rl *b,
+							       __u64 now_ns, __u32 rate)
+{
+	__u64 dt = now_ns - b->last_ns;
+
+	if (dt > KCPX_RL_COST)
+		dt = KCPX_RL_COST;
+	b->last_ns = now_ns;
+	b->tokens += dt * rate;
+	if (b->tokens > (__u64)rate * KCPX_RL_COST)
+		b->tokens = (__u64)rate * KCPX_RL_COST;
+	if (b->tokens < KCPX_RL_COST)
+		return 0;
+	b->tokens -= KCPX_RL_COST;
+	return 1;
+}
+
+/*
  * FEC groups seen by XDP (kcpx_nat_fec, LRU hash): which shards of a group arrived and how
  * many of them were data shards, so parity nobody needs and duplicates die in XDP.
  * Updated without a lock: see bpf/lib/fecgrp.h for why a race is harmless.

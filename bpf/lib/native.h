@@ -13,7 +13,7 @@
  *   kcpx_nat_hsrl   LRU hash source address -> token bucket for handshake packets
  *
  * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values,
- * user/app/tunnel.c hands them to `kcpx up` through its backend hooks);
+ * user/core/endpoint.c hands them to `kcpx up` through the tunnel's backend hooks);
  * until cfg.enabled is set every payload passes untouched (pass_off). Order of checks,
  * cheapest first: length, version, type/flags/direction, session lookup, SipHash tag,
  * replay window, then FEC group tracking when the session has FEC. Only a packet with a
@@ -95,28 +95,16 @@ static __always_inline int kcpx_nv_reject(struct kcpx_native_xdp_stats *st, __u6
  */
 static __always_inline bool kcpx_nv_rate_ok(const struct kcpx_native_rl_key *k, __u32 rate)
 {
-	const __u64 cost = 1000000000ULL;
 	struct kcpx_native_rl *b, fresh;
-	__u64 now = bpf_ktime_get_ns(), dt;
+	__u64 now = bpf_ktime_get_ns();
 
 	b = bpf_map_lookup_elem(&kcpx_nat_hsrl, k);
 	if (!b) {
-		fresh.last_ns = now;
-		fresh.tokens = (__u64)(rate - 1) * cost; /* this packet spends one */
+		kcpx_rl_fresh(&fresh, now, rate);
 		bpf_map_update_elem(&kcpx_nat_hsrl, k, &fresh, BPF_ANY);
 		return true;
 	}
-	dt = now - b->last_ns;
-	if (dt > cost) /* a full bucket refills in one second: no overflow below */
-		dt = cost;
-	b->last_ns = now;
-	b->tokens += dt * rate;
-	if (b->tokens > (__u64)rate * cost)
-		b->tokens = (__u64)rate * cost;
-	if (b->tokens < cost)
-		return false;
-	b->tokens -= cost;
-	return true;
+	return kcpx_rl_spend(b, now, rate);
 }
 
 /*

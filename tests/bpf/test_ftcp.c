@@ -30,7 +30,15 @@
 #define ME4   "10.9.0.2"
 #define ME6   "fd00::2"
 
+/* TCX verdicts (newer than this system's UAPI headers) */
+#define V_TCX_NEXT 0xffffffffu
+#define V_TCX_DROP 2u
+
 static struct kcpx_ftcp_bpf *b;
+/* The ingress cases run twice: through XDP, then through the TCX ingress fallback. */
+static int tci_mode;
+#define V_PASS (tci_mode ? V_TCX_NEXT : (__u32)XDP_PASS)
+#define V_DROP (tci_mode ? V_TCX_DROP : (__u32)XDP_DROP)
 static __u32 verdict;
 static struct kcpx_ftcp_stats d; /* counter deltas of the last run */
 static uint8_t out[FR_MAX];
@@ -63,7 +71,7 @@ static int run_tc(const struct frame *f)
 
 static int run_xdp(const struct frame *f)
 {
-	return run(KCPX_FTCP_FD_PROG_XDP, f->b, f->len);
+	return run(tci_mode ? KCPX_FTCP_FD_PROG_TCI : KCPX_FTCP_FD_PROG_XDP, f->b, f->len);
 }
 
 /* Events counted by the last run (byte counters left out). */
@@ -186,10 +194,15 @@ static struct kcpx_ftcp_key flow_key(int family, uint16_t rport, uint16_t lport)
 	return k;
 }
 
+/* the peer's kernel socket's sequence number, where the flow was handed over */
+#define RCV_ISN 0x80000000u
+
 static int set_flow(int family, uint32_t snd, uint32_t rcv, uint8_t state)
 {
 	struct kcpx_ftcp_key k = flow_key(family, RPORT, LPORT);
-	struct kcpx_ftcp_flow f = { .snd_nxt = snd, .rcv_nxt = rcv, .window = 502, .state = state };
+	struct kcpx_ftcp_flow f = {
+		.snd_nxt = snd, .rcv_nxt = rcv, .window = 502, .state = state, .rcv_isn = RCV_ISN
+	};
 
 	return kcpx_ftcp_bpf_flow_set(b, &k, &f);
 }
@@ -222,7 +235,7 @@ static void check_egress(int family, size_t payload, uint32_t snd, uint32_t rcv)
 	udp_out(&f, family, payload);
 	CHECK_EQ(set_flow(family, snd, rcv, KCPX_FTCP_EST), 0);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_OK);
+	CHECK_EQ(verdict, V_TCX_NEXT);
 	CHECK_EQ(d.tx_segs, 1);
 	CHECK_EQ(d.tx_bytes, payload);
 	CHECK_EQ(counted(), 1);
@@ -294,17 +307,17 @@ static void test_egress_no_flow(void)
 	del_flow(4);
 	udp_out(&f, 4, 100);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_noflow, 1);
 	CHECK_EQ(counted(), 1);
 	/* a flow waiting for a new handshake does not send either */
 	CHECK_EQ(set_flow(4, 1, 1, KCPX_FTCP_RESET), 0);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_noflow, 1);
 	CHECK_EQ(set_flow(4, 1, 1, KCPX_FTCP_SYN), 0);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(get_flow(4).snd_nxt, 1);
 }
 
@@ -322,7 +335,7 @@ static void test_egress_others_untouched(void)
 	CHECK_EQ(set_flow(4, 1, 1, KCPX_FTCP_EST), 0);
 	frame_build(&f, &s);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_OK);
+	CHECK_EQ(verdict, V_TCX_NEXT);
 	CHECK_EQ(out_len, f.len);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(counted(), 0);
@@ -330,7 +343,7 @@ static void test_egress_others_untouched(void)
 	s.proto = 6;
 	frame_build(&f, &s);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_OK);
+	CHECK_EQ(verdict, V_TCX_NEXT);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(counted(), 0);
 	s.family = 6;
@@ -339,7 +352,7 @@ static void test_egress_others_untouched(void)
 	s.proto = 58;
 	frame_build(&f, &s);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_OK);
+	CHECK_EQ(verdict, V_TCX_NEXT);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(counted(), 0);
 	CHECK_EQ(get_flow(4).snd_nxt, 1);
@@ -354,22 +367,22 @@ static void test_egress_bad(void)
 	udp_out(&f, 4, 100);
 	f.b[f.l3 + 6] = 0x20;
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_bad, 1);
 	/* UDP length beyond the packet, and an empty datagram */
 	udp_out(&f, 4, 100);
 	fr_put16(f.b + f.l4 + 4, 200);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_bad, 1);
 	fr_put16(f.b + f.l4 + 4, 8);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_bad, 1);
 	/* a payload larger than the tunnel ever sends */
 	udp_out(&f, 4, KCPX_FTCP_PAYLOAD_MAX + 1);
 	CHECK_EQ(run_tc(&f), 0);
-	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK_EQ(verdict, V_TCX_DROP);
 	CHECK_EQ(d.tx_bad, 1);
 	CHECK_EQ(get_flow(4).snd_nxt, 1);
 }
@@ -388,7 +401,7 @@ static void check_ingress(int family, size_t payload, int opt_words, uint32_t se
 	tcp_in(&f, &sg);
 	CHECK_EQ(set_flow(family, 1, rcv_before, KCPX_FTCP_EST), 0);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(d.rx_segs, 1);
 	CHECK_EQ(d.rx_bytes, payload);
 	CHECK_EQ(out_len, f.len - (hl - 8));
@@ -462,7 +475,7 @@ static void test_ingress_control(void)
 	sg.flags = 0x10;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(out_len, f.len);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_ctl, 1);
@@ -472,14 +485,14 @@ static void test_ingress_control(void)
 	sg.payload = 10;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_ctl, 1);
 	/* data without ACK */
 	sg.flags = 0x08;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(d.rx_ctl, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
 	CHECK_EQ(get_flow(4).rcv_nxt, 5000);
@@ -494,7 +507,7 @@ static void test_ingress_control(void)
 	sg.flags = 0x02;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_syn, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_SYN);
@@ -510,18 +523,31 @@ static void test_ingress_rst(void)
 	sg.seq = 5000 + KCPX_FTCP_RST_WINDOW;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_rst_bad, 1);
 	sg.seq = 5000 - KCPX_FTCP_RST_WINDOW;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
+	sg.seq = RCV_ISN + 1;
+	tcp_in(&f, &sg);
+	CHECK_EQ(run_xdp(&f), 0);
+	CHECK_EQ(verdict, V_DROP);
+	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
+	/* the peer's kernel socket closing: its sequence number stopped at the handshake */
+	sg.seq = RCV_ISN;
+	tcp_in(&f, &sg);
+	CHECK_EQ(run_xdp(&f), 0);
+	CHECK_EQ(verdict, V_PASS);
+	CHECK_EQ(d.rx_rst, 1);
+	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
+	CHECK_EQ(set_flow(4, 1, 5000, KCPX_FTCP_EST), 0);
 	/* in window (a middlebox or the peer's kernel): marked, passed on */
 	sg.seq = 5000 - KCPX_FTCP_RST_WINDOW + 1;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(d.rx_rst, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
 	CHECK_EQ(set_flow(4, 1, 0xffffff00, KCPX_FTCP_EST), 0);
@@ -529,7 +555,7 @@ static void test_ingress_rst(void)
 	sg.flags = 0x14;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
 	/* data after a RST still gets through: the peer is alive */
 	check_ingress(4, 10, 0, 0xffffff00, 0xffffff00, 0xffffff0a);
@@ -545,7 +571,7 @@ static void test_ingress_others(void)
 	sg.sport = RPORT + 1;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_noflow, 1);
 	CHECK_EQ(counted(), 1);
@@ -558,7 +584,7 @@ static void test_ingress_others(void)
 	sg.dport = LPORT + 1;
 	tcp_in(&f, &sg);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(counted(), 0);
 	/* UDP to our port (the backend's own datagrams if UDP gets through) */
@@ -572,7 +598,7 @@ static void test_ingress_others(void)
 
 		frame_build(&f, &s);
 		CHECK_EQ(run_xdp(&f), 0);
-		CHECK_EQ(verdict, XDP_PASS);
+		CHECK_EQ(verdict, V_PASS);
 		CHECK_MEM(out, f.b, f.len);
 		CHECK_EQ(counted(), 0);
 	}
@@ -589,26 +615,26 @@ static void test_ingress_truncated(void)
 	tcp_in(&f, &sg);
 	fr_put16(f.b + f.l3 + 2, (uint16_t)(f.len - 14 + 1));
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_trunc, 1);
 	/* frame cut inside the payload */
 	tcp_in(&f, &sg);
 	f.len -= 10;
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_trunc, 1);
 	/* data offset below 5 */
 	tcp_in(&f, &sg);
 	f.b[f.l4 + 12] = 4 << 4;
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_trunc, 1);
 	/* data offset past the IP payload */
 	sg.payload = 10;
 	tcp_in(&f, &sg);
 	f.b[f.l4 + 12] = 15 << 4;
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_trunc, 1);
 	/* IPv6 payload length beyond the frame */
 	CHECK_EQ(set_flow(6, 1, 1, KCPX_FTCP_EST), 0);
@@ -616,14 +642,14 @@ static void test_ingress_truncated(void)
 	tcp_in(&f, &sg);
 	fr_put16(f.b + f.l3 + 4, 200);
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_DROP);
+	CHECK_EQ(verdict, V_DROP);
 	CHECK_EQ(d.rx_trunc, 1);
 	/* TCP header cut: not even the ports are there, so not ours to judge */
 	sg.family = 4;
 	tcp_in(&f, &sg);
 	f.len = f.l4 + 19;
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(counted(), 0);
 	CHECK_EQ(get_flow(4).rcv_nxt, 1);
 	CHECK_EQ(get_flow(6).rcv_nxt, 1);
@@ -641,7 +667,7 @@ static void test_ingress_unsupported(void)
 	f.b[f.l3 + 10] = f.b[f.l3 + 11] = 0;
 	fr_put16(f.b + f.l3 + 10, fr_csum_fold(fr_csum_add(0, f.b + f.l3, 20)));
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_unsup, 1);
 	CHECK_EQ(counted(), 1);
@@ -657,7 +683,7 @@ static void test_ingress_bad_csum(void)
 	tcp_in(&f, &sg);
 	f.b[f.l4 + 20 + 50] ^= 0x40;
 	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, XDP_PASS);
+	CHECK_EQ(verdict, V_PASS);
 	CHECK_EQ(d.rx_segs, 1);
 	CHECK(!l4_csum_ok(out, 14, 34, 108, 4, 17));
 	sg.family = 6;
@@ -706,10 +732,12 @@ static void test_round_trip(void)
 			fl.rcv_nxt = fl.snd_nxt;
 			CHECK_EQ(kcpx_ftcp_bpf_flow_set(b, &k, &fl), 0);
 			CHECK_EQ(kcpx_ftcp_bpf_port_add(b, RPORT), 0);
-			CHECK_EQ(run(KCPX_FTCP_FD_PROG_XDP, back.b, back.len), 0);
+			CHECK_EQ(run(tci_mode ? KCPX_FTCP_FD_PROG_TCI : KCPX_FTCP_FD_PROG_XDP,
+				     back.b, back.len),
+				 0);
 			CHECK_EQ(kcpx_ftcp_bpf_port_del(b, RPORT), 0);
 			CHECK_EQ(kcpx_ftcp_bpf_flow_del(b, &k), 0);
-			CHECK_EQ(verdict, XDP_PASS);
+			CHECK_EQ(verdict, V_PASS);
 			CHECK_EQ(d.rx_segs, 1);
 			CHECK_EQ(out_len, f.len);
 			CHECK_MEM(out, f.b, f.l4 + 6);
@@ -744,16 +772,19 @@ int main(void)
 	RUN(test_egress_no_flow);
 	RUN(test_egress_others_untouched);
 	RUN(test_egress_bad);
-	RUN(test_ingress_v4);
-	RUN(test_ingress_v6);
-	RUN(test_ingress_ack_tracking);
-	RUN(test_ingress_control);
-	RUN(test_ingress_rst);
-	RUN(test_ingress_others);
-	RUN(test_ingress_truncated);
-	RUN(test_ingress_unsupported);
-	RUN(test_ingress_bad_csum);
-	RUN(test_round_trip);
+	for (tci_mode = 0; tci_mode < 2; tci_mode++) {
+		printf("ingress through %s:\n", tci_mode ? "TCX" : "XDP");
+		RUN(test_ingress_v4);
+		RUN(test_ingress_v6);
+		RUN(test_ingress_ack_tracking);
+		RUN(test_ingress_control);
+		RUN(test_ingress_rst);
+		RUN(test_ingress_others);
+		RUN(test_ingress_truncated);
+		RUN(test_ingress_unsupported);
+		RUN(test_ingress_bad_csum);
+		RUN(test_round_trip);
+	}
 	kcpx_ftcp_bpf_close(b);
 	UNIT_MAIN_END();
 }

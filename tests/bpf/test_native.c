@@ -13,6 +13,7 @@
  *   - handshake packets beyond the per-source rate drop; forged ones spend no tokens
  * Needs root (BPF); exits 4 (skip) without it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <unistd.h>
 #include <linux/if_link.h>
@@ -24,6 +25,7 @@
 #include "unit.h"
 #include "frames.h"
 #include "core/native.h"
+#include "core/ratelimit.h"
 #include "core/util.h"
 #include "kcpx_native_test.skel.h"
 
@@ -427,27 +429,46 @@ static void test_handshake_by_role(void)
 	kcpx_native_free(c2);
 }
 
-/* At most hs_rate good handshakes per second per source; forgeries spend no tokens. */
+/* The userspace bucket (core/ratelimit.c, the server's --hsrate) at one instant: a pass? */
+static bool rl_pass(struct kcpx_ratelimit *rl, const char *src)
+{
+	uint8_t key[16] = { 0 };
+
+	inet_pton(AF_INET, src, key);
+	return kcpx_ratelimit_allow(rl, key, 1000000000ULL);
+}
+
+/*
+ * At most hs_rate good handshakes per second per source; forgeries spend no tokens. The
+ * userspace limiter gives the same answers for the same sequence (every run here is well
+ * inside one refill step, so both see no time pass).
+ */
 static void test_hs_rate(void)
 {
 	struct kcpx_native_hs *hs;
+	struct kcpx_ratelimit *rl;
 	uint8_t init[KCPX_NATIVE_HS_LEN], bad[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND];
 
 	randombytes_buf(r, sizeof(r));
 	CHECK_EQ(kcpx_native_hs_init(&hs, psk, SID + 9, r, false, init), 0);
 	kcpx_native_hs_free(hs);
+	CHECK_EQ(kcpx_ratelimit_new(&rl, 64, 3, 7), 0);
 	set_cfg_rate(true, true, 3);
 	for (int i = 0; i < 3; i++) {
 		CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
 		CHECK_EQ(d.pass_hs, 1);
+		CHECK(rl_pass(rl, nat_src));
 	}
 	for (int i = 0; i < 2; i++) {
 		CHECK_EQ(run_nat(init, sizeof(init)), XDP_DROP);
 		CHECK_EQ(d.drop_hs_rate, 1);
 		CHECK_EQ(outcomes(), 1);
+		CHECK(!rl_pass(rl, nat_src));
 	}
 	nat_src = "10.7.0.9"; /* another source has its own bucket */
 	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
+	CHECK(rl_pass(rl, nat_src));
+	kcpx_ratelimit_free(rl);
 	nat_src = "10.7.0.5";
 	memcpy(bad, init, sizeof(bad));
 	bad[17] ^= 2;

@@ -97,6 +97,17 @@ _wait_port() {
 wait_tcp_port() { _wait_port t "$@"; }
 wait_udp_port() { _wait_port u "$@"; }
 
+# wait_log FILE PATTERN [SECONDS]: until a line of FILE matches PATTERN (grep -E)
+wait_log() {
+	local f=$1 pat=$2 t=${3:-10} i
+	for ((i = 0; i < t * 10; i++)); do
+		grep -qE -- "$pat" "$f" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "no line matching '$pat' in $f after ${t}s" >&2
+	return 1
+}
+
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: needs root (network namespaces)" >&2

@@ -5,12 +5,13 @@
 #         $IP_A            (--proto auto)           (veth)     (--proto auto)  $IP_B  source
 #
 #   pair  what the client's kcpx probe meets                  checks
-#   1     no server until 2.5 s after the first stream         4 MiB download, sha256; both ends
-#         (the INITs meet a closed port)                        show kcptun for that conv; after
+#   1     no server until the client fell back (the INITs     4 MiB download, sha256; both ends
+#         meet a closed port)                                   show kcptun for that conv; after
 #                                                               --reprobe 4 s a new session
 #                                                               (--autoexpire 1) speaks kcpx again
-#   2     the server stopped (SIGSTOP) for 1.6 s: its INITs     download; the client took a late
-#         wait in the socket, the RESPs come after the fallback RESP and ignored it, the server
+#   2     the server stopped (SIGSTOP) until the client fell    download; the client took a late
+#         back: its INITs wait in the socket, the RESPs come    RESP and ignored it, the server
+#         after the fallback                                    
 #                                                               replaced its native session: both
 #                                                               ends show kcptun
 #   3     nft in B drops every RESP the server sends (skipped   download; the server replaced its
@@ -22,7 +23,8 @@
 # Before all that: flag checks (--hsrate and --reprobe out of range or not numbers, --hsrate
 # in JSON, --hsrate on a client) must fail naming the flag.
 #
-# Every wait is bounded; the whole test takes about 15 s. Before the server learnt to
+# Every wait is for an event (a log line, a port, a status field) and bounded; the whole
+# test takes about 15 s. Before the server learnt to
 # replace a native session that never carried data, pairs 2 and 3 stalled until the
 # keepalive timeout (30 s) killed the session.
 set -eu
@@ -149,9 +151,10 @@ t0=$SECONDS
 download 1 dl1
 download 2 dl2
 [ $have_nft = 1 ] && download 3 dl3
-sleep 1.6
+# each client falls back when its probe goes unanswered; only then do the servers answer
+wait_log "$work/client1.log" "falling back" 20 || fail=1
+wait_log "$work/client2.log" "falling back" 20 || fail=1
 kill -CONT "${spid[2]}"
-sleep 0.9
 server 1
 wait_udp_port "$NS_B" 4001 20
 wait_downloads
@@ -222,8 +225,11 @@ wait_tcp_port "$NS_A" 8385 20
 # a connection makes client 5 open a session, and so send INITs
 in_a timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8385; sleep 2' || true
 wait "$flood" || true
-sleep 0.3
-limited=$("$KCPX" status "${spid[4]}" | sed -n 's/.*handshakes over --hsrate \([0-9]*\).*/\1/p')
+for _ in $(seq 1 50); do # until the server has read the flood (it counts in its own time)
+	limited=$("$KCPX" status "${spid[4]}" | sed -n 's/.*handshakes over --hsrate \([0-9]*\).*/\1/p')
+	[ "${limited:-0}" -ge 200 ] && break
+	sleep 0.1
+done
 echo "  sent $(cat "$work/flood"), over --hsrate: ${limited:-?}"
 if [ "${limited:-0}" -lt 200 ] || [ "${limited:-0}" -gt 300 ]; then
 	echo "FAIL: the server counted '${limited:-}' handshakes over --hsrate, want 200..300"

@@ -11,6 +11,8 @@
 /* client/server/up: flags (and -c FILE) into cfg, then the mode preset and the checks.
  * Returns 0, 1 after --help, or -errno with the reason printed. */
 int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc, char **argv);
+/* kcpx client|server over UDP sockets: the process exit code. */
+int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv);
 int kcpx_cmd_up(int argc, char **argv);
 int kcpx_cmd_status(int argc, char **argv);
 int kcpx_cmd_check(int argc, char **argv);

@@ -25,9 +25,11 @@
 
 #include "app/cmd.h"
 #include "app/log.h"
+#include "app/tcpmode.h"
 #include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
+#include "io/log.h"
 #include "io/xdp.h"
 #include "io/xsk.h"
 
@@ -107,9 +109,9 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	struct kcpx_addr a;
 	int err;
 
-	if (!strcmp(cfg->proto, "kcpx"))
+	if (cfg->protocol == KCPX_PROTO_KCPX)
 		xc.native = KCPX_XDP_NATIVE_ONLY;
-	else if (!strcmp(cfg->proto, "auto"))
+	else if (cfg->protocol == KCPX_PROTO_AUTO)
 		xc.native = KCPX_XDP_NATIVE_AUTO;
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
@@ -237,7 +239,15 @@ int kcpx_cmd_up(int argc, char **argv)
 				"(to remove its pins) and keeps only CAP_NET_ADMIN once set up\n");
 		return 2;
 	}
-	kcpx_xdp_set_log(log_to_app);
+	kcpx_io_set_log(log_to_app);
+	if (cfg.tcp) {
+		/* AF_XDP TX passes no TC hook: the fake-TCP header would have to be built
+		 * where kcpx builds frames. Until then --tcp runs on UDP sockets, with the
+		 * translation in TC/XDP on the interface the route takes. */
+		pr_warn("kcpx up --tcp: AF_XDP does not carry fake TCP; running over UDP sockets "
+			"with the TC/XDP translation instead");
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);
 	if (err == -EBUSY) {

@@ -85,8 +85,8 @@ static const struct opt opts[] = {
 	S(snmplog, NULL, R_CS, "collect SNMP counters to this file (Go date pattern allowed)"),
 	I(snmpperiod, NULL, R_CS, "seconds between SNMP log rows"),
 	B(quiet, NULL, R_CS, "do not log stream open/close"),
-	{ "tcp", NULL, OPT_BOOL, offsetof(struct kcpx_config, tcp), 0, R_CS, false,
-	  "kcptun's TCP emulation (tcpraw) is not supported by kcpx", "emulate a TCP connection" },
+	{ "tcp", NULL, OPT_BOOL, offsetof(struct kcpx_config, tcp), 0, R_CS, false, NULL,
+	  "emulate a TCP connection (fake TCP in TC/XDP, kcptun --tcp compatible; root)" },
 	{ "pprof", NULL, OPT_BOOL, offsetof(struct kcpx_config, pprof), 0, R_S, true,
 	  "pprof is a Go profiler; kcpx has `kcpx stats` and `kcpx status` instead",
 	  "start a profiling server" },
@@ -535,8 +535,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	if (err)
 		return err;
-	if (strcmp(cfg->proto, "auto") && strcmp(cfg->proto, "kcpx") &&
-	    strcmp(cfg->proto, "kcptun")) {
+	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
 	}

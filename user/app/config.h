@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "core/endpoint.h"
+
 enum kcpx_role { KCPX_ROLE_NONE = 0, KCPX_ROLE_CLIENT = 1, KCPX_ROLE_SERVER = 2 };
 
 #define KCPX_STR 256
@@ -62,9 +64,10 @@ struct kcpx_config {
 	int dupgap;	/* ms */
 	int fecflush;	/* ms; 0: off */
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
-	int reprobe;	/* client, auto: s after a fallback before new sessions probe; 0: never */
-	int hsrate;	/* server: kcpx handshakes per second per source address; 0: no limit */
-	bool qpp;	/* kcptun's QPP: refused */
+	enum kcpx_proto protocol; /* proto, parsed by kcpx_config_finish() */
+	int reprobe; /* client, auto: s after a fallback before new sessions probe; 0: never */
+	int hsrate;  /* server: kcpx handshakes per second per source address; 0: no limit */
+	bool qpp;    /* kcptun's QPP: refused */
 	int qppcount;
 	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */

@@ -5,17 +5,12 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down IFACE | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
+ *   kcpx down [IFACE] | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "app/cmd.h"
-#include "app/config.h"
-#include "app/log.h"
-#include "app/tunnel.h"
-#include "io/file.h"
 
 static void usage(FILE *fp)
 {
@@ -26,7 +21,8 @@ static void usage(FILE *fp)
 		"  server [flags]         run a tunnel server over UDP sockets (kcptun's flags)\n"
 		"  up IFACE [-c FILE | client|server flags]\n"
 		"                         attach XDP/TC to IFACE and run the tunnel over AF_XDP\n"
-		"  down IFACE             detach kcpx from IFACE and remove its pinned maps\n"
+		"  down [IFACE]           detach kcpx from IFACE and remove its pinned maps;\n"
+		"                         remove the --tcp nftables rules of dead daemons\n"
 		"  stats IFACE [-i SECS] [-n COUNT]\n"
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
 		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"
@@ -36,47 +32,6 @@ static void usage(FILE *fp)
 		"  version                print the version\n"
 		"\n"
 		"`kcpx client --help` and `kcpx server --help` list every flag.\n");
-}
-
-/* Shared by client, server and up: flags (and -c) into cfg, then the mode preset. */
-int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc, char **argv)
-{
-	int rest = 0, err;
-
-	kcpx_config_defaults(cfg, role);
-	err = kcpx_config_parse(cfg, argc, argv, &rest);
-	if (err)
-		return err;
-	if (rest < argc) {
-		fprintf(stderr, "kcpx: unexpected argument '%s'\n", argv[rest]);
-		return -EINVAL;
-	}
-	err = kcpx_config_finish(cfg);
-	if (err)
-		return err;
-	if (cfg->log[0]) {
-		err = kcpx_log_open(cfg->log);
-		if (err) {
-			fprintf(stderr, "kcpx: --log '%s': %s\n", cfg->log, kcpx_file_why(err));
-			return -EINVAL;
-		}
-	}
-	kcpx_log_set_level((enum kcpx_log_level)cfg->verbose);
-	if (!cfg->key_given || !strcmp(cfg->key, KCPX_DEFAULT_KEY))
-		pr_warn("the key is kcptun's default, which everyone knows: anyone can use this "
-			"tunnel%s. Set --keyfile FILE (or --key, KCPTUN_KEY) at both ends",
-			role == KCPX_ROLE_SERVER ? " to reach --target" : " or read it");
-	return 0;
-}
-
-static int cmd_tunnel(enum kcpx_role role, int argc, char **argv)
-{
-	struct kcpx_config cfg;
-	int err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
-
-	if (err)
-		return err > 0 ? 0 : 2;
-	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -92,9 +47,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "client"))
-		return cmd_tunnel(KCPX_ROLE_CLIENT, argc - 2, argv + 2);
+		return kcpx_cmd_tunnel(KCPX_ROLE_CLIENT, argc - 2, argv + 2);
 	if (!strcmp(cmd, "server"))
-		return cmd_tunnel(KCPX_ROLE_SERVER, argc - 2, argv + 2);
+		return kcpx_cmd_tunnel(KCPX_ROLE_SERVER, argc - 2, argv + 2);
 	if (!strcmp(cmd, "up"))
 		return kcpx_cmd_up(argc - 1, argv + 1);
 	if (!strcmp(cmd, "down"))

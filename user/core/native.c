@@ -518,6 +518,11 @@ static int hs_check(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_
 	return 0;
 }
 
+bool kcpx_native_init_tag_ok(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_t len)
+{
+	return len == KCPX_NATIVE_HS_LEN && tag_ok(pkt, psk->hs_tag);
+}
+
 int kcpx_native_hs_init(struct kcpx_native_hs **out, const struct kcpx_native_psk *psk,
 			uint32_t sid, const uint8_t rnd[KCPX_NATIVE_HS_RAND], bool offer_aes,
 			uint8_t pkt[KCPX_NATIVE_HS_LEN])

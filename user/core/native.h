@@ -89,6 +89,13 @@ bool kcpx_native_aes_available(void);
 /* ------------------------------------------------------------- handshake */
 
 /*
+ * A handshake packet of the right length whose SipHash tag is good under the PSK's
+ * handshake tag key: what XDP checks, and what --hsrate charges a source for. No AEAD,
+ * no X25519: cheap enough for every datagram.
+ */
+bool kcpx_native_init_tag_ok(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_t len);
+
+/*
  * Client: start a handshake for session `sid` (non-zero, random: the caller picks it).
  * rnd: KCPX_NATIVE_HS_RAND fresh random bytes. offer_aes: ask for AES-256-GCM (the server
  * takes it only if it has AES too). Writes the INIT datagram (KCPX_NATIVE_HS_LEN bytes)

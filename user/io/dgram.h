@@ -9,26 +9,17 @@
 #define KCPX_IO_DGRAM_H
 
 #include <stdint.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+
+#include "core/addr.h"
+#include "core/endpoint.h"
 
 /* kcptun reads into 1500 bytes; we never send more and accept no more than this. */
-#define KCPX_PKT_MAX 1500
+#define KCPX_PKT_MAX KCPX_EP_DGRAM_MAX
 
 /* Extra fds a backend may ask the loop to watch beside d->fd: AF_XDP's sockets, one per
  * queue, watched directly rather than through an epoll set of their own, because every
  * level of nested epoll adds a wakeup callback to every packet the kernel delivers. */
 #define KCPX_DGRAM_XFDS 8
-
-struct kcpx_addr {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-		struct sockaddr_storage ss;
-	};
-	socklen_t len;
-};
 
 /* One datagram. recv fills buf (KCPX_PKT_MAX bytes owned by the caller), len and addr
  * (the peer); send reads them (addr = destination). */

@@ -21,7 +21,7 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 
-#include "io/xdp.h"
+#include "io/log.h"
 
 int kcpx_napi_parse(const char *s, enum kcpx_napi_mode *out)
 {

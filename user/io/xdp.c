@@ -33,6 +33,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "io/log.h"
 #include "kcpx.skel.h"
 
 /* Our cls_bpf filter on clsact egress: fixed, so `down` finds it without state. */
@@ -96,32 +97,6 @@ static void btf_prime(struct kcpx_xdp *x)
 		btf_get(mi.btf_id);
 }
 
-static void log_stderr(int level, const char *msg)
-{
-	static const char *const tag[] = { "warn", "info", "debug" };
-
-	if (level <= 1)
-		fprintf(stderr, "kcpx: %s: %s\n", tag[level], msg);
-}
-
-static kcpx_io_log_fn log_fn = log_stderr;
-
-void kcpx_xdp_set_log(kcpx_io_log_fn fn)
-{
-	log_fn = fn ? fn : log_stderr;
-}
-
-void kcpx_io_logf(int level, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	log_fn(level, buf);
-}
-
 /* libbpf's own messages one level down: its warnings are our info, its info our debug. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -134,7 +109,7 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	n = strlen(buf);
 	while (n && buf[n - 1] == '\n')
 		buf[--n] = 0;
-	log_fn(level == LIBBPF_WARN ? 1 : 2, buf);
+	kcpx_io_log(level == LIBBPF_WARN ? 1 : 2, buf);
 	return 0;
 }
 

@@ -121,10 +121,4 @@ bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x);
 typedef void (*kcpx_xdp_stat_cb)(void *ctx, const char *map, const char *field, uint64_t val);
 int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx);
 
-/* Where log lines of user/io's BPF code go (default: stderr). level as in app/log.h:
- * 0 warn, 1 info, 2 debug. */
-typedef void (*kcpx_io_log_fn)(int level, const char *msg);
-void kcpx_xdp_set_log(kcpx_io_log_fn fn);
-void kcpx_io_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 #endif

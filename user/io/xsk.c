@@ -46,6 +46,7 @@
 
 #include "core/frame.h"
 #include "io/clock.h"
+#include "io/log.h"
 
 #define XSK_FRAME	      2048u
 #define XSK_DEFAULT_FRAMES    2048u

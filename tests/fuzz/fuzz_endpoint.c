@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target for a server endpoint (core/endpoint.c): the first code every datagram
+ * from the network reaches. Datagrams come from 64 addresses; crypt is "none" so kcptun
+ * datagrams get past the CRC when asked, and genuine INITs can be made, so both formats'
+ * session rules are reached.
+ *
+ *   byte 0   flags: bit0 --hsrate 5, bit1 fix CRCs, bit2 --proto kcpx
+ *   records: op byte, then
+ *     op 0xC0..0xFF  advance the clock (op & 63) * 50 ms; ticks sessions, second timer
+ *     op 0x80..0xBF  a genuine INIT from address (op & 63), sid = next 4 bytes
+ *     op 0x00..0x7F  a datagram from address (op & 63): u16 LE length, then the bytes
+ * Asserts: never more sessions than addresses (one per address), every session opened is
+ * released by the end, no datagram is answered from within input with more than one
+ * handshake packet, and never with more bytes than a handshake packet.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "core/crc.h"
+#include "core/crypt.h"
+#include "core/endpoint.h"
+#include "core/native.h"
+#include "core/util.h"
+
+#define NADDR 64
+
+struct fz {
+	struct kcpx_ep *ep;
+	long live; /* opened - released */
+	size_t xmit_bytes, xmit_count;
+	uint32_t rng;
+};
+
+static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+{
+	struct fz *f = user;
+
+	f->xmit_bytes += n;
+	f->xmit_count++;
+}
+
+static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
+{
+	struct fz *f = user;
+
+	f->live++;
+	return es;
+}
+
+static void fz_closed(void *user, void *su)
+{
+}
+
+static void fz_release(void *user, void *su)
+{
+	struct fz *f = user;
+
+	f->live--;
+}
+
+static void fz_wake(void *user, void *su)
+{
+}
+
+static void fz_stream(void *su, uint32_t sid)
+{
+}
+
+static void fz_random(void *user, void *buf, size_t n)
+{
+	struct fz *f = user;
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < n; i++) {
+		f->rng = f->rng * 1103515245u + 12345u;
+		p[i] = (uint8_t)(f->rng >> 16);
+	}
+}
+
+static const struct kcpx_ep_ops fz_ops = {
+	.xmit = fz_xmit,
+	.opened = fz_opened,
+	.closed = fz_closed,
+	.release = fz_release,
+	.wake = fz_wake,
+	.accept = fz_stream,
+	.readable = fz_stream,
+	.writable = fz_stream,
+	.random = fz_random,
+};
+
+static void addr_of(struct kcpx_addr *a, unsigned i)
+{
+	memset(a, 0, sizeof(*a));
+	a->in.sin_family = AF_INET;
+	a->in.sin_addr.s_addr = htonl(0x0a000000u | (i & 7));
+	a->in.sin_port = htons((uint16_t)(5000 + i));
+	a->len = sizeof(a->in);
+}
+
+static void tick_all(struct fz *f, uint32_t now)
+{
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s)) {
+		struct kcpx_session *ks = kcpx_ep_session(s);
+
+		kcpx_ep_tick(s, now);
+		kcpx_session_pump(ks, now);
+	}
+	/* close the dead after the walk: closing unlinks from the list */
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep), *n; s; s = n) {
+		n = kcpx_ep_next(s);
+		if (kcpx_session_dead(kcpx_ep_session(s)))
+			kcpx_ep_close(s, "dead");
+	}
+	kcpx_ep_reap(f->ep);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const uint8_t seed[32], master[32] = { 1 }, key[KCPX_CRYPT_KEYLEN];
+	static struct kcpx_native_psk *psk;
+	static struct kcpx_crypt *crypt;
+	struct kcpx_snmp snmp = { 0 };
+	struct fz f = { .rng = 1 };
+	uint32_t now = 1000, last_second = 1000;
+	uint8_t flags, dgram[1600];
+	struct kcpx_addr a;
+
+	if (size < 1)
+		return 0;
+	if (!psk && (sodium_init() < 0 || kcpx_native_psk_new_key(&psk, master) ||
+		     kcpx_crypt_new_key(&crypt, "none", key, seed)))
+		abort();
+	flags = data[0];
+	data++;
+	size--;
+	struct kcpx_ep_config cfg = {
+		.server = true,
+		.proto = (flags & 4) ? KCPX_PROTO_KCPX : KCPX_PROTO_AUTO,
+		.hsrate = (flags & 1) ? 5 : 0,
+		.crypt = crypt,
+		.psk = psk,
+		.datashard = 3,
+		.parityshard = 2,
+		.session = {
+			.mtu = 1350,
+			.sndwnd = 64,
+			.rcvwnd = 64,
+			.nodelay = 1,
+			.interval = 10,
+			.resend = 2,
+			.nc = 1,
+			.crypt = crypt,
+			.smux = { .version = 1,
+				  .max_recv_buffer = 65536,
+				  .max_stream_buffer = 65536,
+				  .keepalive_ms = 1000,
+				  .keepalive_timeout_ms = 3000 },
+		},
+	};
+	if (kcpx_ep_new(&f.ep, &cfg, &fz_ops, &f, &snmp))
+		return 0;
+	while (size >= 1) {
+		uint8_t op = data[0];
+		size_t len, before_bytes, before_count;
+
+		data++;
+		size--;
+		if (op >= 0xC0) {
+			now += (uint32_t)(op & 63) * 50;
+			tick_all(&f, now);
+			while ((int32_t)(now - last_second) >= 1000) {
+				last_second += 1000;
+				kcpx_ep_second(f.ep, now);
+			}
+			continue;
+		}
+		addr_of(&a, op & 63);
+		if (op >= 0x80) {
+			uint8_t rnd[KCPX_NATIVE_HS_RAND] = { 0 };
+			struct kcpx_native_hs *hs;
+			uint32_t sid;
+
+			if (size < 4)
+				break;
+			sid = kcpx_get_le32(data);
+			data += 4;
+			size -= 4;
+			memcpy(rnd, &sid, 4);
+			if (kcpx_native_hs_init(&hs, psk, sid ? sid : 1, rnd, false, dgram))
+				continue;
+			kcpx_native_hs_free(hs);
+			len = KCPX_NATIVE_HS_LEN;
+		} else {
+			if (size < 2)
+				break;
+			len = kcpx_get_le16(data);
+			data += 2;
+			size -= 2;
+			if (len > size)
+				len = size;
+			if (len > sizeof(dgram))
+				len = sizeof(dgram);
+			memcpy(dgram, data, len);
+			data += len;
+			size -= len;
+			if ((flags & 2) && len >= 20)
+				kcpx_put_le32(dgram + 16, kcpx_crc32(dgram + 20, len - 20));
+		}
+		before_bytes = f.xmit_bytes;
+		before_count = f.xmit_count;
+		kcpx_ep_input(f.ep, NULL, &f, &a, dgram, len, now);
+		/* an answer from input itself: one handshake packet at most */
+		if (f.xmit_count - before_count > 1 ||
+		    f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN)
+			abort();
+		if (kcpx_ep_count(f.ep) > NADDR)
+			abort();
+		for (struct kcpx_ep_sess *s = kcpx_ep_first(f.ep); s; s = kcpx_ep_next(s))
+			kcpx_session_pump(kcpx_ep_session(s), now);
+		kcpx_ep_reap(f.ep);
+	}
+	kcpx_ep_free(f.ep);
+	if (f.live != 0)
+		abort();
+	return 0;
+}

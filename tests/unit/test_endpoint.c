@@ -1,0 +1,543 @@
+// SPDX-License-Identifier: MIT
+/*
+ * core/endpoint: a client and a server endpoint over two simulated links on a virtual
+ * clock, no root, no sockets (docs/PROTOCOL.md §6-7):
+ *   - handshake: both ends speak kcpx, a stream carries data
+ *   - fallback: a kcptun-only server; the client falls back after its probe and the data
+ *     flows in kcptun's format
+ *   - late RESP and replacement: the server's RESP arrives after the fallback; the server
+ *     replaces its kcpx session with a kcptun one, the client counts the late answer and
+ *     new sessions probe again
+ *   - --proto kcpx without an answer closes the session
+ *   - --hsrate: good INITs from one address over the rate are refused, forged ones cost
+ *     nothing, and core/ratelimit follows the token bucket's arithmetic
+ *   - a kcptun peer restarting on the same address with a new conv gets a fresh session
+ */
+#include <errno.h>
+#include <sodium.h>
+
+#include "unit.h"
+#include "linksim.h"
+#include "core/crypt.h"
+#include "core/endpoint.h"
+#include "core/native.h"
+#include "core/ratelimit.h"
+#include "core/session.h"
+#include "core/smux.h"
+
+#define MAXS 16
+
+struct tend;
+
+/* The test's half of a session (what the app's struct sess is in the tunnel). */
+struct tsess {
+	struct tend *e;
+	struct kcpx_ep_sess *es;
+	uint32_t deadline;
+	bool woken, closed;
+	uint32_t sids[8];
+	int nsids;
+	size_t got; /* stream bytes read */
+};
+
+struct tend {
+	const char *name;
+	struct kcpx_ep *ep;
+	struct kcpx_snmp snmp;
+	struct linksim *out; /* towards the other end */
+	struct kcpx_addr addr;
+	struct tsess *s[MAXS];
+	int ns;
+	int opened, released;
+	uint32_t rng;
+	char last_log[512];
+	int nlog_fallback, nlog_late, nlog_replace;
+};
+
+static struct kcpx_native_psk *psk;
+static struct kcpx_crypt *crypt_c, *crypt_s;
+
+static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+{
+	struct tend *e = user;
+
+	linksim_send(e->out, *(uint32_t *)path, d, n);
+}
+
+static void *t_opened(void *user, struct kcpx_ep_sess *es, void *path)
+{
+	struct tend *e = user;
+	struct tsess *s;
+
+	if (e->ns == MAXS)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	s->e = e;
+	s->es = es;
+	e->s[e->ns++] = s;
+	e->opened++;
+	return s;
+}
+
+static void t_closed(void *user, void *su)
+{
+	struct tsess *s = su;
+
+	s->closed = true;
+}
+
+static void t_release(void *user, void *su)
+{
+	struct tend *e = user;
+	struct tsess *s = su;
+
+	for (int i = 0; i < e->ns; i++) {
+		if (e->s[i] == s) {
+			e->s[i] = e->s[--e->ns];
+			break;
+		}
+	}
+	e->released++;
+	free(s);
+}
+
+static void t_wake(void *user, void *su)
+{
+	struct tsess *s = su;
+
+	s->woken = true;
+}
+
+static void t_accept(void *su, uint32_t sid)
+{
+	struct tsess *s = su;
+
+	if (s->nsids < 8)
+		s->sids[s->nsids++] = sid;
+}
+
+static void t_stream(void *su, uint32_t sid)
+{
+}
+
+static void t_random(void *user, void *buf, size_t n)
+{
+	struct tend *e = user;
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)unit_xorshift32(&e->rng);
+}
+
+static void t_log(void *user, int level, const char *msg)
+{
+	struct tend *e = user;
+
+	snprintf(e->last_log, sizeof(e->last_log), "%s", msg);
+	if (strstr(msg, "falling back"))
+		e->nlog_fallback++;
+	if (strstr(msg, "late kcpx answer"))
+		e->nlog_late++;
+	if (strstr(msg, "replacing the kcpx session"))
+		e->nlog_replace++;
+	if (getenv("UNIT_VERBOSE"))
+		fprintf(stderr, "  [%s] %s\n", e->name, msg);
+}
+
+static const struct kcpx_ep_ops t_ops = {
+	.xmit = t_xmit,
+	.opened = t_opened,
+	.closed = t_closed,
+	.release = t_release,
+	.wake = t_wake,
+	.accept = t_accept,
+	.readable = t_stream,
+	.writable = t_stream,
+	.random = t_random,
+	.log = t_log,
+};
+
+static void addr4(struct kcpx_addr *a, uint32_t ip, uint16_t port)
+{
+	memset(a, 0, sizeof(*a));
+	a->in.sin_family = AF_INET;
+	a->in.sin_addr.s_addr = htonl(ip);
+	a->in.sin_port = htons(port);
+	a->len = sizeof(a->in);
+}
+
+static struct kcpx_ep_config ep_cfg(bool server, enum kcpx_proto proto)
+{
+	struct kcpx_ep_config c = {
+		.server = server,
+		.proto = proto,
+		.reprobe = 60,
+		.conn = 1,
+		.scavengettl = 600,
+		.crypt = server ? crypt_s : crypt_c,
+		.psk = proto == KCPX_PROTO_KCPTUN ? NULL : psk,
+		.session = {
+			.mtu = 1350,
+			.sndwnd = 128,
+			.rcvwnd = 128,
+			.nodelay = 1,
+			.interval = 10,
+			.resend = 2,
+			.nc = 1,
+			.comp = false,
+			.smux = {
+				.version = 1,
+				.client = !server,
+				.max_frame = 32768,
+				.max_recv_buffer = 4 << 20,
+				.max_stream_buffer = 2 << 20,
+				.keepalive_ms = 10000,
+				.keepalive_timeout_ms = 30000,
+			},
+		},
+	};
+	c.session.crypt = c.crypt;
+	return c;
+}
+
+static int end_init(struct tend *e, const char *name, const struct kcpx_ep_config *c,
+		    struct linksim *out, uint32_t ip, uint16_t port, uint32_t seed)
+{
+	memset(e, 0, sizeof(*e));
+	e->name = name;
+	e->out = out;
+	e->rng = seed;
+	addr4(&e->addr, ip, port);
+	return kcpx_ep_new(&e->ep, c, &t_ops, e, &e->snmp);
+}
+
+/*
+ * The world: a client end, a server end, links both ways; `now` moves 1 ms a step.
+ * path handles are pointers to `now` so that xmit knows the send time.
+ */
+struct world {
+	struct tend c, s;
+	struct linksim cs, sc;
+	uint32_t now;
+	struct kcpx_addr cli_from; /* the client's address as the server sees it */
+};
+
+static int world_init(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp)
+{
+	struct kcpx_ep_config cc = ep_cfg(false, cp), sc = ep_cfg(true, sp);
+
+	memset(w, 0, sizeof(*w));
+	linksim_init(&w->cs, 1);
+	linksim_init(&w->sc, 2);
+	w->cs.delay = w->sc.delay = 20;
+	w->now = 1000;
+	if (end_init(&w->c, "client", &cc, &w->cs, 0x0a000001, 5000, 0x1234) ||
+	    end_init(&w->s, "server", &sc, &w->sc, 0x0a000002, 4000, 0x9876))
+		return -1;
+	w->cli_from = w->c.addr;
+	return 0;
+}
+
+static void world_free(struct world *w)
+{
+	kcpx_ep_free(w->c.ep);
+	kcpx_ep_free(w->s.ep);
+	linksim_free(&w->cs);
+	linksim_free(&w->sc);
+}
+
+static void serve(struct tend *e, uint32_t now)
+{
+	uint8_t buf[65536];
+
+	for (int i = 0; i < e->ns; i++) {
+		struct tsess *s = e->s[i];
+		struct kcpx_session *ks = kcpx_ep_session(s->es);
+
+		if (s->closed)
+			continue;
+		for (int k = 0; k < s->nsids; k++) {
+			ssize_t n;
+
+			while ((n = kcpx_smux_read(kcpx_session_smux(ks), s->sids[k], buf,
+						   sizeof(buf))) > 0)
+				s->got += (size_t)n;
+		}
+		if (s->woken || (int32_t)(now - s->deadline) >= 0) {
+			if ((int32_t)(now - s->deadline) >= 0)
+				kcpx_ep_tick(s->es, now);
+			s->woken = false;
+			if (s->closed)
+				continue;
+			kcpx_session_pump(ks, now);
+			if (kcpx_session_dead(ks)) {
+				kcpx_ep_close(s->es, kcpx_session_dead_reason(ks));
+				continue;
+			}
+			s->deadline = kcpx_session_deadline(ks, now);
+		}
+	}
+	kcpx_ep_reap(e->ep);
+}
+
+static void world_step(struct world *w)
+{
+	uint8_t buf[2048];
+	int n;
+
+	w->now++;
+	while ((n = linksim_recv(&w->cs, w->now, buf, sizeof(buf))) >= 0)
+		kcpx_ep_input(w->s.ep, NULL, &w->now, &w->cli_from, buf, (size_t)n, w->now);
+	while ((n = linksim_recv(&w->sc, w->now, buf, sizeof(buf))) >= 0)
+		kcpx_ep_input(w->c.ep, w->c.ns ? w->c.s[0]->es : NULL, &w->now, &w->s.addr, buf,
+			      (size_t)n, w->now);
+	serve(&w->c, w->now);
+	serve(&w->s, w->now);
+}
+
+static void world_run(struct world *w, uint32_t ms)
+{
+	for (uint32_t i = 0; i < ms; i++)
+		world_step(w);
+}
+
+/* Client: a session (connecting if needed), a stream on it, `len` bytes written. */
+static struct tsess *client_send(struct world *w, size_t len)
+{
+	static uint8_t data[65536];
+	struct kcpx_ep_sess *es;
+	struct kcpx_smux *mx;
+	unsigned slot;
+	uint32_t sid;
+
+	es = kcpx_ep_pick(w->c.ep, w->now, &slot);
+	if (!es)
+		es = kcpx_ep_connect(w->c.ep, slot, &w->now, &w->s.addr, w->now);
+	if (!es)
+		return NULL;
+	mx = kcpx_session_smux(kcpx_ep_session(es));
+	if (kcpx_smux_open(mx, &sid))
+		return NULL;
+	for (size_t off = 0; off < len;) {
+		ssize_t n = kcpx_smux_write(mx, sid, data,
+					    len - off < sizeof(data) ? len - off : sizeof(data));
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	return kcpx_ep_sess_user(es);
+}
+
+static size_t server_got(struct world *w)
+{
+	size_t got = 0;
+
+	for (int i = 0; i < w->s.ns; i++)
+		got += w->s.s[i]->got;
+	return got;
+}
+
+static const char *proto_of(struct tend *e)
+{
+	return e->ns ? kcpx_ep_sess_proto(e->s[0]->es) : "";
+}
+
+static void test_handshake(void)
+{
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 60000));
+	CHECK(!strcmp(proto_of(&w.c), "probe"));
+	world_run(&w, 2000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK_EQ(kcpx_ep_sess_conv(w.c.s[0]->es), kcpx_ep_sess_conv(w.s.s[0]->es));
+	CHECK_EQ(server_got(&w), 60000);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	world_free(&w);
+}
+
+static void test_fallback(void)
+{
+	struct kcpx_ep_stats st;
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_KCPTUN), 0);
+	CHECK(client_send(&w, 50000));
+	world_run(&w, 900);
+	CHECK_EQ(w.s.ns, 0); /* INITs are no kcptun datagrams */
+	CHECK(!strcmp(proto_of(&w.c), "probe"));
+	world_run(&w, 3000);
+	CHECK_EQ(w.c.nlog_fallback, 1);
+	CHECK(!strcmp(proto_of(&w.c), "kcptun"));
+	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
+	CHECK_EQ(server_got(&w), 50000);
+	kcpx_ep_stats(w.c.ep, &st);
+	CHECK(st.kcptun_mode);
+	world_free(&w);
+}
+
+/*
+ * Everything the server sends in the first 950 ms takes 1.3 s: its RESPs (one per INIT
+ * the client resends) all come after the client's 1 s probe gave up.
+ */
+static void test_late_resp(void)
+{
+	struct kcpx_ep_stats cs, ss;
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	w.sc.delay = 1300;
+	CHECK(client_send(&w, 50000));
+	world_run(&w, 950);
+	w.sc.delay = 20;
+	world_run(&w, 4000);
+	CHECK_EQ(w.c.nlog_fallback, 1);
+	CHECK_EQ(w.c.nlog_late, 1);
+	CHECK_EQ(w.s.nlog_replace, 1);
+	CHECK(!strcmp(proto_of(&w.c), "kcptun"));
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
+	CHECK_EQ(server_got(&w), 50000);
+	kcpx_ep_stats(w.c.ep, &cs);
+	kcpx_ep_stats(w.s.ep, &ss);
+	CHECK(cs.late_native >= 1);
+	CHECK(!cs.kcptun_mode); /* a kcpx server answered: the next sessions probe again */
+	CHECK_EQ(ss.replaced, 1);
+	world_free(&w);
+}
+
+static void test_kcpx_only_no_answer(void)
+{
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPX, KCPX_PROTO_KCPTUN), 0);
+	CHECK(client_send(&w, 1000));
+	world_run(&w, 4000);
+	CHECK_EQ(w.c.ns, 1);
+	world_run(&w, 2000);
+	CHECK_EQ(w.c.ns, 0);
+	CHECK(strstr(w.c.last_log, "no kcpx handshake answer"));
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	world_free(&w);
+}
+
+/* A real INIT from many ports of one address: --hsrate 3 lets three spend tokens. */
+static void test_hsrate(void)
+{
+	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_AUTO);
+	uint8_t init[KCPX_NATIVE_HS_LEN], pkt[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND] = { 1 };
+	struct kcpx_native_hs *hs;
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct kcpx_addr a;
+	struct tend s;
+	uint32_t now = 5000;
+
+	linksim_init(&sink, 3);
+	sc.hsrate = 3;
+	CHECK_EQ(end_init(&s, "server", &sc, &sink, 0x0a000002, 4000, 77), 0);
+	CHECK_EQ(kcpx_native_hs_init(&hs, psk, 0x51d, r, false, init), 0);
+	kcpx_native_hs_free(hs);
+	for (int i = 0; i < 10; i++) {
+		addr4(&a, 0x0a000009, (uint16_t)(6000 + i));
+		memcpy(pkt, init, sizeof(pkt));
+		kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+	}
+	kcpx_ep_stats(s.ep, &st);
+	CHECK_EQ(s.opened, 1);	    /* one session per sid */
+	CHECK_EQ(st.hs_limited, 7); /* 3 tokens: the session's INIT and two refused by sid */
+	/* forged INITs (bad tag) from a fresh address spend nothing */
+	for (int i = 0; i < 10; i++) {
+		addr4(&a, 0x0a00000a, (uint16_t)(6000 + i));
+		memcpy(pkt, init, sizeof(pkt));
+		pkt[17] ^= 1;
+		kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+	}
+	kcpx_ep_stats(s.ep, &st);
+	CHECK_EQ(st.hs_limited, 7);
+	/* a second later the first address has its tokens back */
+	now += 1000;
+	addr4(&a, 0x0a000009, 7000);
+	memcpy(pkt, init, sizeof(pkt));
+	kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+	kcpx_ep_stats(s.ep, &st);
+	CHECK_EQ(st.hs_limited, 7);
+	kcpx_ep_free(s.ep);
+	linksim_free(&sink);
+}
+
+/* The bucket: rate 3 -> 3 at once, then one per 333.4 ms; a full bucket after 1 s. */
+static void test_ratelimit(void)
+{
+	const uint64_t ms = 1000000;
+	struct kcpx_ratelimit *rl;
+	uint8_t k1[16] = { 1 }, k2[16] = { 2 };
+
+	CHECK_EQ(kcpx_ratelimit_new(&rl, 1, 0, 1), -EINVAL);
+	CHECK_EQ(kcpx_ratelimit_new(&rl, 16, 3, 1), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK(kcpx_ratelimit_allow(rl, k1, 10 * ms));
+	CHECK(!kcpx_ratelimit_allow(rl, k1, 10 * ms));
+	CHECK(!kcpx_ratelimit_allow(rl, k1, 343 * ms)); /* 333 ms: 0.999 of a token */
+	CHECK(kcpx_ratelimit_allow(rl, k1, 345 * ms));
+	CHECK(!kcpx_ratelimit_allow(rl, k1, 345 * ms));
+	CHECK(kcpx_ratelimit_allow(rl, k2, 345 * ms)); /* its own bucket */
+	for (int i = 0; i < 3; i++)
+		CHECK(kcpx_ratelimit_allow(rl, k1, 100000 * ms));
+	CHECK(!kcpx_ratelimit_allow(rl, k1, 100000 * ms));
+	kcpx_ratelimit_free(rl);
+}
+
+/* kcptun format: a peer on the same address with a new conv replaces the old session. */
+static void test_kcptun_restart(void)
+{
+	struct world w;
+	uint32_t conv1;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
+	/* the client process restarts on the same address: a new endpoint, a new conv */
+	kcpx_ep_free(w.c.ep);
+	w.c.ns = 0;
+	{
+		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
+
+		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
+	}
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(kcpx_ep_sess_conv(w.s.s[0]->es) != conv1);
+	CHECK(strstr(w.s.last_log, "opened"));
+	CHECK_EQ(w.s.s[0]->got, 20000);
+	world_free(&w);
+}
+
+int main(void)
+{
+	uint8_t master[32] = { 7 }, key[KCPX_CRYPT_KEYLEN] = { 9 }, seed[32] = { 3 };
+
+	if (sodium_init() < 0 || kcpx_native_psk_new_key(&psk, master) ||
+	    kcpx_crypt_new_key(&crypt_c, "aes", key, seed))
+		return 1;
+	seed[0] = 4;
+	if (kcpx_crypt_new_key(&crypt_s, "aes", key, seed))
+		return 1;
+	RUN(test_handshake);
+	RUN(test_fallback);
+	RUN(test_late_resp);
+	RUN(test_kcpx_only_no_answer);
+	RUN(test_hsrate);
+	RUN(test_ratelimit);
+	RUN(test_kcptun_restart);
+	kcpx_crypt_free(crypt_c);
+	kcpx_crypt_free(crypt_s);
+	kcpx_native_psk_free(psk);
+	UNIT_MAIN_END();
+}

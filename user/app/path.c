@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Datagram backends as the tunnel's loop sees them: open or share one (a backend that
+ * serves every session from one object, AF_XDP, returns the same dgram each time and is
+ * watched once), read batches into the endpoint, queue sends and flush them per turn.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "app/log.h"
+#include "app/tunnel_int.h"
+#include "io/clock.h"
+#include "io/udp.h"
+
+#define RX_BUDGET 1024 /* datagrams per readiness event before other work gets a turn */
+
+void kcpx_path_flush(struct dg *g)
+{
+	int done = 0;
+
+	while (done < g->ntx) {
+		int n = g->d->ops->send(g->d, g->tx + done, g->ntx - done);
+		if (n <= 0) {
+			/* Full socket or ring: the datagrams are lost as on a congested link,
+			 * and KCP retransmits them. Counted, rate-limited in the log. */
+			g->t->tx_dropped += (uint64_t)(g->ntx - done);
+			pr_warn_ratelimited("%s: dropped %d outgoing datagrams (%s)", g->d->name,
+					    g->ntx - done, n < 0 ? strerror(-n) : "backend full");
+			break;
+		}
+		done += n;
+	}
+	g->ntx = 0;
+	if (g->d->ops->flush)
+		g->d->ops->flush(g->d);
+}
+
+void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+{
+	struct kcpx_pkt *p;
+
+	if (n > KCPX_PKT_MAX) {
+		g->t->tx_dropped++;
+		return;
+	}
+	if (g->ntx == TX_BATCH)
+		kcpx_path_flush(g);
+	p = &g->tx[g->ntx++];
+	memcpy(p->buf, d, n);
+	p->len = (uint32_t)n;
+	p->addr = *to;
+}
+
+static void path_readable(struct kcpx_watch *w, uint32_t events)
+{
+	struct dg *g = (struct dg *)((char *)w - offsetof(struct dg, w));
+	struct tunnel *t = g->t;
+	uint32_t now = kcpx_clock_ms();
+	int total = 0;
+
+	while (total < RX_BUDGET) {
+		int n = g->d->ops->recv(g->d, t->rx, RX_BATCH);
+		if (n <= 0) {
+			if (n < 0)
+				pr_warn_ratelimited("%s: receive failed: %s", g->d->name,
+						    strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &t->rx[i].addr,
+				      t->rx[i].buf, t->rx[i].len, now);
+		total += n;
+	}
+}
+
+struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
+			 const struct kcpx_addr *peer)
+{
+	struct kcpx_dgram *d = NULL;
+	struct dg *g;
+	int err;
+
+	if (t->be && t->be->open) {
+		err = t->be->open(t->be->arg, bind, peer, &d);
+	} else {
+		struct kcpx_udp_config uc = {
+			.bind = bind,
+			.peer = peer,
+			.sockbuf = t->cfg->sockbuf,
+			.dscp = t->cfg->dscp,
+		};
+		err = kcpx_udp_open(&d, &uc);
+	}
+	if (err) {
+		char buf[KCPX_ADDRSTRLEN];
+		pr_warn("cannot open a datagram socket %s %s: %s", bind ? "on" : "to",
+			kcpx_addr_str(bind ? bind : peer, buf, sizeof(buf)), strerror(-err));
+		return NULL;
+	}
+	for (g = t->dgs; g; g = g->next) {
+		if (g->d == d) {
+			g->refs++;
+			return g;
+		}
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		goto err_close;
+	g->txmem = malloc((size_t)TX_BATCH * KCPX_PKT_MAX);
+	if (!g->txmem)
+		goto err_free;
+	for (int i = 0; i < TX_BATCH; i++)
+		g->tx[i].buf = g->txmem + (size_t)i * KCPX_PKT_MAX;
+	g->t = t;
+	g->d = d;
+	g->refs = 1;
+	g->w.fn = path_readable;
+	if (kcpx_loop_add(t->loop, &g->w, d->fd, EPOLLIN) < 0)
+		goto err_free;
+	for (int i = 0; i < d->nxfd; i++) {
+		if (kcpx_loop_add_fd(t->loop, &g->w, d->xfd[i], EPOLLIN) < 0) {
+			while (i-- > 0)
+				kcpx_loop_del_fd(t->loop, d->xfd[i]);
+			kcpx_loop_del(t->loop, &g->w);
+			goto err_free;
+		}
+	}
+	g->next = t->dgs;
+	t->dgs = g;
+	return g;
+err_free:
+	free(g->txmem);
+	free(g);
+err_close:
+	d->ops->close(d);
+	return NULL;
+}
+
+void kcpx_path_put(struct tunnel *t, struct dg *g)
+{
+	struct dg **pp;
+
+	if (--g->refs > 0)
+		return;
+	kcpx_path_flush(g);
+	for (pp = &t->dgs; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	kcpx_loop_del(t->loop, &g->w);
+	for (int i = 0; i < g->d->nxfd; i++)
+		kcpx_loop_del_fd(t->loop, g->d->xfd[i]);
+	g->d->ops->close(g->d);
+	free(g->txmem);
+	free(g);
+}

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "app/log.h"
+#include "app/metrics.h"
+#include "app/snmp.h"
+#include "app/tunnel_int.h"
+#include "core/kcp.h"
+#include "core/session.h"
+#include "io/clock.h"
+
+static void write_status(struct tunnel *t, FILE *fp)
+{
+	const struct kcpx_config *cfg = t->cfg;
+	char buf[KCPX_ADDRSTRLEN];
+	struct kcpx_ep_stats es;
+
+	kcpx_ep_stats(t->ep, &es);
+	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n",
+		cfg->role == KCPX_ROLE_SERVER ? "server" : "client", (int)getpid(),
+		cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->localaddr,
+		t->dgs ? t->dgs->d->name : "-", (unsigned)t->snmp.CurrEstab);
+	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %6s %6s %6s %6s %12s %12s\n",
+		"peer", "conv", "proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "sndq",
+		"rwnd", "rcvq", "ooo", "bytes-in", "bytes-out");
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+		struct kcpx_session *ks = kcpx_ep_session(e);
+		struct sess *s = kcpx_ep_sess_user(e);
+		struct kcpx_session_stats st;
+		struct kcpx_kcp_info ki;
+		double loss;
+
+		kcpx_kcp_info(kcpx_session_kcp(ks), &ki);
+		kcpx_session_stats(ks, &st);
+		loss = st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0;
+		fprintf(fp,
+			"  %-24s %08x %-6s %-7s %7u %6u %6u %7u %6.2f %6u %6u %6u %6u %12llu "
+			"%12llu\n",
+			kcpx_addr_str(kcpx_ep_sess_peer(e), buf, sizeof(buf)), kcpx_ep_sess_conv(e),
+			kcpx_ep_sess_proto(e), kcpx_ep_sess_expired(e) ? "expired" : "up",
+			kcpx_conn_count(s), ki.srtt, ki.rto, ki.cwnd, loss, ki.waitsnd, ki.rmt_wnd,
+			ki.rcv_queued, ki.rcv_ooo, (unsigned long long)st.bytes_in,
+			(unsigned long long)st.bytes_out);
+	}
+	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
+		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
+		(unsigned long long)es.unknown_peer);
+	if (!t->psk)
+		return;
+	if (cfg->role == KCPX_ROLE_SERVER) {
+		fprintf(fp,
+			"  kcpx protocol: sessions replaced after a client fell back %llu, "
+			"handshakes over --hsrate %llu\n",
+			(unsigned long long)es.replaced, (unsigned long long)es.hs_limited);
+		return;
+	}
+	fprintf(fp, "  kcpx protocol: ");
+	if (!es.kcptun_mode)
+		fprintf(fp, "new sessions use it");
+	else if (!cfg->reprobe)
+		fprintf(fp, "no answer, kcptun for good (--reprobe 0)");
+	else
+		fprintf(fp, "no answer %u s ago, new sessions try again after %d s", es.kcptun_for,
+			cfg->reprobe);
+	fprintf(fp, "; late kcpx packets %llu\n", (unsigned long long)es.late_native);
+}
+
+void kcpx_report_print(struct tunnel *t)
+{
+	kcpx_snmp_print(kcpx_log_file(), &t->snmp);
+	write_status(t, kcpx_log_file());
+	fflush(kcpx_log_file());
+}
+
+/* A `kcpx status` connection: answer with the table and hang up. */
+void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, ctlw));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+	int fd;
+
+	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	fp = open_memstream(&text, &len);
+	if (fp) {
+		write_status(t, fp);
+		fclose(fp);
+		/* small and local: a blocking write with a timeout is fine here */
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		for (size_t off = 0; off < len;) {
+			ssize_t n = write(fd, text + off, len - off);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		free(text);
+	}
+	close(fd);
+}
+
+/* --metrics: at most this many sessions get their own series (the rest are counted) */
+#define METRICS_SESSIONS 64
+
+static void metrics_sess_labels(FILE *fp, const char *name, struct kcpx_ep_sess *e)
+{
+	char peer[KCPX_ADDRSTRLEN], conv[16];
+
+	snprintf(conv, sizeof(conv), "%08x", kcpx_ep_sess_conv(e));
+	fprintf(fp, "%s{", name);
+	kcpx_metrics_label(fp, "peer", kcpx_addr_str(kcpx_ep_sess_peer(e), peer, sizeof(peer)));
+	fputc(',', fp);
+	kcpx_metrics_label(fp, "conv", conv);
+	fputc(',', fp);
+	kcpx_metrics_label(fp, "proto", kcpx_ep_sess_proto(e));
+	fputs("} ", fp);
+}
+
+/* The tunnel's part of /metrics: totals, then per-session series (bounded). */
+void kcpx_report_metrics(void *arg, FILE *fp)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{ "kcpx_session_bytes_in_total", "counter", "Stream bytes received." },
+		{ "kcpx_session_bytes_out_total", "counter", "Stream bytes sent." },
+		{ "kcpx_session_datagrams_in_total", "counter", "Datagrams received." },
+		{ "kcpx_session_datagrams_out_total", "counter", "Datagrams sent." },
+		{ "kcpx_session_retrans_total", "counter", "KCP segments sent again." },
+		{ "kcpx_session_srtt_seconds", "gauge", "Smoothed round-trip time." },
+		{ "kcpx_session_rto_seconds", "gauge", "Retransmission timeout." },
+		{ "kcpx_session_cwnd", "gauge", "Congestion window, segments." },
+		{ "kcpx_session_streams", "gauge", "Open streams." },
+	};
+	struct tunnel *t = arg;
+	unsigned streams = 0, n = 0;
+	struct kcpx_ep_stats es;
+
+	kcpx_ep_stats(t->ep, &es);
+	kcpx_metrics_snmp(fp, &t->snmp);
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++)
+		streams += kcpx_conn_count(kcpx_ep_sess_user(e));
+	kcpx_metrics_family(fp, "kcpx_sessions", "gauge", "Sessions open.");
+	fprintf(fp, "kcpx_sessions %u\n", n);
+	kcpx_metrics_family(fp, "kcpx_streams", "gauge", "Streams open, all sessions.");
+	fprintf(fp, "kcpx_streams %u\n", streams);
+	kcpx_metrics_family(fp, "kcpx_session_series_omitted", "gauge",
+			    "Sessions beyond the first 64, without their own series.");
+	fprintf(fp, "kcpx_session_series_omitted %u\n",
+		n > METRICS_SESSIONS ? n - METRICS_SESSIONS : 0);
+	kcpx_metrics_family(fp, "kcpx_tx_dropped_total", "counter",
+			    "Datagrams the backend could not send.");
+	fprintf(fp, "kcpx_tx_dropped_total %llu\n", (unsigned long long)t->tx_dropped);
+	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
+			    "Datagrams from peers without a session, dropped.");
+	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)es.unknown_peer);
+	/* one family at a time, as the format wants: every session's sample of it */
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		unsigned k = 0;
+
+		kcpx_metrics_family(fp, fam[f].name, fam[f].type, fam[f].help);
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e && k < METRICS_SESSIONS;
+		     e = kcpx_ep_next(e), k++) {
+			struct kcpx_session *ks = kcpx_ep_session(e);
+			struct kcpx_session_stats st;
+			struct kcpx_kcp_info ki;
+			uint64_t v[] = { 0, 0, 0, 0, 0 };
+
+			kcpx_kcp_info(kcpx_session_kcp(ks), &ki);
+			kcpx_session_stats(ks, &st);
+			metrics_sess_labels(fp, fam[f].name, e);
+			v[0] = st.bytes_in;
+			v[1] = st.bytes_out;
+			v[2] = st.pkts_in;
+			v[3] = st.pkts_out;
+			v[4] = ki.retrans;
+			if (f < 5)
+				fprintf(fp, "%llu\n", (unsigned long long)v[f]);
+			else if (f == 5)
+				fprintf(fp, "%.3f\n", ki.srtt / 1000.0);
+			else if (f == 6)
+				fprintf(fp, "%.3f\n", ki.rto / 1000.0);
+			else if (f == 7)
+				fprintf(fp, "%u\n", ki.cwnd);
+			else
+				fprintf(fp, "%u\n", kcpx_conn_count(kcpx_ep_sess_user(e)));
+		}
+	}
+}
+
+/*
+ * /healthz: healthy while the tunnel runs and, when it has sessions, at least one of them
+ * heard from its peer within the keepalive timeout (the window after which smux gives a
+ * silent session up). A client with no session yet is healthy: it opens them on demand.
+ */
+bool kcpx_report_healthy(void *arg, char *why, size_t size)
+{
+	struct tunnel *t = arg;
+	uint32_t now = kcpx_clock_ms(), window = t->keepalive_timeout_ms;
+	unsigned n = 0, alive = 0;
+
+	if (!window)
+		window = 30000;
+	if (t->stopping) {
+		snprintf(why, size, "stopping");
+		return false;
+	}
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++) {
+		struct kcpx_session_stats st;
+
+		kcpx_session_stats(kcpx_ep_session(e), &st);
+		if (st.pkts_in && now - st.last_rx < window)
+			alive++;
+	}
+	if (n && !alive) {
+		snprintf(why, size, "no session heard from its peer in %u s (%u sessions)",
+			 window / 1000, n);
+		return false;
+	}
+	return true;
+}

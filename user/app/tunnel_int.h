@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tunnel's parts inside user/app (not for other modules):
+ *   tunnel.c  setup, the event loop's turn (pump sessions, flush, reap), timers, signals,
+ *             the endpoint's callbacks
+ *   path.c    datagram backends as the loop watches them: open/refcount, receive into
+ *             the endpoint, batched send
+ *   conn.c    TCP connections <-> smux streams, the client's TCP listener
+ *   report.c  the status table (SIGUSR1, `kcpx status` over the control socket)
+ * The protocol rules (which datagram may do what to which session) are in core/endpoint.
+ */
+#ifndef KCPX_APP_TUNNEL_INT_H
+#define KCPX_APP_TUNNEL_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "app/tunnel.h"
+#include "core/endpoint.h"
+#include "io/addr.h"
+#include "io/loop.h"
+#include "io/tcp.h"
+
+#define RX_BATCH 64
+#define TX_BATCH 64
+
+struct tunnel;
+struct sess;
+struct conn;
+
+/* A datagram backend as the tunnel watches it, with its batched TX queue. */
+struct dg {
+	struct tunnel *t;
+	struct kcpx_dgram *d;
+	struct kcpx_watch w;
+	int refs;
+	struct sess *owner; /* client over UDP: the one session on this socket */
+	struct kcpx_pkt tx[TX_BATCH];
+	int ntx;
+	uint8_t *txmem;
+	struct dg *next;
+};
+
+/* The app's half of a session (the endpoint holds the protocol half). */
+struct sess {
+	struct tunnel *t;
+	struct kcpx_ep_sess *es;
+	struct kcpx_session *ks;
+	struct dg *dg;
+	struct kcpx_timer timer;
+	bool dirty;
+	bool closing;
+	struct conn **streams; /* hash by stream id */
+	unsigned nstreams, cap;
+	struct sess *dnext; /* dirty list */
+};
+
+struct tunnel {
+	const struct kcpx_config *cfg;
+	const struct kcpx_tunnel_backend *be;
+	struct kcpx_loop *loop;
+	struct kcpx_crypt *crypt;
+	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
+	struct kcpx_ep *ep;
+	struct kcpx_snmp snmp;
+	struct kcpx_addr laddr; /* client: TCP listen; server: UDP listen */
+	struct kcpx_addr remote;
+	struct kcpx_target target;
+	struct kcpx_watch lw; /* client TCP listener */
+	struct kcpx_watch sigw;
+	struct kcpx_watch ctlw; /* /run/kcpx/<pid>.sock for `kcpx status` */
+	char ctlpath[108];
+	struct kcpx_timer sectimer;
+	unsigned ticks;
+	struct dg *dgs;
+	struct sess *dirty;
+	struct conn *ready;
+	struct conn *garbage_c;
+	uint8_t *rxmem;
+	struct kcpx_pkt rx[RX_BATCH];
+	uint64_t tx_dropped;
+	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
+	struct kcpx_metrics *metrics;  /* --metrics */
+	bool stopping;
+};
+
+/* tunnel.c */
+void kcpx_tun_sess_mark(struct sess *s);
+struct sess *kcpx_tun_client_session(struct tunnel *t); /* for a new stream, or NULL */
+
+/* path.c */
+struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
+			 const struct kcpx_addr *peer);
+void kcpx_path_put(struct tunnel *t, struct dg *g);
+void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, size_t n);
+void kcpx_path_flush(struct dg *g);
+
+/* conn.c */
+bool kcpx_conn_serve_ready(struct tunnel *t); /* streams with work; false: there were none */
+void kcpx_conn_close_all(struct sess *s);     /* the session's streams */
+unsigned kcpx_conn_count(const struct sess *s);
+void kcpx_conn_reap(struct tunnel *t);
+void kcpx_conn_accept(void *sess_user, uint32_t sid);
+void kcpx_conn_readable(void *sess_user, uint32_t sid);
+void kcpx_conn_writable(void *sess_user, uint32_t sid);
+void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
+
+/* report.c */
+void kcpx_report_print(struct tunnel *t);
+void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);
+/* --metrics: the tunnel's /metrics text and /healthz answer (app/metrics.h's source). */
+void kcpx_report_metrics(void *arg, FILE *fp);
+bool kcpx_report_healthy(void *arg, char *why, size_t size);
+
+#endif

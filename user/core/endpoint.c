@@ -1,0 +1,876 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The endpoint's rules (docs/PROTOCOL.md §6-7). Every datagram enters at kcpx_ep_input();
+ * nothing here trusts a datagram before it authenticated, except where the kcptun format
+ * leaves no choice (it has no authenticated session id: see PROTOCOL.md §7).
+ *
+ * A session's protocol is one of enum ep_state; every change of it goes through
+ * ep_transition(), which also does what the change implies (keys, counters, log lines).
+ */
+#include "core/endpoint.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "core/native.h"
+#include "core/ratelimit.h"
+
+#define EP_HASH	   1024 /* buckets of the address and sid tables */
+#define HSRL_SLOTS 4096 /* --hsrate: token buckets, one per source address hash */
+
+/* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
+#define HS_TRIES_AUTO 10
+#define HS_TRIES_KCPX 50
+/* After a fallback the handshake state is kept this long to recognise a late RESP. */
+#define HS_LATE_KEEP_MS (HS_TRIES_KCPX * KCPX_SESSION_HS_POLL * 2)
+
+/*
+ * A session's protocol state.
+ *   KCPTUN          kcptun's format from the start
+ *   PROBE           client: INIT sent, no RESP yet (the session holds its output)
+ *   ACCEPTED        server: INIT accepted, RESP sent, no authenticated DATA yet
+ *   NATIVE          keys both ways, and the peer proved it has them
+ *   FALLBACK_WATCH  client: no RESP in time, speaks kcptun; the handshake state is kept
+ *                   to recognise a late RESP
+ *   FALLBACK        client: as FALLBACK_WATCH, handshake state gone
+ */
+enum ep_state {
+	EP_KCPTUN,
+	EP_PROBE,
+	EP_ACCEPTED,
+	EP_NATIVE,
+	EP_FALLBACK_WATCH,
+	EP_FALLBACK,
+};
+
+enum ep_event {
+	EV_RESP,	  /* client: the server's RESP opened under our handshake */
+	EV_DATA,	  /* an authenticated DATA packet arrived */
+	EV_PROBE_TIMEOUT, /* client: no RESP after the probe's tries */
+	EV_LATE_RESP,	  /* client, fell back: the RESP came after all */
+	EV_KEEP_EXPIRED,  /* client, fell back: no late RESP to wait for any more */
+};
+
+struct kcpx_ep_sess {
+	struct kcpx_ep *ep;
+	struct kcpx_session *ks;
+	void *user; /* the owner's, from ops->opened */
+	void *path;
+	struct kcpx_addr peer;
+	uint32_t conv; /* the native protocol's sid */
+	uint32_t created;
+	enum ep_state state;
+	bool closing;
+	bool expired;		   /* client --autoexpire: takes no new streams */
+	bool be_native;		   /* ops->native_up took it: tell ops->native_down at the end */
+	struct kcpx_native_hs *hs; /* client: PROBE and FALLBACK_WATCH */
+	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
+	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
+	int hs_tries;
+	struct kcpx_ep_sess *anext;	    /* address table (server) */
+	struct kcpx_ep_sess *snext;	    /* sid table */
+	struct kcpx_ep_sess *next, **pprev; /* all sessions */
+	struct kcpx_ep_sess *gnext;	    /* closed, to reap */
+};
+
+struct kcpx_ep {
+	struct kcpx_ep_config cfg;
+	struct kcpx_ep_ops ops;
+	void *user;
+	struct kcpx_snmp *snmp;
+	struct kcpx_session_ops sops;
+	uint32_t seed; /* of the address hash */
+	struct kcpx_ep_sess *by_addr[EP_HASH];
+	struct kcpx_ep_sess *by_sid[EP_HASH];
+	struct kcpx_ep_sess *all;
+	struct kcpx_ep_sess *garbage;
+	unsigned count;
+	struct kcpx_ep_sess **slots; /* client: --conn */
+	unsigned rr;
+	struct kcpx_ratelimit *hsrl; /* server with --hsrate > 0 */
+	struct kcpx_native_stats hs_stats;
+	/*
+	 * client, --proto auto: a probe went unanswered at tick kcptun_since (seconds), so
+	 * new sessions speak kcptun's format until --reprobe seconds later. hs_tries_auto:
+	 * how many polls a probe waits (longer once a late RESP showed the round trip).
+	 */
+	bool client_native;
+	bool kcptun_mode;
+	uint32_t ticks, kcptun_since;
+	int hs_tries_auto;
+	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
+	struct kcpx_ep_stats st;
+};
+
+static void ep_log(struct kcpx_ep *ep, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void ep_log(struct kcpx_ep *ep, int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (!ep->ops.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ep->ops.log(ep->user, level, buf);
+}
+
+/* Data-path lines: at most 10 a second from one endpoint. */
+static bool ep_log_ok(struct kcpx_ep *ep, uint32_t now)
+{
+	if (now / 1000 != ep->log_stamp) {
+		ep->log_stamp = now / 1000;
+		ep->log_count = 0;
+	}
+	return ep->log_count++ < 10;
+}
+
+/* ---- tables ---------------------------------------------------------------------- */
+
+static bool is_native(const struct kcpx_ep_sess *s)
+{
+	return s->state == EP_PROBE || s->state == EP_ACCEPTED || s->state == EP_NATIVE;
+}
+
+static bool fell_back(const struct kcpx_ep_sess *s)
+{
+	return s->state == EP_FALLBACK_WATCH || s->state == EP_FALLBACK;
+}
+
+static struct kcpx_ep_sess **addr_head(struct kcpx_ep *ep, const struct kcpx_addr *a)
+{
+	return &ep->by_addr[kcpx_addr_hash(a, ep->seed) % EP_HASH];
+}
+
+static struct kcpx_ep_sess *addr_lookup(struct kcpx_ep *ep, const struct kcpx_addr *a)
+{
+	for (struct kcpx_ep_sess *s = *addr_head(ep, a); s; s = s->anext)
+		if (kcpx_addr_equal(&s->peer, a))
+			return s;
+	return NULL;
+}
+
+static void addr_unlink(struct kcpx_ep_sess *s)
+{
+	for (struct kcpx_ep_sess **pp = addr_head(s->ep, &s->peer); *pp; pp = &(*pp)->anext) {
+		if (*pp == s) {
+			*pp = s->anext;
+			return;
+		}
+	}
+}
+
+static struct kcpx_ep_sess **sid_head(struct kcpx_ep *ep, uint32_t sid)
+{
+	return &ep->by_sid[(sid ^ ep->seed) % EP_HASH];
+}
+
+/* The live native session with this sid (sids key the XDP session map: one per sid). */
+static struct kcpx_ep_sess *sid_lookup(struct kcpx_ep *ep, uint32_t sid)
+{
+	for (struct kcpx_ep_sess *s = *sid_head(ep, sid); s; s = s->snext)
+		if (s->conv == sid && is_native(s))
+			return s;
+	return NULL;
+}
+
+static void sid_unlink(struct kcpx_ep_sess *s)
+{
+	for (struct kcpx_ep_sess **pp = sid_head(s->ep, s->conv); *pp; pp = &(*pp)->snext) {
+		if (*pp == s) {
+			*pp = s->snext;
+			return;
+		}
+	}
+}
+
+/* ---- session callbacks ------------------------------------------------------------ */
+
+static void ep_wake(struct kcpx_ep_sess *s)
+{
+	if (!s->closing)
+		s->ep->ops.wake(s->ep->user, s->user);
+}
+
+static void ep_sess_xmit(void *user, const uint8_t *d, size_t n)
+{
+	struct kcpx_ep_sess *s = user;
+
+	s->ep->ops.xmit(s->ep->user, s->path, &s->peer, d, n);
+}
+
+static void ep_sess_accept(void *user, uint32_t sid)
+{
+	struct kcpx_ep_sess *s = user;
+
+	s->ep->ops.accept(s->user, sid);
+}
+
+static void ep_sess_readable(void *user, uint32_t sid)
+{
+	struct kcpx_ep_sess *s = user;
+
+	s->ep->ops.readable(s->user, sid);
+}
+
+static void ep_sess_writable(void *user, uint32_t sid)
+{
+	struct kcpx_ep_sess *s = user;
+
+	s->ep->ops.writable(s->user, sid);
+}
+
+/*
+ * A native session's keys exist: hand its XDP map entry (receive tag key, FEC shape) to
+ * the owner. Returns 0, or -errno when it could not take it.
+ */
+static int ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
+{
+	struct kcpx_ep *ep = s->ep;
+	struct kcpx_native_sess v;
+	int err;
+
+	if (!ep->ops.native_up)
+		return 0;
+	kcpx_native_bpf_sess(n, &v);
+	if (ep->cfg.datashard > 0 && ep->cfg.parityshard > 0 &&
+	    ep->cfg.datashard + ep->cfg.parityshard <= KCPX_FEC_TRACK_MAX) {
+		v.fec_ds = (uint8_t)ep->cfg.datashard;
+		v.fec_ps = (uint8_t)ep->cfg.parityshard;
+	}
+	err = ep->ops.native_up(ep->user, s->conv, &v);
+	sodium_memzero(&v, sizeof(v));
+	if (err) {
+		ep_log(ep, 0, "session %08x: XDP session entry: %s", s->conv, strerror(-err));
+		return err;
+	}
+	s->be_native = true;
+	return 0;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct kcpx_addr *peer,
+				    uint32_t conv, bool native, uint32_t now)
+{
+	struct kcpx_session_config sc = ep->cfg.session;
+	char buf[KCPX_ADDRSTRLEN];
+	struct kcpx_ep_sess *s;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	sc.conv = conv;
+	sc.native = native;
+	s->ep = ep;
+	s->conv = conv;
+	s->state = native ? EP_PROBE : EP_KCPTUN;
+	s->peer = *peer;
+	s->path = path;
+	s->created = now;
+	s->ks = kcpx_session_new(&sc, &ep->sops, s, ep->snmp, now);
+	if (!s->ks) {
+		ep_log(ep, 0, "cannot create a session (out of memory?)");
+		free(s);
+		return NULL;
+	}
+	s->user = ep->ops.opened(ep->user, s, path);
+	if (!s->user) {
+		kcpx_session_free(s->ks);
+		free(s);
+		return NULL;
+	}
+	if (ep->cfg.server) {
+		struct kcpx_ep_sess **h = addr_head(ep, peer);
+
+		s->anext = *h;
+		*h = s;
+		ep->snmp->PassiveOpens++;
+	} else {
+		ep->snmp->ActiveOpens++;
+	}
+	s->snext = *sid_head(ep, conv);
+	*sid_head(ep, conv) = s;
+	s->next = ep->all;
+	if (ep->all)
+		ep->all->pprev = &s->next;
+	s->pprev = &ep->all;
+	ep->all = s;
+	ep->count++;
+	ep->snmp->CurrEstab++;
+	if (ep->snmp->CurrEstab > ep->snmp->MaxConn)
+		ep->snmp->MaxConn = ep->snmp->CurrEstab;
+	ep_log(ep, 1, "session %08x with %s opened", conv, kcpx_addr_str(peer, buf, sizeof(buf)));
+	ep_wake(s);
+	return s;
+}
+
+void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
+{
+	struct kcpx_ep *ep = s->ep;
+	char buf[KCPX_ADDRSTRLEN];
+
+	if (s->closing)
+		return;
+	/* The owner's streams go first, while the engine can still flush what it owes. */
+	ep->ops.closed(ep->user, s->user);
+	s->closing = true;
+	if (ep->cfg.server)
+		addr_unlink(s);
+	sid_unlink(s);
+	*s->pprev = s->next;
+	if (s->next)
+		s->next->pprev = s->pprev;
+	if (ep->slots) {
+		for (int i = 0; i < ep->cfg.conn; i++)
+			if (ep->slots[i] == s)
+				ep->slots[i] = NULL;
+	}
+	ep->count--;
+	ep->snmp->CurrEstab--;
+	if (s->be_native && ep->ops.native_down)
+		ep->ops.native_down(ep->user, s->conv);
+	s->be_native = false;
+	ep_log(ep, 1, "session %08x with %s closed: %s", s->conv,
+	       kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
+	s->gnext = ep->garbage;
+	ep->garbage = s;
+}
+
+void kcpx_ep_reap(struct kcpx_ep *ep)
+{
+	while (ep->garbage) {
+		struct kcpx_ep_sess *s = ep->garbage;
+
+		ep->garbage = s->gnext;
+		ep->ops.release(ep->user, s->user);
+		kcpx_session_free(s->ks);
+		kcpx_native_hs_free(s->hs);
+		free(s);
+	}
+}
+
+/* ---- protocol state --------------------------------------------------------------- */
+
+/* The one place a session's protocol state changes. */
+static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now)
+{
+	struct kcpx_ep *ep = s->ep;
+	uint32_t late;
+	int tries;
+
+	switch (ev) {
+	case EV_RESP: /* PROBE -> NATIVE: a kcpx server answers, later sessions use it too */
+		kcpx_native_hs_free(s->hs);
+		s->hs = NULL;
+		s->state = EP_NATIVE;
+		ep->kcptun_mode = false;
+		break;
+	case EV_DATA: /* ACCEPTED -> NATIVE: the client has the keys; no replacement now */
+		if (s->state == EP_ACCEPTED)
+			s->state = EP_NATIVE;
+		break;
+	case EV_PROBE_TIMEOUT: /* PROBE -> FALLBACK_WATCH */
+		/*
+		 * --proto auto: no kcpx server answered. This session and the next ones for
+		 * --reprobe s speak kcptun; the handshake state stays for a while so that a
+		 * late RESP can be recognised.
+		 */
+		ep_log(ep, 1, "session %08x: no kcpx answer, falling back to the kcptun protocol%s",
+		       s->conv, ep->cfg.reprobe ? "" : " for good (--reprobe 0)");
+		s->state = EP_FALLBACK_WATCH;
+		sid_unlink(s); /* the sid is free for a native session again */
+		s->snext = NULL;
+		ep->kcptun_mode = true;
+		ep->kcptun_since = ep->ticks;
+		kcpx_session_fallback(s->ks, ep->cfg.crypt);
+		break;
+	case EV_LATE_RESP: /* FALLBACK_WATCH -> FALLBACK, and new sessions probe again */
+		/*
+		 * The session stays kcptun, because the server replaces its kcpx session when
+		 * our kcptun-format datagrams arrive, and switching back could race with that.
+		 * The RESP proves a kcpx server and shows the round trip: later sessions probe
+		 * again at once and wait longer for it.
+		 */
+		late = now - s->created;
+		kcpx_native_hs_free(s->hs);
+		s->hs = NULL;
+		s->state = EP_FALLBACK;
+		tries = (int)(2 * late / KCPX_SESSION_HS_POLL) + 1;
+		if (tries > HS_TRIES_KCPX)
+			tries = HS_TRIES_KCPX;
+		if (tries > ep->hs_tries_auto)
+			ep->hs_tries_auto = tries;
+		ep->kcptun_mode = false;
+		ep_log(ep, 1,
+		       "session %08x: late kcpx answer from the server (%u ms after the first "
+		       "INIT): the session stays kcptun; new sessions try kcpx for up to %d ms",
+		       s->conv, late, ep->hs_tries_auto * KCPX_SESSION_HS_POLL);
+		break;
+	case EV_KEEP_EXPIRED: /* FALLBACK_WATCH -> FALLBACK */
+		kcpx_native_hs_free(s->hs);
+		s->hs = NULL;
+		s->state = EP_FALLBACK;
+		break;
+	}
+}
+
+/* ---- handshake -------------------------------------------------------------------- */
+
+static void hs_client_finish(struct kcpx_ep_sess *s, const uint8_t *d, size_t n, uint32_t now)
+{
+	struct kcpx_ep *ep = s->ep;
+	struct kcpx_native *nat;
+
+	if (kcpx_native_hs_finish(s->hs, d, n, &nat)) {
+		ep->snmp->InErrs++;
+		return;
+	}
+	kcpx_session_set_native(s->ks, nat);
+	ep_transition(s, EV_RESP, now);
+	ep_log(ep, 1, "session %08x: kcpx protocol, %s", s->conv,
+	       kcpx_native_cipher(nat) == KCPX_NATIVE_AESGCM ? "aes-256-gcm"
+							     : "xchacha20-poly1305");
+	if (ep_native_up(s, nat)) {
+		kcpx_ep_close(s, "the XDP program cannot take the session");
+		return;
+	}
+	ep_wake(s);
+}
+
+/*
+ * May a datagram from `from` open a session? The single gate for sessions made by the
+ * network (server side). native_init: an INIT (d, n) that asks for a native session.
+ * Returns 0, -EBADMSG (not a good INIT: let the kcptun path try it), -EBUSY (refused:
+ * drop it; certainly native).
+ *
+ * --hsrate, as the XDP checks do it (docs/PROTOCOL.md §6): only an INIT with a good tag
+ * spends its source's tokens, so forged INITs with a client's address cannot lock it out;
+ * replays of real INITs can only spend their own source's. Before the sid check and the
+ * X25519 work, which is what the limit saves.
+ */
+static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool native_init,
+		    const uint8_t *d, size_t n, uint32_t now)
+{
+	char buf[KCPX_ADDRSTRLEN];
+	uint8_t key[16];
+
+	if (!native_init || !ep->hsrl)
+		return 0;
+	if (!kcpx_native_init_tag_ok(ep->cfg.psk, d, n))
+		return -EBADMSG;
+	kcpx_addr_key(from, key);
+	if (kcpx_ratelimit_allow(ep->hsrl, key, (uint64_t)now * 1000000u))
+		return 0;
+	ep->st.hs_limited++;
+	if (ep_log_ok(ep, now))
+		ep_log(ep, 0, "kcpx handshakes from %s over --hsrate %d/s: dropped",
+		       kcpx_addr_str(from, buf, sizeof(buf)), ep->cfg.hsrate);
+	return -EBUSY;
+}
+
+/* 0, or -errno when the INIT is refused (then nothing was created); -EBUSY: drop it. */
+static int hs_server_accept(struct kcpx_ep *ep, void *path, const struct kcpx_addr *from,
+			    const uint8_t *d, size_t n, const struct kcpx_native_info *ni,
+			    uint32_t now)
+{
+	uint8_t rnd[KCPX_NATIVE_HS_RAND], resp[KCPX_NATIVE_HS_LEN];
+	struct kcpx_native *nat;
+	struct kcpx_ep_sess *s;
+	int err;
+
+	err = ep_admit(ep, from, true, d, n, now);
+	if (err)
+		return err;
+	if (sid_lookup(ep, ni->sid))
+		return -EEXIST;
+	ep->ops.random(ep->user, rnd, sizeof(rnd));
+	err = kcpx_native_accept(ep->cfg.psk, d, n, rnd, ep->cfg.aes, resp, &nat, &ep->hs_stats);
+	sodium_memzero(rnd, sizeof(rnd));
+	if (err)
+		return err;
+	s = ep_open(ep, path, from, ni->sid, true, now);
+	if (!s) {
+		kcpx_native_free(nat);
+		return 0; /* taken, and lost as if out of memory */
+	}
+	s->state = EP_ACCEPTED;
+	kcpx_session_set_native(s->ks, nat);
+	if (ep_native_up(s, nat)) {
+		kcpx_ep_close(s, "the XDP program cannot take the session");
+		return 0; /* no RESP: the client tries again with a new sid */
+	}
+	s->hs_ctr = ni->ctr;
+	memcpy(s->hs_pkt, resp, sizeof(resp));
+	ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	return 0;
+}
+
+/*
+ * Client, --proto auto: a native packet for a session that fell back. Counted; a RESP
+ * that opens under the kept handshake state is the late answer.
+ */
+static void late_native(struct kcpx_ep_sess *s, const uint8_t *d, size_t n,
+			const struct kcpx_native_info *ni, uint32_t now)
+{
+	struct kcpx_native *nat;
+
+	s->ep->st.late_native++;
+	if (ni->type != KCPX_NT_RESP || s->state != EP_FALLBACK_WATCH ||
+	    kcpx_native_hs_finish(s->hs, d, n, &nat))
+		return;
+	kcpx_native_free(nat); /* the keys are not used: the session keeps kcptun's format */
+	ep_transition(s, EV_LATE_RESP, now);
+}
+
+/* ---- receive ---------------------------------------------------------------------- */
+
+/*
+ * A datagram with a native header. Returns false to let the kcptun path try it: it came to
+ * or for a kcptun-format session, or (server, --proto auto) it was no valid INIT and may be
+ * a kcptun datagram whose first byte happens to look like our version.
+ */
+static bool native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+			 const struct kcpx_addr *from, uint8_t *d, size_t n,
+			 const struct kcpx_native_info *ni, uint32_t now)
+{
+	struct kcpx_ep_sess *s = owner ? owner : addr_lookup(ep, from);
+	uint8_t *body;
+	size_t blen;
+
+	if (s && !is_native(s)) {
+		/* a kcptun datagram naming our conv here: 2^-40, and KCP resends it */
+		if (fell_back(s) && ni->sid == s->conv) {
+			late_native(s, d, n, ni, now);
+			return true;
+		}
+		return false;
+	}
+	if (!s) {
+		if (ep->cfg.server && ni->type == KCPX_NT_INIT) {
+			int err = hs_server_accept(ep, path, from, d, n, ni, now);
+
+			if (!err || err == -EBUSY)
+				return true;
+		}
+		return false; /* kcptun's format, or dropped below with --proto kcpx */
+	}
+	if (s->closing)
+		return true;
+	if (ni->type == KCPX_NT_RESP && s->state == EP_PROBE) {
+		hs_client_finish(s, d, n, now);
+		return true;
+	}
+	if (ni->type == KCPX_NT_INIT && ep->cfg.server) {
+		/* our RESP was lost: answer the same INIT again; any other INIT is ignored */
+		if (ni->sid == s->conv && ni->ctr == s->hs_ctr && n == KCPX_NATIVE_HS_LEN)
+			ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+		return true;
+	}
+	if (ni->type != KCPX_NT_DATA || ni->sid != s->conv) {
+		ep->snmp->InErrs++;
+		return true;
+	}
+	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
+		return true;
+	ep_transition(s, EV_DATA, now);
+	kcpx_session_input(s->ks, body, blen, now);
+	ep_wake(s);
+	return true;
+}
+
+void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+{
+	char abuf[KCPX_ADDRSTRLEN];
+	struct kcpx_native_info ni;
+	struct kcpx_ep_sess *s;
+	uint8_t *body;
+	size_t blen;
+	uint32_t conv;
+
+	if (n > KCPX_EP_DGRAM_MAX) {
+		ep->st.rx_truncated++;
+		ep->snmp->InErrs++;
+		return;
+	}
+	if (ep->cfg.psk && !kcpx_native_peek(d, n, &ni) &&
+	    native_input(ep, owner, path, from, d, n, &ni, now))
+		return;
+	if (ep->cfg.proto == KCPX_PROTO_KCPX) {
+		ep->snmp->InErrs++; /* not the kcpx protocol */
+		return;
+	}
+	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv))
+		return;
+	if (owner) {
+		s = owner;
+	} else {
+		s = addr_lookup(ep, from);
+		if (s && s->state == EP_ACCEPTED && conv == s->conv) {
+			/*
+			 * Our RESP did not reach the client in time: it gave up on the handshake
+			 * and speaks kcptun's format under the same conv (its sid). Nothing came
+			 * through the kcpx session yet, so nothing is lost by replacing it. Once
+			 * an authenticated DATA packet arrived this never happens: kcptun's format
+			 * (--crypt none above all) can be forged, a kcpx session cannot.
+			 */
+			ep->st.replaced++;
+			ep_log(ep, 1,
+			       "session %08x (%s): client fell back, replacing the kcpx session",
+			       s->conv, kcpx_addr_str(from, abuf, sizeof(abuf)));
+			kcpx_ep_close(s, "replaced by a kcptun-format session");
+			s = NULL;
+		} else if (s && !is_native(s) && conv && s->conv != conv) {
+			/* the peer restarted on the same address with a new conversation */
+			kcpx_ep_close(s, "peer began a new conversation");
+			s = NULL;
+		}
+	}
+	if (s && is_native(s))
+		return; /* a native session takes native datagrams only */
+	if (!s) {
+		if (!ep->cfg.server || !conv || ep_admit(ep, from, false, d, n, now)) {
+			ep->st.unknown_peer++;
+			return;
+		}
+		s = ep_open(ep, path, from, conv, false, now);
+		if (!s)
+			return;
+	}
+	if (s->closing)
+		return;
+	kcpx_session_input(s->ks, body, blen, now);
+	ep_wake(s);
+}
+
+/* ---- client ----------------------------------------------------------------------- */
+
+struct kcpx_ep_sess *kcpx_ep_pick(struct kcpx_ep *ep, uint32_t now, unsigned *slot)
+{
+	unsigned i = ep->rr++ % (unsigned)ep->cfg.conn;
+	struct kcpx_ep_sess *s = ep->slots[i];
+
+	*slot = i;
+	if (s && ep->cfg.autoexpire > 0 &&
+	    (int32_t)(now - s->created) >= ep->cfg.autoexpire * 1000) {
+		/* kcptun: an expired session takes no new streams and is scavenged later */
+		s->expired = true;
+		ep->slots[i] = NULL;
+		s = NULL;
+	}
+	if (s && !s->closing && !kcpx_session_dead(s->ks))
+		return s;
+	return NULL;
+}
+
+struct kcpx_ep_sess *kcpx_ep_connect(struct kcpx_ep *ep, unsigned slot, void *path,
+				     const struct kcpx_addr *to, uint32_t now)
+{
+	struct kcpx_ep_sess *s;
+	uint32_t conv;
+	bool native;
+
+	if (ep->cfg.server || slot >= (unsigned)ep->cfg.conn)
+		return NULL;
+	do
+		ep->ops.random(ep->user, &conv, sizeof(conv));
+	while (!conv);
+	native = ep->client_native;
+	if (native && ep->kcptun_mode) {
+		/* after a fallback: kcptun until --reprobe s have passed, then probe again */
+		uint32_t since = ep->ticks - ep->kcptun_since;
+
+		native = ep->cfg.reprobe > 0 && since >= (uint32_t)ep->cfg.reprobe;
+		if (native)
+			ep_log(ep, 1,
+			       "session %08x: trying the kcpx protocol again (kcptun for %u s)",
+			       conv, since);
+	}
+	s = ep_open(ep, path, to, conv, native, now);
+	if (!s)
+		return NULL;
+	if (native) {
+		uint8_t rnd[KCPX_NATIVE_HS_RAND];
+		int err;
+
+		ep->ops.random(ep->user, rnd, sizeof(rnd));
+		err = kcpx_native_hs_init(&s->hs, ep->cfg.psk, conv, rnd, ep->cfg.aes, s->hs_pkt);
+		sodium_memzero(rnd, sizeof(rnd));
+		if (err) {
+			kcpx_ep_close(s, "out of memory");
+			return NULL;
+		}
+		ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	}
+	ep->slots[slot] = s;
+	return s;
+}
+
+/* ---- time ------------------------------------------------------------------------- */
+
+void kcpx_ep_tick(struct kcpx_ep_sess *s, uint32_t now)
+{
+	struct kcpx_ep *ep = s->ep;
+
+	if (s->closing)
+		return;
+	if (s->state == EP_FALLBACK_WATCH && (int32_t)(now - s->created) >= HS_LATE_KEEP_MS)
+		ep_transition(s, EV_KEEP_EXPIRED, now);
+	if (s->state == EP_PROBE) {
+		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX;
+
+		if (++s->hs_tries >= (strict ? HS_TRIES_KCPX : ep->hs_tries_auto)) {
+			if (strict) {
+				kcpx_ep_close(s, "no kcpx handshake answer from the server");
+				return;
+			}
+			ep_transition(s, EV_PROBE_TIMEOUT, now);
+		} else {
+			ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+		}
+	}
+	kcpx_session_tick(s->ks, now);
+	ep_wake(s);
+}
+
+void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now)
+{
+	const struct kcpx_ep_config *c = &ep->cfg;
+
+	ep->ticks++;
+	/* client: expired sessions live on for scavengettl, then close */
+	for (struct kcpx_ep_sess *s = ep->all, *n; s; s = n) {
+		n = s->next;
+		if (s->expired &&
+		    (c->scavengettl < 0 ||
+		     (int32_t)(now - s->created) >= (c->autoexpire + c->scavengettl) * 1000))
+			kcpx_ep_close(s, "expired (autoexpire + scavengettl)");
+	}
+}
+
+/* ---- setup and queries ------------------------------------------------------------ */
+
+int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
+		const struct kcpx_ep_ops *ops, void *user, struct kcpx_snmp *snmp)
+{
+	struct kcpx_ep *ep;
+	int err;
+
+	*out = NULL;
+	if ((!cfg->server && cfg->conn < 1) || (cfg->proto == KCPX_PROTO_KCPX && !cfg->psk))
+		return -EINVAL;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->cfg = *cfg;
+	if (cfg->proto == KCPX_PROTO_KCPTUN)
+		ep->cfg.psk = NULL;
+	ep->ops = *ops;
+	ep->user = user;
+	ep->snmp = snmp;
+	ep->sops = (struct kcpx_session_ops){
+		.xmit = ep_sess_xmit,
+		.accept = ep_sess_accept,
+		.readable = ep_sess_readable,
+		.writable = ep_sess_writable,
+	};
+	ops->random(user, &ep->seed, sizeof(ep->seed));
+	ep->client_native = ep->cfg.psk && !cfg->server;
+	ep->hs_tries_auto = HS_TRIES_AUTO;
+	if (!cfg->server) {
+		ep->slots = calloc((size_t)cfg->conn, sizeof(*ep->slots));
+		if (!ep->slots) {
+			err = -ENOMEM;
+			goto err;
+		}
+	}
+	if (ep->cfg.psk && cfg->server && cfg->hsrate > 0) {
+		err = kcpx_ratelimit_new(&ep->hsrl, HSRL_SLOTS, (uint32_t)cfg->hsrate, ep->seed);
+		if (err)
+			goto err;
+	}
+	*out = ep;
+	return 0;
+err:
+	free(ep->slots);
+	free(ep);
+	return err;
+}
+
+void kcpx_ep_free(struct kcpx_ep *ep)
+{
+	if (!ep)
+		return;
+	while (ep->all)
+		kcpx_ep_close(ep->all, "shutdown");
+	kcpx_ep_reap(ep);
+	kcpx_ratelimit_free(ep->hsrl);
+	free(ep->slots);
+	free(ep);
+}
+
+struct kcpx_ep_sess *kcpx_ep_first(struct kcpx_ep *ep)
+{
+	return ep->all;
+}
+
+struct kcpx_ep_sess *kcpx_ep_next(struct kcpx_ep_sess *s)
+{
+	return s->next;
+}
+
+struct kcpx_session *kcpx_ep_session(struct kcpx_ep_sess *s)
+{
+	return s->ks;
+}
+
+void *kcpx_ep_sess_user(const struct kcpx_ep_sess *s)
+{
+	return s->user;
+}
+
+uint32_t kcpx_ep_sess_conv(const struct kcpx_ep_sess *s)
+{
+	return s->conv;
+}
+
+const struct kcpx_addr *kcpx_ep_sess_peer(const struct kcpx_ep_sess *s)
+{
+	return &s->peer;
+}
+
+bool kcpx_ep_sess_closing(const struct kcpx_ep_sess *s)
+{
+	return s->closing;
+}
+
+bool kcpx_ep_sess_expired(const struct kcpx_ep_sess *s)
+{
+	return s->expired;
+}
+
+const char *kcpx_ep_sess_proto(const struct kcpx_ep_sess *s)
+{
+	if (!is_native(s))
+		return "kcptun";
+	return s->state == EP_PROBE ? "probe" : "kcpx";
+}
+
+unsigned kcpx_ep_count(const struct kcpx_ep *ep)
+{
+	return ep->count;
+}
+
+void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)
+{
+	*st = ep->st;
+	st->kcptun_mode = ep->cfg.proto != KCPX_PROTO_KCPX && ep->kcptun_mode;
+	st->kcptun_for = ep->ticks - ep->kcptun_since;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One tunnel end, I/O-free: the rules that decide what a datagram from the network may do.
+ *
+ *   datagram (from, path) -> kcpx_ep_input() -> demux: native header or kcptun format
+ *        -> session by owner / address / sid -> handshake, fallback, replacement, input
+ *        -> ops->wake(session): the owner pumps it (kcpx_session_pump) and re-arms its
+ *           timer at kcpx_session_deadline(); at the deadline it calls kcpx_ep_tick()
+ *   session output -> ops->xmit(path, peer address, bytes)
+ *
+ * The endpoint owns the session table (by peer address and by sid/conv), each session's
+ * kcpx_session and handshake state, the --proto auto state of a client, the --hsrate
+ * buckets and the client's --conn slots. The owner (user/app) owns the paths (sockets),
+ * the TCP side of streams and the clock; it gets its per-session state in through
+ * ops->opened and back through ops->closed and ops->release. Randomness and log lines
+ * come and go through ops too, so unit tests and fuzzers drive an endpoint with a virtual
+ * clock and no root. docs/PROTOCOL.md §6-7 describes the rules kept here.
+ *
+ * Sessions closed during a call stay allocated until kcpx_ep_reap(): call it at the end
+ * of a loop turn, when no pointer to a session is held any more.
+ */
+#ifndef KCPX_CORE_ENDPOINT_H
+#define KCPX_CORE_ENDPOINT_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/addr.h"
+#include "core/session.h"
+#include "kcpx_native.h"
+#include "kcpx_snmp.h"
+
+#define KCPX_EP_DGRAM_MAX 1500 /* longer datagrams are counted (rx_truncated) and dropped */
+
+enum kcpx_proto {
+	KCPX_PROTO_AUTO = 0, /* server: both formats; client: kcpx, falling back to kcptun */
+	KCPX_PROTO_KCPX,     /* native only */
+	KCPX_PROTO_KCPTUN,   /* kcptun's format only */
+};
+/* "auto", "kcpx", "kcptun"; parse returns 0 or -EINVAL. */
+static inline const char *kcpx_proto_name(enum kcpx_proto p)
+{
+	return p == KCPX_PROTO_KCPX ? "kcpx" : p == KCPX_PROTO_KCPTUN ? "kcptun" : "auto";
+}
+
+static inline int kcpx_proto_parse(const char *s, enum kcpx_proto *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = KCPX_PROTO_AUTO;
+	else if (!strcmp(s, "kcpx"))
+		*out = KCPX_PROTO_KCPX;
+	else if (!strcmp(s, "kcptun"))
+		*out = KCPX_PROTO_KCPTUN;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+struct kcpx_crypt;
+struct kcpx_native_psk;
+struct kcpx_ep;
+struct kcpx_ep_sess;
+
+struct kcpx_ep_config {
+	bool server;
+	enum kcpx_proto proto;
+	int hsrate;	 /* server: good INITs per second per source address; 0: no limit */
+	int reprobe;	 /* client, auto: s after a fallback before new sessions probe; 0: never */
+	int conn;	 /* client: --conn slots */
+	int autoexpire;	 /* client: s before a slot's session takes no new streams; 0: never */
+	int scavengettl; /* client: s an expired session lives on; < 0: close at once */
+	int datashard, parityshard;	    /* the FEC shape XDP tracks for native sessions */
+	struct kcpx_session_config session; /* template: conv and native set per session */
+	struct kcpx_crypt *crypt;	    /* kcptun format; not owned */
+	const struct kcpx_native_psk *psk;  /* NULL: kcptun only; not owned */
+	bool aes;			    /* this CPU has AES: offer/accept AES-256-GCM */
+};
+
+struct kcpx_ep_ops {
+	/* A datagram for `to` on `path` (the path the session was opened on). */
+	void (*xmit)(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d,
+		     size_t n);
+	/* A session was created on path. Return the owner's per-session state (never NULL
+	 * for a live session), or NULL to refuse it (then it is freed at once). */
+	void *(*opened)(void *user, struct kcpx_ep_sess *s, void *path);
+	/* The session is closing: drop its streams and timer (the session still works). */
+	void (*closed)(void *user, void *sess_user);
+	/* The session is being freed (from kcpx_ep_reap): release sess_user and its path. */
+	void (*release)(void *user, void *sess_user);
+	/* The session has work: pump it and re-arm its timer once this turn is over. */
+	void (*wake)(void *user, void *sess_user);
+	/* Native session keys exist / are gone: the XDP map entry (optional, may be NULL).
+	 * native_up's value holds keys: the endpoint wipes it after the call. Non-zero
+	 * return closes the session. */
+	int (*native_up)(void *user, uint32_t sid, const struct kcpx_native_sess *v);
+	void (*native_down)(void *user, uint32_t sid);
+	/* Streams of a session (sess_user), as kcpx_session_ops gives them. */
+	void (*accept)(void *sess_user, uint32_t sid);
+	void (*readable)(void *sess_user, uint32_t sid);
+	void (*writable)(void *sess_user, uint32_t sid);
+	void (*random)(void *user, void *buf, size_t n);
+	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
+	void (*log)(void *user, int level, const char *msg);
+};
+
+/* What `kcpx status` prints besides the sessions. */
+struct kcpx_ep_stats {
+	uint64_t rx_truncated; /* longer than KCPX_EP_DGRAM_MAX */
+	uint64_t unknown_peer; /* kcptun format from no session we know, not opening one */
+	uint64_t late_native;  /* client: kcpx packets for a session that fell back */
+	uint64_t replaced;     /* server: kcpx sessions replaced when their client fell back */
+	uint64_t hs_limited;   /* server: INITs with a good tag refused by --hsrate */
+	bool kcptun_mode;      /* client, auto: new sessions speak kcptun for now */
+	uint32_t kcptun_for;   /* ... since this many seconds */
+};
+
+/* 0, -EINVAL (impossible config), -ENOMEM. snmp: counters the sessions count into. */
+int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
+		const struct kcpx_ep_ops *ops, void *user, struct kcpx_snmp *snmp);
+/* Closes every session ("shutdown"), reaps them and frees the endpoint. NULL is fine. */
+void kcpx_ep_free(struct kcpx_ep *ep);
+
+/*
+ * One received datagram (d is changed in place). path: where it came from (the owner's
+ * handle, given back in xmit). owner: on a client, the session that owns this path (each
+ * client session has its own socket), else NULL.
+ */
+void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now);
+
+/*
+ * Client: the session for a new stream. pick gives a live --conn slot's session (round
+ * robin; a session past --autoexpire leaves its slot), or NULL and in *slot the slot to
+ * fill: then open a path to the server and connect (a new conv, the protocol --proto and
+ * the fallback state choose, the INIT sent). connect returns NULL when it failed.
+ */
+struct kcpx_ep_sess *kcpx_ep_pick(struct kcpx_ep *ep, uint32_t now, unsigned *slot);
+struct kcpx_ep_sess *kcpx_ep_connect(struct kcpx_ep *ep, unsigned slot, void *path,
+				     const struct kcpx_addr *to, uint32_t now);
+
+/* The session's deadline passed: handshake resends and timeouts, then kcpx_session_tick. */
+void kcpx_ep_tick(struct kcpx_ep_sess *s, uint32_t now);
+/* Once a second: reprobe clock, --autoexpire + --scavengettl closes. */
+void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now);
+void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why);
+void kcpx_ep_reap(struct kcpx_ep *ep);
+
+struct kcpx_ep_sess *kcpx_ep_first(struct kcpx_ep *ep);
+struct kcpx_ep_sess *kcpx_ep_next(struct kcpx_ep_sess *s);
+struct kcpx_session *kcpx_ep_session(struct kcpx_ep_sess *s);
+void *kcpx_ep_sess_user(const struct kcpx_ep_sess *s);
+uint32_t kcpx_ep_sess_conv(const struct kcpx_ep_sess *s);
+const struct kcpx_addr *kcpx_ep_sess_peer(const struct kcpx_ep_sess *s);
+bool kcpx_ep_sess_closing(const struct kcpx_ep_sess *s);
+bool kcpx_ep_sess_expired(const struct kcpx_ep_sess *s);
+/* "kcpx" (native), "probe" (a client's handshake under way), "kcptun" (its format) */
+const char *kcpx_ep_sess_proto(const struct kcpx_ep_sess *s);
+unsigned kcpx_ep_count(const struct kcpx_ep *ep);
+void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st);
+
+#endif
