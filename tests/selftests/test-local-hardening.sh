@@ -84,6 +84,7 @@ for d in /sys/fs/bpf/kcpx /sys/fs/bpf/kcpx/lo; do
 done
 mkdir /sys/fs/bpf/kcpx/lo/not-kcpx
 # once set up, kcpx up keeps uid 0 (its pins are root's) and CAP_NET_ADMIN alone
+for _ in $(seq 100); do grep -q "NoNewPrivs:.1" /proc/$pid/status && break; sleep 0.1; done
 st=$(grep -E "^(Uid|CapEff|CapPrm|CapBnd|NoNewPrivs):" /proc/$pid/status | tr -s '\t\n' '  ')
 echo "kcpx up: $st"
 echo "$st" | grep -q "CapPrm: 0000000000001000 CapEff: 0000000000001000 CapBnd: 0000000000001000" ||
