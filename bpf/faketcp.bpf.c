@@ -130,7 +130,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	struct kcpx_ftcp_flow *f;
 	struct udphdr *udp;
 	struct tcphdr th = {};
-	__u32 l3len, l4off, plen, seq, sum = 0;
+	__u32 l3len, l4off, plen, seq, iplen, sum = 0;
 	__u16 ulen;
 	int v4;
 	__s64 r;
@@ -155,6 +155,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 			goto bad;
 		key_v4(&key, iph->daddr);
 		l3len = IPV4_HLEN;
+		iplen = bpf_ntohs(iph->tot_len) - IPV4_HLEN;
 		v4 = 1;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -171,6 +172,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 			return TCX_NEXT;
 		__builtin_memcpy(key.raddr, &ip6->daddr, 16);
 		l3len = IPV6_HLEN;
+		iplen = bpf_ntohs(ip6->payload_len);
 		v4 = 0;
 	} else {
 		return TCX_NEXT;
@@ -179,7 +181,8 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	key.lport = udp->source;
 	l4off = ETH_HLEN + l3len;
 	ulen = bpf_ntohs(udp->len);
-	if (ulen <= 8 || l4off + ulen > skb->len || skb->gso_segs > 1)
+	/* the IP length grows with the header: it must say exactly the datagram */
+	if (ulen <= 8 || ulen != iplen || l4off + ulen > skb->len || skb->gso_segs > 1)
 		goto bad;
 	plen = ulen - 8;
 	if (plen > KCPX_FTCP_PAYLOAD_MAX)

@@ -747,6 +747,109 @@ static void test_round_trip(void)
 	}
 }
 
+/* The TCP checksum of a frame built by tcp_in (and maybe mutated since) is right. */
+static int tcp_csum_ok(const struct frame *f, int family, size_t l4len)
+{
+	return l4_csum_ok(f->b, f->l3, f->l4, l4len, family, 6);
+}
+
+/*
+ * Mutated segments of a known flow, through whichever ingress program: nothing but a
+ * pass or a drop; whatever comes out changed is a well-formed UDP datagram whose checksum
+ * is right exactly when the segment's TCP checksum was. The rule decides on
+ * unauthenticated bytes: this is its fuzz test, run on the live programs.
+ */
+static void test_ingress_mutations(void)
+{
+	uint32_t rng = 0x5eed1234u + (uint32_t)tci_mode;
+
+	for (int it = 0; it < 20000; it++) {
+		static const uint16_t flags[] = { 0x18, 0x10, 0x18, 0x04, 0x02, 0x11, 0x18 };
+		int family = unit_xorshift32(&rng) & 1 ? 4 : 6;
+		struct seg sg = { .family = family,
+				  .seq = unit_xorshift32(&rng),
+				  .ack = unit_xorshift32(&rng),
+				  .flags = flags[unit_xorshift32(&rng) % 7],
+				  .opt_words = (int)(unit_xorshift32(&rng) % 4),
+				  .payload = unit_xorshift32(&rng) % 300 };
+		size_t l3len = family == 4 ? 20 : 40, l4len, hl;
+		int flips = (int)(unit_xorshift32(&rng) % 4), ok;
+		struct frame f;
+
+		CHECK_EQ(set_flow(family, 1, sg.seq - unit_xorshift32(&rng) % 3000, KCPX_FTCP_EST),
+			 0);
+		tcp_in(&f, &sg);
+		for (int k = 0; k < flips; k++)
+			f.b[14 + unit_xorshift32(&rng) % (l3len + 40)] ^=
+				(uint8_t)(1 + unit_xorshift32(&rng) % 255);
+		/* cut (BPF_PROG_RUN refuses an skb without a whole IP header: TCX keeps it) */
+		if (unit_xorshift32(&rng) % 8 == 0) {
+			size_t keep = tci_mode ? 14 + l3len : 14;
+
+			f.len = keep + unit_xorshift32(&rng) % (f.len - keep);
+		}
+		hl = (size_t)(f.b[f.l4 + 12] >> 4) * 4;
+		/* the segment by its IP length (what the frame has beyond it is padding) */
+		if (family == 4)
+			l4len = (size_t)(f.b[f.l3 + 2] << 8 | f.b[f.l3 + 3]);
+		else
+			l4len = (size_t)(f.b[f.l3 + 4] << 8 | f.b[f.l3 + 5]) + 20;
+		l4len = l4len >= 20 ? l4len - 20 : 0;
+		ok = f.l4 + l4len <= f.len && l4len >= 20 && tcp_csum_ok(&f, family, l4len);
+		CHECK_EQ(run_xdp(&f), 0);
+		CHECK(verdict == V_PASS || verdict == V_DROP);
+		if (verdict == V_DROP || (out_len == f.len && !memcmp(out, f.b, f.len)))
+			continue;
+		/* changed: a datagram */
+		CHECK_EQ(d.rx_segs, 1);
+		CHECK_EQ(out_len, f.len - (hl - 8));
+		if (family == 4) {
+			CHECK_EQ(out[14 + 9], 17);
+			CHECK(frame_ip4_csum_ok(out + 14));
+			CHECK_EQ(out[14 + 2] << 8 | out[14 + 3], 20 + l4len - (hl - 8));
+		} else {
+			CHECK_EQ(out[14 + 6], 17);
+			CHECK_EQ(out[14 + 4] << 8 | out[14 + 5], l4len - (hl - 8));
+		}
+		CHECK_EQ(out[14 + l3len + 4] << 8 | out[14 + l3len + 5], l4len - (hl - 8));
+		CHECK_EQ(l4_csum_ok(out, 14, 14 + l3len, l4len - (hl - 8), family, 17), ok);
+	}
+}
+
+/* Mutated datagrams from our port through TC egress: a pass or a drop; what comes out
+ * changed is a TCP segment with whole, right checksums. */
+static void test_egress_mutations(void)
+{
+	uint32_t rng = 0xfeedbeefu;
+
+	for (int it = 0; it < 20000; it++) {
+		int family = unit_xorshift32(&rng) & 1 ? 4 : 6;
+		size_t l3len = family == 4 ? 20 : 40, n = 1 + unit_xorshift32(&rng) % 1600;
+		int flips = (int)(unit_xorshift32(&rng) % 4);
+		struct frame f;
+
+		CHECK_EQ(set_flow(family, unit_xorshift32(&rng), unit_xorshift32(&rng),
+				  KCPX_FTCP_EST),
+			 0);
+		udp_out(&f, family, n);
+		for (int k = 0; k < flips; k++)
+			f.b[14 + unit_xorshift32(&rng) % (l3len + 8)] ^=
+				(uint8_t)(1 + unit_xorshift32(&rng) % 255);
+		/* cut, but keep the IP header: BPF_PROG_RUN refuses an skb without one */
+		if (unit_xorshift32(&rng) % 8 == 0)
+			f.len = 14 + l3len + unit_xorshift32(&rng) % (f.len - 14 - l3len);
+		CHECK_EQ(run_tc(&f), 0);
+		CHECK(verdict == V_TCX_NEXT || verdict == V_TCX_DROP);
+		if (verdict == V_TCX_DROP || (out_len == f.len && !memcmp(out, f.b, f.len)))
+			continue;
+		CHECK_EQ(d.tx_segs, 1);
+		CHECK_EQ(out_len, f.len + 12);
+		if (family == 4)
+			CHECK(frame_ip4_csum_ok(out + 14));
+		CHECK(l4_csum_ok(out, 14, 14 + l3len, out_len - 14 - l3len, family, 6));
+	}
+}
+
 int main(void)
 {
 	int err;
@@ -772,6 +875,7 @@ int main(void)
 	RUN(test_egress_no_flow);
 	RUN(test_egress_others_untouched);
 	RUN(test_egress_bad);
+	RUN(test_egress_mutations);
 	for (tci_mode = 0; tci_mode < 2; tci_mode++) {
 		printf("ingress through %s:\n", tci_mode ? "TCX" : "XDP");
 		RUN(test_ingress_v4);
@@ -784,6 +888,7 @@ int main(void)
 		RUN(test_ingress_unsupported);
 		RUN(test_ingress_bad_csum);
 		RUN(test_round_trip);
+		RUN(test_ingress_mutations);
 	}
 	kcpx_ftcp_bpf_close(b);
 	UNIT_MAIN_END();

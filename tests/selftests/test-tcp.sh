@@ -4,8 +4,8 @@
 #   [ A ] tcpio -> kcpx client --tcp      [ M ] forward: udp drop,       [ B ] kcpx server --tcp
 #         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
 #
-# Checks: 64 MiB each way intact under `kcpx client|server --tcp`, and 64 MiB up under
-# `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
+# Checks: 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
+# and 64 MiB up under `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
 # on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
@@ -41,9 +41,15 @@ for l in "$NS_A $IF_A" "$NS_M ${NETNS_TAG}m0" "$NS_M ${NETNS_TAG}m1" "$NS_B $IF_
 	read -r ns dev <<<"$l"
 	ip -n "$ns" link set "$dev" up
 done
+ip -n "$NS_A" addr add "fd00:$n:1::1/64" dev "$IF_A" nodad
+ip -n "$NS_M" addr add "fd00:$n:1::2/64" dev "${NETNS_TAG}m0" nodad
+ip -n "$NS_M" addr add "fd00:$n:2::1/64" dev "${NETNS_TAG}m1" nodad
+ip -n "$NS_B" addr add "fd00:$n:2::2/64" dev "$IF_B" nodad
 ip -n "$NS_A" route add default via "10.$n.1.2"
 ip -n "$NS_B" route add default via "10.$n.2.1"
-in_ns "$NS_M" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$NS_A" -6 route add default via "fd00:$n:1::2"
+ip -n "$NS_B" -6 route add default via "fd00:$n:2::1"
+in_ns "$NS_M" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 in_ns "$NS_M" nft -f - <<EOF
 table inet mid {
 	chain f {
@@ -121,6 +127,23 @@ want=$(python3 "$TCPIO" data "$SIZE" 7)
 read -r got gotn < <(in_a timeout 300 python3 "$TCPIO" recv 127.0.0.1 8382)
 [ "$want" = "$got" ] || { echo "FAIL: download sha256 differs ($gotn bytes)"; fail=1; }
 
+echo "IPv6: $((SIZE / 4)) bytes A -> B"
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l "[::]:4003" -t 127.0.0.1:9001 $FLAGS -v 1 --quiet \
+	--log "$work/server6.log" & track_pid $!
+wait_tcp_port "$NS_B" 4003
+# shellcheck disable=SC2086
+in_a "$KCPX" client --tcp -l 127.0.0.1:8383 -r "[fd00:$n:2::2]:4003" $FLAGS -v 1 --quiet \
+	--log "$work/client6.log" & track_pid $!
+wait_tcp_port "$NS_A" 8383
+sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8383 $((SIZE / 4)) 9)
+for _ in $(seq 1 100); do [ -e "$work/1.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null || echo none)
+[ "$sent" = "$got" ] || { echo "FAIL: IPv6 upload sha256 differs"; fail=1; }
+grep -q "flow .* <-> \[fd00:$n:2::2\]:4003 established" "$work/client6.log" ||
+	{ echo "FAIL: no IPv6 fake-TCP flow"; fail=1; }
+rm -f "$work"/*.sha
+
 udp=$(mid_count 'meta l4proto udp')
 inv0=$(cat "$work/inv0" 2>/dev/null || echo none)
 inv2=$(mid_count 'ct state invalid')
@@ -152,9 +175,9 @@ track_pid $clipid
 wait_tcp_port "$NS_B" 4001 || fail=1
 wait_tcp_port "$NS_A" 8391 || fail=1
 sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8391 "$SIZE" 7 || true)
-# the sink's second connection
-for _ in $(seq 1 100); do [ -e "$work/1.sha" ] && break; sleep 0.1; done
-got=$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null || echo none)
+# the sink's third connection
+for _ in $(seq 1 100); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: kcpx up upload sha256 differs"; fail=1; }
 
 echo "kill -9: the tables stay until kcpx down, the programs go with the process"

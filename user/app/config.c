@@ -659,6 +659,46 @@ void kcpx_config_man(FILE *fp)
 	}
 }
 
+/* Keys a SIGHUP may change while sessions run (app/reload.h says how each applies). */
+static const char *const live_keys[] = { "log",	       "verbose",     "quiet",
+					 "keepalive",  "snmplog",     "snmpperiod",
+					 "autoexpire", "scavengettl", "reprobe" };
+
+static void list_add(char *list, size_t size, const char *name)
+{
+	size_t n = strlen(list);
+
+	snprintf(list + n, size - n, "%s'%s'", n ? ", " : "", name);
+}
+
+void kcpx_config_diff(const struct kcpx_config *a, const struct kcpx_config *b, char *restart,
+		      size_t rsize, char *live, size_t lsize)
+{
+	restart[0] = live[0] = 0;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+		bool is_live = false, same;
+
+		if (!(o->roles & a->role))
+			continue;
+		if (o->type == OPT_STR)
+			same = !strcmp(pa, pb);
+		else if (o->type == OPT_INT)
+			same = *(const int *)pa == *(const int *)pb;
+		else
+			same = *(const bool *)pa == *(const bool *)pb;
+		if (same)
+			continue;
+		for (size_t k = 0; k < sizeof(live_keys) / sizeof(live_keys[0]); k++)
+			is_live |= !strcmp(o->name, live_keys[k]);
+		if (is_live)
+			list_add(live, lsize, o->name);
+		else
+			list_add(restart, rsize, o->name);
+	}
+}
+
 void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg)
 {
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {

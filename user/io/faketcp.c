@@ -555,6 +555,18 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 				conn_drop(g, i, false);
 				continue;
 			}
+			/* a NAT or firewall that forgot the flow drops it silently: we send, nothing
+			 * comes back (a live peer answers KCP at least every keepalive) */
+			if (!ft->cfg.server && nns - f.tx_ns < 2000000000ull &&
+			    nns - f.rx_ns > KCPX_FTCP_SILENT_S * 1000000000ull &&
+			    now - c->since > KCPX_FTCP_SILENT_S) {
+				kcpx_io_logf(1,
+					     "--tcp: flow %u <-> %s: nothing back for %d s, new "
+					     "handshake",
+					     g->lport, astr(&c->peer), KCPX_FTCP_SILENT_S);
+				conn_drop(g, i, false);
+				continue;
+			}
 			if (ft->cfg.server && nns - f.rx_ns > KCPX_FTCP_IDLE_S * 1000000000ull) {
 				kcpx_io_logf(1, "--tcp: flow %u <-> %s idle, closed", g->lport,
 					     astr(&c->peer));

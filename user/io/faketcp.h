@@ -8,7 +8,8 @@
  *   client  open(peer): UDP socket connected to the server, TCP connect() from the same
  *           port; when it is established, the flow (sequence numbers read from the socket
  *           with TCP_REPAIR) goes into the map. A RST in window, the peer's FIN, a failed
- *           connect: a new handshake from the same port, at most once a second.
+ *           connect, KCPX_FTCP_SILENT_S of sending with nothing back (a NAT that forgot
+ *           the flow): a new handshake from the same port, at most once a second.
  *   server  open(bind): UDP socket and TCP listener on the listen address; every accepted
  *           connection is a flow (at most KCPX_FTCP_CONNS, KCPX_FTCP_CONNS_PER_IP per
  *           source address); a flow goes when its socket sees FIN or RST, when its peer
@@ -29,6 +30,8 @@
 #define KCPX_FTCP_CONNS	       1024
 #define KCPX_FTCP_CONNS_PER_IP 16
 #define KCPX_FTCP_IDLE_S       120
+/* client: sending, and no segment back for this long: a new handshake */
+#define KCPX_FTCP_SILENT_S 30
 
 struct kcpx_ftcp_config {
 	bool server;
