@@ -300,6 +300,7 @@ static int setup_protocol(struct tunnel *t)
 		.interval = cfg->interval,
 		.resend = cfg->resend,
 		.nc = cfg->nc,
+		.ratelimit = (uint64_t)cfg->ratelimit,
 		.acknodelay = cfg->acknodelay,
 		.tlp = cfg->tlp,
 		.quickack = cfg->quickack,
@@ -319,6 +320,8 @@ static int setup_protocol(struct tunnel *t)
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
 		},
 	};
+	/* config_finish checked the name */
+	kcpx_cc_algo_parse(cfg->cc, &ec.session.cc);
 	kcpx_tun_keepalive(cfg, &ec.session.smux);
 	t->keepalive_timeout_ms = ec.session.smux.keepalive_timeout_ms;
 	ec.crypt = t->crypt;
