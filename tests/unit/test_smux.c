@@ -801,6 +801,37 @@ static void test_keepalive(void)
 	kcpx_smux_free(s);
 }
 
+/* A reload changes keepalive on a live session: the new period counts from the reload, and
+ * a shorter timeout does not kill a session that was in time under the old one. */
+static void test_keepalive_reload(void)
+{
+	struct kcpx_smux_config cc = cfg_default(1, true);
+	struct kcpx_smux *s = kcpx_smux_new(&cc, &ops, NULL, 0);
+	uint8_t out[64];
+
+	CHECK(s);
+	kcpx_smux_set_keepalive(s, 5000, 15000, 20000); /* silent 20 s: fine under 30 s */
+	kcpx_smux_tick(s, 20000);
+	CHECK(!kcpx_smux_dead(s));
+	CHECK_EQ(kcpx_smux_output(s, out, sizeof(out)), 0); /* the next NOP counts from now */
+	CHECK_EQ(kcpx_smux_deadline(s, 20000), 25000);
+	kcpx_smux_tick(s, 25000);
+	CHECK_EQ(kcpx_smux_output(s, out, sizeof(out)), 8); /* 5 s after the reload */
+	kcpx_smux_tick(s, 34999);
+	CHECK(!kcpx_smux_dead(s));
+	kcpx_smux_tick(s, 35000); /* 15 s after the reload without a frame */
+	CHECK(kcpx_smux_dead(s));
+	kcpx_smux_free(s);
+
+	/* off by reload */
+	s = kcpx_smux_new(&cc, &ops, NULL, 0);
+	kcpx_smux_set_keepalive(s, 0, 0, 1000);
+	kcpx_smux_tick(s, 1000000);
+	CHECK(!kcpx_smux_dead(s));
+	CHECK(!kcpx_smux_output_pending(s));
+	kcpx_smux_free(s);
+}
+
 /* ---- malformed input ---- */
 
 static void expect_proto(int version, const uint8_t *in, size_t n)
@@ -961,6 +992,7 @@ int main(void)
 	RUN(test_v2_bad_upd);
 	RUN(test_v1_backpressure);
 	RUN(test_keepalive);
+	RUN(test_keepalive_reload);
 	RUN(test_malformed);
 	RUN(test_v2_syn_is_valid);
 	RUN(test_truncated_and_tolerated);

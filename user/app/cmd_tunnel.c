@@ -7,6 +7,7 @@
 #include "app/cmd.h"
 #include "app/config.h"
 #include "app/log.h"
+#include "app/reload.h"
 #include "app/tcpmode.h"
 #include "app/tunnel.h"
 #include "io/file.h"
@@ -45,8 +46,10 @@ int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc
 int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 {
 	struct kcpx_config cfg;
-	int err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
+	int err = kcpx_reload_init(&cfg, argc, argv);
 
+	if (!err)
+		err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
 	if (err)
 		return err > 0 ? 0 : 2;
 	if (cfg.tcp)

@@ -26,6 +26,7 @@
 #include "app/log.h"
 #include "app/tcpmode.h"
 #include "app/metrics.h"
+#include "app/reload.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
 #include "io/log.h"
@@ -224,7 +225,9 @@ int kcpx_cmd_up(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	err = kcpx_cmd_parse_tunnel(&cfg, role, argc - i, argv + i);
+	err = kcpx_reload_init(&cfg, argc - i, argv + i);
+	if (!err)
+		err = kcpx_cmd_parse_tunnel(&cfg, role, argc - i, argv + i);
 	if (err)
 		return err > 0 ? 0 : 2;
 

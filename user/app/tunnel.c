@@ -19,6 +19,7 @@
 
 #include "app/log.h"
 #include "app/metrics.h"
+#include "app/reload.h"
 #include "app/service.h"
 #include "app/snmp.h"
 #include "app/tunnel_int.h"
@@ -228,6 +229,8 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1) {
 			kcpx_report_print(t);
+		} else if (si.ssi_signo == SIGHUP) {
+			kcpx_tun_reload(t);
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
 			kcpx_service_stopping();
@@ -296,6 +299,7 @@ static int setup_protocol(struct tunnel *t)
 		.interval = cfg->interval,
 		.resend = cfg->resend,
 		.nc = cfg->nc,
+		.ratelimit = (uint64_t)cfg->ratelimit,
 		.acknodelay = cfg->acknodelay,
 		.tlp = cfg->tlp,
 		.quickack = cfg->quickack,
@@ -313,12 +317,11 @@ static int setup_protocol(struct tunnel *t)
 			.max_frame = 32768,
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
-			.keepalive_ms = (uint32_t)cfg->keepalive * 1000u,
-			.keepalive_timeout_ms = cfg->keepalive ? 30000u : 0,
 		},
 	};
-	if (cfg->keepalive * 3000 > 30000)
-		ec.session.smux.keepalive_timeout_ms = (uint32_t)cfg->keepalive * 3000u;
+	/* config_finish checked the name */
+	kcpx_cc_algo_parse(cfg->cc, &ec.session.cc);
+	kcpx_tun_keepalive(cfg, &ec.session.smux);
 	t->keepalive_timeout_ms = ec.session.smux.keepalive_timeout_ms;
 	ec.crypt = t->crypt;
 	ec.psk = t->psk;
@@ -434,6 +437,7 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {

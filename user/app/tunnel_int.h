@@ -106,6 +106,10 @@ void kcpx_conn_readable(void *sess_user, uint32_t sid);
 void kcpx_conn_writable(void *sess_user, uint32_t sid);
 void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 
+/* reload.c (with app/reload.c's config half) */
+void kcpx_tun_keepalive(const struct kcpx_config *cfg, struct kcpx_smux_config *smux);
+void kcpx_tun_reload(struct tunnel *t); /* SIGHUP */
+
 /* report.c */
 void kcpx_report_print(struct tunnel *t);
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);

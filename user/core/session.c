@@ -17,6 +17,7 @@
 #define SESS_CHUNK     65536
 #define DGRAM_ROOM     2048
 #define SESS_MAX_DGRAM 1500 /* kcptun reads into 1500 bytes: never more on the wire */
+#define SESS_IP_UDP    28   /* IPv4 + UDP headers, for the wire cost of a datagram */
 
 struct kcpx_session {
 	struct kcpx_session_config cfg;
@@ -190,6 +191,13 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_tlp(s->kcp, cfg->tlp);
 	kcpx_kcp_set_quickack(s->kcp, cfg->quickack);
 	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
+	if (kcpx_kcp_set_cc(s->kcp, cfg->cc, now))
+		goto err;
+	/* the controller counts wire bytes: headers (IP and UDP too) and FEC parity */
+	kcpx_kcp_set_wire_cost(s->kcp, (uint32_t)overhead + SESS_IP_UDP,
+			       fec ? (uint32_t)(cfg->datashard + cfg->parityshard) : 1,
+			       fec ? (uint32_t)cfg->datashard : 1);
+	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)

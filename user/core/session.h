@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cc.h"
 #include "core/smux.h"
 #include "kcpx_snmp.h"
 
@@ -29,6 +30,8 @@ struct kcpx_session_config {
 	unsigned mtu; /* whole UDP payload, --mtu */
 	unsigned sndwnd, rcvwnd;
 	int nodelay, interval, resend, nc;
+	enum kcpx_cc_algo cc; /* congestion control (core/cc.h) */
+	uint64_t ratelimit;   /* wire bytes/s per session, 0: none (cc bbr) */
 	bool acknodelay;
 	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;

@@ -847,6 +847,17 @@ int kcpx_smux_close(struct kcpx_smux *s, uint32_t sid)
 	return 0;
 }
 
+void kcpx_smux_set_keepalive(struct kcpx_smux *s, uint32_t keepalive_ms, uint32_t timeout_ms,
+			     uint32_t now)
+{
+	s->cfg.keepalive_ms = keepalive_ms;
+	s->cfg.keepalive_timeout_ms = timeout_ms;
+	s->next_nop = now + keepalive_ms;
+	/* a shorter timeout must not kill a session that was fine under the old one */
+	if (timeout_ms && kcpx_diff32(now, s->last_rx) > 0)
+		s->last_rx = now;
+}
+
 void kcpx_smux_tick(struct kcpx_smux *s, uint32_t now)
 {
 	if (s->dead)

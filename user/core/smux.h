@@ -108,6 +108,10 @@ size_t kcpx_smux_readable(const struct kcpx_smux *s, uint32_t sid);
    The sid is invalid for the caller afterwards. 0 or -ENOENT. */
 int kcpx_smux_close(struct kcpx_smux *s, uint32_t sid);
 
+/* New keepalive settings (a config reload): the next NOP goes keepalive_ms after now, and
+   the peer has timeout_ms from now (0/0: off). */
+void kcpx_smux_set_keepalive(struct kcpx_smux *s, uint32_t keepalive_ms, uint32_t timeout_ms,
+			     uint32_t now);
 void kcpx_smux_tick(struct kcpx_smux *s, uint32_t now);		      /* keepalive, dead peer */
 uint32_t kcpx_smux_deadline(const struct kcpx_smux *s, uint32_t now); /* next tick (abs ms) */
 bool kcpx_smux_dead(const struct kcpx_smux *s);
