@@ -30,6 +30,7 @@
 #include "core/session.h"
 #include "io/clock.h"
 #include "io/ctl.h"
+#include "io/priv.h"
 
 /* Pool caches: full smux blocks (4 KiB) and session chunks (64 KiB) kept for reuse while
    traffic flows, trimmed to the low marks each second (then freed memory goes back). */
@@ -422,6 +423,21 @@ static int tunnel_setup(struct tunnel *t)
 	return 0;
 }
 
+/* Every socket is open: from here on the daemon parses datagrams, so with as little as
+ * it needs (io/priv.h). */
+static int tunnel_drop_privileges(struct tunnel *t)
+{
+	const char *what;
+	int err = kcpx_priv_drop(t->cfg->user, t->be ? t->be->keep_caps : 0, &what);
+
+	if (err)
+		pr_warn("--user '%s': %s: %s", t->cfg->user, what,
+			err == -ESRCH ? "no such user" : strerror(-err));
+	else if (t->cfg->user[0])
+		pr_info("running as user %s (uid %u)", t->cfg->user, (unsigned)getuid());
+	return err;
+}
+
 /* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
 static void tunnel_ready(struct tunnel *t)
 {
@@ -507,6 +523,9 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		if (err)
 			goto out;
 	}
+	err = tunnel_drop_privileges(t);
+	if (err)
+		goto out;
 	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
 	if (err)
