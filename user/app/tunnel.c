@@ -73,6 +73,7 @@ static void *ep_opened(void *user, struct kcpx_ep_sess *es, void *path)
 		return NULL;
 	s->t = t;
 	s->es = es;
+	s->opened = kcpx_clock_ms();
 	s->ks = kcpx_ep_session(es);
 	s->dg = path;
 	s->dg->refs++;
@@ -254,6 +255,7 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
 	tunnel_service_tick(t);
+	kcpx_diag_second(t, now);
 	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
 }

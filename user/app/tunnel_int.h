@@ -56,7 +56,9 @@ struct sess {
 	bool closing;
 	struct conn **streams; /* hash by stream id */
 	unsigned nstreams, cap;
-	struct sess *dnext; /* dirty list */
+	struct sess *dnext;  /* dirty list */
+	uint32_t opened;     /* ms: kcpx_clock_ms() when the session was opened */
+	bool no_answer_told; /* client: the "no answer" hint was logged */
 };
 
 struct tunnel {
@@ -89,6 +91,7 @@ struct tunnel {
 	uint64_t pool_frees;		   /* pool bytes back to malloc at the last malloc_trim */
 	unsigned nconns;		   /* TCP connections open */
 	uint64_t tx_dropped;
+	uint64_t diag_bad, diag_told;  /* diag.c: failed checks seen, and at the last report */
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
 	struct kcpx_metrics *metrics;  /* --metrics */
 	bool stopping;
@@ -119,6 +122,9 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 /* reload.c (with app/reload.c's config half) */
 void kcpx_tun_keepalive(const struct kcpx_config *cfg, struct kcpx_smux_config *smux);
 void kcpx_tun_reload(struct tunnel *t); /* SIGHUP */
+
+/* diag.c: once a second, hints for ends that do not match (wrong key, crypt, ...) */
+void kcpx_diag_second(struct tunnel *t, uint32_t now);
 
 /* report.c */
 void kcpx_report_print(struct tunnel *t);

@@ -337,8 +337,9 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	if (s->be_native && ep->ops.native_down)
 		ep->ops.native_down(ep->user, s->conv);
 	s->be_native = false;
-	ep_log(ep, 1, "session %08x with %s closed: %s", s->conv,
-	       kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
+	/* a close that a configuration mismatch explains is a warning, and says so */
+	ep_log(ep, kcpx_session_hint(why)[0] ? 0 : 1, "session %08x with %s closed: %s%s", s->conv,
+	       kcpx_addr_str(&s->peer, buf, sizeof(buf)), why, kcpx_session_hint(why));
 	s->gnext = ep->garbage;
 	ep->garbage = s;
 }
@@ -881,6 +882,7 @@ unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)
 {
 	*st = ep->st;
+	st->hs_bad_tag = ep->hs_stats.rx_tag;
 	st->kcptun_mode = ep->cfg.proto != KCPX_PROTO_KCPX && ep->kcptun_mode;
 	st->kcptun_for = ep->ticks - ep->kcptun_since;
 }

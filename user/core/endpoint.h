@@ -113,6 +113,7 @@ struct kcpx_ep_stats {
 	uint64_t late_native;  /* client: kcpx packets for a session that fell back */
 	uint64_t replaced;     /* server: kcpx sessions replaced when their client fell back */
 	uint64_t hs_limited;   /* server: INITs with a good tag refused by --hsrate */
+	uint64_t hs_bad_tag;   /* kcpx handshakes whose tag failed: another key (or forged) */
 	bool kcptun_mode;      /* client, auto: new sessions speak kcptun for now */
 	uint32_t kcptun_for;   /* ... since this many seconds */
 };

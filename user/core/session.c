@@ -593,3 +593,17 @@ void kcpx_session_stats(const struct kcpx_session *s, struct kcpx_session_stats 
 {
 	*st = s->st;
 }
+
+const char *kcpx_session_hint(const char *why)
+{
+	if (!why)
+		return "";
+	if (strstr(why, "corrupt compressed stream"))
+		return " (likely cause: the ends disagree on --nocomp: set it at both or neither)";
+	if (strstr(why, "smux protocol error"))
+		return " (likely cause: the ends disagree on --smuxver, or on --nocomp)";
+	if (strstr(why, "peer silent past the keepalive timeout"))
+		return " (likely cause: the peer closed the session, its log says why, or the "
+		       "path is down)";
+	return "";
+}

@@ -112,6 +112,12 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now);
 /* Dead: smux keepalive timed out, or the peer broke smux or snappy framing. */
 bool kcpx_session_dead(const struct kcpx_session *s);
 const char *kcpx_session_dead_reason(const struct kcpx_session *s);
+/*
+ * For a dead reason that two ends configured differently cause, the likely cause as a
+ * phrase to append to the log line (" (likely cause: ...)"), else "". The most common
+ * kcptun support question is a tunnel that opens streams and closes them at once.
+ */
+const char *kcpx_session_hint(const char *why);
 uint32_t kcpx_session_conv(const struct kcpx_session *s);
 struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s);
 struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Two kcpx ends configured differently say why in their logs (kcptun's most common
+# support question is a tunnel that opens streams and closes them without a word).
+#
+#   [ A ] kcpx client :8381 --key other ==udp== [ B ] kcpx server :4001 --key right
+#         kcpx client :8382 --nocomp    ==udp==       kcpx server :4002
+#         kcpx client :8383 --smuxver 1 ==udp==       kcpx server :4003 --smuxver 2
+#
+# Checks: wrong key: the server reports datagrams failing decryption naming --key/--crypt,
+# once (rate-limited) although dozens fail; the client reports no answer naming them;
+# --nocomp and --smuxver: the server's close line names the option.
+set -eu
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+work=$(mktemp -d /tmp/kcpx-mismatch.XXXXXX)
+on_cleanup "rm -rf $work"
+fail=0
+
+wait_line() { # wait_line FILE REGEX: up to 20 s
+	for _ in $(seq 1 200); do grep -qE -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	echo "FAIL: no '$2' in $1:"
+	cat "$1"
+	return 1
+}
+
+netns_pair
+in_b python3 "$TCPIO" echo 9001 & track_pid $!
+i=0
+while IFS='|' read -r sflags cflags; do
+	i=$((i + 1))
+	# shellcheck disable=SC2086
+	in_b "$KCPX" server -l ":400$i" -t 127.0.0.1:9001 --key right $sflags \
+		--log "$work/s$i.log" & track_pid $!
+	# shellcheck disable=SC2086
+	in_a "$KCPX" client -l "127.0.0.1:838$i" -r "$IP_B:400$i" --key right $cflags \
+		--log "$work/c$i.log" & track_pid $!
+done <<'CASES'
+--crypt aes|--crypt aes --key other
+--crypt aes|--nocomp
+--smuxver 2|--smuxver 1
+CASES
+for i in 1 2 3; do
+	wait_udp_port "$NS_B" "400$i"
+	wait_tcp_port "$NS_A" "838$i"
+	in_a timeout 30 python3 "$TCPIO" multi 127.0.0.1 "838$i" 1 1000 >"$work/m$i.out" 2>&1 &
+	track_pid $!
+done
+
+wait_line "$work/s1.log" "datagrams failed decryption or their tag since start: likely cause: the other end's --key or --crypt differs" || fail=1
+wait_line "$work/c1.log" "no answer from $IP_B:4001 in 5 s: likely cause: .*--key or --crypt differs" || fail=1
+wait_line "$work/s2.log" "closed: corrupt compressed stream from peer \(likely cause: the ends disagree on --nocomp" || fail=1
+wait_line "$work/s3.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver" || fail=1
+n=$(grep -c "failed decryption" "$work/s1.log" || true)
+[ "$n" = 1 ] || { echo "FAIL: the failed-decryption line came $n times (rate limit: once a minute)"; fail=1; }
+bad=$(grep -oE '^[^ ]+ [^ ]+ kcpx warn: [0-9]+' "$work/s1.log" | grep -oE '[0-9]+$' | head -1)
+echo "wrong key: the server saw $bad failing datagrams and said so once"
+grep -h "likely cause" "$work"/*.log | cut -c21-
+[ $fail -ne 0 ] && tail -n 5 "$work"/m*.out
+exit $fail
