@@ -327,7 +327,7 @@ static void test_ratelimit(void)
 static void test_bounds(void)
 {
 	struct kcpx_cc cc;
-	struct kcpx_cc_tx tx[64];
+	struct kcpx_cc_tx tx[64] = { 0 };
 	uint32_t st = 12345, now = 0xfffff000u;
 
 	kcpx_cc_init(&cc, 1400, now);
