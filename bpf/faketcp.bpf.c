@@ -316,8 +316,13 @@ static __always_inline int judge(struct kcpx_ftcp_flow *f, const struct tcphdr *
 	return RX_CONVERT;
 }
 
-/* Advance what we acknowledge: to the end of the furthest data seen, within reason. */
-static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 plen,
+/*
+ * Advance what we acknowledge: to the end of the furthest data seen, within reason. Only a
+ * segment that acknowledges something we could have sent (not beyond snd_nxt, not more
+ * than KCPX_FTCP_ACK_BEHIND_MAX before it: RFC 5961's check, widened for tcpraw, whose
+ * ACK stops at the first loss) may move it, so a blind spoofer must guess both numbers.
+ */
+static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 ack, __u32 plen,
 				     struct kcpx_ftcp_stats *st)
 {
 	__u32 nxt = f->rcv_nxt, end = seq + plen, ahead = end - nxt;
@@ -325,10 +330,10 @@ static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 
 	if (seq != nxt)
 		st->rx_ooo++;
 	if ((__s32)ahead > 0) {
-		if (ahead <= KCPX_FTCP_ACK_JUMP_MAX)
-			f->rcv_nxt = end;
-		else
+		if (ahead > KCPX_FTCP_ACK_JUMP_MAX || f->snd_nxt - ack > KCPX_FTCP_ACK_BEHIND_MAX)
 			st->rx_ack_jump++;
+		else
+			f->rcv_nxt = end;
 	}
 	f->rx_ns = bpf_ktime_get_ns();
 }
@@ -417,7 +422,7 @@ static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job 
 		st->rx_trunc++;
 		return RX_DROP;
 	}
-	track_rx(f, bpf_ntohl(th->seq), j->plen, st);
+	track_rx(f, bpf_ntohl(th->seq), bpf_ntohl(th->ack_seq), j->plen, st);
 
 	/* The TCP header as received, word by word (hl <= iplen: inside the frame). */
 #pragma unroll

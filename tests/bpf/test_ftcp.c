@@ -388,12 +388,17 @@ static void test_egress_bad(void)
 }
 
 /* One data segment in through XDP: a UDP datagram with the kernel's checks satisfied. */
+/* The ACK field of check_ingress's segments; its flow's snd_nxt is 1. */
+static uint32_t seg_ack = 1;
+
 static void check_ingress(int family, size_t payload, int opt_words, uint32_t seq,
 			  uint32_t rcv_before, uint32_t rcv_after)
 {
-	struct seg sg = {
-		.family = family, .seq = seq, .ack = 42, .payload = payload, .opt_words = opt_words
-	};
+	struct seg sg = { .family = family,
+			  .seq = seq,
+			  .ack = seg_ack,
+			  .payload = payload,
+			  .opt_words = opt_words };
 	size_t l3len = family == 4 ? 20 : 40, l4 = 14 + l3len, hl = 20 + 4 * (size_t)opt_words;
 	const uint8_t *u = out + l4, *ip = out + 14;
 	struct frame f;
@@ -462,6 +467,18 @@ static void test_ingress_ack_tracking(void)
 	/* across the wrap, ahead */
 	check_ingress(4, 10, 0, 0x10, 0xfffffff0, 0x1a);
 	CHECK_EQ(d.rx_ooo, 1);
+	/* acknowledging what we never sent (snd_nxt is 1): translated, our ack stays */
+	seg_ack = 2;
+	check_ingress(4, 100, 0, 5000, 5000, 5000);
+	CHECK_EQ(d.rx_ack_jump, 1);
+	/* ... or what we sent over a GiB ago */
+	seg_ack = 1 - KCPX_FTCP_ACK_BEHIND_MAX - 1;
+	check_ingress(4, 100, 0, 5000, 5000, 5000);
+	CHECK_EQ(d.rx_ack_jump, 1);
+	seg_ack = 1 - KCPX_FTCP_ACK_BEHIND_MAX;
+	check_ingress(4, 100, 0, 5000, 5000, 5100);
+	CHECK_EQ(d.rx_ack_jump, 0);
+	seg_ack = 1;
 }
 
 /* Segments of a flow that are not data go to the kernel's socket, untouched. */

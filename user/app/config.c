@@ -42,10 +42,15 @@ struct opt {
 
 static const struct opt opts[] = {
 	S(localaddr, "l", R_C, "local listen address (TCP)"),
-	S(remoteaddr, "r", R_C, "kcp server address"),
-	S(listen, "l", R_S, "kcp server listen address (UDP)"),
+	S(remoteaddr, "r", R_C,
+	  "kcp server address; host:lo-hi: each new session picks a port of the range"),
+	S(listen, "l", R_S,
+	  "kcp server listen address (UDP); :lo-hi serves every port of the range"),
 	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
 	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
+	S(user, NULL, R_CS,
+	  "once set up, run as this user: no supplementary groups, only the capabilities "
+	  "the backend needs, no_new_privs"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
