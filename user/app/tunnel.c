@@ -157,13 +157,19 @@ struct sess *kcpx_tun_client_session(struct tunnel *t)
 	unsigned slot;
 	struct dg *g;
 
+	struct kcpx_addr to = t->remote;
+	unsigned lo = kcpx_addr_port(&t->remote);
+
 	es = kcpx_ep_pick(t->ep, now, &slot);
 	if (es)
 		return kcpx_ep_sess_user(es);
-	g = kcpx_path_get(t, NULL, &t->remote);
+	/* kcptun's port range: each new session picks one port at random, keeps it */
+	if (t->remote_hi > lo)
+		kcpx_addr_set_port(&to, lo + randombytes_uniform(t->remote_hi - lo + 1));
+	g = kcpx_path_get(t, NULL, &to);
 	if (!g)
 		return NULL;
-	es = kcpx_ep_connect(t->ep, slot, g, &t->remote, now);
+	es = kcpx_ep_connect(t->ep, slot, g, &to, now);
 	kcpx_path_put(t, g); /* the session holds its own reference */
 	if (!es)
 		return NULL;
@@ -363,10 +369,14 @@ static int setup_protocol(struct tunnel *t)
 	return kcpx_ep_new(&t->ep, &ec, &ep_ops, t, &t->snmp);
 }
 
+/* kcptun has no limit; 1024 sockets (and their buffers) is already far past its examples */
+#define KCPX_PORT_RANGE_MAX 1024
+
 static int tunnel_setup(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
 	char buf[KCPX_ADDRSTRLEN];
+	unsigned hi = 0;
 	int err;
 
 	err = setup_protocol(t);
@@ -378,10 +388,13 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("localaddr '%s': %s", cfg->localaddr, strerror(-err));
 			return err;
 		}
-		err = kcpx_addr_parse(cfg->remoteaddr, &t->remote);
+		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
+		if (!err && t->be && t->remote_hi != kcpx_addr_port(&t->remote))
+			err = -EOPNOTSUPP;
 		if (err) {
 			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx client, not "
+						     "under kcpx up"
 						   : strerror(-err));
 			return err;
 		}
@@ -401,10 +414,16 @@ static int tunnel_setup(struct tunnel *t)
 	} else {
 		struct dg *g;
 
-		err = kcpx_addr_parse(cfg->listen, &t->laddr);
+		err = kcpx_addr_parse_range(cfg->listen, &t->laddr, &hi);
+		if (!err && t->be && hi != kcpx_addr_port(&t->laddr))
+			err = -EOPNOTSUPP;
+		if (!err && hi - kcpx_addr_port(&t->laddr) >= KCPX_PORT_RANGE_MAX)
+			err = -E2BIG;
 		if (err) {
 			pr_warn("listen '%s': %s", cfg->listen,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx server, not under "
+						     "kcpx up"
+				: err == -E2BIG	   ? "a port range may hold at most 1024 ports"
 						   : strerror(-err));
 			return err;
 		}
@@ -413,12 +432,21 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("target '%s': %s", cfg->target, strerror(-err));
 			return err;
 		}
+		/* kcptun's port range: one socket per port, each session answers on its own */
+		for (unsigned p = kcpx_addr_port(&t->laddr) + 1; p <= hi; p++) {
+			struct kcpx_addr a = t->laddr;
+
+			kcpx_addr_set_port(&a, p);
+			if (!kcpx_path_get(t, &a, NULL))
+				return -EADDRNOTAVAIL;
+		}
 		g = kcpx_path_get(t, &t->laddr, NULL);
 		if (!g)
 			return -EADDRNOTAVAIL;
-		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s, proto %s",
-			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name, cfg->target,
-			cfg->crypt, cfg->mode, cfg->proto);
+		pr_info("server: listening on %s (%s)%s, target %s, crypt %s, mode %s, proto %s",
+			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name,
+			hi > kcpx_addr_port(&t->laddr) ? " and the rest of the range" : "",
+			cfg->target, cfg->crypt, cfg->mode, cfg->proto);
 	}
 	return 0;
 }

@@ -67,8 +67,9 @@ struct tunnel {
 	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
 	struct kcpx_ep *ep;
 	struct kcpx_snmp snmp;
-	struct kcpx_addr laddr; /* client: TCP listen; server: UDP listen */
-	struct kcpx_addr remote;
+	struct kcpx_addr laddr;	 /* client: TCP listen; server: UDP listen */
+	struct kcpx_addr remote; /* client: port is the lowest of remoteaddr's range */
+	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
