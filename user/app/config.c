@@ -553,6 +553,11 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 		fprintf(stderr, "kcpx: unknown cc '%s' (bbr, kcp or off)\n", cfg->cc);
 		return -EINVAL;
 	}
+	if (cfg->ratelimit && strcmp(cfg->cc, "bbr")) {
+		fprintf(stderr, "kcpx: ratelimit paces the sender and needs --cc bbr (not %s)\n",
+			cfg->cc);
+		return -EINVAL;
+	}
 	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
