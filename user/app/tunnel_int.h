@@ -64,8 +64,10 @@ struct tunnel {
 	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
 	struct kcpx_ep *ep;
 	struct kcpx_snmp snmp;
-	struct kcpx_addr laddr; /* client: TCP listen; server: UDP listen */
-	struct kcpx_addr remote;
+	struct kcpx_addr laddr;	 /* client: TCP listen; server: UDP listen */
+	struct kcpx_addr remote; /* client: AF_UNSPEC until --remoteaddr resolves */
+	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
+	bool resolve_failed;
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
