@@ -5,16 +5,19 @@
  * handshake, and come back in as UDP datagrams, so the daemon keeps using one UDP socket
  * and never sees TCP (include/kcpx_ftcp.h, docs/INTEROP.md "--tcp").
  *
- *   kcpx_tc_ftcp    cls_bpf on clsact egress: a UDP datagram from a fake-TCP port becomes
- *                   a PSH|ACK segment of its flow (seq advancing by the payload, ack =
- *                   the peer's last sequence number, our window), checksums made whole.
- *                   With no established flow it is dropped: --tcp never leaks UDP.
+ *   kcpx_tc_ftcp    TCX egress: a UDP datagram from a fake-TCP port becomes a PSH|ACK
+ *                   segment of its flow (seq advancing by the payload, ack = the peer's
+ *                   furthest data, our window), checksums made whole. With no
+ *                   established flow it is dropped: --tcp never leaks UDP.
  *   kcpx_xdp_ftcp   XDP ingress: a data segment of a known flow to a fake-TCP port becomes
  *                   a UDP datagram (checksum derived from TCP's, so the kernel's UDP
  *                   checksum check still vouches for the payload); SYN, FIN, pure ACKs go
  *                   to the kernel's socket; an in-window RST marks the flow for a new
  *                   handshake, a blind one dies here.
+ *   kcpx_tci_ftcp   the same on TCX ingress, where the interface's one XDP slot is taken.
  *
+ * Several daemons may each attach their own copy: TCX programs run in a row, and every
+ * TCX verdict here but a drop is TCX_NEXT, so each daemon's program sees every packet.
  * IPv4 without options and IPv6 without extension headers, untagged Ethernet. Everything
  * else leaves and arrives untouched.
  */
@@ -127,56 +130,59 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	struct kcpx_ftcp_flow *f;
 	struct udphdr *udp;
 	struct tcphdr th = {};
-	__u32 l3len, l4off, plen, seq, sum = 0;
+	__u32 l3len, l4off, plen, seq, iplen, sum = 0;
 	__u16 ulen;
 	int v4;
 	__s64 r;
 
 	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_OK;
+		return TCX_NEXT;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph = (void *)(eth + 1);
 
 		if ((void *)(iph + 1) > data_end || iph->protocol != IPPROTO_UDP || iph->ihl != 5)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		udp = (void *)(iph + 1);
 		if ((void *)(udp + 1) > data_end)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &udp->source))
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		st = stats();
 		if (!st)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		/* a fragment cannot be rewritten: its UDP header is not in every piece */
 		if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			goto bad;
 		key_v4(&key, iph->daddr);
 		l3len = IPV4_HLEN;
+		iplen = bpf_ntohs(iph->tot_len) - IPV4_HLEN;
 		v4 = 1;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		udp = (void *)(ip6 + 1);
 		if ((void *)(udp + 1) > data_end)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &udp->source))
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		st = stats();
 		if (!st)
-			return TC_ACT_OK;
+			return TCX_NEXT;
 		__builtin_memcpy(key.raddr, &ip6->daddr, 16);
 		l3len = IPV6_HLEN;
+		iplen = bpf_ntohs(ip6->payload_len);
 		v4 = 0;
 	} else {
-		return TC_ACT_OK;
+		return TCX_NEXT;
 	}
 	key.rport = udp->dest;
 	key.lport = udp->source;
 	l4off = ETH_HLEN + l3len;
 	ulen = bpf_ntohs(udp->len);
-	if (ulen <= 8 || l4off + ulen > skb->len || skb->gso_segs > 1)
+	/* the IP length grows with the header: it must say exactly the datagram */
+	if (ulen <= 8 || ulen != iplen || l4off + ulen > skb->len || skb->gso_segs > 1)
 		goto bad;
 	plen = ulen - 8;
 	if (plen > KCPX_FTCP_PAYLOAD_MAX)
@@ -184,7 +190,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	f = bpf_map_lookup_elem(&kcpx_ftcp_flows, &key);
 	if (!f || f->state != KCPX_FTCP_EST) {
 		st->tx_noflow++;
-		return TC_ACT_SHOT;
+		return TCX_DROP;
 	}
 	/* Not atomic (that needs BPF ISA v3): a socket's datagrams come from the daemon's one
 	 * sender thread, so one flow's segments pass here one at a time. */
@@ -245,30 +251,54 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 		goto err;
 	st->tx_segs++;
 	st->tx_bytes += plen;
-	return TC_ACT_OK;
+	return TCX_NEXT;
 bad:
 	st->tx_bad++;
-	return TC_ACT_SHOT;
+	return TCX_DROP;
 err:
 	st->tx_err++;
-	return TC_ACT_SHOT;
+	return TCX_DROP;
 }
 
-/* What to do with a TCP segment of a known flow: an XDP verdict, or -1: translate it. */
+/*
+ * Ingress, shared by the XDP program and its TCX fallback: what to do with a frame, and
+ * for a data segment of a known flow everything the rewrite needs.
+ */
+enum rx_verdict {
+	RX_PASS,    /* not ours to change: the kernel (or the next program) has it */
+	RX_DROP,    /* malformed or blind: dropped, counted */
+	RX_CONVERT, /* a data segment of a flow: becomes the datagram in job */
+};
+
+struct rx_job {
+	struct ethhdr eth;
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+	} ip;		   /* the new IP header, checksum made */
+	struct udphdr udp; /* the new UDP header, checksum made */
+	__u32 shrink;	   /* TCP header length - 8: bytes to remove after the IP header */
+	__u32 plen;
+	int v4;
+};
+
+/* What to do with a TCP segment of a known flow (a verdict), RX_CONVERT for data. */
 static __always_inline int judge(struct kcpx_ftcp_flow *f, const struct tcphdr *th, __u32 plen,
 				 struct kcpx_ftcp_stats *st)
 {
 	__u32 seq = bpf_ntohl(th->seq);
 
 	if (th->rst) {
-		/* |seq - rcv_nxt| < KCPX_FTCP_RST_WINDOW, in sequence-space arithmetic */
-		if (seq - f->rcv_nxt + KCPX_FTCP_RST_WINDOW - 1 < 2 * KCPX_FTCP_RST_WINDOW - 1) {
+		/* |seq - rcv_nxt| < KCPX_FTCP_RST_WINDOW, in sequence-space arithmetic, or the
+		 * peer's kernel socket's own number */
+		if (seq - f->rcv_nxt + KCPX_FTCP_RST_WINDOW - 1 < 2 * KCPX_FTCP_RST_WINDOW - 1 ||
+		    seq == f->rcv_isn) {
 			f->state = KCPX_FTCP_RESET;
 			st->rx_rst++;
-			return XDP_PASS;
+			return RX_PASS;
 		}
 		st->rx_rst_bad++;
-		return XDP_DROP;
+		return RX_DROP;
 	}
 	if (th->syn) {
 		if (!th->ack && f->state == KCPX_FTCP_EST) {
@@ -277,17 +307,22 @@ static __always_inline int judge(struct kcpx_ftcp_flow *f, const struct tcphdr *
 		} else {
 			st->rx_ctl++;
 		}
-		return XDP_PASS;
+		return RX_PASS;
 	}
 	if (th->fin || !th->ack || plen == 0) {
 		st->rx_ctl++;
-		return XDP_PASS;
+		return RX_PASS;
 	}
-	return -1;
+	return RX_CONVERT;
 }
 
-/* Advance what we acknowledge: to the end of the furthest data seen, within reason. */
-static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 plen,
+/*
+ * Advance what we acknowledge: to the end of the furthest data seen, within reason. Only a
+ * segment that acknowledges something we could have sent (not beyond snd_nxt, not more
+ * than KCPX_FTCP_ACK_BEHIND_MAX before it: RFC 5961's check, widened for tcpraw, whose
+ * ACK stops at the first loss) may move it, so a blind spoofer must guess both numbers.
+ */
+static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 ack, __u32 plen,
 				     struct kcpx_ftcp_stats *st)
 {
 	__u32 nxt = f->rcv_nxt, end = seq + plen, ahead = end - nxt;
@@ -295,157 +330,195 @@ static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 
 	if (seq != nxt)
 		st->rx_ooo++;
 	if ((__s32)ahead > 0) {
-		if (ahead <= KCPX_FTCP_ACK_JUMP_MAX)
-			f->rcv_nxt = end;
-		else
+		if (ahead > KCPX_FTCP_ACK_JUMP_MAX || f->snd_nxt - ack > KCPX_FTCP_ACK_BEHIND_MAX)
 			st->rx_ack_jump++;
+		else
+			f->rcv_nxt = end;
 	}
 	f->rx_ns = bpf_ktime_get_ns();
 }
 
-SEC("xdp")
-int kcpx_xdp_ftcp(struct xdp_md *ctx)
+static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job *j)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data, e;
+	struct ethhdr *eth = data;
 	struct kcpx_ftcp_key key = {};
 	struct kcpx_ftcp_stats *st;
 	struct kcpx_ftcp_flow *f;
 	struct tcphdr *th;
-	struct udphdr u;
-	__u8 hdr[60];
-	__u32 hl, plen, l3len, iplen, shrink;
-	union {
-		struct iphdr v4;
-		struct ipv6hdr v6;
-	} ip;
-	int v4, act;
+	__u32 hdr[15];
+	__u32 hl, iplen;
+	int act;
 
 	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
+		return RX_PASS;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph = (void *)(eth + 1);
 
 		if ((void *)(iph + 1) > data_end || iph->protocol != IPPROTO_TCP || iph->ihl < 5)
-			return XDP_PASS;
+			return RX_PASS;
 		th = (void *)iph + iph->ihl * 4;
 		if ((void *)(th + 1) > data_end)
-			return XDP_PASS;
+			return RX_PASS;
 		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &th->dest))
-			return XDP_PASS;
+			return RX_PASS;
 		st = stats();
 		if (!st)
-			return XDP_PASS;
+			return RX_PASS;
 		if (iph->ihl != 5 || (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))) {
 			st->rx_unsup++;
-			return XDP_PASS;
+			return RX_PASS;
 		}
 		iplen = bpf_ntohs(iph->tot_len);
 		if (iplen < IPV4_HLEN || ETH_HLEN + iplen > data_end - data) {
 			st->rx_trunc++;
-			return XDP_DROP;
+			return RX_DROP;
 		}
 		iplen -= IPV4_HLEN;
 		key_v4(&key, iph->saddr);
-		ip.v4 = *iph;
-		l3len = IPV4_HLEN;
-		v4 = 1;
+		j->ip.v4 = *iph;
+		j->v4 = 1;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
-			return XDP_PASS;
+			return RX_PASS;
 		th = (void *)(ip6 + 1);
 		if ((void *)(th + 1) > data_end)
-			return XDP_PASS;
+			return RX_PASS;
 		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &th->dest))
-			return XDP_PASS;
+			return RX_PASS;
 		st = stats();
 		if (!st)
-			return XDP_PASS;
+			return RX_PASS;
 		iplen = bpf_ntohs(ip6->payload_len);
 		if (ETH_HLEN + IPV6_HLEN + iplen > data_end - data) {
 			st->rx_trunc++;
-			return XDP_DROP;
+			return RX_DROP;
 		}
 		__builtin_memcpy(key.raddr, &ip6->saddr, 16);
-		ip.v6 = *ip6;
-		l3len = IPV6_HLEN;
-		v4 = 0;
+		j->ip.v6 = *ip6;
+		j->v4 = 0;
 	} else {
-		return XDP_PASS;
+		return RX_PASS;
 	}
 	/* iplen: bytes after the IP header by the IP length field, all inside the frame */
 	hl = th->doff * 4;
 	if (hl < KCPX_TCP_HLEN || hl > iplen) {
 		st->rx_trunc++;
-		return XDP_DROP;
+		return RX_DROP;
 	}
-	plen = iplen - hl;
+	j->plen = iplen - hl;
 	key.rport = th->source;
 	key.lport = th->dest;
 	f = bpf_map_lookup_elem(&kcpx_ftcp_flows, &key);
 	if (!f) {
 		st->rx_noflow++;
-		return XDP_PASS;
+		return RX_PASS;
 	}
-	act = judge(f, th, plen, st);
-	if (act >= 0)
+	act = judge(f, th, j->plen, st);
+	if (act != RX_CONVERT)
 		return act;
-	if (plen > KCPX_FTCP_PAYLOAD_MAX) {
+	if (j->plen > KCPX_FTCP_PAYLOAD_MAX) {
 		st->rx_trunc++;
-		return XDP_DROP;
+		return RX_DROP;
 	}
-	track_rx(f, bpf_ntohl(th->seq), plen, st);
+	track_rx(f, bpf_ntohl(th->seq), bpf_ntohl(th->ack_seq), j->plen, st);
 
-	/* The UDP header, its checksum derived from the TCP one. */
-	if (hl > sizeof(hdr) || bpf_xdp_load_bytes(ctx, ETH_HLEN + l3len, hdr, hl)) {
-		st->rx_trunc++;
-		return XDP_DROP;
-	}
-	u.source = th->source;
-	u.dest = th->dest;
-	u.len = bpf_htons(plen + 8);
-	u.check = 0;
-	u.check = kcpx_ftcp_udp_csum(hdr, hl, &u, hl + plen, plen + 8);
+	/* The TCP header as received, word by word (hl <= iplen: inside the frame). */
+#pragma unroll
+	for (int i = 0; i < 15; i++) {
+		__u32 *w = (__u32 *)th + i;
 
-	/* Drop the difference in header length in front, then write the headers back. */
-	shrink = hl - 8;
-	e = *eth;
-	if (bpf_xdp_adjust_head(ctx, shrink)) {
-		st->rx_trunc++;
-		return XDP_DROP;
+		if (i * 4 >= hl)
+			break;
+		if ((void *)(w + 1) > data_end)
+			return RX_DROP;
+		hdr[i] = *w;
 	}
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (v4) {
+	j->udp.source = th->source;
+	j->udp.dest = th->dest;
+	j->udp.len = bpf_htons(j->plen + 8);
+	j->udp.check = 0;
+	j->udp.check = kcpx_ftcp_udp_csum(hdr, hl, &j->udp, hl + j->plen, j->plen + 8);
+	if (j->v4) {
+		j->ip.v4.protocol = IPPROTO_UDP;
+		j->ip.v4.tot_len = bpf_htons(IPV4_HLEN + 8 + j->plen);
+		j->ip.v4.check = kcpx_ipv4_csum(&j->ip.v4);
+	} else {
+		j->ip.v6.nexthdr = IPPROTO_UDP;
+		j->ip.v6.payload_len = bpf_htons(8 + j->plen);
+	}
+	j->eth = *eth;
+	j->shrink = hl - 8;
+	st->rx_segs++;
+	st->rx_bytes += j->plen;
+	return RX_CONVERT;
+}
+
+/* Write the job's headers at the (new) start of the packet. 0, or -1 if it is too short. */
+static __always_inline int rx_write(void *data, void *data_end, const struct rx_job *j)
+{
+	if (j->v4) {
 		struct iphdr *iph = data + ETH_HLEN;
 		struct udphdr *up = (void *)(iph + 1);
 
 		if ((void *)(up + 1) > data_end)
-			return XDP_DROP;
-		__builtin_memcpy(data, &e, ETH_HLEN);
-		ip.v4.protocol = IPPROTO_UDP;
-		ip.v4.tot_len = bpf_htons(IPV4_HLEN + 8 + plen);
-		ip.v4.check = kcpx_ipv4_csum(&ip.v4);
-		*iph = ip.v4;
-		*up = u;
+			return -1;
+		*iph = j->ip.v4;
+		*up = j->udp;
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		struct udphdr *up = (void *)(ip6 + 1);
 
 		if ((void *)(up + 1) > data_end)
-			return XDP_DROP;
-		__builtin_memcpy(data, &e, ETH_HLEN);
-		ip.v6.nexthdr = IPPROTO_UDP;
-		ip.v6.payload_len = bpf_htons(8 + plen);
-		*ip6 = ip.v6;
-		*up = u;
+			return -1;
+		*ip6 = j->ip.v6;
+		*up = j->udp;
 	}
-	st->rx_segs++;
-	st->rx_bytes += plen;
+	__builtin_memcpy(data, &j->eth, ETH_HLEN);
+	return 0;
+}
+
+SEC("xdp")
+int kcpx_xdp_ftcp(struct xdp_md *ctx)
+{
+	struct rx_job j;
+	int v;
+
+	v = rx_prepare((void *)(long)ctx->data, (void *)(long)ctx->data_end, &j);
+	if (v == RX_PASS)
+		return XDP_PASS;
+	if (v == RX_DROP)
+		return XDP_DROP;
+	/* drop the difference in header length in front, then write the headers back */
+	if (bpf_xdp_adjust_head(ctx, j.shrink))
+		return XDP_DROP;
+	if (rx_write((void *)(long)ctx->data, (void *)(long)ctx->data_end, &j))
+		return XDP_DROP;
 	return XDP_PASS;
+}
+
+/*
+ * The same on TCX ingress, for when the interface's one XDP slot is taken (another --tcp
+ * daemon, `kcpx up`): TCX runs any number of programs in a row, so what is not ours goes
+ * on to the next one (TCX_NEXT), and so does what we rewrote.
+ */
+SEC("tc")
+int kcpx_tci_ftcp(struct __sk_buff *skb)
+{
+	struct rx_job j;
+	int v;
+
+	v = rx_prepare((void *)(long)skb->data, (void *)(long)skb->data_end, &j);
+	if (v == RX_PASS)
+		return TCX_NEXT;
+	if (v == RX_DROP)
+		return TCX_DROP;
+	if (bpf_skb_adjust_room(skb, -(__s32)j.shrink, BPF_ADJ_ROOM_NET, 0))
+		return TCX_DROP;
+	if (rx_write((void *)(long)skb->data, (void *)(long)skb->data_end, &j))
+		return TCX_DROP;
+	return TCX_NEXT;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

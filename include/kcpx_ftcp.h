@@ -28,6 +28,8 @@
 /* A segment may move rcv_nxt (what we acknowledge) at most this far ahead at once: a
  * spoofed segment of a known flow cannot push our ACKs out of any plausible window. */
 #define KCPX_FTCP_ACK_JUMP_MAX (1u << 24)
+/* ... and only when its own ACK is at most this far behind our snd_nxt (not ahead). */
+#define KCPX_FTCP_ACK_BEHIND_MAX (1u << 30)
 /* A RST counts only with its sequence number this close to rcv_nxt (RFC 5961 in spirit:
  * the kernel's socket cannot judge it, its rcv_nxt stopped at the handshake). */
 #define KCPX_FTCP_RST_WINDOW (1u << 20)
@@ -51,7 +53,11 @@ struct kcpx_ftcp_flow {
 	__u32 rcv_nxt; /* host order: the acknowledgement number we send */
 	__u16 window;  /* host order: the window field we send */
 	__u8 state;    /* enum kcpx_ftcp_state; only EST translates */
-	__u8 pad[5];
+	__u8 pad;
+	/* host order: rcv_nxt when the flow was handed over. The kernel's socket never sees
+	 * the data, so its RST (the peer closing) carries this number: a RST with exactly
+	 * this sequence number counts too, however far rcv_nxt has moved since. */
+	__u32 rcv_isn;
 	__u64 rx_ns; /* bpf_ktime_get_ns() of the last segment translated in */
 	__u64 tx_ns; /* ... and out */
 };
@@ -77,7 +83,7 @@ struct kcpx_ftcp_stats {
 	__u64 rx_syn;	   /* SYN on an established flow: marked, to the kernel */
 	__u64 rx_trunc;	   /* IP or TCP lengths beyond the frame, data offset < 5: dropped */
 	__u64 rx_unsup;	   /* IPv4 options, IPv6 extension headers, fragments: to the kernel */
-	__u64 rx_ack_jump; /* data too far ahead of rcv_nxt: translated, rcv_nxt kept */
+	__u64 rx_ack_jump; /* data too far ahead, or an implausible ACK: translated, rcv_nxt kept */
 };
 _Static_assert(sizeof(struct kcpx_ftcp_stats) == 16 * 8, "kcpx_ftcp_stats layout");
 

@@ -46,12 +46,21 @@ static void fz_out(const uint8_t *buf, size_t len, void *user)
 	f->bytes_out += len;
 }
 
-static void check_state(struct kcpx_kcp *k, uint32_t now)
+static void check_state(struct kcpx_kcp *k, uint32_t now, uint32_t mtu)
 {
 	struct kcpx_kcp_info info;
+	struct kcpx_kcp_cc_info ci;
 	uint32_t t = kcpx_kcp_check(k, now);
 	kcpx_kcp_info(k, &info);
 	if (info.inflight > info.waitsnd)
+		abort();
+	/* the controller's outputs stay finite and bounded whatever the ACKs said, and its
+	 * inflight is what the send ring holds (each segment costs at most mtu bytes) */
+	kcpx_kcp_cc_info(k, &ci);
+	if (ci.algo == KCPX_CC_BBR &&
+	    (ci.pacing_rate < KCPX_CC_RATE_MIN || ci.pacing_rate > KCPX_CC_RATE_MAX ||
+	     ci.inflight_cap > KCPX_CC_CAP_MAX || ci.btl_bw > KCPX_CC_RATE_MAX ||
+	     ci.inflight > (uint64_t)info.inflight * mtu || ci.loss_ppm > 1000000))
 		abort();
 	/* a deadline is never in the past and never further than the 10 s slap */
 	if ((int32_t)(t - now) < 0 || (int32_t)(t - now) > 10000)
@@ -85,6 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kcpx_kcp_set_tlp(k, data[0] & 32);
 	kcpx_kcp_set_quickack(k, data[0] & 64);
 	kcpx_kcp_set_rto_hygiene(k, data[0] & 128);
+	/* bits 6-7 of data[2]: 0 nc as above, 1 kcp, 2-3 bbr */
+	if (data[2] >> 6 && kcpx_kcp_set_cc(k, data[2] >> 6 == 1 ? KCPX_CC_KCP : KCPX_CC_BBR, now))
+		abort();
 	regular = !(data[0] & 16);
 
 	while (i < size) {
@@ -155,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		}
-		check_state(k, now);
+		check_state(k, now, f.mtu);
 	}
 out:
 	kcpx_kcp_free(k);

@@ -104,7 +104,9 @@ _io_spawn() {
 	track_pid $!
 }
 
-# _io_set_loss PCT: random drop of PCT% of UDP datagrams on both ingress sides
+# _io_set_loss PCT: random drop of PCT% of UDP datagrams on both ingress sides, and of
+# TCP segments carrying data (--tcp cases: a kcptun end sees TCP there; a kcpx end's
+# XDP has turned them into UDP before this hook)
 _io_set_loss() {
 	local pct=$1 ns dev
 	[ "$pct" = "$_io_loss" ] && return 0
@@ -117,6 +119,7 @@ _io_set_loss() {
 				chain in {
 					type filter hook ingress device "$dev" priority 0;
 					meta l4proto udp numgen random mod 100 < $pct counter drop
+					tcp flags & (syn | rst | fin) == 0 meta length > 100 numgen random mod 100 < $pct counter drop
 				}
 			}
 		NFT
@@ -128,9 +131,10 @@ _io_set_loss() {
 _io_dropped() {
 	local n=0 ns c
 	for ns in "$NS_A" "$NS_B"; do
-		c=$(in_ns "$ns" nft list table netdev kxinterop 2>/dev/null |
-			sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
-		n=$((n + ${c:-0}))
+		for c in $(in_ns "$ns" nft list table netdev kxinterop 2>/dev/null |
+			sed -n 's/.*counter packets \([0-9]*\).*/\1/p'); do
+			n=$((n + c))
+		done
 	done
 	echo $n
 }
@@ -259,7 +263,11 @@ interop_case() {
 	done
 	for ((i = 1; i <= ntun; i++)); do
 		wait_tcp_port "$NS_B" $((9000 + k * 4 + i)) || fail+=("service$i")
-		wait_udp_port "$NS_B" $((4000 + k * 4 + i)) || fail+=("server$i")
+		if [[ " ${sflags[*]} " == *" --tcp "* ]]; then
+			wait_tcp_port "$NS_B" $((4000 + k * 4 + i)) || fail+=("server$i")
+		else
+			wait_udp_port "$NS_B" $((4000 + k * 4 + i)) || fail+=("server$i")
+		fi
 		wait_tcp_port "$NS_A" $((8000 + k * 4 + i)) || fail+=("client$i")
 	done
 

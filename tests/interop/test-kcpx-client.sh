@@ -6,7 +6,8 @@
 #
 # Each case moves 16 MiB up and 16 MiB down (sha256 equal at both ends), the streams
 # cases 16 MiB more over concurrent echo streams; FEC must have recovered shards at the
-# receiving end; see lib.sh for every check.
+# receiving end; see lib.sh for every check. The --tcp case carries the datagrams as
+# fake TCP both ways (kcptun's tcpraw framing, docs/INTEROP.md).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -17,5 +18,6 @@ kx2kt aes     comp   1 10/3 fast  0 3   # kcptun's defaults
 kx2kt salsa20 nocomp 2 7/2  fast3 8 3
 kx2kt xor     comp   2 0/0  fast  0 3
 kx2kt aes     comp   2 10/3 fast  4 3 k:--fecflush k:0   # no FECErrs anywhere
+kx2kt salsa20 nocomp 2 7/2  fast3 0 3 --tcp   # fake TCP (tcpraw framing)
 CASES
 interop_summary

@@ -49,6 +49,7 @@ out=$(systemd-analyze verify --man=no ./kcpx-server@eth0.service ./kcpx-client@e
 [ -z "$out" ] || { echo "FAIL: systemd-analyze verify says: $out"; fail=1; }
 for u in kcpx-server kcpx-client kcpx-up; do
 	grep -q '^Type=notify$' "$u@.service" || { echo "FAIL: $u@ is not Type=notify"; fail=1; }
+	grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "$u@.service" || { echo "FAIL: $u@ has no ExecReload"; fail=1; }
 	grep -q '^CapabilityBoundingSet=' "$u@.service" || { echo "FAIL: $u@ keeps every capability"; fail=1; }
 done
 cd "$top"

@@ -3,7 +3,8 @@
  * linksim: a one-way lossy datagram link on a virtual millisecond clock, for unit tests.
  * Header-only (each unit test is one .c file).
  *
- *   sender --linksim_send(now)--> [loss] [dup] [rate queue] [delay + jitter + reorder]
+ *   sender --linksim_send(now)--> [loss] [dup] [FIFO queue, drained at rate]
+ *          [delay + jitter + reorder]
  *          --linksim_recv(now)--> receiver
  *
  * Deterministic: all randomness comes from the seed. Time is a wrapping uint32 in ms;
@@ -41,19 +42,21 @@ struct linksim {
 	double dup;	 /* probability a packet is delivered twice */
 	double reorder;	 /* probability a packet is held back reorder_ms more */
 	uint32_t reorder_ms;
-	uint32_t rate;	 /* bytes per ms the link drains (0 = unlimited) */
-	uint32_t qlimit; /* with rate: tail-drop past this many bytes queued (0 = none) */
+	uint32_t rate;	 /* bytes per ms the link drains (0 = unlimited); change it any time */
+	uint32_t qlimit; /* with rate: tail-drop while more than this many bytes queue (0 = none) */
 	/* Test hook: return true to drop this packet (idx counts linksim_send calls). */
 	bool (*drop_fn)(void *ctx, uint64_t idx, const uint8_t *buf, size_t len);
 	void *drop_ctx;
 
 	/* counters */
 	uint64_t sent, dropped, duplicated, delivered, bytes;
+	uint64_t qdropped; /* of dropped: tail drops at the full queue */
+	uint64_t qmax;	   /* most bytes ever queued */
 
 	/* state */
 	uint64_t rng, seq;
-	uint32_t busy_until; /* rate limiter: when the queue drains */
-	bool busy_valid;
+	uint64_t backlog; /* bytes queued (not serialized yet) at bl_ts */
+	uint32_t bl_ts;
 	struct linksim_pkt *heap;
 	size_t n, cap;
 };
@@ -117,15 +120,31 @@ static inline void linksim_push(struct linksim *ls, uint32_t at, const uint8_t *
 	ls->heap[i] = p;
 }
 
+/* Bytes queued at now: the backlog drains rate bytes per ms (sub-ms exact in bytes, so
+ * a 100 Mbit/s link carries ~9 full datagrams per ms). */
+static inline uint64_t linksim_queued(struct linksim *ls, uint32_t now)
+{
+	int32_t dt = (int32_t)(now - ls->bl_ts);
+	if (!ls->backlog) {
+		ls->bl_ts = now;
+		return 0;
+	}
+	if (dt > 0) {
+		uint64_t out = (uint64_t)dt * ls->rate;
+		ls->backlog = ls->backlog > out ? ls->backlog - out : 0;
+		ls->bl_ts = now;
+	}
+	return ls->backlog;
+}
+
 static inline uint32_t linksim_when(struct linksim *ls, uint32_t now, size_t len)
 {
 	uint32_t at = now;
 	if (ls->rate) {
-		if (!ls->busy_valid || (int32_t)(ls->busy_until - now) < 0)
-			ls->busy_until = now;
-		ls->busy_until += (uint32_t)((len + ls->rate - 1) / ls->rate);
-		ls->busy_valid = true;
-		at = ls->busy_until;
+		ls->backlog = linksim_queued(ls, now) + len;
+		if (ls->backlog > ls->qmax)
+			ls->qmax = ls->backlog;
+		at += (uint32_t)((ls->backlog + ls->rate - 1) / ls->rate);
 	}
 	at += ls->delay;
 	if (ls->jitter)
@@ -146,9 +165,9 @@ static inline void linksim_send(struct linksim *ls, uint32_t now, const uint8_t 
 		ls->dropped++;
 		return;
 	}
-	if (ls->rate && ls->qlimit && ls->busy_valid &&
-	    (int64_t)(int32_t)(ls->busy_until - now) * ls->rate > (int64_t)ls->qlimit) {
+	if (ls->rate && ls->qlimit && linksim_queued(ls, now) > ls->qlimit) {
 		ls->dropped++;
+		ls->qdropped++;
 		return;
 	}
 	linksim_push(ls, linksim_when(ls, now, len), buf, len);

@@ -7,6 +7,8 @@
 #include "app/cmd.h"
 #include "app/config.h"
 #include "app/log.h"
+#include "app/reload.h"
+#include "app/tcpmode.h"
 #include "app/tunnel.h"
 #include "io/file.h"
 
@@ -44,9 +46,13 @@ int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc
 int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 {
 	struct kcpx_config cfg;
-	int err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
+	int err = kcpx_reload_init(&cfg, argc, argv);
 
+	if (!err)
+		err = kcpx_cmd_parse_tunnel(&cfg, role, argc, argv);
 	if (err)
 		return err > 0 ? 0 : 2;
+	if (cfg.tcp)
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
 	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }

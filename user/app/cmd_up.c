@@ -21,10 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 
 #include "app/cmd.h"
 #include "app/log.h"
+#include "app/tcpmode.h"
 #include "app/metrics.h"
+#include "app/reload.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
 #include "io/log.h"
@@ -122,7 +125,9 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (err) {
 		pr_warn("%s '%s': %s", cfg->role == KCPX_ROLE_SERVER ? "listen" : "remoteaddr",
 			cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->remoteaddr,
-			strerror(-err));
+			err == -EOPNOTSUPP ? "kcptun's port ranges work with kcpx client|server, "
+					     "not under kcpx up (its XDP program steers one port)"
+					   : strerror(-err));
 		return -EINVAL;
 	}
 	xc.port = (uint16_t)kcpx_addr_port(&a);
@@ -169,6 +174,11 @@ int kcpx_cmd_up(int argc, char **argv)
 	int i = 1, err;
 
 	be.arg = &u;
+	/* After setup the daemon holds fds for everything (programs, maps, AF_XDP sockets);
+	 * it still detaches XDP and TC, and undoes threaded NAPI, when it stops: that is
+	 * CAP_NET_ADMIN. It stays uid 0 so that it may remove its pins (root's 0700
+	 * directory) without CAP_DAC_OVERRIDE. */
+	be.keep_caps = 1ull << CAP_NET_ADMIN;
 
 	/* argv[0] is "up" */
 	if (argc < 2 || argv[1][0] == '-') {
@@ -223,11 +233,26 @@ int kcpx_cmd_up(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	err = kcpx_cmd_parse_tunnel(&cfg, role, argc - i, argv + i);
+	err = kcpx_reload_init(&cfg, argc - i, argv + i);
+	if (!err)
+		err = kcpx_cmd_parse_tunnel(&cfg, role, argc - i, argv + i);
 	if (err)
 		return err > 0 ? 0 : 2;
 
+	if (cfg.user[0]) {
+		fprintf(stderr, "kcpx up: --user is for `kcpx client|server`: kcpx up stays uid 0 "
+				"(to remove its pins) and keeps only CAP_NET_ADMIN once set up\n");
+		return 2;
+	}
 	kcpx_io_set_log(log_to_app);
+	if (cfg.tcp) {
+		/* AF_XDP TX passes no TC hook: the fake-TCP header would have to be built
+		 * where kcpx builds frames. Until then --tcp runs on UDP sockets, with the
+		 * translation in TC/XDP on the interface the route takes. */
+		pr_warn("kcpx up --tcp: AF_XDP does not carry fake TCP; running over UDP sockets "
+			"with the TC/XDP translation instead");
+		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);
 	if (err == -EBUSY) {
@@ -243,6 +268,10 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
+	/* turning threaded NAPI off again writes sysfs from a mount namespace of its own
+	 * (io/napi.c): CAP_SYS_ADMIN, kept only when --napi turned it on */
+	if (kcpx_xdp_napi_threaded(u.xdp))
+		be.keep_caps |= 1ull << CAP_SYS_ADMIN;
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

@@ -16,6 +16,7 @@
 
 #include "app/log.h"
 #include "io/clock.h"
+#include "io/nft.h"
 #include "io/log.h"
 #include "io/xdp.h"
 
@@ -24,15 +25,32 @@ static void log_to_app(int level, const char *msg)
 	kcpx_log((enum kcpx_log_level)level, "%s", msg);
 }
 
+/* The nftables tables of --tcp daemons that died (kill -9) without removing them. */
+static int down_tcp(void)
+{
+	int n = kcpx_nft_down_stale();
+
+	if (n > 0)
+		printf("removed the --tcp nftables rules of %d dead kcpx daemon%s\n", n,
+		       n > 1 ? "s" : "");
+	return n;
+}
+
 int kcpx_cmd_down(int argc, char **argv)
 {
 	int err;
 
-	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(stderr, "usage: kcpx down IFACE\n");
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+		fprintf(stderr, "usage: kcpx down [IFACE]\n");
 		return 2;
 	}
 	kcpx_io_set_log(log_to_app);
+	if (argc == 1) {
+		if (down_tcp() == 0)
+			printf("no --tcp rules of dead kcpx daemons to remove\n");
+		return 0;
+	}
+	down_tcp();
 	err = kcpx_xdp_down(argv[1]);
 	if (err == -ENOENT) {
 		printf("kcpx is not up on %s: nothing to remove\n", argv[1]);

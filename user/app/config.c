@@ -42,10 +42,15 @@ struct opt {
 
 static const struct opt opts[] = {
 	S(localaddr, "l", R_C, "local listen address (TCP)"),
-	S(remoteaddr, "r", R_C, "kcp server address"),
-	S(listen, "l", R_S, "kcp server listen address (UDP)"),
+	S(remoteaddr, "r", R_C,
+	  "kcp server address; host:lo-hi: each new session picks a port of the range"),
+	S(listen, "l", R_S,
+	  "kcp server listen address (UDP); :lo-hi serves every port of the range"),
 	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
 	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
+	S(user, NULL, R_CS,
+	  "once set up, run as this user: no supplementary groups, only the capabilities "
+	  "the backend needs, no_new_privs"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
@@ -72,7 +77,8 @@ static const struct opt opts[] = {
 	{ "resend", NULL, OPT_INT, offsetof(struct kcpx_config, resend), 0, R_CS, true, NULL,
 	  "mode manual: fast-retransmit threshold" },
 	{ "nc", NULL, OPT_INT, offsetof(struct kcpx_config, nc), 0, R_CS, true, NULL,
-	  "mode manual: 1 disables congestion control" },
+	  "mode manual, without --cc: 0 selects --cc kcp (KCP's classic cwnd); 1 (every preset) "
+	  "--cc bbr" },
 	I(sockbuf, NULL, R_CS, "UDP socket buffer (bytes)"),
 	I(smuxver, NULL, R_CS, "smux version, 1 or 2"),
 	I(smuxbuf, NULL, R_CS, "session-wide smux receive buffer (bytes)"),
@@ -82,8 +88,8 @@ static const struct opt opts[] = {
 	S(snmplog, NULL, R_CS, "collect SNMP counters to this file (Go date pattern allowed)"),
 	I(snmpperiod, NULL, R_CS, "seconds between SNMP log rows"),
 	B(quiet, NULL, R_CS, "do not log stream open/close"),
-	{ "tcp", NULL, OPT_BOOL, offsetof(struct kcpx_config, tcp), 0, R_CS, false,
-	  "kcptun's TCP emulation (tcpraw) is not supported by kcpx", "emulate a TCP connection" },
+	{ "tcp", NULL, OPT_BOOL, offsetof(struct kcpx_config, tcp), 0, R_CS, false, NULL,
+	  "emulate a TCP connection (fake TCP in TC/XDP, kcptun --tcp compatible; root)" },
 	{ "pprof", NULL, OPT_BOOL, offsetof(struct kcpx_config, pprof), 0, R_S, true,
 	  "pprof is a Go profiler; kcpx has `kcpx stats` and `kcpx status` instead",
 	  "start a profiling server" },
@@ -103,6 +109,11 @@ static const struct opt opts[] = {
 	  "0: never"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
+	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
+	  "congestion control: bbr (paced, loss-tolerant; default), kcp (KCP's classic cwnd) "
+	  "or off (windows only; kcptun's nc=1)" },
+	I(ratelimit, NULL, R_CS,
+	  "cap each session's sending rate at this many wire bytes/s, 0: off"),
 	{ "qpp", "QPP", OPT_BOOL, offsetof(struct kcpx_config, qpp), 0, R_CS, false,
 	  "kcptun's Quantum Permutation Pad changes every stream's bytes and kcpx cannot "
 	  "check its implementation against kcptun's, so it does not guess; turn qpp off at "
@@ -115,7 +126,7 @@ static const struct opt opts[] = {
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
-static const char *const newer_keys[] = { "closewait", "ratelimit", "framesize", "rate" };
+static const char *const newer_keys[] = { "closewait", "framesize", "rate" };
 
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 {
@@ -530,8 +541,23 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("dupgap", cfg->dupgap, 1, 1000);
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
+	err = err ?: range("ratelimit", cfg->ratelimit, 0, 2147483647);
 	if (err)
 		return err;
+	if (!cfg->cc[0]) {
+		/* kcptun's nc: every preset sets nc=1 ("no congestion window"), which now
+		 * means the paced controller; only a manual nc=0 asks for KCP's own cwnd */
+		strcpy(cfg->cc, !strcmp(cfg->mode, "manual") && cfg->nc == 0 ? "kcp" : "bbr");
+	}
+	if (strcmp(cfg->cc, "bbr") && strcmp(cfg->cc, "kcp") && strcmp(cfg->cc, "off")) {
+		fprintf(stderr, "kcpx: unknown cc '%s' (bbr, kcp or off)\n", cfg->cc);
+		return -EINVAL;
+	}
+	if (cfg->ratelimit && strcmp(cfg->cc, "bbr")) {
+		fprintf(stderr, "kcpx: ratelimit paces the sender and needs --cc bbr (not %s)\n",
+			cfg->cc);
+		return -EINVAL;
+	}
 	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {
 		fprintf(stderr, "kcpx: unknown proto '%s' (auto, kcpx or kcptun)\n", cfg->proto);
 		return -EINVAL;
@@ -653,6 +679,46 @@ void kcpx_config_man(FILE *fp)
 			man_default(fp, o, &ds);
 		}
 		fprintf(fp, ".%s\n\n", o->hidden ? " Hidden from --help, as in kcptun." : "");
+	}
+}
+
+/* Keys a SIGHUP may change while sessions run (app/reload.h says how each applies). */
+static const char *const live_keys[] = { "log",	       "verbose",     "quiet",
+					 "keepalive",  "snmplog",     "snmpperiod",
+					 "autoexpire", "scavengettl", "reprobe" };
+
+static void list_add(char *list, size_t size, const char *name)
+{
+	size_t n = strlen(list);
+
+	snprintf(list + n, size - n, "%s'%s'", n ? ", " : "", name);
+}
+
+void kcpx_config_diff(const struct kcpx_config *a, const struct kcpx_config *b, char *restart,
+		      size_t rsize, char *live, size_t lsize)
+{
+	restart[0] = live[0] = 0;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+		bool is_live = false, same;
+
+		if (!(o->roles & a->role))
+			continue;
+		if (o->type == OPT_STR)
+			same = !strcmp(pa, pb);
+		else if (o->type == OPT_INT)
+			same = *(const int *)pa == *(const int *)pb;
+		else
+			same = *(const bool *)pa == *(const bool *)pb;
+		if (same)
+			continue;
+		for (size_t k = 0; k < sizeof(live_keys) / sizeof(live_keys[0]); k++)
+			is_live |= !strcmp(o->name, live_keys[k]);
+		if (is_live)
+			list_add(live, lsize, o->name);
+		else
+			list_add(restart, rsize, o->name);
 	}
 }
 

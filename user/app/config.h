@@ -65,10 +65,13 @@ struct kcpx_config {
 	int fecflush;	/* ms; 0: off */
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 	enum kcpx_proto protocol; /* proto, parsed by kcpx_config_finish() */
-	int reprobe; /* client, auto: s after a fallback before new sessions probe; 0: never */
-	int hsrate;  /* server: kcpx handshakes per second per source address; 0: no limit */
-	bool qpp;    /* kcptun's QPP: refused */
+	int reprobe;   /* client, auto: s after a fallback before new sessions probe; 0: never */
+	int hsrate;    /* server: kcpx handshakes per second per source address; 0: no limit */
+	char cc[8];    /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
+	int ratelimit; /* wire bytes per second per session; 0: no limit */
+	bool qpp;      /* kcptun's QPP: refused */
 	int qppcount;
+	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };
 
@@ -93,6 +96,14 @@ int kcpx_config_finish(struct kcpx_config *cfg);
 enum kcpx_role kcpx_config_role_of_json(const char *path);
 void kcpx_config_usage(FILE *fp, enum kcpx_role role);
 void kcpx_config_print(FILE *fp, const struct kcpx_config *cfg);
+/*
+ * What differs between a and b (same role), as lists of quoted key names: keys a running
+ * tunnel can take (live: log, verbose, quiet, keepalive, snmplog, snmpperiod, autoexpire,
+ * scavengettl, reprobe) and keys that need a restart (all others; the key's value is
+ * never written, only its name).
+ */
+void kcpx_config_diff(const struct kcpx_config *a, const struct kcpx_config *b, char *restart,
+		      size_t rsize, char *live, size_t lsize);
 /* Every flag of client and server as scdoc text, for the man page (tools/mkman.c). */
 void kcpx_config_man(FILE *fp);
 

@@ -17,6 +17,8 @@ int kcpx_log_open(const char *path)
 	int fd;
 
 	if (!path || !*path) {
+		if (log_fp)
+			fclose(log_fp);
 		log_fp = NULL;
 		return 0;
 	}
@@ -25,11 +27,14 @@ int kcpx_log_open(const char *path)
 		return fd;
 	fp = fdopen(fd, "a");
 	if (!fp) {
-		fd = -errno;
+		int err = -errno;
+
 		close(fd);
-		return fd;
+		return err;
 	}
 	setvbuf(fp, NULL, _IOLBF, 0);
+	if (log_fp) /* SIGHUP reopens the file (logrotate) */
+		fclose(log_fp);
 	log_fp = fp;
 	return 0;
 }

@@ -5,7 +5,7 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down IFACE | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
+ *   kcpx down [IFACE] | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +21,8 @@ static void usage(FILE *fp)
 		"  server [flags]         run a tunnel server over UDP sockets (kcptun's flags)\n"
 		"  up IFACE [-c FILE | client|server flags]\n"
 		"                         attach XDP/TC to IFACE and run the tunnel over AF_XDP\n"
-		"  down IFACE             detach kcpx from IFACE and remove its pinned maps\n"
+		"  down [IFACE]           detach kcpx from IFACE and remove its pinned maps;\n"
+		"                         remove the --tcp nftables rules of dead daemons\n"
 		"  stats IFACE [-i SECS] [-n COUNT]\n"
 		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
 		"  status [PID | -p PID]  show the running tunnels' sessions and streams, or\n"

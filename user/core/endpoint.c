@@ -944,6 +944,16 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 	free(ep);
 }
 
+void kcpx_ep_set_live(struct kcpx_ep *ep, int reprobe, int autoexpire, int scavengettl,
+		      uint32_t keepalive_ms, uint32_t keepalive_timeout_ms)
+{
+	ep->cfg.reprobe = reprobe;
+	ep->cfg.autoexpire = autoexpire;
+	ep->cfg.scavengettl = scavengettl;
+	ep->cfg.session.smux.keepalive_ms = keepalive_ms;
+	ep->cfg.session.smux.keepalive_timeout_ms = keepalive_timeout_ms;
+}
+
 struct kcpx_ep_sess *kcpx_ep_first(struct kcpx_ep *ep)
 {
 	return ep->all;

@@ -152,6 +152,13 @@ void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now);
 void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why);
 void kcpx_ep_reap(struct kcpx_ep *ep);
 
+/*
+ * A configuration reload: the timers and the smux keepalive of sessions opened from now
+ * on (the caller updates open sessions' smux itself). Everything else is fixed for the
+ * endpoint's life.
+ */
+void kcpx_ep_set_live(struct kcpx_ep *ep, int reprobe, int autoexpire, int scavengettl,
+		      uint32_t keepalive_ms, uint32_t keepalive_timeout_ms);
 struct kcpx_ep_sess *kcpx_ep_first(struct kcpx_ep *ep);
 struct kcpx_ep_sess *kcpx_ep_next(struct kcpx_ep_sess *s);
 struct kcpx_session *kcpx_ep_session(struct kcpx_ep_sess *s);

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "kcpx_snmp.h"
+#include "core/cc.h"
 #include "core/kcp.h"
 #include "core/util.h"
 
@@ -74,7 +75,11 @@ struct kseg {
 	uint32_t sn, ts, resendts, rto, xmit, fastack;
 	uint32_t len, cap;
 	uint8_t frg;
-	bool probed; /* TLP sent since its last regular (re)transmission */
+	bool probed;	       /* TLP sent since its last regular (re)transmission */
+	struct kcpx_cc_tx cct; /* rate-sample state of its last transmission (cc bbr) */
+	uint32_t cc_lost_ts;   /* cc bbr: send time of the transmission before the last */
+	bool cc_spur;	       /* cc bbr: an ACK echoed an older transmission than the last */
+	bool cc_last;	       /* cc bbr: an ACK echoed the last transmission */
 	uint8_t data[];
 };
 
@@ -132,6 +137,14 @@ struct kcpx_kcp {
 	void *user;
 	struct kcpx_snmp *snmp;
 
+	/* congestion control (cc.h): with KCPX_CC_BBR new data waits for the inflight cap
+	 * and every PUSH transmission for the pacer. cc_inflight: wire cost of the
+	 * segments in the send ring (maintained only with KCPX_CC_BBR). */
+	enum kcpx_cc_algo cc_algo;
+	struct kcpx_cc cc;
+	uint64_t cc_inflight;
+	uint32_t wire_hdr, wire_num, wire_den;
+
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
@@ -148,6 +161,19 @@ static inline void snmp_add(__u64 *ctr, uint64_t v)
 {
 	if (v)
 		__atomic_fetch_add(ctr, v, __ATOMIC_RELAXED);
+}
+
+static inline bool paced(const struct kcpx_kcp *kcp)
+{
+	return kcp->cc_algo == KCPX_CC_BBR;
+}
+
+/* Wire bytes a segment of len payload bytes costs: its KCP header, its datagram's
+ * headers and its share of FEC parity (set by the owner with set_wire_cost). */
+static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
+{
+	return (uint32_t)((uint64_t)(len + KCPX_KCP_OVERHEAD + kcp->wire_hdr) * kcp->wire_num /
+			  kcp->wire_den);
 }
 
 static uint32_t roundup_pow2(uint32_t v)
@@ -184,6 +210,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->len = 0;
 	s->frg = 0;
 	s->probed = false;
+	s->cc_spur = s->cc_last = false;
 	s->xmit = s->fastack = 0;
 	return s;
 }
@@ -336,8 +363,17 @@ static inline void set_fastack(struct kcpx_kcp *kcp, struct kseg *s, uint32_t v)
 }
 
 /* Drop an acknowledged segment from the ring and the unacked list. */
-static void snd_release(struct kcpx_kcp *kcp, struct kseg *s)
+static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
+	if (paced(kcp)) {
+		uint32_t c = seg_cost(kcp, s->len);
+		kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
+		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
+		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
+		 * that one was lost (without any echo seen, nothing is counted) */
+		if (s->xmit > 1 && s->cc_last && !s->cc_spur)
+			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
+	}
 	kcp->sring[s->sn & kcp->smask] = NULL;
 	kcp->fast_cand -= is_cand(s);
 	if (s->uprev)
@@ -383,6 +419,9 @@ struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *us
 	kcp->incr = kcp->mss;
 	kcp->dead_link = DEADLINK;
 	kcp->stream = true;
+	kcp->cc_algo = KCPX_CC_OFF;
+	kcp->wire_num = kcp->wire_den = 1;
+	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), 0);
 	kcp->smask = 63;
 	kcp->sring = calloc(kcp->smask + 1, sizeof(*kcp->sring));
 	kcp->rmask = roundup_pow2(2 * kcp->rcv_wnd) - 1;
@@ -444,6 +483,7 @@ int kcpx_kcp_set_mtu(struct kcpx_kcp *kcp, unsigned mtu)
 	if (kcp->seg_cap != old_cap)
 		pool_drain(kcp);
 	kcp->mss = mtu - KCPX_KCP_OVERHEAD;
+	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
 	return 0;
 }
 
@@ -464,6 +504,7 @@ void kcpx_kcp_set_nodelay(struct kcpx_kcp *kcp, int nodelay, int interval, int r
 		else if (interval < 10)
 			interval = 10;
 		kcp->interval = (uint32_t)interval;
+		kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
 	}
 	if (resend >= 0)
 		kcp->fastresend = (uint32_t)resend;
@@ -483,6 +524,52 @@ void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd
 		kcp->rcv_wnd = rcvwnd;
 	}
 	/* the send ring grows on demand in flush */
+}
+
+int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
+{
+	if (kcp->snd_nxt != kcp->snd_una || kcp->sq_head)
+		return -EBUSY;
+	kcp->cc_algo = algo;
+	kcp->nocwnd = algo != KCPX_CC_KCP;
+	kcp->cc_inflight = 0;
+	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), now);
+	kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
+	return 0;
+}
+
+void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den)
+{
+	if (!num || !den || num < den || num > 256 * den)
+		num = den = 1;
+	kcp->wire_hdr = KCPX_MIN(hdr, 4096u);
+	kcp->wire_num = num;
+	kcp->wire_den = den;
+	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
+}
+
+void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
+{
+	kcpx_cc_set_ratelimit(&kcp->cc, bytes_per_s);
+}
+
+void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
+{
+	const struct kcpx_cc *cc = &kcp->cc;
+
+	memset(info, 0, sizeof(*info));
+	info->algo = kcp->cc_algo;
+	info->state = cc->state;
+	if (!paced(kcp)) {
+		info->inflight = (uint64_t)(kcp->snd_nxt - kcp->snd_una) * seg_cost(kcp, kcp->mss);
+		return;
+	}
+	info->pacing_rate = cc->pacing_rate;
+	info->btl_bw = cc->btl_bw;
+	info->min_rtt = cc->have_rtt ? cc->min_rtt : 0;
+	info->inflight = kcp->cc_inflight;
+	info->inflight_cap = cc->inflight_cap;
+	info->loss_ppm = (uint32_t)((uint64_t)cc->loss * 1000000 / 65536);
 }
 
 void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)
@@ -770,7 +857,7 @@ static void update_ack(struct kcpx_kcp *kcp, int32_t rtt)
 /* ---- input ---- */
 
 /* Cumulative ack: everything before una is delivered. Returns segments released. */
-static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una)
+static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una, uint32_t now)
 {
 	uint32_t end, sn, n;
 	if (kcpx_diff32(una, kcp->snd_una) <= 0)
@@ -779,18 +866,18 @@ static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una)
 	for (sn = kcp->snd_una; sn != end; sn++) {
 		struct kseg *s = kcp->sring[sn & kcp->smask];
 		if (s)
-			snd_release(kcp, s);
+			snd_release(kcp, s, now);
 	}
 	n = end - kcp->snd_una;
 	kcp->snd_una = end;
 	return n;
 }
 
-static void parse_ack(struct kcpx_kcp *kcp, uint32_t sn)
+static void parse_ack(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
 {
 	struct kseg *s = kcp->sring[sn & kcp->smask];
 	if (s && s->sn == sn)
-		snd_release(kcp, s);
+		snd_release(kcp, s, now);
 }
 
 /*
@@ -868,6 +955,38 @@ static bool want_quick(struct kcpx_kcp *kcp, uint32_t sn)
 	return false;
 }
 
+/* An ACK echoing the ts of an earlier transmission than the segment's last one: that
+ * copy arrived, so the retransmission was not needed and counts as no loss. */
+static void cc_check_echo(struct kcpx_kcp *kcp, uint32_t sn, uint32_t ts)
+{
+	struct kseg *s;
+
+	if (kcpx_diff32(sn, kcp->snd_una) < 0 || !before(sn, kcp->snd_nxt))
+		return;
+	s = kcp->sring[sn & kcp->smask];
+	if (s && s->sn == sn && s->xmit > 1) {
+		if (ts == s->ts)
+			s->cc_last = true;
+		else
+			s->cc_spur = true;
+	}
+}
+
+/* Any header's una may release a segment before its own ACK comes up in the datagram,
+ * so the echoes are looked at first, in one pass over the (bounds-checked) headers. */
+static void cc_scan_echoes(struct kcpx_kcp *kcp, const uint8_t *data, size_t len)
+{
+	while (len >= KCPX_KCP_OVERHEAD) {
+		uint32_t dlen = kcpx_get_le32(data + 20);
+		if (kcpx_get_le32(data) != kcp->conv || dlen > len - KCPX_KCP_OVERHEAD)
+			return;
+		if (data[4] == KCPX_KCP_CMD_ACK)
+			cc_check_echo(kcp, kcpx_get_le32(data + 12), kcpx_get_le32(data + 8));
+		data += KCPX_KCP_OVERHEAD + dlen;
+		len -= KCPX_KCP_OVERHEAD + dlen;
+	}
+}
+
 enum flush_kind { FLUSH_ACKONLY, FLUSH_FULL };
 static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind);
 
@@ -882,6 +1001,8 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 
 	if (len < KCPX_KCP_OVERHEAD)
 		err = -EINVAL;
+	if (paced(kcp) && regular)
+		cc_scan_echoes(kcp, data, len);
 
 	while (!err && len >= KCPX_KCP_OVERHEAD) {
 		uint32_t conv = kcpx_get_le32(data);
@@ -904,13 +1025,13 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		/* only real packets carry a current window; FEC rebuilds may be stale */
 		if (regular)
 			kcp->rmt_wnd = wnd;
-		if (parse_una(kcp, una))
+		if (parse_una(kcp, una, now))
 			slide = true;
 
 		switch (cmd) {
 		case KCPX_KCP_CMD_ACK:
 			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt)) {
-				parse_ack(kcp, sn);
+				parse_ack(kcp, sn, now);
 				batch[nbatch].sn = sn;
 				batch[nbatch].ts = ts;
 				if (++nbatch == ACK_BATCH) {
@@ -918,6 +1039,10 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 					nbatch = 0;
 				}
 			}
+			/* every ACK echoes the ts of the transmission it saw, also one whose sn
+			 * the una in its header already covered */
+			if (paced(kcp) && regular && kcpx_diff32(now, ts) >= 0)
+				kcpx_cc_on_rtt(&kcp->cc, now, (uint32_t)kcpx_diff32(now, ts));
 			got_ack = true;
 			latest = ts;
 			break;
@@ -962,6 +1087,8 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 
 	if (got_ack && regular && kcpx_diff32(now, latest) >= 0)
 		update_ack(kcp, kcpx_diff32(now, latest));
+	if (paced(kcp) && (got_ack || slide))
+		kcpx_cc_ack_done(&kcp->cc, now, kcp->cc_inflight);
 
 	/* ikcp's congestion window growth: slow start below ssthresh, then ~1 mss per RTT */
 	if (!kcp->nocwnd && kcpx_diff32(kcp->snd_una, prev_una) > 0 && kcp->cwnd < kcp->rmt_wnd) {
@@ -999,6 +1126,14 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd)
 {
 	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD + s->len);
+	if (paced(kcp)) {
+		uint32_t c = seg_cost(kcp, s->len);
+		uint64_t before = kcp->cc_inflight;
+		/* a first transmission was charged to cc_inflight when it got its sn */
+		if (s->xmit == 0)
+			before -= KCPX_MIN(before, (uint64_t)c);
+		kcpx_cc_on_send(&kcp->cc, now, c, before, &s->cct);
+	}
 	s->xmit++;
 	s->ts = now;
 	put_hdr(p, kcp->conv, KCPX_KCP_CMD_PUSH, s->frg, wnd, now, s->sn, kcp->rcv_nxt, s->len);
@@ -1029,8 +1164,18 @@ static inline bool tlp_armed(const struct kcpx_kcp *kcp)
 	return kcp->tlp && kcp->ua_tail && !kcp->ua_tail->probed && kcp->rx_srtt > 0;
 }
 
+/* Paced and new data waits only for the pacer (not for a window or the cap). */
+static bool pace_waiting(const struct kcpx_kcp *kcp)
+{
+	return paced(kcp) && kcp->sq_head &&
+	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd)) &&
+	       kcp->cc_inflight < kcp->cc.inflight_cap;
+}
+
 static bool timer_due(const struct kcpx_kcp *kcp, uint32_t now)
 {
+	if (pace_waiting(kcp) && kcpx_diff32(now, kcpx_cc_next_send(&kcp->cc, now)) >= 0)
+		return true;
 	if (kcp->rto_armed && kcpx_diff32(now, kcp->rto_next) >= 0)
 		return true;
 	return tlp_armed(kcp) && kcpx_diff32(now, kcp->ua_tail->ts + tlp_pto(kcp)) >= 0;
@@ -1049,6 +1194,9 @@ static inline void arm_rto(struct kcpx_kcp *kcp, uint32_t resendts)
 static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd,
 		       uint32_t resent, uint32_t newsegs, bool rto_walk)
 {
+	/* paced: a retransmission waits for its turn like new data (it stays due) */
+	if (paced(kcp) && kcp->cc.tokens <= 0)
+		return 0;
 	if (s->fastack != FASTACK_DONE && s->fastack >= resent) {
 		kcp->c_fast++;
 	} else if (is_cand(s) && newsegs == 0) {
@@ -1062,11 +1210,13 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 		set_fastack(kcp, s, 0);
 		s->resendts = now + s->rto;
 		kcp->c_lost++;
+		s->cc_lost_ts = s->ts;
 		send_seg(kcp, s, now, wnd);
 		return 0;
 	} else {
 		return 0;
 	}
+	s->cc_lost_ts = s->ts;
 	set_fastack(kcp, s, FASTACK_DONE);
 	s->rto = kcp->rx_rto;
 	s->resendts = now + s->rto;
@@ -1080,6 +1230,8 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	uint32_t last_sn = 0, last_ts = 0, i, cwnd, resent, newsegs = 0, change = 0;
 	struct kseg *s, *first_new = NULL;
 	uint64_t lost_before = kcp->c_lost;
+	int64_t tokens = 0;
+	bool cc_limited = false;
 
 	if (wnd == 0)
 		kcp->told_zero = true; /* whatever this flush sends says so */
@@ -1141,9 +1293,23 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	cwnd = KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd);
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
+	if (paced(kcp))
+		tokens = kcpx_cc_tokens(&kcp->cc, now);
 	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
-		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1))
+		if (paced(kcp)) {
+			uint32_t c = seg_cost(kcp, kcp->sq_head->len);
+			if (tokens <= 0 || kcp->cc_inflight >= kcp->cc.inflight_cap) {
+				cc_limited = true;
+				break;
+			}
+			tokens -= c;
+			kcp->cc_inflight += c;
+		}
+		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1)) {
+			if (paced(kcp))
+				kcp->cc_inflight -= seg_cost(kcp, kcp->sq_head->len);
 			break;
+		}
 		s = kcp->sq_head;
 		kcp->sq_head = s->next;
 		if (!kcp->sq_head)
@@ -1157,6 +1323,9 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 			first_new = s;
 		newsegs++;
 	}
+	/* out of data or of window below the cap: the next samples are not the path's */
+	if (paced(kcp) && !cc_limited)
+		kcpx_cc_app_limited(&kcp->cc, kcp->cc_inflight);
 
 	/* retransmissions, in sn order: a full walk when an RTO may be due, else only as
 	 * far as the fast/early candidates go */
@@ -1271,20 +1440,31 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
 
 uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
 {
-	uint32_t t = kcp->ts_flush;
+	uint32_t t = kcp->ts_flush, timer = 0;
+	bool armed = false;
 	int32_t d;
 	if (!kcp->updated)
 		return now;
 	d = kcpx_diff32(now, t);
 	if (d >= 10000 || d < -10000 || d >= 0)
 		return now;
-	if (kcp->rto_armed && before(kcp->rto_next, t))
-		t = kcp->rto_next;
+	if (kcp->rto_armed)
+		timer = kcp->rto_next, armed = true;
 	if (tlp_armed(kcp)) {
 		uint32_t p = kcp->ua_tail->ts + tlp_pto(kcp);
-		if (before(p, t))
-			t = p;
+		if (!armed || before(p, timer))
+			timer = p, armed = true;
 	}
+	if (paced(kcp)) {
+		uint32_t ns = kcpx_cc_next_send(&kcp->cc, now);
+		/* retransmissions wait for the pacer too; the interval flush (ACKs) does not */
+		if (armed && kcp->cc.tokens <= 0 && before(timer, ns))
+			timer = ns;
+		if (pace_waiting(kcp) && (!armed || before(ns, timer)))
+			timer = ns, armed = true;
+	}
+	if (armed && before(timer, t))
+		t = timer;
 	return kcpx_diff32(now, t) >= 0 ? now : t;
 }
 

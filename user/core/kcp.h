@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/cc.h"
+
 #define KCPX_KCP_OVERHEAD 24
 #define KCPX_KCP_CMD_PUSH 81
 #define KCPX_KCP_CMD_ACK  82
@@ -83,6 +85,28 @@ void kcpx_kcp_set_ack_nodelay(struct kcpx_kcp *kcp, bool on); /* flush ACKs at o
 void kcpx_kcp_set_tlp(struct kcpx_kcp *kcp, bool on);
 void kcpx_kcp_set_quickack(struct kcpx_kcp *kcp, bool on);
 void kcpx_kcp_set_rto_hygiene(struct kcpx_kcp *kcp, bool on);
+
+/*
+ * Congestion control (cc.h, docs/CONGESTION.md). The engine starts with KCPX_CC_OFF, which
+ * with nc behaves as kcp-go; KCPX_CC_KCP is ikcp's cwnd; KCPX_CC_BBR paces every PUSH and
+ * holds new data to the controller's inflight cap (the windows stay limits too). Sender
+ * side only: the wire format does not change. -EBUSY once data was queued or sent.
+ */
+int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now);
+/* What one segment costs on the wire beyond its KCP bytes: hdr bytes of datagram headers,
+ * then times num/den (FEC: (data + parity) / data). Defaults 0, 1/1. */
+void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den);
+/* Cap on the pacing rate in wire bytes per second (KCPX_CC_BBR); 0 removes it. */
+void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
+struct kcpx_kcp_cc_info {
+	enum kcpx_cc_algo algo;
+	enum kcpx_cc_state state;
+	uint64_t pacing_rate, btl_bw;	 /* wire bytes/s */
+	uint32_t min_rtt;		 /* ms */
+	uint64_t inflight, inflight_cap; /* wire bytes */
+	uint32_t loss_ppm;		 /* random-loss estimate */
+};
+void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
 
 /*
  * Queue len bytes (copied). Stream mode first tops up the last queued, unsent segment,

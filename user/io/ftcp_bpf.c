@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,16 +13,19 @@
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
 #include "io/log.h"
+#include "io/log.h"
 #include "io/xdp.h"
 
-/* BPF_TCX_EGRESS: the kernel has TCX links, libbpf 1.1's headers do not name them. */
-#define KCPX_BPF_TCX_EGRESS 47
-#define FTCP_IFACES_MAX	    16
+/* The kernel has TCX links; libbpf 1.1's headers do not name them. */
+#define KCPX_BPF_TCX_INGRESS 46
+#define KCPX_BPF_TCX_EGRESS  47
+#define FTCP_IFACES_MAX	     16
 
 struct ftcp_iface {
 	int ifindex;
 	struct bpf_link *xdp;
 	int tc_link_fd;
+	int tci_link_fd; /* TCX ingress, when XDP was taken */
 };
 
 struct kcpx_ftcp_bpf {
@@ -29,12 +34,26 @@ struct kcpx_ftcp_bpf {
 	int nifs;
 };
 
+/* libbpf's own messages one level down: the callers say what failed and what happens. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = 0;
+	kcpx_io_logf(level == LIBBPF_WARN ? 1 : 2, "libbpf: %s", buf);
+	return 0;
+}
+
 int kcpx_ftcp_bpf_open(struct kcpx_ftcp_bpf **out)
 {
 	struct kcpx_ftcp_bpf *b;
 	int err;
 
 	*out = NULL;
+	libbpf_set_print(libbpf_log);
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -58,6 +77,8 @@ void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b)
 		bpf_link__destroy(b->ifs[i].xdp);
 		if (b->ifs[i].tc_link_fd >= 0)
 			close(b->ifs[i].tc_link_fd);
+		if (b->ifs[i].tci_link_fd >= 0)
+			close(b->ifs[i].tci_link_fd);
 	}
 	faketcp__destroy(b->skel);
 	free(b);
@@ -85,14 +106,23 @@ int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 	fi = &b->ifs[b->nifs];
 	fi->ifindex = ifindex;
 	fi->tc_link_fd = -1;
+	fi->tci_link_fd = -1;
 	fi->xdp = bpf_program__attach_xdp(b->skel->progs.kcpx_xdp_ftcp, ifindex);
 	if (!fi->xdp) {
 		err = -errno;
-		kcpx_io_logf(0, "%s: --tcp XDP attach failed: %s%s", name, strerror(-err),
-			     err == -EBUSY || err == -EEXIST
-				     ? " (another XDP program is there: kcpx up?)"
-				     : "");
-		return err;
+		if (err != -EBUSY && err != -EEXIST) {
+			kcpx_io_logf(0, "%s: --tcp XDP attach failed: %s", name, strerror(-err));
+			return err;
+		}
+		/* the one XDP slot is taken (another --tcp daemon, kcpx up): TCX ingress */
+		fi->tci_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_tci_ftcp),
+						  ifindex, KCPX_BPF_TCX_INGRESS, NULL);
+		if (fi->tci_link_fd < 0) {
+			err = fi->tci_link_fd;
+			kcpx_io_logf(0, "%s: --tcp TCX ingress attach failed: %s", name,
+				     strerror(-err));
+			return err;
+		}
 	}
 	fi->tc_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_tc_ftcp), ifindex,
 					 KCPX_BPF_TCX_EGRESS, NULL);
@@ -101,10 +131,13 @@ int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 		kcpx_io_logf(0, "%s: --tcp TC egress (TCX) attach failed: %s", name,
 			     strerror(-err));
 		bpf_link__destroy(fi->xdp);
+		if (fi->tci_link_fd >= 0)
+			close(fi->tci_link_fd);
 		return err;
 	}
 	b->nifs++;
-	kcpx_io_logf(1, "%s: --tcp translation attached (XDP ingress, TCX egress)", name);
+	kcpx_io_logf(1, "%s: --tcp translation attached (%s ingress, TCX egress)", name,
+		     fi->xdp ? "XDP" : "TCX");
 	return 0;
 }
 
@@ -115,6 +148,8 @@ int kcpx_ftcp_bpf_fd(const struct kcpx_ftcp_bpf *b, enum kcpx_ftcp_fd which)
 		return bpf_program__fd(b->skel->progs.kcpx_xdp_ftcp);
 	case KCPX_FTCP_FD_PROG_TC:
 		return bpf_program__fd(b->skel->progs.kcpx_tc_ftcp);
+	case KCPX_FTCP_FD_PROG_TCI:
+		return bpf_program__fd(b->skel->progs.kcpx_tci_ftcp);
 	case KCPX_FTCP_FD_PORTS:
 		return bpf_map__fd(b->skel->maps.kcpx_ftcp_ports);
 	case KCPX_FTCP_FD_FLOWS:

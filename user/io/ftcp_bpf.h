@@ -3,8 +3,8 @@
  * Loading and attaching bpf/faketcp.bpf.c, the fake-TCP translation of `--tcp` on the
  * UDP-socket backend (include/kcpx_ftcp.h has the contract).
  *
- * Both programs are attached through BPF links (XDP link, TCX egress link) held by the
- * daemon's file descriptors: when the daemon exits, however it exits (kill -9 included),
+ * The programs are attached through BPF links (XDP or, where the interface's XDP slot is
+ * taken, TCX ingress; TCX egress) held by the daemon's file descriptors: when the daemon exits, however it exits (kill -9 included),
  * the kernel detaches them. Nothing is pinned.
  */
 #ifndef KCPX_IO_FTCP_BPF_H
@@ -22,15 +22,16 @@ int kcpx_ftcp_bpf_open(struct kcpx_ftcp_bpf **out);
 /* Detach from every interface and free. */
 void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b);
 
-/* Attach XDP ingress and TC egress to ifindex; attaching twice to one is a no-op.
- * -EBUSY when another XDP program (e.g. `kcpx up`) holds the interface. */
+/* Attach XDP ingress (TCX ingress when another XDP program holds the interface) and TCX
+ * egress to ifindex; attaching twice to one is a no-op. */
 int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex);
 /* Is ifindex one we attached to? */
 int kcpx_ftcp_bpf_attached(const struct kcpx_ftcp_bpf *b, int ifindex);
 
 enum kcpx_ftcp_fd {
 	KCPX_FTCP_FD_PROG_XDP,
-	KCPX_FTCP_FD_PROG_TC,
+	KCPX_FTCP_FD_PROG_TC,  /* egress */
+	KCPX_FTCP_FD_PROG_TCI, /* ingress on TCX, where XDP is taken */
 	KCPX_FTCP_FD_PORTS,
 	KCPX_FTCP_FD_FLOWS,
 	KCPX_FTCP_FD_STATS,

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# --tcp across a router that drops every UDP datagram and tracks TCP state.
+#
+#   [ A ] tcpio -> kcpx client --tcp      [ M ] forward: udp drop,       [ B ] kcpx server --tcp
+#         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
+#
+# Checks: 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
+# and 64 MiB up under `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
+# its TCP window (the flow passes for an established connection); RSTs injected by M mid
+# transfer make the client shake hands again on the same 4-tuple and the transfer goes
+# on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
+# and after a kill -9 until `kcpx down`; no program is left on the interfaces.
+set -eu
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+SIZE=${SIZE:-$((64 << 20))}
+FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
+work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)
+on_cleanup "rm -rf $work"
+
+NS_M=${NETNS_TAG}m
+n=$_netns_n
+IP_A=10.$n.1.1
+IP_B=10.$n.2.2
+IF_A=${NETNS_TAG}a0
+IF_B=${NETNS_TAG}b0
+netns_add "$NS_A"
+netns_add "$NS_M"
+netns_add "$NS_B"
+ip link add "$IF_A" type veth peer name "${NETNS_TAG}m0"
+ip link add "${NETNS_TAG}m1" type veth peer name "$IF_B"
+ip link set "$IF_A" netns "$NS_A"
+ip link set "${NETNS_TAG}m0" netns "$NS_M"
+ip link set "${NETNS_TAG}m1" netns "$NS_M"
+ip link set "$IF_B" netns "$NS_B"
+ip -n "$NS_A" addr add "$IP_A/24" dev "$IF_A"
+ip -n "$NS_M" addr add "10.$n.1.2/24" dev "${NETNS_TAG}m0"
+ip -n "$NS_M" addr add "10.$n.2.1/24" dev "${NETNS_TAG}m1"
+ip -n "$NS_B" addr add "$IP_B/24" dev "$IF_B"
+for l in "$NS_A $IF_A" "$NS_M ${NETNS_TAG}m0" "$NS_M ${NETNS_TAG}m1" "$NS_B $IF_B"; do
+	read -r ns dev <<<"$l"
+	ip -n "$ns" link set "$dev" up
+done
+ip -n "$NS_A" addr add "fd00:$n:1::1/64" dev "$IF_A" nodad
+ip -n "$NS_M" addr add "fd00:$n:1::2/64" dev "${NETNS_TAG}m0" nodad
+ip -n "$NS_M" addr add "fd00:$n:2::1/64" dev "${NETNS_TAG}m1" nodad
+ip -n "$NS_B" addr add "fd00:$n:2::2/64" dev "$IF_B" nodad
+ip -n "$NS_A" route add default via "10.$n.1.2"
+ip -n "$NS_B" route add default via "10.$n.2.1"
+ip -n "$NS_A" -6 route add default via "fd00:$n:1::2"
+ip -n "$NS_B" -6 route add default via "fd00:$n:2::1"
+in_ns "$NS_M" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+in_ns "$NS_M" nft -f - <<EOF
+table inet mid {
+	chain f {
+		type filter hook forward priority 0; policy accept;
+		meta l4proto udp counter drop
+		ct state invalid counter drop
+		meta l4proto tcp counter
+	}
+}
+EOF
+mid_count() { in_ns "$NS_M" nft list chain inet mid f | awk -v w="$1" '$0 ~ w { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'; }
+tables() { in_ns "$1" nft list tables inet 2>/dev/null | grep -c 'kcpx_tcp_' || true; }
+wait_log() { # FILE PATTERN [COUNT]: until PATTERN appears COUNT times in FILE (20 s)
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ "$(grep -c "$2" "$1" 2>/dev/null || true)" -ge "${3:-1}" ] && return 0
+		sleep 0.1
+	done
+	echo "timed out waiting for '$2' in $1" >&2
+	return 1
+}
+no_progs() { # NS IFACE: no XDP and no TCX program left
+	! ip -n "$1" -d link show dev "$2" | grep -q 'prog/xdp' &&
+		! in_ns "$1" bpftool net show dev "$2" 2>/dev/null | grep -q 'kcpx_'
+}
+
+fail=0
+in_b python3 "$TCPIO" sink 9001 "$work" & track_pid $!
+in_b python3 "$TCPIO" source 9002 "$SIZE" 7 & track_pid $!
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l :4001 -t 127.0.0.1:9001 $FLAGS -v 1 --quiet \
+	--log "$work/server1.log" & track_pid $!
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l :4002 -t 127.0.0.1:9002 $FLAGS -v 1 --quiet \
+	--log "$work/server2.log" & track_pid $!
+wait_tcp_port "$NS_B" 4001
+wait_tcp_port "$NS_B" 4002
+for i in 1 2; do
+	# shellcheck disable=SC2086
+	in_a "$KCPX" client --tcp -l "127.0.0.1:838$i" -r "$IP_B:400$i" $FLAGS -v 1 --quiet \
+		--log "$work/client$i.log" & track_pid $!
+	wait_tcp_port "$NS_A" "838$i"
+done
+[ "$(tables "$NS_A")" = 2 ] && [ "$(tables "$NS_B")" = 2 ] ||
+	{ echo "FAIL: expected 2 kcpx_tcp tables on each side"; fail=1; }
+
+echo "upload: $SIZE bytes A -> B over fake TCP, RSTs injected by M on the way"
+(
+	# once data flows, M answers the client's segments with RSTs (as a middlebox that
+	# dropped the flow would) until the client has reset; then lets it shake hands again
+	for ((i = 0; i < 600; i++)); do
+		[ "$(mid_count 'meta l4proto tcp')" -ge 3000 ] && break
+		sleep 0.05
+	done
+	mid_count 'ct state invalid' >"$work/inv0"
+	in_ns "$NS_M" nft insert rule inet mid f ip saddr "$IP_A" tcp dport 4001 \
+		reject with tcp reset
+	wait_log "$work/client1.log" "reset, new handshake" || exit 1
+	in_ns "$NS_M" nft delete rule inet mid f handle \
+		"$(in_ns "$NS_M" nft -a list chain inet mid f | awk '/reject/ { print $NF }')"
+) >"$work/rst.log" 2>&1 &
+rstpid=$!
+sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8381 "$SIZE" 7)
+for _ in $(seq 1 100); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/0.sha" 2>/dev/null || echo none)
+[ "$sent" = "$got" ] || { echo "FAIL: upload sha256 differs ($sent vs $got)"; fail=1; }
+wait "$rstpid" || { echo "FAIL: the RST injection did not happen as planned"; cat "$work/rst.log"; fail=1; }
+grep -q "reset, new handshake" "$work/client1.log" || { echo "FAIL: no re-handshake after RST"; fail=1; }
+[ "$(grep -c "flow .* established" "$work/client1.log")" -ge 2 ] ||
+	{ echo "FAIL: the client did not shake hands again"; fail=1; }
+
+inv1=$(mid_count 'ct state invalid')
+echo "download: $SIZE bytes B -> A"
+want=$(python3 "$TCPIO" data "$SIZE" 7)
+read -r got gotn < <(in_a timeout 300 python3 "$TCPIO" recv 127.0.0.1 8382)
+[ "$want" = "$got" ] || { echo "FAIL: download sha256 differs ($gotn bytes)"; fail=1; }
+
+echo "IPv6: $((SIZE / 4)) bytes A -> B"
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l "[::]:4003" -t 127.0.0.1:9001 $FLAGS -v 1 --quiet \
+	--log "$work/server6.log" & track_pid $!
+wait_tcp_port "$NS_B" 4003
+# shellcheck disable=SC2086
+in_a "$KCPX" client --tcp -l 127.0.0.1:8383 -r "[fd00:$n:2::2]:4003" $FLAGS -v 1 --quiet \
+	--log "$work/client6.log" & track_pid $!
+wait_tcp_port "$NS_A" 8383
+sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8383 $((SIZE / 4)) 9)
+for _ in $(seq 1 100); do [ -e "$work/1.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null || echo none)
+[ "$sent" = "$got" ] || { echo "FAIL: IPv6 upload sha256 differs"; fail=1; }
+grep -q "flow .* <-> \[fd00:$n:2::2\]:4003 established" "$work/client6.log" ||
+	{ echo "FAIL: no IPv6 fake-TCP flow"; fail=1; }
+rm -f "$work"/*.sha
+
+udp=$(mid_count 'meta l4proto udp')
+inv0=$(cat "$work/inv0" 2>/dev/null || echo none)
+inv2=$(mid_count 'ct state invalid')
+# While the client shakes hands again, segments of the old flow still in flight are
+# invalid to conntrack: that phase is not counted.
+echo "M: UDP dropped $udp; conntrack invalid: $inv0 before the RSTs, $((inv2 - inv1)) in the download"
+[ "$udp" = 0 ] || { echo "FAIL: UDP left A or B (M dropped $udp datagrams)"; fail=1; }
+[ "$inv0" = 0 ] && [ "$inv2" = "$inv1" ] ||
+	{ echo "FAIL: conntrack found segments out of window"; fail=1; }
+
+echo "SIGTERM: tables and programs go"
+pkill -TERM -f "$KCPX (client|server) --tcp -l .*$work" || true
+for _ in $(seq 1 50); do pgrep -f "$KCPX .*$work" >/dev/null || break; sleep 0.1; done
+[ "$(tables "$NS_A")" = 0 ] && [ "$(tables "$NS_B")" = 0 ] ||
+	{ echo "FAIL: kcpx_tcp tables left after SIGTERM"; fail=1; }
+no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
+	{ echo "FAIL: programs left after SIGTERM"; fail=1; }
+
+echo "kcpx up $IF_B server --tcp: $SIZE bytes A -> B"
+# nsenter execs: $! is the daemon itself, for the kill -9 below
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server --tcp -l :4001 \
+	-t 127.0.0.1:9001 $FLAGS -v 1 --quiet --log "$work/up.log" & uppid=$!
+track_pid $uppid
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client --tcp -l 127.0.0.1:8391 -r "$IP_B:4001" \
+	$FLAGS -v 1 --quiet --log "$work/client3.log" & clipid=$!
+track_pid $clipid
+wait_tcp_port "$NS_B" 4001 || fail=1
+wait_tcp_port "$NS_A" 8391 || fail=1
+sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8391 "$SIZE" 7 || true)
+# the sink's third connection
+for _ in $(seq 1 100); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
+got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
+[ "$sent" = "$got" ] || { echo "FAIL: kcpx up upload sha256 differs"; fail=1; }
+
+echo "kill -9: the tables stay until kcpx down, the programs go with the process"
+kill -9 "$uppid" "$clipid"
+wait "$uppid" "$clipid" 2>/dev/null || true
+for _ in $(seq 1 50); do kill -0 "$uppid" 2>/dev/null || kill -0 "$clipid" 2>/dev/null || break; sleep 0.1; done
+[ "$(tables "$NS_A")" = 1 ] && [ "$(tables "$NS_B")" = 1 ] ||
+	{ echo "FAIL: expected the dead daemons' tables"; fail=1; }
+in_a "$KCPX" down | grep -q "removed the --tcp nftables rules of 1" || { echo "FAIL: kcpx down (A)"; fail=1; }
+in_b "$KCPX" down "$IF_B" >/dev/null 2>&1 || true
+[ "$(tables "$NS_A")" = 0 ] && [ "$(tables "$NS_B")" = 0 ] ||
+	{ echo "FAIL: kcpx_tcp tables left after kcpx down"; fail=1; }
+no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
+	{ echo "FAIL: programs left after kill -9"; fail=1; }
+
+if [ $fail -ne 0 ]; then
+	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
+fi
+exit $fail

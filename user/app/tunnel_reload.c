@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The tunnel's half of a SIGHUP reload: app/reload.c decides (and writes the running
+ * config); this carries the live keys the endpoint and open sessions hold copies of.
+ */
+#include "app/log.h"
+#include "app/reload.h"
+#include "app/service.h"
+#include "app/tunnel_int.h"
+#include "core/session.h"
+#include "core/smux.h"
+#include "io/clock.h"
+
+/* --keepalive: a NOP every keepalive s; a peer silent for max(30, 3 x keepalive) s is dead */
+void kcpx_tun_keepalive(const struct kcpx_config *cfg, struct kcpx_smux_config *smux)
+{
+	uint32_t ka = cfg->keepalive > 0 ? (uint32_t)cfg->keepalive : 0;
+
+	smux->keepalive_ms = ka * 1000u;
+	smux->keepalive_timeout_ms = !ka ? 0 : ka * 3000u > 30000u ? ka * 3000u : 30000u;
+}
+
+void kcpx_tun_reload(struct tunnel *t)
+{
+	const struct kcpx_config *cfg = t->cfg;
+	uint32_t now = kcpx_clock_ms();
+	struct kcpx_smux_config ka;
+
+	kcpx_service_reloading();
+	if (kcpx_reload()) {
+		kcpx_tun_keepalive(cfg, &ka);
+		t->keepalive_timeout_ms = ka.keepalive_timeout_ms;
+		kcpx_ep_set_live(t->ep, cfg->reprobe, cfg->autoexpire, cfg->scavengettl,
+				 ka.keepalive_ms, ka.keepalive_timeout_ms);
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+			if (kcpx_ep_sess_closing(e) || !kcpx_ep_sess_user(e))
+				continue;
+			kcpx_smux_set_keepalive(kcpx_session_smux(kcpx_ep_session(e)),
+						ka.keepalive_ms, ka.keepalive_timeout_ms, now);
+			kcpx_tun_sess_mark(kcpx_ep_sess_user(e));
+		}
+	}
+	kcpx_service_reloaded();
+}

@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The rate-based congestion controller (see cc.h for the contract and
+ * docs/CONGESTION.md for the model and why each state exists).
+ *
+ * Invariants kept after every call:
+ *  - KCPX_CC_RATE_MIN <= pacing_rate <= KCPX_CC_RATE_MAX (and <= ratelimit when set);
+ *  - CAP_MIN segments <= inflight_cap <= KCPX_CC_CAP_MAX;
+ *  - loss <= LOSS_MAX; btl_bw <= KCPX_CC_RATE_MAX;
+ *  - tokens lie in [-(one second of pacing_rate + largest send), burst].
+ * Every product below is taken on values already clamped by these bounds, so nothing
+ * overflows 64 bits whatever the ACK stream says.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core/cc.h"
+#include "core/util.h"
+
+#define GAIN_UNIT     256u
+#define GAIN_STARTUP  709u /* 2/ln(2) = 2.77: doubles the rate every round */
+#define GAIN_DRAIN    92u  /* 1/2.77 */
+#define GAIN_CWND     512u /* inflight cap = 2 x BDP */
+#define BW_ROUNDS     10u  /* max filter window, round trips */
+#define MIN_RTT_WIN   10000u
+#define PROBE_RTT_MS  200u
+#define FULL_BW_GROW  320u /* 1.25 x 256: STARTUP goes on while the rate grows this much */
+#define FULL_BW_ROUND 3u
+#define INIT_SEGS     32u /* inflight before the first sample (KCP's default window) */
+#define LOSS_ONE      65536u
+#define LOSS_MAX      (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
+#define LOSS_MIN_SENT 16u		  /* segments a round needs to give a loss sample */
+#define BURST_MS      2u		  /* token bucket depth */
+#define QLOST_MIN     8u /* queue drops in a round (and > 2 %) that mean overflow */
+#define GUARD_ROUNDS  6u /* trims of the estimate before a standing RTT counts as the path's */
+#define RTT_SLOT_MS   4u /* RTT history: max RTT per 4 ms of send time */
+
+static const uint32_t cycle_gain[8] = { 320, 192, 256, 256, 256, 256, 256, 256 };
+
+static uint64_t clamp64(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static uint32_t rtt_floor(const struct kcpx_cc *cc)
+{
+	return cc->have_rtt && cc->min_rtt ? cc->min_rtt : 1;
+}
+
+/* Bytes of one bandwidth-delay product (plus the peer's ACK delay, which KCP adds to
+ * every round: a receiver holds its ACKs up to one interval). */
+static uint64_t bdp(const struct kcpx_cc *cc, uint32_t extra_ms)
+{
+	return cc->btl_bw * (uint64_t)(rtt_floor(cc) + extra_ms) / 1000;
+}
+
+static void set_outputs(struct kcpx_cc *cc)
+{
+	uint64_t rate, cap, floor = (uint64_t)KCPX_CC_CAP_MIN * cc->seg;
+	/* before the first sample: INIT_SEGS per 10 ms at the startup gain */
+	uint64_t rate0 = (uint64_t)INIT_SEGS * cc->seg * 100 * GAIN_STARTUP / GAIN_UNIT;
+	uint64_t cap0 = (uint64_t)INIT_SEGS * cc->seg;
+
+	if (cc->btl_bw) {
+		rate = cc->btl_bw * cc->pacing_gain / GAIN_UNIT;
+		cap = bdp(cc, cc->ack_delay) * cc->cwnd_gain / GAIN_UNIT;
+		if (cc->state == KCPX_CC_PROBE_RTT)
+			cap = bdp(cc, 0) / 2;
+		/* until the pipe was found full, the start values are floors: a session
+		 * that began with small exchanges (app-limited samples) must not crawl
+		 * when the bulk comes */
+		if (!cc->full_bw_reached) {
+			rate = KCPX_MAX(rate, rate0);
+			cap = KCPX_MAX(cap, cap0);
+		}
+	} else {
+		rate = rate0;
+		cap = cap0;
+	}
+	rate = clamp64(rate, KCPX_CC_RATE_MIN, KCPX_CC_RATE_MAX);
+	if (cc->ratelimit && rate > cc->ratelimit)
+		rate = cc->ratelimit;
+	cc->pacing_rate = rate;
+	cc->inflight_cap = clamp64(cap, floor, KCPX_CC_CAP_MAX);
+}
+
+static void enter(struct kcpx_cc *cc, enum kcpx_cc_state st, uint32_t now)
+{
+	cc->state = st;
+	switch (st) {
+	case KCPX_CC_STARTUP:
+		cc->pacing_gain = GAIN_STARTUP;
+		cc->cwnd_gain = GAIN_CWND;
+		break;
+	case KCPX_CC_DRAIN:
+		cc->pacing_gain = GAIN_DRAIN;
+		cc->cwnd_gain = GAIN_CWND;
+		break;
+	case KCPX_CC_PROBE_BW:
+		/* start in one of the steady phases, picked by the round so that flows that
+		 * entered together do not probe in lock step */
+		cc->cycle = 2 + cc->round % 6;
+		cc->cycle_ts = now;
+		cc->pacing_gain = cycle_gain[cc->cycle];
+		cc->cwnd_gain = GAIN_CWND;
+		break;
+	case KCPX_CC_PROBE_RTT:
+		cc->pacing_gain = GAIN_UNIT;
+		cc->cwnd_gain = GAIN_CWND;
+		cc->probe_rtt_done = 0;
+		cc->probe_rtt_armed = false;
+		break;
+	}
+}
+
+void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now)
+{
+	memset(cc, 0, sizeof(*cc));
+	cc->seg = seg ? seg : 1;
+	cc->delivered_ts = cc->first_ts = cc->tok_ts = now;
+	enter(cc, KCPX_CC_STARTUP, now);
+	set_outputs(cc);
+	cc->tokens = (int64_t)INIT_SEGS * cc->seg;
+}
+
+void kcpx_cc_set_seg(struct kcpx_cc *cc, uint32_t seg)
+{
+	cc->seg = seg ? seg : 1;
+	set_outputs(cc);
+}
+
+void kcpx_cc_set_ack_delay(struct kcpx_cc *cc, uint32_t ms)
+{
+	cc->ack_delay = KCPX_MIN(ms, 5000u);
+	set_outputs(cc);
+}
+
+void kcpx_cc_set_ratelimit(struct kcpx_cc *cc, uint64_t bytes_per_s)
+{
+	cc->ratelimit = bytes_per_s ? clamp64(bytes_per_s, KCPX_CC_RATE_MIN, KCPX_CC_RATE_MAX) : 0;
+	set_outputs(cc);
+}
+
+void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t inflight,
+		     struct kcpx_cc_tx *tx)
+{
+	int64_t low = -(int64_t)cc->pacing_rate - (int64_t)bytes;
+
+	if (inflight == 0)
+		cc->first_ts = cc->delivered_ts = now;
+	tx->delivered = cc->delivered;
+	tx->delivered_ts = cc->delivered_ts;
+	tx->first_ts = cc->first_ts;
+	tx->sent_ts = now;
+	tx->app_limited = cc->app_limited_until != 0;
+	cc->tokens -= bytes;
+	if (cc->tokens < low)
+		cc->tokens = low;
+	cc->rnd_sent++;
+}
+
+void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes)
+{
+	cc->delivered += bytes;
+	cc->delivered_ts = now;
+	if (cc->app_limited_until && cc->delivered > cc->app_limited_until)
+		cc->app_limited_until = 0;
+	/* the sample is taken from the most recently sent of the segments acked now */
+	if (!cc->rs_valid || tx->delivered > cc->rs.delivered ||
+	    (tx->delivered == cc->rs.delivered && kcpx_diff32(tx->sent_ts, cc->rs.sent_ts) > 0)) {
+		cc->rs = *tx;
+		cc->rs_valid = true;
+		cc->first_ts = tx->sent_ts;
+	}
+}
+
+void kcpx_cc_on_rtt(struct kcpx_cc *cc, uint32_t now, uint32_t rtt)
+{
+	if (rtt > 60000)
+		return; /* not a sample of this path (a wrapped or forged echo) */
+	{
+		uint32_t tag = (now - rtt) / RTT_SLOT_MS;
+		struct kcpx_cc_rttslot *b = &cc->rtt_hist[tag % KCPX_CC_RTT_SLOTS];
+		if (!b->valid || b->tag != tag) {
+			b->tag = tag;
+			b->max_rtt = 0;
+			b->valid = true;
+		}
+		b->max_rtt = KCPX_MAX(b->max_rtt, rtt);
+	}
+	if (rtt > cc->rnd_max_rtt)
+		cc->rnd_max_rtt = rtt;
+	if (!cc->rnd_min_valid || rtt < cc->rnd_min_rtt) {
+		cc->rnd_min_rtt = rtt;
+		cc->rnd_min_valid = true;
+	}
+	if (!cc->have_rtt || rtt <= cc->min_rtt) {
+		cc->min_rtt = rtt;
+		cc->min_rtt_ts = now;
+		cc->have_rtt = true;
+	} else if ((uint32_t)kcpx_diff32(now, cc->min_rtt_ts) > MIN_RTT_WIN) {
+		/* the path's minimum was not seen for a whole window: take this sample and
+		 * drain the queue once so that the next ones can show the real floor */
+		cc->min_rtt = rtt;
+		cc->min_rtt_ts = now;
+		cc->probe_rtt_armed = true;
+	}
+}
+
+/* RTT above the floor by more than jitter and the peer's ACK delay explain: a queue. */
+static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
+{
+	uint32_t slack = KCPX_MAX(rtt_floor(cc) / 4, 2u) + cc->ack_delay;
+	return !cc->have_rtt || rtt > rtt_floor(cc) + slack;
+}
+
+/*
+ * A loss is told apart by the RTT of the segments sent in the same few ms: a drop at a
+ * full queue comes with a standing queue (its neighbours saw an inflated RTT), random
+ * loss does not. A loss whose neighbours are unknown (all lost too, or too long ago)
+ * keeps its round out of the random-loss estimate but does not end STARTUP.
+ */
+void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
+{
+	const struct kcpx_cc_rttslot *b =
+		&cc->rtt_hist[(sent_ts / RTT_SLOT_MS) % KCPX_CC_RTT_SLOTS];
+
+	if (!b->valid || b->tag != sent_ts / RTT_SLOT_MS)
+		cc->rnd_ulost++; /* nothing else sent then was acknowledged: no telling */
+	else if (rtt_queued(cc, b->max_rtt))
+		cc->rnd_qlost++;
+	else
+		cc->rnd_lost++;
+}
+
+void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight)
+{
+	cc->app_limited_until = KCPX_MAX(cc->delivered + inflight, 1);
+}
+
+/* Windowed max over BW_ROUNDS rounds, keeping the best, 2nd and 3rd best of
+ * successively later sub-windows (Kathleen Nichols' running max). */
+static void bw_filter(struct kcpx_cc *cc, uint64_t bw)
+{
+	struct kcpx_cc_bwslot s = { bw, cc->round };
+	struct kcpx_cc_bwslot *m = cc->bw;
+	uint32_t dt;
+
+	if (bw >= m[0].bw || cc->round - m[2].round > BW_ROUNDS) {
+		m[0] = m[1] = m[2] = s;
+		return;
+	}
+	if (bw >= m[1].bw)
+		m[1] = m[2] = s;
+	else if (bw >= m[2].bw)
+		m[2] = s;
+	dt = cc->round - m[0].round;
+	if (dt > BW_ROUNDS) {
+		m[0] = m[1];
+		m[1] = m[2];
+		m[2] = s;
+		if (cc->round - m[0].round > BW_ROUNDS) {
+			m[0] = m[1];
+			m[1] = m[2];
+		}
+	} else if (m[1].round == m[0].round && dt > BW_ROUNDS / 4) {
+		m[1] = m[2] = s;
+	} else if (m[2].round == m[1].round && dt > BW_ROUNDS / 2) {
+		m[2] = s;
+	}
+}
+
+/* Close a round: take its loss sample if its RTT showed no queue, and check whether
+ * STARTUP still finds more bandwidth. */
+static void round_end(struct kcpx_cc *cc, bool app_limited)
+{
+	if (cc->rnd_sent >= LOSS_MIN_SENT) {
+		uint64_t sent = cc->rnd_sent;
+		uint32_t lost = (uint32_t)KCPX_MIN(cc->rnd_lost, sent);
+		uint32_t sample = (uint32_t)((uint64_t)lost * LOSS_ONE / sent);
+		/* a round that overflowed a queue says nothing about random loss */
+		if ((cc->rnd_qlost + cc->rnd_ulost) * 100 <= sent) {
+			int64_t d = (int64_t)sample - (int64_t)cc->loss;
+			cc->loss = (uint32_t)((int64_t)cc->loss + d / 8);
+			cc->loss = KCPX_MIN(cc->loss, LOSS_MAX);
+		} else if (cc->rnd_qlost >= QLOST_MIN && cc->rnd_qlost * 50 > sent) {
+			/* drops behind a standing queue: we overflowed the bottleneck. What
+			 * this round delivered through the full queue is its rate. */
+			cc->full_bw_reached = true;
+			if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_bw &&
+			    cc->rnd_bw < cc->btl_bw) {
+				struct kcpx_cc_bwslot s = { cc->rnd_bw, cc->round };
+				cc->bw[0] = cc->bw[1] = cc->bw[2] = s;
+				cc->btl_bw = cc->rnd_bw;
+			}
+		}
+		cc->rnd_bw = 0;
+		cc->rnd_sent = cc->rnd_lost = cc->rnd_qlost = cc->rnd_ulost = 0;
+	}
+	/*
+	 * Overestimate guard: a queue that stood for a whole round (even its smallest RTT
+	 * sample was inflated) while the pacing gain was not probing means the estimate is
+	 * above the bottleneck; likeliest cause is loss compensation fed by drops or
+	 * spurious retransmits. Halve the compensation and trim the estimate.
+	 */
+	if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_min_valid && cc->pacing_gain <= GAIN_UNIT &&
+	    rtt_queued(cc, cc->rnd_min_rtt)) {
+		if (!cc->guard_rounds || cc->rnd_min_rtt + 2 < cc->guard_rtt) {
+			/* first trim, or the last ones made the RTT fall: a queue of ours */
+			if (!cc->guard_rounds)
+				cc->guard_bw = cc->btl_bw;
+			cc->guard_rtt = cc->rnd_min_rtt;
+			cc->guard_rounds = 0;
+		}
+		if (++cc->guard_rounds > GUARD_ROUNDS) {
+			/* trims in a row did not move the RTT: not our queue but a longer
+			 * path. Take the new floor. */
+			struct kcpx_cc_bwslot s = { cc->guard_bw, cc->round };
+
+			cc->min_rtt = cc->rnd_min_rtt;
+			cc->min_rtt_ts = cc->now;
+			cc->guard_rounds = 0;
+			/* and the rate was right all along: undo the trims */
+			if (s.bw > cc->btl_bw) {
+				cc->bw[0] = cc->bw[1] = cc->bw[2] = s;
+				cc->btl_bw = s.bw;
+			}
+		} else {
+			cc->loss /= 2;
+			for (unsigned i = 0; i < 3; i++)
+				cc->bw[i].bw -= cc->bw[i].bw / 8;
+			cc->btl_bw = cc->bw[0].bw;
+		}
+	} else if (cc->rnd_min_valid) {
+		cc->guard_rounds = 0;
+	}
+	cc->rnd_max_rtt = 0;
+	cc->rnd_min_valid = false;
+
+	if (cc->full_bw_reached || app_limited)
+		return;
+	if (cc->btl_bw * GAIN_UNIT >= cc->full_bw * FULL_BW_GROW) {
+		cc->full_bw = cc->btl_bw;
+		cc->full_bw_cnt = 0;
+		return;
+	}
+	if (++cc->full_bw_cnt >= FULL_BW_ROUND)
+		cc->full_bw_reached = true;
+}
+
+static void advance(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
+{
+	if (cc->state == KCPX_CC_STARTUP && cc->full_bw_reached)
+		enter(cc, KCPX_CC_DRAIN, now);
+	if (cc->state == KCPX_CC_DRAIN && inflight <= bdp(cc, 0))
+		enter(cc, KCPX_CC_PROBE_BW, now);
+
+	if (cc->state == KCPX_CC_PROBE_BW) {
+		uint32_t phase = KCPX_MAX(rtt_floor(cc), 2u);
+		bool next = (uint32_t)kcpx_diff32(now, cc->cycle_ts) >= phase;
+		/* the 0.75 phase may end as soon as the queue it drains is gone */
+		if (cycle_gain[cc->cycle] < GAIN_UNIT && inflight <= bdp(cc, 0))
+			next = true;
+		if (next) {
+			cc->cycle = (cc->cycle + 1) % 8;
+			cc->cycle_ts = now;
+			cc->pacing_gain = cycle_gain[cc->cycle];
+		}
+	}
+
+	if (cc->probe_rtt_armed && cc->state != KCPX_CC_PROBE_RTT && cc->btl_bw)
+		enter(cc, KCPX_CC_PROBE_RTT, now);
+	cc->probe_rtt_armed = cc->probe_rtt_armed && cc->state != KCPX_CC_PROBE_RTT;
+	if (cc->state == KCPX_CC_PROBE_RTT) {
+		set_outputs(cc);
+		if (!cc->probe_rtt_done && inflight <= cc->inflight_cap) {
+			cc->probe_rtt_done = now + KCPX_MAX(PROBE_RTT_MS, rtt_floor(cc));
+			if (!cc->probe_rtt_done)
+				cc->probe_rtt_done = 1;
+		} else if (cc->probe_rtt_done && kcpx_diff32(now, cc->probe_rtt_done) >= 0) {
+			cc->min_rtt_ts = now;
+			enter(cc, cc->full_bw_reached ? KCPX_CC_PROBE_BW : KCPX_CC_STARTUP, now);
+		}
+	}
+}
+
+void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
+{
+	bool app_limited = false;
+
+	cc->now = now;
+	if (cc->rs_valid) {
+		const struct kcpx_cc_tx *rs = &cc->rs;
+		int32_t snd = kcpx_diff32(rs->sent_ts, rs->first_ts);
+		int32_t ack = kcpx_diff32(now, rs->delivered_ts);
+		int32_t iv = KCPX_MAX(snd, ack);
+		uint64_t delta = cc->delivered - rs->delivered;
+
+		app_limited = rs->app_limited;
+		if (rs->delivered >= cc->round_end) {
+			cc->round_end = cc->delivered;
+			cc->round++;
+			round_end(cc, app_limited);
+		}
+		/* an interval shorter than the path's RTT (ACK compression) or than one clock
+		 * tick says nothing about the bottleneck */
+		if (iv >= 1 && (uint32_t)iv >= rtt_floor(cc) && iv <= 60000) {
+			uint64_t bw =
+				KCPX_MIN(delta, (uint64_t)KCPX_CC_CAP_MAX) * 1000 / (uint32_t)iv;
+			bw = bw * LOSS_ONE / (LOSS_ONE - cc->loss);
+			bw = KCPX_MIN(bw, KCPX_CC_RATE_MAX);
+			if (!app_limited || bw >= cc->bw[0].bw)
+				bw_filter(cc, bw);
+			cc->rnd_bw = KCPX_MAX(cc->rnd_bw, bw);
+			cc->btl_bw = cc->bw[0].bw;
+		}
+		cc->rs_valid = false;
+	}
+	advance(cc, now, inflight);
+	set_outputs(cc);
+}
+
+int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint32_t now)
+{
+	int32_t dt = kcpx_diff32(now, cc->tok_ts);
+	int64_t burst = (int64_t)KCPX_MAX(cc->pacing_rate * BURST_MS / 1000, (uint64_t)4 * cc->seg);
+
+	if (dt > 0) {
+		cc->tokens += (int64_t)(cc->pacing_rate * (uint32_t)KCPX_MIN(dt, 1000) / 1000);
+		if (cc->tokens > burst)
+			cc->tokens = burst;
+		cc->tok_ts = now;
+	} else if (dt < -1000) {
+		cc->tok_ts = now; /* the clock went back: start over */
+	}
+	return cc->tokens;
+}
+
+uint32_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint32_t now)
+{
+	uint64_t need, ms;
+
+	if (cc->tokens > 0)
+		return now;
+	need = (uint64_t)(-cc->tokens) + 1;
+	ms = (need * 1000 + cc->pacing_rate - 1) / cc->pacing_rate;
+	ms = clamp64(ms, 1, 1000);
+	/* a refill at now would already cover the debt */
+	if (kcpx_diff32(cc->tok_ts + (uint32_t)ms, now) <= 0)
+		return now;
+	return cc->tok_ts + (uint32_t)ms;
+}
+
+const char *kcpx_cc_state_name(enum kcpx_cc_state st)
+{
+	switch (st) {
+	case KCPX_CC_STARTUP:
+		return "startup";
+	case KCPX_CC_DRAIN:
+		return "drain";
+	case KCPX_CC_PROBE_BW:
+		return "probe_bw";
+	case KCPX_CC_PROBE_RTT:
+		return "probe_rtt";
+	}
+	return "?";
+}
+
+const char *kcpx_cc_algo_name(enum kcpx_cc_algo algo)
+{
+	switch (algo) {
+	case KCPX_CC_OFF:
+		return "off";
+	case KCPX_CC_KCP:
+		return "kcp";
+	case KCPX_CC_BBR:
+		return "bbr";
+	}
+	return "?";
+}
+
+int kcpx_cc_algo_parse(const char *name, enum kcpx_cc_algo *algo)
+{
+	static const enum kcpx_cc_algo all[] = { KCPX_CC_OFF, KCPX_CC_KCP, KCPX_CC_BBR };
+	unsigned i;
+
+	for (i = 0; i < KCPX_ARRAY_SIZE(all); i++) {
+		if (!strcmp(name, kcpx_cc_algo_name(all[i]))) {
+			*algo = all[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Rate-based, loss-tolerant congestion controller for the KCP sender (docs/CONGESTION.md).
+ *
+ * I/O-free and clock-free like kcp.c: every call takes `now`, a wrapping 32-bit ms clock.
+ * All amounts are "wire bytes" as the owner counts them (kcp.c charges each segment its
+ * share of headers and FEC parity), so the bottleneck estimate, the pacing rate and the
+ * inflight cap speak the same unit as a link's rate.
+ *
+ * What it estimates, from per-segment ACKs (KCP acknowledges every segment and echoes
+ * the send time of the transmission it saw):
+ *  - btl_bw: a windowed max (10 round trips) of the delivery rate, each sample divided
+ *    by (1 - random loss) so that loss on an idle path does not read as less bandwidth;
+ *  - min_rtt: a windowed min (10 s) of the RTT;
+ *  - loss: lost transmissions per transmission, counting only losses whose neighbours
+ *    saw no queue (so drops at a full queue and spurious retransmits never raise it).
+ * What it sets: pacing_rate = gain x btl_bw and inflight_cap = cwnd_gain x btl_bw x
+ * min_rtt, moved through the states of enum kcpx_cc_state.
+ *
+ * Driving it (kcp.c does): kcpx_cc_on_send() for every PUSH transmission, with a
+ * kcpx_cc_tx the owner keeps with the segment; kcpx_cc_on_ack() for every segment newly
+ * acknowledged; kcpx_cc_on_rtt() per RTT sample; kcpx_cc_on_lost() per lost transmission;
+ * kcpx_cc_ack_done() once per input batch; kcpx_cc_tokens()/kcpx_cc_next_send() to pace.
+ * Every input is clamped, so no sequence of calls makes a rate or the cap leave
+ * [KCPX_CC_RATE_MIN, KCPX_CC_RATE_MAX] / [KCPX_CC_CAP_MIN segments, KCPX_CC_CAP_MAX].
+ */
+#ifndef KCPX_CORE_CC_H
+#define KCPX_CORE_CC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum kcpx_cc_algo {
+	KCPX_CC_OFF, /* no controller: the windows are the only limit (kcptun's nc=1) */
+	KCPX_CC_KCP, /* KCP's classic cwnd (kcptun's nc=0) */
+	KCPX_CC_BBR, /* this controller */
+};
+
+enum kcpx_cc_state {
+	KCPX_CC_STARTUP,   /* gain 2.77 per round until the delivery rate stops growing */
+	KCPX_CC_DRAIN,	   /* gain 1/2.77 until inflight is back to one BDP */
+	KCPX_CC_PROBE_BW,  /* cycle 1.25, 0.75, 1 x 6: probe for more, drain what it queued */
+	KCPX_CC_PROBE_RTT, /* inflight to half a BDP for 200 ms to refresh min_rtt */
+};
+
+#define KCPX_CC_RATE_MIN 12500ull		/* bytes/s: 100 kbit/s */
+#define KCPX_CC_RATE_MAX 12500000000ull		/* bytes/s: 100 Gbit/s */
+#define KCPX_CC_CAP_MIN	 4u			/* segments */
+#define KCPX_CC_CAP_MAX	 (256ull * 1024 * 1024) /* bytes */
+
+/* What the owner keeps per transmission (kcp.c: in the segment). */
+struct kcpx_cc_tx {
+	uint64_t delivered; /* cc->delivered when it was sent */
+	uint32_t delivered_ts, first_ts, sent_ts;
+	bool app_limited;
+};
+
+struct kcpx_cc_bwslot {
+	uint64_t bw;
+	uint32_t round;
+};
+
+#define KCPX_CC_RTT_SLOTS 64
+struct kcpx_cc_rttslot {
+	uint32_t tag, max_rtt;
+	bool valid;
+};
+
+struct kcpx_cc {
+	enum kcpx_cc_state state;
+	uint32_t seg; /* wire bytes of one full segment: floors and bursts */
+
+	/* delivery accounting (rate samples as in draft-cheng-iccrg-delivery-rate-estimation) */
+	uint64_t delivered;
+	uint32_t delivered_ts, first_ts;
+	uint64_t app_limited_until; /* samples sent before delivered passes this are app-limited */
+	/* the rate sample being gathered in this input batch */
+	bool rs_valid;
+	struct kcpx_cc_tx rs;
+	uint32_t rs_acked_ts;
+
+	/* round trips: a round ends when a segment sent after it began is acknowledged */
+	uint64_t round_end;
+	uint32_t round;
+	bool round_start;
+
+	/* windowed max of the delivery rate over KCPX_CC_BW_ROUNDS rounds (3 best slots) */
+	struct kcpx_cc_bwslot bw[3];
+	uint64_t btl_bw; /* bytes/s, loss-compensated */
+	uint64_t rnd_bw; /* best sample of this round */
+
+	/* windowed min RTT */
+	uint32_t min_rtt, min_rtt_ts;
+	bool have_rtt;
+	uint32_t rnd_max_rtt, rnd_min_rtt; /* largest and smallest RTT sample of this round */
+	bool rnd_min_valid;
+	uint32_t guard_rounds; /* rounds in a row the overestimate guard fired ... */
+	uint32_t guard_rtt;    /* ... without the round's min RTT falling below this */
+	uint64_t guard_bw;     /* btl_bw before the first of those trims */
+	uint32_t now;	       /* of the last ack_done */
+
+	/* random-loss estimate (parts per 65536) from rounds without a queue */
+	/* this round: segments sent, lost at random, at a queue, lost without telling */
+	uint64_t rnd_sent, rnd_lost, rnd_qlost, rnd_ulost;
+	uint32_t loss;
+	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
+
+	/* STARTUP exit */
+	uint64_t full_bw;
+	uint32_t full_bw_cnt;
+	bool full_bw_reached;
+
+	/* PROBE_BW gain cycle and PROBE_RTT */
+	uint32_t cycle, cycle_ts;
+	uint32_t probe_rtt_done;
+	bool probe_rtt_armed; /* min_rtt expired: enter PROBE_RTT at the next batch */
+	uint32_t ack_delay;   /* ms the peer may hold an ACK (its KCP interval) */
+
+	/* outputs */
+	uint32_t pacing_gain, cwnd_gain; /* x 256 */
+	uint64_t pacing_rate;		 /* bytes/s */
+	uint64_t inflight_cap;		 /* bytes */
+	uint64_t ratelimit;		 /* bytes/s ceiling of pacing_rate, 0: none */
+
+	/* pacing token bucket */
+	int64_t tokens;
+	uint32_t tok_ts;
+};
+
+void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now);
+/* seg: wire bytes of a full segment (mss plus its overhead share). */
+void kcpx_cc_set_seg(struct kcpx_cc *cc, uint32_t seg);
+/* How long the peer may hold an ACK (its flush interval, ms): added to the RTT in the cap. */
+void kcpx_cc_set_ack_delay(struct kcpx_cc *cc, uint32_t ms);
+/* Per-session cap on wire bytes per second (kcptun's ratelimit); 0 removes it. */
+void kcpx_cc_set_ratelimit(struct kcpx_cc *cc, uint64_t bytes_per_s);
+
+/* A PUSH transmission of bytes; inflight: wire bytes unacknowledged before it. */
+void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t inflight,
+		     struct kcpx_cc_tx *tx);
+/* A segment acknowledged for the first time (selectively or by una). */
+void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes);
+void kcpx_cc_on_rtt(struct kcpx_cc *cc, uint32_t now, uint32_t rtt);
+/* A transmission that was lost: its segment was resent and acknowledged without any
+ * ACK echoing an earlier copy (so spurious retransmits are not losses). sent_ts: when
+ * the lost copy went out. */
+void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts);
+/* End of an input batch: fold the rate sample into the model and move the state. */
+void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight);
+/* The sender ran out of data (or of window) below the cap: samples until what is in
+ * flight now is delivered do not describe the path. */
+void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight);
+
+/* Pacing: bytes that may be sent now (<= 0: wait), and when the next send may go. */
+int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint32_t now);
+uint32_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint32_t now);
+
+const char *kcpx_cc_state_name(enum kcpx_cc_state st);
+const char *kcpx_cc_algo_name(enum kcpx_cc_algo algo);
+/* "bbr", "kcp" or "off"; -EINVAL for anything else. */
+int kcpx_cc_algo_parse(const char *name, enum kcpx_cc_algo *algo);
+
+#endif

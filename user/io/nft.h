@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The nftables rules `--tcp` needs, through the nft(8) command.
+ *
+ * After the handshake the kernel's socket of a fake-TCP flow is turned to TTL 1 (IPv6 hop
+ * limit 1): whatever it still sends (ACKs of data it never saw, window updates, the RST of
+ * an abortive close) must not reach the peer or a middlebox, where it would contradict
+ * the sequence numbers the translation sends. One table per daemon drops those:
+ *
+ *   table inet kcpx_tcp_PID {
+ *     set ports { type inet_service; }
+ *     chain out { type filter hook output priority 0;
+ *                 tcp sport @ports ip ttl 1 drop; tcp sport @ports ip6 hoplimit 1 drop } }
+ *
+ * The table's name carries the daemon's PID: `kcpx down` (and the next `--tcp` daemon at
+ * start) removes the tables of daemons that are gone, e.g. after a kill -9.
+ */
+#ifndef KCPX_IO_NFT_H
+#define KCPX_IO_NFT_H
+
+#include <stdint.h>
+
+#define KCPX_NFT_PREFIX "kcpx_tcp_"
+
+/* Create this process's table. 0 or -errno (-ENOENT: no nft command). */
+int kcpx_nft_open(void);
+/* Add / remove a local TCP port (host order) to the drop set. */
+int kcpx_nft_port_add(uint16_t port);
+int kcpx_nft_port_del(uint16_t port);
+/* Delete this process's table. */
+void kcpx_nft_close(void);
+/* Delete the tables of kcpx daemons that no longer run. Returns how many, or -errno. */
+int kcpx_nft_down_stale(void);
+
+#endif
