@@ -219,14 +219,15 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		if (!s->fec_enc)
 			goto err;
 	}
-	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio; (0, 0) makes
-	 * the decoder learn the peer's ratio from the shards, as kcp-go does. */
-	s->fec_dec =
-		fec ? kcpx_fec_dec_new(cfg->datashard, cfg->parityshard) : kcpx_fec_dec_new(0, 0);
-	if (!s->fec_dec)
-		goto err;
-	/* rebuilding from groups a peer closed early only changes what we make of them */
-	kcpx_fec_dec_set_partial(s->fec_dec, true);
+	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
+	 * own, the decoder is made when the first shard comes: kcpx_session_input). */
+	if (fec) {
+		s->fec_dec = kcpx_fec_dec_new(cfg->datashard, cfg->parityshard);
+		if (!s->fec_dec)
+			goto err;
+		/* rebuilding from groups a peer closed early only changes what we make of them */
+		kcpx_fec_dec_set_partial(s->fec_dec, true);
+	}
 	if (cfg->dup_small) {
 		s->redund = kcpx_redund_new(cfg->dup_small, cfg->dup_gap_ms ? cfg->dup_gap_ms : 5);
 		if (!s->redund)
@@ -365,7 +366,18 @@ int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen,
 		s->snmp->InBytes += blen;
 	}
 	if (kcpx_fec_is_fec(body, blen)) {
-		int n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
+		int n;
+
+		if (!s->fec_dec) {
+			/* FEC from a peer we did not ask for it (kcptun decodes it whatever its
+			 * own ratio): the decoder, (0, 0) to learn the peer's ratio as kcp-go does,
+			 * is made only now, so that sessions without FEC do not carry one */
+			s->fec_dec = kcpx_fec_dec_new(0, 0);
+			if (!s->fec_dec)
+				return -ENOMEM;
+			kcpx_fec_dec_set_partial(s->fec_dec, true);
+		}
+		n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
 		return n < 0 ? n : 0;
 	}
 	err = kcpx_kcp_input(s->kcp, body, blen, now, true);
