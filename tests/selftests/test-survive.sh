@@ -20,6 +20,8 @@
 #
 # Every wait is for an event (a log line, a port, bytes received) and bounded; about 40 s,
 # most of it the outage. Needs nft (SKIP without it).
+# SURVIVE_UP=1 runs the server as `kcpx up $IF_B server` (XDP + AF_XDP), and
+# SURVIVE_STEPS picks steps (default: all four); test-xdp-survive.sh does that.
 set -eu
 NETNS_TAG=ksv$$
 . "$(dirname "$0")/../lib/netns.sh"
@@ -102,9 +104,17 @@ in_b python3 "$work/pace.py" source 9001 "$SIZE" "$RATE" & track_pid $!
 want=$(python3 "$work/pace.py" sha "$SIZE")
 fail=0
 
+STEPS=${SURVIVE_STEPS:-rebind restart client outage}
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+SERVER=(server)
+if [ -n "${SURVIVE_UP:-}" ]; then
+	bpffs_mount
+	SERVER=(up "$IF_B" server)
+	on_cleanup "in_b $KCPX down $IF_B >/dev/null 2>&1; rmdir /sys/fs/bpf/kcpx 2>/dev/null; true"
+fi
 server() {
 	# shellcheck disable=SC2086
-	nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l :4001 -t 127.0.0.1:9001 $FLAGS \
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" "${SERVER[@]}" -l :4001 -t 127.0.0.1:9001 $FLAGS \
 		--log "$work/server.log" &
 	spid=$!
 	track_pid "$spid"
@@ -153,7 +163,12 @@ client
 wait_udp_port "$NS_B" 4001 20
 wait_tcp_port "$NS_A" 8391 20
 wait_tcp_port "$NS_B" 9001 20
+if [ -n "${SURVIVE_UP:-}" ]; then
+	wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
+		{ echo "FAIL: the server is not on AF_XDP"; fail=1; }
+fi
 
+if step rebind; then
 echo "rebind: the client's source port changes mid-download"
 in_a timeout 30 python3 "$work/pace.py" recv 127.0.0.1 8391 "$work/dl1" & dl=$!
 wait_bytes "$work/dl1" $((1 << 20))
@@ -177,7 +192,9 @@ check_dl "$work/dl1" "rebind" 1100
 grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
 in_a nft delete table ip ksv
+fi
 
+if step restart; then
 echo "restart: the server is killed and started again"
 kill -KILL "$spid"
 wait "$spid" 2>/dev/null || true
@@ -191,7 +208,9 @@ else
 fi
 grep -q "the server has no such session" "$work/client.log" ||
 	{ echo "FAIL: the client logged no RESET"; fail=1; }
+fi
 
+if step client; then
 echo "client restart: the same source port, a new session at once"
 p=$(cport)
 kill -KILL "$cpid"
@@ -221,7 +240,9 @@ fi
 n=$(grep -c "with $IP_A:$p opened" "$work/server.log" || true)
 [ "$n" -ge 2 ] || { echo "FAIL: the server opened no new session for $IP_A:$p ($n)"; fail=1; }
 in_a nft delete table ip ksv
+fi
 
+if step outage; then
 echo "outage: every datagram dropped for 20 s mid-download (--keepalive 10)"
 in_a timeout 60 python3 "$work/pace.py" recv 127.0.0.1 8391 "$work/dl2" & dl=$!
 wait_bytes "$work/dl2" $((1 << 20))
@@ -239,6 +260,7 @@ done
 in_a nft delete table ip ksv
 wait "$dl" || true
 check_dl "$work/dl2" "outage" ""
+fi
 
 for p in "$spid" "$cpid"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
