@@ -25,7 +25,9 @@
 #include "core/session.h"
 #include "core/smux.h"
 
-#define MAXS 16
+#define MAXS	     16
+#define VICTIM_PORT0 20000
+#define VICTIM_PORTS 20000
 
 struct tend;
 
@@ -51,6 +53,10 @@ struct tend {
 	int opened, released;
 	uint32_t rng;
 	char last_log[512];
+	int nlog;
+	uint32_t victim;    /* xmit to this IPv4 address is counted, not sent */
+	uint8_t *victim_tx; /* per port - VICTIM_PORT0, datagrams sent */
+	uint64_t victim_total;
 	int nlog_fallback, nlog_late, nlog_replace;
 };
 
@@ -61,6 +67,15 @@ static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uin
 {
 	struct tend *e = user;
 
+	if (e->victim && to->sa.sa_family == AF_INET &&
+	    to->in.sin_addr.s_addr == htonl(e->victim)) {
+		unsigned p = (unsigned)(kcpx_addr_port(to) - VICTIM_PORT0);
+
+		if (p < VICTIM_PORTS && e->victim_tx[p] < 255)
+			e->victim_tx[p]++;
+		e->victim_total++;
+		return;
+	}
 	linksim_send(e->out, *(uint32_t *)path, d, n);
 }
 
@@ -134,6 +149,7 @@ static void t_log(void *user, int level, const char *msg)
 	struct tend *e = user;
 
 	snprintf(e->last_log, sizeof(e->last_log), "%s", msg);
+	e->nlog++;
 	if (strstr(msg, "falling back"))
 		e->nlog_fallback++;
 	if (strstr(msg, "late kcpx answer"))
@@ -519,6 +535,116 @@ static void test_kcptun_restart(void)
 	world_free(&w);
 }
 
+/* Capture one datagram the client sends (the idx-th), delivering it as usual. */
+static uint8_t cap_buf[2048];
+static size_t cap_len;
+static uint64_t cap_idx;
+
+static bool capture(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	if (idx == cap_idx && len <= sizeof(cap_buf)) {
+		memcpy(cap_buf, buf, len);
+		cap_len = len;
+	}
+	return false;
+}
+
+/*
+ * A captured kcptun-format datagram replayed from 20,000 ports of a spoofed source (what
+ * any cipher allows, and --crypt none lets anyone forge) while a real session runs:
+ * sessions from that source stay within the unproven cap, no spoofed port gets more
+ * than 3 datagrams over 40 s, log lines stay few, the real session keeps working.
+ */
+static void test_forged_flood(void)
+{
+	struct world w;
+	uint8_t buf[2048];
+	int maxns = 0;
+	unsigned worst = 0;
+	struct kcpx_ep_stats st;
+	struct kcpx_addr spoof;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
+	cap_idx = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	CHECK_EQ(w.s.ns, 1);
+	w.s.victim = 0x0a000009;
+	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
+	w.s.nlog = 0;
+	for (int i = 0; i < VICTIM_PORTS; i++) {
+		addr4(&spoof, w.s.victim, (uint16_t)(VICTIM_PORT0 + i));
+		memcpy(buf, cap_buf, cap_len);
+		kcpx_ep_input(w.s.ep, NULL, &w.now, &spoof, buf, cap_len, w.now);
+		if (w.s.ns > maxns)
+			maxns = w.s.ns;
+		if (i % 50 == 0)
+			world_step(&w);
+	}
+	world_run(&w, 40000);
+	for (int i = 0; i < VICTIM_PORTS; i++)
+		if (w.s.victim_tx[i] > worst)
+			worst = w.s.victim_tx[i];
+	kcpx_ep_stats(w.s.ep, &st);
+	printf("     20000 replays: at most %d sessions at once, %llu datagrams to the victim "
+	       "(at most %u to one port), %d log lines, %llu refused\n",
+	       maxns, (unsigned long long)w.s.victim_total, worst, w.s.nlog,
+	       (unsigned long long)st.admit_refused);
+	CHECK(maxns <= 1 + 8);
+	CHECK(worst <= 3);
+	CHECK(w.s.nlog <= 100);
+	CHECK(st.admit_refused > 0);
+	CHECK_EQ(st.pending, 0); /* the silent ones were closed */
+	/* the real session still carries data */
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 2000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK_EQ(w.s.s[0]->got, 40000);
+	free(w.s.victim_tx);
+	world_free(&w);
+}
+
+/*
+ * A replayed old datagram of another conversation from a live client's address must not
+ * close its session: only a first segment (PUSH sn 0) starts a new conversation there.
+ */
+static void test_old_conv_replay(void)
+{
+	struct world w;
+	uint8_t buf[2048];
+	uint32_t conv2;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
+	cap_idx = 6; /* a datagram from the middle of the first conversation */
+	cap_len = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 60000));
+	world_run(&w, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	kcpx_ep_free(w.c.ep);
+	w.c.ns = 0;
+	{
+		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
+
+		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
+	}
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	conv2 = kcpx_ep_sess_conv(w.s.s[0]->es);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input(w.s.ep, NULL, &w.now, &w.cli_from, buf, cap_len, w.now);
+	world_run(&w, 100);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK_EQ(kcpx_ep_sess_conv(w.s.s[0]->es), conv2);
+	CHECK(!w.s.s[0]->closed);
+	world_free(&w);
+}
+
 int main(void)
 {
 	uint8_t master[32] = { 7 }, key[KCPX_CRYPT_KEYLEN] = { 9 }, seed[32] = { 3 };
@@ -536,6 +662,8 @@ int main(void)
 	RUN(test_hsrate);
 	RUN(test_ratelimit);
 	RUN(test_kcptun_restart);
+	RUN(test_forged_flood);
+	RUN(test_old_conv_replay);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);
 	kcpx_native_psk_free(psk);

@@ -69,6 +69,12 @@ static void write_status(struct tunnel *t, FILE *fp)
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
 		(unsigned long long)es.unknown_peer);
+	if (cfg->role == KCPX_ROLE_SERVER)
+		fprintf(fp,
+			"  admission: new sessions refused %llu, unanswered sessions %u, "
+			"datagrams held back from them %llu\n",
+			(unsigned long long)es.admit_refused, es.pending,
+			(unsigned long long)es.unproven_drop);
 	if (!t->psk)
 		return;
 	if (cfg->role == KCPX_ROLE_SERVER) {

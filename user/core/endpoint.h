@@ -67,7 +67,10 @@ struct kcpx_ep_sess;
 struct kcpx_ep_config {
 	bool server;
 	enum kcpx_proto proto;
-	int hsrate;	 /* server: good INITs per second per source address; 0: no limit */
+	int hsrate; /* server: good INITs per second per source address; 0: no limit */
+	/* server admission, every format (docs/SECURITY.md): sessions in all, from one source
+	 * (an IPv4 address, an IPv6 /64), new ones per second per source; 0: no limit */
+	int maxsessions, persource, sessrate;
 	int reprobe;	 /* client, auto: s after a fallback before new sessions probe; 0: never */
 	int conn;	 /* client: --conn slots */
 	int autoexpire;	 /* client: s before a slot's session takes no new streams; 0: never */
@@ -108,13 +111,16 @@ struct kcpx_ep_ops {
 
 /* What `kcpx status` prints besides the sessions. */
 struct kcpx_ep_stats {
-	uint64_t rx_truncated; /* longer than KCPX_EP_DGRAM_MAX */
-	uint64_t unknown_peer; /* kcptun format from no session we know, not opening one */
-	uint64_t late_native;  /* client: kcpx packets for a session that fell back */
-	uint64_t replaced;     /* server: kcpx sessions replaced when their client fell back */
-	uint64_t hs_limited;   /* server: INITs with a good tag refused by --hsrate */
-	bool kcptun_mode;      /* client, auto: new sessions speak kcptun for now */
-	uint32_t kcptun_for;   /* ... since this many seconds */
+	uint64_t rx_truncated;	/* longer than KCPX_EP_DGRAM_MAX */
+	uint64_t unknown_peer;	/* kcptun format from no session we know, not opening one */
+	uint64_t late_native;	/* client: kcpx packets for a session that fell back */
+	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
+	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
+	uint64_t admit_refused; /* server: new sessions refused by the caps or --sessrate */
+	uint64_t unproven_drop; /* server: datagrams not sent to a peer that never answered */
+	unsigned pending;	/* server: kcptun-format sessions whose peer never answered */
+	bool kcptun_mode;	/* client, auto: new sessions speak kcptun for now */
+	uint32_t kcptun_for;	/* ... since this many seconds */
 };
 
 /* 0, -EINVAL (impossible config), -ENOMEM. snmp: counters the sessions count into. */
