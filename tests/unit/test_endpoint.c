@@ -645,6 +645,77 @@ static void test_old_conv_replay(void)
 	world_free(&w);
 }
 
+static bool capture_drop_first(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	capture(ctx, idx, buf, len);
+	return idx == 0;
+}
+
+/*
+ * The INIT race: a copy of the client's INIT from a spoofed address reaches the server
+ * before the real one (here the real first copy is lost and the replay takes its place).
+ * The server must still answer the real client, the session must end up native at
+ * both ends with the client's address, and nothing falls back.
+ */
+static void test_init_race(void)
+{
+	struct kcpx_addr spoof;
+	struct kcpx_ep_stats st;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	w.s.victim = 0x0a000009;
+	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
+	cap_idx = 0;
+	cap_len = 0;
+	w.cs.drop_fn = capture_drop_first;
+	CHECK(client_send(&w, 30000));
+	world_step(&w);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	addr4(&spoof, w.s.victim, VICTIM_PORT0);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input(w.s.ep, NULL, &w.now, &spoof, buf, cap_len, w.now);
+	CHECK_EQ(w.s.ns, 1);
+	world_run(&w, 3000);
+	kcpx_ep_stats(w.s.ep, &st);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK(st.init_raced >= 1);
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &w.cli_from));
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK(w.s.victim_total <= 1); /* the spoofed source got one RESP */
+	free(w.s.victim_tx);
+	world_free(&w);
+}
+
+static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	return true;
+}
+
+/* Once a kcpx server answered, a later session whose RESPs are all lost (blocked by
+ * an attacker) is closed, never downgraded to kcptun's format. */
+static void test_no_downgrade(void)
+{
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 10000));
+	world_run(&w, 1000);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	kcpx_ep_close(w.c.s[0]->es, "test");
+	world_run(&w, 10);
+	w.sc.drop_fn = drop_all;
+	CHECK(client_send(&w, 10000));
+	world_run(&w, 8000);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(strstr(w.c.last_log, "no kcpx handshake answer") != NULL);
+	world_free(&w);
+}
+
 int main(void)
 {
 	uint8_t master[32] = { 7 }, key[KCPX_CRYPT_KEYLEN] = { 9 }, seed[32] = { 3 };
@@ -664,6 +735,8 @@ int main(void)
 	RUN(test_kcptun_restart);
 	RUN(test_forged_flood);
 	RUN(test_old_conv_replay);
+	RUN(test_init_race);
+	RUN(test_no_downgrade);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);
 	kcpx_native_psk_free(psk);

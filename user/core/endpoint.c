@@ -122,6 +122,7 @@ struct kcpx_ep {
 	 */
 	bool client_native;
 	bool kcptun_mode;
+	bool server_spoke_kcpx; /* client: a RESP came in time once: never fall back now */
 	uint32_t ticks, kcptun_since;
 	int hs_tries_auto;
 	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
@@ -440,6 +441,7 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		s->hs = NULL;
 		s->state = EP_NATIVE;
 		ep->kcptun_mode = false;
+		ep->server_spoke_kcpx = true;
 		break;
 	case EV_DATA: /* ACCEPTED -> NATIVE: the client has the keys; no replacement now */
 		if (s->state == EP_ACCEPTED)
@@ -451,7 +453,9 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		 * --reprobe s speak kcptun; the handshake state stays for a while so that a
 		 * late RESP can be recognised.
 		 */
-		ep_log(ep, 1, "session %08x: no kcpx answer, falling back to the kcptun protocol%s",
+		ep_log(ep, 0,
+		       "session %08x: no kcpx answer, falling back to the kcptun protocol%s "
+		       "(weaker: no forward secrecy, no replay window; --proto kcpx forbids it)",
 		       s->conv, ep->cfg.reprobe ? "" : " for good (--reprobe 0)");
 		s->state = EP_FALLBACK_WATCH;
 		sid_unlink(s); /* the sid is free for a native session again */
@@ -616,8 +620,24 @@ static int hs_server_accept(struct kcpx_ep *ep, void *path, const struct kcpx_ad
 	err = ep_admit(ep, from, true, d, n, now);
 	if (err)
 		return err;
-	if (sid_lookup(ep, ni->sid))
+	s = sid_lookup(ep, ni->sid);
+	if (s) {
+		/*
+		 * The same INIT from another address while our session has carried nothing:
+		 * a replay from a spoofed source got here first, or the client moved. Refusing
+		 * it would leave the real client unanswered until it falls back to kcptun's
+		 * format (a downgrade anyone with one captured INIT could force). So the RESP
+		 * goes here too, and the address whose authenticated DATA comes first keeps
+		 * the session (native_input). Tag checked: a forged INIT gets nothing.
+		 */
+		if (s->state == EP_ACCEPTED && !s->closing && ni->ctr == s->hs_ctr &&
+		    n == KCPX_NATIVE_HS_LEN && kcpx_native_init_tag_ok(ep->cfg.psk, d, n)) {
+			ep->st.init_raced++;
+			ep->ops.xmit(ep->user, path, from, s->hs_pkt, sizeof(s->hs_pkt));
+			return 0;
+		}
 		return -EEXIST;
+	}
 	ep->ops.random(ep->user, rnd, sizeof(rnd));
 	err = kcpx_native_accept(ep->cfg.psk, d, n, rnd, ep->cfg.aes, resp, &nat, &ep->hs_stats);
 	sodium_memzero(rnd, sizeof(rnd));
@@ -686,6 +706,30 @@ static bool native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *p
 
 			if (!err || err == -EBUSY)
 				return true;
+		}
+		if (ep->cfg.server && ni->type == KCPX_NT_DATA) {
+			struct kcpx_ep_sess *m = sid_lookup(ep, ni->sid);
+
+			/* an INIT raced (hs_server_accept): the first authenticated DATA says
+			 * where the client is; the session moves there, before any data */
+			if (m && m->state == EP_ACCEPTED && !m->closing) {
+				char abuf[KCPX_ADDRSTRLEN];
+
+				if (kcpx_session_open_native(m->ks, d, n, &body, &blen))
+					return true;
+				addr_unlink(m);
+				m->peer = *from;
+				m->path = path;
+				m->anext = *addr_head(ep, from);
+				*addr_head(ep, from) = m;
+				ep_log(ep, 1,
+				       "session %08x: its first data came from %s: moved there",
+				       m->conv, kcpx_addr_str(from, abuf, sizeof(abuf)));
+				ep_transition(m, EV_DATA, now);
+				kcpx_session_input(m->ks, body, blen, now);
+				ep_wake(m);
+				return true;
+			}
 		}
 		return false; /* kcptun's format, or dropped below with --proto kcpx */
 	}
@@ -870,10 +914,19 @@ void kcpx_ep_tick(struct kcpx_ep_sess *s, uint32_t now)
 	if (s->state == EP_FALLBACK_WATCH && (int32_t)(now - s->created) >= HS_LATE_KEEP_MS)
 		ep_transition(s, EV_KEEP_EXPIRED, now);
 	if (s->state == EP_PROBE) {
-		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX;
+		/* once a kcpx server answered, no fallback: lost or blocked RESPs must not
+		 * downgrade a tunnel between two kcpx ends */
+		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX || ep->server_spoke_kcpx;
 
 		if (++s->hs_tries >= (strict ? HS_TRIES_KCPX : ep->hs_tries_auto)) {
 			if (strict) {
+				if (ep->cfg.proto != KCPX_PROTO_KCPX)
+					ep_log(ep, 0,
+					       "session %08x: no kcpx answer from a server that "
+					       "spoke kcpx before: no fallback to kcptun (restart "
+					       "the "
+					       "client, or --proto kcptun, if it changed)",
+					       s->conv);
 				kcpx_ep_close(s, "no kcpx handshake answer from the server");
 				return;
 			}

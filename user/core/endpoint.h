@@ -116,6 +116,7 @@ struct kcpx_ep_stats {
 	uint64_t late_native;	/* client: kcpx packets for a session that fell back */
 	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
 	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
+	uint64_t init_raced;	/* server: an INIT came again from another address */
 	uint64_t admit_refused; /* server: new sessions refused by the caps or --sessrate */
 	uint64_t unproven_drop; /* server: datagrams not sent to a peer that never answered */
 	unsigned pending;	/* server: kcptun-format sessions whose peer never answered */
