@@ -8,6 +8,7 @@
 #include "app/tunnel.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,19 @@
 #include "app/tunnel_int.h"
 #include "core/crypt.h"
 #include "core/native.h"
+#include "core/pool.h"
 #include "core/session.h"
 #include "io/clock.h"
 #include "io/ctl.h"
 #include "io/priv.h"
+
+/* Pool caches: full smux blocks (4 KiB) and session chunks (64 KiB) kept for reuse while
+   traffic flows, trimmed to the low marks each second (then freed memory goes back). */
+#define POOL_BLOCKS	256
+#define POOL_BLOCKS_LOW 32
+#define POOL_CHUNKS	8
+#define POOL_CHUNKS_LOW 2
+#define TRIM_BYTES	(1 << 20) /* malloc_trim once this much went back to malloc */
 
 /* ---- sessions --------------------------------------------------------------------- */
 
@@ -148,13 +158,19 @@ struct sess *kcpx_tun_client_session(struct tunnel *t)
 	unsigned slot;
 	struct dg *g;
 
+	struct kcpx_addr to = t->remote;
+	unsigned lo = kcpx_addr_port(&t->remote);
+
 	es = kcpx_ep_pick(t->ep, now, &slot);
 	if (es)
 		return kcpx_ep_sess_user(es);
-	g = kcpx_path_get(t, NULL, &t->remote);
+	/* kcptun's port range: each new session picks one port at random, keeps it */
+	if (t->remote_hi > lo)
+		kcpx_addr_set_port(&to, lo + randombytes_uniform(t->remote_hi - lo + 1));
+	g = kcpx_path_get(t, NULL, &to);
 	if (!g)
 		return NULL;
-	es = kcpx_ep_connect(t->ep, slot, g, &t->remote, now);
+	es = kcpx_ep_connect(t->ep, slot, g, &to, now);
 	kcpx_path_put(t, g); /* the session holds its own reference */
 	if (!es)
 		return NULL;
@@ -190,11 +206,30 @@ static void tunnel_idle(void *arg)
 				kcpx_ep_close(s->es, "out of memory for its timer");
 		}
 	}
-	for (struct dg *g = t->dgs; g; g = g->next)
-		if (g->ntx)
-			kcpx_path_flush(g);
+	kcpx_path_flush_all(t);
 	kcpx_conn_reap(t);
 	kcpx_ep_reap(t->ep);
+}
+
+/*
+ * Once a second: the pools keep only their low marks, and once enough memory went back
+ * to malloc, malloc hands the free pages back to the system (glibc keeps freed heap
+ * memory otherwise), so that RSS falls again after a burst of traffic.
+ */
+static void tunnel_trim(struct tunnel *t)
+{
+	struct kcpx_pool_stats b, c;
+	uint64_t frees;
+
+	kcpx_pool_trim(t->blocks, POOL_BLOCKS_LOW);
+	kcpx_pool_trim(t->chunks, POOL_CHUNKS_LOW);
+	kcpx_pool_stats(t->blocks, &b);
+	kcpx_pool_stats(t->chunks, &c);
+	frees = b.frees * b.block + c.frees * c.block;
+	if (frees - t->pool_frees >= TRIM_BYTES) {
+		malloc_trim(0);
+		t->pool_frees = frees;
+	}
 }
 
 /* systemd's STATUS= line (app/service.c): sessions and streams */
@@ -224,6 +259,7 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
 	tunnel_service_tick(t);
+	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
 }
 
@@ -320,12 +356,14 @@ static int setup_protocol(struct tunnel *t)
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,
 		.crypt = t->crypt,
+		.chunks = t->chunks,
 		.smux = {
 			.version = cfg->smuxver,
 			.client = cfg->role == KCPX_ROLE_CLIENT,
 			.max_frame = 32768,
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
+			.pool = t->blocks,
 		},
 	};
 	/* config_finish checked the name */
@@ -339,10 +377,14 @@ static int setup_protocol(struct tunnel *t)
 	return kcpx_ep_new(&t->ep, &ec, &ep_ops, t, &t->snmp);
 }
 
+/* kcptun has no limit; 1024 sockets (and their buffers) is already far past its examples */
+#define KCPX_PORT_RANGE_MAX 1024
+
 static int tunnel_setup(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
 	char buf[KCPX_ADDRSTRLEN];
+	unsigned hi = 0;
 	int err;
 
 	err = setup_protocol(t);
@@ -354,10 +396,13 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("localaddr '%s': %s", cfg->localaddr, strerror(-err));
 			return err;
 		}
-		err = kcpx_addr_parse(cfg->remoteaddr, &t->remote);
+		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
+		if (!err && t->be && t->remote_hi != kcpx_addr_port(&t->remote))
+			err = -EOPNOTSUPP;
 		if (err) {
 			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx client, not "
+						     "under kcpx up"
 						   : strerror(-err));
 			return err;
 		}
@@ -377,10 +422,16 @@ static int tunnel_setup(struct tunnel *t)
 	} else {
 		struct dg *g;
 
-		err = kcpx_addr_parse(cfg->listen, &t->laddr);
+		err = kcpx_addr_parse_range(cfg->listen, &t->laddr, &hi);
+		if (!err && t->be && hi != kcpx_addr_port(&t->laddr))
+			err = -EOPNOTSUPP;
+		if (!err && hi - kcpx_addr_port(&t->laddr) >= KCPX_PORT_RANGE_MAX)
+			err = -E2BIG;
 		if (err) {
 			pr_warn("listen '%s': %s", cfg->listen,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx server, not under "
+						     "kcpx up"
+				: err == -E2BIG	   ? "a port range may hold at most 1024 ports"
 						   : strerror(-err));
 			return err;
 		}
@@ -389,12 +440,21 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("target '%s': %s", cfg->target, strerror(-err));
 			return err;
 		}
+		/* kcptun's port range: one socket per port, each session answers on its own */
+		for (unsigned p = kcpx_addr_port(&t->laddr) + 1; p <= hi; p++) {
+			struct kcpx_addr a = t->laddr;
+
+			kcpx_addr_set_port(&a, p);
+			if (!kcpx_path_get(t, &a, NULL))
+				return -EADDRNOTAVAIL;
+		}
 		g = kcpx_path_get(t, &t->laddr, NULL);
 		if (!g)
 			return -EADDRNOTAVAIL;
-		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s, proto %s",
-			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name, cfg->target,
-			cfg->crypt, cfg->mode, cfg->proto);
+		pr_info("server: listening on %s (%s)%s, target %s, crypt %s, mode %s, proto %s",
+			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name,
+			hi > kcpx_addr_port(&t->laddr) ? " and the rest of the range" : "",
+			cfg->target, cfg->crypt, cfg->mode, cfg->proto);
 	}
 	return 0;
 }
@@ -463,7 +523,10 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	t->ctlw.fd = -1;
 	t->loop = kcpx_loop_new();
 	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
-	if (!t->loop || !t->rxmem) {
+	t->scratch = malloc(KCPX_CONN_READ);
+	t->blocks = kcpx_pool_new(kcpx_smux_pool_block(), POOL_BLOCKS);
+	t->chunks = kcpx_pool_new(kcpx_session_chunk_block(), POOL_CHUNKS);
+	if (!t->loop || !t->rxmem || !t->scratch || !t->blocks || !t->chunks) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -541,6 +604,9 @@ out:
 	kcpx_native_psk_free(t->psk);
 	kcpx_loop_free(t->loop);
 	free(t->rxmem);
+	free(t->scratch);
+	kcpx_pool_free(t->blocks);
+	kcpx_pool_free(t->chunks);
 	free(t);
 	return err;
 }
