@@ -149,6 +149,44 @@ static const struct kcpx_ep_ops ep_ops = {
 	.log = ep_log,
 };
 
+/* After a failed lookup of --remoteaddr, new sessions use the last address this long. */
+#define RESOLVE_RETRY_MS 5000
+
+/*
+ * Client: the server's address for a new session. A name is looked up again for each
+ * session (dynamic DNS); while it does not resolve the last address serves, and a failed
+ * lookup waits RESOLVE_RETRY_MS before the next (a resolver that times out blocks the
+ * loop). Under `kcpx up` the XDP program steers by the address found at start: kept.
+ */
+static int client_remote(struct tunnel *t, uint32_t now)
+{
+	char abuf[KCPX_ADDRSTRLEN], bbuf[KCPX_ADDRSTRLEN];
+	bool have = t->remote.sa.sa_family != AF_UNSPEC;
+	struct kcpx_addr a;
+	unsigned hi;
+	int err;
+
+	if (have && t->be)
+		return 0;
+	if (t->resolve_failed && now - t->resolve_at < RESOLVE_RETRY_MS)
+		return have ? 0 : -ENOENT;
+	err = kcpx_addr_parse_range(t->cfg->remoteaddr, &a, &hi);
+	t->resolve_at = now;
+	t->resolve_failed = err != 0;
+	if (err) {
+		pr_warn_ratelimited("remoteaddr '%s': %s%s", t->cfg->remoteaddr, strerror(-err),
+				    have ? ": the last address serves" : ": no session");
+		return have ? 0 : err;
+	}
+	if (have && !kcpx_addr_equal(&a, &t->remote))
+		pr_info("remoteaddr '%s' is %s now (was %s)", t->cfg->remoteaddr,
+			kcpx_addr_str(&a, abuf, sizeof(abuf)),
+			kcpx_addr_str(&t->remote, bbuf, sizeof(bbuf)));
+	t->remote = a;
+	t->remote_hi = hi;
+	return 0;
+}
+
 /* Client: the session a new stream goes on; opens one (and its socket) when needed. */
 struct sess *kcpx_tun_client_session(struct tunnel *t)
 {
@@ -156,14 +194,17 @@ struct sess *kcpx_tun_client_session(struct tunnel *t)
 	struct kcpx_ep_sess *es;
 	struct sess *s;
 	unsigned slot;
+	struct kcpx_addr to;
 	struct dg *g;
-
-	struct kcpx_addr to = t->remote;
-	unsigned lo = kcpx_addr_port(&t->remote);
+	unsigned lo;
 
 	es = kcpx_ep_pick(t->ep, now, &slot);
 	if (es)
 		return kcpx_ep_sess_user(es);
+	if (client_remote(t, now))
+		return NULL;
+	to = t->remote;
+	lo = kcpx_addr_port(&t->remote);
 	/* kcptun's port range: each new session picks one port at random, keeps it */
 	if (t->remote_hi > lo)
 		kcpx_addr_set_port(&to, lo + randombytes_uniform(t->remote_hi - lo + 1));
@@ -399,7 +440,15 @@ static int tunnel_setup(struct tunnel *t)
 		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
 		if (!err && t->be && t->remote_hi != kcpx_addr_port(&t->remote))
 			err = -EOPNOTSUPP;
-		if (err) {
+		if (err == -ENOENT && !t->be) {
+			/* the network (or its DNS) may be down now: not a reason to exit */
+			pr_warn("remoteaddr '%s': the name does not resolve now; trying again for "
+				"each new connection",
+				cfg->remoteaddr);
+			t->resolve_failed = true;
+			t->resolve_at = kcpx_clock_ms();
+			err = 0;
+		} else if (err) {
 			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
 				err == -EOPNOTSUPP ? "port ranges work with kcpx client, not "
 						     "under kcpx up"

@@ -68,8 +68,11 @@ struct tunnel {
 	struct kcpx_ep *ep;
 	struct kcpx_snmp snmp;
 	struct kcpx_addr laddr;	 /* client: TCP listen; server: UDP listen */
-	struct kcpx_addr remote; /* client: port is the lowest of remoteaddr's range */
+	struct kcpx_addr remote; /* client: port is the lowest of remoteaddr's range;
+				  * AF_UNSPEC until --remoteaddr resolves */
 	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
+	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
+	bool resolve_failed;
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;

@@ -120,6 +120,10 @@ struct kcpx_ep_stats {
 	uint64_t admit_refused; /* server: new sessions refused by the caps or --sessrate */
 	uint64_t unproven_drop; /* server: datagrams not sent to a peer that never answered */
 	unsigned pending;	/* server: kcptun-format sessions whose peer never answered */
+	uint64_t roamed;	/* server: sessions moved to a new peer address */
+	uint64_t resets_sent;	/* server: RESETs for DATA with an unknown sid */
+	uint64_t reset_limited; /* server: ... not sent, over the per-address rate */
+	uint64_t resets_taken;	/* client: sessions closed by the server's RESET */
 	bool kcptun_mode;	/* client, auto: new sessions speak kcptun for now */
 	uint32_t kcptun_for;	/* ... since this many seconds */
 };
