@@ -83,6 +83,13 @@ for d in /sys/fs/bpf/kcpx /sys/fs/bpf/kcpx/lo; do
 	[ "$(stat -c %a:%u "$d")" = 700:0 ] || bad "$d is $(stat -c %a:%u "$d"), not 700:0"
 done
 mkdir /sys/fs/bpf/kcpx/lo/not-kcpx
+# once set up, kcpx up keeps uid 0 (its pins are root's) and CAP_NET_ADMIN alone
+for _ in $(seq 100); do grep -q "NoNewPrivs:.1" /proc/$pid/status && break; sleep 0.1; done
+st=$(grep -E "^(Uid|CapEff|CapPrm|CapBnd|NoNewPrivs):" /proc/$pid/status | tr -s '\t\n' '  ')
+echo "kcpx up: $st"
+echo "$st" | grep -q "CapPrm: 0000000000001000 CapEff: 0000000000001000 CapBnd: 0000000000001000" ||
+	bad "kcpx up kept more than CAP_NET_ADMIN: $st"
+echo "$st" | grep -q "NoNewPrivs: 1" || bad "kcpx up without no_new_privs: $st"
 # AF_XDP's kernel socket beside it: nobody cannot bind the port on a more specific address
 out=$(as_nobody /usr/bin/python3 -c "$STEAL" 127.0.0.1 4000 2>&1)
 echo "$out" | grep -q "bind refused" || bad "nobody's bind beside kcpx up's port 4000: $out"
@@ -161,7 +168,36 @@ in_ns "$NS_L" python3 "$TCPIO" multi 127.0.0.1 8103 2 65536 ||
 	bad "--keyfile 'from a file' and --key 'from a file' do not talk"
 grep -q "kcptun's default" "$work/srv.log" || bad "no warning for the default key"
 grep -q "kcptun's default" "$work/k-srv.log" "$work/k-cli.log" && bad "warning with a key given"
-kp=$(pgrep -P $kpid kcpx || echo $kpid)
+kp=$(pgrep -P "$kpid" kcpx || echo "$kpid")
 tr '\0' ' ' </proc/$kp/cmdline | grep -q "from a file" && bad "the key is in ps: $(tr '\0' ' ' </proc/$kp/cmdline)"
+
+echo "== privileges once set up: kcpx server/client keep no capability, --user"
+# in_ns CMD & is a subshell: the daemon is its child (nsenter execs it)
+daemon() { pgrep -P "$1" kcpx || echo "$1"; }
+caps() { grep -E "^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):" \
+	/proc/"$(daemon "$1")"/status | tr -s '\t\n' '  '; }
+st=$(caps $kpid)
+echo "server (root, no --user): $st"
+echo "$st" | grep -q "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 CapAmb: 0000000000000000 NoNewPrivs: 1" ||
+	bad "kcpx server kept capabilities: $st"
+in_ns "$NS_L" "$KCPX" server -l :4104 -t 127.0.0.1:9103 --key u --user nobody --quiet \
+	--log "$work/u-srv.log" &
+track_pid $!
+upid=$!
+in_ns "$NS_L" "$KCPX" client -l 127.0.0.1:8104 -r 127.0.0.1:4104 --key u --user nobody --quiet \
+	--log "$work/u-cli.log" &
+track_pid $!
+cpid=$!
+wait_tcp_port "$NS_L" 8104
+in_ns "$NS_L" python3 "$TCPIO" multi 127.0.0.1 8104 4 65536 || bad "no transfer as user nobody"
+for p in $upid $cpid; do
+	st=$(caps $p)
+	echo "--user nobody: $st"
+	echo "$st" | grep -q "Uid: 65534 65534 65534 65534 Gid: 65534 65534 65534 65534 Groups: CapPrm: 0000000000000000 CapEff: 0000000000000000" ||
+		bad "--user nobody did not take: $st"
+done
+out=$(timeout 10 "$KCPX" server -l :4105 -t 127.0.0.1:9 --key u --user no-such-user-kx 2>&1) &&
+	bad "--user no-such-user accepted"
+echo "$out" | grep -q "no such user" || bad "unknown --user not named: $out"
 
 [ $fail -eq 0 ] && echo "PASS" || exit 1

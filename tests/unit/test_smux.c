@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "unit.h"
+#include "core/pool.h"
 #include "core/smux.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -31,7 +32,9 @@ static uint8_t pat(uint32_t sid, int dir, uint64_t off)
 	return (uint8_t)(x ^ (x >> 13) ^ (off >> 8));
 }
 
-#define MAXACC 1024
+#define MAXACC		    1024
+#define BQ_TEST_BLK	    4064 /* a full smux buffer block's payload */
+#define KCPX_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 struct side {
 	struct kcpx_smux *s;
@@ -979,6 +982,202 @@ static void test_bad_config(void)
 	CHECK(!kcpx_smux_new(&cc, &ops, NULL, 0));
 }
 
+/* ---- memory that follows the traffic ---- */
+
+/* Reads everything stream sid has with peek/consume, checking the pattern. */
+static int drain_peek(struct kcpx_smux *s, uint32_t sid, uint64_t *rx)
+{
+	for (;;) {
+		struct iovec iov[4];
+		int niov = 4;
+		ssize_t n = kcpx_smux_peek(s, sid, iov, &niov);
+		size_t take = 0;
+
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0 || niov < 1)
+			return -1;
+		/* consume a part, sometimes less than the first piece */
+		for (int i = 0; i < niov; i++) {
+			const uint8_t *b = iov[i].iov_base;
+
+			for (size_t k = 0; k < iov[i].iov_len; k++)
+				if (b[k] != pat(sid, 0, *rx + take + k))
+					return -1;
+			take += iov[i].iov_len;
+		}
+		if (rnd() % 3 == 0)
+			take = 1 + rnd() % take;
+		kcpx_smux_consume(s, sid, take);
+		*rx += take;
+	}
+}
+
+static void test_memory_follows_traffic(void)
+{
+	struct kcpx_pool *pool = kcpx_pool_new(kcpx_smux_pool_block(), 16);
+	struct kcpx_smux_config cc = cfg_default(2, true), sc = cfg_default(2, false);
+	struct pair *p = calloc(1, sizeof(*p));
+	struct kcpx_pool_stats st;
+	static uint32_t sids[1000];
+	static uint64_t tx[40], rx[40];
+	size_t r, w;
+
+	CHECK(pool && p);
+	/* one pool for both sessions, as a tunnel shares one among all of its sessions */
+	cc.pool = sc.pool = pool;
+	p->c.s = kcpx_smux_new(&cc, &ops, &p->c, 0);
+	p->sv.s = kcpx_smux_new(&sc, &ops, &p->sv, 0);
+	CHECK(p->c.s && p->sv.s);
+	for (int i = 0; i < 1000; i++)
+		CHECK_EQ(kcpx_smux_open(p->c.s, &sids[i]), 0);
+	CHECK_EQ(pump_all(p), 0);
+	CHECK_EQ(p->sv.naccepted, 1000);
+	/* a thousand open, idle streams own no buffer */
+	kcpx_pool_stats(pool, &st);
+	CHECK_EQ(st.in_use, 0);
+
+	/* buffers grow with the bytes queued... */
+	for (int i = 0; i < 40; i++) {
+		CHECK(write_pat(p->c.s, sids[i], &tx[i], 20000) > 0);
+		CHECK_EQ(tx[i], 20000);
+	}
+	kcpx_smux_buffered(p->c.s, &r, &w);
+	CHECK_EQ(w, 40 * 20000);
+	kcpx_pool_stats(pool, &st);
+	CHECK(st.in_use * BQ_TEST_BLK >= 40 * 20000);
+	CHECK(st.in_use * BQ_TEST_BLK <= 2 * 40 * 20000);
+	/* ...move from the sender's buffers to the receiver's... */
+	CHECK_EQ(pump_all(p), 0);
+	kcpx_smux_buffered(p->c.s, &r, &w);
+	CHECK_EQ(w, 0);
+	kcpx_smux_buffered(p->sv.s, &r, &w);
+	CHECK_EQ(r, 40 * 20000);
+	/* ...and go back to the pool as they are read */
+	for (int i = 0; i < 40; i++) {
+		CHECK_EQ(drain_peek(p->sv.s, sids[i], &rx[i]), 0);
+		CHECK_EQ(rx[i], 20000);
+	}
+	kcpx_smux_buffered(p->sv.s, &r, &w);
+	CHECK_EQ(r, 0);
+	kcpx_pool_stats(pool, &st);
+	CHECK_EQ(st.in_use, 0);
+	CHECK(st.cached <= 16); /* the rest went back to malloc */
+	CHECK(st.peak_in_use >= 40 * 20000 / BQ_TEST_BLK);
+	CHECK_EQ(kcpx_smux_num_streams(p->sv.s), 1000);
+	pair_free(p);
+	kcpx_pool_free(pool);
+
+	/* a pool of the wrong block size is a bad config */
+	pool = kcpx_pool_new(kcpx_smux_pool_block() + 1, 1);
+	cc.pool = pool;
+	CHECK(!kcpx_smux_new(&cc, &ops, NULL, 0));
+	kcpx_pool_free(pool);
+}
+
+#define FAIR_N	   200
+#define FAIR_BYTES 30000
+#define FAIR_SEND  65536
+
+struct fair {
+	struct kcpx_smux *s;
+	uint32_t sid[FAIR_N];
+	uint64_t tx[FAIR_N];
+	int queued[FAIR_N], nqueued; /* in the order writes were refused */
+	int woken[FAIR_N], nwoken;   /* in the order of each stream's first writable() */
+	bool was_woken[FAIR_N];
+	bool over; /* the send budget was exceeded */
+	bool failed;
+};
+
+/* Writes the stream's pattern until done or refused; true when refused. */
+static bool fair_write(struct fair *f, int i)
+{
+	uint8_t buf[4096];
+
+	while (f->tx[i] < FAIR_BYTES) {
+		size_t n = KCPX_TEST_MIN(sizeof(buf), FAIR_BYTES - f->tx[i]), rb, wb;
+		ssize_t r;
+
+		for (size_t k = 0; k < n; k++)
+			buf[k] = pat(f->sid[i], 0, f->tx[i] + k);
+		r = kcpx_smux_write(f->s, f->sid[i], buf, n);
+		if (r == -EAGAIN)
+			return true;
+		if (r <= 0) {
+			f->failed = true;
+			return false;
+		}
+		f->tx[i] += (uint64_t)r;
+		kcpx_smux_buffered(f->s, &rb, &wb);
+		if (wb > FAIR_SEND)
+			f->over = true;
+	}
+	return false;
+}
+
+static void fair_writable(void *user, uint32_t sid)
+{
+	struct fair *f = user;
+	int i = (int)(sid - 3) / 2;
+
+	if (!f->was_woken[i]) {
+		f->was_woken[i] = true;
+		f->woken[f->nwoken++] = i;
+	}
+	fair_write(f, i);
+}
+
+static const struct kcpx_smux_ops fair_ops = { .writable = fair_writable };
+
+static void test_send_budget_fair(void)
+{
+	struct kcpx_smux_config cc = cfg_default(2, true), sc = cfg_default(2, false);
+	struct pair *p = calloc(1, sizeof(*p));
+	struct fair *f = calloc(1, sizeof(*f));
+	static uint64_t rx[FAIR_N];
+	struct kcpx_smux_counters cnt;
+	int rounds = 0;
+	bool done = false;
+
+	CHECK(p && f);
+	cc.max_send_buffer = FAIR_SEND;
+	f->s = p->c.s = kcpx_smux_new(&cc, &fair_ops, f, 0);
+	p->sv.s = kcpx_smux_new(&sc, &ops, &p->sv, 0);
+	CHECK(p->c.s && p->sv.s);
+	for (int i = 0; i < FAIR_N; i++)
+		CHECK_EQ(kcpx_smux_open(p->c.s, &f->sid[i]), 0);
+	/* everyone writes at once: the first two fill the budget, the rest queue */
+	for (int i = 0; i < FAIR_N; i++)
+		if (fair_write(f, i))
+			f->queued[f->nqueued++] = i;
+	CHECK_EQ(f->tx[0], FAIR_BYTES);
+	CHECK_EQ(f->tx[1], FAIR_BYTES);
+	CHECK_EQ(f->nqueued, FAIR_N - 2);
+	CHECK_EQ(kcpx_smux_write_room(p->c.s, f->sid[FAIR_N - 1]), 0);
+	CHECK(!f->over);
+	memset(rx, 0, sizeof(rx));
+	while (!done) {
+		CHECK(rounds++ < 100000);
+		CHECK(pump(p) >= 0);
+		CHECK(!f->over);
+		CHECK(!f->failed);
+		done = true;
+		for (int i = 0; i < FAIR_N; i++) {
+			CHECK_EQ(drain_peek(p->sv.s, f->sid[i], &rx[i]), 0);
+			done = done && rx[i] == FAIR_BYTES;
+		}
+	}
+	/* every queued stream was woken, first come first served */
+	CHECK_EQ(f->nwoken, f->nqueued);
+	for (int i = 0; i < f->nqueued; i++)
+		CHECK_EQ(f->woken[i], f->queued[i]);
+	kcpx_smux_counters(p->c.s, &cnt);
+	CHECK(cnt.send_waits >= (uint64_t)f->nqueued);
+	free(f);
+	pair_free(p);
+}
+
 int main(void)
 {
 	RUN(test_encoding_v1);
@@ -998,5 +1197,7 @@ int main(void)
 	RUN(test_truncated_and_tolerated);
 	RUN(test_syn_flood);
 	RUN(test_bad_config);
+	RUN(test_memory_follows_traffic);
+	RUN(test_send_budget_fair);
 	UNIT_MAIN_END();
 }

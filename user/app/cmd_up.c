@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 
 #include "app/cmd.h"
 #include "app/log.h"
@@ -171,6 +172,11 @@ int kcpx_cmd_up(int argc, char **argv)
 	int i = 1, err;
 
 	be.arg = &u;
+	/* After setup the daemon holds fds for everything (programs, maps, AF_XDP sockets);
+	 * it still detaches XDP and TC, and undoes threaded NAPI, when it stops: that is
+	 * CAP_NET_ADMIN. It stays uid 0 so that it may remove its pins (root's 0700
+	 * directory) without CAP_DAC_OVERRIDE. */
+	be.keep_caps = 1ull << CAP_NET_ADMIN;
 
 	/* argv[0] is "up" */
 	if (argc < 2 || argv[1][0] == '-') {
@@ -231,6 +237,11 @@ int kcpx_cmd_up(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 
+	if (cfg.user[0]) {
+		fprintf(stderr, "kcpx up: --user is for `kcpx client|server`: kcpx up stays uid 0 "
+				"(to remove its pins) and keeps only CAP_NET_ADMIN once set up\n");
+		return 2;
+	}
 	kcpx_io_set_log(log_to_app);
 	if (cfg.tcp) {
 		/* AF_XDP TX passes no TC hook: the fake-TCP header would have to be built
@@ -255,6 +266,10 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
+	/* turning threaded NAPI off again writes sysfs from a mount namespace of its own
+	 * (io/napi.c): CAP_SYS_ADMIN, kept only when --napi turned it on */
+	if (kcpx_xdp_napi_threaded(u.xdp))
+		be.keep_caps |= 1ull << CAP_SYS_ADMIN;
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	kcpx_xsk_put(u.xsk);

@@ -46,6 +46,9 @@ static const struct opt opts[] = {
 	S(listen, "l", R_S, "kcp server listen address (UDP)"),
 	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
 	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
+	S(user, NULL, R_CS,
+	  "once set up, run as this user: no supplementary groups, only the capabilities "
+	  "the backend needs, no_new_privs"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,

@@ -1,22 +1,30 @@
 // SPDX-License-Identifier: MIT
 /*
  * TCP connections tied to smux streams, one each: bytes TCP -> stream (up) and stream ->
- * TCP (down), each with one buffer of slack; the server dials the target for every stream
- * the client opens, the client opens a stream for every TCP connection it accepts.
+ * TCP (down); the server dials the target for every stream the client opens, the client
+ * opens a stream for every TCP connection it accepts.
+ *
+ * A connection holds no buffer: TCP is read only as far as smux takes the bytes at once
+ * (through the tunnel's one scratch buffer), and the socket is written straight from
+ * smux's buffers (peek, writev, consume). An idle connection costs its struct and smux's
+ * stream; a busy one the bytes it has in flight, from the pools the sessions share.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "app/log.h"
 #include "app/tunnel_int.h"
 #include "core/session.h"
 #include "core/smux.h"
+#include "core/util.h"
 #include "io/clock.h"
 
-#define CONN_BUF 65536
+#define CONN_IOV   16 /* smux buffer pieces per writev */
+#define CONN_READS 4  /* TCP reads per readiness event before others get a turn */
 
 /* A TCP connection tied to one smux stream. */
 struct conn {
@@ -25,13 +33,9 @@ struct conn {
 	struct kcpx_watch w;
 	bool connecting; /* server: dial in progress */
 	bool closing;
-	bool ready;  /* on the tunnel's ready list */
-	uint8_t *up; /* TCP -> stream bytes smux has not taken yet */
-	size_t up_off, up_len;
-	uint8_t *down; /* stream -> TCP bytes the socket has not taken yet */
-	size_t down_off, down_len;
-	bool stream_eof;
-	bool tcp_eof;	    /* TCP peer finished: close once `up` is all in smux */
+	bool ready;	    /* on the tunnel's ready list */
+	bool up_blocked;    /* smux takes no more now: TCP reads wait for writable() */
+	bool down_blocked;  /* the socket took less than offered: wait for EPOLLOUT */
 	struct conn *hnext; /* sid hash chain */
 	struct conn *rnext; /* ready list */
 	struct conn *gnext; /* garbage list */
@@ -58,15 +62,39 @@ static struct conn *stream_find(struct sess *s, uint32_t sid)
 	return pp ? *pp : NULL;
 }
 
+/* Doubles the sid hash once it holds as many streams as buckets (chains stay short). */
+static void stream_rehash(struct sess *s)
+{
+	unsigned ncap = s->cap * 2;
+	struct conn **nb = calloc(ncap, sizeof(*nb));
+
+	if (!nb)
+		return; /* keep the longer chains */
+	for (unsigned i = 0; i < s->cap; i++) {
+		while (s->streams[i]) {
+			struct conn *c = s->streams[i];
+
+			s->streams[i] = c->hnext;
+			c->hnext = nb[c->sid % ncap];
+			nb[c->sid % ncap] = c;
+		}
+	}
+	free(s->streams);
+	s->streams = nb;
+	s->cap = ncap;
+}
+
 static int stream_add(struct sess *s, struct conn *c)
 {
 	if (!s->cap) {
-		s->cap = 256;
+		s->cap = 64;
 		s->streams = calloc(s->cap, sizeof(*s->streams));
 		if (!s->streams) {
 			s->cap = 0;
 			return -ENOMEM;
 		}
+	} else if (s->nstreams >= s->cap) {
+		stream_rehash(s);
 	}
 	c->hnext = s->streams[c->sid % s->cap];
 	s->streams[c->sid % s->cap] = c;
@@ -106,76 +134,91 @@ static void conn_events(struct conn *c)
 
 	if (c->closing)
 		return;
-	if (c->connecting || c->down_off < c->down_len)
+	if (c->connecting || c->down_blocked)
 		ev |= EPOLLOUT;
-	if (!c->connecting && !c->tcp_eof && c->up_off >= c->up_len)
+	if (!c->connecting && !c->up_blocked)
 		ev |= EPOLLIN;
 	kcpx_loop_mod(c->s->t->loop, &c->w, ev);
 }
 
-/* TCP -> stream: push what smux will take. Returns false once the conn closed. */
+/*
+ * TCP -> stream: read as much as smux takes now and hand it over. When smux takes
+ * nothing, reading stops until its writable() callback. Returns false once the conn
+ * closed (TCP EOF or error: kcptun then closes both ways; or the stream is gone).
+ */
 static bool conn_push_up(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
+	uint8_t *buf = c->s->t->scratch;
 
-	while (c->up_off < c->up_len) {
-		ssize_t n = kcpx_smux_write(mx, c->sid, c->up + c->up_off, c->up_len - c->up_off);
-		if (n == -EAGAIN)
-			break;
-		if (n < 0) {
+	for (int k = 0; k < CONN_READS; k++) {
+		ssize_t room = kcpx_smux_write_room(mx, c->sid), n;
+		size_t want;
+
+		if (room < 0) {
 			conn_close(c);
 			return false;
 		}
-		c->up_off += (size_t)n;
-	}
-	kcpx_tun_sess_mark(c->s);
-	if (c->up_off >= c->up_len) {
-		c->up_off = c->up_len = 0;
-		if (c->tcp_eof) {
+		if (room == 0) {
+			c->up_blocked = true;
+			return true;
+		}
+		want = KCPX_MIN((size_t)room, (size_t)KCPX_CONN_READ);
+		n = read(c->w.fd, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		if (n <= 0) {
 			conn_close(c);
 			return false;
 		}
+		kcpx_tun_sess_mark(c->s);
+		if (kcpx_smux_write(mx, c->sid, buf, (size_t)n) != n) {
+			conn_close(c); /* room was there: only out of memory gets here */
+			return false;
+		}
+		if ((size_t)n < want)
+			return true; /* the socket is drained */
 	}
 	return true;
 }
 
-/* stream -> TCP: write pending bytes, then read more from the stream while TCP takes it. */
+/* stream -> TCP: write smux's buffered bytes straight to the socket while it takes them. */
 static void conn_pull_down(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
 
+	c->down_blocked = false;
 	for (;;) {
-		ssize_t n;
+		struct iovec iov[CONN_IOV];
+		int niov = CONN_IOV;
+		ssize_t n = kcpx_smux_peek(mx, c->sid, iov, &niov), w;
 
-		while (c->down_off < c->down_len) {
-			n = write(c->w.fd, c->down + c->down_off, c->down_len - c->down_off);
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				conn_events(c);
-				return;
-			}
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				conn_close(c);
-				return;
-			}
-			c->down_off += (size_t)n;
-		}
-		c->down_off = c->down_len = 0;
-		if (c->stream_eof) {
-			conn_close(c);
-			return;
-		}
-		n = kcpx_smux_read(mx, c->sid, c->down, CONN_BUF);
 		if (n == -EAGAIN)
 			break;
 		if (n <= 0) {
 			/* EOF from the peer: kcptun closes both directions */
-			c->stream_eof = true;
-			continue;
+			conn_close(c);
+			return;
 		}
-		c->down_len = (size_t)n;
+		w = writev(c->w.fd, iov, niov);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->down_blocked = true;
+			break;
+		}
+		if (w <= 0) {
+			conn_close(c);
+			return;
+		}
+		kcpx_smux_consume(mx, c->sid, (size_t)w);
 		kcpx_tun_sess_mark(c->s); /* a read made room in smux: let KCP deliver more */
+		if (w < n) {
+			c->down_blocked = true; /* the socket is full */
+			break;
+		}
 	}
 	conn_events(c);
 }
@@ -205,28 +248,11 @@ static void conn_io(struct kcpx_watch *w, uint32_t events)
 	}
 	if (events & EPOLLOUT)
 		conn_ready(c);
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		ssize_t n;
-
-		if (c->up_off < c->up_len)
-			return; /* smux has not taken the last read yet */
-		if (c->tcp_eof)
-			return;
-		n = read(c->w.fd, c->up, CONN_BUF);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			return;
-		if (n == 0) {
-			/* the TCP peer is done sending; kcptun then closes both ways */
-			c->tcp_eof = true;
-			conn_close(c);
-			return;
-		}
-		if (n < 0) {
-			conn_close(c);
-			return;
-		}
-		c->up_off = 0;
-		c->up_len = (size_t)n;
+	if (events & EPOLLERR) {
+		conn_close(c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP)) && !c->up_blocked) {
 		if (conn_push_up(c))
 			conn_events(c);
 	}
@@ -238,10 +264,6 @@ static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecti
 
 	if (!c)
 		return NULL;
-	c->up = malloc(CONN_BUF);
-	c->down = malloc(CONN_BUF);
-	if (!c->up || !c->down)
-		goto err;
 	c->s = s;
 	c->sid = sid;
 	c->connecting = connecting;
@@ -252,10 +274,9 @@ static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecti
 		kcpx_loop_del(s->t->loop, &c->w);
 		goto err;
 	}
+	s->t->nconns++;
 	return c;
 err:
-	free(c->up);
-	free(c->down);
 	free(c);
 	return NULL;
 }
@@ -271,6 +292,7 @@ static void conn_close(struct conn *c)
 	kcpx_loop_del(t->loop, &c->w);
 	close(c->w.fd);
 	c->w.fd = -1;
+	t->nconns--;
 	stream_del(s, c);
 	if (s->ks)
 		kcpx_smux_close(kcpx_session_smux(s->ks), c->sid);
@@ -315,8 +337,6 @@ void kcpx_conn_reap(struct tunnel *t)
 		struct conn *c = t->garbage_c;
 
 		t->garbage_c = c->gnext;
-		free(c->up);
-		free(c->down);
 		free(c);
 	}
 }
@@ -368,8 +388,9 @@ void kcpx_conn_writable(void *sess_user, uint32_t sid)
 	struct sess *s = sess_user;
 	struct conn *c = stream_find(s, sid);
 
-	if (c && !c->closing && c->up_off < c->up_len) {
-		if (conn_push_up(c))
+	if (c && !c->closing && !c->connecting && c->up_blocked) {
+		c->up_blocked = false;
+		if (conn_push_up(c)) /* now: the next queued stream waits for what is left */
 			conn_events(c);
 	}
 }

@@ -47,10 +47,28 @@ void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, 
 	}
 	if (g->ntx == TX_BATCH)
 		kcpx_path_flush(g);
+	if (!g->txq) {
+		g->txq = true;
+		g->txnext = g->t->txq;
+		g->t->txq = g;
+	}
 	p = &g->tx[g->ntx++];
 	memcpy(p->buf, d, n);
 	p->len = (uint32_t)n;
 	p->addr = *to;
+}
+
+/* The end of a loop turn: only backends that batched something, however many exist. */
+void kcpx_path_flush_all(struct tunnel *t)
+{
+	while (t->txq) {
+		struct dg *g = t->txq;
+
+		t->txq = g->txnext;
+		g->txq = false;
+		if (g->ntx)
+			kcpx_path_flush(g);
+	}
 }
 
 static void path_readable(struct kcpx_watch *w, uint32_t events)
@@ -148,6 +166,12 @@ void kcpx_path_put(struct tunnel *t, struct dg *g)
 	for (pp = &t->dgs; *pp; pp = &(*pp)->next) {
 		if (*pp == g) {
 			*pp = g->next;
+			break;
+		}
+	}
+	for (pp = &t->txq; g->txq && *pp; pp = &(*pp)->txnext) {
+		if (*pp == g) {
+			*pp = g->txnext;
 			break;
 		}
 	}

@@ -10,8 +10,45 @@
 #include "app/snmp.h"
 #include "app/tunnel_int.h"
 #include "core/kcp.h"
+#include "core/pool.h"
 #include "core/session.h"
+#include "core/smux.h"
 #include "io/clock.h"
+
+struct memory {
+	size_t rx, tx; /* stream bytes buffered, all sessions */
+	struct kcpx_pool_stats blocks, chunks;
+};
+
+static void memory(struct tunnel *t, struct memory *m)
+{
+	m->rx = m->tx = 0;
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+		size_t r, w;
+
+		kcpx_smux_buffered(kcpx_session_smux(kcpx_ep_session(e)), &r, &w);
+		m->rx += r;
+		m->tx += w;
+	}
+	kcpx_pool_stats(t->blocks, &m->blocks);
+	kcpx_pool_stats(t->chunks, &m->chunks);
+}
+
+void kcpx_report_memory(struct tunnel *t, FILE *fp)
+{
+	struct memory m;
+
+	memory(t, &m);
+	fprintf(fp,
+		"  memory: %u connections, stream bytes buffered %zu in %zu out; pool blocks "
+		"%zu KiB in use (peak %zu) %zu KiB cached, chunks %zu KiB in use (peak %zu) "
+		"%zu KiB cached\n",
+		t->nconns, m.rx, m.tx, m.blocks.in_use * m.blocks.block / 1024,
+		m.blocks.peak_in_use * m.blocks.block / 1024,
+		m.blocks.cached * m.blocks.block / 1024, m.chunks.in_use * m.chunks.block / 1024,
+		m.chunks.peak_in_use * m.chunks.block / 1024,
+		m.chunks.cached * m.chunks.block / 1024);
+}
 
 /* One line under each session: what its congestion controller believes (docs/CONGESTION.md). */
 static void write_cc(FILE *fp, const struct kcpx_kcp *kcp)
@@ -69,6 +106,7 @@ static void write_status(struct tunnel *t, FILE *fp)
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
 		(unsigned long long)es.unknown_peer);
+	kcpx_report_memory(t, fp);
 	if (!t->psk)
 		return;
 	if (cfg->role == KCPX_ROLE_SERVER) {
@@ -162,6 +200,7 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 	struct tunnel *t = arg;
 	unsigned streams = 0, n = 0;
 	struct kcpx_ep_stats es;
+	struct memory m;
 
 	kcpx_ep_stats(t->ep, &es);
 	kcpx_metrics_snmp(fp, &t->snmp);
@@ -181,6 +220,21 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
 			    "Datagrams from peers without a session, dropped.");
 	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)es.unknown_peer);
+	memory(t, &m);
+	kcpx_metrics_family(fp, "kcpx_stream_buffered_bytes", "gauge",
+			    "Stream bytes buffered, all sessions (in: from the peer, unread).");
+	fprintf(fp, "kcpx_stream_buffered_bytes{dir=\"in\"} %zu\n", m.rx);
+	fprintf(fp, "kcpx_stream_buffered_bytes{dir=\"out\"} %zu\n", m.tx);
+	kcpx_metrics_family(fp, "kcpx_buffer_pool_bytes", "gauge",
+			    "Buffer pools shared by the sessions: bytes in use and cached.");
+	fprintf(fp, "kcpx_buffer_pool_bytes{pool=\"blocks\",state=\"in_use\"} %zu\n",
+		m.blocks.in_use * m.blocks.block);
+	fprintf(fp, "kcpx_buffer_pool_bytes{pool=\"blocks\",state=\"cached\"} %zu\n",
+		m.blocks.cached * m.blocks.block);
+	fprintf(fp, "kcpx_buffer_pool_bytes{pool=\"chunks\",state=\"in_use\"} %zu\n",
+		m.chunks.in_use * m.chunks.block);
+	fprintf(fp, "kcpx_buffer_pool_bytes{pool=\"chunks\",state=\"cached\"} %zu\n",
+		m.chunks.cached * m.chunks.block);
 	/* one family at a time, as the format wants: every session's sample of it */
 	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
 		unsigned k = 0;

@@ -2,6 +2,7 @@
 #include "app/tcpmode.h"
 
 #include <string.h>
+#include <linux/capability.h>
 
 #include "app/log.h"
 #include "app/tunnel.h"
@@ -43,6 +44,16 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
 		return err;
 	}
 	be.arg = ft;
+	/* --tcp attaches its TC/XDP translation to interfaces as routes need them, and sets
+	 * TCP_REPAIR on its sockets, for the daemon's whole life: it keeps what that takes */
+	be.keep_caps = 1ull << CAP_NET_ADMIN | 1ull << CAP_NET_RAW | 1ull << CAP_BPF |
+		       1ull << CAP_PERFMON | 1ull << CAP_SYS_ADMIN;
+	if (cfg->user[0]) {
+		pr_warn("--tcp: --user is not supported (the translation is attached as routes "
+			"need it, which takes root's capabilities)");
+		kcpx_ftcp_free(ft);
+		return -EINVAL;
+	}
 	err = kcpx_tunnel_run(cfg, &be);
 	if (!kcpx_ftcp_stats(ft, &s))
 		pr_info("--tcp: %llu segments out (%llu dropped without a flow), %llu in (%llu "

@@ -8,6 +8,7 @@
 #include "app/tunnel.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,19 @@
 #include "app/tunnel_int.h"
 #include "core/crypt.h"
 #include "core/native.h"
+#include "core/pool.h"
 #include "core/session.h"
 #include "io/clock.h"
 #include "io/ctl.h"
+#include "io/priv.h"
+
+/* Pool caches: full smux blocks (4 KiB) and session chunks (64 KiB) kept for reuse while
+   traffic flows, trimmed to the low marks each second (then freed memory goes back). */
+#define POOL_BLOCKS	256
+#define POOL_BLOCKS_LOW 32
+#define POOL_CHUNKS	8
+#define POOL_CHUNKS_LOW 2
+#define TRIM_BYTES	(1 << 20) /* malloc_trim once this much went back to malloc */
 
 /* ---- sessions --------------------------------------------------------------------- */
 
@@ -188,11 +199,30 @@ static void tunnel_idle(void *arg)
 				kcpx_ep_close(s->es, "out of memory for its timer");
 		}
 	}
-	for (struct dg *g = t->dgs; g; g = g->next)
-		if (g->ntx)
-			kcpx_path_flush(g);
+	kcpx_path_flush_all(t);
 	kcpx_conn_reap(t);
 	kcpx_ep_reap(t->ep);
+}
+
+/*
+ * Once a second: the pools keep only their low marks, and once enough memory went back
+ * to malloc, malloc hands the free pages back to the system (glibc keeps freed heap
+ * memory otherwise), so that RSS falls again after a burst of traffic.
+ */
+static void tunnel_trim(struct tunnel *t)
+{
+	struct kcpx_pool_stats b, c;
+	uint64_t frees;
+
+	kcpx_pool_trim(t->blocks, POOL_BLOCKS_LOW);
+	kcpx_pool_trim(t->chunks, POOL_CHUNKS_LOW);
+	kcpx_pool_stats(t->blocks, &b);
+	kcpx_pool_stats(t->chunks, &c);
+	frees = b.frees * b.block + c.frees * c.block;
+	if (frees - t->pool_frees >= TRIM_BYTES) {
+		malloc_trim(0);
+		t->pool_frees = frees;
+	}
 }
 
 /* systemd's STATUS= line (app/service.c): sessions and streams */
@@ -218,6 +248,7 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
 	tunnel_service_tick(t);
+	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
 }
 
@@ -311,12 +342,14 @@ static int setup_protocol(struct tunnel *t)
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,
 		.crypt = t->crypt,
+		.chunks = t->chunks,
 		.smux = {
 			.version = cfg->smuxver,
 			.client = cfg->role == KCPX_ROLE_CLIENT,
 			.max_frame = 32768,
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
+			.pool = t->blocks,
 		},
 	};
 	/* config_finish checked the name */
@@ -390,6 +423,21 @@ static int tunnel_setup(struct tunnel *t)
 	return 0;
 }
 
+/* Every socket is open: from here on the daemon parses datagrams, so with as little as
+ * it needs (io/priv.h). */
+static int tunnel_drop_privileges(struct tunnel *t)
+{
+	const char *what;
+	int err = kcpx_priv_drop(t->cfg->user, t->be ? t->be->keep_caps : 0, &what);
+
+	if (err)
+		pr_warn("--user '%s': %s: %s", t->cfg->user, what,
+			err == -ESRCH ? "no such user" : strerror(-err));
+	else if (t->cfg->user[0])
+		pr_info("running as user %s (uid %u)", t->cfg->user, (unsigned)getuid());
+	return err;
+}
+
 /* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
 static void tunnel_ready(struct tunnel *t)
 {
@@ -425,7 +473,10 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	t->ctlw.fd = -1;
 	t->loop = kcpx_loop_new();
 	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
-	if (!t->loop || !t->rxmem) {
+	t->scratch = malloc(KCPX_CONN_READ);
+	t->blocks = kcpx_pool_new(kcpx_smux_pool_block(), POOL_BLOCKS);
+	t->chunks = kcpx_pool_new(kcpx_session_chunk_block(), POOL_CHUNKS);
+	if (!t->loop || !t->rxmem || !t->scratch || !t->blocks || !t->chunks) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -472,6 +523,9 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		if (err)
 			goto out;
 	}
+	err = tunnel_drop_privileges(t);
+	if (err)
+		goto out;
 	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
 	if (err)
@@ -500,6 +554,9 @@ out:
 	kcpx_native_psk_free(t->psk);
 	kcpx_loop_free(t->loop);
 	free(t->rxmem);
+	free(t->scratch);
+	kcpx_pool_free(t->blocks);
+	kcpx_pool_free(t->chunks);
 	free(t);
 	return err;
 }

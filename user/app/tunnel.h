@@ -39,6 +39,8 @@ struct kcpx_tunnel_backend {
 	int (*native_cfg)(void *arg, const struct kcpx_native_cfg *cfg);
 	int (*native_up)(void *arg, uint32_t sid, const struct kcpx_native_sess *v);
 	void (*native_down)(void *arg, uint32_t sid);
+	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
+	uint64_t keep_caps;
 	void *arg;
 };
 

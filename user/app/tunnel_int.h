@@ -22,8 +22,9 @@
 #include "io/loop.h"
 #include "io/tcp.h"
 
-#define RX_BATCH 64
-#define TX_BATCH 64
+#define RX_BATCH       64
+#define TX_BATCH       64
+#define KCPX_CONN_READ 65536 /* most one TCP read takes (into the tunnel's scratch) */
 
 struct tunnel;
 struct sess;
@@ -38,8 +39,10 @@ struct dg {
 	struct sess *owner; /* client over UDP: the one session on this socket */
 	struct kcpx_pkt tx[TX_BATCH];
 	int ntx;
+	bool txq; /* on the tunnel's list of backends with datagrams to flush */
 	uint8_t *txmem;
 	struct dg *next;
+	struct dg *txnext;
 };
 
 /* The app's half of a session (the endpoint holds the protocol half). */
@@ -74,11 +77,16 @@ struct tunnel {
 	struct kcpx_timer sectimer;
 	unsigned ticks;
 	struct dg *dgs;
+	struct dg *txq; /* backends with datagrams batched */
 	struct sess *dirty;
 	struct conn *ready;
 	struct conn *garbage_c;
 	uint8_t *rxmem;
 	struct kcpx_pkt rx[RX_BATCH];
+	uint8_t *scratch; /* KCPX_CONN_READ bytes: one TCP read on its way into smux */
+	struct kcpx_pool *blocks, *chunks; /* shared by all sessions (core/pool.h) */
+	uint64_t pool_frees;		   /* pool bytes back to malloc at the last malloc_trim */
+	unsigned nconns;		   /* TCP connections open */
 	uint64_t tx_dropped;
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
 	struct kcpx_metrics *metrics;  /* --metrics */
@@ -95,6 +103,7 @@ struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 void kcpx_path_put(struct tunnel *t, struct dg *g);
 void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, size_t n);
 void kcpx_path_flush(struct dg *g);
+void kcpx_path_flush_all(struct tunnel *t); /* those with datagrams batched */
 
 /* conn.c */
 bool kcpx_conn_serve_ready(struct tunnel *t); /* streams with work; false: there were none */
@@ -112,6 +121,7 @@ void kcpx_tun_reload(struct tunnel *t); /* SIGHUP */
 
 /* report.c */
 void kcpx_report_print(struct tunnel *t);
+void kcpx_report_memory(struct tunnel *t, FILE *fp); /* the status table's memory line */
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);
 /* --metrics: the tunnel's /metrics text and /healthz answer (app/metrics.h's source). */
 void kcpx_report_metrics(void *arg, FILE *fp);

@@ -9,6 +9,7 @@
 #include "core/fec.h"
 #include "core/kcp.h"
 #include "core/native.h"
+#include "core/pool.h"
 #include "core/redund.h"
 #include "core/snappy.h"
 #include "core/util.h"
@@ -17,6 +18,7 @@
 #define SESS_CHUNK     65536
 #define DGRAM_ROOM     2048
 #define SESS_MAX_DGRAM 1500 /* kcptun reads into 1500 bytes: never more on the wire */
+#define SESS_CACHE     4    /* chunks a private pool keeps */
 #define SESS_IP_UDP    28   /* IPv4 + UDP headers, for the wire cost of a datagram */
 
 struct kcpx_session {
@@ -37,14 +39,16 @@ struct kcpx_session {
 	uint32_t now;
 	const char *dead;
 
-	/* receive: bytes from KCP (compressed if comp) not yet fed onward */
+	struct kcpx_pool *chunks;
+	bool own_chunks;
+	uint32_t last_data; /* `now` of the last pump that moved stream bytes */
+	/* receive: bytes from KCP (compressed if comp) not yet fed onward; NULL when none */
 	uint8_t *raw;
 	size_t raw_off, raw_len;
-	/* receive: plain smux bytes not yet taken by smux (input returned short) */
+	/* receive: plain smux bytes not yet taken by smux (input returned short); NULL when
+	   none */
 	uint8_t *plain;
 	size_t plain_off, plain_len;
-	/* send: smux output and its compressed form */
-	uint8_t *tx, *ztx;
 	/* one datagram being sealed (no FEC: KCP bytes are copied in after the header) */
 	uint8_t dgram[DGRAM_ROOM];
 
@@ -52,6 +56,11 @@ struct kcpx_session {
 };
 
 static void sess_kill(struct kcpx_session *s, const char *why);
+
+size_t kcpx_session_chunk_block(void)
+{
+	return KCPX_MAX((size_t)SESS_CHUNK, kcpx_snappy_w_bound(SESS_CHUNK));
+}
 
 static void sess_xmit(struct kcpx_session *s, uint8_t *dgram, size_t body_len)
 {
@@ -169,6 +178,13 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	if (!s)
 		return NULL;
 	s->cfg = *cfg;
+	s->chunks = cfg->chunks;
+	if (!s->chunks) {
+		s->chunks = kcpx_pool_new(kcpx_session_chunk_block(), SESS_CACHE);
+		s->own_chunks = true;
+	}
+	if (!s->chunks || kcpx_pool_block(s->chunks) != kcpx_session_chunk_block())
+		goto err;
 	s->ops = ops;
 	s->user = user;
 	s->snmp = snmp;
@@ -219,19 +235,14 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	if (cfg->comp) {
 		s->zw = kcpx_snappy_w_new();
 		s->zr = kcpx_snappy_r_new();
-		s->ztx = malloc(kcpx_snappy_w_bound(SESS_CHUNK));
-		if (!s->zw || !s->zr || !s->ztx)
+		if (!s->zw || !s->zr)
 			goto err;
 	}
-	s->raw = malloc(SESS_CHUNK);
-	s->plain = malloc(SESS_CHUNK);
-	s->tx = malloc(SESS_CHUNK);
-	if (!s->raw || !s->plain || !s->tx)
-		goto err;
 	s->smux = kcpx_smux_new(&cfg->smux, &sess_smux_ops, s, now);
 	if (!s->smux)
 		goto err;
 	s->st.last_rx = now;
+	s->last_data = now;
 	return s;
 err:
 	kcpx_session_free(s);
@@ -249,10 +260,12 @@ void kcpx_session_free(struct kcpx_session *s)
 	kcpx_redund_free(s->redund);
 	kcpx_snappy_w_free(s->zw);
 	kcpx_snappy_r_free(s->zr);
-	free(s->ztx);
-	free(s->raw);
-	free(s->plain);
-	free(s->tx);
+	if (s->chunks) {
+		kcpx_pool_put(s->chunks, s->raw);
+		kcpx_pool_put(s->chunks, s->plain);
+		if (s->own_chunks)
+			kcpx_pool_free(s->chunks);
+	}
 	kcpx_native_free(s->nat);
 	free(s);
 }
@@ -365,8 +378,27 @@ static void sess_kill(struct kcpx_session *s, const char *why)
 		s->dead = why;
 }
 
+/* Makes *buf a chunk if it is none. 0, or -ENOMEM (the session is then dead). */
+static int chunk_get(struct kcpx_session *s, uint8_t **buf)
+{
+	if (!*buf) {
+		*buf = kcpx_pool_get(s->chunks);
+		if (!*buf) {
+			sess_kill(s, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void chunk_put(struct kcpx_session *s, uint8_t **buf)
+{
+	kcpx_pool_put(s->chunks, *buf);
+	*buf = NULL;
+}
+
 /* KCP -> (snappy) -> smux, as far as smux's receive buffer allows. */
-static void pump_rx(struct kcpx_session *s, uint32_t now)
+static void pump_rx_chunks(struct kcpx_session *s, uint32_t now)
 {
 	for (;;) {
 		ssize_t n;
@@ -384,6 +416,8 @@ static void pump_rx(struct kcpx_session *s, uint32_t now)
 			continue;
 		}
 		if (s->zr) {
+			if (kcpx_snappy_r_pending(s->zr) && chunk_get(s, &s->plain))
+				return;
 			n = kcpx_snappy_r_read(s->zr, s->plain, SESS_CHUNK);
 			if (n > 0) {
 				s->plain_off = 0;
@@ -402,6 +436,8 @@ static void pump_rx(struct kcpx_session *s, uint32_t now)
 					return; /* the reader holds a whole chunk it cannot decode yet */
 				continue;
 			}
+			if (chunk_get(s, &s->raw))
+				return;
 			n = kcpx_kcp_recv(s->kcp, s->raw, SESS_CHUNK);
 			if (n <= 0)
 				return;
@@ -412,6 +448,8 @@ static void pump_rx(struct kcpx_session *s, uint32_t now)
 			s->raw_len = (size_t)n;
 			continue;
 		}
+		if (chunk_get(s, &s->plain))
+			return;
 		n = kcpx_kcp_recv(s->kcp, s->plain, SESS_CHUNK);
 		if (n <= 0)
 			return;
@@ -423,20 +461,43 @@ static void pump_rx(struct kcpx_session *s, uint32_t now)
 	}
 }
 
+static void pump_rx(struct kcpx_session *s, uint32_t now)
+{
+	uint64_t before = s->st.bytes_in;
+
+	pump_rx_chunks(s, now);
+	if (s->st.bytes_in != before)
+		s->last_data = now;
+	/* the chunks go back to the pool as soon as they hold nothing */
+	if (s->plain && s->plain_off >= s->plain_len) {
+		s->plain_off = s->plain_len = 0;
+		chunk_put(s, &s->plain);
+	}
+	if (s->raw && s->raw_off >= s->raw_len) {
+		s->raw_off = s->raw_len = 0;
+		chunk_put(s, &s->raw);
+	}
+}
+
 /* smux -> (snappy) -> KCP while KCP's send window has room. */
 static bool pump_tx(struct kcpx_session *s)
 {
+	uint8_t *tx = NULL, *ztx = NULL;
 	bool wrote = false;
 
 	while (kcpx_kcp_waitsnd(s->kcp) < s->cfg.sndwnd && kcpx_smux_output_pending(s->smux)) {
-		size_t n = kcpx_smux_output(s->smux, s->tx, s->zw ? SESS_CHUNK : 16384);
-		const uint8_t *p = s->tx;
+		const uint8_t *p;
+		size_t n;
 
+		if (chunk_get(s, &tx) || (s->zw && chunk_get(s, &ztx)))
+			break;
+		n = kcpx_smux_output(s->smux, tx, s->zw ? SESS_CHUNK : 16384);
+		p = tx;
 		if (!n)
 			break;
 		if (s->zw) {
-			n = kcpx_snappy_w_chunk(s->zw, s->tx, n, s->ztx);
-			p = s->ztx;
+			n = kcpx_snappy_w_chunk(s->zw, tx, n, ztx);
+			p = ztx;
 		}
 		if (kcpx_kcp_send(s->kcp, p, n) < 0) {
 			sess_kill(s, "out of memory");
@@ -447,6 +508,10 @@ static bool pump_tx(struct kcpx_session *s)
 			s->snmp->BytesSent += n;
 		wrote = true;
 	}
+	chunk_put(s, &tx);
+	chunk_put(s, &ztx);
+	if (wrote)
+		s->last_data = s->now;
 	return wrote;
 }
 
@@ -478,6 +543,8 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 		kcpx_fec_enc_flush(s->fec_enc, fec_emit, s);
 	if (s->redund)
 		kcpx_redund_flush(s->redund, now, redund_send, s);
+	if (s->zr && kcpx_diff32(now, s->last_data) >= KCPX_SESSION_IDLE_MS)
+		kcpx_snappy_r_trim(s->zr); /* quiet: its buffers grow again on demand */
 }
 
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)

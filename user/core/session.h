@@ -8,6 +8,13 @@
  * The owner hands datagrams to kcpx_session_input(), calls kcpx_session_pump() after its
  * streams were read or written (and after a batch of input), and kcpx_session_tick() once
  * kcpx_session_deadline() has passed. Sealed datagrams leave through ops->xmit.
+ *
+ * Memory follows the traffic: the session's 64 KiB staging buffers (smux output and its
+ * compressed form while a pump runs, KCP and snappy output that smux has not taken yet)
+ * are blocks of cfg.chunks, held only while they hold bytes; smux's stream buffers come
+ * from cfg.smux.pool; the snappy reader's buffers are freed once the session has moved
+ * no data for KCPX_SESSION_IDLE_MS. An owner with many sessions shares both pools among
+ * them (a session without them makes private ones).
  */
 #ifndef KCPX_CORE_SESSION_H
 #define KCPX_CORE_SESSION_H
@@ -20,7 +27,10 @@
 #include "core/smux.h"
 #include "kcpx_snmp.h"
 
+#define KCPX_SESSION_IDLE_MS 2000
+
 struct kcpx_crypt;
+struct kcpx_pool;
 struct kcpx_kcp;
 struct kcpx_native;
 struct kcpx_session;
@@ -42,7 +52,11 @@ struct kcpx_session_config {
 	struct kcpx_crypt *crypt; /* shared by the owner's sessions; not owned */
 	bool native; /* kcpx's native protocol (crypt unused): see kcpx_session_set_native() */
 	struct kcpx_smux_config smux;
+	struct kcpx_pool *chunks; /* kcpx_session_chunk_block() blocks, not owned; NULL: own */
 };
+
+/* The block size a pool shared through kcpx_session_config.chunks must have. */
+size_t kcpx_session_chunk_block(void);
 
 struct kcpx_session_ops {
 	void (*xmit)(void *user, const uint8_t *dgram, size_t len);
@@ -51,7 +65,8 @@ struct kcpx_session_ops {
 	void (*writable)(void *user, uint32_t sid);
 };
 
-/* NULL when out of memory or the config is impossible (mtu too small for the headers). */
+/* NULL when out of memory or the config is impossible (mtu too small for the headers, a
+   pool of another block size). */
 struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 				      const struct kcpx_session_ops *ops, void *user,
 				      struct kcpx_snmp *snmp, uint32_t now);

@@ -4,8 +4,8 @@
  *
  * Ownership: the session owns every stream; a stream lives from open()/SYN until the app
  * closes it and its FIN has been handed to output(). Streams sit on up to four intrusive
- * lists besides the id hash: ctrl (SYN/UPD owed), data (PSH/FIN owed, round robin) and
- * ev (callbacks owed). Freeing a stream unlinks it from all of them, so a callback that
+ * lists besides the id hash: ctrl (SYN/UPD owed), data (PSH/FIN owed, round robin), ev
+ * (callbacks owed) and wait (a writer queued for the session's send budget). Freeing a stream unlinks it from all of them, so a callback that
  * closes a stream never leaves a dangling pointer behind: the event flush pops one stream
  * at a time and looks the sid up again between callbacks.
  */
@@ -13,17 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "core/smux.h"
 #include "core/util.h"
 
 /*
  * Byte queue of blocks. A new block is sized to the bytes queued so far (at least
  * BQ_MIN, at most BQ_BLK), so a peer that trickles 1-byte frames costs at most about
- * twice the bytes it has buffered, and a big stream uses full blocks.
+ * twice the bytes it has buffered, and a big stream uses full blocks, which come from
+ * the pool.
  */
 #define BQ_MIN	     64
 #define BQ_BLK	     4064
-#define BQ_CACHE_MAX 64 /* full-size blocks kept per session for reuse */
+#define BQ_CACHE_MAX 64 /* full-size blocks a private pool keeps for reuse */
 
 struct bq_blk {
 	struct bq_blk *next;
@@ -50,8 +52,8 @@ struct link {
 struct stream {
 	uint32_t sid;
 	struct stream *hnext;
-	struct link ctrl, data, ev;
-	bool in_ctrl, in_data, in_ev;
+	struct link ctrl, data, ev, wait;
+	bool in_ctrl, in_data, in_ev, in_wait;
 	uint8_t ev_bits;
 
 	bool syn_pending; /* our SYN not yet output */
@@ -90,6 +92,7 @@ struct kcpx_smux {
 	bool go_away;
 
 	size_t recv_used; /* unread bytes of all streams */
+	size_t send_used; /* bytes of all streams written, not yet output */
 
 	/* parser */
 	int pstate;
@@ -98,7 +101,7 @@ struct kcpx_smux {
 	uint32_t psh_left, psh_sid;
 	bool psh_bad; /* current PSH already counted as bad */
 
-	struct list ctrl, data, ev;
+	struct list ctrl, data, ev, wait;
 	bool nop_pending;
 	uint32_t orphan[ORPHAN_FINS]; /* FINs for refused SYNs */
 	unsigned orphan_head, orphan_n;
@@ -107,27 +110,29 @@ struct kcpx_smux {
 	uint32_t last_rx, next_nop;
 	int dead; /* 0 or -errno */
 
-	struct bq_blk *cache;
-	unsigned ncache;
+	struct kcpx_pool *pool;
+	bool own_pool;
 
 	struct kcpx_smux_counters cnt;
 };
 
 /* ---- byte queue ---- */
 
+size_t kcpx_smux_pool_block(void)
+{
+	return sizeof(struct bq_blk) + BQ_BLK;
+}
+
 static struct bq_blk *blk_get(struct kcpx_smux *s, size_t cap)
 {
-	struct bq_blk *b = NULL;
+	struct bq_blk *b;
 
-	if (cap == BQ_BLK && s->cache) {
-		b = s->cache;
-		s->cache = b->next;
-		s->ncache--;
-	} else {
+	if (cap == BQ_BLK)
+		b = kcpx_pool_get(s->pool);
+	else
 		b = malloc(sizeof(*b) + cap);
-		if (!b)
-			return NULL;
-	}
+	if (!b)
+		return NULL;
 	b->next = NULL;
 	b->len = 0;
 	b->cap = (uint32_t)cap;
@@ -136,13 +141,10 @@ static struct bq_blk *blk_get(struct kcpx_smux *s, size_t cap)
 
 static void blk_put(struct kcpx_smux *s, struct bq_blk *b)
 {
-	if (b->cap == BQ_BLK && s->ncache < BQ_CACHE_MAX) {
-		b->next = s->cache;
-		s->cache = b;
-		s->ncache++;
-	} else {
+	if (b->cap == BQ_BLK)
+		kcpx_pool_put(s->pool, b);
+	else
 		free(b);
-	}
 }
 
 /* Appends buf; returns the bytes appended, fewer than len only when out of memory. */
@@ -183,7 +185,8 @@ static size_t bq_pop(struct kcpx_smux *s, struct bq *q, uint8_t *out, size_t len
 		struct bq_blk *b = q->head;
 		size_t n = KCPX_MIN((size_t)(b->len - q->off), len - done);
 
-		memcpy(out + done, b->data + q->off, n);
+		if (out)
+			memcpy(out + done, b->data + q->off, n);
 		done += n;
 		q->off += n;
 		if (q->off == b->len) {
@@ -245,6 +248,7 @@ static void bq_clear(struct kcpx_smux *s, struct bq *q)
 LIST_FNS(ctrl)
 LIST_FNS(data)
 LIST_FNS(ev)
+LIST_FNS(wait)
 
 /* ---- stream table ---- */
 
@@ -313,7 +317,9 @@ static void stream_free(struct kcpx_smux *s, struct stream *st)
 	ctrl_del(s, st);
 	data_del(s, st);
 	ev_del(s, st);
+	wait_del(s, st);
 	s->recv_used -= st->rbuf.len;
+	s->send_used -= st->sbuf.len;
 	bq_clear(s, &st->rbuf);
 	bq_clear(s, &st->sbuf);
 	if (st->local_closed)
@@ -328,8 +334,9 @@ static void post(struct kcpx_smux *s, struct stream *st, uint8_t bits)
 	ev_add(s, st);
 }
 
-/* Bytes write() could take now; negative when the v2 peer consumed more than we wrote. */
-static int64_t write_room(const struct kcpx_smux *s, const struct stream *st)
+/* The stream's own limits (send buffer, v2 peer window); negative when the v2 peer
+   consumed more than we wrote. */
+static int64_t stream_room(const struct kcpx_smux *s, const struct stream *st)
 {
 	int64_t room = KCPX_SMUX_SNDBUF - (int64_t)st->sbuf.len;
 
@@ -342,24 +349,74 @@ static int64_t write_room(const struct kcpx_smux *s, const struct stream *st)
 	return room;
 }
 
-static void maybe_writable(struct kcpx_smux *s, struct stream *st)
+static int64_t sess_room(const struct kcpx_smux *s)
 {
-	if (st->want_write && !st->local_closed && write_room(s, st) > 0) {
-		st->want_write = false;
-		post(s, st, EV_WRITABLE);
+	return (int64_t)s->cfg.max_send_buffer - (int64_t)s->send_used;
+}
+
+/* Bytes write() could take now. */
+static int64_t write_room(const struct kcpx_smux *s, const struct stream *st)
+{
+	return KCPX_MIN(stream_room(s, st), sess_room(s));
+}
+
+/* Queued writers are woken once this much of the send budget is free. */
+static int64_t wake_room(const struct kcpx_smux *s)
+{
+	return KCPX_MIN((int64_t)s->cfg.max_send_buffer / 4, (int64_t)16384);
+}
+
+/* A writer was refused: it waits for its own room (maybe_writable on output and UPD)
+   or, when only the session's budget is short, in the queue. */
+static void want_write(struct kcpx_smux *s, struct stream *st)
+{
+	st->want_write = true;
+	if (!st->in_wait && stream_room(s, st) > 0) {
+		s->cnt.send_waits++;
+		wait_add(s, st);
 	}
 }
 
-/* Deliver queued callbacks; safe against callbacks that open, close, read or write. */
+static void maybe_writable(struct kcpx_smux *s, struct stream *st)
+{
+	if (!st->want_write || st->local_closed)
+		return;
+	if (write_room(s, st) > 0 && !st->in_wait) {
+		st->want_write = false;
+		post(s, st, EV_WRITABLE);
+	} else if (!st->in_wait && stream_room(s, st) > 0) {
+		wait_add(s, st); /* its own room opened, the session's is short */
+	}
+}
+
+/*
+ * Deliver queued callbacks; safe against callbacks that open, close, read or write.
+ * Writers queued for the send budget are woken one at a time, once the callbacks owed
+ * are done, while the budget has room: each may use the room before the next is woken.
+ */
 static void flush_events(struct kcpx_smux *s)
 {
 	if (s->flushing)
 		return;
 	s->flushing = true;
-	while (s->ev.head) {
+	for (;;) {
 		struct stream *st = s->ev.head;
-		uint32_t sid = st->sid;
-		uint8_t bits = st->ev_bits;
+		uint32_t sid;
+		uint8_t bits;
+
+		if (!st) {
+			st = s->wait.head;
+			if (!st || sess_room(s) < wake_room(s))
+				break;
+			wait_del(s, st);
+			if (st->want_write && write_room(s, st) > 0) {
+				st->want_write = false;
+				post(s, st, EV_WRITABLE);
+			}
+			continue;
+		}
+		sid = st->sid;
+		bits = st->ev_bits;
 
 		st->ev_bits = 0;
 		ev_del(s, st);
@@ -398,12 +455,27 @@ struct kcpx_smux *kcpx_smux_new(const struct kcpx_smux_config *cfg, const struct
 		s->cfg.max_recv_buffer = KCPX_SMUX_DEFAULT_RECVBUF;
 	if (!s->cfg.max_stream_buffer)
 		s->cfg.max_stream_buffer = KCPX_SMUX_DEFAULT_STRMBUF;
+	if (!s->cfg.max_send_buffer)
+		s->cfg.max_send_buffer = KCPX_SMUX_DEFAULT_SENDBUF;
+	s->pool = cfg->pool;
+	if (!s->pool) {
+		s->pool = kcpx_pool_new(kcpx_smux_pool_block(), BQ_CACHE_MAX);
+		s->own_pool = true;
+	}
+	if (!s->pool || kcpx_pool_block(s->pool) != kcpx_smux_pool_block()) {
+		if (s->own_pool)
+			kcpx_pool_free(s->pool);
+		free(s);
+		return NULL;
+	}
 	if (ops)
 		s->ops = *ops;
 	s->user = user;
 	s->nbuckets = 64;
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	if (!s->buckets) {
+		if (s->own_pool)
+			kcpx_pool_free(s->pool);
 		free(s);
 		return NULL;
 	}
@@ -421,11 +493,8 @@ void kcpx_smux_free(struct kcpx_smux *s)
 		while (s->buckets[i])
 			stream_free(s, s->buckets[i]);
 	free(s->buckets);
-	while (s->cache) {
-		struct bq_blk *b = s->cache;
-		s->cache = b->next;
-		free(b);
-	}
+	if (s->own_pool)
+		kcpx_pool_free(s->pool);
 	free(s);
 }
 
@@ -700,6 +769,7 @@ size_t kcpx_smux_output(struct kcpx_smux *s, uint8_t *buf, size_t cap)
 				goto out;
 			put_hdr(buf + n, s, KCPX_SMUX_CMD_PSH, (uint16_t)take, st->sid);
 			bq_pop(s, &st->sbuf, buf + n + KCPX_SMUX_HDR, take);
+			s->send_used -= take;
 			n += KCPX_SMUX_HDR + take;
 			s->cnt.frames_out++;
 			maybe_writable(s, st);
@@ -771,22 +841,54 @@ ssize_t kcpx_smux_write(struct kcpx_smux *s, uint32_t sid, const uint8_t *buf, s
 		return -EPIPE;
 	if (!len)
 		return 0;
-	room = write_room(s, st);
-	if (room <= 0) {
-		if (st->peer_fin && s->cfg.version == 2 &&
-		    st->sbuf.len < KCPX_SMUX_SNDBUF) /* the window can never reopen */
-			return -EPIPE;
-		st->want_write = true;
-		return -EAGAIN;
-	}
+	room = kcpx_smux_write_room(s, sid);
+	if (room <= 0)
+		return room ? room : -EAGAIN;
 	take = bq_push(s, &st->sbuf, buf, KCPX_MIN(len, (size_t)room));
 	if (!take)
 		return -ENOMEM;
 	st->num_written += (uint32_t)take;
+	s->send_used += take;
 	data_add(s, st);
 	if (take < len)
-		st->want_write = true;
+		want_write(s, st);
 	return (ssize_t)take;
+}
+
+ssize_t kcpx_smux_write_room(struct kcpx_smux *s, uint32_t sid)
+{
+	struct stream *st = find(s, sid);
+	int64_t room;
+
+	if (s->dead || !st || st->local_closed || st->broken)
+		return -EPIPE;
+	room = write_room(s, st);
+	if (st->in_wait)
+		room = 0; /* queued writers go first */
+	if (room <= 0) {
+		if (st->peer_fin && s->cfg.version == 2 && stream_room(s, st) <= 0 &&
+		    st->sbuf.len < KCPX_SMUX_SNDBUF) /* the window can never reopen */
+			return -EPIPE;
+		want_write(s, st);
+		return 0;
+	}
+	return (ssize_t)room;
+}
+
+/* n bytes left the stream's receive buffer: session room, and the v2 window update. */
+static void consumed(struct kcpx_smux *s, struct stream *st, size_t n)
+{
+	s->recv_used -= n;
+	if (s->cfg.version == 2) {
+		/* UPD on the first read and whenever half the window has been read */
+		st->num_read += (uint32_t)n;
+		st->incr += (uint32_t)n;
+		if (st->incr >= s->cfg.max_stream_buffer / 2 || st->num_read == (uint32_t)n) {
+			st->incr = 0;
+			st->upd_pending = true;
+			ctrl_add(s, st);
+		}
+	}
 }
 
 ssize_t kcpx_smux_read(struct kcpx_smux *s, uint32_t sid, uint8_t *buf, size_t len)
@@ -801,18 +903,44 @@ ssize_t kcpx_smux_read(struct kcpx_smux *s, uint32_t sid, uint8_t *buf, size_t l
 	if (!st->rbuf.len)
 		return st->peer_fin || s->dead ? 0 : -EAGAIN;
 	n = bq_pop(s, &st->rbuf, buf, len);
-	s->recv_used -= n;
-	if (s->cfg.version == 2) {
-		/* UPD on the first read and whenever half the window has been read */
-		st->num_read += (uint32_t)n;
-		st->incr += (uint32_t)n;
-		if (st->incr >= s->cfg.max_stream_buffer / 2 || st->num_read == (uint32_t)n) {
-			st->incr = 0;
-			st->upd_pending = true;
-			ctrl_add(s, st);
-		}
-	}
+	consumed(s, st, n);
 	return (ssize_t)n;
+}
+
+ssize_t kcpx_smux_peek(struct kcpx_smux *s, uint32_t sid, struct iovec *iov, int *niov)
+{
+	struct stream *st = find(s, sid);
+	struct bq_blk *b;
+	uint32_t off;
+	size_t total = 0;
+	int i = 0;
+
+	if (!st || st->local_closed) {
+		*niov = 0;
+		return -EPIPE;
+	}
+	if (!st->rbuf.len) {
+		*niov = 0;
+		return st->peer_fin || s->dead ? 0 : -EAGAIN;
+	}
+	off = st->rbuf.off;
+	for (b = st->rbuf.head; b && i < *niov; b = b->next, off = 0) {
+		iov[i].iov_base = b->data + off;
+		iov[i].iov_len = b->len - off;
+		total += iov[i].iov_len;
+		i++;
+	}
+	*niov = i;
+	return (ssize_t)total;
+}
+
+void kcpx_smux_consume(struct kcpx_smux *s, uint32_t sid, size_t n)
+{
+	struct stream *st = find(s, sid);
+
+	if (!st || st->local_closed || !n)
+		return;
+	consumed(s, st, bq_pop(s, &st->rbuf, NULL, n));
 }
 
 size_t kcpx_smux_readable(const struct kcpx_smux *s, uint32_t sid)
@@ -836,6 +964,7 @@ int kcpx_smux_close(struct kcpx_smux *s, uint32_t sid)
 	if (!st->syn_pending)
 		ctrl_del(s, st);
 	ev_del(s, st);
+	wait_del(s, st);
 	st->ev_bits = 0;
 	st->want_write = false;
 	if (s->dead) {
@@ -905,6 +1034,12 @@ bool kcpx_smux_dead(const struct kcpx_smux *s)
 unsigned kcpx_smux_num_streams(const struct kcpx_smux *s)
 {
 	return s->nstreams - s->nclosing;
+}
+
+void kcpx_smux_buffered(const struct kcpx_smux *s, size_t *recv, size_t *send)
+{
+	*recv = s->recv_used;
+	*send = s->send_used;
 }
 
 void kcpx_smux_counters(const struct kcpx_smux *s, struct kcpx_smux_counters *c)

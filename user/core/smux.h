@@ -16,9 +16,19 @@
  * Memory is bounded whatever the peer sends: unread data of all streams counts against
  * max_recv_buffer (input() stops at a frame boundary once it is used up, so at most one
  * frame over), buffers cost at most about twice the bytes they hold, every stream's send
- * buffer holds at most KCPX_SMUX_SNDBUF bytes, at most KCPX_SMUX_MAX_STREAMS streams
- * exist (a few hundred bytes each), and control frames owed to the peer are coalesced
- * per stream.
+ * buffer holds at most KCPX_SMUX_SNDBUF bytes and all of them together at most
+ * max_send_buffer, at most KCPX_SMUX_MAX_STREAMS streams exist (a few hundred bytes
+ * each), and control frames owed to the peer are coalesced per stream.
+ *
+ * Memory follows the traffic: a stream owns no buffer until bytes arrive for it or are
+ * written to it, buffers grow in blocks as bytes queue up and every block goes back the
+ * moment its bytes are read or output. Full-size blocks come from cfg.pool, which the
+ * owner shares among its sessions (a session without one makes a private pool).
+ *
+ * Fair send budget: a write that finds max_send_buffer used up queues its stream; as
+ * output() frees room, the queued streams get their writable() callback one at a time in
+ * the order they queued (each callback may write before the next is woken), so with
+ * thousands of streams every one makes progress and a wake-up costs O(1).
  *
  * Stream life: open() or a peer SYN (accept callback) creates it; a peer FIN makes read()
  * return 0 once drained (v1 still allows writes); close() drops unread data, queues FIN
@@ -33,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define KCPX_SMUX_HDR		  8
 #define KCPX_SMUX_CMD_SYN	  0
@@ -47,10 +58,16 @@
 #define KCPX_SMUX_DEFAULT_FRAME	  32768
 #define KCPX_SMUX_DEFAULT_RECVBUF 4194304
 #define KCPX_SMUX_DEFAULT_STRMBUF 2097152
+#define KCPX_SMUX_DEFAULT_SENDBUF 1048576
 
 struct kcpx_smux;
+struct kcpx_pool;
 
-/* Zero max_frame / max_recv_buffer / max_stream_buffer mean the defaults above. */
+/* The block size a pool shared through kcpx_smux_config.pool must have. */
+size_t kcpx_smux_pool_block(void);
+
+/* Zero max_frame / max_recv_buffer / max_stream_buffer / max_send_buffer mean the
+   defaults above. */
 struct kcpx_smux_config {
 	int version;		    /* 1 or 2 */
 	bool client;		    /* client opens odd ids 3,5,7...; server even ids 2,4,6... */
@@ -59,6 +76,8 @@ struct kcpx_smux_config {
 	uint32_t max_stream_buffer; /* --streambuf: v2 per-stream window advertised in UPD */
 	uint32_t keepalive_ms;	    /* send NOP this often (--keepalive s * 1000); 0 = off */
 	uint32_t keepalive_timeout_ms; /* no frame received for this long -> dead; 0 = off */
+	uint32_t max_send_buffer;      /* session-wide bytes accepted by write, not yet output */
+	struct kcpx_pool *pool;	       /* kcpx_smux_pool_block() blocks, not owned; NULL: own */
 };
 
 struct kcpx_smux_ops {
@@ -67,7 +86,8 @@ struct kcpx_smux_ops {
 	void (*writable)(void *user, uint32_t sid); /* a write that got -EAGAIN may now proceed */
 };
 
-/* Returns NULL on a bad config (version not 1 or 2, max_frame > 65535) or no memory. */
+/* Returns NULL on a bad config (version not 1 or 2, max_frame > 65535, a pool of another
+   block size) or no memory. */
 struct kcpx_smux *kcpx_smux_new(const struct kcpx_smux_config *cfg, const struct kcpx_smux_ops *ops,
 				void *user, uint32_t now);
 void kcpx_smux_free(struct kcpx_smux *s);
@@ -98,10 +118,24 @@ int kcpx_smux_open(struct kcpx_smux *s, uint32_t *sid);
    peer sent FIN and its window is shut. */
 ssize_t kcpx_smux_write(struct kcpx_smux *s, uint32_t sid, const uint8_t *buf, size_t len);
 
+/* Bytes write() would take now (> 0); 0 when none, and then writable() follows as for a
+   write that got -EAGAIN; -EPIPE as write. Lets the owner read its source only as far
+   as smux takes it, so that it needs no buffer of its own. */
+ssize_t kcpx_smux_write_room(struct kcpx_smux *s, uint32_t sid);
+
 /* Bytes; 0 = EOF (peer FIN or dead session, and buffer drained); -EAGAIN when nothing
    yet; -EPIPE if the stream is unknown or closed. A read makes room in the session
    buffer: input refused earlier may be fed again. */
 ssize_t kcpx_smux_read(struct kcpx_smux *s, uint32_t sid, uint8_t *buf, size_t len);
+
+/*
+ * Zero-copy read: up to *niov pieces of the stream's unread bytes, in order, as iovecs
+ * pointing into smux's buffers (valid until the next call into this session). Returns
+ * their total and sets *niov to the pieces used; 0, -EAGAIN and -EPIPE as read(). Then
+ * kcpx_smux_consume() the bytes actually used (at most the total): that is the read.
+ */
+ssize_t kcpx_smux_peek(struct kcpx_smux *s, uint32_t sid, struct iovec *iov, int *niov);
+void kcpx_smux_consume(struct kcpx_smux *s, uint32_t sid, size_t n);
 size_t kcpx_smux_readable(const struct kcpx_smux *s, uint32_t sid);
 
 /* Queues FIN after pending data, drops unread data, frees the stream once FIN is out.
@@ -117,8 +151,12 @@ uint32_t kcpx_smux_deadline(const struct kcpx_smux *s, uint32_t now); /* next ti
 bool kcpx_smux_dead(const struct kcpx_smux *s);
 unsigned kcpx_smux_num_streams(const struct kcpx_smux *s); /* streams not closed locally */
 
+/* Bytes buffered now: unread from the peer, and written but not yet output. */
+void kcpx_smux_buffered(const struct kcpx_smux *s, size_t *recv, size_t *send);
+
 struct kcpx_smux_counters {
 	uint64_t frames_in, frames_out, bad_frames, streams_opened, streams_accepted;
+	uint64_t send_waits; /* writes that queued for the session's send budget */
 };
 void kcpx_smux_counters(const struct kcpx_smux *s, struct kcpx_smux_counters *c);
 

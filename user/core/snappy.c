@@ -283,3 +283,23 @@ size_t kcpx_snappy_r_pending(const struct kcpx_snappy_r *r)
 {
 	return r->out_j - r->out_i;
 }
+
+size_t kcpx_snappy_r_trim(struct kcpx_snappy_r *r)
+{
+	size_t n = 0;
+
+	if (r->out && r->out_i == r->out_j) {
+		n += r->out_cap;
+		free(r->out);
+		r->out = NULL;
+		r->out_cap = 0;
+		r->out_i = r->out_j = 0;
+	}
+	if (r->chunk && !(r->in_chunk && r->chunk_have)) {
+		n += r->chunk_cap;
+		free(r->chunk);
+		r->chunk = NULL;
+		r->chunk_cap = 0;
+	}
+	return n;
+}

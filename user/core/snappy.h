@@ -64,4 +64,8 @@ ssize_t kcpx_snappy_r_read(struct kcpx_snappy_r *r, uint8_t *out, size_t cap);
 /* Decoded bytes waiting to be read. */
 size_t kcpx_snappy_r_pending(const struct kcpx_snappy_r *r);
 
+/* Frees the reader's buffers that hold nothing now (they grow again on demand): for a
+   stream gone quiet. Returns the bytes freed. */
+size_t kcpx_snappy_r_trim(struct kcpx_snappy_r *r);
+
 #endif

@@ -64,6 +64,39 @@ static const char *const counter_maps[] = {
 	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp", "kcpx_nat_stats",
 };
 
+/*
+ * The counter maps' BTF, by id, loaded once per process and kept: loading BTF by id
+ * needs CAP_SYS_ADMIN, which the daemon gives up after setup (io/priv.h), so
+ * kcpx_xdp_open loads it while it may and the daemon's later reads (metrics) reuse it.
+ */
+static struct btf *btf_cached;
+static __u32 btf_cached_id;
+
+static struct btf *btf_get(__u32 id)
+{
+	struct btf *b;
+
+	if (btf_cached && btf_cached_id == id)
+		return btf_cached;
+	b = btf__load_from_kernel_by_id(id);
+	if (!b)
+		return NULL;
+	btf__free(btf_cached);
+	btf_cached = b;
+	btf_cached_id = id;
+	return b;
+}
+
+static void btf_prime(struct kcpx_xdp *x)
+{
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
+
+	if (bpf_obj_get_info_by_fd(bpf_map__fd(x->skel->maps.kcpx_snmp), &mi, &len) == 0 &&
+	    mi.btf_id)
+		btf_get(mi.btf_id);
+}
+
 /* libbpf's own messages one level down: its warnings are our info, its info our debug. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -306,9 +339,23 @@ static int read_info(const char *ifname, struct kcpx_info *info)
 	return err;
 }
 
-static int detach_xdp(int ifindex)
+static __u32 prog_id_of(int fd)
+{
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(pi);
+
+	return fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0 ? pi.id : 0;
+}
+
+/*
+ * own_fd: the daemon's own program fd, or -1 (kcpx down). With it, ours is told by id
+ * and replaced through that fd: no program is looked up by id, which needs
+ * CAP_SYS_ADMIN, a capability the daemon gave up after setup (io/priv.h).
+ */
+static int detach_xdp(int ifindex, int own_fd)
 {
 	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	__u32 own_id = prog_id_of(own_fd);
 	int removed = 0, err;
 	struct {
 		__u32 id;
@@ -325,15 +372,16 @@ static int detach_xdp(int ifindex)
 		LIBBPF_OPTS(bpf_xdp_attach_opts, o);
 		int fd;
 
-		if (!prog_is_ours(att[i].id, "kcpx_xdp_steer"))
+		if (own_id ? att[i].id != own_id : !prog_is_ours(att[i].id, "kcpx_xdp_steer"))
 			continue;
 		/* Replace only our own program, by id, so a racing attach is not removed. */
-		fd = bpf_prog_get_fd_by_id(att[i].id);
+		fd = own_id ? own_fd : bpf_prog_get_fd_by_id(att[i].id);
 		if (fd < 0)
 			return -errno;
 		o.old_prog_fd = fd;
 		err = bpf_xdp_attach(ifindex, -1, att[i].flag | XDP_FLAGS_REPLACE, &o);
-		close(fd);
+		if (fd != own_fd)
+			close(fd);
 		if (err)
 			return err;
 		removed++;
@@ -341,17 +389,18 @@ static int detach_xdp(int ifindex)
 	return removed;
 }
 
-static int detach_tc(int ifindex, bool own_hook)
+static int detach_tc(int ifindex, bool own_hook, int own_fd)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
 	LIBBPF_OPTS(bpf_tc_opts, o, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
+	__u32 own_id = prog_id_of(own_fd);
 	int removed = 0, err, q;
 
 	/* no clsact at all is the normal case here: keep libbpf from saying so */
 	libbpf_set_print(NULL);
 	q = bpf_tc_query(&hook, &o);
 	libbpf_set_print(libbpf_log);
-	if (q == 0 && prog_is_ours(o.prog_id, "kcpx_tc_egress")) {
+	if (q == 0 && (own_id ? o.prog_id == own_id : prog_is_ours(o.prog_id, "kcpx_tc_egress"))) {
 		LIBBPF_OPTS(bpf_tc_opts, d, .handle = KCPX_TC_HANDLE, .priority = KCPX_TC_PRIORITY);
 		err = bpf_tc_detach(&hook, &d);
 		if (err)
@@ -436,14 +485,14 @@ int kcpx_xdp_down(const char *ifname)
 		/* while XDP is on, so the veth still has the NAPI that sysfs must find */
 		if (have_info && info.napi_threaded && ifindex == (int)info.ifindex)
 			kcpx_napi_restore(ifname);
-		n = detach_xdp(ifindex);
+		n = detach_xdp(ifindex, -1);
 		if (n < 0 && n != -ENODEV) {
 			kcpx_io_logf(0, "%s: XDP detach failed: %s", ifname, strerror(-n));
 			err = n;
 		} else if (n > 0) {
 			total += n;
 		}
-		n = detach_tc(ifindex, own_hook);
+		n = detach_tc(ifindex, own_hook, -1);
 		if (n < 0 && n != -ENODEV) {
 			kcpx_io_logf(0, "%s: TC detach failed: %s", ifname, strerror(-n));
 			err = err ? err : n;
@@ -727,6 +776,7 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 	err = write_info(x, cfg->role);
 	if (err)
 		goto err_undo;
+	btf_prime(x);
 	*out = x;
 	return 0;
 
@@ -749,10 +799,13 @@ void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
 
 		if (x->napi_threaded)
 			kcpx_napi_restore(x->ifname);
-		if (x->xdp_flags && (n = detach_xdp(x->ifindex)) < 0)
+		if (x->xdp_flags &&
+		    (n = detach_xdp(x->ifindex, bpf_program__fd(x->skel->progs.kcpx_xdp_steer))) <
+			    0)
 			kcpx_io_logf(0, "%s: XDP detach failed: %s", x->ifname, strerror(-n));
 		if ((x->tc_attached || x->tc_own_hook) &&
-		    (n = detach_tc(x->ifindex, x->tc_own_hook)) < 0)
+		    (n = detach_tc(x->ifindex, x->tc_own_hook,
+				   bpf_program__fd(x->skel->progs.kcpx_tc_egress))) < 0)
 			kcpx_io_logf(0, "%s: TC detach failed: %s", x->ifname, strerror(-n));
 		if (x->pinned)
 			unpin_all(x->ifname);
@@ -769,6 +822,11 @@ const char *kcpx_xdp_mode_name(const struct kcpx_xdp *x)
 	if (x->xdp_flags == XDP_FLAGS_SKB_MODE)
 		return "skb";
 	return NULL;
+}
+
+bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x)
+{
+	return x->napi_threaded;
 }
 
 int kcpx_xdp_ifindex(const struct kcpx_xdp *x)
@@ -953,7 +1011,7 @@ static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, 
 		err = -EPROTO;
 		goto out;
 	}
-	btf = btf__load_from_kernel_by_id(mi.btf_id);
+	btf = btf_get(mi.btf_id);
 	if (!btf) {
 		err = -errno;
 		goto out;
@@ -982,7 +1040,6 @@ static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, 
 	}
 out:
 	free(sum);
-	btf__free(btf);
 	close(fd);
 	return err;
 }
