@@ -21,17 +21,19 @@
 #include <linux/bpf.h> /* struct bpf_spin_lock */
 #endif
 
-#define KCPX_NATIVE_VERSION 1
-#define KCPX_NATIVE_HDR	    24 /* outer header */
-#define KCPX_NATIVE_FEC_HDR 6  /* clear FEC header: seqid u32 | flag u16 */
-#define KCPX_NATIVE_MAC	    16 /* AEAD tag */
-#define KCPX_NATIVE_TAG_MSG 16 /* header bytes under the SipHash tag (+6 FEC bytes) */
+#define KCPX_NATIVE_VERSION   1
+#define KCPX_NATIVE_HDR	      24 /* outer header */
+#define KCPX_NATIVE_FEC_HDR   6	 /* clear FEC header: seqid u32 | flag u16 */
+#define KCPX_NATIVE_MAC	      16 /* AEAD tag */
+#define KCPX_NATIVE_TAG_MSG   16 /* header bytes under the SipHash tag (+6 FEC bytes) */
+#define KCPX_NATIVE_RESET_LEN (KCPX_NATIVE_HDR + 16) /* header, 16 random bytes */
 
 /* hdr.type */
 enum kcpx_native_type {
-	KCPX_NT_DATA = 1, /* session traffic: AEAD with the session key, replay window */
-	KCPX_NT_INIT = 2, /* handshake, client -> server: tag and AEAD under the PSK keys */
-	KCPX_NT_RESP = 3, /* handshake, server -> client */
+	KCPX_NT_DATA = 1,  /* session traffic: AEAD with the session key, replay window */
+	KCPX_NT_INIT = 2,  /* handshake, client -> server: tag and AEAD under the PSK keys */
+	KCPX_NT_RESP = 3,  /* handshake, server -> client */
+	KCPX_NT_RESET = 4, /* server -> client: "no session with this sid here" (PROTOCOL.md §7b) */
 };
 
 /* hdr.flags */

@@ -108,7 +108,7 @@ static __always_inline bool kcpx_nv_rate_ok(const struct kcpx_native_rl_key *k, 
 }
 
 /*
- * Check a handshake packet (INIT on a server, RESP on a client) with the PSK tag key, then
+ * Check a handshake packet (INIT on a server, RESP or RESET on a client) with the PSK tag key, then
  * the per-source rate (only packets with a good tag spend a source's tokens, so forged
  * ones cannot starve a real client; replayed real INITs can only spend their own).
  */
@@ -118,9 +118,14 @@ static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
 {
 	__u8 want_type = cfg->server ? KCPX_NT_INIT : KCPX_NT_RESP;
 	__u8 want_dir = cfg->server ? 0 : KCPX_NF_SERVER;
+	__u32 want_len = KCPX_NATIVE_HDR + 32 + KCPX_NATIVE_MAC;
 
-	if (h[1] != want_type || len != KCPX_NATIVE_HDR + 32 + KCPX_NATIVE_MAC ||
-	    (h[2] & ~(KCPX_NF_SERVER | KCPX_NF_AES)) || (h[2] & KCPX_NF_SERVER) != want_dir)
+	if (!cfg->server && h[1] == KCPX_NT_RESET) { /* same tag key, header only */
+		want_type = KCPX_NT_RESET;
+		want_len = KCPX_NATIVE_RESET_LEN;
+	}
+	if (h[1] != want_type || len != want_len || (h[2] & ~(KCPX_NF_SERVER | KCPX_NF_AES)) ||
+	    (h[2] & KCPX_NF_SERVER) != want_dir)
 		return kcpx_nv_reject(st, st ? &st->drop_proto : NULL, strict);
 	if (kcpx_sip_hdr(cfg->hs_tag_key[0], cfg->hs_tag_key[1], h, NULL) != kcpx_sip_le64(h + 16))
 		return kcpx_nv_reject(st, st ? &st->drop_tag : NULL, strict);

@@ -7,7 +7,7 @@
  *   - a sealed datagram from user/core/native.c passes; one flipped bit in the tag or the
  *     header drops; a replay drops; a counter older than the window drops; unknown
  *     session, wrong version, wrong direction, short packets drop; each counted
- *   - handshake packets are checked with the PSK tag key, by role
+ *   - handshake packets are checked with the PSK tag key, by role (RESETs on a client)
  *   - the BPF window and the C window agree over a long random walk of counters
  *   - FEC: parity of a complete group and duplicate shards drop, needed parity passes
  *   - handshake packets beyond the per-source rate drop; forged ones spend no tokens
@@ -413,6 +413,26 @@ static void test_handshake_by_role(void)
 	CHECK_EQ(d.pass_hs, 1);
 	CHECK_EQ(run_nat(init, sizeof(init)), XDP_DROP);
 	CHECK_EQ(d.drop_proto, 1);
+	/* a RESET passes a client's XDP with a good tag only (userspace checks it the same) */
+	{
+		uint8_t rst[KCPX_NATIVE_RESET_LEN], rnd[16] = { 0 };
+
+		kcpx_native_reset(psk, SID + 7, 3, rnd, rst);
+		CHECK(kcpx_native_reset_ok(psk, rst, sizeof(rst)));
+		CHECK_EQ(run_nat(rst, sizeof(rst)), XDP_PASS);
+		CHECK_EQ(d.pass_hs, 1);
+		CHECK_EQ(run_nat(rst, sizeof(rst) - 1), XDP_DROP);
+		CHECK_EQ(d.drop_short, 1);
+		rst[5] ^= 1; /* another sid under the old tag */
+		CHECK(!kcpx_native_reset_ok(psk, rst, sizeof(rst)));
+		CHECK_EQ(run_nat(rst, sizeof(rst)), XDP_DROP);
+		CHECK_EQ(d.drop_tag, 1);
+		rst[5] ^= 1;
+		set_cfg(true, true); /* a server takes no RESET */
+		CHECK_EQ(run_nat(rst, sizeof(rst)), XDP_DROP);
+		CHECK_EQ(d.drop_proto, 1);
+		set_cfg(false, true);
+	}
 	CHECK_EQ(kcpx_native_hs_finish(hs, resp, sizeof(resp), &c2), 0);
 	add_sess(c2);
 	{

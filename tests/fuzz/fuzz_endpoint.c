@@ -10,9 +10,10 @@
  *     op 0xC0..0xFF  advance the clock (op & 63) * 50 ms; ticks sessions, second timer
  *     op 0x80..0xBF  a genuine INIT from address (op & 63), sid = next 4 bytes
  *     op 0x00..0x7F  a datagram from address (op & 63): u16 LE length, then the bytes
- * Asserts: never more sessions than addresses (one per address), every session opened is
+ * Asserts: never more sessions than addresses (kcptun's format: one per address) plus
+ * genuine INITs (a session per sid; admission caps are the endpoint's), every session opened is
  * released by the end, no datagram is answered from within input with more than one
- * handshake packet, and never with more bytes than a handshake packet.
+ * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct fz {
 	struct kcpx_ep *ep;
 	long live; /* opened - released */
 	size_t xmit_bytes, xmit_count;
+	unsigned inits; /* genuine INITs fed */
 	uint32_t rng;
 };
 
@@ -194,6 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				continue;
 			kcpx_native_hs_free(hs);
 			len = KCPX_NATIVE_HS_LEN;
+			f.inits++;
 		} else {
 			if (size < 2)
 				break;
@@ -215,9 +218,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kcpx_ep_input(f.ep, NULL, &f, &a, dgram, len, now);
 		/* an answer from input itself: one handshake packet at most */
 		if (f.xmit_count - before_count > 1 ||
-		    f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN)
+		    f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN ||
+		    f.xmit_bytes - before_bytes > len)
 			abort();
-		if (kcpx_ep_count(f.ep) > NADDR)
+		if (kcpx_ep_count(f.ep) > NADDR + f.inits)
 			abort();
 		for (struct kcpx_ep_sess *s = kcpx_ep_first(f.ep); s; s = kcpx_ep_next(s))
 			kcpx_session_pump(kcpx_ep_session(s), now);

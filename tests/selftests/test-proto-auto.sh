@@ -10,10 +10,10 @@
 #                                                               --reprobe 4 s a new session
 #                                                               (--autoexpire 1) speaks kcpx again
 #   2     the server stopped (SIGSTOP) until the client fell    download; the client took a late
-#         back: its INITs wait in the socket, the RESPs come    RESP and ignored it, the server
-#         after the fallback                                    
-#                                                               replaced its native session: both
-#                                                               ends show kcptun
+#         back: its INITs wait in the socket, the RESPs come    RESP, the server replaced its
+#         after the fallback                                    native session; the session
+#                                                               closes once its stream is done
+#                                                               and the next download speaks kcpx
 #   3     nft in B drops every RESP the server sends (skipped   download; the server replaced its
 #         without nft)                                          native session: both show kcptun
 #   4     server --hsrate 20; first 300 copies of a real INIT   the server counts >= 200 handshakes
@@ -24,8 +24,7 @@
 # in JSON, --hsrate on a client) must fail naming the flag.
 #
 # Every wait is for an event (a log line, a port, a status field) and bounded; the whole
-# test takes about 15 s. Before the server learnt to
-# replace a native session that never carried data, pairs 2 and 3 stalled until the
+# test takes about 15 s. Before the server learnt to replace a native session that never carried data, pairs 2 and 3 stalled until the
 # keepalive timeout (30 s) killed the session.
 set -eu
 NETNS_TAG=kpa$$
@@ -168,11 +167,20 @@ check_proto 1 "$conv1" kcptun "server late"
 check_dl dl2 "late RESP"
 conv2=$(conv_of "$work/client2.log" "falling back")
 [ -n "$conv2" ] || { echo "FAIL: client 2 did not fall back"; fail=1; }
-check_proto 2 "$conv2" kcptun "late RESP"
-grep -q "late kcpx answer" "$work/client2.log" ||
+grep -q "session $conv2: late kcpx answer" "$work/client2.log" ||
 	{ echo "FAIL: client 2 logged no late kcpx answer"; fail=1; }
-grep -q "replacing the kcpx session" "$work/server2.log" ||
+grep -q "session $conv2 .*replacing the kcpx session" "$work/server2.log" ||
 	{ echo "FAIL: server 2 did not replace its kcpx session"; fail=1; }
+# the late-answered session took no new streams and closed once its stream was done
+wait_log "$work/client2.log" "session $conv2 .*closed: retired" 10 || fail=1
+download 2 dl2b
+wait_downloads
+check_dl dl2b "after the late RESP"
+conv2b=$(grep "kcpx protocol" "$work/client2.log" | tail -1 |
+	sed -n 's/.*session \([0-9a-f]\{8\}\).*/\1/p')
+[ -n "$conv2b" ] && [ "$conv2b" != "$conv2" ] ||
+	{ echo "FAIL: client 2's next session did not speak kcpx"; fail=1; }
+[ -z "$conv2b" ] || check_proto 2 "$conv2b" kcpx "after the late RESP"
 
 if [ $have_nft = 1 ]; then
 	check_dl dl3 "lost RESPs"

@@ -254,8 +254,9 @@ static void test_two_flows(void)
 }
 
 /* The path changes under a running flow: rate 100 -> 20 -> 100 Mbit/s, then the RTT
- * 50 -> 150 ms. After each change the flow is back at >= 90 % within a bounded time and
- * the queue after the rate drop drains instead of standing. */
+ * 50 -> 150 ms. Within 8 s (20 Mbit/s: tens of RTTs with the old queue) of the rate drop
+ * and 3-6 s of the others the flow is back at >= 90 % and the queue after the rate drop
+ * has drained instead of standing. */
 static void test_reconverge(void)
 {
 	struct net n;
@@ -268,7 +269,7 @@ static void test_reconverge(void)
 	net_run(&n, n.now + 3000, false);
 
 	n.fwd.rate = 2500; /* 20 Mbit/s; the queue limit stays 625 kB = 250 ms now */
-	net_run(&n, n.now + 3000, false);
+	net_run(&n, n.now + 8000, false);
 	rx0 = n.f[0].rx;
 	n.qsum = n.qsamples = n.qpeak = 0;
 	net_run(&n, n.now + 3000, true);
@@ -276,7 +277,7 @@ static void test_reconverge(void)
 	printf("     100 -> 20 Mbit/s: goodput %.1f %%, queue avg %.1f ms\n", 100 * u,
 	       (double)n.qsum / n.qsamples / n.fwd.rate);
 	CHECK(u >= 0.90);
-	CHECK((double)n.qsum / n.qsamples / n.fwd.rate <= 100); /* of 250 ms it could fill */
+	CHECK((double)n.qsum / n.qsamples / n.fwd.rate <= 25); /* of 250 ms it could fill */
 
 	n.fwd.rate = 12500;
 	net_run(&n, n.now + 3000, false);
@@ -326,7 +327,7 @@ static void test_ratelimit(void)
 static void test_bounds(void)
 {
 	struct kcpx_cc cc;
-	struct kcpx_cc_tx tx[64];
+	struct kcpx_cc_tx tx[64] = { 0 };
 	uint32_t st = 12345, now = 0xfffff000u;
 
 	kcpx_cc_init(&cc, 1400, now);

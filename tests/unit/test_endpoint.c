@@ -12,6 +12,12 @@
  *   - --hsrate: good INITs from one address over the rate are refused, forged ones cost
  *     nothing, and core/ratelimit follows the token bucket's arithmetic
  *   - a kcptun peer restarting on the same address with a new conv gets a fresh session
+ *   - server restart: the client's next packet draws a RESET, the session closes within a
+ *     round trip and the next stream opens a new one; forged RESETs change nothing; RESETs
+ *     are no longer than what they answer and rate-limited per address
+ *   - client restart on the same address: its new session works at once
+ *   - roaming: a NAT rebinding mid-transfer moves the session; a replay from elsewhere
+ *     does not
  */
 #include <errno.h>
 #include <sodium.h>
@@ -28,11 +34,18 @@
 #define MAXS 16
 
 struct tend;
+struct world;
+
+/* A socket: the client has one per session (its own port), the server one for all. */
+struct tpath {
+	uint16_t port;
+};
 
 /* The test's half of a session (what the app's struct sess is in the tunnel). */
 struct tsess {
 	struct tend *e;
 	struct kcpx_ep_sess *es;
+	struct tpath *path;
 	uint32_t deadline;
 	bool woken, closed;
 	uint32_t sids[8];
@@ -42,6 +55,7 @@ struct tsess {
 
 struct tend {
 	const char *name;
+	struct world *w;
 	struct kcpx_ep *ep;
 	struct kcpx_snmp snmp;
 	struct linksim *out; /* towards the other end */
@@ -50,18 +64,29 @@ struct tend {
 	int ns;
 	int opened, released;
 	uint32_t rng;
+	uint8_t last_tx[2048]; /* the last datagram sent, for replays */
+	size_t last_tx_len;
 	char last_log[512];
 	int nlog_fallback, nlog_late, nlog_replace;
 };
 
 static struct kcpx_native_psk *psk;
+static void world_send(struct tend *e, struct tpath *path, const struct kcpx_addr *to,
+		       const uint8_t *d, size_t n);
 static struct kcpx_crypt *crypt_c, *crypt_s;
 
 static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
 {
 	struct tend *e = user;
 
-	linksim_send(e->out, *(uint32_t *)path, d, n);
+	if (n <= sizeof(e->last_tx)) {
+		memcpy(e->last_tx, d, n);
+		e->last_tx_len = n;
+	}
+	if (e->w)
+		world_send(e, path, to, d, n);
+	else
+		linksim_send(e->out, 0, d, n);
 }
 
 static void *t_opened(void *user, struct kcpx_ep_sess *es, void *path)
@@ -74,6 +99,7 @@ static void *t_opened(void *user, struct kcpx_ep_sess *es, void *path)
 	s = calloc(1, sizeof(*s));
 	s->e = e;
 	s->es = es;
+	s->path = path;
 	e->s[e->ns++] = s;
 	e->opened++;
 	return s;
@@ -213,14 +239,38 @@ static int end_init(struct tend *e, const char *name, const struct kcpx_ep_confi
 
 /*
  * The world: a client end, a server end, links both ways; `now` moves 1 ms a step.
- * path handles are pointers to `now` so that xmit knows the send time.
+ * Client socket k has port 5000 + k; the server sees it through a NAT as cli_from's IP
+ * and cli_from's port + k. Change cli_from and the NAT maps anew: what the server sends
+ * to the old mapping is lost.
  */
 struct world {
 	struct tend c, s;
 	struct linksim cs, sc;
 	uint32_t now;
-	struct kcpx_addr cli_from; /* the client's address as the server sees it */
+	struct kcpx_addr cli_from; /* the NAT's address for client port 5000 */
+	struct tpath cpath[64], spath;
+	int ncpath;
 };
+
+/* On the links a datagram carries the client port it is from or for (2 bytes first). */
+static void world_send(struct tend *e, struct tpath *path, const struct kcpx_addr *to,
+		       const uint8_t *d, size_t n)
+{
+	struct world *w = e->w;
+	uint8_t buf[2048];
+	uint16_t port;
+
+	if (e == &w->c) {
+		port = path->port;
+	} else {
+		if (to->in.sin_addr.s_addr != w->cli_from.in.sin_addr.s_addr)
+			return;
+		port = (uint16_t)(ntohs(to->in.sin_port) - ntohs(w->cli_from.in.sin_port) + 5000);
+	}
+	memcpy(buf, &port, 2);
+	memcpy(buf + 2, d, n);
+	linksim_send(e->out, w->now, buf, n + 2);
+}
 
 static int world_init(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp)
 {
@@ -234,7 +284,9 @@ static int world_init(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp)
 	if (end_init(&w->c, "client", &cc, &w->cs, 0x0a000001, 5000, 0x1234) ||
 	    end_init(&w->s, "server", &sc, &w->sc, 0x0a000002, 4000, 0x9876))
 		return -1;
+	w->c.w = w->s.w = w;
 	w->cli_from = w->c.addr;
+	w->spath.port = 4000;
 	return 0;
 }
 
@@ -286,11 +338,26 @@ static void world_step(struct world *w)
 	int n;
 
 	w->now++;
-	while ((n = linksim_recv(&w->cs, w->now, buf, sizeof(buf))) >= 0)
-		kcpx_ep_input(w->s.ep, NULL, &w->now, &w->cli_from, buf, (size_t)n, w->now);
-	while ((n = linksim_recv(&w->sc, w->now, buf, sizeof(buf))) >= 0)
-		kcpx_ep_input(w->c.ep, w->c.ns ? w->c.s[0]->es : NULL, &w->now, &w->s.addr, buf,
-			      (size_t)n, w->now);
+	while ((n = linksim_recv(&w->cs, w->now, buf, sizeof(buf))) >= 2) {
+		struct kcpx_addr from = w->cli_from;
+		uint16_t port;
+
+		memcpy(&port, buf, 2);
+		from.in.sin_port = htons((uint16_t)(ntohs(from.in.sin_port) + port - 5000));
+		kcpx_ep_input(w->s.ep, NULL, &w->spath, &from, buf + 2, (size_t)n - 2, w->now);
+	}
+	while ((n = linksim_recv(&w->sc, w->now, buf, sizeof(buf))) >= 2) {
+		struct tsess *owner = NULL;
+		uint16_t port;
+
+		memcpy(&port, buf, 2);
+		for (int i = 0; i < w->c.ns; i++)
+			if (w->c.s[i]->path->port == port && !w->c.s[i]->closed)
+				owner = w->c.s[i];
+		if (owner) /* else the socket is closed: the kernel drops it */
+			kcpx_ep_input(w->c.ep, owner->es, owner->path, &w->s.addr, buf + 2,
+				      (size_t)n - 2, w->now);
+	}
 	serve(&w->c, w->now);
 	serve(&w->s, w->now);
 }
@@ -311,8 +378,12 @@ static struct tsess *client_send(struct world *w, size_t len)
 	uint32_t sid;
 
 	es = kcpx_ep_pick(w->c.ep, w->now, &slot);
-	if (!es)
-		es = kcpx_ep_connect(w->c.ep, slot, &w->now, &w->s.addr, w->now);
+	if (!es && w->ncpath < 64) {
+		struct tpath *p = &w->cpath[w->ncpath];
+
+		p->port = (uint16_t)(5000 + w->ncpath++);
+		es = kcpx_ep_connect(w->c.ep, slot, p, &w->s.addr, w->now);
+	}
 	if (!es)
 		return NULL;
 	mx = kcpx_session_smux(kcpx_ep_session(es));
@@ -406,6 +477,16 @@ static void test_late_resp(void)
 	CHECK(cs.late_native >= 1);
 	CHECK(!cs.kcptun_mode); /* a kcpx server answered: the next sessions probe again */
 	CHECK_EQ(ss.replaced, 1);
+	/* the late-answered session takes no new streams: the next one is a kcpx session */
+	CHECK(kcpx_ep_sess_expired(w.c.s[0]->es));
+	CHECK(client_send(&w, 10000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.c.ns, 2);
+	CHECK_EQ(w.s.ns, 2);
+	for (int i = 0; i < w.c.ns; i++)
+		if (!kcpx_ep_sess_expired(w.c.s[i]->es))
+			CHECK(!strcmp(kcpx_ep_sess_proto(w.c.s[i]->es), "kcpx"));
+	CHECK_EQ(server_got(&w), 60000);
 	world_free(&w);
 }
 
@@ -424,11 +505,12 @@ static void test_kcpx_only_no_answer(void)
 	world_free(&w);
 }
 
-/* A real INIT from many ports of one address: --hsrate 3 lets three spend tokens. */
+/* Real INITs (ten sessions) from ten ports of one address: --hsrate 3 lets three through. */
 static void test_hsrate(void)
 {
 	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_AUTO);
-	uint8_t init[KCPX_NATIVE_HS_LEN], pkt[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND] = { 1 };
+	uint8_t init[10][KCPX_NATIVE_HS_LEN], pkt[KCPX_NATIVE_HS_LEN];
+	uint8_t r[KCPX_NATIVE_HS_RAND] = { 1 };
 	struct kcpx_native_hs *hs;
 	struct kcpx_ep_stats st;
 	struct linksim sink;
@@ -439,32 +521,43 @@ static void test_hsrate(void)
 	linksim_init(&sink, 3);
 	sc.hsrate = 3;
 	CHECK_EQ(end_init(&s, "server", &sc, &sink, 0x0a000002, 4000, 77), 0);
-	CHECK_EQ(kcpx_native_hs_init(&hs, psk, 0x51d, r, false, init), 0);
-	kcpx_native_hs_free(hs);
+	for (int i = 0; i < 10; i++) {
+		r[0] = (uint8_t)i;
+		CHECK_EQ(kcpx_native_hs_init(&hs, psk, 0x510 + (uint32_t)i, r, false, init[i]), 0);
+		kcpx_native_hs_free(hs);
+	}
 	for (int i = 0; i < 10; i++) {
 		addr4(&a, 0x0a000009, (uint16_t)(6000 + i));
-		memcpy(pkt, init, sizeof(pkt));
+		memcpy(pkt, init[i], sizeof(pkt));
 		kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
 	}
 	kcpx_ep_stats(s.ep, &st);
-	CHECK_EQ(s.opened, 1);	    /* one session per sid */
-	CHECK_EQ(st.hs_limited, 7); /* 3 tokens: the session's INIT and two refused by sid */
-	/* forged INITs (bad tag) from a fresh address spend nothing */
+	CHECK_EQ(s.opened, 3);
+	CHECK_EQ(st.hs_limited, 7);
+	/* an INIT for a live sid is answered or ignored, and spends nothing */
+	addr4(&a, 0x0a000009, 6000);
+	memcpy(pkt, init[0], sizeof(pkt));
+	kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+	kcpx_ep_stats(s.ep, &st);
+	CHECK_EQ(st.hs_limited, 7);
+	/* forged INITs (bad tag) from another address spend nothing, open nothing */
 	for (int i = 0; i < 10; i++) {
 		addr4(&a, 0x0a00000a, (uint16_t)(6000 + i));
-		memcpy(pkt, init, sizeof(pkt));
+		memcpy(pkt, init[9], sizeof(pkt));
 		pkt[17] ^= 1;
 		kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
 	}
 	kcpx_ep_stats(s.ep, &st);
 	CHECK_EQ(st.hs_limited, 7);
+	CHECK_EQ(s.opened, 3);
 	/* a second later the first address has its tokens back */
 	now += 1000;
 	addr4(&a, 0x0a000009, 7000);
-	memcpy(pkt, init, sizeof(pkt));
+	memcpy(pkt, init[5], sizeof(pkt));
 	kcpx_ep_input(s.ep, NULL, &now, &a, pkt, sizeof(pkt), now);
 	kcpx_ep_stats(s.ep, &st);
 	CHECK_EQ(st.hs_limited, 7);
+	CHECK_EQ(s.opened, 4);
 	kcpx_ep_free(s.ep);
 	linksim_free(&sink);
 }
@@ -509,6 +602,8 @@ static void test_kcptun_restart(void)
 		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
 
 		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
+		w.c.w = &w;
+		w.ncpath = 0; /* the same port again */
 	}
 	CHECK(client_send(&w, 20000));
 	world_run(&w, 1000);
@@ -516,6 +611,181 @@ static void test_kcptun_restart(void)
 	CHECK(kcpx_ep_sess_conv(w.s.s[0]->es) != conv1);
 	CHECK(strstr(w.s.last_log, "opened"));
 	CHECK_EQ(w.s.s[0]->got, 20000);
+	world_free(&w);
+}
+
+/* The server process restarts: its first answer to the client's traffic is a RESET. */
+static void test_server_restart(void)
+{
+	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_AUTO);
+	struct kcpx_ep_stats cs, ss;
+	struct world w;
+	uint32_t t0, conv1;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	conv1 = kcpx_ep_sess_conv(w.c.s[0]->es);
+	kcpx_ep_free(w.s.ep);
+	CHECK_EQ(end_init(&w.s, "server", &sc, &w.sc, 0x0a000002, 4000, 0x5555), 0);
+	w.s.w = &w;
+	t0 = w.now;
+	CHECK(client_send(&w, 20000)); /* a new stream on the old session */
+	while (w.c.ns && w.now - t0 < 5000)
+		world_step(&w);
+	CHECK_EQ(w.c.ns, 0);
+	CHECK(w.now - t0 < 200); /* one round trip (40 ms) and a bit */
+	CHECK(strstr(w.c.last_log, "the server has no such session"));
+	kcpx_ep_stats(w.c.ep, &cs);
+	kcpx_ep_stats(w.s.ep, &ss);
+	CHECK_EQ(cs.resets_taken, 1);
+	CHECK(ss.resets_sent >= 1);
+	CHECK_EQ(w.s.ns, 0);
+	/* the next stream gets a new session at once */
+	CHECK(client_send(&w, 30000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(kcpx_ep_sess_conv(w.s.s[0]->es) != conv1);
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK_EQ(server_got(&w), 30000);
+	world_free(&w);
+}
+
+/* A RESET needs the key: a forged one, or a real one for another sid, changes nothing. */
+static void test_reset_forged(void)
+{
+	uint8_t pkt[KCPX_NATIVE_RESET_LEN], rnd[16] = { 0 };
+	struct kcpx_native_psk *other;
+	uint8_t master[32] = { 8 };
+	struct kcpx_ep_stats cs;
+	struct world w;
+	uint32_t conv;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 1000));
+	world_run(&w, 500);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	conv = kcpx_ep_sess_conv(w.c.s[0]->es);
+	CHECK_EQ(kcpx_native_psk_new_key(&other, master), 0);
+	kcpx_native_reset(other, conv, 5, rnd, pkt); /* another key */
+	kcpx_ep_input(w.c.ep, w.c.s[0]->es, w.c.s[0]->path, &w.s.addr, pkt, sizeof(pkt), w.now);
+	kcpx_native_psk_free(other);
+	kcpx_native_reset(psk, conv + 1, 5, rnd, pkt); /* another sid */
+	kcpx_ep_input(w.c.ep, w.c.s[0]->es, w.c.s[0]->path, &w.s.addr, pkt, sizeof(pkt), w.now);
+	kcpx_native_reset(psk, conv, 5, rnd, pkt);
+	pkt[2] = 0; /* the client's direction */
+	kcpx_ep_input(w.c.ep, w.c.s[0]->es, w.c.s[0]->path, &w.s.addr, pkt, sizeof(pkt), w.now);
+	world_run(&w, 10);
+	CHECK_EQ(w.c.ns, 1);
+	kcpx_ep_stats(w.c.ep, &cs);
+	CHECK_EQ(cs.resets_taken, 0);
+	/* the real thing closes it */
+	kcpx_native_reset(psk, conv, 5, rnd, pkt);
+	kcpx_ep_input(w.c.ep, w.c.s[0]->es, w.c.s[0]->path, &w.s.addr, pkt, sizeof(pkt), w.now);
+	world_run(&w, 10);
+	CHECK_EQ(w.c.ns, 0);
+	world_free(&w);
+}
+
+/* A server answers DATA for unknown sids with RESETs no longer than the DATA, rate-limited. */
+static void test_reset_bounded(void)
+{
+	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_KCPX);
+	uint8_t pkt[200];
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct kcpx_addr a;
+	struct tend s;
+	uint32_t now = 5000;
+
+	linksim_init(&sink, 3);
+	CHECK_EQ(end_init(&s, "server", &sc, &sink, 0x0a000002, 4000, 78), 0);
+	addr4(&a, 0x0a000042, 6000);
+	for (int i = 0; i < 100; i++) {
+		memset(pkt, i, sizeof(pkt));
+		pkt[0] = KCPX_NATIVE_VERSION;
+		pkt[1] = KCPX_NT_DATA;
+		pkt[2] = 0;
+		pkt[3] = 0;
+		kcpx_ep_input(s.ep, NULL, &now, &a, pkt, i < 50 ? 40 : 39, now);
+	}
+	kcpx_ep_stats(s.ep, &st);
+	CHECK_EQ(st.resets_sent, 10); /* KCPX_EP_RESET_RATE for one address */
+	CHECK_EQ(st.reset_limited, 40);
+	CHECK_EQ(sink.sent, 10);
+	CHECK_EQ(s.last_tx_len, KCPX_NATIVE_RESET_LEN);
+	CHECK_EQ(s.opened, 0);
+	kcpx_ep_free(s.ep);
+	linksim_free(&sink);
+}
+
+/* The client restarts on the same address: its new INIT opens a new session at once. */
+static void test_client_restart(void)
+{
+	struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_AUTO);
+	struct world w;
+	uint32_t conv1;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
+	kcpx_ep_free(w.c.ep);
+	CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x7777), 0);
+	w.c.w = &w;
+	w.ncpath = 0; /* the same port again */
+	CHECK(client_send(&w, 30000));
+	world_run(&w, 500);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK_EQ(w.s.ns, 2); /* the old one lives until its keepalive timeout */
+	for (int i = 0; i < w.s.ns; i++) {
+		struct tsess *t = w.s.s[i];
+
+		CHECK_EQ(t->got, kcpx_ep_sess_conv(t->es) == conv1 ? 20000 : 30000);
+	}
+	world_free(&w);
+}
+
+/* NAT rebinding mid-transfer: the server follows the client's authenticated packets. */
+static void test_roaming(void)
+{
+	struct kcpx_addr moved, attacker;
+	uint8_t replay[2048];
+	struct kcpx_ep_stats st;
+	struct world w;
+	size_t rlen;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	w.cs.rate = 50; /* 50 kB/s: the transfer takes over a second */
+	CHECK(client_send(&w, 60000));
+	world_run(&w, 150);
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK(server_got(&w) < 60000);
+	addr4(&moved, 0xc0a80001, 40000); /* the NAT's new mapping */
+	w.cli_from = moved;
+	world_run(&w, 3000);
+	CHECK_EQ(server_got(&w), 60000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &moved));
+	kcpx_ep_stats(w.s.ep, &st);
+	CHECK_EQ(st.roamed, 1);
+	/* a replay of a packet the server had from elsewhere moves nothing */
+	w.cs.rate = 0;
+	world_run(&w, 500);
+	memcpy(replay, w.c.last_tx, w.c.last_tx_len);
+	rlen = w.c.last_tx_len;
+	world_run(&w, 100);
+	addr4(&attacker, 0x0b000001, 666);
+	kcpx_ep_input(w.s.ep, NULL, &w.spath, &attacker, replay, rlen, w.now);
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &moved));
+	kcpx_ep_stats(w.s.ep, &st);
+	CHECK_EQ(st.roamed, 1);
+	/* and the transfer goes on both ways at the new address */
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(server_got(&w), 80000);
 	world_free(&w);
 }
 
@@ -536,6 +806,11 @@ int main(void)
 	RUN(test_hsrate);
 	RUN(test_ratelimit);
 	RUN(test_kcptun_restart);
+	RUN(test_server_restart);
+	RUN(test_reset_forged);
+	RUN(test_reset_bounded);
+	RUN(test_client_restart);
+	RUN(test_roaming);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);
 	kcpx_native_psk_free(psk);

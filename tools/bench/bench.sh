@@ -18,6 +18,8 @@
 #
 # Bulk: one bounded iperf3 transfer per candidate, one after another (A -> B).
 # Latency: rr's 64-byte sequential exchanges, all lanes at once (each is a trickle).
+# Memory (full and quick; BENCH_RSS=0 skips it): tools/bench/rss.sh, peak RSS of kcpx and
+# kcptun while 1,000 connections move 64 KiB each way through one tunnel.
 # Backends (full and quick; BENCH_BACKENDS=0 skips it): tools/bench/backends.sh, the UDP
 # backend against the XDP backend (--napi keep and threaded) on a bare veth pair.
 # Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
@@ -59,6 +61,7 @@ full)
 	COMPAT_POINTS="0:0 25:1 25:5 75:5"
 	FLOOD=3
 	BACKENDS=3
+	RSS=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
 quick)
@@ -68,6 +71,7 @@ quick)
 	COMPAT_POINTS=all
 	FLOOD=1
 	BACKENDS=1
+	RSS=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
 	;;
@@ -78,6 +82,7 @@ smoke)
 	COMPAT_POINTS=all
 	FLOOD=0
 	BACKENDS=0
+	RSS=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
 *)
@@ -90,6 +95,7 @@ COMPAT_POINTS=${BENCH_COMPAT_POINTS:-$COMPAT_POINTS}
 [ "$COMPAT_POINTS" = all ] && COMPAT_POINTS=$POINTS
 FLOOD=${BENCH_FLOOD:-$FLOOD} # how many runs of test-xdp-flood.sh
 BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
+RSS=${BENCH_RSS:-$RSS}                # runs of rss.sh (1,000 connections, kcpx and kcptun)
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
@@ -478,6 +484,17 @@ if [ "$BACKENDS" -gt 0 ]; then
 		KCPX=$KCPX timeout --kill-after=5 $((BACKENDS * 3 * 40 + 30)) tools/bench/backends.sh \
 			"$WORK/backend.txt" "$BACKENDS" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
 	fi
+fi
+
+# Memory: N connections at once through one tunnel, kcpx and kcptun in the same run
+# (tools/bench/rss.sh, its own namespaces); results in rss.txt.
+: >"$WORK/rss.txt"
+if [ "$RSS" -gt 0 ]; then
+	for ((i = 1; i <= RSS; i++)); do
+		log "rss run $i/$RSS: 1000 connections x 64 KiB each way ($((SECONDS - T0)) s)"
+		KCPX=$KCPX RSS_RESULTS=$WORK/rss.txt RSS_RUN=$i timeout --kill-after=5 600 \
+			tools/bench/rss.sh 1000 65536 2>&1 | while read -r x; do log "$x"; done
+	done
 fi
 
 # Flood resilience: test-xdp-flood.sh's own setup (its namespaces, a bridge, a Python

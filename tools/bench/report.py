@@ -48,8 +48,10 @@ def load(workdir):
     if os.path.exists(p):
         with open(p) as f:
             flood = [r for r in (parse_line(x) for x in f) if r]
-    p = os.path.join(workdir, "backend.txt")
-    if os.path.exists(p):
+    for name in ("backend.txt", "rss.txt"):
+        p = os.path.join(workdir, name)
+        if not os.path.exists(p):
+            continue
         with open(p) as f:
             flood += [r for r in (parse_line(x) for x in f) if r]
     micro = ""
@@ -183,6 +185,48 @@ def bare_table(w, recs):
                                                            r.get("mbps", "n/a"),
                                                            r.get("cpu_s_per_gb", "n/a"))
                           for r in recs) + ".")
+    w("")
+
+
+def rss_section(w, recs):
+    """rss.sh: peak RSS of both tunnel processes under 1,000 connections, kcpx and kcptun
+    in the same run; medians of the runs and the ratio the issue sets (<= 0.25x)."""
+    recs = [r for r in recs if r.get("kind") == "rss"]
+    if not recs:
+        return
+    n = recs[0].get("n", "?")
+    size = int(recs[0].get("size", "0") or 0)
+    w("## Memory: %s connections through one tunnel" % n)
+    w("")
+    w("tools/bench/rss.sh: %s connections opened at once through one tunnel (UDP backend, "
+      "each tunnel's default flags and a key, an echo target), %d KiB each way on every "
+      "one, every byte checked. Peak RSS of the server and the client and of their sum, "
+      "sampled every 50 ms while the connections run; idle is the sum with one session up "
+      "before the run. Medians of the runs; kcpx and kcptun take turns in each run. "
+      "docs/SCALE.md says where the memory goes." % (n, size // 1024))
+    w("")
+    w("| tunnel | runs | server MB | client MB | sum MB | idle MB | seconds | sum vs kcptun |")
+    w("|---|---|---|---|---|---|---|---|")
+    med = {}
+    for cand in ("kcpx", "kcptun"):
+        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
+        if not ok:
+            why = [r.get("reason", "") for r in recs if r.get("cand") == cand]
+            w("| %s | 0 | n/a | n/a | n/a | n/a | n/a | %s |" % (cand, "; ".join(why)[:160]))
+            continue
+        m = {k: statistics.median(float(r[k]) for r in ok)
+             for k in ("server_kb", "client_kb", "sum_kb", "idle_kb", "xfer_s")}
+        med[cand] = m
+    for cand, m in med.items():
+        k = med.get("kcptun")
+        w("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %s |" % (
+            cand, len([r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]),
+            m["server_kb"] / 1024, m["client_kb"] / 1024, m["sum_kb"] / 1024,
+            m["idle_kb"] / 1024, m["xfer_s"],
+            fratio(ratio(m["sum_kb"], k["sum_kb"])) if k else "—"))
+    w("")
+    w("Runs: " + "; ".join("%s run %s sum %s kB" % (r.get("cand"), r.get("run"),
+                                                  r.get("sum_kb", "n/a")) for r in recs) + ".")
     w("")
 
 
@@ -474,6 +518,7 @@ def main():
         w("")
 
     backend_section(w, links, val, cell, xdp, [r for r in flood if r.get("kind") == "backend"])
+    rss_section(w, flood)
     flood_section(w, flood, meta)
 
     # ---- wire overhead

@@ -10,7 +10,9 @@
 # and are checked. The RSS of both tunnel processes is sampled every 50 ms while the
 # connections run; the line per candidate gives the peak of each and of their sum:
 #   rss kcpx   n 1000 size 65536 server_kb S client_kb C sum_kb T idle_kb I xfer_s X
-# idle_kb is the sum before the first connection. A candidate that fails says why.
+# idle_kb is the sum with one session up, before the run. A candidate that fails says why.
+# RSS_RESULTS=FILE (and RSS_RUN=N) also append bench.sh's result lines there:
+#   kind=rss run=N cand=kcpx n=1000 size=65536 server_kb=S client_kb=C sum_kb=T ...
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/netns.sh
@@ -60,6 +62,8 @@ run() {
 	track_pid $cpid
 	if ! wait_udp_port "$NS_B" "$port" 20 || ! wait_tcp_port "$NS_A" "$port" 20; then
 		echo "rss $name n/a: the tunnel did not start"
+		[ -n "${RSS_RESULTS:-}" ] && echo "kind=rss run=${RSS_RUN:-1} cand=$name n=$N" \
+			"size=$SIZE status=na reason=the tunnel did not start" >>"$RSS_RESULTS"
 		return 1
 	fi
 	# one connection first: the session and its handshake are made before we measure
@@ -76,12 +80,18 @@ run() {
 	wait $spid $cpid 2>/dev/null
 	if [ $rc -ne 0 ]; then
 		echo "rss $name n/a: $res"
+		[ -n "${RSS_RESULTS:-}" ] && echo "kind=rss run=${RSS_RUN:-1} cand=$name n=$N" \
+			"size=$SIZE status=na reason=$(echo "$res" | tail -1)" >>"$RSS_RESULTS"
 		tail -5 "$work/$name-s.log" "$work/$name-c.log"
 		return 1
 	fi
 	xfer=$(echo "$res" | awk '{print $8}')
 	read -r a b t <"$work/$name.rss"
 	echo "rss $name n $N size $SIZE server_kb $a client_kb $b sum_kb $t idle_kb $idle xfer_s $xfer"
+	[ -n "${RSS_RESULTS:-}" ] && echo "kind=rss run=${RSS_RUN:-1} cand=$name n=$N size=$SIZE" \
+		"server_kb=$a client_kb=$b sum_kb=$t idle_kb=$idle xfer_s=$xfer status=ok" \
+		>>"$RSS_RESULTS"
+	return 0
 }
 
 fail=0

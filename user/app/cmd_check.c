@@ -18,11 +18,17 @@
 static int check_addr(const char *key, const char *val)
 {
 	struct kcpx_addr a;
-	int err = kcpx_addr_parse(val, &a);
+	unsigned hi;
+	int err = strcmp(key, "localaddr") ? kcpx_addr_parse_range(val, &a, &hi)
+					   : kcpx_addr_parse(val, &a);
 
 	if (err)
 		fprintf(stderr, "kcpx check: %s '%s': %s\n", key, val,
-			err == -EOPNOTSUPP ? "port ranges are not supported" : strerror(-err));
+			err == -EOPNOTSUPP ? "a port range is not allowed here" : strerror(-err));
+	else if (strcmp(key, "localaddr") && hi > kcpx_addr_port(&a))
+		printf("note: %s is a port range (%u ports): kcpx client|server only, not kcpx "
+		       "up\n",
+		       key, hi - kcpx_addr_port(&a) + 1);
 	return err;
 }
 

@@ -125,7 +125,9 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (err) {
 		pr_warn("%s '%s': %s", cfg->role == KCPX_ROLE_SERVER ? "listen" : "remoteaddr",
 			cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->remoteaddr,
-			strerror(-err));
+			err == -EOPNOTSUPP ? "kcptun's port ranges work with kcpx client|server, "
+					     "not under kcpx up (its XDP program steers one port)"
+					   : strerror(-err));
 		return -EINVAL;
 	}
 	xc.port = (uint16_t)kcpx_addr_port(&a);

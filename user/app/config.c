@@ -42,8 +42,10 @@ struct opt {
 
 static const struct opt opts[] = {
 	S(localaddr, "l", R_C, "local listen address (TCP)"),
-	S(remoteaddr, "r", R_C, "kcp server address"),
-	S(listen, "l", R_S, "kcp server listen address (UDP)"),
+	S(remoteaddr, "r", R_C,
+	  "kcp server address; host:lo-hi: each new session picks a port of the range"),
+	S(listen, "l", R_S,
+	  "kcp server listen address (UDP); :lo-hi serves every port of the range"),
 	S(target, "t", R_S, "target server address: host:port, or a unix socket path"),
 	S(key, NULL, R_CS, "pre-shared secret between client and server (env KCPTUN_KEY)"),
 	S(user, NULL, R_CS,
@@ -549,6 +551,11 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	}
 	if (strcmp(cfg->cc, "bbr") && strcmp(cfg->cc, "kcp") && strcmp(cfg->cc, "off")) {
 		fprintf(stderr, "kcpx: unknown cc '%s' (bbr, kcp or off)\n", cfg->cc);
+		return -EINVAL;
+	}
+	if (cfg->ratelimit && strcmp(cfg->cc, "bbr")) {
+		fprintf(stderr, "kcpx: ratelimit paces the sender and needs --cc bbr (not %s)\n",
+			cfg->cc);
 		return -EINVAL;
 	}
 	if (kcpx_proto_parse(cfg->proto, &cfg->protocol)) {

@@ -112,8 +112,11 @@ static void write_status(struct tunnel *t, FILE *fp)
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		fprintf(fp,
 			"  kcpx protocol: sessions replaced after a client fell back %llu, "
-			"handshakes over --hsrate %llu\n",
-			(unsigned long long)es.replaced, (unsigned long long)es.hs_limited);
+			"handshakes over --hsrate %llu, sessions moved to a new address %llu, "
+			"resets sent %llu (%llu over the rate)\n",
+			(unsigned long long)es.replaced, (unsigned long long)es.hs_limited,
+			(unsigned long long)es.roamed, (unsigned long long)es.resets_sent,
+			(unsigned long long)es.reset_limited);
 		return;
 	}
 	fprintf(fp, "  kcpx protocol: ");
@@ -124,7 +127,8 @@ static void write_status(struct tunnel *t, FILE *fp)
 	else
 		fprintf(fp, "no answer %u s ago, new sessions try again after %d s", es.kcptun_for,
 			cfg->reprobe);
-	fprintf(fp, "; late kcpx packets %llu\n", (unsigned long long)es.late_native);
+	fprintf(fp, "; late kcpx packets %llu; sessions reset by the server %llu\n",
+		(unsigned long long)es.late_native, (unsigned long long)es.resets_taken);
 }
 
 void kcpx_report_print(struct tunnel *t)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The tunnel's wiring: setup, one event loop, timers and signals, and the callbacks by
- * which the endpoint (core/endpoint.h) reaches paths (path.c), streams (conn.c) and the
- * log. Each loop turn ends in tunnel_idle(): serve ready streams and dirty sessions until
+ * The tunnel's wiring: setup, one event loop, timers and signals. The endpoint
+ * (core/endpoint.h) reaches paths (path.c), streams (conn.c) and the log through the
+ * callbacks in sess.c. Each loop turn ends in tunnel_idle(): serve ready streams and dirty sessions until
  * nothing moves, flush the batched sends, then free what closed during the turn.
  */
 #include "app/tunnel.h"
@@ -39,139 +39,6 @@
 #define POOL_CHUNKS	8
 #define POOL_CHUNKS_LOW 2
 #define TRIM_BYTES	(1 << 20) /* malloc_trim once this much went back to malloc */
-
-/* ---- sessions --------------------------------------------------------------------- */
-
-void kcpx_tun_sess_mark(struct sess *s)
-{
-	if (s->dirty || s->closing)
-		return;
-	s->dirty = true;
-	s->dnext = s->t->dirty;
-	s->t->dirty = s;
-}
-
-static void sess_timer(struct kcpx_timer *tm, uint32_t now)
-{
-	struct sess *s = (struct sess *)((char *)tm - offsetof(struct sess, timer));
-
-	kcpx_ep_tick(s->es, now);
-}
-
-static void ep_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
-{
-	kcpx_path_xmit(path, to, d, n);
-}
-
-/* A session on path g: the app's half, holding a reference to g. */
-static void *ep_opened(void *user, struct kcpx_ep_sess *es, void *path)
-{
-	struct tunnel *t = user;
-	struct sess *s = calloc(1, sizeof(*s));
-
-	if (!s)
-		return NULL;
-	s->t = t;
-	s->es = es;
-	s->ks = kcpx_ep_session(es);
-	s->dg = path;
-	s->dg->refs++;
-	kcpx_timer_init(&s->timer, sess_timer);
-	return s;
-}
-
-static void ep_closed(void *user, void *sess_user)
-{
-	struct sess *s = sess_user;
-
-	/* Flush what the engine owes the peer before the streams go. */
-	kcpx_conn_close_all(s);
-	s->closing = true;
-	kcpx_timer_cancel(s->t->loop, &s->timer);
-}
-
-static void ep_release(void *user, void *sess_user)
-{
-	struct tunnel *t = user;
-	struct sess *s = sess_user;
-
-	kcpx_path_flush(s->dg);
-	if (s->dg->owner == s)
-		s->dg->owner = NULL;
-	kcpx_path_put(t, s->dg);
-	free(s->streams);
-	free(s);
-}
-
-static void ep_wake(void *user, void *sess_user)
-{
-	kcpx_tun_sess_mark(sess_user);
-}
-
-static int ep_native_up(void *user, uint32_t sid, const struct kcpx_native_sess *v)
-{
-	struct tunnel *t = user;
-
-	return t->be && t->be->native_up ? t->be->native_up(t->be->arg, sid, v) : 0;
-}
-
-static void ep_native_down(void *user, uint32_t sid)
-{
-	struct tunnel *t = user;
-
-	if (t->be && t->be->native_down)
-		t->be->native_down(t->be->arg, sid);
-}
-
-static void ep_random(void *user, void *buf, size_t n)
-{
-	randombytes_buf(buf, n);
-}
-
-static void ep_log(void *user, int level, const char *msg)
-{
-	kcpx_log((enum kcpx_log_level)level, "%s", msg);
-}
-
-static const struct kcpx_ep_ops ep_ops = {
-	.xmit = ep_xmit,
-	.opened = ep_opened,
-	.closed = ep_closed,
-	.release = ep_release,
-	.wake = ep_wake,
-	.native_up = ep_native_up,
-	.native_down = ep_native_down,
-	.accept = kcpx_conn_accept,
-	.readable = kcpx_conn_readable,
-	.writable = kcpx_conn_writable,
-	.random = ep_random,
-	.log = ep_log,
-};
-
-/* Client: the session a new stream goes on; opens one (and its socket) when needed. */
-struct sess *kcpx_tun_client_session(struct tunnel *t)
-{
-	uint32_t now = kcpx_clock_ms();
-	struct kcpx_ep_sess *es;
-	struct sess *s;
-	unsigned slot;
-	struct dg *g;
-
-	es = kcpx_ep_pick(t->ep, now, &slot);
-	if (es)
-		return kcpx_ep_sess_user(es);
-	g = kcpx_path_get(t, NULL, &t->remote);
-	if (!g)
-		return NULL;
-	es = kcpx_ep_connect(t->ep, slot, g, &t->remote, now);
-	kcpx_path_put(t, g); /* the session holds its own reference */
-	if (!es)
-		return NULL;
-	s = kcpx_ep_sess_user(es);
-	if (g->refs == 1)
-		g->owner = s;
-	return s;
-}
 
 /* ---- loop glue -------------------------------------------------------------------- */
 
@@ -360,13 +227,17 @@ static int setup_protocol(struct tunnel *t)
 	ec.psk = t->psk;
 	if (!t->psk && ec.proto == KCPX_PROTO_AUTO)
 		ec.proto = KCPX_PROTO_KCPTUN;
-	return kcpx_ep_new(&t->ep, &ec, &ep_ops, t, &t->snmp);
+	return kcpx_ep_new(&t->ep, &ec, &kcpx_tun_ep_ops, t, &t->snmp);
 }
+
+/* kcptun has no limit; 1024 sockets (and their buffers) is already far past its examples */
+#define KCPX_PORT_RANGE_MAX 1024
 
 static int tunnel_setup(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
 	char buf[KCPX_ADDRSTRLEN];
+	unsigned hi = 0;
 	int err;
 
 	err = setup_protocol(t);
@@ -378,10 +249,21 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("localaddr '%s': %s", cfg->localaddr, strerror(-err));
 			return err;
 		}
-		err = kcpx_addr_parse(cfg->remoteaddr, &t->remote);
-		if (err) {
+		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
+		if (!err && t->be && t->remote_hi != kcpx_addr_port(&t->remote))
+			err = -EOPNOTSUPP;
+		if (err == -ENOENT && !t->be) {
+			/* the network (or its DNS) may be down now: not a reason to exit */
+			pr_warn("remoteaddr '%s': the name does not resolve now; trying again for "
+				"each new connection",
+				cfg->remoteaddr);
+			t->resolve_failed = true;
+			t->resolve_at = kcpx_clock_ms();
+			err = 0;
+		} else if (err) {
 			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx client, not "
+						     "under kcpx up"
 						   : strerror(-err));
 			return err;
 		}
@@ -401,10 +283,16 @@ static int tunnel_setup(struct tunnel *t)
 	} else {
 		struct dg *g;
 
-		err = kcpx_addr_parse(cfg->listen, &t->laddr);
+		err = kcpx_addr_parse_range(cfg->listen, &t->laddr, &hi);
+		if (!err && t->be && hi != kcpx_addr_port(&t->laddr))
+			err = -EOPNOTSUPP;
+		if (!err && hi - kcpx_addr_port(&t->laddr) >= KCPX_PORT_RANGE_MAX)
+			err = -E2BIG;
 		if (err) {
 			pr_warn("listen '%s': %s", cfg->listen,
-				err == -EOPNOTSUPP ? "port ranges are not supported"
+				err == -EOPNOTSUPP ? "port ranges work with kcpx server, not under "
+						     "kcpx up"
+				: err == -E2BIG	   ? "a port range may hold at most 1024 ports"
 						   : strerror(-err));
 			return err;
 		}
@@ -413,12 +301,21 @@ static int tunnel_setup(struct tunnel *t)
 			pr_warn("target '%s': %s", cfg->target, strerror(-err));
 			return err;
 		}
+		/* kcptun's port range: one socket per port, each session answers on its own */
+		for (unsigned p = kcpx_addr_port(&t->laddr) + 1; p <= hi; p++) {
+			struct kcpx_addr a = t->laddr;
+
+			kcpx_addr_set_port(&a, p);
+			if (!kcpx_path_get(t, &a, NULL))
+				return -EADDRNOTAVAIL;
+		}
 		g = kcpx_path_get(t, &t->laddr, NULL);
 		if (!g)
 			return -EADDRNOTAVAIL;
-		pr_info("server: listening on %s (%s), target %s, crypt %s, mode %s, proto %s",
-			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name, cfg->target,
-			cfg->crypt, cfg->mode, cfg->proto);
+		pr_info("server: listening on %s (%s)%s, target %s, crypt %s, mode %s, proto %s",
+			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name,
+			hi > kcpx_addr_port(&t->laddr) ? " and the rest of the range" : "",
+			cfg->target, cfg->crypt, cfg->mode, cfg->proto);
 	}
 	return 0;
 }

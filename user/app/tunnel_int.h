@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The tunnel's parts inside user/app (not for other modules):
- *   tunnel.c  setup, the event loop's turn (pump sessions, flush, reap), timers, signals,
- *             the endpoint's callbacks
+ *   tunnel.c  setup, the event loop's turn (pump sessions, flush, reap), timers, signals
+ *   sess.c    the app's half of a session: the endpoint's callbacks, the client's choice
+ *             of a session for a new stream
  *   path.c    datagram backends as the loop watches them: open/refcount, receive into
  *             the endpoint, batched send
  *   conn.c    TCP connections <-> smux streams, the client's TCP listener
@@ -67,8 +68,12 @@ struct tunnel {
 	struct kcpx_native_psk *psk; /* NULL with --proto kcptun */
 	struct kcpx_ep *ep;
 	struct kcpx_snmp snmp;
-	struct kcpx_addr laddr; /* client: TCP listen; server: UDP listen */
-	struct kcpx_addr remote;
+	struct kcpx_addr laddr;	 /* client: TCP listen; server: UDP listen */
+	struct kcpx_addr remote; /* client: port is the lowest of remoteaddr's range;
+				  * AF_UNSPEC until --remoteaddr resolves */
+	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
+	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
+	bool resolve_failed;
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
@@ -93,7 +98,8 @@ struct tunnel {
 	bool stopping;
 };
 
-/* tunnel.c */
+/* sess.c */
+extern const struct kcpx_ep_ops kcpx_tun_ep_ops; /* the endpoint's callbacks */
 void kcpx_tun_sess_mark(struct sess *s);
 struct sess *kcpx_tun_client_session(struct tunnel *t); /* for a new stream, or NULL */
 

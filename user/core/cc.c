@@ -31,7 +31,8 @@
 #define LOSS_MAX      (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
 #define LOSS_MIN_SENT 16u		  /* segments a round needs to give a loss sample */
 #define BURST_MS      2u		  /* token bucket depth */
-#define GUARD_ROUNDS  3u /* trims of the estimate before a standing RTT counts as the path's */
+#define QLOST_MIN     8u /* queue drops in a round (and > 2 %) that mean overflow */
+#define GUARD_ROUNDS  6u /* trims of the estimate before a standing RTT counts as the path's */
 #define RTT_SLOT_MS   4u /* RTT history: max RTT per 4 ms of send time */
 
 static const uint32_t cycle_gain[8] = { 320, 192, 256, 256, 256, 256, 256, 256 };
@@ -56,16 +57,25 @@ static uint64_t bdp(const struct kcpx_cc *cc, uint32_t extra_ms)
 static void set_outputs(struct kcpx_cc *cc)
 {
 	uint64_t rate, cap, floor = (uint64_t)KCPX_CC_CAP_MIN * cc->seg;
+	/* before the first sample: INIT_SEGS per 10 ms at the startup gain */
+	uint64_t rate0 = (uint64_t)INIT_SEGS * cc->seg * 100 * GAIN_STARTUP / GAIN_UNIT;
+	uint64_t cap0 = (uint64_t)INIT_SEGS * cc->seg;
 
 	if (cc->btl_bw) {
 		rate = cc->btl_bw * cc->pacing_gain / GAIN_UNIT;
 		cap = bdp(cc, cc->ack_delay) * cc->cwnd_gain / GAIN_UNIT;
 		if (cc->state == KCPX_CC_PROBE_RTT)
 			cap = bdp(cc, 0) / 2;
+		/* until the pipe was found full, the start values are floors: a session
+		 * that began with small exchanges (app-limited samples) must not crawl
+		 * when the bulk comes */
+		if (!cc->full_bw_reached) {
+			rate = KCPX_MAX(rate, rate0);
+			cap = KCPX_MAX(cap, cap0);
+		}
 	} else {
-		/* no sample yet: INIT_SEGS per 10 ms at the startup gain */
-		rate = (uint64_t)INIT_SEGS * cc->seg * 100 * GAIN_STARTUP / GAIN_UNIT;
-		cap = (uint64_t)INIT_SEGS * cc->seg;
+		rate = rate0;
+		cap = cap0;
 	}
 	rate = clamp64(rate, KCPX_CC_RATE_MIN, KCPX_CC_RATE_MAX);
 	if (cc->ratelimit && rate > cc->ratelimit)
@@ -208,17 +218,19 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
  * A loss is told apart by the RTT of the segments sent in the same few ms: a drop at a
  * full queue comes with a standing queue (its neighbours saw an inflated RTT), random
  * loss does not. A loss whose neighbours are unknown (all lost too, or too long ago)
- * counts as a queue drop: that only ever lowers the random-loss estimate.
+ * keeps its round out of the random-loss estimate but does not end STARTUP.
  */
 void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 {
 	const struct kcpx_cc_rttslot *b =
 		&cc->rtt_hist[(sent_ts / RTT_SLOT_MS) % KCPX_CC_RTT_SLOTS];
 
-	if (b->valid && b->tag == sent_ts / RTT_SLOT_MS && !rtt_queued(cc, b->max_rtt))
-		cc->rnd_lost++;
-	else
+	if (!b->valid || b->tag != sent_ts / RTT_SLOT_MS)
+		cc->rnd_ulost++; /* nothing else sent then was acknowledged: no telling */
+	else if (rtt_queued(cc, b->max_rtt))
 		cc->rnd_qlost++;
+	else
+		cc->rnd_lost++;
 }
 
 void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight)
@@ -267,15 +279,23 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 		uint32_t lost = (uint32_t)KCPX_MIN(cc->rnd_lost, sent);
 		uint32_t sample = (uint32_t)((uint64_t)lost * LOSS_ONE / sent);
 		/* a round that overflowed a queue says nothing about random loss */
-		if (cc->rnd_qlost * 100 <= sent) {
+		if ((cc->rnd_qlost + cc->rnd_ulost) * 100 <= sent) {
 			int64_t d = (int64_t)sample - (int64_t)cc->loss;
 			cc->loss = (uint32_t)((int64_t)cc->loss + d / 8);
 			cc->loss = KCPX_MIN(cc->loss, LOSS_MAX);
-		} else if (cc->state == KCPX_CC_STARTUP && cc->rnd_qlost * 50 > sent) {
-			/* drops behind a standing queue: STARTUP overflowed the bottleneck */
+		} else if (cc->rnd_qlost >= QLOST_MIN && cc->rnd_qlost * 50 > sent) {
+			/* drops behind a standing queue: we overflowed the bottleneck. What
+			 * this round delivered through the full queue is its rate. */
 			cc->full_bw_reached = true;
+			if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_bw &&
+			    cc->rnd_bw < cc->btl_bw) {
+				struct kcpx_cc_bwslot s = { cc->rnd_bw, cc->round };
+				cc->bw[0] = cc->bw[1] = cc->bw[2] = s;
+				cc->btl_bw = cc->rnd_bw;
+			}
 		}
-		cc->rnd_sent = cc->rnd_lost = cc->rnd_qlost = 0;
+		cc->rnd_bw = 0;
+		cc->rnd_sent = cc->rnd_lost = cc->rnd_qlost = cc->rnd_ulost = 0;
 	}
 	/*
 	 * Overestimate guard: a queue that stood for a whole round (even its smallest RTT
@@ -287,15 +307,24 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 	    rtt_queued(cc, cc->rnd_min_rtt)) {
 		if (!cc->guard_rounds || cc->rnd_min_rtt + 2 < cc->guard_rtt) {
 			/* first trim, or the last ones made the RTT fall: a queue of ours */
+			if (!cc->guard_rounds)
+				cc->guard_bw = cc->btl_bw;
 			cc->guard_rtt = cc->rnd_min_rtt;
 			cc->guard_rounds = 0;
 		}
 		if (++cc->guard_rounds > GUARD_ROUNDS) {
 			/* trims in a row did not move the RTT: not our queue but a longer
 			 * path. Take the new floor. */
+			struct kcpx_cc_bwslot s = { cc->guard_bw, cc->round };
+
 			cc->min_rtt = cc->rnd_min_rtt;
 			cc->min_rtt_ts = cc->now;
 			cc->guard_rounds = 0;
+			/* and the rate was right all along: undo the trims */
+			if (s.bw > cc->btl_bw) {
+				cc->bw[0] = cc->bw[1] = cc->bw[2] = s;
+				cc->btl_bw = s.bw;
+			}
 		} else {
 			cc->loss /= 2;
 			for (unsigned i = 0; i < 3; i++)
@@ -382,6 +411,7 @@ void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
 			bw = KCPX_MIN(bw, KCPX_CC_RATE_MAX);
 			if (!app_limited || bw >= cc->bw[0].bw)
 				bw_filter(cc, bw);
+			cc->rnd_bw = KCPX_MAX(cc->rnd_bw, bw);
 			cc->btl_bw = cc->bw[0].bw;
 		}
 		cc->rs_valid = false;

@@ -87,6 +87,7 @@ struct kcpx_cc {
 	/* windowed max of the delivery rate over KCPX_CC_BW_ROUNDS rounds (3 best slots) */
 	struct kcpx_cc_bwslot bw[3];
 	uint64_t btl_bw; /* bytes/s, loss-compensated */
+	uint64_t rnd_bw; /* best sample of this round */
 
 	/* windowed min RTT */
 	uint32_t min_rtt, min_rtt_ts;
@@ -95,10 +96,12 @@ struct kcpx_cc {
 	bool rnd_min_valid;
 	uint32_t guard_rounds; /* rounds in a row the overestimate guard fired ... */
 	uint32_t guard_rtt;    /* ... without the round's min RTT falling below this */
+	uint64_t guard_bw;     /* btl_bw before the first of those trims */
 	uint32_t now;	       /* of the last ack_done */
 
 	/* random-loss estimate (parts per 65536) from rounds without a queue */
-	uint64_t rnd_sent, rnd_lost, rnd_qlost; /* segments sent, lost at random, at a queue */
+	/* this round: segments sent, lost at random, at a queue, lost without telling */
+	uint64_t rnd_sent, rnd_lost, rnd_qlost, rnd_ulost;
 	uint32_t loss;
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 

@@ -19,8 +19,9 @@
 #include "core/native.h"
 #include "core/ratelimit.h"
 
-#define EP_HASH	   1024 /* buckets of the address and sid tables */
-#define HSRL_SLOTS 4096 /* --hsrate: token buckets, one per source address hash */
+#define EP_HASH		   1024 /* buckets of the address and sid tables */
+#define HSRL_SLOTS	   4096 /* --hsrate: token buckets, one per source address hash */
+#define KCPX_EP_RESET_RATE 10	/* RESETs a second to one address (burst as many) */
 
 /* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
 #define HS_TRIES_AUTO 10
@@ -66,6 +67,7 @@ struct kcpx_ep_sess {
 	enum ep_state state;
 	bool closing;
 	bool expired;		   /* client --autoexpire: takes no new streams */
+	bool retired;		   /* client: a late RESP; closes when its streams are done */
 	bool be_native;		   /* ops->native_up took it: tell ops->native_down at the end */
 	struct kcpx_native_hs *hs; /* client: PROBE and FALLBACK_WATCH */
 	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
@@ -91,7 +93,8 @@ struct kcpx_ep {
 	unsigned count;
 	struct kcpx_ep_sess **slots; /* client: --conn */
 	unsigned rr;
-	struct kcpx_ratelimit *hsrl; /* server with --hsrate > 0 */
+	struct kcpx_ratelimit *hsrl;  /* server with --hsrate > 0 */
+	struct kcpx_ratelimit *rstrl; /* server with the kcpx protocol: RESETs per address */
 	struct kcpx_native_stats hs_stats;
 	/*
 	 * client, --proto auto: a probe went unanswered at tick kcptun_since (seconds), so
@@ -256,6 +259,18 @@ static int ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
+/* Client: new streams no longer go to s. */
+static void ep_unslot(struct kcpx_ep_sess *s)
+{
+	struct kcpx_ep *ep = s->ep;
+
+	if (!ep->slots)
+		return;
+	for (int i = 0; i < ep->cfg.conn; i++)
+		if (ep->slots[i] == s)
+			ep->slots[i] = NULL;
+}
+
 static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct kcpx_addr *peer,
 				    uint32_t conv, bool native, uint32_t now)
 {
@@ -327,11 +342,7 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	*s->pprev = s->next;
 	if (s->next)
 		s->next->pprev = s->pprev;
-	if (ep->slots) {
-		for (int i = 0; i < ep->cfg.conn; i++)
-			if (ep->slots[i] == s)
-				ep->slots[i] = NULL;
-	}
+	ep_unslot(s);
 	ep->count--;
 	ep->snmp->CurrEstab--;
 	if (s->be_native && ep->ops.native_down)
@@ -391,12 +402,14 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		ep->kcptun_since = ep->ticks;
 		kcpx_session_fallback(s->ks, ep->cfg.crypt);
 		break;
-	case EV_LATE_RESP: /* FALLBACK_WATCH -> FALLBACK, and new sessions probe again */
+	case EV_LATE_RESP: /* FALLBACK_WATCH -> FALLBACK, retired; new sessions probe again */
 		/*
-		 * The session stays kcptun, because the server replaces its kcpx session when
-		 * our kcptun-format datagrams arrive, and switching back could race with that.
-		 * The RESP proves a kcpx server and shows the round trip: later sessions probe
-		 * again at once and wait longer for it.
+		 * The session keeps kcptun's format, because the server replaces its kcpx
+		 * session when our kcptun-format datagrams arrive, and switching back could race
+		 * with that. But one slow answer must not make a session weaker and slower for
+		 * its whole life: it takes no new streams (they go to a new kcpx session) and
+		 * closes once its streams are done. The RESP proves a kcpx server and shows the
+		 * round trip: later sessions probe again at once and wait longer for it.
 		 */
 		late = now - s->created;
 		kcpx_native_hs_free(s->hs);
@@ -408,9 +421,13 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		if (tries > ep->hs_tries_auto)
 			ep->hs_tries_auto = tries;
 		ep->kcptun_mode = false;
+		s->expired = true;
+		s->retired = true;
+		ep_unslot(s);
 		ep_log(ep, 1,
 		       "session %08x: late kcpx answer from the server (%u ms after the first "
-		       "INIT): the session stays kcptun; new sessions try kcpx for up to %d ms",
+		       "INIT): the session stays kcptun and takes no new streams; new sessions "
+		       "try kcpx for up to %d ms",
 		       s->conv, late, ep->hs_tries_auto * KCPX_SESSION_HS_POLL);
 		break;
 	case EV_KEEP_EXPIRED: /* FALLBACK_WATCH -> FALLBACK */
@@ -475,7 +492,7 @@ static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool nativ
 	return -EBUSY;
 }
 
-/* 0, or -errno when the INIT is refused (then nothing was created); -EBUSY: drop it. */
+/* An INIT ep_admit() let through, for a new sid: 0, or -errno when it is refused. */
 static int hs_server_accept(struct kcpx_ep *ep, void *path, const struct kcpx_addr *from,
 			    const uint8_t *d, size_t n, const struct kcpx_native_info *ni,
 			    uint32_t now)
@@ -485,11 +502,6 @@ static int hs_server_accept(struct kcpx_ep *ep, void *path, const struct kcpx_ad
 	struct kcpx_ep_sess *s;
 	int err;
 
-	err = ep_admit(ep, from, true, d, n, now);
-	if (err)
-		return err;
-	if (sid_lookup(ep, ni->sid))
-		return -EEXIST;
 	ep->ops.random(ep->user, rnd, sizeof(rnd));
 	err = kcpx_native_accept(ep->cfg.psk, d, n, rnd, ep->cfg.aes, resp, &nat, &ep->hs_stats);
 	sodium_memzero(rnd, sizeof(rnd));
@@ -532,19 +544,123 @@ static void late_native(struct kcpx_ep_sess *s, const uint8_t *d, size_t n,
 /* ---- receive ---------------------------------------------------------------------- */
 
 /*
- * A datagram with a native header. Returns false to let the kcptun path try it: it came to
- * or for a kcptun-format session, or (server, --proto auto) it was no valid INIT and may be
- * a kcptun datagram whose first byte happens to look like our version.
+ * Server: a native DATA packet for a sid it has no session for (the server restarted, or
+ * closed the session) and which is no kcptun datagram either: answer with a RESET, so
+ * that the client opens a new session now rather than after its keepalive timeout. The
+ * RESET is no longer than the packet it answers, and at most KCPX_EP_RESET_RATE go to one
+ * address a second: a forged DATA with a victim's source address reflects one datagram
+ * of the same size, no more.
  */
-static bool native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
-			 const struct kcpx_addr *from, uint8_t *d, size_t n,
-			 const struct kcpx_native_info *ni, uint32_t now)
+static void ep_reset(struct kcpx_ep *ep, void *path, const struct kcpx_addr *from, size_t n,
+		     const struct kcpx_native_info *ni, uint32_t now)
 {
-	struct kcpx_ep_sess *s = owner ? owner : addr_lookup(ep, from);
+	uint8_t pkt[KCPX_NATIVE_RESET_LEN], rnd[16], key[16];
+
+	if (!ep->rstrl || n < KCPX_NATIVE_RESET_LEN)
+		return;
+	kcpx_addr_key(from, key);
+	if (!kcpx_ratelimit_allow(ep->rstrl, key, (uint64_t)now * 1000000u)) {
+		ep->st.reset_limited++;
+		return;
+	}
+	ep->ops.random(ep->user, rnd, sizeof(rnd));
+	kcpx_native_reset(ep->cfg.psk, ni->sid, ni->ctr, rnd, pkt);
+	ep->ops.xmit(ep->user, path, from, pkt, sizeof(pkt));
+	ep->st.resets_sent++;
+}
+
+/*
+ * Server: an authenticated packet of session s came from another address than s->peer.
+ * Only a packet newer than any before (its counter above the window's top) moves the
+ * session, so a late or reordered packet from the old address cannot move it back, and a
+ * replay is refused by the window before it gets here. A copy of a fresh packet raced
+ * ahead from another address (an on-path attacker) moves it until the peer's next packet,
+ * as in WireGuard.
+ */
+static void ep_roam(struct kcpx_ep_sess *s, void *path, const struct kcpx_addr *from, uint32_t now)
+{
+	struct kcpx_ep *ep = s->ep;
+	char a[KCPX_ADDRSTRLEN], b[KCPX_ADDRSTRLEN];
+	struct kcpx_ep_sess **h;
+
+	if (ep_log_ok(ep, now))
+		ep_log(ep, 1, "session %08x: peer moved from %s to %s", s->conv,
+		       kcpx_addr_str(&s->peer, a, sizeof(a)), kcpx_addr_str(from, b, sizeof(b)));
+	addr_unlink(s);
+	s->peer = *from;
+	s->path = path;
+	h = addr_head(ep, from);
+	s->anext = *h;
+	*h = s;
+	ep->st.roamed++;
+}
+
+/*
+ * Server: a datagram with a native header. Sessions are found by sid (the address only
+ * for kcptun's format), so a client's new address or a second session from one address
+ * (a client that restarted on the same port) is no special case. Returns false to let
+ * the kcptun path try it; *reset: no session has its sid, send a RESET if the kcptun path
+ * cannot take it either.
+ */
+static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcpx_addr *from,
+				uint8_t *d, size_t n, const struct kcpx_native_info *ni,
+				uint32_t now, bool *reset)
+{
+	struct kcpx_ep_sess *s = sid_lookup(ep, ni->sid);
+	uint8_t *body;
+	uint64_t top;
+	size_t blen;
+
+	if (ni->type == KCPX_NT_INIT) {
+		int err;
+
+		if (s && kcpx_addr_equal(from, &s->peer)) {
+			/* our RESP was lost: answer the same INIT again; others are ignored */
+			if (!s->closing && ni->ctr == s->hs_ctr && n == KCPX_NATIVE_HS_LEN)
+				ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+			return true;
+		}
+		err = ep_admit(ep, from, true, d, n, now);
+		if (err)
+			return err == -EBUSY;
+		if (s)
+			return true; /* one session per sid: a copy from elsewhere is ignored */
+		err = hs_server_accept(ep, path, from, d, n, ni, now);
+		return !err;
+	}
+	if (ni->type != KCPX_NT_DATA)
+		return false;
+	if (!s) {
+		*reset = true;
+		return false;
+	}
+	if (s->closing)
+		return true;
+	top = kcpx_native_rx_top(kcpx_session_native(s->ks));
+	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
+		return true;
+	if (!kcpx_addr_equal(from, &s->peer) && ni->ctr >= top)
+		ep_roam(s, path, from, now);
+	ep_transition(s, EV_DATA, now);
+	kcpx_session_input(s->ks, body, blen, now);
+	ep_wake(s);
+	return true;
+}
+
+/*
+ * Client: a datagram with a native header, for the session that owns the path (or, on a
+ * shared path, the one with its sid). Returns false to let the kcptun path try it.
+ */
+static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, uint8_t *d,
+				size_t n, const struct kcpx_native_info *ni, uint32_t now)
+{
+	struct kcpx_ep_sess *s = owner ? owner : sid_lookup(ep, ni->sid);
 	uint8_t *body;
 	size_t blen;
 
-	if (s && !is_native(s)) {
+	if (!s)
+		return false;
+	if (!is_native(s)) {
 		/* a kcptun datagram naming our conv here: 2^-40, and KCP resends it */
 		if (fell_back(s) && ni->sid == s->conv) {
 			late_native(s, d, n, ni, now);
@@ -552,25 +668,21 @@ static bool native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *p
 		}
 		return false;
 	}
-	if (!s) {
-		if (ep->cfg.server && ni->type == KCPX_NT_INIT) {
-			int err = hs_server_accept(ep, path, from, d, n, ni, now);
-
-			if (!err || err == -EBUSY)
-				return true;
-		}
-		return false; /* kcptun's format, or dropped below with --proto kcpx */
-	}
 	if (s->closing)
 		return true;
 	if (ni->type == KCPX_NT_RESP && s->state == EP_PROBE) {
 		hs_client_finish(s, d, n, now);
 		return true;
 	}
-	if (ni->type == KCPX_NT_INIT && ep->cfg.server) {
-		/* our RESP was lost: answer the same INIT again; any other INIT is ignored */
-		if (ni->sid == s->conv && ni->ctr == s->hs_ctr && n == KCPX_NATIVE_HS_LEN)
-			ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	if (ni->type == KCPX_NT_RESET) {
+		/* the server has no such session: its streams are gone, a new session starts */
+		if (s->state == EP_NATIVE && ni->sid == s->conv &&
+		    kcpx_native_reset_ok(ep->cfg.psk, d, n)) {
+			ep->st.resets_taken++;
+			kcpx_ep_close(s, "the server has no such session (it restarted?)");
+		} else {
+			ep->snmp->InErrs++;
+		}
 		return true;
 	}
 	if (ni->type != KCPX_NT_DATA || ni->sid != s->conv) {
@@ -591,6 +703,7 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	char abuf[KCPX_ADDRSTRLEN];
 	struct kcpx_native_info ni;
 	struct kcpx_ep_sess *s;
+	bool reset = false;
 	uint8_t *body;
 	size_t blen;
 	uint32_t conv;
@@ -601,14 +714,20 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		return;
 	}
 	if (ep->cfg.psk && !kcpx_native_peek(d, n, &ni) &&
-	    native_input(ep, owner, path, from, d, n, &ni, now))
+	    (ep->cfg.server ? server_native_input(ep, path, from, d, n, &ni, now, &reset)
+			    : client_native_input(ep, owner, d, n, &ni, now)))
 		return;
 	if (ep->cfg.proto == KCPX_PROTO_KCPX) {
 		ep->snmp->InErrs++; /* not the kcpx protocol */
+		if (reset)
+			ep_reset(ep, path, from, n, &ni, now);
 		return;
 	}
-	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv))
+	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv)) {
+		if (reset)
+			ep_reset(ep, path, from, n, &ni, now);
 		return;
+	}
 	if (owner) {
 		s = owner;
 	} else {
@@ -752,6 +871,8 @@ void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now)
 		    (c->scavengettl < 0 ||
 		     (int32_t)(now - s->created) >= (c->autoexpire + c->scavengettl) * 1000))
 			kcpx_ep_close(s, "expired (autoexpire + scavengettl)");
+		else if (s->retired && !kcpx_smux_num_streams(kcpx_session_smux(s->ks)))
+			kcpx_ep_close(s, "retired: the server speaks kcpx");
 	}
 }
 
@@ -791,6 +912,11 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 			goto err;
 		}
 	}
+	if (ep->cfg.psk && cfg->server) {
+		err = kcpx_ratelimit_new(&ep->rstrl, HSRL_SLOTS, KCPX_EP_RESET_RATE, ~ep->seed);
+		if (err)
+			goto err;
+	}
 	if (ep->cfg.psk && cfg->server && cfg->hsrate > 0) {
 		err = kcpx_ratelimit_new(&ep->hsrl, HSRL_SLOTS, (uint32_t)cfg->hsrate, ep->seed);
 		if (err)
@@ -799,6 +925,7 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 	*out = ep;
 	return 0;
 err:
+	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep);
 	return err;
@@ -812,6 +939,7 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 		kcpx_ep_close(ep->all, "shutdown");
 	kcpx_ep_reap(ep);
 	kcpx_ratelimit_free(ep->hsrl);
+	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep);
 }

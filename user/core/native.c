@@ -518,6 +518,26 @@ static int hs_check(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_
 	return 0;
 }
 
+void kcpx_native_reset(const struct kcpx_native_psk *psk, uint32_t sid, uint64_t ctr,
+		       const uint8_t rnd[16], uint8_t pkt[KCPX_NATIVE_RESET_LEN])
+{
+	hdr_write(pkt, KCPX_NT_RESET, KCPX_NF_SERVER, sid, ctr);
+	hdr_tag(pkt, psk->hs_tag);
+	memcpy(pkt + KCPX_NATIVE_HDR, rnd, 16);
+}
+
+bool kcpx_native_reset_ok(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_t len)
+{
+	return len == KCPX_NATIVE_RESET_LEN && pkt[0] == KCPX_NATIVE_VERSION &&
+	       pkt[1] == KCPX_NT_RESET && pkt[2] == KCPX_NF_SERVER && !pkt[3] &&
+	       tag_ok(pkt, psk->hs_tag);
+}
+
+uint64_t kcpx_native_rx_top(const struct kcpx_native *n)
+{
+	return n->win.top;
+}
+
 bool kcpx_native_init_tag_ok(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_t len)
 {
 	return len == KCPX_NATIVE_HS_LEN && tag_ok(pkt, psk->hs_tag);

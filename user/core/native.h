@@ -89,6 +89,19 @@ bool kcpx_native_aes_available(void);
 /* ------------------------------------------------------------- handshake */
 
 /*
+ * RESET (docs/PROTOCOL.md §7b): a server's answer to a DATA packet for a sid it has no
+ * session for (it restarted, or dropped the session), so that the client opens a new one
+ * at once. Header only, under the handshake tag key (only a PSK holder makes one; the
+ * tag covers type, direction, sid and the counter of the DATA it answers), then 16
+ * random bytes: 40 bytes, no longer than any DATA packet. reset_ok checks all of that.
+ */
+void kcpx_native_reset(const struct kcpx_native_psk *psk, uint32_t sid, uint64_t ctr,
+		       const uint8_t rnd[16], uint8_t pkt[KCPX_NATIVE_RESET_LEN]);
+bool kcpx_native_reset_ok(const struct kcpx_native_psk *psk, const uint8_t *pkt, size_t len);
+/* The highest counter the session accepted (0 before the first). */
+uint64_t kcpx_native_rx_top(const struct kcpx_native *n);
+
+/*
  * A handshake packet of the right length whose SipHash tag is good under the PSK's
  * handshake tag key: what XDP checks, and what --hsrate charges a source for. No AEAD,
  * no X25519: cheap enough for every datagram.

@@ -41,7 +41,6 @@ struct kcpx_session {
 
 	struct kcpx_pool *chunks;
 	bool own_chunks;
-	uint32_t last_data; /* `now` of the last pump that moved stream bytes */
 	/* receive: bytes from KCP (compressed if comp) not yet fed onward; NULL when none */
 	uint8_t *raw;
 	size_t raw_off, raw_len;
@@ -219,14 +218,15 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		if (!s->fec_enc)
 			goto err;
 	}
-	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio; (0, 0) makes
-	 * the decoder learn the peer's ratio from the shards, as kcp-go does. */
-	s->fec_dec =
-		fec ? kcpx_fec_dec_new(cfg->datashard, cfg->parityshard) : kcpx_fec_dec_new(0, 0);
-	if (!s->fec_dec)
-		goto err;
-	/* rebuilding from groups a peer closed early only changes what we make of them */
-	kcpx_fec_dec_set_partial(s->fec_dec, true);
+	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
+	 * own, the decoder is made when the first shard comes: kcpx_session_input). */
+	if (fec) {
+		s->fec_dec = kcpx_fec_dec_new(cfg->datashard, cfg->parityshard);
+		if (!s->fec_dec)
+			goto err;
+		/* rebuilding from groups a peer closed early only changes what we make of them */
+		kcpx_fec_dec_set_partial(s->fec_dec, true);
+	}
 	if (cfg->dup_small) {
 		s->redund = kcpx_redund_new(cfg->dup_small, cfg->dup_gap_ms ? cfg->dup_gap_ms : 5);
 		if (!s->redund)
@@ -235,14 +235,13 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	if (cfg->comp) {
 		s->zw = kcpx_snappy_w_new();
 		s->zr = kcpx_snappy_r_new();
-		if (!s->zw || !s->zr)
+		if (!s->zw || !s->zr || kcpx_snappy_r_set_pool(s->zr, s->chunks))
 			goto err;
 	}
 	s->smux = kcpx_smux_new(&cfg->smux, &sess_smux_ops, s, now);
 	if (!s->smux)
 		goto err;
 	s->st.last_rx = now;
-	s->last_data = now;
 	return s;
 err:
 	kcpx_session_free(s);
@@ -365,7 +364,18 @@ int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen,
 		s->snmp->InBytes += blen;
 	}
 	if (kcpx_fec_is_fec(body, blen)) {
-		int n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
+		int n;
+
+		if (!s->fec_dec) {
+			/* FEC from a peer we did not ask for it (kcptun decodes it whatever its
+			 * own ratio): the decoder, (0, 0) to learn the peer's ratio as kcp-go does,
+			 * is made only now, so that sessions without FEC do not carry one */
+			s->fec_dec = kcpx_fec_dec_new(0, 0);
+			if (!s->fec_dec)
+				return -ENOMEM;
+			kcpx_fec_dec_set_partial(s->fec_dec, true);
+		}
+		n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
 		return n < 0 ? n : 0;
 	}
 	err = kcpx_kcp_input(s->kcp, body, blen, now, true);
@@ -463,12 +473,11 @@ static void pump_rx_chunks(struct kcpx_session *s, uint32_t now)
 
 static void pump_rx(struct kcpx_session *s, uint32_t now)
 {
-	uint64_t before = s->st.bytes_in;
-
 	pump_rx_chunks(s, now);
-	if (s->st.bytes_in != before)
-		s->last_data = now;
-	/* the chunks go back to the pool as soon as they hold nothing */
+	/* the chunks go back to the pool as soon as they hold nothing, the snappy reader's
+	   as well */
+	if (s->zr)
+		kcpx_snappy_r_trim(s->zr);
 	if (s->plain && s->plain_off >= s->plain_len) {
 		s->plain_off = s->plain_len = 0;
 		chunk_put(s, &s->plain);
@@ -510,8 +519,6 @@ static bool pump_tx(struct kcpx_session *s)
 	}
 	chunk_put(s, &tx);
 	chunk_put(s, &ztx);
-	if (wrote)
-		s->last_data = s->now;
 	return wrote;
 }
 
@@ -543,8 +550,6 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 		kcpx_fec_enc_flush(s->fec_enc, fec_emit, s);
 	if (s->redund)
 		kcpx_redund_flush(s->redund, now, redund_send, s);
-	if (s->zr && kcpx_diff32(now, s->last_data) >= KCPX_SESSION_IDLE_MS)
-		kcpx_snappy_r_trim(s->zr); /* quiet: its buffers grow again on demand */
 }
 
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)

@@ -10,11 +10,10 @@
  * kcpx_session_deadline() has passed. Sealed datagrams leave through ops->xmit.
  *
  * Memory follows the traffic: the session's 64 KiB staging buffers (smux output and its
- * compressed form while a pump runs, KCP and snappy output that smux has not taken yet)
- * are blocks of cfg.chunks, held only while they hold bytes; smux's stream buffers come
- * from cfg.smux.pool; the snappy reader's buffers are freed once the session has moved
- * no data for KCPX_SESSION_IDLE_MS. An owner with many sessions shares both pools among
- * them (a session without them makes private ones).
+ * compressed form while a pump runs, KCP output and the snappy reader's buffers while
+ * smux has not taken their bytes yet) are blocks of cfg.chunks, held only while they hold
+ * bytes; smux's stream buffers come from cfg.smux.pool. An owner with many sessions shares
+ * both pools among them (a session without them makes private ones).
  */
 #ifndef KCPX_CORE_SESSION_H
 #define KCPX_CORE_SESSION_H
@@ -26,8 +25,6 @@
 #include "core/cc.h"
 #include "core/smux.h"
 #include "kcpx_snmp.h"
-
-#define KCPX_SESSION_IDLE_MS 2000
 
 struct kcpx_crypt;
 struct kcpx_pool;

@@ -11,6 +11,7 @@
 #include <snappy-c.h>
 
 #include "core/crc.h"
+#include "core/pool.h"
 #include "core/snappy.h"
 #include "core/util.h"
 
@@ -120,6 +121,7 @@ struct kcpx_snappy_r {
 	size_t chunk_cap;
 	uint8_t *out; /* [out_i, out_j) unread */
 	size_t out_cap, out_i, out_j;
+	struct kcpx_pool *pool; /* where both buffers come from, if set; else malloc */
 };
 
 struct kcpx_snappy_r *kcpx_snappy_r_new(void)
@@ -131,19 +133,40 @@ void kcpx_snappy_r_free(struct kcpx_snappy_r *r)
 {
 	if (!r)
 		return;
-	free(r->chunk);
-	free(r->out);
+	if (r->pool) {
+		kcpx_pool_put(r->pool, r->chunk);
+		kcpx_pool_put(r->pool, r->out);
+	} else {
+		free(r->chunk);
+		free(r->out);
+	}
 	free(r);
 }
 
-/* Makes *buf hold at least need bytes (power-of-two steps from 4 KiB). 0 or -ENOMEM. */
-static int snappy_grow(uint8_t **buf, size_t *cap, size_t need)
+int kcpx_snappy_r_set_pool(struct kcpx_snappy_r *r, struct kcpx_pool *pool)
+{
+	if (r->out || r->chunk || kcpx_pool_block(pool) < MAX_CHUNK_LEN)
+		return -EINVAL;
+	r->pool = pool;
+	return 0;
+}
+
+/* Makes *buf hold at least need bytes (a pool block, or power-of-two steps from 4 KiB).
+   0 or -ENOMEM. */
+static int snappy_grow(struct kcpx_snappy_r *r, uint8_t **buf, size_t *cap, size_t need)
 {
 	size_t c = *cap ? *cap : 4096;
 	uint8_t *p;
 
 	if (*buf && need <= *cap)
 		return 0;
+	if (r->pool) { /* a block holds any chunk (checked in set_pool) */
+		*buf = kcpx_pool_get(r->pool);
+		if (!*buf)
+			return -ENOMEM;
+		*cap = kcpx_pool_block(r->pool);
+		return 0;
+	}
 	while (c < need)
 		c *= 2;
 	p = realloc(*buf, c);
@@ -192,7 +215,7 @@ static int snappy_r_body(struct kcpx_snappy_r *r, const uint8_t *p)
 					       &ulen) != SNAPPY_OK ||
 		    ulen > KCPX_SNAPPY_BLOCK)
 			return -EBADMSG;
-		if (snappy_grow(&r->out, &r->out_cap, ulen))
+		if (snappy_grow(r, &r->out, &r->out_cap, ulen))
 			return -ENOMEM;
 		if (snappy_uncompress((const char *)p + CHUNK_CRC, len - CHUNK_CRC, (char *)r->out,
 				      &ulen) != SNAPPY_OK)
@@ -207,7 +230,7 @@ static int snappy_r_body(struct kcpx_snappy_r *r, const uint8_t *p)
 		ulen = len - CHUNK_CRC;
 		if (masked_crc(p + CHUNK_CRC, ulen) != crc)
 			return -EBADMSG;
-		if (snappy_grow(&r->out, &r->out_cap, ulen))
+		if (snappy_grow(r, &r->out, &r->out_cap, ulen))
 			return -ENOMEM;
 		memcpy(r->out, p + CHUNK_CRC, ulen);
 		r->out_i = 0;
@@ -247,7 +270,7 @@ ssize_t kcpx_snappy_r_feed(struct kcpx_snappy_r *r, const uint8_t *in, size_t n)
 			r->err = snappy_r_body(r, in + used);
 			used += r->chunk_len;
 		} else {
-			r->err = snappy_grow(&r->chunk, &r->chunk_cap, r->chunk_len);
+			r->err = snappy_grow(r, &r->chunk, &r->chunk_cap, r->chunk_len);
 			if (r->err)
 				return r->err;
 			k = KCPX_MIN(n - used, r->chunk_len - r->chunk_have);
@@ -290,14 +313,20 @@ size_t kcpx_snappy_r_trim(struct kcpx_snappy_r *r)
 
 	if (r->out && r->out_i == r->out_j) {
 		n += r->out_cap;
-		free(r->out);
+		if (r->pool)
+			kcpx_pool_put(r->pool, r->out);
+		else
+			free(r->out);
 		r->out = NULL;
 		r->out_cap = 0;
 		r->out_i = r->out_j = 0;
 	}
 	if (r->chunk && !(r->in_chunk && r->chunk_have)) {
 		n += r->chunk_cap;
-		free(r->chunk);
+		if (r->pool)
+			kcpx_pool_put(r->pool, r->chunk);
+		else
+			free(r->chunk);
 		r->chunk = NULL;
 		r->chunk_cap = 0;
 	}

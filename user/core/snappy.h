@@ -64,8 +64,14 @@ ssize_t kcpx_snappy_r_read(struct kcpx_snappy_r *r, uint8_t *out, size_t cap);
 /* Decoded bytes waiting to be read. */
 size_t kcpx_snappy_r_pending(const struct kcpx_snappy_r *r);
 
-/* Frees the reader's buffers that hold nothing now (they grow again on demand): for a
-   stream gone quiet. Returns the bytes freed. */
+/* Frees the reader's buffers that hold nothing now (they grow again on demand). Returns
+   the bytes freed. */
 size_t kcpx_snappy_r_trim(struct kcpx_snappy_r *r);
+
+/* Take both buffers from pool (blocks of at least the longest chunk, ~75 KiB) rather than
+   malloc, so that trimming after every read costs no malloc. Only on a new reader; 0 or
+   -EINVAL (buffers held already, or blocks too small). */
+struct kcpx_pool;
+int kcpx_snappy_r_set_pool(struct kcpx_snappy_r *r, struct kcpx_pool *pool);
 
 #endif

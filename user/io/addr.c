@@ -70,3 +70,41 @@ int kcpx_addr_parse(const char *s, struct kcpx_addr *out)
 	freeaddrinfo(res);
 	return 0;
 }
+
+int kcpx_addr_parse_range(const char *s, struct kcpx_addr *out, unsigned *hi)
+{
+	const char *colon = s ? strrchr(s, ':') : NULL, *dash;
+	unsigned long lo, h;
+	char buf[300], *end;
+	int err;
+
+	if (!colon || !(dash = strchr(colon, '-'))) {
+		err = kcpx_addr_parse(s, out);
+		if (!err)
+			*hi = kcpx_addr_port(out);
+		return err;
+	}
+	errno = 0;
+	lo = strtoul(colon + 1, &end, 10);
+	if (end != dash || colon + 1 == dash || errno)
+		return -EINVAL;
+	h = strtoul(dash + 1, &end, 10);
+	if (!dash[1] || *end || errno || lo < 1 || h > 65535 || lo > h)
+		return -EINVAL;
+	if ((size_t)(dash - s) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, (size_t)(dash - s));
+	buf[dash - s] = 0;
+	err = kcpx_addr_parse(buf, out);
+	if (!err)
+		*hi = (unsigned)h;
+	return err;
+}
+
+void kcpx_addr_set_port(struct kcpx_addr *a, unsigned port)
+{
+	if (a->sa.sa_family == AF_INET6)
+		a->in6.sin6_port = htons((uint16_t)port);
+	else
+		a->in.sin_port = htons((uint16_t)port);
+}

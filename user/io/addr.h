@@ -14,5 +14,11 @@
  * Returns 0 or a negative errno (-EINVAL: malformed, -ENOENT: name did not resolve).
  */
 int kcpx_addr_parse(const char *s, struct kcpx_addr *out);
+/*
+ * kcptun's port ranges too: "host:lo-hi" (1 <= lo <= hi <= 65535) gives *out with port lo
+ * and *hi = hi; a single port gives *hi = that port. Returns as kcpx_addr_parse.
+ */
+int kcpx_addr_parse_range(const char *s, struct kcpx_addr *out, unsigned *hi);
+void kcpx_addr_set_port(struct kcpx_addr *a, unsigned port);
 
 #endif

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Sessions that survive the network (docs/PROTOCOL.md §7b), over UDP sockets.
+#
+#   [ A ] pace recv -> kcpx client 127.0.0.1:8391 ==udp== kcpx server :4001 [ B ] -> pace
+#         $IP_A       (--keepalive 10)    nft in A      (veth)              $IP_B   source
+#                                         (stateless)                               :9001
+#
+#   step          what happens                                   checks
+#   rebind        mid-download, nft in A rewrites the client's   sha256 equal, no stream reset,
+#                 source port (and back for the answers): a NAT  longest stall <= 1 s + 1 RTT,
+#                 rebinding                                      server logs "peer moved"
+#   restart       the server is killed (SIGKILL) and started     a new connection carries data
+#                 again on the same port; connections are tried   within 2 s of the new server
+#                 every 100 ms                                    listening; client logs the RESET
+#   client        the client is killed and started again; its    its first connection works at
+#   restart       datagrams leave from the same port (nft)       once; the server opens a new
+#                                                                session for the same address
+#   outage        mid-download, nft drops every datagram for     sha256 equal, no stream reset
+#                 20 s (--keepalive 10: the timeout is 30 s)
+#
+# Every wait is for an event (a log line, a port, bytes received) and bounded; about 40 s,
+# most of it the outage. Needs nft (SKIP without it).
+# SURVIVE_UP=1 runs the server as `kcpx up $IF_B server` (XDP + AF_XDP), and
+# SURVIVE_STEPS picks steps (default: all four); test-xdp-survive.sh does that.
+set -eu
+NETNS_TAG=ksv$$
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
+work=$(mktemp -d /tmp/kcpx-survive.XXXXXX)
+on_cleanup "rm -rf $work"
+FLAGS="--key survive-selftest --crypt aes --mode fast3 --keepalive 10 --quiet"
+RATE=$((2 << 20)) # bytes per second the source sends
+
+# pace.py source PORT SIZE RATE | recv HOST PORT OUT | try HOST PORT
+cat >"$work/pace.py" <<'EOF'
+import hashlib, socket, sys, time
+def data(size):
+    h, out, i = hashlib.sha256(), bytearray(), 0
+    while len(out) < size:
+        out += hashlib.sha256(i.to_bytes(8, "little")).digest() * 64
+        i += 1
+    return bytes(out[:size])
+cmd = sys.argv[1]
+if cmd == "source":  # each connection: SIZE bytes at RATE, in 16 KiB pieces
+    port, size, rate = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    buf = data(size)
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(64)
+    while True:
+        c, _ = ls.accept()
+        try:
+            t0, off = time.monotonic(), 0
+            while off < size:
+                n = c.send(buf[off:off + 16384])
+                off += n
+                wait = t0 + off / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+        except OSError:
+            pass
+        c.close()
+elif cmd == "recv":  # read to EOF; OUT gets progress, then "sha256 bytes max_gap_ms"
+    host, port, out = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    s = socket.create_connection((host, port), timeout=60)
+    h, n, gap, last = hashlib.sha256(), 0, 0.0, None
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        now = time.monotonic()
+        if last is not None:
+            gap = max(gap, now - last)
+        last = now
+        h.update(b)
+        n += len(b)
+        with open(out + ".n", "w") as f:
+            f.write(str(n))
+    with open(out, "w") as f:
+        f.write("%s %d %d\n" % (h.hexdigest(), n, gap * 1000))
+elif cmd == "try":  # connections every 100 ms until one carries data: print its ms
+    host, port, limit = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            s = socket.create_connection((host, port), timeout=1)
+            s.settimeout(1)
+            if s.recv(1024):
+                print(int((time.monotonic() - t0) * 1000))
+                sys.exit(0)
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(1)
+elif cmd == "sha":
+    print(hashlib.sha256(data(int(sys.argv[2]))).hexdigest())
+EOF
+
+netns_pair
+SIZE=$((6 << 20))
+in_b python3 "$work/pace.py" source 9001 "$SIZE" "$RATE" & track_pid $!
+want=$(python3 "$work/pace.py" sha "$SIZE")
+fail=0
+
+STEPS=${SURVIVE_STEPS:-rebind restart client outage}
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+SERVER=(server)
+if [ -n "${SURVIVE_UP:-}" ]; then
+	bpffs_mount
+	SERVER=(up "$IF_B" server)
+	on_cleanup "in_b $KCPX down $IF_B >/dev/null 2>&1; rmdir /sys/fs/bpf/kcpx 2>/dev/null; true"
+fi
+server() {
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" "${SERVER[@]}" -l :4001 -t 127.0.0.1:9001 $FLAGS \
+		--log "$work/server.log" &
+	spid=$!
+	track_pid "$spid"
+}
+client() {
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8391 -r "$IP_B:4001" \
+		--conn 1 $FLAGS --log "$work/client.log" &
+	cpid=$!
+	track_pid "$cpid"
+}
+# the client's UDP source port towards the server (its one session's socket)
+cport() {
+	in_a ss -Hun "dport = :4001" |
+		awk -v ip="$IP_A" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
+			print substr($i, length(ip) + 2); exit } }'
+}
+# wait_bytes FILE N: until the downloader has N bytes (bounded)
+wait_bytes() {
+	for _ in $(seq 1 200); do
+		local n
+		n=$(cat "$1.n" 2>/dev/null || true)
+		[ "${n:-0}" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	echo "FAIL: $1: not $2 bytes after 10 s"
+	fail=1
+}
+check_dl() { # check_dl FILE WHAT MAX_GAP_MS
+	local sha n gap
+	read -r sha n gap <"$1" 2>/dev/null || { echo "FAIL: $2: no result"; fail=1; return; }
+	if [ "$sha" = "$want" ]; then
+		echo "  $2: $n bytes, sha256 equal, longest stall $gap ms"
+	else
+		echo "FAIL: $2: $n bytes, sha256 differs (stream reset?)"
+		fail=1
+	fi
+	if [ -n "$3" ] && [ "$gap" -gt "$3" ]; then
+		echo "FAIL: $2: stalled $gap ms, want <= $3"
+		fail=1
+	fi
+}
+
+server
+client
+wait_udp_port "$NS_B" 4001 20
+wait_tcp_port "$NS_A" 8391 20
+wait_tcp_port "$NS_B" 9001 20
+if [ -n "${SURVIVE_UP:-}" ]; then
+	wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
+		{ echo "FAIL: the server is not on AF_XDP"; fail=1; }
+fi
+
+if step rebind; then
+echo "rebind: the client's source port changes mid-download"
+in_a timeout 30 python3 "$work/pace.py" recv 127.0.0.1 8391 "$work/dl1" & dl=$!
+wait_bytes "$work/dl1" $((1 << 20))
+p=$(cport)
+in_a nft -f - <<EOF
+table ip ksv {
+	chain out {
+		type filter hook output priority -300;
+		udp dport 4001 udp sport $p counter udp sport set 40999
+	}
+	chain in {
+		type filter hook prerouting priority -300;
+		udp sport 4001 udp dport 40999 counter udp dport set $p
+	}
+}
+EOF
+on_cleanup "nft -f - <<<'delete table ip ksv' 2>/dev/null; true"
+wait "$dl" || true
+echo "  client port $p -> 40999: $(in_a nft list table ip ksv | grep -o 'packets [0-9]*' | tr '\n' ' ')"
+check_dl "$work/dl1" "rebind" 1100
+grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
+	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
+in_a nft delete table ip ksv
+fi
+
+if step restart; then
+echo "restart: the server is killed and started again"
+tk=$(date +%s%N)
+kill -KILL "$spid"
+wait "$spid" 2>/dev/null || true
+server
+wait_udp_port "$NS_B" 4001 20
+up=$((($(date +%s%N) - tk) / 1000000))
+if ms=$(in_a python3 "$work/pace.py" try 127.0.0.1 8391 10) && [ "$ms" -le 2000 ]; then
+	echo "  a new connection carried data $ms ms after the new server listened" \
+		"($up ms after the kill: the new process's start)"
+else
+	echo "FAIL: no working connection within 2 s of the restart (${ms:-none} ms)"
+	fail=1
+fi
+grep -q "the server has no such session" "$work/client.log" ||
+	{ echo "FAIL: the client logged no RESET"; fail=1; }
+fi
+
+if step client; then
+echo "client restart: the same source port, a new session at once"
+p=$(cport)
+kill -KILL "$cpid"
+wait "$cpid" 2>/dev/null || true
+# whatever port the new client's socket gets, the server sees $p again (stateless NAT)
+in_a nft -f - <<EOF
+table ip ksv {
+	chain out {
+		type filter hook output priority -300;
+		udp dport 4001 udp sport set $p
+	}
+}
+EOF
+client
+wait_tcp_port "$NS_A" 8391 20
+in_a python3 "$work/pace.py" try 127.0.0.1 8391 10 >"$work/try" & first=$!
+for _ in $(seq 1 100); do [ -n "$(cport)" ] && break; sleep 0.05; done
+q=$(cport)
+in_a nft add chain ip ksv in "{ type filter hook prerouting priority -300; }"
+in_a nft add rule ip ksv in udp sport 4001 udp dport "$p" udp dport set "$q"
+if wait "$first"; then
+	echo "  the restarted client's first connection carried data after $(cat "$work/try") ms"
+else
+	echo "FAIL: the restarted client got no data"
+	fail=1
+fi
+n=$(grep -c "with $IP_A:$p opened" "$work/server.log" || true)
+[ "$n" -ge 2 ] || { echo "FAIL: the server opened no new session for $IP_A:$p ($n)"; fail=1; }
+in_a nft delete table ip ksv
+fi
+
+if step outage; then
+echo "outage: every datagram dropped for 20 s mid-download (--keepalive 10)"
+in_a timeout 60 python3 "$work/pace.py" recv 127.0.0.1 8391 "$work/dl2" & dl=$!
+wait_bytes "$work/dl2" $((1 << 20))
+in_a nft -f - <<EOF
+table ip ksv {
+	chain out { type filter hook output priority 0; udp dport 4001 drop; }
+	chain in { type filter hook input priority 0; udp sport 4001 drop; }
+}
+EOF
+t0=$SECONDS
+while [ $((SECONDS - t0)) -lt 20 ]; do
+	kill -0 "$dl" 2>/dev/null || break # the download ending early is a failure below
+	sleep 0.5
+done
+in_a nft delete table ip ksv
+wait "$dl" || true
+check_dl "$work/dl2" "outage" ""
+fi
+
+for p in "$spid" "$cpid"; do
+	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
+done
+grep -h "moved\|no such session\|opened\|closed" "$work"/*.log | sed 's/^/  | /'
+if [ $fail -ne 0 ]; then
+	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
+fi
+exit $fail

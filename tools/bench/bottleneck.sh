@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Bottleneck bench (issue 11): who fills a real bottleneck without flooding its queue.
+#
+#   [ a: iperf3 -c, rr -c, tunnel clients ] == linkem == [ b: tunnel servers, iperf3 -s, rr -s ]
+#   linkem --both delay=D,rate=R,loss=L  (its default 50 ms tail-drop queue)
+#
+# Per link and candidate: one iperf3 bulk A -> B for BN_T seconds through a tunnel (or
+# plain TCP), and during it rr's 64-byte exchanges through a second tunnel of the same kind
+# (plain TCP for the TCP candidates). Reported: goodput, frames linkem dropped at its
+# queue per frame that entered the link (both directions), RPC p50/p99 during the bulk,
+# CPU seconds per GB of the tunnel's processes.
+#
+#   bottleneck.sh                    the issue's cells: 100 Mbit/s, 25 ms, 1/5/10/20 % loss
+#   BN_LINKS="R:D:L ..."             other cells (rate in Mbit/s, one-way ms, loss %)
+#   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (8)
+#   BN_RUNS=N                        runs per cell (1); the table shows the median
+# Candidates: tcp-cubic, tcp-bbr, kcptun and kcpx with `--mode fast3 --sndwnd 1024
+# --rcvwnd 1024` (else defaults: aes, FEC 10/3, compression), kcpx-off (the same with
+# --cc off: kcpx before the controller), kcpx-kdef (kcptun's default flags; 1 % cells).
+# Writes $OUT/bottleneck/results.txt and table.md (BN_DOCS=1: docs/BENCH-BOTTLENECK.md).
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$PWD
+OUT=${OUT:-build}
+# shellcheck source=../lib/wan.sh
+. tools/lib/wan.sh
+# shellcheck source=ticks.sh
+. tools/bench/ticks.sh
+need_root
+
+KCPX=${KCPX:-$ROOT/$OUT/kcpx}
+RR=$ROOT/$OUT/tools/rr
+KEY=kcpx-bench
+BN_T=${BN_T:-8}
+BN_RUNS=${BN_RUNS:-1}
+LINKS=${BN_LINKS:-"100:25:1 100:25:5 100:25:10 100:25:20"}
+CANDS=${BN_CANDS:-"tcp-cubic tcp-bbr kcptun kcpx-off kcpx kcpx-kdef"}
+ISSUE="--mode fast3 --sndwnd 1024 --rcvwnd 1024"
+KDEF_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
+KDEF_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
+SEED=${BENCH_SEED:-42}
+RESDIR=$ROOT/$OUT/bottleneck
+mkdir -p "$RESDIR"
+WORK=$(mktemp -d /tmp/kcpx-bn.XXXXXX)
+on_cleanup "rm -rf '$WORK'"
+# a private copy: kcpx is rebuilt by others while this runs
+cp "$KCPX" "$WORK/kcpx" && KCPX=$WORK/kcpx
+RES=$RESDIR/results.txt
+: >"$RES"
+log() { printf '  bottleneck: %s\n' "$*" >&2; }
+
+L=0
+NA=$(wan_ns $L a)
+NB=$(wan_ns $L b)
+IPB=$(wan_ip $L b)
+wan_up $L || exit 1
+nsenter --net=/run/netns/"$NB" "$RR" -s -l :7000 >/dev/null 2>&1 &
+track_pid $!
+
+PIDS=()
+# tun CAND IDX TARGET_PORT: tunnel IDX (0 bulk, 1 rpc), client on 127.0.0.1:1294(8+IDX)
+tun() {
+	local cand=$1 i=$2 port=$3 c s fc fs k
+	case $cand in
+	kcptun) c=kcptun-client s=kcptun-server fc=$ISSUE fs=$ISSUE ;;
+	kcpx) c="$KCPX client" s="$KCPX server" fc=$ISSUE fs=$ISSUE ;;
+	kcpx-off) c="$KCPX client" s="$KCPX server" fc="$ISSUE --cc off" fs="$ISSUE --cc off" ;;
+	kcpx-kdef) c="$KCPX client" s="$KCPX server" fc=$KDEF_C fs=$KDEF_S ;;
+	esac
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NB" $s -l ":$((29900 + i))" -t "127.0.0.1:$port" --key "$KEY" \
+		$fs >"$WORK/s$i.log" 2>&1 &
+	PIDS+=($!)
+	track_pid $!
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NA" $c -l "127.0.0.1:$((12948 + i))" -r "$IPB:$((29900 + i))" \
+		--key "$KEY" $fc >"$WORK/c$i.log" 2>&1 &
+	PIDS+=($!)
+	track_pid $!
+	for ((k = 0; k < 100; k++)); do
+		in_ns "$NA" ss -Hltn "sport = :$((12948 + i))" 2>/dev/null | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+tun_stop_all() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	PIDS=()
+}
+
+# link_sum: "RX DROP_QUEUE" summed over both directions so far
+link_sum() {
+	wan_stats $L | awk '{ for (i = 4; i <= NF; i++) { split($i, kv, "=");
+		if (kv[1] == "rx") r += kv[2]; if (kv[1] == "drop_queue") q += kv[2] } }
+		END { print r + 0, q + 0 }'
+}
+
+cell() { # cell RATE DELAY LOSS CAND RUN
+	local rate=$1 d=$2 ls=$3 cand=$4 run=$5 base host port rport cc=() srv rrp ticks0=0 ticks1=0
+	local r0 q0 r1 q1 out rrout p
+	base="rate=$rate delay=$d loss=$ls cand=$cand run=$run"
+	wan_linkem $L --both "delay=$d,rate=${rate}m,loss=$ls" -s "$SEED" || return 1
+	nsenter --net=/run/netns/"$NB" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+	srv=$!
+	track_pid $srv
+	wait_tcp_port "$NB" 5201 5 2>/dev/null
+	case $cand in
+	tcp-*)
+		host=$IPB port=5201 rport=$IPB:7000
+		cc=(-C "${cand#tcp-}")
+		;;
+	*)
+		if ! tun "$cand" 0 5201 || ! tun "$cand" 1 7000; then
+			echo "$base status=na reason=tunnel did not start" >>"$RES"
+			tun_stop_all
+			kill $srv 2>/dev/null
+			return
+		fi
+		host=127.0.0.1 port=12948 rport=127.0.0.1:12949
+		;;
+	esac
+	read -r r0 q0 <<<"$(link_sum)"
+	for p in "${PIDS[@]}"; do ticks0=$((ticks0 + $(cpu_ticks "$p"))); done
+	# the RPCs start once the bulk runs and stop before it ends
+	(
+		sleep 1
+		in_ns "$NA" timeout $((BN_T + 10)) "$RR" -c "$rport" -n 100000 -t $((BN_T - 2)) \
+			-q 64 -p 64 -w 3 2>&1 | tail -n1 >"$WORK/rr.txt"
+	) &
+	rrp=$!
+	# BN_STATUS=1: what the tunnels' controllers believe, mid-bulk (for the log)
+	if [ "${BN_STATUS:-0}" = 1 ] && [ "${cand#kcpx}" != "$cand" ]; then
+		(
+			sleep $((BN_T / 2))
+			for p in "${PIDS[@]}"; do "$KCPX" status "$p" 2>/dev/null; done | grep -A1 " up " >&2
+		) &
+	fi
+	in_ns "$NA" timeout --kill-after=2 $((BN_T + 20)) iperf3 -c "$host" -p "$port" \
+		-t "$BN_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$WORK/iperf.json" 2>&1
+	wait $rrp
+	for p in "${PIDS[@]}"; do ticks1=$((ticks1 + $(cpu_ticks "$p"))); done
+	read -r r1 q1 <<<"$(link_sum)"
+	tun_stop_all
+	kill $srv 2>/dev/null
+	wait $srv 2>/dev/null
+	out=$(python3 - "$WORK/iperf.json" <<'EOF'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))["end"]["sum_received"]
+    print("mbps=%.2f bytes=%d" % (s["bytes"] * 8 / s["seconds"] / 1e6, s["bytes"]))
+except Exception:
+    print("")
+EOF
+)
+	rrout=$(cat "$WORK/rr.txt" 2>/dev/null)
+	if [ -z "$out" ]; then
+		echo "$base status=na reason=iperf3 failed" >>"$RES"
+		return
+	fi
+	local bytes=${out##*bytes=}
+	echo "$base status=ok $out qdrop=$((q1 - q0)) frames=$((r1 - r0)) $(awk -v t=$((ticks1 - ticks0)) \
+		-v b="$bytes" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "cpu_s_per_gb=%.2f", t / hz / (b / 1e9) }') \
+		$(echo "${rrout#rr }" | sed 's/\([a-z0-9_]*=\)/rpc_\1/g')" >>"$RES"
+	log "$(tail -n1 "$RES" | cut -c1-160)"
+}
+
+log "links $LINKS; candidates $CANDS; $BN_T s bulk, $BN_RUNS run(s)"
+for lk in $LINKS; do
+	IFS=: read -r rate d ls <<<"$lk"
+	for ((run = 1; run <= BN_RUNS; run++)); do
+		for c in $CANDS; do
+			[ "$c" = kcpx-kdef ] && [ "$ls" != 1 ] && continue
+			cell "$rate" "$d" "$ls" "$c" "$run"
+		done
+	done
+done
+
+python3 - "$RES" >"$RESDIR/table.md" <<'EOF'
+import sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
+    rows.setdefault((kv["rate"], kv["delay"], kv["loss"], kv["cand"]), []).append(kv)
+def med(rs, k, fmt):
+    v = [float(r[k]) for r in rs if r.get("status") == "ok" and k in r]
+    return fmt % statistics.median(v) if v else "n/a"
+print("| link | candidate | goodput Mbit/s | queue drops / frames | RPC p50 / p99 ms | CPU s/GB |")
+print("|---|---|---|---|---|---|")
+for (rate, d, loss, cand), rs in rows.items():
+    ok = [r for r in rs if r.get("status") == "ok"]
+    qd = "n/a"
+    if ok:
+        q = statistics.median(int(r["qdrop"]) for r in ok)
+        f = statistics.median(int(r["frames"]) for r in ok)
+        qd = "%d / %d (%.2f %%)" % (q, f, 100 * q / f if f else 0)
+    print("| %s Mbit/s, %s ms, %s %% | %s | %s | %s | %s / %s | %s |" % (
+        rate, d, loss, cand, med(rs, "mbps", "%.1f"), qd, med(rs, "rpc_p50_ms", "%.0f"),
+        med(rs, "rpc_p99_ms", "%.0f"), med(rs, "cpu_s_per_gb", "%.1f")))
+EOF
+cat "$RESDIR/table.md"
+if [ "${BN_DOCS:-0}" = 1 ]; then
+	{
+		echo "# Bottleneck bench (tools/bench/bottleneck.sh)"
+		echo
+		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk, $BN_RUNS run(s) per cell (median),"
+		echo "on a shared 2-core machine where other builds ran at the same time."
+		echo "See docs/CONGESTION.md for what the columns mean and the targets."
+		echo
+		cat "$RESDIR/table.md"
+	} >"$ROOT/docs/BENCH-BOTTLENECK.md"
+fi

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The app's half of a session: the endpoint's callbacks (core/endpoint.h) into paths,
+ * streams, timers and the log, and the client's choice of a session for a new stream
+ * (with the lookup of --remoteaddr for each new session).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "app/log.h"
+#include "app/tunnel_int.h"
+#include "core/session.h"
+#include "io/clock.h"
+
+void kcpx_tun_sess_mark(struct sess *s)
+{
+	if (s->dirty || s->closing)
+		return;
+	s->dirty = true;
+	s->dnext = s->t->dirty;
+	s->t->dirty = s;
+}
+
+static void sess_timer(struct kcpx_timer *tm, uint32_t now)
+{
+	struct sess *s = (struct sess *)((char *)tm - offsetof(struct sess, timer));
+
+	kcpx_ep_tick(s->es, now);
+}
+
+static void ep_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+{
+	kcpx_path_xmit(path, to, d, n);
+}
+
+/* A session on path g: the app's half, holding a reference to g. */
+static void *ep_opened(void *user, struct kcpx_ep_sess *es, void *path)
+{
+	struct tunnel *t = user;
+	struct sess *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->t = t;
+	s->es = es;
+	s->ks = kcpx_ep_session(es);
+	s->dg = path;
+	s->dg->refs++;
+	kcpx_timer_init(&s->timer, sess_timer);
+	return s;
+}
+
+static void ep_closed(void *user, void *sess_user)
+{
+	struct sess *s = sess_user;
+
+	/* Flush what the engine owes the peer before the streams go. */
+	kcpx_conn_close_all(s);
+	s->closing = true;
+	kcpx_timer_cancel(s->t->loop, &s->timer);
+}
+
+static void ep_release(void *user, void *sess_user)
+{
+	struct tunnel *t = user;
+	struct sess *s = sess_user;
+
+	kcpx_path_flush(s->dg);
+	if (s->dg->owner == s)
+		s->dg->owner = NULL;
+	kcpx_path_put(t, s->dg);
+	free(s->streams);
+	free(s);
+}
+
+static void ep_wake(void *user, void *sess_user)
+{
+	kcpx_tun_sess_mark(sess_user);
+}
+
+static int ep_native_up(void *user, uint32_t sid, const struct kcpx_native_sess *v)
+{
+	struct tunnel *t = user;
+
+	return t->be && t->be->native_up ? t->be->native_up(t->be->arg, sid, v) : 0;
+}
+
+static void ep_native_down(void *user, uint32_t sid)
+{
+	struct tunnel *t = user;
+
+	if (t->be && t->be->native_down)
+		t->be->native_down(t->be->arg, sid);
+}
+
+static void ep_random(void *user, void *buf, size_t n)
+{
+	randombytes_buf(buf, n);
+}
+
+static void ep_log(void *user, int level, const char *msg)
+{
+	kcpx_log((enum kcpx_log_level)level, "%s", msg);
+}
+
+const struct kcpx_ep_ops kcpx_tun_ep_ops = {
+	.xmit = ep_xmit,
+	.opened = ep_opened,
+	.closed = ep_closed,
+	.release = ep_release,
+	.wake = ep_wake,
+	.native_up = ep_native_up,
+	.native_down = ep_native_down,
+	.accept = kcpx_conn_accept,
+	.readable = kcpx_conn_readable,
+	.writable = kcpx_conn_writable,
+	.random = ep_random,
+	.log = ep_log,
+};
+
+/* After a failed lookup of --remoteaddr, new sessions use the last address this long. */
+#define RESOLVE_RETRY_MS 5000
+
+/*
+ * Client: the server's address for a new session. A name is looked up again for each
+ * session (dynamic DNS); while it does not resolve the last address serves, and a failed
+ * lookup waits RESOLVE_RETRY_MS before the next (a resolver that times out blocks the
+ * loop). Under `kcpx up` the XDP program steers by the address found at start: kept.
+ */
+static int client_remote(struct tunnel *t, uint32_t now)
+{
+	char abuf[KCPX_ADDRSTRLEN], bbuf[KCPX_ADDRSTRLEN];
+	bool have = t->remote.sa.sa_family != AF_UNSPEC;
+	struct kcpx_addr a;
+	unsigned hi;
+	int err;
+
+	if (have && t->be)
+		return 0;
+	if (t->resolve_failed && now - t->resolve_at < RESOLVE_RETRY_MS)
+		return have ? 0 : -ENOENT;
+	err = kcpx_addr_parse_range(t->cfg->remoteaddr, &a, &hi);
+	t->resolve_at = now;
+	t->resolve_failed = err != 0;
+	if (err) {
+		pr_warn_ratelimited("remoteaddr '%s': %s%s", t->cfg->remoteaddr, strerror(-err),
+				    have ? ": the last address serves" : ": no session");
+		return have ? 0 : err;
+	}
+	if (have && !kcpx_addr_equal(&a, &t->remote))
+		pr_info("remoteaddr '%s' is %s now (was %s)", t->cfg->remoteaddr,
+			kcpx_addr_str(&a, abuf, sizeof(abuf)),
+			kcpx_addr_str(&t->remote, bbuf, sizeof(bbuf)));
+	t->remote = a;
+	t->remote_hi = hi;
+	return 0;
+}
+
+/* Client: the session a new stream goes on; opens one (and its socket) when needed. */
+struct sess *kcpx_tun_client_session(struct tunnel *t)
+{
+	uint32_t now = kcpx_clock_ms();
+	struct kcpx_ep_sess *es;
+	struct sess *s;
+	unsigned slot;
+	struct kcpx_addr to;
+	struct dg *g;
+	unsigned lo;
+
+	es = kcpx_ep_pick(t->ep, now, &slot);
+	if (es)
+		return kcpx_ep_sess_user(es);
+	if (client_remote(t, now))
+		return NULL;
+	to = t->remote;
+	lo = kcpx_addr_port(&t->remote);
+	/* kcptun's port range: each new session picks one port at random, keeps it */
+	if (t->remote_hi > lo)
+		kcpx_addr_set_port(&to, lo + randombytes_uniform(t->remote_hi - lo + 1));
+	g = kcpx_path_get(t, NULL, &to);
+	if (!g)
+		return NULL;
+	es = kcpx_ep_connect(t->ep, slot, g, &to, now);
+	kcpx_path_put(t, g); /* the session holds its own reference */
+	if (!es)
+		return NULL;
+	s = kcpx_ep_sess_user(es);
+	if (g->refs == 1)
+		g->owner = s;
+	return s;
+}
