@@ -205,7 +205,7 @@ def rss_section(w, recs):
       "before the run. Medians of the runs; kcpx and kcptun take turns in each run. "
       "docs/SCALE.md says where the memory goes." % (n, size // 1024))
     w("")
-    w("| tunnel | runs | server MB | client MB | sum MB | idle MB | seconds | sum vs kcptun |")
+    w("| tunnel | runs | server MiB | client MiB | sum MiB | idle MiB | seconds | sum vs kcptun |")
     w("|---|---|---|---|---|---|---|---|")
     med = {}
     for cand in ("kcpx", "kcptun"):
@@ -548,6 +548,14 @@ def main():
         w("## Why some cells are n/a")
         w("")
         w(notes.render())
+        w("")
+    # Sections measured by their own scripts, kept across make bench runs verbatim
+    # (docs/bench-faketcp.md: tools/bench/faketcp.sh, `--tcp`).
+    kept = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "bench-faketcp.md")
+    if os.path.exists(kept):
+        with open(kept) as f:
+            w(f.read().rstrip())
         w("")
     if micro:
         w("## Microbenchmarks (tools/microbench, quoted as printed)")
