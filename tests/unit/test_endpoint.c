@@ -31,7 +31,9 @@
 #include "core/session.h"
 #include "core/smux.h"
 
-#define MAXS 16
+#define MAXS	     16
+#define VICTIM_PORT0 20000
+#define VICTIM_PORTS 20000
 
 struct tend;
 struct world;
@@ -67,6 +69,10 @@ struct tend {
 	uint8_t last_tx[2048]; /* the last datagram sent, for replays */
 	size_t last_tx_len;
 	char last_log[512];
+	int nlog;
+	uint32_t victim;    /* xmit to this IPv4 address is counted, not sent */
+	uint8_t *victim_tx; /* per port - VICTIM_PORT0, datagrams sent */
+	uint64_t victim_total;
 	int nlog_fallback, nlog_late, nlog_replace;
 };
 
@@ -79,6 +85,15 @@ static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uin
 {
 	struct tend *e = user;
 
+	if (e->victim && to->sa.sa_family == AF_INET &&
+	    to->in.sin_addr.s_addr == htonl(e->victim)) {
+		unsigned p = (unsigned)(kcpx_addr_port(to) - VICTIM_PORT0);
+
+		if (p < VICTIM_PORTS && e->victim_tx[p] < 255)
+			e->victim_tx[p]++;
+		e->victim_total++;
+		return;
+	}
 	if (n <= sizeof(e->last_tx)) {
 		memcpy(e->last_tx, d, n);
 		e->last_tx_len = n;
@@ -160,6 +175,7 @@ static void t_log(void *user, int level, const char *msg)
 	struct tend *e = user;
 
 	snprintf(e->last_log, sizeof(e->last_log), "%s", msg);
+	e->nlog++;
 	if (strstr(msg, "falling back"))
 		e->nlog_fallback++;
 	if (strstr(msg, "late kcpx answer"))
@@ -789,6 +805,190 @@ static void test_roaming(void)
 	world_free(&w);
 }
 
+/* Capture one datagram the client sends (the idx-th), delivering it as usual. */
+static uint8_t cap_buf[2048];
+static size_t cap_len;
+static uint64_t cap_idx;
+
+static bool capture(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	/* on the links a datagram carries a 2-byte port first (world_send) */
+	if (idx == cap_idx && len >= 2 && len - 2 <= sizeof(cap_buf)) {
+		memcpy(cap_buf, buf + 2, len - 2);
+		cap_len = len - 2;
+	}
+	return false;
+}
+
+/*
+ * A captured kcptun-format datagram replayed from 20,000 ports of a spoofed source (what
+ * any cipher allows, and --crypt none lets anyone forge) while a real session runs:
+ * sessions from that source stay within the unproven cap, no spoofed port gets more
+ * than 3 datagrams over 40 s, log lines stay few, the real session keeps working.
+ */
+static void test_forged_flood(void)
+{
+	struct world w;
+	uint8_t buf[2048];
+	int maxns = 0;
+	unsigned worst = 0;
+	struct kcpx_ep_stats st;
+	struct kcpx_addr spoof;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
+	cap_idx = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	CHECK_EQ(w.s.ns, 1);
+	w.s.victim = 0x0a000009;
+	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
+	w.s.nlog = 0;
+	for (int i = 0; i < VICTIM_PORTS; i++) {
+		addr4(&spoof, w.s.victim, (uint16_t)(VICTIM_PORT0 + i));
+		memcpy(buf, cap_buf, cap_len);
+		kcpx_ep_input(w.s.ep, NULL, &w.spath, &spoof, buf, cap_len, w.now);
+		if (w.s.ns > maxns)
+			maxns = w.s.ns;
+		if (i % 50 == 0)
+			world_step(&w);
+	}
+	world_run(&w, 40000);
+	for (int i = 0; i < VICTIM_PORTS; i++)
+		if (w.s.victim_tx[i] > worst)
+			worst = w.s.victim_tx[i];
+	kcpx_ep_stats(w.s.ep, &st);
+	printf("     20000 replays: at most %d sessions at once, %llu datagrams to the victim "
+	       "(at most %u to one port), %d log lines, %llu refused\n",
+	       maxns, (unsigned long long)w.s.victim_total, worst, w.s.nlog,
+	       (unsigned long long)st.admit_refused);
+	CHECK(maxns <= 1 + 8);
+	CHECK(worst <= 3);
+	CHECK(w.s.nlog <= 100);
+	CHECK(st.admit_refused > 0);
+	CHECK_EQ(st.pending, 0); /* the silent ones were closed */
+	/* the real session still carries data */
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 2000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK_EQ(w.s.s[0]->got, 40000);
+	free(w.s.victim_tx);
+	world_free(&w);
+}
+
+/*
+ * A replayed old datagram of another conversation from a live client's address must not
+ * close its session: only a first segment (PUSH sn 0) starts a new conversation there.
+ */
+static void test_old_conv_replay(void)
+{
+	struct world w;
+	uint8_t buf[2048];
+	uint32_t conv2;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
+	cap_idx = 6; /* a datagram from the middle of the first conversation */
+	cap_len = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 60000));
+	world_run(&w, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	kcpx_ep_free(w.c.ep);
+	w.c.ns = 0;
+	{
+		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
+
+		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
+		w.c.w = &w;
+		w.ncpath = 0; /* the same port again */
+	}
+	CHECK(client_send(&w, 20000));
+	world_run(&w, 1000);
+	CHECK_EQ(w.s.ns, 1);
+	conv2 = kcpx_ep_sess_conv(w.s.s[0]->es);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input(w.s.ep, NULL, &w.spath, &w.cli_from, buf, cap_len, w.now);
+	world_run(&w, 100);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK_EQ(kcpx_ep_sess_conv(w.s.s[0]->es), conv2);
+	CHECK(!w.s.s[0]->closed);
+	world_free(&w);
+}
+
+static bool capture_drop_first(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	capture(ctx, idx, buf, len);
+	return idx == 0;
+}
+
+/*
+ * The INIT race: a copy of the client's INIT from a spoofed address reaches the server
+ * before the real one (here the real first copy is lost and the replay takes its place).
+ * The server must still answer the real client, the session must end up native at
+ * both ends with the client's address, and nothing falls back.
+ */
+static void test_init_race(void)
+{
+	struct kcpx_addr spoof;
+	struct kcpx_ep_stats st;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	w.s.victim = 0x0a000009;
+	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
+	cap_idx = 0;
+	cap_len = 0;
+	w.cs.drop_fn = capture_drop_first;
+	CHECK(client_send(&w, 30000));
+	world_step(&w);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	addr4(&spoof, w.s.victim, VICTIM_PORT0);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input(w.s.ep, NULL, &w.spath, &spoof, buf, cap_len, w.now);
+	CHECK_EQ(w.s.ns, 1);
+	world_run(&w, 3000);
+	kcpx_ep_stats(w.s.ep, &st);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK(st.init_raced >= 1);
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &w.cli_from));
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK(w.s.victim_total <= 1); /* the spoofed source got one RESP */
+	free(w.s.victim_tx);
+	world_free(&w);
+}
+
+static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	return true;
+}
+
+/* Once a kcpx server answered, a later session whose RESPs are all lost (blocked by
+ * an attacker) is closed, never downgraded to kcptun's format. */
+static void test_no_downgrade(void)
+{
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	CHECK(client_send(&w, 10000));
+	world_run(&w, 1000);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	kcpx_ep_close(w.c.s[0]->es, "test");
+	world_run(&w, 10);
+	w.sc.drop_fn = drop_all;
+	CHECK(client_send(&w, 10000));
+	world_run(&w, 8000);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(strstr(w.c.last_log, "no kcpx handshake answer") != NULL);
+	world_free(&w);
+}
+
 int main(void)
 {
 	uint8_t master[32] = { 7 }, key[KCPX_CRYPT_KEYLEN] = { 9 }, seed[32] = { 3 };
@@ -811,6 +1011,10 @@ int main(void)
 	RUN(test_reset_bounded);
 	RUN(test_client_restart);
 	RUN(test_roaming);
+	RUN(test_forged_flood);
+	RUN(test_old_conv_replay);
+	RUN(test_init_race);
+	RUN(test_no_downgrade);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);
 	kcpx_native_psk_free(psk);

@@ -549,6 +549,14 @@ def main():
         w("")
         w(notes.render())
         w("")
+    # Sections measured by their own scripts, kept across make bench runs verbatim
+    # (docs/bench-faketcp.md: tools/bench/faketcp.sh, `--tcp`).
+    kept = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "bench-faketcp.md")
+    if os.path.exists(kept):
+        with open(kept) as f:
+            w(f.read().rstrip())
+        w("")
     if micro:
         w("## Microbenchmarks (tools/microbench, quoted as printed)")
         w("")

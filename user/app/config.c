@@ -107,6 +107,12 @@ static const struct opt opts[] = {
 	I(reprobe, NULL, R_C,
 	  "--proto auto: seconds after a fallback to kcptun before new sessions try kcpx again, "
 	  "0: never"),
+	I(maxsessions, NULL, R_S, "sessions the server keeps at most, every format; 0: no limit"),
+	I(persource, NULL, R_S,
+	  "sessions from one source address (IPv6: one /64) at most; 0: no limit"),
+	I(sessrate, NULL, R_S,
+	  "new sessions taken per second per source address (burst as many), every format; "
+	  "0: no limit"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -174,6 +180,11 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * that tenfold headroom and caps what one address can make the server spend on
 	 * handshakes (about 0.1 ms of CPU each) near 1 % of a core. docs/PROTOCOL.md §6. */
 	cfg->hsrate = 100;
+	/* Admission (docs/SECURITY.md): a server's memory and CPU per forged or replayed
+	 * datagram are bounded by these and the unproven-session rules of core/endpoint.c. */
+	cfg->maxsessions = 4096;
+	cfg->persource = 128;
+	cfg->sessrate = 20;
 	cfg->qppcount = 61;
 }
 
@@ -541,6 +552,9 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("dupgap", cfg->dupgap, 1, 1000);
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
+	err = err ?: range("maxsessions", cfg->maxsessions, 0, 1 << 20);
+	err = err ?: range("persource", cfg->persource, 0, 1 << 20);
+	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
 	err = err ?: range("ratelimit", cfg->ratelimit, 0, 2147483647);
 	if (err)
 		return err;

@@ -65,11 +65,14 @@ struct kcpx_config {
 	int fecflush;	/* ms; 0: off */
 	char proto[16]; /* auto, kcpx (native only), kcptun (compatible only): docs/PROTOCOL.md */
 	enum kcpx_proto protocol; /* proto, parsed by kcpx_config_finish() */
-	int reprobe;   /* client, auto: s after a fallback before new sessions probe; 0: never */
-	int hsrate;    /* server: kcpx handshakes per second per source address; 0: no limit */
-	char cc[8];    /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
-	int ratelimit; /* wire bytes per second per session; 0: no limit */
-	bool qpp;      /* kcptun's QPP: refused */
+	int reprobe;	 /* client, auto: s after a fallback before new sessions probe; 0: never */
+	int hsrate;	 /* server: kcpx handshakes per second per source address; 0: no limit */
+	int maxsessions; /* server: sessions in all; 0: no limit */
+	int persource;	 /* server: sessions from one address (IPv6: /64); 0: no limit */
+	int sessrate;	 /* server: new sessions per second per source address; 0: no limit */
+	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
+	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
+	bool qpp;	 /* kcptun's QPP: refused */
 	int qppcount;
 	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */

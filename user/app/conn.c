@@ -408,8 +408,14 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events)
 
 		fd = kcpx_tcp_accept(w->fd);
 		if (fd < 0) {
-			if (fd != -EAGAIN && fd != -EWOULDBLOCK)
+			if (fd == -EMFILE || fd == -ENFILE) {
+				pr_warn_ratelimited("accept: %s: new connections wait a second",
+						    strerror(-fd));
+				if (!kcpx_loop_mod(t->loop, w, 0))
+					t->lw_paused = true;
+			} else if (fd != -EAGAIN && fd != -EWOULDBLOCK) {
 				pr_warn_ratelimited("accept: %s", strerror(-fd));
+			}
 			return;
 		}
 		s = kcpx_tun_client_session(t);

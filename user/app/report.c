@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -106,6 +107,12 @@ static void write_status(struct tunnel *t, FILE *fp)
 	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
 		(unsigned long long)es.unknown_peer);
+	if (cfg->role == KCPX_ROLE_SERVER)
+		fprintf(fp,
+			"  admission: new sessions refused %llu, unanswered sessions %u, "
+			"datagrams held back from them %llu\n",
+			(unsigned long long)es.admit_refused, es.pending,
+			(unsigned long long)es.unproven_drop);
 	kcpx_report_memory(t, fp);
 	if (!t->psk)
 		return;
@@ -139,30 +146,43 @@ void kcpx_report_print(struct tunnel *t)
 }
 
 /* A `kcpx status` connection: answer with the table and hang up. */
+/*
+ * One `kcpx status` connection: the table is written without blocking the loop. The
+ * socket's buffer is sized to the answer (bounded); what does not fit at once is cut,
+ * and said so, rather than waited for.
+ */
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events)
 {
 	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, ctlw));
+	static const char cut[] = "... (cut: the table did not fit the socket)\n";
 	char *text = NULL;
-	size_t len = 0;
+	size_t len = 0, off = 0;
 	FILE *fp;
 	int fd;
 
-	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
+	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if ((errno == EMFILE || errno == ENFILE) && !kcpx_loop_mod(t->loop, w, 0))
+			t->ctlw_paused = true;
 		return;
+	}
 	fp = open_memstream(&text, &len);
 	if (fp) {
+		int sz;
+
 		write_status(t, fp);
 		fclose(fp);
-		/* small and local: a blocking write with a timeout is fine here */
-		struct timeval tv = { .tv_sec = 1 };
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		for (size_t off = 0; off < len;) {
-			ssize_t n = write(fd, text + off, len - off);
+		sz = len + sizeof(cut) < (4u << 20) ? (int)(len + sizeof(cut)) : 4 << 20;
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		while (off < len) {
+			ssize_t n = send(fd, text + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
 			if (n <= 0)
 				break;
 			off += (size_t)n;
 		}
+		if (off < len)
+			(void)!send(fd, cut, sizeof(cut) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 		free(text);
 	}
 	close(fd);

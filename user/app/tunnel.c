@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sodium.h>
 #include <time.h>
@@ -112,6 +113,10 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 			pr_warn_ratelimited("snmplog %s: %s", t->cfg->snmplog, strerror(-err));
 	}
 	kcpx_ep_second(t->ep, now);
+	if (t->lw_paused && !kcpx_loop_mod(t->loop, &t->lw, EPOLLIN))
+		t->lw_paused = false;
+	if (t->ctlw_paused && !kcpx_loop_mod(t->loop, &t->ctlw, EPOLLIN))
+		t->ctlw_paused = false;
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
 	tunnel_service_tick(t);
@@ -148,6 +153,9 @@ static int setup_protocol(struct tunnel *t)
 		.server = cfg->role == KCPX_ROLE_SERVER,
 		.proto = cfg->protocol,
 		.hsrate = cfg->hsrate,
+		.maxsessions = cfg->maxsessions,
+		.persource = cfg->persource,
+		.sessrate = cfg->sessrate,
 		.reprobe = cfg->reprobe,
 		.conn = cfg->conn,
 		.autoexpire = cfg->autoexpire,
@@ -320,6 +328,19 @@ static int tunnel_setup(struct tunnel *t)
 	return 0;
 }
 
+/* Every stream holds a TCP socket: take all the fds the hard limit allows. */
+static void tunnel_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("raising the open-file limit to %llu: %s", (unsigned long long)rl.rlim_max,
+			strerror(errno));
+}
+
 /* Every socket is open: from here on the daemon parses datagrams, so with as little as
  * it needs (io/priv.h). */
 static int tunnel_drop_privileges(struct tunnel *t)
@@ -360,6 +381,7 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
+	tunnel_raise_nofile();
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;

@@ -78,6 +78,9 @@ struct tunnel {
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
 	struct kcpx_watch ctlw; /* /run/kcpx/<pid>.sock for `kcpx status` */
+	/* out of fds (EMFILE/ENFILE): a listener is unwatched until the next second, so a
+	 * readable listener that accept() cannot empty does not spin the loop */
+	bool lw_paused, ctlw_paused;
 	char ctlpath[108];
 	struct kcpx_timer sectimer;
 	unsigned ticks;

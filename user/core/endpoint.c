@@ -16,10 +16,27 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "core/fec.h"
+#include "core/kcp.h"
 #include "core/native.h"
 #include "core/ratelimit.h"
+#include "core/util.h"
 
-#define EP_HASH		   1024 /* buckets of the address and sid tables */
+#define EP_HASH 1024 /* buckets of the address and sid tables */
+/*
+ * A kcptun-format session is unproven until its peer acknowledged a segment we sent (its
+ * address answers; no cryptographic proof: the format has none). Until then it may send
+ * UNPROVEN_TX datagrams per datagram it received (at most UNPROVEN_TX_MAX banked), so
+ * one forged datagram from a spoofed source gets the victim at most UNPROVEN_TX; there
+ * may be UNPROVEN_PER_SRC of them per source and UNPROVEN_MAX in all; one silent for
+ * UNPROVEN_IDLE_MS is closed.
+ */
+#define UNPROVEN_TX	   3
+#define UNPROVEN_TX_MAX	   64
+#define UNPROVEN_PER_SRC   8
+#define UNPROVEN_MAX	   64
+#define UNPROVEN_IDLE_MS   10000
+#define SESSRL_SLOTS	   4096
 #define HSRL_SLOTS	   4096 /* --hsrate: token buckets, one per source address hash */
 #define KCPX_EP_RESET_RATE 10	/* RESETs a second to one address (burst as many) */
 
@@ -66,10 +83,13 @@ struct kcpx_ep_sess {
 	uint32_t created;
 	enum ep_state state;
 	bool closing;
-	bool expired;		   /* client --autoexpire: takes no new streams */
-	bool retired;		   /* client: a late RESP; closes when its streams are done */
-	bool be_native;		   /* ops->native_up took it: tell ops->native_down at the end */
-	struct kcpx_native_hs *hs; /* client: PROBE and FALLBACK_WATCH */
+	bool expired;	    /* client --autoexpire: takes no new streams */
+	bool retired;	    /* client: a late RESP; closes when its streams are done */
+	bool be_native;	    /* ops->native_up took it: tell ops->native_down at the end */
+	bool proven;	    /* see UNPROVEN_TX: the peer's address answers */
+	uint16_t tx_budget; /* unproven: datagrams it may still send */
+	uint32_t last_rx;
+	struct kcpx_native_hs *hs;	    /* client: PROBE and FALLBACK_WATCH */
 	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
 	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
 	int hs_tries;
@@ -93,8 +113,10 @@ struct kcpx_ep {
 	unsigned count;
 	struct kcpx_ep_sess **slots; /* client: --conn */
 	unsigned rr;
-	struct kcpx_ratelimit *hsrl;  /* server with --hsrate > 0 */
-	struct kcpx_ratelimit *rstrl; /* server with the kcpx protocol: RESETs per address */
+	struct kcpx_ratelimit *hsrl;   /* server with --hsrate > 0 */
+	struct kcpx_ratelimit *sessrl; /* server with --sessrate > 0 */
+	struct kcpx_ratelimit *rstrl;  /* server with the kcpx protocol: RESETs per address */
+	uint32_t adm_stamp, adm_count; /* refusals in this second, logged once a second */
 	struct kcpx_native_stats hs_stats;
 	/*
 	 * client, --proto auto: a probe went unanswered at tick kcptun_since (seconds), so
@@ -103,6 +125,7 @@ struct kcpx_ep {
 	 */
 	bool client_native;
 	bool kcptun_mode;
+	bool server_spoke_kcpx; /* client: a RESP came in time once: never fall back now */
 	uint32_t ticks, kcptun_since;
 	int hs_tries_auto;
 	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
@@ -205,7 +228,39 @@ static void ep_sess_xmit(void *user, const uint8_t *d, size_t n)
 {
 	struct kcpx_ep_sess *s = user;
 
+	if (!s->proven) {
+		if (!s->tx_budget) {
+			s->ep->st.unproven_drop++;
+			return;
+		}
+		s->tx_budget--;
+	}
 	s->ep->ops.xmit(s->ep->user, s->path, &s->peer, d, n);
+}
+
+/* A source for the per-source caps: an IPv4 address, or an IPv6 /64. */
+static void src_key(const struct kcpx_addr *a, uint8_t key[16])
+{
+	kcpx_addr_key(a, key);
+	if (a->sa.sa_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr))
+		memset(key + 8, 0, 8);
+}
+
+/* A kcptun-format session's peer acknowledged something we sent: it answers. */
+static void ep_prove(struct kcpx_ep_sess *s)
+{
+	struct kcpx_kcp_info ki;
+
+	if (s->proven)
+		return;
+	kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
+	if (ki.srtt) {
+		s->proven = true;
+		s->ep->st.pending--;
+		return;
+	}
+	s->tx_budget = s->tx_budget + UNPROVEN_TX > UNPROVEN_TX_MAX ? UNPROVEN_TX_MAX
+								    : s->tx_budget + UNPROVEN_TX;
 }
 
 static void ep_sess_accept(void *user, uint32_t sid)
@@ -289,15 +344,24 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	s->peer = *peer;
 	s->path = path;
 	s->created = now;
+	s->last_rx = now;
+	/* a client picked its server; a native session proves itself by its keys */
+	s->proven = !ep->cfg.server || native;
+	if (!s->proven)
+		ep->st.pending++;
 	s->ks = kcpx_session_new(&sc, &ep->sops, s, ep->snmp, now);
 	if (!s->ks) {
 		ep_log(ep, 0, "cannot create a session (out of memory?)");
+		if (!s->proven)
+			ep->st.pending--;
 		free(s);
 		return NULL;
 	}
 	s->user = ep->ops.opened(ep->user, s, path);
 	if (!s->user) {
 		kcpx_session_free(s->ks);
+		if (!s->proven)
+			ep->st.pending--;
 		free(s);
 		return NULL;
 	}
@@ -321,7 +385,10 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	ep->snmp->CurrEstab++;
 	if (ep->snmp->CurrEstab > ep->snmp->MaxConn)
 		ep->snmp->MaxConn = ep->snmp->CurrEstab;
-	ep_log(ep, 1, "session %08x with %s opened", conv, kcpx_addr_str(peer, buf, sizeof(buf)));
+	/* an unproven session may be a forgery: its lines are rate-limited */
+	if (s->proven || ep_log_ok(ep, now))
+		ep_log(ep, 1, "session %08x with %s opened", conv,
+		       kcpx_addr_str(peer, buf, sizeof(buf)));
 	ep_wake(s);
 	return s;
 }
@@ -348,8 +415,11 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	if (s->be_native && ep->ops.native_down)
 		ep->ops.native_down(ep->user, s->conv);
 	s->be_native = false;
-	ep_log(ep, 1, "session %08x with %s closed: %s", s->conv,
-	       kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
+	if (!s->proven)
+		ep->st.pending--;
+	if (s->proven || ep_log_ok(ep, s->last_rx))
+		ep_log(ep, 1, "session %08x with %s closed: %s", s->conv,
+		       kcpx_addr_str(&s->peer, buf, sizeof(buf)), why);
 	s->gnext = ep->garbage;
 	ep->garbage = s;
 }
@@ -382,6 +452,7 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		s->hs = NULL;
 		s->state = EP_NATIVE;
 		ep->kcptun_mode = false;
+		ep->server_spoke_kcpx = true;
 		break;
 	case EV_DATA: /* ACCEPTED -> NATIVE: the client has the keys; no replacement now */
 		if (s->state == EP_ACCEPTED)
@@ -393,7 +464,9 @@ static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now
 		 * --reprobe s speak kcptun; the handshake state stays for a while so that a
 		 * late RESP can be recognised.
 		 */
-		ep_log(ep, 1, "session %08x: no kcpx answer, falling back to the kcptun protocol%s",
+		ep_log(ep, 0,
+		       "session %08x: no kcpx answer, falling back to the kcptun protocol%s "
+		       "(weaker: no forward secrecy, no replay window; --proto kcpx forbids it)",
 		       s->conv, ep->cfg.reprobe ? "" : " for good (--reprobe 0)");
 		s->state = EP_FALLBACK_WATCH;
 		sid_unlink(s); /* the sid is free for a native session again */
@@ -472,24 +545,83 @@ static void hs_client_finish(struct kcpx_ep_sess *s, const uint8_t *d, size_t n,
  * replays of real INITs can only spend their own source's. Before the sid check and the
  * X25519 work, which is what the limit saves.
  */
+static void admit_refuse(struct kcpx_ep *ep, const struct kcpx_addr *from, const char *why,
+			 uint32_t now)
+{
+	char buf[KCPX_ADDRSTRLEN];
+
+	ep->st.admit_refused++;
+	/* one line a second at most, however many are refused */
+	if (now / 1000 != ep->adm_stamp) {
+		if (ep->adm_count > 1)
+			ep_log(ep, 0, "%u more new sessions refused in that second",
+			       ep->adm_count - 1);
+		ep->adm_stamp = now / 1000;
+		ep->adm_count = 0;
+	}
+	if (!ep->adm_count++)
+		ep_log(ep, 0, "new session from %s refused: %s",
+		       kcpx_addr_str(from, buf, sizeof(buf)), why);
+}
+
+/*
+ * May a new session from `from` be made? Every format: --maxsessions in all,
+ * --persource from one source, UNPROVEN_PER_SRC / UNPROVEN_MAX kcptun-format sessions
+ * that never answered, --sessrate new sessions per second per source. Native INITs
+ * also pass --hsrate (with a good tag first: forged INITs spend no tokens, replays of
+ * real INITs can only spend their own source's). Before the sid check and the X25519
+ * work, which is what the limits save. The scan over sessions is bounded by
+ * --maxsessions.
+ */
 static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool native_init,
 		    const uint8_t *d, size_t n, uint32_t now)
 {
+	const struct kcpx_ep_config *c = &ep->cfg;
 	char buf[KCPX_ADDRSTRLEN];
-	uint8_t key[16];
+	uint8_t key[16], k2[16];
+	unsigned same = 0, same_pending = 0;
 
-	if (!native_init || !ep->hsrl)
-		return 0;
-	if (!kcpx_native_init_tag_ok(ep->cfg.psk, d, n))
-		return -EBADMSG;
-	kcpx_addr_key(from, key);
-	if (kcpx_ratelimit_allow(ep->hsrl, key, (uint64_t)now * 1000000u))
-		return 0;
-	ep->st.hs_limited++;
-	if (ep_log_ok(ep, now))
-		ep_log(ep, 0, "kcpx handshakes from %s over --hsrate %d/s: dropped",
-		       kcpx_addr_str(from, buf, sizeof(buf)), ep->cfg.hsrate);
-	return -EBUSY;
+	if (native_init && ep->hsrl) {
+		if (!kcpx_native_init_tag_ok(c->psk, d, n))
+			return -EBADMSG;
+		kcpx_addr_key(from, key);
+		if (!kcpx_ratelimit_allow(ep->hsrl, key, (uint64_t)now * 1000000u)) {
+			ep->st.hs_limited++;
+			if (ep_log_ok(ep, now))
+				ep_log(ep, 0, "kcpx handshakes from %s over --hsrate %d/s: dropped",
+				       kcpx_addr_str(from, buf, sizeof(buf)), c->hsrate);
+			return -EBUSY;
+		}
+	}
+	if (c->maxsessions > 0 && ep->count >= (unsigned)c->maxsessions) {
+		admit_refuse(ep, from, "--maxsessions reached", now);
+		return -EBUSY;
+	}
+	if (!native_init && ep->st.pending >= UNPROVEN_MAX) {
+		admit_refuse(ep, from, "too many sessions whose peer never answered", now);
+		return -EBUSY;
+	}
+	src_key(from, key);
+	for (struct kcpx_ep_sess *s = ep->all; s; s = s->next) {
+		src_key(&s->peer, k2);
+		if (memcmp(key, k2, 16))
+			continue;
+		same++;
+		same_pending += !s->proven;
+	}
+	if (c->persource > 0 && same >= (unsigned)c->persource) {
+		admit_refuse(ep, from, "--persource reached", now);
+		return -EBUSY;
+	}
+	if (!native_init && same_pending >= UNPROVEN_PER_SRC) {
+		admit_refuse(ep, from, "too many sessions from it never answered", now);
+		return -EBUSY;
+	}
+	if (ep->sessrl && !kcpx_ratelimit_allow(ep->sessrl, key, (uint64_t)now * 1000000u)) {
+		admit_refuse(ep, from, "over --sessrate", now);
+		return -EBUSY;
+	}
+	return 0;
 }
 
 /* An INIT ep_admit() let through, for a new sid: 0, or -errno when it is refused. */
@@ -623,8 +755,23 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 		err = ep_admit(ep, from, true, d, n, now);
 		if (err)
 			return err == -EBUSY;
-		if (s)
-			return true; /* one session per sid: a copy from elsewhere is ignored */
+		if (s) {
+			/*
+			 * The same INIT from another address while our session has carried
+			 * nothing: a replay from a spoofed source got here first, or the client
+			 * moved. Ignoring it would leave the real client unanswered until it
+			 * falls back to kcptun's format (a downgrade anyone with one captured
+			 * INIT could force). So the RESP goes here too, and the address whose
+			 * authenticated DATA comes first keeps the session (ep_roam). Tag
+			 * checked: a forged INIT gets nothing; other copies are ignored.
+			 */
+			if (s->state == EP_ACCEPTED && !s->closing && ni->ctr == s->hs_ctr &&
+			    n == KCPX_NATIVE_HS_LEN && kcpx_native_init_tag_ok(ep->cfg.psk, d, n)) {
+				ep->st.init_raced++;
+				ep->ops.xmit(ep->user, path, from, s->hs_pkt, sizeof(s->hs_pkt));
+			}
+			return true;
+		}
 		err = hs_server_accept(ep, path, from, d, n, ni, now);
 		return !err;
 	}
@@ -697,6 +844,16 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	return true;
 }
 
+/* A kcptun-format body whose KCP (after a FEC data header) begins with PUSH sn 0. */
+static bool kcptun_first_segment(const uint8_t *body, size_t blen)
+{
+	size_t off = kcpx_fec_is_fec(body, blen) ? KCPX_FEC_HDR : 0;
+
+	if (off && (blen < KCPX_FEC_HDR || kcpx_get_le16(body + 4) != KCPX_FEC_DATA))
+		return false;
+	return blen >= off + 24 && body[off + 4] == 81 && kcpx_get_le32(body + off + 12) == 0;
+}
+
 void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
@@ -747,7 +904,12 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			kcpx_ep_close(s, "replaced by a kcptun-format session");
 			s = NULL;
 		} else if (s && !is_native(s) && conv && s->conv != conv) {
-			/* the peer restarted on the same address with a new conversation */
+			/* the peer restarted on the same address with a new conversation: only
+			 * the first segment of one (as kcp-go), not a replayed old datagram */
+			if (!kcptun_first_segment(body, blen)) {
+				ep->st.unknown_peer++;
+				return;
+			}
 			kcpx_ep_close(s, "peer began a new conversation");
 			s = NULL;
 		}
@@ -765,7 +927,10 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	}
 	if (s->closing)
 		return;
+	s->last_rx = now;
 	kcpx_session_input(s->ks, body, blen, now);
+	if (!s->proven)
+		ep_prove(s);
 	ep_wake(s);
 }
 
@@ -843,10 +1008,19 @@ void kcpx_ep_tick(struct kcpx_ep_sess *s, uint32_t now)
 	if (s->state == EP_FALLBACK_WATCH && (int32_t)(now - s->created) >= HS_LATE_KEEP_MS)
 		ep_transition(s, EV_KEEP_EXPIRED, now);
 	if (s->state == EP_PROBE) {
-		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX;
+		/* once a kcpx server answered, no fallback: lost or blocked RESPs must not
+		 * downgrade a tunnel between two kcpx ends */
+		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX || ep->server_spoke_kcpx;
 
 		if (++s->hs_tries >= (strict ? HS_TRIES_KCPX : ep->hs_tries_auto)) {
 			if (strict) {
+				if (ep->cfg.proto != KCPX_PROTO_KCPX)
+					ep_log(ep, 0,
+					       "session %08x: no kcpx answer from a server that "
+					       "spoke kcpx before: no fallback to kcptun (restart "
+					       "the "
+					       "client, or --proto kcptun, if it changed)",
+					       s->conv);
 				kcpx_ep_close(s, "no kcpx handshake answer from the server");
 				return;
 			}
@@ -867,6 +1041,10 @@ void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now)
 	/* client: expired sessions live on for scavengettl, then close */
 	for (struct kcpx_ep_sess *s = ep->all, *n; s; s = n) {
 		n = s->next;
+		if (!s->proven && (int32_t)(now - s->last_rx) >= UNPROVEN_IDLE_MS) {
+			kcpx_ep_close(s, "its peer never answered");
+			continue;
+		}
 		if (s->expired &&
 		    (c->scavengettl < 0 ||
 		     (int32_t)(now - s->created) >= (c->autoexpire + c->scavengettl) * 1000))
@@ -922,9 +1100,17 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		if (err)
 			goto err;
 	}
+	if (cfg->server && cfg->sessrate > 0) {
+		err = kcpx_ratelimit_new(&ep->sessrl, SESSRL_SLOTS, (uint32_t)cfg->sessrate,
+					 ep->seed ^ 0x5e55u);
+		if (err)
+			goto err;
+	}
 	*out = ep;
 	return 0;
 err:
+	kcpx_ratelimit_free(ep->hsrl);
+	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep);
@@ -939,6 +1125,7 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 		kcpx_ep_close(ep->all, "shutdown");
 	kcpx_ep_reap(ep);
 	kcpx_ratelimit_free(ep->hsrl);
+	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep);

@@ -67,7 +67,10 @@ struct kcpx_ep_sess;
 struct kcpx_ep_config {
 	bool server;
 	enum kcpx_proto proto;
-	int hsrate;	 /* server: good INITs per second per source address; 0: no limit */
+	int hsrate; /* server: good INITs per second per source address; 0: no limit */
+	/* server admission, every format (docs/SECURITY.md): sessions in all, from one source
+	 * (an IPv4 address, an IPv6 /64), new ones per second per source; 0: no limit */
+	int maxsessions, persource, sessrate;
 	int reprobe;	 /* client, auto: s after a fallback before new sessions probe; 0: never */
 	int conn;	 /* client: --conn slots */
 	int autoexpire;	 /* client: s before a slot's session takes no new streams; 0: never */
@@ -113,6 +116,10 @@ struct kcpx_ep_stats {
 	uint64_t late_native;	/* client: kcpx packets for a session that fell back */
 	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
 	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
+	uint64_t init_raced;	/* server: an INIT came again from another address */
+	uint64_t admit_refused; /* server: new sessions refused by the caps or --sessrate */
+	uint64_t unproven_drop; /* server: datagrams not sent to a peer that never answered */
+	unsigned pending;	/* server: kcptun-format sessions whose peer never answered */
 	uint64_t roamed;	/* server: sessions moved to a new peer address */
 	uint64_t resets_sent;	/* server: RESETs for DATA with an unknown sid */
 	uint64_t reset_limited; /* server: ... not sent, over the per-address rate */

@@ -44,7 +44,8 @@ struct ftcp_dg {
 	struct kcpx_addr peer; /* client: the server */
 	struct ftcp_conn *conns;
 	int nconns;
-	uint64_t retry_at; /* client: no new handshake before this second */
+	uint64_t retry_at;    /* client: no new handshake before this second */
+	bool connect_failing; /* client: said so once (a warning), quiet until it works */
 	struct ftcp_dg *next;
 };
 
@@ -363,12 +364,16 @@ static void ctl_events(struct ftcp_dg *g)
 			getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
 			if (soerr || conn_established(g, c)) {
 				if (soerr)
-					kcpx_io_logf(1, "--tcp: connect %u -> %s: %s", g->lport,
-						     astr(&c->peer), strerror(soerr));
+					kcpx_io_logf(g->connect_failing ? 2 : 0,
+						     "--tcp: connect %u -> %s: %s (retrying every "
+						     "second)",
+						     g->lport, astr(&c->peer), strerror(soerr));
+				g->connect_failing = true;
 				conn_drop(g, i, false);
 				continue;
 			}
 			epoll_ctl(g->ep, EPOLL_CTL_MOD, c->fd, &mod);
+			g->connect_failing = false;
 			continue;
 		}
 		/* Data reaches the socket only before its flow was in the map: discard. */
@@ -537,8 +542,10 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 
 			if (c->st == CONN_CONNECTING) {
 				if (now - c->since >= CONNECT_TIMEOUT_S) {
-					kcpx_io_logf(1, "--tcp: connect %u -> %s timed out",
+					kcpx_io_logf(g->connect_failing ? 2 : 0,
+						     "--tcp: connect %u -> %s timed out (retrying)",
 						     g->lport, astr(&c->peer));
+					g->connect_failing = true;
 					conn_drop(g, i, false);
 				}
 				continue;

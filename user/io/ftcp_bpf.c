@@ -9,6 +9,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
@@ -23,7 +24,7 @@
 
 struct ftcp_iface {
 	int ifindex;
-	struct bpf_link *xdp;
+	int xdp_link_fd; /* native-mode XDP ingress */
 	int tc_link_fd;
 	int tci_link_fd; /* TCX ingress, when XDP was taken */
 };
@@ -74,7 +75,8 @@ void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b)
 	if (!b)
 		return;
 	for (int i = 0; i < b->nifs; i++) {
-		bpf_link__destroy(b->ifs[i].xdp);
+		if (b->ifs[i].xdp_link_fd >= 0)
+			close(b->ifs[i].xdp_link_fd);
 		if (b->ifs[i].tc_link_fd >= 0)
 			close(b->ifs[i].tc_link_fd);
 		if (b->ifs[i].tci_link_fd >= 0)
@@ -107,20 +109,25 @@ int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 	fi->ifindex = ifindex;
 	fi->tc_link_fd = -1;
 	fi->tci_link_fd = -1;
-	fi->xdp = bpf_program__attach_xdp(b->skel->progs.kcpx_xdp_ftcp, ifindex);
-	if (!fi->xdp) {
-		err = -errno;
-		if (err != -EBUSY && err != -EEXIST) {
-			kcpx_io_logf(0, "%s: --tcp XDP attach failed: %s", name, strerror(-err));
-			return err;
-		}
-		/* the one XDP slot is taken (another --tcp daemon, kcpx up): TCX ingress */
+	/*
+	 * Ingress in native XDP, or else on TCX: never generic XDP, which runs later than
+	 * TCX anyway and linearises every skb (on lo, every 64 KiB loopback TCP packet of
+	 * the tunnel's own target connections). TCX also when the one XDP slot is taken
+	 * (another --tcp daemon, kcpx up).
+	 */
+	{
+		LIBBPF_OPTS(bpf_link_create_opts, xo, .flags = XDP_FLAGS_DRV_MODE);
+
+		fi->xdp_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_xdp_ftcp),
+						  ifindex, BPF_XDP, &xo);
+	}
+	if (fi->xdp_link_fd < 0) {
 		fi->tci_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_tci_ftcp),
 						  ifindex, KCPX_BPF_TCX_INGRESS, NULL);
 		if (fi->tci_link_fd < 0) {
 			err = fi->tci_link_fd;
-			kcpx_io_logf(0, "%s: --tcp TCX ingress attach failed: %s", name,
-				     strerror(-err));
+			kcpx_io_logf(0, "%s: --tcp ingress: no native XDP (%s), TCX failed: %s",
+				     name, strerror(-fi->xdp_link_fd), strerror(-err));
 			return err;
 		}
 	}
@@ -130,14 +137,15 @@ int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 		err = fi->tc_link_fd;
 		kcpx_io_logf(0, "%s: --tcp TC egress (TCX) attach failed: %s", name,
 			     strerror(-err));
-		bpf_link__destroy(fi->xdp);
+		if (fi->xdp_link_fd >= 0)
+			close(fi->xdp_link_fd);
 		if (fi->tci_link_fd >= 0)
 			close(fi->tci_link_fd);
 		return err;
 	}
 	b->nifs++;
 	kcpx_io_logf(1, "%s: --tcp translation attached (%s ingress, TCX egress)", name,
-		     fi->xdp ? "XDP" : "TCX");
+		     fi->xdp_link_fd >= 0 ? "XDP" : "TCX");
 	return 0;
 }
 

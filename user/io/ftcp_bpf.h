@@ -22,8 +22,8 @@ int kcpx_ftcp_bpf_open(struct kcpx_ftcp_bpf **out);
 /* Detach from every interface and free. */
 void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b);
 
-/* Attach XDP ingress (TCX ingress when another XDP program holds the interface) and TCX
- * egress to ifindex; attaching twice to one is a no-op. */
+/* Attach native XDP ingress (TCX ingress where the driver has no native XDP or another
+ * XDP program holds the interface) and TCX egress to ifindex; twice is a no-op. */
 int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex);
 /* Is ifindex one we attached to? */
 int kcpx_ftcp_bpf_attached(const struct kcpx_ftcp_bpf *b, int ifindex);
