@@ -205,7 +205,7 @@ def rss_section(w, recs):
       "before the run. Medians of the runs; kcpx and kcptun take turns in each run. "
       "docs/SCALE.md says where the memory goes." % (n, size // 1024))
     w("")
-    w("| tunnel | runs | server MB | client MB | sum MB | idle MB | seconds | sum vs kcptun |")
+    w("| tunnel | runs | server MiB | client MiB | sum MiB | idle MiB | seconds | sum vs kcptun |")
     w("|---|---|---|---|---|---|---|---|")
     med = {}
     for cand in ("kcpx", "kcptun"):
