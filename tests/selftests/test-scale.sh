@@ -117,9 +117,10 @@ part() {
 }
 
 part streams "$STREAMS" "$RSS_MAX_KB" "" ""
-# every stream on its own session: --conn opens them round robin; the server takes the
-# handshakes of one address without --hsrate's limit
-part sessions "$SESSIONS" "$SESS_RSS_MAX_KB" "--conn $SESSIONS" "--hsrate 0"
+# every stream on its own session: --conn opens them round robin; the server takes that
+# many sessions and handshakes from one address (no --persource, --sessrate, --hsrate)
+part sessions "$SESSIONS" "$SESS_RSS_MAX_KB" "--conn $SESSIONS" \
+	"--hsrate 0 --sessrate 0 --persource 0 --maxsessions $((SESSIONS + 16))"
 if [ $fail -ne 0 ]; then
 	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
 fi
