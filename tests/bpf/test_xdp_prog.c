@@ -823,6 +823,18 @@ static void test_native_checks(void)
 	nat_seal(cli, &f, 300, false, 0, 0);
 	CHECK_EQ(run_nat(nat_only, &f), 0);
 	CHECK_NAT_DROP(drop_session);
+	/* ... which a server with a RESET budget hands to its daemon to answer (the bucket's
+	 * limits: tests/bpf/test_native.c); --proto auto passes it as before */
+	kcpx_native_psk_bpf_cfg(psk, true, &cfg);
+	cfg.rst_rate = KCPX_NATIVE_RST_RATE;
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_only, &cfg), 0);
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_auto, &cfg), 0);
+	sodium_memzero(&cfg, sizeof(cfg));
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass_reset);
+	nat_seal(stranger, &f, 200, false, 0, 0);
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_PASS(pass_kcptun);
 out:
 	kcpx_native_hs_free(hs);
 	kcpx_native_free(cli);

@@ -188,8 +188,10 @@ static int setup_protocol(struct tunnel *t)
 			struct kcpx_native_cfg nc;
 
 			kcpx_native_psk_bpf_cfg(t->psk, cfg->role == KCPX_ROLE_SERVER, &nc);
-			if (cfg->role == KCPX_ROLE_SERVER)
+			if (cfg->role == KCPX_ROLE_SERVER) {
 				nc.hs_rate = (__u16)cfg->hsrate; /* XDP's own bucket, same rate */
+				nc.rst_rate = KCPX_NATIVE_RST_RATE;
+			}
 			err = t->be->native_cfg(t->be->arg, &nc);
 			sodium_memzero(&nc, sizeof(nc));
 			if (err) {
