@@ -16,8 +16,12 @@
 #                 passes DATA for the lost session under its     listening; client logs the
 #                 RESET budget, the daemon answers with a RESET  RESET, pass_reset > 0
 #   client        the client is killed and started again; R      its first connection works at
-#   restart       makes its datagrams leave from the old port    once; the server opens a new
+#   restart       maps its new flow to the old port (conntrack)  once; the server opens a new
 #                                                                session for that address
+#   dns           --remoteaddr is a name (a private /etc/hosts   the client logs the new
+#                 in the client's mount namespace); it moves to  address, XDP steers the new
+#                 $B3, the server restarts: the client's new     session's port from $B3 and a
+#                 session looks the name up again                connection carries data
 # Every wait is for an event (a log line, a port, bytes received) and bounded. Needs nft.
 set -eu
 NETNS_TAG=ksu$$
@@ -35,7 +39,8 @@ NS_R=${NETNS_TAG}r
 IF_R1=${NETNS_TAG}r1
 IF_R2=${NETNS_TAG}r2
 n=$((($$ % 200) + 20))
-A1=10.$n.1.1 R1=10.$n.1.254 R2=10.$n.2.254 B2=10.$n.2.1
+A1=10.$n.1.1 R1=10.$n.1.254 R2=10.$n.2.254 B2=10.$n.2.1 B3=10.$n.2.3
+NAME=kcpx-survive-$$.test
 bpffs_mount
 netns_add "$NS_A"
 netns_add "$NS_R"
@@ -51,6 +56,7 @@ ip -n "$NS_A" addr add "$A1/24" dev "$IF_A"
 ip -n "$NS_R" addr add "$R1/24" dev "$IF_R1"
 ip -n "$NS_R" addr add "$R2/24" dev "$IF_R2"
 ip -n "$NS_B" addr add "$B2/24" dev "$IF_B"
+ip -n "$NS_B" addr add "$B3/24" dev "$IF_B"
 for l in "$NS_A $IF_A" "$NS_R $IF_R1" "$NS_R $IF_R2" "$NS_B $IF_B"; do
 	set -- $l
 	ip -n "$1" link set "$2" up
@@ -71,10 +77,14 @@ server() {
 	spid=$!
 	track_pid "$spid"
 }
+# the client's /etc/hosts, bind-mounted in its own mount namespace: $NAME is $B2 first
+echo "$B2 $NAME" >"$work/hosts"
 client() {
+	# unshare and nsenter exec: $! is kcpx itself
 	# shellcheck disable=SC2086
-	nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client -l 127.0.0.1:8392 \
-		-r "$B2:4002" --conn 1 $FLAGS --log "$work/client.log" &
+	unshare -m --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' \
+		"$work/hosts" nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client \
+		-l 127.0.0.1:8392 -r "$NAME:4002" --conn 1 $FLAGS --log "$work/client.log" &
 	cpid=$!
 	track_pid "$cpid"
 }
@@ -165,25 +175,24 @@ pr=$(nat_stat pass_reset)
 echo "  server XDP: pass_reset $pr, drop_session $(nat_stat drop_session)"
 [ "$pr" -gt 0 ] || { echo "FAIL: XDP passed no DATA for the lost session"; fail=1; }
 
-echo "client restart: the same source port (R rewrites it), a new session at once"
+echo "client restart: the same source port (R maps it), a new session at once"
 p=$(cport)
 n0=$(grep -c "with $A1:$p opened" "$work/server.log" || true)
 kill -KILL "$cpid" # its XDP program and pins stay: the new `kcpx up` takes over
 wait "$cpid" 2>/dev/null || true
+# a NAT with conntrack in R: the new flow's first datagram and so its answers are
+# mapped, with no window in which the server's RESP could go unanswered
 in_r nft -f - <<EOF
 table ip ksu {
-	chain pre {
-		type filter hook prerouting priority -300;
-		ip saddr $A1 udp dport 4002 udp sport set $p
+	chain post {
+		type nat hook postrouting priority 100;
+		ip saddr $A1 udp dport 4002 snat to $A1:$p
 	}
 }
 EOF
 client
 wait_tcp_port "$NS_A" 8392 20
 in_a python3 "$PACE" try 127.0.0.1 8392 10 >"$work/try" & first=$!
-for _ in $(seq 1 100); do [ -n "$(cport)" ] && break; sleep 0.05; done
-q=$(cport)
-in_r nft add rule ip ksu pre ip daddr "$A1" udp sport 4002 udp dport "$p" udp dport set "$q"
 if wait "$first"; then
 	echo "  the restarted client's first connection carried data after $(cat "$work/try") ms"
 else
@@ -192,6 +201,25 @@ else
 fi
 n=$(grep -c "with $A1:$p opened" "$work/server.log" || true)
 [ "$n" -gt "$n0" ] || { echo "FAIL: the server opened no new session for $A1:$p"; fail=1; }
+in_r nft delete table ip ksu
+
+echo "dns: the server's name moves to $B3, the server restarts"
+# written in place: the bind mount shows the same file
+echo "$B3 $NAME" >"$work/hosts"
+kill -KILL "$spid"
+wait "$spid" 2>/dev/null || true
+server
+wait_udp_port "$NS_B" 4002 20
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 10); then
+	echo "  a new connection carried data $ms ms after the new server listened"
+else
+	echo "FAIL: no working connection after the name moved"
+	fail=1
+fi
+grep -q "remoteaddr '$NAME:4002' is $B3:4002 now (was $B2:4002)" "$work/client.log" ||
+	{ echo "FAIL: the client logged no new address for $NAME"; fail=1; }
+grep -q "session .* with $B3:4002 opened" "$work/client.log" ||
+	{ echo "FAIL: the client opened no session with $B3"; fail=1; }
 
 for p in "$spid" "$cpid"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
