@@ -25,10 +25,23 @@
 /* Local ports a client may register in kcpx_lports. */
 #define KCPX_LPORTS_MAX 256
 
+/*
+ * Value of kcpx_lports (key: a client's local UDP port, network order): the server that
+ * port talks to. Each session's port has its own, so a session opened after --remoteaddr
+ * resolved to a new address is steered while older ones keep theirs (dynamic DNS).
+ */
+struct kcpx_lport {
+	__u8 peer_addr[16]; /* IPv4 in the first 4 bytes, network order */
+	__be16 peer_port;
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct kcpx_lport) == 20, "kcpx_lport layout");
+
 enum kcpx_bpf_role {
 	KCPX_BPF_ROLE_NONE = 0,	  /* steer nothing: every packet goes to the kernel */
 	KCPX_BPF_ROLE_SERVER = 2, /* tunnel packets: UDP dst port == cfg.port */
-	KCPX_BPF_ROLE_CLIENT = 1, /* src == (cfg.peer_addr, cfg.port), dst port in kcpx_lports */
+	KCPX_BPF_ROLE_CLIENT = 1, /* dst port in kcpx_lports, src == that entry's server */
 };
 
 /* kcpx_bpf_cfg.flags */
@@ -49,8 +62,8 @@ enum kcpx_bpf_role {
  * prunes the role that is not used). Ports and addresses are in network byte order.
  */
 struct kcpx_bpf_cfg {
-	__u8 peer_addr[16]; /* client: the server; IPv4 in the first 4 bytes */
-	__be16 port;	    /* server: the listen port; client: the server's port */
+	__u8 peer_addr[16]; /* client: the server found at start (steering: kcpx_lports) */
+	__be16 port;	    /* server: the listen port; client: the server's port at start */
 	__u8 role;	    /* enum kcpx_bpf_role */
 	__u8 family;	    /* client: 4 or 6, the family of peer_addr */
 	__u8 dscp;	    /* 0..63 */

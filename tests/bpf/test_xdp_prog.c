@@ -31,6 +31,7 @@
 #include "frames.h"
 #include "core/native.h"
 #include "core/util.h"
+#include "io/addr.h"
 #include "io/xdp.h"
 
 #define PORT  4000
@@ -416,16 +417,34 @@ static void test_client_role(void)
 {
 	struct frame f;
 	struct frame_spec s = v4(7000, 100);
+	struct kcpx_addr peer4, peer6, other4;
 
+	CHECK_EQ(kcpx_addr_parse(PEER4 ":4000", &peer4), 0);
+	CHECK_EQ(kcpx_addr_parse("[" PEER6 "]:4000", &peer6), 0);
+	CHECK_EQ(kcpx_addr_parse("10.9.0.7:4000", &other4), 0);
 	s.sport = PORT;
 	/* from the server to a port we did not register */
 	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
 	CHECK_PASS_UNTOUCHED(&f, f.len);
 	CHECK_EQ(d.pass_other, 1);
-	CHECK_EQ(kcpx_xdp_add_lport(cli4, 7000), 0);
+	CHECK_EQ(kcpx_xdp_add_lport(cli4, 7000, &peer4), 0);
 	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
 	CHECK_EQ(d.pass_no_xsk, 1);
 	CHECK_EQ(outcomes(), 1);
+	/* each port has its own server (--remoteaddr resolved anew for a session): a port
+	 * registered for another server does not take this one's packets, its own does */
+	CHECK_EQ(kcpx_xdp_add_lport(cli4, 7002, &other4), 0);
+	s.dport = 7002;
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	s.src = "10.9.0.7";
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	s.dport = 7000;
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_other, 1);
+	CHECK_EQ(kcpx_xdp_del_lport(cli4, 7002), 0);
+	s.src = PEER4;
 	/* from another address, or another source port */
 	s.src = "10.9.0.3";
 	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
@@ -447,7 +466,7 @@ static void test_client_role(void)
 	CHECK_EQ(d.pass_other, 1);
 
 	/* IPv6 client: every byte of the address matters */
-	CHECK_EQ(kcpx_xdp_add_lport(cli6, 7001), 0);
+	CHECK_EQ(kcpx_xdp_add_lport(cli6, 7001, &peer6), 0);
 	s = v6(7001, 100);
 	s.sport = PORT;
 	CHECK_EQ(run_xdp(cli6, &f, frame_build(&f, &s)), 0);
@@ -564,6 +583,7 @@ static int run_tc(struct kcpx_xdp *x, const struct frame *f, struct kcpx_tc_stat
 static void test_tc_dscp(void)
 {
 	struct kcpx_tc_stats t;
+	struct kcpx_addr peer;
 	struct frame f;
 	/* server role: tunnel packets leave from the listen port */
 	struct frame_spec s = {
@@ -621,7 +641,10 @@ static void test_tc_dscp(void)
 	CHECK_EQ(t.tx_bytes, f.len);
 	CHECK_EQ(t.tunnel_packets, 0);
 
-	/* a client without --dscp counts its tunnel packets but leaves them alone */
+	/* a client without --dscp counts its tunnel packets (from a registered port to that
+	 * port's server) but leaves them alone */
+	CHECK_EQ(kcpx_addr_parse(PEER4 ":4000", &peer), 0);
+	CHECK_EQ(kcpx_xdp_add_lport(cli4, 7000, &peer), 0);
 	s = (struct frame_spec){
 		.family = 4, .src = ME4, .dst = PEER4, .sport = 7000, .dport = PORT, .payload = 200
 	};
@@ -630,6 +653,16 @@ static void test_tc_dscp(void)
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(t.tunnel_packets, 1);
 	CHECK_EQ(t.dscp_marked, 0);
+	s.dst = "10.9.0.7"; /* not that port's server */
+	frame_build(&f, &s);
+	CHECK_EQ(run_tc(cli4, &f, &t), 0);
+	CHECK_EQ(t.tunnel_packets, 0);
+	s.dst = PEER4;
+	s.sport = 7003; /* not a registered port */
+	frame_build(&f, &s);
+	CHECK_EQ(run_tc(cli4, &f, &t), 0);
+	CHECK_EQ(t.tunnel_packets, 0);
+	CHECK_EQ(kcpx_xdp_del_lport(cli4, 7000), 0);
 }
 
 /* ---- the native checks in kcpx_xdp_steer ----------------------------------------- */
@@ -824,6 +857,18 @@ static void test_native_checks(void)
 	nat_seal(cli, &f, 300, false, 0, 0);
 	CHECK_EQ(run_nat(nat_only, &f), 0);
 	CHECK_NAT_DROP(drop_session);
+	/* ... which a server with a RESET budget hands to its daemon to answer (the bucket's
+	 * limits: tests/bpf/test_native.c); --proto auto passes it as before */
+	kcpx_native_psk_bpf_cfg(psk, true, &cfg);
+	cfg.rst_rate = KCPX_NATIVE_RST_RATE;
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_only, &cfg), 0);
+	CHECK_EQ(kcpx_xdp_native_cfg(nat_auto, &cfg), 0);
+	sodium_memzero(&cfg, sizeof(cfg));
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass_reset);
+	nat_seal(stranger, &f, 200, false, 0, 0);
+	CHECK_EQ(run_nat(nat_auto, &f), 0);
+	CHECK_NAT_PASS(pass_kcptun);
 out:
 	kcpx_native_hs_free(hs);
 	kcpx_native_free(cli);

@@ -914,14 +914,24 @@ int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd)
 	return bpf_map_update_elem(mfd, &key, &val, 0) < 0 ? -errno : 0;
 }
 
-int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port)
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port, const struct kcpx_addr *peer)
 {
+	struct kcpx_lport v = { 0 };
 	__be16 key = htons(port);
-	__u8 one = 1;
 
-	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key, &one, 0) < 0
-		       ? -errno
-		       : 0;
+	if (peer->sa.sa_family == AF_INET) {
+		v.family = 4;
+		memcpy(v.peer_addr, &peer->in.sin_addr, 4);
+		v.peer_port = peer->in.sin_port;
+	} else if (peer->sa.sa_family == AF_INET6) {
+		v.family = 6;
+		memcpy(v.peer_addr, &peer->in6.sin6_addr, 16);
+		v.peer_port = peer->in6.sin6_port;
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key, &v, 0) < 0 ? -errno
+											    : 0;
 }
 
 int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port)

@@ -84,8 +84,9 @@ int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which);
 
 /* AF_XDP socket fd for an RX queue into the XSKMAP; fd < 0 removes the entry. */
 int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd);
-/* Client: a local UDP port (host order) whose packets from the peer are the tunnel's. */
-int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port);
+/* Client: a local UDP port (host order) whose packets from peer (the server this port
+ * talks to) are the tunnel's. */
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port, const struct kcpx_addr *peer);
 int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port);
 
 /*
