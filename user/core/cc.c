@@ -157,6 +157,7 @@ void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t 
 	if (cc->tokens < low)
 		cc->tokens = low;
 	cc->rnd_sent++;
+	cc->tot_sent++;
 }
 
 void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes)

@@ -103,6 +103,7 @@ struct kcpx_cc {
 	/* this round: segments sent, lost at random, at a queue, lost without telling */
 	uint64_t rnd_sent, rnd_lost, rnd_qlost, rnd_ulost;
 	uint32_t loss;
+	uint64_t tot_sent; /* PUSH transmissions since init (adaptive FEC reads it) */
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 
 	/* STARTUP exit */
