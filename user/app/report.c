@@ -67,10 +67,11 @@ static void write_cc(FILE *fp, struct kcpx_session *ks)
 	}
 	fprintf(fp,
 		"    cc bbr %-9s pacing %.1f Mbit/s, bottleneck %.1f Mbit/s, min rtt %u ms, "
-		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d\n",
+		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d, local drops %llu\n",
 		kcpx_cc_state_name(ci.state), (double)ci.pacing_rate * 8 / 1e6,
 		(double)ci.btl_bw * 8 / 1e6, ci.min_rtt, (unsigned long long)ci.inflight,
-		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4, parity, ps);
+		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4, parity, ps,
+		(unsigned long long)ci.local_drops);
 }
 
 static void write_status(struct tunnel *t, FILE *fp)

@@ -234,6 +234,24 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 		cc->rnd_lost++;
 }
 
+void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
+	uint64_t bw;
+
+	cc->local_drops += n;
+	if (!n || !cc->btl_bw || cc->ld_round == cc->round + 1)
+		return;
+	cc->ld_round = cc->round + 1;
+	bw = KCPX_MAX(cc->btl_bw - cc->btl_bw / 8, KCPX_CC_RATE_MIN);
+	cc->bw[0] = cc->bw[1] = cc->bw[2] = (struct kcpx_cc_bwslot){ bw, cc->round };
+	cc->btl_bw = bw;
+	if (cc->state == KCPX_CC_STARTUP) {
+		cc->full_bw_reached = true;
+		enter(cc, KCPX_CC_DRAIN, now);
+	}
+	set_outputs(cc);
+}
+
 void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight)
 {
 	cc->app_limited_until = KCPX_MAX(cc->delivered + inflight, 1);

@@ -66,6 +66,10 @@
  * retransmits until its RTO fires (kcp-go). */
 #define FASTACK_DONE 0xFFFFFFFFu
 
+/* Local drops remembered to be taken off the losses they cause (a dropped datagram may
+ * have held no segment, a parity shard or ACKs: the credit is bounded). */
+#define LD_CREDIT_MAX 1024u
+
 /* ACKs of one input gathered before their fast-ack accounting runs. */
 #define ACK_BATCH 64
 
@@ -149,6 +153,7 @@ struct kcpx_kcp {
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
 	uint64_t tot_lostseg; /* cc bbr: copies lost, counted when their segment is acked */
+	uint32_t ld_credit;   /* local drops not yet matched with the losses they cause */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -372,21 +377,26 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		/* the charge it got its sn with: the FEC share may have changed since */
 		uint32_t c = s->cost;
 		kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
+		uint32_t lost = 0, local;
+
 		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
-		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
-		 * that one was lost (without any echo seen, nothing is counted) */
-		if (s->xmit > 1 && s->cc_last && !s->cc_spur)
-			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
 		/* released by an una sooner after the last copy went out than any round trip
 		 * of this path takes: an earlier copy arrived (the receiver acknowledges in-order
 		 * segments through una alone, so no echo told us) */
 		if (s->xmit > 1 && !s->cc_spur && !s->cc_last && kcp->cc.have_rtt &&
-		    kcpx_diff32(now, s->ts) < (int32_t)(kcp->cc.min_rtt - kcp->cc.min_rtt / 8)) {
+		    kcpx_diff32(now, s->ts) < (int32_t)(kcp->cc.min_rtt - kcp->cc.min_rtt / 8))
 			s->cc_spur = true;
-		}
-		/* every copy but the last was lost, unless one of them arrived */
+		/* every copy but the last was lost, unless one of them arrived; losses this
+		 * host made itself (kcpx_kcp_local_drop) are taken off first */
 		if (s->xmit > 1 && !s->cc_spur)
-			kcp->tot_lostseg += s->xmit - 1;
+			lost = s->xmit - 1;
+		local = KCPX_MIN(lost, kcp->ld_credit);
+		kcp->ld_credit -= local;
+		kcp->tot_lostseg += lost - local;
+		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
+		 * that one was lost (without any echo seen, nothing is counted) */
+		if (lost > local && s->cc_last)
+			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
 	}
 	kcp->sring[s->sn & kcp->smask] = NULL;
 	kcp->fast_cand -= is_cand(s);
@@ -562,6 +572,14 @@ void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, ui
 	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
 }
 
+void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n)
+{
+	if (!paced(kcp))
+		return;
+	kcp->ld_credit = (uint32_t)KCPX_MIN((uint64_t)kcp->ld_credit + n, LD_CREDIT_MAX);
+	kcpx_cc_on_local_drop(&kcp->cc, now, n);
+}
+
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp)
 {
 	return kcp->cc.state;
@@ -595,6 +613,7 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	info->inflight = kcp->cc_inflight;
 	info->inflight_cap = cc->inflight_cap;
 	info->loss_ppm = (uint32_t)((uint64_t)cc->loss * 1000000 / 65536);
+	info->local_drops = cc->local_drops;
 }
 
 void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)

@@ -557,6 +557,11 @@ static void sess_fec_adapt(struct kcpx_session *s)
 			       (uint32_t)s->cfg.datashard);
 }
 
+void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now)
+{
+	kcpx_kcp_local_drop(s->kcp, now, n);
+}
+
 void kcpx_session_fec_parity(const struct kcpx_session *s, int *parity, int *ps, uint32_t *loss_ppm)
 {
 	if (loss_ppm)

@@ -120,6 +120,10 @@ uint32_t kcpx_session_conv(const struct kcpx_session *s);
 struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s);
 struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
 
+/* n of this session's datagrams the host failed to send (full socket buffer or AF_XDP
+ * TX ring): congestion for its controller, not path loss (kcpx_kcp_local_drop). */
+void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now);
+
 /* FEC parity shards per group sent now and the configured ceiling (0, 0 without FEC):
  * below the ceiling when the native protocol's adaptive parity found little loss;
  * loss_ppm (may be NULL): its raw loss estimate. */
