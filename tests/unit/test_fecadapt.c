@@ -342,7 +342,8 @@ static void test_local_drops(void)
 	struct run r;
 
 	bulk(0, 10000, false, 8000, 400, &r);
-	printf("      host link 80 Mbit/s: %llu local drops, controller told of %llu, loss count %llu, "
+	printf("      host link 80 Mbit/s: %llu local drops, controller told of %llu, loss count "
+	       "%llu, "
 	       "parity %d, goodput %.1f Mbit/s\n",
 	       (unsigned long long)r.ldropped, (unsigned long long)r.cc_local,
 	       (unsigned long long)r.lost, r.parity, r.mbit);
