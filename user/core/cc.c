@@ -236,18 +236,21 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
 {
-	uint64_t bw;
-
 	cc->local_drops += n;
 	if (!n || !cc->btl_bw || cc->ld_round == cc->round + 1)
 		return;
 	cc->ld_round = cc->round + 1;
-	bw = KCPX_MAX(cc->btl_bw - cc->btl_bw / 8, KCPX_CC_RATE_MIN);
-	cc->bw[0] = cc->bw[1] = cc->bw[2] = (struct kcpx_cc_bwslot){ bw, cc->round };
-	cc->btl_bw = bw;
+	/* The delivery rate already measures the host's own link like any other: the drops
+	 * come from pacing above it, which only STARTUP and the 1.25 probe do. End those
+	 * (no cut below the estimate: a host that drops because it was descheduled would
+	 * otherwise ratchet the rate down round after round). */
 	if (cc->state == KCPX_CC_STARTUP) {
 		cc->full_bw_reached = true;
 		enter(cc, KCPX_CC_DRAIN, now);
+	} else if (cc->state == KCPX_CC_PROBE_BW && cycle_gain[cc->cycle] > GAIN_UNIT) {
+		cc->cycle = 1; /* the 0.75 phase: drain what the probe queued */
+		cc->cycle_ts = now;
+		cc->pacing_gain = cycle_gain[cc->cycle];
 	}
 	set_outputs(cc);
 }

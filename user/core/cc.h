@@ -152,9 +152,10 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts);
  * n datagrams this host could not send (socket buffer full: ENOBUFS/EAGAIN on sendmmsg,
  * or the AF_XDP TX ring full): the first queue on the path is our own and it is full.
  * Not path loss (the random-loss estimate never sees them: kcp.c takes the losses they
- * cause off its counts); a congestion signal: at most once per round the bottleneck
- * estimate is cut to 7/8 (and STARTUP ends), so the pace falls below what the host can
- * send instead of overrunning its buffers round after round.
+ * cause off its counts); a congestion signal: at most once per round, STARTUP ends and
+ * a PROBE_BW probe above the estimate turns into its draining phase, so the pace stops
+ * overrunning the host's buffers (the estimate itself is the delivery rate, which the
+ * host's own link bounds like any other).
  */
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
 /* End of an input batch: fold the rate sample into the model and move the state. */
