@@ -64,6 +64,8 @@ struct sess {
 	bool no_answer_told; /* client: the "no answer" hint was logged */
 };
 
+struct kcpx_resolver;
+
 struct tunnel {
 	const struct kcpx_config *cfg;
 	const struct kcpx_tunnel_backend *be;
@@ -78,6 +80,7 @@ struct tunnel {
 	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
 	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
 	bool resolve_failed;
+	struct kcpx_resolver *resolver; /* client: --remoteaddr is a name (else NULL) */
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
