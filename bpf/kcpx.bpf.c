@@ -25,6 +25,7 @@
 #include "kcpx_bpf.h"
 #include "lib/parse.h"
 #include "lib/native.h"
+#include "lib/martian.h"
 
 const volatile struct kcpx_bpf_cfg kcpx_cfg = {
 	.min_payload = 1,
@@ -107,7 +108,30 @@ static __always_inline bool kcpx_addr_is_peer(const struct kcpx_pinfo *pi,
 	}
 }
 
-/* Is this received packet the tunnel's? */
+/* Server with a specific --listen: is the packet addressed to it? */
+static __always_inline bool kcpx_addr_is_local(const struct kcpx_pinfo *pi)
+{
+	if (pi->family != kcpx_cfg.local_family)
+		return false;
+	if (pi->family == 4) {
+		struct iphdr *iph = pi->l3;
+		__u32 want = kcpx_cfg.local_addr[0] | kcpx_cfg.local_addr[1] << 8 |
+			     kcpx_cfg.local_addr[2] << 16 | (__u32)kcpx_cfg.local_addr[3] << 24;
+
+		return iph->daddr == want;
+	} else {
+		struct ipv6hdr *ip6 = pi->l3;
+		const __u8 *a = ip6->daddr.in6_u.u6_addr8;
+
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			if (a[i] != kcpx_cfg.local_addr[i])
+				return false;
+		return true;
+	}
+}
+
+/* Is this received packet addressed to the tunnel's port(s)? */
 static __always_inline bool kcpx_is_tunnel_rx(const struct kcpx_pinfo *pi)
 {
 	struct udphdr *udp = pi->udp;
@@ -198,6 +222,15 @@ int kcpx_xdp_steer(struct xdp_md *ctx)
 	if (!kcpx_is_tunnel_rx(&pi)) {
 		st->pass_other++;
 		return XDP_PASS;
+	}
+	/* the port, but another local address (or forwarded traffic): not the tunnel's */
+	if ((kcpx_cfg.flags & KCPX_CFG_F_LOCAL) && !kcpx_addr_is_local(&pi)) {
+		st->pass_addr++;
+		return XDP_PASS;
+	}
+	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK)) {
+		st->drop_martian++;
+		return XDP_DROP;
 	}
 
 	/* A tunnel packet from here on: whatever is wrong with it is dropped. */

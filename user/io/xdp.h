@@ -39,9 +39,11 @@ struct kcpx_xdp_config {
 	enum kcpx_bpf_role role; /* server: steer by local port; client: by peer */
 	uint16_t port;		 /* host order; server: listen port, client: server's port */
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
-	int dscp;		 /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
-	uint16_t min_payload;	 /* 0: 1 */
-	uint16_t max_payload;	 /* 0: KCPX_PKT_MAX */
+	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
+	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
+	int dscp;      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
+	uint16_t min_payload; /* 0: 1 */
+	uint16_t max_payload; /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
 	bool no_tc;		     /* skip the TC egress program */
 	enum kcpx_napi_mode napi;    /* threaded NAPI (io/napi.h) */
