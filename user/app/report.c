@@ -106,9 +106,11 @@ static void write_status(struct tunnel *t, FILE *fp)
 			(unsigned long long)st.bytes_out);
 		write_cc(fp, kcpx_session_kcp(ks));
 	}
-	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
+	fprintf(fp,
+		"  tx dropped %llu, rx truncated %llu, from unknown peers %llu, streams refused "
+		"%llu\n",
 		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer);
+		(unsigned long long)es.unknown_peer, (unsigned long long)t->streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			"  admission: new sessions refused %llu, unanswered sessions %u, "

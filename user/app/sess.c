@@ -117,6 +117,7 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 	.accept = kcpx_conn_accept,
 	.readable = kcpx_conn_readable,
 	.writable = kcpx_conn_writable,
+	.refused = kcpx_conn_refused,
 	.random = ep_random,
 	.log = ep_log,
 };

@@ -226,6 +226,7 @@ static int setup_protocol(struct tunnel *t)
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
 			.pool = t->blocks,
+			.max_streams = (uint32_t)cfg->sessstreams,
 		},
 	};
 	/* config_finish checked the name */

@@ -107,6 +107,7 @@ struct tunnel {
 	struct kcpx_pool *blocks, *chunks; /* shared by all sessions (core/pool.h) */
 	uint64_t pool_frees;		   /* pool bytes back to malloc at the last malloc_trim */
 	unsigned nconns;		   /* TCP connections open */
+	uint64_t streams_refused;	   /* over --maxstreams or --sessstreams */
 	uint64_t tx_dropped;
 	uint64_t diag_bad, diag_told;  /* diag.c: failed checks seen, and at the last report */
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
@@ -135,6 +136,7 @@ void kcpx_conn_reap(struct tunnel *t);
 void kcpx_conn_accept(void *sess_user, uint32_t sid);
 void kcpx_conn_readable(void *sess_user, uint32_t sid);
 void kcpx_conn_writable(void *sess_user, uint32_t sid);
+void kcpx_conn_refused(void *sess_user, uint32_t sid, unsigned n);
 void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 
 /* reload.c (with app/reload.c's config half) */

@@ -104,6 +104,7 @@ struct kcpx_ep_ops {
 	void (*accept)(void *sess_user, uint32_t sid);
 	void (*readable)(void *sess_user, uint32_t sid);
 	void (*writable)(void *sess_user, uint32_t sid);
+	void (*refused)(void *sess_user, uint32_t sid, unsigned n); /* may be NULL */
 	void (*random)(void *user, void *buf, size_t n);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);

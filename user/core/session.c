@@ -159,10 +159,19 @@ static void smux_writable(void *user, uint32_t sid)
 		s->ops->writable(s->user, sid);
 }
 
+static void smux_refused(void *user, uint32_t sid, unsigned n)
+{
+	struct kcpx_session *s = user;
+
+	if (s->ops->refused)
+		s->ops->refused(s->user, sid, n);
+}
+
 static const struct kcpx_smux_ops sess_smux_ops = {
 	.accept = smux_accept,
 	.readable = smux_readable,
 	.writable = smux_writable,
+	.refused = smux_refused,
 };
 
 struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,

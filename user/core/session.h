@@ -60,6 +60,7 @@ struct kcpx_session_ops {
 	void (*accept)(void *user, uint32_t sid);
 	void (*readable)(void *user, uint32_t sid);
 	void (*writable)(void *user, uint32_t sid);
+	void (*refused)(void *user, uint32_t sid, unsigned n); /* smux SYNs over max_streams */
 };
 
 /* NULL when out of memory or the config is impossible (mtu too small for the headers, a
