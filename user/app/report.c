@@ -118,6 +118,8 @@ static void write_status(struct tunnel *t, FILE *fp)
 			(unsigned long long)es.admit_refused, es.pending,
 			(unsigned long long)es.unproven_drop);
 	kcpx_report_memory(t, fp);
+	if (t->be && t->be->status)
+		t->be->status(t->be->arg, fp);
 	if (!t->psk)
 		return;
 	if (cfg->role == KCPX_ROLE_SERVER) {
@@ -444,6 +446,8 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
 			    "Datagrams from peers without a session, dropped.");
 	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)es.unknown_peer);
+	if (t->be && t->be->metrics)
+		t->be->metrics(t->be->arg, fp);
 	memory(t, &m);
 	kcpx_metrics_family(fp, "kcpx_stream_buffered_bytes", "gauge",
 			    "Stream bytes buffered, all sessions (in: from the peer, unread).");
