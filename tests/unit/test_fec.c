@@ -612,6 +612,105 @@ static void test_decode_autotune(void)
 	run_autotune(4, 1, 20, 6);
 }
 
+/* Feeds `groups` whole groups of a ds/ps sender, seqids from *next on, at now. */
+static void feed_ratio(struct kcpx_fec_dec *d, int ds, int ps, int groups, uint32_t *next,
+		       uint32_t now)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	uint8_t kcp[1600];
+
+	kcpx_fec_enc_set_next(e, *next);
+	S.n = 0;
+	S.scribble = false;
+	for (int id = 0; id < groups * ds; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), now, sink_emit, &S, NULL);
+	G.n = 0;
+	for (int i = 0; i < S.n; i++)
+		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, now, got_recv, &G, NULL);
+	*next = kcpx_fec_enc_next(e);
+	kcpx_fec_enc_free(e);
+}
+
+/*
+ * Crafted shards cannot make every packet pay for a new RS code: after the first re-tune
+ * a decoder re-tunes at most once per KCPX_FEC_RETUNE_MS. A sender flipping between two
+ * ratios every 50 ms for 5 s gets at most 6 re-tunes (kcp-go: one per flip, 100).
+ */
+static void test_decode_retune_bound(void)
+{
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(0, 0);
+	struct kcpx_fec_dec_stats st;
+	uint32_t next = 0, now = 0;
+	int ds, ps;
+
+	kcpx_fec_dec_set_partial(d, true);
+	feed_ratio(d, 10, 3, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 10 && ps == 3);
+	kcpx_fec_dec_stats(d, &st);
+	CHECK(st.retunes >= 1);
+	/* a new ratio right away is held back ... */
+	now += 10;
+	feed_ratio(d, 3, 2, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 10 && ps == 3);
+	kcpx_fec_dec_stats(d, &st);
+	CHECK(st.retunes_held > 0);
+	/* ... and taken once the interval is over */
+	now += KCPX_FEC_RETUNE_MS;
+	feed_ratio(d, 3, 2, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 3 && ps == 2);
+	/* flipping every 50 ms for 5 s */
+	uint64_t before;
+
+	kcpx_fec_dec_stats(d, &st);
+	before = st.retunes;
+	for (int i = 0; i < 100; i++) {
+		now += 50;
+		feed_ratio(d, i % 2 ? 3 : 12, i % 2 ? 2 : 4, 3, &next, now);
+	}
+	kcpx_fec_dec_stats(d, &st);
+	printf("     ratio flipped 100 times in 5 s: %llu re-tunes, %llu held back\n",
+	       (unsigned long long)(st.retunes - before), (unsigned long long)st.retunes_held);
+	CHECK(st.retunes - before <= 6);
+	kcpx_fec_dec_free(d);
+}
+
+/*
+ * Partial decoding under forged parity: groups of three random parity shards and no data
+ * would cost 1 + 2 + 3 hypotheses each; the credit (one per shard received) holds it to
+ * at most one per shard plus the initial bank, and a real flushed group after the flood
+ * still needs only what its own shards earn.
+ */
+static void test_partial_budget(void)
+{
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_fec_dec_stats st;
+	uint8_t b[1000];
+	uint64_t shards = 0;
+
+	kcpx_fec_dec_set_partial(d, true);
+	G.n = 0;
+	for (uint32_t g = 0; g < 1000; g++) {
+		for (uint32_t k = 10; k < 13; k++) {
+			kcpx_put_le32(b, g * 13 + k);
+			kcpx_put_le16(b + 4, KCPX_FEC_PARITY);
+			for (size_t i = 6; i < sizeof(b); i++)
+				b[i] = (uint8_t)rnd();
+			CHECK(kcpx_fec_decode(d, b, sizeof(b), g, got_recv, &G, NULL) >= 0);
+			shards++;
+		}
+	}
+	kcpx_fec_dec_stats(d, &st);
+	printf("     3000 forged parity shards: %llu hypotheses, %llu skipped, %d rebuilt\n",
+	       (unsigned long long)st.hypotheses, (unsigned long long)st.partial_skipped, G.n);
+	CHECK(st.hypotheses <= shards + KCPX_FEC_PARTIAL_BURST);
+	CHECK(st.partial_skipped > 0);
+	CHECK_EQ(G.n, 0);
+	kcpx_fec_dec_free(d);
+}
+
 int main(void)
 {
 	RUN(test_matrix_10_3);
@@ -627,5 +726,7 @@ int main(void)
 	RUN(test_decode_expiry);
 	RUN(test_decode_garbage);
 	RUN(test_decode_autotune);
+	RUN(test_decode_retune_bound);
+	RUN(test_partial_budget);
 	UNIT_MAIN_END();
 }

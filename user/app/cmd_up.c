@@ -117,6 +117,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
 		xc.role = KCPX_BPF_ROLE_SERVER;
+		xc.local = a;
 	} else {
 		err = kcpx_addr_parse(cfg->remoteaddr, &a);
 		xc.role = KCPX_BPF_ROLE_CLIENT;

@@ -62,6 +62,8 @@ struct sess {
 	bool no_answer_told; /* client: the "no answer" hint was logged */
 };
 
+struct kcpx_resolver;
+
 /* A `kcpx status` connection waiting for its request line (report.c). */
 #define CTL_PENDING 4
 struct ctl_req {
@@ -84,6 +86,7 @@ struct tunnel {
 	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
 	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
 	bool resolve_failed;
+	struct kcpx_resolver *resolver; /* client: --remoteaddr is a name (else NULL) */
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;

@@ -402,6 +402,12 @@ struct kcpx_fec_dec {
 	uint8_t **enc;	 /* n shard pointers for kcpx_rs_encode */
 
 	struct fec_pulse pulses[AUTOTUNE_SAMPLES];
+
+	/* bounds on the work crafted shards can cause (fec.h) */
+	uint32_t credit; /* partial hypotheses banked: a full bank, then one per shard */
+	uint32_t last_tune;
+	bool tuned;
+	struct kcpx_fec_dec_stats st;
 };
 
 static inline int32_t itimediff(uint32_t a, uint32_t b)
@@ -499,6 +505,7 @@ struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps)
 		kcpx_fec_dec_free(d);
 		return NULL;
 	}
+	d->credit = KCPX_FEC_PARTIAL_BURST;
 	return d;
 }
 
@@ -524,6 +531,11 @@ void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps)
 {
 	*ds = d->ds;
 	*ps = d->ps;
+}
+
+void kcpx_fec_dec_stats(const struct kcpx_fec_dec *d, struct kcpx_fec_dec_stats *st)
+{
+	*st = d->st;
 }
 
 void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on)
@@ -618,6 +630,13 @@ static bool fec_dec_partial(struct kcpx_fec_dec *d, size_t maxlen)
 	for (int h = hmin; h < npar && h <= PARTIAL_MAX_H; h++) {
 		bool ok = true;
 
+		if (!d->credit) {
+			d->st.partial_skipped++;
+			break;
+		}
+		d->credit--;
+		d->st.hypotheses++;
+
 		/* unknowns miss[0..h) get solved; the zero ones count as present */
 		memcpy(pres, d->present, (size_t)n * sizeof(bool));
 		for (int i = h; i < nmiss; i++)
@@ -700,6 +719,7 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 		else if (k < (uint32_t)d->ds)
 			d->shards[k] = d->scratch + (size_t)k * KCPX_FEC_MAX_BODY;
 	}
+	d->st.rebuilds++;
 	if (maxlen > 0 && !kcpx_rs_reconstruct(d->rs, d->shards, d->present, maxlen)) {
 		for (int k = 0; k < d->ds; k++)
 			if (!d->present[k])
@@ -738,8 +758,16 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 		    (ads != d->ds || aps != d->ps)) {
 			if (ads + aps > KCPX_FEC_MAX_SHARDS)
 				return 0; /* klauspost refuses > 256 shards: kcp-go returns */
-			if (fec_dec_config(d, ads, aps))
-				return -ENOMEM;
+			if (d->tuned && itimediff(now, d->last_tune) < KCPX_FEC_RETUNE_MS &&
+			    itimediff(now, d->last_tune) >= 0) {
+				d->st.retunes_held++; /* kcpx: the shard is taken as it is */
+			} else {
+				if (fec_dec_config(d, ads, aps))
+					return -ENOMEM;
+				d->tuned = true;
+				d->last_tune = now;
+				d->st.retunes++;
+			}
 		}
 	}
 
@@ -768,6 +796,8 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 	memmove(d->rx + ins + 1, d->rx + ins, (d->rx_len - ins) * sizeof(*d->rx));
 	d->rx[ins] = (uint32_t)slot;
 	d->rx_len++;
+	if (d->credit < KCPX_FEC_PARTIAL_BURST)
+		d->credit++;
 
 	fec_dec_group(d, seqid, ins);
 

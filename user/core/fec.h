@@ -126,11 +126,29 @@ int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uin
  * h = 0, 1, ... the lowest h missing are solved from h parity shards, the rest set to zero,
  * and the answer is kept only if the re-encoded parity matches every parity shard received
  * (so at least h + 1 are needed; a wrong guess is rejected, never fed to KCP). Bounded
- * work: tried as each parity shard arrives, for ds <= 64 and ps <= 16, h <= 3. Rebuilt
+ * work: tried as each parity shard arrives, for ds <= 64 and ps <= 16, h <= 3, and each
+ * hypothesis spends a credit that only received shards earn (one each, at most
+ * KCPX_FEC_PARTIAL_BURST banked): however shards are forged, partial decoding costs at
+ * most one hypothesis (an RS rebuild and re-encode) per shard received. Rebuilt
  * all-zero shards (the unsent ones, size field 0) are then dropped without counting
  * FECErrs. Wire-neutral: it only changes what this receiver makes of what it got.
  */
 void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on);
+
+#define KCPX_FEC_PARTIAL_BURST 16
+
+/*
+ * Re-tuning to a new ratio builds a new RS code (about ds^3 work, tens of ms at 128+128):
+ * after the first, at most one per KCPX_FEC_RETUNE_MS, so a peer (or a forger) flipping
+ * flag patterns cannot make every packet pay for one. Counted in kcpx_fec_dec_stats.
+ */
+#define KCPX_FEC_RETUNE_MS 1000
+struct kcpx_fec_dec_stats {
+	uint64_t retunes, retunes_held;	      /* ratio changes made / put off by the rate */
+	uint64_t hypotheses, partial_skipped; /* partial hypotheses tried / not, no credit */
+	uint64_t rebuilds;		      /* kcp-go's case-2 reconstructions */
+};
+void kcpx_fec_dec_stats(const struct kcpx_fec_dec *d, struct kcpx_fec_dec_stats *st);
 
 /* The current (possibly auto-tuned) ratio and queue length, for stats and tests. */
 void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps);
