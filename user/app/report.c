@@ -54,11 +54,14 @@ void kcpx_report_memory(struct tunnel *t, FILE *fp)
 }
 
 /* One line under each session: what its congestion controller believes (docs/CONGESTION.md). */
-static void write_cc(FILE *fp, const struct kcpx_kcp *kcp)
+static void write_cc(FILE *fp, struct kcpx_session *ks)
 {
+	const struct kcpx_kcp *kcp = kcpx_session_kcp(ks);
 	struct kcpx_kcp_cc_info ci;
+	int parity, ps;
 
 	kcpx_kcp_cc_info(kcp, &ci);
+	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
 	if (ci.algo != KCPX_CC_BBR) {
 		fprintf(fp, "    cc %s, inflight %llu B\n", kcpx_cc_algo_name(ci.algo),
 			(unsigned long long)ci.inflight);
@@ -66,10 +69,11 @@ static void write_cc(FILE *fp, const struct kcpx_kcp *kcp)
 	}
 	fprintf(fp,
 		"    cc bbr %-9s pacing %.1f Mbit/s, bottleneck %.1f Mbit/s, min rtt %u ms, "
-		"inflight %llu of %llu B, random loss %.2f%%\n",
+		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d, local drops %llu\n",
 		kcpx_cc_state_name(ci.state), (double)ci.pacing_rate * 8 / 1e6,
 		(double)ci.btl_bw * 8 / 1e6, ci.min_rtt, (unsigned long long)ci.inflight,
-		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4);
+		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4, parity, ps,
+		(unsigned long long)ci.local_drops);
 }
 
 static void write_status(struct tunnel *t, FILE *fp)
@@ -104,7 +108,7 @@ static void write_status(struct tunnel *t, FILE *fp)
 			kcpx_conn_count(s), ki.srtt, ki.rto, ki.cwnd, loss, ki.waitsnd, ki.rmt_wnd,
 			ki.rcv_queued, ki.rcv_ooo, (unsigned long long)st.bytes_in,
 			(unsigned long long)st.bytes_out);
-		write_cc(fp, kcpx_session_kcp(ks));
+		write_cc(fp, ks);
 	}
 	fprintf(fp,
 		"  tx dropped %llu, rx truncated %llu, from unknown peers %llu, streams refused "
@@ -166,11 +170,14 @@ static void json_str(FILE *fp, const char *v)
 	fputc('"', fp);
 }
 
-static void json_cc(FILE *fp, const struct kcpx_kcp *kcp)
+static void json_cc(FILE *fp, struct kcpx_session *ks)
 {
+	const struct kcpx_kcp *kcp = kcpx_session_kcp(ks);
 	struct kcpx_kcp_cc_info ci;
+	int parity, ps;
 
 	kcpx_kcp_cc_info(kcp, &ci);
+	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
 	fprintf(fp, "\"cc\":{\"algo\":");
 	json_str(fp, kcpx_cc_algo_name(ci.algo));
 	fprintf(fp, ",\"inflight_bytes\":%llu", (unsigned long long)ci.inflight);
@@ -182,6 +189,8 @@ static void json_cc(FILE *fp, const struct kcpx_kcp *kcp)
 			"\"inflight_cap_bytes\":%llu,\"random_loss_ppm\":%u",
 			(unsigned long long)ci.pacing_rate * 8, (unsigned long long)ci.btl_bw * 8,
 			ci.min_rtt, (unsigned long long)ci.inflight_cap, (unsigned)ci.loss_ppm);
+		fprintf(fp, ",\"fec_parity\":%d,\"fec_parity_max\":%d,\"local_drops\":%llu", parity,
+			ps, (unsigned long long)ci.local_drops);
 	}
 	fputc('}', fp);
 }
@@ -227,12 +236,14 @@ static void write_status_json(struct tunnel *t, FILE *fp)
 			(unsigned long long)st.pkts_in, ki.waitsnd, ki.rmt_wnd, ki.rcv_queued,
 			ki.rcv_ooo, (unsigned long long)st.bytes_in,
 			(unsigned long long)st.bytes_out);
-		json_cc(fp, kcpx_session_kcp(ks));
+		json_cc(fp, ks);
 		fputc('}', fp);
 	}
-	fprintf(fp, "],\"tx_dropped\":%llu,\"rx_truncated\":%llu,\"unknown_peer\":%llu",
+	fprintf(fp,
+		"],\"tx_dropped\":%llu,\"rx_truncated\":%llu,\"unknown_peer\":%llu,"
+		"\"streams_refused\":%llu",
 		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer);
+		(unsigned long long)es.unknown_peer, (unsigned long long)t->streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			",\"admission\":{\"refused\":%llu,\"unanswered_sessions\":%u,"
