@@ -400,6 +400,100 @@ static void run_loss(int ds, int ps, uint32_t start, int groups)
 	kcpx_fec_dec_free(d);
 }
 
+/*
+ * Adaptive parity: a group sends only its first `parity` shards (the same bytes a full
+ * 10/3 encoder sends at those seqids) and skips the others' seqids; a change waits for
+ * the next group; the receiver's 10/3 decoder rebuilds from them and never re-tunes.
+ */
+static void test_encoder_adaptive(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, HEAD, TAIL);
+	struct kcpx_fec_enc *full = kcpx_fec_enc_new(10, 3, HEAD, TAIL);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	uint32_t paws = 0xffffffffu / 13 * 13;
+	struct kcpx_snmp snmp = { 0 };
+	static struct sink F;
+	static int order[MAXP];
+	static bool seen[MAXP];
+	uint8_t kcp[1600];
+	int no = 0, ds, ps;
+
+	CHECK(e && full && d);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 3);
+	S.n = F.n = 0;
+	S.scribble = F.scribble = false;
+	kcpx_fec_enc_set_parity(e, 1);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 1);
+	for (uint32_t id = 0; id < 15; id++) {
+		if (id == 15 - 1)
+			kcpx_fec_enc_set_parity(e, 0); /* mid-group: group 1 keeps its 1 */
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+		kcpx_fec_encode(full, kcp, make_kcp(kcp, id), 0, sink_emit, &F, NULL);
+	}
+	CHECK_EQ(kcpx_fec_enc_parity(e), 1);
+	for (uint32_t id = 15; id < 30; id++) {
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+		kcpx_fec_encode(full, kcp, make_kcp(kcp, id), 0, sink_emit, &F, NULL);
+	}
+	/* group 0: 10 + 1, group 1: 10 + 1, group 2: 10 + 0 */
+	CHECK_EQ(S.n, 32);
+	CHECK_EQ(F.n, 39);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 0);
+	CHECK_EQ(kcpx_fec_enc_next(e), 39);
+	for (int g = 0; g < 2; g++) {
+		struct pkt *p = &S.p[g * 11 + 10], *q = &F.p[g * 13 + 10];
+
+		CHECK(p->parity);
+		CHECK_EQ(kcpx_get_le32(p->b), g * 13 + 10);
+		CHECK_EQ(p->len, q->len);
+		CHECK_MEM(p->b, q->b, q->len);
+		for (int i = 0; i < 10; i++)
+			CHECK_EQ(kcpx_get_le32(S.p[g * 11 + i].b), g * 13 + i);
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(kcpx_get_le32(S.p[22 + i].b), 26 + i);
+	/* more than ps is the ceiling; a flush of a short group sends what it has */
+	kcpx_fec_enc_set_parity(e, 7);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 3);
+	kcpx_fec_enc_set_parity(e, 2);
+	for (uint32_t id = 30; id < 34; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(kcpx_fec_enc_flush(e, sink_emit, &S), 2);
+	CHECK_EQ(S.n, 32 + 4 + 2);
+	CHECK_EQ(kcpx_get_le32(S.p[36].b), 39 + 10);
+	CHECK_EQ(kcpx_get_le32(S.p[37].b), 39 + 11);
+	CHECK_EQ(kcpx_fec_enc_next(e), 52);
+
+	/* lose one data shard of each group with parity, a data shard of the last short
+	 * group too: all but the one in the group without parity come back */
+	for (int i = 0; i < S.n; i++)
+		if (i != 3 && i != 11 + 9 && i != 25 && i != 33)
+			order[no++] = i;
+	memset(seen, 0, sizeof(seen));
+	kcpx_fec_dec_set_partial(d, true);
+	CHECK_EQ(deliver(d, S.p, order, no, 1000, &snmp, seen, 34), 0);
+	for (uint32_t id = 0; id < 34; id++)
+		CHECK_EQ(seen[id], id != 23); /* S.p[25]: the group without parity */
+	CHECK_EQ(snmp.FECRecovered, 3);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK_EQ(ds, 10);
+	CHECK_EQ(ps, 3);
+
+	/* without parity the seqids still wrap where kcp-go's do */
+	kcpx_fec_enc_set_parity(e, 0);
+	kcpx_fec_enc_set_next(e, paws - 13);
+	S.n = 0;
+	for (uint32_t id = 0; id < 20; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(S.n, 20);
+	CHECK_EQ(kcpx_get_le32(S.p[9].b), paws - 4);
+	CHECK_EQ(kcpx_get_le32(S.p[10].b), 0);
+	CHECK_EQ(kcpx_fec_enc_next(e), 13);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_enc_free(full);
+	kcpx_fec_dec_free(d);
+}
+
 static void test_decode_loss_10_3(void)
 {
 	run_loss(10, 3, 0, 200);
@@ -717,6 +811,7 @@ int main(void)
 	RUN(test_klauspost_one_encode);
 	RUN(test_encoder_wire);
 	RUN(test_encoder_wrap);
+	RUN(test_encoder_adaptive);
 	RUN(test_real_kcptun_group);
 	RUN(test_decode_exact);
 	RUN(test_decode_loss_10_3);

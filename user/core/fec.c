@@ -202,6 +202,8 @@ struct kcpx_fec_enc {
 	uint32_t paws; /* seqids wrap to 0 here: largest multiple of n <= 0xffffffff */
 	uint32_t next;
 	int count;	  /* data shards of the current group sent */
+	int parity;	  /* parity shards this group gets (<= ps; fixed once it opened) */
+	int want;	  /* ... and the next groups (kcpx_fec_enc_set_parity) */
 	bool open_push;	  /* one of them carries a KCP PUSH segment ... */
 	uint32_t open_ts; /* ... first at this `now` */
 	size_t max_rs;	  /* longest RS payload (size field + KCP bytes) in the group */
@@ -225,6 +227,7 @@ struct kcpx_fec_enc *kcpx_fec_enc_new(int ds, int ps, size_t headroom, size_t ta
 		return NULL;
 	e->ds = ds;
 	e->ps = ps;
+	e->parity = e->want = ps;
 	e->n = ds + ps;
 	e->paws = 0xffffffffu / (uint32_t)e->n * (uint32_t)e->n;
 	e->headroom = headroom;
@@ -270,6 +273,19 @@ void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id)
 	e->max_rs = 0;
 	for (int k = 0; k < e->ps; k++)
 		memset(e->parity_rs[k], 0, RS_MAX);
+	e->parity = e->want;
+}
+
+void kcpx_fec_enc_set_parity(struct kcpx_fec_enc *e, int parity)
+{
+	e->want = KCPX_MAX(0, KCPX_MIN(parity, e->ps));
+	if (e->count == 0)
+		e->parity = e->want;
+}
+
+int kcpx_fec_enc_parity(const struct kcpx_fec_enc *e)
+{
+	return e->parity;
 }
 
 static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
@@ -303,8 +319,10 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 	kcpx_put_le16(body + 6, (uint16_t)rs_len);
 	memcpy(body + KCPX_FEC_HDR, kcp, kcp_len);
 
-	ec_encode_data_update((int)rs_len, e->ds, e->ps, e->count, e->rs->enc_tbls,
-			      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
+	/* the first `parity` rows of the tables are those rows' own: fewer rows, less work */
+	if (e->parity > 0)
+		ec_encode_data_update((int)rs_len, e->ds, e->parity, e->count, e->rs->enc_tbls,
+				      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
 	if (rs_len > e->max_rs)
 		e->max_rs = rs_len;
 	if (!e->open_push && kcp_has_push(kcp, kcp_len)) {
@@ -329,22 +347,26 @@ bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since)
 
 int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
 {
+	/* the data seqids left unused are skipped: parity keeps its positions ds..ds+ps-1 */
+	int parity = e->parity;
+
 	if (e->count == 0)
 		return 0;
 	/* the data seqids left unused are skipped: parity keeps its positions ds..ds+ps-1 */
 	e->next += (uint32_t)(e->ds - e->count);
 	fec_enc_close(e, emit, user);
-	return e->ps;
+	return parity;
 }
 
 /*
- * Emit the open group's parity at seqids next..next+ps-1 (next is the group start + ds).
- * Data shards never sent contributed nothing to the accumulators: for the code they are
- * all-zero shards, so a group closed early is an ordinary RS group.
+ * Emit the open group's parity at seqids next..next+parity-1 (next is the group start +
+ * ds) and skip the seqids of the ps - parity not sent. Data shards never sent contributed
+ * nothing to the accumulators: for the code they are all-zero shards, so a group closed
+ * early is an ordinary RS group.
  */
 static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
 {
-	for (int k = 0; k < e->ps; k++) {
+	for (int k = 0; k < e->parity; k++) {
 		uint8_t *pb = e->parity_rs[k] - KCPX_FEC_HDR_PARITY;
 		/* what emit may have written over (sealing in place): RS bytes + trailer */
 		size_t dirty = KCPX_MIN(e->max_rs + e->tailroom, (size_t)RS_MAX);
@@ -355,9 +377,12 @@ static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *u
 		emit(user, pb, KCPX_FEC_HDR_PARITY + e->max_rs, true);
 		memset(e->parity_rs[k], 0, dirty);
 	}
+	for (int k = e->parity; k < e->ps; k++)
+		e->next = (e->next + 1) % e->paws;
 	e->count = 0;
 	e->open_push = false;
 	e->max_rs = 0;
+	e->parity = e->want;
 }
 
 /* ---------------------------------------------------------------- decoder */

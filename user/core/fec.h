@@ -72,10 +72,21 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
  * if the data shards not sent were empty (all zero), and the unused data seqids are
  * skipped. On the wire that is an ordinary group that lost its tail, which kcp-go accepts
  * (it rebuilds once it holds ds shards); kcpx's decoder with kcpx_fec_dec_set_partial
- * rebuilds it from fewer. Returns the number of parity shards emitted (0: none open).
+ * rebuilds it from fewer. Returns the number of parity shards emitted (0: none open, or
+ * the group gets no parity: kcpx_fec_enc_set_parity).
  */
 bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since);
 int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
+
+/*
+ * Adaptive parity (core/fecadapt.h; kcpx native protocol only): from the next group on,
+ * send only the first `parity` (clamped to [0, ps]) of its ps parity shards and skip the
+ * seqids of the others, so the group layout stays that of ds/ps and a receiver sees a
+ * group that lost its last parity shards. Takes effect at once between groups. With 0,
+ * no RS work is done and groups are data shards only. kcpx_fec_enc_parity: this group's.
+ */
+void kcpx_fec_enc_set_parity(struct kcpx_fec_enc *e, int parity);
+int kcpx_fec_enc_parity(const struct kcpx_fec_enc *e);
 
 /* seqid the next shard will carry (tests, diagnostics); kcpx_fec_enc_set_next for tests of
  * the wrap: id is rounded down to a group start. */
