@@ -490,6 +490,7 @@ out:
 	if (t->sigw.fd >= 0)
 		close(t->sigw.fd);
 	kcpx_metrics_stop(t->metrics);
+	kcpx_report_ctl_close(t);
 	if (t->ctlw.fd >= 0) {
 		close(t->ctlw.fd);
 		unlink(t->ctlpath);
