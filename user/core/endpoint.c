@@ -780,6 +780,8 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	if (ni->type != KCPX_NT_DATA)
 		return false;
 	if (!s) {
+		if (ep->ops.foreign && ep->ops.foreign(ep->user, path, from, d, n, ni->sid))
+			return true;
 		*reset = true;
 		return false;
 	}
