@@ -9,8 +9,8 @@
  *                    bypasses the qdisc layer, so the backend marks those itself).
  *
  * A packet is the tunnel's when, on a server, its UDP destination port is the listen port;
- * on a client, when it comes from the server's address and port to one of the local ports
- * the daemon registered in kcpx_lports. Anything the parser cannot prove to be a tunnel
+ * on a client, when it goes to one of the local ports the daemon registered in kcpx_lports
+ * and comes from the server address and port registered with that port. Anything the parser cannot prove to be a tunnel
  * packet is passed: the kernel validates and counts it as it always does.
  *
  * With KCPX_CFG_F_NATIVE (kcpx up --proto kcpx|auto), a well-formed tunnel packet then
@@ -25,6 +25,7 @@
 #include "kcpx_bpf.h"
 #include "lib/parse.h"
 #include "lib/native.h"
+#include "lib/martian.h"
 
 const volatile struct kcpx_bpf_cfg kcpx_cfg = {
 	.min_payload = 1,
@@ -38,12 +39,13 @@ struct {
 	__type(value, __u32);
 } kcpx_xsks SEC(".maps");
 
-/* Client: the local UDP ports (network order) whose traffic from the peer is the tunnel's. */
+/* Client: the local UDP ports (network order) whose traffic from their server is the
+ * tunnel's, each with that server's address and port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, KCPX_LPORTS_MAX);
 	__type(key, __be16);
-	__type(value, __u8);
+	__type(value, struct kcpx_lport);
 } kcpx_lports SEC(".maps");
 
 struct {
@@ -82,16 +84,17 @@ struct {
 	__type(value, struct kcpx_info);
 } kcpx_info SEC(".maps");
 
-static __always_inline bool kcpx_addr_is_peer(const struct kcpx_pinfo *pi, bool src)
+/* Is the packet's source (src) or destination address the server of lport lp? */
+static __always_inline bool kcpx_addr_is_peer(const struct kcpx_pinfo *pi,
+					      const struct kcpx_lport *lp, bool src)
 {
-	if (pi->family != kcpx_cfg.family)
+	if (pi->family != lp->family)
 		return false;
 	if (pi->family == 4) {
 		struct iphdr *iph = pi->l3;
-		__u32 want = kcpx_cfg.peer_addr[0] | kcpx_cfg.peer_addr[1] << 8 |
-			     kcpx_cfg.peer_addr[2] << 16 | (__u32)kcpx_cfg.peer_addr[3] << 24;
+		__u32 want;
 
-		/* peer_addr is in network order; so is saddr, read as a host-order word */
+		__builtin_memcpy(&want, lp->peer_addr, 4); /* both in network order */
 		return (src ? iph->saddr : iph->daddr) == want;
 	} else {
 		struct ipv6hdr *ip6 = pi->l3;
@@ -99,36 +102,63 @@ static __always_inline bool kcpx_addr_is_peer(const struct kcpx_pinfo *pi, bool 
 
 #pragma unroll
 		for (int i = 0; i < 16; i++)
-			if (a[i] != kcpx_cfg.peer_addr[i])
+			if (a[i] != lp->peer_addr[i])
 				return false;
 		return true;
 	}
 }
 
-/* Is this received packet the tunnel's? */
+/* Server with a specific --listen: is the packet addressed to it? */
+static __always_inline bool kcpx_addr_is_local(const struct kcpx_pinfo *pi)
+{
+	if (pi->family != kcpx_cfg.local_family)
+		return false;
+	if (pi->family == 4) {
+		struct iphdr *iph = pi->l3;
+		__u32 want = kcpx_cfg.local_addr[0] | kcpx_cfg.local_addr[1] << 8 |
+			     kcpx_cfg.local_addr[2] << 16 | (__u32)kcpx_cfg.local_addr[3] << 24;
+
+		return iph->daddr == want;
+	} else {
+		struct ipv6hdr *ip6 = pi->l3;
+		const __u8 *a = ip6->daddr.in6_u.u6_addr8;
+
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			if (a[i] != kcpx_cfg.local_addr[i])
+				return false;
+		return true;
+	}
+}
+
+/* Is this received packet addressed to the tunnel's port(s)? */
 static __always_inline bool kcpx_is_tunnel_rx(const struct kcpx_pinfo *pi)
 {
 	struct udphdr *udp = pi->udp;
 	__be16 dport = udp->dest;
+	struct kcpx_lport *lp;
 
 	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
 		return dport == kcpx_cfg.port;
-	if (kcpx_cfg.role == KCPX_BPF_ROLE_CLIENT)
-		return udp->source == kcpx_cfg.port && kcpx_addr_is_peer(pi, true) &&
-		       bpf_map_lookup_elem(&kcpx_lports, &dport);
-	return false;
+	if (kcpx_cfg.role != KCPX_BPF_ROLE_CLIENT)
+		return false;
+	lp = bpf_map_lookup_elem(&kcpx_lports, &dport);
+	return lp && udp->source == lp->peer_port && kcpx_addr_is_peer(pi, lp, true);
 }
 
 /* Is this packet, about to leave, the tunnel's? The receive rule with the ends swapped. */
 static __always_inline bool kcpx_is_tunnel_tx(const struct kcpx_pinfo *pi)
 {
 	struct udphdr *udp = pi->udp;
+	__be16 sport = udp->source;
+	struct kcpx_lport *lp;
 
 	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
-		return udp->source == kcpx_cfg.port;
-	if (kcpx_cfg.role == KCPX_BPF_ROLE_CLIENT)
-		return udp->dest == kcpx_cfg.port && kcpx_addr_is_peer(pi, false);
-	return false;
+		return sport == kcpx_cfg.port;
+	if (kcpx_cfg.role != KCPX_BPF_ROLE_CLIENT)
+		return false;
+	lp = bpf_map_lookup_elem(&kcpx_lports, &sport);
+	return lp && udp->dest == lp->peer_port && kcpx_addr_is_peer(pi, lp, false);
 }
 
 /* The native checks on a tunnel packet's payload: true when it is to be dropped. */
@@ -192,6 +222,15 @@ int kcpx_xdp_steer(struct xdp_md *ctx)
 	if (!kcpx_is_tunnel_rx(&pi)) {
 		st->pass_other++;
 		return XDP_PASS;
+	}
+	/* the port, but another local address (or forwarded traffic): not the tunnel's */
+	if ((kcpx_cfg.flags & KCPX_CFG_F_LOCAL) && !kcpx_addr_is_local(&pi)) {
+		st->pass_addr++;
+		return XDP_PASS;
+	}
+	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK)) {
+		st->drop_martian++;
+		return XDP_DROP;
 	}
 
 	/* A tunnel packet from here on: whatever is wrong with it is dropped. */

@@ -25,10 +25,23 @@
 /* Local ports a client may register in kcpx_lports. */
 #define KCPX_LPORTS_MAX 256
 
+/*
+ * Value of kcpx_lports (key: a client's local UDP port, network order): the server that
+ * port talks to. Each session's port has its own, so a session opened after --remoteaddr
+ * resolved to a new address is steered while older ones keep theirs (dynamic DNS).
+ */
+struct kcpx_lport {
+	__u8 peer_addr[16]; /* IPv4 in the first 4 bytes, network order */
+	__be16 peer_port;
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct kcpx_lport) == 20, "kcpx_lport layout");
+
 enum kcpx_bpf_role {
 	KCPX_BPF_ROLE_NONE = 0,	  /* steer nothing: every packet goes to the kernel */
 	KCPX_BPF_ROLE_SERVER = 2, /* tunnel packets: UDP dst port == cfg.port */
-	KCPX_BPF_ROLE_CLIENT = 1, /* src == (cfg.peer_addr, cfg.port), dst port in kcpx_lports */
+	KCPX_BPF_ROLE_CLIENT = 1, /* dst port in kcpx_lports, src == that entry's server */
 };
 
 /* kcpx_bpf_cfg.flags */
@@ -39,23 +52,29 @@ enum kcpx_bpf_role {
  * Without it (--proto auto) only packets that claim a live native session (its sid) or
  * carry a good handshake tag can be dropped; the rest may be kcptun's and pass. */
 #define KCPX_CFG_F_NATIVE_STRICT 0x04
+/* server: tunnel packets must be addressed to cfg.local_addr (a specific --listen) */
+#define KCPX_CFG_F_LOCAL 0x08
+/* the interface is a loopback: 127/8 and ::1 sources are not martians there */
+#define KCPX_CFG_F_LOOPBACK 0x10
 
 /*
  * Read-only configuration, set in the skeleton's .rodata before load (so the verifier
  * prunes the role that is not used). Ports and addresses are in network byte order.
  */
 struct kcpx_bpf_cfg {
-	__u8 peer_addr[16]; /* client: the server; IPv4 in the first 4 bytes */
-	__be16 port;	    /* server: the listen port; client: the server's port */
+	__u8 peer_addr[16]; /* client: the server found at start (steering: kcpx_lports) */
+	__be16 port;	    /* server: the listen port; client: the server's port at start */
 	__u8 role;	    /* enum kcpx_bpf_role */
 	__u8 family;	    /* client: 4 or 6, the family of peer_addr */
 	__u8 dscp;	    /* 0..63 */
 	__u8 flags;	    /* KCPX_CFG_F_* */
 	__u16 min_payload;  /* smaller UDP payloads to the tunnel are malformed */
 	__u16 max_payload;  /* larger ones too (kcptun never sends more than 1500) */
-	__u8 pad[6];
+	__u8 local_family;  /* server with KCPX_CFG_F_LOCAL: 4 or 6 */
+	__u8 pad[5];
+	__u8 local_addr[16]; /* server with KCPX_CFG_F_LOCAL: --listen's address */
 };
-_Static_assert(sizeof(struct kcpx_bpf_cfg) == 32, "kcpx_bpf_cfg layout");
+_Static_assert(sizeof(struct kcpx_bpf_cfg) == 48, "kcpx_bpf_cfg layout");
 
 /*
  * What the XDP program did with each frame. Everything it cannot prove to be a tunnel
@@ -82,7 +101,9 @@ struct kcpx_xdp_stats {
 	__u64 drop_small;    /* payload < cfg.min_payload */
 	__u64 drop_big;	     /* payload > cfg.max_payload */
 	__u64 drop_native;   /* failed the native checks (reason: kcpx_nat_stats) */
-	__u64 pad[2];
+	__u64 pass_addr;     /* server: to the listen port, not to --listen's address */
+	__u64 drop_martian;  /* to the tunnel's port from a martian source or to a group
+				address (bpf/lib/martian.h) */
 };
 _Static_assert(sizeof(struct kcpx_xdp_stats) == 20 * 8, "kcpx_xdp_stats layout");
 

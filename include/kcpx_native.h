@@ -94,10 +94,13 @@ _Static_assert(sizeof(struct kcpx_native_sess) == 8 + 16 + sizeof(struct kcpx_re
 struct kcpx_native_cfg {
 	__u64 hs_tag_key[2];
 	__u8 enabled;
-	__u8 server;   /* 1: accept INIT, reject RESP; 0: the reverse */
-	__u16 hs_rate; /* handshake packets per second per source address (burst as many);
-			* 0: no limit */
-	__u8 pad[4];
+	__u8 server;	/* 1: accept INIT, reject RESP; 0: the reverse */
+	__u16 hs_rate;	/* handshake packets per second per source address (burst as many);
+			 * 0: no limit */
+	__u16 rst_rate; /* server, strict checks: DATA packets with an unknown sid passed on
+			 * per second (all sources together, burst as many) so the daemon can
+			 * answer with a RESET; the rest drop. 0: all drop */
+	__u8 pad[2];
 };
 _Static_assert(sizeof(struct kcpx_native_cfg) == 24, "kcpx_native_cfg layout");
 
@@ -118,8 +121,19 @@ struct kcpx_native_xdp_stats {
 	__u64 drop_hs_rate;    /* good handshake tag, but over cfg.hs_rate for its source */
 	__u64 pass_kcptun;     /* not native (no live sid, no good handshake tag), passed on
 				* because the port also speaks kcptun (--proto auto) */
+	__u64 pass_reset;      /* strict server: DATA for no session, passed on under
+				* cfg.rst_rate for the daemon to answer with a RESET */
 };
-_Static_assert(sizeof(struct kcpx_native_xdp_stats) == 14 * 8, "kcpx_native_xdp_stats layout");
+_Static_assert(sizeof(struct kcpx_native_xdp_stats) == 15 * 8, "kcpx_native_xdp_stats layout");
+
+/*
+ * What a restarted strict (--proto kcpx) server lets through to userspace of the DATA
+ * packets naming no session it has, a second, for all sources together: the daemon answers
+ * each with a RESET (at most KCPX_EP_RESET_RATE a second to one address), so a client of
+ * the old server learns of the restart at once. Well-formed forgeries cost the daemon no
+ * more than this many lookups and SipHash RESETs a second (docs/SECURITY.md).
+ */
+#define KCPX_NATIVE_RST_RATE 1000
 
 /* Handshake rate limit per source (kcpx_nat_hsrl, LRU hash): a token bucket. */
 struct kcpx_native_rl_key {

@@ -11,6 +11,8 @@
  *   kcpx_nat_stats  per-CPU array[1] of struct kcpx_native_xdp_stats
  *   kcpx_nat_fec    LRU hash of FEC groups seen (bpf/lib/fecgrp.h)
  *   kcpx_nat_hsrl   LRU hash source address -> token bucket for handshake packets
+ *   kcpx_nat_rst    array[1]: one token bucket for unknown-sid DATA a strict server
+ *                   passes on so the daemon can answer with a RESET (cfg.rst_rate)
  *
  * The daemon fills kcpx_nat_cfg and kcpx_nat_sess (user/core/native.c builds the values,
  * user/core/endpoint.c hands them to `kcpx up` through the tunnel's backend hooks);
@@ -58,6 +60,13 @@ struct {
 	__type(key, struct kcpx_native_rl_key);
 	__type(value, struct kcpx_native_rl);
 } kcpx_nat_hsrl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_native_rl);
+} kcpx_nat_rst SEC(".maps");
 
 enum kcpx_nv_res {
 	KCPX_NV_PASS = 0, /* hand it on (to AF_XDP or the kernel) */
@@ -108,6 +117,28 @@ static __always_inline bool kcpx_nv_rate_ok(const struct kcpx_native_rl_key *k, 
 }
 
 /*
+ * A well-formed DATA packet naming no session. strict: a strict server passes it on under
+ * one bucket of cfg.rst_rate a second for all sources (the daemon answers with a RESET,
+ * under its own per-address limit; PROTOCOL.md §7b), and drops the rest: a forger can
+ * make the daemon do at most rst_rate lookups and RESETs a second. An all-zero bucket
+ * (never used) refills to full on first use. Unlocked, as kcpx_nv_rate_ok: CPUs racing
+ * may let one extra packet each through.
+ */
+static __always_inline int kcpx_nv_nosess(const struct kcpx_native_cfg *cfg,
+					  struct kcpx_native_xdp_stats *st, bool strict)
+{
+	struct kcpx_native_rl *b;
+	__u32 zero = 0;
+
+	if (!strict || !cfg->server || !cfg->rst_rate)
+		return kcpx_nv_reject(st, st ? &st->drop_session : NULL, strict);
+	b = bpf_map_lookup_elem(&kcpx_nat_rst, &zero);
+	if (!b || !kcpx_rl_spend(b, bpf_ktime_get_ns(), cfg->rst_rate))
+		return kcpx_nv_drop(st ? &st->drop_session : NULL);
+	return kcpx_nv_pass(st ? &st->pass_reset : NULL);
+}
+
+/*
  * Check a handshake packet (INIT on a server, RESP or RESET on a client) with the PSK tag key, then
  * the per-source rate (only packets with a good tag spend a source's tokens, so forged
  * ones cannot starve a real client; replayed real INITs can only spend their own).
@@ -141,7 +172,8 @@ static __always_inline int kcpx_nv_hs(const struct kcpx_native_cfg *cfg,
  * limit (on the stack), or NULL for none. strict: the port speaks only the native protocol
  * (--proto kcpx); when false (--proto auto) a packet is dropped only when it names a live
  * session (DATA with a known sid) or carries a good handshake tag, and everything else
- * passes (counted in pass_kcptun): it may be a kcptun datagram. Returns KCPX_NV_PASS or
+ * passes (counted in pass_kcptun): it may be a kcptun datagram. A strict server passes
+ * DATA for an unknown sid under cfg.rst_rate (pass_reset). Returns KCPX_NV_PASS or
  * KCPX_NV_DROP.
  */
 static __always_inline int kcpx_native_check(void *payload, void *data_end, __u32 len,
@@ -184,7 +216,7 @@ static __always_inline int kcpx_native_check(void *payload, void *data_end, __u3
 	sid = (__u32)h[4] | (__u32)h[5] << 8 | (__u32)h[6] << 16 | (__u32)h[7] << 24;
 	s = bpf_map_lookup_elem(&kcpx_nat_sess, &sid);
 	if (!s)
-		return kcpx_nv_reject(st, st ? &st->drop_session : NULL, strict);
+		return kcpx_nv_nosess(cfg, st, strict);
 	tag = kcpx_sip_hdr(s->tag_key[0], s->tag_key[1], h,
 			   (h[2] & KCPX_NF_FEC) ? h + KCPX_NATIVE_HDR : NULL);
 	if (tag != kcpx_sip_le64(h + 16))

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <time.h>
 #include <stdbool.h>
 #include <unistd.h>
 #include <linux/if_link.h>
@@ -21,6 +22,7 @@
 
 #include "unit.h"
 #include "frames.h"
+#include "core/ftcpflow.h"
 #include "io/ftcp_bpf.h"
 
 #define LPORT 4000
@@ -711,6 +713,81 @@ static void test_ingress_bad_csum(void)
 	CHECK(!l4_csum_ok(out, 14, 54, 108, 6, 17));
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define SEC_NS 1000000000ull
+
+/*
+ * The once-a-second expiry (core/ftcpflow.h) against stamps the programs wrote: the daemon
+ * reads its clock, then looks at its flows, and a segment translated in between stamps the
+ * flow later than that clock. Such a flow is busy, not idle: an unsigned now - rx_ns made
+ * it 584 years idle, and the server closed a kcptun client's flow under load.
+ */
+static void test_expiry(void)
+{
+	struct kcpx_ftcp_flow fl;
+	struct frame f;
+	uint64_t now;
+
+	for (int family = 4; family <= 6; family += 2) {
+		CHECK_EQ(set_flow(family, 1000, 5000, KCPX_FTCP_EST), 0);
+		now = mono_ns();
+		/* a segment in and a datagram out after the clock was read */
+		tcp_in(&f,
+		       &(struct seg){ .family = family, .seq = 5000, .ack = 1000, .payload = 64 });
+		CHECK_EQ(run_xdp(&f), 0);
+		CHECK_EQ(d.rx_segs, 1);
+		udp_out(&f, family, 64);
+		CHECK_EQ(run_tc(&f), 0);
+		CHECK_EQ(d.tx_segs, 1);
+		fl = get_flow(family);
+		CHECK(fl.rx_ns >= now);
+		CHECK(fl.tx_ns >= now);
+		CHECK_EQ(kcpx_ftcp_age(now, fl.rx_ns), 0);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, now - 600 * SEC_NS, true), KCPX_FTCP_KEEP);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, now - 600 * SEC_NS, false), KCPX_FTCP_KEEP);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, now, false), KCPX_FTCP_KEEP);
+
+		/* the same flow, judged long after: idle (server), silent while sending
+		 * (client) */
+		now = fl.rx_ns + (KCPX_FTCP_IDLE_S + 1) * SEC_NS;
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, fl.rx_ns, true), KCPX_FTCP_GONE_IDLE);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, fl.rx_ns + KCPX_FTCP_IDLE_S * SEC_NS, fl.rx_ns, true),
+			 KCPX_FTCP_KEEP);
+		/* client: not sending lately: nothing to judge silence by */
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, fl.rx_ns, false), KCPX_FTCP_KEEP);
+		fl.tx_ns = now - SEC_NS;
+		now = fl.rx_ns + (KCPX_FTCP_SILENT_S + 1) * SEC_NS;
+		fl.tx_ns = now - SEC_NS;
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, fl.rx_ns - SEC_NS, false),
+			 KCPX_FTCP_GONE_SILENT);
+		/* ... unless the flow itself is younger than the silence span */
+		CHECK_EQ(kcpx_ftcp_judge(&fl, now, now - SEC_NS, false), KCPX_FTCP_KEEP);
+
+		/* an in-window RST through the program: gone, whatever the times */
+		tcp_in(&f, &(struct seg){ .family = family, .seq = 5064, .flags = 0x04 });
+		CHECK_EQ(run_xdp(&f), 0);
+		CHECK_EQ(d.rx_rst, 1);
+		fl = get_flow(family);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, mono_ns(), mono_ns(), true), KCPX_FTCP_GONE_RESET);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, mono_ns(), mono_ns(), false), KCPX_FTCP_GONE_RESET);
+		/* a new SYN on the 4-tuple */
+		CHECK_EQ(set_flow(family, 1000, 5000, KCPX_FTCP_EST), 0);
+		tcp_in(&f, &(struct seg){ .family = family, .seq = 77, .flags = 0x02 });
+		CHECK_EQ(run_xdp(&f), 0);
+		CHECK_EQ(d.rx_syn, 1);
+		fl = get_flow(family);
+		CHECK_EQ(kcpx_ftcp_judge(&fl, mono_ns(), mono_ns(), true), KCPX_FTCP_GONE_SYN);
+		del_flow(family);
+	}
+}
+
 /* Every payload length out through TC and back in through XDP (as the peer's would): the
  * datagram that comes out is the one that went in, bit for bit but the UDP checksum, which
  * is whole and right (the sender's socket leaves a partial one to the NIC). */
@@ -905,6 +982,7 @@ int main(void)
 		RUN(test_ingress_unsupported);
 		RUN(test_ingress_bad_csum);
 		RUN(test_round_trip);
+		RUN(test_expiry);
 		RUN(test_ingress_mutations);
 	}
 	kcpx_ftcp_bpf_close(b);

@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/if_link.h>
 
@@ -107,10 +108,10 @@ static __u64 outcomes(void)
 {
 	return d.pass + d.pass_hs + d.pass_off + d.drop_short + d.drop_version + d.drop_proto +
 	       d.drop_session + d.drop_tag + d.drop_replay + d.drop_old + d.drop_fec_dup +
-	       d.drop_fec_parity + d.drop_hs_rate;
+	       d.drop_fec_parity + d.drop_hs_rate + d.pass_kcptun + d.pass_reset;
 }
 
-static void set_cfg_rate(bool server, bool enabled, __u16 hs_rate)
+static void set_cfg_rates(bool server, bool enabled, __u16 hs_rate, __u16 rst_rate)
 {
 	struct kcpx_native_cfg c;
 	__u32 key = 0;
@@ -118,8 +119,14 @@ static void set_cfg_rate(bool server, bool enabled, __u16 hs_rate)
 	kcpx_native_psk_bpf_cfg(psk, server, &c);
 	c.enabled = enabled;
 	c.hs_rate = hs_rate;
+	c.rst_rate = rst_rate;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_cfg), &key, &c, 0))
 		abort();
+}
+
+static void set_cfg_rate(bool server, bool enabled, __u16 hs_rate)
+{
+	set_cfg_rates(server, enabled, hs_rate, 0);
 }
 
 static void set_cfg(bool server, bool enabled)
@@ -531,6 +538,85 @@ static void test_ipv6(void)
 	CHECK_EQ(run_nat(init, sizeof(init)), XDP_PASS);
 }
 
+static double mono_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A well-formed DATA header (any tag) with a random sid other than the live one. */
+static void stranger_data(uint8_t *dg, size_t len, uint8_t flags)
+{
+	randombytes_buf(dg, len);
+	dg[0] = KCPX_NATIVE_VERSION;
+	dg[1] = KCPX_NT_DATA;
+	dg[2] = flags;
+	dg[3] = 0;
+	if (kcpx_get_le32(dg + 4) == SID)
+		kcpx_put_le32(dg + 4, SID + 1);
+}
+
+/*
+ * A strict server passes DATA naming no session on, for its daemon to answer with a
+ * RESET, at most rst_rate a second for all sources together (burst as many); the rest
+ * drops, as does every such packet on a client or with rst_rate 0. Thousands of random
+ * well-formed ones from thousands of sources: the passes stay inside the one bucket.
+ */
+static void test_unknown_sid_rate(void)
+{
+	const unsigned rate = 20, n = 3000;
+	struct kcpx_native_rl empty = { 0 };
+	const char *keep = nat_src;
+	unsigned passed = 0, dropped = 0;
+	uint8_t dg[120];
+	char src[32];
+	double t0, t1;
+	__u32 key = 0;
+
+	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_rst), &key, &empty, 0), 0);
+	set_cfg_rates(true, true, 0, rate);
+	t0 = mono_s();
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(src, sizeof(src), "10.8.%u.%u", (i >> 8) & 255, i & 255);
+		nat_src = src;
+		stranger_data(dg, sizeof(dg), 0);
+		__u32 v = run_nat(dg, sizeof(dg));
+
+		CHECK_EQ(outcomes(), 1);
+		if (v == XDP_PASS) {
+			CHECK_EQ(d.pass_reset, 1);
+			passed++;
+		} else {
+			CHECK_EQ(v, XDP_DROP);
+			CHECK_EQ(d.drop_session, 1);
+			dropped++;
+		}
+		if (i == 0)
+			CHECK_EQ(passed, 1); /* a fresh bucket is full */
+	}
+	t1 = mono_s();
+	nat_src = keep;
+	printf("      %u of %u unknown-sid DATA passed in %.2f s at rst_rate %u\n", passed, n,
+	       t1 - t0, rate);
+	CHECK(passed >= 1);
+	CHECK(passed <= rate + (unsigned)((t1 - t0) * rate) + 1);
+	CHECK_EQ(passed + dropped, n);
+	/* no bucket: all drop; a client drops DATA from the server naming no session */
+	set_cfg_rates(true, true, 0, 0);
+	stranger_data(dg, sizeof(dg), 0);
+	CHECK_EQ(run_nat(dg, sizeof(dg)), XDP_DROP);
+	CHECK_EQ(d.drop_session, 1);
+	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_rst), &key, &empty, 0), 0);
+	set_cfg_rates(false, true, 0, rate);
+	stranger_data(dg, sizeof(dg), KCPX_NF_SERVER);
+	CHECK_EQ(run_nat(dg, sizeof(dg)), XDP_DROP);
+	CHECK_EQ(d.drop_session, 1);
+	CHECK_EQ(outcomes(), 1);
+	set_cfg(true, true);
+}
+
 /* seqid, flag -> the verdict and the counter that moved */
 static __u32 run_shard(uint64_t ctr, uint32_t seqid, uint16_t flag)
 {
@@ -655,6 +741,7 @@ int main(void)
 	RUN(test_fec_groups);
 	RUN(test_hs_rate);
 	RUN(test_ipv6);
+	RUN(test_unknown_sid_rate);
 	RUN(test_cost);
 
 	kcpx_native_free(cli);

@@ -18,6 +18,6 @@ kt2kx aes     comp   1 10/3 fast  0 3   # kcptun's defaults
 kt2kx twofish nocomp 2 7/2  fast3 8 3
 kt2kx 3des    comp   1 0/0  fast3 0 3
 kt2kx aes     comp   2 10/3 fast  4 3 k:--fecflush k:0   # no FECErrs anywhere
-kt2kx aes     comp   1 10/3 fast  0 3 --tcp   # fake TCP (tcpraw framing)
+kt2kx aes     comp   1 10/3 fast  4 3 --tcp   # fake TCP (tcpraw framing)
 CASES
 interop_summary

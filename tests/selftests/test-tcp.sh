@@ -4,7 +4,8 @@
 #   [ A ] tcpio -> kcpx client --tcp      [ M ] forward: udp drop,       [ B ] kcpx server --tcp
 #         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
 #
-# Checks: 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
+# Checks: `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
+# drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
 # and 64 MiB up under `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
@@ -90,7 +91,7 @@ wait_tcp_port "$NS_B" 4002
 for i in 1 2; do
 	# shellcheck disable=SC2086
 	in_a "$KCPX" client --tcp -l "127.0.0.1:838$i" -r "$IP_B:400$i" $FLAGS -v 1 --quiet \
-		--log "$work/client$i.log" & track_pid $!
+		--metrics "127.0.0.1:910$i" --log "$work/client$i.log" & track_pid $!
 	wait_tcp_port "$NS_A" "838$i"
 done
 [ "$(tables "$NS_A")" = 2 ] && [ "$(tables "$NS_B")" = 2 ] ||
@@ -120,6 +121,26 @@ wait "$rstpid" || { echo "FAIL: the RST injection did not happen as planned"; ca
 grep -q "reset, new handshake" "$work/client1.log" || { echo "FAIL: no re-handshake after RST"; fail=1; }
 [ "$(grep -c "flow .* established" "$work/client1.log")" -ge 2 ] ||
 	{ echo "FAIL: the client did not shake hands again"; fail=1; }
+
+echo "counters: kcpx status and /metrics of client 1 (one RST taken, a new handshake)"
+# the block of `kcpx status` of the tunnel on ADDR
+status_of() { in_ns "$1" "$KCPX" status | awk -v a="$2" '/^kcpx / { on = index($0, " on " a " ") > 0 } on'; }
+status_of "$NS_A" 127.0.0.1:8381 >"$work/status-a.txt"
+status_of "$NS_B" :4001 >"$work/status-b.txt"
+grep -Eq -- '--tcp flows: 1 established, [2-9][0-9]* handshakes .* ended: [1-9][0-9]* by RST' \
+	"$work/status-a.txt" || { echo "FAIL: client's --tcp flow counters"; cat "$work/status-a.txt"; fail=1; }
+grep -Eq -- '--tcp segments: out [1-9][0-9]{4,} .* RST in [1-9]' "$work/status-a.txt" ||
+	{ echo "FAIL: client's --tcp segment counters"; cat "$work/status-a.txt"; fail=1; }
+grep -Eq -- '--tcp flows: 1 established, [2-9][0-9]* handshakes' "$work/status-b.txt" &&
+	grep -Eq -- '--tcp segments: out [0-9]+ .*, in [1-9][0-9]{4,} ' "$work/status-b.txt" &&
+	grep -Eq -- '--tcp dropped: out without a flow [0-9]+, out malformed 0, out errors 0; in blind RST 0, in truncated 0' \
+		"$work/status-b.txt" || { echo "FAIL: server's --tcp counters"; cat "$work/status-b.txt"; fail=1; }
+in_a curl -sf --max-time 5 http://127.0.0.1:9101/metrics >"$work/metrics.txt" || true
+grep -q '^kcpx_ftcp_flows 1$' "$work/metrics.txt" &&
+	grep -Eq '^kcpx_ftcp_flows_ended_total\{reason="rst"\} [1-9]' "$work/metrics.txt" &&
+	grep -Eq '^kcpx_ftcp_segments_total\{dir="out"\} [1-9]' "$work/metrics.txt" &&
+	grep -q '^kcpx_ftcp_dropped_total{dir="in",reason="blind_rst"} 0$' "$work/metrics.txt" ||
+	{ echo "FAIL: --tcp series in /metrics"; grep kcpx_ftcp "$work/metrics.txt"; fail=1; }
 
 inv1=$(mid_count 'ct state invalid')
 echo "download: $SIZE bytes B -> A"

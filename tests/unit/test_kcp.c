@@ -1467,6 +1467,107 @@ static void test_rto_hygiene(void)
 	CHECK(rt.max_gap_ratio_x100 <= 200);
 }
 
+/*
+ * A peer that answered, then went silent (issue 13): A streams to B over a 50 ms path
+ * (fast3-like, hygiene on, 256-segment windows); at 3 s both directions drop everything.
+ * Counted: A's wire bytes over the next 60 s. kcp-go's behaviour (silent mode off)
+ * resends a window every 2 x RTO; with it on, A sends about four windows and then one
+ * segment per probe gap, and gives up after the 60 s. A second run lifts the outage
+ * after 8 s: the transfer completes and resumes within a probe gap and an RTT.
+ */
+static uint32_t silent_from, silent_until;
+static uint64_t silent_bytes0;
+
+static void silent_hook(struct sim *s)
+{
+	bool out = s->now - s->start >= silent_from && s->now - s->start < silent_until;
+
+	s->ab.loss = s->ba.loss = out ? 1.0 : 0.0;
+	if (s->now - s->start < silent_from)
+		silent_bytes0 = s->a.wire_bytes;
+}
+
+static void silent_run(uint32_t give_up_ms, bool *gave_up, uint32_t *gave_up_at, uint64_t *bytes)
+{
+	struct simcfg cfg = { 1, 10, 2, 1, 256, 256, 1400, false, 64 << 20, 0, true };
+	struct sim s;
+
+	sim_init(&s, &cfg, 41, 1000);
+	s.ab.delay = s.ba.delay = 25;
+	kcpx_kcp_set_silent(s.a.kcp, give_up_ms);
+	kcpx_kcp_set_silent(s.b.kcp, give_up_ms);
+	silent_from = 3000;
+	silent_until = UINT32_MAX;
+	*gave_up = false;
+	*gave_up_at = 0;
+	while (s.now - s.start < silent_from + 60000 + KCPX_KCP_SILENT_PROBE_MAX + 100 &&
+	       !s.a.bad && !s.b.bad) {
+		sim_step(&s, silent_hook);
+		if (!*gave_up && kcpx_kcp_gave_up(s.a.kcp)) {
+			*gave_up = true;
+			*gave_up_at = s.now - s.start - silent_from;
+		}
+	}
+	*bytes = s.a.wire_bytes - silent_bytes0;
+	CHECK(!s.a.bad && !s.b.bad);
+	CHECK(s.b.rx_pos > 0);
+	sim_free(&s);
+}
+
+static void test_silent_peer(void)
+{
+	uint32_t window = 256 * 1400, at_off, at_on;
+	bool gave_off, gave_on;
+	uint64_t off, on;
+
+	silent_run(0, &gave_off, &at_off, &off);
+	silent_run(60000, &gave_on, &at_on, &on);
+
+	printf("     silent peer, 60 s: %llu bytes sent with silent mode (gave up after %u ms), "
+	       "%llu without (%.0fx)\n",
+	       (unsigned long long)on, at_on, (unsigned long long)off,
+	       (double)off / (double)(on ? on : 1));
+	CHECK(!gave_off);
+	CHECK(off > 20ull * window); /* a window per 2 x RTO for a minute */
+	CHECK(gave_on);
+	CHECK(at_on >= 59000 && at_on <= 60000 + KCPX_KCP_SILENT_PROBE_MAX);
+	/* the windows sent before silence was declared, and one probe per gap after */
+	CHECK(on <= 5ull * window + (60000 / 500 + 64) * 1424ull);
+
+	/* the path comes back after 8 s: A leaves silent mode and the stream completes */
+	struct simcfg cfg = { 1, 10, 2, 1, 256, 256, 1400, false, 8 << 20, 0, true };
+	struct sim s;
+	bool was_silent = false;
+	uint32_t back_at = 0;
+	uint64_t rx_at_back = 0;
+
+	sim_init(&s, &cfg, 42, 1000);
+	s.ab.delay = s.ba.delay = 25;
+	kcpx_kcp_set_silent(s.a.kcp, 60000);
+	kcpx_kcp_set_silent(s.b.kcp, 60000);
+	silent_from = 1000;
+	silent_until = 9000;
+	while (!sim_done(&s) && s.now - s.start < 120000 && !s.a.bad && !s.b.bad) {
+		sim_step(&s, silent_hook);
+		was_silent |= kcpx_kcp_silent(s.a.kcp);
+		if (s.now - s.start >= silent_until && !back_at) {
+			back_at = s.now - s.start;
+			rx_at_back = s.b.rx_pos;
+		}
+		if (back_at && !kcpx_kcp_silent(s.a.kcp) && s.b.rx_pos > rx_at_back)
+			break;
+	}
+	printf("     outage 1-9 s: silent %s, data again %u ms after the path came back\n",
+	       was_silent ? "yes" : "no", s.now - s.start - back_at);
+	CHECK(was_silent);
+	CHECK(back_at && s.b.rx_pos > rx_at_back);
+	CHECK(s.now - s.start - back_at <= KCPX_KCP_SILENT_PROBE_MAX + 200);
+	CHECK(sim_run(&s, 120000, silent_hook));
+	CHECK_EQ(s.b.rx_pos, cfg.a_bytes);
+	CHECK(!kcpx_kcp_gave_up(s.a.kcp));
+	sim_free(&s);
+}
+
 /* The issue 7 options keep every byte exactly once through loss, reordering and
  * duplication, and cost little extra bandwidth on a 5 % loss bulk transfer. */
 static void test_issue7_transfers(void)
@@ -1589,6 +1690,7 @@ int main(void)
 	RUN(test_tlp_tail_loss);
 	RUN(test_lost_ack);
 	RUN(test_rto_hygiene);
+	RUN(test_silent_peer);
 	RUN(test_zero_window_lost_wins);
 	RUN(test_issue7_transfers);
 	RUN(test_seg_pool);

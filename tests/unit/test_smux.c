@@ -46,6 +46,8 @@ struct side {
 	bool close_on_accept;
 	bool read_in_cb;
 	uint64_t cb_read_bytes;
+	unsigned refused_calls, refused_n;
+	uint32_t refused_sid;
 };
 
 static void on_accept(void *user, uint32_t sid)
@@ -88,10 +90,22 @@ static void on_writable(void *user, uint32_t sid)
 	d->last_writable = sid;
 }
 
+static void on_refused(void *user, uint32_t sid, unsigned n)
+{
+	struct side *d = user;
+
+	if (!d)
+		return;
+	d->refused_calls++;
+	d->refused_n += n;
+	d->refused_sid = sid;
+}
+
 static const struct kcpx_smux_ops ops = {
 	.accept = on_accept,
 	.readable = on_readable,
 	.writable = on_writable,
+	.refused = on_refused,
 };
 
 static struct kcpx_smux_config cfg_default(int version, bool client)
@@ -969,7 +983,63 @@ static void test_syn_flood(void)
 	CHECK_EQ(f[0].sid, 1 + 2 * KCPX_SMUX_MAX_STREAMS);
 	uint32_t sid;
 	CHECK_EQ(kcpx_smux_open(s, &sid), -EMFILE);
+	struct kcpx_smux_counters c;
+	kcpx_smux_counters(s, &c);
+	CHECK_EQ(c.streams_refused, 1);
+	CHECK_EQ(d.refused_n, 1);
 	kcpx_smux_free(s);
+}
+
+/*
+ * cfg.max_streams (--sessstreams): the server takes that many of the client's streams;
+ * SYNs beyond are answered with FIN (the client's stream reads EOF), counted, reported
+ * once per input() through refused(); a stream closed and gone frees its place; the
+ * client's own open() stops at its cap with -EMFILE.
+ */
+static void test_max_streams(void)
+{
+	struct kcpx_smux_config cc = cfg_default(2, true), sc = cfg_default(2, false);
+	struct pair *p = calloc(1, sizeof(*p));
+	struct kcpx_smux_counters c;
+	uint32_t sid[8], extra;
+	uint8_t buf[16];
+
+	sc.max_streams = 4;
+	cc.max_streams = 6;
+	p->c.s = kcpx_smux_new(&cc, &ops, &p->c, 0);
+	p->sv.s = kcpx_smux_new(&sc, &ops, &p->sv, 0);
+	for (int i = 0; i < 6; i++)
+		CHECK_EQ(kcpx_smux_open(p->c.s, &sid[i]), 0);
+	CHECK_EQ(kcpx_smux_open(p->c.s, &extra), -EMFILE);
+	CHECK_EQ(pump_all(p), 0);
+	CHECK_EQ(p->sv.naccepted, 4);
+	CHECK_EQ(kcpx_smux_num_streams(p->sv.s), 4);
+	kcpx_smux_counters(p->sv.s, &c);
+	CHECK_EQ(c.streams_refused, 2);
+	CHECK_EQ(c.streams_accepted, 4);
+	CHECK_EQ(p->sv.refused_n, 2);
+	CHECK(p->sv.refused_calls >= 1 && p->sv.refused_calls <= 2);
+	CHECK_EQ(p->sv.refused_sid, sid[5]);
+	/* the refused streams got FIN: EOF at the client; the accepted ones did not */
+	CHECK_EQ(kcpx_smux_read(p->c.s, sid[4], buf, sizeof(buf)), 0);
+	CHECK_EQ(kcpx_smux_read(p->c.s, sid[5], buf, sizeof(buf)), 0);
+	CHECK_EQ(kcpx_smux_read(p->c.s, sid[0], buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ(kcpx_smux_write(p->c.s, sid[0], (const uint8_t *)"hi", 2), 2);
+	CHECK_EQ(pump_all(p), 0);
+	CHECK_EQ(kcpx_smux_read(p->sv.s, sid[0], buf, sizeof(buf)), 2);
+	/* one place freed on each side: the next SYN is taken */
+	CHECK_EQ(kcpx_smux_close(p->c.s, sid[4]), 0);
+	CHECK_EQ(kcpx_smux_close(p->c.s, sid[1]), 0);
+	CHECK_EQ(kcpx_smux_close(p->sv.s, sid[1]), 0);
+	CHECK_EQ(pump_all(p), 0);
+	CHECK_EQ(kcpx_smux_num_streams(p->sv.s), 3);
+	CHECK_EQ(kcpx_smux_open(p->c.s, &extra), 0);
+	CHECK_EQ(pump_all(p), 0);
+	CHECK_EQ(p->sv.naccepted, 5);
+	CHECK_EQ(p->sv.accepted[4], extra);
+	kcpx_smux_counters(p->sv.s, &c);
+	CHECK_EQ(c.streams_refused, 2);
+	pair_free(p);
 }
 
 static void test_bad_config(void)
@@ -1196,6 +1266,7 @@ int main(void)
 	RUN(test_v2_syn_is_valid);
 	RUN(test_truncated_and_tolerated);
 	RUN(test_syn_flood);
+	RUN(test_max_streams);
 	RUN(test_bad_config);
 	RUN(test_memory_follows_traffic);
 	RUN(test_send_budget_fair);

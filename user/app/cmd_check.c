@@ -42,17 +42,7 @@ int kcpx_cmd_check(int argc, char **argv)
 	int i = 1, rest = 0, bad = 0, err;
 
 	/* argv[0] is "check" */
-	if (i < argc && !strcmp(argv[i], "client")) {
-		role = KCPX_ROLE_CLIENT;
-		i++;
-	} else if (i < argc && !strcmp(argv[i], "server")) {
-		role = KCPX_ROLE_SERVER;
-		i++;
-	} else {
-		for (int k = i; k + 1 < argc; k++)
-			if (!strcmp(argv[k], "-c") || !strcmp(argv[k], "--c"))
-				role = kcpx_config_role_of_json(argv[k + 1]);
-	}
+	role = kcpx_cmd_role(argc, argv, &i);
 	if (role == KCPX_ROLE_NONE) {
 		fprintf(stderr, "usage: kcpx check [client|server] -c FILE [flags]\n"
 				"  (say client or server when FILE sets neither listen/target "

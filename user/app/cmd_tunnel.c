@@ -13,6 +13,24 @@
 #include "io/file.h"
 
 /* Shared by client, server and up: flags (and -c) into cfg, then the mode preset. */
+enum kcpx_role kcpx_cmd_role(int argc, char **argv, int *i)
+{
+	enum kcpx_role role = KCPX_ROLE_NONE;
+
+	if (*i < argc && !strcmp(argv[*i], "client")) {
+		(*i)++;
+		return KCPX_ROLE_CLIENT;
+	}
+	if (*i < argc && !strcmp(argv[*i], "server")) {
+		(*i)++;
+		return KCPX_ROLE_SERVER;
+	}
+	for (int k = *i; k + 1 < argc; k++)
+		if (!strcmp(argv[k], "-c") || !strcmp(argv[k], "--c"))
+			role = kcpx_config_role_of_json(argv[k + 1]);
+	return role;
+}
+
 int kcpx_cmd_parse_tunnel(struct kcpx_config *cfg, enum kcpx_role role, int argc, char **argv)
 {
 	int rest = 0, err;

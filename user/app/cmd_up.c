@@ -117,6 +117,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		err = kcpx_addr_parse(cfg->listen, &a);
 		xc.role = KCPX_BPF_ROLE_SERVER;
+		xc.local = a;
 	} else {
 		err = kcpx_addr_parse(cfg->remoteaddr, &a);
 		xc.role = KCPX_BPF_ROLE_CLIENT;
@@ -216,17 +217,7 @@ int kcpx_cmd_up(int argc, char **argv)
 			break;
 		}
 	}
-	if (i < argc && !strcmp(argv[i], "client")) {
-		role = KCPX_ROLE_CLIENT;
-		i++;
-	} else if (i < argc && !strcmp(argv[i], "server")) {
-		role = KCPX_ROLE_SERVER;
-		i++;
-	} else {
-		for (int k = i; k + 1 < argc; k++)
-			if (!strcmp(argv[k], "-c") || !strcmp(argv[k], "--c"))
-				role = kcpx_config_role_of_json(argv[k + 1]);
-	}
+	role = kcpx_cmd_role(argc, argv, &i);
 	if (role == KCPX_ROLE_NONE) {
 		fprintf(stderr, "kcpx up: say `client` or `server`, or give -c FILE that "
 				"sets listen/target or localaddr/remoteaddr\n");

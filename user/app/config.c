@@ -113,6 +113,12 @@ static const struct opt opts[] = {
 	I(sessrate, NULL, R_S,
 	  "new sessions taken per second per source address (burst as many), every format; "
 	  "0: no limit"),
+	I(maxstreams, NULL, R_CS,
+	  "streams (TCP connections) in all sessions at most; the server answers a stream over "
+	  "it with FIN, the client closes the connection; 0: no limit"),
+	I(sessstreams, NULL, R_CS,
+	  "streams one session holds at most (at most 65536); a peer's stream over it is "
+	  "answered with FIN"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -189,6 +195,10 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->threads = 1;
 	cfg->persource = 128;
 	cfg->sessrate = 20;
+	/* Each stream is a TCP socket and a few hundred bytes: far above what a browser or a
+	 * proxy behind one client opens, low enough to bound fds and memory. */
+	cfg->maxstreams = 32768;
+	cfg->sessstreams = 8192;
 	cfg->qppcount = 61;
 }
 
@@ -560,6 +570,8 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("threads", cfg->threads, 1, 64);
 	err = err ?: range("persource", cfg->persource, 0, 1 << 20);
 	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
+	err = err ?: range("maxstreams", cfg->maxstreams, 0, 1 << 24);
+	err = err ?: range("sessstreams", cfg->sessstreams, 1, 65536);
 	err = err ?: range("ratelimit", cfg->ratelimit, 0, 2147483647);
 	if (err)
 		return err;

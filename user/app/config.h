@@ -71,6 +71,8 @@ struct kcpx_config {
 	int threads;	 /* engines, one per thread (app/shard.c) */
 	int persource;	 /* server: sessions from one address (IPv6: /64); 0: no limit */
 	int sessrate;	 /* server: new sessions per second per source address; 0: no limit */
+	int maxstreams;	 /* streams (TCP connections) in all sessions; 0: no limit */
+	int sessstreams; /* streams in one session (smux max_streams) */
 	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
 	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
 	bool qpp;	 /* kcptun's QPP: refused */

@@ -354,6 +354,14 @@ void kcpx_conn_accept(void *sess_user, uint32_t sid)
 		kcpx_smux_close(mx, sid); /* a client accepts no streams */
 		return;
 	}
+	if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
+		t->streams_refused++;
+		pr_warn_ratelimited("stream %u refused: --maxstreams %d reached (%llu refused)",
+				    sid, t->cfg->maxstreams,
+				    (unsigned long long)t->streams_refused);
+		kcpx_smux_close(mx, sid); /* FIN: the peer's stream sees EOF at once */
+		return;
+	}
 	fd = kcpx_tcp_dial(&t->target, &pending);
 	if (fd < 0) {
 		if (!t->cfg->quiet)
@@ -372,6 +380,19 @@ void kcpx_conn_accept(void *sess_user, uint32_t sid)
 		pr_info("stream %u opened (conv %08x) -> %s", sid, conv_of(s), t->cfg->target);
 	if (!pending)
 		conn_ready(c);
+}
+
+/* smux answered n SYNs of this session with FIN: --sessstreams. */
+void kcpx_conn_refused(void *sess_user, uint32_t sid, unsigned n)
+{
+	struct sess *s = sess_user;
+	struct tunnel *t = s->t;
+
+	t->streams_refused += n;
+	pr_warn_ratelimited("stream %u (conv %08x) refused: --sessstreams %d reached (%llu "
+			    "refused)",
+			    sid, conv_of(s), t->cfg->sessstreams,
+			    (unsigned long long)t->streams_refused);
 }
 
 void kcpx_conn_readable(void *sess_user, uint32_t sid)
@@ -418,6 +439,15 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events)
 			}
 			return;
 		}
+		if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
+			t->streams_refused++;
+			pr_warn_ratelimited("connection refused: --maxstreams %d reached (%llu "
+					    "refused)",
+					    t->cfg->maxstreams,
+					    (unsigned long long)t->streams_refused);
+			close(fd);
+			continue;
+		}
 		s = kcpx_tun_client_session(t);
 		if (!s) {
 			close(fd);
@@ -425,7 +455,10 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events)
 		}
 		err = kcpx_smux_open(kcpx_session_smux(s->ks), &sid);
 		if (err) {
-			pr_warn("cannot open a stream: %s", strerror(-err));
+			if (err == -EMFILE)
+				t->streams_refused++;
+			pr_warn_ratelimited("cannot open a stream: %s%s", strerror(-err),
+					    err == -EMFILE ? " (--sessstreams reached)" : "");
 			close(fd);
 			if (err == -EOVERFLOW || err == -EPIPE)
 				kcpx_ep_close(s->es, "stream ids exhausted or session dead");

@@ -57,7 +57,7 @@ static void memory(struct tunnel *self, struct memory *m)
 /* What `kcpx status` and /metrics sum over the threads besides memory. */
 struct totals {
 	struct kcpx_ep_stats es;
-	uint64_t tx_dropped;
+	uint64_t tx_dropped, streams_refused;
 	unsigned sessions;
 };
 
@@ -88,6 +88,7 @@ static void totals(struct tunnel *self, struct totals *a)
 			a->es.resets_taken += es.resets_taken;
 		}
 		a->tx_dropped += t->tx_dropped;
+		a->streams_refused += t->streams_refused;
 		a->sessions += kcpx_ep_count(t->ep);
 		kcpx_shard_put(self, t);
 	}
@@ -188,9 +189,11 @@ static void write_status(struct tunnel *self, FILE *fp)
 		write_sessions(t, fp);
 		kcpx_shard_put(self, t);
 	}
-	fprintf(fp, "  tx dropped %llu, rx truncated %llu, from unknown peers %llu\n",
+	fprintf(fp,
+		"  tx dropped %llu, rx truncated %llu, from unknown peers %llu, streams refused "
+		"%llu\n",
 		(unsigned long long)a.tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer);
+		(unsigned long long)es.unknown_peer, (unsigned long long)a.streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			"  admission: new sessions refused %llu, unanswered sessions %u, "
@@ -198,6 +201,8 @@ static void write_status(struct tunnel *self, FILE *fp)
 			(unsigned long long)es.admit_refused, es.pending,
 			(unsigned long long)es.unproven_drop);
 	kcpx_report_memory(self, fp);
+	if (self->be && self->be->status)
+		self->be->status(self->be->arg, fp);
 	if (!self->psk)
 		return;
 	if (cfg->role == KCPX_ROLE_SERVER) {
@@ -368,6 +373,8 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 			(unsigned long long)t->handed_out);
 		kcpx_shard_put(self, t);
 	}
+	if (self->be && self->be->metrics)
+		self->be->metrics(self->be->arg, fp);
 	memory(self, &m);
 	kcpx_metrics_family(fp, "kcpx_stream_buffered_bytes", "gauge",
 			    "Stream bytes buffered, all sessions (in: from the peer, unread).");

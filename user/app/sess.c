@@ -13,6 +13,7 @@
 #include "app/tunnel_int.h"
 #include "core/session.h"
 #include "io/clock.h"
+#include "io/resolve.h"
 
 void kcpx_tun_sess_mark(struct sess *s)
 {
@@ -122,6 +123,7 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 	.accept = kcpx_conn_accept,
 	.readable = kcpx_conn_readable,
 	.writable = kcpx_conn_writable,
+	.refused = kcpx_conn_refused,
 	.random = ep_random,
 	.log = ep_log,
 	.foreign = kcpx_shard_foreign,
@@ -129,39 +131,43 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 
 /* After a failed lookup of --remoteaddr, new sessions use the last address this long. */
 #define RESOLVE_RETRY_MS 5000
+/* How long opening a session waits for the lookup it starts (io/resolve.h): a lookup
+ * that takes longer goes on in the background, the last address serves meanwhile. */
+#define RESOLVE_WAIT_MS 100
 
 /*
  * Client: the server's address for a new session. A name is looked up again for each
- * session (dynamic DNS); while it does not resolve the last address serves, and a failed
- * lookup waits RESOLVE_RETRY_MS before the next (a resolver that times out blocks the
- * loop). Under `kcpx up` the XDP program steers by the address found at start: kept.
+ * session (dynamic DNS), without blocking the loop for more than RESOLVE_WAIT_MS: while a
+ * lookup runs, or after one failed (retried RESOLVE_RETRY_MS later), the last address
+ * serves. Under `kcpx up` too: each session's port is registered in XDP with its own
+ * server (kcpx_lports), so sessions to an old and a new address coexist.
  */
 static int client_remote(struct tunnel *t, uint32_t now)
 {
 	char abuf[KCPX_ADDRSTRLEN], bbuf[KCPX_ADDRSTRLEN];
 	bool have = t->remote.sa.sa_family != AF_UNSPEC;
 	struct kcpx_addr a;
-	unsigned hi;
-	int err;
+	int r;
 
-	if (have && t->be)
-		return 0;
+	if (!t->resolver)
+		return have ? 0 : -ENOENT;
 	if (t->resolve_failed && now - t->resolve_at < RESOLVE_RETRY_MS)
 		return have ? 0 : -ENOENT;
-	err = kcpx_addr_parse_range(t->cfg->remoteaddr, &a, &hi);
+	r = kcpx_resolver_get(t->resolver, RESOLVE_WAIT_MS, &a);
+	if (r == 0) /* still running: its answer serves a later session */
+		return have ? 0 : -EAGAIN;
 	t->resolve_at = now;
-	t->resolve_failed = err != 0;
-	if (err) {
-		pr_warn_ratelimited("remoteaddr '%s': %s%s", t->cfg->remoteaddr, strerror(-err),
+	t->resolve_failed = r < 0;
+	if (r < 0) {
+		pr_warn_ratelimited("remoteaddr '%s': %s%s", t->cfg->remoteaddr, strerror(-r),
 				    have ? ": the last address serves" : ": no session");
-		return have ? 0 : err;
+		return have ? 0 : r;
 	}
 	if (have && !kcpx_addr_equal(&a, &t->remote))
 		pr_info("remoteaddr '%s' is %s now (was %s)", t->cfg->remoteaddr,
 			kcpx_addr_str(&a, abuf, sizeof(abuf)),
 			kcpx_addr_str(&t->remote, bbuf, sizeof(bbuf)));
-	t->remote = a;
-	t->remote_hi = hi;
+	t->remote = a; /* its port is the range's lowest, as --remoteaddr's lookup at start */
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 
 #include "app/log.h"
+#include "app/metrics.h"
 #include "app/tunnel.h"
 #include "io/faketcp.h"
 #include "io/log.h"
@@ -27,13 +28,95 @@ static void be_tick(void *arg, const struct kcpx_snmp *snmp)
 	kcpx_ftcp_tick(arg);
 }
 
+#define U(x) ((unsigned long long)(x))
+
+/* `kcpx status` (and SIGUSR1, and the exit report): the flows, then the programs. */
+static void be_status(void *arg, FILE *fp)
+{
+	struct kcpx_ftcp_counts c;
+	struct kcpx_ftcp_stats s;
+
+	kcpx_ftcp_counts(arg, &c);
+	fprintf(fp,
+		"  --tcp flows: %llu established, %llu handshakes (%llu failed), %llu refused "
+		"over the caps; ended: %llu by RST, %llu by a new SYN, %llu silent, %llu idle, "
+		"%llu closed by the peer, %llu reconnected\n",
+		U(c.flows), U(c.handshakes), U(c.connect_failed), U(c.refused), U(c.end_reset),
+		U(c.end_syn), U(c.end_silent), U(c.end_idle), U(c.end_closed), U(c.end_dup));
+	if (kcpx_ftcp_stats(arg, &s)) {
+		fprintf(fp, "  --tcp segments: counters unreadable\n");
+		return;
+	}
+	fprintf(fp,
+		"  --tcp segments: out %llu (%llu B), in %llu (%llu B, %llu out of order); "
+		"RST in %llu, SYN in %llu, control to the kernel %llu, without a flow to the "
+		"kernel %llu\n",
+		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo), U(s.rx_rst),
+		U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow));
+	fprintf(fp,
+		"  --tcp dropped: out without a flow %llu, out malformed %llu, out errors %llu; "
+		"in blind RST %llu, in truncated %llu; in unsupported (to the kernel) %llu, "
+		"implausible ACK (kept) %llu\n",
+		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc),
+		U(s.rx_unsup), U(s.rx_ack_jump));
+}
+
+static void metric(FILE *fp, const char *name, const char *type, const char *help)
+{
+	kcpx_metrics_family(fp, name, type, help);
+}
+
+/* /metrics: the same counters, one family per kind, reasons as labels. */
+static void be_metrics(void *arg, FILE *fp)
+{
+	struct kcpx_ftcp_counts c;
+	struct kcpx_ftcp_stats s;
+
+	kcpx_ftcp_counts(arg, &c);
+	metric(fp, "kcpx_ftcp_flows", "gauge", "--tcp flows established.");
+	fprintf(fp, "kcpx_ftcp_flows %llu\n", U(c.flows));
+	metric(fp, "kcpx_ftcp_handshakes_total", "counter",
+	       "--tcp handshakes: established, failed (client), refused over the caps (server).");
+	fprintf(fp, "kcpx_ftcp_handshakes_total{result=\"established\"} %llu\n", U(c.handshakes));
+	fprintf(fp, "kcpx_ftcp_handshakes_total{result=\"failed\"} %llu\n", U(c.connect_failed));
+	fprintf(fp, "kcpx_ftcp_handshakes_total{result=\"refused\"} %llu\n", U(c.refused));
+	metric(fp, "kcpx_ftcp_flows_ended_total", "counter", "--tcp flows ended, by why.");
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"rst\"} %llu\n", U(c.end_reset));
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"syn\"} %llu\n", U(c.end_syn));
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"silent\"} %llu\n", U(c.end_silent));
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"idle\"} %llu\n", U(c.end_idle));
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"closed\"} %llu\n", U(c.end_closed));
+	fprintf(fp, "kcpx_ftcp_flows_ended_total{reason=\"reconnected\"} %llu\n", U(c.end_dup));
+	if (kcpx_ftcp_stats(arg, &s))
+		return;
+	metric(fp, "kcpx_ftcp_segments_total", "counter",
+	       "--tcp datagrams translated: out (UDP to TCP), in (TCP to UDP).");
+	fprintf(fp, "kcpx_ftcp_segments_total{dir=\"out\"} %llu\n", U(s.tx_segs));
+	fprintf(fp, "kcpx_ftcp_segments_total{dir=\"in\"} %llu\n", U(s.rx_segs));
+	metric(fp, "kcpx_ftcp_rst_total", "counter",
+	       "--tcp RSTs in: in window (the flow ends), blind (dropped).");
+	fprintf(fp, "kcpx_ftcp_rst_total{kind=\"in_window\"} %llu\n", U(s.rx_rst));
+	fprintf(fp, "kcpx_ftcp_rst_total{kind=\"blind\"} %llu\n", U(s.rx_rst_bad));
+	metric(fp, "kcpx_ftcp_dropped_total", "counter", "--tcp packets dropped, by why.");
+	fprintf(fp, "kcpx_ftcp_dropped_total{dir=\"out\",reason=\"no_flow\"} %llu\n",
+		U(s.tx_noflow));
+	fprintf(fp, "kcpx_ftcp_dropped_total{dir=\"out\",reason=\"malformed\"} %llu\n",
+		U(s.tx_bad));
+	fprintf(fp, "kcpx_ftcp_dropped_total{dir=\"out\",reason=\"error\"} %llu\n", U(s.tx_err));
+	fprintf(fp, "kcpx_ftcp_dropped_total{dir=\"in\",reason=\"blind_rst\"} %llu\n",
+		U(s.rx_rst_bad));
+	fprintf(fp, "kcpx_ftcp_dropped_total{dir=\"in\",reason=\"truncated\"} %llu\n",
+		U(s.rx_trunc));
+}
+
 int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
 {
 	struct kcpx_ftcp_config fc = { .server = cfg->role == KCPX_ROLE_SERVER,
 				       .sockbuf = cfg->sockbuf,
 				       .dscp = cfg->dscp };
-	struct kcpx_tunnel_backend be = { .open = be_open, .publish = be_tick };
-	struct kcpx_ftcp_stats s;
+	struct kcpx_tunnel_backend be = {
+		.open = be_open, .publish = be_tick, .status = be_status, .metrics = be_metrics
+	};
 	struct kcpx_ftcp *ft;
 	int err;
 
@@ -55,13 +138,9 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
 		return -EINVAL;
 	}
 	err = kcpx_tunnel_run(cfg, &be);
-	if (!kcpx_ftcp_stats(ft, &s))
-		pr_info("--tcp: %llu segments out (%llu dropped without a flow), %llu in (%llu "
-			"out of order), %llu RST, %llu blind RST dropped, %llu malformed",
-			(unsigned long long)s.tx_segs, (unsigned long long)s.tx_noflow,
-			(unsigned long long)s.rx_segs, (unsigned long long)s.rx_ooo,
-			(unsigned long long)s.rx_rst, (unsigned long long)s.rx_rst_bad,
-			(unsigned long long)s.rx_trunc);
+	pr_info("--tcp counters at exit:");
+	be_status(ft, kcpx_log_file());
+	fflush(kcpx_log_file());
 	kcpx_ftcp_free(ft);
 	return err;
 }

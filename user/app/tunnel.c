@@ -31,6 +31,7 @@
 #include "core/pool.h"
 #include "core/session.h"
 #include "io/clock.h"
+#include "io/resolve.h"
 #include "io/ctl.h"
 #include "io/priv.h"
 
@@ -213,8 +214,10 @@ static int setup_protocol(struct tunnel *t)
 			struct kcpx_native_cfg nc;
 
 			kcpx_native_psk_bpf_cfg(t->psk, cfg->role == KCPX_ROLE_SERVER, &nc);
-			if (cfg->role == KCPX_ROLE_SERVER)
+			if (cfg->role == KCPX_ROLE_SERVER) {
 				nc.hs_rate = (__u16)cfg->hsrate; /* XDP's own bucket, same rate */
+				nc.rst_rate = KCPX_NATIVE_RST_RATE;
+			}
 			err = t->be->native_cfg(t->be->arg, &nc);
 			sodium_memzero(&nc, sizeof(nc));
 			if (err) {
@@ -251,6 +254,7 @@ static int setup_protocol(struct tunnel *t)
 			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
 			.max_stream_buffer = (uint32_t)cfg->streambuf,
 			.pool = t->blocks,
+			.max_streams = (uint32_t)cfg->sessstreams,
 		},
 	};
 	/* config_finish checked the name */
@@ -262,6 +266,26 @@ static int setup_protocol(struct tunnel *t)
 	if (!t->psk && ec.proto == KCPX_PROTO_AUTO)
 		ec.proto = KCPX_PROTO_KCPTUN;
 	return kcpx_ep_new(&t->ep, &ec, &kcpx_tun_ep_ops, t, &t->snmp);
+}
+
+/*
+ * Client: a --remoteaddr name is looked up again for each new session (dynamic DNS), by
+ * io/resolve.c so that a slow resolver does not stall the loop. Under `kcpx up` only
+ * addresses of the family found at start: the XDP program was built for it.
+ */
+static int client_resolver(struct tunnel *t)
+{
+	char host[256], port[8];
+	int err;
+
+	err = kcpx_addr_split(t->cfg->remoteaddr, host, sizeof(host), port, sizeof(port));
+	if (err || kcpx_addr_is_numeric(host))
+		return 0; /* an address (or nothing parseable, refused already): fixed */
+	err = kcpx_resolver_new(&t->resolver, host, port,
+				t->be ? t->remote.sa.sa_family : AF_UNSPEC);
+	if (err)
+		pr_warn("remoteaddr '%s': %s", t->cfg->remoteaddr, strerror(-err));
+	return err;
 }
 
 /* kcptun has no limit; 1024 sockets (and their buffers) is already far past its examples */
@@ -301,6 +325,9 @@ static int tunnel_setup(struct tunnel *t)
 						   : strerror(-err));
 			return err;
 		}
+		err = client_resolver(t);
+		if (err)
+			return err;
 		err = t->group ? kcpx_tcp_listen_shared(&t->laddr) : kcpx_tcp_listen(&t->laddr);
 		if (err < 0) {
 			pr_warn("listen on %s (tcp): %s", cfg->localaddr, strerror(-err));
@@ -426,6 +453,7 @@ static void tunnel_free(struct tunnel *t)
 		t->dgs->refs = 1;
 		kcpx_path_put(t, t->dgs);
 	}
+	kcpx_resolver_free(t->resolver);
 	kcpx_crypt_free(t->crypt);
 	if (!t->psk_borrowed)
 		kcpx_native_psk_free(t->psk);
@@ -477,6 +505,7 @@ static int tunnel_new(struct tunnel **out, const struct kcpx_config *cfg,
 		t->psk = t0->psk;
 		t->psk_borrowed = true;
 	}
+	t->maxstreams = (unsigned)shard_share(cfg->maxstreams, t);
 	err = tunnel_setup(t);
 	if (err)
 		return err;

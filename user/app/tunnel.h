@@ -10,6 +10,8 @@
 #ifndef KCPX_APP_TUNNEL_H
 #define KCPX_APP_TUNNEL_H
 
+#include <stdio.h>
+
 #include "app/config.h"
 #include "io/dgram.h"
 #include "kcpx_native.h"
@@ -39,6 +41,10 @@ struct kcpx_tunnel_backend {
 	int (*native_cfg)(void *arg, const struct kcpx_native_cfg *cfg);
 	int (*native_up)(void *arg, uint32_t sid, const struct kcpx_native_sess *v);
 	void (*native_down)(void *arg, uint32_t sid);
+	/* Optional: the backend's own lines of `kcpx status` (two-space indent) and its
+	 * families of /metrics. */
+	void (*status)(void *arg, FILE *fp);
+	void (*metrics)(void *arg, FILE *fp);
 	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
 	uint64_t keep_caps;
 	void *arg;

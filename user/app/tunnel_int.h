@@ -65,6 +65,8 @@ struct sess {
 	bool no_answer_told; /* client: the "no answer" hint was logged */
 };
 
+struct kcpx_resolver;
+
 struct tunnel {
 	const struct kcpx_config *cfg;
 	const struct kcpx_tunnel_backend *be;
@@ -79,6 +81,7 @@ struct tunnel {
 	unsigned remote_hi;	 /* client: highest port (kcptun's "host:lo-hi") */
 	uint32_t resolve_at;	 /* client: when --remoteaddr was last looked up */
 	bool resolve_failed;
+	struct kcpx_resolver *resolver; /* client: --remoteaddr is a name (else NULL) */
 	struct kcpx_target target;
 	struct kcpx_watch lw; /* client TCP listener */
 	struct kcpx_watch sigw;
@@ -100,6 +103,7 @@ struct tunnel {
 	struct kcpx_pool *blocks, *chunks; /* shared by all sessions (core/pool.h) */
 	uint64_t pool_frees;		   /* pool bytes back to malloc at the last malloc_trim */
 	unsigned nconns;		   /* TCP connections open */
+	uint64_t streams_refused;	   /* over --maxstreams or --sessstreams */
 	uint64_t tx_dropped;
 	uint64_t diag_bad, diag_told;  /* diag.c: failed checks seen, and at the last report */
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
@@ -115,7 +119,8 @@ struct tunnel {
 	struct kcpx_shards *group; /* NULL: one thread */
 	bool psk_borrowed;	   /* psk belongs to thread 0 */
 	pthread_mutex_t mu;
-	unsigned port_hint; /* client: the next session's place among all (udp.h port_hint) */
+	unsigned maxstreams; /* this thread's share of --maxstreams (0: no limit) */
+	unsigned port_hint;  /* client: the next session's place among all (udp.h port_hint) */
 	/* datagrams other threads handed over (a native session's peer moved and its
 	 * packets now reach another thread): taken under inmu, woken through evfd */
 	struct kcpx_watch inw;
@@ -172,6 +177,7 @@ void kcpx_conn_reap(struct tunnel *t);
 void kcpx_conn_accept(void *sess_user, uint32_t sid);
 void kcpx_conn_readable(void *sess_user, uint32_t sid);
 void kcpx_conn_writable(void *sess_user, uint32_t sid);
+void kcpx_conn_refused(void *sess_user, uint32_t sid, unsigned n);
 void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 
 /* reload.c (with app/reload.c's config half) */

@@ -284,6 +284,14 @@ static void ep_sess_writable(void *user, uint32_t sid)
 	s->ep->ops.writable(s->user, sid);
 }
 
+static void ep_sess_refused(void *user, uint32_t sid, unsigned n)
+{
+	struct kcpx_ep_sess *s = user;
+
+	if (s->ep->ops.refused)
+		s->ep->ops.refused(s->user, sid, n);
+}
+
 /*
  * A native session's keys exist: hand its XDP map entry (receive tag key, FEC shape) to
  * the owner. Returns 0, or -errno when it could not take it.
@@ -1083,6 +1091,7 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		.accept = ep_sess_accept,
 		.readable = ep_sess_readable,
 		.writable = ep_sess_writable,
+		.refused = ep_sess_refused,
 	};
 	ops->random(user, &ep->seed, sizeof(ep->seed));
 	ep->client_native = ep->cfg.psk && !cfg->server;

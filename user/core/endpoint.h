@@ -104,6 +104,7 @@ struct kcpx_ep_ops {
 	void (*accept)(void *sess_user, uint32_t sid);
 	void (*readable)(void *sess_user, uint32_t sid);
 	void (*writable)(void *sess_user, uint32_t sid);
+	void (*refused)(void *sess_user, uint32_t sid, unsigned n); /* may be NULL */
 	void (*random)(void *user, void *buf, size_t n);
 	/* Server, optional: a native DATA packet for a sid this endpoint has no session for.
 	 * An owner that runs several endpoints (one per thread) may know another that has it:

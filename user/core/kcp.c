@@ -103,6 +103,9 @@ struct kcpx_kcp {
 	uint32_t interval, ts_flush, nodelay, fastresend, dead_link;
 	bool updated, nocwnd, stream, ack_nodelay, dead;
 	bool tlp, quickack, rto_hygiene; /* issue 7 timing options, off = kcp-go */
+	/* silent peer (kcp.h): heard = last input, or when data began to wait if later */
+	uint32_t give_up_ms, heard;
+	bool silent, gave_up;
 
 	/* send side */
 	struct kseg *sq_head, *sq_tail;
@@ -338,8 +341,10 @@ static int rring_fit(struct kcpx_kcp *kcp, uint32_t rcv_wnd)
 
 /* ---- unacked list ---- */
 
-static void ua_append(struct kcpx_kcp *kcp, struct kseg *s)
+static void ua_append(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
+	if (!kcp->ua_head)
+		kcp->heard = now; /* the wait for an answer starts now */
 	s->unext = NULL;
 	s->uprev = kcp->ua_tail;
 	if (kcp->ua_tail)
@@ -595,6 +600,23 @@ void kcpx_kcp_set_quickack(struct kcpx_kcp *kcp, bool on)
 void kcpx_kcp_set_rto_hygiene(struct kcpx_kcp *kcp, bool on)
 {
 	kcp->rto_hygiene = on;
+}
+
+void kcpx_kcp_set_silent(struct kcpx_kcp *kcp, uint32_t give_up_ms)
+{
+	kcp->give_up_ms = give_up_ms;
+	if (!give_up_ms)
+		kcp->silent = false;
+}
+
+bool kcpx_kcp_silent(const struct kcpx_kcp *kcp)
+{
+	return kcp->silent;
+}
+
+bool kcpx_kcp_gave_up(const struct kcpx_kcp *kcp)
+{
+	return kcp->gave_up;
 }
 
 /* ---- send ---- */
@@ -989,6 +1011,7 @@ static void cc_scan_echoes(struct kcpx_kcp *kcp, const uint8_t *data, size_t len
 
 enum flush_kind { FLUSH_ACKONLY, FLUSH_FULL };
 static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind);
+static void silence_end(struct kcpx_kcp *kcp, uint32_t now);
 
 int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32_t now,
 		   bool regular)
@@ -996,7 +1019,7 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 	struct ackitem batch[ACK_BATCH];
 	uint32_t nbatch = 0, prev_una = kcp->snd_una, latest = 0;
 	uint64_t in_segs = 0, repeats = 0;
-	bool got_ack = false, slide = false, fast = false, quick = false;
+	bool got_ack = false, slide = false, fast = false, quick = false, heard = false;
 	int err = 0;
 
 	if (len < KCPX_KCP_OVERHEAD)
@@ -1021,6 +1044,8 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		}
 		data += KCPX_KCP_OVERHEAD + dlen;
 		len -= KCPX_KCP_OVERHEAD + dlen;
+		kcp->heard = now;
+		heard = true;
 
 		/* only real packets carry a current window; FEC rebuilds may be stale */
 		if (regular)
@@ -1109,6 +1134,11 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 		}
 	}
 
+	if (kcp->silent && heard && !kcp->gave_up) {
+		silence_end(kcp, now);
+		fast = true; /* resend what is still owed now */
+	}
+
 	/* kcp-go: send at once when the window slid or a fast retransmit is due; otherwise
 	 * send ACKs alone once a datagram's worth piled up (ack clocking on fast links) or
 	 * when asked to ack without delay */
@@ -1161,13 +1191,14 @@ static uint32_t tlp_pto(const struct kcpx_kcp *kcp)
 
 static inline bool tlp_armed(const struct kcpx_kcp *kcp)
 {
-	return kcp->tlp && kcp->ua_tail && !kcp->ua_tail->probed && kcp->rx_srtt > 0;
+	return kcp->tlp && !kcp->silent && kcp->ua_tail && !kcp->ua_tail->probed &&
+	       kcp->rx_srtt > 0;
 }
 
 /* Paced and new data waits only for the pacer (not for a window or the cap). */
 static bool pace_waiting(const struct kcpx_kcp *kcp)
 {
-	return paced(kcp) && kcp->sq_head &&
+	return paced(kcp) && kcp->sq_head && !kcp->silent &&
 	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd)) &&
 	       kcp->cc_inflight < kcp->cc.inflight_cap;
 }
@@ -1224,6 +1255,58 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 	return 1;
 }
 
+/* Is the peer silent (kcp.h)? Enters the state, and gives up after give_up_ms. */
+static bool silence_check(struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint32_t quiet;
+
+	if (!kcp->give_up_ms || !kcp->ua_head || kcpx_diff32(now, kcp->heard) < 0)
+		return false;
+	quiet = (uint32_t)kcpx_diff32(now, kcp->heard);
+	if (!kcp->silent) {
+		if (kcp->ua_head->xmit < KCPX_KCP_SILENT_XMIT ||
+		    quiet < KCPX_MAX((uint32_t)KCPX_KCP_SILENT_MS, 4 * kcp->rx_rto))
+			return false;
+		kcp->silent = true;
+		kcp->ua_head->rto = KCPX_MIN(2 * kcp->rx_rto, (uint32_t)KCPX_KCP_SILENT_PROBE_MAX);
+		kcp->ua_head->resendts = now; /* the first probe goes now */
+	}
+	if (quiet >= kcp->give_up_ms)
+		kcp->gave_up = true;
+	return true;
+}
+
+/* Silent: only the oldest segment, when due, its gap doubling up to the cap. */
+static void silent_probe(struct kcpx_kcp *kcp, uint32_t now, uint16_t wnd)
+{
+	struct kseg *s = kcp->ua_head;
+
+	if (kcpx_diff32(now, s->resendts) >= 0 && !(paced(kcp) && kcp->cc.tokens <= 0)) {
+		set_fastack(kcp, s, 0);
+		s->cc_lost_ts = s->ts;
+		s->resendts = now + s->rto;
+		s->rto = KCPX_MIN(2 * s->rto, (uint32_t)KCPX_KCP_SILENT_PROBE_MAX);
+		kcp->c_lost++;
+		send_seg(kcp, s, now, wnd);
+	}
+	kcp->rto_next = s->resendts;
+	kcp->rto_armed = true;
+}
+
+/* Input after silence: every segment still owed is due at once. */
+static void silence_end(struct kcpx_kcp *kcp, uint32_t now)
+{
+	kcp->silent = false;
+	for (struct kseg *s = kcp->ua_head; s; s = s->unext) {
+		s->rto = kcp->rx_rto;
+		s->resendts = now;
+	}
+	if (kcp->ua_head) {
+		kcp->rto_next = now;
+		kcp->rto_armed = true;
+	}
+}
+
 static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 {
 	uint16_t wnd = wnd_unused(kcp);
@@ -1248,6 +1331,10 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	kcp->ack_n = 0;
 	if (kind == FLUSH_ACKONLY)
 		goto out;
+	if (silence_check(kcp, now)) {
+		silent_probe(kcp, now, wnd);
+		goto out;
+	}
 
 	/* remote window closed: probe it, first after PROBE_INIT (rto_hygiene: rto), then
 	 * backing off x1.5 */
@@ -1318,7 +1405,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		s->next = NULL;
 		s->sn = kcp->snd_nxt++;
 		kcp->sring[s->sn & kcp->smask] = s;
-		ua_append(kcp, s);
+		ua_append(kcp, s, now);
 		if (!first_new)
 			first_new = s;
 		newsegs++;

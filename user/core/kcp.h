@@ -87,6 +87,26 @@ void kcpx_kcp_set_quickack(struct kcpx_kcp *kcp, bool on);
 void kcpx_kcp_set_rto_hygiene(struct kcpx_kcp *kcp, bool on);
 
 /*
+ * A peer that answered and then went silent (issue 13; off by default = kcp-go, which
+ * resends every segment on its RTO for ever). With give_up_ms > 0: once the oldest
+ * unacknowledged segment was sent KCPX_KCP_SILENT_XMIT times and nothing at all came
+ * from the peer for max(KCPX_KCP_SILENT_MS, 4 * RTO) (counted from the later of the
+ * last input and the moment data began to wait), the engine is *silent*: it sends no
+ * new data, no TLP, no other retransmission, only that oldest segment as a probe,
+ * doubling the gap from 2 * RTO up to KCPX_KCP_SILENT_PROBE_MAX ms. Any input from the
+ * peer ends it and every unacknowledged segment is due again at once. Silent for
+ * give_up_ms: kcpx_kcp_gave_up() turns true (the owner closes the session). So a dead
+ * path gets about four windows and then one segment per probe gap, not a window per
+ * 2 * RTO for as long as the owner keeps the session.
+ */
+#define KCPX_KCP_SILENT_XMIT	  3
+#define KCPX_KCP_SILENT_MS	  300
+#define KCPX_KCP_SILENT_PROBE_MAX 2000
+void kcpx_kcp_set_silent(struct kcpx_kcp *kcp, uint32_t give_up_ms);
+bool kcpx_kcp_silent(const struct kcpx_kcp *kcp);
+bool kcpx_kcp_gave_up(const struct kcpx_kcp *kcp);
+
+/*
  * Congestion control (cc.h, docs/CONGESTION.md). The engine starts with KCPX_CC_OFF, which
  * with nc behaves as kcp-go; KCPX_CC_KCP is ikcp's cwnd; KCPX_CC_BBR paces every PUSH and
  * holds new data to the controller's inflight cap (the windows stay limits too). Sender

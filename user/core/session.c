@@ -159,10 +159,19 @@ static void smux_writable(void *user, uint32_t sid)
 		s->ops->writable(s->user, sid);
 }
 
+static void smux_refused(void *user, uint32_t sid, unsigned n)
+{
+	struct kcpx_session *s = user;
+
+	if (s->ops->refused)
+		s->ops->refused(s->user, sid, n);
+}
+
 static const struct kcpx_smux_ops sess_smux_ops = {
 	.accept = smux_accept,
 	.readable = smux_readable,
 	.writable = smux_writable,
+	.refused = smux_refused,
 };
 
 struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
@@ -206,6 +215,10 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_tlp(s->kcp, cfg->tlp);
 	kcpx_kcp_set_quickack(s->kcp, cfg->quickack);
 	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
+	/* a peer silent with data owed: probe, then give up when smux would (at least 60 s) */
+	kcpx_kcp_set_silent(s->kcp, cfg->smux.keepalive_timeout_ms > KCPX_SESSION_GIVE_UP_MS
+					    ? cfg->smux.keepalive_timeout_ms
+					    : KCPX_SESSION_GIVE_UP_MS);
 	if (kcpx_kcp_set_cc(s->kcp, cfg->cc, now))
 		goto err;
 	/* the controller counts wire bytes: headers (IP and UDP too) and FEC parity */
@@ -546,6 +559,8 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 	pump_tx(s);
 	if ((int32_t)(kcpx_kcp_check(s->kcp, now) - now) <= 0)
 		kcpx_kcp_update(s->kcp, now);
+	if (kcpx_kcp_gave_up(s->kcp))
+		sess_kill(s, "peer silent with data unacknowledged (gave up)");
 	if ((int32_t)(fec_flush_due(s, now) - now) <= 0)
 		kcpx_fec_enc_flush(s->fec_enc, fec_emit, s);
 	if (s->redund)

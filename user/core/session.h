@@ -55,11 +55,16 @@ struct kcpx_session_config {
 /* The block size a pool shared through kcpx_session_config.chunks must have. */
 size_t kcpx_session_chunk_block(void);
 
+/* A peer silent this long (or the smux keepalive timeout, if longer) while data waits
+   for its ACK: the session is dead (kcp.h, kcpx_kcp_set_silent). */
+#define KCPX_SESSION_GIVE_UP_MS 60000
+
 struct kcpx_session_ops {
 	void (*xmit)(void *user, const uint8_t *dgram, size_t len);
 	void (*accept)(void *user, uint32_t sid);
 	void (*readable)(void *user, uint32_t sid);
 	void (*writable)(void *user, uint32_t sid);
+	void (*refused)(void *user, uint32_t sid, unsigned n); /* smux SYNs over max_streams */
 };
 
 /* NULL when out of memory or the config is impossible (mtu too small for the headers, a

@@ -105,6 +105,8 @@ struct kcpx_smux {
 	bool nop_pending;
 	uint32_t orphan[ORPHAN_FINS]; /* FINs for refused SYNs */
 	unsigned orphan_head, orphan_n;
+	unsigned refused_n; /* SYNs refused since the last refused() callback */
+	uint32_t refused_sid;
 	bool flushing;
 
 	uint32_t last_rx, next_nop;
@@ -399,6 +401,13 @@ static void flush_events(struct kcpx_smux *s)
 	if (s->flushing)
 		return;
 	s->flushing = true;
+	if (s->refused_n) {
+		unsigned n = s->refused_n;
+
+		s->refused_n = 0;
+		if (s->ops.refused)
+			s->ops.refused(s->user, s->refused_sid, n);
+	}
 	for (;;) {
 		struct stream *st = s->ev.head;
 		uint32_t sid;
@@ -457,6 +466,8 @@ struct kcpx_smux *kcpx_smux_new(const struct kcpx_smux_config *cfg, const struct
 		s->cfg.max_stream_buffer = KCPX_SMUX_DEFAULT_STRMBUF;
 	if (!s->cfg.max_send_buffer)
 		s->cfg.max_send_buffer = KCPX_SMUX_DEFAULT_SENDBUF;
+	if (!s->cfg.max_streams || s->cfg.max_streams > KCPX_SMUX_MAX_STREAMS)
+		s->cfg.max_streams = KCPX_SMUX_MAX_STREAMS;
 	s->pool = cfg->pool;
 	if (!s->pool) {
 		s->pool = kcpx_pool_new(kcpx_smux_pool_block(), BQ_CACHE_MAX);
@@ -541,8 +552,10 @@ static int on_header(struct kcpx_smux *s)
 			s->cnt.bad_frames++; /* duplicate SYN: ignored */
 			break;
 		}
-		if (s->nstreams >= KCPX_SMUX_MAX_STREAMS) {
-			s->cnt.bad_frames++;
+		if (s->nstreams >= s->cfg.max_streams) {
+			s->cnt.streams_refused++;
+			s->refused_n++;
+			s->refused_sid = sid;
 			orphan_fin(s, sid);
 			break;
 		}
@@ -811,7 +824,7 @@ int kcpx_smux_open(struct kcpx_smux *s, uint32_t *sid)
 		return -EPIPE;
 	if (s->go_away)
 		return -EOVERFLOW;
-	if (s->nstreams >= KCPX_SMUX_MAX_STREAMS)
+	if (s->nstreams >= s->cfg.max_streams)
 		return -EMFILE;
 	do {
 		s->next_sid += 2;

@@ -17,8 +17,10 @@
  * max_recv_buffer (input() stops at a frame boundary once it is used up, so at most one
  * frame over), buffers cost at most about twice the bytes they hold, every stream's send
  * buffer holds at most KCPX_SMUX_SNDBUF bytes and all of them together at most
- * max_send_buffer, at most KCPX_SMUX_MAX_STREAMS streams exist (a few hundred bytes
- * each), and control frames owed to the peer are coalesced per stream.
+ * max_send_buffer, at most cfg.max_streams streams exist (a few hundred bytes each; a
+ * peer's SYN beyond that is answered with FIN, counted in streams_refused and reported
+ * through the refused() callback), and control frames owed to the peer are coalesced per
+ * stream.
  *
  * Memory follows the traffic: a stream owns no buffer until bytes arrive for it or are
  * written to it, buffers grow in blocks as bytes queue up and every block goes back the
@@ -54,7 +56,7 @@
 #define KCPX_SMUX_UPD_LEN	  8
 #define KCPX_SMUX_INITIAL_WINDOW  262144 /* v2: peer window assumed before its first UPD */
 #define KCPX_SMUX_SNDBUF	  65536	 /* per-stream bytes accepted by write, not yet output */
-#define KCPX_SMUX_MAX_STREAMS	  65536	 /* SYNs beyond this are answered with FIN */
+#define KCPX_SMUX_MAX_STREAMS	  65536	 /* hard cap on cfg.max_streams */
 #define KCPX_SMUX_DEFAULT_FRAME	  32768
 #define KCPX_SMUX_DEFAULT_RECVBUF 4194304
 #define KCPX_SMUX_DEFAULT_STRMBUF 2097152
@@ -66,8 +68,8 @@ struct kcpx_pool;
 /* The block size a pool shared through kcpx_smux_config.pool must have. */
 size_t kcpx_smux_pool_block(void);
 
-/* Zero max_frame / max_recv_buffer / max_stream_buffer / max_send_buffer mean the
-   defaults above. */
+/* Zero max_frame / max_recv_buffer / max_stream_buffer / max_send_buffer / max_streams
+   mean the defaults above. */
 struct kcpx_smux_config {
 	int version;		    /* 1 or 2 */
 	bool client;		    /* client opens odd ids 3,5,7...; server even ids 2,4,6... */
@@ -78,12 +80,16 @@ struct kcpx_smux_config {
 	uint32_t keepalive_timeout_ms; /* no frame received for this long -> dead; 0 = off */
 	uint32_t max_send_buffer;      /* session-wide bytes accepted by write, not yet output */
 	struct kcpx_pool *pool;	       /* kcpx_smux_pool_block() blocks, not owned; NULL: own */
+	uint32_t max_streams; /* streams at once, both ways; 0 or > KCPX_SMUX_MAX_STREAMS: that */
 };
 
 struct kcpx_smux_ops {
 	void (*accept)(void *user, uint32_t sid);   /* peer opened a stream (SYN) */
 	void (*readable)(void *user, uint32_t sid); /* data or EOF became readable */
 	void (*writable)(void *user, uint32_t sid); /* a write that got -EAGAIN may now proceed */
+	/* n peer SYNs were refused over max_streams since the last call, the last for sid
+	   (may be NULL) */
+	void (*refused)(void *user, uint32_t sid, unsigned n);
 };
 
 /* Returns NULL on a bad config (version not 1 or 2, max_frame > 65535, a pool of another
@@ -156,7 +162,8 @@ void kcpx_smux_buffered(const struct kcpx_smux *s, size_t *recv, size_t *send);
 
 struct kcpx_smux_counters {
 	uint64_t frames_in, frames_out, bad_frames, streams_opened, streams_accepted;
-	uint64_t send_waits; /* writes that queued for the session's send budget */
+	uint64_t send_waits;	  /* writes that queued for the session's send budget */
+	uint64_t streams_refused; /* peer SYNs over max_streams, answered with FIN */
 };
 void kcpx_smux_counters(const struct kcpx_smux *s, struct kcpx_smux_counters *c);
 

@@ -101,6 +101,43 @@ int kcpx_addr_parse_range(const char *s, struct kcpx_addr *out, unsigned *hi)
 	return err;
 }
 
+int kcpx_addr_split(const char *s, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *h = s, *p, *end;
+	size_t hl, pl;
+
+	if (!s)
+		return -EINVAL;
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		p = end + 2;
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return -EINVAL;
+		p = end + 1;
+	}
+	hl = (size_t)(end - h);
+	pl = strcspn(p, "-");
+	if (hl >= hlen || !pl || pl >= plen)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	memcpy(port, p, pl);
+	port[pl] = 0;
+	return 0;
+}
+
+bool kcpx_addr_is_numeric(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
 void kcpx_addr_set_port(struct kcpx_addr *a, unsigned port)
 {
 	if (a->sa.sa_family == AF_INET6)

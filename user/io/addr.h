@@ -20,5 +20,10 @@ int kcpx_addr_parse(const char *s, struct kcpx_addr *out);
  */
 int kcpx_addr_parse_range(const char *s, struct kcpx_addr *out, unsigned *hi);
 void kcpx_addr_set_port(struct kcpx_addr *a, unsigned port);
+/* The host (brackets removed) and the (lowest) port of what kcpx_addr_parse_range takes;
+ * 0 or -EINVAL. */
+int kcpx_addr_split(const char *s, char *host, size_t hlen, char *port, size_t plen);
+/* Is host an IPv4 or IPv6 address (no lookup needed)? */
+bool kcpx_addr_is_numeric(const char *host);
 
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/ftcpflow.h"
 #include "io/addr.h"
 #include "io/faketcp.h"
 #include "io/ftcp_bpf.h"
@@ -31,7 +32,8 @@ struct ftcp_conn {
 	enum conn_state st;
 	struct kcpx_addr peer;
 	struct kcpx_ftcp_key key;
-	uint64_t since; /* monotonic seconds: connect started / established */
+	uint64_t since;	 /* monotonic seconds: connect started / established */
+	uint64_t est_ns; /* monotonic ns: the flow went into the map */
 };
 
 struct ftcp_dg {
@@ -54,6 +56,7 @@ struct kcpx_ftcp {
 	struct kcpx_ftcp_bpf *bpf;
 	bool nft;
 	struct ftcp_dg *dgs;
+	struct kcpx_ftcp_counts n; /* .flows is counted when asked */
 };
 
 static const struct kcpx_dgram_ops ftcp_ops;
@@ -240,7 +243,7 @@ static int conn_established(struct ftcp_dg *g, struct ftcp_conn *c)
 	}
 	set_ttl(c->fd, c->peer.sa.sa_family, 1);
 	kcpx_ftcp_key_make(&c->key, &c->peer, g->lport);
-	f.rx_ns = f.tx_ns = now_ns();
+	f.rx_ns = f.tx_ns = c->est_ns = now_ns();
 	err = kcpx_ftcp_bpf_flow_set(g->ft->bpf, &c->key, &f);
 	if (err) {
 		kcpx_io_logf(0, "--tcp: flow table: %s", strerror(-err));
@@ -248,6 +251,7 @@ static int conn_established(struct ftcp_dg *g, struct ftcp_conn *c)
 	}
 	c->st = CONN_EST;
 	c->since = now_s();
+	g->ft->n.handshakes++;
 	kcpx_io_logf(1, "--tcp: flow %u <-> %s established", g->lport, astr(&c->peer));
 	return 0;
 }
@@ -314,6 +318,7 @@ static void server_accept(struct ftcp_dg *g)
 		for (int i = 0; i < g->nconns; i++) {
 			if (kcpx_addr_equal(&g->conns[i].peer, &peer)) {
 				/* the same 4-tuple again: the old flow is over */
+				g->ft->n.end_dup++;
 				conn_drop(g, i, false);
 				break;
 			}
@@ -322,6 +327,7 @@ static void server_accept(struct ftcp_dg *g)
 			same += peer_ip_equal(&g->conns[i].peer, &peer);
 		if (g->nconns >= KCPX_FTCP_CONNS || same >= KCPX_FTCP_CONNS_PER_IP) {
 			/* refused with a RST at full TTL: the peer learns at once */
+			g->ft->n.refused++;
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 			close(fd);
 			continue;
@@ -369,6 +375,7 @@ static void ctl_events(struct ftcp_dg *g)
 						     "second)",
 						     g->lport, astr(&c->peer), strerror(soerr));
 				g->connect_failing = true;
+				g->ft->n.connect_failed++;
 				conn_drop(g, i, false);
 				continue;
 			}
@@ -384,6 +391,7 @@ static void ctl_events(struct ftcp_dg *g)
 		    (ev[k].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
 			kcpx_io_logf(1, "--tcp: flow %u <-> %s closed by the peer (%s)", g->lport,
 				     astr(&c->peer), r < 0 ? strerror(errno) : "FIN");
+			g->ft->n.end_closed++;
 			conn_drop(g, i, false);
 		}
 	}
@@ -538,6 +546,7 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 		ctl_events(g);
 		for (int i = g->nconns - 1; i >= 0; i--) {
 			struct ftcp_conn *c = &g->conns[i];
+			enum kcpx_ftcp_verdict v;
 			struct kcpx_ftcp_flow f;
 
 			if (c->st == CONN_CONNECTING) {
@@ -546,6 +555,7 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 						     "--tcp: connect %u -> %s timed out (retrying)",
 						     g->lport, astr(&c->peer));
 					g->connect_failing = true;
+					ft->n.connect_failed++;
 					conn_drop(g, i, false);
 				}
 				continue;
@@ -554,31 +564,38 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 				conn_drop(g, i, false);
 				continue;
 			}
-			if (f.state == KCPX_FTCP_RESET || f.state == KCPX_FTCP_SYN) {
-				kcpx_io_logf(1, "--tcp: flow %u <-> %s: %s, new handshake",
-					     g->lport, astr(&c->peer),
-					     f.state == KCPX_FTCP_RESET ? "reset"
-									: "peer sent SYN");
-				conn_drop(g, i, false);
+			/* the programs may have stamped the flow after nns was read: judge()
+			 * takes that as "just now" (core/ftcpflow.h) */
+			v = kcpx_ftcp_judge(&f, nns, c->est_ns, ft->cfg.server);
+			switch (v) {
+			case KCPX_FTCP_KEEP:
 				continue;
+			case KCPX_FTCP_GONE_RESET:
+				ft->n.end_reset++;
+				break;
+			case KCPX_FTCP_GONE_SYN:
+				ft->n.end_syn++;
+				break;
+			case KCPX_FTCP_GONE_SILENT:
+				ft->n.end_silent++;
+				break;
+			case KCPX_FTCP_GONE_IDLE:
+				ft->n.end_idle++;
+				break;
 			}
-			/* a NAT or firewall that forgot the flow drops it silently: we send, nothing
-			 * comes back (a live peer answers KCP at least every keepalive) */
-			if (!ft->cfg.server && nns - f.tx_ns < 2000000000ull &&
-			    nns - f.rx_ns > KCPX_FTCP_SILENT_S * 1000000000ull &&
-			    now - c->since > KCPX_FTCP_SILENT_S) {
+			if (v == KCPX_FTCP_GONE_SILENT)
 				kcpx_io_logf(1,
 					     "--tcp: flow %u <-> %s: nothing back for %d s, new "
 					     "handshake",
 					     g->lport, astr(&c->peer), KCPX_FTCP_SILENT_S);
-				conn_drop(g, i, false);
-				continue;
-			}
-			if (ft->cfg.server && nns - f.rx_ns > KCPX_FTCP_IDLE_S * 1000000000ull) {
+			else if (v == KCPX_FTCP_GONE_IDLE)
 				kcpx_io_logf(1, "--tcp: flow %u <-> %s idle, closed", g->lport,
 					     astr(&c->peer));
-				conn_drop(g, i, true);
-			}
+			else
+				kcpx_io_logf(1, "--tcp: flow %u <-> %s: %s, new handshake",
+					     g->lport, astr(&c->peer), kcpx_ftcp_verdict_str(v));
+			/* an idle flow's peer may still be there: tell it */
+			conn_drop(g, i, v == KCPX_FTCP_GONE_IDLE);
 		}
 		if (!ft->cfg.server && g->nconns == 0 && now >= g->retry_at)
 			client_connect(g);
@@ -588,6 +605,15 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 int kcpx_ftcp_stats(struct kcpx_ftcp *ft, struct kcpx_ftcp_stats *s)
 {
 	return kcpx_ftcp_bpf_stats(ft->bpf, s);
+}
+
+void kcpx_ftcp_counts(const struct kcpx_ftcp *ft, struct kcpx_ftcp_counts *c)
+{
+	*c = ft->n;
+	c->flows = 0;
+	for (const struct ftcp_dg *g = ft->dgs; g; g = g->next)
+		for (int i = 0; i < g->nconns; i++)
+			c->flows += g->conns[i].st == CONN_EST;
 }
 
 int kcpx_ftcp_new(struct kcpx_ftcp **out, const struct kcpx_ftcp_config *cfg)

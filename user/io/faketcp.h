@@ -15,6 +15,7 @@
  *           source address); a flow goes when its socket sees FIN or RST, when its peer
  *           sends a new SYN on the same 4-tuple, or after KCPX_FTCP_IDLE_S without data.
  *
+ * When a flow ends (KCPX_FTCP_SILENT_S, KCPX_FTCP_IDLE_S): core/ftcpflow.h.
  * After the handshake each socket goes to TTL 1 and the nftables table of io/nft.h drops
  * what it would still send. The BPF links die with the process; the table is removed at
  * exit, or by `kcpx down` after a crash.
@@ -23,15 +24,13 @@
 #define KCPX_IO_FAKETCP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kcpx_ftcp.h"
 #include "io/dgram.h"
 
 #define KCPX_FTCP_CONNS	       1024
 #define KCPX_FTCP_CONNS_PER_IP 16
-#define KCPX_FTCP_IDLE_S       120
-/* client: sending, and no segment back for this long: a new handshake */
-#define KCPX_FTCP_SILENT_S 30
 
 struct kcpx_ftcp_config {
 	bool server;
@@ -41,6 +40,21 @@ struct kcpx_ftcp_config {
 
 struct kcpx_ftcp;
 
+/* What userspace saw of the flows, since kcpx_ftcp_new (all daemon-wide). */
+struct kcpx_ftcp_counts {
+	uint64_t flows;		 /* established now */
+	uint64_t handshakes;	 /* flows established, the first one included */
+	uint64_t connect_failed; /* client: handshakes that failed or timed out */
+	uint64_t refused;	 /* server: connections over the caps, closed with a RST */
+	/* flows ended, by why (each one a new handshake for a client) */
+	uint64_t end_reset;  /* an in-window RST */
+	uint64_t end_syn;    /* the peer sent a new SYN on the 4-tuple */
+	uint64_t end_silent; /* client: sending, nothing back for KCPX_FTCP_SILENT_S */
+	uint64_t end_idle;   /* server: nothing in for KCPX_FTCP_IDLE_S */
+	uint64_t end_closed; /* the kernel's socket saw FIN, RST or an error */
+	uint64_t end_dup;    /* server: the same 4-tuple connected again */
+};
+
 /* Load and prepare (BPF programs, nftables table, stale tables of dead daemons removed).
  * Returns 0 or -errno after logging why. */
 int kcpx_ftcp_new(struct kcpx_ftcp **out, const struct kcpx_ftcp_config *cfg);
@@ -49,7 +63,9 @@ int kcpx_ftcp_open(struct kcpx_ftcp *ft, const struct kcpx_addr *bind, const str
 		   struct kcpx_dgram **out);
 /* Once a second: new handshakes, expiry. */
 void kcpx_ftcp_tick(struct kcpx_ftcp *ft);
+/* The programs' counters (summed over CPUs). 0 or -errno. */
 int kcpx_ftcp_stats(struct kcpx_ftcp *ft, struct kcpx_ftcp_stats *s);
+void kcpx_ftcp_counts(const struct kcpx_ftcp *ft, struct kcpx_ftcp_counts *c);
 /* After every dgram is closed: detach, remove the table. */
 void kcpx_ftcp_free(struct kcpx_ftcp *ft);
 

@@ -15,13 +15,17 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -673,6 +677,22 @@ static int check_not_up(const char *ifname)
 	return 0;
 }
 
+static bool if_is_loopback(const char *ifname)
+{
+	struct ifreq ifr = {};
+	bool lo = false;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	strncpy(ifr.ifr_name, ifname, sizeof(ifr.ifr_name) - 1);
+	if (!ioctl(fd, SIOCGIFFLAGS, &ifr))
+		lo = ifr.ifr_flags & IFF_LOOPBACK;
+	close(fd);
+	return lo;
+}
+
 static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 {
 	struct kcpx_bpf_cfg *c = &x->skel->rodata->kcpx_cfg;
@@ -691,6 +711,19 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 			return -EINVAL;
 		c->dscp = cfg->dscp;
 		c->flags |= KCPX_CFG_F_DSCP;
+	}
+	if (cfg->loopback || (cfg->ifname && if_is_loopback(cfg->ifname)))
+		c->flags |= KCPX_CFG_F_LOOPBACK;
+	if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->local.sa.sa_family == AF_INET &&
+	    cfg->local.in.sin_addr.s_addr != htonl(INADDR_ANY)) {
+		c->flags |= KCPX_CFG_F_LOCAL;
+		c->local_family = 4;
+		memcpy(c->local_addr, &cfg->local.in.sin_addr, 4);
+	} else if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->local.sa.sa_family == AF_INET6 &&
+		   !IN6_IS_ADDR_UNSPECIFIED(&cfg->local.in6.sin6_addr)) {
+		c->flags |= KCPX_CFG_F_LOCAL;
+		c->local_family = 6;
+		memcpy(c->local_addr, &cfg->local.in6.sin6_addr, 16);
 	}
 	if (cfg->role == KCPX_BPF_ROLE_CLIENT) {
 		if (cfg->peer.sa.sa_family == AF_INET) {
@@ -881,14 +914,24 @@ int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd)
 	return bpf_map_update_elem(mfd, &key, &val, 0) < 0 ? -errno : 0;
 }
 
-int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port)
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port, const struct kcpx_addr *peer)
 {
+	struct kcpx_lport v = { 0 };
 	__be16 key = htons(port);
-	__u8 one = 1;
 
-	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key, &one, 0) < 0
-		       ? -errno
-		       : 0;
+	if (peer->sa.sa_family == AF_INET) {
+		v.family = 4;
+		memcpy(v.peer_addr, &peer->in.sin_addr, 4);
+		v.peer_port = peer->in.sin_port;
+	} else if (peer->sa.sa_family == AF_INET6) {
+		v.family = 6;
+		memcpy(v.peer_addr, &peer->in6.sin6_addr, 16);
+		v.peer_port = peer->in6.sin6_port;
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_lports), &key, &v, 0) < 0 ? -errno
+											    : 0;
 }
 
 int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port)

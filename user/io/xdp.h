@@ -39,9 +39,11 @@ struct kcpx_xdp_config {
 	enum kcpx_bpf_role role; /* server: steer by local port; client: by peer */
 	uint16_t port;		 /* host order; server: listen port, client: server's port */
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
-	int dscp;		 /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
-	uint16_t min_payload;	 /* 0: 1 */
-	uint16_t max_payload;	 /* 0: KCPX_PKT_MAX */
+	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
+	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
+	int dscp;      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
+	uint16_t min_payload; /* 0: 1 */
+	uint16_t max_payload; /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
 	bool no_tc;		     /* skip the TC egress program */
 	enum kcpx_napi_mode napi;    /* threaded NAPI (io/napi.h) */
@@ -82,8 +84,9 @@ int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which);
 
 /* AF_XDP socket fd for an RX queue into the XSKMAP; fd < 0 removes the entry. */
 int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd);
-/* Client: a local UDP port (host order) whose packets from the peer are the tunnel's. */
-int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port);
+/* Client: a local UDP port (host order) whose packets from peer (the server this port
+ * talks to) are the tunnel's. */
+int kcpx_xdp_add_lport(struct kcpx_xdp *x, uint16_t port, const struct kcpx_addr *peer);
 int kcpx_xdp_del_lport(struct kcpx_xdp *x, uint16_t port);
 
 /*

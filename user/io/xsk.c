@@ -1121,7 +1121,7 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 	}
 	/* a client's port: XDP steers what the server sends to it */
 	if (!bind) {
-		err = kcpx_xdp_add_lport(c->xdp, ntohs(p->lport_be));
+		err = kcpx_xdp_add_lport(c->xdp, ntohs(p->lport_be), peer);
 		if (err)
 			goto err;
 		p->lport_registered = true;

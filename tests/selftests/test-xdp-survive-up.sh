@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Sessions that survive the network with `kcpx up` (XDP + AF_XDP) at BOTH ends and the
+# strict native protocol (--proto kcpx). AF_XDP bypasses netfilter on the hosts, so the
+# NAT is a router namespace between them:
+#
+#   [ A ] pace recv -> kcpx up $IF_A client    [ R ] nft (stateless     [ B ] kcpx up $IF_B
+#         127.0.0.1:8392   $A1 ===== veth ===== $R1     rewrite)  $R2 ===== veth ===== $B2
+#                                                                           server :4002 -> pace
+#                                                                           source :9002
+#   step          what happens                                  checks
+#   rebind        mid-download, R rewrites the client's source   sha256 equal, no stream reset,
+#                 address and port to $R2:40998 (and back)       longest stall <= 1 s + 1 RTT,
+#                                                                server logs "peer moved"
+#   restart       the server is killed (SIGKILL, its XDP left    a new connection carries data
+#                 attached) and `kcpx up` started again: XDP     within 2 s of the new server
+#                 passes DATA for the lost session under its     listening; client logs the
+#                 RESET budget, the daemon answers with a RESET  RESET, pass_reset > 0
+#   client        the client is killed and started again; R      its first connection works at
+#   restart       maps its new flow to the old port (conntrack)  once; the server opens a new
+#                                                                session for that address
+#   dns           --remoteaddr is a name (a private /etc/hosts   the client logs the new
+#                 in the client's mount namespace); it moves to  address, XDP steers the new
+#                 $B3, the server restarts: the client's new     session's port from $B3 and a
+#                 session looks the name up again                connection carries data
+# Every wait is for an event (a log line, a port, bytes received) and bounded. Needs nft.
+set -eu
+NETNS_TAG=ksu$$
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
+work=$(mktemp -d /tmp/kcpx-survive-up.XXXXXX)
+on_cleanup "rm -rf $work"
+PACE=$NETNS_TOP/tests/lib/pace.py
+FLAGS="--key survive-up-selftest --crypt aes --mode fast3 --keepalive 10 --proto kcpx --quiet"
+RATE=$((2 << 20))
+SIZE=$((6 << 20))
+
+NS_R=${NETNS_TAG}r
+IF_R1=${NETNS_TAG}r1
+IF_R2=${NETNS_TAG}r2
+n=$((($$ % 200) + 20))
+A1=10.$n.1.1 R1=10.$n.1.254 R2=10.$n.2.254 B2=10.$n.2.1 B3=10.$n.2.3
+NAME=kcpx-survive-$$.test
+bpffs_mount
+netns_add "$NS_A"
+netns_add "$NS_R"
+netns_add "$NS_B"
+on_cleanup "in_a $KCPX down $IF_A >/dev/null 2>&1; in_b $KCPX down $IF_B >/dev/null 2>&1; rmdir /sys/fs/bpf/kcpx 2>/dev/null; true"
+ip link add "$IF_A" numrxqueues 2 numtxqueues 2 type veth peer name "$IF_R1" numrxqueues 2 numtxqueues 2
+ip link add "$IF_B" numrxqueues 2 numtxqueues 2 type veth peer name "$IF_R2" numrxqueues 2 numtxqueues 2
+ip link set "$IF_A" netns "$NS_A"
+ip link set "$IF_R1" netns "$NS_R"
+ip link set "$IF_R2" netns "$NS_R"
+ip link set "$IF_B" netns "$NS_B"
+ip -n "$NS_A" addr add "$A1/24" dev "$IF_A"
+ip -n "$NS_R" addr add "$R1/24" dev "$IF_R1"
+ip -n "$NS_R" addr add "$R2/24" dev "$IF_R2"
+ip -n "$NS_B" addr add "$B2/24" dev "$IF_B"
+ip -n "$NS_B" addr add "$B3/24" dev "$IF_B"
+for l in "$NS_A $IF_A" "$NS_R $IF_R1" "$NS_R $IF_R2" "$NS_B $IF_B"; do
+	set -- $l
+	ip -n "$1" link set "$2" up
+done
+ip -n "$NS_A" route add default via "$R1"
+ip -n "$NS_B" route add default via "$R2"
+in_ns "$NS_R" sysctl -qw net.ipv4.ip_forward=1
+in_r() { in_ns "$NS_R" "$@"; }
+
+in_b python3 "$PACE" source 9002 "$SIZE" "$RATE" & track_pid $!
+want=$(python3 "$PACE" sha "$SIZE")
+fail=0
+
+server() {
+	# shellcheck disable=SC2086
+	nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server -l :4002 -t 127.0.0.1:9002 \
+		$FLAGS --log "$work/server.log" &
+	spid=$!
+	track_pid "$spid"
+}
+# the client's /etc/hosts, bind-mounted in its own mount namespace: $NAME is $B2 first
+echo "$B2 $NAME" >"$work/hosts"
+client() {
+	# unshare and nsenter exec: $! is kcpx itself
+	# shellcheck disable=SC2086
+	unshare -m --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' \
+		"$work/hosts" nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client \
+		-l 127.0.0.1:8392 -r "$NAME:4002" --conn 1 $FLAGS --log "$work/client.log" &
+	cpid=$!
+	track_pid "$cpid"
+}
+# the client's UDP port towards the server (the socket beside its AF_XDP port)
+cport() {
+	in_a ss -Hun "dport = :4002" |
+		awk -v ip="$A1" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
+			print substr($i, length(ip) + 2); exit } }'
+}
+wait_bytes() { # wait_bytes FILE N: until the downloader has N bytes (bounded)
+	for _ in $(seq 1 200); do
+		local got
+		got=$(cat "$1.n" 2>/dev/null || true)
+		[ "${got:-0}" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	echo "FAIL: $1: not $2 bytes after 10 s"
+	fail=1
+}
+check_dl() { # check_dl FILE WHAT MAX_GAP_MS
+	local sha got gap
+	read -r sha got gap <"$1" 2>/dev/null || { echo "FAIL: $2: no result"; fail=1; return; }
+	if [ "$sha" = "$want" ]; then
+		echo "  $2: $got bytes, sha256 equal, longest stall $gap ms"
+	else
+		echo "FAIL: $2: $got bytes, sha256 differs (stream reset?)"
+		fail=1
+	fi
+	if [ "$gap" -gt "$3" ]; then
+		echo "FAIL: $2: stalled $gap ms, want <= $3"
+		fail=1
+	fi
+}
+nat_stat() { # nat_stat FIELD: the server's kcpx_nat_stats FIELD (`kcpx stats`)
+	in_b "$KCPX" stats "$IF_B" | awk -v f="$1" \
+		'/^[a-z_]+$/ { cur = $1 } cur == "kcpx_nat_stats" && $1 == f { print $2; found = 1 }
+		 END { if (!found) print 0 }'
+}
+on_cleanup "in_r nft delete table ip ksu 2>/dev/null; true"
+
+server
+client
+wait_udp_port "$NS_B" 4002 20
+wait_tcp_port "$NS_A" 8392 20
+wait_tcp_port "$NS_B" 9002 20
+wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
+	{ echo "FAIL: the server is not on AF_XDP"; fail=1; }
+wait_log "$work/client.log" "af_xdp: $IF_A" 20 ||
+	{ echo "FAIL: the client is not on AF_XDP"; fail=1; }
+
+echo "rebind: R gives the client's datagrams a new source address and port mid-download"
+in_a timeout 30 python3 "$PACE" recv 127.0.0.1 8392 "$work/dl1" & dl=$!
+wait_bytes "$work/dl1" $((1 << 20))
+p=$(cport)
+in_r nft -f - <<EOF
+table ip ksu {
+	chain post { # after routing: a local source address is no martian here
+		type filter hook postrouting priority -300;
+		ip saddr $A1 udp sport $p udp dport 4002 counter ip saddr set $R2 udp sport set 40998
+	}
+	chain pre {
+		type filter hook prerouting priority -300;
+		ip daddr $R2 udp sport 4002 udp dport 40998 counter ip daddr set $A1 udp dport set $p
+	}
+}
+EOF
+wait "$dl" || true
+echo "  $A1:$p -> $R2:40998: $(in_r nft list table ip ksu | grep -o 'packets [0-9]*' | tr '\n' ' ')"
+check_dl "$work/dl1" "rebind" 1100
+grep -q "peer moved from $A1:$p to $R2:40998" "$work/server.log" ||
+	{ echo "FAIL: the server logged no move to $R2:40998"; fail=1; }
+in_r nft delete table ip ksu
+
+echo "restart: the server is killed and \`kcpx up\` started again (--proto kcpx)"
+kill -KILL "$spid"
+wait "$spid" 2>/dev/null || true
+server
+wait_udp_port "$NS_B" 4002 20
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 10) && [ "$ms" -le 2000 ]; then
+	echo "  a new connection carried data $ms ms after the new server listened"
+else
+	echo "FAIL: no working connection within 2 s of the restart (${ms:-none} ms)"
+	fail=1
+fi
+grep -q "the server has no such session" "$work/client.log" ||
+	{ echo "FAIL: the client logged no RESET"; fail=1; }
+pr=$(nat_stat pass_reset)
+echo "  server XDP: pass_reset $pr, drop_session $(nat_stat drop_session)"
+[ "$pr" -gt 0 ] || { echo "FAIL: XDP passed no DATA for the lost session"; fail=1; }
+
+echo "client restart: the same source port (R maps it), a new session at once"
+p=$(cport)
+n0=$(grep -c "with $A1:$p opened" "$work/server.log" || true)
+kill -KILL "$cpid" # its XDP program and pins stay: the new `kcpx up` takes over
+wait "$cpid" 2>/dev/null || true
+# a NAT with conntrack in R: the new flow's first datagram and so its answers are
+# mapped, with no window in which the server's RESP could go unanswered
+in_r nft -f - <<EOF
+table ip ksu {
+	chain post {
+		type nat hook postrouting priority 100;
+		ip saddr $A1 udp dport 4002 snat to $A1:$p
+	}
+}
+EOF
+client
+wait_tcp_port "$NS_A" 8392 20
+in_a python3 "$PACE" try 127.0.0.1 8392 10 >"$work/try" & first=$!
+if wait "$first"; then
+	echo "  the restarted client's first connection carried data after $(cat "$work/try") ms"
+else
+	echo "FAIL: the restarted client got no data"
+	fail=1
+fi
+n=$(grep -c "with $A1:$p opened" "$work/server.log" || true)
+[ "$n" -gt "$n0" ] || { echo "FAIL: the server opened no new session for $A1:$p"; fail=1; }
+in_r nft delete table ip ksu
+
+echo "dns: the server's name moves to $B3, the server restarts"
+# written in place: the bind mount shows the same file
+echo "$B3 $NAME" >"$work/hosts"
+kill -KILL "$spid"
+wait "$spid" 2>/dev/null || true
+server
+wait_udp_port "$NS_B" 4002 20
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 10); then
+	echo "  a new connection carried data $ms ms after the new server listened"
+else
+	echo "FAIL: no working connection after the name moved"
+	fail=1
+fi
+grep -q "remoteaddr '$NAME:4002' is $B3:4002 now (was $B2:4002)" "$work/client.log" ||
+	{ echo "FAIL: the client logged no new address for $NAME"; fail=1; }
+grep -q "session .* with $B3:4002 opened" "$work/client.log" ||
+	{ echo "FAIL: the client opened no session with $B3"; fail=1; }
+
+for p in "$spid" "$cpid"; do
+	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
+done
+grep -h "moved\|no such session\|opened\|closed" "$work"/*.log | sed 's/^/  | /'
+if [ $fail -ne 0 ]; then
+	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
+fi
+exit $fail
