@@ -22,7 +22,10 @@
 #include "core/ratelimit.h"
 #include "core/util.h"
 
-#define EP_HASH 1024 /* buckets of the address and sid tables */
+/* Buckets of the address and sid tables: from EP_HASH_MIN, doubling while there are more
+ * sessions than buckets, up to EP_HASH_MAX (about --maxsessions, which bounds the count). */
+#define EP_HASH_MIN 64
+#define EP_HASH_MAX (1u << 20)
 /*
  * A kcptun-format session is unproven until its peer acknowledged a segment we sent (its
  * address answers; no cryptographic proof: the format has none). Until then it may send
@@ -106,8 +109,8 @@ struct kcpx_ep {
 	struct kcpx_snmp *snmp;
 	struct kcpx_session_ops sops;
 	uint32_t seed; /* of the address hash */
-	struct kcpx_ep_sess *by_addr[EP_HASH];
-	struct kcpx_ep_sess *by_sid[EP_HASH];
+	struct kcpx_ep_sess **by_addr, **by_sid;
+	unsigned hcap; /* buckets in each, a power of 2 */
 	struct kcpx_ep_sess *all;
 	struct kcpx_ep_sess *garbage;
 	unsigned count;
@@ -171,7 +174,7 @@ static bool fell_back(const struct kcpx_ep_sess *s)
 
 static struct kcpx_ep_sess **addr_head(struct kcpx_ep *ep, const struct kcpx_addr *a)
 {
-	return &ep->by_addr[kcpx_addr_hash(a, ep->seed) % EP_HASH];
+	return &ep->by_addr[kcpx_addr_hash(a, ep->seed) & (ep->hcap - 1)];
 }
 
 static struct kcpx_ep_sess *addr_lookup(struct kcpx_ep *ep, const struct kcpx_addr *a)
@@ -194,7 +197,50 @@ static void addr_unlink(struct kcpx_ep_sess *s)
 
 static struct kcpx_ep_sess **sid_head(struct kcpx_ep *ep, uint32_t sid)
 {
-	return &ep->by_sid[(sid ^ ep->seed) % EP_HASH];
+	return &ep->by_sid[(sid ^ ep->seed) & (ep->hcap - 1)];
+}
+
+/*
+ * Double both tables (count > hcap): every chain is moved bucket by bucket, so exactly
+ * the sessions that were in a table are in it again (a session that fell back is in
+ * the address table and not the sid table). Out of memory: the tables stay as they are,
+ * chains get longer, lookups stay right.
+ */
+static void ep_hash_grow(struct kcpx_ep *ep)
+{
+	unsigned old = ep->hcap, cap = old * 2;
+	struct kcpx_ep_sess **na, **ns, **oa = ep->by_addr, **os = ep->by_sid;
+
+	if (cap > EP_HASH_MAX)
+		return;
+	na = calloc(cap, sizeof(*na));
+	ns = calloc(cap, sizeof(*ns));
+	if (!na || !ns) {
+		free(na);
+		free(ns);
+		return;
+	}
+	ep->by_addr = na;
+	ep->by_sid = ns;
+	ep->hcap = cap;
+	for (unsigned i = 0; i < old; i++) {
+		while (oa[i]) {
+			struct kcpx_ep_sess *s = oa[i], **h = addr_head(ep, &s->peer);
+
+			oa[i] = s->anext;
+			s->anext = *h;
+			*h = s;
+		}
+		while (os[i]) {
+			struct kcpx_ep_sess *s = os[i], **h = sid_head(ep, s->conv);
+
+			os[i] = s->snext;
+			s->snext = *h;
+			*h = s;
+		}
+	}
+	free(oa);
+	free(os);
 }
 
 /* The live native session with this sid (sids key the XDP session map: one per sid). */
@@ -373,6 +419,8 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		free(s);
 		return NULL;
 	}
+	if (ep->count >= ep->hcap)
+		ep_hash_grow(ep);
 	if (ep->cfg.server) {
 		struct kcpx_ep_sess **h = addr_head(ep, peer);
 
@@ -1094,6 +1142,13 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		.refused = ep_sess_refused,
 	};
 	ops->random(user, &ep->seed, sizeof(ep->seed));
+	ep->hcap = EP_HASH_MIN;
+	ep->by_addr = calloc(ep->hcap, sizeof(*ep->by_addr));
+	ep->by_sid = calloc(ep->hcap, sizeof(*ep->by_sid));
+	if (!ep->by_addr || !ep->by_sid) {
+		err = -ENOMEM;
+		goto err;
+	}
 	ep->client_native = ep->cfg.psk && !cfg->server;
 	ep->hs_tries_auto = HS_TRIES_AUTO;
 	if (!cfg->server) {
@@ -1126,6 +1181,8 @@ err:
 	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
+	free(ep->by_addr);
+	free(ep->by_sid);
 	free(ep);
 	return err;
 }
@@ -1141,6 +1198,8 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
+	free(ep->by_addr);
+	free(ep->by_sid);
 	free(ep);
 }
 
