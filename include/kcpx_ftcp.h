@@ -21,7 +21,8 @@
 #include <linux/types.h>
 #endif
 
-#define KCPX_FTCP_PORTS_MAX 256
+/* a server's port range holds at most 1024 ports (app/tunnel.c) */
+#define KCPX_FTCP_PORTS_MAX 1024
 #define KCPX_FTCP_FLOWS_MAX 4096
 /* Largest TCP payload the egress program converts (the tunnel never sends more). */
 #define KCPX_FTCP_PAYLOAD_MAX 1500

@@ -191,7 +191,7 @@ struct kcpx_native_fec_key {
 struct kcpx_native_fec_grp {
 	__u64 seen[KCPX_FEC_TRACK_MAX / 64]; /* bit per shard index */
 	__u32 data_seen;
-	__u32 pad;
+	__u32 parity_seen; /* parity shards that passed (the first always does) */
 };
 _Static_assert(sizeof(struct kcpx_native_fec_grp) == 40, "kcpx_native_fec_grp layout");
 

@@ -6,6 +6,12 @@
  * receiver, and a shard seen twice (e.g. a --dupsmall copy whose original arrived) is too:
  * both are dropped before they cost a copy to userspace and an AEAD open.
  *
+ * XDP marks a shard seen before the daemon holds it: a shard lost between XDP and the
+ * daemon (AF_XDP RX ring full) would make a group look complete when it is not, and with
+ * a peer whose --datashard/--parityshard differ from ours the groups are cut wrong. So the
+ * first parity shard of every group always passes (the daemon can rebuild one such loss
+ * from it); only the later ones of a complete group are dropped as unneeded.
+ *
  * Only tag-checked packets reach this (the FEC header is under the tag), so an off-path
  * attacker cannot mark shards as seen. The map value is updated without a lock (spin
  * locks are not allowed in LRU maps and fetch-atomics need -mcpu=v3): two CPUs racing on
@@ -65,11 +71,13 @@ static __always_inline int kcpx_fg_track(__u32 sid, const __u8 *fec, __u32 ds, _
 	bit = 1ULL << (idx & 63);
 	if (g->seen[(idx / 64) & (KCPX_FEC_TRACK_MAX / 64 - 1)] & bit)
 		return KCPX_FG_DUP;
-	if (idx >= ds && g->data_seen >= ds)
-		res = KCPX_FG_UNNEEDED;
+	if (idx >= ds && g->data_seen >= ds && g->parity_seen)
+		return KCPX_FG_UNNEEDED; /* not marked: it never reached the daemon */
 	g->seen[(idx / 64) & (KCPX_FEC_TRACK_MAX / 64 - 1)] |= bit;
 	if (idx < ds)
 		g->data_seen++;
+	else
+		g->parity_seen++;
 	return res;
 }
 

@@ -829,17 +829,21 @@ static void test_native_checks(void)
 	CHECK_EQ(run_nat(nat_only, &old), 0);
 	CHECK_NAT_DROP(drop_old);
 
-	/* FEC 2+1: both data shards, then the group's parity is not needed; a shard sent
-	 * again (new counter, same seqid: a --dupsmall copy) is a duplicate */
+	/* FEC 2+1: both data shards; the group's one parity shard still passes (the daemon
+	 * may have lost a shard after XDP); a shard sent again (new counter, same seqid: a
+	 * --dupsmall copy) is a duplicate */
 	nat_seal(cli, &fe, 200, true, 30, 0xf1); /* group 10, index 0 */
 	CHECK_EQ(run_nat(nat_only, &fe), 0);
 	CHECK_NAT_PASS(pass);
 	nat_seal(cli, &f, 200, true, 31, 0xf1);
 	CHECK_EQ(run_nat(nat_only, &f), 0);
 	CHECK_NAT_PASS(pass);
+	nat_seal(cli, &f, 200, true, 32, 0xf2); /* the first parity passes all the same */
+	CHECK_EQ(run_nat(nat_only, &f), 0);
+	CHECK_NAT_PASS(pass);
 	nat_seal(cli, &f, 200, true, 32, 0xf2);
 	CHECK_EQ(run_nat(nat_only, &f), 0);
-	CHECK_NAT_DROP(drop_fec_parity);
+	CHECK_NAT_DROP(drop_fec_dup);
 	nat_seal(cli, &f, 200, true, 30, 0xf1);
 	CHECK_EQ(run_nat(nat_only, &f), 0);
 	CHECK_NAT_DROP(drop_fec_dup);

@@ -4,7 +4,8 @@
 #   [ A ] tcpio -> kcpx client --tcp      [ M ] forward: udp drop,       [ B ] kcpx server --tcp
 #         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
 #
-# Checks: `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
+# Checks: a port range (--conn 4 sessions, flows to several ports of :4010-4013, echo
+# streams intact); `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
 # drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
 # and 64 MiB up under `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
@@ -164,6 +165,28 @@ got=$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null || echo none)
 grep -q "flow .* <-> \[fd00:$n:2::2\]:4003 established" "$work/client6.log" ||
 	{ echo "FAIL: no IPv6 fake-TCP flow"; fail=1; }
 rm -f "$work"/*.sha
+
+echo "port range: --conn 4 sessions to :4010-4013, a fake-TCP flow to each port used"
+in_b python3 "$TCPIO" echo 9003 & track_pid $!
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l :4010-4013 -t 127.0.0.1:9003 $FLAGS -v 1 --quiet \
+	--log "$work/server-range.log" & track_pid $!
+for p in 4010 4011 4012 4013; do wait_tcp_port "$NS_B" $p; done
+# shellcheck disable=SC2086
+in_a "$KCPX" client --tcp -l 127.0.0.1:8384 -r "$IP_B:4010-4013" --conn 4 $FLAGS -v 1 \
+	--quiet --log "$work/client-range.log" & track_pid $!
+wait_tcp_port "$NS_A" 8384
+in_a timeout 120 python3 "$TCPIO" multi 127.0.0.1 8384 16 $((256 << 10)) ||
+	{ echo "FAIL: echo streams over a port range with --tcp"; fail=1; }
+rports=$(grep -o "flow [0-9]* <-> $IP_B:40[0-9]* established" "$work/client-range.log" |
+	sed 's/.*://; s/ .*//' | sort -u)
+echo "client flows went to ports: $(echo $rports)"
+for p in $rports; do
+	[ "$p" -ge 4010 ] && [ "$p" -le 4013 ] || { echo "FAIL: flow to port $p outside the range"; fail=1; }
+done
+[ "$(echo "$rports" | grep -c .)" -ge 2 ] || { echo "FAIL: four sessions, flows to fewer than 2 ports"; fail=1; }
+status_of "$NS_B" :4010-4013 | grep -Eq -- '--tcp flows: [2-9] established' ||
+	{ echo "FAIL: the range server does not count its flows"; status_of "$NS_B" :4010-4013; fail=1; }
 
 udp=$(mid_count 'meta l4proto udp')
 inv0=$(cat "$work/inv0" 2>/dev/null || echo none)

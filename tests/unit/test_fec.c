@@ -400,6 +400,100 @@ static void run_loss(int ds, int ps, uint32_t start, int groups)
 	kcpx_fec_dec_free(d);
 }
 
+/*
+ * Adaptive parity: a group sends only its first `parity` shards (the same bytes a full
+ * 10/3 encoder sends at those seqids) and skips the others' seqids; a change waits for
+ * the next group; the receiver's 10/3 decoder rebuilds from them and never re-tunes.
+ */
+static void test_encoder_adaptive(void)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, HEAD, TAIL);
+	struct kcpx_fec_enc *full = kcpx_fec_enc_new(10, 3, HEAD, TAIL);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	uint32_t paws = 0xffffffffu / 13 * 13;
+	struct kcpx_snmp snmp = { 0 };
+	static struct sink F;
+	static int order[MAXP];
+	static bool seen[MAXP];
+	uint8_t kcp[1600];
+	int no = 0, ds, ps;
+
+	CHECK(e && full && d);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 3);
+	S.n = F.n = 0;
+	S.scribble = F.scribble = false;
+	kcpx_fec_enc_set_parity(e, 1);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 1);
+	for (uint32_t id = 0; id < 15; id++) {
+		if (id == 15 - 1)
+			kcpx_fec_enc_set_parity(e, 0); /* mid-group: group 1 keeps its 1 */
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+		kcpx_fec_encode(full, kcp, make_kcp(kcp, id), 0, sink_emit, &F, NULL);
+	}
+	CHECK_EQ(kcpx_fec_enc_parity(e), 1);
+	for (uint32_t id = 15; id < 30; id++) {
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+		kcpx_fec_encode(full, kcp, make_kcp(kcp, id), 0, sink_emit, &F, NULL);
+	}
+	/* group 0: 10 + 1, group 1: 10 + 1, group 2: 10 + 0 */
+	CHECK_EQ(S.n, 32);
+	CHECK_EQ(F.n, 39);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 0);
+	CHECK_EQ(kcpx_fec_enc_next(e), 39);
+	for (int g = 0; g < 2; g++) {
+		struct pkt *p = &S.p[g * 11 + 10], *q = &F.p[g * 13 + 10];
+
+		CHECK(p->parity);
+		CHECK_EQ(kcpx_get_le32(p->b), g * 13 + 10);
+		CHECK_EQ(p->len, q->len);
+		CHECK_MEM(p->b, q->b, q->len);
+		for (int i = 0; i < 10; i++)
+			CHECK_EQ(kcpx_get_le32(S.p[g * 11 + i].b), g * 13 + i);
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(kcpx_get_le32(S.p[22 + i].b), 26 + i);
+	/* more than ps is the ceiling; a flush of a short group sends what it has */
+	kcpx_fec_enc_set_parity(e, 7);
+	CHECK_EQ(kcpx_fec_enc_parity(e), 3);
+	kcpx_fec_enc_set_parity(e, 2);
+	for (uint32_t id = 30; id < 34; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(kcpx_fec_enc_flush(e, sink_emit, &S), 2);
+	CHECK_EQ(S.n, 32 + 4 + 2);
+	CHECK_EQ(kcpx_get_le32(S.p[36].b), 39 + 10);
+	CHECK_EQ(kcpx_get_le32(S.p[37].b), 39 + 11);
+	CHECK_EQ(kcpx_fec_enc_next(e), 52);
+
+	/* lose one data shard of each group with parity, a data shard of the last short
+	 * group too: all but the one in the group without parity come back */
+	for (int i = 0; i < S.n; i++)
+		if (i != 3 && i != 11 + 9 && i != 25 && i != 33)
+			order[no++] = i;
+	memset(seen, 0, sizeof(seen));
+	kcpx_fec_dec_set_partial(d, true);
+	CHECK_EQ(deliver(d, S.p, order, no, 1000, &snmp, seen, 34), 0);
+	for (uint32_t id = 0; id < 34; id++)
+		CHECK_EQ(seen[id], id != 23); /* S.p[25]: the group without parity */
+	CHECK_EQ(snmp.FECRecovered, 3);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK_EQ(ds, 10);
+	CHECK_EQ(ps, 3);
+
+	/* without parity the seqids still wrap where kcp-go's do */
+	kcpx_fec_enc_set_parity(e, 0);
+	kcpx_fec_enc_set_next(e, paws - 13);
+	S.n = 0;
+	for (uint32_t id = 0; id < 20; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	CHECK_EQ(S.n, 20);
+	CHECK_EQ(kcpx_get_le32(S.p[9].b), paws - 4);
+	CHECK_EQ(kcpx_get_le32(S.p[10].b), 0);
+	CHECK_EQ(kcpx_fec_enc_next(e), 13);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_enc_free(full);
+	kcpx_fec_dec_free(d);
+}
+
 static void test_decode_loss_10_3(void)
 {
 	run_loss(10, 3, 0, 200);
@@ -612,12 +706,112 @@ static void test_decode_autotune(void)
 	run_autotune(4, 1, 20, 6);
 }
 
+/* Feeds `groups` whole groups of a ds/ps sender, seqids from *next on, at now. */
+static void feed_ratio(struct kcpx_fec_dec *d, int ds, int ps, int groups, uint32_t *next,
+		       uint32_t now)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	uint8_t kcp[1600];
+
+	kcpx_fec_enc_set_next(e, *next);
+	S.n = 0;
+	S.scribble = false;
+	for (int id = 0; id < groups * ds; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), now, sink_emit, &S, NULL);
+	G.n = 0;
+	for (int i = 0; i < S.n; i++)
+		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, now, got_recv, &G, NULL);
+	*next = kcpx_fec_enc_next(e);
+	kcpx_fec_enc_free(e);
+}
+
+/*
+ * Crafted shards cannot make every packet pay for a new RS code: after the first re-tune
+ * a decoder re-tunes at most once per KCPX_FEC_RETUNE_MS. A sender flipping between two
+ * ratios every 50 ms for 5 s gets at most 6 re-tunes (kcp-go: one per flip, 100).
+ */
+static void test_decode_retune_bound(void)
+{
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(0, 0);
+	struct kcpx_fec_dec_stats st;
+	uint32_t next = 0, now = 0;
+	int ds, ps;
+
+	kcpx_fec_dec_set_partial(d, true);
+	feed_ratio(d, 10, 3, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 10 && ps == 3);
+	kcpx_fec_dec_stats(d, &st);
+	CHECK(st.retunes >= 1);
+	/* a new ratio right away is held back ... */
+	now += 10;
+	feed_ratio(d, 3, 2, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 10 && ps == 3);
+	kcpx_fec_dec_stats(d, &st);
+	CHECK(st.retunes_held > 0);
+	/* ... and taken once the interval is over */
+	now += KCPX_FEC_RETUNE_MS;
+	feed_ratio(d, 3, 2, 30, &next, now);
+	kcpx_fec_dec_ratio(d, &ds, &ps);
+	CHECK(ds == 3 && ps == 2);
+	/* flipping every 50 ms for 5 s */
+	uint64_t before;
+
+	kcpx_fec_dec_stats(d, &st);
+	before = st.retunes;
+	for (int i = 0; i < 100; i++) {
+		now += 50;
+		feed_ratio(d, i % 2 ? 3 : 12, i % 2 ? 2 : 4, 3, &next, now);
+	}
+	kcpx_fec_dec_stats(d, &st);
+	printf("     ratio flipped 100 times in 5 s: %llu re-tunes, %llu held back\n",
+	       (unsigned long long)(st.retunes - before), (unsigned long long)st.retunes_held);
+	CHECK(st.retunes - before <= 6);
+	kcpx_fec_dec_free(d);
+}
+
+/*
+ * Partial decoding under forged parity: groups of three random parity shards and no data
+ * would cost 1 + 2 + 3 hypotheses each; the credit (one per shard received) holds it to
+ * at most one per shard plus the initial bank, and a real flushed group after the flood
+ * still needs only what its own shards earn.
+ */
+static void test_partial_budget(void)
+{
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
+	struct kcpx_fec_dec_stats st;
+	uint8_t b[1000];
+	uint64_t shards = 0;
+
+	kcpx_fec_dec_set_partial(d, true);
+	G.n = 0;
+	for (uint32_t g = 0; g < 1000; g++) {
+		for (uint32_t k = 10; k < 13; k++) {
+			kcpx_put_le32(b, g * 13 + k);
+			kcpx_put_le16(b + 4, KCPX_FEC_PARITY);
+			for (size_t i = 6; i < sizeof(b); i++)
+				b[i] = (uint8_t)rnd();
+			CHECK(kcpx_fec_decode(d, b, sizeof(b), g, got_recv, &G, NULL) >= 0);
+			shards++;
+		}
+	}
+	kcpx_fec_dec_stats(d, &st);
+	printf("     3000 forged parity shards: %llu hypotheses, %llu skipped, %d rebuilt\n",
+	       (unsigned long long)st.hypotheses, (unsigned long long)st.partial_skipped, G.n);
+	CHECK(st.hypotheses <= shards + KCPX_FEC_PARTIAL_BURST);
+	CHECK(st.partial_skipped > 0);
+	CHECK_EQ(G.n, 0);
+	kcpx_fec_dec_free(d);
+}
+
 int main(void)
 {
 	RUN(test_matrix_10_3);
 	RUN(test_klauspost_one_encode);
 	RUN(test_encoder_wire);
 	RUN(test_encoder_wrap);
+	RUN(test_encoder_adaptive);
 	RUN(test_real_kcptun_group);
 	RUN(test_decode_exact);
 	RUN(test_decode_loss_10_3);
@@ -627,5 +821,7 @@ int main(void)
 	RUN(test_decode_expiry);
 	RUN(test_decode_garbage);
 	RUN(test_decode_autotune);
+	RUN(test_decode_retune_bound);
+	RUN(test_partial_budget);
 	UNIT_MAIN_END();
 }

@@ -22,6 +22,8 @@
 # kcptun while 1,000 connections move 64 KiB each way through one tunnel.
 # Backends (full and quick; BENCH_BACKENDS=0 skips it): tools/bench/backends.sh, the UDP
 # backend against the XDP backend (--napi keep and threaded) on a bare veth pair.
+# Fake TCP (full and quick; BENCH_FAKETCP=0 skips it): tools/bench/faketcp.sh, `--tcp`
+# against the UDP mode and kcptun with and without --tcp on a bare veth pair.
 # Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
 # goodput during a spoofed flood against the goodput without, kcpx (XDP) and kcptun.
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
@@ -61,6 +63,7 @@ full)
 	COMPAT_POINTS="0:0 25:1 25:5 75:5"
 	FLOOD=3
 	BACKENDS=3
+	FAKETCP=3
 	RSS=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
@@ -71,6 +74,7 @@ quick)
 	COMPAT_POINTS=all
 	FLOOD=1
 	BACKENDS=1
+	FAKETCP=1
 	RSS=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
@@ -82,6 +86,7 @@ smoke)
 	COMPAT_POINTS=all
 	FLOOD=0
 	BACKENDS=0
+	FAKETCP=0
 	RSS=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
@@ -96,6 +101,7 @@ COMPAT_POINTS=${BENCH_COMPAT_POINTS:-$COMPAT_POINTS}
 FLOOD=${BENCH_FLOOD:-$FLOOD} # how many runs of test-xdp-flood.sh
 BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
 RSS=${BENCH_RSS:-$RSS}                # runs of rss.sh (1,000 connections, kcpx and kcptun)
+FAKETCP=${BENCH_FAKETCP:-$FAKETCP}    # runs of faketcp.sh's four candidates (--tcp)
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
@@ -483,6 +489,19 @@ if [ "$BACKENDS" -gt 0 ]; then
 		# shellcheck disable=SC2086
 		KCPX=$KCPX timeout --kill-after=5 $((BACKENDS * 3 * 40 + 30)) tools/bench/backends.sh \
 			"$WORK/backend.txt" "$BACKENDS" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
+	fi
+fi
+
+# --tcp against UDP mode and kcptun --tcp on a bare veth pair: faketcp.sh's own namespaces.
+: >"$WORK/faketcp.txt"
+if [ "$FAKETCP" -gt 0 ]; then
+	if [ -n "$KCPX_NA" ]; then
+		echo "kind=faketcp run=1 cand=tcp status=na reason=$KCPX_NA" >>"$WORK/faketcp.txt"
+	else
+		log "faketcp: --tcp against UDP and kcptun --tcp on a bare veth pair, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
+		# shellcheck disable=SC2086
+		KCPX=$KCPX timeout --kill-after=5 $((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh \
+			"$WORK/faketcp.txt" "$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
 	fi
 fi
 

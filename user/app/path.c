@@ -16,6 +16,38 @@
 
 #define RX_BUDGET 1024 /* datagrams per readiness event before other work gets a turn */
 
+/*
+ * Datagrams from..ntx could not be sent: tell the sessions they came from, whose
+ * controllers take it as congestion, not path loss (core/cc.h kcpx_cc_on_local_drop).
+ * A client's socket has one session; a shared backend's are found by peer address, at
+ * most once per ms per backend (the controller cuts at most once per round anyway), so a
+ * full ring under many sessions costs one walk of the session table per ms.
+ */
+static void path_local_drop(struct dg *g, int from)
+{
+	uint32_t now = kcpx_clock_ms();
+
+	if (g->owner) {
+		kcpx_session_local_drop(g->owner->ks, (uint32_t)(g->ntx - from), now);
+		return;
+	}
+	if (g->ld_walked && g->ld_ts == now)
+		return;
+	g->ld_walked = true;
+	g->ld_ts = now;
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(g->t->ep); e; e = kcpx_ep_next(e)) {
+		struct sess *s = kcpx_ep_sess_user(e);
+		uint32_t n = 0;
+
+		if (!s || s->dg != g)
+			continue;
+		for (int i = from; i < g->ntx; i++)
+			n += kcpx_addr_equal(&g->tx[i].addr, kcpx_ep_sess_peer(e));
+		if (n)
+			kcpx_session_local_drop(s->ks, n, now);
+	}
+}
+
 void kcpx_path_flush(struct dg *g)
 {
 	int done = 0;
@@ -26,6 +58,7 @@ void kcpx_path_flush(struct dg *g)
 			/* Full socket or ring: the datagrams are lost as on a congested link,
 			 * and KCP retransmits them. Counted, rate-limited in the log. */
 			g->t->tx_dropped += (uint64_t)(g->ntx - done);
+			path_local_drop(g, done);
 			pr_warn_ratelimited("%s: dropped %d outgoing datagrams (%s)", g->d->name,
 					    g->ntx - done, n < 0 ? strerror(-n) : "backend full");
 			break;

@@ -111,11 +111,14 @@ void kcpx_report_memory(struct tunnel *t, FILE *fp)
 }
 
 /* One line under each session: what its congestion controller believes (docs/CONGESTION.md). */
-static void write_cc(FILE *fp, const struct kcpx_kcp *kcp)
+static void write_cc(FILE *fp, struct kcpx_session *ks)
 {
+	const struct kcpx_kcp *kcp = kcpx_session_kcp(ks);
 	struct kcpx_kcp_cc_info ci;
+	int parity, ps;
 
 	kcpx_kcp_cc_info(kcp, &ci);
+	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
 	if (ci.algo != KCPX_CC_BBR) {
 		fprintf(fp, "    cc %s, inflight %llu B\n", kcpx_cc_algo_name(ci.algo),
 			(unsigned long long)ci.inflight);
@@ -123,10 +126,11 @@ static void write_cc(FILE *fp, const struct kcpx_kcp *kcp)
 	}
 	fprintf(fp,
 		"    cc bbr %-9s pacing %.1f Mbit/s, bottleneck %.1f Mbit/s, min rtt %u ms, "
-		"inflight %llu of %llu B, random loss %.2f%%\n",
+		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d, local drops %llu\n",
 		kcpx_cc_state_name(ci.state), (double)ci.pacing_rate * 8 / 1e6,
 		(double)ci.btl_bw * 8 / 1e6, ci.min_rtt, (unsigned long long)ci.inflight,
-		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4);
+		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4, parity, ps,
+		(unsigned long long)ci.local_drops);
 }
 
 /* One thread's session rows. */
@@ -152,7 +156,7 @@ static void write_sessions(struct tunnel *t, FILE *fp)
 			kcpx_conn_count(s), ki.srtt, ki.rto, ki.cwnd, loss, ki.waitsnd, ki.rmt_wnd,
 			ki.rcv_queued, ki.rcv_ooo, (unsigned long long)st.bytes_in,
 			(unsigned long long)st.bytes_out);
-		write_cc(fp, kcpx_session_kcp(ks));
+		write_cc(fp, ks);
 	}
 }
 

@@ -115,7 +115,12 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
 				       .sockbuf = cfg->sockbuf,
 				       .dscp = cfg->dscp };
 	struct kcpx_tunnel_backend be = {
-		.open = be_open, .publish = be_tick, .status = be_status, .metrics = be_metrics
+		.open = be_open,
+		.publish = be_tick,
+		.status = be_status,
+		.metrics = be_metrics,
+		/* kcpx_ftcp_open: a UDP socket, a listener or a connect, per port */
+		.port_ranges = true,
 	};
 	struct kcpx_ftcp *ft;
 	int err;

@@ -308,7 +308,8 @@ static int tunnel_setup(struct tunnel *t)
 			return err;
 		}
 		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
-		if (!err && t->be && t->remote_hi != kcpx_addr_port(&t->remote))
+		if (!err && t->be && !t->be->port_ranges &&
+		    t->remote_hi != kcpx_addr_port(&t->remote))
 			err = -EOPNOTSUPP;
 		if (err == -ENOENT && !t->be) {
 			/* the network (or its DNS) may be down now: not a reason to exit */
@@ -347,7 +348,7 @@ static int tunnel_setup(struct tunnel *t)
 		struct dg *g;
 
 		err = kcpx_addr_parse_range(cfg->listen, &t->laddr, &hi);
-		if (!err && t->be && hi != kcpx_addr_port(&t->laddr))
+		if (!err && t->be && !t->be->port_ranges && hi != kcpx_addr_port(&t->laddr))
 			err = -EOPNOTSUPP;
 		if (!err && hi - kcpx_addr_port(&t->laddr) >= KCPX_PORT_RANGE_MAX)
 			err = -E2BIG;

@@ -45,6 +45,9 @@ struct kcpx_tunnel_backend {
 	 * families of /metrics. */
 	void (*status)(void *arg, FILE *fp);
 	void (*metrics)(void *arg, FILE *fp);
+	/* open() makes one dgram per call, bound to the port it is given: kcptun's port
+	 * ranges work (one open per port of listen, one per client session). */
+	bool port_ranges;
 	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
 	uint64_t keep_caps;
 	void *arg;

@@ -43,7 +43,9 @@ struct dg {
 	struct sess *owner; /* client over UDP: the one session on this socket */
 	struct kcpx_pkt tx[TX_BATCH];
 	int ntx;
-	bool txq; /* on the tunnel's list of backends with datagrams to flush */
+	bool txq;	/* on the tunnel's list of backends with datagrams to flush */
+	bool ld_walked; /* path_local_drop walked the sessions ... */
+	uint32_t ld_ts; /* ... at this ms */
 	uint8_t *txmem;
 	struct dg *next;
 	struct dg *txnext;

@@ -157,6 +157,7 @@ void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t 
 	if (cc->tokens < low)
 		cc->tokens = low;
 	cc->rnd_sent++;
+	cc->tot_sent++;
 }
 
 void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes)
@@ -231,6 +232,27 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 		cc->rnd_qlost++;
 	else
 		cc->rnd_lost++;
+}
+
+void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
+	cc->local_drops += n;
+	if (!n || !cc->btl_bw || cc->ld_round == cc->round + 1)
+		return;
+	cc->ld_round = cc->round + 1;
+	/* The delivery rate already measures the host's own link like any other: the drops
+	 * come from pacing above it, which only STARTUP and the 1.25 probe do. End those
+	 * (no cut below the estimate: a host that drops because it was descheduled would
+	 * otherwise ratchet the rate down round after round). */
+	if (cc->state == KCPX_CC_STARTUP) {
+		cc->full_bw_reached = true;
+		enter(cc, KCPX_CC_DRAIN, now);
+	} else if (cc->state == KCPX_CC_PROBE_BW && cycle_gain[cc->cycle] > GAIN_UNIT) {
+		cc->cycle = 1; /* the 0.75 phase: drain what the probe queued */
+		cc->cycle_ts = now;
+		cc->pacing_gain = cycle_gain[cc->cycle];
+	}
+	set_outputs(cc);
 }
 
 void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight)

@@ -103,6 +103,9 @@ struct kcpx_cc {
 	/* this round: segments sent, lost at random, at a queue, lost without telling */
 	uint64_t rnd_sent, rnd_lost, rnd_qlost, rnd_ulost;
 	uint32_t loss;
+	uint64_t tot_sent;    /* PUSH transmissions since init (adaptive FEC reads it) */
+	uint64_t local_drops; /* datagrams this host failed to send (on_local_drop) */
+	uint32_t ld_round;    /* round + 1 of the last cut for them; 0: none yet */
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 
 	/* STARTUP exit */
@@ -145,6 +148,16 @@ void kcpx_cc_on_rtt(struct kcpx_cc *cc, uint32_t now, uint32_t rtt);
  * ACK echoing an earlier copy (so spurious retransmits are not losses). sent_ts: when
  * the lost copy went out. */
 void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts);
+/*
+ * n datagrams this host could not send (socket buffer full: ENOBUFS/EAGAIN on sendmmsg,
+ * or the AF_XDP TX ring full): the first queue on the path is our own and it is full.
+ * Not path loss (the random-loss estimate never sees them: kcp.c takes the losses they
+ * cause off its counts); a congestion signal: at most once per round, STARTUP ends and
+ * a PROBE_BW probe above the estimate turns into its draining phase, so the pace stops
+ * overrunning the host's buffers (the estimate itself is the delivery rate, which the
+ * host's own link bounds like any other).
+ */
+void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
 /* End of an input batch: fold the rate sample into the model and move the state. */
 void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight);
 /* The sender ran out of data (or of window) below the cap: samples until what is in

@@ -202,6 +202,8 @@ struct kcpx_fec_enc {
 	uint32_t paws; /* seqids wrap to 0 here: largest multiple of n <= 0xffffffff */
 	uint32_t next;
 	int count;	  /* data shards of the current group sent */
+	int parity;	  /* parity shards this group gets (<= ps; fixed once it opened) */
+	int want;	  /* ... and the next groups (kcpx_fec_enc_set_parity) */
 	bool open_push;	  /* one of them carries a KCP PUSH segment ... */
 	uint32_t open_ts; /* ... first at this `now` */
 	size_t max_rs;	  /* longest RS payload (size field + KCP bytes) in the group */
@@ -225,6 +227,7 @@ struct kcpx_fec_enc *kcpx_fec_enc_new(int ds, int ps, size_t headroom, size_t ta
 		return NULL;
 	e->ds = ds;
 	e->ps = ps;
+	e->parity = e->want = ps;
 	e->n = ds + ps;
 	e->paws = 0xffffffffu / (uint32_t)e->n * (uint32_t)e->n;
 	e->headroom = headroom;
@@ -270,6 +273,19 @@ void kcpx_fec_enc_set_next(struct kcpx_fec_enc *e, uint32_t id)
 	e->max_rs = 0;
 	for (int k = 0; k < e->ps; k++)
 		memset(e->parity_rs[k], 0, RS_MAX);
+	e->parity = e->want;
+}
+
+void kcpx_fec_enc_set_parity(struct kcpx_fec_enc *e, int parity)
+{
+	e->want = KCPX_MAX(0, KCPX_MIN(parity, e->ps));
+	if (e->count == 0)
+		e->parity = e->want;
+}
+
+int kcpx_fec_enc_parity(const struct kcpx_fec_enc *e)
+{
+	return e->parity;
 }
 
 static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
@@ -303,8 +319,10 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 	kcpx_put_le16(body + 6, (uint16_t)rs_len);
 	memcpy(body + KCPX_FEC_HDR, kcp, kcp_len);
 
-	ec_encode_data_update((int)rs_len, e->ds, e->ps, e->count, e->rs->enc_tbls,
-			      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
+	/* the first `parity` rows of the tables are those rows' own: fewer rows, less work */
+	if (e->parity > 0)
+		ec_encode_data_update((int)rs_len, e->ds, e->parity, e->count, e->rs->enc_tbls,
+				      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
 	if (rs_len > e->max_rs)
 		e->max_rs = rs_len;
 	if (!e->open_push && kcp_has_push(kcp, kcp_len)) {
@@ -329,22 +347,26 @@ bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since)
 
 int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
 {
+	/* the data seqids left unused are skipped: parity keeps its positions ds..ds+ps-1 */
+	int parity = e->parity;
+
 	if (e->count == 0)
 		return 0;
 	/* the data seqids left unused are skipped: parity keeps its positions ds..ds+ps-1 */
 	e->next += (uint32_t)(e->ds - e->count);
 	fec_enc_close(e, emit, user);
-	return e->ps;
+	return parity;
 }
 
 /*
- * Emit the open group's parity at seqids next..next+ps-1 (next is the group start + ds).
- * Data shards never sent contributed nothing to the accumulators: for the code they are
- * all-zero shards, so a group closed early is an ordinary RS group.
+ * Emit the open group's parity at seqids next..next+parity-1 (next is the group start +
+ * ds) and skip the seqids of the ps - parity not sent. Data shards never sent contributed
+ * nothing to the accumulators: for the code they are all-zero shards, so a group closed
+ * early is an ordinary RS group.
  */
 static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user)
 {
-	for (int k = 0; k < e->ps; k++) {
+	for (int k = 0; k < e->parity; k++) {
 		uint8_t *pb = e->parity_rs[k] - KCPX_FEC_HDR_PARITY;
 		/* what emit may have written over (sealing in place): RS bytes + trailer */
 		size_t dirty = KCPX_MIN(e->max_rs + e->tailroom, (size_t)RS_MAX);
@@ -355,9 +377,12 @@ static void fec_enc_close(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *u
 		emit(user, pb, KCPX_FEC_HDR_PARITY + e->max_rs, true);
 		memset(e->parity_rs[k], 0, dirty);
 	}
+	for (int k = e->parity; k < e->ps; k++)
+		e->next = (e->next + 1) % e->paws;
 	e->count = 0;
 	e->open_push = false;
 	e->max_rs = 0;
+	e->parity = e->want;
 }
 
 /* ---------------------------------------------------------------- decoder */
@@ -402,6 +427,12 @@ struct kcpx_fec_dec {
 	uint8_t **enc;	 /* n shard pointers for kcpx_rs_encode */
 
 	struct fec_pulse pulses[AUTOTUNE_SAMPLES];
+
+	/* bounds on the work crafted shards can cause (fec.h) */
+	uint32_t credit; /* partial hypotheses banked: a full bank, then one per shard */
+	uint32_t last_tune;
+	bool tuned;
+	struct kcpx_fec_dec_stats st;
 };
 
 static inline int32_t itimediff(uint32_t a, uint32_t b)
@@ -499,6 +530,7 @@ struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps)
 		kcpx_fec_dec_free(d);
 		return NULL;
 	}
+	d->credit = KCPX_FEC_PARTIAL_BURST;
 	return d;
 }
 
@@ -524,6 +556,11 @@ void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps)
 {
 	*ds = d->ds;
 	*ps = d->ps;
+}
+
+void kcpx_fec_dec_stats(const struct kcpx_fec_dec *d, struct kcpx_fec_dec_stats *st)
+{
+	*st = d->st;
 }
 
 void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on)
@@ -618,6 +655,13 @@ static bool fec_dec_partial(struct kcpx_fec_dec *d, size_t maxlen)
 	for (int h = hmin; h < npar && h <= PARTIAL_MAX_H; h++) {
 		bool ok = true;
 
+		if (!d->credit) {
+			d->st.partial_skipped++;
+			break;
+		}
+		d->credit--;
+		d->st.hypotheses++;
+
 		/* unknowns miss[0..h) get solved; the zero ones count as present */
 		memcpy(pres, d->present, (size_t)n * sizeof(bool));
 		for (int i = h; i < nmiss; i++)
@@ -700,6 +744,7 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 		else if (k < (uint32_t)d->ds)
 			d->shards[k] = d->scratch + (size_t)k * KCPX_FEC_MAX_BODY;
 	}
+	d->st.rebuilds++;
 	if (maxlen > 0 && !kcpx_rs_reconstruct(d->rs, d->shards, d->present, maxlen)) {
 		for (int k = 0; k < d->ds; k++)
 			if (!d->present[k])
@@ -738,8 +783,16 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 		    (ads != d->ds || aps != d->ps)) {
 			if (ads + aps > KCPX_FEC_MAX_SHARDS)
 				return 0; /* klauspost refuses > 256 shards: kcp-go returns */
-			if (fec_dec_config(d, ads, aps))
-				return -ENOMEM;
+			if (d->tuned && itimediff(now, d->last_tune) < KCPX_FEC_RETUNE_MS &&
+			    itimediff(now, d->last_tune) >= 0) {
+				d->st.retunes_held++; /* kcpx: the shard is taken as it is */
+			} else {
+				if (fec_dec_config(d, ads, aps))
+					return -ENOMEM;
+				d->tuned = true;
+				d->last_tune = now;
+				d->st.retunes++;
+			}
 		}
 	}
 
@@ -768,6 +821,8 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 	memmove(d->rx + ins + 1, d->rx + ins, (d->rx_len - ins) * sizeof(*d->rx));
 	d->rx[ins] = (uint32_t)slot;
 	d->rx_len++;
+	if (d->credit < KCPX_FEC_PARTIAL_BURST)
+		d->credit++;
 
 	fec_dec_group(d, seqid, ins);
 

@@ -72,10 +72,21 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
  * if the data shards not sent were empty (all zero), and the unused data seqids are
  * skipped. On the wire that is an ordinary group that lost its tail, which kcp-go accepts
  * (it rebuilds once it holds ds shards); kcpx's decoder with kcpx_fec_dec_set_partial
- * rebuilds it from fewer. Returns the number of parity shards emitted (0: none open).
+ * rebuilds it from fewer. Returns the number of parity shards emitted (0: none open, or
+ * the group gets no parity: kcpx_fec_enc_set_parity).
  */
 bool kcpx_fec_enc_open(const struct kcpx_fec_enc *e, uint32_t *since);
 int kcpx_fec_enc_flush(struct kcpx_fec_enc *e, kcpx_fec_emit_fn emit, void *user);
+
+/*
+ * Adaptive parity (core/fecadapt.h; kcpx native protocol only): from the next group on,
+ * send only the first `parity` (clamped to [0, ps]) of its ps parity shards and skip the
+ * seqids of the others, so the group layout stays that of ds/ps and a receiver sees a
+ * group that lost its last parity shards. Takes effect at once between groups. With 0,
+ * no RS work is done and groups are data shards only. kcpx_fec_enc_parity: this group's.
+ */
+void kcpx_fec_enc_set_parity(struct kcpx_fec_enc *e, int parity);
+int kcpx_fec_enc_parity(const struct kcpx_fec_enc *e);
 
 /* seqid the next shard will carry (tests, diagnostics); kcpx_fec_enc_set_next for tests of
  * the wrap: id is rounded down to a group start. */
@@ -126,11 +137,29 @@ int kcpx_fec_decode(struct kcpx_fec_dec *d, const uint8_t *body, size_t len, uin
  * h = 0, 1, ... the lowest h missing are solved from h parity shards, the rest set to zero,
  * and the answer is kept only if the re-encoded parity matches every parity shard received
  * (so at least h + 1 are needed; a wrong guess is rejected, never fed to KCP). Bounded
- * work: tried as each parity shard arrives, for ds <= 64 and ps <= 16, h <= 3. Rebuilt
+ * work: tried as each parity shard arrives, for ds <= 64 and ps <= 16, h <= 3, and each
+ * hypothesis spends a credit that only received shards earn (one each, at most
+ * KCPX_FEC_PARTIAL_BURST banked): however shards are forged, partial decoding costs at
+ * most one hypothesis (an RS rebuild and re-encode) per shard received. Rebuilt
  * all-zero shards (the unsent ones, size field 0) are then dropped without counting
  * FECErrs. Wire-neutral: it only changes what this receiver makes of what it got.
  */
 void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on);
+
+#define KCPX_FEC_PARTIAL_BURST 16
+
+/*
+ * Re-tuning to a new ratio builds a new RS code (about ds^3 work, tens of ms at 128+128):
+ * after the first, at most one per KCPX_FEC_RETUNE_MS, so a peer (or a forger) flipping
+ * flag patterns cannot make every packet pay for one. Counted in kcpx_fec_dec_stats.
+ */
+#define KCPX_FEC_RETUNE_MS 1000
+struct kcpx_fec_dec_stats {
+	uint64_t retunes, retunes_held;	      /* ratio changes made / put off by the rate */
+	uint64_t hypotheses, partial_skipped; /* partial hypotheses tried / not, no credit */
+	uint64_t rebuilds;		      /* kcp-go's case-2 reconstructions */
+};
+void kcpx_fec_dec_stats(const struct kcpx_fec_dec *d, struct kcpx_fec_dec_stats *st);
 
 /* The current (possibly auto-tuned) ratio and queue length, for stats and tests. */
 void kcpx_fec_dec_ratio(const struct kcpx_fec_dec *d, int *ds, int *ps);

@@ -66,6 +66,10 @@
  * retransmits until its RTO fires (kcp-go). */
 #define FASTACK_DONE 0xFFFFFFFFu
 
+/* Local drops remembered to be taken off the losses they cause (a dropped datagram may
+ * have held no segment, a parity shard or ACKs: the credit is bounded). */
+#define LD_CREDIT_MAX 1024u
+
 /* ACKs of one input gathered before their fast-ack accounting runs. */
 #define ACK_BATCH 64
 
@@ -74,6 +78,7 @@ struct kseg {
 	struct kseg *unext, *uprev; /* unacked list */
 	uint32_t sn, ts, resendts, rto, xmit, fastack;
 	uint32_t len, cap;
+	uint32_t cost; /* cc bbr: wire bytes charged to cc_inflight when it got its sn */
 	uint8_t frg;
 	bool probed;	       /* TLP sent since its last regular (re)transmission */
 	struct kcpx_cc_tx cct; /* rate-sample state of its last transmission (cc bbr) */
@@ -150,6 +155,8 @@ struct kcpx_kcp {
 
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
+	uint64_t tot_lostseg; /* cc bbr: copies lost, counted when their segment is acked */
+	uint32_t ld_credit;   /* local drops not yet matched with the losses they cause */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -211,6 +218,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	}
 	s->next = s->unext = s->uprev = NULL;
 	s->len = 0;
+	s->cost = 0;
 	s->frg = 0;
 	s->probed = false;
 	s->cc_spur = s->cc_last = false;
@@ -371,12 +379,28 @@ static inline void set_fastack(struct kcpx_kcp *kcp, struct kseg *s, uint32_t v)
 static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
 	if (paced(kcp)) {
-		uint32_t c = seg_cost(kcp, s->len);
+		/* the charge it got its sn with: the FEC share may have changed since */
+		uint32_t c = s->cost;
 		kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
+		uint32_t lost = 0, local;
+
 		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
+		/* released by an una sooner after the last copy went out than any round trip
+		 * of this path takes: an earlier copy arrived (the receiver acknowledges in-order
+		 * segments through una alone, so no echo told us) */
+		if (s->xmit > 1 && !s->cc_spur && !s->cc_last && kcp->cc.have_rtt &&
+		    kcpx_diff32(now, s->ts) < (int32_t)(kcp->cc.min_rtt - kcp->cc.min_rtt / 8))
+			s->cc_spur = true;
+		/* every copy but the last was lost, unless one of them arrived; losses this
+		 * host made itself (kcpx_kcp_local_drop) are taken off first */
+		if (s->xmit > 1 && !s->cc_spur)
+			lost = s->xmit - 1;
+		local = KCPX_MIN(lost, kcp->ld_credit);
+		kcp->ld_credit -= local;
+		kcp->tot_lostseg += lost - local;
 		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
 		 * that one was lost (without any echo seen, nothing is counted) */
-		if (s->xmit > 1 && s->cc_last && !s->cc_spur)
+		if (lost > local && s->cc_last)
 			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
 	}
 	kcp->sring[s->sn & kcp->smask] = NULL;
@@ -553,6 +577,25 @@ void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, ui
 	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
 }
 
+void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n)
+{
+	if (!paced(kcp))
+		return;
+	kcp->ld_credit = (uint32_t)KCPX_MIN((uint64_t)kcp->ld_credit + n, LD_CREDIT_MAX);
+	kcpx_cc_on_local_drop(&kcp->cc, now, n);
+}
+
+enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp)
+{
+	return kcp->cc.state;
+}
+
+void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost)
+{
+	*sent = kcp->cc.tot_sent;
+	*lost = kcp->tot_lostseg;
+}
+
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
 {
 	kcpx_cc_set_ratelimit(&kcp->cc, bytes_per_s);
@@ -575,6 +618,7 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	info->inflight = kcp->cc_inflight;
 	info->inflight_cap = cc->inflight_cap;
 	info->loss_ppm = (uint32_t)((uint64_t)cc->loss * 1000000 / 65536);
+	info->local_drops = cc->local_drops;
 }
 
 void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)
@@ -987,10 +1031,11 @@ static void cc_check_echo(struct kcpx_kcp *kcp, uint32_t sn, uint32_t ts)
 		return;
 	s = kcp->sring[sn & kcp->smask];
 	if (s && s->sn == sn && s->xmit > 1) {
-		if (ts == s->ts)
+		if (ts == s->ts) {
 			s->cc_last = true;
-		else
+		} else {
 			s->cc_spur = true;
+		}
 	}
 }
 
@@ -1157,7 +1202,7 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 {
 	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD + s->len);
 	if (paced(kcp)) {
-		uint32_t c = seg_cost(kcp, s->len);
+		uint32_t c = s->cost;
 		uint64_t before = kcp->cc_inflight;
 		/* a first transmission was charged to cc_inflight when it got its sn */
 		if (s->xmit == 0)
@@ -1383,8 +1428,10 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	if (paced(kcp))
 		tokens = kcpx_cc_tokens(&kcp->cc, now);
 	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
+		uint32_t c = 0;
+
 		if (paced(kcp)) {
-			uint32_t c = seg_cost(kcp, kcp->sq_head->len);
+			c = seg_cost(kcp, kcp->sq_head->len);
 			if (tokens <= 0 || kcp->cc_inflight >= kcp->cc.inflight_cap) {
 				cc_limited = true;
 				break;
@@ -1394,7 +1441,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		}
 		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1)) {
 			if (paced(kcp))
-				kcp->cc_inflight -= seg_cost(kcp, kcp->sq_head->len);
+				kcp->cc_inflight -= c;
 			break;
 		}
 		s = kcp->sq_head;
@@ -1404,6 +1451,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		kcp->sq_len--;
 		s->next = NULL;
 		s->sn = kcp->snd_nxt++;
+		s->cost = c;
 		kcp->sring[s->sn & kcp->smask] = s;
 		ua_append(kcp, s, now);
 		if (!first_new)

@@ -114,7 +114,8 @@ bool kcpx_kcp_gave_up(const struct kcpx_kcp *kcp);
  */
 int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now);
 /* What one segment costs on the wire beyond its KCP bytes: hdr bytes of datagram headers,
- * then times num/den (FEC: (data + parity) / data). Defaults 0, 1/1. */
+ * then times num/den (FEC: (data + parity) / data). Defaults 0, 1/1. May change while
+ * segments are in flight (adaptive FEC): each keeps the charge it got its sn with. */
 void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den);
 /* Cap on the pacing rate in wire bytes per second (KCPX_CC_BBR); 0 removes it. */
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
@@ -125,8 +126,19 @@ struct kcpx_kcp_cc_info {
 	uint32_t min_rtt;		 /* ms */
 	uint64_t inflight, inflight_cap; /* wire bytes */
 	uint32_t loss_ppm;		 /* random-loss estimate */
+	uint64_t local_drops;		 /* datagrams the host failed to send */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
+/* cc bbr: PUSH transmissions since the controller started, and copies lost (the loss FEC
+ * left): counted when a resent segment is acknowledged and neither an ACK echoing an
+ * earlier copy nor an una sooner than a round trip after the last one showed that an
+ * earlier copy arrived. 0, 0 under another algorithm. */
+/* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
+ * full): fed to the controller as congestion (kcpx_cc_on_local_drop), and the losses they
+ * cause are kept out of the loss counts (cc bbr; no-op otherwise). */
+void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
+enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
+void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost);
 
 /*
  * Queue len bytes (copied). Stream mode first tops up the last queued, unsent segment,

@@ -7,6 +7,7 @@
 
 #include "core/crypt.h"
 #include "core/fec.h"
+#include "core/fecadapt.h"
 #include "core/kcp.h"
 #include "core/native.h"
 #include "core/pool.h"
@@ -30,6 +31,8 @@ struct kcpx_session {
 	struct kcpx_smux *smux;
 	struct kcpx_fec_enc *fec_enc;
 	struct kcpx_fec_dec *fec_dec;
+	struct kcpx_fecadapt fa;    /* parity that follows the loss (native, cc bbr) */
+	uint32_t wire_hdr;	    /* datagram overhead of a segment, for the wire cost */
 	struct kcpx_redund *redund; /* --dupsmall: NULL when off */
 	bool dup_now;		    /* the KCP output being sent gets a second copy */
 	struct kcpx_snappy_w *zw;
@@ -222,7 +225,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	if (kcpx_kcp_set_cc(s->kcp, cfg->cc, now))
 		goto err;
 	/* the controller counts wire bytes: headers (IP and UDP too) and FEC parity */
-	kcpx_kcp_set_wire_cost(s->kcp, (uint32_t)overhead + SESS_IP_UDP,
+	s->wire_hdr = (uint32_t)overhead + SESS_IP_UDP;
+	kcpx_kcp_set_wire_cost(s->kcp, s->wire_hdr,
 			       fec ? (uint32_t)(cfg->datashard + cfg->parityshard) : 1,
 			       fec ? (uint32_t)cfg->datashard : 1);
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
@@ -230,6 +234,7 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)
 			goto err;
+		kcpx_fecadapt_init(&s->fa, cfg->datashard, cfg->parityshard);
 	}
 	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
 	 * own, the decoder is made when the first shard comes: kcpx_session_input). */
@@ -535,6 +540,49 @@ static bool pump_tx(struct kcpx_session *s)
 	return wrote;
 }
 
+/*
+ * Parity that follows the loss: between kcpx ends only (a kcptun peer's decoder re-tunes
+ * on a short parity run) and with the controller that tells random loss from queue drops.
+ * The controller's charge per segment follows the parity actually sent.
+ */
+static void sess_fec_adapt(struct kcpx_session *s)
+{
+	uint64_t sent, lost;
+	int p, ps = s->cfg.parityshard;
+
+	if (!s->fec_enc)
+		return;
+	if (s->cfg.native && s->cfg.cc == KCPX_CC_BBR && !s->cfg.fec_fixed) {
+		enum kcpx_cc_state st = kcpx_kcp_cc_state(s->kcp);
+
+		kcpx_kcp_loss_counts(s->kcp, &sent, &lost);
+		if (st == KCPX_CC_STARTUP || st == KCPX_CC_DRAIN)
+			kcpx_fecadapt_hold(&s->fa, sent, lost);
+		p = kcpx_fecadapt_update(&s->fa, sent, lost);
+	} else {
+		p = ps;
+	}
+	if (p == s->fa.applied)
+		return;
+	s->fa.applied = p;
+	kcpx_fec_enc_set_parity(s->fec_enc, p);
+	kcpx_kcp_set_wire_cost(s->kcp, s->wire_hdr, (uint32_t)(s->cfg.datashard + p),
+			       (uint32_t)s->cfg.datashard);
+}
+
+void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now)
+{
+	kcpx_kcp_local_drop(s->kcp, now, n);
+}
+
+void kcpx_session_fec_parity(const struct kcpx_session *s, int *parity, int *ps, uint32_t *loss_ppm)
+{
+	if (loss_ppm)
+		*loss_ppm = s->fa.loss_ppm;
+	*parity = s->fec_enc ? kcpx_fec_enc_parity(s->fec_enc) : 0;
+	*ps = s->fec_enc ? s->cfg.parityshard : 0;
+}
+
 void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
 {
 	s->now = now;
@@ -546,6 +594,7 @@ void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
 	/* kcp-go flushes on every write; input alone waits for the interval (or acknodelay) */
 	if (pump_tx(s))
 		kcpx_kcp_flush(s->kcp, now);
+	sess_fec_adapt(s);
 }
 
 void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
@@ -559,6 +608,7 @@ void kcpx_session_tick(struct kcpx_session *s, uint32_t now)
 	pump_tx(s);
 	if ((int32_t)(kcpx_kcp_check(s->kcp, now) - now) <= 0)
 		kcpx_kcp_update(s->kcp, now);
+	sess_fec_adapt(s);
 	if (kcpx_kcp_gave_up(s->kcp))
 		sess_kill(s, "peer silent with data unacknowledged (gave up)");
 	if ((int32_t)(fec_flush_due(s, now) - now) <= 0)

@@ -42,6 +42,7 @@ struct kcpx_session_config {
 	bool acknodelay;
 	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;
+	bool fec_fixed;	       /* native: always all parityshard parity (no adaptive parity) */
 	unsigned fec_flush_ms; /* close a partial FEC group this long after it opened; 0: off */
 	unsigned dup_small;    /* send KCP datagrams with data up to this long twice; 0: off */
 	unsigned dup_gap_ms;   /* ... this far apart (0: 5 ms) */
@@ -123,6 +124,16 @@ const char *kcpx_session_hint(const char *why);
 uint32_t kcpx_session_conv(const struct kcpx_session *s);
 struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s);
 struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
+
+/* n of this session's datagrams the host failed to send (full socket buffer or AF_XDP
+ * TX ring): congestion for its controller, not path loss (kcpx_kcp_local_drop). */
+void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now);
+
+/* FEC parity shards per group sent now and the configured ceiling (0, 0 without FEC):
+ * below the ceiling when the native protocol's adaptive parity found little loss;
+ * loss_ppm (may be NULL): its raw loss estimate. */
+void kcpx_session_fec_parity(const struct kcpx_session *s, int *parity, int *ps,
+			     uint32_t *loss_ppm);
 
 struct kcpx_session_stats {
 	uint64_t bytes_in, bytes_out; /* stream payload through smux, both ways */

@@ -187,8 +187,9 @@ static int attach_local(struct kcpx_ftcp *ft, const struct kcpx_addr *local)
 		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
 			continue;
 		idx = (int)if_nametoindex(i->ifa_name);
-		if (!idx || kcpx_ftcp_bpf_attached(ft->bpf, idx))
+		if (!idx)
 			continue;
+		/* attached for an earlier port (a port range): it serves this one too */
 		err = kcpx_ftcp_bpf_attach(ft->bpf, idx);
 		if (!err)
 			n++;

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Adaptive FEC parity (see fecadapt.h for the contract, docs/CONGESTION.md for why).
+ * Every input is a count; every output lies in [0, ps]; the model's loops are bounded by
+ * ds + ps <= 256 and a fixed number of bisection steps.
+ */
+#include <stddef.h>
+
+#include "core/fecadapt.h"
+#include "core/util.h"
+
+#define LOSS_CAP 0.5 /* no estimate above this */
+
+void kcpx_fecadapt_init(struct kcpx_fecadapt *a, int ds, int ps)
+{
+	*a = (struct kcpx_fecadapt){ .ds = ds, .ps = ps, .parity = ps, .applied = ps };
+}
+
+/* P(X >= k) for X ~ Binomial(n, r), summed over the tail itself (exact when small). */
+static double binom_tail(int n, double r, int k)
+{
+	double term = 1.0, tail = 0.0, q = 1.0 - r;
+
+	if (k <= 0)
+		return 1.0;
+	if (k > n || r <= 0.0)
+		return 0.0;
+	if (q <= 0.0)
+		return 1.0;
+	for (int i = 0; i < n; i++)
+		term *= q; /* P(X = 0) */
+	for (int i = 0; i < n; i++) {
+		if (i >= k)
+			tail += term;
+		term *= (double)(n - i) / (double)(i + 1) * r / q; /* P(X = i + 1) */
+	}
+	return KCPX_MIN(tail + term, 1.0);
+}
+
+double kcpx_fecadapt_residual(double r, int ds, int p)
+{
+	if (r <= 0.0)
+		return 0.0;
+	if (r > 1.0)
+		r = 1.0;
+	return r * binom_tail(ds + p - 1, r, p);
+}
+
+int kcpx_fecadapt_choose(double r, int ds, int ps)
+{
+	for (int p = 0; p < ps; p++)
+		if (kcpx_fecadapt_residual(r, ds, p) <= KCPX_FECA_RESIDUAL)
+			return p;
+	return ps;
+}
+
+/* The raw loss r whose residual with p parity is q (the residual grows with r). */
+static double invert(double q, int ds, int p)
+{
+	double lo = 0.0, hi = LOSS_CAP;
+
+	if (p == 0)
+		return KCPX_MIN(q, LOSS_CAP);
+	if (kcpx_fecadapt_residual(hi, ds, p) <= q)
+		return hi;
+	for (int i = 0; i < 40; i++) {
+		double mid = (lo + hi) / 2;
+
+		if (kcpx_fecadapt_residual(mid, ds, p) < q)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
+
+void kcpx_fecadapt_hold(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost)
+{
+	a->sent0 = sent;
+	a->lost0 = lost;
+}
+
+int kcpx_fecadapt_update(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost)
+{
+	uint64_t n, l;
+	int want;
+
+	if (sent < a->sent0 || lost < a->lost0) {
+		a->sent0 = sent;
+		a->lost0 = lost;
+	}
+	n = sent - a->sent0;
+	l = KCPX_MIN(lost - a->lost0, n);
+	if (n < KCPX_FECA_WINDOW && !(n >= KCPX_FECA_FAST_SENT && l >= KCPX_FECA_FAST_LOST))
+		return a->parity;
+	a->sent0 = sent;
+	a->lost0 = lost;
+
+	if (l == 0) {
+		/* nothing left for ARQ: try one parity shard less */
+		want = a->parity > 0 ? a->parity - 1 : 0;
+	} else {
+		double r = invert((double)l / (double)n, a->ds, a->parity);
+
+		a->loss_ppm = (uint32_t)(r * 1e6);
+		want = kcpx_fecadapt_choose(r * KCPX_FECA_MARGIN, a->ds, a->ps);
+		if (want < a->parity)
+			want = a->parity - 1; /* down one step at a time, up at once */
+	}
+	if (want != a->parity) {
+		a->parity = want;
+		a->changes++;
+	}
+	return a->parity;
+}
