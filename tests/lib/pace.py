@@ -2,12 +2,14 @@
 """Paced TCP streams for the survival selftests (test-survive.sh, test-xdp-survive-up.sh).
 
   pace.py source PORT SIZE RATE   each connection: SIZE bytes at RATE bytes/s, 16 KiB pieces
-  pace.py recv HOST PORT OUT      read to EOF; OUT.n has progress, then OUT gets
-                                  "sha256 bytes longest_gap_ms"
+  pace.py recv HOST PORT OUT [HOLD]
+                                  read to EOF; OUT.n has progress, then OUT gets
+                                  "sha256 bytes longest_gap_ms"; with HOLD, stop reading
+                                  after HOLD bytes, make OUT.held, go on once OUT.go exists
   pace.py try HOST PORT LIMIT     a connection every 100 ms until one carries data: its ms
   pace.py sha SIZE                the sha256 a source's SIZE bytes have
 """
-import hashlib, socket, sys, time
+import hashlib, os, socket, sys, time
 def data(size):
     h, out, i = hashlib.sha256(), bytearray(), 0
     while len(out) < size:
@@ -37,6 +39,7 @@ if cmd == "source":  # each connection: SIZE bytes at RATE, in 16 KiB pieces
         c.close()
 elif cmd == "recv":  # read to EOF; OUT gets progress, then "sha256 bytes max_gap_ms"
     host, port, out = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    hold = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     s = socket.create_connection((host, port), timeout=60)
     h, n, gap, last = hashlib.sha256(), 0, 0.0, None
     while True:
@@ -51,6 +54,15 @@ elif cmd == "recv":  # read to EOF; OUT gets progress, then "sha256 bytes max_ga
         n += len(b)
         with open(out + ".n", "w") as f:
             f.write(str(n))
+        if hold and n >= hold:
+            # stop reading (flow control stops the stream mid-way) until OUT.go exists;
+            # the pause is not a stall: gaps count from the go
+            hold = 0
+            open(out + ".held", "w").close()
+            t0 = time.monotonic()
+            while not os.path.exists(out + ".go") and time.monotonic() - t0 < 60:
+                time.sleep(0.01)
+            last = time.monotonic()
     with open(out, "w") as f:
         f.write("%s %d %d\n" % (h.hexdigest(), n, gap * 1000))
 elif cmd == "try":  # connections every 100 ms until one carries data: print its ms

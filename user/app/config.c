@@ -197,8 +197,8 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->sessrate = 20;
 	/* Each stream is a TCP socket and a few hundred bytes: far above what a browser or a
 	 * proxy behind one client opens, low enough to bound fds and memory. */
-	cfg->maxstreams = 32768;
-	cfg->sessstreams = 8192;
+	cfg->maxstreams = 65536;
+	cfg->sessstreams = 16384;
 	cfg->qppcount = 61;
 }
 

@@ -5,9 +5,10 @@
  * leaves no choice (it has no authenticated session id: see PROTOCOL.md §7).
  *
  * A session's protocol is one of enum ep_state; every change of it goes through
- * ep_transition(), which also does what the change implies (keys, counters, log lines).
+ * kcpx_ep_proto_event(), which also does what the change implies (keys, counters, log lines).
  */
 #include "core/endpoint.h"
+#include "core/endpoint_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,10 +23,6 @@
 #include "core/ratelimit.h"
 #include "core/util.h"
 
-/* Buckets of the address and sid tables: from EP_HASH_MIN, doubling while there are more
- * sessions than buckets, up to EP_HASH_MAX (about --maxsessions, which bounds the count). */
-#define EP_HASH_MIN 64
-#define EP_HASH_MAX (1u << 20)
 /*
  * A kcptun-format session is unproven until its peer acknowledged a segment we sent (its
  * address answers; no cryptographic proof: the format has none). Until then it may send
@@ -43,101 +40,7 @@
 #define HSRL_SLOTS	   4096 /* --hsrate: token buckets, one per source address hash */
 #define KCPX_EP_RESET_RATE 10	/* RESETs a second to one address (burst as many) */
 
-/* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
-#define HS_TRIES_AUTO 10
-#define HS_TRIES_KCPX 50
-/* After a fallback the handshake state is kept this long to recognise a late RESP. */
-#define HS_LATE_KEEP_MS (HS_TRIES_KCPX * KCPX_SESSION_HS_POLL * 2)
-
-/*
- * A session's protocol state.
- *   KCPTUN          kcptun's format from the start
- *   PROBE           client: INIT sent, no RESP yet (the session holds its output)
- *   ACCEPTED        server: INIT accepted, RESP sent, no authenticated DATA yet
- *   NATIVE          keys both ways, and the peer proved it has them
- *   FALLBACK_WATCH  client: no RESP in time, speaks kcptun; the handshake state is kept
- *                   to recognise a late RESP
- *   FALLBACK        client: as FALLBACK_WATCH, handshake state gone
- */
-enum ep_state {
-	EP_KCPTUN,
-	EP_PROBE,
-	EP_ACCEPTED,
-	EP_NATIVE,
-	EP_FALLBACK_WATCH,
-	EP_FALLBACK,
-};
-
-enum ep_event {
-	EV_RESP,	  /* client: the server's RESP opened under our handshake */
-	EV_DATA,	  /* an authenticated DATA packet arrived */
-	EV_PROBE_TIMEOUT, /* client: no RESP after the probe's tries */
-	EV_LATE_RESP,	  /* client, fell back: the RESP came after all */
-	EV_KEEP_EXPIRED,  /* client, fell back: no late RESP to wait for any more */
-};
-
-struct kcpx_ep_sess {
-	struct kcpx_ep *ep;
-	struct kcpx_session *ks;
-	void *user; /* the owner's, from ops->opened */
-	void *path;
-	struct kcpx_addr peer;
-	uint32_t conv; /* the native protocol's sid */
-	uint32_t created;
-	enum ep_state state;
-	bool closing;
-	bool expired;	    /* client --autoexpire: takes no new streams */
-	bool retired;	    /* client: a late RESP; closes when its streams are done */
-	bool be_native;	    /* ops->native_up took it: tell ops->native_down at the end */
-	bool proven;	    /* see UNPROVEN_TX: the peer's address answers */
-	uint16_t tx_budget; /* unproven: datagrams it may still send */
-	uint32_t last_rx;
-	struct kcpx_native_hs *hs;	    /* client: PROBE and FALLBACK_WATCH */
-	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
-	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
-	int hs_tries;
-	struct kcpx_ep_sess *anext;	    /* address table (server) */
-	struct kcpx_ep_sess *snext;	    /* sid table */
-	struct kcpx_ep_sess *next, **pprev; /* all sessions */
-	struct kcpx_ep_sess *gnext;	    /* closed, to reap */
-};
-
-struct kcpx_ep {
-	struct kcpx_ep_config cfg;
-	struct kcpx_ep_ops ops;
-	void *user;
-	struct kcpx_snmp *snmp;
-	struct kcpx_session_ops sops;
-	uint32_t seed; /* of the address hash */
-	struct kcpx_ep_sess **by_addr, **by_sid;
-	unsigned hcap; /* buckets in each, a power of 2 */
-	struct kcpx_ep_sess *all;
-	struct kcpx_ep_sess *garbage;
-	unsigned count;
-	struct kcpx_ep_sess **slots; /* client: --conn */
-	unsigned rr;
-	struct kcpx_ratelimit *hsrl;   /* server with --hsrate > 0 */
-	struct kcpx_ratelimit *sessrl; /* server with --sessrate > 0 */
-	struct kcpx_ratelimit *rstrl;  /* server with the kcpx protocol: RESETs per address */
-	uint32_t adm_stamp, adm_count; /* refusals in this second, logged once a second */
-	struct kcpx_native_stats hs_stats;
-	/*
-	 * client, --proto auto: a probe went unanswered at tick kcptun_since (seconds), so
-	 * new sessions speak kcptun's format until --reprobe seconds later. hs_tries_auto:
-	 * how many polls a probe waits (longer once a late RESP showed the round trip).
-	 */
-	bool client_native;
-	bool kcptun_mode;
-	bool server_spoke_kcpx; /* client: a RESP came in time once: never fall back now */
-	uint32_t ticks, kcptun_since;
-	int hs_tries_auto;
-	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
-	struct kcpx_ep_stats st;
-};
-
-static void ep_log(struct kcpx_ep *ep, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void ep_log(struct kcpx_ep *ep, int level, const char *fmt, ...)
+void kcpx_ep_log(struct kcpx_ep *ep, int level, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -161,16 +64,6 @@ static bool ep_log_ok(struct kcpx_ep *ep, uint32_t now)
 }
 
 /* ---- tables ---------------------------------------------------------------------- */
-
-static bool is_native(const struct kcpx_ep_sess *s)
-{
-	return s->state == EP_PROBE || s->state == EP_ACCEPTED || s->state == EP_NATIVE;
-}
-
-static bool fell_back(const struct kcpx_ep_sess *s)
-{
-	return s->state == EP_FALLBACK_WATCH || s->state == EP_FALLBACK;
-}
 
 static struct kcpx_ep_sess **addr_head(struct kcpx_ep *ep, const struct kcpx_addr *a)
 {
@@ -252,7 +145,7 @@ static struct kcpx_ep_sess *sid_lookup(struct kcpx_ep *ep, uint32_t sid)
 	return NULL;
 }
 
-static void sid_unlink(struct kcpx_ep_sess *s)
+void kcpx_ep_sid_unlink(struct kcpx_ep_sess *s)
 {
 	for (struct kcpx_ep_sess **pp = sid_head(s->ep, s->conv); *pp; pp = &(*pp)->snext) {
 		if (*pp == s) {
@@ -264,13 +157,13 @@ static void sid_unlink(struct kcpx_ep_sess *s)
 
 /* ---- session callbacks ------------------------------------------------------------ */
 
-static void ep_wake(struct kcpx_ep_sess *s)
+void kcpx_ep_wake(struct kcpx_ep_sess *s)
 {
 	if (!s->closing)
 		s->ep->ops.wake(s->ep->user, s->user);
 }
 
-static void ep_sess_xmit(void *user, const uint8_t *d, size_t n)
+void kcpx_ep_sess_xmit(void *user, const uint8_t *d, size_t n)
 {
 	struct kcpx_ep_sess *s = user;
 
@@ -342,7 +235,7 @@ static void ep_sess_refused(void *user, uint32_t sid, unsigned n)
  * A native session's keys exist: hand its XDP map entry (receive tag key, FEC shape) to
  * the owner. Returns 0, or -errno when it could not take it.
  */
-static int ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
+int kcpx_ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
 {
 	struct kcpx_ep *ep = s->ep;
 	struct kcpx_native_sess v;
@@ -359,7 +252,7 @@ static int ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
 	err = ep->ops.native_up(ep->user, s->conv, &v);
 	sodium_memzero(&v, sizeof(v));
 	if (err) {
-		ep_log(ep, 0, "session %08x: XDP session entry: %s", s->conv, strerror(-err));
+		kcpx_ep_log(ep, 0, "session %08x: XDP session entry: %s", s->conv, strerror(-err));
 		return err;
 	}
 	s->be_native = true;
@@ -369,7 +262,7 @@ static int ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
 /* ---- lifecycle -------------------------------------------------------------------- */
 
 /* Client: new streams no longer go to s. */
-static void ep_unslot(struct kcpx_ep_sess *s)
+void kcpx_ep_unslot(struct kcpx_ep_sess *s)
 {
 	struct kcpx_ep *ep = s->ep;
 
@@ -405,7 +298,7 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		ep->st.pending++;
 	s->ks = kcpx_session_new(&sc, &ep->sops, s, ep->snmp, now);
 	if (!s->ks) {
-		ep_log(ep, 0, "cannot create a session (out of memory?)");
+		kcpx_ep_log(ep, 0, "cannot create a session (out of memory?)");
 		if (!s->proven)
 			ep->st.pending--;
 		free(s);
@@ -443,9 +336,9 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		ep->snmp->MaxConn = ep->snmp->CurrEstab;
 	/* an unproven session may be a forgery: its lines are rate-limited */
 	if (s->proven || ep_log_ok(ep, now))
-		ep_log(ep, 1, "session %08x with %s opened", conv,
-		       kcpx_addr_str(peer, buf, sizeof(buf)));
-	ep_wake(s);
+		kcpx_ep_log(ep, 1, "session %08x with %s opened", conv,
+			    kcpx_addr_str(peer, buf, sizeof(buf)));
+	kcpx_ep_wake(s);
 	return s;
 }
 
@@ -461,11 +354,11 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	s->closing = true;
 	if (ep->cfg.server)
 		addr_unlink(s);
-	sid_unlink(s);
+	kcpx_ep_sid_unlink(s);
 	*s->pprev = s->next;
 	if (s->next)
 		s->next->pprev = s->pprev;
-	ep_unslot(s);
+	kcpx_ep_unslot(s);
 	ep->count--;
 	ep->snmp->CurrEstab--;
 	if (s->be_native && ep->ops.native_down)
@@ -475,9 +368,9 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 		ep->st.pending--;
 	/* a close that a configuration mismatch explains is a warning, and says so */
 	if (s->proven || ep_log_ok(ep, s->last_rx))
-		ep_log(ep, kcpx_session_hint(why)[0] ? 0 : 1, "session %08x with %s closed: %s%s",
-		       s->conv, kcpx_addr_str(&s->peer, buf, sizeof(buf)), why,
-		       kcpx_session_hint(why));
+		kcpx_ep_log(ep, kcpx_session_hint(why)[0] ? 0 : 1,
+			    "session %08x with %s closed: %s%s", s->conv,
+			    kcpx_addr_str(&s->peer, buf, sizeof(buf)), why, kcpx_session_hint(why));
 	s->gnext = ep->garbage;
 	ep->garbage = s;
 }
@@ -495,102 +388,7 @@ void kcpx_ep_reap(struct kcpx_ep *ep)
 	}
 }
 
-/* ---- protocol state --------------------------------------------------------------- */
-
-/* The one place a session's protocol state changes. */
-static void ep_transition(struct kcpx_ep_sess *s, enum ep_event ev, uint32_t now)
-{
-	struct kcpx_ep *ep = s->ep;
-	uint32_t late;
-	int tries;
-
-	switch (ev) {
-	case EV_RESP: /* PROBE -> NATIVE: a kcpx server answers, later sessions use it too */
-		kcpx_native_hs_free(s->hs);
-		s->hs = NULL;
-		s->state = EP_NATIVE;
-		ep->kcptun_mode = false;
-		ep->server_spoke_kcpx = true;
-		break;
-	case EV_DATA: /* ACCEPTED -> NATIVE: the client has the keys; no replacement now */
-		if (s->state == EP_ACCEPTED)
-			s->state = EP_NATIVE;
-		break;
-	case EV_PROBE_TIMEOUT: /* PROBE -> FALLBACK_WATCH */
-		/*
-		 * --proto auto: no kcpx server answered. This session and the next ones for
-		 * --reprobe s speak kcptun; the handshake state stays for a while so that a
-		 * late RESP can be recognised.
-		 */
-		ep_log(ep, 0,
-		       "session %08x: no kcpx answer, falling back to the kcptun protocol%s "
-		       "(weaker: no forward secrecy, no replay window; --proto kcpx forbids it)",
-		       s->conv, ep->cfg.reprobe ? "" : " for good (--reprobe 0)");
-		s->state = EP_FALLBACK_WATCH;
-		sid_unlink(s); /* the sid is free for a native session again */
-		s->snext = NULL;
-		ep->kcptun_mode = true;
-		ep->kcptun_since = ep->ticks;
-		kcpx_session_fallback(s->ks, ep->cfg.crypt);
-		break;
-	case EV_LATE_RESP: /* FALLBACK_WATCH -> FALLBACK, retired; new sessions probe again */
-		/*
-		 * The session keeps kcptun's format, because the server replaces its kcpx
-		 * session when our kcptun-format datagrams arrive, and switching back could race
-		 * with that. But one slow answer must not make a session weaker and slower for
-		 * its whole life: it takes no new streams (they go to a new kcpx session) and
-		 * closes once its streams are done. The RESP proves a kcpx server and shows the
-		 * round trip: later sessions probe again at once and wait longer for it.
-		 */
-		late = now - s->created;
-		kcpx_native_hs_free(s->hs);
-		s->hs = NULL;
-		s->state = EP_FALLBACK;
-		tries = (int)(2 * late / KCPX_SESSION_HS_POLL) + 1;
-		if (tries > HS_TRIES_KCPX)
-			tries = HS_TRIES_KCPX;
-		if (tries > ep->hs_tries_auto)
-			ep->hs_tries_auto = tries;
-		ep->kcptun_mode = false;
-		s->expired = true;
-		s->retired = true;
-		ep_unslot(s);
-		ep_log(ep, 1,
-		       "session %08x: late kcpx answer from the server (%u ms after the first "
-		       "INIT): the session stays kcptun and takes no new streams; new sessions "
-		       "try kcpx for up to %d ms",
-		       s->conv, late, ep->hs_tries_auto * KCPX_SESSION_HS_POLL);
-		break;
-	case EV_KEEP_EXPIRED: /* FALLBACK_WATCH -> FALLBACK */
-		kcpx_native_hs_free(s->hs);
-		s->hs = NULL;
-		s->state = EP_FALLBACK;
-		break;
-	}
-}
-
 /* ---- handshake -------------------------------------------------------------------- */
-
-static void hs_client_finish(struct kcpx_ep_sess *s, const uint8_t *d, size_t n, uint32_t now)
-{
-	struct kcpx_ep *ep = s->ep;
-	struct kcpx_native *nat;
-
-	if (kcpx_native_hs_finish(s->hs, d, n, &nat)) {
-		ep->snmp->InErrs++;
-		return;
-	}
-	kcpx_session_set_native(s->ks, nat);
-	ep_transition(s, EV_RESP, now);
-	ep_log(ep, 1, "session %08x: kcpx protocol, %s", s->conv,
-	       kcpx_native_cipher(nat) == KCPX_NATIVE_AESGCM ? "aes-256-gcm"
-							     : "xchacha20-poly1305");
-	if (ep_native_up(s, nat)) {
-		kcpx_ep_close(s, "the XDP program cannot take the session");
-		return;
-	}
-	ep_wake(s);
-}
 
 /*
  * May a datagram from `from` open a session? The single gate for sessions made by the
@@ -612,14 +410,14 @@ static void admit_refuse(struct kcpx_ep *ep, const struct kcpx_addr *from, const
 	/* one line a second at most, however many are refused */
 	if (now / 1000 != ep->adm_stamp) {
 		if (ep->adm_count > 1)
-			ep_log(ep, 0, "%u more new sessions refused in that second",
-			       ep->adm_count - 1);
+			kcpx_ep_log(ep, 0, "%u more new sessions refused in that second",
+				    ep->adm_count - 1);
 		ep->adm_stamp = now / 1000;
 		ep->adm_count = 0;
 	}
 	if (!ep->adm_count++)
-		ep_log(ep, 0, "new session from %s refused: %s",
-		       kcpx_addr_str(from, buf, sizeof(buf)), why);
+		kcpx_ep_log(ep, 0, "new session from %s refused: %s",
+			    kcpx_addr_str(from, buf, sizeof(buf)), why);
 }
 
 /*
@@ -646,8 +444,9 @@ static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool nativ
 		if (!kcpx_ratelimit_allow(ep->hsrl, key, (uint64_t)now * 1000000u)) {
 			ep->st.hs_limited++;
 			if (ep_log_ok(ep, now))
-				ep_log(ep, 0, "kcpx handshakes from %s over --hsrate %d/s: dropped",
-				       kcpx_addr_str(from, buf, sizeof(buf)), c->hsrate);
+				kcpx_ep_log(ep, 0,
+					    "kcpx handshakes from %s over --hsrate %d/s: dropped",
+					    kcpx_addr_str(from, buf, sizeof(buf)), c->hsrate);
 			return -EBUSY;
 		}
 	}
@@ -704,31 +503,14 @@ static int hs_server_accept(struct kcpx_ep *ep, void *path, const struct kcpx_ad
 	}
 	s->state = EP_ACCEPTED;
 	kcpx_session_set_native(s->ks, nat);
-	if (ep_native_up(s, nat)) {
+	if (kcpx_ep_native_up(s, nat)) {
 		kcpx_ep_close(s, "the XDP program cannot take the session");
 		return 0; /* no RESP: the client tries again with a new sid */
 	}
 	s->hs_ctr = ni->ctr;
 	memcpy(s->hs_pkt, resp, sizeof(resp));
-	ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+	kcpx_ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
 	return 0;
-}
-
-/*
- * Client, --proto auto: a native packet for a session that fell back. Counted; a RESP
- * that opens under the kept handshake state is the late answer.
- */
-static void late_native(struct kcpx_ep_sess *s, const uint8_t *d, size_t n,
-			const struct kcpx_native_info *ni, uint32_t now)
-{
-	struct kcpx_native *nat;
-
-	s->ep->st.late_native++;
-	if (ni->type != KCPX_NT_RESP || s->state != EP_FALLBACK_WATCH ||
-	    kcpx_native_hs_finish(s->hs, d, n, &nat))
-		return;
-	kcpx_native_free(nat); /* the keys are not used: the session keeps kcptun's format */
-	ep_transition(s, EV_LATE_RESP, now);
 }
 
 /* ---- receive ---------------------------------------------------------------------- */
@@ -774,8 +556,9 @@ static void ep_roam(struct kcpx_ep_sess *s, void *path, const struct kcpx_addr *
 	struct kcpx_ep_sess **h;
 
 	if (ep_log_ok(ep, now))
-		ep_log(ep, 1, "session %08x: peer moved from %s to %s", s->conv,
-		       kcpx_addr_str(&s->peer, a, sizeof(a)), kcpx_addr_str(from, b, sizeof(b)));
+		kcpx_ep_log(ep, 1, "session %08x: peer moved from %s to %s", s->conv,
+			    kcpx_addr_str(&s->peer, a, sizeof(a)),
+			    kcpx_addr_str(from, b, sizeof(b)));
 	addr_unlink(s);
 	s->peer = *from;
 	s->path = path;
@@ -807,7 +590,7 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 		if (s && kcpx_addr_equal(from, &s->peer)) {
 			/* our RESP was lost: answer the same INIT again; others are ignored */
 			if (!s->closing && ni->ctr == s->hs_ctr && n == KCPX_NATIVE_HS_LEN)
-				ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+				kcpx_ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
 			return true;
 		}
 		err = ep_admit(ep, from, true, d, n, now);
@@ -848,9 +631,9 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 		return true;
 	if (!kcpx_addr_equal(from, &s->peer) && ni->ctr >= top)
 		ep_roam(s, path, from, now);
-	ep_transition(s, EV_DATA, now);
+	kcpx_ep_proto_event(s, EV_DATA, now);
 	kcpx_session_input(s->ks, body, blen, now);
-	ep_wake(s);
+	kcpx_ep_wake(s);
 	return true;
 }
 
@@ -870,7 +653,7 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	if (!is_native(s)) {
 		/* a kcptun datagram naming our conv here: 2^-40, and KCP resends it */
 		if (fell_back(s) && ni->sid == s->conv) {
-			late_native(s, d, n, ni, now);
+			kcpx_ep_proto_late(s, d, n, ni, now);
 			return true;
 		}
 		return false;
@@ -878,7 +661,7 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	if (s->closing)
 		return true;
 	if (ni->type == KCPX_NT_RESP && s->state == EP_PROBE) {
-		hs_client_finish(s, d, n, now);
+		kcpx_ep_proto_resp(s, d, n, now);
 		return true;
 	}
 	if (ni->type == KCPX_NT_RESET) {
@@ -898,9 +681,9 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	}
 	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
 		return true;
-	ep_transition(s, EV_DATA, now);
+	kcpx_ep_proto_event(s, EV_DATA, now);
 	kcpx_session_input(s->ks, body, blen, now);
-	ep_wake(s);
+	kcpx_ep_wake(s);
 	return true;
 }
 
@@ -958,9 +741,10 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			 * (--crypt none above all) can be forged, a kcpx session cannot.
 			 */
 			ep->st.replaced++;
-			ep_log(ep, 1,
-			       "session %08x (%s): client fell back, replacing the kcpx session",
-			       s->conv, kcpx_addr_str(from, abuf, sizeof(abuf)));
+			kcpx_ep_log(
+				ep, 1,
+				"session %08x (%s): client fell back, replacing the kcpx session",
+				s->conv, kcpx_addr_str(from, abuf, sizeof(abuf)));
 			kcpx_ep_close(s, "replaced by a kcptun-format session");
 			s = NULL;
 		} else if (s && !is_native(s) && conv && s->conv != conv) {
@@ -991,7 +775,7 @@ void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	kcpx_session_input(s->ks, body, blen, now);
 	if (!s->proven)
 		ep_prove(s);
-	ep_wake(s);
+	kcpx_ep_wake(s);
 }
 
 /* ---- client ----------------------------------------------------------------------- */
@@ -1026,17 +810,7 @@ struct kcpx_ep_sess *kcpx_ep_connect(struct kcpx_ep *ep, unsigned slot, void *pa
 	do
 		ep->ops.random(ep->user, &conv, sizeof(conv));
 	while (!conv);
-	native = ep->client_native;
-	if (native && ep->kcptun_mode) {
-		/* after a fallback: kcptun until --reprobe s have passed, then probe again */
-		uint32_t since = ep->ticks - ep->kcptun_since;
-
-		native = ep->cfg.reprobe > 0 && since >= (uint32_t)ep->cfg.reprobe;
-		if (native)
-			ep_log(ep, 1,
-			       "session %08x: trying the kcpx protocol again (kcptun for %u s)",
-			       conv, since);
-	}
+	native = kcpx_ep_proto_probe(ep, conv);
 	s = ep_open(ep, path, to, conv, native, now);
 	if (!s)
 		return NULL;
@@ -1051,7 +825,7 @@ struct kcpx_ep_sess *kcpx_ep_connect(struct kcpx_ep *ep, unsigned slot, void *pa
 			kcpx_ep_close(s, "out of memory");
 			return NULL;
 		}
-		ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+		kcpx_ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
 	}
 	ep->slots[slot] = s;
 	return s;
@@ -1061,36 +835,10 @@ struct kcpx_ep_sess *kcpx_ep_connect(struct kcpx_ep *ep, unsigned slot, void *pa
 
 void kcpx_ep_tick(struct kcpx_ep_sess *s, uint32_t now)
 {
-	struct kcpx_ep *ep = s->ep;
-
-	if (s->closing)
+	if (s->closing || !kcpx_ep_proto_tick(s, now))
 		return;
-	if (s->state == EP_FALLBACK_WATCH && (int32_t)(now - s->created) >= HS_LATE_KEEP_MS)
-		ep_transition(s, EV_KEEP_EXPIRED, now);
-	if (s->state == EP_PROBE) {
-		/* once a kcpx server answered, no fallback: lost or blocked RESPs must not
-		 * downgrade a tunnel between two kcpx ends */
-		bool strict = ep->cfg.proto == KCPX_PROTO_KCPX || ep->server_spoke_kcpx;
-
-		if (++s->hs_tries >= (strict ? HS_TRIES_KCPX : ep->hs_tries_auto)) {
-			if (strict) {
-				if (ep->cfg.proto != KCPX_PROTO_KCPX)
-					ep_log(ep, 0,
-					       "session %08x: no kcpx answer from a server that "
-					       "spoke kcpx before: no fallback to kcptun (restart "
-					       "the "
-					       "client, or --proto kcptun, if it changed)",
-					       s->conv);
-				kcpx_ep_close(s, "no kcpx handshake answer from the server");
-				return;
-			}
-			ep_transition(s, EV_PROBE_TIMEOUT, now);
-		} else {
-			ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
-		}
-	}
 	kcpx_session_tick(s->ks, now);
-	ep_wake(s);
+	kcpx_ep_wake(s);
 }
 
 void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now)
@@ -1135,7 +883,7 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 	ep->user = user;
 	ep->snmp = snmp;
 	ep->sops = (struct kcpx_session_ops){
-		.xmit = ep_sess_xmit,
+		.xmit = kcpx_ep_sess_xmit,
 		.accept = ep_sess_accept,
 		.readable = ep_sess_readable,
 		.writable = ep_sess_writable,
