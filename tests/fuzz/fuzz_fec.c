@@ -2,12 +2,19 @@
 /*
  * libFuzzer target for the FEC decoder (and, through it, the RS reconstruction).
  *
- * Input: ds-1 u8 | ps-1 u8 | records of  len u16 LE | dt u8 | body[len]
+ * Input: mode u8 | ps-1 u8 | records of  len u16 LE | dt u8 | body[len]
+ *   mode: bit7 partial decoding on; ds - 1 = the low 7 bits (ds 1..128, ps 1..128, so
+ *   large ratios run; ds + ps <= 256 always).
  *   Part 1: every record is handed to a decoder as a received body (garbage welcome),
- *           time advancing by dt * 500 ms; it must never crash, leak or overrun.
+ *           time advancing by dt * 500 ms; it must never crash, leak or overrun, and
+ *           its work stays within the bounds of fec.h (re-tunes, hypotheses).
  *   Part 2: the record bodies become KCP packets for an encoder; its shards go to a
  *           second decoder, each group losing up to ps shards (chosen by dt bits).
  *           Every KCP packet must come out intact, or the target aborts.
+ *   Part 3 (partial on, ds <= 64, ps <= 16): groups closed early by
+ *           kcpx_fec_enc_flush() after 1 + dt % ds packets, losing up to min(ps-1, 3)
+ *           of their data shards; whatever the decoder hands on must be one of the
+ *           packets, byte for byte (a wrong hypothesis must never get through).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,10 +90,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t now = 0;
 	size_t off = 2;
 
+	bool partial;
+
 	if (size < 2)
 		return 0;
-	ds = 1 + data[0] % 16;
-	ps = 1 + data[1] % 8;
+	partial = data[0] & 0x80;
+	ds = 1 + (data[0] & 0x7f);
+	ps = 1 + data[1] % 128;
 	while (off + 3 <= size && nrec < MAXREC) {
 		size_t len = KCPX_MIN((size_t)kcpx_get_le16(data + off), size - off - 3);
 
@@ -102,10 +112,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	d = kcpx_fec_dec_new(ds, ps);
 	if (!d)
 		abort();
+	kcpx_fec_dec_set_partial(d, partial);
 	for (int i = 0; i < nrec; i++) {
 		now += recs[i].dt * 500u;
 		if (kcpx_fec_is_fec(recs[i].p, recs[i].len))
 			kcpx_fec_decode(d, recs[i].p, recs[i].len, now, sink, NULL, &snmp);
+	}
+	{
+		struct kcpx_fec_dec_stats st;
+
+		kcpx_fec_dec_stats(d, &st);
+		/* one re-tune may happen at once, then one per KCPX_FEC_RETUNE_MS */
+		if (st.retunes > 1 + (uint64_t)now / KCPX_FEC_RETUNE_MS + 1)
+			abort();
+		if (st.hypotheses > (uint64_t)nrec + KCPX_FEC_PARTIAL_BURST)
+			abort();
 	}
 	kcpx_fec_dec_free(d);
 
@@ -141,6 +162,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < nrec; i++)
 		if (!t.seen[i])
 			abort();
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+
+	/* part 3: groups closed early, partial decoding; never a wrong packet */
+	if (!partial || ds > 64 || ps > 16)
+		return 0;
+	memset(&t, 0, offsetof(struct rt, grp));
+	t.recs = recs;
+	t.nrec = nrec;
+	e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	d = kcpx_fec_dec_new(ds, ps);
+	if (!e || !d)
+		abort();
+	kcpx_fec_dec_set_partial(d, true);
+	for (int i = 0, k = 0; i < nrec; i++) {
+		uint8_t kcp[KCPX_FEC_MAX_BODY];
+		int want = 1 + recs[i].dt % ds; /* this group closes after `want` packets */
+
+		kcpx_put_le32(kcp, (uint32_t)i);
+		memcpy(kcp + 4, recs[i].p, recs[i].len);
+		kcpx_fec_encode(e, kcp, 4 + recs[i].len, 0, keep, &t, NULL);
+		k++;
+		if (k >= want || i == nrec - 1) {
+			unsigned mask = recs[i].dt, lost = 0;
+			unsigned maxlost = KCPX_MIN((unsigned)ps - 1, 3u);
+
+			kcpx_fec_enc_flush(e, keep, &t);
+			for (int j = 0; j < t.gn; j++) {
+				bool data_shard = kcpx_get_le16(t.grp[j] + 4) == KCPX_FEC_DATA;
+
+				if (data_shard && j < 8 && (mask >> j & 1) && lost < maxlost) {
+					lost++;
+					continue;
+				}
+				kcpx_fec_decode(d, t.grp[j], t.glen[j], 0, check_recv, &t, &snmp);
+			}
+			t.gn = 0;
+			k = 0;
+		}
+	}
 	kcpx_fec_enc_free(e);
 	kcpx_fec_dec_free(d);
 	return 0;

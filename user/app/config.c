@@ -119,6 +119,9 @@ static const struct opt opts[] = {
 	I(sessstreams, NULL, R_CS,
 	  "streams one session holds at most (at most 65536); a peer's stream over it is "
 	  "answered with FIN"),
+	I(closewait, NULL, R_CS,
+	  "seconds a stream's other direction stays open after one direction ended (EOF or "
+	  "error), then both close, as kcptun does (kcptun's server default is 30)"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -141,7 +144,7 @@ static const struct opt opts[] = {
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
-static const char *const newer_keys[] = { "closewait", "framesize", "rate" };
+static const char *const newer_keys[] = { "framesize", "rate" };
 
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 {
@@ -199,6 +202,10 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * proxy behind one client opens, low enough to bound fds and memory. */
 	cfg->maxstreams = 65536;
 	cfg->sessstreams = 16384;
+	/* 0 at both ends, where kcptun (2024+) has 30 on the server: with 30, every target
+	 * that closes first (a download, HTTP with Connection: close) leaves the client
+	 * waiting 30 s for its EOF. "closewait": 30 in server.json gives kcptun's. */
+	cfg->closewait = 0;
 	cfg->qppcount = 61;
 }
 
@@ -572,6 +579,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
 	err = err ?: range("maxstreams", cfg->maxstreams, 0, 1 << 24);
 	err = err ?: range("sessstreams", cfg->sessstreams, 1, 65536);
+	err = err ?: range("closewait", cfg->closewait, 0, 86400);
 	err = err ?: range("ratelimit", cfg->ratelimit, 0, 2147483647);
 	if (err)
 		return err;
@@ -714,9 +722,9 @@ void kcpx_config_man(FILE *fp)
 }
 
 /* Keys a SIGHUP may change while sessions run (app/reload.h says how each applies). */
-static const char *const live_keys[] = { "log",	       "verbose",     "quiet",
-					 "keepalive",  "snmplog",     "snmpperiod",
-					 "autoexpire", "scavengettl", "reprobe" };
+static const char *const live_keys[] = { "log",	    "verbose",	  "quiet",	"keepalive",
+					 "snmplog", "snmpperiod", "autoexpire", "scavengettl",
+					 "reprobe", "closewait" };
 
 static void list_add(char *list, size_t size, const char *name)
 {

@@ -73,6 +73,7 @@ struct kcpx_config {
 	int sessrate;	 /* server: new sessions per second per source address; 0: no limit */
 	int maxstreams;	 /* streams (TCP connections) in all sessions; 0: no limit */
 	int sessstreams; /* streams in one session (smux max_streams) */
+	int closewait;	 /* s a stream stays open after its first direction ended (kcptun) */
 	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
 	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
 	bool qpp;	 /* kcptun's QPP: refused */

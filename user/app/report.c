@@ -2,6 +2,8 @@
 /* The status table: one line per session, as `kcpx status` and SIGUSR1 show it. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -241,47 +243,250 @@ void kcpx_report_print(struct tunnel *t)
 	fflush(kcpx_log_file());
 }
 
-/* A `kcpx status` connection: answer with the table and hang up. */
-/*
- * One `kcpx status` connection: the table is written without blocking the loop. The
- * socket's buffer is sized to the answer (bounded); what does not fit at once is cut,
- * and said so, rather than waited for.
- */
-void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events)
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void json_str(FILE *fp, const char *v)
 {
-	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, ctlw));
+	fputc('"', fp);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(fp, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(fp, "\\u%04x", *p);
+		else
+			fputc(*p, fp);
+	}
+	fputc('"', fp);
+}
+
+static void json_cc(FILE *fp, struct kcpx_session *ks)
+{
+	const struct kcpx_kcp *kcp = kcpx_session_kcp(ks);
+	struct kcpx_kcp_cc_info ci;
+	int parity, ps;
+
+	kcpx_kcp_cc_info(kcp, &ci);
+	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
+	fprintf(fp, "\"cc\":{\"algo\":");
+	json_str(fp, kcpx_cc_algo_name(ci.algo));
+	fprintf(fp, ",\"inflight_bytes\":%llu", (unsigned long long)ci.inflight);
+	if (ci.algo == KCPX_CC_BBR) {
+		fprintf(fp, ",\"state\":");
+		json_str(fp, kcpx_cc_state_name(ci.state));
+		fprintf(fp,
+			",\"pacing_bps\":%llu,\"bottleneck_bps\":%llu,\"min_rtt_ms\":%u,"
+			"\"inflight_cap_bytes\":%llu,\"random_loss_ppm\":%u",
+			(unsigned long long)ci.pacing_rate * 8, (unsigned long long)ci.btl_bw * 8,
+			ci.min_rtt, (unsigned long long)ci.inflight_cap, (unsigned)ci.loss_ppm);
+		fprintf(fp, ",\"fec_parity\":%d,\"fec_parity_max\":%d,\"local_drops\":%llu", parity,
+			ps, (unsigned long long)ci.local_drops);
+	}
+	fputc('}', fp);
+}
+
+/* The same facts as write_status, as one JSON object (`kcpx status --json`). */
+static void write_status_json(struct tunnel *t, FILE *fp)
+{
+	const struct kcpx_config *cfg = t->cfg;
+	char buf[KCPX_ADDRSTRLEN];
+	struct kcpx_ep_stats es;
+	struct memory m;
+	bool first = true;
+
+	kcpx_ep_stats(t->ep, &es);
+	fprintf(fp, "{\"role\":\"%s\",\"pid\":%d,\"addr\":",
+		cfg->role == KCPX_ROLE_SERVER ? "server" : "client", (int)getpid());
+	json_str(fp, (cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->localaddr));
+	fprintf(fp, ",\"backend\":");
+	json_str(fp, t->dgs ? t->dgs->d->name : "-");
+	fprintf(fp, ",\"sessions_established\":%u,\"sessions\":[", (unsigned)t->snmp.CurrEstab);
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+		struct kcpx_session *ks = kcpx_ep_session(e);
+		struct sess *s = kcpx_ep_sess_user(e);
+		struct kcpx_session_stats st;
+		struct kcpx_kcp_info ki;
+
+		kcpx_kcp_info(kcpx_session_kcp(ks), &ki);
+		kcpx_session_stats(ks, &st);
+		fprintf(fp, "%s{\"peer\":", first ? "" : ",");
+		first = false;
+		json_str(fp, kcpx_addr_str(kcpx_ep_sess_peer(e), buf, sizeof(buf)));
+		fprintf(fp, ",\"conv\":\"%08x\",\"proto\":", kcpx_ep_sess_conv(e));
+		json_str(fp, kcpx_ep_sess_proto(e));
+		fprintf(fp,
+			",\"state\":\"%s\",\"streams\":%u,\"rtt_ms\":%u,\"rto_ms\":%u,\"cwnd\":%u,"
+			"\"loss_pct\":%.2f,\"retrans\":%llu,\"datagrams_out\":%llu,\"datagrams_"
+			"in\":%llu,\"sndq\":%u,"
+			"\"rwnd\":%u,\"rcvq\":%u,\"ooo\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,",
+			kcpx_ep_sess_expired(e) ? "expired" : "up", kcpx_conn_count(s), ki.srtt,
+			ki.rto, ki.cwnd,
+			st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0,
+			(unsigned long long)ki.retrans, (unsigned long long)st.pkts_out,
+			(unsigned long long)st.pkts_in, ki.waitsnd, ki.rmt_wnd, ki.rcv_queued,
+			ki.rcv_ooo, (unsigned long long)st.bytes_in,
+			(unsigned long long)st.bytes_out);
+		json_cc(fp, ks);
+		fputc('}', fp);
+	}
+	fprintf(fp,
+		"],\"tx_dropped\":%llu,\"rx_truncated\":%llu,\"unknown_peer\":%llu,"
+		"\"streams_refused\":%llu",
+		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
+		(unsigned long long)es.unknown_peer, (unsigned long long)t->streams_refused);
+	if (cfg->role == KCPX_ROLE_SERVER)
+		fprintf(fp,
+			",\"admission\":{\"refused\":%llu,\"unanswered_sessions\":%u,"
+			"\"held_back\":%llu}",
+			(unsigned long long)es.admit_refused, es.pending,
+			(unsigned long long)es.unproven_drop);
+	memory(t, &m);
+	fprintf(fp,
+		",\"memory\":{\"connections\":%u,\"stream_buffered_in\":%zu,"
+		"\"stream_buffered_out\":%zu,\"blocks_in_use_bytes\":%zu,"
+		"\"blocks_peak_bytes\":%zu,\"blocks_cached_bytes\":%zu,"
+		"\"chunks_in_use_bytes\":%zu,\"chunks_peak_bytes\":%zu,"
+		"\"chunks_cached_bytes\":%zu}",
+		t->nconns, m.rx, m.tx, m.blocks.in_use * m.blocks.block,
+		m.blocks.peak_in_use * m.blocks.block, m.blocks.cached * m.blocks.block,
+		m.chunks.in_use * m.chunks.block, m.chunks.peak_in_use * m.chunks.block,
+		m.chunks.cached * m.chunks.block);
+	if (!t->psk)
+		fprintf(fp, ",\"kcpx_protocol\":null");
+	else if (cfg->role == KCPX_ROLE_SERVER)
+		fprintf(fp,
+			",\"kcpx_protocol\":{\"replaced\":%llu,\"handshakes_over_rate\":%llu,"
+			"\"roamed\":%llu,\"resets_sent\":%llu,\"resets_over_rate\":%llu}",
+			(unsigned long long)es.replaced, (unsigned long long)es.hs_limited,
+			(unsigned long long)es.roamed, (unsigned long long)es.resets_sent,
+			(unsigned long long)es.reset_limited);
+	else
+		fprintf(fp,
+			",\"kcpx_protocol\":{\"kcptun_mode\":%s,\"no_answer_for_s\":%u,"
+			"\"reprobe_s\":%d,\"late_native\":%llu,\"resets_taken\":%llu}",
+			es.kcptun_mode ? "true" : "false", es.kcptun_mode ? es.kcptun_for : 0,
+			cfg->reprobe, (unsigned long long)es.late_native,
+			(unsigned long long)es.resets_taken);
+	fprintf(fp, "}\n");
+}
+
+/*
+ * One `kcpx status` answer: the table is written without blocking the loop. The socket's
+ * buffer is sized to the answer (bounded); what does not fit at once is cut, and said so,
+ * rather than waited for.
+ */
+static void ctl_answer(struct tunnel *t, int fd, bool json)
+{
 	static const char cut[] = "... (cut: the table did not fit the socket)\n";
 	char *text = NULL;
 	size_t len = 0, off = 0;
 	FILE *fp;
+	int sz, cur;
+
+	fp = open_memstream(&text, &len);
+	if (!fp)
+		return;
+	if (json)
+		write_status_json(t, fp);
+	else
+		write_status(t, fp);
+	fclose(fp);
+	/* the buffer counts skb overhead as well as bytes: room for twice the answer (the
+	 * kernel caps it at wmem_max; a longer answer is cut) */
+	sz = len < (2u << 20) ? (int)(2 * len + 65536) : 4 << 20;
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &(socklen_t){ sizeof(cur) }) < 0 ||
+	    cur < sz)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	while (off < len) {
+		ssize_t n = send(fd, text + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	/* a cut JSON text would not parse: the reader sees it end early instead */
+	if (off < len && !json)
+		(void)!send(fd, cut, sizeof(cut) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	free(text);
+}
+
+/*
+ * The request ("json\n" asks for JSON; anything else, or none before the peer's
+ * shutdown, the text table). 1: answered, 0: not here yet.
+ */
+static int ctl_serve(struct tunnel *t, int fd)
+{
+	char req[16];
+	ssize_t n = recv(fd, req, sizeof(req), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n >= 0)
+		ctl_answer(t, fd, n >= 4 && !memcmp(req, "json", 4));
+	return 1;
+}
+
+static void ctl_req_free(struct ctl_req *r)
+{
+	kcpx_loop_del(r->t->loop, &r->w);
+	close(r->w.fd);
+	r->w.fd = -1;
+	r->seq = 0;
+}
+
+static void ctl_req_ready(struct kcpx_watch *w, uint32_t events)
+{
+	struct ctl_req *r = (struct ctl_req *)w;
+
+	(void)events;
+	if (ctl_serve(r->t, w->fd))
+		ctl_req_free(r);
+}
+
+/*
+ * A `kcpx status` connection. Its request is usually there already; if not, it waits in
+ * one of CTL_PENDING slots (a newcomer takes the oldest one's), so that no client, however
+ * slow, holds the loop or more than a few fds.
+ */
+void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, ctlw));
+	struct ctl_req *r = &t->ctlreq[0];
 	int fd;
 
+	(void)events;
 	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
 		if ((errno == EMFILE || errno == ENFILE) && !kcpx_loop_mod(t->loop, w, 0))
 			t->ctlw_paused = true;
 		return;
 	}
-	fp = open_memstream(&text, &len);
-	if (fp) {
-		int sz;
-
-		write_status(t, fp);
-		fclose(fp);
-		sz = len + sizeof(cut) < (4u << 20) ? (int)(len + sizeof(cut)) : 4 << 20;
-		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-		while (off < len) {
-			ssize_t n = send(fd, text + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-			if (n <= 0)
-				break;
-			off += (size_t)n;
-		}
-		if (off < len)
-			(void)!send(fd, cut, sizeof(cut) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		free(text);
+	if (ctl_serve(t, fd)) {
+		close(fd);
+		return;
 	}
-	close(fd);
+	for (int i = 0; i < CTL_PENDING; i++) {
+		if (!t->ctlreq[i].seq) {
+			r = &t->ctlreq[i];
+			break;
+		}
+		if (t->ctlreq[i].seq < r->seq)
+			r = &t->ctlreq[i];
+	}
+	if (r->seq)
+		ctl_req_free(r);
+	r->t = t;
+	r->w.fn = ctl_req_ready;
+	if (kcpx_loop_add(t->loop, &r->w, fd, EPOLLIN) < 0) {
+		close(fd);
+		return;
+	}
+	r->seq = ++t->ctlreq_seq;
+}
+
+void kcpx_report_ctl_close(struct tunnel *t)
+{
+	for (int i = 0; i < CTL_PENDING; i++)
+		if (t->ctlreq[i].seq)
+			ctl_req_free(&t->ctlreq[i]);
 }
 
 /* --metrics: at most this many sessions get their own series (the rest are counted) */

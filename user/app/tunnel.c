@@ -446,6 +446,7 @@ static void tunnel_free(struct tunnel *t)
 	if (t->sigw.fd >= 0)
 		close(t->sigw.fd);
 	kcpx_metrics_stop(t->metrics);
+	kcpx_report_ctl_close(t);
 	if (t->ctlw.fd >= 0) {
 		close(t->ctlw.fd);
 		unlink(t->ctlpath);

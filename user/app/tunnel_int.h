@@ -69,6 +69,14 @@ struct sess {
 
 struct kcpx_resolver;
 
+/* A `kcpx status` connection waiting for its request line (report.c). */
+#define CTL_PENDING 4
+struct ctl_req {
+	struct kcpx_watch w;
+	struct tunnel *t;
+	unsigned long seq; /* 0: slot free; else the order it came in (oldest goes first) */
+};
+
 struct tunnel {
 	const struct kcpx_config *cfg;
 	const struct kcpx_tunnel_backend *be;
@@ -92,6 +100,8 @@ struct tunnel {
 	 * readable listener that accept() cannot empty does not spin the loop */
 	bool lw_paused, ctlw_paused;
 	char ctlpath[108];
+	struct ctl_req ctlreq[CTL_PENDING];
+	unsigned long ctlreq_seq;
 	struct kcpx_timer sectimer;
 	unsigned ticks;
 	struct dg *dgs;
@@ -193,6 +203,7 @@ void kcpx_diag_second(struct tunnel *t, uint32_t now);
 void kcpx_report_print(struct tunnel *t);
 void kcpx_report_memory(struct tunnel *t, FILE *fp); /* the status table's memory line */
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);
+void kcpx_report_ctl_close(struct tunnel *t); /* connections still waiting */
 /* --metrics: the tunnel's /metrics text and /healthz answer (app/metrics.h's source). */
 void kcpx_report_metrics(void *arg, FILE *fp);
 bool kcpx_report_healthy(void *arg, char *why, size_t size);
