@@ -6,7 +6,8 @@
 #         kcpx client :8382 --nocomp    ==udp==       kcpx server :4002
 #         kcpx client :8383 --smuxver 1 ==udp==       kcpx server :4003 --smuxver 2
 #
-# Checks: wrong key: the server reports datagrams failing decryption naming --key/--crypt,
+# Checks: wrong key: the server reports datagrams failing decryption, the peer that sent
+# them and --key/--crypt,
 # once (rate-limited) although dozens fail; the client reports no answer naming them;
 # --nocomp and --smuxver: the server's close line names the option.
 set -eu
@@ -46,7 +47,7 @@ for i in 1 2 3; do
 	track_pid $!
 done
 
-wait_line "$work/s1.log" "datagrams failed decryption or their tag since start: likely cause: the other end's --key or --crypt differs" || fail=1
+wait_line "$work/s1.log" "datagrams failed decryption or their tag since start, the last from $IP_A:[0-9]+: likely cause: the other end's --key or --crypt differs" || fail=1
 wait_line "$work/c1.log" "no answer from $IP_B:4001 in 5 s: likely cause: .*--key or --crypt differs" || fail=1
 wait_line "$work/s2.log" "closed: corrupt compressed stream from peer \(likely cause: the ends disagree on --nocomp" || fail=1
 wait_line "$work/s3.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver" || fail=1

@@ -34,11 +34,12 @@ void kcpx_diag_second(struct tunnel *t, uint32_t now)
 	kcpx_ep_stats(t->ep, &es);
 	bad = t->snmp.InCsumErrors + es.hs_bad_tag;
 	if (bad > t->diag_bad && (!told_bad || now - last_bad_ms >= DIAG_EVERY_MS)) {
-		pr_warn("%llu datagrams failed decryption or their tag since %s: likely cause: the "
-			"other end's --key or --crypt differs from ours (else: packets of a "
-			"session closed here, or forged ones)",
+		pr_warn("%llu datagrams failed decryption or their tag since %s, the last from %s: "
+			"likely cause: the other end's --key or --crypt differs from ours (else: "
+			"packets of a session closed here, or forged ones)",
 			(unsigned long long)(bad - t->diag_told),
-			told_bad ? "the last report" : "start");
+			told_bad ? "the last report" : "start",
+			es.bad_from.len ? kcpx_addr_str(&es.bad_from, buf, sizeof(buf)) : "-");
 		t->diag_told = bad;
 		last_bad_ms = now;
 		told_bad = true;

@@ -697,8 +697,8 @@ static bool kcptun_first_segment(const uint8_t *body, size_t blen)
 	return blen >= off + 24 && body[off + 4] == 81 && kcpx_get_le32(body + off + 12) == 0;
 }
 
-void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
-		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		     const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
 	char abuf[KCPX_ADDRSTRLEN];
 	struct kcpx_native_info ni;
@@ -1011,6 +1011,18 @@ const char *kcpx_ep_sess_proto(const struct kcpx_ep_sess *s)
 unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 {
 	return ep->count;
+}
+
+/* Every datagram: ep_input's rules; the source of one that failed its check is kept for
+ * the mismatch hint (app/diag.c), which names the peer. */
+void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+{
+	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
+
+	ep_input(ep, owner, path, from, d, n, now);
+	if (ep->snmp->InCsumErrors + ep->hs_stats.rx_tag != bad)
+		ep->st.bad_from = *from;
 }
 
 void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)
