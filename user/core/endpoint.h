@@ -106,6 +106,12 @@ struct kcpx_ep_ops {
 	void (*writable)(void *sess_user, uint32_t sid);
 	void (*refused)(void *sess_user, uint32_t sid, unsigned n); /* may be NULL */
 	void (*random)(void *user, void *buf, size_t n);
+	/* Server, optional: a native DATA packet for a sid this endpoint has no session for.
+	 * An owner that runs several endpoints (one per thread) may know another that has it:
+	 * return true when the datagram (n bytes, unchanged) went there; false lets this
+	 * endpoint answer it as unknown (a RESET). */
+	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			size_t n, uint32_t sid);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
