@@ -136,6 +136,9 @@ static const struct opt opts[] = {
 	  "kcptun's Quantum Permutation Pad over each stream" },
 	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
+	I(threads, NULL, R_CS,
+	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
+	  "kcpx client|server over UDP only"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
@@ -192,6 +195,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	/* Admission (docs/SECURITY.md): a server's memory and CPU per forged or replayed
 	 * datagram are bounded by these and the unproven-session rules of core/endpoint.c. */
 	cfg->maxsessions = 4096;
+	cfg->threads = 1;
 	cfg->persource = 128;
 	cfg->sessrate = 20;
 	/* Each stream is a TCP socket and a few hundred bytes: far above what a browser or a
@@ -570,6 +574,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	err = err ?: range("maxsessions", cfg->maxsessions, 0, 1 << 20);
+	err = err ?: range("threads", cfg->threads, 1, 64);
 	err = err ?: range("persource", cfg->persource, 0, 1 << 20);
 	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
 	err = err ?: range("maxstreams", cfg->maxstreams, 0, 1 << 24);

@@ -406,7 +406,7 @@ void kcpx_conn_accept(void *sess_user, uint32_t sid)
 		kcpx_smux_close(mx, sid); /* a client accepts no streams */
 		return;
 	}
-	if (t->cfg->maxstreams > 0 && t->nconns >= (unsigned)t->cfg->maxstreams) {
+	if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
 		t->streams_refused++;
 		pr_warn_ratelimited("stream %u refused: --maxstreams %d reached (%llu refused)",
 				    sid, t->cfg->maxstreams,
@@ -491,7 +491,7 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events)
 			}
 			return;
 		}
-		if (t->cfg->maxstreams > 0 && t->nconns >= (unsigned)t->cfg->maxstreams) {
+		if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
 			t->streams_refused++;
 			pr_warn_ratelimited("connection refused: --maxstreams %d reached (%llu "
 					    "refused)",

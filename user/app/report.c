@@ -21,20 +21,79 @@
 struct memory {
 	size_t rx, tx; /* stream bytes buffered, all sessions */
 	struct kcpx_pool_stats blocks, chunks;
+	unsigned nconns;
 };
 
-static void memory(struct tunnel *t, struct memory *m)
+static void pool_add(struct kcpx_pool_stats *sum, const struct kcpx_pool *p)
 {
-	m->rx = m->tx = 0;
-	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
-		size_t r, w;
+	struct kcpx_pool_stats st;
 
-		kcpx_smux_buffered(kcpx_session_smux(kcpx_ep_session(e)), &r, &w);
-		m->rx += r;
-		m->tx += w;
+	kcpx_pool_stats(p, &st);
+	sum->block = st.block;
+	sum->in_use += st.in_use;
+	sum->peak_in_use += st.peak_in_use;
+	sum->cached += st.cached;
+}
+
+/* Every thread's (--threads): each one's pools and sessions, summed. */
+static void memory(struct tunnel *self, struct memory *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (unsigned i = 0; i < kcpx_shard_count(self); i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+			size_t r, w;
+
+			kcpx_smux_buffered(kcpx_session_smux(kcpx_ep_session(e)), &r, &w);
+			m->rx += r;
+			m->tx += w;
+		}
+		pool_add(&m->blocks, t->blocks);
+		pool_add(&m->chunks, t->chunks);
+		m->nconns += t->nconns;
+		kcpx_shard_put(self, t);
 	}
-	kcpx_pool_stats(t->blocks, &m->blocks);
-	kcpx_pool_stats(t->chunks, &m->chunks);
+}
+
+/* What `kcpx status` and /metrics sum over the threads besides memory. */
+struct totals {
+	struct kcpx_ep_stats es;
+	uint64_t tx_dropped, streams_refused;
+	unsigned sessions;
+};
+
+static void totals(struct tunnel *self, struct totals *a)
+{
+	memset(a, 0, sizeof(*a));
+	for (unsigned i = 0; i < kcpx_shard_count(self); i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+		struct kcpx_ep_stats es;
+
+		kcpx_ep_stats(t->ep, &es);
+		if (!i)
+			a->es = es;
+		else {
+			a->es.rx_truncated += es.rx_truncated;
+			a->es.unknown_peer += es.unknown_peer;
+			a->es.late_native += es.late_native;
+			a->es.replaced += es.replaced;
+			a->es.hs_limited += es.hs_limited;
+			a->es.hs_bad_tag += es.hs_bad_tag;
+			a->es.init_raced += es.init_raced;
+			a->es.admit_refused += es.admit_refused;
+			a->es.unproven_drop += es.unproven_drop;
+			a->es.pending += es.pending;
+			a->es.roamed += es.roamed;
+			a->es.resets_sent += es.resets_sent;
+			a->es.reset_limited += es.reset_limited;
+			a->es.resets_taken += es.resets_taken;
+		}
+		a->tx_dropped += t->tx_dropped;
+		a->streams_refused += t->streams_refused;
+		a->sessions += kcpx_ep_count(t->ep);
+		kcpx_shard_put(self, t);
+	}
 }
 
 void kcpx_report_memory(struct tunnel *t, FILE *fp)
@@ -46,7 +105,7 @@ void kcpx_report_memory(struct tunnel *t, FILE *fp)
 		"  memory: %u connections, stream bytes buffered %zu in %zu out; pool blocks "
 		"%zu KiB in use (peak %zu) %zu KiB cached, chunks %zu KiB in use (peak %zu) "
 		"%zu KiB cached\n",
-		t->nconns, m.rx, m.tx, m.blocks.in_use * m.blocks.block / 1024,
+		m.nconns, m.rx, m.tx, m.blocks.in_use * m.blocks.block / 1024,
 		m.blocks.peak_in_use * m.blocks.block / 1024,
 		m.blocks.cached * m.blocks.block / 1024, m.chunks.in_use * m.chunks.block / 1024,
 		m.chunks.peak_in_use * m.chunks.block / 1024,
@@ -76,20 +135,11 @@ static void write_cc(FILE *fp, struct kcpx_session *ks)
 		(unsigned long long)ci.local_drops);
 }
 
-static void write_status(struct tunnel *t, FILE *fp)
+/* One thread's session rows. */
+static void write_sessions(struct tunnel *t, FILE *fp)
 {
-	const struct kcpx_config *cfg = t->cfg;
 	char buf[KCPX_ADDRSTRLEN];
-	struct kcpx_ep_stats es;
 
-	kcpx_ep_stats(t->ep, &es);
-	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n",
-		cfg->role == KCPX_ROLE_SERVER ? "server" : "client", (int)getpid(),
-		cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->localaddr,
-		t->dgs ? t->dgs->d->name : "-", (unsigned)t->snmp.CurrEstab);
-	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %6s %6s %6s %6s %12s %12s\n",
-		"peer", "conv", "proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "sndq",
-		"rwnd", "rcvq", "ooo", "bytes-in", "bytes-out");
 	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
 		struct kcpx_session *ks = kcpx_ep_session(e);
 		struct sess *s = kcpx_ep_sess_user(e);
@@ -110,21 +160,56 @@ static void write_status(struct tunnel *t, FILE *fp)
 			(unsigned long long)st.bytes_out);
 		write_cc(fp, ks);
 	}
+}
+
+static void write_status(struct tunnel *self, FILE *fp)
+{
+	const struct kcpx_config *cfg = self->cfg;
+	unsigned nthreads = kcpx_shard_count(self);
+	struct kcpx_snmp snmp;
+	struct kcpx_ep_stats es;
+	struct totals a;
+
+	kcpx_shard_snmp(self, &snmp);
+	totals(self, &a);
+	es = a.es;
+	fprintf(fp, "kcpx %s pid %d on %s (%s): %u sessions\n",
+		cfg->role == KCPX_ROLE_SERVER ? "server" : "client", (int)getpid(),
+		cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->localaddr,
+		self->dgs ? self->dgs->d->name : "-", (unsigned)snmp.CurrEstab);
+	fprintf(fp, "  %-24s %-8s %-6s %-7s %7s %6s %6s %7s %6s %6s %6s %6s %6s %12s %12s\n",
+		"peer", "conv", "proto", "state", "streams", "rtt", "rto", "cwnd", "loss%", "sndq",
+		"rwnd", "rcvq", "ooo", "bytes-in", "bytes-out");
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		/* --threads: which thread holds which sessions, and what it received */
+		if (nthreads > 1)
+			fprintf(fp,
+				"  thread %u: %u sessions, datagrams in %llu out %llu, handed to "
+				"another thread %llu, from another %llu, hand-overs dropped %llu\n",
+				i, kcpx_ep_count(t->ep), (unsigned long long)t->snmp.InPkts,
+				(unsigned long long)t->snmp.OutPkts,
+				(unsigned long long)t->handed_out, (unsigned long long)t->handed_in,
+				(unsigned long long)t->handoff_drop);
+		write_sessions(t, fp);
+		kcpx_shard_put(self, t);
+	}
 	fprintf(fp,
 		"  tx dropped %llu, rx truncated %llu, from unknown peers %llu, streams refused "
 		"%llu\n",
-		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer, (unsigned long long)t->streams_refused);
+		(unsigned long long)a.tx_dropped, (unsigned long long)es.rx_truncated,
+		(unsigned long long)es.unknown_peer, (unsigned long long)a.streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			"  admission: new sessions refused %llu, unanswered sessions %u, "
 			"datagrams held back from them %llu\n",
 			(unsigned long long)es.admit_refused, es.pending,
 			(unsigned long long)es.unproven_drop);
-	kcpx_report_memory(t, fp);
-	if (t->be && t->be->status)
-		t->be->status(t->be->arg, fp);
-	if (!t->psk)
+	kcpx_report_memory(self, fp);
+	if (self->be && self->be->status)
+		self->be->status(self->be->arg, fp);
+	if (!self->psk)
 		return;
 	if (cfg->role == KCPX_ROLE_SERVER) {
 		fprintf(fp,
@@ -150,7 +235,10 @@ static void write_status(struct tunnel *t, FILE *fp)
 
 void kcpx_report_print(struct tunnel *t)
 {
-	kcpx_snmp_print(kcpx_log_file(), &t->snmp);
+	struct kcpx_snmp snmp;
+
+	kcpx_shard_snmp(t, &snmp);
+	kcpx_snmp_print(kcpx_log_file(), &snmp);
 	write_status(t, kcpx_log_file());
 	fflush(kcpx_log_file());
 }
@@ -418,6 +506,8 @@ static void metrics_sess_labels(FILE *fp, const char *name, struct kcpx_ep_sess 
 	fputs("} ", fp);
 }
 
+static void metrics_sessions(FILE *fp, struct tunnel *t, size_t f, const char *name, unsigned *k);
+
 /* The tunnel's part of /metrics: totals, then per-session series (bounded). */
 void kcpx_report_metrics(void *arg, FILE *fp)
 {
@@ -434,15 +524,24 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 		{ "kcpx_session_cwnd", "gauge", "Congestion window, segments." },
 		{ "kcpx_session_streams", "gauge", "Open streams." },
 	};
-	struct tunnel *t = arg;
-	unsigned streams = 0, n = 0;
+	struct tunnel *self = arg;
+	unsigned streams = 0, n = 0, nthreads = kcpx_shard_count(self), k = 0;
+	struct kcpx_snmp snmp;
 	struct kcpx_ep_stats es;
+	struct totals a;
 	struct memory m;
 
-	kcpx_ep_stats(t->ep, &es);
-	kcpx_metrics_snmp(fp, &t->snmp);
-	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++)
-		streams += kcpx_conn_count(kcpx_ep_sess_user(e));
+	kcpx_shard_snmp(self, &snmp);
+	totals(self, &a);
+	es = a.es;
+	kcpx_metrics_snmp(fp, &snmp);
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++)
+			streams += kcpx_conn_count(kcpx_ep_sess_user(e));
+		kcpx_shard_put(self, t);
+	}
 	kcpx_metrics_family(fp, "kcpx_sessions", "gauge", "Sessions open.");
 	fprintf(fp, "kcpx_sessions %u\n", n);
 	kcpx_metrics_family(fp, "kcpx_streams", "gauge", "Streams open, all sessions.");
@@ -453,13 +552,39 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 		n > METRICS_SESSIONS ? n - METRICS_SESSIONS : 0);
 	kcpx_metrics_family(fp, "kcpx_tx_dropped_total", "counter",
 			    "Datagrams the backend could not send.");
-	fprintf(fp, "kcpx_tx_dropped_total %llu\n", (unsigned long long)t->tx_dropped);
+	fprintf(fp, "kcpx_tx_dropped_total %llu\n", (unsigned long long)a.tx_dropped);
 	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
 			    "Datagrams from peers without a session, dropped.");
 	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)es.unknown_peer);
-	if (t->be && t->be->metrics)
-		t->be->metrics(t->be->arg, fp);
-	memory(t, &m);
+	/* --threads: each thread's share */
+	kcpx_metrics_family(fp, "kcpx_thread_sessions", "gauge", "Sessions open, per thread.");
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		fprintf(fp, "kcpx_thread_sessions{thread=\"%u\"} %u\n", i, kcpx_ep_count(t->ep));
+		kcpx_shard_put(self, t);
+	}
+	kcpx_metrics_family(fp, "kcpx_thread_datagrams_in_total", "counter",
+			    "Datagrams received, per thread.");
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		fprintf(fp, "kcpx_thread_datagrams_in_total{thread=\"%u\"} %llu\n", i,
+			(unsigned long long)t->snmp.InPkts);
+		kcpx_shard_put(self, t);
+	}
+	kcpx_metrics_family(fp, "kcpx_thread_handoffs_total", "counter",
+			    "Datagrams handed to the thread that holds their session.");
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
+
+		fprintf(fp, "kcpx_thread_handoffs_total{thread=\"%u\"} %llu\n", i,
+			(unsigned long long)t->handed_out);
+		kcpx_shard_put(self, t);
+	}
+	if (self->be && self->be->metrics)
+		self->be->metrics(self->be->arg, fp);
+	memory(self, &m);
 	kcpx_metrics_family(fp, "kcpx_stream_buffered_bytes", "gauge",
 			    "Stream bytes buffered, all sessions (in: from the peer, unread).");
 	fprintf(fp, "kcpx_stream_buffered_bytes{dir=\"in\"} %zu\n", m.rx);
@@ -476,35 +601,45 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 		m.chunks.cached * m.chunks.block);
 	/* one family at a time, as the format wants: every session's sample of it */
 	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
-		unsigned k = 0;
-
 		kcpx_metrics_family(fp, fam[f].name, fam[f].type, fam[f].help);
-		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e && k < METRICS_SESSIONS;
-		     e = kcpx_ep_next(e), k++) {
-			struct kcpx_session *ks = kcpx_ep_session(e);
-			struct kcpx_session_stats st;
-			struct kcpx_kcp_info ki;
-			uint64_t v[] = { 0, 0, 0, 0, 0 };
+		k = 0;
+		for (unsigned i = 0; i < nthreads; i++) {
+			struct tunnel *t = kcpx_shard_get(self, i);
 
-			kcpx_kcp_info(kcpx_session_kcp(ks), &ki);
-			kcpx_session_stats(ks, &st);
-			metrics_sess_labels(fp, fam[f].name, e);
-			v[0] = st.bytes_in;
-			v[1] = st.bytes_out;
-			v[2] = st.pkts_in;
-			v[3] = st.pkts_out;
-			v[4] = ki.retrans;
-			if (f < 5)
-				fprintf(fp, "%llu\n", (unsigned long long)v[f]);
-			else if (f == 5)
-				fprintf(fp, "%.3f\n", ki.srtt / 1000.0);
-			else if (f == 6)
-				fprintf(fp, "%.3f\n", ki.rto / 1000.0);
-			else if (f == 7)
-				fprintf(fp, "%u\n", ki.cwnd);
-			else
-				fprintf(fp, "%u\n", kcpx_conn_count(kcpx_ep_sess_user(e)));
+			metrics_sessions(fp, t, f, fam[f].name, &k);
+			kcpx_shard_put(self, t);
 		}
+	}
+}
+
+/* One family's samples for thread t's sessions, while *k < METRICS_SESSIONS. */
+static void metrics_sessions(FILE *fp, struct tunnel *t, size_t f, const char *name, unsigned *k)
+{
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e && *k < METRICS_SESSIONS;
+	     e = kcpx_ep_next(e), (*k)++) {
+		struct kcpx_session *ks = kcpx_ep_session(e);
+		struct kcpx_session_stats st;
+		struct kcpx_kcp_info ki;
+		uint64_t v[] = { 0, 0, 0, 0, 0 };
+
+		kcpx_kcp_info(kcpx_session_kcp(ks), &ki);
+		kcpx_session_stats(ks, &st);
+		metrics_sess_labels(fp, name, e);
+		v[0] = st.bytes_in;
+		v[1] = st.bytes_out;
+		v[2] = st.pkts_in;
+		v[3] = st.pkts_out;
+		v[4] = ki.retrans;
+		if (f < 5)
+			fprintf(fp, "%llu\n", (unsigned long long)v[f]);
+		else if (f == 5)
+			fprintf(fp, "%.3f\n", ki.srtt / 1000.0);
+		else if (f == 6)
+			fprintf(fp, "%.3f\n", ki.rto / 1000.0);
+		else if (f == 7)
+			fprintf(fp, "%u\n", ki.cwnd);
+		else
+			fprintf(fp, "%u\n", kcpx_conn_count(kcpx_ep_sess_user(e)));
 	}
 }
 
@@ -515,22 +650,27 @@ void kcpx_report_metrics(void *arg, FILE *fp)
  */
 bool kcpx_report_healthy(void *arg, char *why, size_t size)
 {
-	struct tunnel *t = arg;
-	uint32_t now = kcpx_clock_ms(), window = t->keepalive_timeout_ms;
+	struct tunnel *self = arg;
+	uint32_t now = kcpx_clock_ms(), window = self->keepalive_timeout_ms;
 	unsigned n = 0, alive = 0;
 
 	if (!window)
 		window = 30000;
-	if (t->stopping) {
+	if (self->stopping) {
 		snprintf(why, size, "stopping");
 		return false;
 	}
-	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++) {
-		struct kcpx_session_stats st;
+	for (unsigned i = 0; i < kcpx_shard_count(self); i++) {
+		struct tunnel *t = kcpx_shard_get(self, i);
 
-		kcpx_session_stats(kcpx_ep_session(e), &st);
-		if (st.pkts_in && now - st.last_rx < window)
-			alive++;
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e), n++) {
+			struct kcpx_session_stats st;
+
+			kcpx_session_stats(kcpx_ep_session(e), &st);
+			if (st.pkts_in && now - st.last_rx < window)
+				alive++;
+		}
+		kcpx_shard_put(self, t);
 	}
 	if (n && !alive) {
 		snprintf(why, size, "no session heard from its peer in %u s (%u sessions)",
