@@ -65,6 +65,7 @@ struct sess {
 	struct sess *dnext;  /* dirty list */
 	uint32_t opened;     /* ms: kcpx_clock_ms() when the session was opened */
 	bool no_answer_told; /* client: the "no answer" hint was logged */
+	bool fec_told;	     /* the --datashard/--parityshard mismatch hint was logged */
 };
 
 struct kcpx_resolver;
