@@ -144,13 +144,16 @@ $(OUT)/kcpx.1: docs/kcpx.1.scd $(OUT)/tools/mkman
 
 # make install: PREFIX=/usr/local by default; DESTDIR for staging. Units go where systemd
 # looks for PREFIX (/usr -> /lib/systemd/system on Debian); their ExecStart points at
-# BINDIR. Example configs land in /etc/kcpx only when no file of that name is there.
+# BINDIR. Example configs land in /etc/kcpx only when no file of that name is there; so does
+# the logrotate file, in /etc/logrotate.d for PREFIX /usr and /usr/local (logrotate reads
+# only there), under PREFIX/etc otherwise (a private PREFIX does not write to /etc).
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 DOCDIR ?= $(PREFIX)/share/doc/kcpx
+LOGROTATEDIR ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc/logrotate.d,$(SYSCONFDIR)/logrotate.d)
 UNITS := kcpx-server@.service kcpx-client@.service kcpx-up@.service
 EXAMPLES := server.json.example client.json.example eth0.json.example
 
@@ -169,12 +172,14 @@ install: $(OUT)/kcpx $(OUT)/kcpx.1
 	$(Q)for f in $(EXAMPLES); do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/kcpx/$$f ] && { echo "  KEEP     $(DESTDIR)$(SYSCONFDIR)/kcpx/$$f"; continue; }; \
 		install -m 0600 dist/examples/$$f $(DESTDIR)$(SYSCONFDIR)/kcpx/$$f; done
+	$(Q)if [ -e $(DESTDIR)$(LOGROTATEDIR)/kcpx ]; then echo "  KEEP     $(DESTDIR)$(LOGROTATEDIR)/kcpx"; \
+	else install -D -m 0644 dist/logrotate/kcpx $(DESTDIR)$(LOGROTATEDIR)/kcpx; fi
 
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(BINDIR)/kcpx $(DESTDIR)$(MANDIR)/man1/kcpx.1 \
 		$(UNITS:%=$(DESTDIR)$(UNITDIR)/%)
 	$(Q)rm -rf $(DESTDIR)$(DOCDIR)
-	@echo "  kept $(DESTDIR)$(SYSCONFDIR)/kcpx (your configs)"
+	@echo "  kept $(DESTDIR)$(SYSCONFDIR)/kcpx (your configs) and $(DESTDIR)$(LOGROTATEDIR)/kcpx"
 
 # make deb: dist/debian/build-deb.sh stages `make install PREFIX=/usr`, then dpkg-deb.
 .PHONY: deb

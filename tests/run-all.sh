@@ -30,6 +30,8 @@ run() { # run NAME TIMEOUT CMD...
 		fail=$((fail + 1))
 		failed_names+=("$name")
 		printf 'FAIL  %-48s %4ds (exit %d)\n' "$name" $((SECONDS - t0)) "$rc"
+		# the lines that say what failed first (a test may dump its logs after them)
+		grep -m 10 -E '(^|[^A-Za-z])(FAIL|FAILED|error:)' "$log" | sed 's/^/      ! /'
 		tail -n 40 "$log" | sed 's/^/      | /'
 	fi
 	rm -f "$log"

@@ -6,7 +6,7 @@ PKGS="build-essential clang llvm lld bpftool libbpf-dev libxdp-dev xdp-tools lib
 pkg-config libsodium-dev libgcrypt20-dev libisal-dev libsnappy-dev libjansson-dev libmnl-dev
 libclang-rt-14-dev clang-format iproute2 iputils-ping ethtool nftables tcpdump iperf3 kcptun
 gnuplot-nox python3 procps psmisc coreutils util-linux
-scdoc man-db groff-base bsdextrautils dpkg-dev lintian systemd prometheus"
+scdoc man-db groff-base bsdextrautils dpkg-dev lintian systemd prometheus logrotate"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -40,7 +40,7 @@ Maintainer: kcpx developers <kcpx@example.org>
 Installed-Size: $size
 Depends: $depends
 Recommends: systemd
-Suggests: bpftool
+Suggests: bpftool, logrotate
 Section: net
 Priority: optional
 Homepage: https://github.com/kcpx/kcpx

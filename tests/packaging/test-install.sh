@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make install into a DESTDIR: every file in its place, the units point at the installed
-# binary and pass `systemd-analyze verify`, the installed binary runs, and a second
-# install keeps an example config the user changed.
+# binary and pass `systemd-analyze verify`, the installed binary runs, a second install
+# keeps an example config the user changed, and the installed logrotate file rotates a
+# running daemon's log (logrotate -f) after which its next lines land in the new file.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/kcpx-install.XXXXXX)
@@ -15,7 +16,7 @@ make --no-print-directory -s install PREFIX="$prefix" >"$work/log" 2>&1 || { cat
 for f in bin/kcpx share/man/man1/kcpx.1 lib/systemd/system/kcpx-server@.service \
 	lib/systemd/system/kcpx-client@.service lib/systemd/system/kcpx-up@.service \
 	etc/kcpx/server.json.example etc/kcpx/client.json.example etc/kcpx/eth0.json.example \
-	share/doc/kcpx/examples/server.json.example; do
+	share/doc/kcpx/examples/server.json.example etc/logrotate.d/kcpx; do
 	[ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; fail=1; }
 done
 "$prefix/bin/kcpx" version | grep -q '^kcpx ' || { echo "FAIL: installed kcpx does not run"; fail=1; }
@@ -65,7 +66,31 @@ make --no-print-directory -s install PREFIX=/usr DESTDIR="$work/stage" >/dev/nul
 	{ echo "FAIL: make install DESTDIR"; fail=1; }
 grep -q '^ExecStart=/usr/bin/kcpx up %i -c /etc/kcpx/%i.json$' \
 	"$work/stage/lib/systemd/system/kcpx-up@.service" || { echo "FAIL: DESTDIR units"; fail=1; }
-[ -x "$work/stage/usr/bin/kcpx" ] && [ -e "$work/stage/etc/kcpx/eth0.json.example" ] ||
-	{ echo "FAIL: DESTDIR layout"; fail=1; }
+[ -x "$work/stage/usr/bin/kcpx" ] && [ -e "$work/stage/etc/kcpx/eth0.json.example" ] &&
+	[ -e "$work/stage/etc/logrotate.d/kcpx" ] || { echo "FAIL: DESTDIR layout"; fail=1; }
+
+# logrotate: the installed file, pointed at a scratch log dir, on a daemon that keeps
+# running (a server on loopback; no traffic). kcpx writes O_APPEND, so after copytruncate
+# its next line (a reload's) starts the new file, with no hole of NULs before it.
+wait_grep() { for _ in $(seq 1 200); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+mkdir -m 0700 "$work/logs"
+sed "s|^/var/log/kcpx/\*.log {|$work/logs/*.log {|" "$prefix/etc/logrotate.d/kcpx" >"$work/logrotate.conf"
+grep -q "^$work/logs/" "$work/logrotate.conf" || { echo "FAIL: logrotate file has no /var/log/kcpx/*.log"; fail=1; }
+"$prefix/bin/kcpx" server -l 127.0.0.1:0 -t 127.0.0.1:9 --key rot --log "$work/logs/server.log" &
+kpid=$!
+trap 'kill $kpid 2>/dev/null || true; rm -rf "$work"' EXIT
+wait_grep "listening\|listen" "$work/logs/server.log" || { echo "FAIL: no first log line"; fail=1; }
+logrotate -f -s "$work/logrotate.state" "$work/logrotate.conf" >"$work/lr.out" 2>&1 ||
+	{ echo "FAIL: logrotate: $(cat "$work/lr.out")"; fail=1; }
+[ -s "$work/logs/server.log.1" ] || { echo "FAIL: nothing rotated: $(ls "$work/logs")"; fail=1; }
+kill -HUP $kpid
+wait_grep "reload: nothing changed" "$work/logs/server.log" ||
+	{ echo "FAIL: the reload's line is not in the new log"; ls -l "$work/logs"; fail=1; }
+grep -q "reload: " "$work/logs/server.log.1" && { echo "FAIL: the reload went to the rotated file"; fail=1; }
+[ "$(head -c 1 "$work/logs/server.log" | od -An -tx1 | tr -d ' ')" != 00 ] ||
+	{ echo "FAIL: the new log starts with a hole"; fail=1; }
+[ "$(stat -c %a "$work/logs/server.log")" = 600 ] || { echo "FAIL: the log is not 0600 after rotation"; fail=1; }
+kill $kpid
+wait $kpid 2>/dev/null || true
 [ $fail -eq 0 ] && echo "install: ok"
 exit $fail

@@ -5,10 +5,15 @@
 #   [ A ] kcpx client :8381 --key other ==udp== [ B ] kcpx server :4001 --key right
 #         kcpx client :8382 --nocomp    ==udp==       kcpx server :4002
 #         kcpx client :8383 --smuxver 1 ==udp==       kcpx server :4003 --smuxver 2
+#         kcpx client :8384 --ds 5 --ps 2 ==udp==     kcpx server :4004 --ds 10 --ps 3
+#                    (both --proto kcptun)
 #
-# Checks: wrong key: the server reports datagrams failing decryption naming --key/--crypt,
+# Checks: wrong key: the server reports datagrams failing decryption, the peer that sent
+# them and --key/--crypt,
 # once (rate-limited) although dozens fail; the client reports no answer naming them;
-# --nocomp and --smuxver: the server's close line names the option.
+# --nocomp and --smuxver: the server's close line names the option; --ds/--ps in kcptun's
+# format: both ends name the peer's ratio and ours (data still flows: each decoder learns
+# the other's ratio).
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
@@ -38,17 +43,23 @@ done <<'CASES'
 --crypt aes|--crypt aes --key other
 --crypt aes|--nocomp
 --smuxver 2|--smuxver 1
+--proto kcptun --ds 10 --ps 3|--proto kcptun --ds 5 --ps 2
 CASES
-for i in 1 2 3; do
+for i in 1 2 3 4; do
 	wait_udp_port "$NS_B" "400$i"
 	wait_tcp_port "$NS_A" "838$i"
-	in_a timeout 30 python3 "$TCPIO" multi 127.0.0.1 "838$i" 1 1000 >"$work/m$i.out" 2>&1 &
+	# case 4 needs a few FEC groups for the decoder to learn the peer's ratio
+	in_a timeout 30 python3 "$TCPIO" multi 127.0.0.1 "838$i" 1 $((i == 4 ? 400000 : 1000)) \
+		>"$work/m$i.out" 2>&1 &
 	track_pid $!
 done
 
-wait_line "$work/s1.log" "datagrams failed decryption or their tag since start: likely cause: the other end's --key or --crypt differs" || fail=1
+wait_line "$work/s1.log" "datagrams failed decryption or their tag since start, the last from $IP_A:[0-9]+: likely cause: the other end's --key or --crypt differs" || fail=1
 wait_line "$work/c1.log" "no answer from $IP_B:4001 in 5 s: likely cause: .*--key or --crypt differs" || fail=1
 wait_line "$work/s2.log" "closed: corrupt compressed stream from peer \(likely cause: the ends disagree on --nocomp" || fail=1
+wait_line "$work/s4.log" "its FEC is --datashard 5 --parityshard 2, ours 10/3: likely cause: the ends disagree on --datashard/--parityshard" || fail=1
+wait_line "$work/c4.log" "its FEC is --datashard 10 --parityshard 3, ours 5/2: likely cause" || fail=1
+wait_line "$work/m4.out" " 0 errors" || { echo "FAIL: data lost over the ds/ps mismatch"; fail=1; }
 wait_line "$work/s3.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver" || fail=1
 n=$(grep -c "failed decryption" "$work/s1.log" || true)
 [ "$n" = 1 ] || { echo "FAIL: the failed-decryption line came $n times (rate limit: once a minute)"; fail=1; }

@@ -6,7 +6,8 @@
 #         (--conn 8: eight sessions)                                     ten UDP sockets
 #
 # Checks: the server listens on all ten ports; 32 echo streams over 8 sessions come back
-# intact; the client's sessions went to ports inside the range, more than one of them;
+# intact; the client's sessions went to ports inside the range, more than one of them
+# (`kcpx status` and `kcpx status --json` agree);
 # `kcpx check` accepts the files; `kcpx up` refuses a range with a message saying so.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
@@ -28,9 +29,10 @@ JSON
 "$KCPX" check -c "$work/client.json" >/dev/null || { echo "FAIL: kcpx check client.json"; fail=1; }
 
 in_b python3 "$TCPIO" echo 9001 & track_pid $!
-in_b "$KCPX" server -c "$work/server.json" & spid=$!
+# through nsenter directly (not in_b, a function that forks): $! is kcpx's pid for status
+nsenter --net=/run/netns/"$NS_B" "$KCPX" server -c "$work/server.json" & spid=$!
 track_pid $spid
-in_a "$KCPX" client -c "$work/client.json" & cpid=$!
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client -c "$work/client.json" & cpid=$!
 track_pid $cpid
 for p in $(seq 4000 4009); do wait_udp_port "$NS_B" "$p"; done
 wait_tcp_port "$NS_A" 8388
@@ -46,6 +48,26 @@ for p in $ports; do
 	[ "$p" -ge 4000 ] && [ "$p" -le 4009 ] || { echo "FAIL: port $p outside the range"; fail=1; }
 done
 [ "$(echo "$ports" | wc -l)" -ge 2 ] || { echo "FAIL: eight sessions all on one port"; fail=1; }
+
+# kcpx status --json: valid JSON with the same sessions as the table, also while another
+# status connection sits silent on the socket (it waits in a slot, the loop goes on)
+python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)' \
+	"/run/kcpx/$cpid.sock" & silent=$!
+track_pid $silent
+in_a "$KCPX" status --json "$cpid" >"$work/status.json" || { echo "FAIL: kcpx status --json"; fail=1; }
+python3 -m json.tool "$work/status.json" >/dev/null || { echo "FAIL: status --json is not JSON"; cat "$work/status.json"; fail=1; }
+jports=$(python3 -c 'import json,sys
+t = json.load(open(sys.argv[1]))
+assert len(t) == 1 and t[0]["role"] == "client" and t[0]["pid"] == int(sys.argv[2])
+print("\n".join(sorted({s["peer"].rsplit(":", 1)[1] for s in t[0]["sessions"]})))' "$work/status.json" "$cpid") ||
+	{ echo "FAIL: status --json fields"; fail=1; }
+[ "$jports" = "$ports" ] || { echo "FAIL: status --json ports '$jports' vs table '$ports'"; fail=1; }
+in_b "$KCPX" status --json >"$work/all.json" || { echo "FAIL: kcpx status --json (all)"; fail=1; }
+python3 -c 'import json,sys
+t = [x for x in json.load(sys.stdin) if x["pid"] == int(sys.argv[1])]
+assert t and t[0]["role"] == "server" and t[0]["sessions"] and "admission" in t[0], t' \
+	"$spid" <"$work/all.json" || { echo "FAIL: status --json (all) lacks the server:"; cat "$work/all.json"; fail=1; }
+kill $silent 2>/dev/null || true
 
 # kcpx up cannot steer a range: refused, and says why
 out=$(in_b "$KCPX" up "$IF_B" -c "$work/server.json" 2>&1) && { echo "FAIL: kcpx up took a range"; fail=1; }

@@ -22,6 +22,9 @@
 # most of it the outage. Needs nft (SKIP without it).
 # SURVIVE_UP=1 runs the server as `kcpx up $IF_B server` (XDP + AF_XDP), and
 # SURVIVE_STEPS picks steps (default: all four); test-xdp-survive.sh does that.
+# SURVIVE_SERVER_FLAGS adds server flags; SURVIVE_HANDOFF=1 (with --threads 2) also wants
+# the rebind's datagrams handed from the thread they reach to the one holding the session
+# (test-threads.sh does that).
 set -eu
 NETNS_TAG=ksv$$
 . "$(dirname "$0")/../lib/netns.sh"
@@ -51,6 +54,7 @@ fi
 server() {
 	# shellcheck disable=SC2086
 	nsenter --net=/run/netns/"$NS_B" "$KCPX" "${SERVER[@]}" -l :4001 -t 127.0.0.1:9001 $FLAGS \
+		${SURVIVE_SERVER_FLAGS:-} \
 		--log "$work/server.log" &
 	spid=$!
 	track_pid "$spid"
@@ -127,6 +131,13 @@ echo "  client port $p -> 40999: $(in_a nft list table ip ksv | grep -o 'packets
 check_dl "$work/dl1" "rebind" 1100
 grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
+if [ -n "${SURVIVE_HANDOFF:-}" ]; then
+	# the client's port is even (its first session's hint) and 40999 odd: the other thread
+	handed=$("$KCPX" status "$spid" | sed -n 's/.*handed to another thread \([0-9]*\),.*/\1/p' |
+		awk '{ s += $1 } END { print s + 0 }')
+	echo "  datagrams handed to the session's thread: $handed"
+	[ "$handed" -gt 0 ] || { echo "FAIL: no datagram changed threads (client port $p)"; fail=1; }
+fi
 in_a nft delete table ip ksv
 fi
 

@@ -111,7 +111,12 @@ phase() { # NAME: baseline upload with capture, then an upload under the flood
 	in_ns "$NS_C" timeout $((SECS + 10)) python3 "$FLOOD" flood "$IP_B" $PORT \
 		"$work/$name.cap" "$SECS" "$PPS" >"$work/$name.sent" &
 	f=$!
-	sleep 0.5
+	# the upload starts once the flooder's first datagrams are out (it marks that)
+	for _ in $(seq 300); do
+		[ -e "$work/$name.cap.started" ] && break
+		kill -0 $f 2>/dev/null || break
+		sleep 0.1
+	done
 	upload "$name flood"
 	fl=$secs
 	upload "$name flood 2"

@@ -139,6 +139,12 @@ for mode in native skb; do
 			fail "$ifc: native checks passed $nat_pass, dropped $nat_drop"
 	done
 	"$KCPX" stats "$IF_B" | grep -q "tx_packets" || fail "kcpx stats"
+	# --json: two samples a line each, the second with rates; same counters as the text
+	"$KCPX" stats "$IF_B" --json -i 0.2 -n 2 | python3 -c 'import json,sys
+l = [json.loads(x) for x in sys.stdin]
+assert len(l) == 2 and "per_second" not in l[0] and "per_second" in l[1], l
+assert any("tx_packets" in m for m in l[0]["counters"].values()), l[0]' ||
+		fail "kcpx stats --json"
 
 	# the rest of the traffic is the kernel's as before
 	in_a ping -c 3 -i 0.2 -W 2 -q "$IP_B" >/dev/null || fail "ping broken while up"

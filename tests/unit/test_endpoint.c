@@ -805,6 +805,97 @@ static void test_roaming(void)
 	world_free(&w);
 }
 
+/* --threads: what the foreign op saw (app/shard.c hands such a datagram over). */
+static uint8_t fw_buf[2048];
+static size_t fw_len;
+static uint32_t fw_sid;
+static int fw_calls;
+
+static bool fw_take(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+		    size_t n, uint32_t sid)
+{
+	fw_calls++;
+	fw_sid = sid;
+	memcpy(fw_buf, d, n);
+	fw_len = n;
+	return true;
+}
+
+static bool fw_none(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+		    size_t n, uint32_t sid)
+{
+	fw_calls++;
+	return false;
+}
+
+/*
+ * Two server endpoints, as two threads: the client's NAT moves it and its DATA reaches
+ * the endpoint without its session. That one asks its owner (foreign) before answering:
+ * taken, it sends no RESET and opens nothing, the bytes come out unchanged, and fed to
+ * the endpoint that holds the session they move it (roaming) and the transfer goes on.
+ * Not taken, the usual RESET.
+ */
+static void test_foreign_handoff(void)
+{
+	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_AUTO);
+	struct kcpx_ep_ops ops = t_ops;
+	struct kcpx_addr moved;
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct tend other;
+	uint8_t pkt[2048];
+	struct world w;
+	size_t len;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	w.cs.rate = 50; /* the client's datagrams queue on the link */
+	CHECK(client_send(&w, 60000));
+	world_run(&w, 150);
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	memcpy(pkt, w.c.last_tx, w.c.last_tx_len); /* not at the server yet: fresh */
+	len = w.c.last_tx_len;
+	addr4(&moved, 0xc0a80001, 40001);
+
+	linksim_init(&sink, 4);
+	memset(&other, 0, sizeof(other));
+	other.name = "server-thread-1";
+	other.out = &sink;
+	ops.foreign = fw_take;
+	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
+	fw_calls = 0;
+	kcpx_ep_input(other.ep, NULL, &w.spath, &moved, pkt, len, w.now);
+	CHECK_EQ(fw_calls, 1);
+	CHECK_EQ(fw_sid, kcpx_ep_sess_conv(w.s.s[0]->es));
+	CHECK_EQ(fw_len, len);
+	CHECK(!memcmp(fw_buf, w.c.last_tx, len));
+	kcpx_ep_stats(other.ep, &st);
+	CHECK_EQ(st.resets_sent, 0);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(sink.sent, 0);
+	kcpx_ep_free(other.ep);
+
+	/* the owner takes it: the session moves */
+	kcpx_ep_input(w.s.ep, NULL, &w.spath, &moved, fw_buf, fw_len, w.now);
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &moved));
+	w.cli_from = moved;
+	world_run(&w, 3000);
+	CHECK_EQ(server_got(&w), 60000);
+	kcpx_ep_stats(w.s.ep, &st);
+	CHECK_EQ(st.roamed, 1);
+
+	/* an owner that knows no such sid: the endpoint answers as before */
+	ops.foreign = fw_none;
+	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
+	fw_calls = 0;
+	kcpx_ep_input(other.ep, NULL, &w.spath, &moved, pkt, len, w.now);
+	CHECK_EQ(fw_calls, 1);
+	kcpx_ep_stats(other.ep, &st);
+	CHECK_EQ(st.resets_sent, 1);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
 /* Capture one datagram the client sends (the idx-th), delivering it as usual. */
 static uint8_t cap_buf[2048];
 static size_t cap_len;
@@ -1011,6 +1102,7 @@ int main(void)
 	RUN(test_reset_bounded);
 	RUN(test_client_restart);
 	RUN(test_roaming);
+	RUN(test_foreign_handoff);
 	RUN(test_forged_flood);
 	RUN(test_old_conv_replay);
 	RUN(test_init_race);

@@ -40,9 +40,10 @@ static void test_model(void)
 			      kcpx_fecadapt_residual(r * 1.5, 10, p));
 		}
 	CHECK_EQ(kcpx_fecadapt_choose(0, 10, 3), 0);
-	CHECK_EQ(kcpx_fecadapt_choose(0.005, 10, 3), 0);
+	CHECK_EQ(kcpx_fecadapt_choose(0.004, 10, 3), 0);
 	CHECK_EQ(kcpx_fecadapt_choose(0.0125, 10, 3), 1);
-	CHECK_EQ(kcpx_fecadapt_choose(0.0625, 10, 3), 2);
+	CHECK_EQ(kcpx_fecadapt_choose(0.04, 10, 3), 2);
+	CHECK_EQ(kcpx_fecadapt_choose(0.0625, 10, 3), 3);
 	CHECK_EQ(kcpx_fecadapt_choose(0.125, 10, 3), 3);
 	CHECK_EQ(kcpx_fecadapt_choose(0.6, 10, 3), 3);
 	CHECK_EQ(kcpx_fecadapt_choose(0.6, 200, 56), 56);

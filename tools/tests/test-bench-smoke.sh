@@ -87,13 +87,23 @@ grep -q 'n/a\[1\]: kcpx exited at start' "$TMP/b/BENCH.md" && ok "reason in BENC
 # 3. SIGTERM mid-run
 BENCH_OUT=$TMP/c BENCH_POINTS="25:1" setsid ./tools/bench/bench.sh smoke >"$TMP/c.log" 2>&1 &
 pid=$!
-sleep 2.5
-n=$(ip netns list | grep -cE "^lkm${pid}[0-9][amb]( |$)")
+# wait (up to 60 s, polling) until the run has its namespaces, then stop it mid-run
+n=0
+for _ in $(seq 600); do
+	n=$(ip netns list | grep -cE "^lkm${pid}[0-9][amb]( |$)")
+	[ "$n" -gt 0 ] && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.1
+done
 [ "$n" -gt 0 ] && ok "mid-run: $n namespaces up" || bad "mid-run: no namespaces to clean up"
 kill -TERM $pid
 wait $pid
-sleep 0.5
-left=$(leftovers $pid)
+# its children may still be exiting: poll (up to 10 s) until nothing is left
+for _ in $(seq 100); do
+	left=$(leftovers $pid)
+	[ -z "$left" ] && break
+	sleep 0.1
+done
 [ -z "$left" ] && ok "SIGTERM mid-run: nothing left" || bad "SIGTERM mid-run left $left"
 
 echo "bench smoke: $fails failed"

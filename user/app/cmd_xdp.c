@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,8 +104,56 @@ static void stats_print(const struct stats_snap *s, const struct stats_snap *pre
 	fflush(stdout);
 }
 
+/*
+ * --json: one object per sample, one line each (JSON Lines under -i):
+ * {"iface":..,"counters":{MAP:{FIELD:N,..},..},"per_second":{MAP:{FIELD:X,..},..}}
+ * with "per_second" from the second sample on.
+ */
+static void stats_json_maps(const struct stats_snap *s, const struct stats_snap *prev, double secs)
+{
+	const char *map = NULL;
+
+	printf("{");
+	for (int i = 0; i < s->n; i++) {
+		if (!map || strcmp(map, s->map[i])) {
+			printf("%s\"%s\":{", map ? "}," : "", s->map[i]);
+			map = s->map[i];
+		} else {
+			printf(",");
+		}
+		if (prev)
+			printf("\"%s\":%.3f", s->field[i],
+			       i < prev->n && !strcmp(prev->field[i], s->field[i])
+				       ? (double)(s->val[i] - prev->val[i]) / secs
+				       : 0.0);
+		else
+			printf("\"%s\":%llu", s->field[i], s->val[i]);
+	}
+	printf("%s}", map ? "}" : "");
+}
+
+static void stats_json(const char *ifname, const struct stats_snap *s,
+		       const struct stats_snap *prev, double secs)
+{
+	printf("{\"iface\":\"");
+	for (const char *p = ifname; *p; p++) /* IFNAMSIZ names: no control bytes */
+		printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+	printf("\",\"counters\":");
+	stats_json_maps(s, NULL, 0);
+	if (prev && secs > 0) {
+		printf(",\"per_second\":");
+		stats_json_maps(s, prev, secs);
+	}
+	printf("}\n");
+	fflush(stdout);
+}
+
 int kcpx_cmd_stats(int argc, char **argv)
 {
+	static const struct option longopts[] = { { "json", no_argument, NULL, 'j' },
+						  { "help", no_argument, NULL, 'h' },
+						  { NULL, 0, NULL, 0 } };
+	bool json = false;
 	static struct stats_snap snaps[2];
 	double interval = 0;
 	long count = -1;
@@ -113,8 +162,11 @@ int kcpx_cmd_stats(int argc, char **argv)
 	int c, cur = 0, err;
 
 	optind = 1;
-	while ((c = getopt(argc, argv, "i:n:h")) != -1) {
+	while ((c = getopt_long(argc, argv, "i:n:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'j':
+			json = true;
+			break;
 		case 'i':
 			interval = strtod(optarg, NULL);
 			break;
@@ -153,14 +205,18 @@ int kcpx_cmd_stats(int argc, char **argv)
 			pr_warn("kcpx stats %s: %s", ifname, strerror(-err));
 			return 1;
 		}
-		if (k)
-			printf("\n");
-		stats_print(s, prev, prev ? (double)(t - t_prev) / 1e6 : 0);
+		if (json) {
+			stats_json(ifname, s, prev, prev ? (double)(t - t_prev) / 1e6 : 0);
+		} else {
+			if (k)
+				printf("\n");
+			stats_print(s, prev, prev ? (double)(t - t_prev) / 1e6 : 0);
+		}
 		t_prev = t;
 		cur ^= 1;
 	}
 	return 0;
 usage:
-	fprintf(stderr, "usage: kcpx stats IFACE [-i SECS] [-n COUNT]\n");
+	fprintf(stderr, "usage: kcpx stats IFACE [-i SECS] [-n COUNT] [--json]\n");
 	return 2;
 }

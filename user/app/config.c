@@ -119,6 +119,9 @@ static const struct opt opts[] = {
 	I(sessstreams, NULL, R_CS,
 	  "streams one session holds at most (at most 65536); a peer's stream over it is "
 	  "answered with FIN"),
+	I(closewait, NULL, R_CS,
+	  "seconds a stream's other direction stays open after one direction ended (EOF or "
+	  "error), then both close, as kcptun does (kcptun's server default is 30)"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -133,12 +136,15 @@ static const struct opt opts[] = {
 	  "kcptun's Quantum Permutation Pad over each stream" },
 	{ "qpp-count", "QPPCount", OPT_INT, offsetof(struct kcpx_config, qppcount), 0, R_CS, false,
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
+	I(threads, NULL, R_CS,
+	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
+	  "kcpx client|server over UDP only"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
 
 /* Keys newer kcptun releases write into JSON files; kcpx does not implement them. */
-static const char *const newer_keys[] = { "closewait", "framesize", "rate" };
+static const char *const newer_keys[] = { "framesize", "rate" };
 
 void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 {
@@ -189,12 +195,17 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	/* Admission (docs/SECURITY.md): a server's memory and CPU per forged or replayed
 	 * datagram are bounded by these and the unproven-session rules of core/endpoint.c. */
 	cfg->maxsessions = 4096;
+	cfg->threads = 1;
 	cfg->persource = 128;
 	cfg->sessrate = 20;
 	/* Each stream is a TCP socket and a few hundred bytes: far above what a browser or a
 	 * proxy behind one client opens, low enough to bound fds and memory. */
 	cfg->maxstreams = 65536;
 	cfg->sessstreams = 16384;
+	/* 0 at both ends, where kcptun (2024+) has 30 on the server: with 30, every target
+	 * that closes first (a download, HTTP with Connection: close) leaves the client
+	 * waiting 30 s for its EOF. "closewait": 30 in server.json gives kcptun's. */
+	cfg->closewait = 0;
 	cfg->qppcount = 61;
 }
 
@@ -563,10 +574,12 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	err = err ?: range("maxsessions", cfg->maxsessions, 0, 1 << 20);
+	err = err ?: range("threads", cfg->threads, 1, 64);
 	err = err ?: range("persource", cfg->persource, 0, 1 << 20);
 	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
 	err = err ?: range("maxstreams", cfg->maxstreams, 0, 1 << 24);
 	err = err ?: range("sessstreams", cfg->sessstreams, 1, 65536);
+	err = err ?: range("closewait", cfg->closewait, 0, 86400);
 	err = err ?: range("ratelimit", cfg->ratelimit, 0, 2147483647);
 	if (err)
 		return err;
@@ -709,9 +722,9 @@ void kcpx_config_man(FILE *fp)
 }
 
 /* Keys a SIGHUP may change while sessions run (app/reload.h says how each applies). */
-static const char *const live_keys[] = { "log",	       "verbose",     "quiet",
-					 "keepalive",  "snmplog",     "snmpperiod",
-					 "autoexpire", "scavengettl", "reprobe" };
+static const char *const live_keys[] = { "log",	    "verbose",	  "quiet",	"keepalive",
+					 "snmplog", "snmpperiod", "autoexpire", "scavengettl",
+					 "reprobe", "closewait" };
 
 static void list_add(char *list, size_t size, const char *name)
 {

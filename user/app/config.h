@@ -68,10 +68,12 @@ struct kcpx_config {
 	int reprobe;	 /* client, auto: s after a fallback before new sessions probe; 0: never */
 	int hsrate;	 /* server: kcpx handshakes per second per source address; 0: no limit */
 	int maxsessions; /* server: sessions in all; 0: no limit */
+	int threads;	 /* engines, one per thread (app/shard.c) */
 	int persource;	 /* server: sessions from one address (IPv6: /64); 0: no limit */
 	int sessrate;	 /* server: new sessions per second per source address; 0: no limit */
 	int maxstreams;	 /* streams (TCP connections) in all sessions; 0: no limit */
 	int sessstreams; /* streams in one session (smux max_streams) */
+	int closewait;	 /* s a stream stays open after its first direction ended (kcptun) */
 	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
 	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
 	bool qpp;	 /* kcptun's QPP: refused */

@@ -8,6 +8,12 @@
  * (through the tunnel's one scratch buffer), and the socket is written straight from
  * smux's buffers (peek, writev, consume). An idle connection costs its struct and smux's
  * stream; a busy one the bytes it has in flight, from the pools the sessions share.
+ *
+ * Closing follows kcptun (std.Pipe): when either direction ends (EOF or an error on its
+ * read or write), nothing is half-closed; the other direction goes on for --closewait
+ * seconds, then the socket and the stream close both ways. With 0 (a client's default)
+ * the first end closes both at once. One exception: a socket that reports an error
+ * (EPOLLERR: reset) closes at once, as no byte can move through it either way.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,15 +39,51 @@ struct conn {
 	struct kcpx_watch w;
 	bool connecting; /* server: dial in progress */
 	bool closing;
-	bool ready;	    /* on the tunnel's ready list */
-	bool up_blocked;    /* smux takes no more now: TCP reads wait for writable() */
-	bool down_blocked;  /* the socket took less than offered: wait for EPOLLOUT */
-	struct conn *hnext; /* sid hash chain */
-	struct conn *rnext; /* ready list */
-	struct conn *gnext; /* garbage list */
+	bool ready;		  /* on the tunnel's ready list */
+	bool up_blocked;	  /* smux takes no more now: TCP reads wait for writable() */
+	bool down_blocked;	  /* the socket took less than offered: wait for EPOLLOUT */
+	bool up_done;		  /* TCP -> stream ended (EOF, error): no more reads */
+	bool down_done;		  /* stream -> TCP ended: what still comes is dropped */
+	struct kcpx_timer linger; /* --closewait: armed when the first direction ends */
+	struct conn *hnext;	  /* sid hash chain */
+	struct conn *rnext;	  /* ready list */
+	struct conn *gnext;	  /* garbage list */
 };
 
 static void conn_close(struct conn *c);
+
+static void conn_linger_end(struct kcpx_timer *tm, uint32_t now)
+{
+	(void)now;
+	conn_close((struct conn *)((char *)tm - offsetof(struct conn, linger)));
+}
+
+/*
+ * One direction ended. The first one arms --closewait (read when it happens, so a reload
+ * applies to later ends); with 0, or when the timer cannot be armed, both close now.
+ * Returns false once the conn closed.
+ */
+static bool conn_dir_end(struct conn *c, bool up)
+{
+	struct tunnel *t = c->s->t;
+	int wait = t->cfg->closewait;
+
+	if (up)
+		c->up_done = true;
+	else
+		c->down_done = true;
+	if (kcpx_timer_armed(&c->linger))
+		return true;
+	if (wait <= 0 || kcpx_timer_set(t->loop, &c->linger,
+					kcpx_loop_now(t->loop) + (uint32_t)wait * 1000) < 0) {
+		conn_close(c);
+		return false;
+	}
+	if (!t->cfg->quiet)
+		pr_info("stream %u (conv %08x): %s ended; both close in %d s (--closewait)", c->sid,
+			kcpx_ep_sess_conv(c->s->es), up ? "TCP -> stream" : "stream -> TCP", wait);
+	return true;
+}
 
 static struct conn **stream_slot(struct sess *s, uint32_t sid)
 {
@@ -134,31 +176,30 @@ static void conn_events(struct conn *c)
 
 	if (c->closing)
 		return;
-	if (c->connecting || c->down_blocked)
+	if (c->connecting || (c->down_blocked && !c->down_done))
 		ev |= EPOLLOUT;
-	if (!c->connecting && !c->up_blocked)
+	if (!c->connecting && !c->up_blocked && !c->up_done)
 		ev |= EPOLLIN;
 	kcpx_loop_mod(c->s->t->loop, &c->w, ev);
 }
 
 /*
  * TCP -> stream: read as much as smux takes now and hand it over. When smux takes
- * nothing, reading stops until its writable() callback. Returns false once the conn
- * closed (TCP EOF or error: kcptun then closes both ways; or the stream is gone).
+ * nothing, reading stops until its writable() callback. TCP EOF or error, or a stream
+ * that takes no more, ends this direction (conn_dir_end). Returns false once the conn
+ * closed.
  */
 static bool conn_push_up(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
 	uint8_t *buf = c->s->t->scratch;
 
-	for (int k = 0; k < CONN_READS; k++) {
+	for (int k = 0; k < CONN_READS && !c->up_done; k++) {
 		ssize_t room = kcpx_smux_write_room(mx, c->sid), n;
 		size_t want;
 
-		if (room < 0) {
-			conn_close(c);
-			return false;
-		}
+		if (room < 0)
+			return conn_dir_end(c, true);
 		if (room == 0) {
 			c->up_blocked = true;
 			return true;
@@ -169,22 +210,22 @@ static bool conn_push_up(struct conn *c)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return true;
-		if (n <= 0) {
-			conn_close(c);
-			return false;
-		}
+		if (n <= 0)
+			return conn_dir_end(c, true);
 		kcpx_tun_sess_mark(c->s);
-		if (kcpx_smux_write(mx, c->sid, buf, (size_t)n) != n) {
-			conn_close(c); /* room was there: only out of memory gets here */
-			return false;
-		}
+		if (kcpx_smux_write(mx, c->sid, buf, (size_t)n) != n)
+			return conn_dir_end(c, true); /* room was there: only out of memory */
 		if ((size_t)n < want)
 			return true; /* the socket is drained */
 	}
 	return true;
 }
 
-/* stream -> TCP: write smux's buffered bytes straight to the socket while it takes them. */
+/*
+ * stream -> TCP: write smux's buffered bytes straight to the socket while it takes them.
+ * Once this direction ended on a write error, what the stream still brings is dropped
+ * (kcptun stops reading it; dropping keeps smux's shared buffer from filling).
+ */
 static void conn_pull_down(struct conn *c)
 {
 	struct kcpx_smux *mx = kcpx_session_smux(c->s->ks);
@@ -198,9 +239,15 @@ static void conn_pull_down(struct conn *c)
 		if (n == -EAGAIN)
 			break;
 		if (n <= 0) {
-			/* EOF from the peer: kcptun closes both directions */
-			conn_close(c);
-			return;
+			/* EOF from the peer (its FIN), or the stream is gone */
+			if (!c->down_done && !conn_dir_end(c, false))
+				return;
+			break;
+		}
+		if (c->down_done) {
+			kcpx_smux_consume(mx, c->sid, (size_t)n);
+			kcpx_tun_sess_mark(c->s);
+			continue;
 		}
 		w = writev(c->w.fd, iov, niov);
 		if (w < 0 && errno == EINTR)
@@ -210,8 +257,9 @@ static void conn_pull_down(struct conn *c)
 			break;
 		}
 		if (w <= 0) {
-			conn_close(c);
-			return;
+			if (!conn_dir_end(c, false))
+				return;
+			continue; /* drop the rest */
 		}
 		kcpx_smux_consume(mx, c->sid, (size_t)w);
 		kcpx_tun_sess_mark(c->s); /* a read made room in smux: let KCP deliver more */
@@ -248,11 +296,13 @@ static void conn_io(struct kcpx_watch *w, uint32_t events)
 	}
 	if (events & EPOLLOUT)
 		conn_ready(c);
-	if (events & EPOLLERR) {
+	/* reset, or closed both ways once its reads ended: no byte moves through it any more
+	 * (and a level-triggered HUP would otherwise wake the loop until --closewait ends) */
+	if ((events & EPOLLERR) || ((events & EPOLLHUP) && c->up_done)) {
 		conn_close(c);
 		return;
 	}
-	if ((events & (EPOLLIN | EPOLLHUP)) && !c->up_blocked) {
+	if ((events & (EPOLLIN | EPOLLHUP)) && !c->up_blocked && !c->up_done) {
 		if (conn_push_up(c))
 			conn_events(c);
 	}
@@ -268,6 +318,7 @@ static struct conn *conn_new(struct sess *s, uint32_t sid, int fd, bool connecti
 	c->sid = sid;
 	c->connecting = connecting;
 	c->w.fn = conn_io;
+	kcpx_timer_init(&c->linger, conn_linger_end);
 	if (kcpx_loop_add(s->t->loop, &c->w, fd, connecting ? EPOLLOUT : EPOLLIN) < 0)
 		goto err;
 	if (stream_add(s, c) < 0) {
@@ -289,6 +340,7 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	kcpx_timer_cancel(t->loop, &c->linger);
 	kcpx_loop_del(t->loop, &c->w);
 	close(c->w.fd);
 	c->w.fd = -1;
@@ -354,7 +406,7 @@ void kcpx_conn_accept(void *sess_user, uint32_t sid)
 		kcpx_smux_close(mx, sid); /* a client accepts no streams */
 		return;
 	}
-	if (t->cfg->maxstreams > 0 && t->nconns >= (unsigned)t->cfg->maxstreams) {
+	if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
 		t->streams_refused++;
 		pr_warn_ratelimited("stream %u refused: --maxstreams %d reached (%llu refused)",
 				    sid, t->cfg->maxstreams,
@@ -439,7 +491,7 @@ void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events)
 			}
 			return;
 		}
-		if (t->cfg->maxstreams > 0 && t->nconns >= (unsigned)t->cfg->maxstreams) {
+		if (t->maxstreams > 0 && t->nconns >= t->maxstreams) {
 			t->streams_refused++;
 			pr_warn_ratelimited("connection refused: --maxstreams %d reached (%llu "
 					    "refused)",

@@ -23,6 +23,39 @@
 #define DIAG_EVERY_MS 60000
 #define NO_ANSWER_MS  5000
 
+/*
+ * --datashard/--parityshard: the FEC decoder learns the ratio the peer sends (kcp-go's
+ * auto-tune), so a mismatch still carries data; said once per session, at most once a
+ * minute, as both ends should set the same (FEC recovers less meanwhile).
+ */
+static void diag_fec(struct tunnel *t, uint32_t now)
+{
+	static uint32_t last_ms;
+	static bool told;
+	char buf[KCPX_ADDRSTRLEN];
+
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+		struct sess *s = kcpx_ep_sess_user(e);
+		int ds, ps;
+
+		/* kcptun's format only: kcpx's own sends less parity on a clean path */
+		if (!s || s->fec_told || strcmp(kcpx_ep_sess_proto(e), "kcptun") ||
+		    !kcpx_session_fec_peer_ratio(s->ks, &ds, &ps) || !ds ||
+		    (ds == t->cfg->datashard && ps == t->cfg->parityshard))
+			continue;
+		s->fec_told = true;
+		if (told && now - last_ms < DIAG_EVERY_MS)
+			continue;
+		pr_warn("session %08x with %s: its FEC is --datashard %d --parityshard %d, ours "
+			"%d/%d: likely cause: the ends disagree on --datashard/--parityshard (each "
+			"decodes the other's ratio, as kcp-go does; set them alike at both ends)",
+			kcpx_ep_sess_conv(e), kcpx_addr_str(kcpx_ep_sess_peer(e), buf, sizeof(buf)),
+			ds, ps, t->cfg->datashard, t->cfg->parityshard);
+		last_ms = now;
+		told = true;
+	}
+}
+
 void kcpx_diag_second(struct tunnel *t, uint32_t now)
 {
 	static uint32_t last_bad_ms, last_quiet_ms;
@@ -34,16 +67,18 @@ void kcpx_diag_second(struct tunnel *t, uint32_t now)
 	kcpx_ep_stats(t->ep, &es);
 	bad = t->snmp.InCsumErrors + es.hs_bad_tag;
 	if (bad > t->diag_bad && (!told_bad || now - last_bad_ms >= DIAG_EVERY_MS)) {
-		pr_warn("%llu datagrams failed decryption or their tag since %s: likely cause: the "
-			"other end's --key or --crypt differs from ours (else: packets of a "
-			"session closed here, or forged ones)",
+		pr_warn("%llu datagrams failed decryption or their tag since %s, the last from %s: "
+			"likely cause: the other end's --key or --crypt differs from ours (else: "
+			"packets of a session closed here, or forged ones)",
 			(unsigned long long)(bad - t->diag_told),
-			told_bad ? "the last report" : "start");
+			told_bad ? "the last report" : "start",
+			es.bad_from.len ? kcpx_addr_str(&es.bad_from, buf, sizeof(buf)) : "-");
 		t->diag_told = bad;
 		last_bad_ms = now;
 		told_bad = true;
 	}
 	t->diag_bad = bad;
+	diag_fec(t, now);
 	if (t->cfg->role != KCPX_ROLE_CLIENT)
 		return;
 	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {

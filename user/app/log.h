@@ -28,7 +28,7 @@ void kcpx_log(enum kcpx_log_level level, const char *fmt, ...)
 bool kcpx_log_ratelimit(unsigned *stamp, unsigned *count);
 #define pr_warn_ratelimited(...)                                                                   \
 	do {                                                                                       \
-		static unsigned _rl_stamp, _rl_count;                                              \
+		static __thread unsigned _rl_stamp, _rl_count;                                     \
 		if (kcpx_log_ratelimit(&_rl_stamp, &_rl_count))                                    \
 			kcpx_log(KCPX_LOG_WARN, __VA_ARGS__);                                      \
 	} while (0)

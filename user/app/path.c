@@ -141,6 +141,8 @@ struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 			.peer = peer,
 			.sockbuf = t->cfg->sockbuf,
 			.dscp = t->cfg->dscp,
+			.group = bind ? kcpx_shard_count(t) : 0,
+			.port_hint = bind ? 0 : t->port_hint,
 		};
 		err = kcpx_udp_open(&d, &uc);
 	}

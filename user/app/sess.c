@@ -85,14 +85,19 @@ static void ep_wake(void *user, void *sess_user)
 static int ep_native_up(void *user, uint32_t sid, const struct kcpx_native_sess *v)
 {
 	struct tunnel *t = user;
+	int err = t->be && t->be->native_up ? t->be->native_up(t->be->arg, sid, v) : 0;
 
-	return t->be && t->be->native_up ? t->be->native_up(t->be->arg, sid, v) : 0;
+	if (!err && t->cfg->role == KCPX_ROLE_SERVER)
+		kcpx_shard_dir_set(t, sid);
+	return err;
 }
 
 static void ep_native_down(void *user, uint32_t sid)
 {
 	struct tunnel *t = user;
 
+	if (t->cfg->role == KCPX_ROLE_SERVER)
+		kcpx_shard_dir_del(t, sid);
 	if (t->be && t->be->native_down)
 		t->be->native_down(t->be->arg, sid);
 }
@@ -121,6 +126,7 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 	.refused = kcpx_conn_refused,
 	.random = ep_random,
 	.log = ep_log,
+	.foreign = kcpx_shard_foreign,
 };
 
 /* After a failed lookup of --remoteaddr, new sessions use the last address this long. */
@@ -186,6 +192,9 @@ struct sess *kcpx_tun_client_session(struct tunnel *t)
 	/* kcptun's port range: each new session picks one port at random, keeps it */
 	if (t->remote_hi > lo)
 		kcpx_addr_set_port(&to, lo + randombytes_uniform(t->remote_hi - lo + 1));
+	/* the session's place among all threads' (slot-major): its local port spreads a
+	 * client's sessions over the threads of a server that steers by source port */
+	t->port_hint = 1 + slot * kcpx_shard_count(t) + t->shard;
 	g = kcpx_path_get(t, NULL, &to);
 	if (!g)
 		return NULL;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 
 static void status_usage(void)
 {
-	fprintf(stderr, "usage: kcpx status [PID | -p PID]\n");
+	fprintf(stderr, "usage: kcpx status [--json] [PID | -p PID]\n");
 }
 
 /* A process id as typed: decimal, positive, nothing after it. 0 or -EINVAL. */
@@ -34,11 +35,41 @@ static int parse_pid(const char *s, int *pid)
 	return 0;
 }
 
-/* One tunnel's table. 0, or 1 with the reason on stderr. */
-static int status_one(int pid)
+/*
+ * One tunnel's answer, printed (JSON: an element of the array, `sep` before it). 0 on
+ * success; 1 with the reason on stderr (text), or as an {"pid","error"} element (JSON).
+ */
+static int status_print(int pid, const char *path, bool json, const char *sep)
 {
-	char path[512], *text = NULL;
+	char *text = NULL;
 	int err;
+
+	err = kcpx_ctl_query(path, json ? "json" : "text", &text);
+	if (!err && json && (text[0] != '{' || !strstr(text, "}\n"))) {
+		/* an older daemon (text), or an answer cut by the socket's buffer */
+		err = text[0] == '{' ? -EMSGSIZE : -EPROTO;
+		free(text);
+	}
+	if (err) {
+		if (json)
+			printf("%s{\"pid\":%d,\"error\":\"%s\"}\n", sep, pid,
+			       err == -EPROTO	  ? "no JSON: the daemon predates status --json"
+			       : err == -EMSGSIZE ? "answer cut: too many sessions for one answer"
+						  : strerror(-err));
+		else
+			printf("pid %d: no answer (%s)\n", pid, strerror(-err));
+		return 1;
+	}
+	printf("%s%s", json ? sep : "", text);
+	free(text);
+	return 0;
+}
+
+/* One tunnel's table. 0, or 1 with the reason on stderr. */
+static int status_one(int pid, bool json)
+{
+	char path[512];
+	int ret;
 
 	snprintf(path, sizeof(path), "%s/%d.sock", KCPX_CTL_DIR, pid);
 	if (access(path, F_OK) < 0) {
@@ -48,68 +79,68 @@ static int status_one(int pid)
 							    : "");
 		return 1;
 	}
-	err = kcpx_ctl_query(path, &text);
-	if (err) {
-		fprintf(stderr, "kcpx status: pid %d: no answer (%s)\n", pid, strerror(-err));
-		return 1;
-	}
-	printf("%s", text);
-	free(text);
-	return 0;
+	if (json)
+		printf("[");
+	ret = status_print(pid, path, json, "");
+	if (json)
+		printf("]\n");
+	if (ret && !json)
+		fprintf(stderr, "kcpx status: pid %d did not answer\n", pid);
+	return ret;
 }
 
 int kcpx_cmd_status(int argc, char **argv)
 {
 	struct dirent *de;
+	bool json = false;
 	int found = 0, pid = 0;
 	DIR *d;
 
 	/* argv[0] is "status" */
-	if (argc == 2 && strcmp(argv[1], "-p") && argv[1][0] != '-') {
-		if (parse_pid(argv[1], &pid)) {
-			fprintf(stderr, "kcpx status: '%s' is not a process id\n", argv[1]);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			printf("usage: kcpx status [--json] [PID | -p PID]\n"
+			       "  the session tables of every running kcpx tunnel, or of the one "
+			       "with PID;\n  --json: a JSON array, one object per tunnel\n");
+			return 0;
+		} else if (!pid && (a[0] != '-' || (!strcmp(a, "-p") && i + 1 < argc))) {
+			if (a[0] == '-')
+				a = argv[++i];
+			if (parse_pid(a, &pid)) {
+				fprintf(stderr, "kcpx status: '%s' is not a process id\n", a);
+				status_usage();
+				return 2;
+			}
+		} else {
 			status_usage();
 			return 2;
 		}
-	} else if (argc == 3 && !strcmp(argv[1], "-p")) {
-		if (parse_pid(argv[2], &pid)) {
-			fprintf(stderr, "kcpx status: '%s' is not a process id\n", argv[2]);
-			status_usage();
-			return 2;
-		}
-	} else if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		printf("usage: kcpx status [PID | -p PID]\n"
-		       "  the session tables of every running kcpx tunnel, or of the one with "
-		       "PID\n");
-		return 0;
-	} else if (argc > 1) {
-		status_usage();
-		return 2;
 	}
 	kcpx_ctl_reap();
 	if (pid)
-		return status_one(pid);
+		return status_one(pid, json);
+	if (json)
+		printf("[");
 	d = opendir(KCPX_CTL_DIR);
 	if (d) {
 		while ((de = readdir(d))) {
-			char path[512], *text = NULL;
-			int err;
+			char path[512];
 
 			if (sscanf(de->d_name, "%d.sock", &pid) != 1)
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", KCPX_CTL_DIR, de->d_name);
-			err = kcpx_ctl_query(path, &text);
-			if (err) {
-				printf("pid %d: no answer (%s)\n", pid, strerror(-err));
-				continue;
-			}
-			printf("%s", text);
-			free(text);
+			status_print(pid, path, json, found ? "," : "");
 			found++;
 		}
 		closedir(d);
 	}
-	if (!found)
+	if (json)
+		printf("]\n");
+	else if (!found)
 		printf("no kcpx tunnel is running\n");
 	return 0;
 }

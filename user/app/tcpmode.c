@@ -48,17 +48,16 @@ static void be_status(void *arg, FILE *fp)
 		return;
 	}
 	fprintf(fp,
-		"  --tcp segments: out %llu (%llu B), in %llu (%llu B, %llu out of order); "
-		"RST in %llu, SYN in %llu, control to the kernel %llu, without a flow to the "
-		"kernel %llu\n",
-		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo), U(s.rx_rst),
-		U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow));
+		"  --tcp segments: out %llu (%llu B), in %llu (%llu B, %llu out of order, %llu "
+		"with an implausible ACK: rcv_nxt kept); RST in %llu, SYN in %llu; to the "
+		"kernel: control %llu, without a flow %llu, unsupported headers %llu\n",
+		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo),
+		U(s.rx_ack_jump), U(s.rx_rst), U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow),
+		U(s.rx_unsup));
 	fprintf(fp,
 		"  --tcp dropped: out without a flow %llu, out malformed %llu, out errors %llu; "
-		"in blind RST %llu, in truncated %llu; in unsupported (to the kernel) %llu, "
-		"implausible ACK (kept) %llu\n",
-		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc),
-		U(s.rx_unsup), U(s.rx_ack_jump));
+		"in blind RST %llu, in truncated %llu\n",
+		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc));
 }
 
 static void metric(FILE *fp, const char *name, const char *type, const char *help)

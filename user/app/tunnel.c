@@ -8,6 +8,7 @@
 #include "app/tunnel.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -94,22 +95,32 @@ static void tunnel_trim(struct tunnel *t)
 	}
 }
 
-/* systemd's STATUS= line (app/service.c): sessions and streams */
+/* systemd's STATUS= line (app/service.c): sessions and streams, every thread's */
 static void tunnel_service_tick(struct tunnel *t)
 {
-	unsigned streams = 0;
+	unsigned streams = 0, sessions = 0;
 
-	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e))
-		streams += kcpx_conn_count(kcpx_ep_sess_user(e));
-	kcpx_service_tick((unsigned)t->snmp.CurrEstab, streams);
+	for (unsigned i = 0; i < kcpx_shard_count(t); i++) {
+		struct tunnel *o = kcpx_shard_get(t, i);
+
+		for (struct kcpx_ep_sess *e = kcpx_ep_first(o->ep); e; e = kcpx_ep_next(e))
+			streams += kcpx_conn_count(kcpx_ep_sess_user(e));
+		sessions += (unsigned)o->snmp.CurrEstab;
+		kcpx_shard_put(t, o);
+	}
+	kcpx_service_tick(sessions, streams);
 }
 
 static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 {
 	struct tunnel *t = (struct tunnel *)((char *)tm - offsetof(struct tunnel, sectimer));
 	t->ticks++;
-	if (t->cfg->snmplog[0] && t->ticks % (unsigned)t->cfg->snmpperiod == 0) {
-		int err = kcpx_snmp_log(t->cfg->snmplog, &t->snmp, time(NULL));
+	if (!t->shard && t->cfg->snmplog[0] && t->ticks % (unsigned)t->cfg->snmpperiod == 0) {
+		struct kcpx_snmp sum;
+		int err;
+
+		kcpx_shard_snmp(t, &sum);
+		err = kcpx_snmp_log(t->cfg->snmplog, &sum, time(NULL));
 		if (err)
 			pr_warn_ratelimited("snmplog %s: %s", t->cfg->snmplog, strerror(-err));
 	}
@@ -120,7 +131,8 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 		t->ctlw_paused = false;
 	if (t->be && t->be->publish)
 		t->be->publish(t->be->arg, &t->snmp);
-	tunnel_service_tick(t);
+	if (!t->shard)
+		tunnel_service_tick(t);
 	kcpx_diag_second(t, now);
 	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
@@ -135,7 +147,7 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 		if (si.ssi_signo == SIGUSR1) {
 			kcpx_report_print(t);
 		} else if (si.ssi_signo == SIGHUP) {
-			kcpx_tun_reload(t);
+			kcpx_tun_reload(t); /* every thread's, app/tunnel_reload.c */
 		} else {
 			pr_info("signal %u: shutting down", si.ssi_signo);
 			kcpx_service_stopping();
@@ -147,6 +159,19 @@ static void tunnel_signal(struct kcpx_watch *w, uint32_t events)
 
 /* ---- setup ------------------------------------------------------------------------ */
 
+/*
+ * A whole-tunnel number thread t's engine takes part of (--maxsessions, a client's --conn):
+ * split evenly, at least 1 each (0, no limit, stays 0). So a client has at least one
+ * session per thread, since each thread serves the connections its listener accepts.
+ */
+static int shard_share(int v, const struct tunnel *t)
+{
+	unsigned n = kcpx_shard_count(t);
+	int part = (int)(((unsigned)v + n - 1 - t->shard) / n);
+
+	return v <= 0 ? v : part > 0 ? part : 1;
+}
+
 /* Keys and the endpoint: crypt for kcptun's format, the PSK for kcpx's. */
 static int setup_protocol(struct tunnel *t)
 {
@@ -155,11 +180,11 @@ static int setup_protocol(struct tunnel *t)
 		.server = cfg->role == KCPX_ROLE_SERVER,
 		.proto = cfg->protocol,
 		.hsrate = cfg->hsrate,
-		.maxsessions = cfg->maxsessions,
+		.maxsessions = shard_share(cfg->maxsessions, t),
 		.persource = cfg->persource,
 		.sessrate = cfg->sessrate,
 		.reprobe = cfg->reprobe,
-		.conn = cfg->conn,
+		.conn = shard_share(cfg->conn, t),
 		.autoexpire = cfg->autoexpire,
 		.scavengettl = cfg->scavengettl,
 		.datashard = cfg->datashard,
@@ -176,7 +201,7 @@ static int setup_protocol(struct tunnel *t)
 		pr_warn("crypt '%s': %s", cfg->crypt, strerror(-err));
 		return err;
 	}
-	if (cfg->protocol != KCPX_PROTO_KCPTUN) {
+	if (cfg->protocol != KCPX_PROTO_KCPTUN && !t->psk_borrowed) {
 		/* Argon2id wants 64 MiB for a moment: with auto, do without rather than die */
 		err = kcpx_native_psk_new(&t->psk, cfg->key);
 		if (err && cfg->protocol == KCPX_PROTO_KCPX) {
@@ -304,7 +329,7 @@ static int tunnel_setup(struct tunnel *t)
 		err = client_resolver(t);
 		if (err)
 			return err;
-		err = kcpx_tcp_listen(&t->laddr);
+		err = t->group ? kcpx_tcp_listen_shared(&t->laddr) : kcpx_tcp_listen(&t->laddr);
 		if (err < 0) {
 			pr_warn("listen on %s (tcp): %s", cfg->localaddr, strerror(-err));
 			return err;
@@ -313,10 +338,12 @@ static int tunnel_setup(struct tunnel *t)
 		err = kcpx_loop_add(t->loop, &t->lw, err, EPOLLIN);
 		if (err)
 			return err;
-		pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode %s, proto "
-			"%s",
-			kcpx_addr_str(&t->laddr, buf, sizeof(buf)), cfg->remoteaddr, cfg->crypt,
-			cfg->mode, cfg->proto);
+		if (!t->shard)
+			pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode "
+				"%s, proto "
+				"%s",
+				kcpx_addr_str(&t->laddr, buf, sizeof(buf)), cfg->remoteaddr,
+				cfg->crypt, cfg->mode, cfg->proto);
 	} else {
 		struct dg *g;
 
@@ -349,10 +376,12 @@ static int tunnel_setup(struct tunnel *t)
 		g = kcpx_path_get(t, &t->laddr, NULL);
 		if (!g)
 			return -EADDRNOTAVAIL;
-		pr_info("server: listening on %s (%s)%s, target %s, crypt %s, mode %s, proto %s",
-			kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name,
-			hi > kcpx_addr_port(&t->laddr) ? " and the rest of the range" : "",
-			cfg->target, cfg->crypt, cfg->mode, cfg->proto);
+		if (!t->shard)
+			pr_info("server: listening on %s (%s)%s, target %s, crypt %s, mode %s, "
+				"proto %s",
+				kcpx_addr_str(&g->d->local, buf, sizeof(buf)), g->d->name,
+				hi > kcpx_addr_port(&t->laddr) ? " and the rest of the range" : "",
+				cfg->target, cfg->crypt, cfg->mode, cfg->proto);
 	}
 	return 0;
 }
@@ -400,9 +429,113 @@ static void tunnel_ready(struct tunnel *t)
 	kcpx_service_ready(what);
 }
 
+/* Free one thread's tunnel: its sessions closed ("shutdown") and flushed first. */
+static void tunnel_free(struct tunnel *t)
+{
+	if (!t)
+		return;
+	if (t->ep) {
+		while (kcpx_ep_first(t->ep))
+			kcpx_ep_close(kcpx_ep_first(t->ep), "shutdown");
+		tunnel_idle(t);
+		kcpx_ep_free(t->ep);
+	}
+	kcpx_shard_leave(t);
+	if (t->lw.fd >= 0)
+		close(t->lw.fd);
+	if (t->sigw.fd >= 0)
+		close(t->sigw.fd);
+	kcpx_metrics_stop(t->metrics);
+	kcpx_report_ctl_close(t);
+	if (t->ctlw.fd >= 0) {
+		close(t->ctlw.fd);
+		unlink(t->ctlpath);
+	}
+	while (t->dgs) {
+		t->dgs->refs = 1;
+		kcpx_path_put(t, t->dgs);
+	}
+	kcpx_resolver_free(t->resolver);
+	kcpx_crypt_free(t->crypt);
+	if (!t->psk_borrowed)
+		kcpx_native_psk_free(t->psk);
+	kcpx_loop_free(t->loop);
+	free(t->rxmem);
+	free(t->scratch);
+	kcpx_pool_free(t->blocks);
+	kcpx_pool_free(t->chunks);
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+}
+
+/* One thread's tunnel, set up (sockets open): t0 is thread 0's (NULL for thread 0). */
+static int tunnel_new(struct tunnel **out, const struct kcpx_config *cfg,
+		      const struct kcpx_tunnel_backend *be, struct kcpx_shards *g, unsigned shard,
+		      const struct tunnel *t0)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	int err;
+
+	*out = t;
+	if (!t)
+		return -ENOMEM;
+	pthread_mutex_init(&t->mu, NULL);
+	t->cfg = cfg;
+	t->be = be;
+	t->shard = shard;
+	t->lw.fd = -1;
+	t->sigw.fd = -1;
+	t->ctlw.fd = -1;
+	t->inw.fd = -1;
+	t->loop = kcpx_loop_new();
+	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
+	t->scratch = malloc(KCPX_CONN_READ);
+	t->blocks = kcpx_pool_new(kcpx_smux_pool_block(), POOL_BLOCKS);
+	t->chunks = kcpx_pool_new(kcpx_session_chunk_block(), POOL_CHUNKS);
+	if (!t->loop || !t->rxmem || !t->scratch || !t->blocks || !t->chunks)
+		return -ENOMEM;
+	for (int i = 0; i < RX_BATCH; i++)
+		t->rx[i].buf = t->rxmem + (size_t)i * KCPX_PKT_MAX;
+	kcpx_loop_set_lock(t->loop, &t->mu);
+	if (g) {
+		err = kcpx_shard_join(g, t);
+		if (err)
+			return err;
+	}
+	if (t0) {
+		/* Argon2id once: the PSK's keys are read-only after it is made */
+		t->psk = t0->psk;
+		t->psk_borrowed = true;
+	}
+	t->maxstreams = (unsigned)shard_share(cfg->maxstreams, t);
+	err = tunnel_setup(t);
+	if (err)
+		return err;
+	kcpx_timer_init(&t->sectimer, tunnel_second);
+	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
+	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
+	return 0;
+}
+
+/* Threads 1..n-1: their loop until thread 0 stops them. */
+static void *tunnel_thread(void *arg)
+{
+	struct tunnel *t = arg;
+	int err;
+
+	pthread_mutex_lock(&t->mu);
+	err = kcpx_loop_run(t->loop);
+	pthread_mutex_unlock(&t->mu);
+	if (err)
+		pr_warn("thread %u: event loop: %s", t->shard, strerror(-err));
+	return NULL;
+}
+
 int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_backend *be)
 {
-	struct tunnel *t;
+	struct kcpx_shards *g = NULL;
+	unsigned n = (unsigned)cfg->threads, started = 0;
+	struct tunnel *t = NULL, *more[64] = { 0 };
 	sigset_t mask;
 	int err, sfd;
 
@@ -410,27 +543,14 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
-	tunnel_raise_nofile();
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->cfg = cfg;
-	t->be = be;
-	t->lw.fd = -1;
-	t->sigw.fd = -1;
-	t->ctlw.fd = -1;
-	t->loop = kcpx_loop_new();
-	t->rxmem = malloc((size_t)RX_BATCH * KCPX_PKT_MAX);
-	t->scratch = malloc(KCPX_CONN_READ);
-	t->blocks = kcpx_pool_new(kcpx_smux_pool_block(), POOL_BLOCKS);
-	t->chunks = kcpx_pool_new(kcpx_session_chunk_block(), POOL_CHUNKS);
-	if (!t->loop || !t->rxmem || !t->scratch || !t->blocks || !t->chunks) {
-		err = -ENOMEM;
-		goto out;
+	if (n > 1 && be) {
+		pr_warn("--threads %u: works with kcpx client|server over UDP; not yet under kcpx "
+			"up or with --tcp (use --threads 1)",
+			n);
+		return -EOPNOTSUPP;
 	}
-	for (int i = 0; i < RX_BATCH; i++)
-		t->rx[i].buf = t->rxmem + (size_t)i * KCPX_PKT_MAX;
-
+	tunnel_raise_nofile();
+	/* every thread inherits the mask: the signals reach thread 0's signalfd only */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -438,6 +558,16 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	sigaddset(&mask, SIGUSR1);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if (n > 1) {
+		err = kcpx_shards_new(&g, n);
+		if (err)
+			return err;
+	}
+	err = tunnel_new(&t, cfg, be, g, 0, NULL);
+	for (unsigned i = 1; !err && i < n; i++)
+		err = tunnel_new(&more[i], cfg, be, g, i, t);
+	if (err)
+		goto out;
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		err = -errno;
@@ -449,9 +579,6 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		close(sfd);
 		goto out;
 	}
-	err = tunnel_setup(t);
-	if (err)
-		goto out;
 	sfd = kcpx_ctl_listen(t->ctlpath, sizeof(t->ctlpath));
 	if (sfd >= 0) {
 		t->ctlw.fn = kcpx_report_ctl_accept;
@@ -461,9 +588,6 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("no control socket (kcpx status will not list this tunnel): %s",
 			strerror(-sfd));
 	}
-	kcpx_timer_init(&t->sectimer, tunnel_second);
-	kcpx_timer_set(t->loop, &t->sectimer, kcpx_clock_ms() + 1000);
-	kcpx_loop_set_idle(t->loop, tunnel_idle, t);
 	if (cfg->metrics[0]) {
 		struct kcpx_metrics_src ms = { kcpx_report_metrics, kcpx_report_healthy, t };
 
@@ -474,38 +598,27 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	err = tunnel_drop_privileges(t);
 	if (err)
 		goto out;
+	pthread_mutex_lock(&t->mu);
+	if (g) {
+		err = kcpx_shards_start(g, tunnel_thread, &started);
+		if (err) {
+			pthread_mutex_unlock(&t->mu);
+			pr_warn("starting %u threads: %s", n, strerror(-err));
+			goto out;
+		}
+		pr_info("%u threads, each with its own socket and sessions", n);
+	}
 	tunnel_ready(t);
 	err = kcpx_loop_run(t->loop);
+	pthread_mutex_unlock(&t->mu);
 	if (err)
 		pr_warn("event loop: %s", strerror(-err));
 out:
-	if (t->ep) {
-		while (kcpx_ep_first(t->ep))
-			kcpx_ep_close(kcpx_ep_first(t->ep), "shutdown");
-		tunnel_idle(t);
-		kcpx_ep_free(t->ep);
-	}
-	if (t->lw.fd >= 0)
-		close(t->lw.fd);
-	if (t->sigw.fd >= 0)
-		close(t->sigw.fd);
-	kcpx_metrics_stop(t->metrics);
-	if (t->ctlw.fd >= 0) {
-		close(t->ctlw.fd);
-		unlink(t->ctlpath);
-	}
-	while (t->dgs) {
-		t->dgs->refs = 1;
-		kcpx_path_put(t, t->dgs);
-	}
-	kcpx_resolver_free(t->resolver);
-	kcpx_crypt_free(t->crypt);
-	kcpx_native_psk_free(t->psk);
-	kcpx_loop_free(t->loop);
-	free(t->rxmem);
-	free(t->scratch);
-	kcpx_pool_free(t->blocks);
-	kcpx_pool_free(t->chunks);
-	free(t);
+	if (g)
+		kcpx_shards_stop(g, started);
+	for (unsigned i = n; i-- > 1;)
+		tunnel_free(more[i]);
+	tunnel_free(t);
+	kcpx_shards_free(g);
 	return err;
 }

@@ -8,11 +8,14 @@
  *             the endpoint, batched send
  *   conn.c    TCP connections <-> smux streams, the client's TCP listener
  *   report.c  the status table (SIGUSR1, `kcpx status` over the control socket)
+ *   shard.c   --threads: one struct tunnel per thread, the sid directory and the hand-over
+ *             of a datagram that reached the wrong thread, sums of the threads' counters
  * The protocol rules (which datagram may do what to which session) are in core/endpoint.
  */
 #ifndef KCPX_APP_TUNNEL_INT_H
 #define KCPX_APP_TUNNEL_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,9 +65,18 @@ struct sess {
 	struct sess *dnext;  /* dirty list */
 	uint32_t opened;     /* ms: kcpx_clock_ms() when the session was opened */
 	bool no_answer_told; /* client: the "no answer" hint was logged */
+	bool fec_told;	     /* the --datashard/--parityshard mismatch hint was logged */
 };
 
 struct kcpx_resolver;
+
+/* A `kcpx status` connection waiting for its request line (report.c). */
+#define CTL_PENDING 4
+struct ctl_req {
+	struct kcpx_watch w;
+	struct tunnel *t;
+	unsigned long seq; /* 0: slot free; else the order it came in (oldest goes first) */
+};
 
 struct tunnel {
 	const struct kcpx_config *cfg;
@@ -89,6 +101,8 @@ struct tunnel {
 	 * readable listener that accept() cannot empty does not spin the loop */
 	bool lw_paused, ctlw_paused;
 	char ctlpath[108];
+	struct ctl_req ctlreq[CTL_PENDING];
+	unsigned long ctlreq_seq;
 	struct kcpx_timer sectimer;
 	unsigned ticks;
 	struct dg *dgs;
@@ -108,7 +122,52 @@ struct tunnel {
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
 	struct kcpx_metrics *metrics;  /* --metrics */
 	bool stopping;
+	/*
+	 * --threads (shard.c). Each thread runs one struct tunnel with its own loop, sockets,
+	 * endpoint and sessions; its loop holds mu except while waiting in epoll, so thread 0
+	 * (signals, control socket, metrics) reads or reloads another thread's state under
+	 * mu between two of its turns. Nothing else is shared on the packet path.
+	 */
+	unsigned shard;		   /* this thread's index, 0: the main thread */
+	struct kcpx_shards *group; /* NULL: one thread */
+	bool psk_borrowed;	   /* psk belongs to thread 0 */
+	pthread_mutex_t mu;
+	unsigned maxstreams; /* this thread's share of --maxstreams (0: no limit) */
+	unsigned port_hint;  /* client: the next session's place among all (udp.h port_hint) */
+	/* datagrams other threads handed over (a native session's peer moved and its
+	 * packets now reach another thread): taken under inmu, woken through evfd */
+	struct kcpx_watch inw;
+	pthread_mutex_t inmu;
+	struct handoff *inbox;
+	unsigned ninbox;
+	bool in_handoff;			      /* feeding one of those to the endpoint */
+	uint64_t handed_out, handed_in, handoff_drop; /* counted by the thread that did it */
 };
+
+/* shard.c */
+struct kcpx_shards;
+int kcpx_shards_new(struct kcpx_shards **out, unsigned n);
+void kcpx_shards_free(struct kcpx_shards *g);
+/* t joins g as thread t->shard: its inbox, its wake-up fd in its loop. */
+int kcpx_shard_join(struct kcpx_shards *g, struct tunnel *t);
+void kcpx_shard_leave(struct tunnel *t);
+/* Start threads 1..n-1 (each runs its loop); stop and join them. */
+int kcpx_shards_start(struct kcpx_shards *g, void *(*run)(void *), unsigned *started);
+void kcpx_shards_stop(struct kcpx_shards *g, unsigned started);
+unsigned kcpx_shard_count(const struct tunnel *t);
+/* Thread i's tunnel, locked unless it is self's own; give it back with kcpx_shard_put. */
+struct tunnel *kcpx_shard_get(struct tunnel *self, unsigned i);
+void kcpx_shard_put(struct tunnel *self, struct tunnel *other);
+/* Server: native sid -> thread directory (sess.c's native_up/down). */
+void kcpx_shard_dir_set(struct tunnel *t, uint32_t sid);
+void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid);
+/* The endpoint's foreign op: hand a DATA packet to the thread whose session has sid. */
+bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			size_t n, uint32_t sid);
+/* Wake thread t's loop (a turn runs its idle work: dirty sessions). */
+void kcpx_shard_poke(struct tunnel *t);
+/* Every thread's SNMP counters summed (the one thread's own without --threads). */
+void kcpx_shard_snmp(struct tunnel *self, struct kcpx_snmp *out);
 
 /* sess.c */
 extern const struct kcpx_ep_ops kcpx_tun_ep_ops; /* the endpoint's callbacks */
@@ -145,6 +204,7 @@ void kcpx_diag_second(struct tunnel *t, uint32_t now);
 void kcpx_report_print(struct tunnel *t);
 void kcpx_report_memory(struct tunnel *t, FILE *fp); /* the status table's memory line */
 void kcpx_report_ctl_accept(struct kcpx_watch *w, uint32_t events);
+void kcpx_report_ctl_close(struct tunnel *t); /* connections still waiting */
 /* --metrics: the tunnel's /metrics text and /healthz answer (app/metrics.h's source). */
 void kcpx_report_metrics(void *arg, FILE *fp);
 bool kcpx_report_healthy(void *arg, char *why, size_t size);

@@ -20,25 +20,46 @@ void kcpx_tun_keepalive(const struct kcpx_config *cfg, struct kcpx_smux_config *
 	smux->keepalive_timeout_ms = !ka ? 0 : ka * 3000u > 30000u ? ka * 3000u : 30000u;
 }
 
-void kcpx_tun_reload(struct tunnel *t)
+/* One thread's live settings from the reloaded config. */
+static void reload_one(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
 	uint32_t now = kcpx_clock_ms();
 	struct kcpx_smux_config ka;
 
+	kcpx_tun_keepalive(cfg, &ka);
+	t->keepalive_timeout_ms = ka.keepalive_timeout_ms;
+	kcpx_ep_set_live(t->ep, cfg->reprobe, cfg->autoexpire, cfg->scavengettl, ka.keepalive_ms,
+			 ka.keepalive_timeout_ms);
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
+		if (kcpx_ep_sess_closing(e) || !kcpx_ep_sess_user(e))
+			continue;
+		kcpx_smux_set_keepalive(kcpx_session_smux(kcpx_ep_session(e)), ka.keepalive_ms,
+					ka.keepalive_timeout_ms, now);
+		kcpx_tun_sess_mark(kcpx_ep_sess_user(e));
+	}
+}
+
+/*
+ * SIGHUP, on thread 0: the config every thread reads is rewritten in place, so every
+ * thread is held between two turns (its lock) until each has its new live settings.
+ */
+void kcpx_tun_reload(struct tunnel *t)
+{
+	unsigned n = kcpx_shard_count(t);
+	struct tunnel *o[64];
+
 	kcpx_service_reloading();
+	for (unsigned i = 0; i < n; i++)
+		o[i] = kcpx_shard_get(t, i);
 	if (kcpx_reload()) {
-		kcpx_tun_keepalive(cfg, &ka);
-		t->keepalive_timeout_ms = ka.keepalive_timeout_ms;
-		kcpx_ep_set_live(t->ep, cfg->reprobe, cfg->autoexpire, cfg->scavengettl,
-				 ka.keepalive_ms, ka.keepalive_timeout_ms);
-		for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
-			if (kcpx_ep_sess_closing(e) || !kcpx_ep_sess_user(e))
-				continue;
-			kcpx_smux_set_keepalive(kcpx_session_smux(kcpx_ep_session(e)),
-						ka.keepalive_ms, ka.keepalive_timeout_ms, now);
-			kcpx_tun_sess_mark(kcpx_ep_sess_user(e));
+		for (unsigned i = 0; i < n; i++) {
+			reload_one(o[i]);
+			if (o[i] != t && o[i]->dirty) /* its loop pumps them on its next turn */
+				kcpx_shard_poke(o[i]);
 		}
 	}
+	for (unsigned i = 0; i < n; i++)
+		kcpx_shard_put(t, o[i]);
 	kcpx_service_reloaded();
 }

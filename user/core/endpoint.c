@@ -67,7 +67,7 @@ static bool ep_log_ok(struct kcpx_ep *ep, uint32_t now)
 
 static struct kcpx_ep_sess **addr_head(struct kcpx_ep *ep, const struct kcpx_addr *a)
 {
-	return &ep->by_addr[kcpx_addr_hash(a, ep->seed) % EP_HASH];
+	return &ep->by_addr[kcpx_addr_hash(a, ep->seed) & (ep->hcap - 1)];
 }
 
 static struct kcpx_ep_sess *addr_lookup(struct kcpx_ep *ep, const struct kcpx_addr *a)
@@ -90,7 +90,50 @@ static void addr_unlink(struct kcpx_ep_sess *s)
 
 static struct kcpx_ep_sess **sid_head(struct kcpx_ep *ep, uint32_t sid)
 {
-	return &ep->by_sid[(sid ^ ep->seed) % EP_HASH];
+	return &ep->by_sid[(sid ^ ep->seed) & (ep->hcap - 1)];
+}
+
+/*
+ * Double both tables (count > hcap): every chain is moved bucket by bucket, so exactly
+ * the sessions that were in a table are in it again (a session that fell back is in
+ * the address table and not the sid table). Out of memory: the tables stay as they are,
+ * chains get longer, lookups stay right.
+ */
+static void ep_hash_grow(struct kcpx_ep *ep)
+{
+	unsigned old = ep->hcap, cap = old * 2;
+	struct kcpx_ep_sess **na, **ns, **oa = ep->by_addr, **os = ep->by_sid;
+
+	if (cap > EP_HASH_MAX)
+		return;
+	na = calloc(cap, sizeof(*na));
+	ns = calloc(cap, sizeof(*ns));
+	if (!na || !ns) {
+		free(na);
+		free(ns);
+		return;
+	}
+	ep->by_addr = na;
+	ep->by_sid = ns;
+	ep->hcap = cap;
+	for (unsigned i = 0; i < old; i++) {
+		while (oa[i]) {
+			struct kcpx_ep_sess *s = oa[i], **h = addr_head(ep, &s->peer);
+
+			oa[i] = s->anext;
+			s->anext = *h;
+			*h = s;
+		}
+		while (os[i]) {
+			struct kcpx_ep_sess *s = os[i], **h = sid_head(ep, s->conv);
+
+			os[i] = s->snext;
+			s->snext = *h;
+			*h = s;
+		}
+	}
+	free(oa);
+	free(os);
 }
 
 /* The live native session with this sid (sids key the XDP session map: one per sid). */
@@ -269,6 +312,8 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		free(s);
 		return NULL;
 	}
+	if (ep->count >= ep->hcap)
+		ep_hash_grow(ep);
 	if (ep->cfg.server) {
 		struct kcpx_ep_sess **h = addr_head(ep, peer);
 
@@ -574,6 +619,8 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	if (ni->type != KCPX_NT_DATA)
 		return false;
 	if (!s) {
+		if (ep->ops.foreign && ep->ops.foreign(ep->user, path, from, d, n, ni->sid))
+			return true;
 		*reset = true;
 		return false;
 	}
@@ -650,8 +697,8 @@ static bool kcptun_first_segment(const uint8_t *body, size_t blen)
 	return blen >= off + 24 && body[off + 4] == 81 && kcpx_get_le32(body + off + 12) == 0;
 }
 
-void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
-		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		     const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
 	char abuf[KCPX_ADDRSTRLEN];
 	struct kcpx_native_info ni;
@@ -843,6 +890,13 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		.refused = ep_sess_refused,
 	};
 	ops->random(user, &ep->seed, sizeof(ep->seed));
+	ep->hcap = EP_HASH_MIN;
+	ep->by_addr = calloc(ep->hcap, sizeof(*ep->by_addr));
+	ep->by_sid = calloc(ep->hcap, sizeof(*ep->by_sid));
+	if (!ep->by_addr || !ep->by_sid) {
+		err = -ENOMEM;
+		goto err;
+	}
 	ep->client_native = ep->cfg.psk && !cfg->server;
 	ep->hs_tries_auto = HS_TRIES_AUTO;
 	if (!cfg->server) {
@@ -875,6 +929,8 @@ err:
 	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
+	free(ep->by_addr);
+	free(ep->by_sid);
 	free(ep);
 	return err;
 }
@@ -890,6 +946,8 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 	kcpx_ratelimit_free(ep->sessrl);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
+	free(ep->by_addr);
+	free(ep->by_sid);
 	free(ep);
 }
 
@@ -953,6 +1011,18 @@ const char *kcpx_ep_sess_proto(const struct kcpx_ep_sess *s)
 unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 {
 	return ep->count;
+}
+
+/* Every datagram: ep_input's rules; the source of one that failed its check is kept for
+ * the mismatch hint (app/diag.c), which names the peer. */
+void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+{
+	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
+
+	ep_input(ep, owner, path, from, d, n, now);
+	if (ep->snmp->InCsumErrors + ep->hs_stats.rx_tag != bad)
+		ep->st.bad_from = *from;
 }
 
 void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)

@@ -106,28 +106,36 @@ struct kcpx_ep_ops {
 	void (*writable)(void *sess_user, uint32_t sid);
 	void (*refused)(void *sess_user, uint32_t sid, unsigned n); /* may be NULL */
 	void (*random)(void *user, void *buf, size_t n);
+	/* Server, optional: a native DATA packet for a sid this endpoint has no session for.
+	 * An owner that runs several endpoints (one per thread) may know another that has it:
+	 * return true when the datagram (n bytes, unchanged) went there; false lets this
+	 * endpoint answer it as unknown (a RESET). */
+	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			size_t n, uint32_t sid);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
 
 /* What `kcpx status` prints besides the sessions. */
 struct kcpx_ep_stats {
-	uint64_t rx_truncated;	/* longer than KCPX_EP_DGRAM_MAX */
-	uint64_t unknown_peer;	/* kcptun format from no session we know, not opening one */
-	uint64_t late_native;	/* client: kcpx packets for a session that fell back */
-	uint64_t replaced;	/* server: kcpx sessions replaced when their client fell back */
-	uint64_t hs_limited;	/* server: INITs with a good tag refused by --hsrate */
-	uint64_t hs_bad_tag;	/* kcpx handshakes whose tag failed: another key (or forged) */
-	uint64_t init_raced;	/* server: an INIT came again from another address */
-	uint64_t admit_refused; /* server: new sessions refused by the caps or --sessrate */
-	uint64_t unproven_drop; /* server: datagrams not sent to a peer that never answered */
-	unsigned pending;	/* server: kcptun-format sessions whose peer never answered */
-	uint64_t roamed;	/* server: sessions moved to a new peer address */
-	uint64_t resets_sent;	/* server: RESETs for DATA with an unknown sid */
-	uint64_t reset_limited; /* server: ... not sent, over the per-address rate */
-	uint64_t resets_taken;	/* client: sessions closed by the server's RESET */
-	bool kcptun_mode;	/* client, auto: new sessions speak kcptun for now */
-	uint32_t kcptun_for;	/* ... since this many seconds */
+	uint64_t rx_truncated;	   /* longer than KCPX_EP_DGRAM_MAX */
+	uint64_t unknown_peer;	   /* kcptun format from no session we know, not opening one */
+	uint64_t late_native;	   /* client: kcpx packets for a session that fell back */
+	uint64_t replaced;	   /* server: kcpx sessions replaced when their client fell back */
+	uint64_t hs_limited;	   /* server: INITs with a good tag refused by --hsrate */
+	uint64_t hs_bad_tag;	   /* kcpx handshakes whose tag failed: another key (or forged) */
+	struct kcpx_addr bad_from; /* source of the last datagram that failed decryption or
+				    * its tag (InCsumErrors, hs_bad_tag); len 0: none */
+	uint64_t init_raced;	   /* server: an INIT came again from another address */
+	uint64_t admit_refused;	   /* server: new sessions refused by the caps or --sessrate */
+	uint64_t unproven_drop;	   /* server: datagrams not sent to a peer that never answered */
+	unsigned pending;	   /* server: kcptun-format sessions whose peer never answered */
+	uint64_t roamed;	   /* server: sessions moved to a new peer address */
+	uint64_t resets_sent;	   /* server: RESETs for DATA with an unknown sid */
+	uint64_t reset_limited;	   /* server: ... not sent, over the per-address rate */
+	uint64_t resets_taken;	   /* client: sessions closed by the server's RESET */
+	bool kcptun_mode;	   /* client, auto: new sessions speak kcptun for now */
+	uint32_t kcptun_for;	   /* ... since this many seconds */
 };
 
 /* 0, -EINVAL (impossible config), -ENOMEM. snmp: counters the sessions count into. */

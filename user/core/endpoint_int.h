@@ -11,7 +11,10 @@
 #include "core/native.h"
 #include "core/session.h"
 
-#define EP_HASH 1024 /* buckets of the address and sid tables */
+/* Buckets of the address and sid tables: from EP_HASH_MIN, doubling while there are more
+ * sessions than buckets, up to EP_HASH_MAX (--maxsessions bounds the count). */
+#define EP_HASH_MIN 64
+#define EP_HASH_MAX (1u << 20)
 /* Client handshake resends: every KCPX_SESSION_HS_POLL ms; auto gives up sooner. */
 #define HS_TRIES_AUTO 10
 #define HS_TRIES_KCPX 50
@@ -78,8 +81,8 @@ struct kcpx_ep {
 	struct kcpx_snmp *snmp;
 	struct kcpx_session_ops sops;
 	uint32_t seed; /* of the address hash */
-	struct kcpx_ep_sess *by_addr[EP_HASH];
-	struct kcpx_ep_sess *by_sid[EP_HASH];
+	struct kcpx_ep_sess **by_addr, **by_sid;
+	unsigned hcap; /* buckets in each, a power of 2 */
 	struct kcpx_ep_sess *all;
 	struct kcpx_ep_sess *garbage;
 	unsigned count;

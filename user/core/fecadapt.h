@@ -29,8 +29,8 @@
 #define KCPX_FECA_WINDOW    2048u /* transmissions per decision */
 #define KCPX_FECA_FAST_SENT 256u  /* ... or this many, when they showed FAST_LOST losses */
 #define KCPX_FECA_FAST_LOST 16u
-#define KCPX_FECA_RESIDUAL  0.01 /* data shards ARQ may have to resend, at most */
-#define KCPX_FECA_MARGIN    1.25 /* the loss estimate is taken this much higher */
+#define KCPX_FECA_RESIDUAL  0.005 /* data shards ARQ may have to resend, at most */
+#define KCPX_FECA_MARGIN    1.25  /* the loss estimate is taken this much higher */
 
 struct kcpx_fecadapt {
 	int ds, ps;	       /* the configured shape: ps is the ceiling */

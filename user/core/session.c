@@ -575,6 +575,14 @@ void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now)
 	kcpx_kcp_local_drop(s->kcp, now, n);
 }
 
+bool kcpx_session_fec_peer_ratio(const struct kcpx_session *s, int *ds, int *ps)
+{
+	if (!s->fec_dec)
+		return false;
+	kcpx_fec_dec_ratio(s->fec_dec, ds, ps);
+	return true;
+}
+
 void kcpx_session_fec_parity(const struct kcpx_session *s, int *parity, int *ps, uint32_t *loss_ppm)
 {
 	if (loss_ppm)

@@ -135,6 +135,10 @@ void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now);
 void kcpx_session_fec_parity(const struct kcpx_session *s, int *parity, int *ps,
 			     uint32_t *loss_ppm);
 
+/* The ratio the FEC decoder reads the peer's datagrams with: as configured until it
+ * auto-tunes to what the peer sends (kcp-go). false: no decoder (no FEC either way). */
+bool kcpx_session_fec_peer_ratio(const struct kcpx_session *s, int *ds, int *ps);
+
 struct kcpx_session_stats {
 	uint64_t bytes_in, bytes_out; /* stream payload through smux, both ways */
 	uint64_t pkts_in, pkts_out;

@@ -89,11 +89,11 @@ int kcpx_ctl_listen(char *path, size_t size)
 	return fd;
 }
 
-int kcpx_ctl_query(const char *path, char **out)
+int kcpx_ctl_query(const char *path, const char *req, char **out)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
 	size_t len = 0, cap = 4096;
-	char *buf;
+	char *buf, line[16];
 	int fd, err = 0;
 
 	if (strlen(path) >= sizeof(un.sun_path))
@@ -107,6 +107,17 @@ int kcpx_ctl_query(const char *path, char **out)
 		close(fd);
 		return err;
 	}
+	/*
+	 * One short line into an empty socket buffer: it goes whole or not at all. EPIPE: a
+	 * daemon older than the request line answered and hung up already; read its answer.
+	 */
+	snprintf(line, sizeof(line), "%s\n", req);
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 && errno != EPIPE) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	shutdown(fd, SHUT_WR);
 	buf = malloc(cap);
 	if (!buf) {
 		close(fd);
@@ -133,6 +144,10 @@ int kcpx_ctl_query(const char *path, char **out)
 		n = read(fd, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* a daemon older than the request line answers without reading it: its close
+		 * with the line unread resets the socket after the answer */
+		if (n < 0 && errno == ECONNRESET && len)
+			break;
 		if (n < 0) {
 			err = -errno;
 			break;

@@ -3,6 +3,7 @@
 #include "io/clock.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@ struct kcpx_loop {
 	int nheap, capheap;
 	void (*idle)(void *arg);
 	void *idle_arg;
+	pthread_mutex_t *lock; /* held except while waiting in epoll */
 };
 
 struct kcpx_loop *kcpx_loop_new(void)
@@ -204,6 +206,11 @@ static void run_timers(struct kcpx_loop *loop)
 	}
 }
 
+void kcpx_loop_set_lock(struct kcpx_loop *loop, pthread_mutex_t *lock)
+{
+	loop->lock = lock;
+}
+
 int kcpx_loop_run(struct kcpx_loop *loop)
 {
 	struct epoll_event evs[LOOP_EVENTS];
@@ -222,7 +229,11 @@ int kcpx_loop_run(struct kcpx_loop *loop)
 			int32_t d = (int32_t)(loop->heap[0]->when - kcpx_clock_ms());
 			timeout = d < 0 ? 0 : d;
 		}
+		if (loop->lock)
+			pthread_mutex_unlock(loop->lock);
 		n = epoll_wait(loop->epfd, evs, LOOP_EVENTS, timeout);
+		if (loop->lock)
+			pthread_mutex_lock(loop->lock);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -7,6 +7,7 @@
 #ifndef KCPX_IO_LOOP_H
 #define KCPX_IO_LOOP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,13 @@ static inline bool kcpx_timer_armed(const struct kcpx_timer *t)
 
 /* Called once at the end of every loop turn (flush batched sends, pump dirty sessions). */
 void kcpx_loop_set_idle(struct kcpx_loop *loop, void (*fn)(void *arg), void *arg);
+
+/*
+ * A lock the loop's owner holds while it runs (kcpx_loop_run is entered with it held): the
+ * loop lets it go only while it waits in epoll_wait, so another thread that takes it sees
+ * the owner's state between two turns. Without one (the default) nothing is locked.
+ */
+void kcpx_loop_set_lock(struct kcpx_loop *loop, pthread_mutex_t *lock);
 
 /* Run until kcpx_loop_stop(). Returns 0, or -errno if epoll itself failed. */
 int kcpx_loop_run(struct kcpx_loop *loop);

@@ -29,7 +29,7 @@ static void tcp_tune(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
-int kcpx_tcp_listen(const struct kcpx_addr *addr)
+static int tcp_listen(const struct kcpx_addr *addr, bool shared)
 {
 	int fd, on = 1, err;
 
@@ -37,12 +37,27 @@ int kcpx_tcp_listen(const struct kcpx_addr *addr)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
 	if (bind(fd, &addr->sa, addr->len) < 0 || listen(fd, 1024) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
 	return fd;
+}
+
+int kcpx_tcp_listen(const struct kcpx_addr *addr)
+{
+	return tcp_listen(addr, false);
+}
+
+int kcpx_tcp_listen_shared(const struct kcpx_addr *addr)
+{
+	return tcp_listen(addr, true);
 }
 
 int kcpx_tcp_accept(int lfd)

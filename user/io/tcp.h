@@ -19,6 +19,9 @@ int kcpx_target_parse(const char *s, struct kcpx_target *t);
 
 /* A non-blocking listening TCP socket. Returns the fd or -errno. */
 int kcpx_tcp_listen(const struct kcpx_addr *addr);
+/* The same in a SO_REUSEPORT group (one listener per thread; the kernel spreads the
+ * connections among them by their addresses). */
+int kcpx_tcp_listen_shared(const struct kcpx_addr *addr);
 /* Accept one connection (non-blocking, TCP_NODELAY). Returns the fd, -EAGAIN, or -errno. */
 int kcpx_tcp_accept(int lfd);
 /* Start a non-blocking connect; *pending is true until the fd turns writable.

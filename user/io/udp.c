@@ -5,13 +5,16 @@
  * the AF_XDP backend is measured against.
  */
 #include "io/udp.h"
+#include "io/addr.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/ip.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct udp_dgram {
@@ -120,6 +123,57 @@ static void set_bufs(int fd, int bytes)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
 }
 
+/*
+ * The reuseport group's steering (classic BPF, run on the UDP payload with the IP header
+ * reachable at SKF_NET_OFF): socket index = UDP source port % n. IPv6 extension headers
+ * are not walked: with them the index is some other number, still < n. An index the
+ * group does not have yet (threads still starting) falls back to the kernel's hash.
+ */
+static int steer_attach(int fd, unsigned n)
+{
+	/* the IP version from the header itself: a dual-stack socket gets both */
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (__u32)SKF_NET_OFF),
+		BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 3),
+		/* IPv6: the UDP header follows the fixed 40 bytes */
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (__u32)SKF_NET_OFF + 40),
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+		/* IPv4: after IHL x 4 bytes */
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (__u32)SKF_NET_OFF),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x0f),
+		BPF_STMT(BPF_ALU | BPF_LSH | BPF_K, 2),
+		BPF_STMT(BPF_MISC | BPF_TAX, 0),
+		BPF_STMT(BPF_LD | BPF_H | BPF_IND, (__u32)SKF_NET_OFF),
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Client: a free local port p with p % 64 == (hint - 1) % 64 (a few random tries), else
+ * any. */
+static void bind_hint(int fd, int family, unsigned hint)
+{
+	struct kcpx_addr a;
+
+	memset(&a, 0, sizeof(a));
+	a.sa.sa_family = (sa_family_t)family;
+	a.len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	for (int i = 0; i < 16; i++) {
+		unsigned p = 32768 + (((unsigned)rand() % 448) * 64) + (hint - 1) % 64;
+
+		kcpx_addr_set_port(&a, (uint16_t)p);
+		if (!bind(fd, &a.sa, a.len))
+			return;
+	}
+}
+
 int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 {
 	int family = cfg->bind ? cfg->bind->sa.sa_family : cfg->peer->sa.sa_family;
@@ -143,12 +197,27 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 			setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
 	}
 	if (cfg->bind) {
+		int on = 1;
+
 		/* no SO_REUSEADDR: for UDP it lets any local user bind the same port on a
-		 * more specific address and receive the tunnel's datagrams */
+		 * more specific address and receive the tunnel's datagrams. SO_REUSEPORT
+		 * only joins sockets of the same user, and we bind as root. */
+		if (cfg->group > 1 &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) {
+			err = -errno;
+			goto err_close;
+		}
 		if (bind(fd, &cfg->bind->sa, cfg->bind->len) < 0) {
 			err = -errno;
 			goto err_close;
 		}
+		if (cfg->group > 1) {
+			err = steer_attach(fd, cfg->group);
+			if (err)
+				goto err_close;
+		}
+	} else if (cfg->port_hint) {
+		bind_hint(fd, family, cfg->port_hint);
 	}
 	if (cfg->peer) {
 		if (connect(fd, &cfg->peer->sa, cfg->peer->len) < 0) {

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * --threads N: one engine per thread. Each thread owns a whole struct tunnel (loop,
+ * sockets, endpoint, sessions, pools, counters); the kernel decides which thread a
+ * datagram reaches (the server's SO_REUSEPORT group steers by source port, udp.c; a
+ * client's sessions each have their own socket), and the session lives there.
+ *
+ * What crosses threads, and how:
+ *   - thread 0 (signals, control socket, --metrics, service status) reads and reloads the
+ *     others under their turn lock (tunnel.mu, io/loop.h), never on their packet path;
+ *   - the sid directory: which thread holds a native session. Written when a native
+ *     session opens or closes, read only for a DATA packet whose sid the receiving thread
+ *     does not know (a client whose NAT moved it to another source port, which the
+ *     steering sends to another thread);
+ *   - such a packet is copied into the owner's inbox (bounded, under its own small lock)
+ *     and the owner wakes through an eventfd; the owner's endpoint then checks it as any
+ *     packet (tag, replay window) and, when it is fresh, moves the session to the new
+ *     address (issue 12's roaming). Replies leave from the owner's socket, bound to the
+ *     same address and port.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "app/log.h"
+#include "app/tunnel_int.h"
+#include "io/clock.h"
+
+#define INBOX_MAX 1024 /* datagrams waiting for one thread; more are dropped (counted) */
+
+struct handoff {
+	struct handoff *next;
+	struct kcpx_addr from, local;
+	uint32_t len;
+	uint8_t buf[];
+};
+
+struct dir_ent {
+	struct dir_ent *next;
+	uint32_t sid;
+	unsigned shard;
+};
+
+struct kcpx_shards {
+	unsigned n;
+	struct tunnel **t;
+	pthread_t *th;
+	pthread_rwlock_t dirlock;
+	struct dir_ent **dir;
+	unsigned dircap, ndir; /* dircap: a power of 2; doubles past one entry per bucket */
+};
+
+int kcpx_shards_new(struct kcpx_shards **out, unsigned n)
+{
+	struct kcpx_shards *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	g->n = n;
+	g->dircap = 256;
+	g->t = calloc(n, sizeof(*g->t));
+	g->th = calloc(n, sizeof(*g->th));
+	g->dir = calloc(g->dircap, sizeof(*g->dir));
+	if (!g->t || !g->th || !g->dir) {
+		kcpx_shards_free(g);
+		return -ENOMEM;
+	}
+	pthread_rwlock_init(&g->dirlock, NULL);
+	*out = g;
+	return 0;
+}
+
+void kcpx_shards_free(struct kcpx_shards *g)
+{
+	if (!g)
+		return;
+	for (unsigned i = 0; g->dir && i < g->dircap; i++) {
+		while (g->dir[i]) {
+			struct dir_ent *e = g->dir[i];
+
+			g->dir[i] = e->next;
+			free(e);
+		}
+	}
+	free(g->dir);
+	free(g->t);
+	free(g->th);
+	free(g);
+}
+
+static void inbox_drain(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, inw));
+	uint32_t now = kcpx_clock_ms();
+	struct handoff *h;
+	uint64_t v;
+
+	(void)events;
+	(void)!read(w->fd, &v, sizeof(v));
+	pthread_mutex_lock(&t->inmu);
+	h = t->inbox;
+	t->inbox = NULL;
+	t->ninbox = 0;
+	pthread_mutex_unlock(&t->inmu);
+	/* the list is newest first: feed it oldest first, as it arrived */
+	for (struct handoff *rev = NULL, *next;; h = next) {
+		if (!h) {
+			h = rev;
+			break;
+		}
+		next = h->next;
+		h->next = rev;
+		rev = h;
+	}
+	t->in_handoff = true;
+	while (h) {
+		struct handoff *next = h->next;
+		struct dg *g = t->dgs;
+
+		for (struct dg *x = t->dgs; x; x = x->next) {
+			if (kcpx_addr_equal(&x->d->local, &h->local)) {
+				g = x;
+				break;
+			}
+		}
+		if (g && !t->stopping) {
+			t->handed_in++;
+			kcpx_ep_input(t->ep, NULL, g, &h->from, h->buf, h->len, now);
+		}
+		free(h);
+		h = next;
+	}
+	t->in_handoff = false;
+}
+
+int kcpx_shard_join(struct kcpx_shards *g, struct tunnel *t)
+{
+	int fd, err;
+
+	t->group = g;
+	g->t[t->shard] = t;
+	pthread_mutex_init(&t->inmu, NULL);
+	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	t->inw.fn = inbox_drain;
+	err = kcpx_loop_add(t->loop, &t->inw, fd, EPOLLIN);
+	if (err) {
+		close(fd);
+		t->inw.fd = -1;
+	}
+	return err;
+}
+
+void kcpx_shard_leave(struct tunnel *t)
+{
+	if (!t->group)
+		return;
+	if (t->inw.fd >= 0) {
+		kcpx_loop_del(t->loop, &t->inw);
+		close(t->inw.fd);
+		t->inw.fd = -1;
+	}
+	while (t->inbox) {
+		struct handoff *h = t->inbox;
+
+		t->inbox = h->next;
+		free(h);
+	}
+	t->group->t[t->shard] = NULL;
+	pthread_mutex_destroy(&t->inmu);
+}
+
+void kcpx_shard_poke(struct tunnel *t)
+{
+	uint64_t one = 1;
+
+	if (t->inw.fd >= 0)
+		(void)!write(t->inw.fd, &one, sizeof(one));
+}
+
+int kcpx_shards_start(struct kcpx_shards *g, void *(*run)(void *), unsigned *started)
+{
+	*started = 1;
+	for (unsigned i = 1; i < g->n; i++) {
+		int err = pthread_create(&g->th[i], NULL, run, g->t[i]);
+
+		if (err)
+			return -err;
+		*started = i + 1;
+	}
+	return 0;
+}
+
+void kcpx_shards_stop(struct kcpx_shards *g, unsigned started)
+{
+	for (unsigned i = 1; i < started; i++) {
+		struct tunnel *t = g->t[i];
+
+		pthread_mutex_lock(&t->mu);
+		t->stopping = true;
+		kcpx_loop_stop(t->loop);
+		pthread_mutex_unlock(&t->mu);
+		kcpx_shard_poke(t);
+	}
+	for (unsigned i = 1; i < started; i++)
+		pthread_join(g->th[i], NULL);
+}
+
+unsigned kcpx_shard_count(const struct tunnel *t)
+{
+	return t->group ? t->group->n : 1;
+}
+
+struct tunnel *kcpx_shard_get(struct tunnel *self, unsigned i)
+{
+	struct tunnel *o = self->group ? self->group->t[i] : self;
+
+	if (o && o != self)
+		pthread_mutex_lock(&o->mu);
+	return o;
+}
+
+void kcpx_shard_put(struct tunnel *self, struct tunnel *other)
+{
+	if (other && other != self)
+		pthread_mutex_unlock(&other->mu);
+}
+
+void kcpx_shard_snmp(struct tunnel *self, struct kcpx_snmp *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < kcpx_shard_count(self); i++) {
+		struct tunnel *o = kcpx_shard_get(self, i);
+		const __u64 *src = (const __u64 *)&o->snmp;
+		__u64 *dst = (__u64 *)out;
+
+		for (size_t k = 0; k < KCPX_SNMP_COUNT; k++)
+			dst[k] += src[k];
+		kcpx_shard_put(self, o);
+	}
+}
+
+/* ---- the sid directory ------------------------------------------------------------ */
+
+static unsigned dir_bucket(const struct kcpx_shards *g, uint32_t sid)
+{
+	return (sid * 2654435761u) >> 8 & (g->dircap - 1);
+}
+
+static void dir_grow(struct kcpx_shards *g)
+{
+	unsigned cap = g->dircap * 2;
+	struct dir_ent **nd = calloc(cap, sizeof(*nd));
+
+	if (!nd)
+		return; /* chains get longer; lookups stay right */
+	for (unsigned i = 0; i < g->dircap; i++) {
+		while (g->dir[i]) {
+			struct dir_ent *e = g->dir[i];
+			unsigned b;
+
+			g->dir[i] = e->next;
+			b = (e->sid * 2654435761u) >> 8 & (cap - 1);
+			e->next = nd[b];
+			nd[b] = e;
+		}
+	}
+	free(g->dir);
+	g->dir = nd;
+	g->dircap = cap;
+}
+
+void kcpx_shard_dir_set(struct tunnel *t, uint32_t sid)
+{
+	struct kcpx_shards *g = t->group;
+	struct dir_ent *e;
+
+	if (!g)
+		return;
+	pthread_rwlock_wrlock(&g->dirlock);
+	for (e = g->dir[dir_bucket(g, sid)]; e; e = e->next)
+		if (e->sid == sid)
+			break;
+	if (!e) {
+		e = malloc(sizeof(*e));
+		if (e) {
+			unsigned b;
+
+			if (g->ndir >= g->dircap)
+				dir_grow(g);
+			b = dir_bucket(g, sid);
+			e->sid = sid;
+			e->next = g->dir[b];
+			g->dir[b] = e;
+			g->ndir++;
+		}
+	}
+	/* the same sid opened again elsewhere (an INIT resent from a new address): the
+	 * newest session is the one its client will use */
+	if (e)
+		e->shard = t->shard;
+	pthread_rwlock_unlock(&g->dirlock);
+}
+
+void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid)
+{
+	struct kcpx_shards *g = t->group;
+
+	if (!g)
+		return;
+	pthread_rwlock_wrlock(&g->dirlock);
+	for (struct dir_ent **pp = &g->dir[dir_bucket(g, sid)]; *pp; pp = &(*pp)->next) {
+		struct dir_ent *e = *pp;
+
+		if (e->sid != sid)
+			continue;
+		if (e->shard == t->shard) {
+			*pp = e->next;
+			free(e);
+			g->ndir--;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&g->dirlock);
+}
+
+bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			size_t n, uint32_t sid)
+{
+	struct tunnel *t = user, *o;
+	struct kcpx_shards *g = t->group;
+	struct handoff *h;
+	unsigned owner = ~0u;
+	struct dg *p = path;
+
+	if (!g || t->in_handoff)
+		return false; /* handed over once: the owner decides, no ping-pong */
+	pthread_rwlock_rdlock(&g->dirlock);
+	for (struct dir_ent *e = g->dir[dir_bucket(g, sid)]; e; e = e->next) {
+		if (e->sid == sid) {
+			owner = e->shard;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&g->dirlock);
+	if (owner >= g->n || owner == t->shard)
+		return false;
+	o = g->t[owner];
+	if (!o)
+		return false;
+	h = malloc(sizeof(*h) + n);
+	if (!h) {
+		t->handoff_drop++;
+		return true;
+	}
+	h->from = *from;
+	h->local = p->d->local;
+	h->len = (uint32_t)n;
+	memcpy(h->buf, d, n);
+	pthread_mutex_lock(&o->inmu);
+	if (o->ninbox >= INBOX_MAX) {
+		pthread_mutex_unlock(&o->inmu);
+		free(h);
+		t->handoff_drop++;
+		return true;
+	}
+	h->next = o->inbox;
+	o->inbox = h;
+	o->ninbox++;
+	pthread_mutex_unlock(&o->inmu);
+	t->handed_out++;
+	kcpx_shard_poke(o);
+	return true;
+}
