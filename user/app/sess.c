@@ -207,3 +207,45 @@ struct sess *kcpx_tun_client_session(struct tunnel *t)
 		g->owner = s;
 	return s;
 }
+
+/* A new session's settings: the config's KCP, FEC, cc and smux flags, this engine's
+ * crypt, chunk and block pools. */
+void kcpx_tun_session_config(const struct tunnel *t, struct kcpx_session_config *sc)
+{
+	const struct kcpx_config *cfg = t->cfg;
+
+	*sc = (struct kcpx_session_config){
+		.mtu = (unsigned)cfg->mtu,
+		.sndwnd = (unsigned)cfg->sndwnd,
+		.rcvwnd = (unsigned)cfg->rcvwnd,
+		.nodelay = cfg->nodelay,
+		.interval = cfg->interval,
+		.resend = cfg->resend,
+		.nc = cfg->nc,
+		.ratelimit = (uint64_t)cfg->ratelimit,
+		.acknodelay = cfg->acknodelay,
+		.tlp = cfg->tlp,
+		.quickack = cfg->quickack,
+		.rto_hygiene = cfg->rtohygiene,
+		.fec_flush_ms = (unsigned)cfg->fecflush,
+		.dup_small = (unsigned)cfg->dupsmall,
+		.dup_gap_ms = (unsigned)cfg->dupgap,
+		.datashard = cfg->datashard,
+		.parityshard = cfg->parityshard,
+		.comp = !cfg->nocomp,
+		.crypt = t->crypt,
+		.chunks = t->chunks,
+		.smux = {
+			.version = cfg->smuxver,
+			.client = cfg->role == KCPX_ROLE_CLIENT,
+			.max_frame = 32768,
+			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
+			.max_stream_buffer = (uint32_t)cfg->streambuf,
+			.pool = t->blocks,
+			.max_streams = (uint32_t)cfg->sessstreams,
+		},
+	};
+	/* config_finish checked the name */
+	kcpx_cc_algo_parse(cfg->cc, &sc->cc);
+	kcpx_tun_keepalive(cfg, &sc->smux);
+}

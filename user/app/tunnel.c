@@ -226,40 +226,7 @@ static int setup_protocol(struct tunnel *t)
 			}
 		}
 	}
-	ec.session = (struct kcpx_session_config){
-		.mtu = (unsigned)cfg->mtu,
-		.sndwnd = (unsigned)cfg->sndwnd,
-		.rcvwnd = (unsigned)cfg->rcvwnd,
-		.nodelay = cfg->nodelay,
-		.interval = cfg->interval,
-		.resend = cfg->resend,
-		.nc = cfg->nc,
-		.ratelimit = (uint64_t)cfg->ratelimit,
-		.acknodelay = cfg->acknodelay,
-		.tlp = cfg->tlp,
-		.quickack = cfg->quickack,
-		.rto_hygiene = cfg->rtohygiene,
-		.fec_flush_ms = (unsigned)cfg->fecflush,
-		.dup_small = (unsigned)cfg->dupsmall,
-		.dup_gap_ms = (unsigned)cfg->dupgap,
-		.datashard = cfg->datashard,
-		.parityshard = cfg->parityshard,
-		.comp = !cfg->nocomp,
-		.crypt = t->crypt,
-		.chunks = t->chunks,
-		.smux = {
-			.version = cfg->smuxver,
-			.client = cfg->role == KCPX_ROLE_CLIENT,
-			.max_frame = 32768,
-			.max_recv_buffer = (uint32_t)cfg->smuxbuf,
-			.max_stream_buffer = (uint32_t)cfg->streambuf,
-			.pool = t->blocks,
-			.max_streams = (uint32_t)cfg->sessstreams,
-		},
-	};
-	/* config_finish checked the name */
-	kcpx_cc_algo_parse(cfg->cc, &ec.session.cc);
-	kcpx_tun_keepalive(cfg, &ec.session.smux);
+	kcpx_tun_session_config(t, &ec.session);
 	t->keepalive_timeout_ms = ec.session.smux.keepalive_timeout_ms;
 	ec.crypt = t->crypt;
 	ec.psk = t->psk;

@@ -193,6 +193,9 @@ void kcpx_conn_writable(void *sess_user, uint32_t sid);
 void kcpx_conn_refused(void *sess_user, uint32_t sid, unsigned n);
 void kcpx_conn_listen_ready(struct kcpx_watch *w, uint32_t events);
 
+/* sess.c: a new session's settings from the config and this engine's pools */
+void kcpx_tun_session_config(const struct tunnel *t, struct kcpx_session_config *sc);
+
 /* reload.c (with app/reload.c's config half) */
 void kcpx_tun_keepalive(const struct kcpx_config *cfg, struct kcpx_smux_config *smux);
 void kcpx_tun_reload(struct tunnel *t); /* SIGHUP */
