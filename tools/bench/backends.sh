@@ -39,6 +39,8 @@ on_cleanup "rm -rf '$LOG'"
 
 # shellcheck source=ticks.sh
 . tools/bench/ticks.sh
+# shellcheck source=pair.sh
+. tools/bench/pair.sh
 rx_packets() { # datagrams both veth ends received so far
 	{
 		ip -n "$NS_A" -s -j link show "$IF_A"
@@ -107,19 +109,7 @@ EOF
 )
 		fi
 	fi
-	kill -TERM $c $s 2>/dev/null
-	for ((i = 0; i < 40; i++)); do
-		kill -0 $c 2>/dev/null || kill -0 $s 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -KILL $c $s $srv 2>/dev/null
-	wait $c $s $srv 2>/dev/null
-	case $r in
-	status=ok*) echo "kind=backend run=$run cand=$cand $r" >>"$OUTF" ;;
-	*) echo "kind=backend run=$run cand=$cand status=na reason=$r: $(tail -qn1 "$LOG/s.log" \
-		"$LOG/c.log" | tr -s '\n' ' ' | cut -c1-160)" >>"$OUTF" ;;
-	esac
-	tail -n1 "$OUTF"
+	pair_stop_record "kind=backend run=$run cand=$cand" "$r" $c $s $srv
 }
 
 for ((run = 1; run <= RUNS; run++)); do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One bounded iperf3 transfer through a tunnel on a namespace pair, for the bench scripts
-# that compare candidates on a bare veth pair (faketcp.sh, threads.sh). Source it after
+# that compare candidates on a bare veth pair (faketcp.sh, threads.sh; backends.sh uses
+# pair_stop_record). Source it after
 # tests/lib/netns.sh (or tools/lib/wan.sh) and ticks.sh, with LOG, OUTF, SECS and FLAGS set.
 #
 #   pair_one LABEL
@@ -65,13 +66,22 @@ EOF
 )
 		fi
 	fi
+	pair_stop_record "$label" "$r" $c $s $ipsrv
+}
+
+# pair_stop_record LABEL RESULT CLIENT SERVER [PID...]: stop the two daemons (TERM, 2 s,
+# then KILL with the other PIDs), append "LABEL RESULT" to OUTF, or a status=na line with
+# the last lines of $LOG/s.log and $LOG/c.log when RESULT is a reason.
+pair_stop_record() {
+	local label=$1 r=$2 c=$3 s=$4 i
+	shift 2
 	kill -TERM $c $s 2>/dev/null
 	for ((i = 0; i < 40; i++)); do
 		kill -0 $c 2>/dev/null || kill -0 $s 2>/dev/null || break
 		sleep 0.05
 	done
-	kill -KILL $c $s $ipsrv 2>/dev/null
-	wait $c $s $ipsrv 2>/dev/null
+	kill -KILL "$@" 2>/dev/null
+	wait "$@" 2>/dev/null
 	case $r in
 	status=ok*) echo "$label $r" >>"$OUTF" ;;
 	*) echo "$label status=na reason=$r: $(tail -qn1 "$LOG/s.log" \
