@@ -700,6 +700,10 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 	memset(c, 0, sizeof(*c));
 	c->role = cfg->role;
 	c->port = htons(cfg->port);
+	if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->port_last > cfg->port) {
+		c->port_first = cfg->port;
+		c->port_last = cfg->port_last;
+	}
 	c->min_payload = cfg->min_payload ? cfg->min_payload : 1;
 	c->max_payload = cfg->max_payload ? cfg->max_payload : KCPX_PKT_MAX;
 	if (cfg->native != KCPX_XDP_NATIVE_OFF)

@@ -38,6 +38,7 @@ struct kcpx_xdp_config {
 	const char *ifname;	 /* NULL: load only, attach and pin nothing (tests) */
 	enum kcpx_bpf_role role; /* server: steer by local port; client: by peer */
 	uint16_t port;		 /* host order; server: listen port, client: server's port */
+	uint16_t port_last;	 /* server: the listen range is port..port_last (0: port) */
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
 	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
 	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
