@@ -5,9 +5,10 @@
 #         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
 #
 # Checks: a port range (--conn 4 sessions, flows to several ports of :4010-4013, echo
-# streams intact); `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
+# streams intact); `kcpx status` (text and --json) and /metrics count the flows, handshakes, RSTs, segments and
 # drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
-# and 64 MiB up under `kcpx up IFACE server --tcp`; M forwarded no UDP and conntrack found no segment out of
+# and 64 MiB up under `kcpx up IFACE client|server --tcp` at both ends, whose counters `kcpx stats IFACE` shows
+# (pinned, gone after a kill -9 and `kcpx down IFACE`); M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
 # on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
@@ -26,6 +27,7 @@ IP_A=10.$n.1.1
 IP_B=10.$n.2.2
 IF_A=${NETNS_TAG}a0
 IF_B=${NETNS_TAG}b0
+on_cleanup "$KCPX down $IF_A >/dev/null 2>&1; $KCPX down $IF_B >/dev/null 2>&1; true"
 netns_add "$NS_A"
 netns_add "$NS_M"
 netns_add "$NS_B"
@@ -136,6 +138,29 @@ grep -Eq -- '--tcp flows: 1 established, [2-9][0-9]* handshakes' "$work/status-b
 	grep -Eq -- '--tcp segments: out [0-9]+ .*, in [1-9][0-9]{4,} ' "$work/status-b.txt" &&
 	grep -Eq -- '--tcp dropped: out without a flow [0-9]+, out malformed 0, out errors 0; in blind RST 0, in truncated 0' \
 		"$work/status-b.txt" || { echo "FAIL: server's --tcp counters"; cat "$work/status-b.txt"; fail=1; }
+# kcpx status --json: the same counters in the tunnel's "tcp" object (`kcpx status` asks
+# every kcpx on the host: pick ours by address and network namespace)
+status_json() { # NS ADDR: that tunnel's object
+	in_ns "$1" "$KCPX" status --json | python3 -c 'import json, os, sys
+ns = os.stat("/run/netns/" + sys.argv[1]).st_ino
+def mine(x):
+    try:
+        return x.get("addr") == sys.argv[2] and os.stat("/proc/%d/ns/net" % x["pid"]).st_ino == ns
+    except OSError:
+        return False
+print(json.dumps([x for x in json.load(sys.stdin) if mine(x)][0]))' "$1" "$2"
+}
+status_json "$NS_A" 127.0.0.1:8381 | python3 -c 'import json, sys
+c = json.load(sys.stdin)["tcp"]
+assert c["flows"] == 1 and c["handshakes"] >= 2 and c["ended"]["rst"] >= 1, c
+assert c["segments"]["out"] >= 10000 and c["segments"]["rst_in"] >= 1, c' ||
+	{ echo "FAIL: client's status --json lacks the --tcp counters"; fail=1; }
+status_json "$NS_B" :4001 | python3 -c 'import json, sys
+c = json.load(sys.stdin)["tcp"]
+assert c["flows"] == 1 and c["segments"]["in"] >= 10000, c
+assert c["dropped"] == dict(out_no_flow=c["dropped"]["out_no_flow"], out_malformed=0,
+                            out_error=0, in_blind_rst=0, in_truncated=0), c' ||
+	{ echo "FAIL: server's status --json lacks the --tcp counters"; fail=1; }
 in_a curl -sf --max-time 5 http://127.0.0.1:9101/metrics >"$work/metrics.txt" || true
 grep -q '^kcpx_ftcp_flows 1$' "$work/metrics.txt" &&
 	grep -Eq '^kcpx_ftcp_flows_ended_total\{reason="rst"\} [1-9]' "$work/metrics.txt" &&
@@ -206,14 +231,14 @@ for _ in $(seq 1 50); do pgrep -f "$KCPX .*$work" >/dev/null || break; sleep 0.1
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
 	{ echo "FAIL: programs left after SIGTERM"; fail=1; }
 
-echo "kcpx up $IF_B server --tcp: $SIZE bytes A -> B"
+echo "kcpx up $IF_A client --tcp, kcpx up $IF_B server --tcp: $SIZE bytes A -> B"
 # nsenter execs: $! is the daemon itself, for the kill -9 below
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server --tcp -l :4001 \
 	-t 127.0.0.1:9001 $FLAGS -v 1 --quiet --log "$work/up.log" & uppid=$!
 track_pid $uppid
 # shellcheck disable=SC2086
-nsenter --net=/run/netns/"$NS_A" "$KCPX" client --tcp -l 127.0.0.1:8391 -r "$IP_B:4001" \
+nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client --tcp -l 127.0.0.1:8391 -r "$IP_B:4001" \
 	$FLAGS -v 1 --quiet --log "$work/client3.log" & clipid=$!
 track_pid $clipid
 wait_tcp_port "$NS_B" 4001 || fail=1
@@ -224,6 +249,28 @@ for _ in $(seq 1 100); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: kcpx up upload sha256 differs"; fail=1; }
 
+echo "kcpx stats $IF_B, $IF_A: the --tcp counters pinned by kcpx up"
+# userspace's flow counts are published once a second: wait for the handshake to show
+for _ in $(seq 1 50); do
+	in_b "$KCPX" stats "$IF_B" >"$work/stats-up.txt" 2>&1 || true
+	in_a "$KCPX" stats "$IF_A" >"$work/stats-up-a.txt" 2>&1 || true
+	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" &&
+		grep -Eq '^  handshakes +[1-9]' "$work/stats-up-a.txt" && break
+	sleep 0.1
+done
+grep -Eq '^  tx_segs +[1-9][0-9]{4,}$' "$work/stats-up-a.txt" &&
+	grep -Eq '^  flows +1$' "$work/stats-up-a.txt" ||
+	{ echo "FAIL: kcpx stats $IF_A lacks the --tcp counters"; cat "$work/stats-up-a.txt"; fail=1; }
+grep -q '^kcpx_ftcp_stats$' "$work/stats-up.txt" &&
+	grep -Eq '^  rx_segs +[1-9][0-9]{4,}$' "$work/stats-up.txt" &&
+	grep -Eq '^  rx_trunc +0$' "$work/stats-up.txt" &&
+	grep -q '^kcpx_ftcp_conns$' "$work/stats-up.txt" &&
+	grep -Eq '^  flows +1$' "$work/stats-up.txt" &&
+	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" ||
+	{ echo "FAIL: kcpx stats $IF_B lacks the --tcp counters"; cat "$work/stats-up.txt"; fail=1; }
+in_b "$KCPX" stats --json "$IF_B" | grep -q '"kcpx_ftcp_stats":{"tx_segs":' ||
+	{ echo "FAIL: kcpx stats --json $IF_B lacks the --tcp counters"; fail=1; }
+
 echo "kill -9: the tables stay until kcpx down, the programs go with the process"
 kill -9 "$uppid" "$clipid"
 wait "$uppid" "$clipid" 2>/dev/null || true
@@ -231,7 +278,13 @@ for _ in $(seq 1 50); do kill -0 "$uppid" 2>/dev/null || kill -0 "$clipid" 2>/de
 [ "$(tables "$NS_A")" = 1 ] && [ "$(tables "$NS_B")" = 1 ] ||
 	{ echo "FAIL: expected the dead daemons' tables"; fail=1; }
 in_a "$KCPX" down | grep -q "removed the --tcp nftables rules of 1" || { echo "FAIL: kcpx down (A)"; fail=1; }
-in_b "$KCPX" down "$IF_B" >/dev/null 2>&1 || true
+in_a "$KCPX" down "$IF_A" >/dev/null 2>&1 || true
+[ -e "/sys/fs/bpf/kcpx/$IF_B/kcpx_ftcp_stats" ] ||
+	{ echo "FAIL: the --tcp counter pins went with kill -9 (kcpx down has nothing to do)"; fail=1; }
+in_b "$KCPX" down "$IF_B" | grep -q "kcpx is down on $IF_B" ||
+	{ echo "FAIL: kcpx down $IF_B did not remove the --tcp counter pins"; fail=1; }
+[ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] && [ ! -e "/sys/fs/bpf/kcpx/$IF_A" ] ||
+	{ echo "FAIL: pins left under /sys/fs/bpf/kcpx"; fail=1; }
 [ "$(tables "$NS_A")" = 0 ] && [ "$(tables "$NS_B")" = 0 ] ||
 	{ echo "FAIL: kcpx_tcp tables left after kcpx down"; fail=1; }
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||

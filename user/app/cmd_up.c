@@ -246,7 +246,7 @@ int kcpx_cmd_up(int argc, char **argv)
 		 * translation in TC/XDP on the interface the route takes. */
 		pr_warn("kcpx up --tcp: AF_XDP does not carry fake TCP; running over UDP sockets "
 			"with the TC/XDP translation instead");
-		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+		return kcpx_tunnel_run_tcp(&cfg, u.ifname) ? 1 : 0;
 	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);

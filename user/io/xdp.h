@@ -120,6 +120,15 @@ int kcpx_xdp_down(const char *ifname);
 /* Did kcpx_xdp_open turn threaded NAPI on (so that close must turn it off)? */
 bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x);
 
+/*
+ * Pin one map of another BPF object (the --tcp translation's counters) under
+ * /sys/fs/bpf/kcpx/IFACE/name, with the checks of kcpx_xdp_open on the pin tree; a pin of
+ * that name left by a dead daemon is replaced. Unpin removes the pin only while it is still
+ * map_fd's map, and the directories once empty. 0 or -errno.
+ */
+int kcpx_xdp_pin_map(const char *ifname, const char *name, int map_fd);
+void kcpx_xdp_unpin_map(const char *ifname, const char *name, int map_fd);
+
 /* Every field of every pinned counter map of IFACE, summed over CPUs, in map order:
  * cb(map name, field name, value). Field names come from the maps' BTF. */
 typedef void (*kcpx_xdp_stat_cb)(void *ctx, const char *map, const char *field, uint64_t val);
