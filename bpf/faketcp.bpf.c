@@ -53,6 +53,14 @@ struct {
 	__type(value, struct kcpx_ftcp_stats);
 } kcpx_ftcp_stats SEC(".maps");
 
+/* Written by userspace only (include/kcpx_ftcp.h): here so that it is pinned with BTF. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_ftcp_counts);
+} kcpx_ftcp_conns SEC(".maps");
+
 /* The payload of the segment being checksummed, padded with zeros to a 4-byte multiple. */
 #define SCRATCH_LEN 1536
 struct scratch {

@@ -8,7 +8,8 @@
  *                    packets the kernel's stack sends (the UDP fallback path; AF_XDP TX
  *                    bypasses the qdisc layer, so the backend marks those itself).
  *
- * A packet is the tunnel's when, on a server, its UDP destination port is the listen port;
+ * A packet is the tunnel's when, on a server, its UDP destination port is the listen port
+ * (or in the listen range);
  * on a client, when it goes to one of the local ports the daemon registered in kcpx_lports
  * and comes from the server address and port registered with that port. Anything the parser cannot prove to be a tunnel
  * packet is passed: the kernel validates and counts it as it always does.
@@ -131,6 +132,17 @@ static __always_inline bool kcpx_addr_is_local(const struct kcpx_pinfo *pi)
 	}
 }
 
+/* Is port (network order) one a server listens on? */
+static __always_inline bool kcpx_is_listen_port(__be16 port)
+{
+	__u16 p;
+
+	if (!kcpx_cfg.port_last)
+		return port == kcpx_cfg.port;
+	p = bpf_ntohs(port);
+	return p >= kcpx_cfg.port_first && p <= kcpx_cfg.port_last;
+}
+
 /* Is this received packet addressed to the tunnel's port(s)? */
 static __always_inline bool kcpx_is_tunnel_rx(const struct kcpx_pinfo *pi)
 {
@@ -139,7 +151,7 @@ static __always_inline bool kcpx_is_tunnel_rx(const struct kcpx_pinfo *pi)
 	struct kcpx_lport *lp;
 
 	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
-		return dport == kcpx_cfg.port;
+		return kcpx_is_listen_port(dport);
 	if (kcpx_cfg.role != KCPX_BPF_ROLE_CLIENT)
 		return false;
 	lp = bpf_map_lookup_elem(&kcpx_lports, &dport);
@@ -154,7 +166,7 @@ static __always_inline bool kcpx_is_tunnel_tx(const struct kcpx_pinfo *pi)
 	struct kcpx_lport *lp;
 
 	if (kcpx_cfg.role == KCPX_BPF_ROLE_SERVER)
-		return sport == kcpx_cfg.port;
+		return kcpx_is_listen_port(sport);
 	if (kcpx_cfg.role != KCPX_BPF_ROLE_CLIENT)
 		return false;
 	lp = bpf_map_lookup_elem(&kcpx_lports, &sport);

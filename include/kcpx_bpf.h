@@ -40,7 +40,7 @@ _Static_assert(sizeof(struct kcpx_lport) == 20, "kcpx_lport layout");
 
 enum kcpx_bpf_role {
 	KCPX_BPF_ROLE_NONE = 0,	  /* steer nothing: every packet goes to the kernel */
-	KCPX_BPF_ROLE_SERVER = 2, /* tunnel packets: UDP dst port == cfg.port */
+	KCPX_BPF_ROLE_SERVER = 2, /* tunnel packets: UDP dst port in cfg.port..port_last */
 	KCPX_BPF_ROLE_CLIENT = 1, /* dst port in kcpx_lports, src == that entry's server */
 };
 
@@ -71,7 +71,9 @@ struct kcpx_bpf_cfg {
 	__u16 min_payload;  /* smaller UDP payloads to the tunnel are malformed */
 	__u16 max_payload;  /* larger ones too (kcptun never sends more than 1500) */
 	__u8 local_family;  /* server with KCPX_CFG_F_LOCAL: 4 or 6 */
-	__u8 pad[5];
+	__u8 pad;
+	__u16 port_first;    /* server, host order: the listen range, kcptun's ":4000-4009" */
+	__u16 port_last;     /* (0: the range is cfg.port alone) */
 	__u8 local_addr[16]; /* server with KCPX_CFG_F_LOCAL: --listen's address */
 };
 _Static_assert(sizeof(struct kcpx_bpf_cfg) == 48, "kcpx_bpf_cfg layout");

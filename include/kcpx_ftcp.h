@@ -11,6 +11,9 @@
  *                    kernel's socket is connected (client) or accepted (server), with the
  *                    sequence numbers read from that socket. The programs advance them.
  *   kcpx_ftcp_stats  per-CPU counters (key 0).
+ *   kcpx_ftcp_conns  what userspace saw of the flows (key 0, CPU 0's slot; written once a
+ *                    second). Under `kcpx up IFACE --tcp` both counter maps are pinned
+ *                    under /sys/fs/bpf/kcpx/IFACE for `kcpx stats IFACE`.
  *
  * Only fixed-width fields, explicit padding and a size check on every struct.
  */
@@ -87,5 +90,21 @@ struct kcpx_ftcp_stats {
 	__u64 rx_ack_jump; /* data too far ahead, or an implausible ACK: translated, rcv_nxt kept */
 };
 _Static_assert(sizeof(struct kcpx_ftcp_stats) == 16 * 8, "kcpx_ftcp_stats layout");
+
+/* What userspace saw of the flows, since the daemon started (all daemon-wide). */
+struct kcpx_ftcp_counts {
+	__u64 flows;	      /* established now */
+	__u64 handshakes;     /* flows established, the first one included */
+	__u64 connect_failed; /* client: handshakes that failed or timed out */
+	__u64 refused;	      /* server: connections over the caps, closed with a RST */
+	/* flows ended, by why (each one a new handshake for a client) */
+	__u64 end_reset;  /* an in-window RST */
+	__u64 end_syn;	  /* the peer sent a new SYN on the 4-tuple */
+	__u64 end_silent; /* client: sending, nothing back for KCPX_FTCP_SILENT_S */
+	__u64 end_idle;	  /* server: nothing in for KCPX_FTCP_IDLE_S */
+	__u64 end_closed; /* the kernel's socket saw FIN, RST or an error */
+	__u64 end_dup;	  /* server: the same 4-tuple connected again */
+};
+_Static_assert(sizeof(struct kcpx_ftcp_counts) == 10 * 8, "kcpx_ftcp_counts layout");
 
 #endif

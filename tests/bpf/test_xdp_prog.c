@@ -1040,6 +1040,57 @@ static int load_srv(struct kcpx_xdp **x, const char *local, bool loopback)
 }
 
 /*
+ * kcptun's listen range (":4000-4009"): every port of it is the tunnel's, on IPv4 and IPv6,
+ * and the ports either side of it are not; the TC program sees the range's replies too.
+ */
+static void test_listen_range(void)
+{
+	struct kcpx_xdp_config c = { .role = KCPX_BPF_ROLE_SERVER,
+				     .port = PORT,
+				     .port_last = PORT + 9,
+				     .dscp = 46,
+				     .min_payload = 24,
+				     .max_payload = 1500 };
+	static const uint16_t in[] = { PORT, PORT + 1, PORT + 5, PORT + 9 };
+	static const uint16_t out_of[] = { PORT - 1, PORT + 10, 0, 65535 };
+	struct kcpx_xdp *x;
+	struct kcpx_tc_stats t;
+	struct frame f;
+	struct frame_spec s = {
+		.family = 4, .src = ME4, .dst = PEER4, .dport = 5555, .payload = 200
+	};
+
+	CHECK_EQ(kcpx_xdp_open(&x, &c), 0);
+	if (!x)
+		return;
+	for (size_t i = 0; i < 4; i++) {
+		CHECK_EQ(run_addr(x, PEER4, ME4, in[i]), 0);
+		CHECK_EQ(d.pass_no_xsk, 1);
+		CHECK_EQ(run_addr(x, PEER6, ME6, in[i]), 0);
+		CHECK_EQ(d.pass_no_xsk, 1);
+		CHECK_EQ(run_addr(x, PEER4, ME4, out_of[i]), 0);
+		CHECK_EQ(verdict, XDP_PASS);
+		CHECK_EQ(d.pass_other, 1);
+		CHECK_EQ(run_addr(x, PEER6, ME6, out_of[i]), 0);
+		CHECK_EQ(d.pass_other, 1);
+		/* leaving from a port of the range: a tunnel packet, marked */
+		s.sport = in[i];
+		frame_build(&f, &s);
+		CHECK_EQ(run_tc(x, &f, &t), 0);
+		CHECK_EQ(t.tunnel_packets, 1);
+		CHECK_EQ(out[f.l3 + 1] >> 2, 46);
+		s.sport = out_of[i];
+		frame_build(&f, &s);
+		CHECK_EQ(run_tc(x, &f, &t), 0);
+		CHECK_EQ(t.tunnel_packets, 0);
+	}
+	/* one port (srv): its neighbours are not the tunnel's */
+	CHECK_EQ(run_addr(srv, PEER4, ME4, PORT + 1), 0);
+	CHECK_EQ(d.pass_other, 1);
+	kcpx_xdp_close(x, false);
+}
+
+/*
  * Random frames: 20,000 tunnel-shaped frames (IPv4/IPv6, the tunnel's port or another,
  * random sizes), each with 1-8 random bytes overwritten and sometimes cut short, through
  * the server, client and native (kcpx and auto) programs. Every frame: no error, exactly
@@ -1142,6 +1193,7 @@ int main(void)
 	RUN(test_native_checks);
 	RUN(test_martians);
 	RUN(test_listen_address);
+	RUN(test_listen_range);
 	RUN(test_random_frames);
 
 	kcpx_xdp_close(srv, false);

@@ -60,8 +60,10 @@ on_cleanup() { _netns_cleanups+=("$1"); }
 track_pid() { _netns_pids+=("$1"); }
 
 netns_add() {
-	ip netns add "$1"
+	# Listed first: a signal during `ip netns add` runs the trap only after it returns,
+	# and the namespace must then already be on the cleanup list.
 	_netns_made+=("$1")
+	ip netns add "$1" || return 1
 	ip -n "$1" link set lo up
 }
 

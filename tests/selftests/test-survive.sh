@@ -28,6 +28,7 @@
 set -eu
 NETNS_TAG=ksv$$
 . "$(dirname "$0")/../lib/netns.sh"
+. "$(dirname "$0")/../lib/download.sh"
 need_root
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
 work=$(mktemp -d /tmp/kcpx-survive.XXXXXX)
@@ -66,36 +67,8 @@ client() { # client [EXTRA FLAGS]
 	cpid=$!
 	track_pid "$cpid"
 }
-# the client's UDP source port towards the server (its one session's socket)
-cport() {
-	in_a ss -Hun "dport = :4001" |
-		awk -v ip="$IP_A" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
-			print substr($i, length(ip) + 2); exit } }'
-}
-# wait_held FILE: until the downloader stopped reading at its HOLD mark (bounded); the
-# step's change then happens mid-stream however slow the machine, and FILE.go resumes it
-wait_held() {
-	for _ in $(seq 1 400); do
-		[ -e "$1.held" ] && return 0
-		sleep 0.05
-	done
-	echo "FAIL: $1: never held after 20 s"
-	fail=1
-}
-check_dl() { # check_dl FILE WHAT MAX_GAP_MS
-	local sha n gap
-	read -r sha n gap <"$1" 2>/dev/null || { echo "FAIL: $2: no result"; fail=1; return; }
-	if [ "$sha" = "$want" ]; then
-		echo "  $2: $n bytes, sha256 equal, longest stall $gap ms"
-	else
-		echo "FAIL: $2: $n bytes, sha256 differs (stream reset?)"
-		fail=1
-	fi
-	if [ -n "$3" ] && [ "$gap" -gt "$3" ]; then
-		echo "FAIL: $2: stalled $gap ms, want <= $3"
-		fail=1
-	fi
-}
+# the client's UDP port towards the server
+cport() { udp_sport "$NS_A" 4001 "$IP_A"; }
 
 server
 client

@@ -26,6 +26,7 @@
 set -eu
 NETNS_TAG=ksu$$
 . "$(dirname "$0")/../lib/netns.sh"
+. "$(dirname "$0")/../lib/download.sh"
 need_root
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
 work=$(mktemp -d /tmp/kcpx-survive-up.XXXXXX)
@@ -89,35 +90,7 @@ client() {
 	track_pid "$cpid"
 }
 # the client's UDP port towards the server (the socket beside its AF_XDP port)
-cport() {
-	in_a ss -Hun "dport = :4002" |
-		awk -v ip="$A1" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
-			print substr($i, length(ip) + 2); exit } }'
-}
-# wait_held FILE: until the downloader stopped reading at its HOLD mark (bounded); the
-# rebind then happens mid-stream however slow the machine, and FILE.go resumes it
-wait_held() {
-	for _ in $(seq 1 400); do
-		[ -e "$1.held" ] && return 0
-		sleep 0.05
-	done
-	echo "FAIL: $1: never held after 20 s"
-	fail=1
-}
-check_dl() { # check_dl FILE WHAT MAX_GAP_MS
-	local sha got gap
-	read -r sha got gap <"$1" 2>/dev/null || { echo "FAIL: $2: no result"; fail=1; return; }
-	if [ "$sha" = "$want" ]; then
-		echo "  $2: $got bytes, sha256 equal, longest stall $gap ms"
-	else
-		echo "FAIL: $2: $got bytes, sha256 differs (stream reset?)"
-		fail=1
-	fi
-	if [ "$gap" -gt "$3" ]; then
-		echo "FAIL: $2: stalled $gap ms, want <= $3"
-		fail=1
-	fi
-}
+cport() { udp_sport "$NS_A" 4002 "$A1"; }
 nat_stat() { # nat_stat FIELD: the server's kcpx_nat_stats FIELD (`kcpx stats`)
 	in_b "$KCPX" stats "$IF_B" | awk -v f="$1" \
 		'/^[a-z_]+$/ { cur = $1 } cur == "kcpx_nat_stats" && $1 == f { print $2; found = 1 }

@@ -71,6 +71,6 @@ int kcpx_cmd_tunnel(enum kcpx_role role, int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 	if (cfg.tcp)
-		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+		return kcpx_tunnel_run_tcp(&cfg, NULL) ? 1 : 0;
 	return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 }

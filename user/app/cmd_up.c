@@ -154,27 +154,30 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 		.dscp = cfg->dscp,
 	};
 	struct kcpx_addr a;
+	unsigned last;
 	int err;
 
 	if (cfg->protocol == KCPX_PROTO_KCPX)
 		xc.native = KCPX_XDP_NATIVE_ONLY;
 	else if (cfg->protocol == KCPX_PROTO_AUTO)
 		xc.native = KCPX_XDP_NATIVE_AUTO;
+	/* A range (kcptun's "host:4000-4009"): a server's XDP program steers every port of
+	 * it; a client's steers each session's own port, registered with the server port
+	 * that session picked (io/xsk.c), so only the address matters here. */
 	if (cfg->role == KCPX_ROLE_SERVER) {
-		err = kcpx_addr_parse(cfg->listen, &a);
+		err = kcpx_addr_parse_range(cfg->listen, &a, &last);
 		xc.role = KCPX_BPF_ROLE_SERVER;
 		xc.local = a;
+		xc.port_last = (uint16_t)last;
 	} else {
-		err = kcpx_addr_parse(cfg->remoteaddr, &a);
+		err = kcpx_addr_parse_range(cfg->remoteaddr, &a, &last);
 		xc.role = KCPX_BPF_ROLE_CLIENT;
 		xc.peer = a;
 	}
 	if (err) {
 		pr_warn("%s '%s': %s", cfg->role == KCPX_ROLE_SERVER ? "listen" : "remoteaddr",
 			cfg->role == KCPX_ROLE_SERVER ? cfg->listen : cfg->remoteaddr,
-			err == -EOPNOTSUPP ? "kcptun's port ranges work with kcpx client|server, "
-					     "not under kcpx up (its XDP program steers one port)"
-					   : strerror(-err));
+			strerror(-err));
 		return -EINVAL;
 	}
 	xc.port = (uint16_t)kcpx_addr_port(&a);
@@ -221,7 +224,8 @@ int kcpx_cmd_up(int argc, char **argv)
 					  .native_up = up_native_up,
 					  .native_down = up_native_down,
 					  .status = up_status,
-					  .metrics = up_metrics };
+					  .metrics = up_metrics,
+					  .port_ranges = true };
 	struct up u = { 0 };
 	enum kcpx_role role = KCPX_ROLE_NONE;
 	struct kcpx_config cfg;
@@ -303,7 +307,7 @@ int kcpx_cmd_up(int argc, char **argv)
 		 * translation in TC/XDP on the interface the route takes. */
 		pr_warn("kcpx up --tcp: AF_XDP does not carry fake TCP; running over UDP sockets "
 			"with the TC/XDP translation instead");
-		return kcpx_tunnel_run_tcp(&cfg) ? 1 : 0;
+		return kcpx_tunnel_run_tcp(&cfg, u.ifname) ? 1 : 0;
 	}
 	setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
 	err = up_start(&u, &cfg);

@@ -109,11 +109,12 @@ static void be_metrics(void *arg, FILE *fp)
 		U(s.rx_trunc));
 }
 
-int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg)
+int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 {
 	struct kcpx_ftcp_config fc = { .server = cfg->role == KCPX_ROLE_SERVER,
 				       .sockbuf = cfg->sockbuf,
-				       .dscp = cfg->dscp };
+				       .dscp = cfg->dscp,
+				       .pin_ifname = pin_ifname };
 	struct kcpx_tunnel_backend be = {
 		.open = be_open,
 		.publish = be_tick,

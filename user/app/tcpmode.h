@@ -5,7 +5,8 @@
 
 #include "app/config.h"
 
-/* Like kcpx_tunnel_run(cfg, NULL), with the translation attached for the run. */
-int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg);
+/* Like kcpx_tunnel_run(cfg, NULL), with the translation attached for the run.
+ * pin_ifname (`kcpx up IFACE --tcp`): the counters are pinned there for `kcpx stats`. */
+int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname);
 
 #endif

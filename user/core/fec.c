@@ -13,6 +13,7 @@
  * auto-tune), over a pool of fixed 1500-byte entries addressed by index.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,11 +24,36 @@
 
 /* ---------------------------------------------------------------- RS code */
 
-struct kcpx_rs {
-	int ds, ps, n;
+/*
+ * The code of a ratio (its matrix and encoding tables) depends on (ds, ps) only and never
+ * changes once built, so every encoder and decoder of that ratio shares one. Building it
+ * costs O((ds + ps) * ds^2) field multiplications, milliseconds at large ratios: without
+ * sharing, every new session, every ratio re-tune and every fuzzer execution pays it. The
+ * cache holds the most recently used codes, at most RS_CACHE_MAX of them and
+ * RS_CACHE_BYTES in all (codes still held by an rs stay alive outside it), so ratios an
+ * attacker cycles through cost no more memory than that.
+ */
+struct rs_code {
+	int ds, ps;
+	unsigned refs;	   /* the cache's and every rs's, under rs_lock */
+	size_t bytes;	   /* matrix + enc_tbls */
 	uint8_t *matrix;   /* n x ds */
 	uint8_t *enc_tbls; /* 32 * ds * ps, parity rows */
-	/* reconstruction, with the tables of the last erasure pattern kept */
+};
+
+#define RS_CACHE_MAX   8
+#define RS_CACHE_BYTES (2u << 20)
+
+static pthread_mutex_t rs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_code *rs_cache[RS_CACHE_MAX]; /* most recently used first */
+static int rs_ncache;
+
+struct kcpx_rs {
+	int ds, ps, n;
+	struct rs_code *code; /* shared, read-only */
+	uint8_t *matrix;      /* code->matrix */
+	/* reconstruction scratch, allocated at the first reconstruction (encoders never
+	 * need it), with the tables of the last erasure pattern kept */
 	uint8_t *sub, *inv, *rows, *dec_tbls;
 	int *valid;	   /* ds indices of the shards used as sources */
 	int *last_valid;   /* pattern the tables were built for */
@@ -80,12 +106,105 @@ out:
 	return err;
 }
 
+static void rs_code_free(struct rs_code *c)
+{
+	free(c->matrix);
+	free(c->enc_tbls);
+	free(c);
+}
+
+/* Drop one reference; the caller holds rs_lock. Returns the code if it is to be freed
+ * (outside the lock). */
+static struct rs_code *rs_code_unref_locked(struct rs_code *c)
+{
+	return --c->refs == 0 ? c : NULL;
+}
+
+static struct rs_code *rs_code_build(int ds, int ps)
+{
+	struct rs_code *c = calloc(1, sizeof(*c));
+	size_t n = (size_t)(ds + ps);
+
+	if (!c)
+		return NULL;
+	c->ds = ds;
+	c->ps = ps;
+	c->refs = 1;
+	c->bytes = n * (size_t)ds + 32 * (size_t)ds * (size_t)ps;
+	c->matrix = malloc(n * (size_t)ds);
+	c->enc_tbls = malloc(32 * (size_t)ds * (size_t)ps);
+	if (!c->matrix || !c->enc_tbls || kcpx_fec_matrix(ds, ps, c->matrix)) {
+		rs_code_free(c);
+		return NULL;
+	}
+	ec_init_tables(ds, ps, c->matrix + (size_t)ds * ds, c->enc_tbls);
+	return c;
+}
+
+/* The code for (ds, ps), with a reference for the caller. */
+static struct rs_code *rs_code_get(int ds, int ps)
+{
+	struct rs_code *c = NULL, *drop[RS_CACHE_MAX + 1], *built;
+	int ndrop = 0;
+	size_t total = 0;
+
+	pthread_mutex_lock(&rs_lock);
+	for (int i = 0; i < rs_ncache; i++) {
+		if (rs_cache[i]->ds == ds && rs_cache[i]->ps == ps) {
+			c = rs_cache[i];
+			memmove(rs_cache + 1, rs_cache, (size_t)i * sizeof(*rs_cache));
+			rs_cache[0] = c;
+			c->refs++;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rs_lock);
+	if (c)
+		return c;
+
+	/* built outside the lock: two threads may build the same code, one is dropped */
+	built = rs_code_build(ds, ps);
+	if (!built)
+		return NULL;
+	pthread_mutex_lock(&rs_lock);
+	if (rs_ncache == RS_CACHE_MAX)
+		drop[ndrop++] = rs_code_unref_locked(rs_cache[--rs_ncache]);
+	memmove(rs_cache + 1, rs_cache, (size_t)rs_ncache * sizeof(*rs_cache));
+	rs_cache[0] = built;
+	rs_ncache++;
+	built->refs++; /* the cache's and the caller's */
+	for (int i = 0; i < rs_ncache; i++) {
+		total += rs_cache[i]->bytes;
+		if (i > 0 && total > RS_CACHE_BYTES) {
+			/* evict this one and every older one */
+			for (int j = rs_ncache - 1; j >= i; j--)
+				drop[ndrop++] = rs_code_unref_locked(rs_cache[j]);
+			rs_ncache = i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rs_lock);
+	for (int i = 0; i < ndrop; i++)
+		if (drop[i])
+			rs_code_free(drop[i]);
+	return built;
+}
+
+static void rs_code_put(struct rs_code *c)
+{
+	pthread_mutex_lock(&rs_lock);
+	c = rs_code_unref_locked(c);
+	pthread_mutex_unlock(&rs_lock);
+	if (c)
+		rs_code_free(c);
+}
+
 void kcpx_rs_free(struct kcpx_rs *rs)
 {
 	if (!rs)
 		return;
-	free(rs->matrix);
-	free(rs->enc_tbls);
+	if (rs->code)
+		rs_code_put(rs->code);
 	free(rs->sub);
 	free(rs->inv);
 	free(rs->rows);
@@ -101,7 +220,6 @@ void kcpx_rs_free(struct kcpx_rs *rs)
 struct kcpx_rs *kcpx_rs_new(int ds, int ps)
 {
 	struct kcpx_rs *rs;
-	size_t dd = (size_t)ds * ds;
 
 	if (ds <= 0 || ps <= 0 || ds + ps > KCPX_FEC_MAX_SHARDS)
 		return NULL;
@@ -111,26 +229,47 @@ struct kcpx_rs *kcpx_rs_new(int ds, int ps)
 	rs->ds = ds;
 	rs->ps = ps;
 	rs->n = ds + ps;
-	rs->matrix = malloc((size_t)rs->n * ds);
-	rs->enc_tbls = malloc(32 * (size_t)ds * ps);
+	rs->last_nmissing = -1;
+	rs->code = rs_code_get(ds, ps);
+	if (!rs->code) {
+		kcpx_rs_free(rs);
+		return NULL;
+	}
+	rs->matrix = rs->code->matrix;
+	return rs;
+}
+
+/* The reconstruction scratch, at the first reconstruction. */
+static int rs_scratch(struct kcpx_rs *rs)
+{
+	size_t ds = (size_t)rs->ds, dd = ds * ds;
+
+	if (rs->src)
+		return 0;
 	rs->sub = malloc(dd);
 	rs->inv = malloc(dd);
 	rs->rows = malloc(dd);
 	rs->dec_tbls = malloc(32 * dd);
-	rs->valid = calloc((size_t)ds, sizeof(int));
-	rs->last_valid = calloc((size_t)ds, sizeof(int));
-	rs->missing = calloc((size_t)ds, sizeof(int));
-	rs->src = calloc((size_t)rs->n, sizeof(uint8_t *));
+	rs->valid = calloc(ds, sizeof(int));
+	rs->last_valid = calloc(ds, sizeof(int));
+	rs->missing = calloc(ds, sizeof(int));
 	rs->dst = calloc((size_t)rs->n, sizeof(uint8_t *));
-	rs->last_nmissing = -1;
-	if (!rs->matrix || !rs->enc_tbls || !rs->sub || !rs->inv || !rs->rows || !rs->dec_tbls ||
-	    !rs->valid || !rs->last_valid || !rs->missing || !rs->src || !rs->dst ||
-	    kcpx_fec_matrix(ds, ps, rs->matrix)) {
-		kcpx_rs_free(rs);
-		return NULL;
+	rs->src = calloc((size_t)rs->n, sizeof(uint8_t *));
+	if (!rs->sub || !rs->inv || !rs->rows || !rs->dec_tbls || !rs->valid || !rs->last_valid ||
+	    !rs->missing || !rs->dst || !rs->src) {
+		void **all[] = { (void **)&rs->sub,	(void **)&rs->inv,
+				 (void **)&rs->rows,	(void **)&rs->dec_tbls,
+				 (void **)&rs->valid,	(void **)&rs->last_valid,
+				 (void **)&rs->missing, (void **)&rs->dst,
+				 (void **)&rs->src };
+
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+			free(*all[i]); /* all or nothing: tried again next time */
+			*all[i] = NULL;
+		}
+		return -ENOMEM;
 	}
-	ec_init_tables(ds, ps, rs->matrix + dd, rs->enc_tbls);
-	return rs;
+	return 0;
 }
 
 int kcpx_rs_encode(struct kcpx_rs *rs, uint8_t **shards, size_t len)
@@ -138,7 +277,8 @@ int kcpx_rs_encode(struct kcpx_rs *rs, uint8_t **shards, size_t len)
 	if (len > INT32_MAX)
 		return -EINVAL;
 	if (len)
-		ec_encode_data((int)len, rs->ds, rs->ps, rs->enc_tbls, shards, shards + rs->ds);
+		ec_encode_data((int)len, rs->ds, rs->ps, rs->code->enc_tbls, shards,
+			       shards + rs->ds);
 	return 0;
 }
 
@@ -151,6 +291,8 @@ int kcpx_rs_reconstruct(struct kcpx_rs *rs, uint8_t **shards, const bool *presen
 
 	if (len > INT32_MAX)
 		return -EINVAL;
+	if (rs_scratch(rs))
+		return -ENOMEM;
 	for (int i = 0; i < rs->n && nvalid < ds; i++)
 		if (present[i])
 			rs->valid[nvalid++] = i;
@@ -321,8 +463,9 @@ int kcpx_fec_encode(struct kcpx_fec_enc *e, const uint8_t *kcp, size_t kcp_len, 
 
 	/* the first `parity` rows of the tables are those rows' own: fewer rows, less work */
 	if (e->parity > 0)
-		ec_encode_data_update((int)rs_len, e->ds, e->parity, e->count, e->rs->enc_tbls,
-				      body + KCPX_FEC_HDR_PARITY, e->parity_rs);
+		ec_encode_data_update((int)rs_len, e->ds, e->parity, e->count,
+				      e->rs->code->enc_tbls, body + KCPX_FEC_HDR_PARITY,
+				      e->parity_rs);
 	if (rs_len > e->max_rs)
 		e->max_rs = rs_len;
 	if (!e->open_push && kcp_has_push(kcp, kcp_len)) {

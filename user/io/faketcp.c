@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kcpx_bpf.h"
 #include "core/ftcpflow.h"
 #include "io/addr.h"
 #include "io/faketcp.h"
@@ -601,6 +602,13 @@ void kcpx_ftcp_tick(struct kcpx_ftcp *ft)
 		if (!ft->cfg.server && g->nconns == 0 && now >= g->retry_at)
 			client_connect(g);
 	}
+	{
+		struct kcpx_ftcp_counts c;
+
+		/* for `kcpx stats IFACE` (pinned) and anyone reading the map */
+		kcpx_ftcp_counts(ft, &c);
+		kcpx_ftcp_bpf_publish(ft->bpf, &c);
+	}
 }
 
 int kcpx_ftcp_stats(struct kcpx_ftcp *ft, struct kcpx_ftcp_stats *s)
@@ -631,6 +639,18 @@ int kcpx_ftcp_new(struct kcpx_ftcp **out, const struct kcpx_ftcp_config *cfg)
 	if (err) {
 		free(ft);
 		return err;
+	}
+	if (cfg->pin_ifname) {
+		err = kcpx_ftcp_bpf_pin(ft->bpf, cfg->pin_ifname);
+		if (err)
+			kcpx_io_logf(0,
+				     "--tcp: pinning the counters under %s/%s failed (%s): `kcpx "
+				     "stats %s` will not show them",
+				     KCPX_BPF_PIN_ROOT, cfg->pin_ifname, strerror(-err),
+				     cfg->pin_ifname);
+		else
+			kcpx_io_logf(1, "--tcp: counters pinned under %s/%s", KCPX_BPF_PIN_ROOT,
+				     cfg->pin_ifname);
 	}
 	kcpx_nft_down_stale();
 	/* Without the table the kernel's TTL-1 packets still die at the first router; go on. */

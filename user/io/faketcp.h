@@ -36,24 +36,12 @@ struct kcpx_ftcp_config {
 	bool server;
 	int sockbuf; /* UDP socket buffers, as kcpx_udp_config */
 	int dscp;
+	/* `kcpx up IFACE --tcp`: pin the counter maps under /sys/fs/bpf/kcpx/IFACE for
+	 * `kcpx stats IFACE` while the daemon runs (NULL: pin nothing) */
+	const char *pin_ifname;
 };
 
 struct kcpx_ftcp;
-
-/* What userspace saw of the flows, since kcpx_ftcp_new (all daemon-wide). */
-struct kcpx_ftcp_counts {
-	uint64_t flows;		 /* established now */
-	uint64_t handshakes;	 /* flows established, the first one included */
-	uint64_t connect_failed; /* client: handshakes that failed or timed out */
-	uint64_t refused;	 /* server: connections over the caps, closed with a RST */
-	/* flows ended, by why (each one a new handshake for a client) */
-	uint64_t end_reset;  /* an in-window RST */
-	uint64_t end_syn;    /* the peer sent a new SYN on the 4-tuple */
-	uint64_t end_silent; /* client: sending, nothing back for KCPX_FTCP_SILENT_S */
-	uint64_t end_idle;   /* server: nothing in for KCPX_FTCP_IDLE_S */
-	uint64_t end_closed; /* the kernel's socket saw FIN, RST or an error */
-	uint64_t end_dup;    /* server: the same 4-tuple connected again */
-};
 
 /* Load and prepare (BPF programs, nftables table, stale tables of dead daemons removed).
  * Returns 0 or -errno after logging why. */

@@ -14,7 +14,6 @@
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
 #include "io/log.h"
-#include "io/log.h"
 #include "io/xdp.h"
 
 /* The kernel has TCX links; libbpf 1.1's headers do not name them. */
@@ -33,6 +32,8 @@ struct kcpx_ftcp_bpf {
 	struct faketcp *skel;
 	struct ftcp_iface ifs[FTCP_IFACES_MAX];
 	int nifs;
+	char pin_ifname[IF_NAMESIZE]; /* "": nothing pinned */
+	void *percpu_buf;	      /* kcpx_ftcp_bpf_publish's scratch: ncpus values */
 };
 
 /* libbpf's own messages one level down: the callers say what failed and what happens. */
@@ -82,7 +83,14 @@ void kcpx_ftcp_bpf_close(struct kcpx_ftcp_bpf *b)
 		if (b->ifs[i].tci_link_fd >= 0)
 			close(b->ifs[i].tci_link_fd);
 	}
+	if (b->pin_ifname[0]) {
+		kcpx_xdp_unpin_map(b->pin_ifname, "kcpx_ftcp_stats",
+				   bpf_map__fd(b->skel->maps.kcpx_ftcp_stats));
+		kcpx_xdp_unpin_map(b->pin_ifname, "kcpx_ftcp_conns",
+				   bpf_map__fd(b->skel->maps.kcpx_ftcp_conns));
+	}
 	faketcp__destroy(b->skel);
+	free(b->percpu_buf);
 	free(b);
 }
 
@@ -222,4 +230,39 @@ int kcpx_ftcp_bpf_flow_del(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *
 int kcpx_ftcp_bpf_stats(struct kcpx_ftcp_bpf *b, struct kcpx_ftcp_stats *s)
 {
 	return kcpx_xdp_sum_percpu(bpf_map__fd(b->skel->maps.kcpx_ftcp_stats), s, sizeof(*s));
+}
+
+int kcpx_ftcp_bpf_publish(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_counts *c)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u32 key = 0;
+
+	if (ncpu < 0)
+		return ncpu;
+	if (!b->percpu_buf) {
+		b->percpu_buf = calloc((size_t)ncpu, sizeof(*c));
+		if (!b->percpu_buf)
+			return -ENOMEM;
+	}
+	memcpy(b->percpu_buf, c, sizeof(*c));
+	return bpf_map_update_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_conns), &key, b->percpu_buf,
+				   0)
+		       ? -errno
+		       : 0;
+}
+
+int kcpx_ftcp_bpf_pin(struct kcpx_ftcp_bpf *b, const char *ifname)
+{
+	int err;
+
+	if (b->pin_ifname[0] || strlen(ifname) >= sizeof(b->pin_ifname))
+		return -EINVAL;
+	err = kcpx_xdp_pin_map(ifname, "kcpx_ftcp_stats",
+			       bpf_map__fd(b->skel->maps.kcpx_ftcp_stats));
+	if (err)
+		return err;
+	/* from here on close() unpins: record the name before the second pin */
+	snprintf(b->pin_ifname, sizeof(b->pin_ifname), "%s", ifname);
+	return kcpx_xdp_pin_map(ifname, "kcpx_ftcp_conns",
+				bpf_map__fd(b->skel->maps.kcpx_ftcp_conns));
 }

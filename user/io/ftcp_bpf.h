@@ -52,5 +52,10 @@ int kcpx_ftcp_bpf_flow_del(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_key *
 
 /* The counters summed over CPUs. */
 int kcpx_ftcp_bpf_stats(struct kcpx_ftcp_bpf *b, struct kcpx_ftcp_stats *s);
+/* Userspace's flow counts into kcpx_ftcp_conns (CPU 0's slot, the others zero). */
+int kcpx_ftcp_bpf_publish(struct kcpx_ftcp_bpf *b, const struct kcpx_ftcp_counts *c);
+/* Pin kcpx_ftcp_stats and kcpx_ftcp_conns under /sys/fs/bpf/kcpx/IFACE (replacing pins of
+ * a daemon that died); unpinned again by kcpx_ftcp_bpf_close, or by `kcpx down IFACE`. */
+int kcpx_ftcp_bpf_pin(struct kcpx_ftcp_bpf *b, const char *ifname);
 
 #endif

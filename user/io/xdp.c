@@ -64,8 +64,11 @@ static const char *const pinned_maps[] = {
 	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp",
 	"kcpx_xsks",	  "kcpx_lports",   "kcpx_info",	     "kcpx_nat_stats",
 };
+/* Pinned by the --tcp translation (io/ftcp_bpf.c) under `kcpx up IFACE --tcp`. */
+static const char *const ftcp_maps[] = { "kcpx_ftcp_stats", "kcpx_ftcp_conns" };
 static const char *const counter_maps[] = {
-	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp", "kcpx_nat_stats",
+	"kcpx_xdp_stats", "kcpx_tc_stats",   "kcpx_xsk_stats",	"kcpx_snmp",
+	"kcpx_nat_stats", "kcpx_ftcp_stats", "kcpx_ftcp_conns",
 };
 
 /*
@@ -444,6 +447,9 @@ static int unpin_all(const char *ifname)
 	for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++)
 		if (unlinkat(fds[PIN_IFACE], pinned_maps[i], 0) == 0)
 			removed++;
+	for (size_t i = 0; i < sizeof(ftcp_maps) / sizeof(ftcp_maps[0]); i++)
+		if (unlinkat(fds[PIN_IFACE], ftcp_maps[i], 0) == 0)
+			removed++;
 	if (unlinkat(fds[PIN_KCPX], ifname, AT_REMOVEDIR) < 0) {
 		err = errno == ENOENT ? 0 : -errno;
 		if (err == -ENOTEMPTY)
@@ -700,6 +706,10 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 	memset(c, 0, sizeof(*c));
 	c->role = cfg->role;
 	c->port = htons(cfg->port);
+	if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->port_last > cfg->port) {
+		c->port_first = cfg->port;
+		c->port_last = cfg->port_last;
+	}
 	c->min_payload = cfg->min_payload ? cfg->min_payload : 1;
 	c->max_payload = cfg->max_payload ? cfg->max_payload : KCPX_PKT_MAX;
 	if (cfg->native != KCPX_XDP_NATIVE_OFF)
@@ -1044,6 +1054,59 @@ int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size)
 out:
 	free(buf);
 	return err;
+}
+
+static __u32 map_id_of(int fd)
+{
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
+
+	return fd >= 0 && bpf_obj_get_info_by_fd(fd, &mi, &len) == 0 ? mi.id : 0;
+}
+
+int kcpx_xdp_pin_map(const char *ifname, const char *name, int map_fd)
+{
+	char path[PATH_MAX];
+	int fds[PIN_NFDS], err;
+
+	if (!valid_ifname(ifname))
+		return -EINVAL;
+	err = bpffs_ensure();
+	if (err)
+		return err;
+	err = pin_tree_open(ifname, true, fds);
+	if (!err) {
+		/* a pin of this name that is here already was left by a daemon that died */
+		if (unlinkat(fds[PIN_IFACE], name, 0) < 0 && errno != ENOENT)
+			err = -errno;
+	}
+	pin_tree_close(fds);
+	if (!err)
+		err = pin_path(path, sizeof(path), ifname, name);
+	if (!err && bpf_obj_pin(map_fd, path) < 0)
+		err = -errno;
+	return err;
+}
+
+void kcpx_xdp_unpin_map(const char *ifname, const char *name, int map_fd)
+{
+	char path[PATH_MAX];
+	int fds[PIN_NFDS], fd;
+
+	if (!valid_ifname(ifname) || pin_tree_open(ifname, false, fds)) {
+		pin_tree_close(fds);
+		return;
+	}
+	/* `kcpx down` and a new daemon may have replaced it meanwhile: only our own map */
+	if (!pin_path(path, sizeof(path), ifname, name) && (fd = bpf_obj_get(path)) >= 0) {
+		if (map_id_of(fd) == map_id_of(map_fd))
+			unlinkat(fds[PIN_IFACE], name, 0);
+		close(fd);
+	}
+	/* both only once empty */
+	unlinkat(fds[PIN_KCPX], ifname, AT_REMOVEDIR);
+	unlinkat(fds[PIN_ROOT], "kcpx", AT_REMOVEDIR);
+	pin_tree_close(fds);
 }
 
 /* One pinned per-CPU counter map: its value struct's members by BTF, summed over CPUs. */

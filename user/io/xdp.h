@@ -38,6 +38,7 @@ struct kcpx_xdp_config {
 	const char *ifname;	 /* NULL: load only, attach and pin nothing (tests) */
 	enum kcpx_bpf_role role; /* server: steer by local port; client: by peer */
 	uint16_t port;		 /* host order; server: listen port, client: server's port */
+	uint16_t port_last;	 /* server: the listen range is port..port_last (0: port) */
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
 	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
 	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
@@ -127,6 +128,15 @@ int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size);
 int kcpx_xdp_down(const char *ifname);
 /* Did kcpx_xdp_open turn threaded NAPI on (so that close must turn it off)? */
 bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x);
+
+/*
+ * Pin one map of another BPF object (the --tcp translation's counters) under
+ * /sys/fs/bpf/kcpx/IFACE/name, with the checks of kcpx_xdp_open on the pin tree; a pin of
+ * that name left by a dead daemon is replaced. Unpin removes the pin only while it is still
+ * map_fd's map, and the directories once empty. 0 or -errno.
+ */
+int kcpx_xdp_pin_map(const char *ifname, const char *name, int map_fd);
+void kcpx_xdp_unpin_map(const char *ifname, const char *name, int map_fd);
 
 /* Every field of every pinned counter map of IFACE, summed over CPUs, in map order:
  * cb(map name, field name, value). Field names come from the maps' BTF. */

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Checks on the paced downloads (tests/lib/pace.py) of the survival tests. Source it after
+# tests/lib/netns.sh, set $want (pace.py sha SIZE) and fail=0, then:
+#   udp_sport NS PORT IP   the local port of NS's UDP socket from IP towards PORT
+#   wait_held FILE         until the downloader stopped reading at its HOLD mark
+#   check_dl FILE WHAT MAX_GAP_MS   sha256, size and longest stall of a finished download
+# A check that fails prints a FAIL line and sets fail=1.
+
+udp_sport() {
+	in_ns "$1" ss -Hun "dport = :$2" |
+		awk -v ip="$3" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
+			print substr($i, length(ip) + 2); exit } }'
+}
+
+# Bounded (20 s): the change a step makes then happens mid-stream however slow the
+# machine, and FILE.go resumes the download.
+wait_held() {
+	for _ in $(seq 1 400); do
+		[ -e "$1.held" ] && return 0
+		sleep 0.05
+	done
+	echo "FAIL: $1: never held after 20 s"
+	fail=1
+}
+
+# MAX_GAP_MS empty: the stall is printed, not checked.
+check_dl() {
+	local sha n gap
+	read -r sha n gap <"$1" 2>/dev/null || { echo "FAIL: $2: no result"; fail=1; return; }
+	if [ "$sha" = "$want" ]; then
+		echo "  $2: $n bytes, sha256 equal, longest stall $gap ms"
+	else
+		echo "FAIL: $2: $n bytes, sha256 differs (stream reset?)"
+		fail=1
+	fi
+	if [ -n "$3" ] && [ "$gap" -gt "$3" ]; then
+		echo "FAIL: $2: stalled $gap ms, want <= $3"
+		fail=1
+	fi
+}
