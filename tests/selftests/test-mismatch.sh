@@ -7,11 +7,14 @@
 #         kcpx client :8383 --smuxver 1 ==udp==       kcpx server :4003 --smuxver 2
 #         kcpx client :8384 --ds 5 --ps 2 ==udp==     kcpx server :4004 --ds 10 --ps 3
 #                    (both --proto kcptun)
+#         kcpx client :8385 --nocomp    ==udp==       kcpx server :4005 (both --proto kcptun)
 #
 # Checks: wrong key: the server reports datagrams failing decryption, the peer that sent
 # them and --key/--crypt,
 # once (rate-limited) although dozens fail; the client reports no answer naming them;
-# --nocomp and --smuxver: the server's close line names the option; --ds/--ps in kcptun's
+# --nocomp (kcpx's protocol and kcptun's format) and --smuxver: the server's close line names
+# the option, and so does the client's, within 2 s of it (the server's parting frame fails
+# the client's parser; before, the client learnt at its keepalive timeout); --ds/--ps in kcptun's
 # format: both ends name the peer's ratio and ours (data still flows: each decoder learns
 # the other's ratio).
 set -eu
@@ -44,8 +47,9 @@ done <<'CASES'
 --crypt aes|--nocomp
 --smuxver 2|--smuxver 1
 --proto kcptun --ds 10 --ps 3|--proto kcptun --ds 5 --ps 2
+--proto kcptun --crypt aes|--proto kcptun --crypt aes --nocomp
 CASES
-for i in 1 2 3 4; do
+for i in 1 2 3 4 5; do
 	wait_udp_port "$NS_B" "400$i"
 	wait_tcp_port "$NS_A" "838$i"
 	# case 4 needs a few FEC groups for the decoder to learn the peer's ratio
@@ -61,6 +65,18 @@ wait_line "$work/s4.log" "its FEC is --datashard 5 --parityshard 2, ours 10/3: l
 wait_line "$work/c4.log" "its FEC is --datashard 10 --parityshard 3, ours 5/2: likely cause" || fail=1
 wait_line "$work/m4.out" " 0 errors" || { echo "FAIL: data lost over the ds/ps mismatch"; fail=1; }
 wait_line "$work/s3.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver" || fail=1
+wait_line "$work/s5.log" "closed: corrupt compressed stream from peer \(likely cause: the ends disagree on --nocomp" || fail=1
+# the client names it too, promptly: its line no more than 2 s after the server's
+for i in 2 3 5; do
+	wait_line "$work/c$i.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver, or on --nocomp" || fail=1
+	ts=$(grep -m1 "likely cause: the ends disagree" "$work/s$i.log" | cut -d' ' -f2)
+	tc=$(grep -m1 "likely cause: the ends disagree" "$work/c$i.log" | cut -d' ' -f2)
+	if [ -n "$ts" ] && [ -n "$tc" ]; then
+		d=$(($(date -d "$tc" +%s) - $(date -d "$ts" +%s)))
+		echo "case $i: the client named the cause $d s after the server"
+		[ "$d" -le 2 ] || { echo "FAIL: case $i: the client learnt $d s after the server"; fail=1; }
+	fi
+done
 n=$(grep -c "failed decryption" "$work/s1.log" || true)
 [ "$n" = 1 ] || { echo "FAIL: the failed-decryption line came $n times (rate limit: once a minute)"; fail=1; }
 bad=$(grep -oE '^[^ ]+ [^ ]+ kcpx warn: [0-9]+' "$work/s1.log" | grep -oE '[0-9]+$' | head -1)

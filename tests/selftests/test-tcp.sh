@@ -7,7 +7,7 @@
 # Checks: a port range (--conn 4 sessions, flows to several ports of :4010-4013, echo
 # streams intact); `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
 # drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
-# and 64 MiB up under `kcpx up IFACE server --tcp`, whose counters `kcpx stats IFACE` shows
+# and 64 MiB up under `kcpx up IFACE client|server --tcp` at both ends, whose counters `kcpx stats IFACE` shows
 # (pinned, gone after a kill -9 and `kcpx down IFACE`); M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
@@ -27,7 +27,7 @@ IP_A=10.$n.1.1
 IP_B=10.$n.2.2
 IF_A=${NETNS_TAG}a0
 IF_B=${NETNS_TAG}b0
-on_cleanup "$KCPX down $IF_B >/dev/null 2>&1 || true"
+on_cleanup "$KCPX down $IF_A >/dev/null 2>&1; $KCPX down $IF_B >/dev/null 2>&1; true"
 netns_add "$NS_A"
 netns_add "$NS_M"
 netns_add "$NS_B"
@@ -208,14 +208,14 @@ for _ in $(seq 1 50); do pgrep -f "$KCPX .*$work" >/dev/null || break; sleep 0.1
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
 	{ echo "FAIL: programs left after SIGTERM"; fail=1; }
 
-echo "kcpx up $IF_B server --tcp: $SIZE bytes A -> B"
+echo "kcpx up $IF_A client --tcp, kcpx up $IF_B server --tcp: $SIZE bytes A -> B"
 # nsenter execs: $! is the daemon itself, for the kill -9 below
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server --tcp -l :4001 \
 	-t 127.0.0.1:9001 $FLAGS -v 1 --quiet --log "$work/up.log" & uppid=$!
 track_pid $uppid
 # shellcheck disable=SC2086
-nsenter --net=/run/netns/"$NS_A" "$KCPX" client --tcp -l 127.0.0.1:8391 -r "$IP_B:4001" \
+nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client --tcp -l 127.0.0.1:8391 -r "$IP_B:4001" \
 	$FLAGS -v 1 --quiet --log "$work/client3.log" & clipid=$!
 track_pid $clipid
 wait_tcp_port "$NS_B" 4001 || fail=1
@@ -226,13 +226,18 @@ for _ in $(seq 1 100); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: kcpx up upload sha256 differs"; fail=1; }
 
-echo "kcpx stats $IF_B: the --tcp counters pinned by kcpx up"
+echo "kcpx stats $IF_B, $IF_A: the --tcp counters pinned by kcpx up"
 # userspace's flow counts are published once a second: wait for the handshake to show
 for _ in $(seq 1 50); do
 	in_b "$KCPX" stats "$IF_B" >"$work/stats-up.txt" 2>&1 || true
-	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" && break
+	in_a "$KCPX" stats "$IF_A" >"$work/stats-up-a.txt" 2>&1 || true
+	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" &&
+		grep -Eq '^  handshakes +[1-9]' "$work/stats-up-a.txt" && break
 	sleep 0.1
 done
+grep -Eq '^  tx_segs +[1-9][0-9]{4,}$' "$work/stats-up-a.txt" &&
+	grep -Eq '^  flows +1$' "$work/stats-up-a.txt" ||
+	{ echo "FAIL: kcpx stats $IF_A lacks the --tcp counters"; cat "$work/stats-up-a.txt"; fail=1; }
 grep -q '^kcpx_ftcp_stats$' "$work/stats-up.txt" &&
 	grep -Eq '^  rx_segs +[1-9][0-9]{4,}$' "$work/stats-up.txt" &&
 	grep -Eq '^  rx_trunc +0$' "$work/stats-up.txt" &&
@@ -250,11 +255,13 @@ for _ in $(seq 1 50); do kill -0 "$uppid" 2>/dev/null || kill -0 "$clipid" 2>/de
 [ "$(tables "$NS_A")" = 1 ] && [ "$(tables "$NS_B")" = 1 ] ||
 	{ echo "FAIL: expected the dead daemons' tables"; fail=1; }
 in_a "$KCPX" down | grep -q "removed the --tcp nftables rules of 1" || { echo "FAIL: kcpx down (A)"; fail=1; }
+in_a "$KCPX" down "$IF_A" >/dev/null 2>&1 || true
 [ -e "/sys/fs/bpf/kcpx/$IF_B/kcpx_ftcp_stats" ] ||
 	{ echo "FAIL: the --tcp counter pins went with kill -9 (kcpx down has nothing to do)"; fail=1; }
 in_b "$KCPX" down "$IF_B" | grep -q "kcpx is down on $IF_B" ||
 	{ echo "FAIL: kcpx down $IF_B did not remove the --tcp counter pins"; fail=1; }
-[ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] || { echo "FAIL: pins left under /sys/fs/bpf/kcpx/$IF_B"; fail=1; }
+[ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] && [ ! -e "/sys/fs/bpf/kcpx/$IF_A" ] ||
+	{ echo "FAIL: pins left under /sys/fs/bpf/kcpx"; fail=1; }
 [ "$(tables "$NS_A")" = 0 ] && [ "$(tables "$NS_B")" = 0 ] ||
 	{ echo "FAIL: kcpx_tcp tables left after kcpx down"; fail=1; }
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||

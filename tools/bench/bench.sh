@@ -23,7 +23,8 @@
 # Backends (full and quick; BENCH_BACKENDS=0 skips it): tools/bench/backends.sh, the UDP
 # backend against the XDP backend (--napi keep and threaded) on a bare veth pair.
 # Fake TCP (full and quick; BENCH_FAKETCP=0 skips it): tools/bench/faketcp.sh, `--tcp`
-# against the UDP mode and kcptun with and without --tcp on a bare veth pair.
+# against the UDP mode and kcptun with and without --tcp on a bare veth pair, then on the
+# linkem lanes of FAKETCP_LINKS (DELAY:LOSS like the grid's points; BENCH_FAKETCP_LINKS).
 # Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
 # goodput during a spoofed flood against the goodput without, kcpx (XDP) and kcptun.
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
@@ -64,6 +65,7 @@ full)
 	FLOOD=3
 	BACKENDS=3
 	FAKETCP=3
+	FAKETCP_LINKS="25:1 25:5"
 	RSS=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
@@ -75,6 +77,7 @@ quick)
 	FLOOD=1
 	BACKENDS=1
 	FAKETCP=1
+	FAKETCP_LINKS="25:1"
 	RSS=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
@@ -87,6 +90,7 @@ smoke)
 	FLOOD=0
 	BACKENDS=0
 	FAKETCP=0
+	FAKETCP_LINKS=""
 	RSS=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
@@ -102,6 +106,7 @@ FLOOD=${BENCH_FLOOD:-$FLOOD} # how many runs of test-xdp-flood.sh
 BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
 RSS=${BENCH_RSS:-$RSS}                # runs of rss.sh (1,000 connections, kcpx and kcptun)
 FAKETCP=${BENCH_FAKETCP:-$FAKETCP}    # runs of faketcp.sh's four candidates (--tcp)
+FAKETCP_LINKS=${BENCH_FAKETCP_LINKS-$FAKETCP_LINKS} # its linkem lanes after the bare pair
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
@@ -502,6 +507,14 @@ if [ "$FAKETCP" -gt 0 ]; then
 		# shellcheck disable=SC2086
 		KCPX=$KCPX timeout --kill-after=5 $((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh \
 			"$WORK/faketcp.txt" "$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
+		for p in $FAKETCP_LINKS; do
+			spec=$(link_spec "${p%%:*}" "${p##*:}")
+			log "faketcp: the same over linkem $spec, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
+			# shellcheck disable=SC2086
+			FT_LINK=$spec FT_SEED=$SEED KCPX=$KCPX timeout --kill-after=5 \
+				$((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh "$WORK/faketcp.txt" \
+				"$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
+		done
 	fi
 fi
 

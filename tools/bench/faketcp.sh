@@ -12,8 +12,9 @@
 #   kcptun       kcptun-client|kcptun-server        (reference: kcptun over UDP)
 #   kcptun-tcp   kcptun-client|kcptun-server --tcp  (tcpraw: raw sockets)
 # FLAGS go to both ends of every candidate, so they must be kcptun flags.
-# FT_LINK=SPEC puts linkem (--both SPEC, e.g. delay=25,loss=1) between the two ends
-# instead of the bare pair (tools/lib/wan.sh, lane 1).
+# FT_LINK=SPEC puts linkem (--both SPEC, e.g. delay=25,loss=1; seed FT_SEED, 42) between
+# the two ends instead of the bare pair (tools/lib/wan.sh, lane 1); bench.sh runs the bare
+# pair and then each lane of its FAKETCP_LINKS so.
 # One line per run into OUT: goodput, CPU seconds of the two daemons, CPU per GB. The
 # kernel's receive work for a datagram runs in the sender's context on a veth, so each
 # daemon's CPU includes its peer's receive path (the XDP/TC translation included).
@@ -33,7 +34,7 @@ if [ -n "$FT_LINK" ]; then
 	. tools/lib/wan.sh
 	need_root
 	wan_up 1 || exit 1
-	wan_linkem 1 --both "$FT_LINK" || exit 1
+	wan_linkem 1 --both "$FT_LINK" -s "${FT_SEED:-42}" || exit 1
 	NS_A=$(wan_ns 1 a) NS_B=$(wan_ns 1 b) IP_B=$(wan_ip 1 b)
 else
 	# shellcheck source=../../tests/lib/netns.sh

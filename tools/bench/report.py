@@ -191,49 +191,62 @@ def bare_table(w, recs):
 
 def faketcp_section(w, recs):
     """faketcp.sh: `--tcp` against kcpx's UDP mode and kcptun (with and without --tcp) on a
-    bare veth pair, interleaved runs; medians and issue 15's three ratios."""
+    bare veth pair and on linkem lanes, interleaved runs; one table per link, medians, and
+    issue 15's three ratios (its targets are set on the bare pair)."""
     if not recs:
         return
     names = [("udp", "kcpx UDP mode"), ("tcp", "kcpx `--tcp`"), ("kcptun", "kcptun"),
              ("kcptun-tcp", "kcptun `--tcp`")]
-    med = {}
-    for cand, _ in names:
-        ok = [r for r in recs if r.get("cand") == cand and r.get("status") == "ok"]
-        if ok:
-            med[cand] = {k: statistics.median(float(r[k]) for r in ok)
-                         for k in ("mbps", "cpu_s_per_gb")}
-            med[cand]["runs"] = ok
+    links = []
+    for r in recs:
+        if r.get("link", "bare") not in links:
+            links.append(r.get("link", "bare"))
     secs = next((r.get("secs") for r in recs if r.get("status") == "ok"), None)
     secs = "%.0f" % float(secs) if secs else "?"
     w("## Fake TCP (`--tcp`) against UDP mode and kcptun `--tcp`")
     w("")
-    w("tools/bench/faketcp.sh on a bare veth pair (no emulator), tuned flags on both ends of "
-      "every candidate, the four candidates interleaved, one iperf3 transfer of about %s s "
-      "per run; medians of the runs. `tcp` is `kcpx client|server --tcp` (TC egress and "
-      "XDP ingress translation), `kcptun-tcp` stock kcptun's tcpraw (raw sockets). CPU per "
-      "GB is the two daemons' (on a veth the kernel's receive work, the translation "
-      "included, runs in the sender's context)." % secs)
+    w("tools/bench/faketcp.sh on a bare veth pair (no emulator), then on linkem lanes (the "
+      "same namespaces with linkem in a middle one, both directions impaired alike), tuned "
+      "flags on both ends of every candidate, the four candidates interleaved, one iperf3 "
+      "transfer of about %s s per run; medians of the runs. `tcp` is `kcpx client|server "
+      "--tcp` (TC egress and XDP ingress translation), `kcptun-tcp` stock kcptun's tcpraw "
+      "(raw sockets). CPU per GB is the two daemons' (on a veth the kernel's receive work, "
+      "the translation included, runs in the sender's context)." % secs)
     w("")
-    w("| candidate | runs | Mbit/s (median) | runs (Mbit/s) | CPU s/GB (median) |")
-    w("|---|---|---|---|---|")
-    for cand, label in names:
-        rs = [r for r in recs if r.get("cand") == cand]
-        if cand not in med:
-            why = "; ".join(r.get("reason", "") for r in rs)[:160]
-            w("| %s | 0 | n/a | | n/a %s |" % (label, why))
-            continue
-        m = med[cand]
-        w("| %s | %d | %.0f | %s | %.2f |" % (
-            label, len(m["runs"]), m["mbps"], ", ".join(r["mbps"] for r in m["runs"]),
-            m["cpu_s_per_gb"]))
-    w("")
-    t, u, k = med.get("tcp"), med.get("udp"), med.get("kcptun-tcp")
-    if t and u and k:
-        w("Issue 15's targets: `--tcp` goodput %s UDP mode's (>= 0.8x), %s kcptun "
-          "`--tcp`'s (>= 3x), CPU per GB %s kcptun `--tcp`'s (<= 0.33x)." % (
-              fratio(ratio(t["mbps"], u["mbps"])), fratio(ratio(t["mbps"], k["mbps"])),
-              fratio(ratio(t["cpu_s_per_gb"], k["cpu_s_per_gb"]))))
+    for link in links:
+        lrecs = [r for r in recs if r.get("link", "bare") == link]
+        med = {}
+        for cand, _ in names:
+            ok = [r for r in lrecs if r.get("cand") == cand and r.get("status") == "ok"]
+            if ok:
+                med[cand] = {k: statistics.median(float(r[k]) for r in ok)
+                             for k in ("mbps", "cpu_s_per_gb")}
+                med[cand]["runs"] = ok
+        w("### %s" % ("bare veth pair" if link == "bare" else "linkem " + link))
         w("")
+        w("| candidate | runs | Mbit/s (median) | runs (Mbit/s) | CPU s/GB (median) |")
+        w("|---|---|---|---|---|")
+        for cand, label in names:
+            rs = [r for r in lrecs if r.get("cand") == cand]
+            if cand not in med:
+                why = "; ".join(r.get("reason", "") for r in rs)[:160]
+                w("| %s | 0 | n/a | | n/a %s |" % (label, why))
+                continue
+            m = med[cand]
+            w("| %s | %d | %.0f | %s | %.2f |" % (
+                label, len(m["runs"]), m["mbps"], ", ".join(r["mbps"] for r in m["runs"]),
+                m["cpu_s_per_gb"]))
+        w("")
+        t, u, k = med.get("tcp"), med.get("udp"), med.get("kcptun-tcp")
+        if t and u and k:
+            w("%s: `--tcp` goodput %s UDP mode's%s, %s kcptun `--tcp`'s%s, CPU per GB %s "
+              "kcptun `--tcp`'s%s." % (
+                  "Issue 15's targets" if link == "bare" else "Ratios on this link",
+                  fratio(ratio(t["mbps"], u["mbps"])), " (>= 0.8x)" if link == "bare" else "",
+                  fratio(ratio(t["mbps"], k["mbps"])), " (>= 3x)" if link == "bare" else "",
+                  fratio(ratio(t["cpu_s_per_gb"], k["cpu_s_per_gb"])),
+                  " (<= 0.33x)" if link == "bare" else ""))
+            w("")
 
 def rss_section(w, recs):
     """rss.sh: peak RSS of both tunnel processes under 1,000 connections, kcpx and kcptun

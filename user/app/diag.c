@@ -9,7 +9,8 @@
  *                           tag); the sender: no answer at all on a new session
  *   --nocomp, --smuxver     the session dies on its first stream with "corrupt compressed
  *                           stream" or "smux protocol error": the close line itself names
- *                           the likely cause (core/session.c, kcpx_session_hint)
+ *                           the likely cause (core/session.c, kcpx_session_hint), on both
+ *                           ends: the first sends a NOP that fails the other's parser too
  *
  * Rate-limited: the failed-check line at most once a minute (with the count since the
  * last one), the no-answer line once per session and at most once a minute.

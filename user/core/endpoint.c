@@ -342,6 +342,8 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	return s;
 }
 
+#define HINT_EVERY_MS 60000 /* close lines that name a likely cause */
+
 void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 {
 	struct kcpx_ep *ep = s->ep;
@@ -366,11 +368,20 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	s->be_native = false;
 	if (!s->proven)
 		ep->st.pending--;
-	/* a close that a configuration mismatch explains is a warning, and says so */
-	if (s->proven || ep_log_ok(ep, s->last_rx))
-		kcpx_ep_log(ep, kcpx_session_hint(why)[0] ? 0 : 1,
-			    "session %08x with %s closed: %s%s", s->conv,
-			    kcpx_addr_str(&s->peer, buf, sizeof(buf)), why, kcpx_session_hint(why));
+	/* a close that a configuration mismatch explains is a warning, and says so, at most
+	 * once a minute (a client's every new connection meets the same mismatch) */
+	if (s->proven || ep_log_ok(ep, s->last_rx)) {
+		const char *hint = kcpx_session_hint(why);
+
+		if (hint[0] && ep->hinted && (int32_t)(s->last_rx - ep->hint_ms) < HINT_EVERY_MS) {
+			hint = "";
+		} else if (hint[0]) {
+			ep->hint_ms = s->last_rx;
+			ep->hinted = true;
+		}
+		kcpx_ep_log(ep, hint[0] ? 0 : 1, "session %08x with %s closed: %s%s", s->conv,
+			    kcpx_addr_str(&s->peer, buf, sizeof(buf)), why, hint);
+	}
 	s->gnext = ep->garbage;
 	ep->garbage = s;
 }

@@ -104,6 +104,8 @@ struct kcpx_ep {
 	uint32_t ticks, kcptun_since;
 	int hs_tries_auto;
 	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
+	uint32_t hint_ms;	       /* the last close line that named a likely cause */
+	bool hinted;
 	struct kcpx_ep_stats st;
 };
 

@@ -41,6 +41,7 @@ struct kcpx_session {
 	size_t hdr, trailer;
 	uint32_t now;
 	const char *dead;
+	bool parting; /* dead on the peer's bytes: one NOP goes out first (sess_parting) */
 
 	struct kcpx_pool *chunks;
 	bool own_chunks;
@@ -436,6 +437,7 @@ static void pump_rx_chunks(struct kcpx_session *s, uint32_t now)
 					    s->plain_len - s->plain_off, now);
 			if (n < 0) {
 				sess_kill(s, "smux protocol error from peer");
+				s->parting = true;
 				return;
 			}
 			s->plain_off += (size_t)n;
@@ -457,6 +459,7 @@ static void pump_rx_chunks(struct kcpx_session *s, uint32_t now)
 						       s->raw_len - s->raw_off);
 				if (n < 0) {
 					sess_kill(s, "corrupt compressed stream from peer");
+					s->parting = true;
 					return;
 				}
 				s->raw_off += (size_t)n;
@@ -504,6 +507,33 @@ static void pump_rx(struct kcpx_session *s, uint32_t now)
 		s->raw_off = s->raw_len = 0;
 		chunk_put(s, &s->raw);
 	}
+}
+
+/*
+ * Bytes from the peer that do not parse (corrupt compressed stream, smux protocol error)
+ * most likely mean the ends disagree on --nocomp or --smuxver. Neither kcptun's format nor
+ * smux can carry a reason, so the peer would learn of the close only at its keepalive
+ * timeout. One NOP frame written as we write (our smux version, compressed or not) fails
+ * the peer's parser the same way within a round trip, and its close line names the cause
+ * too. Once, flushed at once: the session is dead, nothing retransmits it.
+ */
+static void sess_parting(struct kcpx_session *s, uint32_t now)
+{
+	uint8_t nop[KCPX_SMUX_HDR] = { (uint8_t)s->cfg.smux.version, KCPX_SMUX_CMD_NOP };
+	uint8_t *z = NULL;
+	const uint8_t *p = nop;
+	size_t n = sizeof(nop);
+
+	s->parting = false;
+	if (s->zw) {
+		if (chunk_get(s, &z))
+			return;
+		n = kcpx_snappy_w_chunk(s->zw, nop, n, z);
+		p = z;
+	}
+	if (kcpx_kcp_send(s->kcp, p, n) == 0)
+		kcpx_kcp_flush(s->kcp, now);
+	chunk_put(s, &z);
 }
 
 /* smux -> (snappy) -> KCP while KCP's send window has room. */
@@ -597,6 +627,8 @@ void kcpx_session_pump(struct kcpx_session *s, uint32_t now)
 	if (s->dead || kcpx_session_pending(s))
 		return;
 	pump_rx(s, now);
+	if (s->parting)
+		sess_parting(s, now);
 	if (kcpx_smux_dead(s->smux))
 		sess_kill(s, "smux session closed (keepalive timeout or protocol error)");
 	/* kcp-go flushes on every write; input alone waits for the interval (or acknodelay) */
