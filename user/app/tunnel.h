@@ -48,6 +48,9 @@ struct kcpx_tunnel_backend {
 	/* Optional: the backend's own lines of `kcpx status` (two-space indent) and its
 	 * families of /metrics. */
 	void (*status)(void *arg, FILE *fp);
+	/* Optional: the same facts for `kcpx status --json`, as members (",\"key\":...")
+	 * of the tunnel's object. */
+	void (*status_json)(void *arg, FILE *fp);
 	void (*metrics)(void *arg, FILE *fp);
 	/* open() makes one dgram per call, bound to the port it is given: kcptun's port
 	 * ranges work (one open per port of listen, one per client session). */
