@@ -121,7 +121,8 @@ static const struct opt opts[] = {
 	  "answered with FIN"),
 	I(closewait, NULL, R_CS,
 	  "seconds a stream's other direction stays open after one direction ended (EOF or "
-	  "error), then both close, as kcptun does (kcptun's server default is 30)"),
+	  "error), then both close, as kcptun does; 0 at both ends here, where kcptun "
+	  "2024-2025's server had 30, holding the target's EOF back 30 s (set 30 for that)"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -202,9 +203,10 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * proxy behind one client opens, low enough to bound fds and memory. */
 	cfg->maxstreams = 65536;
 	cfg->sessstreams = 16384;
-	/* 0 at both ends, where kcptun (2024+) has 30 on the server: with 30, every target
+	/* 0 at both ends, where kcptun 2024-2025 has 30 on the server: with 30, every target
 	 * that closes first (a download, HTTP with Connection: close) leaves the client
-	 * waiting 30 s for its EOF. "closewait": 30 in server.json gives kcptun's. */
+	 * waiting 30 s for its EOF (a later kcptun fork moved to 0 for this). "closewait": 30
+	 * in server.json gives kcptun 2024-2025's behaviour. */
 	cfg->closewait = 0;
 	cfg->qppcount = 61;
 }
