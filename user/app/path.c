@@ -134,7 +134,7 @@ struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 	int err;
 
 	if (t->be && t->be->open) {
-		err = t->be->open(t->be->arg, bind, peer, &d);
+		err = t->be->open(t->be->arg, t->shard, bind, peer, &d);
 	} else {
 		struct kcpx_udp_config uc = {
 			.bind = bind,

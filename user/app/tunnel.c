@@ -129,8 +129,12 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 		t->lw_paused = false;
 	if (t->ctlw_paused && !kcpx_loop_mod(t->loop, &t->ctlw, EPOLLIN))
 		t->ctlw_paused = false;
-	if (t->be && t->be->publish)
-		t->be->publish(t->be->arg, &t->snmp);
+	if (!t->shard && t->be && t->be->publish) {
+		struct kcpx_snmp sum;
+
+		kcpx_shard_snmp(t, &sum);
+		t->be->publish(t->be->arg, &sum);
+	}
 	if (!t->shard)
 		tunnel_service_tick(t);
 	kcpx_diag_second(t, now);
@@ -510,9 +514,12 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
-	if (n > 1 && be) {
-		pr_warn("--threads %u: works with kcpx client|server over UDP; not yet under kcpx "
-			"up or with --tcp (use --threads 1)",
+	if (be && be->shards && n > be->shards)
+		n = be->shards; /* kcpx up: at most one engine per RX queue (it said so) */
+	if (n > 1 && be && n > be->shards) {
+		pr_warn("--threads %u: works with kcpx client|server over UDP and with a kcpx up "
+			"server (one engine per RX queue); not with a kcpx up client or --tcp (use "
+			"--threads 1)",
 			n);
 		return -EOPNOTSUPP;
 	}

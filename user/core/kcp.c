@@ -85,6 +85,7 @@ struct kseg {
 	uint32_t cc_lost_ts;   /* cc bbr: send time of the transmission before the last */
 	bool cc_spur;	       /* cc bbr: an ACK echoed an older transmission than the last */
 	bool cc_last;	       /* cc bbr: an ACK echoed the last transmission */
+	bool cc_gone;	       /* cc bbr: deemed lost, its cost is out of cc_inflight */
 	uint8_t data[];
 };
 
@@ -147,7 +148,12 @@ struct kcpx_kcp {
 
 	/* congestion control (cc.h): with KCPX_CC_BBR new data waits for the inflight cap
 	 * and every PUSH transmission for the pacer. cc_inflight: wire cost of the
-	 * segments in the send ring (maintained only with KCPX_CC_BBR). */
+	 * segments in the send ring whose last copy may still be on the path: a segment
+	 * deemed lost (fastresend reached, or its RTO due) leaves it until it is sent
+	 * again, as TCP's packets_out - lost + retrans. Without that, at long RTT and
+	 * heavy loss the segments waiting for their retransmission (and those whose ACK
+	 * was lost) fill the cap and the path carries less than the estimate. Maintained
+	 * only with KCPX_CC_BBR. */
 	enum kcpx_cc_algo cc_algo;
 	struct kcpx_cc cc;
 	uint64_t cc_inflight;
@@ -221,7 +227,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->cost = 0;
 	s->frg = 0;
 	s->probed = false;
-	s->cc_spur = s->cc_last = false;
+	s->cc_spur = s->cc_last = s->cc_gone = false;
 	s->xmit = s->fastack = 0;
 	return s;
 }
@@ -375,14 +381,25 @@ static inline void set_fastack(struct kcpx_kcp *kcp, struct kseg *s, uint32_t v)
 	kcp->fast_cand += is_cand(s);
 }
 
+/* cc bbr: s is deemed lost; its last copy no longer counts against the inflight cap. */
+static void cc_gone(struct kcpx_kcp *kcp, struct kseg *s)
+{
+	if (!paced(kcp) || s->cc_gone)
+		return;
+	s->cc_gone = true;
+	kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)s->cost);
+}
+
 /* Drop an acknowledged segment from the ring and the unacked list. */
 static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
 	if (paced(kcp)) {
 		/* the charge it got its sn with: the FEC share may have changed since */
 		uint32_t c = s->cost;
-		kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 		uint32_t lost = 0, local;
+
+		if (!s->cc_gone)
+			kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 
 		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
 		/* released by an una sooner after the last copy went out than any round trip
@@ -398,9 +415,10 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		local = KCPX_MIN(lost, kcp->ld_credit);
 		kcp->ld_credit -= local;
 		kcp->tot_lostseg += lost - local;
-		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
-		 * that one was lost (without any echo seen, nothing is counted) */
-		if (lost > local && s->cc_last)
+		/* resent and no ACK said an earlier copy arrived: each copy but the last was
+		 * a transmission that delivered nothing (lost, or its ACK was and the resend
+		 * was spurious: to the pace both are the same waste) */
+		for (uint32_t i = local; s->cc_last && i < lost; i++)
 			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
 	}
 	kcp->sring[s->sn & kcp->smask] = NULL;
@@ -980,6 +998,8 @@ static bool parse_fastack(struct kcpx_kcp *kcp, const struct ackitem *a, uint32_
 			set_fastack(kcp, s, f + add);
 			if (f + add >= kcp->fastresend)
 				trigger = true;
+			if (kcp->fastresend && f + add >= kcp->fastresend)
+				cc_gone(kcp, s);
 		}
 	}
 	return trigger;
@@ -1204,9 +1224,14 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 	if (paced(kcp)) {
 		uint32_t c = s->cost;
 		uint64_t before = kcp->cc_inflight;
-		/* a first transmission was charged to cc_inflight when it got its sn */
+		/* a first transmission was charged to cc_inflight when it got its sn; a
+		 * segment deemed lost is charged again now that a copy is on the path */
 		if (s->xmit == 0)
 			before -= KCPX_MIN(before, (uint64_t)c);
+		if (s->cc_gone) {
+			s->cc_gone = false;
+			kcp->cc_inflight += c;
+		}
 		kcpx_cc_on_send(&kcp->cc, now, c, before, &s->cct);
 	}
 	s->xmit++;
@@ -1270,6 +1295,9 @@ static inline void arm_rto(struct kcpx_kcp *kcp, uint32_t resendts)
 static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd,
 		       uint32_t resent, uint32_t newsegs, bool rto_walk)
 {
+	/* an RTO due means lost, whether or not the pacer lets the copy go now */
+	if (rto_walk && kcpx_diff32(now, s->resendts) >= 0)
+		cc_gone(kcp, s);
 	/* paced: a retransmission waits for its turn like new data (it stays due) */
 	if (paced(kcp) && kcp->cc.tokens <= 0)
 		return 0;
