@@ -51,6 +51,8 @@ static const struct opt opts[] = {
 	S(user, NULL, R_CS,
 	  "once set up, run as this user: no supplementary groups, only the capabilities "
 	  "the backend needs, no_new_privs"),
+	B(noseccomp, NULL, R_CS,
+	  "client|server over UDP: no syscall allow-list (seccomp) once set up"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
@@ -140,7 +142,7 @@ static const struct opt opts[] = {
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
 	I(threads, NULL, R_CS,
 	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
-	  "kcpx client|server over UDP only"),
+	  "kcpx client|server over UDP, and a kcpx up server (one per RX queue)"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };

@@ -15,9 +15,10 @@ static void log_to_app(int level, const char *msg)
 	kcpx_log((enum kcpx_log_level)level, "%s", msg);
 }
 
-static int be_open(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
-		   struct kcpx_dgram **out)
+static int be_open(void *arg, unsigned thread, const struct kcpx_addr *bind,
+		   const struct kcpx_addr *peer, struct kcpx_dgram **out)
 {
+	(void)thread; /* one engine: --threads is refused with --tcp */
 	return kcpx_ftcp_open(arg, bind, peer, out);
 }
 

@@ -25,9 +25,13 @@
  * tells sessions apart by peer address and conv. close() is called once per distinct dgram.
  */
 struct kcpx_tunnel_backend {
-	int (*open)(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
-		    struct kcpx_dgram **out);
-	/* Called every second with the counters (e.g. to copy them into a pinned map). */
+	/* thread: the --threads engine asking (0 .. shards - 1), each with sockets of its own */
+	int (*open)(void *arg, unsigned thread, const struct kcpx_addr *bind,
+		    const struct kcpx_addr *peer, struct kcpx_dgram **out);
+	/* Engines the backend can serve (--threads up to this; 0 and 1: one). */
+	unsigned shards;
+	/* Called every second with the counters, every thread's summed, from thread 0 (e.g.
+	 * to copy them into a pinned map). */
 	void (*publish)(void *arg, const struct kcpx_snmp *snmp);
 	/*
 	 * Native protocol (docs/PROTOCOL.md §6), each optional. native_cfg: once at start when
