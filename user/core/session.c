@@ -235,6 +235,10 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 			       fec ? (uint32_t)(cfg->datashard + cfg->parityshard) : 1,
 			       fec ? (uint32_t)cfg->datashard : 1);
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
+	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
+	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
+	if (cfg->native && cfg->cc == KCPX_CC_BBR)
+		kcpx_kcp_set_wnd_grow(s->kcp, KCPX_KCP_WND_GROW_MAX);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)
@@ -305,6 +309,7 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 {
 	/* The FEC encoder keeps its larger native headroom: sealing needs no more. */
 	s->cfg.native = false;
+	kcpx_kcp_set_wnd_grow(s->kcp, 0);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
 	s->trailer = kcpx_crypt_trailer(crypt);
@@ -546,7 +551,8 @@ static bool pump_tx(struct kcpx_session *s)
 	uint8_t *tx = NULL, *ztx = NULL;
 	bool wrote = false;
 
-	while (kcpx_kcp_waitsnd(s->kcp) < s->cfg.sndwnd && kcpx_smux_output_pending(s->smux)) {
+	while (kcpx_kcp_waitsnd(s->kcp) < kcpx_kcp_sndwnd(s->kcp) &&
+	       kcpx_smux_output_pending(s->smux)) {
 		const uint8_t *p;
 		size_t n;
 
