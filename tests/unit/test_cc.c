@@ -224,6 +224,41 @@ static void test_random_loss(void)
 	}
 }
 
+/*
+ * Windows that fit the path: kcptun's default client window (sndwnd 128) against a
+ * server's rcvwnd 1024 caps a 50 ms RTT near 28 Mbit/s. With the window following the
+ * controller (between kcpx ends) the same flow fills >= 80 % of a 100 Mbit/s link at 1 %
+ * loss; without, it stays under 35 %, so the test can tell.
+ */
+static void test_wnd_grow(void)
+{
+	double u[2];
+
+	for (int grow = 0; grow < 2; grow++) {
+		struct net n;
+		uint64_t rx0;
+
+		net_init(&n, 31, KCPX_CC_BBR, 1);
+		n.fwd.loss = 0.01;
+		flow_start(&n, 0);
+		kcpx_kcp_set_wndsize(n.f[0].snd.kcp, 128, 0);
+		kcpx_kcp_set_wnd_grow(n.f[0].snd.kcp, grow ? KCPX_KCP_WND_GROW_MAX : 0);
+		net_run(&n, n.now + 3000, false);
+		rx0 = n.f[0].rx;
+		net_run(&n, n.now + 4000, true);
+		u[grow] = (double)(n.f[0].rx - rx0) / 4000 / payload_rate(n.fwd.rate);
+		printf("     sndwnd 128, %s: goodput %.1f %% of the link, window %u, queue avg "
+		       "%.1f ms, tail drops %.2f %%\n",
+		       grow ? "grown" : "fixed", 100 * u[grow], kcpx_kcp_sndwnd(n.f[0].snd.kcp),
+		       (double)n.qsum / n.qsamples / n.fwd.rate,
+		       100.0 * (double)n.fwd.qdropped / (double)n.fwd.sent);
+		CHECK(kcpx_kcp_sndwnd(n.f[0].snd.kcp) <= KCPX_KCP_WND_GROW_MAX);
+		net_free(&n);
+	}
+	CHECK(u[0] < 0.35);
+	CHECK(u[1] >= 0.80);
+}
+
 /* Two flows, the second starting 1 s later: neither starves and together they fill the
  * link. (The issue's 60/40 target is not met yet: docs/CONGESTION.md, open points.) */
 static void test_two_flows(void)
@@ -447,6 +482,7 @@ int main(void)
 	RUN(test_converge);
 	RUN(test_random_loss);
 	RUN(test_lossy_long);
+	RUN(test_wnd_grow);
 	RUN(test_two_flows);
 	RUN(test_reconverge);
 	RUN(test_ratelimit);

@@ -51,6 +51,8 @@ static const struct opt opts[] = {
 	S(user, NULL, R_CS,
 	  "once set up, run as this user: no supplementary groups, only the capabilities "
 	  "the backend needs, no_new_privs"),
+	B(noseccomp, NULL, R_CS,
+	  "client|server over UDP: no syscall allow-list (seccomp) once set up"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
@@ -62,7 +64,8 @@ static const struct opt opts[] = {
 	I(autoexpire, NULL, R_C, "seconds before a session is replaced by a new one, 0: never"),
 	I(scavengettl, NULL, R_CS, "seconds an expired session may live on, -1: close at once"),
 	I(mtu, NULL, R_CS, "maximum UDP payload (bytes)"),
-	I(sndwnd, NULL, R_CS, "send window (packets)"),
+	I(sndwnd, NULL, R_CS,
+	  "send window (packets; between kcpx ends with --cc bbr it grows with the path)"),
 	I(rcvwnd, NULL, R_CS, "receive window (packets)"),
 	I(datashard, "ds", R_CS, "Reed-Solomon data shards"),
 	I(parityshard, "ps", R_CS, "Reed-Solomon parity shards"),

@@ -101,6 +101,7 @@ struct kcpx_kcp {
 	int32_t rx_srtt, rx_rttvar;
 	uint32_t rx_rto, rx_minrto;
 	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
+	uint32_t wnd_grow_max; /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
 	uint32_t probe, ts_probe, probe_wait;
 	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
 	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
@@ -190,6 +191,21 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
 {
 	return (uint32_t)((uint64_t)(len + KCPX_KCP_OVERHEAD + kcp->wire_hdr) * kcp->wire_num /
 			  kcp->wire_den);
+}
+
+/* The send window in effect: snd_wnd, or what the controller needs (kcp.h). Every input
+ * is bounded (the cap by KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that
+ * inflates the estimate with its ACKs moves it at most to that ceiling. */
+static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
+{
+	uint64_t need, seg;
+
+	if (!kcp->wnd_grow_max || !paced(kcp))
+		return kcp->snd_wnd;
+	seg = KCPX_MAX(seg_cost(kcp, kcp->mss), 1u);
+	need = (kcp->cc.inflight_cap + seg - 1) / seg;
+	need = KCPX_MIN(need, (uint64_t)KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd));
+	return (uint32_t)KCPX_MAX(need, (uint64_t)kcp->snd_wnd);
 }
 
 static uint32_t roundup_pow2(uint32_t v)
@@ -614,6 +630,11 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
 	*lost = kcp->tot_lostseg;
 }
 
+void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
+{
+	kcp->wnd_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+}
+
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
 {
 	kcpx_cc_set_ratelimit(&kcp->cc, bytes_per_s);
@@ -759,7 +780,7 @@ unsigned kcpx_kcp_waitsnd(const struct kcpx_kcp *kcp)
 
 unsigned kcpx_kcp_sndwnd(const struct kcpx_kcp *kcp)
 {
-	return kcp->snd_wnd;
+	return snd_wnd_eff(kcp);
 }
 
 /* ---- receive ---- */
@@ -1269,7 +1290,7 @@ static inline bool tlp_armed(const struct kcpx_kcp *kcp)
 static bool pace_waiting(const struct kcpx_kcp *kcp)
 {
 	return paced(kcp) && kcp->sq_head && !kcp->silent &&
-	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd)) &&
+	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(snd_wnd_eff(kcp), kcp->rmt_wnd)) &&
 	       kcp->cc_inflight < kcp->cc.inflight_cap;
 }
 
@@ -1450,7 +1471,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	kcp->probe = 0;
 
 	/* new segments: snd_nxt may run up to snd_una + min(snd_wnd, rmt_wnd[, cwnd]) */
-	cwnd = KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd);
+	cwnd = KCPX_MIN(snd_wnd_eff(kcp), kcp->rmt_wnd);
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
@@ -1637,7 +1658,7 @@ void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
 	info->rttvar = (uint32_t)kcp->rx_rttvar;
 	info->rto = kcp->rx_rto;
 	info->cwnd = kcp->cwnd;
-	info->snd_wnd = kcp->snd_wnd;
+	info->snd_wnd = snd_wnd_eff(kcp);
 	info->rcv_wnd = kcp->rcv_wnd;
 	info->rmt_wnd = kcp->rmt_wnd;
 	info->waitsnd = kcpx_kcp_waitsnd(kcp);
