@@ -10,8 +10,9 @@
 # 1. one forged datagram carrying a smux SYN from $IP_V:7777: the server may send the
 #    victim at most 3 datagrams (the issue's target), counted until the server closes
 #    that session ("its peer never answered").
-# 2. a download alone (baseline), then the same download while 20,000 forged datagrams
-#    (a new random conv each, a smux NOP) come from 20,000 ports of $IP_V. Reported and
+# 2. a download alone, the same download while 20,000 forged datagrams (a new random conv
+#    each, a smux NOP; built before the download starts) come from 20,000 ports of $IP_V,
+#    and a download alone again (the baseline is the mean of the two). Reported and
 #    asserted: server RSS growth (<= 16 MB), server log lines during it (<= 100), the
 #    goodput ratio (reported; asserted >= 0.3 only, that the transfer was not starved:
 #    the forger runs on the same cores, and on a busy machine the figure is noisy;
@@ -54,8 +55,10 @@ wait_tcp_port "$NS_A" 8388
 FORGE='
 import os, socket, struct, sys, time, zlib
 src, dst, n, port0, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ready = sys.argv[6] if len(sys.argv) > 6 else None
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 smux = bytes([1, 0 if cmd == "syn" else 3]) + struct.pack("<HI", 0, 3)
+pkts = []
 for i in range(n):
     conv = struct.unpack("<I", os.urandom(4))[0] | 1
     kcp = struct.pack("<IBBHIIII", conv, 81, 0, 128, 0, 0, 0, len(smux)) + smux
@@ -63,7 +66,12 @@ for i in range(n):
     udp = struct.pack("!HHHH", port0 + i, 4000, 8 + len(body), 0) + body
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                      socket.inet_aton(src), socket.inet_aton(dst))
-    s.sendto(ip + udp, (dst, 0))
+    pkts.append(ip + udp)
+# built before the clock starts: what the flood costs the forger is then only sending
+if ready:
+    open(ready, "w").close()
+for i, p in enumerate(pkts):
+    s.sendto(p, (dst, 0))
     if i % 100 == 99:
         time.sleep(0.02)  # about 5,000 a second: the forger must not starve the tunnel of CPU
 '
@@ -89,16 +97,21 @@ download() { # download TAG: prints nanoseconds taken; checks the sha
 }
 rss() { awk '/^VmRSS/ { print $2 }' /proc/"$SRV"/status; }
 
-echo "== a download alone, then with 20,000 forged datagrams from 20,000 ports"
-base=$(download base)
+echo "== a download alone, with 20,000 forged datagrams from 20,000 ports, alone again"
+base1=$(download base)
 r0=$(rss)
 l0=$(wc -l <"$work/server.log")
 v0=$(victim)
-in_a python3 -c "$FORGE" "$IP_V" "$IP_B" 20000 20000 nop &
+in_a python3 -c "$FORGE" "$IP_V" "$IP_B" 20000 20000 nop "$work/forger.ready" &
 fpid=$!
 track_pid $fpid
+for _ in $(seq 600); do [ -e "$work/forger.ready" ] && break; sleep 0.05; done
+[ -e "$work/forger.ready" ] || bad "the forger never got ready"
 flood=$(download flood)
 wait $fpid || bad "the forger failed"
+# the baseline is the mean of a download before and one after: the machine's load drifts
+base2=$(download base)
+base=$(((base1 + base2) / 2))
 r1=$(rss)
 l1=$(wc -l <"$work/server.log")
 "$KCPX" status $SRV >"$work/status" 2>&1 || true
@@ -107,7 +120,7 @@ lines=$((l1 - l0))
 ratio=$(awk -v b="$base" -v f="$flood" 'BEGIN { printf "%.2f", b / f }')
 echo "  server RSS $((r0 / 1024)) -> $((r1 / 1024)) MB (growth $growth MB, target <= 16)"
 echo "  server log lines during the flood: $lines (target <= 100)"
-echo "  goodput: $((SIZE * 8 / (base / 1000))) Mbit/s alone, $((SIZE * 8 / (flood / 1000))) Mbit/s under the flood (the forger shares the 2 cores): ratio $ratio (target >= 0.8)"
+echo "  goodput: $((SIZE * 8 / (base1 / 1000))) and $((SIZE * 8 / (base2 / 1000))) Mbit/s alone, $((SIZE * 8 / (flood / 1000))) Mbit/s under the flood (the forger shares the 2 cores): ratio $ratio (target >= 0.8)"
 echo "  datagrams to the victim: $(($(victim) - v0))"
 grep "admission:" "$work/status" | sed 's/^ */  /' || bad "no admission line in kcpx status"
 grep -q "wrong data" "$work/base" "$work/flood" 2>/dev/null && bad "a download was corrupted"

@@ -5,7 +5,7 @@
 #         $IP_A  ==fake TCP==  a0 --- m0 (ct state invalid drop) m1 --- b0  $IP_B -> tcpio
 #
 # Checks: a port range (--conn 4 sessions, flows to several ports of :4010-4013, echo
-# streams intact); `kcpx status` and /metrics count the flows, handshakes, RSTs, segments and
+# streams intact); `kcpx status` (text and --json) and /metrics count the flows, handshakes, RSTs, segments and
 # drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
 # and 64 MiB up under `kcpx up IFACE client|server --tcp` at both ends, whose counters `kcpx stats IFACE` shows
 # (pinned, gone after a kill -9 and `kcpx down IFACE`); M forwarded no UDP and conntrack found no segment out of
@@ -138,6 +138,29 @@ grep -Eq -- '--tcp flows: 1 established, [2-9][0-9]* handshakes' "$work/status-b
 	grep -Eq -- '--tcp segments: out [0-9]+ .*, in [1-9][0-9]{4,} ' "$work/status-b.txt" &&
 	grep -Eq -- '--tcp dropped: out without a flow [0-9]+, out malformed 0, out errors 0; in blind RST 0, in truncated 0' \
 		"$work/status-b.txt" || { echo "FAIL: server's --tcp counters"; cat "$work/status-b.txt"; fail=1; }
+# kcpx status --json: the same counters in the tunnel's "tcp" object (`kcpx status` asks
+# every kcpx on the host: pick ours by address and network namespace)
+status_json() { # NS ADDR: that tunnel's object
+	in_ns "$1" "$KCPX" status --json | python3 -c 'import json, os, sys
+ns = os.stat("/run/netns/" + sys.argv[1]).st_ino
+def mine(x):
+    try:
+        return x.get("addr") == sys.argv[2] and os.stat("/proc/%d/ns/net" % x["pid"]).st_ino == ns
+    except OSError:
+        return False
+print(json.dumps([x for x in json.load(sys.stdin) if mine(x)][0]))' "$1" "$2"
+}
+status_json "$NS_A" 127.0.0.1:8381 | python3 -c 'import json, sys
+c = json.load(sys.stdin)["tcp"]
+assert c["flows"] == 1 and c["handshakes"] >= 2 and c["ended"]["rst"] >= 1, c
+assert c["segments"]["out"] >= 10000 and c["segments"]["rst_in"] >= 1, c' ||
+	{ echo "FAIL: client's status --json lacks the --tcp counters"; fail=1; }
+status_json "$NS_B" :4001 | python3 -c 'import json, sys
+c = json.load(sys.stdin)["tcp"]
+assert c["flows"] == 1 and c["segments"]["in"] >= 10000, c
+assert c["dropped"] == dict(out_no_flow=c["dropped"]["out_no_flow"], out_malformed=0,
+                            out_error=0, in_blind_rst=0, in_truncated=0), c' ||
+	{ echo "FAIL: server's status --json lacks the --tcp counters"; fail=1; }
 in_a curl -sf --max-time 5 http://127.0.0.1:9101/metrics >"$work/metrics.txt" || true
 grep -q '^kcpx_ftcp_flows 1$' "$work/metrics.txt" &&
 	grep -Eq '^kcpx_ftcp_flows_ended_total\{reason="rst"\} [1-9]' "$work/metrics.txt" &&

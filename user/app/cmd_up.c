@@ -34,6 +34,8 @@
 #include "io/xdp.h"
 #include "io/xsk.h"
 
+#define KCPX_UP_MAX_THREADS 64 /* --threads' bound (app/config.c) */
+
 /* Smallest datagram kcptun sends: a bare KCP segment header. XDP drops smaller ones. */
 #define KCP_OVERHEAD 24
 
@@ -43,7 +45,9 @@ struct up {
 	enum kcpx_napi_mode napi;
 	int queues;
 	struct kcpx_xdp *xdp;
-	struct kcpx_xsk *xsk;
+	unsigned nxsk; /* engines: --threads, at most one per RX queue */
+	struct kcpx_xsk
+		*xsk[KCPX_UP_MAX_THREADS]; /* engine k's sockets: RX queues k, k + nxsk, .. */
 };
 
 static void log_to_app(int level, const char *msg)
@@ -51,12 +55,14 @@ static void log_to_app(int level, const char *msg)
 	kcpx_log((enum kcpx_log_level)level, "%s", msg);
 }
 
-static int up_open(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
-		   struct kcpx_dgram **out)
+static int up_open(void *arg, unsigned thread, const struct kcpx_addr *bind,
+		   const struct kcpx_addr *peer, struct kcpx_dgram **out)
 {
 	struct up *u = arg;
 
-	return kcpx_xsk_port(u->xsk, bind, peer, out);
+	if (thread >= u->nxsk)
+		return -EINVAL;
+	return kcpx_xsk_port(u->xsk[thread], bind, peer, out);
 }
 
 static int up_native_cfg(void *arg, const struct kcpx_native_cfg *cfg)
@@ -87,7 +93,47 @@ static void up_publish(void *arg, const struct kcpx_snmp *snmp)
 	struct up *u = arg;
 
 	kcpx_xdp_publish_snmp(u->xdp, snmp);
-	kcpx_xsk_publish(u->xsk);
+	kcpx_xsk_publish(u->xsk[0]); /* every engine's, each in its own slot */
+}
+
+/* With more than one engine: each RX queue's datagrams, in `kcpx status` ... */
+static void up_status(void *arg, FILE *fp)
+{
+	struct up *u = arg;
+	uint64_t rx, tx;
+	unsigned q;
+
+	if (u->nxsk < 2)
+		return;
+	for (unsigned k = 0; k < u->nxsk; k++)
+		for (int i = 0; !kcpx_xsk_queue_stats(u->xsk[k], i, &q, &rx, &tx); i++)
+			fprintf(fp,
+				"  %s queue %u (thread %u): af_xdp datagrams in %llu out %llu\n",
+				u->ifname, q, k, (unsigned long long)rx, (unsigned long long)tx);
+}
+
+/* ... and in /metrics */
+static void up_metrics(void *arg, FILE *fp)
+{
+	struct up *u = arg;
+	uint64_t rx, tx;
+	unsigned q;
+
+	kcpx_metrics_family(fp, "kcpx_queue_datagrams_total", "counter",
+			    "AF_XDP datagrams per RX queue of the interface (and its engine).");
+	for (unsigned k = 0; k < u->nxsk; k++) {
+		for (int i = 0; !kcpx_xsk_queue_stats(u->xsk[k], i, &q, &rx, &tx); i++) {
+			fprintf(fp,
+				"kcpx_queue_datagrams_total{queue=\"%u\",thread=\"%u\",dir=\"in\"} "
+				"%llu\n",
+				q, k, (unsigned long long)rx);
+			fprintf(fp,
+				"kcpx_queue_datagrams_total{queue=\"%u\",thread=\"%u\",dir=\"out\"}"
+				" "
+				"%llu\n",
+				q, k, (unsigned long long)tx);
+		}
+	}
 }
 
 /* Attach and open the sockets. Returns 0, -EBUSY (kcpx already up), or another -errno
@@ -139,7 +185,8 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (err)
 		return err;
 	sc.xdp = u->xdp;
-	err = kcpx_xsk_new(&u->xsk, &sc);
+	u->nxsk = (unsigned)cfg->threads;
+	err = kcpx_xsk_new_group(u->xsk, &u->nxsk, &sc);
 	if (err) {
 		kcpx_xdp_close(u->xdp, true);
 		u->xdp = NULL;
@@ -147,6 +194,10 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	}
 	pr_info("%s: XDP in %s mode, AF_XDP sockets open, counters in %s/%s", u->ifname,
 		kcpx_xdp_mode_name(u->xdp), KCPX_BPF_PIN_ROOT, u->ifname);
+	if (u->nxsk < (unsigned)cfg->threads)
+		pr_info("%s: --threads %d: %u RX queue%s to serve, so %u engine%s", u->ifname,
+			cfg->threads, u->nxsk, u->nxsk > 1 ? "s" : "", u->nxsk,
+			u->nxsk > 1 ? "s" : "");
 	if (xc.native != KCPX_XDP_NATIVE_OFF)
 		pr_info("%s: XDP checks the kcpx protocol (%s)", u->ifname,
 			xc.native == KCPX_XDP_NATIVE_ONLY ? "drops everything else"
@@ -172,6 +223,8 @@ int kcpx_cmd_up(int argc, char **argv)
 					  .native_cfg = up_native_cfg,
 					  .native_up = up_native_up,
 					  .native_down = up_native_down,
+					  .status = up_status,
+					  .metrics = up_metrics,
 					  .port_ranges = true };
 	struct up u = { 0 };
 	enum kcpx_role role = KCPX_ROLE_NONE;
@@ -234,6 +287,14 @@ int kcpx_cmd_up(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 
+	if (cfg.threads > 1 && cfg.role != KCPX_ROLE_SERVER) {
+		/* a client's sessions each have their own UDP port, which the server's answers
+		 * reach on whatever RX queue the NIC picks: that needs a hand-over of ports
+		 * between engines, not built */
+		fprintf(stderr, "kcpx up: --threads is for a server under kcpx up (one engine per "
+				"RX queue); a kcpx up client runs one engine (--threads 1)\n");
+		return 2;
+	}
 	if (cfg.user[0]) {
 		fprintf(stderr, "kcpx up: --user is for `kcpx client|server`: kcpx up stays uid 0 "
 				"(to remove its pins) and keeps only CAP_NET_ADMIN once set up\n");
@@ -267,9 +328,12 @@ int kcpx_cmd_up(int argc, char **argv)
 	 * (io/napi.c): CAP_SYS_ADMIN, kept only when --napi turned it on */
 	if (kcpx_xdp_napi_threaded(u.xdp))
 		be.keep_caps |= 1ull << CAP_SYS_ADMIN;
+	/* fewer RX queues than --threads: one engine per queue */
+	be.shards = u.nxsk;
 	err = kcpx_tunnel_run(&cfg, &be);
 	/* the tunnel closed every port; this drops the last reference to the sockets */
-	kcpx_xsk_put(u.xsk);
+	for (unsigned k = 0; k < u.nxsk; k++)
+		kcpx_xsk_put(u.xsk[k]);
 	kcpx_xdp_close(u.xdp, true);
 	pr_info("%s: detached, pins removed", u.ifname);
 	return err ? 1 : 0;

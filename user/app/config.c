@@ -51,6 +51,8 @@ static const struct opt opts[] = {
 	S(user, NULL, R_CS,
 	  "once set up, run as this user: no supplementary groups, only the capabilities "
 	  "the backend needs, no_new_privs"),
+	B(noseccomp, NULL, R_CS,
+	  "client|server over UDP: no syscall allow-list (seccomp) once set up"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,
@@ -62,7 +64,8 @@ static const struct opt opts[] = {
 	I(autoexpire, NULL, R_C, "seconds before a session is replaced by a new one, 0: never"),
 	I(scavengettl, NULL, R_CS, "seconds an expired session may live on, -1: close at once"),
 	I(mtu, NULL, R_CS, "maximum UDP payload (bytes)"),
-	I(sndwnd, NULL, R_CS, "send window (packets)"),
+	I(sndwnd, NULL, R_CS,
+	  "send window (packets; between kcpx ends with --cc bbr it grows with the path)"),
 	I(rcvwnd, NULL, R_CS, "receive window (packets)"),
 	I(datashard, "ds", R_CS, "Reed-Solomon data shards"),
 	I(parityshard, "ps", R_CS, "Reed-Solomon parity shards"),
@@ -121,7 +124,8 @@ static const struct opt opts[] = {
 	  "answered with FIN"),
 	I(closewait, NULL, R_CS,
 	  "seconds a stream's other direction stays open after one direction ended (EOF or "
-	  "error), then both close, as kcptun does (kcptun's server default is 30)"),
+	  "error), then both close, as kcptun does; 0 at both ends here, where kcptun "
+	  "2024-2025's server had 30, holding the target's EOF back 30 s (set 30 for that)"),
 	I(hsrate, NULL, R_S,
 	  "kcpx handshakes taken per second per source address (burst as many), 0: no limit"),
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
@@ -138,7 +142,7 @@ static const struct opt opts[] = {
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
 	I(threads, NULL, R_CS,
 	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
-	  "kcpx client|server over UDP only"),
+	  "kcpx client|server over UDP, and a kcpx up server (one per RX queue)"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
@@ -202,9 +206,10 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * proxy behind one client opens, low enough to bound fds and memory. */
 	cfg->maxstreams = 65536;
 	cfg->sessstreams = 16384;
-	/* 0 at both ends, where kcptun (2024+) has 30 on the server: with 30, every target
+	/* 0 at both ends, where kcptun 2024-2025 has 30 on the server: with 30, every target
 	 * that closes first (a download, HTTP with Connection: close) leaves the client
-	 * waiting 30 s for its EOF. "closewait": 30 in server.json gives kcptun's. */
+	 * waiting 30 s for its EOF (a later kcptun fork moved to 0 for this). "closewait": 30
+	 * in server.json gives kcptun 2024-2025's behaviour. */
 	cfg->closewait = 0;
 	cfg->qppcount = 61;
 }

@@ -78,6 +78,7 @@ struct kcpx_config {
 	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
 	bool qpp;	 /* kcptun's QPP: refused */
 	int qppcount;
+	bool noseccomp;		/* no syscall filter once set up (io/seccomp.h) */
 	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */
 	char metrics[KCPX_STR]; /* ADDR:PORT for /metrics and /healthz, or empty */
 };

@@ -123,6 +123,11 @@ static void path_readable(struct kcpx_watch *w, uint32_t events)
 			kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &t->rx[i].addr,
 				      t->rx[i].buf, t->rx[i].len, now);
 		total += n;
+		/* A plain UDP socket: a short batch emptied its queue, one more call would
+		 * only say EAGAIN (a datagram arriving meanwhile wakes the loop again). The
+		 * backends' receive (AF_XDP) drains until it returns nothing. */
+		if (n < RX_BATCH && !t->be)
+			break;
 	}
 }
 
@@ -134,7 +139,7 @@ struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 	int err;
 
 	if (t->be && t->be->open) {
-		err = t->be->open(t->be->arg, bind, peer, &d);
+		err = t->be->open(t->be->arg, t->shard, bind, peer, &d);
 	} else {
 		struct kcpx_udp_config uc = {
 			.bind = bind,

@@ -349,6 +349,8 @@ static void write_status_json(struct tunnel *t, FILE *fp)
 		m.blocks.peak_in_use * m.blocks.block, m.blocks.cached * m.blocks.block,
 		m.chunks.in_use * m.chunks.block, m.chunks.peak_in_use * m.chunks.block,
 		m.chunks.cached * m.chunks.block);
+	if (t->be && t->be->status_json)
+		t->be->status_json(t->be->arg, fp);
 	if (!t->psk)
 		fprintf(fp, ",\"kcpx_protocol\":null");
 	else if (cfg->role == KCPX_ROLE_SERVER)

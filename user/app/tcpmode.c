@@ -15,9 +15,10 @@ static void log_to_app(int level, const char *msg)
 	kcpx_log((enum kcpx_log_level)level, "%s", msg);
 }
 
-static int be_open(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
-		   struct kcpx_dgram **out)
+static int be_open(void *arg, unsigned thread, const struct kcpx_addr *bind,
+		   const struct kcpx_addr *peer, struct kcpx_dgram **out)
 {
+	(void)thread; /* one engine: --threads is refused with --tcp */
 	return kcpx_ftcp_open(arg, bind, peer, out);
 }
 
@@ -57,6 +58,38 @@ static void be_status(void *arg, FILE *fp)
 	fprintf(fp,
 		"  --tcp dropped: out without a flow %llu, out malformed %llu, out errors %llu; "
 		"in blind RST %llu, in truncated %llu\n",
+		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc));
+}
+
+/* `kcpx status --json`: the lines above as one "tcp" object (segments etc. null when the
+ * programs' counters cannot be read). */
+static void be_status_json(void *arg, FILE *fp)
+{
+	struct kcpx_ftcp_counts c;
+	struct kcpx_ftcp_stats s;
+
+	kcpx_ftcp_counts(arg, &c);
+	fprintf(fp,
+		",\"tcp\":{\"flows\":%llu,\"handshakes\":%llu,\"handshakes_failed\":%llu,"
+		"\"refused\":%llu,\"ended\":{\"rst\":%llu,\"syn\":%llu,\"silent\":%llu,"
+		"\"idle\":%llu,\"closed\":%llu,\"reconnected\":%llu}",
+		U(c.flows), U(c.handshakes), U(c.connect_failed), U(c.refused), U(c.end_reset),
+		U(c.end_syn), U(c.end_silent), U(c.end_idle), U(c.end_closed), U(c.end_dup));
+	if (kcpx_ftcp_stats(arg, &s)) {
+		fprintf(fp, ",\"segments\":null,\"dropped\":null}");
+		return;
+	}
+	fprintf(fp,
+		",\"segments\":{\"out\":%llu,\"out_bytes\":%llu,\"in\":%llu,\"in_bytes\":%llu,"
+		"\"in_out_of_order\":%llu,\"in_implausible_ack\":%llu,\"rst_in\":%llu,"
+		"\"syn_in\":%llu,\"to_kernel_control\":%llu,\"to_kernel_no_flow\":%llu,"
+		"\"to_kernel_unsupported\":%llu}",
+		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo),
+		U(s.rx_ack_jump), U(s.rx_rst), U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow),
+		U(s.rx_unsup));
+	fprintf(fp,
+		",\"dropped\":{\"out_no_flow\":%llu,\"out_malformed\":%llu,\"out_error\":%llu,"
+		"\"in_blind_rst\":%llu,\"in_truncated\":%llu}}",
 		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc));
 }
 
@@ -118,6 +151,7 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 		.open = be_open,
 		.publish = be_tick,
 		.status = be_status,
+		.status_json = be_status_json,
 		.metrics = be_metrics,
 		/* kcpx_ftcp_open: a UDP socket, a listener or a connect, per port */
 		.port_ranges = true,

@@ -34,6 +34,7 @@
 #include "io/resolve.h"
 #include "io/ctl.h"
 #include "io/priv.h"
+#include "io/seccomp.h"
 
 /* Pool caches: full smux blocks (4 KiB) and session chunks (64 KiB) kept for reuse while
    traffic flows, trimmed to the low marks each second (then freed memory goes back). */
@@ -111,6 +112,20 @@ static void tunnel_service_tick(struct tunnel *t)
 	kcpx_service_tick(sessions, streams);
 }
 
+/* A syscall the filter refused: logged when the count grows, at most once a second. */
+static void tunnel_seccomp_second(struct tunnel *t)
+{
+	int nr;
+	uint64_t n = kcpx_seccomp_denied(&nr);
+
+	if (n == t->seccomp_told)
+		return;
+	pr_warn("seccomp: %llu syscalls refused with EPERM (the last: number %d): a kcpx bug, "
+		"please report it; --noseccomp works around it",
+		(unsigned long long)(n - t->seccomp_told), nr);
+	t->seccomp_told = n;
+}
+
 static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 {
 	struct tunnel *t = (struct tunnel *)((char *)tm - offsetof(struct tunnel, sectimer));
@@ -129,10 +144,16 @@ static void tunnel_second(struct kcpx_timer *tm, uint32_t now)
 		t->lw_paused = false;
 	if (t->ctlw_paused && !kcpx_loop_mod(t->loop, &t->ctlw, EPOLLIN))
 		t->ctlw_paused = false;
-	if (t->be && t->be->publish)
-		t->be->publish(t->be->arg, &t->snmp);
-	if (!t->shard)
+	if (!t->shard && t->be && t->be->publish) {
+		struct kcpx_snmp sum;
+
+		kcpx_shard_snmp(t, &sum);
+		t->be->publish(t->be->arg, &sum);
+	}
+	if (!t->shard) {
 		tunnel_service_tick(t);
+		tunnel_seccomp_second(t);
+	}
 	kcpx_diag_second(t, now);
 	tunnel_trim(t);
 	kcpx_timer_set(t->loop, tm, now + 1000);
@@ -381,6 +402,25 @@ static int tunnel_drop_privileges(struct tunnel *t)
 	return err;
 }
 
+/* Privileges dropped: over UDP sockets, from here on the daemon only needs what a relay
+ * does (io/seccomp.h). `kcpx up` and --tcp attach and detach BPF programs, pin maps and
+ * restore the interface when they stop, so they run without the filter. */
+static void tunnel_seccomp(struct tunnel *t)
+{
+	const char *what;
+	int err;
+
+	if (t->cfg->noseccomp || t->be)
+		return;
+	err = kcpx_seccomp_install(&what);
+	if (err)
+		pr_warn("seccomp: %s: %s; running without a syscall filter (--noseccomp says so "
+			"and silences this)",
+			what, strerror(-err));
+	else
+		pr_debug("seccomp: syscall allow-list installed");
+}
+
 /* Listening (and, under `kcpx up`, attached): tell the service manager, in one line. */
 static void tunnel_ready(struct tunnel *t)
 {
@@ -510,9 +550,12 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
-	if (n > 1 && be) {
-		pr_warn("--threads %u: works with kcpx client|server over UDP; not yet under kcpx "
-			"up or with --tcp (use --threads 1)",
+	if (be && be->shards && n > be->shards)
+		n = be->shards; /* kcpx up: at most one engine per RX queue (it said so) */
+	if (n > 1 && be && n > be->shards) {
+		pr_warn("--threads %u: works with kcpx client|server over UDP and with a kcpx up "
+			"server (one engine per RX queue); not with a kcpx up client or --tcp (use "
+			"--threads 1)",
 			n);
 		return -EOPNOTSUPP;
 	}
@@ -565,6 +608,7 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	err = tunnel_drop_privileges(t);
 	if (err)
 		goto out;
+	tunnel_seccomp(t);
 	pthread_mutex_lock(&t->mu);
 	if (g) {
 		err = kcpx_shards_start(g, tunnel_thread, &started);

@@ -25,9 +25,13 @@
  * tells sessions apart by peer address and conv. close() is called once per distinct dgram.
  */
 struct kcpx_tunnel_backend {
-	int (*open)(void *arg, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
-		    struct kcpx_dgram **out);
-	/* Called every second with the counters (e.g. to copy them into a pinned map). */
+	/* thread: the --threads engine asking (0 .. shards - 1), each with sockets of its own */
+	int (*open)(void *arg, unsigned thread, const struct kcpx_addr *bind,
+		    const struct kcpx_addr *peer, struct kcpx_dgram **out);
+	/* Engines the backend can serve (--threads up to this; 0 and 1: one). */
+	unsigned shards;
+	/* Called every second with the counters, every thread's summed, from thread 0 (e.g.
+	 * to copy them into a pinned map). */
 	void (*publish)(void *arg, const struct kcpx_snmp *snmp);
 	/*
 	 * Native protocol (docs/PROTOCOL.md §6), each optional. native_cfg: once at start when
@@ -44,6 +48,9 @@ struct kcpx_tunnel_backend {
 	/* Optional: the backend's own lines of `kcpx status` (two-space indent) and its
 	 * families of /metrics. */
 	void (*status)(void *arg, FILE *fp);
+	/* Optional: the same facts for `kcpx status --json`, as members (",\"key\":...")
+	 * of the tunnel's object. */
+	void (*status_json)(void *arg, FILE *fp);
 	void (*metrics)(void *arg, FILE *fp);
 	/* open() makes one dgram per call, bound to the port it is given: kcptun's port
 	 * ranges work (one open per port of listen, one per client session). */

@@ -119,6 +119,7 @@ struct tunnel {
 	uint64_t streams_refused;	   /* over --maxstreams or --sessstreams */
 	uint64_t tx_dropped;
 	uint64_t diag_bad, diag_told;  /* diag.c: failed checks seen, and at the last report */
+	uint64_t seccomp_told;	       /* syscalls the filter refused, at the last report */
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */
 	struct kcpx_metrics *metrics;  /* --metrics */
 	bool stopping;

@@ -29,11 +29,13 @@
 #define INIT_SEGS     32u /* inflight before the first sample (KCP's default window) */
 #define LOSS_ONE      65536u
 #define LOSS_MAX      (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
+#define LOSS_NOISY    (LOSS_ONE / 20)	  /* 5 %: STARTUP needs a sign of a full pipe */
 #define LOSS_MIN_SENT 16u		  /* segments a round needs to give a loss sample */
 #define BURST_MS      2u		  /* token bucket depth */
-#define QLOST_MIN     8u /* queue drops in a round (and > 2 %) that mean overflow */
-#define GUARD_ROUNDS  6u /* trims of the estimate before a standing RTT counts as the path's */
-#define RTT_SLOT_MS   4u /* RTT history: max RTT per 4 ms of send time */
+#define QLOST_MIN     8u    /* queue drops in a round (and > 2 %) that mean overflow */
+#define GUARD_ROUNDS  6u    /* trims of the estimate before a standing RTT counts as the path's */
+#define RTT_SLOT_MS   4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
+#define RTT_SLOT_MAX  1000u /* ... and min_rtt / 16, so that it spans 4 round trips */
 
 static const uint32_t cycle_gain[8] = { 320, 192, 256, 256, 256, 256, 256, 256 };
 
@@ -117,6 +119,7 @@ void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now)
 {
 	memset(cc, 0, sizeof(*cc));
 	cc->seg = seg ? seg : 1;
+	cc->slot_ms = RTT_SLOT_MS;
 	cc->delivered_ts = cc->first_ts = cc->tok_ts = now;
 	enter(cc, KCPX_CC_STARTUP, now);
 	set_outputs(cc);
@@ -180,7 +183,7 @@ void kcpx_cc_on_rtt(struct kcpx_cc *cc, uint32_t now, uint32_t rtt)
 	if (rtt > 60000)
 		return; /* not a sample of this path (a wrapped or forged echo) */
 	{
-		uint32_t tag = (now - rtt) / RTT_SLOT_MS;
+		uint32_t tag = (now - rtt) / cc->slot_ms;
 		struct kcpx_cc_rttslot *b = &cc->rtt_hist[tag % KCPX_CC_RTT_SLOTS];
 		if (!b->valid || b->tag != tag) {
 			b->tag = tag;
@@ -224,9 +227,9 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
 void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 {
 	const struct kcpx_cc_rttslot *b =
-		&cc->rtt_hist[(sent_ts / RTT_SLOT_MS) % KCPX_CC_RTT_SLOTS];
+		&cc->rtt_hist[(sent_ts / cc->slot_ms) % KCPX_CC_RTT_SLOTS];
 
-	if (!b->valid || b->tag != sent_ts / RTT_SLOT_MS)
+	if (!b->valid || b->tag != sent_ts / cc->slot_ms)
 		cc->rnd_ulost++; /* nothing else sent then was acknowledged: no telling */
 	else if (rtt_queued(cc, b->max_rtt))
 		cc->rnd_qlost++;
@@ -296,14 +299,37 @@ static void bw_filter(struct kcpx_cc *cc, uint64_t bw)
  * STARTUP still finds more bandwidth. */
 static void round_end(struct kcpx_cc *cc, bool app_limited)
 {
+	/*
+	 * Does this round show a full pipe? Under heavy random loss (the estimate above
+	 * LOSS_NOISY) the delivery rate of a round is noisy enough to stall for three
+	 * rounds while the path has room to spare: then only a stall with a sign of a
+	 * full pipe ends STARTUP, a queue (RTT above the floor, or drops behind one) or
+	 * losses beyond anything compensated.
+	 */
+	bool full_sign = cc->loss < LOSS_NOISY || !cc->rnd_min_valid ||
+			 rtt_queued(cc, cc->rnd_max_rtt) || cc->rnd_qlost ||
+			 (cc->rnd_sent >= LOSS_MIN_SENT &&
+			  (cc->rnd_lost + cc->rnd_ulost) * LOSS_ONE >= cc->rnd_sent * LOSS_MAX);
+
 	if (cc->rnd_sent >= LOSS_MIN_SENT) {
 		uint64_t sent = cc->rnd_sent;
-		uint32_t lost = (uint32_t)KCPX_MIN(cc->rnd_lost, sent);
+		/* losses nobody sent near was acknowledged for: under heavy random loss
+		 * (ACKs lost too) a share of the random ones; at an overflowing queue the
+		 * bulk of a burst. Counted as random while the round shows no queue and
+		 * they stay a minority of its losses. */
+		bool uknown = cc->rnd_ulost * 100 <= sent || cc->rnd_ulost <= cc->rnd_lost;
+		uint64_t nl = cc->rnd_lost + (uknown ? cc->rnd_ulost : 0);
+		uint32_t lost = (uint32_t)KCPX_MIN(nl, sent);
 		uint32_t sample = (uint32_t)((uint64_t)lost * LOSS_ONE / sent);
 		/* a round that overflowed a queue says nothing about random loss */
-		if ((cc->rnd_qlost + cc->rnd_ulost) * 100 <= sent) {
+		if (cc->rnd_qlost * 100 <= sent && uknown) {
 			int64_t d = (int64_t)sample - (int64_t)cc->loss;
-			cc->loss = (uint32_t)((int64_t)cc->loss + d / 8);
+			/* STARTUP follows the loss within a round or two: while the cap (2 x
+			 * BDP) binds, a round delivers 2 x (1 - loss) of the last one, and with
+			 * the estimate still near 0 at heavy random loss that is too little
+			 * growth to go on, so it would end far below the path's rate */
+			cc->loss = (uint32_t)((int64_t)cc->loss +
+					      d / (cc->state == KCPX_CC_STARTUP ? 2 : 8));
 			cc->loss = KCPX_MIN(cc->loss, LOSS_MAX);
 		} else if (cc->rnd_qlost >= QLOST_MIN && cc->rnd_qlost * 50 > sent) {
 			/* drops behind a standing queue: we overflowed the bottleneck. What
@@ -358,6 +384,15 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 	}
 	cc->rnd_max_rtt = 0;
 	cc->rnd_min_valid = false;
+	/* a loss is known only when its retransmission is acknowledged, two round trips or
+	 * more after it was sent: the history must reach that far back */
+	{
+		uint32_t w = (uint32_t)clamp64(rtt_floor(cc) / 16, RTT_SLOT_MS, RTT_SLOT_MAX);
+		if (w != cc->slot_ms) {
+			cc->slot_ms = w;
+			memset(cc->rtt_hist, 0, sizeof(cc->rtt_hist));
+		}
+	}
 
 	if (cc->full_bw_reached || app_limited)
 		return;
@@ -366,7 +401,7 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 		cc->full_bw_cnt = 0;
 		return;
 	}
-	if (++cc->full_bw_cnt >= FULL_BW_ROUND)
+	if (full_sign && ++cc->full_bw_cnt >= FULL_BW_ROUND)
 		cc->full_bw_reached = true;
 }
 

@@ -107,6 +107,7 @@ struct kcpx_cc {
 	uint64_t local_drops; /* datagrams this host failed to send (on_local_drop) */
 	uint32_t ld_round;    /* round + 1 of the last cut for them; 0: none yet */
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
+	uint32_t slot_ms;				    /* send time per rtt_hist slot */
 
 	/* STARTUP exit */
 	uint64_t full_bw;

@@ -85,6 +85,7 @@ struct kseg {
 	uint32_t cc_lost_ts;   /* cc bbr: send time of the transmission before the last */
 	bool cc_spur;	       /* cc bbr: an ACK echoed an older transmission than the last */
 	bool cc_last;	       /* cc bbr: an ACK echoed the last transmission */
+	bool cc_gone;	       /* cc bbr: deemed lost, its cost is out of cc_inflight */
 	uint8_t data[];
 };
 
@@ -100,6 +101,7 @@ struct kcpx_kcp {
 	int32_t rx_srtt, rx_rttvar;
 	uint32_t rx_rto, rx_minrto;
 	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
+	uint32_t wnd_grow_max; /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
 	uint32_t probe, ts_probe, probe_wait;
 	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
 	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
@@ -147,7 +149,12 @@ struct kcpx_kcp {
 
 	/* congestion control (cc.h): with KCPX_CC_BBR new data waits for the inflight cap
 	 * and every PUSH transmission for the pacer. cc_inflight: wire cost of the
-	 * segments in the send ring (maintained only with KCPX_CC_BBR). */
+	 * segments in the send ring whose last copy may still be on the path: a segment
+	 * deemed lost (fastresend reached, or its RTO due) leaves it until it is sent
+	 * again, as TCP's packets_out - lost + retrans. Without that, at long RTT and
+	 * heavy loss the segments waiting for their retransmission (and those whose ACK
+	 * was lost) fill the cap and the path carries less than the estimate. Maintained
+	 * only with KCPX_CC_BBR. */
 	enum kcpx_cc_algo cc_algo;
 	struct kcpx_cc cc;
 	uint64_t cc_inflight;
@@ -186,6 +193,21 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
 			  kcp->wire_den);
 }
 
+/* The send window in effect: snd_wnd, or what the controller needs (kcp.h). Every input
+ * is bounded (the cap by KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that
+ * inflates the estimate with its ACKs moves it at most to that ceiling. */
+static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
+{
+	uint64_t need, seg;
+
+	if (!kcp->wnd_grow_max || !paced(kcp))
+		return kcp->snd_wnd;
+	seg = KCPX_MAX(seg_cost(kcp, kcp->mss), 1u);
+	need = (kcp->cc.inflight_cap + seg - 1) / seg;
+	need = KCPX_MIN(need, (uint64_t)KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd));
+	return (uint32_t)KCPX_MAX(need, (uint64_t)kcp->snd_wnd);
+}
+
 static uint32_t roundup_pow2(uint32_t v)
 {
 	uint32_t r = 1;
@@ -221,7 +243,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->cost = 0;
 	s->frg = 0;
 	s->probed = false;
-	s->cc_spur = s->cc_last = false;
+	s->cc_spur = s->cc_last = s->cc_gone = false;
 	s->xmit = s->fastack = 0;
 	return s;
 }
@@ -375,14 +397,25 @@ static inline void set_fastack(struct kcpx_kcp *kcp, struct kseg *s, uint32_t v)
 	kcp->fast_cand += is_cand(s);
 }
 
+/* cc bbr: s is deemed lost; its last copy no longer counts against the inflight cap. */
+static void cc_gone(struct kcpx_kcp *kcp, struct kseg *s)
+{
+	if (!paced(kcp) || s->cc_gone)
+		return;
+	s->cc_gone = true;
+	kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)s->cost);
+}
+
 /* Drop an acknowledged segment from the ring and the unacked list. */
 static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
 	if (paced(kcp)) {
 		/* the charge it got its sn with: the FEC share may have changed since */
 		uint32_t c = s->cost;
-		kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 		uint32_t lost = 0, local;
+
+		if (!s->cc_gone)
+			kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 
 		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
 		/* released by an una sooner after the last copy went out than any round trip
@@ -398,9 +431,10 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		local = KCPX_MIN(lost, kcp->ld_credit);
 		kcp->ld_credit -= local;
 		kcp->tot_lostseg += lost - local;
-		/* resent, the last copy acknowledged and no ACK said an earlier one arrived:
-		 * that one was lost (without any echo seen, nothing is counted) */
-		if (lost > local && s->cc_last)
+		/* resent and no ACK said an earlier copy arrived: each copy but the last was
+		 * a transmission that delivered nothing (lost, or its ACK was and the resend
+		 * was spurious: to the pace both are the same waste) */
+		for (uint32_t i = local; s->cc_last && i < lost; i++)
 			kcpx_cc_on_lost(&kcp->cc, s->cc_lost_ts);
 	}
 	kcp->sring[s->sn & kcp->smask] = NULL;
@@ -596,6 +630,11 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
 	*lost = kcp->tot_lostseg;
 }
 
+void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
+{
+	kcp->wnd_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+}
+
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
 {
 	kcpx_cc_set_ratelimit(&kcp->cc, bytes_per_s);
@@ -741,7 +780,7 @@ unsigned kcpx_kcp_waitsnd(const struct kcpx_kcp *kcp)
 
 unsigned kcpx_kcp_sndwnd(const struct kcpx_kcp *kcp)
 {
-	return kcp->snd_wnd;
+	return snd_wnd_eff(kcp);
 }
 
 /* ---- receive ---- */
@@ -980,6 +1019,8 @@ static bool parse_fastack(struct kcpx_kcp *kcp, const struct ackitem *a, uint32_
 			set_fastack(kcp, s, f + add);
 			if (f + add >= kcp->fastresend)
 				trigger = true;
+			if (kcp->fastresend && f + add >= kcp->fastresend)
+				cc_gone(kcp, s);
 		}
 	}
 	return trigger;
@@ -1204,9 +1245,14 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 	if (paced(kcp)) {
 		uint32_t c = s->cost;
 		uint64_t before = kcp->cc_inflight;
-		/* a first transmission was charged to cc_inflight when it got its sn */
+		/* a first transmission was charged to cc_inflight when it got its sn; a
+		 * segment deemed lost is charged again now that a copy is on the path */
 		if (s->xmit == 0)
 			before -= KCPX_MIN(before, (uint64_t)c);
+		if (s->cc_gone) {
+			s->cc_gone = false;
+			kcp->cc_inflight += c;
+		}
 		kcpx_cc_on_send(&kcp->cc, now, c, before, &s->cct);
 	}
 	s->xmit++;
@@ -1244,7 +1290,7 @@ static inline bool tlp_armed(const struct kcpx_kcp *kcp)
 static bool pace_waiting(const struct kcpx_kcp *kcp)
 {
 	return paced(kcp) && kcp->sq_head && !kcp->silent &&
-	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd)) &&
+	       before(kcp->snd_nxt, kcp->snd_una + KCPX_MIN(snd_wnd_eff(kcp), kcp->rmt_wnd)) &&
 	       kcp->cc_inflight < kcp->cc.inflight_cap;
 }
 
@@ -1270,6 +1316,9 @@ static inline void arm_rto(struct kcpx_kcp *kcp, uint32_t resendts)
 static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_t wnd,
 		       uint32_t resent, uint32_t newsegs, bool rto_walk)
 {
+	/* an RTO due means lost, whether or not the pacer lets the copy go now */
+	if (rto_walk && kcpx_diff32(now, s->resendts) >= 0)
+		cc_gone(kcp, s);
 	/* paced: a retransmission waits for its turn like new data (it stays due) */
 	if (paced(kcp) && kcp->cc.tokens <= 0)
 		return 0;
@@ -1422,7 +1471,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	kcp->probe = 0;
 
 	/* new segments: snd_nxt may run up to snd_una + min(snd_wnd, rmt_wnd[, cwnd]) */
-	cwnd = KCPX_MIN(kcp->snd_wnd, kcp->rmt_wnd);
+	cwnd = KCPX_MIN(snd_wnd_eff(kcp), kcp->rmt_wnd);
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
@@ -1609,7 +1658,7 @@ void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
 	info->rttvar = (uint32_t)kcp->rx_rttvar;
 	info->rto = kcp->rx_rto;
 	info->cwnd = kcp->cwnd;
-	info->snd_wnd = kcp->snd_wnd;
+	info->snd_wnd = snd_wnd_eff(kcp);
 	info->rcv_wnd = kcp->rcv_wnd;
 	info->rmt_wnd = kcp->rmt_wnd;
 	info->waitsnd = kcpx_kcp_waitsnd(kcp);

@@ -119,6 +119,15 @@ int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now);
 void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den);
 /* Cap on the pacing rate in wire bytes per second (KCPX_CC_BBR); 0 removes it. */
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
+/*
+ * Let the send window follow the controller (KCPX_CC_BBR only; max 0: off, the default):
+ * the effective window is the larger of the configured one and the controller's
+ * inflight cap (2 x its BDP estimate) in full segments, at most max segments (or the
+ * configured window, if larger). The peer's advertised window still limits what
+ * is sent. Only the sender's own buffering grows: nothing on the wire changes.
+ */
+#define KCPX_KCP_WND_GROW_MAX 4096
+void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
 struct kcpx_kcp_cc_info {
 	enum kcpx_cc_algo algo;
 	enum kcpx_cc_state state;
@@ -148,6 +157,7 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
  */
 int kcpx_kcp_send(struct kcpx_kcp *kcp, const uint8_t *buf, size_t len);
 unsigned kcpx_kcp_waitsnd(const struct kcpx_kcp *kcp); /* segments queued + in flight */
+/* The send window in effect (the configured one, or more: kcpx_kcp_set_wnd_grow). */
 unsigned kcpx_kcp_sndwnd(const struct kcpx_kcp *kcp);
 
 /* Stream mode: up to len bytes. Message mode: one whole message (-ENOBUFS if it does not

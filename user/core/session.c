@@ -178,6 +178,12 @@ static const struct kcpx_smux_ops sess_smux_ops = {
 	.refused = smux_refused,
 };
 
+static uint32_t sess_give_up_ms(uint32_t keepalive_timeout_ms)
+{
+	return keepalive_timeout_ms > KCPX_SESSION_GIVE_UP_MS ? keepalive_timeout_ms
+							      : KCPX_SESSION_GIVE_UP_MS;
+}
+
 struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 				      const struct kcpx_session_ops *ops, void *user,
 				      struct kcpx_snmp *snmp, uint32_t now)
@@ -220,9 +226,7 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_quickack(s->kcp, cfg->quickack);
 	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
 	/* a peer silent with data owed: probe, then give up when smux would (at least 60 s) */
-	kcpx_kcp_set_silent(s->kcp, cfg->smux.keepalive_timeout_ms > KCPX_SESSION_GIVE_UP_MS
-					    ? cfg->smux.keepalive_timeout_ms
-					    : KCPX_SESSION_GIVE_UP_MS);
+	kcpx_kcp_set_silent(s->kcp, sess_give_up_ms(cfg->smux.keepalive_timeout_ms));
 	if (kcpx_kcp_set_cc(s->kcp, cfg->cc, now))
 		goto err;
 	/* the controller counts wire bytes: headers (IP and UDP too) and FEC parity */
@@ -231,6 +235,10 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 			       fec ? (uint32_t)(cfg->datashard + cfg->parityshard) : 1,
 			       fec ? (uint32_t)cfg->datashard : 1);
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
+	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
+	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
+	if (cfg->native && cfg->cc == KCPX_CC_BBR)
+		kcpx_kcp_set_wnd_grow(s->kcp, KCPX_KCP_WND_GROW_MAX);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)
@@ -301,6 +309,7 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 {
 	/* The FEC encoder keeps its larger native headroom: sealing needs no more. */
 	s->cfg.native = false;
+	kcpx_kcp_set_wnd_grow(s->kcp, 0);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
 	s->trailer = kcpx_crypt_trailer(crypt);
@@ -542,7 +551,8 @@ static bool pump_tx(struct kcpx_session *s)
 	uint8_t *tx = NULL, *ztx = NULL;
 	bool wrote = false;
 
-	while (kcpx_kcp_waitsnd(s->kcp) < s->cfg.sndwnd && kcpx_smux_output_pending(s->smux)) {
+	while (kcpx_kcp_waitsnd(s->kcp) < kcpx_kcp_sndwnd(s->kcp) &&
+	       kcpx_smux_output_pending(s->smux)) {
 		const uint8_t *p;
 		size_t n;
 
@@ -672,6 +682,15 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 	if (s->redund && kcpx_redund_next(s->redund, &c) && (int32_t)(a - c) > 0)
 		a = c;
 	return a;
+}
+
+void kcpx_session_set_keepalive(struct kcpx_session *s, uint32_t keepalive_ms, uint32_t timeout_ms,
+				uint32_t now)
+{
+	s->cfg.smux.keepalive_ms = keepalive_ms;
+	s->cfg.smux.keepalive_timeout_ms = timeout_ms;
+	kcpx_smux_set_keepalive(s->smux, keepalive_ms, timeout_ms, now);
+	kcpx_kcp_set_silent(s->kcp, sess_give_up_ms(timeout_ms));
 }
 
 bool kcpx_session_dead(const struct kcpx_session *s)

@@ -983,7 +983,8 @@ int kcpx_xdp_native_del(struct kcpx_xdp *x, uint32_t sid)
 		       : 0;
 }
 
-int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val, size_t size)
+int kcpx_xdp_publish_n(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *vals, unsigned n,
+		       size_t size)
 {
 	int ncpu = libbpf_num_possible_cpus(), fd = kcpx_xdp_fd(x, which);
 	size_t stride = (size + 7) & ~(size_t)7;
@@ -993,6 +994,8 @@ int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val
 		return ncpu;
 	if (fd < 0)
 		return fd;
+	if (n > 1 && size % 8)
+		return -EINVAL;
 	if (x->percpu_cap < stride * ncpu) {
 		void *p = calloc(ncpu, stride);
 
@@ -1002,7 +1005,22 @@ int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val
 		x->percpu_buf = p;
 		x->percpu_cap = stride * ncpu;
 	}
-	memcpy(x->percpu_buf, val, size);
+	memset(x->percpu_buf, 0, stride * ncpu);
+	for (unsigned i = 0; i < n; i++) {
+		__u64 *dst = (__u64 *)((char *)x->percpu_buf + stride * (i % (unsigned)ncpu));
+		const char *src = (const char *)vals + size * i;
+
+		if (n == 1) {
+			memcpy(dst, src, size);
+			break;
+		}
+		for (size_t k = 0; k < size / 8; k++) {
+			__u64 v;
+
+			memcpy(&v, src + k * 8, 8);
+			dst[k] += v;
+		}
+	}
 	return bpf_map_update_elem(fd, &key, x->percpu_buf, 0) < 0 ? -errno : 0;
 }
 

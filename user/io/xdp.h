@@ -100,9 +100,18 @@ int kcpx_xdp_native_cfg(struct kcpx_xdp *x, const struct kcpx_native_cfg *cfg);
 int kcpx_xdp_native_add(struct kcpx_xdp *x, uint32_t sid, const struct kcpx_native_sess *v);
 int kcpx_xdp_native_del(struct kcpx_xdp *x, uint32_t sid);
 
-/* Publish userspace counters into CPU 0's slot of a per-CPU counter map (the others are
- * zero), so the pinned maps show them. */
-int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val, size_t size);
+/* Publish userspace counters (structs of __u64) into a per-CPU counter map so the pinned
+ * maps show them: value i in CPU slot i (folded into slot i % CPUs when there are fewer),
+ * the other slots zero. A reader's sum over the CPUs is the sum of the n values; `kcpx
+ * up`'s engines (one per RX queue) each publish into their own slot. Not thread-safe: one
+ * publisher per kcpx_xdp. */
+int kcpx_xdp_publish_n(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *vals, unsigned n,
+		       size_t size);
+static inline int kcpx_xdp_publish(struct kcpx_xdp *x, enum kcpx_xdp_fd which, const void *val,
+				   size_t size)
+{
+	return kcpx_xdp_publish_n(x, which, val, 1, size);
+}
 static inline int kcpx_xdp_publish_snmp(struct kcpx_xdp *x, const struct kcpx_snmp *s)
 {
 	return kcpx_xdp_publish(x, KCPX_FD_SNMP, s, sizeof(*s));

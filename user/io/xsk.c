@@ -18,6 +18,10 @@
  * of its own: a packet's wakeup then runs one epoll callback, not one per nesting level
  * (three before; on a veth those wakeups took 11 % of the sending side's CPU). With more
  * queues than d->xfd holds, the sockets go in the core's epoll set, nested in the port's.
+ *
+ * A `kcpx up` server with --threads N has N cores (struct xsk_group), core k with RX
+ * queues k, k + N, ... and used by engine thread k only; a core's rings, frame pools,
+ * next hops and ports are never touched by another thread.
  */
 #include "io/xsk.h"
 
@@ -26,6 +30,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -75,6 +80,7 @@ struct xsk_q {
 	unsigned nfree;
 	unsigned pending; /* reserved on TX during this send, not submitted yet */
 	bool in_map;
+	uint64_t rx_packets, tx_packets; /* this queue's share of the core's counters */
 };
 
 /* What we know about sending to one peer address. */
@@ -94,9 +100,25 @@ struct nexthop {
 
 struct xsk_port;
 
+/*
+ * The cores of one interface, one per engine thread (kcpx_xsk_new_group; a lone core is
+ * a group of one). Core k owns RX queues k, k + n, k + 2n, ... and is used by its own
+ * thread only; what crosses threads is the publishing of counters (by one thread, under
+ * mu, reading the others' counters as they are: each is a monotonic 64-bit word) and,
+ * at setup, a server port's kernel socket (core 0's, shared by the others for sending).
+ */
+struct xsk_group {
+	pthread_mutex_t mu;
+	unsigned n, live;
+	struct kcpx_xsk **c;	     /* NULL once closed; its counters stay in last[] */
+	struct kcpx_xsk_stats *last; /* each core's counters when it closed */
+};
+
 /* The AF_XDP sockets of one interface and what every port shares. */
 struct kcpx_xsk {
 	int refs; /* ports */
+	struct xsk_group *grp;
+	unsigned slot; /* index in grp */
 	struct kcpx_xdp *xdp;
 	char ifname[IF_NAMESIZE];
 	int ifindex;
@@ -127,6 +149,8 @@ struct xsk_port {
 	uint16_t lport_be; /* network order */
 	bool bound_any;	   /* source address chosen per peer */
 	bool lport_registered;
+	bool watches;	     /* its dgram watches the AF_XDP sockets (xfd or the nested epfd) */
+	bool udp_shared;     /* udp_fd is a dup of core 0's server port's: send only */
 	bool evfd_set;	     /* evfd was written and not read since */
 	uint8_t kernel_skip; /* recv calls since the kernel socket was last read */
 	uint8_t bound_addr[16];
@@ -485,6 +509,7 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 			continue;
 		}
 		c->st.rx_packets++;
+		__atomic_store_n(&q->rx_packets, q->rx_packets + 1, __ATOMIC_RELAXED);
 		c->st.rx_bytes += v.len;
 		/* answer from the address the peer wrote to */
 		if (p->bound_any) {
@@ -546,15 +571,12 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
-static void publish_stats(struct kcpx_xsk *c, bool force)
+/* The kernel's counters of core c's sockets into c->st. */
+static void sock_stats(struct kcpx_xsk *c)
 {
-	uint32_t now = kcpx_clock_ms();
 	struct xdp_statistics xs;
 	socklen_t len;
 
-	if (!force && now - c->published_ms < STATS_PUBLISH_MS)
-		return;
-	c->published_ms = now;
 	c->st.rx_dropped = c->st.rx_invalid = c->st.tx_invalid = 0;
 	c->st.rx_ring_full = c->st.rx_fill_empty = c->st.tx_ring_empty = 0;
 	for (int i = 0; i < c->nq; i++) {
@@ -570,7 +592,31 @@ static void publish_stats(struct kcpx_xsk *c, bool force)
 		c->st.rx_fill_empty += xs.rx_fill_ring_empty_descs;
 		c->st.tx_ring_empty += xs.tx_ring_empty_descs;
 	}
-	kcpx_xdp_publish(c->xdp, KCPX_FD_XSK_STATS, &c->st, sizeof(c->st));
+}
+
+/*
+ * Every core's counters into the pinned kcpx_xsk_stats map, core k in CPU slot k. A lone
+ * core does it from its own data path once a second; a group's cores only when asked
+ * (kcpx_xsk_publish, from the thread that publishes the tunnel's other counters, and at
+ * setup and close), so that one thread writes the map.
+ */
+static void publish_stats(struct kcpx_xsk *c, bool force)
+{
+	struct xsk_group *g = c->grp;
+	uint32_t now = kcpx_clock_ms();
+
+	if (!force && (g->n > 1 || now - c->published_ms < STATS_PUBLISH_MS))
+		return;
+	c->published_ms = now;
+	pthread_mutex_lock(&g->mu);
+	for (unsigned i = 0; i < g->n; i++) {
+		if (!g->c[i])
+			continue;
+		sock_stats(g->c[i]);
+		g->last[i] = g->c[i]->st;
+	}
+	kcpx_xdp_publish_n(c->xdp, KCPX_FD_XSK_STATS, g->last, g->n, sizeof(*g->last));
+	pthread_mutex_unlock(&g->mu);
 }
 
 static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
@@ -591,7 +637,7 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	c->rr++;
 	/* The kernel socket carries little (what XDP passes): look at it when the rings
 	 * are dry, which ends every drain, and now and then while they are not. */
-	if (got < n && (!got || ++p->kernel_skip >= 16)) {
+	if (got < n && !p->udp_shared && (!got || ++p->kernel_skip >= 16)) {
 		p->kernel_skip = 0;
 		r = rx_kernel(p, pkts + got, n - got);
 		if (r < 0 && !got)
@@ -715,6 +761,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		xsk_ring_prod__tx_desc(&q->tx, idx)->len = (uint32_t)tx_build(
 			c, p, q->area + addr, family, src, dst, dport_be, nh->mac, pkt);
 		q->pending++;
+		__atomic_store_n(&q->tx_packets, q->tx_packets + 1, __ATOMIC_RELAXED);
 		c->st.tx_packets++;
 		c->st.tx_bytes += pkt->len;
 	}
@@ -766,8 +813,19 @@ static void q_close(struct kcpx_xsk *c, struct xsk_q *q)
 	free(q->free_tx);
 }
 
+static void group_free(struct xsk_group *g)
+{
+	pthread_mutex_destroy(&g->mu);
+	free(g->c);
+	free(g->last);
+	free(g);
+}
+
 static void core_put(struct kcpx_xsk *c)
 {
+	struct xsk_group *g = c->grp;
+	bool last;
+
 	if (--c->refs > 0)
 		return;
 	if (c->q) {
@@ -780,6 +838,12 @@ static void core_put(struct kcpx_xsk *c)
 		mnl_socket_close(c->nl);
 	if (c->epfd >= 0)
 		close(c->epfd);
+	pthread_mutex_lock(&g->mu);
+	g->c[c->slot] = NULL;
+	last = !--g->live;
+	pthread_mutex_unlock(&g->mu);
+	if (last)
+		group_free(g);
 	free(c);
 }
 
@@ -932,7 +996,19 @@ out:
 	return err;
 }
 
-static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
+/* The RX queues the cores share out: all of the interface's, or the first cfg->queues. */
+static int queue_total(const struct kcpx_xsk_config *cfg)
+{
+	int nq = rx_queue_count(cfg->ifname);
+
+	if (cfg->queues > 0 && cfg->queues < nq)
+		nq = cfg->queues;
+	return nq > KCPX_XSK_MAX_QUEUES ? KCPX_XSK_MAX_QUEUES : nq;
+}
+
+/* Core `slot` of group g: the sockets of RX queues slot, slot + g->n, ... < total. */
+static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg, struct xsk_group *g,
+		     unsigned slot, int total)
 {
 	unsigned frames = cfg->frames ? cfg->frames : XSK_DEFAULT_FRAMES;
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -946,6 +1022,10 @@ static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
 		return -ENOMEM;
 	c->refs = 1;
 	c->epfd = -1;
+	c->grp = g;
+	c->slot = slot;
+	g->c[slot] = c;
+	g->live++;
 	c->xdp = cfg->xdp;
 	c->tos = cfg->dscp > 0 ? (uint8_t)((cfg->dscp & 0x3f) << 2) : 0;
 	snprintf(c->ifname, sizeof(c->ifname), "%s", cfg->ifname);
@@ -966,11 +1046,7 @@ static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
 	setsockopt(mnl_socket_get_fd(c->nl), SOL_SOCKET, SO_RCVTIMEO,
 		   &(struct timeval){ .tv_usec = 200000 }, sizeof(struct timeval));
 
-	nq = rx_queue_count(cfg->ifname);
-	if (cfg->queues > 0 && cfg->queues < nq)
-		nq = cfg->queues;
-	if (nq > KCPX_XSK_MAX_QUEUES)
-		nq = KCPX_XSK_MAX_QUEUES;
+	nq = (total - (int)slot + (int)g->n - 1) / (int)g->n;
 	c->q = calloc((size_t)nq, sizeof(*c->q));
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (!c->q || c->epfd < 0) {
@@ -978,8 +1054,10 @@ static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
 		goto err;
 	}
 	for (int i = 0; i < nq; i++) {
+		unsigned queue = slot + (unsigned)i * g->n;
+
 		c->nq = i + 1;
-		err = q_open(c, &c->q[i], (unsigned)i, frames, cfg->copy);
+		err = q_open(c, &c->q[i], queue, frames, cfg->copy);
 		if (err)
 			goto err;
 		ev.data.u32 = (uint32_t)i;
@@ -1051,17 +1129,86 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 	return 0;
 }
 
+/*
+ * A server's port on core k > 0 of a group: the same address and port as core 0's, whose
+ * kernel socket it shares (a second one could not bind). Only core 0 reads that socket:
+ * what XDP leaves to the kernel reaches the engine of core 0. Returns the port or NULL.
+ */
+static struct xsk_port *group_port(struct kcpx_xsk *c, const struct kcpx_addr *bind)
+{
+	uint8_t raw[16];
+	uint16_t port_be;
+
+	if (!bind || c->grp->n < 2 || addr_raw(bind, raw, &port_be) < 0)
+		return NULL;
+	for (unsigned i = 0; i < c->slot; i++) {
+		struct kcpx_xsk *o = c->grp->c[i];
+
+		for (struct xsk_port *p = o ? o->ports : NULL; p; p = p->next)
+			if (p->lport_be == port_be && !p->udp_shared)
+				return p;
+	}
+	return NULL;
+}
+
+static int udp_share(struct xsk_port *p, const struct xsk_port *sib)
+{
+	p->udp_fd = fcntl(sib->udp_fd, F_DUPFD_CLOEXEC, 0);
+	if (p->udp_fd < 0)
+		return -errno;
+	p->udp_shared = true;
+	p->family = sib->family;
+	p->lport_be = sib->lport_be;
+	p->bound_any = sib->bound_any;
+	memcpy(p->bound_addr, sib->bound_addr, sizeof(p->bound_addr));
+	p->d.local = sib->d.local;
+	return 0;
+}
+
+int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk_config *cfg)
+{
+	struct xsk_group *g;
+	int total, err = 0;
+	unsigned made = 0;
+
+	if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE || !*n)
+		return -EINVAL;
+	total = queue_total(cfg);
+	if (*n > (unsigned)total)
+		*n = (unsigned)total;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	pthread_mutex_init(&g->mu, NULL);
+	g->n = *n;
+	g->c = calloc(g->n, sizeof(*g->c));
+	g->last = calloc(g->n, sizeof(*g->last));
+	if (!g->c || !g->last) {
+		group_free(g);
+		return -ENOMEM;
+	}
+	g->live = 1; /* ours while the cores are made: the last core's close frees g */
+	for (; made < g->n; made++) {
+		err = core_open(&out[made], cfg, g, made, total);
+		if (err)
+			break;
+	}
+	if (err) {
+		kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname, strerror(-err));
+		while (made)
+			core_put(out[--made]);
+	}
+	if (!--g->live)
+		group_free(g);
+	return err;
+}
+
 int kcpx_xsk_new(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg)
 {
-	int err;
+	unsigned n = 1;
 
 	*out = NULL;
-	if (!cfg->xdp || !cfg->ifname || strlen(cfg->ifname) >= IF_NAMESIZE)
-		return -EINVAL;
-	err = core_open(out, cfg);
-	if (err)
-		kcpx_io_logf(0, "af_xdp on %s unavailable: %s", cfg->ifname, strerror(-err));
-	return err;
+	return kcpx_xsk_new_group(out, &n, cfg);
 }
 
 void kcpx_xsk_put(struct kcpx_xsk *x)
@@ -1070,11 +1217,20 @@ void kcpx_xsk_put(struct kcpx_xsk *x)
 		core_put(x);
 }
 
+/* A server port (bound, not a client session's) that already watches the AF_XDP sockets. */
+static bool server_watcher(const struct kcpx_xsk *c)
+{
+	for (const struct xsk_port *p = c->ports; p; p = p->next)
+		if (p->watches && !p->lport_registered)
+			return true;
+	return false;
+}
+
 int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
 		  struct kcpx_dgram **out)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct xsk_port *p;
+	struct xsk_port *p, *sib;
 	int err;
 
 	*out = NULL;
@@ -1092,7 +1248,8 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		err = -errno;
 		goto err;
 	}
-	err = udp_open(p, bind, peer);
+	sib = group_port(c, bind);
+	err = sib ? udp_share(p, sib) : udp_open(p, bind, peer);
 	if (err) {
 		kcpx_io_logf(0, "af_xdp: the UDP socket beside it: %s", strerror(-err));
 		goto err;
@@ -1101,7 +1258,11 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		err = -EADDRINUSE;
 		goto err;
 	}
-	if (c->nq <= KCPX_DGRAM_XFDS) {
+	/* A server's listen range: only its first port watches the AF_XDP sockets and hands
+	 * the others their datagrams (port_push wakes them through evfd). Were every port
+	 * watching, each ready ring would wake all of them, a range's worth of empty reads. */
+	p->watches = !bind || !server_watcher(c);
+	if (p->watches && c->nq <= KCPX_DGRAM_XFDS) {
 		for (int i = 0; i < c->nq; i++) {
 			p->d.xfd[i] = fcntl(xsk_socket__fd(c->q[i].xsk), F_DUPFD_CLOEXEC, 0);
 			if (p->d.xfd[i] < 0) {
@@ -1110,11 +1271,11 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 			}
 			p->d.nxfd = i + 1;
 		}
-	} else if (epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->epfd, &ev) < 0) {
+	} else if (p->watches && epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->epfd, &ev) < 0) {
 		err = -errno;
 		goto err;
 	}
-	if (epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->udp_fd, &ev) < 0 ||
+	if ((!p->udp_shared && epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->udp_fd, &ev) < 0) ||
 	    epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->evfd, &ev) < 0) {
 		err = -errno;
 		goto err;
@@ -1151,6 +1312,16 @@ int kcpx_xsk_open(struct kcpx_dgram **out, const struct kcpx_xsk_config *cfg)
 	err = kcpx_xsk_port(x, cfg->bind, cfg->peer, out);
 	kcpx_xsk_put(x);
 	return err;
+}
+
+int kcpx_xsk_queue_stats(struct kcpx_xsk *x, int i, unsigned *queue, uint64_t *rx, uint64_t *tx)
+{
+	if (i < 0 || i >= x->nq)
+		return -ENOENT;
+	*queue = x->q[i].queue;
+	*rx = __atomic_load_n(&x->q[i].rx_packets, __ATOMIC_RELAXED);
+	*tx = __atomic_load_n(&x->q[i].tx_packets, __ATOMIC_RELAXED);
+	return 0;
 }
 
 void kcpx_xsk_publish(struct kcpx_xsk *x)

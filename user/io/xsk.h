@@ -16,6 +16,7 @@
 #define KCPX_IO_XSK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "io/dgram.h"
 #include "io/xdp.h"
@@ -47,6 +48,19 @@ int kcpx_xsk_new(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg);
  */
 int kcpx_xsk_port(struct kcpx_xsk *x, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
 		  struct kcpx_dgram **out);
+/*
+ * One engine per RX queue (`kcpx up --threads N`): *n cores (fewer when the interface has
+ * fewer queues: *n says how many), core k with the sockets of RX queues k, k + n, ...,
+ * for thread k only. A server port opened on core k > 0 shares core 0's kernel UDP
+ * socket (to send what cannot go over AF_XDP; only core 0 receives from it). The cores'
+ * counters go into the pinned kcpx_xsk_stats map together, core k in CPU slot k, when
+ * kcpx_xsk_publish is called on any of them (from one thread); a lone core publishes
+ * them itself too. Each core is dropped with kcpx_xsk_put.
+ */
+int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk_config *cfg);
+/* Queue i of core x (0 <= i, -ENOENT past the last): its RX queue number and the
+ * datagrams received from and sent on it so far. Callable from any thread. */
+int kcpx_xsk_queue_stats(struct kcpx_xsk *x, int i, unsigned *queue, uint64_t *rx, uint64_t *tx);
 /* Drop the reference kcpx_xsk_new returned; the sockets go when the last dgram closes. */
 void kcpx_xsk_put(struct kcpx_xsk *x);
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# `kcpx up` with one engine per RX queue (--threads 2 on a 2-queue veth, docs/SCALE.md).
+#
+#   [ A ] tcpio -> kcpx client 127.0.0.1:8491 ==udp==> $IF_B  kcpx up server :4111 [ B ]
+#         $IP_A    --conn 8 (8 UDP ports: the  veth    queue 0: XDP -> AF_XDP -> thread 0
+#                  kernel spreads them over    2 rx/tx queue 1: XDP -> AF_XDP -> thread 1
+#                  the veth's 2 TX queues)     queues            -> tcpio sink :9111
+#
+#   step      what happens                                   checks
+#   spread    connections until both server threads hold a   `kcpx status`: each thread holds
+#             session (a veth hands a datagram to the peer's sessions, each RX queue received
+#             RX queue with the sender's TX queue number)    datagrams over AF_XDP
+#   upload    8 MiB on each of 4 connections at once         sha256 equal on every one
+#   counters  /metrics and `kcpx stats`                      per-queue series moved, the pinned
+#                                                            AF_XDP rx_packets sum both engines
+#   rss       $IF_A keeps one TX queue (ethtool -L): every   thread 1 still holds its sessions,
+#             datagram now reaches queue 0, thread 1's        thread 0 handed their datagrams
+#             sessions' too                                   over, 4 MiB intact
+#   reload    SIGHUP with the same flags                     "reload" logged, data still flows
+#   stop      SIGTERM                                        exit 0 within 5 s, no XDP program
+#                                                            on $IF_B, no pins left
+set -eu
+NETNS_TAG=kxq$$
+. "$(dirname "$0")/../lib/netns.sh"
+need_root
+work=$(mktemp -d /tmp/kcpx-xdpq.XXXXXX)
+on_cleanup "rm -rf $work"
+FLAGS="--key queues-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
+SIZE=$((8 << 20))
+fail=0
+
+bpffs_mount
+NETNS_QUEUES=2 netns_pair
+on_cleanup "in_b $KCPX down $IF_B"
+in_b python3 "$TCPIO" sink 9111 "$work" & track_pid $!
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" --xdp-mode native server -l :4111 \
+	-t 127.0.0.1:9111 --threads 2 $FLAGS --metrics 127.0.0.1:9191 --log "$work/server.log" &
+spid=$!
+track_pid $spid
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8491 -r "$IP_B:4111" --conn 8 \
+	$FLAGS --log "$work/client.log" & cpid=$!
+track_pid $cpid
+wait_udp_port "$NS_B" 4111 20
+wait_tcp_port "$NS_A" 8491 20
+wait_tcp_port "$NS_B" 9191 20
+grep -q "2 threads" "$work/server.log" || { echo "FAIL: the server did not start 2 threads"; fail=1; }
+
+thread_sessions() {
+	"$KCPX" status "$spid" 2>/dev/null | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"
+}
+queue_rx() {
+	"$KCPX" status "$spid" 2>/dev/null |
+		sed -n "s/^  $IF_B queue $1 (thread $1): af_xdp datagrams in \([0-9]*\) .*/\1/p"
+}
+
+echo "spread: connections until both server threads hold a session"
+spread_ok=0
+for _ in $(seq 1 40); do
+	in_a timeout 10 python3 "$TCPIO" send 127.0.0.1 8491 1024 1 >/dev/null 2>&1 || true
+	if [ "$(thread_sessions 0)" -ge 1 ] 2>/dev/null && [ "$(thread_sessions 1)" -ge 1 ] 2>/dev/null; then
+		spread_ok=1
+		break
+	fi
+done
+if [ "$spread_ok" = 1 ]; then
+	for q in 0 1; do
+		echo "  thread $q: $(thread_sessions $q) sessions, queue $q: $(queue_rx $q) datagrams in"
+		[ "$(queue_rx $q)" -gt 0 ] 2>/dev/null ||
+			{ echo "FAIL: queue $q received nothing over AF_XDP"; fail=1; }
+	done
+else
+	echo "FAIL: the sessions did not spread over both server threads"
+	"$KCPX" status "$spid" | sed 's/^/  | /'
+	fail=1
+fi
+
+echo "upload: 4 connections x $SIZE bytes at once"
+rm -f "$work"/*.sha
+pids=()
+for k in 1 2 3 4; do
+	in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 8491 "$SIZE" "$k" >"$work/sent$k" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
+for k in 1 2 3 4; do
+	sent=$(cat "$work/sent$k")
+	grep -q "^$sent $SIZE" "$work"/*.sha 2>/dev/null ||
+		{ echo "FAIL: upload $k: no intact copy arrived (sent $sent)"; fail=1; }
+done
+[ "$fail" = 0 ] && echo "  4 x $SIZE bytes intact"
+
+echo "counters: per-queue series in /metrics, the pinned AF_XDP counters"
+in_b curl -sf http://127.0.0.1:9191/metrics >"$work/metrics" || true
+for q in 0 1; do
+	v=$(sed -n "s/^kcpx_queue_datagrams_total{queue=\"$q\",thread=\"$q\",dir=\"in\"} //p" "$work/metrics")
+	[ "${v:-0}" -gt 0 ] || { echo "FAIL: /metrics: queue $q in is '${v:-}'"; fail=1; }
+	v=$(sed -n "s/^kcpx_thread_sessions{thread=\"$q\"} //p" "$work/metrics")
+	[ "${v:-0}" -ge 1 ] || { echo "FAIL: /metrics: thread $q holds '${v:-}' sessions"; fail=1; }
+done
+# the pinned map's rx_packets is both engines' (each publishes into a slot of its own,
+# once a second): wait for it to reach the queues' sum as read now
+rx0=$(queue_rx 0) rx1=$(queue_rx 1)
+pinned_rx() {
+	in_b "$KCPX" stats "$IF_B" --json | python3 -c \
+		'import json,sys; print(json.load(sys.stdin)["counters"]["kcpx_xsk_stats"]["rx_packets"])'
+}
+for _ in $(seq 1 50); do
+	pinned=$(pinned_rx)
+	[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null && break
+	sleep 0.1
+done
+echo "  queues 0 + 1: $rx0 + $rx1 datagrams; kcpx_xsk_stats rx_packets $pinned"
+[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null ||
+	{ echo "FAIL: the pinned rx_packets ($pinned) is not both queues' sum"; fail=1; }
+
+echo "rss: $IF_A sends on one TX queue only, so queue 0 gets thread 1's sessions' datagrams"
+handed() {
+	"$KCPX" status "$spid" 2>/dev/null |
+		sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"
+}
+s1=$(thread_sessions 1) h0=$(handed 0) q1=$(queue_rx 1)
+if in_a ethtool -L "$IF_A" tx 1 >"$work/ethtool" 2>&1; then
+	rm -f "$work"/*.sha
+	pids=()
+	for k in 5 6 7 8; do
+		in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) "$k" >"$work/sent$k" & pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+	for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
+	for k in 5 6 7 8; do
+		grep -q "^$(cat "$work/sent$k") " "$work"/*.sha 2>/dev/null ||
+			{ echo "FAIL: rss: upload $k did not arrive intact"; fail=1; }
+	done
+	echo "  thread 0 handed $(( $(handed 0) - h0 )) datagrams to thread 1; queue 1 got $(( $(queue_rx 1) - q1 )) more"
+	[ "$(thread_sessions 1)" = "$s1" ] ||
+		{ echo "FAIL: rss: thread 1 holds $(thread_sessions 1) sessions, had $s1"; fail=1; }
+	[ "$(handed 0)" -gt "$h0" ] ||
+		{ echo "FAIL: rss: thread 0 handed nothing over"; fail=1; }
+	in_a ethtool -L "$IF_A" tx 2 >/dev/null 2>&1 || true
+else
+	echo "FAIL: ethtool -L $IF_A tx 1: $(cat "$work/ethtool")"
+	fail=1
+fi
+
+echo "reload: SIGHUP"
+kill -HUP "$spid"
+wait_log "$work/server.log" "reload" 10 || { echo "FAIL: no reload logged"; fail=1; }
+in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) 9 >"$work/sent9" || true
+for _ in $(seq 1 100); do grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null && break; sleep 0.1; done
+grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
+	{ echo "FAIL: no data after the reload"; fail=1; }
+
+echo "stop: SIGTERM"
+kill -TERM "$spid"
+for _ in $(seq 1 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$spid" 2>/dev/null; then
+	echo "FAIL: the server still runs 5 s after SIGTERM"
+	fail=1
+elif ! wait "$spid"; then
+	echo "FAIL: the server exited with $?"
+	fail=1
+fi
+if in_b ip -d link show "$IF_B" | grep -q "prog/xdp"; then
+	echo "FAIL: an XDP program is left on $IF_B"
+	fail=1
+fi
+[ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_B"; fail=1; }
+
+if [ "$fail" != 0 ]; then
+	echo "--- server log"; tail -20 "$work/server.log"
+	echo "--- client log"; tail -20 "$work/client.log"
+	exit 1
+fi
+echo "PASS"
