@@ -15,7 +15,8 @@
 # same for both. FLAGS go to both ends. One line per run into OUT: goodput, CPU seconds of
 # the two daemons (every thread), CPU per GB. On a veth the kernel's receive work for a
 # datagram runs in the sender's context, so each daemon's CPU includes its peer's
-# receive path.
+# receive path. A kind=queues-machine line follows each run: how busy the machine's cores
+# were meanwhile (iperf3 and anything else running included).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUTF=$1
@@ -41,11 +42,21 @@ on_cleanup "rm -rf '$LOG'"
 # shellcheck source=pair.sh
 . tools/bench/pair.sh
 
+# jiffies the machine's cores were busy and in all, from /proc/stat's first line
+busy_total() {
+	awk '/^cpu /{ t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
 one() { # one CAND RUN
-	local cand=$1 run=$2 cli srv extra=() iperf_extra=(-P "$STREAMS")
+	local cand=$1 run=$2 cli srv extra=() iperf_extra=(-P "$STREAMS") b0 t0 b1 t1
 	cli=("$KCPX" client --conn "$CONN" --threads 2)
 	srv=("$KCPX" up "$IF_B" --xdp-mode native server --threads "${cand#q}")
+	read -r b0 t0 < <(busy_total)
 	pair_one "kind=queues streams=$STREAMS conn=$CONN run=$run cand=$cand"
+	# how busy both cores were over the whole run (daemons' start and stop included):
+	# near 100 % means the cores, not the engines, set the pace
+	read -r b1 t1 < <(busy_total)
+	echo "kind=queues-machine run=$run cand=$cand busy_pct=$(((b1 - b0) * 100 / (t1 - t0)))" >>"$OUTF"
 }
 
 for ((run = 1; run <= RUNS; run++)); do
