@@ -34,8 +34,8 @@ static void reload_one(struct tunnel *t)
 	for (struct kcpx_ep_sess *e = kcpx_ep_first(t->ep); e; e = kcpx_ep_next(e)) {
 		if (kcpx_ep_sess_closing(e) || !kcpx_ep_sess_user(e))
 			continue;
-		kcpx_smux_set_keepalive(kcpx_session_smux(kcpx_ep_session(e)), ka.keepalive_ms,
-					ka.keepalive_timeout_ms, now);
+		kcpx_session_set_keepalive(kcpx_ep_session(e), ka.keepalive_ms,
+					   ka.keepalive_timeout_ms, now);
 		kcpx_tun_sess_mark(kcpx_ep_sess_user(e));
 	}
 }

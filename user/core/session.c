@@ -178,6 +178,12 @@ static const struct kcpx_smux_ops sess_smux_ops = {
 	.refused = smux_refused,
 };
 
+static uint32_t sess_give_up_ms(uint32_t keepalive_timeout_ms)
+{
+	return keepalive_timeout_ms > KCPX_SESSION_GIVE_UP_MS ? keepalive_timeout_ms
+							      : KCPX_SESSION_GIVE_UP_MS;
+}
+
 struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 				      const struct kcpx_session_ops *ops, void *user,
 				      struct kcpx_snmp *snmp, uint32_t now)
@@ -220,9 +226,7 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_quickack(s->kcp, cfg->quickack);
 	kcpx_kcp_set_rto_hygiene(s->kcp, cfg->rto_hygiene);
 	/* a peer silent with data owed: probe, then give up when smux would (at least 60 s) */
-	kcpx_kcp_set_silent(s->kcp, cfg->smux.keepalive_timeout_ms > KCPX_SESSION_GIVE_UP_MS
-					    ? cfg->smux.keepalive_timeout_ms
-					    : KCPX_SESSION_GIVE_UP_MS);
+	kcpx_kcp_set_silent(s->kcp, sess_give_up_ms(cfg->smux.keepalive_timeout_ms));
 	if (kcpx_kcp_set_cc(s->kcp, cfg->cc, now))
 		goto err;
 	/* the controller counts wire bytes: headers (IP and UDP too) and FEC parity */
@@ -678,6 +682,15 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 	if (s->redund && kcpx_redund_next(s->redund, &c) && (int32_t)(a - c) > 0)
 		a = c;
 	return a;
+}
+
+void kcpx_session_set_keepalive(struct kcpx_session *s, uint32_t keepalive_ms, uint32_t timeout_ms,
+				uint32_t now)
+{
+	s->cfg.smux.keepalive_ms = keepalive_ms;
+	s->cfg.smux.keepalive_timeout_ms = timeout_ms;
+	kcpx_smux_set_keepalive(s->smux, keepalive_ms, timeout_ms, now);
+	kcpx_kcp_set_silent(s->kcp, sess_give_up_ms(timeout_ms));
 }
 
 bool kcpx_session_dead(const struct kcpx_session *s)

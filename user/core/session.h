@@ -123,6 +123,11 @@ const char *kcpx_session_dead_reason(const struct kcpx_session *s);
 const char *kcpx_session_hint(const char *why);
 uint32_t kcpx_session_conv(const struct kcpx_session *s);
 struct kcpx_smux *kcpx_session_smux(struct kcpx_session *s);
+
+/* New smux keepalive settings (a reload): smux's interval and timeout, and the time a
+ * silent peer with data owed is given (KCPX_SESSION_GIVE_UP_MS, or the timeout if longer). */
+void kcpx_session_set_keepalive(struct kcpx_session *s, uint32_t keepalive_ms, uint32_t timeout_ms,
+				uint32_t now);
 struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
 
 /* n of this session's datagrams the host failed to send (full socket buffer or AF_XDP
