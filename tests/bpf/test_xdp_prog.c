@@ -41,6 +41,7 @@
 #define ME6   "fd00::2"
 
 static struct kcpx_xdp *srv, *cli4, *cli6, *nat_only, *nat_auto, *srv_l4, *srv_l6, *srv_lo;
+static struct kcpx_xdp *srv_range; /* listen PORT..PORT + 9 */
 static __u32 verdict;
 static struct kcpx_xdp_stats d; /* counter deltas of the last frame */
 static uint8_t out[FR_MAX];
@@ -1045,24 +1046,15 @@ static int load_srv(struct kcpx_xdp **x, const char *local, bool loopback)
  */
 static void test_listen_range(void)
 {
-	struct kcpx_xdp_config c = { .role = KCPX_BPF_ROLE_SERVER,
-				     .port = PORT,
-				     .port_last = PORT + 9,
-				     .dscp = 46,
-				     .min_payload = 24,
-				     .max_payload = 1500 };
 	static const uint16_t in[] = { PORT, PORT + 1, PORT + 5, PORT + 9 };
 	static const uint16_t out_of[] = { PORT - 1, PORT + 10, 0, 65535 };
-	struct kcpx_xdp *x;
+	struct kcpx_xdp *x = srv_range;
 	struct kcpx_tc_stats t;
 	struct frame f;
 	struct frame_spec s = {
 		.family = 4, .src = ME4, .dst = PEER4, .dport = 5555, .payload = 200
 	};
 
-	CHECK_EQ(kcpx_xdp_open(&x, &c), 0);
-	if (!x)
-		return;
 	for (size_t i = 0; i < 4; i++) {
 		CHECK_EQ(run_addr(x, PEER4, ME4, in[i]), 0);
 		CHECK_EQ(d.pass_no_xsk, 1);
@@ -1087,19 +1079,18 @@ static void test_listen_range(void)
 	/* one port (srv): its neighbours are not the tunnel's */
 	CHECK_EQ(run_addr(srv, PEER4, ME4, PORT + 1), 0);
 	CHECK_EQ(d.pass_other, 1);
-	kcpx_xdp_close(x, false);
 }
 
 /*
  * Random frames: 20,000 tunnel-shaped frames (IPv4/IPv6, the tunnel's port or another,
  * random sizes), each with 1-8 random bytes overwritten and sometimes cut short, through
- * the server, client and native (kcpx and auto) programs. Every frame: no error, exactly
- * one outcome counter, a verdict of PASS or DROP (no socket is bound here), and a passed
- * frame leaves byte for byte as it came.
+ * the server (one port and a listen range), client and native (kcpx and auto) programs.
+ * Every frame: no error, exactly one outcome counter, a verdict of PASS or DROP (no socket
+ * is bound here), and a passed frame leaves byte for byte as it came.
  */
 static void test_random_frames(void)
 {
-	struct kcpx_xdp *progs[] = { srv, cli4, cli6, nat_only, nat_auto, srv_l4 };
+	struct kcpx_xdp *progs[] = { srv, cli4, cli6, nat_only, nat_auto, srv_l4, srv_range };
 	uint32_t rs = 0x1357u;
 	unsigned passed = 0, dropped = 0;
 
@@ -1107,12 +1098,14 @@ static void test_random_frames(void)
 		struct frame f;
 		bool six = unit_xorshift32(&rs) & 1;
 		struct frame_spec sp = six ? v6(PORT, 0) : v4(PORT, 0);
-		struct kcpx_xdp *x = progs[unit_xorshift32(&rs) % 6];
+		struct kcpx_xdp *x = progs[unit_xorshift32(&rs) % 7];
 		size_t len;
 		int nmut = 1 + unit_xorshift32(&rs) % 8;
 
 		if (unit_xorshift32(&rs) % 4 == 0)
 			sp.dport = (uint16_t)unit_xorshift32(&rs);
+		else if (x == srv_range) /* a port of the range or just outside it */
+			sp.dport = (uint16_t)(PORT - 1 + unit_xorshift32(&rs) % 12);
 		if (x == cli4 || x == cli6) { /* from the server's port, to some local port */
 			sp.sport = PORT;
 			sp.dport = (uint16_t)unit_xorshift32(&rs);
@@ -1167,6 +1160,16 @@ int main(void)
 		err = load_srv(&srv_l6, ME6, false);
 	if (!err)
 		err = load_srv(&srv_lo, NULL, true);
+	if (!err) {
+		struct kcpx_xdp_config c = { .role = KCPX_BPF_ROLE_SERVER,
+					     .port = PORT,
+					     .port_last = PORT + 9,
+					     .dscp = 46,
+					     .min_payload = 24,
+					     .max_payload = 1500 };
+
+		err = kcpx_xdp_open(&srv_range, &c);
+	}
 	if (!err)
 		err = load_native(&nat_only, KCPX_XDP_NATIVE_ONLY);
 	if (!err)
@@ -1204,5 +1207,6 @@ int main(void)
 	kcpx_xdp_close(srv_l4, false);
 	kcpx_xdp_close(srv_l6, false);
 	kcpx_xdp_close(srv_lo, false);
+	kcpx_xdp_close(srv_range, false);
 	UNIT_MAIN_END();
 }

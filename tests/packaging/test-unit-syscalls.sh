@@ -6,7 +6,7 @@
 # `systemd-analyze syscall-filter`) and a server and a client run under strace through
 # what a service does: start, drop privileges (the server with "user": "nobody"), carry
 # streams, reload on SIGHUP, stop on SIGTERM. Any call outside the filter would kill the
-# service with SIGSYS.
+# service with SIGSYS; a socket family outside RestrictAddressFamilies= would fail.
 #
 #   [ A ] tcpio multi -> strace kcpx client ==udp== [ B ] strace kcpx server -> tcpio echo
 set -eu
@@ -94,8 +94,18 @@ for role in server client; do
 	bad=$(comm -23 "$work/$role.used" "$work/$role.allowed" | tr '\n' ' ')
 	echo "$role: $n distinct system calls, outside kcpx-$role@'s filter: ${bad:-none}"
 	[ -z "$bad" ] || fail=1
-	grep -q "SIGSYS" "$work/$role.trace" && { echo "FAIL: $role got SIGSYS"; fail=1; }
+	# RestrictAddressFamilies= too: a socket of another family fails with EAFNOSUPPORT
+	fams=$(grep -oE 'socket\((AF_[A-Z0-9]+)' "$work/$role.trace" | sed 's/socket(//' | sort -u | tr '\n' ' ')
+	okf=$(sed -n 's/^RestrictAddressFamilies=//p' "$top/dist/systemd/kcpx-$role@.service.in")
+	for f in $fams; do
+		case " $okf " in *" $f "*) ;; *) echo "FAIL: $role opens $f sockets, outside RestrictAddressFamilies=$okf"; fail=1 ;; esac
+	done
+	echo "$role: socket families $fams"
+	grep -qE -- "--- SIGSYS|killed by SIGSYS" "$work/$role.trace" &&
+		{ echo "FAIL: $role got SIGSYS"; fail=1; }
 done
 grep -q "capset" "$work/server.used" || { echo "FAIL: the server never dropped its capabilities"; fail=1; }
+grep -q "seccomp" "$work/server.used" || echo "note: the server installed no seccomp filter of its own"
+
 [ $fail -ne 0 ] && tail -n 5 "$work"/*.log
 exit $fail

@@ -8,7 +8,8 @@
 # Checks: promtool check metrics on /metrics; the XDP counters are there; Prometheus's
 # HTTP API sees kcpx_bytes_received_total move by the transfer's size; /healthz is 200;
 # ten connections that never send (a stuck scraper) do not stall the tunnel (a transfer
-# runs meanwhile), are dropped at their 5 s deadline, and /metrics answers again.
+# runs meanwhile), are dropped at their 5 s deadline, and /metrics answers again; a
+# client whose server is silent answers /healthz with 503 and the reason.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
@@ -98,5 +99,21 @@ kill -0 $stuck 2>/dev/null || { echo "FAIL: the stuck scraper ended before the t
 ok_again() { in_b curl -sf --max-time 1 http://127.0.0.1:9100/metrics | grep -q '^kcpx_metrics_timeouts_total [1-9]'; }
 wait_for 15 ok_again || { echo "FAIL: /metrics did not come back after the deadline"; fail=1; }
 in_b curl -sf --max-time 1 http://127.0.0.1:9100/metrics | grep '^kcpx_metrics_'
+
+# /healthz is 503 with a reason while no session hears from its peer: a client whose
+# server does not answer (nothing listens on that port), once a connection opened a session
+in_a "$KCPX" client -l 127.0.0.1:8399 -r "$IP_B:4999" $FLAGS --metrics 127.0.0.1:9102 \
+	--log "$work/client-dead.log" & track_pid $!
+wait_tcp_port "$NS_A" 9102
+wait_tcp_port "$NS_A" 8399
+[ "$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:9102/healthz)" = 200 ] ||
+	{ echo "FAIL: /healthz of a client without sessions is not 200"; fail=1; }
+in_a timeout 5 python3 "$TCPIO" send 127.0.0.1 8399 1000 1 >/dev/null 2>&1 &
+track_pid $!
+unhealthy() { in_a curl -s --max-time 1 http://127.0.0.1:9102/healthz | grep -q "no session heard from its peer"; }
+wait_for 15 unhealthy || { echo "FAIL: /healthz does not say the session is dead"; fail=1; }
+code=$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:9102/healthz)
+echo "/healthz of a client whose server is silent: $code"
+[ "$code" = 503 ] || { echo "FAIL: /healthz is $code, not 503"; fail=1; }
 [ $fail -ne 0 ] && tail -n 20 "$work/server.log" "$work/prometheus.log"
 exit $fail

@@ -13,6 +13,9 @@
 #   upload    8 MiB on each of 4 connections at once         sha256 equal on every one
 #   counters  /metrics and `kcpx stats`                      per-queue series moved, the pinned
 #                                                            AF_XDP rx_packets sum both engines
+#   rss       $IF_A keeps one TX queue (ethtool -L): every   thread 1 still holds its sessions,
+#             datagram now reaches queue 0, thread 1's        thread 0 handed their datagrams
+#             sessions' too                                   over, 4 MiB intact
 #   reload    SIGHUP with the same flags                     "reload" logged, data still flows
 #   stop      SIGTERM                                        exit 0 within 5 s, no XDP program
 #                                                            on $IF_B, no pins left
@@ -96,17 +99,50 @@ for q in 0 1; do
 	v=$(sed -n "s/^kcpx_thread_sessions{thread=\"$q\"} //p" "$work/metrics")
 	[ "${v:-0}" -ge 1 ] || { echo "FAIL: /metrics: thread $q holds '${v:-}' sessions"; fail=1; }
 done
-# the pinned map's rx_packets is both engines' (each publishes into a slot of its own)
+# the pinned map's rx_packets is both engines' (each publishes into a slot of its own,
+# once a second): wait for it to reach the queues' sum as read now
 rx0=$(queue_rx 0) rx1=$(queue_rx 1)
-pinned=$(in_b "$KCPX" stats "$IF_B" --json | python3 -c \
-	'import json,sys; print(json.load(sys.stdin)["counters"]["kcpx_xsk_stats"]["rx_packets"])')
+pinned_rx() {
+	in_b "$KCPX" stats "$IF_B" --json | python3 -c \
+		'import json,sys; print(json.load(sys.stdin)["counters"]["kcpx_xsk_stats"]["rx_packets"])'
+}
+for _ in $(seq 1 50); do
+	pinned=$(pinned_rx)
+	[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null && break
+	sleep 0.1
+done
 echo "  queues 0 + 1: $rx0 + $rx1 datagrams; kcpx_xsk_stats rx_packets $pinned"
-if [ "$pinned" -lt $((rx0 < rx1 ? rx1 : rx0)) ] 2>/dev/null || [ "$pinned" -gt $((rx0 + rx1 + 100000)) ]; then
-	echo "FAIL: the pinned rx_packets ($pinned) is not both queues' sum"
+[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null ||
+	{ echo "FAIL: the pinned rx_packets ($pinned) is not both queues' sum"; fail=1; }
+
+echo "rss: $IF_A sends on one TX queue only, so queue 0 gets thread 1's sessions' datagrams"
+handed() {
+	"$KCPX" status "$spid" 2>/dev/null |
+		sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"
+}
+s1=$(thread_sessions 1) h0=$(handed 0) q1=$(queue_rx 1)
+if in_a ethtool -L "$IF_A" tx 1 >"$work/ethtool" 2>&1; then
+	rm -f "$work"/*.sha
+	pids=()
+	for k in 5 6 7 8; do
+		in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) "$k" >"$work/sent$k" & pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+	for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
+	for k in 5 6 7 8; do
+		grep -q "^$(cat "$work/sent$k") " "$work"/*.sha 2>/dev/null ||
+			{ echo "FAIL: rss: upload $k did not arrive intact"; fail=1; }
+	done
+	echo "  thread 0 handed $(( $(handed 0) - h0 )) datagrams to thread 1; queue 1 got $(( $(queue_rx 1) - q1 )) more"
+	[ "$(thread_sessions 1)" = "$s1" ] ||
+		{ echo "FAIL: rss: thread 1 holds $(thread_sessions 1) sessions, had $s1"; fail=1; }
+	[ "$(handed 0)" -gt "$h0" ] ||
+		{ echo "FAIL: rss: thread 0 handed nothing over"; fail=1; }
+	in_a ethtool -L "$IF_A" tx 2 >/dev/null 2>&1 || true
+else
+	echo "FAIL: ethtool -L $IF_A tx 1: $(cat "$work/ethtool")"
 	fail=1
 fi
-[ "$pinned" -gt "$rx0" ] && [ "$pinned" -gt "$rx1" ] ||
-	{ echo "FAIL: the pinned rx_packets ($pinned) misses a queue ($rx0, $rx1)"; fail=1; }
 
 echo "reload: SIGHUP"
 kill -HUP "$spid"

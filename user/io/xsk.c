@@ -149,6 +149,7 @@ struct xsk_port {
 	uint16_t lport_be; /* network order */
 	bool bound_any;	   /* source address chosen per peer */
 	bool lport_registered;
+	bool watches;	     /* its dgram watches the AF_XDP sockets (xfd or the nested epfd) */
 	bool udp_shared;     /* udp_fd is a dup of core 0's server port's: send only */
 	bool evfd_set;	     /* evfd was written and not read since */
 	uint8_t kernel_skip; /* recv calls since the kernel socket was last read */
@@ -1216,6 +1217,15 @@ void kcpx_xsk_put(struct kcpx_xsk *x)
 		core_put(x);
 }
 
+/* A server port (bound, not a client session's) that already watches the AF_XDP sockets. */
+static bool server_watcher(const struct kcpx_xsk *c)
+{
+	for (const struct xsk_port *p = c->ports; p; p = p->next)
+		if (p->watches && !p->lport_registered)
+			return true;
+	return false;
+}
+
 int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
 		  struct kcpx_dgram **out)
 {
@@ -1248,7 +1258,11 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		err = -EADDRINUSE;
 		goto err;
 	}
-	if (c->nq <= KCPX_DGRAM_XFDS) {
+	/* A server's listen range: only its first port watches the AF_XDP sockets and hands
+	 * the others their datagrams (port_push wakes them through evfd). Were every port
+	 * watching, each ready ring would wake all of them, a range's worth of empty reads. */
+	p->watches = !bind || !server_watcher(c);
+	if (p->watches && c->nq <= KCPX_DGRAM_XFDS) {
 		for (int i = 0; i < c->nq; i++) {
 			p->d.xfd[i] = fcntl(xsk_socket__fd(c->q[i].xsk), F_DUPFD_CLOEXEC, 0);
 			if (p->d.xfd[i] < 0) {
@@ -1257,7 +1271,7 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 			}
 			p->d.nxfd = i + 1;
 		}
-	} else if (epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->epfd, &ev) < 0) {
+	} else if (p->watches && epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->epfd, &ev) < 0) {
 		err = -errno;
 		goto err;
 	}
