@@ -224,8 +224,7 @@ int kcpx_cmd_up(int argc, char **argv)
 					  .native_up = up_native_up,
 					  .native_down = up_native_down,
 					  .status = up_status,
-					  .metrics = up_metrics,
-					  .port_ranges = true };
+					  .metrics = up_metrics };
 	struct up u = { 0 };
 	enum kcpx_role role = KCPX_ROLE_NONE;
 	struct kcpx_config cfg;

@@ -153,8 +153,6 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 		.status = be_status,
 		.status_json = be_status_json,
 		.metrics = be_metrics,
-		/* kcpx_ftcp_open: a UDP socket, a listener or a connect, per port */
-		.port_ranges = true,
 	};
 	struct kcpx_ftcp *ft;
 	int err;

@@ -296,9 +296,6 @@ static int tunnel_setup(struct tunnel *t)
 			return err;
 		}
 		err = kcpx_addr_parse_range(cfg->remoteaddr, &t->remote, &t->remote_hi);
-		if (!err && t->be && !t->be->port_ranges &&
-		    t->remote_hi != kcpx_addr_port(&t->remote))
-			err = -EOPNOTSUPP;
 		if (err == -ENOENT && !t->be) {
 			/* the network (or its DNS) may be down now: not a reason to exit */
 			pr_warn("remoteaddr '%s': the name does not resolve now; trying again for "
@@ -308,10 +305,7 @@ static int tunnel_setup(struct tunnel *t)
 			t->resolve_at = kcpx_clock_ms();
 			err = 0;
 		} else if (err) {
-			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr,
-				err == -EOPNOTSUPP ? "port ranges work with kcpx client, not "
-						     "under kcpx up"
-						   : strerror(-err));
+			pr_warn("remoteaddr '%s': %s", cfg->remoteaddr, strerror(-err));
 			return err;
 		}
 		err = client_resolver(t);
@@ -336,16 +330,12 @@ static int tunnel_setup(struct tunnel *t)
 		struct dg *g;
 
 		err = kcpx_addr_parse_range(cfg->listen, &t->laddr, &hi);
-		if (!err && t->be && !t->be->port_ranges && hi != kcpx_addr_port(&t->laddr))
-			err = -EOPNOTSUPP;
 		if (!err && hi - kcpx_addr_port(&t->laddr) >= KCPX_PORT_RANGE_MAX)
 			err = -E2BIG;
 		if (err) {
 			pr_warn("listen '%s': %s", cfg->listen,
-				err == -EOPNOTSUPP ? "port ranges work with kcpx server, not under "
-						     "kcpx up"
-				: err == -E2BIG	   ? "a port range may hold at most 1024 ports"
-						   : strerror(-err));
+				err == -E2BIG ? "a port range may hold at most 1024 ports"
+					      : strerror(-err));
 			return err;
 		}
 		err = kcpx_target_parse(cfg->target, &t->target);

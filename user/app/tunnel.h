@@ -19,8 +19,9 @@
 
 /*
  * Where datagrams come from. NULL means plain UDP sockets (`kcpx client|server`).
- * open() is called once for the server (bind = listen address, peer = NULL) and once per
- * client session (bind = NULL, peer = remote). A backend that serves every session from one
+ * open() is called once per port of the server's listen address or range (bind = that
+ * port, peer = NULL) and once per client session (bind = NULL, peer = remote, its port
+ * picked from remoteaddr's range): every backend serves kcptun's port ranges. A backend that serves every session from one
  * object (AF_XDP) may return the same dgram each time; the tunnel then watches it once and
  * tells sessions apart by peer address and conv. close() is called once per distinct dgram.
  */
@@ -52,9 +53,6 @@ struct kcpx_tunnel_backend {
 	 * of the tunnel's object. */
 	void (*status_json)(void *arg, FILE *fp);
 	void (*metrics)(void *arg, FILE *fp);
-	/* open() makes one dgram per call, bound to the port it is given: kcptun's port
-	 * ranges work (one open per port of listen, one per client session). */
-	bool port_ranges;
 	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
 	uint64_t keep_caps;
 	void *arg;

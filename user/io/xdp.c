@@ -426,9 +426,10 @@ static int detach_tc(int ifindex, bool own_hook, int own_fd)
 
 /*
  * Remove kcpx's own pins of IFACE, by name, and the directories if they are then empty.
- * Anything else found there stays (and is named): kcpx removes only what it made.
+ * Anything else found there stays (and is named): kcpx removes only what it made. ftcp:
+ * also the --tcp translation's counters (`kcpx down`, not a daemon's own exit).
  */
-static int unpin_all(const char *ifname)
+static int unpin_all(const char *ifname, bool ftcp)
 {
 	int fds[PIN_NFDS], removed = 0, err;
 
@@ -447,7 +448,7 @@ static int unpin_all(const char *ifname)
 	for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++)
 		if (unlinkat(fds[PIN_IFACE], pinned_maps[i], 0) == 0)
 			removed++;
-	for (size_t i = 0; i < sizeof(ftcp_maps) / sizeof(ftcp_maps[0]); i++)
+	for (size_t i = 0; ftcp && i < sizeof(ftcp_maps) / sizeof(ftcp_maps[0]); i++)
 		if (unlinkat(fds[PIN_IFACE], ftcp_maps[i], 0) == 0)
 			removed++;
 	if (unlinkat(fds[PIN_KCPX], ifname, AT_REMOVEDIR) < 0) {
@@ -510,7 +511,7 @@ int kcpx_xdp_down(const char *ifname)
 			total += n;
 		}
 	}
-	n = unpin_all(ifname);
+	n = unpin_all(ifname, true);
 	if (n < 0) {
 		kcpx_io_logf(0, "%s: unpin failed: %s", ifname, strerror(-n));
 		err = err ? err : n;
@@ -665,12 +666,20 @@ static int check_not_up(const char *ifname)
 	int fds[PIN_NFDS], err;
 	struct kcpx_info info;
 
+	bool own = false;
+
 	err = pin_tree_open(ifname, false, fds);
+	for (size_t i = 0; !err && i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++)
+		own |= faccessat(fds[PIN_IFACE], pinned_maps[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 	pin_tree_close(fds);
 	if (err == -ENOENT)
 		return 0;
 	if (err)
 		return err;
+	/* only the counters of a `kcpx up IFACE --tcp` (io/ftcp_bpf.c), which runs over UDP
+	 * sockets: not state of ours; its daemon, or `kcpx down IFACE`, removes them */
+	if (!own)
+		return 0;
 	if (read_info(ifname, &info) == 0 && daemon_alive(info.pid, info.start_time_ns)) {
 		kcpx_io_logf(0, "kcpx is already up on %s (pid %u): run 'kcpx down %s' first",
 			     ifname, info.pid, ifname);
@@ -851,7 +860,7 @@ void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
 				   bpf_program__fd(x->skel->progs.kcpx_tc_egress))) < 0)
 			kcpx_io_logf(0, "%s: TC detach failed: %s", x->ifname, strerror(-n));
 		if (x->pinned)
-			unpin_all(x->ifname);
+			unpin_all(x->ifname, false); /* a --tcp daemon's stay its own */
 	}
 	kcpx__destroy(x->skel);
 	free(x->percpu_buf);
