@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/kcp.h"
+
 enum opt_type { OPT_STR, OPT_INT, OPT_BOOL };
 
 #define R_C  KCPX_ROLE_CLIENT
@@ -65,8 +67,12 @@ static const struct opt opts[] = {
 	I(scavengettl, NULL, R_CS, "seconds an expired session may live on, -1: close at once"),
 	I(mtu, NULL, R_CS, "maximum UDP payload (bytes)"),
 	I(sndwnd, NULL, R_CS,
-	  "send window (packets; between kcpx ends with --cc bbr it grows with the path)"),
+	  "send window (packets; between kcpx ends with --cc bbr it grows with the path up to "
+	  "--maxwnd)"),
 	I(rcvwnd, NULL, R_CS, "receive window (packets)"),
+	I(maxwnd, NULL, R_CS,
+	  "between kcpx ends with --cc bbr, the send window grows past --sndwnd up to this "
+	  "many packets when the path needs it; 0: no growth, --sndwnd is the limit"),
 	I(datashard, "ds", R_CS, "Reed-Solomon data shards"),
 	I(parityshard, "ps", R_CS, "Reed-Solomon parity shards"),
 	I(dscp, NULL, R_CS, "DSCP (6 bits) for outgoing packets"),
@@ -166,6 +172,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	cfg->mtu = 1350;
 	cfg->sndwnd = role == KCPX_ROLE_SERVER ? 1024 : 128;
 	cfg->rcvwnd = role == KCPX_ROLE_SERVER ? 1024 : 512;
+	cfg->maxwnd = KCPX_KCP_WND_GROW_MAX;
 	cfg->datashard = 10;
 	cfg->parityshard = 3;
 	/* issue 7: tail latency under loss (README "Tail latency"); --x=false / --fecflush 0 */
@@ -560,6 +567,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("mtu", cfg->mtu, 64, 1500);
 	err = err ?: range("sndwnd", cfg->sndwnd, 1, 65535);
 	err = err ?: range("rcvwnd", cfg->rcvwnd, 1, 65535);
+	err = err ?: range("maxwnd", cfg->maxwnd, 0, 65535);
 	err = err ?: range("datashard", cfg->datashard, 0, 255);
 	err = err ?: range("parityshard", cfg->parityshard, 0, 255);
 	err = err ?: range("dscp", cfg->dscp, 0, 63);

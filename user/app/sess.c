@@ -218,6 +218,7 @@ void kcpx_tun_session_config(const struct tunnel *t, struct kcpx_session_config 
 		.mtu = (unsigned)cfg->mtu,
 		.sndwnd = (unsigned)cfg->sndwnd,
 		.rcvwnd = (unsigned)cfg->rcvwnd,
+		.maxwnd = cfg->maxwnd ? cfg->maxwnd : -1,
 		.nodelay = cfg->nodelay,
 		.interval = cfg->interval,
 		.resend = cfg->resend,

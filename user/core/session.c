@@ -237,8 +237,9 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
 	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
 	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
-	if (cfg->native && cfg->cc == KCPX_CC_BBR)
-		kcpx_kcp_set_wnd_grow(s->kcp, KCPX_KCP_WND_GROW_MAX);
+	if (cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0)
+		kcpx_kcp_set_wnd_grow(s->kcp,
+				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)

@@ -36,6 +36,9 @@ struct kcpx_session_config {
 	uint32_t conv;
 	unsigned mtu; /* whole UDP payload, --mtu */
 	unsigned sndwnd, rcvwnd;
+	/* native with cc bbr: the send window may grow past sndwnd up to this many packets
+	 * (kcp.h kcpx_kcp_set_wnd_grow); 0: KCPX_KCP_WND_GROW_MAX, -1: it stays sndwnd */
+	int maxwnd;
 	int nodelay, interval, resend, nc;
 	enum kcpx_cc_algo cc; /* congestion control (core/cc.h) */
 	uint64_t ratelimit;   /* wire bytes/s per session, 0: none (cc bbr) */
