@@ -123,6 +123,11 @@ struct kcpx_xsk {
 	char ifname[IF_NAMESIZE];
 	int ifindex;
 	bool noarp; /* loopback or NOARP: no link-layer addresses to resolve */
+	/* Loopback: every datagram leaves through the port's kernel socket. A frame sent by
+	 * AF_XDP on lo comes back without the route that the kernel's own loopback traffic
+	 * carries, and the input route lookup drops it as martian: a 127/8 destination needs
+	 * route_localnet, a local source accept_local. Receiving still goes through XDP. */
+	bool loopback;
 	uint8_t mac[ETH_ALEN];
 	int nq;
 	struct xsk_q *q;
@@ -728,6 +733,11 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 
 		if (pkt->len > KCPX_PKT_MAX)
 			continue; /* never sent: kcptun peers would not accept it either */
+		if (c->loopback) {
+			if (tx_kernel(p, pkt) == -EAGAIN)
+				break;
+			continue;
+		}
 		family = addr_raw(&pkt->addr, dst, &dport_be);
 		if (family < 0)
 			continue;
@@ -986,6 +996,7 @@ static int link_info(struct kcpx_xsk *c)
 		goto out;
 	}
 	c->noarp = ifr.ifr_flags & (IFF_LOOPBACK | IFF_NOARP);
+	c->loopback = ifr.ifr_flags & IFF_LOOPBACK;
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
 		err = -errno;
 		goto out;
