@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks on the paced downloads (tests/lib/pace.py) of the survival tests. Source it after
+# Checks on transfers through a tunnel: the paced downloads (tests/lib/pace.py) of the
+# survival tests, and parallel uploads (tests/lib/tcpio.py). Source it after
 # tests/lib/netns.sh, set $want (pace.py sha SIZE) and fail=0, then:
 #   udp_sport NS PORT IP   the local port of NS's UDP socket from IP towards PORT
 #   wait_held FILE         until the downloader stopped reading at its HOLD mark
@@ -37,4 +38,26 @@ check_dl() {
 		echo "FAIL: $2: stalled $gap ms, want <= $3"
 		fail=1
 	fi
+}
+
+# upload4 PORT SIZE DIR: 4 connections at once from $NS_A to 127.0.0.1:PORT, SIZE bytes
+# each (tcpio.py send, seeds 1-4); a tcpio sink writes its .sha files into DIR. Each
+# upload must arrive intact (sha256 and size) within 10 s of the senders ending.
+upload4() {
+	local port=$1 size=$2 dir=$3 k p sent pids=()
+	for k in 1 2 3 4; do
+		in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 "$port" "$size" "$k" \
+			>"$dir/sent$k" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+	for _ in $(seq 1 100); do
+		[ "$(ls "$dir"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break
+		sleep 0.1
+	done
+	for k in 1 2 3 4; do
+		sent=$(cat "$dir/sent$k")
+		grep -q "^$sent $size" "$dir"/*.sha 2>/dev/null ||
+			{ echo "FAIL: upload $k: no intact copy arrived (sent $sent)"; fail=1; }
+	done
 }

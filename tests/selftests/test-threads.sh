@@ -20,6 +20,7 @@
 set -eu
 NETNS_TAG=kth$$
 . "$(dirname "$0")/../lib/netns.sh"
+. "$(dirname "$0")/../lib/download.sh"
 need_root
 work=$(mktemp -d /tmp/kcpx-threads.XXXXXX)
 on_cleanup "rm -rf $work"
@@ -93,17 +94,7 @@ for i in 0 1; do
 done
 
 echo "upload: 4 connections x $SIZE bytes at once"
-pids=()
-for k in 1 2 3 4; do
-	in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 8481 "$SIZE" "$k" >"$work/sent$k" & pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || true; done
-for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
-for k in 1 2 3 4; do
-	sent=$(cat "$work/sent$k")
-	grep -q "^$sent $SIZE" "$work"/*.sha 2>/dev/null ||
-		{ echo "FAIL: upload $k: no intact copy arrived (sent $sent)"; fail=1; }
-done
+upload4 8481 "$SIZE" "$work"
 [ "$fail" = 0 ] && echo "  4 x $SIZE bytes intact"
 
 echo "kcptun: a kcptun-format client with --conn 2 on a --threads 2 server"
