@@ -31,6 +31,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -123,11 +124,12 @@ struct kcpx_xsk {
 	char ifname[IF_NAMESIZE];
 	int ifindex;
 	bool noarp; /* loopback or NOARP: no link-layer addresses to resolve */
-	/* Loopback: every datagram leaves through the port's kernel socket. A frame sent by
-	 * AF_XDP on lo comes back without the route that the kernel's own loopback traffic
-	 * carries, and the input route lookup drops it as martian: a 127/8 destination needs
-	 * route_localnet, a local source accept_local. Receiving still goes through XDP. */
-	bool loopback;
+	/* Loopback: IPv4 datagrams leave through the port's kernel socket unless the
+	 * namespace takes them (lo_v4_ok). A frame sent by AF_XDP on lo comes back without
+	 * the route that the kernel's own loopback traffic carries, and the input route
+	 * lookup drops it as martian: a 127/8 destination needs route_localnet, a local
+	 * source accept_local. IPv6 takes ::1 on lo; receiving always goes through XDP. */
+	bool lo_v4_kernel;
 	uint8_t mac[ETH_ALEN];
 	int nq;
 	struct xsk_q *q;
@@ -733,14 +735,14 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 
 		if (pkt->len > KCPX_PKT_MAX)
 			continue; /* never sent: kcptun peers would not accept it either */
-		if (c->loopback) {
+		family = addr_raw(&pkt->addr, dst, &dport_be);
+		if (family < 0)
+			continue;
+		if (c->lo_v4_kernel && family == AF_INET) {
 			if (tx_kernel(p, pkt) == -EAGAIN)
 				break;
 			continue;
 		}
-		family = addr_raw(&pkt->addr, dst, &dport_be);
-		if (family < 0)
-			continue;
 		nh = nexthop_find(c, family, dst, true, now);
 		if (now - nh->checked_ms >= (nh->usable ? NH_REFRESH_MS : NH_RETRY_MS))
 			nexthop_resolve(c, nh, now);
@@ -983,6 +985,30 @@ static int rx_queue_count(const char *ifname)
 	return n;
 }
 
+/* A sysctl of net.ipv4.conf.IFACE (or "all") is on in this network namespace. */
+static bool conf_on(const char *iface, const char *key)
+{
+	char path[96];
+	int v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", iface, key);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fscanf(f, "%d", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v != 0;
+}
+
+/* IPv4 frames that AF_XDP sends on loopback device IFACE are taken by the kernel. */
+static bool lo_v4_ok(const char *iface)
+{
+	return (conf_on("all", "route_localnet") || conf_on(iface, "route_localnet")) &&
+	       (conf_on("all", "accept_local") || conf_on(iface, "accept_local"));
+}
+
 static int link_info(struct kcpx_xsk *c)
 {
 	struct ifreq ifr = { 0 };
@@ -996,7 +1022,7 @@ static int link_info(struct kcpx_xsk *c)
 		goto out;
 	}
 	c->noarp = ifr.ifr_flags & (IFF_LOOPBACK | IFF_NOARP);
-	c->loopback = ifr.ifr_flags & IFF_LOOPBACK;
+	c->lo_v4_kernel = (ifr.ifr_flags & IFF_LOOPBACK) && !lo_v4_ok(c->ifname);
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
 		err = -errno;
 		goto out;
