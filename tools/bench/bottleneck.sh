@@ -206,7 +206,8 @@ if [ "${BN_DOCS:-0}" = 1 ]; then
 		echo "# Bottleneck bench (tools/bench/bottleneck.sh)"
 		echo
 		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk, $BN_RUNS run(s) per cell (median),"
-		echo "on a shared 2-core machine where other builds ran at the same time."
+		echo "on $(nproc) cores; load average when it ended (1/5/15 min, the bench's own load"
+		echo "included): $(cut -d' ' -f1-3 /proc/loadavg)."
 		echo "See docs/CONGESTION.md for what the columns mean and the targets."
 		echo
 		cat "$RESDIR/table.md"
