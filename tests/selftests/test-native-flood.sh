@@ -87,7 +87,7 @@ echo "server InErrs +$((e1 - e0)) for $total spoofed packets"
 [ "$total" -gt 1000 ] || { echo "FAIL: the flood sent almost nothing ($total)"; fail=1; }
 [ $(((e1 - e0) * 2)) -ge "$total" ] ||
 	{ echo "FAIL: InErrs +$((e1 - e0)) does not account for the flood ($total)"; fail=1; }
-alive=$(pgrep -fc "$KCPX (client|server) -l .*(4001|8381)" || true)
+alive=$(pgrep -fc "$KCPX (client|server) -l .*$work" || true)
 [ "$alive" -ge 2 ] || { echo "FAIL: a kcpx daemon died"; fail=1; }
 if [ $fail -ne 0 ]; then
 	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
