@@ -78,7 +78,7 @@ PY
 echo "  closed after $((SECONDS - t0)) s"
 
 echo "== garbage datagrams while a transfer runs: counted, dropped, the session lives"
-spid=$(pgrep -f "kcpx server -l :4091" | head -1)
+spid=$(pgrep -f "$KCPX server -l :4091 .*$work" | head -1)
 in_a python3 - "$IP_B" 4091 <<'PY' & gp=$!; track_pid $gp
 import os, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

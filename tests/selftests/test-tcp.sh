@@ -236,7 +236,7 @@ echo "M: UDP dropped $udp; conntrack invalid: $inv0 before the RSTs, $((inv2 - i
 
 echo "SIGTERM: tables and programs go"
 pkill -TERM -f "$KCPX (client|server) --tcp -l .*$work" || true
-for _ in $(seq 1 50); do pgrep -f "$KCPX .*$work" >/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 300); do pgrep -f "$KCPX .*$work" >/dev/null || break; sleep 0.1; done
 [ "$(tables "$NS_A")" = 0 ] && [ "$(tables "$NS_B")" = 0 ] ||
 	{ echo "FAIL: kcpx_tcp tables left after SIGTERM"; fail=1; }
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
