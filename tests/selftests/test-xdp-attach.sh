@@ -96,7 +96,7 @@ for mode in native skb; do
 
 	# counters are pinned and bpftool prints their fields by name (BTF)
 	for m in kcpx_xdp_stats kcpx_tc_stats kcpx_xsk_stats kcpx_snmp kcpx_xsks kcpx_lports \
-		kcpx_info; do
+		kcpx_info kcpx_xsk_queues; do
 		[ -e "$PIN/$m" ] || fail "$PIN/$m not pinned"
 	done
 	bpftool map dump pinned "$PIN/kcpx_xdp_stats" | grep -q '"pass_no_xsk"' ||

@@ -19,6 +19,7 @@
 #   handover  $IF_B keeps one TX queue (ethtool -L): every   thread 1 receives datagrams from
 #             answer now reaches queue 0, thread 1's          thread 0's queue; 16 streams
 #             sessions' too                                   echoed intact
+#   stats     `kcpx stats $IF_A` (the pins)                  queue 0 received, queue 1 sent
 #   stop      SIGTERM                                        exit 0 within 5 s, no XDP program
 #                                                            on $IF_A, no pins left
 set -eu
@@ -103,6 +104,18 @@ else
 	fail=1
 fi
 status >"$work/status" || true
+
+echo "stats: per-queue figures from the pins"
+# the daemon publishes them once a second: wait for queue 0's answers and queue 1's
+# sends (thread 1's sessions) to show, bounded
+qstat() { in_a "$KCPX" stats "$IF_A" 2>/dev/null | awk -v f="$1" '$1 == f { print $2 }'; }
+for _ in $(seq 1 100); do
+	[ "$(qstat q0_rx_packets)" -gt 0 ] 2>/dev/null && [ "$(qstat q1_tx_packets)" -gt 0 ] 2>/dev/null && break
+	sleep 0.1
+done
+echo "  queue 0 in $(qstat q0_rx_packets), queue 1 out $(qstat q1_tx_packets)"
+[ "$(qstat q0_rx_packets)" -gt 0 ] 2>/dev/null || { echo "FAIL: kcpx stats: no q0_rx_packets"; fail=1; }
+[ "$(qstat q1_tx_packets)" -gt 0 ] 2>/dev/null || { echo "FAIL: kcpx stats: no q1_tx_packets"; fail=1; }
 
 echo "stop: SIGTERM"
 kill -TERM "$cpid"

@@ -72,7 +72,7 @@ int kcpx_cmd_down(int argc, char **argv)
 }
 
 /* One sample of every counter, in the order the maps give them. */
-#define STATS_MAX 128
+#define STATS_MAX 320 /* the maps' fields and 2 per RX queue (at most 64) */
 struct stats_snap {
 	int n;
 	char map[STATS_MAX][16];

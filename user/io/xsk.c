@@ -740,10 +740,10 @@ static void sock_stats(struct kcpx_xsk *c)
 }
 
 /*
- * Every core's counters into the pinned kcpx_xsk_stats map, core k in CPU slot k. A lone
- * core does it from its own data path once a second; a group's cores only when asked
- * (kcpx_xsk_publish, from the thread that publishes the tunnel's other counters, and at
- * setup and close), so that one thread writes the map.
+ * Every core's counters into the pinned kcpx_xsk_stats map, core k in CPU slot k, and each
+ * queue's into kcpx_xsk_queues. A lone core does it from its own data path once a second;
+ * a group's cores only when asked (kcpx_xsk_publish, from the thread that publishes the
+ * tunnel's other counters, and at setup and close), so that one thread writes the maps.
  */
 static void publish_stats(struct kcpx_xsk *c, bool force)
 {
@@ -755,10 +755,24 @@ static void publish_stats(struct kcpx_xsk *c, bool force)
 	c->published_ms = now;
 	pthread_mutex_lock(&g->mu);
 	for (unsigned i = 0; i < g->n; i++) {
-		if (!g->c[i])
+		struct kcpx_xsk *o = g->c[i];
+
+		if (!o)
 			continue;
-		sock_stats(g->c[i]);
-		g->last[i] = g->c[i]->st;
+		sock_stats(o);
+		g->last[i] = o->st;
+		for (int k = 0; k < o->nq; k++) {
+			struct kcpx_xsk_queue qv = {
+				.rx_packets =
+					__atomic_load_n(&o->q[k].rx_packets, __ATOMIC_RELAXED),
+				.tx_packets =
+					__atomic_load_n(&o->q[k].tx_packets, __ATOMIC_RELAXED),
+				.thread = i,
+				.open = !!o->q[k].xsk,
+			};
+
+			kcpx_xdp_publish_queue(c->xdp, o->q[k].queue, &qv);
+		}
 	}
 	kcpx_xdp_publish_n(c->xdp, KCPX_FD_XSK_STATS, g->last, g->n, sizeof(*g->last));
 	pthread_mutex_unlock(&g->mu);
