@@ -75,7 +75,7 @@ struct kcpx_ep_sess {
 };
 
 /* what ep->recent remembers, and for how many ticks (seconds) */
-#define EP_RECENT	 16
+#define EP_RECENT	16
 #define EP_RECENT_TICKS 30
 
 struct kcpx_ep {
