@@ -72,6 +72,13 @@ struct {
 } kcpx_xsk_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KCPX_XSK_MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, struct kcpx_xsk_queue);
+} kcpx_xsk_queues SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);

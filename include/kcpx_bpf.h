@@ -150,6 +150,19 @@ struct kcpx_xsk_stats {
 _Static_assert(sizeof(struct kcpx_xsk_stats) == 20 * 8, "kcpx_xsk_stats layout");
 
 /*
+ * Value of kcpx_xsk_queues (key: RX queue number, < KCPX_XSK_MAX_QUEUES): one queue's
+ * AF_XDP datagrams, written by the daemon with its other counters (`kcpx stats` shows
+ * the queues whose open is 1).
+ */
+struct kcpx_xsk_queue {
+	__u64 rx_packets; /* datagrams taken off the queue's RX ring */
+	__u64 tx_packets; /* datagrams put on its TX ring */
+	__u32 thread;	  /* the engine (`kcpx up --threads`) that owns the queue */
+	__u32 open;	  /* 1: the daemon has an AF_XDP socket on the queue */
+};
+_Static_assert(sizeof(struct kcpx_xsk_queue) == 3 * 8, "kcpx_xsk_queue layout");
+
+/*
  * What `kcpx down` needs to undo an attach, even after a crash: kept in the pinned
  * kcpx_info map (array, key 0) by the loader.
  */

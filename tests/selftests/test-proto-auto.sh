@@ -86,7 +86,7 @@ client() { # client N [FLAGS...]: a client on 127.0.0.1:838N in A
 }
 dl_pids=()
 download() { # download N TAG: in the background, "sha256 bytes" into $work/TAG
-	in_a timeout 20 python3 "$TCPIO" recv 127.0.0.1 "838$1" >"$work/$2" 2>&1 &
+	in_a timeout 90 python3 "$TCPIO" recv 127.0.0.1 "838$1" >"$work/$2" 2>&1 &
 	dl_pids+=($!)
 }
 # the downloads started so far, each bounded by its timeout
@@ -172,7 +172,7 @@ grep -q "session $conv2: late kcpx answer" "$work/client2.log" ||
 grep -q "session $conv2 .*replacing the kcpx session" "$work/server2.log" ||
 	{ echo "FAIL: server 2 did not replace its kcpx session"; fail=1; }
 # the late-answered session took no new streams and closed once its stream was done
-wait_log "$work/client2.log" "session $conv2 .*closed: retired" 10 || fail=1
+wait_log "$work/client2.log" "session $conv2 .*closed: retired" 30 || fail=1
 download 2 dl2b
 wait_downloads
 check_dl dl2b "after the late RESP"
@@ -195,7 +195,7 @@ else
 fi
 
 echo "re-probe: client 1's next session, 5 s after its fallback, tries kcpx again"
-for _ in $(seq 1 100); do # until client 1 says its fallback is 5 s old (--reprobe 4)
+for _ in $(seq 1 300); do # until client 1 says its fallback is 5 s old (--reprobe 4)
 	ago=$("$KCPX" status "${cpid[1]}" | sed -n 's/.*no answer \([0-9]*\) s ago.*/\1/p')
 	[ "${ago:-0}" -ge 5 ] && break
 	sleep 0.1
@@ -215,7 +215,7 @@ import socket, sys
 catch_port, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 c.bind(("0.0.0.0", catch_port))
-c.settimeout(10)
+c.settimeout(60)
 while True:
     d, _ = c.recvfrom(2048)
     if len(d) == 72 and d[0] == 1 and d[1] == 2:  # version 1, INIT
@@ -230,10 +230,15 @@ flood=$!
 wait_udp_port "$NS_B" 4094 20
 wait_udp_port "$NS_B" 4004 20
 wait_tcp_port "$NS_A" 8385 20
-# a connection makes client 5 open a session, and so send INITs
-in_a timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8385; sleep 2' || true
+# a connection makes client 5 open a session, and so send INITs; it stays open until the
+# catcher has one (bounded)
+nsenter --net=/run/netns/"$NS_A" timeout 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8385; sleep 60' \
+	>/dev/null 2>&1 &
+hold=$!
+track_pid $hold
 wait "$flood" || true
-for _ in $(seq 1 50); do # until the server has read the flood (it counts in its own time)
+kill "$hold" 2>/dev/null || true
+for _ in $(seq 1 200); do # until the server has read the flood (it counts in its own time)
 	limited=$("$KCPX" status "${spid[4]}" | sed -n 's/.*handshakes over --hsrate \([0-9]*\).*/\1/p')
 	[ "${limited:-0}" -ge 200 ] && break
 	sleep 0.1

@@ -47,7 +47,7 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=h, args=(c,), daemon=True).start()
 PY
-for _ in $(seq 50); do [ -S "$work/echo.sock" ] && break; sleep 0.1; done
+for _ in $(seq 200); do [ -S "$work/echo.sock" ] && break; sleep 0.1; done
 
 start() { # start N SERVER-LISTEN TARGET CLIENT-REMOTE
 	in_b "$KCPX" server -l "$2" -t "$3" $FLAGS --log "$work/s$1.log" & track_pid $!
@@ -57,8 +57,10 @@ start 1 ":4091" "127.0.0.1:9091" "$IP_B:4091"
 start 2 "[::]:4092" "127.0.0.1:9091" "[fd00:77::2]:4092"
 start 3 ":4093" "$work/echo.sock" "$IP_B:4093"
 start 4 ":4094" "127.0.0.1:9" "$IP_B:4094"
-for i in 1 2 3 4; do wait_tcp_port "$NS_A" "839$i"; done
-sleep 0.3
+for i in 1 2 3 4; do
+	wait_udp_port "$NS_B" "409$i" 20
+	wait_tcp_port "$NS_A" "839$i" 20
+done
 
 echo "== IPv4, IPv6 and a unix-socket target carry 8 echo streams each"
 for i in 1 2 3; do
@@ -76,7 +78,7 @@ PY
 echo "  closed after $((SECONDS - t0)) s"
 
 echo "== garbage datagrams while a transfer runs: counted, dropped, the session lives"
-spid=$(pgrep -f "kcpx server -l :4091" | head -1)
+spid=$(pgrep -f "$KCPX server -l :4091 .*$work" | head -1)
 in_a python3 - "$IP_B" 4091 <<'PY' & gp=$!; track_pid $gp
 import os, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -89,8 +91,8 @@ while time.time() < end and n < 200000:
 PY
 in_a timeout 60 python3 "$TCPIO" multi 127.0.0.1 8391 4 $((4 << 20)) || bad "transfer during garbage flood"
 wait $gp || true
-kill -USR1 "$spid"; sleep 0.5
-grep -q "InCsumErrors:[1-9]" "$work/s1.log" || bad "garbage not counted as InCsumErrors: $(grep SNMP "$work/s1.log" | tail -1)"
+kill -USR1 "$spid"
+wait_log "$work/s1.log" "InCsumErrors:[1-9]" 20 || bad "garbage not counted as InCsumErrors: $(grep SNMP "$work/s1.log" | tail -1)"
 kill -0 "$spid" || bad "server died"
 grep "KCP SNMP" "$work/s1.log" | tail -1 | tr ' ' '\n' | grep -E "InErrs|InCsumErrors|KCPInErrors" | sed 's/^/  /'
 

@@ -7,10 +7,10 @@
 #
 #   step          what happens                                   checks
 #   rebind        mid-download, nft in A rewrites the client's   sha256 equal, no stream reset,
-#                 source port (and back for the answers): a NAT  longest stall <= 1 s + 1 RTT,
+#                 source port (and back for the answers): a NAT  longest stall <= 3 s,
 #                 rebinding                                      server logs "peer moved"
 #   restart       the server is killed (SIGKILL) and started     a new connection carries data
-#                 again on the same port; connections are tried   within 2 s of the new server
+#                 again on the same port; connections are tried   within 8 s of the new server
 #                 every 100 ms                                    listening; client logs the RESET
 #   client        the client is killed and started again; its    its first connection works at
 #   restart       datagrams leave from the same port (nft)       once; the server opens a new
@@ -18,6 +18,8 @@
 #   outage        mid-download, nft drops every datagram for     sha256 equal, no stream reset
 #                 20 s (--keepalive 10: the timeout is 30 s)
 #
+# The time bounds (3 s stall, 8 s to a working connection) leave a busy machine room;
+# what they catch is recovery that waits for a timer (--keepalive 10: 30 s timeout).
 # Every wait is for an event (a log line, a port, bytes received) and bounded; about 40 s,
 # most of it the outage. Needs nft (SKIP without it).
 # SURVIVE_UP=1 runs the server as `kcpx up $IF_B server` (XDP + AF_XDP), and
@@ -101,7 +103,7 @@ on_cleanup "nft -f - <<<'delete table ip ksv' 2>/dev/null; true"
 touch "$work/dl1.go"
 wait "$dl" || true
 echo "  client port $p -> 40999: $(in_a nft list table ip ksv | grep -o 'packets [0-9]*' | tr '\n' ' ')"
-check_dl "$work/dl1" "rebind" 1100
+check_dl "$work/dl1" "rebind" 3000
 grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
 if [ -n "${SURVIVE_HANDOFF:-}" ]; then
@@ -122,11 +124,11 @@ wait "$spid" 2>/dev/null || true
 server
 wait_udp_port "$NS_B" 4001 20
 up=$((($(date +%s%N) - tk) / 1000000))
-if ms=$(in_a python3 "$PACE" try 127.0.0.1 8391 10) && [ "$ms" -le 2000 ]; then
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8391 30) && [ "$ms" -le 8000 ]; then
 	echo "  a new connection carried data $ms ms after the new server listened" \
 		"($up ms after the kill: the new process's start)"
 else
-	echo "FAIL: no working connection within 2 s of the restart (${ms:-none} ms)"
+	echo "FAIL: no working connection within 8 s of the restart (${ms:-none} ms)"
 	fail=1
 fi
 grep -q "the server has no such session" "$work/client.log" ||
@@ -152,8 +154,8 @@ table ip ksv {
 EOF
 client --proto kcpx
 wait_tcp_port "$NS_A" 8391 20
-in_a python3 "$PACE" try 127.0.0.1 8391 10 >"$work/try" & first=$!
-for _ in $(seq 1 100); do [ -n "$(cport)" ] && break; sleep 0.05; done
+in_a python3 "$PACE" try 127.0.0.1 8391 30 >"$work/try" & first=$!
+for _ in $(seq 1 400); do [ -n "$(cport)" ] && break; sleep 0.05; done
 q=$(cport)
 in_a nft add chain ip ksv in "{ type filter hook prerouting priority -300; }"
 in_a nft add rule ip ksv in udp sport 4001 udp dport "$p" udp dport set "$q"

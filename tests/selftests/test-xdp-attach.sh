@@ -96,7 +96,7 @@ for mode in native skb; do
 
 	# counters are pinned and bpftool prints their fields by name (BTF)
 	for m in kcpx_xdp_stats kcpx_tc_stats kcpx_xsk_stats kcpx_snmp kcpx_xsks kcpx_lports \
-		kcpx_info; do
+		kcpx_info kcpx_xsk_queues; do
 		[ -e "$PIN/$m" ] || fail "$PIN/$m not pinned"
 	done
 	bpftool map dump pinned "$PIN/kcpx_xdp_stats" | grep -q '"pass_no_xsk"' ||
@@ -110,8 +110,13 @@ for mode in native skb; do
 	tcp_check
 	pass0=$(stat_of kcpx_xdp_stats pass_no_xsk)
 	udp_to_b $PORT 5
-	sleep 0.2
-	pass1=$(stat_of kcpx_xdp_stats pass_no_xsk)
+	# the datagrams reach XDP in B's softirq, not before udp_to_b returns: wait for the
+	# counter (bounded), then check it stopped at exactly 5
+	for _ in $(seq 100); do
+		pass1=$(stat_of kcpx_xdp_stats pass_no_xsk)
+		[ $((pass1 - pass0)) -ge 5 ] && break
+		sleep 0.1
+	done
 	[ $((pass1 - pass0)) -eq 5 ] || fail "pass_no_xsk moved by $((pass1 - pass0)), want 5"
 	[ "$(stat_of kcpx_xdp_stats pass_other)" -ge 0 ] || fail "stats"
 
@@ -145,7 +150,7 @@ s.bind(("0.0.0.0", int(sys.argv[2]))); s.sendto(b"marked", (sys.argv[1], 6000))
 	[ -e "$PIN" ] && fail "$PIN still there"
 	for id in $xdp_id $tc_id; do
 		# programs are freed after an RCU grace period: give it a moment
-		for _ in $(seq 30); do
+		for _ in $(seq 100); do
 			bpftool prog show id "$id" >/dev/null 2>&1 || break
 			sleep 0.1
 		done
@@ -163,7 +168,7 @@ up_napi() { # up_napi [--napi MODE]: kcpx up on IF_B, in the background; sets $u
 		-t 127.0.0.1:9 >/tmp/kx-napi.$$ 2>&1 &
 	up=$!
 	track_pid $up
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		grep -q "AF_XDP sockets open" /tmp/kx-napi.$$ && return 0
 		sleep 0.1
 	done
@@ -195,11 +200,14 @@ echo "napi: ok"
 
 echo "== refuse while up, clean up after a crash"
 # nsenter execs the tool, so $! is the holder itself
-nsenter --net=/run/netns/"$NS_B" "$TOOL" attach "$IF_B" --port $PORT --hold >/dev/null &
+nsenter --net=/run/netns/"$NS_B" "$TOOL" attach "$IF_B" --port $PORT --hold \
+	>/tmp/kx-holder.$$ &
 holder=$!
 track_pid $holder
-for _ in $(seq 50); do [ -e "$PIN/kcpx_info" ] && break; sleep 0.1; done
-sleep 0.3
+on_cleanup "rm -f /tmp/kx-holder.$$"
+# the pins appear before the programs are attached and kcpx_info names the holder: wait
+# for the holder's own word that its attach is complete
+wait_log /tmp/kx-holder.$$ "^attached $IF_B" 30 || fail "the holder did not attach"
 if in_b "$TOOL" attach "$IF_B" --port $PORT 2>/tmp/kx-attach.$$; then
 	fail "a second attach succeeded while the first holder lives"
 fi

@@ -9,10 +9,10 @@
 #                                                                           source :9002
 #   step          what happens                                  checks
 #   rebind        mid-download, R rewrites the client's source   sha256 equal, no stream reset,
-#                 address and port to $R2:40998 (and back)       longest stall <= 1 s + 1 RTT,
+#                 address and port to $R2:40998 (and back)       longest stall <= 3 s,
 #                                                                server logs "peer moved"
 #   restart       the server is killed (SIGKILL, its XDP left    a new connection carries data
-#                 attached) and `kcpx up` started again: XDP     within 2 s of the new server
+#                 attached) and `kcpx up` started again: XDP     within 8 s of the new server
 #                 passes DATA for the lost session under its     listening; client logs the
 #                 RESET budget, the daemon answers with a RESET  RESET, pass_reset > 0
 #   client        the client is killed and started again; R      its first connection works at
@@ -22,6 +22,8 @@
 #                 in the client's mount namespace); it moves to  address, XDP steers the new
 #                 $B3, the server restarts: the client's new     session's port from $B3 and a
 #                 session looks the name up again                connection carries data
+# The time bounds (3 s stall, 8 s to a working connection) leave a busy machine room;
+# what they catch is recovery that waits for a timer (--keepalive 10: 30 s timeout).
 # Every wait is for an event (a log line, a port, bytes received) and bounded. Needs nft.
 set -eu
 NETNS_TAG=ksu$$
@@ -127,7 +129,7 @@ EOF
 touch "$work/dl1.go"
 wait "$dl" || true
 echo "  $A1:$p -> $R2:40998: $(in_r nft list table ip ksu | grep -o 'packets [0-9]*' | tr '\n' ' ')"
-check_dl "$work/dl1" "rebind" 1100
+check_dl "$work/dl1" "rebind" 3000
 grep -q "peer moved from $A1:$p to $R2:40998" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to $R2:40998"; fail=1; }
 in_r nft delete table ip ksu
@@ -137,10 +139,10 @@ kill -KILL "$spid"
 wait "$spid" 2>/dev/null || true
 server
 wait_udp_port "$NS_B" 4002 20
-if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 10) && [ "$ms" -le 2000 ]; then
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 30) && [ "$ms" -le 8000 ]; then
 	echo "  a new connection carried data $ms ms after the new server listened"
 else
-	echo "FAIL: no working connection within 2 s of the restart (${ms:-none} ms)"
+	echo "FAIL: no working connection within 8 s of the restart (${ms:-none} ms)"
 	fail=1
 fi
 grep -q "the server has no such session" "$work/client.log" ||
@@ -167,8 +169,8 @@ table ip ksu {
 EOF
 client
 wait_tcp_port "$NS_A" 8392 20
-in_a python3 "$PACE" try 127.0.0.1 8392 10 >"$work/try" & first=$!
-for _ in $(seq 1 100); do [ -n "$(cport)" ] && break; sleep 0.05; done
+in_a python3 "$PACE" try 127.0.0.1 8392 30 >"$work/try" & first=$!
+for _ in $(seq 1 400); do [ -n "$(cport)" ] && break; sleep 0.05; done
 q=$(cport)
 in_r nft add rule ip ksu pre ip daddr "$A1" udp sport 4002 udp dport "$p" udp dport set "$q"
 if wait "$first"; then
@@ -188,7 +190,7 @@ kill -KILL "$spid"
 wait "$spid" 2>/dev/null || true
 server
 wait_udp_port "$NS_B" 4002 20
-if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 10); then
+if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 30); then
 	echo "  a new connection carried data $ms ms after the new server listened"
 else
 	echo "FAIL: no working connection after the name moved"

@@ -105,11 +105,19 @@ static void up_status(void *arg, FILE *fp)
 
 	if (u->nxsk < 2)
 		return;
-	for (unsigned k = 0; k < u->nxsk; k++)
+	for (unsigned k = 0; k < u->nxsk; k++) {
 		for (int i = 0; !kcpx_xsk_queue_stats(u->xsk[k], i, &q, &rx, &tx); i++)
 			fprintf(fp,
 				"  %s queue %u (thread %u): af_xdp datagrams in %llu out %llu\n",
 				u->ifname, q, k, (unsigned long long)rx, (unsigned long long)tx);
+		/* a client's ports: answers the NIC put on another thread's queue */
+		kcpx_xsk_handoffs(u->xsk[k], &rx, &tx);
+		if (rx || tx)
+			fprintf(fp,
+				"  %s thread %u: af_xdp datagrams from other threads' queues %llu, "
+				"to them %llu\n",
+				u->ifname, k, (unsigned long long)rx, (unsigned long long)tx);
+	}
 }
 
 /* ... and in /metrics */
@@ -286,14 +294,6 @@ int kcpx_cmd_up(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 
-	if (cfg.threads > 1 && cfg.role != KCPX_ROLE_SERVER) {
-		/* a client's sessions each have their own UDP port, which the server's answers
-		 * reach on whatever RX queue the NIC picks: that needs a hand-over of ports
-		 * between engines, not built */
-		fprintf(stderr, "kcpx up: --threads is for a server under kcpx up (one engine per "
-				"RX queue); a kcpx up client runs one engine (--threads 1)\n");
-		return 2;
-	}
 	if (cfg.user[0]) {
 		fprintf(stderr, "kcpx up: --user is for `kcpx client|server`: kcpx up stays uid 0 "
 				"(to remove its pins) and keeps only CAP_NET_ADMIN once set up\n");

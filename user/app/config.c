@@ -148,7 +148,7 @@ static const struct opt opts[] = {
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
 	I(threads, NULL, R_CS,
 	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
-	  "kcpx client|server over UDP, and a kcpx up server (one per RX queue)"),
+	  "kcpx client|server over UDP, and kcpx up (one per RX queue)"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };

@@ -543,9 +543,8 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 	if (be && be->shards && n > be->shards)
 		n = be->shards; /* kcpx up: at most one engine per RX queue (it said so) */
 	if (n > 1 && be && n > be->shards) {
-		pr_warn("--threads %u: works with kcpx client|server over UDP and with a kcpx up "
-			"server (one engine per RX queue); not with a kcpx up client or --tcp (use "
-			"--threads 1)",
+		pr_warn("--threads %u: works with kcpx client|server over UDP and with kcpx up "
+			"(one engine per RX queue); not with --tcp (use --threads 1)",
 			n);
 		return -EOPNOTSUPP;
 	}

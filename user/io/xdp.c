@@ -61,8 +61,8 @@ struct kcpx_xdp {
 
 /* Maps pinned, in the order `kcpx stats` shows them. */
 static const char *const pinned_maps[] = {
-	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp",
-	"kcpx_xsks",	  "kcpx_lports",   "kcpx_info",	     "kcpx_nat_stats",
+	"kcpx_xdp_stats", "kcpx_tc_stats", "kcpx_xsk_stats", "kcpx_snmp",	"kcpx_xsks",
+	"kcpx_lports",	  "kcpx_info",	   "kcpx_nat_stats", "kcpx_xsk_queues",
 };
 /* Pinned by the --tcp translation (io/ftcp_bpf.c) under `kcpx up IFACE --tcp`. */
 static const char *const ftcp_maps[] = { "kcpx_ftcp_stats", "kcpx_ftcp_conns" };
@@ -917,8 +917,20 @@ int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which)
 		return bpf_map__fd(s->maps.kcpx_nat_stats);
 	case KCPX_FD_NAT_FEC:
 		return bpf_map__fd(s->maps.kcpx_nat_fec);
+	case KCPX_FD_XSK_QUEUES:
+		return bpf_map__fd(s->maps.kcpx_xsk_queues);
 	}
 	return -EINVAL;
+}
+
+int kcpx_xdp_publish_queue(struct kcpx_xdp *x, unsigned q, const struct kcpx_xsk_queue *v)
+{
+	int fd = bpf_map__fd(x->skel->maps.kcpx_xsk_queues);
+	__u32 key = q;
+
+	if (q >= KCPX_XSK_MAX_QUEUES)
+		return -ERANGE;
+	return bpf_map_update_elem(fd, &key, v, BPF_ANY) < 0 ? -errno : 0;
 }
 
 int kcpx_xdp_set_xsk(struct kcpx_xdp *x, unsigned queue, int fd)
@@ -1177,6 +1189,41 @@ out:
 	return err;
 }
 
+/* kcpx_xsk_queues: an array by queue, not per-CPU counters; its open queues only. */
+static int stats_queues(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
+{
+	const char *name = "kcpx_xsk_queues";
+	struct bpf_map_info mi = {};
+	__u32 mlen = sizeof(mi);
+	char path[PATH_MAX], field[32];
+	int fd, err;
+
+	err = pin_path(path, sizeof(path), ifname, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) < 0 ||
+	    mi.value_size != sizeof(struct kcpx_xsk_queue)) {
+		err = -EPROTO; /* another kcpx's layout: say nothing rather than garbage */
+		goto out;
+	}
+	for (__u32 q = 0; q < mi.max_entries && q < KCPX_XSK_MAX_QUEUES; q++) {
+		struct kcpx_xsk_queue v;
+
+		if (bpf_map_lookup_elem(fd, &q, &v) || !v.open)
+			continue;
+		snprintf(field, sizeof(field), "q%u_rx_packets", q);
+		cb(ctx, name, field, v.rx_packets);
+		snprintf(field, sizeof(field), "q%u_tx_packets", q);
+		cb(ctx, name, field, v.tx_packets);
+	}
+out:
+	close(fd);
+	return err;
+}
+
 int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
 {
 	int fds[PIN_NFDS], err, found = 0;
@@ -1195,6 +1242,11 @@ int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
 		if (err)
 			return err;
 		found++;
+	}
+	if (found) {
+		err = stats_queues(ifname, cb, ctx);
+		if (err && err != -ENOENT && err != -EPROTO)
+			return err;
 	}
 	return found ? 0 : -ENOENT;
 }

@@ -80,6 +80,7 @@ enum kcpx_xdp_fd {
 	KCPX_FD_NAT_SESS,
 	KCPX_FD_NAT_STATS,
 	KCPX_FD_NAT_FEC,
+	KCPX_FD_XSK_QUEUES,
 };
 int kcpx_xdp_fd(const struct kcpx_xdp *x, enum kcpx_xdp_fd which);
 
@@ -117,6 +118,9 @@ static inline int kcpx_xdp_publish_snmp(struct kcpx_xdp *x, const struct kcpx_sn
 	return kcpx_xdp_publish(x, KCPX_FD_SNMP, s, sizeof(*s));
 }
 
+/* RX queue q's figures into kcpx_xsk_queues (the same one publisher). 0 or -errno. */
+int kcpx_xdp_publish_queue(struct kcpx_xdp *x, unsigned q, const struct kcpx_xsk_queue *v);
+
 /* Read key 0 of a per-CPU array of __u64 counters and sum each field over all CPUs.
  * size is the value size (a multiple of 8). Returns 0 or -errno. */
 int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size);
@@ -139,7 +143,8 @@ int kcpx_xdp_pin_map(const char *ifname, const char *name, int map_fd);
 void kcpx_xdp_unpin_map(const char *ifname, const char *name, int map_fd);
 
 /* Every field of every pinned counter map of IFACE, summed over CPUs, in map order:
- * cb(map name, field name, value). Field names come from the maps' BTF. */
+ * cb(map name, field name, value). Field names come from the maps' BTF. Then each open
+ * RX queue's kcpx_xsk_queues figures as fields "qN_rx_packets", "qN_tx_packets". */
 typedef void (*kcpx_xdp_stat_cb)(void *ctx, const char *map, const char *field, uint64_t val);
 int kcpx_xdp_stats(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx);
 

@@ -19,9 +19,13 @@
  * (three before; on a veth those wakeups took 11 % of the sending side's CPU). With more
  * queues than d->xfd holds, the sockets go in the core's epoll set, nested in the port's.
  *
- * A `kcpx up` server with --threads N has N cores (struct xsk_group), core k with RX
- * queues k, k + N, ... and used by engine thread k only; a core's rings, frame pools,
- * next hops and ports are never touched by another thread.
+ * `kcpx up` with --threads N has N cores (struct xsk_group), core k with RX queues k,
+ * k + N, ... and used by engine thread k only; a core's rings, frame pools, next hops and
+ * ports are never touched by another thread. A client's session port lives on the core
+ * of the engine that opened it, but the NIC (RSS, or on a veth the sender's TX queue)
+ * puts the server's answers on any queue: a datagram for a port of another core is copied
+ * into that core's inbox (the one structure two threads share, under its lock, bounded),
+ * and the owner takes it from there on its own thread (xsk_inbox_take).
  */
 #include "io/xsk.h"
 
@@ -64,7 +68,8 @@
 #define NH_RETRY_MS	      10
 #define STATS_PUBLISH_MS      1000
 #define KERNEL_BATCH	      16
-#define PORT_QUEUE	      256 /* datagrams held for a port that another port read */
+#define PORT_QUEUE	      256  /* datagrams held for a port that another port read */
+#define INBOX_MAX	      1024 /* datagrams held for one core that another core read */
 
 struct xsk_q {
 	struct xsk_socket *xsk;
@@ -113,6 +118,20 @@ struct xsk_group {
 	unsigned n, live;
 	struct kcpx_xsk **c;	     /* NULL once closed; its counters stay in last[] */
 	struct kcpx_xsk_stats *last; /* each core's counters when it closed */
+	/* client ports (host order) -> owning core + 1, 0: none; n > 1 only. Written by the
+	 * owner when the port opens and closes, read by any core; relaxed atomics: a stale
+	 * answer sends a datagram to a core that no longer has the port, which drops it. */
+	uint8_t *owner;
+};
+
+/* A datagram one core took off its ring for a port of another core. */
+struct xsk_in {
+	struct xsk_in *next;
+	uint16_t dport_be, sport_be;
+	int family;
+	uint8_t src[16], dst[16];
+	uint32_t len;
+	uint8_t buf[];
 };
 
 /* The AF_XDP sockets of one interface and what every port shares. */
@@ -143,6 +162,13 @@ struct kcpx_xsk {
 	struct kcpx_xsk_stats st;
 	uint32_t published_ms;
 	struct xsk_port *ports;
+	/* in a group of several: datagrams other cores took for our ports, newest first,
+	 * under inmu; inevfd (in every port's epoll set) says there are some */
+	pthread_mutex_t inmu;
+	struct xsk_in *inbox;
+	unsigned ninbox;
+	int inevfd;
+	uint64_t handed_in, handed_out; /* datagrams moved between cores (atomics) */
 };
 
 /* One local UDP port: the kcpx_dgram the tunnel sees. */
@@ -433,7 +459,7 @@ static void view_addr(const struct xsk_port *p, const struct kcpx_frame_view *v,
 
 static struct xsk_port *port_find(struct kcpx_xsk *c, struct xsk_port *me, uint16_t port_be)
 {
-	if (me->lport_be == port_be)
+	if (me && me->lport_be == port_be)
 		return me;
 	for (struct xsk_port *p = c->ports; p; p = p->next)
 		if (p->lport_be == port_be)
@@ -484,6 +510,120 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
+/* Answer from the address the peer wrote to. */
+static void learn_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct kcpx_frame_view *v)
+{
+	struct nexthop *nh;
+	size_t alen = v->family == AF_INET ? 4 : 16;
+
+	if (!p->bound_any)
+		return;
+	nh = nexthop_find(c, v->family, v->src, true, kcpx_clock_ms());
+	if (!nh->src_learned || memcmp(nh->src, v->dst, alen)) {
+		memcpy(nh->src, v->dst, alen);
+		nh->src_learned = nh->have_src = true;
+	}
+}
+
+/*
+ * A datagram for a client port that core c does not have: copy it to the owning core's
+ * inbox and wake it. false: no other core owns the port (counted as bad by the caller).
+ * The XDP program steers to client ports only what comes from the server's address, so
+ * this is bounded by what that address sends: INBOX_MAX waiting per core, more dropped.
+ */
+static bool xsk_hand_over(struct kcpx_xsk *c, const struct kcpx_frame_view *v)
+{
+	struct xsk_group *g = c->grp;
+	struct kcpx_xsk *o;
+	struct xsk_in *in;
+	unsigned k;
+
+	if (!g->owner)
+		return false;
+	k = __atomic_load_n(&g->owner[ntohs(v->dport_be)], __ATOMIC_RELAXED);
+	if (!k-- || k == c->slot || k >= g->n || !(o = g->c[k]))
+		return false;
+	in = malloc(sizeof(*in) + v->len);
+	if (!in) {
+		c->st.rx_port_full++;
+		return true;
+	}
+	if (!kcpx_frame_take(v, in->buf)) {
+		free(in);
+		c->st.rx_bad++;
+		return true;
+	}
+	in->dport_be = v->dport_be;
+	in->sport_be = v->sport_be;
+	in->family = v->family;
+	in->len = v->len;
+	memcpy(in->src, v->src, v->family == AF_INET ? 4 : 16);
+	memcpy(in->dst, v->dst, v->family == AF_INET ? 4 : 16);
+	pthread_mutex_lock(&o->inmu);
+	if (o->ninbox >= INBOX_MAX) {
+		pthread_mutex_unlock(&o->inmu);
+		free(in);
+		c->st.rx_port_full++;
+		return true;
+	}
+	in->next = o->inbox;
+	o->inbox = in;
+	o->ninbox++;
+	pthread_mutex_unlock(&o->inmu);
+	c->st.rx_packets++;
+	c->st.rx_bytes += v->len;
+	__atomic_fetch_add(&c->handed_out, 1, __ATOMIC_RELAXED);
+	eventfd_write(o->inevfd, 1);
+	return true;
+}
+
+/* What other cores handed to core c: into its ports' queues, oldest first. */
+static void xsk_inbox_take(struct kcpx_xsk *c)
+{
+	struct xsk_in *in, *rev = NULL;
+	eventfd_t ev;
+
+	if (c->inevfd < 0 || eventfd_read(c->inevfd, &ev) < 0)
+		return;
+	pthread_mutex_lock(&c->inmu);
+	in = c->inbox;
+	c->inbox = NULL;
+	c->ninbox = 0;
+	pthread_mutex_unlock(&c->inmu);
+	while (in) {
+		struct xsk_in *next = in->next;
+
+		in->next = rev;
+		rev = in;
+		in = next;
+	}
+	for (in = rev; in; in = rev) {
+		struct xsk_port *p = port_find(c, NULL, in->dport_be);
+		struct kcpx_frame_view v = {
+			.payload = in->buf,
+			.src = in->src,
+			.dst = in->dst,
+			.len = in->len,
+			.family = in->family,
+			.sport_be = in->sport_be,
+			.dport_be = in->dport_be,
+		};
+		uint8_t *dst;
+
+		rev = in->next;
+		/* the port closed since the other core looked it up */
+		if (!p)
+			c->st.rx_bad++;
+		else if ((dst = port_slot(c, p))) {
+			memcpy(dst, in->buf, in->len);
+			__atomic_store_n(&c->handed_in, c->handed_in + 1, __ATOMIC_RELAXED);
+			learn_src(c, p, &v);
+			port_push(c, p, &v);
+		}
+		free(in);
+	}
+}
+
 /* Up to n datagrams from queue q's RX ring for port me; others' are handed to them. */
 static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, struct kcpx_pkt *pkts,
 		    int n)
@@ -503,9 +643,17 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 		q->spare[q->nspare++] =
 			xsk_umem__extract_addr(desc->addr) & ~(uint64_t)(XSK_FRAME - 1);
 		/* XDP checked most of this; here it is defence in depth, and the checksum */
-		if (!kcpx_frame_parse(q->area + addr, desc->len, &v) || v.len > KCPX_PKT_MAX ||
-		    !(p = port_find(c, me, v.dport_be))) {
+		if (!kcpx_frame_parse(q->area + addr, desc->len, &v) || v.len > KCPX_PKT_MAX) {
 			c->st.rx_bad++;
+			continue;
+		}
+		p = port_find(c, me, v.dport_be);
+		if (!p) {
+			if (!xsk_hand_over(c, &v))
+				c->st.rx_bad++;
+			else
+				__atomic_store_n(&q->rx_packets, q->rx_packets + 1,
+						 __ATOMIC_RELAXED);
 			continue;
 		}
 		dst = p == me ? pkts[got].buf : port_slot(c, p);
@@ -518,17 +666,7 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 		c->st.rx_packets++;
 		__atomic_store_n(&q->rx_packets, q->rx_packets + 1, __ATOMIC_RELAXED);
 		c->st.rx_bytes += v.len;
-		/* answer from the address the peer wrote to */
-		if (p->bound_any) {
-			struct nexthop *nh =
-				nexthop_find(c, v.family, v.src, true, kcpx_clock_ms());
-			size_t alen = v.family == AF_INET ? 4 : 16;
-
-			if (!nh->src_learned || memcmp(nh->src, v.dst, alen)) {
-				memcpy(nh->src, v.dst, alen);
-				nh->src_learned = nh->have_src = true;
-			}
-		}
+		learn_src(c, p, &v);
 		if (p != me) {
 			port_push(c, p, &v);
 			continue;
@@ -602,10 +740,10 @@ static void sock_stats(struct kcpx_xsk *c)
 }
 
 /*
- * Every core's counters into the pinned kcpx_xsk_stats map, core k in CPU slot k. A lone
- * core does it from its own data path once a second; a group's cores only when asked
- * (kcpx_xsk_publish, from the thread that publishes the tunnel's other counters, and at
- * setup and close), so that one thread writes the map.
+ * Every core's counters into the pinned kcpx_xsk_stats map, core k in CPU slot k, and each
+ * queue's into kcpx_xsk_queues. A lone core does it from its own data path once a second;
+ * a group's cores only when asked (kcpx_xsk_publish, from the thread that publishes the
+ * tunnel's other counters, and at setup and close), so that one thread writes the maps.
  */
 static void publish_stats(struct kcpx_xsk *c, bool force)
 {
@@ -617,10 +755,24 @@ static void publish_stats(struct kcpx_xsk *c, bool force)
 	c->published_ms = now;
 	pthread_mutex_lock(&g->mu);
 	for (unsigned i = 0; i < g->n; i++) {
-		if (!g->c[i])
+		struct kcpx_xsk *o = g->c[i];
+
+		if (!o)
 			continue;
-		sock_stats(g->c[i]);
-		g->last[i] = g->c[i]->st;
+		sock_stats(o);
+		g->last[i] = o->st;
+		for (int k = 0; k < o->nq; k++) {
+			struct kcpx_xsk_queue qv = {
+				.rx_packets =
+					__atomic_load_n(&o->q[k].rx_packets, __ATOMIC_RELAXED),
+				.tx_packets =
+					__atomic_load_n(&o->q[k].tx_packets, __ATOMIC_RELAXED),
+				.thread = i,
+				.open = !!o->q[k].xsk,
+			};
+
+			kcpx_xdp_publish_queue(c->xdp, o->q[k].queue, &qv);
+		}
 	}
 	kcpx_xdp_publish_n(c->xdp, KCPX_FD_XSK_STATS, g->last, g->n, sizeof(*g->last));
 	pthread_mutex_unlock(&g->mu);
@@ -637,6 +789,7 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 		eventfd_read(p->evfd, &ev); /* non-blocking: reset before draining */
 		p->evfd_set = false;
 	}
+	xsk_inbox_take(c);
 	got = port_pop(p, pkts, n);
 	for (int k = 0; k < c->nq && got < n; k++)
 		got += rx_queue(c, &c->q[(c->rr + (unsigned)k) % (unsigned)c->nq], p, pkts + got,
@@ -828,6 +981,7 @@ static void q_close(struct kcpx_xsk *c, struct xsk_q *q)
 static void group_free(struct xsk_group *g)
 {
 	pthread_mutex_destroy(&g->mu);
+	free(g->owner);
 	free(g->c);
 	free(g->last);
 	free(g);
@@ -850,6 +1004,15 @@ static void core_put(struct kcpx_xsk *c)
 		mnl_socket_close(c->nl);
 	if (c->epfd >= 0)
 		close(c->epfd);
+	if (c->inevfd >= 0)
+		close(c->inevfd);
+	while (c->inbox) {
+		struct xsk_in *in = c->inbox;
+
+		c->inbox = in->next;
+		free(in);
+	}
+	pthread_mutex_destroy(&c->inmu);
 	pthread_mutex_lock(&g->mu);
 	g->c[c->slot] = NULL;
 	last = !--g->live;
@@ -870,8 +1033,14 @@ static void xsk_close(struct kcpx_dgram *d)
 			break;
 		}
 	}
-	if (p->lport_registered)
+	if (p->lport_registered) {
+		uint8_t mine = (uint8_t)(c->slot + 1);
+
 		kcpx_xdp_del_lport(c->xdp, ntohs(p->lport_be));
+		if (c->grp->owner)
+			__atomic_compare_exchange_n(&c->grp->owner[ntohs(p->lport_be)], &mine, 0,
+						    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
 	if (p->udp_fd >= 0)
 		close(p->udp_fd);
 	if (p->evfd >= 0)
@@ -1059,6 +1228,8 @@ static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg, s
 		return -ENOMEM;
 	c->refs = 1;
 	c->epfd = -1;
+	c->inevfd = -1;
+	pthread_mutex_init(&c->inmu, NULL);
 	c->grp = g;
 	c->slot = slot;
 	g->c[slot] = c;
@@ -1083,6 +1254,13 @@ static int core_open(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg, s
 	setsockopt(mnl_socket_get_fd(c->nl), SOL_SOCKET, SO_RCVTIMEO,
 		   &(struct timeval){ .tv_usec = 200000 }, sizeof(struct timeval));
 
+	if (g->n > 1) {
+		c->inevfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (c->inevfd < 0) {
+			err = -errno;
+			goto err;
+		}
+	}
 	nq = (total - (int)slot + (int)g->n - 1) / (int)g->n;
 	c->q = calloc((size_t)nq, sizeof(*c->q));
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1220,7 +1398,9 @@ int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk
 	g->n = *n;
 	g->c = calloc(g->n, sizeof(*g->c));
 	g->last = calloc(g->n, sizeof(*g->last));
-	if (!g->c || !g->last) {
+	if (g->n > 1)
+		g->owner = calloc(65536, 1);
+	if (!g->c || !g->last || (g->n > 1 && !g->owner)) {
 		group_free(g);
 		return -ENOMEM;
 	}
@@ -1313,7 +1493,8 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		goto err;
 	}
 	if ((!p->udp_shared && epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->udp_fd, &ev) < 0) ||
-	    epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->evfd, &ev) < 0) {
+	    epoll_ctl(p->d.fd, EPOLL_CTL_ADD, p->evfd, &ev) < 0 ||
+	    (c->inevfd >= 0 && epoll_ctl(p->d.fd, EPOLL_CTL_ADD, c->inevfd, &ev) < 0)) {
 		err = -errno;
 		goto err;
 	}
@@ -1323,6 +1504,9 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		if (err)
 			goto err;
 		p->lport_registered = true;
+		if (c->grp->owner)
+			__atomic_store_n(&c->grp->owner[ntohs(p->lport_be)], (uint8_t)(c->slot + 1),
+					 __ATOMIC_RELAXED);
 	}
 	p->next = c->ports;
 	c->ports = p;
@@ -1359,6 +1543,12 @@ int kcpx_xsk_queue_stats(struct kcpx_xsk *x, int i, unsigned *queue, uint64_t *r
 	*rx = __atomic_load_n(&x->q[i].rx_packets, __ATOMIC_RELAXED);
 	*tx = __atomic_load_n(&x->q[i].tx_packets, __ATOMIC_RELAXED);
 	return 0;
+}
+
+void kcpx_xsk_handoffs(struct kcpx_xsk *x, uint64_t *in, uint64_t *out)
+{
+	*in = __atomic_load_n(&x->handed_in, __ATOMIC_RELAXED);
+	*out = __atomic_load_n(&x->handed_out, __ATOMIC_RELAXED);
 }
 
 void kcpx_xsk_publish(struct kcpx_xsk *x)

@@ -51,7 +51,9 @@ int kcpx_xsk_port(struct kcpx_xsk *x, const struct kcpx_addr *bind, const struct
 /*
  * One engine per RX queue (`kcpx up --threads N`): *n cores (fewer when the interface has
  * fewer queues: *n says how many), core k with the sockets of RX queues k, k + n, ...,
- * for thread k only. A server port opened on core k > 0 shares core 0's kernel UDP
+ * for thread k only. A client port belongs to the core it was opened on; what another
+ * core receives for it is handed over (in its thread: kcpx_xsk_handoffs counts it).
+ * A server port opened on core k > 0 shares core 0's kernel UDP
  * socket (to send what cannot go over AF_XDP; only core 0 receives from it). The cores'
  * counters go into the pinned kcpx_xsk_stats map together, core k in CPU slot k, when
  * kcpx_xsk_publish is called on any of them (from one thread); a lone core publishes
@@ -61,6 +63,9 @@ int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk
 /* Queue i of core x (0 <= i, -ENOENT past the last): its RX queue number and the
  * datagrams received from and sent on it so far. Callable from any thread. */
 int kcpx_xsk_queue_stats(struct kcpx_xsk *x, int i, unsigned *queue, uint64_t *rx, uint64_t *tx);
+/* Datagrams of core x's client ports that another core took off its ring (in), and that
+ * x took for another core's (out), so far. Callable from any thread. */
+void kcpx_xsk_handoffs(struct kcpx_xsk *x, uint64_t *in, uint64_t *out);
 /* Drop the reference kcpx_xsk_new returned; the sockets go when the last dgram closes. */
 void kcpx_xsk_put(struct kcpx_xsk *x);
 
