@@ -262,7 +262,7 @@ got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 
 echo "kcpx stats $IF_B, $IF_A: the --tcp counters pinned by kcpx up"
 # userspace's flow counts are published once a second: wait for the handshake to show
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	in_b "$KCPX" stats "$IF_B" >"$work/stats-up.txt" 2>&1 || true
 	in_a "$KCPX" stats "$IF_A" >"$work/stats-up-a.txt" 2>&1 || true
 	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" &&
