@@ -8,7 +8,7 @@
 # streams intact); `kcpx status` (text and --json) and /metrics count the flows, handshakes, RSTs, segments and
 # drops; 64 MiB each way intact under `kcpx client|server --tcp`, 16 MiB up over IPv6,
 # and 64 MiB up under `kcpx up IFACE client|server --tcp` at both ends, whose counters `kcpx stats IFACE` shows
-# (pinned, gone after a kill -9 and `kcpx down IFACE`); M forwarded no UDP and conntrack found no segment out of
+# (pinned, gone after a kill -9 and `kcpx down IFACE`), as `kcpx stats -p PID` does for any --tcp daemon; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
 # on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
@@ -161,6 +161,17 @@ assert c["flows"] == 1 and c["segments"]["in"] >= 10000, c
 assert c["dropped"] == dict(out_no_flow=c["dropped"]["out_no_flow"], out_malformed=0,
                             out_error=0, in_blind_rst=0, in_truncated=0), c' ||
 	{ echo "FAIL: server's status --json lacks the --tcp counters"; fail=1; }
+# kcpx stats -p: the same maps as under `kcpx up` (nothing pinned here), from the daemon
+cpid=$(status_json "$NS_A" 127.0.0.1:8381 | python3 -c 'import json, sys; print(json.load(sys.stdin)["pid"])')
+"$KCPX" stats -p "${cpid:-0}" >"$work/stats-p.txt" 2>&1 || true
+grep -q '^kcpx_ftcp_stats$' "$work/stats-p.txt" &&
+	grep -Eq '^  tx_segs +[1-9][0-9]{4,}$' "$work/stats-p.txt" &&
+	grep -Eq '^  rx_rst +[1-9]' "$work/stats-p.txt" &&
+	grep -q '^kcpx_ftcp_conns$' "$work/stats-p.txt" &&
+	grep -Eq '^  flows +1$' "$work/stats-p.txt" &&
+	grep -Eq '^  end_reset +[1-9]' "$work/stats-p.txt" &&
+	grep -Eq '^  OutPkts +[1-9]' "$work/stats-p.txt" ||
+	{ echo "FAIL: kcpx stats -p of the --tcp client"; cat "$work/stats-p.txt"; fail=1; }
 in_a curl -sf --max-time 5 http://127.0.0.1:9101/metrics >"$work/metrics.txt" || true
 grep -q '^kcpx_ftcp_flows 1$' "$work/metrics.txt" &&
 	grep -Eq '^kcpx_ftcp_flows_ended_total\{reason="rst"\} [1-9]' "$work/metrics.txt" &&
@@ -251,7 +262,7 @@ got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 
 echo "kcpx stats $IF_B, $IF_A: the --tcp counters pinned by kcpx up"
 # userspace's flow counts are published once a second: wait for the handshake to show
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	in_b "$KCPX" stats "$IF_B" >"$work/stats-up.txt" 2>&1 || true
 	in_a "$KCPX" stats "$IF_A" >"$work/stats-up-a.txt" 2>&1 || true
 	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" &&
@@ -270,6 +281,12 @@ grep -q '^kcpx_ftcp_stats$' "$work/stats-up.txt" &&
 	{ echo "FAIL: kcpx stats $IF_B lacks the --tcp counters"; cat "$work/stats-up.txt"; fail=1; }
 in_b "$KCPX" stats --json "$IF_B" | grep -q '"kcpx_ftcp_stats":{"tx_segs":' ||
 	{ echo "FAIL: kcpx stats --json $IF_B lacks the --tcp counters"; fail=1; }
+# the daemon's own answer (kcpx stats -p) names the --tcp counters as the pinned maps do
+ftcp_fields() { awk '/^[^ ]/ { m = $1 } m ~ /^kcpx_ftcp_/ && /^  / { print m, $1 }'; }
+in_b "$KCPX" stats "$IF_B" | ftcp_fields >"$work/fields-pin.txt"
+"$KCPX" stats -p "$uppid" | ftcp_fields >"$work/fields-pid.txt"
+[ -s "$work/fields-pin.txt" ] && cmp -s "$work/fields-pin.txt" "$work/fields-pid.txt" ||
+	{ echo "FAIL: kcpx stats -p and kcpx stats IFACE name the --tcp counters differently"; diff "$work/fields-pin.txt" "$work/fields-pid.txt"; fail=1; }
 
 echo "kill -9: the tables stay until kcpx down, the programs go with the process"
 kill -9 "$uppid" "$clipid"

@@ -5,7 +5,8 @@
 #         $IP_A                   (veth)                       $IP_B -> tcpio sink/source/echo
 #
 # Checks: 64 MiB each way with sha256 equal at both ends, 32 concurrent echo streams,
-# and that both daemons survive and shut down cleanly on SIGTERM.
+# `kcpx stats -p PID` shows the client's counters, and that both daemons survive and shut
+# down cleanly on SIGTERM.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
@@ -37,12 +38,30 @@ fail=0
 echo "upload: $SIZE bytes A -> B"
 t0=$(date +%s.%N)
 sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8381 "$SIZE" 7)
-for _ in $(seq 1 100); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/0.sha" 2>/dev/null || echo none)
 t1=$(date +%s.%N)
 echo "  sent $sent"
 echo "  got  $got ($(cut -d' ' -f2 "$work/0.sha" 2>/dev/null) bytes) in $(echo "$t1 - $t0" | bc 2>/dev/null || echo ?)s"
 [ "$sent" = "$got" ] || { echo "FAIL: upload sha256 differs"; fail=1; }
+
+echo "kcpx stats -p: the client's counters from its control socket (nothing is pinned)"
+cpid=$(pgrep -f -- "$KCPX client -l 127.0.0.1:8381 -r $IP_B:4001 " | head -1)
+"$KCPX" stats -p "${cpid:-0}" >"$work/stats.txt" 2>&1 || true
+grep -q '^snmp$' "$work/stats.txt" &&
+	grep -Eq '^  OutPkts +[1-9][0-9]{4,}$' "$work/stats.txt" &&
+	grep -Eq '^  BytesSent +[1-9][0-9]{7,}$' "$work/stats.txt" &&
+	grep -q '^tunnel$' "$work/stats.txt" &&
+	grep -Eq '^  sessions +1$' "$work/stats.txt" ||
+	{ echo "FAIL: kcpx stats -p $cpid"; cat "$work/stats.txt"; fail=1; }
+# two samples: the second carries rates
+"$KCPX" stats -p "${cpid:-0}" -i 0.2 -n 2 --json >"$work/stats.json" 2>&1 || true
+python3 -c 'import json, sys
+a, b = [json.loads(l) for l in open(sys.argv[1])]
+assert a["pid"] == b["pid"] == int(sys.argv[2]) and "per_second" not in a, a
+assert b["counters"]["snmp"]["OutPkts"] >= a["counters"]["snmp"]["OutPkts"] > 10000, b
+assert set(b["per_second"]) == {"snmp", "tunnel"}, b' "$work/stats.json" "${cpid:-0}" ||
+	{ echo "FAIL: kcpx stats -p $cpid --json"; cat "$work/stats.json"; fail=1; }
 
 echo "download: $SIZE bytes B -> A"
 want=$(python3 "$TCPIO" data "$SIZE" 7)

@@ -97,7 +97,7 @@ declare -A ratio
 phase() { # NAME: baseline upload with capture, then an upload under the flood
 	local name=$1 cap f base fl
 	n=0
-	in_ns "$NS_M" python3 "$FLOOD" capture "$IF_MA" $PORT 3000 "$work/$name.cap" 20 \
+	in_ns "$NS_M" python3 "$FLOOD" capture "$IF_MA" $PORT 3000 "$work/$name.cap" 600 \
 		>"$work/$name.captured" &
 	cap=$!
 	upload "$name baseline"

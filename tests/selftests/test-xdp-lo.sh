@@ -59,7 +59,7 @@ got=$(cut -d' ' -f1 "$work/sink/0.sha" 2>/dev/null || echo none)
 echo "  $SIZE bytes intact through kcpx up lo"
 
 # the engine publishes its counters once a second
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	rx=$(stat_of kcpx_xsk_stats rx_packets)
 	[ "$rx" -gt 100 ] && break
 	sleep 0.1

@@ -114,7 +114,7 @@ pinned_rx() {
 	in_b "$KCPX" stats "$IF_B" --json | python3 -c \
 		'import json,sys; print(json.load(sys.stdin)["counters"]["kcpx_xsk_stats"]["rx_packets"])'
 }
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	pinned=$(pinned_rx)
 	[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null && break
 	sleep 0.1
@@ -160,7 +160,7 @@ fi
 
 echo "reload: SIGHUP"
 kill -HUP "$spid"
-wait_log "$work/server.log" "reload" 10 || { echo "FAIL: no reload logged"; fail=1; }
+wait_log "$work/server.log" "reload" 30 || { echo "FAIL: no reload logged"; fail=1; }
 in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) 9 >"$work/sent9" || true
 for _ in $(seq 1 100); do grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null && break; sleep 0.1; done
 grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
@@ -168,9 +168,9 @@ grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
 
 echo "stop: SIGTERM"
 kill -TERM "$spid"
-for _ in $(seq 1 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 200); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$spid" 2>/dev/null; then
-	echo "FAIL: the server still runs 5 s after SIGTERM"
+	echo "FAIL: the server still runs 20 s after SIGTERM"
 	fail=1
 elif ! wait "$spid"; then
 	echo "FAIL: the server exited with $?"

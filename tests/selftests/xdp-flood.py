@@ -12,7 +12,7 @@
         random  random bytes, 40..1400 of them
         badtag  a captured datagram with its bytes [16, 24) randomised: for the native
                 protocol a well-formed header (live session id) with a wrong tag
-        replay  a captured datagram unchanged
+        replay  one of the newest 1000 captured datagrams, unchanged
       Prints "sent random badtag replay" counts.
 """
 import collections
@@ -24,15 +24,28 @@ import time
 
 from floodlib import load, packet_socket, save, udp_payload
 
+SO_RCVBUFFORCE = 33
+REPLAY_NEWEST = 1000
+
 
 def capture(iface, dport, n, out, secs):
     s = packet_socket(iface)
+    # a large queue, and what it holds read at the stop: the newest frames must be the
+    # newest the client sent, however far a busy machine let this reader fall behind
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
+    except OSError:
+        pass
     s.settimeout(0.2)
     got, end = collections.deque(maxlen=n), time.time() + secs
-    while time.time() < end and not os.path.exists(out + ".stop"):
+    stop = False
+    while time.time() < end:
+        stop = stop or os.path.exists(out + ".stop")
         try:
-            f = s.recv(65535)
-        except socket.timeout:
+            f = s.recv(65535, socket.MSG_DONTWAIT) if stop else s.recv(65535)
+        except (BlockingIOError, socket.timeout):
+            if stop:
+                break
             continue
         p = udp_payload(f, dport)
         if p and len(p) >= 40:
@@ -56,8 +69,9 @@ def flood(host, port, path, secs, pps):
             b = bytearray(caps[rng.randrange(len(caps))])
             b[16:24] = os.urandom(8)
             pool.append((1, bytes(b)))
-        else:
-            pool.append((2, caps[rng.randrange(len(caps))]))
+        else:  # the newest: the ones inside the replay window (1984 packets) until
+            # the session sends again
+            pool.append((2, caps[len(caps) - 1 - rng.randrange(min(len(caps), REPLAY_NEWEST))]))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((host, port))
     sent = [0, 0, 0]
@@ -79,9 +93,10 @@ def flood(host, port, path, secs, pps):
                 continue
             sent[kind] += 1
             total += 1
-        if not started:
-            # the first replays are out while the session is still idle: inside its
-            # replay window; the test starts the flooded upload only after this
+        if not started and total >= len(pool):
+            # the first pass of the pool (1000 replays) is out while the session is
+            # still idle: inside its replay window; the test starts the flooded upload
+            # only after this
             open(path + ".started", "w").close()
             started = True
     print(sum(sent), *sent)

@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * `kcpx down` and `kcpx stats`: both work from what is pinned under /sys/fs/bpf/kcpx/IFACE
- * alone, so they answer when the daemon has hung or died.
+ * `kcpx down` and `kcpx stats IFACE`: both work from what is pinned under
+ * /sys/fs/bpf/kcpx/IFACE alone, so they answer when the daemon has hung or died.
+ * `kcpx stats -p PID` (or with no IFACE, the one running tunnel) asks the daemon itself over
+ * its control socket instead, for tunnels that pin nothing (`kcpx client|server`, UDP or
+ * --tcp): the same display, other maps.
  *
  * argv[0] is the subcommand ("down", "stats"), as main() passes it.
  */
 #include "app/cmd_xdp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +22,7 @@
 
 #include "app/log.h"
 #include "io/clock.h"
+#include "io/ctl.h"
 #include "io/nft.h"
 #include "io/log.h"
 #include "io/xdp.h"
@@ -132,13 +138,18 @@ static void stats_json_maps(const struct stats_snap *s, const struct stats_snap 
 	printf("%s}", map ? "}" : "");
 }
 
-static void stats_json(const char *ifname, const struct stats_snap *s,
+static void stats_json(const char *ifname, int pid, const struct stats_snap *s,
 		       const struct stats_snap *prev, double secs)
 {
-	printf("{\"iface\":\"");
-	for (const char *p = ifname; *p; p++) /* IFNAMSIZ names: no control bytes */
-		printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-	printf("\",\"counters\":");
+	if (ifname) {
+		printf("{\"iface\":\"");
+		for (const char *p = ifname; *p; p++) /* IFNAMSIZ names: no control bytes */
+			printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+		printf("\"");
+	} else {
+		printf("{\"pid\":%d", pid);
+	}
+	printf(",\"counters\":");
 	stats_json_maps(s, NULL, 0);
 	if (prev && secs > 0) {
 		printf(",\"per_second\":");
@@ -148,24 +159,94 @@ static void stats_json(const char *ifname, const struct stats_snap *s,
 	fflush(stdout);
 }
 
+/*
+ * One sample from a daemon's control socket: "kcpx-stats 1", then "MAP FIELD VALUE" lines
+ * (app/report.c). 0, -ENOENT (no such tunnel), -EPROTO (a daemon without the request), or
+ * another -errno.
+ */
+static int stats_pid(int pid, kcpx_xdp_stat_cb cb, void *ctx)
+{
+	char path[64], *text = NULL, *line, *save = NULL;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%d.sock", KCPX_CTL_DIR, pid);
+	err = kcpx_ctl_query(path, "stats", &text);
+	if (err)
+		return err == -ECONNREFUSED ? -ENOENT : err;
+	if (strncmp(text, "kcpx-stats 1\n", 13)) {
+		free(text);
+		return -EPROTO;
+	}
+	for (line = strtok_r(text + 13, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char map[16], field[32];
+		unsigned long long v;
+
+		if (sscanf(line, "%15s %31s %llu", map, field, &v) == 3)
+			cb(ctx, map, field, v);
+	}
+	free(text);
+	return 0;
+}
+
+/* The process id of the one running kcpx tunnel; 0 (said why) if none or several. */
+static int stats_only_pid(void)
+{
+	int pid = 0, n = 0, p;
+	struct dirent *de;
+	DIR *d;
+
+	kcpx_ctl_reap();
+	d = opendir(KCPX_CTL_DIR);
+	if (d) {
+		while ((de = readdir(d)))
+			if (sscanf(de->d_name, "%d.sock", &p) == 1) {
+				pid = p;
+				n++;
+			}
+		closedir(d);
+	}
+	if (n == 1)
+		return pid;
+	if (n == 0)
+		fprintf(stderr, "kcpx stats: no kcpx tunnel is running\n");
+	else
+		fprintf(stderr,
+			"kcpx stats: %d kcpx tunnels are running: name one with -p PID (`kcpx "
+			"status` lists them) or an interface of `kcpx up`\n",
+			n);
+	return 0;
+}
+
 int kcpx_cmd_stats(int argc, char **argv)
 {
 	static const struct option longopts[] = { { "json", no_argument, NULL, 'j' },
+						  { "pid", required_argument, NULL, 'p' },
 						  { "help", no_argument, NULL, 'h' },
 						  { NULL, 0, NULL, 0 } };
 	bool json = false;
 	static struct stats_snap snaps[2];
 	double interval = 0;
 	long count = -1;
-	const char *ifname;
+	const char *ifname = NULL;
 	uint64_t t_prev = 0;
-	int c, cur = 0, err;
+	int c, cur = 0, err, pid = 0;
+	char *end;
+	long v;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:n:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:n:p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
+			break;
+		case 'p':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || errno || v <= 0 || v > INT_MAX) {
+				fprintf(stderr, "kcpx stats: '%s' is not a process id\n", optarg);
+				goto usage;
+			}
+			pid = (int)v;
 			break;
 		case 'i':
 			interval = strtod(optarg, NULL);
@@ -177,9 +258,12 @@ int kcpx_cmd_stats(int argc, char **argv)
 			goto usage;
 		}
 	}
-	if (optind != argc - 1 || interval < 0 || count == 0)
+	if (interval < 0 || count == 0 || optind + !pid < argc)
 		goto usage;
-	ifname = argv[optind];
+	if (optind < argc)
+		ifname = argv[optind];
+	else if (!pid && !(pid = stats_only_pid()))
+		return 1;
 	if (interval == 0)
 		count = 1;
 	kcpx_io_set_log(log_to_app);
@@ -195,18 +279,32 @@ int kcpx_cmd_stats(int argc, char **argv)
 		}
 		s->n = 0;
 		t = kcpx_clock_us();
-		err = kcpx_xdp_stats(ifname, snap_cb, s);
-		if (err == -ENOENT) {
+		err = ifname ? kcpx_xdp_stats(ifname, snap_cb, s) : stats_pid(pid, snap_cb, s);
+		if (err == -ENOENT && ifname) {
 			fprintf(stderr, "kcpx is not up on %s (nothing pinned under %s/%s)\n",
 				ifname, KCPX_BPF_PIN_ROOT, ifname);
 			return 1;
 		}
+		if (err == -ENOENT) {
+			fprintf(stderr, "kcpx stats: no running kcpx tunnel has pid %d\n", pid);
+			return 1;
+		}
+		if (err == -EPROTO) {
+			fprintf(stderr,
+				"kcpx stats: pid %d predates `kcpx stats -p` (restart it with this "
+				"kcpx)\n",
+				pid);
+			return 1;
+		}
 		if (err) {
-			pr_warn("kcpx stats %s: %s", ifname, strerror(-err));
+			if (ifname)
+				pr_warn("kcpx stats %s: %s", ifname, strerror(-err));
+			else
+				pr_warn("kcpx stats -p %d: %s", pid, strerror(-err));
 			return 1;
 		}
 		if (json) {
-			stats_json(ifname, s, prev, prev ? (double)(t - t_prev) / 1e6 : 0);
+			stats_json(ifname, pid, s, prev, prev ? (double)(t - t_prev) / 1e6 : 0);
 		} else {
 			if (k)
 				printf("\n");
@@ -217,6 +315,6 @@ int kcpx_cmd_stats(int argc, char **argv)
 	}
 	return 0;
 usage:
-	fprintf(stderr, "usage: kcpx stats IFACE [-i SECS] [-n COUNT] [--json]\n");
+	fprintf(stderr, "usage: kcpx stats [IFACE | -p PID] [-i SECS] [-n COUNT] [--json]\n");
 	return 2;
 }

@@ -5,7 +5,7 @@
  *   kcpx client [kcptun client flags | -c conf.json]   UDP sockets
  *   kcpx server [kcptun server flags | -c conf.json]   UDP sockets
  *   kcpx up IFACE [-c conf.json | client/server flags]  XDP + AF_XDP
- *   kcpx down [IFACE] | kcpx stats IFACE | kcpx status | kcpx check -c conf.json
+ *   kcpx down [IFACE] | kcpx stats [IFACE | -p PID] | kcpx status | kcpx check -c conf.json
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,8 +23,9 @@ static void usage(FILE *fp)
 		"                         attach XDP/TC to IFACE and run the tunnel over AF_XDP\n"
 		"  down [IFACE]           detach kcpx from IFACE and remove its pinned maps;\n"
 		"                         remove the --tcp nftables rules of dead daemons\n"
-		"  stats IFACE [-i SECS] [-n COUNT] [--json]\n"
-		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE\n"
+		"  stats [IFACE | -p PID] [-i SECS] [-n COUNT] [--json]\n"
+		"                         show the counters pinned under /sys/fs/bpf/kcpx/IFACE,\n"
+		"                         or those of the tunnel PID (alone: the one running)\n"
 		"  status [--json] [PID | -p PID]\n"
 		"                         show the running tunnels' sessions and streams, or\n"
 		"                         only those of the tunnel with process id PID\n"

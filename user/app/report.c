@@ -370,12 +370,54 @@ static void write_status_json(struct tunnel *t, FILE *fp)
 	fprintf(fp, "}\n");
 }
 
+enum ctl_what {
+	CTL_TEXT,  /* `kcpx status` */
+	CTL_JSON,  /* `kcpx status --json` */
+	CTL_STATS, /* `kcpx stats -p PID` */
+};
+
+/*
+ * `kcpx stats -p PID`: every counter of the tunnel as "MAP FIELD VALUE" lines under a
+ * "kcpx-stats 1" line (which tells the reader the daemon knew the request): kcp-go's SNMP
+ * set (map "snmp", summed over the threads), the tunnel's own drops and refusals (map
+ * "tunnel"), then the backend's (--tcp: the maps `kcpx stats IFACE` reads under `kcpx up`,
+ * same names), so a tunnel that pins nothing can be watched the same way.
+ */
+static void write_stats(struct tunnel *self, FILE *fp)
+{
+	struct kcpx_snmp snmp;
+	struct memory m;
+	struct totals a;
+
+	kcpx_shard_snmp(self, &snmp);
+	totals(self, &a);
+	memory(self, &m);
+	fprintf(fp, "kcpx-stats 1\n");
+#define STAT_SNMP(name) fprintf(fp, "snmp %s %llu\n", #name, (unsigned long long)snmp.name);
+	KCPX_SNMP_FIELDS(STAT_SNMP)
+#undef STAT_SNMP
+#define STAT(name, v) fprintf(fp, "tunnel %s %llu\n", name, (unsigned long long)(v))
+	STAT("sessions", a.sessions);
+	STAT("connections", m.nconns);
+	STAT("tx_dropped", a.tx_dropped);
+	STAT("rx_truncated", a.es.rx_truncated);
+	STAT("unknown_peer", a.es.unknown_peer);
+	STAT("streams_refused", a.streams_refused);
+	if (self->cfg->role == KCPX_ROLE_SERVER) {
+		STAT("admit_refused", a.es.admit_refused);
+		STAT("unproven_drop", a.es.unproven_drop);
+	}
+#undef STAT
+	if (self->be && self->be->stats)
+		self->be->stats(self->be->arg, fp);
+}
+
 /*
  * One `kcpx status` answer: the table is written without blocking the loop. The socket's
  * buffer is sized to the answer (bounded); what does not fit at once is cut, and said so,
  * rather than waited for.
  */
-static void ctl_answer(struct tunnel *t, int fd, bool json)
+static void ctl_answer(struct tunnel *t, int fd, enum ctl_what what)
 {
 	static const char cut[] = "... (cut: the table did not fit the socket)\n";
 	char *text = NULL;
@@ -386,8 +428,10 @@ static void ctl_answer(struct tunnel *t, int fd, bool json)
 	fp = open_memstream(&text, &len);
 	if (!fp)
 		return;
-	if (json)
+	if (what == CTL_JSON)
 		write_status_json(t, fp);
+	else if (what == CTL_STATS)
+		write_stats(t, fp);
 	else
 		write_status(t, fp);
 	fclose(fp);
@@ -405,14 +449,14 @@ static void ctl_answer(struct tunnel *t, int fd, bool json)
 		off += (size_t)n;
 	}
 	/* a cut JSON text would not parse: the reader sees it end early instead */
-	if (off < len && !json)
+	if (off < len && what == CTL_TEXT)
 		(void)!send(fd, cut, sizeof(cut) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	free(text);
 }
 
 /*
- * The request ("json\n" asks for JSON; anything else, or none before the peer's
- * shutdown, the text table). 1: answered, 0: not here yet.
+ * The request ("json\n" asks for JSON, "stats\n" for the counters; anything else, or none
+ * before the peer's shutdown, the text table). 1: answered, 0: not here yet.
  */
 static int ctl_serve(struct tunnel *t, int fd)
 {
@@ -422,7 +466,10 @@ static int ctl_serve(struct tunnel *t, int fd)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n >= 0)
-		ctl_answer(t, fd, n >= 4 && !memcmp(req, "json", 4));
+		ctl_answer(t, fd,
+			   n >= 4 && !memcmp(req, "json", 4)	? CTL_JSON
+			   : n >= 5 && !memcmp(req, "stats", 5) ? CTL_STATS
+								: CTL_TEXT);
 	return 1;
 }
 

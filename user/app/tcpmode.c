@@ -141,6 +141,47 @@ static void be_metrics(void *arg, FILE *fp)
 		U(s.rx_trunc));
 }
 
+/* `kcpx stats -p PID`: both maps, named and ordered as the pinned ones (their BTF). */
+static void be_stats(void *arg, FILE *fp)
+{
+	struct kcpx_ftcp_counts c;
+	struct kcpx_ftcp_stats s;
+
+	if (!kcpx_ftcp_stats(arg, &s)) {
+#define F(name) fprintf(fp, "kcpx_ftcp_stats %s %llu\n", #name, U(s.name))
+		F(tx_segs);
+		F(tx_bytes);
+		F(tx_noflow);
+		F(tx_bad);
+		F(tx_err);
+		F(rx_segs);
+		F(rx_bytes);
+		F(rx_ooo);
+		F(rx_noflow);
+		F(rx_ctl);
+		F(rx_rst);
+		F(rx_rst_bad);
+		F(rx_syn);
+		F(rx_trunc);
+		F(rx_unsup);
+		F(rx_ack_jump);
+#undef F
+	}
+	kcpx_ftcp_counts(arg, &c);
+#define F(name) fprintf(fp, "kcpx_ftcp_conns %s %llu\n", #name, U(c.name))
+	F(flows);
+	F(handshakes);
+	F(connect_failed);
+	F(refused);
+	F(end_reset);
+	F(end_syn);
+	F(end_silent);
+	F(end_idle);
+	F(end_closed);
+	F(end_dup);
+#undef F
+}
+
 int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 {
 	struct kcpx_ftcp_config fc = { .server = cfg->role == KCPX_ROLE_SERVER,
@@ -153,6 +194,7 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 		.status = be_status,
 		.status_json = be_status_json,
 		.metrics = be_metrics,
+		.stats = be_stats,
 	};
 	struct kcpx_ftcp *ft;
 	int err;

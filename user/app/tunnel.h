@@ -53,6 +53,9 @@ struct kcpx_tunnel_backend {
 	 * of the tunnel's object. */
 	void (*status_json)(void *arg, FILE *fp);
 	void (*metrics)(void *arg, FILE *fp);
+	/* Optional: the backend's counters for `kcpx stats -p PID`, "MAP FIELD VALUE" lines
+	 * (names as `kcpx stats IFACE` shows its pinned maps). */
+	void (*stats)(void *arg, FILE *fp);
 	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
 	uint64_t keep_caps;
 	void *arg;

@@ -17,25 +17,26 @@
 #include "core/cc.h"
 #include "core/util.h"
 
-#define GAIN_UNIT     256u
-#define GAIN_STARTUP  709u /* 2/ln(2) = 2.77: doubles the rate every round */
-#define GAIN_DRAIN    92u  /* 1/2.77 */
-#define GAIN_CWND     512u /* inflight cap = 2 x BDP */
-#define BW_ROUNDS     10u  /* max filter window, round trips */
-#define MIN_RTT_WIN   10000u
-#define PROBE_RTT_MS  200u
-#define FULL_BW_GROW  320u /* 1.25 x 256: STARTUP goes on while the rate grows this much */
-#define FULL_BW_ROUND 3u
-#define INIT_SEGS     32u /* inflight before the first sample (KCP's default window) */
-#define LOSS_ONE      65536u
-#define LOSS_MAX      (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
-#define LOSS_NOISY    (LOSS_ONE / 20)	  /* 5 %: STARTUP needs a sign of a full pipe */
-#define LOSS_MIN_SENT 16u		  /* segments a round needs to give a loss sample */
-#define BURST_MS      2u		  /* token bucket depth */
-#define QLOST_MIN     8u    /* queue drops in a round (and > 2 %) that mean overflow */
-#define GUARD_ROUNDS  6u    /* trims of the estimate before a standing RTT counts as the path's */
-#define RTT_SLOT_MS   4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
-#define RTT_SLOT_MAX  1000u /* ... and min_rtt / 16, so that it spans 4 round trips */
+#define GAIN_UNIT      256u
+#define GAIN_STARTUP   709u /* 2/ln(2) = 2.77: doubles the rate every round */
+#define GAIN_DRAIN     92u  /* 1/2.77 */
+#define GAIN_CWND      512u /* inflight cap = 2 x BDP */
+#define BW_ROUNDS      10u  /* max filter window, round trips */
+#define MIN_RTT_WIN    10000u
+#define PROBE_RTT_MS   200u
+#define FULL_BW_GROW   320u /* 1.25 x 256: STARTUP goes on while the rate grows this much */
+#define FULL_BW_ROUND  3u
+#define INIT_SEGS      32u /* inflight before the first sample (KCP's default window) */
+#define TRAIN_MIN_SEGS 8u  /* ACKs of a train that tell a rate */
+#define LOSS_ONE       65536u
+#define LOSS_MAX       (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
+#define LOSS_NOISY     (LOSS_ONE / 20)	   /* 5 %: STARTUP needs a sign of a full pipe */
+#define LOSS_MIN_SENT  16u		   /* segments a round needs to give a loss sample */
+#define BURST_MS       2u		   /* token bucket depth */
+#define QLOST_MIN      8u    /* queue drops in a round (and > 2 %) that mean overflow */
+#define GUARD_ROUNDS   6u    /* trims of the estimate before a standing RTT counts as the path's */
+#define RTT_SLOT_MS    4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
+#define RTT_SLOT_MAX   1000u /* ... and min_rtt / 16, so that it spans 4 round trips */
 
 static const uint32_t cycle_gain[8] = { 320, 192, 256, 256, 256, 256, 256, 256 };
 
@@ -56,6 +57,31 @@ static uint64_t bdp(const struct kcpx_cc *cc, uint32_t extra_ms)
 	return cc->btl_bw * (uint64_t)(rtt_floor(cc) + extra_ms) / 1000;
 }
 
+/* A train long enough to tell a rate (small exchanges before a bulk are not). */
+static bool train_full(const struct kcpx_cc *cc)
+{
+	return cc->train_seen && cc->train_bytes >= (uint64_t)TRAIN_MIN_SEGS * cc->seg;
+}
+
+/*
+ * The flight after a train (below): until it is acknowledged no round has measured the
+ * path, and growing the cap from the initial window would take log2(window / INIT_SEGS)
+ * round trips, a second at 150 ms RTT (where the windows alone, `--cc off`, send
+ * everything at once). So it may carry one min RTT at the rate the train's ACKs came
+ * back at (a bottleneck spaces them out), at most at the startup floor rate0: no more
+ * than one BDP lands at a bottleneck the train revealed.
+ */
+static uint64_t first_flight(const struct kcpx_cc *cc, uint64_t rate0)
+{
+	uint64_t train;
+
+	if (!cc->have_rtt || !train_full(cc) || cc->round != cc->train_round)
+		return 0;
+	train = KCPX_MIN(cc->train_bytes, (uint64_t)KCPX_CC_CAP_MAX) * 1000 /
+		((uint32_t)kcpx_diff32(cc->train_t1, cc->train_t0) + 1);
+	return KCPX_MIN(train, rate0) * rtt_floor(cc) / 1000;
+}
+
 static void set_outputs(struct kcpx_cc *cc)
 {
 	uint64_t rate, cap, floor = (uint64_t)KCPX_CC_CAP_MIN * cc->seg;
@@ -74,6 +100,7 @@ static void set_outputs(struct kcpx_cc *cc)
 		if (!cc->full_bw_reached) {
 			rate = KCPX_MAX(rate, rate0);
 			cap = KCPX_MAX(cap, cap0);
+			cap = KCPX_MAX(cap, first_flight(cc, rate0));
 		}
 	} else {
 		rate = rate0;
@@ -122,6 +149,7 @@ void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now)
 	cc->slot_ms = RTT_SLOT_MS;
 	cc->delivered_ts = cc->first_ts = cc->tok_ts = now;
 	enter(cc, KCPX_CC_STARTUP, now);
+	cc->train_armed = true;
 	set_outputs(cc);
 	cc->tokens = (int64_t)INIT_SEGS * cc->seg;
 }
@@ -165,6 +193,20 @@ void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t 
 
 void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes)
 {
+	/* the train: ACKs of the segments sent from an empty pipe before any came back */
+	if (cc->train_armed && tx->delivered == cc->train_from) {
+		if (!cc->train_seen) {
+			cc->train_seen = true;
+			cc->train_round = 0;
+			cc->train_bytes = 0;
+			cc->train_t0 = now;
+		}
+		if (kcpx_diff32(now, cc->train_t0) >= 0 &&
+		    kcpx_diff32(now, cc->train_t0) <= 60000) {
+			cc->train_t1 = now;
+			cc->train_bytes += bytes;
+		}
+	}
 	cc->delivered += bytes;
 	cc->delivered_ts = now;
 	if (cc->app_limited_until && cc->delivered > cc->app_limited_until)
@@ -472,6 +514,16 @@ void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
 			cc->btl_bw = cc->bw[0].bw;
 		}
 		cc->rs_valid = false;
+	}
+	if (cc->train_seen && !cc->train_round)
+		cc->train_round = cc->round;
+	/* the pipe is empty: the next flight is a train (only STARTUP uses it), unless
+	 * this is the round that follows one (a train of a fast path comes back at once) */
+	if (inflight == 0 && !cc->full_bw_reached &&
+	    !(train_full(cc) && cc->round == cc->train_round)) {
+		cc->train_armed = true;
+		cc->train_seen = false;
+		cc->train_from = cc->delivered;
 	}
 	advance(cc, now, inflight);
 	set_outputs(cc);

@@ -109,6 +109,14 @@ struct kcpx_cc {
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 	uint32_t slot_ms;				    /* send time per rtt_hist slot */
 
+	/* a flight sent from an empty pipe (at the start, or when a bulk follows small
+	 * exchanges) in STARTUP: its segments carry delivered == train_from, and the
+	 * dispersion of their ACKs bounds the bottleneck's rate before any round could */
+	uint64_t train_from, train_bytes;
+	uint32_t train_t0, train_t1;
+	uint32_t train_round; /* the round after the train's first ACK: the floor applies */
+	bool train_armed, train_seen;
+
 	/* STARTUP exit */
 	uint64_t full_bw;
 	uint32_t full_bw_cnt;

@@ -131,8 +131,11 @@ struct kcpx_ep_stats {
 	uint64_t replaced;	   /* server: kcpx sessions replaced when their client fell back */
 	uint64_t hs_limited;	   /* server: INITs with a good tag refused by --hsrate */
 	uint64_t hs_bad_tag;	   /* kcpx handshakes whose tag failed: another key (or forged) */
+	uint64_t late_closed;	   /* ... of those and InCsumErrors, from the peer of a session
+				    * closed here in the last 30 s: its late packets */
 	struct kcpx_addr bad_from; /* source of the last datagram that failed decryption or
-				    * its tag (InCsumErrors, hs_bad_tag); len 0: none */
+				    * its tag (InCsumErrors, hs_bad_tag) not counted in
+				    * late_closed; len 0: none */
 	uint64_t init_raced;	   /* server: an INIT came again from another address */
 	uint64_t admit_refused;	   /* server: new sessions refused by the caps or --sessrate */
 	uint64_t unproven_drop;	   /* server: datagrams not sent to a peer that never answered */
