@@ -181,6 +181,8 @@ if in_b ip -d link show "$IF_B" | grep -q "prog/xdp"; then
 	fail=1
 fi
 [ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_B"; fail=1; }
+! grep -q "syscalls refused" "$work/server.log" ||
+	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/server.log")"; fail=1; }
 
 if [ "$fail" != 0 ]; then
 	echo "--- server log"; tail -20 "$work/server.log"
