@@ -817,6 +817,13 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 			     strerror(-err));
 		goto err_undo;
 	}
+	/* Name the owner (pid, start time) as soon as the pins exist: a second kcpx up
+	 * that sees them in the meantime must find us alive (check_not_up), not take the
+	 * half-made state for a dead daemon's and tear it down. Written again, complete,
+	 * once everything is attached. */
+	err = write_info(x, cfg->role);
+	if (err)
+		goto err_undo;
 	err = attach_xdp(x, cfg->mode);
 	if (err)
 		goto err_undo;
