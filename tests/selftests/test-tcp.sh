@@ -11,7 +11,8 @@
 # (pinned, gone after a kill -9 and `kcpx down IFACE`), as `kcpx stats -p PID` does for any --tcp daemon; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
-# on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
+# on intact; without TCP window scaling at one end both ends warn (with it, neither does);
+# the nftables tables are there while the daemons run and gone after SIGTERM,
 # and after a kill -9 until `kcpx down`; no program is left on the interfaces.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
@@ -306,6 +307,25 @@ in_b "$KCPX" down "$IF_B" | grep -q "kcpx is down on $IF_B" ||
 	{ echo "FAIL: kcpx_tcp tables left after kcpx down"; fail=1; }
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
 	{ echo "FAIL: programs left after kill -9"; fail=1; }
+
+echo "no TCP window scaling at A: both ends say that a window-tracking firewall may drop"
+! grep -q "no TCP window scaling" "$work/client1.log" "$work/server1.log" ||
+	{ echo "FAIL: the window-scaling warning with window scaling on"; fail=1; }
+in_ns "$NS_A" sysctl -qw net.ipv4.tcp_window_scaling=0
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l :4020 -t 127.0.0.1:9001 $FLAGS -v 1 --quiet \
+	--log "$work/server-nows.log" & track_pid $!
+wait_tcp_port "$NS_B" 4020
+# shellcheck disable=SC2086
+in_a "$KCPX" client --tcp -l 127.0.0.1:8392 -r "$IP_B:4020" $FLAGS -v 1 --quiet \
+	--log "$work/client-nows.log" & track_pid $!
+wait_tcp_port "$NS_A" 8392
+# the client's first stream opens its session, whose port makes the handshake
+in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8392 1000 9 >/dev/null || true
+wait_log "$work/client-nows.log" "flow .* has no TCP window scaling" || fail=1
+wait_log "$work/server-nows.log" "flow .* has no TCP window scaling" || fail=1
+pkill -TERM -f "$KCPX (client|server) --tcp -l .*nows.log" || true
+in_ns "$NS_A" sysctl -qw net.ipv4.tcp_window_scaling=1
 
 if [ $fail -ne 0 ]; then
 	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
