@@ -21,7 +21,8 @@
 #             sessions' too                                   echoed intact
 #   stats     `kcpx stats $IF_A` (the pins)                  queue 0 received, queue 1 sent
 #   stop      SIGTERM                                        exit 0 within 20 s, no XDP program
-#                                                            on $IF_A, no pins left
+#                                                            on $IF_A, no pins left, no
+#                                                            syscall refused (seccomp)
 set -eu
 NETNS_TAG=kxc$$
 . "$(dirname "$0")/../lib/netns.sh"
@@ -132,6 +133,8 @@ if in_a ip -d link show "$IF_A" | grep -q "prog/xdp"; then
 	fail=1
 fi
 [ ! -e "/sys/fs/bpf/kcpx/$IF_A" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_A"; fail=1; }
+! grep -q "syscalls refused" "$work/client.log" ||
+	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/client.log")"; fail=1; }
 
 if [ "$fail" != 0 ]; then
 	echo "--- client status"; sed 's/^/  | /' "$work/status"

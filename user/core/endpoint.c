@@ -752,6 +752,10 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			ep_reset(ep, path, from, n, &ni, now);
 		return;
 	}
+	/* before the in-place decryption: the owner decrypts what it is handed */
+	if (ep->cfg.server && !owner && ep->ops.foreign_peer && !addr_lookup(ep, from) &&
+	    ep->ops.foreign_peer(ep->user, path, from, d, n))
+		return;
 	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv)) {
 		if (reset)
 			ep_reset(ep, path, from, n, &ni, now);

@@ -112,6 +112,13 @@ struct kcpx_ep_ops {
 	 * endpoint answer it as unknown (a RESET). */
 	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
 			size_t n, uint32_t sid);
+	/* Server, optional: a datagram (as received, before it is decrypted) from an address
+	 * this endpoint has no session with. Another endpoint of the same owner may hold a
+	 * kcptun-format session with that address (its datagrams reached another thread: an
+	 * RSS change moved them to another RX queue): return true when it went there; false
+	 * lets this endpoint take it (a new session, or dropped). */
+	bool (*foreign_peer)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			     size_t n);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
