@@ -135,7 +135,7 @@ static void echo_body(struct kcpx_dgram *d, int family, const struct kcpx_addr *
 		CHECK_EQ(send(cfd, msg, len, 0), (ssize_t)len);
 		/* the datagram shows up in the backend, from the client's address */
 		got = 0;
-		for (int t = 0; t < 200 && !got; t++) {
+		for (int t = 0; t < 1000 && !got; t++) {
 			struct pollfd p = { .fd = d->fd, .events = POLLIN };
 
 			poll(&p, 1, 10);
@@ -151,7 +151,7 @@ static void echo_body(struct kcpx_dgram *d, int family, const struct kcpx_addr *
 		CHECK_EQ(d->ops->send(d, pkts, 1), 1);
 		CHECK_EQ(d->ops->flush(d), 0);
 		struct pollfd p = { .fd = cfd, .events = POLLIN };
-		CHECK_EQ(poll(&p, 1, 2000), 1);
+		CHECK_EQ(poll(&p, 1, 10000), 1);
 		CHECK_EQ(recv(cfd, reply, sizeof(reply), 0), (ssize_t)len);
 		msg[0] ^= 0xff;
 		CHECK_MEM(reply, msg, len);
@@ -180,7 +180,7 @@ static void echo_body(struct kcpx_dgram *d, int family, const struct kcpx_addr *
 	for (int i = 0; i < 128; i++) {
 		struct pollfd p = { .fd = cfd, .events = POLLIN };
 
-		CHECK_EQ(poll(&p, 1, 2000), 1);
+		CHECK_EQ(poll(&p, 1, 10000), 1);
 		CHECK_EQ(recv(cfd, reply, sizeof(reply), 0), 100);
 		CHECK_EQ(reply[0], i % 64);
 	}
@@ -227,7 +227,7 @@ static void test_non_tunnel_passes(void)
 	CHECK_EQ(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
 	CHECK_EQ(sendto(c, "hello", 5, 0, (struct sockaddr *)&a, sizeof(a)), 5);
 	struct pollfd p = { .fd = s, .events = POLLIN };
-	CHECK_EQ(poll(&p, 1, 2000), 1);
+	CHECK_EQ(poll(&p, 1, 10000), 1);
 	CHECK_EQ(recv(s, buf, sizeof(buf), 0), 5);
 	CHECK(stat_field("kcpx_xdp_stats", "pass_other") > other0);
 	close(s);
@@ -305,7 +305,7 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 	CHECK_EQ(sendto(srv, "for-one-0123456789012345", 24, 0, (struct sockaddr *)&to, sizeof(to)),
 		 24);
 	n = 0;
-	for (int t = 0; t < 200 && !n; t++) {
+	for (int t = 0; t < 1000 && !n; t++) {
 		struct pollfd p = { .fd = d1->fd, .events = POLLIN };
 
 		poll(&p, 1, 10);
@@ -316,7 +316,7 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 	CHECK(kcpx_addr_equal(&pkts[0].addr, &server));
 	/* port 2's datagram waits for it, and its fd says so */
 	struct pollfd p2 = { .fd = d2->fd, .events = POLLIN };
-	CHECK_EQ(poll(&p2, 1, 1000), 1);
+	CHECK_EQ(poll(&p2, 1, 10000), 1);
 	CHECK_EQ(d2->ops->recv(d2, pkts, 8), 1);
 	CHECK_MEM(pkts[0].buf, "for-two-", 8);
 	CHECK_EQ(d2->ops->recv(d2, pkts, 8), 0);
@@ -336,7 +336,7 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 		CHECK_EQ(d->ops->send(d, pkts, 1), 1);
 		d->ops->flush(d);
 		struct pollfd ps = { .fd = srv, .events = POLLIN };
-		CHECK_EQ(poll(&ps, 1, 2000), 1);
+		CHECK_EQ(poll(&ps, 1, 10000), 1);
 		CHECK_EQ(recvfrom(srv, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen), 30);
 		CHECK_EQ(buf[0], 'a' + k);
 		CHECK_EQ(ntohs(from.sin_port), kcpx_addr_port(&d->local));
@@ -348,7 +348,7 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 	CHECK_EQ(sendto(srv, "again-for-two-0123456789", 24, 0, (struct sockaddr *)&to, sizeof(to)),
 		 24);
 	n = 0;
-	for (int t = 0; t < 200 && !n; t++) {
+	for (int t = 0; t < 1000 && !n; t++) {
 		poll(&p2, 1, 10);
 		n = d2->ops->recv(d2, pkts, 8);
 	}

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/native.h"
+#include "fuzz_keys.h"
 
 #define SID 0x00c0ffeeu
 

@@ -89,6 +89,28 @@ static uint8_t pbyte(unsigned k, int dir, uint64_t off)
 	return (uint8_t)(off * 31 + k * 7 + (unsigned)dir * 101 + (off >> 9));
 }
 
+/*
+ * The pattern is written and checked a byte at a time. Instrumented, each byte's loop test
+ * called the fuzzer's comparison tracing, which took about a quarter of a run and told it
+ * nothing about smux: these two loops are left out of the coverage instrumentation.
+ */
+#define FZ_NOCOV __attribute__((no_sanitize("coverage"), noinline))
+
+static FZ_NOCOV void p_fill(uint8_t *b, size_t len, unsigned k, int dir, uint64_t off)
+{
+	for (size_t i = 0; i < len; i++)
+		b[i] = pbyte(k, dir, off + i);
+}
+
+/* Does b hold the pattern? */
+static FZ_NOCOV bool p_check(const uint8_t *b, size_t len, unsigned k, int dir, uint64_t off)
+{
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != pbyte(k, dir, off + i))
+			return false;
+	return true;
+}
+
 struct pside {
 	struct kcpx_smux *s;
 	uint32_t accepted[PK];
@@ -207,8 +229,7 @@ static void pair_mode(const uint8_t *data, size_t size)
 
 			if (!x || !x->open[d])
 				break;
-			for (size_t k = 0; k < len; k++)
-				tmp[k] = pbyte((unsigned)(x - st), d, x->tx[d] + k);
+			p_fill(tmp, len, (unsigned)(x - st), d, x->tx[d]);
 			r = kcpx_smux_write(me->s, x->sid, tmp, len);
 			if (r > 0)
 				x->tx[d] += (uint64_t)r;
@@ -221,10 +242,8 @@ static void pair_mode(const uint8_t *data, size_t size)
 				break;
 			r = kcpx_smux_read(me->s, x->sid, tmp, (size_t)arg * 150 + 1);
 			if (r > 0) {
-				for (ssize_t k = 0; k < r; k++)
-					if (tmp[k] !=
-					    pbyte((unsigned)(x - st), !d, x->rx[d] + (uint64_t)k))
-						abort();
+				if (!p_check(tmp, (size_t)r, (unsigned)(x - st), !d, x->rx[d]))
+					abort();
 				x->rx[d] += (uint64_t)r;
 				if (x->rx[d] > x->tx[!d])
 					abort();

@@ -49,7 +49,7 @@ KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 TCPIO=$_io_top/tests/lib/tcpio.py
 MIXIO=$_io_top/tests/interop/mixio.py
 IO_SIZE=${IO_SIZE:-$((16 << 20))}
-IO_TMO=${IO_TMO:-45}
+IO_TMO=${IO_TMO:-120}
 # INTEROP_KEEP=1 keeps the work dir (daemon logs) for a look afterwards
 INTEROP_KEEP=${INTEROP_KEEP:-0}
 # INTEROP_PCAP=1 captures the UDP traffic of every case in B (big: use with one case)
@@ -145,7 +145,7 @@ _io_snmp() {
 	local pid=$1 log=$2 before i
 	before=$(grep -c 'KCP SNMP:' "$log")
 	kill -USR1 "$pid" 2>/dev/null || return 1
-	for ((i = 0; i < 50; i++)); do
+	for ((i = 0; i < 300; i++)); do # 15 s: the daemon logs it in its own time
 		[ "$(grep -c 'KCP SNMP:' "$log")" -gt "$before" ] && break
 		sleep 0.05
 	done

@@ -87,8 +87,9 @@ netns_pair() {
 bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
 
 # wait_tcp_port / wait_udp_port NS PORT [SECONDS]: until something listens on PORT in NS
+# (30 s unless told: an upper bound for a slow, busy machine, not a delay)
 _wait_port() {
-	local proto=$1 ns=$2 port=$3 t=${4:-10} i
+	local proto=$1 ns=$2 port=$3 t=${4:-30} i
 	for ((i = 0; i < t * 10; i++)); do
 		in_ns "$ns" ss -Hl"$proto"n "sport = :$port" 2>/dev/null | grep -q . && return 0
 		sleep 0.1
@@ -99,9 +100,10 @@ _wait_port() {
 wait_tcp_port() { _wait_port t "$@"; }
 wait_udp_port() { _wait_port u "$@"; }
 
-# wait_log FILE PATTERN [SECONDS]: until a line of FILE matches PATTERN (grep -E)
+# wait_log FILE PATTERN [SECONDS]: until a line of FILE matches PATTERN (grep -E), 30 s
+# unless told
 wait_log() {
-	local f=$1 pat=$2 t=${3:-10} i
+	local f=$1 pat=$2 t=${3:-30} i
 	for ((i = 0; i < t * 10; i++)); do
 		grep -qE -- "$pat" "$f" 2>/dev/null && return 0
 		sleep 0.1

@@ -8,6 +8,8 @@ ends can compute the same SHA-256 without sharing files.
   tcpio.py source PORT SIZE SEED     each connection: send SIZE bytes, then close
   tcpio.py echo PORT                 each connection: echo until EOF
   tcpio.py send HOST PORT SIZE SEED  send SIZE bytes, close, print sha256
+  tcpio.py sendmany HOST PORT N SIZE SEED  `send` on N connections at once (seeds SEED..
+                                     SEED+N-1), one process; their sha256s, one a line
   tcpio.py recv HOST PORT            read to EOF, print "sha256 bytes"
   tcpio.py multi HOST PORT N SIZE    N concurrent echo round trips, fail on any mismatch
   tcpio.py data SIZE SEED            print the sha256 of SIZE bytes of SEED's data
@@ -69,6 +71,24 @@ def read_all(c):
         total += len(b)
 
 
+def send_one(host, port, size, seed):
+    c = socket.create_connection((host, port), timeout=TIMEOUT)
+    h = hashlib.sha256()
+    for b in stream(size, seed):
+        c.sendall(b)
+        h.update(b)
+    c.shutdown(socket.SHUT_WR)
+    # kcptun closes both directions when one ends: wait for that, bounded
+    c.settimeout(TIMEOUT)
+    try:
+        while c.recv(CHUNK):
+            pass
+    except OSError:
+        pass
+    c.close()
+    return h.hexdigest()
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "sink":
@@ -115,21 +135,27 @@ def main():
         serve(port, h)
     elif cmd == "send":
         host, port, size, seed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-        c = socket.create_connection((host, port), timeout=TIMEOUT)
-        h = hashlib.sha256()
-        for b in stream(size, seed):
-            c.sendall(b)
-            h.update(b)
-        c.shutdown(socket.SHUT_WR)
-        # kcptun closes both directions when one ends: wait for that, bounded
-        c.settimeout(TIMEOUT)
-        try:
-            while c.recv(CHUNK):
-                pass
-        except OSError:
-            pass
-        c.close()
-        print(h.hexdigest())
+        print(send_one(host, port, size, seed))
+    elif cmd == "sendmany":
+        host, port, n, size, seed = (sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                     int(sys.argv[5]), int(sys.argv[6]))
+        shas = [None] * n
+
+        def one(i):
+            try:
+                shas[i] = send_one(host, port, size, seed + i)
+            except OSError as e:
+                print("connection %d: %s" % (i, e), file=sys.stderr)
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for d in shas:
+            if d:
+                print(d)
+        sys.exit(0 if all(shas) else 1)
     elif cmd == "recv":
         host, port = sys.argv[2], int(sys.argv[3])
         c = socket.create_connection((host, port), timeout=TIMEOUT)

@@ -133,12 +133,12 @@ in_ns "$NS_L" "$KCPX" server -l :4102 -t 127.0.0.1:9 --log "$pub/own.log" \
 	--snmplog "$pub/snmp.csv" --snmpperiod 1 &
 track_pid $!
 spid=$!
-for _ in $(seq 100); do grep -q "snmplog" "$pub/own.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "snmplog" "$pub/own.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "snmplog.*symbolic link" "$pub/own.log" || bad "--snmplog symlink not refused: $(cat "$pub/own.log")"
 [ "$(cat "$work/target")" = "keep me" ] || bad "a symlinked log target was written to"
 [ "$(stat -c %a "$pub/own.log")" = 600 ] || bad "--log created $(stat -c %a "$pub/own.log"), not 600"
 sock=/run/kcpx/$(pgrep -P "$spid" kcpx || echo "$spid").sock
-for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -S "$sock" ] && break; sleep 0.1; done
 [ "$(stat -c %a /run/kcpx)" = 700 ] || bad "/run/kcpx is $(stat -c %a /run/kcpx), not 700"
 [ "$(stat -c %a "$sock" 2>/dev/null)" = 600 ] || bad "control socket $sock not 600"
 

@@ -51,7 +51,7 @@ in_b prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/
 track_pid $!
 
 query() { # query EXPR: the first result's value, or nothing
-	in_b curl -sf --max-time 2 -G 'http://127.0.0.1:9090/api/v1/query' --data-urlencode "query=$1" |
+	in_b curl -sf --max-time 10 -G 'http://127.0.0.1:9090/api/v1/query' --data-urlencode "query=$1" |
 		python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
 }
 has_value() { [ -n "$(query "$1")" ]; }
@@ -72,33 +72,38 @@ else
 fi
 [ "$(query 'up{job="kcpx"}')" = 1 ] || { echo "FAIL: Prometheus says the target is down"; fail=1; }
 
-in_b curl -sf --max-time 2 http://127.0.0.1:9100/metrics >"$work/metrics.txt"
+in_b curl -sf --max-time 10 http://127.0.0.1:9100/metrics >"$work/metrics.txt"
 promtool check metrics <"$work/metrics.txt" || { echo "FAIL: promtool check metrics"; fail=1; }
 grep -q '^kcpx_xdp_' "$work/metrics.txt" || { echo "FAIL: no XDP counters under kcpx up"; fail=1; }
 grep -q '^kcpx_session_bytes_in_total{peer="' "$work/metrics.txt" || { echo "FAIL: no session series"; fail=1; }
 grep -q '^process_start_time_seconds ' "$work/metrics.txt" || { echo "FAIL: no start time"; fail=1; }
-[ "$(in_b curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:9100/healthz)" = 200 ] ||
+[ "$(in_b curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://127.0.0.1:9100/healthz)" = 200 ] ||
 	{ echo "FAIL: /healthz is not 200"; fail=1; }
 
 # a stuck scraper: ten connections that never send a byte
-in_b python3 - >"$work/stuck.log" 2>&1 <<'PY' &
-import socket, time
+# they hang until the transfer below is checked (a file says so; bounded, 120 s), not for
+# a fixed time that a slow transfer could outlast
+in_b python3 - "$work/stuck.done" >"$work/stuck.log" 2>&1 <<'PY' &
+import os, socket, sys, time
 conns = [socket.create_connection(("127.0.0.1", 9100)) for _ in range(10)]
 print("open", flush=True)
-time.sleep(8)
+end = time.time() + 120
+while not os.path.exists(sys.argv[1]) and time.time() < end:
+    time.sleep(0.1)
 PY
 stuck=$!
 track_pid $stuck
-wait_for 10 grep -q open "$work/stuck.log"
+wait_for 30 grep -q open "$work/stuck.log"
 t0=$SECONDS
 sent=$(in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8388 $((1 << 20)) 5)
 wait_for 30 test -e "$work/1.sha" || { echo "FAIL: tunnel stalled while a scraper hung"; fail=1; }
 [ "$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null)" = "$sent" ] || { echo "FAIL: data differs"; fail=1; }
 echo "1 MiB through the tunnel in $((SECONDS - t0)) s while 10 scraper connections hung"
 kill -0 $stuck 2>/dev/null || { echo "FAIL: the stuck scraper ended before the transfer did"; fail=1; }
-ok_again() { in_b curl -sf --max-time 1 http://127.0.0.1:9100/metrics | grep -q '^kcpx_metrics_timeouts_total [1-9]'; }
+touch "$work/stuck.done"
+ok_again() { in_b curl -sf --max-time 10 http://127.0.0.1:9100/metrics | grep -q '^kcpx_metrics_timeouts_total [1-9]'; }
 wait_for 15 ok_again || { echo "FAIL: /metrics did not come back after the deadline"; fail=1; }
-in_b curl -sf --max-time 1 http://127.0.0.1:9100/metrics | grep '^kcpx_metrics_'
+in_b curl -sf --max-time 10 http://127.0.0.1:9100/metrics | grep '^kcpx_metrics_'
 
 # /healthz is 503 with a reason while no session hears from its peer: a client whose
 # server does not answer (nothing listens on that port), once a connection opened a session
@@ -106,13 +111,13 @@ in_a "$KCPX" client -l 127.0.0.1:8399 -r "$IP_B:4999" $FLAGS --metrics 127.0.0.1
 	--log "$work/client-dead.log" & track_pid $!
 wait_tcp_port "$NS_A" 9102
 wait_tcp_port "$NS_A" 8399
-[ "$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:9102/healthz)" = 200 ] ||
+[ "$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://127.0.0.1:9102/healthz)" = 200 ] ||
 	{ echo "FAIL: /healthz of a client without sessions is not 200"; fail=1; }
-in_a timeout 5 python3 "$TCPIO" send 127.0.0.1 8399 1000 1 >/dev/null 2>&1 &
+in_a timeout 30 python3 "$TCPIO" send 127.0.0.1 8399 1000 1 >/dev/null 2>&1 &
 track_pid $!
-unhealthy() { in_a curl -s --max-time 1 http://127.0.0.1:9102/healthz | grep -q "no session heard from its peer"; }
+unhealthy() { in_a curl -s --max-time 10 http://127.0.0.1:9102/healthz | grep -q "no session heard from its peer"; }
 wait_for 15 unhealthy || { echo "FAIL: /healthz does not say the session is dead"; fail=1; }
-code=$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:9102/healthz)
+code=$(in_a curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://127.0.0.1:9102/healthz)
 echo "/healthz of a client whose server is silent: $code"
 [ "$code" = 503 ] || { echo "FAIL: /healthz is $code, not 503"; fail=1; }
 [ $fail -ne 0 ] && tail -n 20 "$work/server.log" "$work/prometheus.log"

@@ -14,7 +14,8 @@
 # once (rate-limited) although dozens fail; the client reports no answer naming them;
 # --nocomp (kcpx's protocol and kcptun's format) and --smuxver: the server's close line names
 # the option, and so does the client's, within 2 s of it (the server's parting frame fails
-# the client's parser; before, the client learnt at its keepalive timeout); --ds/--ps in kcptun's
+# the client's parser; before, the client learnt at its keepalive timeout), and the server's
+# --key/--crypt hint stays silent about the closed session's late packets; --ds/--ps in kcptun's
 # format: both ends name the peer's ratio and ours (data still flows: each decoder learns
 # the other's ratio).
 set -eu
@@ -66,7 +67,9 @@ wait_line "$work/c4.log" "its FEC is --datashard 10 --parityshard 3, ours 5/2: l
 wait_line "$work/m4.out" " 0 errors" || { echo "FAIL: data lost over the ds/ps mismatch"; fail=1; }
 wait_line "$work/s3.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver" || fail=1
 wait_line "$work/s5.log" "closed: corrupt compressed stream from peer \(likely cause: the ends disagree on --nocomp" || fail=1
-# the client names it too, promptly: its line no more than 2 s after the server's
+# the client names it too, promptly: its line no more than 8 s after the server's (the
+# server's parting NOP tells it at once; without it the keepalive timeout, 30 s, would),
+# with room for a busy machine
 for i in 2 3 5; do
 	wait_line "$work/c$i.log" "closed: smux protocol error from peer \(likely cause: the ends disagree on --smuxver, or on --nocomp" || fail=1
 	ts=$(grep -m1 "likely cause: the ends disagree" "$work/s$i.log" | cut -d' ' -f2)
@@ -74,11 +77,22 @@ for i in 2 3 5; do
 	if [ -n "$ts" ] && [ -n "$tc" ]; then
 		d=$(($(date -d "$tc" +%s) - $(date -d "$ts" +%s)))
 		echo "case $i: the client named the cause $d s after the server"
-		[ "$d" -le 2 ] || { echo "FAIL: case $i: the client learnt $d s after the server"; fail=1; }
+		[ "$d" -le 8 ] || { echo "FAIL: case $i: the client learnt $d s after the server"; fail=1; }
 	fi
 done
+# the late packets of the sessions a --nocomp mismatch closed fail their check at the
+# server (the session is gone): not a reason to blame --key or --crypt
+for i in 2 5; do
+	! grep -q "failed decryption" "$work/s$i.log" ||
+		{ echo "FAIL: case $i: the --key/--crypt hint after a --nocomp mismatch"; fail=1; }
+done
+# the rate limit: once a minute (a slow run may last past the minute: then lines 60 s apart)
 n=$(grep -c "failed decryption" "$work/s1.log" || true)
-[ "$n" = 1 ] || { echo "FAIL: the failed-decryption line came $n times (rate limit: once a minute)"; fail=1; }
+gaps=$(grep "failed decryption" "$work/s1.log" | cut -d' ' -f1,2 |
+	while read -r day tod; do date -d "${day//\//-} $tod" +%s; done |
+	awk 'NR > 1 && $1 - prev < 59 { bad++ } { prev = $1 } END { print bad + 0 }')
+[ "$n" -ge 1 ] && [ "$gaps" = 0 ] ||
+	{ echo "FAIL: the failed-decryption line came $n times, $gaps within a minute of the one before (rate limit: once a minute)"; fail=1; }
 bad=$(grep -oE '^[^ ]+ [^ ]+ kcpx warn: [0-9]+' "$work/s1.log" | grep -oE '[0-9]+$' | head -1)
 echo "wrong key: the server saw $bad failing datagrams and said so once"
 grep -h "likely cause" "$work"/*.log | cut -c21-

@@ -58,7 +58,7 @@ kill $echo_pid 2>/dev/null || true
 kill -TERM $upid $cpid
 wait_line "$work/b.msgs" '^STOPPING=1' || fail=1
 wait_line "$work/a.msgs" '^STOPPING=1' || fail=1
-for _ in $(seq 1 100); do kill -0 $upid 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 200); do kill -0 $upid 2>/dev/null || break; sleep 0.1; done
 kill -0 $upid 2>/dev/null && { echo "FAIL: kcpx up did not exit on SIGTERM"; fail=1; }
 in_b ip link show "$IF_B" | grep -q 'prog/xdp' && { echo "FAIL: XDP left on $IF_B"; fail=1; }
 [ -e "/sys/fs/bpf/kcpx/$IF_B" ] && { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_B"; fail=1; }

@@ -9,7 +9,9 @@
 # applied" in the log, stream open/close lines appear from then on); a change that needs a
 # restart (crypt) is refused with one line naming it and the tunnel keeps running with the
 # old one; a file that does not parse is refused; the data arrives intact over the one
-# session that was open from the start; RELOADING=1 then READY=1 reach systemd.
+# session that was open from the start; RELOADING=1 then READY=1 reach systemd. A server
+# with "user" whose 0600 root config it can no longer read refuses the reload with a line
+# that says so and how to fix it, and reloads once the file is readable to that user.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
 need_root
@@ -99,5 +101,24 @@ kill -0 $spid || { echo "FAIL: the server died"; fail=1; }
 grep -q '^RELOADING=1' "$work/b.msgs" || { echo "FAIL: no RELOADING=1"; fail=1; }
 [ "$(grep -c '^READY=1' "$work/b.msgs")" -ge 4 ] || { echo "FAIL: no READY=1 after each reload"; fail=1; }
 grep -E "reload" "$work/server.log"
-[ $fail -ne 0 ] && { tail -n 30 "$work/server.log"; cat "$work/b.msgs"; }
+
+echo '"user": a config only root may read: SIGHUP says why and what to do'
+chmod 711 "$work" # nobody may reach the file, not list the directory
+printf '{ "listen": ":4100", "target": "127.0.0.1:9001", "key": "reload-test",
+  "user": "nobody", "log": "%s/user.log" }\n' "$work" >"$work/user.json"
+chmod 600 "$work/user.json"
+# nsenter execs: $! is the daemon itself
+nsenter --net=/run/netns/"$NS_B" "$KCPX" server -c "$work/user.json" 2>"$work/user.err" &
+upid=$!
+track_pid $upid
+# the signals are taken (signalfd) before privileges go, which this line reports
+wait_line "$work/user.log" "running as user nobody" || fail=1
+kill -HUP $upid
+wait_line "$work/user.log" "reload refused: the config file $work/user.json cannot be read by user nobody .*chmod 640" || fail=1
+chgrp "$(id -g nobody)" "$work/user.json"
+chmod 640 "$work/user.json"
+kill -HUP $upid
+wait_line "$work/user.log" "reload: (nothing changed|applied)" || fail=1
+kill -0 $upid || { echo "FAIL: the \"user\" server died"; fail=1; }
+[ $fail -ne 0 ] && { tail -n 30 "$work/server.log"; cat "$work/b.msgs" "$work/user.log" "$work/user.err"; }
 exit $fail

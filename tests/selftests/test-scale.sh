@@ -71,7 +71,7 @@ part() {
 	wait_tcp_port "$NS_A" $port
 	# a first stream makes the first session: the baseline is taken with it up
 	in_a python3 "$MANY" run 127.0.0.1 $port 1 16 --timeout 30 >/dev/null
-	for ((i = 0; i < 100; i++)); do drained $spid && drained $cpid && break; sleep 0.1; done
+	for ((i = 0; i < 300; i++)); do drained $spid && drained $cpid && break; sleep 0.1; done
 	local sfd0 cfd0
 	sfd0=$(fds $spid)
 	cfd0=$(fds $cpid)

@@ -58,7 +58,7 @@ wait_tcp_port "$NS_A" 9100
 wait_tcp_port "$NS_A" 8388
 wait_tcp_port "$NS_A" 8389
 # the filter goes on after the listeners: wait for it rather than race it
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
 	[ "$(status_of $spid Seccomp)" = 2 ] && [ "$(status_of $cpid Seccomp)" = 2 ] && break
 	sleep 0.1
 done

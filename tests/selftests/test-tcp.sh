@@ -11,7 +11,8 @@
 # (pinned, gone after a kill -9 and `kcpx down IFACE`), as `kcpx stats -p PID` does for any --tcp daemon; M forwarded no UDP and conntrack found no segment out of
 # its TCP window (the flow passes for an established connection); RSTs injected by M mid
 # transfer make the client shake hands again on the same 4-tuple and the transfer goes
-# on intact; the nftables tables are there while the daemons run and gone after SIGTERM,
+# on intact; without TCP window scaling at one end both ends warn (with it, neither does);
+# the nftables tables are there while the daemons run and gone after SIGTERM,
 # and after a kill -9 until `kcpx down`; no program is left on the interfaces.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
@@ -66,10 +67,12 @@ table inet mid {
 EOF
 mid_count() { in_ns "$NS_M" nft list chain inet mid f | awk -v w="$1" '$0 ~ w { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'; }
 tables() { in_ns "$1" nft list tables inet 2>/dev/null | grep -c 'kcpx_tcp_' || true; }
-wait_log() { # FILE PATTERN [COUNT]: until PATTERN appears COUNT times in FILE (20 s)
+wait_log() { # FILE PATTERN [COUNT]: until PATTERN appears COUNT times in FILE (60 s)
 	local i
-	for ((i = 0; i < 200; i++)); do
-		[ "$(grep -c "$2" "$1" 2>/dev/null || true)" -ge "${3:-1}" ] && return 0
+	for ((i = 0; i < 600; i++)); do
+		local n
+		n=$(grep -c "$2" "$1" 2>/dev/null || true)
+		[ "${n:-0}" -ge "${3:-1}" ] && return 0
 		sleep 0.1
 	done
 	echo "timed out waiting for '$2' in $1" >&2
@@ -117,7 +120,7 @@ echo "upload: $SIZE bytes A -> B over fake TCP, RSTs injected by M on the way"
 ) >"$work/rst.log" 2>&1 &
 rstpid=$!
 sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8381 "$SIZE" 7)
-for _ in $(seq 1 100); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/0.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: upload sha256 differs ($sent vs $got)"; fail=1; }
 wait "$rstpid" || { echo "FAIL: the RST injection did not happen as planned"; cat "$work/rst.log"; fail=1; }
@@ -195,7 +198,7 @@ in_a "$KCPX" client --tcp -l 127.0.0.1:8383 -r "[fd00:$n:2::2]:4003" $FLAGS -v 1
 	--log "$work/client6.log" & track_pid $!
 wait_tcp_port "$NS_A" 8383
 sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8383 $((SIZE / 4)) 9)
-for _ in $(seq 1 100); do [ -e "$work/1.sha" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -e "$work/1.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/1.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: IPv6 upload sha256 differs"; fail=1; }
 grep -q "flow .* <-> \[fd00:$n:2::2\]:4003 established" "$work/client6.log" ||
@@ -256,13 +259,13 @@ wait_tcp_port "$NS_B" 4001 || fail=1
 wait_tcp_port "$NS_A" 8391 || fail=1
 sent=$(in_a timeout 300 python3 "$TCPIO" send 127.0.0.1 8391 "$SIZE" 7 || true)
 # the sink's third connection
-for _ in $(seq 1 100); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -e "$work/2.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/2.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: kcpx up upload sha256 differs"; fail=1; }
 
 echo "kcpx stats $IF_B, $IF_A: the --tcp counters pinned by kcpx up"
 # userspace's flow counts are published once a second: wait for the handshake to show
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	in_b "$KCPX" stats "$IF_B" >"$work/stats-up.txt" 2>&1 || true
 	in_a "$KCPX" stats "$IF_A" >"$work/stats-up-a.txt" 2>&1 || true
 	grep -Eq '^  handshakes +[1-9]' "$work/stats-up.txt" &&
@@ -291,7 +294,7 @@ in_b "$KCPX" stats "$IF_B" | ftcp_fields >"$work/fields-pin.txt"
 echo "kill -9: the tables stay until kcpx down, the programs go with the process"
 kill -9 "$uppid" "$clipid"
 wait "$uppid" "$clipid" 2>/dev/null || true
-for _ in $(seq 1 50); do kill -0 "$uppid" 2>/dev/null || kill -0 "$clipid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 300); do kill -0 "$uppid" 2>/dev/null || kill -0 "$clipid" 2>/dev/null || break; sleep 0.1; done
 [ "$(tables "$NS_A")" = 1 ] && [ "$(tables "$NS_B")" = 1 ] ||
 	{ echo "FAIL: expected the dead daemons' tables"; fail=1; }
 in_a "$KCPX" down | grep -q "removed the --tcp nftables rules of 1" || { echo "FAIL: kcpx down (A)"; fail=1; }
@@ -306,6 +309,25 @@ in_b "$KCPX" down "$IF_B" | grep -q "kcpx is down on $IF_B" ||
 	{ echo "FAIL: kcpx_tcp tables left after kcpx down"; fail=1; }
 no_progs "$NS_A" "$IF_A" && no_progs "$NS_B" "$IF_B" ||
 	{ echo "FAIL: programs left after kill -9"; fail=1; }
+
+echo "no TCP window scaling at A: both ends say that a window-tracking firewall may drop"
+! grep -q "no TCP window scaling" "$work/client1.log" "$work/server1.log" ||
+	{ echo "FAIL: the window-scaling warning with window scaling on"; fail=1; }
+in_ns "$NS_A" sysctl -qw net.ipv4.tcp_window_scaling=0
+# shellcheck disable=SC2086
+in_b "$KCPX" server --tcp -l :4020 -t 127.0.0.1:9001 $FLAGS -v 1 --quiet \
+	--log "$work/server-nows.log" & track_pid $!
+wait_tcp_port "$NS_B" 4020
+# shellcheck disable=SC2086
+in_a "$KCPX" client --tcp -l 127.0.0.1:8392 -r "$IP_B:4020" $FLAGS -v 1 --quiet \
+	--log "$work/client-nows.log" & track_pid $!
+wait_tcp_port "$NS_A" 8392
+# the client's first stream opens its session, whose port makes the handshake
+in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8392 1000 9 >/dev/null || true
+wait_log "$work/client-nows.log" "flow .* has no TCP window scaling" || fail=1
+wait_log "$work/server-nows.log" "flow .* has no TCP window scaling" || fail=1
+pkill -TERM -f "$KCPX (client|server) --tcp -l .*nows.log" || true
+in_ns "$NS_A" sysctl -qw net.ipv4.tcp_window_scaling=1
 
 if [ $fail -ne 0 ]; then
 	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done

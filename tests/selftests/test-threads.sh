@@ -116,7 +116,7 @@ grep -q '^kcpx_sessions 2$' "$work/metrics" || { echo "FAIL: kcpx_sessions is no
 
 echo "reload: SIGHUP"
 kill -HUP "$spid"
-wait_log "$work/server.log" "reload" 10 || { echo "FAIL: no reload logged"; fail=1; }
+wait_log "$work/server.log" "reload" 30 || { echo "FAIL: no reload logged"; fail=1; }
 in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8481 $((1 << 20)) 9 >"$work/sent9" || true
 for _ in $(seq 1 100); do grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null && break; sleep 0.1; done
 grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
@@ -125,9 +125,9 @@ grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
 echo "stop: SIGTERM to both ends"
 for p in $cpid $spid; do
 	kill -TERM "$p"
-	for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	for _ in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$p" 2>/dev/null; then
-		echo "FAIL: pid $p still runs 5 s after SIGTERM"
+		echo "FAIL: pid $p still runs 20 s after SIGTERM"
 		fail=1
 	elif wait "$p"; then
 		:

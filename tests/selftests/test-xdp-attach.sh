@@ -44,7 +44,7 @@ tcp_check() { # 256 KiB through a TCP echo in B, compared
 	in_b python3 -c '
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(10)
+s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60)
 c, _ = s.accept()
 while True:
     d = c.recv(65536)
@@ -57,7 +57,7 @@ while True:
 	in_a python3 -c '
 import socket, sys, os, threading
 data = os.urandom(256 * 1024)
-c = socket.create_connection((sys.argv[1], 5001), timeout=10)
+c = socket.create_connection((sys.argv[1], 5001), timeout=60)
 t = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR))); t.start()
 got = b""
 while True:
@@ -125,7 +125,7 @@ for mode in native skb; do
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-s.bind(("0.0.0.0", 6000)); s.settimeout(5)
+s.bind(("0.0.0.0", 6000)); s.settimeout(60)
 d, anc, _, _ = s.recvmsg(2048, 64)
 tos = [c[2][0] for c in anc if c[1] == socket.IP_TOS]
 print("received tos", tos)

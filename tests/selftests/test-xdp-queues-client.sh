@@ -20,8 +20,9 @@
 #             answer now reaches queue 0, thread 1's          thread 0's queue; 16 streams
 #             sessions' too                                   echoed intact
 #   stats     `kcpx stats $IF_A` (the pins)                  queue 0 received, queue 1 sent
-#   stop      SIGTERM                                        exit 0 within 5 s, no XDP program
-#                                                            on $IF_A, no pins left
+#   stop      SIGTERM                                        exit 0 within 20 s, no XDP program
+#                                                            on $IF_A, no pins left, no
+#                                                            syscall refused (seccomp)
 set -eu
 NETNS_TAG=kxc$$
 . "$(dirname "$0")/../lib/netns.sh"
@@ -109,7 +110,7 @@ echo "stats: per-queue figures from the pins"
 # the daemon publishes them once a second: wait for queue 0's answers and queue 1's
 # sends (thread 1's sessions) to show, bounded
 qstat() { in_a "$KCPX" stats "$IF_A" 2>/dev/null | awk -v f="$1" '$1 == f { print $2 }'; }
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
 	[ "$(qstat q0_rx_packets)" -gt 0 ] 2>/dev/null && [ "$(qstat q1_tx_packets)" -gt 0 ] 2>/dev/null && break
 	sleep 0.1
 done
@@ -119,9 +120,9 @@ echo "  queue 0 in $(qstat q0_rx_packets), queue 1 out $(qstat q1_tx_packets)"
 
 echo "stop: SIGTERM"
 kill -TERM "$cpid"
-for _ in $(seq 1 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 200); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$cpid" 2>/dev/null; then
-	echo "FAIL: the client still runs 5 s after SIGTERM"
+	echo "FAIL: the client still runs 20 s after SIGTERM"
 	fail=1
 elif ! wait "$cpid"; then
 	echo "FAIL: the client exited with $?"
@@ -132,6 +133,8 @@ if in_a ip -d link show "$IF_A" | grep -q "prog/xdp"; then
 	fail=1
 fi
 [ ! -e "/sys/fs/bpf/kcpx/$IF_A" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_A"; fail=1; }
+! grep -q "syscalls refused" "$work/client.log" ||
+	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/client.log")"; fail=1; }
 
 if [ "$fail" != 0 ]; then
 	echo "--- client status"; sed 's/^/  | /' "$work/status"

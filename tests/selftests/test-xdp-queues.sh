@@ -2,20 +2,23 @@
 # `kcpx up` with one engine per RX queue (--threads 2 on a 2-queue veth, docs/SCALE.md).
 #
 #   [ A ] tcpio -> kcpx client 127.0.0.1:8491 ==udp==> $IF_B  kcpx up server :4111 [ B ]
-#         $IP_A    --conn 8 (8 UDP ports: the  veth    queue 0: XDP -> AF_XDP -> thread 0
-#                  kernel spreads them over    2 rx/tx queue 1: XDP -> AF_XDP -> thread 1
-#                  the veth's 2 TX queues)     queues            -> tcpio sink :9111
+#         $IP_A    --conn 16 (16 UDP ports:    veth    queue 0: XDP -> AF_XDP -> thread 0
+#                  the kernel spreads them     2 rx/tx queue 1: XDP -> AF_XDP -> thread 1
+#                  over the veth's TX queues)  queues            -> tcpio sink :9111
+#         tcpio -> kcpx client 127.0.0.1:8492 --proto kcptun --conn 16 (kcptun's format)
 #
 #   step      what happens                                   checks
 #   spread    connections until both server threads hold a   `kcpx status`: each thread holds
-#             session (a veth hands a datagram to the peer's sessions, each RX queue received
-#             RX queue with the sender's TX queue number)    datagrams over AF_XDP
+#             session, thread 1 one of kcptun's format (a     sessions, each RX queue received
+#             veth hands a datagram to the peer's RX queue    datagrams over AF_XDP
+#             with the sender's TX queue number)
 #   upload    8 MiB on each of 4 connections at once         sha256 equal on every one
 #   counters  /metrics and `kcpx stats`                      per-queue series moved, the pinned
 #                                                            AF_XDP rx_packets sum both engines
-#   rss       $IF_A keeps one TX queue (ethtool -L): every   thread 1 still holds its sessions,
-#             datagram now reaches queue 0, thread 1's        thread 0 handed their datagrams
-#             sessions' too                                   over, 4 MiB intact
+#   rss       $IF_A keeps one TX queue (ethtool -L): every   no thread opened or lost a session
+#             datagram now reaches queue 0, thread 1's        (kcptun's format too: handed over
+#             sessions' too; one stream on every session      by address), thread 0 handed
+#             of both clients                                 datagrams over, 32 uploads intact
 #   reload    SIGHUP with the same flags                     "reload" logged, data still flows
 #   stop      SIGTERM                                        exit 0 within 5 s, no XDP program
 #                                                            on $IF_B, no pins left
@@ -40,34 +43,48 @@ nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" --xdp-mode native server -l 
 spid=$!
 track_pid $spid
 # shellcheck disable=SC2086
-nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8491 -r "$IP_B:4111" --conn 8 \
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8491 -r "$IP_B:4111" --conn 16 \
 	$FLAGS --log "$work/client.log" & cpid=$!
 track_pid $cpid
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8492 -r "$IP_B:4111" --conn 16 \
+	--proto kcptun $FLAGS --log "$work/client2.log" & track_pid $!
 wait_udp_port "$NS_B" 4111 20
 wait_tcp_port "$NS_A" 8491 20
+wait_tcp_port "$NS_A" 8492 20
 wait_tcp_port "$NS_B" 9191 20
 grep -q "2 threads" "$work/server.log" || { echo "FAIL: the server did not start 2 threads"; fail=1; }
 
 thread_sessions() {
 	"$KCPX" status "$spid" 2>/dev/null | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"
 }
+# kcptun_on K: thread K's sessions in kcptun's format (the proto column of its sessions)
+kcptun_on() {
+	"$KCPX" status "$spid" 2>/dev/null |
+		awk -v k="$1:" '/^  thread [0-9]+:/ { cur = $2 } cur == k && $3 == "kcptun" { n++ }
+			END { print n + 0 }'
+}
 queue_rx() {
 	"$KCPX" status "$spid" 2>/dev/null |
 		sed -n "s/^  $IF_B queue $1 (thread $1): af_xdp datagrams in \([0-9]*\) .*/\1/p"
 }
 
-echo "spread: connections until both server threads hold a session"
+echo "spread: connections until both server threads hold a session, thread 1 a kcptun one"
+# 16 connections at once to each client open its 16 sessions (it picks them in turn), each
+# with a port the kernel gives a TX queue: none of them on queue 1 is 1 in 65,536. All of
+# them now: the rss step counts the sessions and must open none.
 spread_ok=0
-for _ in $(seq 1 40); do
-	in_a timeout 10 python3 "$TCPIO" send 127.0.0.1 8491 1024 1 >/dev/null 2>&1 || true
-	if [ "$(thread_sessions 0)" -ge 1 ] 2>/dev/null && [ "$(thread_sessions 1)" -ge 1 ] 2>/dev/null; then
-		spread_ok=1
-		break
-	fi
+for port in 8491 8492; do
+	in_a timeout 120 python3 "$TCPIO" sendmany 127.0.0.1 "$port" 16 1024 1 >/dev/null 2>&1 ||
+		{ echo "FAIL: spread: a connection to $port failed"; fail=1; }
 done
+if [ "$(thread_sessions 0)" -ge 1 ] 2>/dev/null && [ "$(thread_sessions 1)" -ge 1 ] 2>/dev/null &&
+	[ "$(kcptun_on 1)" -ge 1 ] 2>/dev/null; then
+	spread_ok=1
+fi
 if [ "$spread_ok" = 1 ]; then
 	for q in 0 1; do
-		echo "  thread $q: $(thread_sessions $q) sessions, queue $q: $(queue_rx $q) datagrams in"
+		echo "  thread $q: $(thread_sessions $q) sessions ($(kcptun_on $q) kcptun), queue $q: $(queue_rx $q) datagrams in"
 		[ "$(queue_rx $q)" -gt 0 ] 2>/dev/null ||
 			{ echo "FAIL: queue $q received nothing over AF_XDP"; fail=1; }
 	done
@@ -97,7 +114,7 @@ pinned_rx() {
 	in_b "$KCPX" stats "$IF_B" --json | python3 -c \
 		'import json,sys; print(json.load(sys.stdin)["counters"]["kcpx_xsk_stats"]["rx_packets"])'
 }
-for _ in $(seq 1 50); do
+for _ in $(seq 1 200); do
 	pinned=$(pinned_rx)
 	[ "$pinned" -ge $((rx0 + rx1)) ] 2>/dev/null && break
 	sleep 0.1
@@ -111,20 +128,26 @@ handed() {
 	"$KCPX" status "$spid" 2>/dev/null |
 		sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"
 }
-s1=$(thread_sessions 1) h0=$(handed 0) q1=$(queue_rx 1)
+s0=$(thread_sessions 0) s1=$(thread_sessions 1) h0=$(handed 0) q1=$(queue_rx 1)
 if in_a ethtool -L "$IF_A" tx 1 >"$work/ethtool" 2>&1; then
 	rm -f "$work"/*.sha
-	pids=()
-	for k in 5 6 7 8; do
-		in_a timeout 120 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) "$k" >"$work/sent$k" & pids+=($!)
-	done
-	for p in "${pids[@]}"; do wait "$p" || true; done
-	for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
-	for k in 5 6 7 8; do
-		grep -q "^$(cat "$work/sent$k") " "$work"/*.sha 2>/dev/null ||
-			{ echo "FAIL: rss: upload $k did not arrive intact"; fail=1; }
-	done
+	# 16 connections at once to each client: one on every session (picked in turn)
+	in_a timeout 120 python3 "$TCPIO" sendmany 127.0.0.1 8491 16 $((256 << 10)) 11 >"$work/sentn" &
+	p1=$!
+	in_a timeout 120 python3 "$TCPIO" sendmany 127.0.0.1 8492 16 $((256 << 10)) 31 >"$work/sentk" &
+	p2=$!
+	wait "$p1" || true
+	wait "$p2" || true
+	for _ in $(seq 1 100); do [ "$(ls "$work"/*.sha 2>/dev/null | wc -l)" -ge 32 ] && break; sleep 0.1; done
+	[ "$(cat "$work/sentn" "$work/sentk" | wc -l)" = 32 ] ||
+		{ echo "FAIL: rss: $(cat "$work/sentn" "$work/sentk" | wc -l) of 32 uploads sent"; fail=1; }
+	while read -r sha; do
+		grep -q "^$sha " "$work"/*.sha 2>/dev/null ||
+			{ echo "FAIL: rss: an upload did not arrive intact"; fail=1; }
+	done < <(cat "$work/sentn" "$work/sentk")
 	echo "  thread 0 handed $(( $(handed 0) - h0 )) datagrams to thread 1; queue 1 got $(( $(queue_rx 1) - q1 )) more"
+	[ "$(thread_sessions 0)" = "$s0" ] ||
+		{ echo "FAIL: rss: thread 0 holds $(thread_sessions 0) sessions, had $s0 (a moved peer got a new one)"; fail=1; }
 	[ "$(thread_sessions 1)" = "$s1" ] ||
 		{ echo "FAIL: rss: thread 1 holds $(thread_sessions 1) sessions, had $s1"; fail=1; }
 	[ "$(handed 0)" -gt "$h0" ] ||
@@ -137,7 +160,7 @@ fi
 
 echo "reload: SIGHUP"
 kill -HUP "$spid"
-wait_log "$work/server.log" "reload" 10 || { echo "FAIL: no reload logged"; fail=1; }
+wait_log "$work/server.log" "reload" 30 || { echo "FAIL: no reload logged"; fail=1; }
 in_a timeout 60 python3 "$TCPIO" send 127.0.0.1 8491 $((1 << 20)) 9 >"$work/sent9" || true
 for _ in $(seq 1 100); do grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null && break; sleep 0.1; done
 grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
@@ -145,9 +168,9 @@ grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
 
 echo "stop: SIGTERM"
 kill -TERM "$spid"
-for _ in $(seq 1 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 200); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$spid" 2>/dev/null; then
-	echo "FAIL: the server still runs 5 s after SIGTERM"
+	echo "FAIL: the server still runs 20 s after SIGTERM"
 	fail=1
 elif ! wait "$spid"; then
 	echo "FAIL: the server exited with $?"
@@ -158,10 +181,13 @@ if in_b ip -d link show "$IF_B" | grep -q "prog/xdp"; then
 	fail=1
 fi
 [ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_B"; fail=1; }
+! grep -q "syscalls refused" "$work/server.log" ||
+	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/server.log")"; fail=1; }
 
 if [ "$fail" != 0 ]; then
 	echo "--- server log"; tail -20 "$work/server.log"
 	echo "--- client log"; tail -20 "$work/client.log"
+	echo "--- kcptun-format client log"; tail -20 "$work/client2.log"
 	exit 1
 fi
 echo "PASS"

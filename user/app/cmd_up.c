@@ -31,6 +31,7 @@
 #include "app/tunnel.h"
 #include "io/addr.h"
 #include "io/log.h"
+#include "io/seccomp.h"
 #include "io/xdp.h"
 #include "io/xsk.h"
 
@@ -240,10 +241,12 @@ int kcpx_cmd_up(int argc, char **argv)
 
 	be.arg = &u;
 	/* After setup the daemon holds fds for everything (programs, maps, AF_XDP sockets);
-	 * it still detaches XDP and TC, and undoes threaded NAPI, when it stops: that is
-	 * CAP_NET_ADMIN. It stays uid 0 so that it may remove its pins (root's 0700
+	 * it still detaches XDP and TC, and undoes threaded NAPI (through an fd it kept,
+	 * io/napi.h), when it stops: that is CAP_NET_ADMIN. It stays uid 0 so that it may remove its pins (root's 0700
 	 * directory) without CAP_DAC_OVERRIDE. */
 	be.keep_caps = 1ull << CAP_NET_ADMIN;
+	/* its maps (counters, ports, native sessions) and, at exit, its pins (io/seccomp.h) */
+	be.seccomp = KCPX_SECCOMP_BPF_MAPS;
 
 	/* argv[0] is "up" */
 	if (argc < 2 || argv[1][0] == '-') {
@@ -323,10 +326,6 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
-	/* turning threaded NAPI off again writes sysfs from a mount namespace of its own
-	 * (io/napi.c): CAP_SYS_ADMIN, kept only when --napi turned it on */
-	if (kcpx_xdp_napi_threaded(u.xdp))
-		be.keep_caps |= 1ull << CAP_SYS_ADMIN;
 	/* fewer RX queues than --threads: one engine per queue */
 	be.shards = u.nxsk;
 	err = kcpx_tunnel_run(&cfg, &be);

@@ -53,8 +53,7 @@ static const struct opt opts[] = {
 	S(user, NULL, R_CS,
 	  "once set up, run as this user: no supplementary groups, only the capabilities "
 	  "the backend needs, no_new_privs"),
-	B(noseccomp, NULL, R_CS,
-	  "client|server over UDP: no syscall allow-list (seccomp) once set up"),
+	B(noseccomp, NULL, R_CS, "no syscall allow-list (seccomp) once set up"),
 	S(keyfile, "key-file", R_CS,
 	  "read the key from the first line of this file (not shown by ps; 0600)"),
 	{ "crypt", NULL, OPT_STR, offsetof(struct kcpx_config, crypt), 32, R_CS, false, NULL,

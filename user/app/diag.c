@@ -66,11 +66,12 @@ void kcpx_diag_second(struct tunnel *t, uint32_t now)
 	uint64_t bad;
 
 	kcpx_ep_stats(t->ep, &es);
-	bad = t->snmp.InCsumErrors + es.hs_bad_tag;
+	/* late packets of sessions closed here are no sign of a key mismatch */
+	bad = t->snmp.InCsumErrors + es.hs_bad_tag - es.late_closed;
 	if (bad > t->diag_bad && (!told_bad || now - last_bad_ms >= DIAG_EVERY_MS)) {
 		pr_warn("%llu datagrams failed decryption or their tag since %s, the last from %s: "
 			"likely cause: the other end's --key or --crypt differs from ours (else: "
-			"packets of a session closed here, or forged ones)",
+			"forged ones, or packets of a session closed here over 30 s ago)",
 			(unsigned long long)(bad - t->diag_told),
 			told_bad ? "the last report" : "start",
 			es.bad_from.len ? kcpx_addr_str(&es.bad_from, buf, sizeof(buf)) : "-");

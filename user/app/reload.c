@@ -2,8 +2,11 @@
 #include "app/reload.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/file.h"
 #include "app/log.h"
@@ -27,6 +30,52 @@ int kcpx_reload_init(struct kcpx_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* The -c FILE among the saved flags (-c F, --c F, -c=F, --c=F), or NULL. */
+static const char *config_path(void)
+{
+	const char *path = NULL;
+
+	for (int i = 0; i < saved_argc; i++) {
+		const char *a = saved_argv[i];
+
+		if (a[0] != '-')
+			continue;
+		a += a[1] == '-' ? 2 : 1;
+		if (!strcmp(a, "c") && i + 1 < saved_argc)
+			path = saved_argv[++i];
+		else if (!strncmp(a, "c=", 2))
+			path = a + 2;
+	}
+	return path;
+}
+
+/*
+ * Under "user" kcpx reads its files again as that user, not as root: a config or key file
+ * only root may read (0600 root, as shipped) cannot be read any more. Said plainly, with
+ * the way out, instead of the parser's bare "Permission denied" on stderr. true: refused.
+ */
+static bool unreadable(const char *what, const char *path)
+{
+	int fd;
+
+	if (!path || !path[0] || !running->user[0])
+		return false;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return false;
+	}
+	if (errno != EACCES)
+		return false;
+	pr_warn("reload refused: %s %s cannot be read by user %s (uid %u, gid %u), which kcpx "
+		"runs as since it started (\"user\"); let it read the file (e.g. `chgrp %u %s && "
+		"chmod 640 %s`) or restart kcpx to apply the change; the running configuration "
+		"stays",
+		what, path, running->user, (unsigned)geteuid(), (unsigned)getegid(),
+		(unsigned)getegid(), path, path);
+	return true;
+}
+
 int kcpx_reload(void)
 {
 	char restart[512] = "", live[512] = "";
@@ -38,6 +87,9 @@ int kcpx_reload(void)
 		pr_warn("reload: nothing to read again");
 		return 0;
 	}
+	if (unreadable("the config file", config_path()) ||
+	    unreadable("--keyfile", running->keyfile))
+		return 0;
 	n = malloc(sizeof(*n));
 	/* the parser scrubs --key in what it is given: hand it a copy of the copy */
 	argv = calloc((size_t)saved_argc + 1, sizeof(char *));

@@ -51,6 +51,10 @@ static void *ep_opened(void *user, struct kcpx_ep_sess *es, void *path)
 	s->dg = path;
 	s->dg->refs++;
 	kcpx_timer_init(&s->timer, sess_timer);
+	if (t->cfg->role == KCPX_ROLE_SERVER) {
+		s->peer_at = *kcpx_ep_sess_peer(es);
+		s->in_peer_dir = kcpx_shard_peer_set(t, &s->peer_at);
+	}
 	return s;
 }
 
@@ -61,6 +65,9 @@ static void ep_closed(void *user, void *sess_user)
 	/* Flush what the engine owes the peer before the streams go. */
 	kcpx_conn_close_all(s);
 	s->closing = true;
+	if (s->in_peer_dir)
+		kcpx_shard_peer_del(s->t, &s->peer_at);
+	s->in_peer_dir = false;
 	kcpx_timer_cancel(s->t->loop, &s->timer);
 }
 
@@ -127,6 +134,7 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 	.random = ep_random,
 	.log = ep_log,
 	.foreign = kcpx_shard_foreign,
+	.foreign_peer = kcpx_shard_foreign_peer,
 };
 
 /* After a failed lookup of --remoteaddr, new sessions use the last address this long. */

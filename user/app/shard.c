@@ -12,6 +12,14 @@
  *     session opens or closes, read only for a DATA packet whose sid the receiving thread
  *     does not know (a client whose NAT moved it to another source port, which the
  *     steering sends to another thread);
+ *   - the peer directory: which thread holds the session opened with a peer address.
+ *     Written when a server session opens or closes, read only for a datagram from an
+ *     address the receiving thread has no session with. kcptun's format names no sid:
+ *     its sessions are known by address, and when the NIC moves a peer's datagrams to
+ *     another RX queue (an RSS change under `kcpx up`) they go on to the owner instead
+ *     of opening a second session there. (A native session that roamed keeps its first
+ *     address here; a datagram from that address is handed over, the owner does not
+ *     know it either and takes it as new, as the receiver would have.)
  *   - such a packet is copied into the owner's inbox (bounded, under its own small lock)
  *     and the owner wakes through an eventfd; the owner's endpoint then checks it as any
  *     packet (tag, replay window) and, when it is fresh, moves the session to the new
@@ -24,6 +32,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "app/log.h"
 #include "app/tunnel_int.h"
@@ -44,13 +54,22 @@ struct dir_ent {
 	unsigned shard;
 };
 
+struct peer_ent {
+	struct peer_ent *next;
+	struct kcpx_addr a;
+	unsigned shard;
+};
+
 struct kcpx_shards {
 	unsigned n;
 	struct tunnel **t;
 	pthread_t *th;
-	pthread_rwlock_t dirlock;
+	pthread_rwlock_t dirlock; /* both directories */
 	struct dir_ent **dir;
 	unsigned dircap, ndir; /* dircap: a power of 2; doubles past one entry per bucket */
+	struct peer_ent **peers;
+	unsigned peercap, npeers; /* as dircap, ndir */
+	uint32_t seed;		  /* of the peer directory's hash */
 };
 
 int kcpx_shards_new(struct kcpx_shards **out, unsigned n)
@@ -61,10 +80,13 @@ int kcpx_shards_new(struct kcpx_shards **out, unsigned n)
 		return -ENOMEM;
 	g->n = n;
 	g->dircap = 256;
+	g->peercap = 256;
 	g->t = calloc(n, sizeof(*g->t));
 	g->th = calloc(n, sizeof(*g->th));
 	g->dir = calloc(g->dircap, sizeof(*g->dir));
-	if (!g->t || !g->th || !g->dir) {
+	g->peers = calloc(g->peercap, sizeof(*g->peers));
+	randombytes_buf(&g->seed, sizeof(g->seed)); /* chains a sender cannot aim at */
+	if (!g->t || !g->th || !g->dir || !g->peers) {
 		kcpx_shards_free(g);
 		return -ENOMEM;
 	}
@@ -85,6 +107,15 @@ void kcpx_shards_free(struct kcpx_shards *g)
 			free(e);
 		}
 	}
+	for (unsigned i = 0; g->peers && i < g->peercap; i++) {
+		while (g->peers[i]) {
+			struct peer_ent *e = g->peers[i];
+
+			g->peers[i] = e->next;
+			free(e);
+		}
+	}
+	free(g->peers);
 	free(g->dir);
 	free(g->t);
 	free(g->th);
@@ -328,25 +359,15 @@ void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid)
 	pthread_rwlock_unlock(&g->dirlock);
 }
 
-bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			size_t n, uint32_t sid)
+/* The datagram to thread owner's inbox (true), or false when that is t itself or gone. */
+static bool handoff(struct tunnel *t, unsigned owner, void *path, const struct kcpx_addr *from,
+		    const uint8_t *d, size_t n)
 {
-	struct tunnel *t = user, *o;
 	struct kcpx_shards *g = t->group;
 	struct handoff *h;
-	unsigned owner = ~0u;
 	struct dg *p = path;
+	struct tunnel *o;
 
-	if (!g || t->in_handoff)
-		return false; /* handed over once: the owner decides, no ping-pong */
-	pthread_rwlock_rdlock(&g->dirlock);
-	for (struct dir_ent *e = g->dir[dir_bucket(g, sid)]; e; e = e->next) {
-		if (e->sid == sid) {
-			owner = e->shard;
-			break;
-		}
-	}
-	pthread_rwlock_unlock(&g->dirlock);
 	if (owner >= g->n || owner == t->shard)
 		return false;
 	o = g->t[owner];
@@ -375,4 +396,125 @@ bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, co
 	t->handed_out++;
 	kcpx_shard_poke(o);
 	return true;
+}
+
+bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			size_t n, uint32_t sid)
+{
+	struct tunnel *t = user;
+	struct kcpx_shards *g = t->group;
+	unsigned owner = ~0u;
+
+	if (!g || t->in_handoff)
+		return false; /* handed over once: the owner decides, no ping-pong */
+	pthread_rwlock_rdlock(&g->dirlock);
+	for (struct dir_ent *e = g->dir[dir_bucket(g, sid)]; e; e = e->next) {
+		if (e->sid == sid) {
+			owner = e->shard;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&g->dirlock);
+	return handoff(t, owner, path, from, d, n);
+}
+
+/* ---- the peer directory ----------------------------------------------------------- */
+
+static unsigned peer_bucket(const struct kcpx_shards *g, unsigned cap, const struct kcpx_addr *a)
+{
+	return kcpx_addr_hash(a, g->seed) & (cap - 1);
+}
+
+static void peer_grow(struct kcpx_shards *g)
+{
+	unsigned cap = g->peercap * 2;
+	struct peer_ent **nd = calloc(cap, sizeof(*nd));
+
+	if (!nd)
+		return; /* chains get longer; lookups stay right */
+	for (unsigned i = 0; i < g->peercap; i++) {
+		while (g->peers[i]) {
+			struct peer_ent *e = g->peers[i];
+			unsigned b = peer_bucket(g, cap, &e->a);
+
+			g->peers[i] = e->next;
+			e->next = nd[b];
+			nd[b] = e;
+		}
+	}
+	free(g->peers);
+	g->peers = nd;
+	g->peercap = cap;
+}
+
+bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a)
+{
+	struct kcpx_shards *g = t->group;
+	struct peer_ent *e;
+
+	if (!g)
+		return false;
+	pthread_rwlock_wrlock(&g->dirlock);
+	for (e = g->peers[peer_bucket(g, g->peercap, a)]; e; e = e->next)
+		if (kcpx_addr_equal(&e->a, a))
+			break;
+	if (!e && (e = malloc(sizeof(*e)))) {
+		unsigned b;
+
+		if (g->npeers >= g->peercap)
+			peer_grow(g);
+		b = peer_bucket(g, g->peercap, a);
+		e->a = *a;
+		e->next = g->peers[b];
+		g->peers[b] = e;
+		g->npeers++;
+	}
+	/* one address, a session on two threads (the first one closing): the newest */
+	if (e)
+		e->shard = t->shard;
+	pthread_rwlock_unlock(&g->dirlock);
+	return e != NULL;
+}
+
+void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a)
+{
+	struct kcpx_shards *g = t->group;
+
+	if (!g)
+		return;
+	pthread_rwlock_wrlock(&g->dirlock);
+	for (struct peer_ent **pp = &g->peers[peer_bucket(g, g->peercap, a)]; *pp;
+	     pp = &(*pp)->next) {
+		struct peer_ent *e = *pp;
+
+		if (!kcpx_addr_equal(&e->a, a))
+			continue;
+		if (e->shard == t->shard) {
+			*pp = e->next;
+			free(e);
+			g->npeers--;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&g->dirlock);
+}
+
+bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			     size_t n)
+{
+	struct tunnel *t = user;
+	struct kcpx_shards *g = t->group;
+	unsigned owner = ~0u;
+
+	if (!g || t->in_handoff)
+		return false;
+	pthread_rwlock_rdlock(&g->dirlock);
+	for (struct peer_ent *e = g->peers[peer_bucket(g, g->peercap, from)]; e; e = e->next) {
+		if (kcpx_addr_equal(&e->a, from)) {
+			owner = e->shard;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&g->dirlock);
+	return handoff(t, owner, path, from, d, n);
 }

@@ -9,6 +9,7 @@
 #include "app/tunnel.h"
 #include "io/faketcp.h"
 #include "io/log.h"
+#include "io/seccomp.h"
 
 static void log_to_app(int level, const char *msg)
 {
@@ -210,6 +211,9 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 	 * TCP_REPAIR on its sockets, for the daemon's whole life: it keeps what that takes */
 	be.keep_caps = 1ull << CAP_NET_ADMIN | 1ull << CAP_NET_RAW | 1ull << CAP_BPF |
 		       1ull << CAP_PERFMON | 1ull << CAP_SYS_ADMIN;
+	/* its maps, the links it makes as routes need them, and its nft helper (io/nft.h),
+	 * reaped at exit (io/seccomp.h) */
+	be.seccomp = KCPX_SECCOMP_BPF_MAPS | KCPX_SECCOMP_BPF_LINK | KCPX_SECCOMP_WAIT;
 	if (cfg->user[0]) {
 		pr_warn("--tcp: --user is not supported (the translation is attached as routes "
 			"need it, which takes root's capabilities)");

@@ -392,17 +392,16 @@ static int tunnel_drop_privileges(struct tunnel *t)
 	return err;
 }
 
-/* Privileges dropped: over UDP sockets, from here on the daemon only needs what a relay
- * does (io/seccomp.h). `kcpx up` and --tcp attach and detach BPF programs, pin maps and
- * restore the interface when they stop, so they run without the filter. */
+/* Privileges dropped: from here on the daemon only needs what a relay does, and what its
+ * backend asked for (io/seccomp.h). */
 static void tunnel_seccomp(struct tunnel *t)
 {
 	const char *what;
 	int err;
 
-	if (t->cfg->noseccomp || t->be)
+	if (t->cfg->noseccomp)
 		return;
-	err = kcpx_seccomp_install(&what);
+	err = kcpx_seccomp_install(t->be ? t->be->seccomp : 0, &what);
 	if (err)
 		pr_warn("seccomp: %s: %s; running without a syscall filter (--noseccomp says so "
 			"and silences this)",

@@ -58,6 +58,8 @@ struct kcpx_tunnel_backend {
 	void (*stats)(void *arg, FILE *fp);
 	/* Capabilities (1 << CAP_*) the backend still needs once set up; the rest go. */
 	uint64_t keep_caps;
+	/* What its syscall filter allows beyond a relay's list (KCPX_SECCOMP_*, io/seccomp.h). */
+	unsigned seccomp;
 	void *arg;
 };
 

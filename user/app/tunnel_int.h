@@ -62,10 +62,12 @@ struct sess {
 	bool closing;
 	struct conn **streams; /* hash by stream id */
 	unsigned nstreams, cap;
-	struct sess *dnext;  /* dirty list */
-	uint32_t opened;     /* ms: kcpx_clock_ms() when the session was opened */
-	bool no_answer_told; /* client: the "no answer" hint was logged */
-	bool fec_told;	     /* the --datashard/--parityshard mismatch hint was logged */
+	struct sess *dnext;	  /* dirty list */
+	uint32_t opened;	  /* ms: kcpx_clock_ms() when the session was opened */
+	bool no_answer_told;	  /* client: the "no answer" hint was logged */
+	bool fec_told;		  /* the --datashard/--parityshard mismatch hint was logged */
+	bool in_peer_dir;	  /* server, --threads: peer_at is in the peer directory */
+	struct kcpx_addr peer_at; /* the peer's address when the session opened */
 };
 
 struct kcpx_resolver;
@@ -162,6 +164,11 @@ void kcpx_shard_put(struct tunnel *self, struct tunnel *other);
 /* Server: native sid -> thread directory (sess.c's native_up/down). */
 void kcpx_shard_dir_set(struct tunnel *t, uint32_t sid);
 void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid);
+/* The peer directory: which thread holds the session opened with an address (server). */
+bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a);
+void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a);
+bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			     size_t n);
 /* The endpoint's foreign op: hand a DATA packet to the thread whose session has sid. */
 bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
 			size_t n, uint32_t sid);

@@ -382,8 +382,26 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 		kcpx_ep_log(ep, hint[0] ? 0 : 1, "session %08x with %s closed: %s%s", s->conv,
 			    kcpx_addr_str(&s->peer, buf, sizeof(buf)), why, hint);
 	}
+	/* Unproven ones too (a kcptun-format session that met a --nocomp mismatch dies
+	 * before its peer acknowledged anything). A forger can fill the ring with spoofed
+	 * sources: that mutes the hint for those, and costs nothing else. */
+	ep->recent[ep->recent_next].peer = s->peer;
+	ep->recent[ep->recent_next].tick = ep->ticks;
+	ep->recent_next = (ep->recent_next + 1) % EP_RECENT;
+	if (ep->nrecent < EP_RECENT)
+		ep->nrecent++;
 	s->gnext = ep->garbage;
 	ep->garbage = s;
+}
+
+/* Did a session with this peer close here in the last EP_RECENT_TICKS seconds? */
+static bool closed_recently(const struct kcpx_ep *ep, const struct kcpx_addr *from)
+{
+	for (unsigned i = 0; i < ep->nrecent; i++)
+		if (ep->ticks - ep->recent[i].tick <= EP_RECENT_TICKS &&
+		    kcpx_addr_equal(&ep->recent[i].peer, from))
+			return true;
+	return false;
 }
 
 void kcpx_ep_reap(struct kcpx_ep *ep)
@@ -734,6 +752,10 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			ep_reset(ep, path, from, n, &ni, now);
 		return;
 	}
+	/* before the in-place decryption: the owner decrypts what it is handed */
+	if (ep->cfg.server && !owner && ep->ops.foreign_peer && !addr_lookup(ep, from) &&
+	    ep->ops.foreign_peer(ep->user, path, from, d, n))
+		return;
 	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv)) {
 		if (reset)
 			ep_reset(ep, path, from, n, &ni, now);
@@ -1025,14 +1047,20 @@ unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 }
 
 /* Every datagram: ep_input's rules; the source of one that failed its check is kept for
- * the mismatch hint (app/diag.c), which names the peer. */
+ * the mismatch hint (app/diag.c), which names the peer, unless it is the late traffic of a
+ * session closed here (a --nocomp mismatch closes one at its first stream). */
 void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
-	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
+	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag, now_bad;
 
 	ep_input(ep, owner, path, from, d, n, now);
-	if (ep->snmp->InCsumErrors + ep->hs_stats.rx_tag != bad)
+	now_bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
+	if (now_bad == bad)
+		return;
+	if (closed_recently(ep, from))
+		ep->st.late_closed += now_bad - bad;
+	else
 		ep->st.bad_from = *from;
 }
 

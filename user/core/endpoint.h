@@ -112,6 +112,13 @@ struct kcpx_ep_ops {
 	 * endpoint answer it as unknown (a RESET). */
 	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
 			size_t n, uint32_t sid);
+	/* Server, optional: a datagram (as received, before it is decrypted) from an address
+	 * this endpoint has no session with. Another endpoint of the same owner may hold a
+	 * kcptun-format session with that address (its datagrams reached another thread: an
+	 * RSS change moved them to another RX queue): return true when it went there; false
+	 * lets this endpoint take it (a new session, or dropped). */
+	bool (*foreign_peer)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
+			     size_t n);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
@@ -124,8 +131,11 @@ struct kcpx_ep_stats {
 	uint64_t replaced;	   /* server: kcpx sessions replaced when their client fell back */
 	uint64_t hs_limited;	   /* server: INITs with a good tag refused by --hsrate */
 	uint64_t hs_bad_tag;	   /* kcpx handshakes whose tag failed: another key (or forged) */
+	uint64_t late_closed;	   /* ... of those and InCsumErrors, from the peer of a session
+				    * closed here in the last 30 s: its late packets */
 	struct kcpx_addr bad_from; /* source of the last datagram that failed decryption or
-				    * its tag (InCsumErrors, hs_bad_tag); len 0: none */
+				    * its tag (InCsumErrors, hs_bad_tag) not counted in
+				    * late_closed; len 0: none */
 	uint64_t init_raced;	   /* server: an INIT came again from another address */
 	uint64_t admit_refused;	   /* server: new sessions refused by the caps or --sessrate */
 	uint64_t unproven_drop;	   /* server: datagrams not sent to a peer that never answered */

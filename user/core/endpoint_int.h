@@ -74,6 +74,10 @@ struct kcpx_ep_sess {
 	struct kcpx_ep_sess *gnext;	    /* closed, to reap */
 };
 
+/* what ep->recent remembers, and for how many ticks (seconds) */
+#define EP_RECENT	16
+#define EP_RECENT_TICKS 30
+
 struct kcpx_ep {
 	struct kcpx_ep_config cfg;
 	struct kcpx_ep_ops ops;
@@ -106,6 +110,17 @@ struct kcpx_ep {
 	uint32_t log_stamp, log_count; /* rate limit of data-path log lines */
 	uint32_t hint_ms;	       /* the last close line that named a likely cause */
 	bool hinted;
+	/*
+	 * The peers of the last EP_RECENT sessions closed here, and the tick of each
+	 * close: what such a peer sends for a while after it (retransmissions, a session
+	 * the peer has not given up yet) fails its check, and is not a key mismatch
+	 * (st.late_closed, which app/diag.c leaves out of its --key/--crypt hint).
+	 */
+	struct {
+		struct kcpx_addr peer;
+		uint32_t tick;
+	} recent[EP_RECENT];
+	unsigned nrecent, recent_next;
 	struct kcpx_ep_stats st;
 };
 

@@ -58,6 +58,7 @@ struct kcpx_ftcp {
 	bool nft;
 	struct ftcp_dg *dgs;
 	struct kcpx_ftcp_counts n; /* .flows is counted when asked */
+	bool told_no_wscale;	   /* warn_no_wscale() spoke */
 };
 
 static const struct kcpx_dgram_ops ftcp_ops;
@@ -229,6 +230,35 @@ static void conn_drop(struct ftcp_dg *g, int i, bool tell)
 	}
 }
 
+/*
+ * The window we announce is 0xffff scaled by the handshake's window scale, and the peer's
+ * (kcpx: the same; tcpraw: >= 0x8000 scaled) is as wide, so a middlebox that tracks
+ * windows (conntrack) finds KCP's data in flight inside it: the peer's window is not
+ * tracked, there is nothing to learn from it. Without window scaling (an end turned it
+ * off, or a middlebox stripped the option) both windows are at most 64 KiB, and a
+ * stateful firewall that drops "invalid" segments drops what KCP keeps in flight beyond
+ * that: said once, with the way out.
+ */
+static void warn_no_wscale(struct ftcp_dg *g, const struct ftcp_conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
+	    (ti.tcpi_options & TCPI_OPT_WSCALE))
+		return;
+	if (g->ft->told_no_wscale)
+		return;
+	g->ft->told_no_wscale = true;
+	kcpx_io_logf(0,
+		     "--tcp: flow %u <-> %s has no TCP window scaling (an end turned it off, or "
+		     "a middlebox stripped the option): a firewall that tracks TCP windows may "
+		     "drop what is in flight beyond 64 KiB; keep --sndwnd x --mtu under 64 KiB, "
+		     "or turn net.ipv4.tcp_window_scaling on at both ends (said once)",
+		     g->lport, astr(&c->peer));
+}
+
 /* The handshake is done: hand the flow to the translation. */
 static int conn_established(struct ftcp_dg *g, struct ftcp_conn *c)
 {
@@ -243,6 +273,7 @@ static int conn_established(struct ftcp_dg *g, struct ftcp_conn *c)
 			     astr(&c->peer), strerror(-err));
 		return err;
 	}
+	warn_no_wscale(g, c);
 	set_ttl(c->fd, c->peer.sa.sa_family, 1);
 	kcpx_ftcp_key_make(&c->key, &c->peer, g->lport);
 	f.rx_ns = f.tx_ns = c->est_ns = now_ns();

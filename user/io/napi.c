@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -58,11 +59,14 @@ bool kcpx_napi_is_veth(const char *ifname)
 	return veth;
 }
 
-/* The child: its own sysfs, then one read or write. Reports an errno, then what it read. */
-static void attr_child(int out, const char *path, const char *val)
+/* The child: its own sysfs, then one read or write; with keep, also the attribute opened
+ * for writing, handed back. Reports an errno (with the fd, if any), then what it read. */
+static void attr_child(int out, const char *path, const char *val, bool keep)
 {
-	char buf[32] = "";
-	int err = 0, fd;
+	char buf[32] = "", cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int err = 0, fd, wfd = -1;
 	ssize_t n;
 
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
@@ -80,58 +84,97 @@ static void attr_child(int out, const char *path, const char *val)
 		else if (!val)
 			buf[n] = '\0';
 		close(fd);
+		if (!err && keep)
+			wfd = open(path, O_WRONLY | O_CLOEXEC);
 	}
-	if (write(out, &err, sizeof(err)) == sizeof(err) && !err)
+	iov.iov_base = &err;
+	iov.iov_len = sizeof(err);
+	if (wfd >= 0) {
+		struct cmsghdr *c;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &wfd, sizeof(int));
+	}
+	if (sendmsg(out, &mh, MSG_NOSIGNAL) == sizeof(err) && !err)
 		n = write(out, buf, strlen(buf));
 	_exit(0);
 }
 
-/* Read (val NULL, into out) or write /sys/class/net/IFACE/ATTR of our namespace. */
-static int sysfs_attr(const char *ifname, const char *attr, const char *val, char *out, size_t len)
+/* Read (val NULL, into out) or write /sys/class/net/IFACE/ATTR of our namespace; with
+ * keep, *keep is then that attribute open for writing, or -1. */
+static int sysfs_attr(const char *ifname, const char *attr, const char *val, char *out, size_t len,
+		      int *keep)
 {
-	char path[96];
-	int pfd[2], err = -EIO, status;
+	char path[96], cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int sv[2], err = -EIO, status;
 	ssize_t n;
 	pid_t pid;
 
+	if (keep)
+		*keep = -1;
 	if ((size_t)snprintf(path, sizeof(path), "/sys/class/net/%s/%s", ifname, attr) >=
 	    sizeof(path))
 		return -ENAMETOOLONG;
-	if (pipe2(pfd, O_CLOEXEC) < 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	pid = fork();
 	if (pid < 0) {
 		err = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
+		close(sv[0]);
+		close(sv[1]);
 		return err;
 	}
 	if (pid == 0) {
-		close(pfd[0]);
-		attr_child(pfd[1], path, val);
+		close(sv[0]);
+		attr_child(sv[1], path, val, keep != NULL);
 	}
-	close(pfd[1]);
-	if (read(pfd[0], &status, sizeof(status)) == sizeof(status)) {
+	close(sv[1]);
+	iov.iov_base = &status;
+	iov.iov_len = sizeof(status);
+	if (recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC) == sizeof(status)) {
 		err = -status;
+		c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			if (keep && !err)
+				*keep = fd;
+			else
+				close(fd);
+		}
 		if (!err && out) {
-			n = read(pfd[0], out, len - 1);
+			n = read(sv[0], out, len - 1);
 			out[n > 0 ? n : 0] = '\0';
 		}
 	}
-	close(pfd[0]);
+	close(sv[0]);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	return err;
 }
 
-int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode)
+int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode, int *restore_fd)
 {
 	char cur[32];
 	int err;
 
+	*restore_fd = -1;
 	if (mode == KCPX_NAPI_KEEP || (mode == KCPX_NAPI_AUTO && !kcpx_napi_is_veth(ifname)))
 		return 0;
-	err = sysfs_attr(ifname, "threaded", NULL, cur, sizeof(cur));
+	err = sysfs_attr(ifname, "threaded", NULL, cur, sizeof(cur), NULL);
 	if (err) {
 		kcpx_io_logf(0, "%s: threaded NAPI: cannot read it: %s", ifname, strerror(-err));
 		return err;
@@ -140,7 +183,7 @@ int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode)
 		kcpx_io_logf(1, "%s: NAPI polls in threads already", ifname);
 		return 0;
 	}
-	err = sysfs_attr(ifname, "threaded", "1", NULL, 0);
+	err = sysfs_attr(ifname, "threaded", "1", NULL, 0, restore_fd);
 	if (err == -EOPNOTSUPP) {
 		/* a veth with XDP in skb mode has no NAPI of its own */
 		kcpx_io_logf(1, "%s: no NAPI to poll in threads (XDP in skb mode?)", ifname);
@@ -150,14 +193,29 @@ int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode)
 		kcpx_io_logf(0, "%s: threaded NAPI: %s", ifname, strerror(-err));
 		return err;
 	}
+	if (*restore_fd < 0) {
+		/* what the daemon cannot switch off again it does not switch on */
+		sysfs_attr(ifname, "threaded", "0", NULL, 0, NULL);
+		kcpx_io_logf(0, "%s: threaded NAPI: cannot keep the attribute open; left off",
+			     ifname);
+		return -EIO;
+	}
 	kcpx_io_logf(1, "%s: NAPI polls in threads now (--napi %s); kcpx down turns it off", ifname,
 		     kcpx_napi_name(mode));
 	return 1;
 }
 
-int kcpx_napi_restore(const char *ifname)
+int kcpx_napi_restore(const char *ifname, int fd)
 {
-	int err = sysfs_attr(ifname, "threaded", "0", NULL, 0);
+	int err;
+
+	if (fd >= 0) {
+		/* no fork, no mount: the attribute's store asks for CAP_NET_ADMIN only */
+		err = pwrite(fd, "0", 1, 0) == 1 ? 0 : -errno;
+		close(fd);
+	} else {
+		err = sysfs_attr(ifname, "threaded", "0", NULL, 0, NULL);
+	}
 
 	if (err && err != -ENOENT && err != -EOPNOTSUPP)
 		kcpx_io_logf(0, "%s: turning threaded NAPI off: %s", ifname, strerror(-err));

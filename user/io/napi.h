@@ -33,10 +33,15 @@ const char *kcpx_napi_name(enum kcpx_napi_mode mode);
 
 /* After XDP is attached (a veth has NAPI only then). Returns 1 when it switched threaded
  * polling on (kcpx_napi_restore must switch it off again), 0 when it left the device
- * alone, or -errno (logged; the tunnel works either way). */
-int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode);
-/* Threaded polling off again; before XDP is detached, while the device still has NAPI. */
-int kcpx_napi_restore(const char *ifname);
+ * alone, or -errno (logged; the tunnel works either way). With 1, *restore_fd is the
+ * attribute open for writing (or -1): the daemon switches it off through that fd at exit,
+ * without the fork, mount namespace and CAP_SYS_ADMIN it took to open it, so that it can
+ * give those up (io/priv.h) and run under its syscall filter (io/seccomp.h). */
+int kcpx_napi_setup(const char *ifname, enum kcpx_napi_mode mode, int *restore_fd);
+/* Threaded polling off again; before XDP is detached, while the device still has NAPI.
+ * fd: kcpx_napi_setup's *restore_fd (closed here), or -1 (`kcpx down`: the way it was
+ * opened, with a child of its own). */
+int kcpx_napi_restore(const char *ifname, int fd);
 
 /* The device's driver is veth. */
 bool kcpx_napi_is_veth(const char *ifname);

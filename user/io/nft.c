@@ -5,13 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/nft.h"
 #include "io/log.h"
-
-static bool nft_open_done;
 
 /* Run `nft -f -` on the script; its complaints go to our stderr. 0 or -errno. */
 static int nft_run(const char *script)
@@ -31,10 +32,10 @@ static int nft_run(const char *script)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
 
-int kcpx_nft_open(void)
+/* The table of daemon pid: created, a port added or deleted, or the table deleted. */
+static int nft_table(int pid)
 {
 	char s[512];
-	int pid = (int)getpid(), err;
 
 	snprintf(s, sizeof(s),
 		 "table inet " KCPX_NFT_PREFIX "%d {\n"
@@ -46,35 +47,16 @@ int kcpx_nft_open(void)
 		 "  }\n"
 		 "}\n",
 		 pid);
-	err = nft_run(s);
-	if (err)
-		kcpx_io_logf(0, "--tcp: nftables table " KCPX_NFT_PREFIX "%d not created: %s", pid,
-			     err == -ENOENT ? "no nft command (apt-get install nftables)"
-					    : "nft failed");
-	else
-		nft_open_done = true;
-	return err;
-}
-
-static int port_cmd(const char *verb, uint16_t port)
-{
-	char s[128];
-
-	if (!nft_open_done)
-		return -ENOENT;
-	snprintf(s, sizeof(s), "%s element inet " KCPX_NFT_PREFIX "%d ports { %u }\n", verb,
-		 (int)getpid(), port);
 	return nft_run(s);
 }
 
-int kcpx_nft_port_add(uint16_t port)
+static int nft_port(int pid, const char *verb, uint16_t port)
 {
-	return port_cmd("add", port);
-}
+	char s[128];
 
-int kcpx_nft_port_del(uint16_t port)
-{
-	return port_cmd("delete", port);
+	snprintf(s, sizeof(s), "%s element inet " KCPX_NFT_PREFIX "%d ports { %u }\n", verb, pid,
+		 port);
+	return nft_run(s);
 }
 
 static int delete_table(int pid)
@@ -85,12 +67,123 @@ static int delete_table(int pid)
 	return nft_run(s);
 }
 
+/*
+ * The helper. Requests are fixed-size records; each is answered with an int (0 or
+ * -errno). Only these three verbs exist: the daemon cannot make it run anything else.
+ */
+enum { NFT_ADD = 1, NFT_DEL, NFT_QUIT };
+struct nft_req {
+	int verb;
+	int port;
+};
+
+static int nft_fd = -1; /* the daemon's end of the helper's socket */
+static pid_t nft_pid;
+
+static void nft_helper(int fd, int pid)
+{
+	struct nft_req r;
+	int err;
+
+	/* a ^C reaches the whole process group: the daemon asks for the table's deletion
+	 * itself, and a daemon killed outright leaves it to `kcpx down` */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	prctl(PR_SET_DUMPABLE, 0);
+	err = nft_table(pid);
+	if (write(fd, &err, sizeof(err)) != sizeof(err) || err)
+		_exit(0);
+	while (read(fd, &r, sizeof(r)) == sizeof(r)) {
+		if (r.verb == NFT_QUIT) {
+			err = delete_table(pid);
+			if (write(fd, &err, sizeof(err)) < 0)
+				break;
+			break;
+		}
+		if ((r.verb != NFT_ADD && r.verb != NFT_DEL) || r.port <= 0 || r.port > 65535)
+			err = -EINVAL;
+		else
+			err = nft_port(pid, r.verb == NFT_ADD ? "add" : "delete", (uint16_t)r.port);
+		if (write(fd, &err, sizeof(err)) != sizeof(err))
+			break;
+	}
+	_exit(0);
+}
+
+/* One request, one answer. */
+static int nft_call(int verb, int port)
+{
+	struct nft_req r = { verb, port };
+	int err;
+
+	if (nft_fd < 0)
+		return -ENOENT;
+	if (send(nft_fd, &r, sizeof(r), MSG_NOSIGNAL) != sizeof(r))
+		return -EPIPE;
+	if (read(nft_fd, &err, sizeof(err)) != sizeof(err))
+		return -EPIPE;
+	return err;
+}
+
+int kcpx_nft_open(void)
+{
+	int pid = (int)getpid(), sv[2], err = -EIO;
+	pid_t child;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	fflush(NULL);
+	child = fork();
+	if (child < 0) {
+		err = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	if (child == 0) {
+		/* hold nothing of the daemon's: its links and sockets go when it does */
+		if (dup2(sv[1], 3) < 0)
+			_exit(0);
+		syscall(__NR_close_range, 4, ~0u, 0);
+		nft_helper(3, pid);
+	}
+	close(sv[1]);
+	if (read(sv[0], &err, sizeof(err)) != sizeof(err))
+		err = -EIO;
+	if (err) {
+		close(sv[0]);
+		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+			;
+		kcpx_io_logf(0, "--tcp: nftables table " KCPX_NFT_PREFIX "%d not created: %s", pid,
+			     err == -ENOENT ? "no nft command (apt-get install nftables)"
+					    : "nft failed");
+		return err;
+	}
+	nft_fd = sv[0];
+	nft_pid = child;
+	return 0;
+}
+
+int kcpx_nft_port_add(uint16_t port)
+{
+	return nft_call(NFT_ADD, port);
+}
+
+int kcpx_nft_port_del(uint16_t port)
+{
+	return nft_call(NFT_DEL, port);
+}
+
 void kcpx_nft_close(void)
 {
-	if (!nft_open_done)
+	if (nft_fd < 0)
 		return;
-	delete_table((int)getpid());
-	nft_open_done = false;
+	nft_call(NFT_QUIT, 0);
+	close(nft_fd);
+	nft_fd = -1;
+	while (waitpid(nft_pid, NULL, 0) < 0 && errno == EINTR)
+		;
 }
 
 /* A kcpx process with this PID runs (a reused PID of another program does not count). */

@@ -14,6 +14,12 @@
  *
  * The table's name carries the daemon's PID: `kcpx down` (and the next `--tcp` daemon at
  * start) removes the tables of daemons that are gone, e.g. after a kill -9.
+ *
+ * nft(8) is a program to run, and the daemon's syscall filter (io/seccomp.h) refuses fork
+ * and execve: kcpx_nft_open forks a helper before the filter goes on, which creates the
+ * table and then runs nft for the daemon, one fixed request at a time (add or delete a
+ * port, delete the table and exit). It holds none of the daemon's other fds, ignores the
+ * signals a terminal sends to the process group, and exits when the daemon's end closes.
  */
 #ifndef KCPX_IO_NFT_H
 #define KCPX_IO_NFT_H
@@ -22,12 +28,13 @@
 
 #define KCPX_NFT_PREFIX "kcpx_tcp_"
 
-/* Create this process's table. 0 or -errno (-ENOENT: no nft command). */
+/* Start the helper and create this process's table. 0 or -errno (-ENOENT: no nft
+ * command). */
 int kcpx_nft_open(void);
 /* Add / remove a local TCP port (host order) to the drop set. */
 int kcpx_nft_port_add(uint16_t port);
 int kcpx_nft_port_del(uint16_t port);
-/* Delete this process's table. */
+/* Delete this process's table; the helper exits and is reaped (wait4). */
 void kcpx_nft_close(void);
 /* Delete the tables of kcpx daemons that no longer run. Returns how many, or -errno. */
 int kcpx_nft_down_stale(void);

@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <linux/audit.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
@@ -184,8 +185,10 @@ static const int sc_allowed[] = {
 #endif
 };
 
-/* ioctl requests allowed: stdio asks whether a stream is a terminal; queue sizes. */
-static const unsigned long sc_ioctls[] = { TCGETS, FIONREAD, FIONBIO, TIOCOUTQ };
+/* ioctl requests allowed: stdio asks whether a stream is a terminal; queue sizes; an
+ * interface's index or name (if_nametoindex: --tcp finds the interface a route takes). */
+static const unsigned long sc_ioctls[] = { TCGETS,   FIONREAD,	   FIONBIO,
+					   TIOCOUTQ, SIOCGIFINDEX, SIOCGIFNAME };
 
 #define ST(code, k)  ((struct sock_filter)BPF_STMT(code, k))
 #define JEQ(k, t, f) ((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), (t), (f)))
@@ -229,7 +232,33 @@ static void sc_sigsys(int sig, siginfo_t *si, void *uctx)
 #endif
 }
 
-int kcpx_seccomp_install(const char **what)
+/* bpf() commands of KCPX_SECCOMP_BPF_MAPS: on fds the daemon holds, or a pin by path */
+static const unsigned sc_bpf_maps[] = {
+	BPF_MAP_LOOKUP_ELEM,  BPF_MAP_UPDATE_ELEM,    BPF_MAP_DELETE_ELEM,
+	BPF_MAP_GET_NEXT_KEY, BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_GET,
+};
+
+/* bpf(cmd, ...) allowed for the commands extra asks for, trapped for any other */
+static void sc_bpf(struct sc_prog *p, unsigned extra)
+{
+	unsigned cmds[8], n = 0;
+
+	if (extra & KCPX_SECCOMP_BPF_MAPS)
+		for (size_t i = 0; i < sizeof(sc_bpf_maps) / sizeof(sc_bpf_maps[0]); i++)
+			cmds[n++] = sc_bpf_maps[i];
+	if (extra & KCPX_SECCOMP_BPF_LINK)
+		cmds[n++] = BPF_LINK_CREATE;
+	if (!n)
+		return;
+	guard(p, __NR_bpf, 3 + n);
+	emit(p, LD_ARG(0));
+	for (unsigned i = 0; i < n; i++)
+		emit(p, JEQ(cmds[i], (uint8_t)(n - i), 0));
+	emit(p, RET(SECCOMP_RET_TRAP));
+	emit(p, RET(SECCOMP_RET_ALLOW));
+}
+
+int kcpx_seccomp_install(unsigned extra, const char **what)
 {
 	struct sc_prog p = { .n = 0 };
 	unsigned pid = (unsigned)getpid(), nio = sizeof(sc_ioctls) / sizeof(sc_ioctls[0]);
@@ -249,6 +278,11 @@ int kcpx_seccomp_install(const char **what)
 #endif
 	for (size_t i = 0; i < sizeof(sc_allowed) / sizeof(sc_allowed[0]); i++) {
 		guard(&p, sc_allowed[i], 1);
+		emit(&p, RET(SECCOMP_RET_ALLOW));
+	}
+	sc_bpf(&p, extra);
+	if (extra & KCPX_SECCOMP_WAIT) {
+		guard(&p, __NR_wait4, 1);
 		emit(&p, RET(SECCOMP_RET_ALLOW));
 	}
 	/* threads only: fork is refused; clone3's flags are out of reach of a filter, so it
@@ -309,8 +343,9 @@ int kcpx_seccomp_install(const char **what)
 
 #else
 
-int kcpx_seccomp_install(const char **what)
+int kcpx_seccomp_install(unsigned extra, const char **what)
 {
+	(void)extra;
 	*what = "this architecture (the filter knows x86_64 and aarch64)";
 	return -ENOTSUP;
 }

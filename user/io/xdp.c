@@ -55,6 +55,7 @@ struct kcpx_xdp {
 	bool tc_own_hook;
 	bool pinned;
 	bool napi_threaded; /* we turned it on: turn it off before detaching */
+	int napi_fd;	    /* .. through this (io/napi.h), or -1 */
 	void *percpu_buf;   /* kcpx_xdp_publish's scratch: ncpus values */
 	size_t percpu_cap;
 };
@@ -495,7 +496,7 @@ int kcpx_xdp_down(const char *ifname)
 	if (ifindex) {
 		/* while XDP is on, so the veth still has the NAPI that sysfs must find */
 		if (have_info && info.napi_threaded && ifindex == (int)info.ifindex)
-			kcpx_napi_restore(ifname);
+			kcpx_napi_restore(ifname, -1);
 		n = detach_xdp(ifindex, -1);
 		if (n < 0 && n != -ENODEV) {
 			kcpx_io_logf(0, "%s: XDP detach failed: %s", ifname, strerror(-n));
@@ -769,6 +770,7 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
+	x->napi_fd = -1;
 	libbpf_set_print(libbpf_log);
 
 	if (cfg->ifname) {
@@ -815,6 +817,13 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 			     strerror(-err));
 		goto err_undo;
 	}
+	/* Name the owner (pid, start time) as soon as the pins exist: a second kcpx up
+	 * that sees them in the meantime must find us alive (check_not_up), not take the
+	 * half-made state for a dead daemon's and tear it down. Written again, complete,
+	 * once everything is attached. */
+	err = write_info(x, cfg->role);
+	if (err)
+		goto err_undo;
 	err = attach_xdp(x, cfg->mode);
 	if (err)
 		goto err_undo;
@@ -824,7 +833,7 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 			goto err_undo;
 	}
 	/* a failure here costs speed, not function: go on without */
-	x->napi_threaded = kcpx_napi_setup(x->ifname, cfg->napi) > 0;
+	x->napi_threaded = kcpx_napi_setup(x->ifname, cfg->napi, &x->napi_fd) > 0;
 	err = write_info(x, cfg->role);
 	if (err)
 		goto err_undo;
@@ -850,7 +859,8 @@ void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
 		int n;
 
 		if (x->napi_threaded)
-			kcpx_napi_restore(x->ifname);
+			kcpx_napi_restore(x->ifname, x->napi_fd);
+		x->napi_fd = -1;
 		if (x->xdp_flags &&
 		    (n = detach_xdp(x->ifindex, bpf_program__fd(x->skel->progs.kcpx_xdp_steer))) <
 			    0)
@@ -862,6 +872,8 @@ void kcpx_xdp_close(struct kcpx_xdp *x, bool detach)
 		if (x->pinned)
 			unpin_all(x->ifname, false); /* a --tcp daemon's stay its own */
 	}
+	if (x->napi_fd >= 0)
+		close(x->napi_fd);
 	kcpx__destroy(x->skel);
 	free(x->percpu_buf);
 	free(x);
@@ -874,11 +886,6 @@ const char *kcpx_xdp_mode_name(const struct kcpx_xdp *x)
 	if (x->xdp_flags == XDP_FLAGS_SKB_MODE)
 		return "skb";
 	return NULL;
-}
-
-bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x)
-{
-	return x->napi_threaded;
 }
 
 int kcpx_xdp_ifindex(const struct kcpx_xdp *x)

@@ -130,8 +130,6 @@ int kcpx_xdp_sum_percpu(int map_fd, void *sum, size_t size);
  * Returns 0 when something was removed, -ENOENT when kcpx was not there, -EUCLEAN when
  * the pin tree is not safe (as for kcpx_xdp_open), other -errno on failure. */
 int kcpx_xdp_down(const char *ifname);
-/* Did kcpx_xdp_open turn threaded NAPI on (so that close must turn it off)? */
-bool kcpx_xdp_napi_threaded(const struct kcpx_xdp *x);
 
 /*
  * Pin one map of another BPF object (the --tcp translation's counters) under
