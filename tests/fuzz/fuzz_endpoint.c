@@ -12,7 +12,8 @@
  *     op 0x00..0x7F  a datagram from address (op & 63): u16 LE length, then the bytes
  * Asserts: never more sessions than addresses (kcptun's format: one per address) plus
  * genuine INITs (a session per sid; admission caps are the endpoint's), every session opened is
- * released by the end, no datagram is answered from within input with more than one
+ * released by the end, late packets of closed sessions (late_closed) never outnumber the
+ * datagrams that failed their check, no datagram is answered from within input with more than one
  * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification).
  */
 #include <stdint.h>
@@ -235,6 +236,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (kcpx_ep_count(f.ep) > NADDR + f.inits)
 			abort();
+		{
+			struct kcpx_ep_stats st;
+
+			/* the late packets of closed sessions are a part of the failures */
+			kcpx_ep_stats(f.ep, &st);
+			if (st.late_closed > snmp.InCsumErrors + st.hs_bad_tag)
+				abort();
+		}
 		for (struct kcpx_ep_sess *s = kcpx_ep_first(f.ep); s; s = kcpx_ep_next(s))
 			kcpx_session_pump(kcpx_ep_session(s), now);
 		kcpx_ep_reap(f.ep);

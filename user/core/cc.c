@@ -26,8 +26,9 @@
 #define PROBE_RTT_MS   200u
 #define FULL_BW_GROW   320u /* 1.25 x 256: STARTUP goes on while the rate grows this much */
 #define FULL_BW_ROUND  3u
-#define INIT_SEGS      32u /* inflight before the first sample (KCP's default window) */
-#define TRAIN_MIN_SEGS 8u  /* ACKs of a train that tell a rate */
+#define INIT_SEGS      32u  /* inflight before the first sample (KCP's default window) */
+#define TRAIN_MIN_SEGS 8u   /* ACKs of a train that tell a rate */
+#define TRAIN_MIN_RTT  100u /* ms: below it the ramp from INIT_SEGS is short */
 #define LOSS_ONE       65536u
 #define LOSS_MAX       (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
 #define LOSS_NOISY     (LOSS_ONE / 20)	   /* 5 %: STARTUP needs a sign of a full pipe */
@@ -75,7 +76,8 @@ static uint64_t first_flight(const struct kcpx_cc *cc, uint64_t rate0)
 {
 	uint64_t train;
 
-	if (!cc->have_rtt || !train_full(cc) || cc->round != cc->train_round)
+	if (!cc->have_rtt || cc->min_rtt < TRAIN_MIN_RTT || !train_full(cc) ||
+	    cc->round != cc->train_round)
 		return 0;
 	train = KCPX_MIN(cc->train_bytes, (uint64_t)KCPX_CC_CAP_MAX) * 1000 /
 		((uint32_t)kcpx_diff32(cc->train_t1, cc->train_t0) + 1);
