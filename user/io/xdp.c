@@ -1137,16 +1137,11 @@ void kcpx_xdp_unpin_map(const char *ifname, const char *name, int map_fd)
 	pin_tree_close(fds);
 }
 
-/* One pinned per-CPU counter map: its value struct's members by BTF, summed over CPUs. */
-static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, void *ctx)
+/* Opens the pinned map NAME of IFNAME and reads its info: the fd, or -errno. */
+static int stats_map_open(const char *ifname, const char *name, struct bpf_map_info *mi)
 {
-	struct bpf_map_info mi = {};
-	__u32 mlen = sizeof(mi);
-	const struct btf_member *m;
-	const struct btf_type *t;
+	__u32 mlen = sizeof(*mi);
 	char path[PATH_MAX];
-	struct btf *btf = NULL;
-	__u64 *sum = NULL;
 	int fd, err;
 
 	err = pin_path(path, sizeof(path), ifname, name);
@@ -1155,10 +1150,28 @@ static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, 
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return -errno;
-	if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) < 0) {
+	memset(mi, 0, sizeof(*mi));
+	if (bpf_obj_get_info_by_fd(fd, mi, &mlen) < 0) {
 		err = -errno;
-		goto out;
+		close(fd);
+		return err;
 	}
+	return fd;
+}
+
+/* One pinned per-CPU counter map: its value struct's members by BTF, summed over CPUs. */
+static int stats_one(const char *ifname, const char *name, kcpx_xdp_stat_cb cb, void *ctx)
+{
+	struct bpf_map_info mi;
+	const struct btf_member *m;
+	const struct btf_type *t;
+	struct btf *btf = NULL;
+	__u64 *sum = NULL;
+	int fd, err = 0;
+
+	fd = stats_map_open(ifname, name, &mi);
+	if (fd < 0)
+		return fd;
 	if (!mi.btf_id || !mi.btf_value_type_id || mi.value_size % 8) {
 		err = -EPROTO;
 		goto out;
@@ -1200,19 +1213,14 @@ out:
 static int stats_queues(const char *ifname, kcpx_xdp_stat_cb cb, void *ctx)
 {
 	const char *name = "kcpx_xsk_queues";
-	struct bpf_map_info mi = {};
-	__u32 mlen = sizeof(mi);
-	char path[PATH_MAX], field[32];
-	int fd, err;
+	struct bpf_map_info mi;
+	char field[32];
+	int fd, err = 0;
 
-	err = pin_path(path, sizeof(path), ifname, name);
-	if (err)
-		return err;
-	fd = bpf_obj_get(path);
+	fd = stats_map_open(ifname, name, &mi);
 	if (fd < 0)
-		return -errno;
-	if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) < 0 ||
-	    mi.value_size != sizeof(struct kcpx_xsk_queue)) {
+		return fd;
+	if (mi.value_size != sizeof(struct kcpx_xsk_queue)) {
 		err = -EPROTO; /* another kcpx's layout: say nothing rather than garbage */
 		goto out;
 	}
