@@ -71,6 +71,30 @@ in_ns() { local ns=$1; shift; nsenter --net=/run/netns/"$ns" "$@"; }
 in_a() { in_ns "$NS_A" "$@"; }
 in_b() { in_ns "$NS_B" "$@"; }
 
+# stop_up WHO PID NS IFACE LOG: SIGTERM a `kcpx up` daemon (a child of this shell) and check
+# that it exits 0 within 20 s, leaving no XDP program on IFACE, no pins, and no syscall
+# refused by seccomp in LOG. Prints a FAIL line for each miss; returns 1 on any.
+stop_up() {
+	local who=$1 pid=$2 ns=$3 ifc=$4 log=$5 rc=0 st=0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "FAIL: the $who still runs 20 s after SIGTERM"
+		rc=1
+	else
+		wait "$pid" || st=$?
+		[ "$st" -eq 0 ] || { echo "FAIL: the $who exited with $st"; rc=1; }
+	fi
+	if in_ns "$ns" ip -d link show "$ifc" | grep -q "prog/xdp"; then
+		echo "FAIL: an XDP program is left on $ifc"
+		rc=1
+	fi
+	[ ! -e "/sys/fs/bpf/kcpx/$ifc" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$ifc"; rc=1; }
+	! grep -q "syscalls refused" "$log" ||
+		{ echo "FAIL: $(grep -m1 "syscalls refused" "$log")"; rc=1; }
+	return $rc
+}
+
 netns_pair() {
 	netns_add "$NS_A"
 	netns_add "$NS_B"

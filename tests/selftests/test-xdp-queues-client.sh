@@ -119,22 +119,7 @@ echo "  queue 0 in $(qstat q0_rx_packets), queue 1 out $(qstat q1_tx_packets)"
 [ "$(qstat q1_tx_packets)" -gt 0 ] 2>/dev/null || { echo "FAIL: kcpx stats: no q1_tx_packets"; fail=1; }
 
 echo "stop: SIGTERM"
-kill -TERM "$cpid"
-for _ in $(seq 1 200); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$cpid" 2>/dev/null; then
-	echo "FAIL: the client still runs 20 s after SIGTERM"
-	fail=1
-elif ! wait "$cpid"; then
-	echo "FAIL: the client exited with $?"
-	fail=1
-fi
-if in_a ip -d link show "$IF_A" | grep -q "prog/xdp"; then
-	echo "FAIL: an XDP program is left on $IF_A"
-	fail=1
-fi
-[ ! -e "/sys/fs/bpf/kcpx/$IF_A" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_A"; fail=1; }
-! grep -q "syscalls refused" "$work/client.log" ||
-	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/client.log")"; fail=1; }
+stop_up client "$cpid" "$NS_A" "$IF_A" "$work/client.log" || fail=1
 
 if [ "$fail" != 0 ]; then
 	echo "--- client status"; sed 's/^/  | /' "$work/status"

@@ -167,22 +167,7 @@ grep -q "^$(cat "$work/sent9") " "$work"/*.sha 2>/dev/null ||
 	{ echo "FAIL: no data after the reload"; fail=1; }
 
 echo "stop: SIGTERM"
-kill -TERM "$spid"
-for _ in $(seq 1 200); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$spid" 2>/dev/null; then
-	echo "FAIL: the server still runs 20 s after SIGTERM"
-	fail=1
-elif ! wait "$spid"; then
-	echo "FAIL: the server exited with $?"
-	fail=1
-fi
-if in_b ip -d link show "$IF_B" | grep -q "prog/xdp"; then
-	echo "FAIL: an XDP program is left on $IF_B"
-	fail=1
-fi
-[ ! -e "/sys/fs/bpf/kcpx/$IF_B" ] || { echo "FAIL: pins left in /sys/fs/bpf/kcpx/$IF_B"; fail=1; }
-! grep -q "syscalls refused" "$work/server.log" ||
-	{ echo "FAIL: $(grep -m1 "syscalls refused" "$work/server.log")"; fail=1; }
+stop_up server "$spid" "$NS_B" "$IF_B" "$work/server.log" || fail=1
 
 if [ "$fail" != 0 ]; then
 	echo "--- server log"; tail -20 "$work/server.log"
