@@ -136,6 +136,14 @@ wait_log() {
 	return 1
 }
 
+# wait_line FILE REGEX: wait_log for up to 20 s; on a miss, a FAIL line and the whole file
+wait_line() {
+	wait_log "$1" "$2" 20 2>/dev/null && return 0
+	echo "FAIL: no '$2' in $1:"
+	cat "$1" 2>/dev/null
+	return 1
+}
+
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: needs root (network namespaces)" >&2

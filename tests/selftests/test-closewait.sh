@@ -23,12 +23,6 @@ work=$(mktemp -d /tmp/kcpx-closewait.XXXXXX)
 on_cleanup "rm -rf $work"
 fail=0
 
-wait_line() { # wait_line FILE REGEX: up to 20 s
-	for _ in $(seq 1 200); do grep -qE -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	echo "FAIL: no '$2' in $1:"
-	cat "$1"
-	return 1
-}
 wait_file() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
 
 cat >"$work/cw.py" <<'PY'

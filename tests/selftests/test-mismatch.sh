@@ -25,13 +25,6 @@ work=$(mktemp -d /tmp/kcpx-mismatch.XXXXXX)
 on_cleanup "rm -rf $work"
 fail=0
 
-wait_line() { # wait_line FILE REGEX: up to 20 s
-	for _ in $(seq 1 200); do grep -qE -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	echo "FAIL: no '$2' in $1:"
-	cat "$1"
-	return 1
-}
-
 netns_pair
 in_b python3 "$TCPIO" echo 9001 & track_pid $!
 i=0

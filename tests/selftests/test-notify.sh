@@ -16,11 +16,6 @@ on_cleanup "rm -rf $work"
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --key notify-test"
 fail=0
 
-wait_line() { # wait_line FILE REGEX: up to 20 s
-	for _ in $(seq 1 200); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	echo "FAIL: no '$2' in $1:"; cat "$1" 2>/dev/null; return 1
-}
-
 netns_pair
 for s in a b; do
 	python3 "$NETNS_TOP/tests/lib/notifysock.py" "$work/$s.sock" "$work/$s.msgs" & track_pid $!

@@ -20,11 +20,6 @@ on_cleanup "rm -rf $work"
 HALF=$((8 << 20))
 fail=0
 
-wait_line() { # wait_line FILE REGEX: up to 20 s
-	for _ in $(seq 1 200); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	echo "FAIL: no '$2' in $1"
-	return 1
-}
 server_json() { # server_json QUIET KEEPALIVE CRYPT
 	printf '{ "listen": ":4000", "target": "127.0.0.1:9001", "key": "reload-test",
 	  "crypt": "%s", "mode": "fast3", "quiet": %s, "keepalive": %s,
