@@ -919,6 +919,34 @@ static bool fw_none(void *user, void *path, const struct kcpx_addr *from, const 
 }
 
 /*
+ * The start of the hand-over tests: a world (both ends speaking proto, which the server
+ * names name) whose client has 60,000 bytes queued behind a slow link, its newest datagram
+ * copied to pkt (*len) before the server got it; and a second server endpoint `other`
+ * ("server-thread-1", sending into sink) made with sc and ops. 0, or -1 if a step failed.
+ */
+static int handoff_init(struct world *w, enum kcpx_proto proto, const char *name, uint8_t *pkt,
+			size_t *len, struct tend *other, struct linksim *sink,
+			const struct kcpx_ep_config *sc, const struct kcpx_ep_ops *ops)
+{
+	if (world_init(w, proto, proto))
+		return -1;
+	w->cs.rate = 50; /* the client's datagrams queue on the link */
+	if (!client_send(w, 60000))
+		return -1;
+	world_run(w, 150);
+	if (strcmp(proto_of(&w->s), name))
+		return -1;
+	memcpy(pkt, w->c.last_tx, w->c.last_tx_len); /* not at the server yet: fresh */
+	*len = w->c.last_tx_len;
+	linksim_init(sink, 4);
+	memset(other, 0, sizeof(*other));
+	other->name = "server-thread-1";
+	other->out = sink;
+	fw_calls = 0;
+	return kcpx_ep_new(&other->ep, sc, ops, other, &other->snmp) ? -1 : 0;
+}
+
+/*
  * Two server endpoints, as two threads: the client's NAT moves it and its DATA reaches
  * the endpoint without its session. That one asks its owner (foreign) before answering:
  * taken, it sends no RESET and opens nothing, the bytes come out unchanged, and fed to
@@ -937,22 +965,9 @@ static void test_foreign_handoff(void)
 	struct world w;
 	size_t len;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
-	w.cs.rate = 50; /* the client's datagrams queue on the link */
-	CHECK(client_send(&w, 60000));
-	world_run(&w, 150);
-	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
-	memcpy(pkt, w.c.last_tx, w.c.last_tx_len); /* not at the server yet: fresh */
-	len = w.c.last_tx_len;
-	addr4(&moved, 0xc0a80001, 40001);
-
-	linksim_init(&sink, 4);
-	memset(&other, 0, sizeof(other));
-	other.name = "server-thread-1";
-	other.out = &sink;
 	ops.foreign = fw_take;
-	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
-	fw_calls = 0;
+	CHECK_EQ(handoff_init(&w, KCPX_PROTO_AUTO, "kcpx", pkt, &len, &other, &sink, &sc, &ops), 0);
+	addr4(&moved, 0xc0a80001, 40001);
 	kcpx_ep_input(other.ep, NULL, &w.spath, &moved, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
 	CHECK_EQ(fw_sid, kcpx_ep_sess_conv(w.s.s[0]->es));
@@ -1020,21 +1035,9 @@ static void test_foreign_peer(void)
 	struct world w;
 	size_t len;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
-	w.cs.rate = 50;
-	CHECK(client_send(&w, 60000));
-	world_run(&w, 150);
-	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
-	memcpy(pkt, w.c.last_tx, w.c.last_tx_len); /* not at the server yet */
-	len = w.c.last_tx_len;
-
-	linksim_init(&sink, 4);
-	memset(&other, 0, sizeof(other));
-	other.name = "server-thread-1";
-	other.out = &sink;
 	ops.foreign_peer = fwp_take;
-	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
-	fw_calls = 0;
+	CHECK_EQ(handoff_init(&w, KCPX_PROTO_KCPTUN, "kcptun", pkt, &len, &other, &sink, &sc, &ops),
+		 0);
 	kcpx_ep_input(other.ep, NULL, &w.spath, &w.cli_from, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
 	CHECK_EQ(fw_len, len);
