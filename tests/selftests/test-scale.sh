@@ -102,7 +102,7 @@ part() {
 		[ "$(fds $spid)" -eq "$sfd0" ] || { echo "FAIL: $name: server fd leak"; fail=1; }
 		[ "$(fds $cpid)" -le $((cfd0 + n)) ] || { echo "FAIL: $name: client fd leak"; fail=1; }
 		local have
-		have=$("$KCPX" status $spid | sed -n 's/.*: \([0-9]*\) sessions$/\1/p')
+		have=$(kcpx_status "$spid" | sed -n 's/.*: \([0-9]*\) sessions$/\1/p')
 		echo "$name: server has $have sessions"
 		[ "$have" -ge "$n" ] || { echo "FAIL: $name: $have sessions, not $n"; fail=1; }
 	else

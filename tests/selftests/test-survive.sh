@@ -106,7 +106,7 @@ grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
 if [ -n "${SURVIVE_HANDOFF:-}" ]; then
 	# the client's port is even (its first session's hint) and 40999 odd: the other thread
-	handed=$("$KCPX" status "$spid" | sed -n 's/.*handed to another thread \([0-9]*\),.*/\1/p' |
+	handed=$(kcpx_status "$spid" | sed -n 's/.*handed to another thread \([0-9]*\),.*/\1/p' |
 		awk '{ s += $1 } END { print s + 0 }')
 	echo "  datagrams handed to the session's thread: $handed"
 	[ "$handed" -gt 0 ] || { echo "FAIL: no datagram changed threads (client port $p)"; fail=1; }
