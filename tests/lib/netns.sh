@@ -169,3 +169,9 @@ kcpx_status() {
 	done
 	"$KCPX" status "$@"
 }
+
+# tail_logs [N]: the last N lines (20 unless told) of every $work/*.log, each under its name
+tail_logs() {
+	local f
+	for f in "$work"/*.log; do echo "== $f"; tail -"${1:-20}" "$f"; done
+}

@@ -119,7 +119,5 @@ part streams "$STREAMS" "$RSS_MAX_KB" "" ""
 # many sessions and handshakes from one address (no --persource, --sessrate, --hsrate)
 part sessions "$SESSIONS" "$SESS_RSS_MAX_KB" "--conn $SESSIONS" \
 	"--hsrate 0 --sessrate 0 --persource 0 --maxsessions $((SESSIONS + 16))"
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

@@ -193,7 +193,5 @@ for p in "$spid" "$cpid"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
 done
 grep -h "moved\|no such session\|opened\|closed" "$work"/*.log | sed 's/^/  | /'
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail
