@@ -309,6 +309,20 @@ static int world_init(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp)
 	return 0;
 }
 
+/* The client process restarts on the same address and port: a new endpoint speaking proto
+ * (its rng seeded with seed), none of the old one's sessions. */
+static int client_restart(struct world *w, enum kcpx_proto proto, uint32_t seed)
+{
+	struct kcpx_ep_config cc = ep_cfg(false, proto);
+
+	kcpx_ep_free(w->c.ep);
+	if (end_init(&w->c, "client", &cc, &w->cs, 0x0a000001, 5000, seed))
+		return -1;
+	w->c.w = w;
+	w->ncpath = 0; /* the same port again */
+	return 0;
+}
+
 static void world_free(struct world *w)
 {
 	kcpx_ep_free(w->c.ep);
@@ -615,15 +629,7 @@ static void test_kcptun_restart(void)
 	CHECK_EQ(w.s.ns, 1);
 	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
 	/* the client process restarts on the same address: a new endpoint, a new conv */
-	kcpx_ep_free(w.c.ep);
-	w.c.ns = 0;
-	{
-		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
-
-		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
-		w.c.w = &w;
-		w.ncpath = 0; /* the same port again */
-	}
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
 	CHECK(client_send(&w, 20000));
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);
@@ -829,7 +835,6 @@ static void test_reset_bounded(void)
 /* The client restarts on the same address: its new INIT opens a new session at once. */
 static void test_client_restart(void)
 {
-	struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_AUTO);
 	struct world w;
 	uint32_t conv1;
 
@@ -838,10 +843,7 @@ static void test_client_restart(void)
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);
 	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
-	kcpx_ep_free(w.c.ep);
-	CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x7777), 0);
-	w.c.w = &w;
-	w.ncpath = 0; /* the same port again */
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_AUTO, 0x7777), 0);
 	CHECK(client_send(&w, 30000));
 	world_run(&w, 500);
 	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
@@ -1159,15 +1161,7 @@ static void test_old_conv_replay(void)
 	world_run(&w, 1000);
 	w.cs.drop_fn = NULL;
 	CHECK(cap_len > 0);
-	kcpx_ep_free(w.c.ep);
-	w.c.ns = 0;
-	{
-		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
-
-		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
-		w.c.w = &w;
-		w.ncpath = 0; /* the same port again */
-	}
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
 	CHECK(client_send(&w, 20000));
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);
