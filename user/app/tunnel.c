@@ -539,6 +539,8 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
+	if (!n) /* --threads 0, the default: what the backend can serve (kcpx up), else 1 */
+		n = be && be->shards ? be->shards : 1;
 	if (be && be->shards && n > be->shards)
 		n = be->shards; /* kcpx up: at most one engine per RX queue (it said so) */
 	if (n > 1 && be && n > be->shards) {
