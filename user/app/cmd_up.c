@@ -178,6 +178,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 		.ifname = u->ifname,
 		.queues = u->queues,
 		.dscp = cfg->dscp,
+		.rss_ports = cfg->role == KCPX_ROLE_CLIENT,
 	};
 	struct kcpx_addr a;
 	unsigned last;

@@ -32,6 +32,8 @@ struct kcpx_xsk_config {
 	unsigned frames;	      /* UMEM frames per socket (power of 2), 0: 2048 */
 	int dscp;		      /* 0..63 in the IP header of what we send, -1: 0 */
 	bool copy;		      /* force copy mode (default: let the kernel choose) */
+	/* a client's group of several cores: pick each port by the NIC's RSS (io/nicrss.h) */
+	bool rss_ports;
 };
 
 /*
