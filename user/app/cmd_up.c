@@ -67,6 +67,21 @@ static int up_open(void *arg, unsigned thread, const struct kcpx_addr *bind,
 	return kcpx_xsk_port(u->xsk[thread], bind, peer, out);
 }
 
+static int up_rx_fd(void *arg, unsigned thread)
+{
+	struct up *u = arg;
+
+	return thread < u->nxsk ? kcpx_xsk_rx_fd(u->xsk[thread]) : -EINVAL;
+}
+
+static void up_rx_drain(void *arg, unsigned thread)
+{
+	struct up *u = arg;
+
+	if (thread < u->nxsk)
+		kcpx_xsk_rx_drain(u->xsk[thread]);
+}
+
 static int up_native_cfg(void *arg, const struct kcpx_native_cfg *cfg)
 {
 	struct up *u = arg;
@@ -349,6 +364,11 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
+	if (cfg.role == KCPX_ROLE_CLIENT && u.nxsk > 1) {
+		/* a client engine with no session yet still takes its queues' datagrams */
+		be.rx_fd = up_rx_fd;
+		be.rx_drain = up_rx_drain;
+	}
 	/* fewer RX queues than --threads: one engine per queue */
 	be.shards = u.nxsk;
 	err = kcpx_tunnel_run(&cfg, &be);

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KCPX_RSS_KEY_MAX 128	/* bytes; NICs have 40 or 52 */
+#define KCPX_RSS_KEY_MAX   128	/* bytes; NICs have 40 or 52 */
 #define KCPX_RSS_INDIR_MAX 4096 /* indirection table entries */
 
 struct kcpx_rss {

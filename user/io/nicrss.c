@@ -67,7 +67,8 @@ int kcpx_nicrss_read(const char *ifname, struct kcpx_rss *r, char *why, size_t w
 	}
 	if (head.key_size > KCPX_RSS_KEY_MAX || head.indir_size > KCPX_RSS_INDIR_MAX) {
 		err = -E2BIG;
-		snprintf(why, whylen, "an RSS key of %u bytes or a table of %u entries is too large",
+		snprintf(why, whylen,
+			 "an RSS key of %u bytes or a table of %u entries is too large",
 			 head.key_size, head.indir_size);
 		goto out;
 	}
@@ -88,8 +89,10 @@ int kcpx_nicrss_read(const char *ifname, struct kcpx_rss *r, char *why, size_t w
 	/* rsvd8[0] is input_xfrm in newer headers: a symmetric transform changes the input */
 	if (rf->hfunc != NICRSS_HASH_TOP || rf->rsvd8[0]) {
 		err = -EPROTONOSUPPORT;
-		snprintf(why, whylen, "the RSS hash is not plain Toeplitz (function %#x, input "
-			 "transform %#x)", rf->hfunc, rf->rsvd8[0]);
+		snprintf(why, whylen,
+			 "the RSS hash is not plain Toeplitz (function %#x, input "
+			 "transform %#x)",
+			 rf->hfunc, rf->rsvd8[0]);
 		goto out;
 	}
 	r->indir_len = rf->indir_size;
@@ -100,7 +103,8 @@ int kcpx_nicrss_read(const char *ifname, struct kcpx_rss *r, char *why, size_t w
 	if (!err)
 		err = nicrss_udp_ports(fd, ifname, UDP_V6_FLOW, &r->l4_v6);
 	if (err)
-		snprintf(why, whylen, "which fields the RSS hash of UDP covers: %s", strerror(-err));
+		snprintf(why, whylen, "which fields the RSS hash of UDP covers: %s",
+			 strerror(-err));
 out:
 	free(rf);
 	close(fd);

@@ -816,6 +816,22 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
+int kcpx_xsk_rx_fd(struct kcpx_xsk *c)
+{
+	return c->epfd;
+}
+
+void kcpx_xsk_rx_drain(struct kcpx_xsk *c)
+{
+	/* a port that watches the rings drains them in its own recv (xsk_recv) */
+	for (const struct xsk_port *p = c->ports; p; p = p->next)
+		if (p->watches)
+			return;
+	for (int k = 0; k < c->nq; k++)
+		rx_queue(c, &c->q[k], NULL, NULL, 64);
+	publish_stats(c, false);
+}
+
 /* ---- TX ---- */
 
 static void tx_reap(struct xsk_q *q)
