@@ -9,7 +9,7 @@
 set -eu
 NETNS_TAG=kxl$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir xdplo
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
 SIZE=$((8 << 20))
 NS=${NETNS_TAG}l
@@ -17,8 +17,6 @@ PIN=/sys/fs/bpf/kcpx/lo
 bpffs_mount
 # the pins are named after the interface: never touch a live `kcpx up lo` of the host's
 [ -e "$PIN" ] && { echo "SKIP: $PIN exists (a kcpx up lo runs on this host)"; exit 4; }
-work=$(mktemp -d /tmp/kcpx-xdplo.XXXXXX)
-on_cleanup "rm -rf $work"
 netns_add "$NS"
 on_cleanup "in_ns $NS $KCPX down lo; rmdir /sys/fs/bpf/kcpx"
 

@@ -29,9 +29,7 @@
 set -eu
 NETNS_TAG=kxc$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-xdpqc.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir xdpqc
 FLAGS="--key queues-client-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 fail=0
 THREADS=""

@@ -29,9 +29,7 @@ set -eu
 NETNS_TAG=kxq$$
 . "$(dirname "$0")/../lib/netns.sh"
 . "$(dirname "$0")/../lib/download.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-xdpq.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir xdpq
 FLAGS="--key queues-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 SIZE=$((8 << 20))
 fail=0

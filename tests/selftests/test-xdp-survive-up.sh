@@ -34,10 +34,8 @@ set -eu
 NETNS_TAG=ksu$$
 . "$(dirname "$0")/../lib/netns.sh"
 . "$(dirname "$0")/../lib/download.sh"
-need_root
+work_dir survive-up
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
-work=$(mktemp -d /tmp/kcpx-survive-up.XXXXXX)
-on_cleanup "rm -rf $work"
 PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key survive-up-selftest --crypt aes --mode fast3 --keepalive 10 --proto kcpx --quiet"
 RATE=$((2 << 20))

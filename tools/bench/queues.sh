@@ -19,28 +19,19 @@
 # were meanwhile (iperf3 and anything else running included).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-OUTF=$1
-RUNS=$2
-SECS=$3
-shift 3
-FLAGS=("$@")
-KCPX=${KCPX:-$PWD/build/kcpx}
+# shellcheck source=pair.sh
+. tools/bench/pair.sh
+pair_args "$@"
 NETNS_TAG=${NETNS_TAG:-kxq$$}
 STREAMS=${STREAMS:-4}
 CONN=${CONN:-8}
 # shellcheck source=../../tests/lib/netns.sh
 . tests/lib/netns.sh
-need_root
+work_dir queues
+LOG=$work
 bpffs_mount
 NETNS_QUEUES=2 netns_pair
 on_cleanup "in_b $KCPX down $IF_B"
-LOG=$(mktemp -d /tmp/kcpx-queues.XXXXXX)
-on_cleanup "rm -rf '$LOG'"
-
-# shellcheck source=ticks.sh
-. tools/bench/ticks.sh
-# shellcheck source=pair.sh
-. tools/bench/pair.sh
 
 # jiffies the machine's cores were busy and in all, from /proc/stat's first line
 busy_total() {
