@@ -218,7 +218,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	th.psh = 1;
 	th.ack = 1;
 	th.window = bpf_htons(f->window);
-	f->tx_ns = bpf_ktime_get_ns();
+	f->tx_ns = bpf_ktime_get_coarse_ns();
 
 	/* Room for the longer header between IP and UDP; this also leaves the skb with no
 	 * checksum offload (CHECKSUM_NONE), so every checksum below must be whole. */
@@ -349,7 +349,7 @@ static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 
 		else
 			f->rcv_nxt = end;
 	}
-	f->rx_ns = bpf_ktime_get_ns();
+	f->rx_ns = bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job *j)

@@ -269,7 +269,7 @@ def faketcp_section(w, recs):
       "same namespaces with linkem in a middle one, both directions impaired alike), tuned "
       "flags on both ends of every candidate, the four candidates interleaved, one iperf3 "
       "transfer of about %s s per run; medians of the runs. `tcp` is `kcpx client|server "
-      "--tcp` (TC egress and XDP ingress translation), `kcptun-tcp` stock kcptun's tcpraw "
+      "--tcp` (TC egress and TC ingress translation: TCX, not XDP, on a veth), `kcptun-tcp` stock kcptun's tcpraw "
       "(raw sockets). CPU per GB is the two daemons' (on a veth the kernel's receive work, "
       "the translation included, runs in the sender's context)." % secs)
     w("")

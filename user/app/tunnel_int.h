@@ -39,6 +39,7 @@ struct dg {
 	struct tunnel *t;
 	struct kcpx_dgram *d;
 	struct kcpx_watch w;
+	struct kcpx_watch cw; /* d->cfd, when d->ops->ctl */
 	int refs;
 	struct sess *owner; /* client over UDP: the one session on this socket */
 	struct kcpx_pkt tx[TX_BATCH];
