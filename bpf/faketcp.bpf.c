@@ -90,6 +90,20 @@ static __always_inline struct kcpx_ftcp_stats *stats(void)
 	return bpf_map_lookup_elem(&kcpx_ftcp_stats, &zero);
 }
 
+/*
+ * The stats when the transport header at hdr (len bytes) is inside the frame and its port
+ * at port (inside that header) is one of ours; NULL when the frame is none of our business.
+ */
+static __always_inline struct kcpx_ftcp_stats *ours(void *hdr, __u32 len, void *data_end,
+						    __be16 *port)
+{
+	if (hdr + len > data_end)
+		return NULL;
+	if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, port))
+		return NULL;
+	return stats();
+}
+
 /* Sum of the segment's payload, plen bytes at off, for the TCP checksum. */
 static __always_inline int payload_sum(struct __sk_buff *skb, __u32 off, __u32 plen, __u32 *sum)
 {
@@ -151,11 +165,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 		if ((void *)(iph + 1) > data_end || iph->protocol != IPPROTO_UDP || iph->ihl != 5)
 			return TCX_NEXT;
 		udp = (void *)(iph + 1);
-		if ((void *)(udp + 1) > data_end)
-			return TCX_NEXT;
-		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &udp->source))
-			return TCX_NEXT;
-		st = stats();
+		st = ours(udp, sizeof(*udp), data_end, &udp->source);
 		if (!st)
 			return TCX_NEXT;
 		/* a fragment cannot be rewritten: its UDP header is not in every piece */
@@ -171,11 +181,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
 			return TCX_NEXT;
 		udp = (void *)(ip6 + 1);
-		if ((void *)(udp + 1) > data_end)
-			return TCX_NEXT;
-		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &udp->source))
-			return TCX_NEXT;
-		st = stats();
+		st = ours(udp, sizeof(*udp), data_end, &udp->source);
 		if (!st)
 			return TCX_NEXT;
 		__builtin_memcpy(key.raddr, &ip6->daddr, 16);
@@ -212,7 +218,7 @@ int kcpx_tc_ftcp(struct __sk_buff *skb)
 	th.psh = 1;
 	th.ack = 1;
 	th.window = bpf_htons(f->window);
-	f->tx_ns = bpf_ktime_get_ns();
+	f->tx_ns = bpf_ktime_get_coarse_ns();
 
 	/* Room for the longer header between IP and UDP; this also leaves the skb with no
 	 * checksum offload (CHECKSUM_NONE), so every checksum below must be whole. */
@@ -343,7 +349,7 @@ static __always_inline void track_rx(struct kcpx_ftcp_flow *f, __u32 seq, __u32 
 		else
 			f->rcv_nxt = end;
 	}
-	f->rx_ns = bpf_ktime_get_ns();
+	f->rx_ns = bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job *j)
@@ -365,11 +371,7 @@ static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job 
 		if ((void *)(iph + 1) > data_end || iph->protocol != IPPROTO_TCP || iph->ihl < 5)
 			return RX_PASS;
 		th = (void *)iph + iph->ihl * 4;
-		if ((void *)(th + 1) > data_end)
-			return RX_PASS;
-		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &th->dest))
-			return RX_PASS;
-		st = stats();
+		st = ours(th, sizeof(*th), data_end, &th->dest);
 		if (!st)
 			return RX_PASS;
 		if (iph->ihl != 5 || (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))) {
@@ -391,11 +393,7 @@ static __always_inline int rx_prepare(void *data, void *data_end, struct rx_job 
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return RX_PASS;
 		th = (void *)(ip6 + 1);
-		if ((void *)(th + 1) > data_end)
-			return RX_PASS;
-		if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, &th->dest))
-			return RX_PASS;
-		st = stats();
+		st = ours(th, sizeof(*th), data_end, &th->dest);
 		if (!st)
 			return RX_PASS;
 		iplen = bpf_ntohs(ip6->payload_len);

@@ -62,7 +62,7 @@ struct kcpx_ftcp_flow {
 	 * the data, so its RST (the peer closing) carries this number: a RST with exactly
 	 * this sequence number counts too, however far rcv_nxt has moved since. */
 	__u32 rcv_isn;
-	__u64 rx_ns; /* bpf_ktime_get_ns() of the last segment translated in */
+	__u64 rx_ns; /* bpf_ktime_get_coarse_ns() of the last segment translated in */
 	__u64 tx_ns; /* ... and out */
 };
 _Static_assert(sizeof(struct kcpx_ftcp_flow) == 32, "kcpx_ftcp_flow layout");

@@ -178,6 +178,31 @@ static size_t tcp_in(struct frame *f, const struct seg *sg)
 	return f->len;
 }
 
+/* The segment sg from the peer, built into f and run through ingress: verdict v. */
+#define CHECK_IN(f, sg, v)                                                                         \
+	do {                                                                                       \
+		tcp_in((f), (sg));                                                                 \
+		CHECK_EQ(run_xdp(f), 0);                                                           \
+		CHECK_EQ(verdict, (v));                                                            \
+	} while (0)
+
+/* The IP header at ip that a rewrite wrote: protocol proto before l4len bytes, checksum
+ * right, the addresses of the frame f it came from. */
+static void check_ip_out(const uint8_t *ip, const struct frame *f, int family, int proto,
+			 size_t l4len)
+{
+	if (family == 4) {
+		CHECK_EQ(ip[9], proto);
+		CHECK_EQ(ip[2] << 8 | ip[3], 20 + l4len);
+		CHECK(frame_ip4_csum_ok(ip));
+		CHECK_MEM(ip + 12, f->b + f->l3 + 12, 8);
+	} else {
+		CHECK_EQ(ip[6], proto);
+		CHECK_EQ(ip[4] << 8 | ip[5], l4len);
+		CHECK_MEM(ip + 8, f->b + f->l3 + 8, 32);
+	}
+}
+
 static struct kcpx_ftcp_key flow_key(int family, uint16_t rport, uint16_t lport)
 {
 	struct kcpx_addr a = {};
@@ -243,16 +268,7 @@ static void check_egress(int family, size_t payload, uint32_t snd, uint32_t rcv)
 	CHECK_EQ(counted(), 1);
 	CHECK_EQ(out_len, f.len + 12);
 	CHECK_MEM(out, f.b, 14); /* Ethernet untouched */
-	if (family == 4) {
-		CHECK_EQ(ip[9], 6);
-		CHECK_EQ(ip[2] << 8 | ip[3], 20 + 20 + payload);
-		CHECK(frame_ip4_csum_ok(ip));
-		CHECK_MEM(ip + 12, f.b + f.l3 + 12, 8);
-	} else {
-		CHECK_EQ(ip[6], 6);
-		CHECK_EQ(ip[4] << 8 | ip[5], 20 + payload);
-		CHECK_MEM(ip + 8, f.b + f.l3 + 8, 32);
-	}
+	check_ip_out(ip, &f, family, 6, 20 + payload);
 	CHECK_EQ(t[0] << 8 | t[1], LPORT);
 	CHECK_EQ(t[2] << 8 | t[3], RPORT);
 	CHECK_EQ(get32(t + 4), snd);
@@ -413,16 +429,7 @@ static void check_ingress(int family, size_t payload, int opt_words, uint32_t se
 	CHECK_EQ(d.rx_bytes, payload);
 	CHECK_EQ(out_len, f.len - (hl - 8));
 	CHECK_MEM(out, f.b, 14);
-	if (family == 4) {
-		CHECK_EQ(ip[9], 17);
-		CHECK_EQ(ip[2] << 8 | ip[3], 20 + 8 + payload);
-		CHECK(frame_ip4_csum_ok(ip));
-		CHECK_MEM(ip + 12, f.b + f.l3 + 12, 8);
-	} else {
-		CHECK_EQ(ip[6], 17);
-		CHECK_EQ(ip[4] << 8 | ip[5], 8 + payload);
-		CHECK_MEM(ip + 8, f.b + f.l3 + 8, 32);
-	}
+	check_ip_out(ip, &f, family, 17, 8 + payload);
 	CHECK_EQ(u[0] << 8 | u[1], RPORT);
 	CHECK_EQ(u[2] << 8 | u[3], LPORT);
 	CHECK_EQ(u[4] << 8 | u[5], 8 + payload);
@@ -492,9 +499,7 @@ static void test_ingress_control(void)
 	CHECK_EQ(set_flow(4, 1, 5000, KCPX_FTCP_EST), 0);
 	/* pure ACK */
 	sg.flags = 0x10;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_EQ(out_len, f.len);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_ctl, 1);
@@ -502,16 +507,12 @@ static void test_ingress_control(void)
 	/* FIN with data */
 	sg.flags = 0x19;
 	sg.payload = 10;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_ctl, 1);
 	/* data without ACK */
 	sg.flags = 0x08;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_EQ(d.rx_ctl, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
 	CHECK_EQ(get_flow(4).rcv_nxt, 5000);
@@ -524,9 +525,7 @@ static void test_ingress_control(void)
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
 	/* a SYN: the peer made a new handshake on this 4-tuple */
 	sg.flags = 0x02;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_syn, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_SYN);
@@ -540,41 +539,29 @@ static void test_ingress_rst(void)
 	/* blind: far from what we acknowledge. Dropped, the flow lives on */
 	CHECK_EQ(set_flow(4, 1, 5000, KCPX_FTCP_EST), 0);
 	sg.seq = 5000 + KCPX_FTCP_RST_WINDOW;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_DROP);
+	CHECK_IN(&f, &sg, V_DROP);
 	CHECK_EQ(d.rx_rst_bad, 1);
 	sg.seq = 5000 - KCPX_FTCP_RST_WINDOW;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_DROP);
+	CHECK_IN(&f, &sg, V_DROP);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
 	sg.seq = RCV_ISN + 1;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_DROP);
+	CHECK_IN(&f, &sg, V_DROP);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_EST);
 	/* the peer's kernel socket closing: its sequence number stopped at the handshake */
 	sg.seq = RCV_ISN;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_EQ(d.rx_rst, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
 	CHECK_EQ(set_flow(4, 1, 5000, KCPX_FTCP_EST), 0);
 	/* in window (a middlebox or the peer's kernel): marked, passed on */
 	sg.seq = 5000 - KCPX_FTCP_RST_WINDOW + 1;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_EQ(d.rx_rst, 1);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
 	CHECK_EQ(set_flow(4, 1, 0xffffff00, KCPX_FTCP_EST), 0);
 	sg.seq = 0x100; /* across the wrap */
 	sg.flags = 0x14;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_EQ(get_flow(4).state, KCPX_FTCP_RESET);
 	/* data after a RST still gets through: the peer is alive */
 	check_ingress(4, 10, 0, 0xffffff00, 0xffffff00, 0xffffff0a);
@@ -588,9 +575,7 @@ static void test_ingress_others(void)
 
 	CHECK_EQ(set_flow(4, 1, 1, KCPX_FTCP_EST), 0);
 	sg.sport = RPORT + 1;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(d.rx_noflow, 1);
 	CHECK_EQ(counted(), 1);
@@ -601,9 +586,7 @@ static void test_ingress_others(void)
 	CHECK_EQ(d.rx_noflow, 1);
 	sg.src = NULL;
 	sg.dport = LPORT + 1;
-	tcp_in(&f, &sg);
-	CHECK_EQ(run_xdp(&f), 0);
-	CHECK_EQ(verdict, V_PASS);
+	CHECK_IN(&f, &sg, V_PASS);
 	CHECK_MEM(out, f.b, f.len);
 	CHECK_EQ(counted(), 0);
 	/* UDP to our port (the backend's own datagrams if UDP gets through) */
@@ -713,11 +696,12 @@ static void test_ingress_bad_csum(void)
 	CHECK(!l4_csum_ok(out, 14, 54, 108, 6, 17));
 }
 
+/* the clock the programs stamp with (bpf_ktime_get_coarse_ns) */
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 

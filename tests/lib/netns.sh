@@ -150,3 +150,11 @@ need_root() {
 		exit 4
 	fi
 }
+
+# work_dir NAME: need_root, then $work, a fresh directory /tmp/kcpx-NAME.XXXXXX that the
+# cleanup removes (also on failure)
+work_dir() {
+	need_root
+	work=$(mktemp -d "/tmp/kcpx-$1.XXXXXX") || exit 1
+	on_cleanup "rm -rf '$work'"
+}

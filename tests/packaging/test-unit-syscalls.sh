@@ -11,12 +11,10 @@
 #   [ A ] tcpio multi -> strace kcpx client ==udp== [ B ] strace kcpx server -> tcpio echo
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir unitsys
 command -v strace >/dev/null && command -v systemd-analyze >/dev/null ||
 	{ echo "SKIP: needs strace and systemd-analyze"; exit 4; }
 top=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/kcpx-unitsys.XXXXXX)
-on_cleanup "rm -rf $work"
 fail=0
 
 # the allowed set of one unit, one name a line

@@ -17,12 +17,10 @@ cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-build}
 # shellcheck source=../../tools/lib/wan.sh
 . tools/lib/wan.sh
-need_root
+work_dir ccbn
 [ -x "$OUT/tools/linkem" ] || make --no-print-directory "$OUT/tools/linkem" >/dev/null || exit 1
 SIZE=$((6 << 20))
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
-work=$(mktemp -d /tmp/kcpx-ccbn.XXXXXX)
-on_cleanup "rm -rf '$work'"
 NA=$(wan_ns 0 a)
 NB=$(wan_ns 0 b)
 IPB=$(wan_ip 0 b)

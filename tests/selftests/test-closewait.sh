@@ -18,9 +18,7 @@
 # that cannot fire early) and generous upper bounds.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-closewait.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir closewait
 fail=0
 
 wait_file() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }

@@ -17,9 +17,7 @@
 set -eu
 NETNS_TAG=kdn$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-dns.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir dns
 PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key dns-selftest --crypt aes --mode fast3 --quiet"
 NAME=kcpx-dns-$$.test

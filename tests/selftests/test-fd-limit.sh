@@ -11,9 +11,7 @@
 # /proc/PID/stat, not wall-clock timing), the 4 streams echo before, during and after.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-fdlim.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir fdlim
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 TUN="--key fdlimit --mode fast3 --quiet"

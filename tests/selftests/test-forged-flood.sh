@@ -20,10 +20,8 @@
 #    victim, sessions refused. The forger sends about 5,000 datagrams a second.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir forged
 command -v nft >/dev/null || { echo "SKIP: no nft" >&2; exit 4; }
-work=$(mktemp -d /tmp/kcpx-forged.XXXXXX)
-on_cleanup "rm -rf $work"
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 SIZE=${SIZE:-$((24 << 20))}

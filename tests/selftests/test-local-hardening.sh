@@ -8,10 +8,8 @@
 #     root:   kcpx down lo / kcpx up lo ... -> refused, $victim's files survive
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-local.XXXXXX)
+work_dir local
 chmod 755 "$work"
-on_cleanup "rm -rf $work"
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 id nobody >/dev/null 2>&1 || { echo "SKIP: no user nobody" >&2; exit 4; }

@@ -12,12 +12,10 @@
 # client whose server is silent answers /healthz with 503 and the reason.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir metrics
 command -v prometheus >/dev/null || { echo "SKIP: no prometheus (make deps)"; exit 1; }
 SIZE=$((8 << 20))
 FLAGS="--crypt aes --key metrics-test --mode fast3"
-work=$(mktemp -d /tmp/kcpx-metrics.XXXXXX)
-on_cleanup "rm -rf $work"
 fail=0
 
 wait_for() { # wait_for SECONDS CMD...: until CMD succeeds

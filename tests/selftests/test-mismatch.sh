@@ -20,9 +20,7 @@
 # the other's ratio).
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-mismatch.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir mismatch
 fail=0
 
 netns_pair

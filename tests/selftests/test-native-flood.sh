@@ -14,15 +14,13 @@
 set -eu
 NETNS_TAG=kf$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir nflood
 here=$NETNS_TOP/tests/selftests
 FLOOD="$here/native-flood.py"
 SIZE=${SIZE:-$((64 << 20))}
 PPS=${PPS:-20000}
 SECS=${SECS:-6}
 FLAGS="--key flood-selftest --proto kcpx --nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
-work=$(mktemp -d /tmp/kcpx-nflood.XXXXXX)
-on_cleanup "rm -rf $work"
 
 netns_pair
 in_b python3 "$TCPIO" sink 9001 "$work" & track_pid $!

@@ -13,11 +13,9 @@
 set -eu
 NETNS_TAG=kn$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir native
 SIZE=${SIZE:-$((64 << 20))}
 BASE="--key native-selftest --crypt aes --nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
-work=$(mktemp -d /tmp/kcpx-native.XXXXXX)
-on_cleanup "rm -rf $work"
 
 netns_pair
 in_b python3 "$TCPIO" sink 9001 "$work" & track_pid $!

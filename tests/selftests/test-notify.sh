@@ -10,9 +10,7 @@
 # and `kcpx up` leaves no XDP program and no pin behind.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-notify.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir notify
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --key notify-test"
 fail=0
 

@@ -15,9 +15,7 @@
 # a port of the range XDP did not claim would be).
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-portrange.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir portrange
 fail=0
 
 netns_pair

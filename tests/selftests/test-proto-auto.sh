@@ -29,11 +29,9 @@
 set -eu
 NETNS_TAG=kpa$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir protoauto
 SIZE=$((4 << 20))
 BASE="--key proto-auto-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
-work=$(mktemp -d /tmp/kcpx-protoauto.XXXXXX)
-on_cleanup "rm -rf $work"
 
 fail=0
 echo "flags: bad --hsrate / --reprobe values are refused, naming the flag"

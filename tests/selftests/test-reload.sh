@@ -14,9 +14,7 @@
 # that says so and how to fix it, and reloads once the file is readable to that user.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-reload.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir reload
 HALF=$((8 << 20))
 fail=0
 

@@ -6,9 +6,7 @@
 #                                                        -> echo :9091 / unix socket / nothing
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-robust.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir robust
 FLAGS="--crypt aes --key robust --mode fast3 --quiet"
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }

@@ -12,7 +12,7 @@
 # the fds it had before the run (no fd leak). Part two: the server shows 1,000 sessions.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir selftest
 STREAMS=${STREAMS:-10000}
 SESSIONS=${SESSIONS:-1000}
 SIZE=${SIZE:-4096}
@@ -27,8 +27,6 @@ if [ "$(ulimit -n)" -lt $((STREAMS + 200)) ]; then
 	echo "SKIP: the fd limit $(ulimit -n) is below $((STREAMS + 200))"
 	exit 4
 fi
-work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)
-on_cleanup "rm -rf $work"
 
 netns_pair
 in_b python3 "$MANY" echo 9000 & track_pid $!

@@ -17,11 +17,9 @@
 # threaded NAPI, no nftables table; no log line says a syscall was refused.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir secup
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
 command -v nft >/dev/null || { echo "SKIP: no nft command"; exit 4; }
-work=$(mktemp -d /tmp/kcpx-secup.XXXXXX)
-on_cleanup "rm -rf $work"
 SIZE=$((4 << 20))
 FLAGS="--crypt aes --key seccomp-up --mode fast3"
 fail=0

@@ -15,9 +15,7 @@
 # refused.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-seccomp.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir seccomp
 SIZE=$((4 << 20))
 FLAGS="--crypt aes --key seccomp-test --mode fast3"
 fail=0

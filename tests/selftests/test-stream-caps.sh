@@ -12,9 +12,7 @@
 # takes a new stream; each server logs the cap it hit.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-strcap.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir strcap
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 TUN="--key streamcaps --mode fast3 --quiet"

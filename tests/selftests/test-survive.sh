@@ -31,10 +31,8 @@ set -eu
 NETNS_TAG=ksv$$
 . "$(dirname "$0")/../lib/netns.sh"
 . "$(dirname "$0")/../lib/download.sh"
-need_root
+work_dir survive
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
-work=$(mktemp -d /tmp/kcpx-survive.XXXXXX)
-on_cleanup "rm -rf $work"
 PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key survive-selftest --crypt aes --mode fast3 --keepalive 10 --quiet"
 RATE=$((2 << 20)) # bytes per second the source sends

@@ -16,11 +16,9 @@
 # and after a kill -9 until `kcpx down`; no program is left on the interfaces.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir selftest
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
-work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)
-on_cleanup "rm -rf $work"
 
 NS_M=${NETNS_TAG}m
 n=$_netns_n

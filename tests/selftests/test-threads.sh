@@ -21,9 +21,7 @@ set -eu
 NETNS_TAG=kth$$
 . "$(dirname "$0")/../lib/netns.sh"
 . "$(dirname "$0")/../lib/download.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-threads.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir threads
 FLAGS="--key threads-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 SIZE=$((16 << 20))
 fail=0

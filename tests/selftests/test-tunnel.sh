@@ -9,11 +9,9 @@
 # down cleanly on SIGTERM.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir selftest
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS=${FLAGS:---crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024}
-work=$(mktemp -d /tmp/kcpx-selftest.XXXXXX)
-on_cleanup "rm -rf $work"
 
 netns_pair
 # kcpx server in B forwards to three local services; each client port maps to one server.

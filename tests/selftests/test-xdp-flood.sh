@@ -23,7 +23,7 @@
 set -eu
 NETNS_TAG=kxf$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir xflood
 here=$NETNS_TOP/tests/selftests
 KCPTUN_SERVER=${KCPTUN_SERVER:-kcptun-server}
 FLOOD="$here/xdp-flood.py"
@@ -34,8 +34,6 @@ PORT=4000
 KEY=xdp-flood-selftest
 TUN="--nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
-work=$(mktemp -d /tmp/kcpx-xflood.XXXXXX)
-on_cleanup "rm -rf $work"
 
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }

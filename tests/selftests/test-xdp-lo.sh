@@ -9,7 +9,7 @@
 set -eu
 NETNS_TAG=kxl$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir xdplo
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
 SIZE=$((8 << 20))
 NS=${NETNS_TAG}l
@@ -17,8 +17,6 @@ PIN=/sys/fs/bpf/kcpx/lo
 bpffs_mount
 # the pins are named after the interface: never touch a live `kcpx up lo` of the host's
 [ -e "$PIN" ] && { echo "SKIP: $PIN exists (a kcpx up lo runs on this host)"; exit 4; }
-work=$(mktemp -d /tmp/kcpx-xdplo.XXXXXX)
-on_cleanup "rm -rf $work"
 netns_add "$NS"
 on_cleanup "in_ns $NS $KCPX down lo; rmdir /sys/fs/bpf/kcpx"
 
@@ -44,6 +42,10 @@ srv=$!
 track_pid $srv
 wait_log "$work/server.log" "listening" 20 || fail "server did not start"
 grep -q "(af_xdp)" "$work/server.log" || fail "the server is not on AF_XDP"
+# lo has one RX queue: the default is one engine, whatever the cores
+grep -q "lo: 1 engine: one per RX queue" "$work/server.log" ||
+	fail "not one engine on lo's one queue: $(grep -m1 engine "$work/server.log")"
+grep -q " threads, each with" "$work/server.log" && fail "more than one thread on lo"
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS" "$KCPX" client -l 127.0.0.1:8388 -r 127.0.0.1:4000 $FLAGS \
 	--log "$work/client.log" &

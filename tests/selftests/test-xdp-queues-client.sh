@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A `kcpx up` client with one engine per RX queue (--threads 2 on a 2-queue veth).
+# A `kcpx up` client with one engine per RX queue (the default on a 2-queue veth with 2
+# cores, --threads 2 on 1 core).
 #
 #   [ A ] tcpio multi -> kcpx up $IF_A client   ==udp==>  $IF_B  kcpx server :4113 [ B ]
 #         $IP_A          127.0.0.1:8493          veth      plain UDP  -> tcpio echo :9113
@@ -9,7 +10,9 @@
 #
 # Each client session has a UDP port of its own on the core of the thread that opened it;
 # the server's answers reach whichever RX queue of $IF_A the server's TX queue names (a
-# veth's rule), so a core hands another's datagrams over (io/xsk.c).
+# veth's rule), so a core hands another's datagrams over (io/xsk.c). A veth has no RSS key:
+# the client says once that its ports are the kernel's (on a NIC with one it picks them
+# by the Toeplitz hash, core/rss.h, tested in test_rss).
 #
 #   step      what happens                                   checks
 #   spread    connections until both client threads hold a   `kcpx status`: each thread holds
@@ -26,11 +29,11 @@
 set -eu
 NETNS_TAG=kxc$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
-work=$(mktemp -d /tmp/kcpx-xdpqc.XXXXXX)
-on_cleanup "rm -rf $work"
+work_dir xdpqc
 FLAGS="--key queues-client-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 fail=0
+THREADS=""
+[ "$(nproc)" -ge 2 ] || THREADS="--threads 2"
 
 bpffs_mount
 NETNS_QUEUES=2 netns_pair
@@ -42,10 +45,12 @@ nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l :4113 -t 127.0.0.1:9113 $FLAG
 wait_udp_port "$NS_B" 4113 20
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" --xdp-mode native client -l 127.0.0.1:8493 \
-	-r "$IP_B:4113" --threads 2 --conn 8 $FLAGS --log "$work/client.log" & cpid=$!
+	-r "$IP_B:4113" $THREADS --conn 8 $FLAGS --log "$work/client.log" & cpid=$!
 track_pid $cpid
 wait_tcp_port "$NS_A" 8493 20
 grep -q "2 threads" "$work/client.log" || { echo "FAIL: the client did not start 2 threads"; fail=1; }
+[ "$(grep -c "no RSS key to read.*client ports are the kernel's" "$work/client.log")" = 1 ] ||
+	{ echo "FAIL: the client did not say once that a veth has no RSS key"; fail=1; }
 
 status() { "$KCPX" status "$cpid" 2>/dev/null; }
 thread_sessions() { status | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }

@@ -15,12 +15,10 @@
 # SIZE (bytes, default 64 MiB) sets the transfer.
 set -eu
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir xdptun
 SIZE=${SIZE:-$((64 << 20))}
 FLAGS="--crypt none --nocomp --ds 0 --ps 0 --mode fast3 --sndwnd 1024 --rcvwnd 1024"
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
-work=$(mktemp -d /tmp/kcpx-xdptun.XXXXXX)
-on_cleanup "rm -rf $work"
 
 fail() {
 	echo "FAIL: $*" >&2

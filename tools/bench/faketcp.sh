@@ -20,35 +20,27 @@
 # daemon's CPU includes its peer's receive path (the XDP/TC translation included).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-OUTF=$1
-RUNS=$2
-SECS=$3
-shift 3
-FLAGS=("$@")
-KCPX=${KCPX:-$PWD/build/kcpx}
+# shellcheck source=pair.sh
+. tools/bench/pair.sh
+pair_args "$@"
 NETNS_TAG=${NETNS_TAG:-kxft$$}
 FT_LINK=${FT_LINK:-}
 if [ -n "$FT_LINK" ]; then
 	WAN_TAG=$NETNS_TAG
 	# shellcheck source=../lib/wan.sh
 	. tools/lib/wan.sh
-	need_root
+	work_dir faketcp
 	wan_up 1 || exit 1
 	wan_linkem 1 --both "$FT_LINK" -s "${FT_SEED:-42}" || exit 1
 	NS_A=$(wan_ns 1 a) NS_B=$(wan_ns 1 b) IP_B=$(wan_ip 1 b)
 else
 	# shellcheck source=../../tests/lib/netns.sh
 	. tests/lib/netns.sh
-	need_root
+	work_dir faketcp
 	netns_pair
 fi
-LOG=$(mktemp -d /tmp/kcpx-faketcp.XXXXXX)
-on_cleanup "rm -rf '$LOG'; in_a $KCPX down >/dev/null 2>&1; in_b $KCPX down >/dev/null 2>&1"
-
-# shellcheck source=ticks.sh
-. tools/bench/ticks.sh
-# shellcheck source=pair.sh
-. tools/bench/pair.sh
+LOG=$work
+on_cleanup "in_a $KCPX down >/dev/null 2>&1; in_b $KCPX down >/dev/null 2>&1"
 
 one() { # one CAND RUN
 	local cand=$1 run=$2 cli srv extra=() iperf_extra=()

@@ -7,7 +7,8 @@
 #   [ ns a: iperf3 -c -P STREAMS, kcpx client --conn CONN --threads 2 (UDP) ]
 #        ==== veth, 2 RX/TX queues: the kernel puts each client UDP port on a TX queue,
 #             the veth hands its datagrams to the same RX queue of the peer ====
-#   [ ns b: kcpx up IF_B --xdp-mode native server --threads N (N = 1, 2), iperf3 -s ]
+#   [ ns b: kcpx up IF_B --xdp-mode native server --threads N (N = 1, 2; 2 is the default
+#           on 2 queues and 2 cores), iperf3 -s ]
 #
 # Candidates q1 and q2 (server engines N = 1, 2), interleaved RUNS times, each one bounded
 # iperf3 transfer of SECS with STREAMS (default 4) parallel connections over CONN (default
@@ -19,28 +20,19 @@
 # were meanwhile (iperf3 and anything else running included).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-OUTF=$1
-RUNS=$2
-SECS=$3
-shift 3
-FLAGS=("$@")
-KCPX=${KCPX:-$PWD/build/kcpx}
+# shellcheck source=pair.sh
+. tools/bench/pair.sh
+pair_args "$@"
 NETNS_TAG=${NETNS_TAG:-kxq$$}
 STREAMS=${STREAMS:-4}
 CONN=${CONN:-8}
 # shellcheck source=../../tests/lib/netns.sh
 . tests/lib/netns.sh
-need_root
+work_dir queues
+LOG=$work
 bpffs_mount
 NETNS_QUEUES=2 netns_pair
 on_cleanup "in_b $KCPX down $IF_B"
-LOG=$(mktemp -d /tmp/kcpx-queues.XXXXXX)
-on_cleanup "rm -rf '$LOG'"
-
-# shellcheck source=ticks.sh
-. tools/bench/ticks.sh
-# shellcheck source=pair.sh
-. tools/bench/pair.sh
 
 # jiffies the machine's cores were busy and in all, from /proc/stat's first line
 busy_total() {

@@ -15,26 +15,17 @@
 # receive path.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-OUTF=$1
-RUNS=$2
-SECS=$3
-shift 3
-FLAGS=("$@")
-KCPX=${KCPX:-$PWD/build/kcpx}
+# shellcheck source=pair.sh
+. tools/bench/pair.sh
+pair_args "$@"
 NETNS_TAG=${NETNS_TAG:-kxth$$}
 STREAMS=${STREAMS:-4}
 CONN=${CONN:-2}
 # shellcheck source=../../tests/lib/netns.sh
 . tests/lib/netns.sh
-need_root
+work_dir threads
+LOG=$work
 netns_pair
-LOG=$(mktemp -d /tmp/kcpx-threads.XXXXXX)
-on_cleanup "rm -rf '$LOG'"
-
-# shellcheck source=ticks.sh
-. tools/bench/ticks.sh
-# shellcheck source=pair.sh
-. tools/bench/pair.sh
 
 one() { # one CAND RUN
 	local cand=$1 run=$2 cli srv extra=() iperf_extra=(-P "$STREAMS")

@@ -123,12 +123,20 @@ static void path_readable(struct kcpx_watch *w, uint32_t events)
 			kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &t->rx[i].addr,
 				      t->rx[i].buf, t->rx[i].len, now);
 		total += n;
-		/* A plain UDP socket: a short batch emptied its queue, one more call would
-		 * only say EAGAIN (a datagram arriving meanwhile wakes the loop again). The
-		 * backends' receive (AF_XDP) drains until it returns nothing. */
-		if (n < RX_BATCH && !t->be)
+		/* A plain UDP socket (also under --tcp): a short batch emptied its queue, one
+		 * more call would only say EAGAIN (a datagram arriving meanwhile wakes the loop
+		 * again). AF_XDP's receive drains until it returns nothing. */
+		if (n < RX_BATCH && g->d->short_empty)
 			break;
 	}
+}
+
+static void path_ctl(struct kcpx_watch *w, uint32_t events)
+{
+	struct dg *g = (struct dg *)((char *)w - offsetof(struct dg, cw));
+
+	(void)events;
+	g->d->ops->ctl(g->d);
 }
 
 struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
@@ -185,6 +193,14 @@ struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 			goto err_free;
 		}
 	}
+	g->cw.fd = -1;
+	g->cw.fn = path_ctl;
+	if (d->ops->ctl && kcpx_loop_add(t->loop, &g->cw, d->cfd, EPOLLIN) < 0) {
+		for (int i = 0; i < d->nxfd; i++)
+			kcpx_loop_del_fd(t->loop, d->xfd[i]);
+		kcpx_loop_del(t->loop, &g->w);
+		goto err_free;
+	}
 	g->next = t->dgs;
 	t->dgs = g;
 	return g;
@@ -218,6 +234,7 @@ void kcpx_path_put(struct tunnel *t, struct dg *g)
 	kcpx_loop_del(t->loop, &g->w);
 	for (int i = 0; i < g->d->nxfd; i++)
 		kcpx_loop_del_fd(t->loop, g->d->xfd[i]);
+	kcpx_loop_del(t->loop, &g->cw);
 	g->d->ops->close(g->d);
 	free(g->txmem);
 	free(g);

@@ -32,66 +32,60 @@ static void be_tick(void *arg, const struct kcpx_snmp *snmp)
 
 #define U(x) ((unsigned long long)(x))
 
-/* `kcpx status` (and SIGUSR1, and the exit report): the flows, then the programs. */
-static void be_status(void *arg, FILE *fp)
+/*
+ * `kcpx status` (and SIGUSR1, and the exit report): the flows, then the programs; with json,
+ * the same as one "tcp" object of `kcpx status --json` (segments etc. null when the
+ * programs' counters cannot be read). One list of values for both: each fprintf picks the
+ * text or the JSON format of its line.
+ */
+static void be_report(void *arg, FILE *fp, int json)
 {
 	struct kcpx_ftcp_counts c;
 	struct kcpx_ftcp_stats s;
 
 	kcpx_ftcp_counts(arg, &c);
 	fprintf(fp,
-		"  --tcp flows: %llu established, %llu handshakes (%llu failed), %llu refused "
-		"over the caps; ended: %llu by RST, %llu by a new SYN, %llu silent, %llu idle, "
-		"%llu closed by the peer, %llu reconnected\n",
+		json ? ",\"tcp\":{\"flows\":%llu,\"handshakes\":%llu,\"handshakes_failed\":%llu,"
+		       "\"refused\":%llu,\"ended\":{\"rst\":%llu,\"syn\":%llu,\"silent\":%llu,"
+		       "\"idle\":%llu,\"closed\":%llu,\"reconnected\":%llu}"
+		     : "  --tcp flows: %llu established, %llu handshakes (%llu failed), %llu "
+		       "refused over the caps; ended: %llu by RST, %llu by a new SYN, %llu "
+		       "silent, %llu idle, %llu closed by the peer, %llu reconnected\n",
 		U(c.flows), U(c.handshakes), U(c.connect_failed), U(c.refused), U(c.end_reset),
 		U(c.end_syn), U(c.end_silent), U(c.end_idle), U(c.end_closed), U(c.end_dup));
 	if (kcpx_ftcp_stats(arg, &s)) {
-		fprintf(fp, "  --tcp segments: counters unreadable\n");
+		fputs(json ? ",\"segments\":null,\"dropped\":null}"
+			   : "  --tcp segments: counters unreadable\n",
+		      fp);
 		return;
 	}
 	fprintf(fp,
-		"  --tcp segments: out %llu (%llu B), in %llu (%llu B, %llu out of order, %llu "
-		"with an implausible ACK: rcv_nxt kept); RST in %llu, SYN in %llu; to the "
-		"kernel: control %llu, without a flow %llu, unsupported headers %llu\n",
+		json ? ",\"segments\":{\"out\":%llu,\"out_bytes\":%llu,\"in\":%llu,"
+		       "\"in_bytes\":%llu,\"in_out_of_order\":%llu,\"in_implausible_ack\":%llu,"
+		       "\"rst_in\":%llu,\"syn_in\":%llu,\"to_kernel_control\":%llu,"
+		       "\"to_kernel_no_flow\":%llu,\"to_kernel_unsupported\":%llu}"
+		     : "  --tcp segments: out %llu (%llu B), in %llu (%llu B, %llu out of order, "
+		       "%llu with an implausible ACK: rcv_nxt kept); RST in %llu, SYN in %llu; to "
+		       "the kernel: control %llu, without a flow %llu, unsupported headers %llu\n",
 		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo),
 		U(s.rx_ack_jump), U(s.rx_rst), U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow),
 		U(s.rx_unsup));
 	fprintf(fp,
-		"  --tcp dropped: out without a flow %llu, out malformed %llu, out errors %llu; "
-		"in blind RST %llu, in truncated %llu\n",
+		json ? ",\"dropped\":{\"out_no_flow\":%llu,\"out_malformed\":%llu,"
+		       "\"out_error\":%llu,\"in_blind_rst\":%llu,\"in_truncated\":%llu}}"
+		     : "  --tcp dropped: out without a flow %llu, out malformed %llu, out errors "
+		       "%llu; in blind RST %llu, in truncated %llu\n",
 		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc));
 }
 
-/* `kcpx status --json`: the lines above as one "tcp" object (segments etc. null when the
- * programs' counters cannot be read). */
+static void be_status(void *arg, FILE *fp)
+{
+	be_report(arg, fp, 0);
+}
+
 static void be_status_json(void *arg, FILE *fp)
 {
-	struct kcpx_ftcp_counts c;
-	struct kcpx_ftcp_stats s;
-
-	kcpx_ftcp_counts(arg, &c);
-	fprintf(fp,
-		",\"tcp\":{\"flows\":%llu,\"handshakes\":%llu,\"handshakes_failed\":%llu,"
-		"\"refused\":%llu,\"ended\":{\"rst\":%llu,\"syn\":%llu,\"silent\":%llu,"
-		"\"idle\":%llu,\"closed\":%llu,\"reconnected\":%llu}",
-		U(c.flows), U(c.handshakes), U(c.connect_failed), U(c.refused), U(c.end_reset),
-		U(c.end_syn), U(c.end_silent), U(c.end_idle), U(c.end_closed), U(c.end_dup));
-	if (kcpx_ftcp_stats(arg, &s)) {
-		fprintf(fp, ",\"segments\":null,\"dropped\":null}");
-		return;
-	}
-	fprintf(fp,
-		",\"segments\":{\"out\":%llu,\"out_bytes\":%llu,\"in\":%llu,\"in_bytes\":%llu,"
-		"\"in_out_of_order\":%llu,\"in_implausible_ack\":%llu,\"rst_in\":%llu,"
-		"\"syn_in\":%llu,\"to_kernel_control\":%llu,\"to_kernel_no_flow\":%llu,"
-		"\"to_kernel_unsupported\":%llu}",
-		U(s.tx_segs), U(s.tx_bytes), U(s.rx_segs), U(s.rx_bytes), U(s.rx_ooo),
-		U(s.rx_ack_jump), U(s.rx_rst), U(s.rx_syn), U(s.rx_ctl), U(s.rx_noflow),
-		U(s.rx_unsup));
-	fprintf(fp,
-		",\"dropped\":{\"out_no_flow\":%llu,\"out_malformed\":%llu,\"out_error\":%llu,"
-		"\"in_blind_rst\":%llu,\"in_truncated\":%llu}}",
-		U(s.tx_noflow), U(s.tx_bad), U(s.tx_err), U(s.rx_rst_bad), U(s.rx_trunc));
+	be_report(arg, fp, 1);
 }
 
 static void metric(FILE *fp, const char *name, const char *type, const char *help)

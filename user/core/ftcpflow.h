@@ -3,8 +3,10 @@
  * When a `--tcp` flow ends, I/O-free: the once-a-second verdict on one established flow
  * (include/kcpx_ftcp.h) from what the BPF programs left in its map entry and the time.
  *
- * The programs stamp rx_ns/tx_ns with bpf_ktime_get_ns() (CLOCK_MONOTONIC) whenever they
- * translate a segment, so a stamp may be later than the `now` the caller read before it
+ * The programs stamp rx_ns/tx_ns with bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC at tick
+ * resolution: a clock read per packet costs more, and the verdicts count whole seconds)
+ * whenever they translate a segment, so a stamp may lag the `now` of CLOCK_MONOTONIC by a
+ * tick, or be later than the `now` the caller read before it
  * looked the flow up: such a stamp means "just now", never "long ago". Ages are therefore
  * taken with kcpx_ftcp_age(), which saturates at 0, not by an unsigned subtraction (that
  * turned a flow busy at the very moment of the check into one idle for 584 years and

@@ -2,12 +2,16 @@
 /*
  * The datagram backend contract: how the tunnel moves UDP payloads, whatever carries them
  * (a plain UDP socket, or an AF_XDP socket fed by the XDP program). The event loop polls
- * d->fd, and each of d->xfd, for EPOLLIN and calls recv until it returns 0; it calls send
- * with batches and then flush once per loop turn.
+ * d->fd, and each of d->xfd, for EPOLLIN and calls recv until it returns 0, or, where
+ * d->short_empty says so, until a batch comes back short; it calls send with batches and
+ * then flush once per loop turn. A backend with control traffic beside its datagrams
+ * (--tcp's TCP sockets) has ops->ctl: the loop calls it when d->cfd is readable, so that
+ * the data path never polls for it.
  */
 #ifndef KCPX_IO_DGRAM_H
 #define KCPX_IO_DGRAM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/addr.h"
@@ -39,6 +43,8 @@ struct kcpx_dgram_ops {
 	/* Push out what send queued (AF_XDP: kick TX, reap completions). May be NULL. */
 	int (*flush)(struct kcpx_dgram *d);
 	void (*close)(struct kcpx_dgram *d);
+	/* May be NULL. Handle what made d->cfd readable. */
+	void (*ctl)(struct kcpx_dgram *d);
 };
 
 struct kcpx_dgram {
@@ -46,6 +52,8 @@ struct kcpx_dgram {
 	int fd;			  /* readable when recv has work */
 	int xfd[KCPX_DGRAM_XFDS]; /* so is each of these (nxfd of them) */
 	int nxfd;
+	int cfd;	  /* watched for ops->ctl, when there is one */
+	bool short_empty; /* a plain socket: a short recv batch emptied its queue */
 	const char *name; /* "udp" or "af_xdp", for logs and stats */
 	struct kcpx_addr local;
 };

@@ -38,7 +38,7 @@ struct ftcp_conn {
 };
 
 struct ftcp_dg {
-	struct kcpx_dgram d; /* what the tunnel sees: fd = the UDP socket, xfd[0] = ep */
+	struct kcpx_dgram d; /* what the tunnel sees: fd = the UDP socket, cfd = ep */
 	struct kcpx_dgram *udp;
 	struct kcpx_ftcp *ft;
 	int ep;	 /* epoll over the TCP sockets: the listener or the connection(s) */
@@ -434,8 +434,12 @@ static int ftcp_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 {
 	struct ftcp_dg *g = (struct ftcp_dg *)d;
 
-	ctl_events(g);
 	return g->udp->ops->recv(g->udp, pkts, n);
+}
+
+static void ftcp_ctl(struct kcpx_dgram *d)
+{
+	ctl_events((struct ftcp_dg *)d);
 }
 
 static int ftcp_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
@@ -480,6 +484,7 @@ static void ftcp_close(struct kcpx_dgram *d)
 static const struct kcpx_dgram_ops ftcp_ops = {
 	.recv = ftcp_recv,
 	.send = ftcp_send,
+	.ctl = ftcp_ctl,
 	.flush = ftcp_flush,
 	.close = ftcp_close,
 };
@@ -525,8 +530,8 @@ int kcpx_ftcp_open(struct kcpx_ftcp *ft, const struct kcpx_addr *bind_,
 		goto err_free;
 	g->d.ops = &ftcp_ops;
 	g->d.fd = g->udp->fd;
-	g->d.xfd[0] = g->ep;
-	g->d.nxfd = 1;
+	g->d.cfd = g->ep;
+	g->d.short_empty = true;
 	g->d.name = "udp+tcp";
 	g->d.local = g->udp->local;
 	g->lport = (uint16_t)kcpx_addr_port(&g->d.local);

@@ -9,7 +9,9 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <libmnl/libmnl.h>
 #include <linux/if_link.h>
+#include <linux/rtnetlink.h>
 
 #include "faketcp.skel.h"
 #include "io/ftcp_bpf.h"
@@ -102,6 +104,68 @@ int kcpx_ftcp_bpf_attached(const struct kcpx_ftcp_bpf *b, int ifindex)
 	return 0;
 }
 
+static int kind_cb(const struct nlattr *a, void *data)
+{
+	bool *veth = data;
+
+	if (mnl_attr_get_type(a) == IFLA_INFO_KIND && !mnl_attr_validate(a, MNL_TYPE_STRING))
+		*veth = !strcmp(mnl_attr_get_str(a), "veth");
+	return MNL_CB_OK;
+}
+
+static int link_attr_cb(const struct nlattr *a, void *data)
+{
+	if (mnl_attr_get_type(a) == IFLA_LINKINFO && !mnl_attr_validate(a, MNL_TYPE_NESTED))
+		mnl_attr_parse_nested(a, kind_cb, data);
+	return MNL_CB_OK;
+}
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	if (nlh->nlmsg_type == RTM_NEWLINK)
+		mnl_attr_parse(nlh, sizeof(struct ifinfomsg), link_attr_cb, data);
+	return MNL_CB_OK;
+}
+
+/*
+ * Whether the interface is a veth (the kernel's IFLA_INFO_KIND, asked over rtnetlink: it
+ * answers for the daemon's own network namespace, and the seccomp filter allows it). On
+ * false for any failure, the caller keeps to its default.
+ */
+static bool link_is_veth(int ifindex)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_socket *nl;
+	struct nlmsghdr *nlh;
+	struct ifinfomsg *ifm;
+	bool veth = false;
+	unsigned portid;
+	ssize_t n;
+
+	nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	if (!nl)
+		return false;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		goto out;
+	portid = mnl_socket_get_portid(nl);
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = 1;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = ifindex;
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		goto out;
+	n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	if (n > 0)
+		mnl_cb_run(buf, (size_t)n, 1, portid, link_cb, &veth);
+out:
+	mnl_socket_close(nl);
+	return veth;
+}
+
 int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 {
 	struct ftcp_iface *fi;
@@ -121,9 +185,13 @@ int kcpx_ftcp_bpf_attach(struct kcpx_ftcp_bpf *b, int ifindex)
 	 * Ingress in native XDP, or else on TCX: never generic XDP, which runs later than
 	 * TCX anyway and linearises every skb (on lo, every 64 KiB loopback TCP packet of
 	 * the tunnel's own target connections). TCX also when the one XDP slot is taken
-	 * (another --tcp daemon, kcpx up).
+	 * (another --tcp daemon, kcpx up), and first on a veth: its "native" XDP runs on
+	 * the skb it was handed, copied whole into a new page whenever its headroom is
+	 * short of XDP_PACKET_HEADROOM (every segment a local socket sends), where TCX
+	 * rewrites the skb in place (docs/INTEROP.md "--tcp").
 	 */
-	{
+	fi->xdp_link_fd = -EOPNOTSUPP;
+	if (!link_is_veth(ifindex)) {
 		LIBBPF_OPTS(bpf_link_create_opts, xo, .flags = XDP_FLAGS_DRV_MODE);
 
 		fi->xdp_link_fd = bpf_link_create(bpf_program__fd(b->skel->progs.kcpx_xdp_ftcp),

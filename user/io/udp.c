@@ -230,6 +230,7 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 	getsockname(fd, &u->d.local.sa, &u->d.local.len);
 	u->d.ops = &udp_ops;
 	u->d.fd = fd;
+	u->d.short_empty = true;
 	u->d.name = "udp";
 	*out = &u->d;
 	return 0;
