@@ -19,7 +19,7 @@
 set -eu
 NETNS_TAG=kfr$$
 . "$(dirname "$0")/../lib/netns.sh"
-need_root
+work_dir fecratio
 PORT=4000
 KEY=fec-ratio-selftest
 N=4
@@ -27,8 +27,6 @@ SIZE=$((4 << 20))
 COMMON="--key $KEY --proto kcpx --nocomp --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 [ -x "$KCPX" ] || { echo "missing $KCPX: run make first" >&2; exit 1; }
 command -v nft >/dev/null || { echo "SKIP: no nft" >&2; exit 4; }
-work=$(mktemp -d /tmp/kcpx-fecratio.XXXXXX)
-on_cleanup "rm -rf $work"
 
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
