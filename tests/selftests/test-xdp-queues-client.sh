@@ -15,6 +15,9 @@
 # by the Toeplitz hash, core/rss.h, tested in test_rss).
 #
 #   step      what happens                                   checks
+#   lone      $IF_B sends on one TX queue (ethtool -L): the  256 KiB echoed; when thread 1
+#             first connection's answers all reach queue 0   took it, thread 0 (no session)
+#             (thread 0's), whichever thread opened it        handed its answers over
 #   spread    connections until both client threads hold a   `kcpx status`: each thread holds
 #             session (the kernel spreads accepted TCP        sessions
 #             connections over the threads' listeners)
@@ -62,6 +65,28 @@ from_others() {
 echo_round() {
 	in_a timeout 120 python3 "$TCPIO" multi 127.0.0.1 8493 "$1" $((512 << 10)) >"$work/multi" 2>&1
 }
+
+echo "lone: the first session, with $IF_B sending on one TX queue (the answers on queue 0)"
+# thread 1 opens it half the time: then thread 0 holds no session, and still has to take
+# queue 0's datagrams off and hand them over (before, its rings went unread)
+if in_b ethtool -L "$IF_B" tx 1 >"$work/ethtool" 2>&1; then
+	if in_a timeout 60 python3 "$TCPIO" multi 127.0.0.1 8493 1 $((256 << 10)) >"$work/multi" 2>&1; then
+		if [ "$(thread_sessions 1)" -ge 1 ] 2>/dev/null; then
+			echo "  thread 1 holds it, thread 0 (no session) handed $(from_others 1) datagrams over"
+			[ "$(from_others 1)" -gt 0 ] 2>/dev/null ||
+				{ echo "FAIL: lone: thread 1's answers were not handed over"; fail=1; }
+		else
+			echo "  thread 0 holds it (a thread without sessions was not exercised this run)"
+		fi
+	else
+		echo "FAIL: lone: $(cat "$work/multi")"
+		fail=1
+	fi
+	in_b ethtool -L "$IF_B" tx 2 >/dev/null 2>&1 || true
+else
+	echo "FAIL: ethtool -L $IF_B tx 1: $(cat "$work/ethtool")"
+	fail=1
+fi
 
 echo "spread: connections until both client threads hold a session"
 spread_ok=0

@@ -243,9 +243,11 @@ def queues_section(w, recs):
         busy = [b for c in ("q1", "q2") if med[c]["busy"] for b in med[c]["busy"]]
         w("Two engines moved %s the goodput of one (issue 16 aims at >= 1.7x)%s" % (
             fratio(ratio(med["q2"]["mbps"], med["q1"]["mbps"])),
-            ("; the cores were %d-%d %% busy, so the client, iperf3 and the veths' receive "
-             "work share the same 2 cores as the engines: a second engine has no core of "
-             "its own here." % (min(busy), max(busy))) if busy and min(busy) >= 85 else "."))
+            ("; the cores were %s busy, so the client, iperf3 and the veths' receive "
+             "work share the same cores as the engines: a second engine has no core of "
+             "its own here." % ("%d %%" % min(busy) if min(busy) == max(busy) else
+                                "%d-%d %%" % (min(busy), max(busy))))
+            if busy and min(busy) >= 85 else "."))
         w("")
 
 
