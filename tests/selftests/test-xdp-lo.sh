@@ -42,6 +42,10 @@ srv=$!
 track_pid $srv
 wait_log "$work/server.log" "listening" 20 || fail "server did not start"
 grep -q "(af_xdp)" "$work/server.log" || fail "the server is not on AF_XDP"
+# lo has one RX queue: the default is one engine, whatever the cores
+grep -q "lo: 1 engine: one per RX queue" "$work/server.log" ||
+	fail "not one engine on lo's one queue: $(grep -m1 engine "$work/server.log")"
+grep -q " threads, each with" "$work/server.log" && fail "more than one thread on lo"
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS" "$KCPX" client -l 127.0.0.1:8388 -r 127.0.0.1:4000 $FLAGS \
 	--log "$work/client.log" &

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A `kcpx up` client with one engine per RX queue (--threads 2 on a 2-queue veth).
+# A `kcpx up` client with one engine per RX queue (the default on a 2-queue veth with 2
+# cores, --threads 2 on 1 core).
 #
 #   [ A ] tcpio multi -> kcpx up $IF_A client   ==udp==>  $IF_B  kcpx server :4113 [ B ]
 #         $IP_A          127.0.0.1:8493          veth      plain UDP  -> tcpio echo :9113
@@ -9,9 +10,14 @@
 #
 # Each client session has a UDP port of its own on the core of the thread that opened it;
 # the server's answers reach whichever RX queue of $IF_A the server's TX queue names (a
-# veth's rule), so a core hands another's datagrams over (io/xsk.c).
+# veth's rule), so a core hands another's datagrams over (io/xsk.c). A veth has no RSS key:
+# the client says once that its ports are the kernel's (on a NIC with one it picks them
+# by the Toeplitz hash, core/rss.h, tested in test_rss).
 #
 #   step      what happens                                   checks
+#   lone      $IF_B sends on one TX queue (ethtool -L): the  256 KiB echoed; when thread 1
+#             first connection's answers all reach queue 0   took it, thread 0 (no session)
+#             (thread 0's), whichever thread opened it        handed its answers over
 #   spread    connections until both client threads hold a   `kcpx status`: each thread holds
 #             session (the kernel spreads accepted TCP        sessions
 #             connections over the threads' listeners)
@@ -29,6 +35,8 @@ NETNS_TAG=kxc$$
 work_dir xdpqc
 FLAGS="--key queues-client-selftest --crypt aes --mode fast3 --sndwnd 1024 --rcvwnd 1024 --quiet"
 fail=0
+THREADS=""
+[ "$(nproc)" -ge 2 ] || THREADS="--threads 2"
 
 bpffs_mount
 NETNS_QUEUES=2 netns_pair
@@ -40,10 +48,12 @@ nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l :4113 -t 127.0.0.1:9113 $FLAG
 wait_udp_port "$NS_B" 4113 20
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" --xdp-mode native client -l 127.0.0.1:8493 \
-	-r "$IP_B:4113" --threads 2 --conn 8 $FLAGS --log "$work/client.log" & cpid=$!
+	-r "$IP_B:4113" $THREADS --conn 8 $FLAGS --log "$work/client.log" & cpid=$!
 track_pid $cpid
 wait_tcp_port "$NS_A" 8493 20
 grep -q "2 threads" "$work/client.log" || { echo "FAIL: the client did not start 2 threads"; fail=1; }
+[ "$(grep -c "no RSS key to read.*client ports are the kernel's" "$work/client.log")" = 1 ] ||
+	{ echo "FAIL: the client did not say once that a veth has no RSS key"; fail=1; }
 
 status() { "$KCPX" status "$cpid" 2>/dev/null; }
 thread_sessions() { status | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
@@ -54,6 +64,28 @@ from_others() {
 echo_round() {
 	in_a timeout 120 python3 "$TCPIO" multi 127.0.0.1 8493 "$1" $((512 << 10)) >"$work/multi" 2>&1
 }
+
+echo "lone: the first session, with $IF_B sending on one TX queue (the answers on queue 0)"
+# thread 1 opens it half the time: then thread 0 holds no session, and still has to take
+# queue 0's datagrams off and hand them over (before, its rings went unread)
+if in_b ethtool -L "$IF_B" tx 1 >"$work/ethtool" 2>&1; then
+	if in_a timeout 60 python3 "$TCPIO" multi 127.0.0.1 8493 1 $((256 << 10)) >"$work/multi" 2>&1; then
+		if [ "$(thread_sessions 1)" -ge 1 ] 2>/dev/null; then
+			echo "  thread 1 holds it, thread 0 (no session) handed $(from_others 1) datagrams over"
+			[ "$(from_others 1)" -gt 0 ] 2>/dev/null ||
+				{ echo "FAIL: lone: thread 1's answers were not handed over"; fail=1; }
+		else
+			echo "  thread 0 holds it (a thread without sessions was not exercised this run)"
+		fi
+	else
+		echo "FAIL: lone: $(cat "$work/multi")"
+		fail=1
+	fi
+	in_b ethtool -L "$IF_B" tx 2 >/dev/null 2>&1 || true
+else
+	echo "FAIL: ethtool -L $IF_B tx 1: $(cat "$work/ethtool")"
+	fail=1
+fi
 
 echo "spread: connections until both client threads hold a session"
 spread_ok=0

@@ -9,8 +9,11 @@
 #                                                                           source :9002
 #   step          what happens                                  checks
 #   rebind        mid-download, R rewrites the client's source   sha256 equal, no stream reset,
-#                 address and port to $R2:40998 (and back)       longest stall <= 3 s,
-#                                                                server logs "peer moved"
+#                 address and port to $R2:40998 (and back), and  longest stall <= 3 s,
+#                 sends them on the TX queue of $IF_R2 (XPS)     server logs "peer moved",
+#                 whose RX queue on $IF_B is the other server    the other engine handed them
+#                 engine's (the server runs one per RX queue,    over, each engine holds the
+#                 the default)                                   sessions it held
 #   restart       the server is killed (SIGKILL, its XDP left    a new connection carries data
 #                 attached) and `kcpx up` started again: XDP     within 8 s of the new server
 #                 passes DATA for the lost session under its     listening; client logs the
@@ -22,6 +25,8 @@
 #                 in the client's mount namespace); it moves to  address, XDP steers the new
 #                 $B3, the server restarts: the client's new     session's port from $B3 and a
 #                 session looks the name up again                connection carries data
+# The client runs one engine (--threads 1): the restart steps count on every connection
+# using its one session. The server runs the default, one engine per RX queue (2 here).
 # The time bounds (3 s stall, 8 s to a working connection) leave a busy machine room;
 # what they catch is recovery that waits for a timer (--keepalive 10: 30 s timeout).
 # Every wait is for an event (a log line, a port, bytes received) and bounded. Needs nft.
@@ -85,7 +90,7 @@ client() {
 	# shellcheck disable=SC2086
 	unshare -m --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' \
 		"$work/hosts" nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client \
-		-l 127.0.0.1:8392 -r "$NAME:4002" --conn 1 $FLAGS --log "$work/client.log" &
+		-l 127.0.0.1:8392 -r "$NAME:4002" --conn 1 --threads 1 $FLAGS --log "$work/client.log" &
 	cpid=$!
 	track_pid "$cpid"
 }
@@ -108,10 +113,34 @@ wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
 wait_log "$work/client.log" "af_xdp: $IF_A" 20 ||
 	{ echo "FAIL: the client is not on AF_XDP"; fail=1; }
 
+srv_status() { "$KCPX" status "$spid" 2>/dev/null; }
+thread_sessions() { srv_status | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
+handed() { srv_status | sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"; }
+# xps Q: R sends everything on $IF_R2's TX queue Q (every CPU's), which a veth delivers to
+# $IF_B's RX queue Q; "xps": back to the flow hash
+xps() {
+	local m0=0 m1=0 all
+	all=$(python3 -c 'import sys; n = int(sys.argv[1]); h = "%x" % ((1 << n) - 1)
+h = h.zfill(-(-len(h) // 8) * 8); print(",".join(h[i:i + 8] for i in range(0, len(h), 8)))' \
+		"$(nproc --all)")
+	[ "${1:-}" = 0 ] && m0=$all
+	[ "${1:-}" = 1 ] && m1=$all
+	ip netns exec "$NS_R" sh -c "echo $m0 >/sys/class/net/$IF_R2/queues/tx-0/xps_cpus &&
+		echo $m1 >/sys/class/net/$IF_R2/queues/tx-1/xps_cpus"
+}
+
 echo "rebind: R gives the client's datagrams a new source address and port mid-download"
+grep -q "$IF_B: 2 engines: one per RX queue" "$work/server.log" ||
+	{ echo "FAIL: the server does not run 2 engines by default"; fail=1; }
 in_a timeout 60 python3 "$PACE" recv 127.0.0.1 8392 "$work/dl1" $((1 << 20)) & dl=$!
 wait_held "$work/dl1"
 p=$(cport)
+# the engine holding the session, k; the rebound datagrams go to the other one's queue
+k=0
+[ "$(thread_sessions 1)" = 1 ] && k=1
+o=$((1 - k))
+h0=$(handed "$o")
+xps "$o"
 in_r nft -f - <<EOF
 table ip ksu {
 	chain post { # after routing: a local source address is no martian here
@@ -130,13 +159,26 @@ echo "  $A1:$p -> $R2:40998: $(in_r nft list table ip ksu | grep -o 'packets [0-
 check_dl "$work/dl1" "rebind" 3000
 grep -q "peer moved from $A1:$p to $R2:40998" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to $R2:40998"; fail=1; }
+echo "  server engine $o handed $(($(handed "$o") - h0)) datagrams to engine $k, which holds the session"
+[ "$(handed "$o")" -gt "$h0" ] 2>/dev/null ||
+	{ echo "FAIL: engine $o handed nothing over to engine $k after the rebind"; fail=1; }
+[ "$(thread_sessions "$k")" = 1 ] && [ "$(thread_sessions "$o")" = 0 ] ||
+	{ echo "FAIL: engines hold $(thread_sessions 0) and $(thread_sessions 1) sessions, want the one on $k"; fail=1; }
+xps
 in_r nft delete table ip ksu
 
 echo "restart: the server is killed and \`kcpx up\` started again (--proto kcpx)"
+started=$(grep -c "threads, each with its own socket" "$work/server.log" || true)
 kill -KILL "$spid"
 wait "$spid" 2>/dev/null || true
 server
 wait_udp_port "$NS_B" 4002 20
+# every engine up (the XDP checks get their keys at start: DATA before that passes
+# unchecked, and the RESET it gets does not count as pass_reset)
+for _ in $(seq 1 200); do
+	[ "$(grep -c "threads, each with its own socket" "$work/server.log")" -gt "$started" ] && break
+	sleep 0.1
+done
 if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 30) && [ "$ms" -le 8000 ]; then
 	echo "  a new connection carried data $ms ms after the new server listened"
 else

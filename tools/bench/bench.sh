@@ -25,6 +25,9 @@
 # Fake TCP (full and quick; BENCH_FAKETCP=0 skips it): tools/bench/faketcp.sh, `--tcp`
 # against the UDP mode and kcptun with and without --tcp on a bare veth pair, then on the
 # linkem lanes of FAKETCP_LINKS (DELAY:LOSS like the grid's points; BENCH_FAKETCP_LINKS).
+# Queues (full and quick; BENCH_QUEUES=0 skips it): tools/bench/queues.sh, `kcpx up` with
+# one engine against two (one per RX queue) on a 2-queue bare veth pair, with how busy
+# the machine's cores were.
 # Flood (full and quick; BENCH_FLOOD=0 skips it): tests/selftests/test-xdp-flood.sh, the
 # goodput during a spoofed flood against the goodput without, kcpx (XDP) and kcptun.
 # CPU seconds per GB and peak RSS are the tunnel's two processes', from /proc.
@@ -67,6 +70,7 @@ full)
 	FAKETCP=3
 	FAKETCP_LINKS="25:1 25:5"
 	RSS=3
+	QUEUES=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
 	;;
 quick)
@@ -79,6 +83,7 @@ quick)
 	FAKETCP=1
 	FAKETCP_LINKS="25:1"
 	RSS=1
+	QUEUES=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
 	[ "${BENCH_DOCS:-0}" = 1 ] && RESDIR=$ROOT/docs
 	;;
@@ -92,6 +97,7 @@ smoke)
 	FAKETCP=0
 	FAKETCP_LINKS=""
 	RSS=0
+	QUEUES=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
 	;;
 *)
@@ -107,6 +113,7 @@ BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
 RSS=${BENCH_RSS:-$RSS}                # runs of rss.sh (1,000 connections, kcpx and kcptun)
 FAKETCP=${BENCH_FAKETCP:-$FAKETCP}    # runs of faketcp.sh's four candidates (--tcp)
 FAKETCP_LINKS=${BENCH_FAKETCP_LINKS-$FAKETCP_LINKS} # its linkem lanes after the bare pair
+QUEUES=${BENCH_QUEUES:-$QUEUES}       # runs of queues.sh's two candidates (1 and 2 engines)
 
 CANDS="tcp"
 for s in $SETS; do CANDS="$CANDS kcptun/$s kcpx/$s"; done
@@ -515,6 +522,19 @@ if [ "$FAKETCP" -gt 0 ]; then
 				$((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh "$WORK/faketcp.txt" \
 				"$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
 		done
+	fi
+fi
+
+# One engine against two under `kcpx up` on a 2-queue veth pair: queues.sh's own namespaces.
+: >"$WORK/queues.txt"
+if [ "$QUEUES" -gt 0 ]; then
+	if [ -n "$KCPX_NA" ]; then
+		echo "kind=queues run=1 cand=q1 status=na reason=$KCPX_NA" >>"$WORK/queues.txt"
+	else
+		log "queues: kcpx up with 1 and 2 engines on a 2-queue veth pair, $QUEUES x 2 runs ($((SECONDS - T0)) s)"
+		# shellcheck disable=SC2086
+		KCPX=$KCPX timeout --kill-after=5 $((QUEUES * 2 * 40 + 30)) tools/bench/queues.sh \
+			"$WORK/queues.txt" "$QUEUES" 5 $TUNED 2>&1 | while read -r x; do log "$x"; done
 	fi
 fi
 

@@ -7,7 +7,8 @@
 #   [ ns a: iperf3 -c -P STREAMS, kcpx client --conn CONN --threads 2 (UDP) ]
 #        ==== veth, 2 RX/TX queues: the kernel puts each client UDP port on a TX queue,
 #             the veth hands its datagrams to the same RX queue of the peer ====
-#   [ ns b: kcpx up IF_B --xdp-mode native server --threads N (N = 1, 2), iperf3 -s ]
+#   [ ns b: kcpx up IF_B --xdp-mode native server --threads N (N = 1, 2; 2 is the default
+#           on 2 queues and 2 cores), iperf3 -s ]
 #
 # Candidates q1 and q2 (server engines N = 1, 2), interleaved RUNS times, each one bounded
 # iperf3 transfer of SECS with STREAMS (default 4) parallel connections over CONN (default

@@ -48,7 +48,7 @@ def load(workdir):
     if os.path.exists(p):
         with open(p) as f:
             flood = [r for r in (parse_line(x) for x in f) if r]
-    for name in ("backend.txt", "rss.txt", "faketcp.txt"):
+    for name in ("backend.txt", "rss.txt", "faketcp.txt", "queues.txt"):
         p = os.path.join(workdir, name)
         if not os.path.exists(p):
             continue
@@ -187,6 +187,68 @@ def bare_table(w, recs):
                           for r in recs) + ".")
     w("")
 
+
+
+def queues_medians(recs):
+    """queues.sh's runs: per candidate (q1, q2), the medians, the runs and the machine's
+    busy share over each run (min and max)."""
+    med = {}
+    for cand in ("q1", "q2"):
+        ok = [r for r in recs if r.get("kind") == "queues" and r.get("cand") == cand
+              and r.get("status") == "ok"]
+        busy = [int(r["busy_pct"]) for r in recs if r.get("kind") == "queues-machine"
+                and r.get("cand") == cand and r.get("busy_pct", "").isdigit()]
+        if ok:
+            med[cand] = {k: statistics.median(float(r[k]) for r in ok)
+                         for k in ("mbps", "cpu_s_per_gb")}
+            med[cand]["runs"] = len(ok)
+            med[cand]["mbps_all"] = [float(r["mbps"]) for r in ok]
+            med[cand]["busy"] = (min(busy), max(busy)) if busy else None
+    return med
+
+
+def queues_section(w, recs):
+    """queues.sh: `kcpx up` with one engine against two on a 2-queue veth pair."""
+    if not any(r.get("kind") == "queues" for r in recs):
+        return
+    w("## One engine against two under `kcpx up` (tools/bench/queues.sh)")
+    w("")
+    w("A 2-queue bare veth pair, no emulator: a `kcpx up --xdp-mode native` server with "
+      "`--threads 1` (q1) and `--threads 2` (q2, the default on 2 queues and 2 cores), the "
+      "same UDP client (`--threads 2 --conn 8`), 4 iperf3 streams for 5 s per run, tuned "
+      "flags, the candidates interleaved; medians of the runs. CPU per GB counts both "
+      "daemons (every thread). \"cores busy\" is the share of the machine's cores that was "
+      "busy over each run (daemons, iperf3, the veths' receive work and anything else "
+      "running): near 100 % means the cores, not the engines, set the pace.")
+    w("")
+    med = queues_medians(recs)
+    w("| server engines | runs | Mbit/s (each run) | Mbit/s | CPU s/GB | cores busy | "
+      "goodput vs 1 engine |")
+    w("|---|---|---|---|---|---|---|")
+    for cand, label in (("q1", "1 (q1)"), ("q2", "2 (q2)")):
+        if cand not in med:
+            why = [r.get("reason", "") for r in recs if r.get("kind") == "queues"
+                   and r.get("cand") == cand]
+            w("| %s | 0 | n/a | n/a | n/a | | | %s" % (label, "; ".join(why)[:160]))
+            continue
+        m, one = med[cand], med.get("q1")
+        busy = ("%d-%d %%" % m["busy"] if m["busy"][0] != m["busy"][1]
+                else "%d %%" % m["busy"][0]) if m["busy"] else "n/a"
+        w("| %s | %d | %s | %.0f | %.2f | %s | %s |" % (
+            label, m["runs"], ", ".join("%.0f" % x for x in m["mbps_all"]), m["mbps"],
+            m["cpu_s_per_gb"], busy,
+            fratio(ratio(m["mbps"], one["mbps"])) if one else "—"))
+    w("")
+    if "q1" in med and "q2" in med:
+        busy = [b for c in ("q1", "q2") if med[c]["busy"] for b in med[c]["busy"]]
+        w("Two engines moved %s the goodput of one (issue 16 aims at >= 1.7x)%s" % (
+            fratio(ratio(med["q2"]["mbps"], med["q1"]["mbps"])),
+            ("; the cores were %s busy, so the client, iperf3 and the veths' receive "
+             "work share the same cores as the engines: a second engine has no core of "
+             "its own here." % ("%d %%" % min(busy) if min(busy) == max(busy) else
+                                "%d-%d %%" % (min(busy), max(busy))))
+            if busy and min(busy) >= 85 else "."))
+        w("")
 
 
 def faketcp_section(w, recs):
@@ -579,6 +641,7 @@ def main():
 
     backend_section(w, links, val, cell, xdp, [r for r in flood if r.get("kind") == "backend"])
     rss_section(w, flood)
+    queues_section(w, flood)
     flood_section(w, flood, meta)
 
     # ---- wire overhead

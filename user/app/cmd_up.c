@@ -18,6 +18,7 @@
  * says why and runs the same tunnel over plain UDP sockets instead.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ struct up {
 	enum kcpx_napi_mode napi;
 	int queues;
 	struct kcpx_xdp *xdp;
-	unsigned nxsk; /* engines: --threads, at most one per RX queue */
+	unsigned nxsk; /* engines: --threads (default: the cores), at most one per RX queue */
 	struct kcpx_xsk
 		*xsk[KCPX_UP_MAX_THREADS]; /* engine k's sockets: RX queues k, k + nxsk, .. */
 };
@@ -64,6 +65,21 @@ static int up_open(void *arg, unsigned thread, const struct kcpx_addr *bind,
 	if (thread >= u->nxsk)
 		return -EINVAL;
 	return kcpx_xsk_port(u->xsk[thread], bind, peer, out);
+}
+
+static int up_rx_fd(void *arg, unsigned thread)
+{
+	struct up *u = arg;
+
+	return thread < u->nxsk ? kcpx_xsk_rx_fd(u->xsk[thread]) : -EINVAL;
+}
+
+static void up_rx_drain(void *arg, unsigned thread)
+{
+	struct up *u = arg;
+
+	if (thread < u->nxsk)
+		kcpx_xsk_rx_drain(u->xsk[thread]);
 }
 
 static int up_native_cfg(void *arg, const struct kcpx_native_cfg *cfg)
@@ -145,6 +161,22 @@ static void up_metrics(void *arg, FILE *fp)
 	}
 }
 
+/* The cores this process may run on (its affinity mask, so taskset and cpusets count),
+ * at most KCPX_UP_MAX_THREADS: the default number of engines when there are as many RX
+ * queues. */
+static unsigned up_cores(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	n = CPU_COUNT(&set);
+	if (n < 1)
+		return 1;
+	return n > KCPX_UP_MAX_THREADS ? KCPX_UP_MAX_THREADS : (unsigned)n;
+}
+
 /* Attach and open the sockets. Returns 0, -EBUSY (kcpx already up), or another -errno
  * meaning "AF_XDP cannot work here" (the reason logged). */
 static int up_start(struct up *u, const struct kcpx_config *cfg)
@@ -161,6 +193,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 		.ifname = u->ifname,
 		.queues = u->queues,
 		.dscp = cfg->dscp,
+		.rss_ports = cfg->role == KCPX_ROLE_CLIENT,
 	};
 	struct kcpx_addr a;
 	unsigned last;
@@ -194,7 +227,7 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	if (err)
 		return err;
 	sc.xdp = u->xdp;
-	u->nxsk = (unsigned)cfg->threads;
+	u->nxsk = cfg->threads ? (unsigned)cfg->threads : up_cores();
 	err = kcpx_xsk_new_group(u->xsk, &u->nxsk, &sc);
 	if (err) {
 		kcpx_xdp_close(u->xdp, true);
@@ -203,7 +236,12 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	}
 	pr_info("%s: XDP in %s mode, AF_XDP sockets open, counters in %s/%s", u->ifname,
 		kcpx_xdp_mode_name(u->xdp), KCPX_BPF_PIN_ROOT, u->ifname);
-	if (u->nxsk < (unsigned)cfg->threads)
+	if (!cfg->threads)
+		pr_info("%s: %u engine%s: one per RX queue, up to the %u core%s this process may "
+			"run on (--threads N to choose)",
+			u->ifname, u->nxsk, u->nxsk > 1 ? "s" : "", up_cores(),
+			up_cores() > 1 ? "s" : "");
+	else if (u->nxsk < (unsigned)cfg->threads)
 		pr_info("%s: --threads %d: %u RX queue%s to serve, so %u engine%s", u->ifname,
 			cfg->threads, u->nxsk, u->nxsk > 1 ? "s" : "", u->nxsk,
 			u->nxsk > 1 ? "s" : "");
@@ -326,6 +364,11 @@ int kcpx_cmd_up(int argc, char **argv)
 		return kcpx_tunnel_run(&cfg, NULL) ? 1 : 0;
 	}
 	kcpx_metrics_set_iface(u.ifname);
+	if (cfg.role == KCPX_ROLE_CLIENT && u.nxsk > 1) {
+		/* a client engine with no session yet still takes its queues' datagrams */
+		be.rx_fd = up_rx_fd;
+		be.rx_drain = up_rx_drain;
+	}
 	/* fewer RX queues than --threads: one engine per queue */
 	be.shards = u.nxsk;
 	err = kcpx_tunnel_run(&cfg, &be);

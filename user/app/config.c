@@ -147,7 +147,8 @@ static const struct opt opts[] = {
 	  NULL, "kcptun's number of QPP pads (accepted; QPP itself is refused)" },
 	I(threads, NULL, R_CS,
 	  "engines, one thread each with its own socket (SO_REUSEPORT) and sessions; "
-	  "kcpx client|server over UDP, and kcpx up (one per RX queue)"),
+	  "kcpx client|server over UDP, and kcpx up (one per RX queue); 0 (the default): "
+	  "kcpx up one per RX queue up to the online cores, otherwise 1"),
 	S(metrics, NULL, R_CS,
 	  "serve Prometheus metrics on this ADDR:PORT at /metrics, health at /healthz"),
 };
@@ -205,7 +206,9 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	/* Admission (docs/SECURITY.md): a server's memory and CPU per forged or replayed
 	 * datagram are bounded by these and the unproven-session rules of core/endpoint.c. */
 	cfg->maxsessions = 4096;
-	cfg->threads = 1;
+	/* 0: chosen at start (kcpx up: one per RX queue up to the cores, else 1). Kept as 0
+	 * in the running config, so a SIGHUP with the same config compares equal. */
+	cfg->threads = 0;
 	cfg->persource = 128;
 	cfg->sessrate = 20;
 	/* Each stream is a TCP socket and a few hundred bytes: far above what a browser or a
@@ -586,7 +589,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("reprobe", cfg->reprobe, 0, 86400);
 	err = err ?: range("hsrate", cfg->hsrate, 0, 65535); /* the XDP bucket holds a u16 */
 	err = err ?: range("maxsessions", cfg->maxsessions, 0, 1 << 20);
-	err = err ?: range("threads", cfg->threads, 1, 64);
+	err = err ?: range("threads", cfg->threads, 0, 64);
 	err = err ?: range("persource", cfg->persource, 0, 1 << 20);
 	err = err ?: range("sessrate", cfg->sessrate, 0, 1 << 20);
 	err = err ?: range("maxstreams", cfg->maxstreams, 0, 1 << 24);

@@ -279,6 +279,14 @@ static int client_resolver(struct tunnel *t)
 /* kcptun has no limit; 1024 sockets (and their buffers) is already far past its examples */
 #define KCPX_PORT_RANGE_MAX 1024
 
+static void tunnel_rx_drain(struct kcpx_watch *w, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, rxw));
+
+	(void)events;
+	t->be->rx_drain(t->be->arg, t->shard);
+}
+
 static int tunnel_setup(struct tunnel *t)
 {
 	const struct kcpx_config *cfg = t->cfg;
@@ -320,6 +328,13 @@ static int tunnel_setup(struct tunnel *t)
 		err = kcpx_loop_add(t->loop, &t->lw, err, EPOLLIN);
 		if (err)
 			return err;
+		if (t->be && t->be->rx_fd && t->be->rx_drain) {
+			t->rxw.fn = tunnel_rx_drain;
+			err = kcpx_loop_add(t->loop, &t->rxw, t->be->rx_fd(t->be->arg, t->shard),
+					    EPOLLIN);
+			if (err)
+				return err;
+		}
 		if (!t->shard)
 			pr_info("client: listening on %s (tcp), remote %s (udp), crypt %s, mode "
 				"%s, proto "
@@ -520,7 +535,9 @@ static void *tunnel_thread(void *arg)
 	int err;
 
 	pthread_mutex_lock(&t->mu);
-	err = kcpx_loop_run(t->loop);
+	/* a stop that came before this thread got here (SIGTERM at once after the start):
+	 * kcpx_loop_run would clear it and wait for a wake-up that already happened */
+	err = t->stopping ? 0 : kcpx_loop_run(t->loop);
 	pthread_mutex_unlock(&t->mu);
 	if (err)
 		pr_warn("thread %u: event loop: %s", t->shard, strerror(-err));
@@ -539,6 +556,8 @@ int kcpx_tunnel_run(const struct kcpx_config *cfg, const struct kcpx_tunnel_back
 		pr_warn("libsodium failed to initialise");
 		return -EIO;
 	}
+	if (!n) /* --threads 0, the default: what the backend can serve (kcpx up), else 1 */
+		n = be && be->shards ? be->shards : 1;
 	if (be && be->shards && n > be->shards)
 		n = be->shards; /* kcpx up: at most one engine per RX queue (it said so) */
 	if (n > 1 && be && n > be->shards) {

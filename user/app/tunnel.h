@@ -29,6 +29,14 @@ struct kcpx_tunnel_backend {
 	/* thread: the --threads engine asking (0 .. shards - 1), each with sockets of its own */
 	int (*open)(void *arg, unsigned thread, const struct kcpx_addr *bind,
 		    const struct kcpx_addr *peer, struct kcpx_dgram **out);
+	/*
+	 * Optional, for a client's engines: an fd readable while thread's share of the
+	 * backend (its RX queues) holds datagrams, and what takes them off then. A thread
+	 * with no session of its own must still do it: what it takes belongs to other
+	 * threads' sessions, which the NIC put on its queues.
+	 */
+	int (*rx_fd)(void *arg, unsigned thread);
+	void (*rx_drain)(void *arg, unsigned thread);
 	/* Engines the backend can serve (--threads up to this; 0 and 1: one). */
 	unsigned shards;
 	/* Called every second with the counters, every thread's summed, from thread 0 (e.g.

@@ -97,7 +97,8 @@ struct tunnel {
 	bool resolve_failed;
 	struct kcpx_resolver *resolver; /* client: --remoteaddr is a name (else NULL) */
 	struct kcpx_target target;
-	struct kcpx_watch lw; /* client TCP listener */
+	struct kcpx_watch lw;  /* client TCP listener */
+	struct kcpx_watch rxw; /* client: the backend's rx_fd (not ours to close) */
 	struct kcpx_watch sigw;
 	struct kcpx_watch ctlw; /* /run/kcpx/<pid>.sock for `kcpx status` */
 	/* out of fds (EMFILE/ENFILE): a listener is unwatched until the next second, so a

@@ -38,6 +38,7 @@
 #define GUARD_ROUNDS   6u    /* trims of the estimate before a standing RTT counts as the path's */
 #define RTT_SLOT_MS    4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
 #define RTT_SLOT_MAX   1000u /* ... and min_rtt / 16, so that it spans 4 round trips */
+#define DRAIN_PHASES   3u    /* longest PROBE_BW 0.75 phase, min RTTs */
 
 static const uint32_t cycle_gain[8] = { 320, 192, 256, 256, 256, 256, 256, 256 };
 
@@ -377,13 +378,17 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 			cc->loss = KCPX_MIN(cc->loss, LOSS_MAX);
 		} else if (cc->rnd_qlost >= QLOST_MIN && cc->rnd_qlost * 50 > sent) {
 			/* drops behind a standing queue: we overflowed the bottleneck. What
-			 * this round delivered through the full queue is its rate. */
+			 * this round delivered through the full queue is its rate, but at
+			 * most halve per round: a round can be short (a retransmission's ACK
+			 * closes one) and fall in a stall (the window held by a lost resend),
+			 * and one such sample once cut 108 Mbit/s to 12 for seconds. */
 			cc->full_bw_reached = true;
 			if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_bw &&
 			    cc->rnd_bw < cc->btl_bw) {
-				struct kcpx_cc_bwslot s = { cc->rnd_bw, cc->round };
+				struct kcpx_cc_bwslot s = { KCPX_MAX(cc->rnd_bw, cc->btl_bw / 2),
+							    cc->round };
 				cc->bw[0] = cc->bw[1] = cc->bw[2] = s;
-				cc->btl_bw = cc->rnd_bw;
+				cc->btl_bw = s.bw;
 			}
 		}
 		cc->rnd_bw = 0;
@@ -393,12 +398,22 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 	 * Overestimate guard: a queue that stood for a whole round (even its smallest RTT
 	 * sample was inflated) while the pacing gain was not probing means the estimate is
 	 * above the bottleneck; likeliest cause is loss compensation fed by drops or
-	 * spurious retransmits. Halve the compensation and trim the estimate.
+	 * spurious retransmits. Halve the compensation and trim the estimate. At most once
+	 * per min RTT: a retransmission's ACK closes a round too (its rate sample starts
+	 * at the resend), so while a full queue drops, rounds come many times per RTT, and
+	 * GUARD_ROUNDS of them would take a queue that never had the time to drain for a
+	 * longer path (after a 100 -> 20 Mbit/s drop: a min RTT of 250 ms, test_reconverge).
 	 */
-	if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_min_valid && cc->pacing_gain <= GAIN_UNIT &&
-	    rtt_queued(cc, cc->rnd_min_rtt)) {
-		if (!cc->guard_rounds || cc->rnd_min_rtt + 2 < cc->guard_rtt) {
-			/* first trim, or the last ones made the RTT fall: a queue of ours */
+	if (cc->rnd_min_valid && ((uint32_t)kcpx_diff32(cc->now, cc->guard_ts) < rtt_floor(cc) ||
+				  (cc->state == KCPX_CC_PROBE_BW && cc->pacing_gain > GAIN_UNIT))) {
+		/* too soon after the last look, or a probe (it queues on purpose): neither
+		 * counts for the guard nor breaks its count */
+	} else if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_min_valid &&
+		   cc->pacing_gain <= GAIN_UNIT && rtt_queued(cc, cc->rnd_min_rtt)) {
+		cc->guard_ts = cc->now;
+		if (!cc->guard_rounds || cc->rnd_min_rtt + 2 + cc->ack_delay < cc->guard_rtt) {
+			/* first trim, or the last ones made the RTT fall (by more than the
+			 * peer's ACK delay moves a round's smallest sample): a queue of ours */
 			if (!cc->guard_rounds)
 				cc->guard_bw = cc->btl_bw;
 			cc->guard_rtt = cc->rnd_min_rtt;
@@ -424,6 +439,7 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 			cc->btl_bw = cc->bw[0].bw;
 		}
 	} else if (cc->rnd_min_valid) {
+		cc->guard_ts = cc->now;
 		cc->guard_rounds = 0;
 	}
 	cc->rnd_max_rtt = 0;
@@ -459,9 +475,12 @@ static void advance(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
 	if (cc->state == KCPX_CC_PROBE_BW) {
 		uint32_t phase = KCPX_MAX(rtt_floor(cc), 2u);
 		bool next = (uint32_t)kcpx_diff32(now, cc->cycle_ts) >= phase;
-		/* the 0.75 phase may end as soon as the queue it drains is gone */
-		if (cycle_gain[cc->cycle] < GAIN_UNIT && inflight <= bdp(cc, 0))
-			next = true;
+		/* the 0.75 phase ends as soon as the queue it drains is gone, and lasts until
+		 * then (up to DRAIN_PHASES min RTTs): a queue that stood before the probe would
+		 * otherwise stand through every cycle, the 1.25 phase adding what it drains */
+		if (cycle_gain[cc->cycle] < GAIN_UNIT)
+			next = inflight <= bdp(cc, 0) ||
+			       (uint32_t)kcpx_diff32(now, cc->cycle_ts) >= DRAIN_PHASES * phase;
 		if (next) {
 			cc->cycle = (cc->cycle + 1) % 8;
 			cc->cycle_ts = now;

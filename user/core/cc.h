@@ -97,6 +97,7 @@ struct kcpx_cc {
 	uint32_t guard_rounds; /* rounds in a row the overestimate guard fired ... */
 	uint32_t guard_rtt;    /* ... without the round's min RTT falling below this */
 	uint64_t guard_bw;     /* btl_bw before the first of those trims */
+	uint32_t guard_ts;     /* when the guard last looked at a round */
 	uint32_t now;	       /* of the last ack_done */
 
 	/* random-loss estimate (parts per 65536) from rounds without a queue */

@@ -52,11 +52,13 @@
 #include <linux/sockios.h>
 
 #include <libmnl/libmnl.h>
+#include <sodium.h>
 #include <xdp/xsk.h>
 
 #include "core/frame.h"
 #include "io/clock.h"
 #include "io/log.h"
+#include "io/nicrss.h"
 
 #define XSK_FRAME	      2048u
 #define XSK_DEFAULT_FRAMES    2048u
@@ -122,6 +124,11 @@ struct xsk_group {
 	 * owner when the port opens and closes, read by any core; relaxed atomics: a stale
 	 * answer sends a datagram to a core that no longer has the port, which drops it. */
 	uint8_t *owner;
+	/* a client's group whose NIC's RSS can be predicted (core/rss.h): its ports are
+	 * picked so that the server's answers reach the opening core's queues; NULL: the
+	 * kernel's ports. nq: the RX queues opened; ports from port_lo..port_hi. */
+	struct kcpx_rss *rss;
+	unsigned nq, port_lo, port_hi;
 };
 
 /* A datagram one core took off its ring for a port of another core. */
@@ -809,6 +816,22 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
+int kcpx_xsk_rx_fd(struct kcpx_xsk *c)
+{
+	return c->epfd;
+}
+
+void kcpx_xsk_rx_drain(struct kcpx_xsk *c)
+{
+	/* a port that watches the rings drains them in its own recv (xsk_recv) */
+	for (const struct xsk_port *p = c->ports; p; p = p->next)
+		if (p->watches)
+			return;
+	for (int k = 0; k < c->nq; k++)
+		rx_queue(c, &c->q[k], NULL, NULL, 64);
+	publish_stats(c, false);
+}
+
 /* ---- TX ---- */
 
 static void tx_reap(struct xsk_q *q)
@@ -981,6 +1004,7 @@ static void q_close(struct kcpx_xsk *c, struct xsk_q *q)
 static void group_free(struct xsk_group *g)
 {
 	pthread_mutex_destroy(&g->mu);
+	free(g->rss);
 	free(g->owner);
 	free(g->c);
 	free(g->last);
@@ -1289,6 +1313,71 @@ err:
 }
 
 /* The kernel's socket on our port: stops ICMP port-unreachable, carries what XDP passes. */
+/*
+ * A client port of core c whose answers from peer the NIC's RSS puts on one of c's queues:
+ * bind p's socket (any address, as a: family and address set, port 0) to such a port of
+ * the ephemeral range, starting at a random one. The hash covers the address this host
+ * sends from to peer, which a connected probe socket tells. 0, or -errno (none bound: the
+ * caller lets the kernel pick, and the answers are handed over as without RSS).
+ */
+static int rss_bind(struct xsk_port *p, struct kcpx_addr *a, const struct kcpx_addr *peer)
+{
+	const struct xsk_group *g = p->c->grp;
+	unsigned span, start, tries = 0;
+	struct kcpx_addr src = { .len = sizeof(src.ss) };
+	const uint8_t *pa, *la;
+	uint16_t pport;
+	int fd, family = peer->sa.sa_family;
+
+	if (!g->rss || !kcpx_rss_ports_count(g->rss, family))
+		return -EOPNOTSUPP;
+	if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&peer->in6.sin6_addr))
+		return -EOPNOTSUPP; /* hashed as IPv4 by the NIC: not worth a path of its own */
+	fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, &peer->sa, peer->len) < 0 || getsockname(fd, &src.sa, &src.len) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	close(fd);
+	if (family == AF_INET) {
+		pa = (const uint8_t *)&peer->in.sin_addr;
+		la = (const uint8_t *)&src.in.sin_addr;
+		pport = ntohs(peer->in.sin_port);
+	} else {
+		pa = peer->in6.sin6_addr.s6_addr;
+		la = src.in6.sin6_addr.s6_addr;
+		pport = ntohs(peer->in6.sin6_port);
+	}
+	span = g->port_hi - g->port_lo + 1;
+	start = randombytes_uniform(span);
+	/* about 1 port in g->n fits; 64 binds refused (ports in use) is a full range */
+	for (unsigned i = 0; i < span && tries < 64; i++) {
+		uint16_t port = (uint16_t)(g->port_lo + (start + i) % span);
+
+		if (!kcpx_rss_port_fits(g->rss, family, pa, pport, la, port, p->c->slot, g->n,
+					g->nq))
+			continue;
+		tries++;
+		if (family == AF_INET)
+			a->in.sin_port = htons(port);
+		else
+			a->in6.sin6_port = htons(port);
+		if (!bind(p->udp_fd, &a->sa, a->len))
+			return 0;
+		if (errno != EADDRINUSE)
+			break;
+	}
+	if (family == AF_INET)
+		a->in.sin_port = 0;
+	else
+		a->in6.sin6_port = 0;
+	return -EADDRNOTAVAIL;
+}
+
 static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const struct kcpx_addr *peer)
 {
 	struct kcpx_addr a = { 0 };
@@ -1319,7 +1408,7 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 		else
 			setsockopt(p->udp_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
 	}
-	if (bind(p->udp_fd, &a.sa, a.len) < 0)
+	if ((local || !peer || rss_bind(p, &a, peer)) && bind(p->udp_fd, &a.sa, a.len) < 0)
 		return -errno;
 	p->d.local.len = sizeof(p->d.local.ss);
 	if (getsockname(p->udp_fd, &p->d.local.sa, &p->d.local.len) < 0)
@@ -1380,6 +1469,37 @@ static int udp_share(struct xsk_port *p, const struct xsk_port *sib)
 	return 0;
 }
 
+/* A client's engines: read the NIC's RSS (io/nicrss.h) and say once what ports it gets. */
+static void group_rss(struct xsk_group *g, const char *ifname)
+{
+	char why[160] = "";
+	int err;
+
+	g->rss = malloc(sizeof(*g->rss));
+	err = g->rss ? kcpx_nicrss_read(ifname, g->rss, why, sizeof(why)) : -ENOMEM;
+	if (!err && !g->rss->l4_v4 && !g->rss->l4_v6) {
+		err = -EOPNOTSUPP;
+		snprintf(why, sizeof(why), "its RSS hash of UDP covers the addresses only");
+	}
+	if (err) {
+		free(g->rss);
+		g->rss = NULL;
+		kcpx_io_logf(1,
+			     "af_xdp: %s: %s: client ports are the kernel's, and answers that "
+			     "reach another engine's queue are handed over to it",
+			     ifname, why[0] ? why : strerror(-err));
+		return;
+	}
+	kcpx_nicrss_port_range(&g->port_lo, &g->port_hi);
+	kcpx_io_logf(1,
+		     "af_xdp: %s: client ports picked by the NIC's RSS (Toeplitz, %u-byte key, "
+		     "%u-entry table; UDP/IPv4 %s, UDP/IPv6 %s) so that answers reach the engine "
+		     "that opened each",
+		     ifname, g->rss->key_len, g->rss->indir_len,
+		     g->rss->l4_v4 ? "by ports" : "by addresses only",
+		     g->rss->l4_v6 ? "by ports" : "by addresses only");
+}
+
 int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk_config *cfg)
 {
 	struct xsk_group *g;
@@ -1404,6 +1524,9 @@ int kcpx_xsk_new_group(struct kcpx_xsk **out, unsigned *n, const struct kcpx_xsk
 		group_free(g);
 		return -ENOMEM;
 	}
+	g->nq = (unsigned)total;
+	if (cfg->rss_ports && g->n > 1)
+		group_rss(g, cfg->ifname);
 	g->live = 1; /* ours while the cores are made: the last core's close frees g */
 	for (; made < g->n; made++) {
 		err = core_open(&out[made], cfg, g, made, total);

@@ -32,6 +32,8 @@ struct kcpx_xsk_config {
 	unsigned frames;	      /* UMEM frames per socket (power of 2), 0: 2048 */
 	int dscp;		      /* 0..63 in the IP header of what we send, -1: 0 */
 	bool copy;		      /* force copy mode (default: let the kernel choose) */
+	/* a client's group of several cores: pick each port by the NIC's RSS (io/nicrss.h) */
+	bool rss_ports;
 };
 
 /*
@@ -48,6 +50,14 @@ int kcpx_xsk_new(struct kcpx_xsk **out, const struct kcpx_xsk_config *cfg);
  */
 int kcpx_xsk_port(struct kcpx_xsk *x, const struct kcpx_addr *bind, const struct kcpx_addr *peer,
 		  struct kcpx_dgram **out);
+/*
+ * A client core's RX queues while none of its ports watches them (it opened no session
+ * yet, or closed them all): the fd is readable when they hold datagrams (level-
+ * triggered; the sockets' own epoll set), and _drain takes them off, handing each to the
+ * core whose port it is for. Its thread watches the fd from the start.
+ */
+int kcpx_xsk_rx_fd(struct kcpx_xsk *x);
+void kcpx_xsk_rx_drain(struct kcpx_xsk *x);
 /*
  * One engine per RX queue (`kcpx up --threads N`): *n cores (fewer when the interface has
  * fewer queues: *n says how many), core k with the sockets of RX queues k, k + n, ...,
