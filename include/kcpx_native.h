@@ -75,15 +75,106 @@ _Static_assert(sizeof(struct kcpx_replay) == 8 + KCPX_REPLAY_WORDS * 8, "kcpx_re
  * deletes it when the session dies; XDP only updates `win`. The tag key is the receive
  * direction's: a server holds the client->server key.
  */
+/*
+ * The peer's FEC shape as XDP learns it from the clear FEC headers of one session's
+ * tag-checked shards (kcpx_fec_learn), kept in its kcpx_nat_sess entry under the lock.
+ * kcptun numbers shards so that group g holds seqids g*n .. g*n+n-1, data first: a data
+ * shard right after a parity shard (consecutive seqids) starts a group, a parity shard
+ * right after a data shard is its first parity. Two adjacent groups measured alike, with
+ * both starts on a multiple of n, make the shape used when none is; a shard whose flag
+ * disagrees with its index under that shape (the peer re-tuned) unlearns it. Until then
+ * ds = ps = 0 and XDP tracks no group of the session: it never judges a shard by our own
+ * --datashard/--parityshard, which the peer need not share. Lost or reordered shards
+ * only hide edges: a measurement across a missed edge spans whole groups (ds' = ds + k*n),
+ * whose data count no real group reaches, so it can make no parity look unneeded, and
+ * its first shard of the other kind unlearns it.
+ */
+#define KCPX_FEC_TRACK_MAX    256  /* ds + ps above this: not tracked */
+#define KCPX_FEC_LEARN_GROUPS 2	   /* adjacent groups measured alike before use */
+#define KCPX_FL_LAST	      0x01 /* `last` holds a shard */
+#define KCPX_FL_LAST_DATA     0x02 /* ... and it was a data shard */
+#define KCPX_FL_GSTART	      0x04 /* `gstart` holds a group start */
+#define KCPX_FL_PSTART	      0x08 /* `pstart` holds that group's first parity */
+
+struct kcpx_fec_shape {
+	__u32 last;    /* seqid of the shard taken last */
+	__u32 gstart;  /* seqid of the last group start seen */
+	__u32 pstart;  /* seqid of the first parity of the group that starts at gstart */
+	__u32 cend;    /* where the group measured last ended (its successor's start) */
+	__u8 ds, ps;   /* the shape in use; 0: not learnt, no tracking */
+	__u8 cds, cps; /* the shape measured last, and how many adjacent groups agreed */
+	__u8 hits;
+	__u8 st; /* KCPX_FL_* */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct kcpx_fec_shape) == 24, "kcpx_fec_shape layout");
+
+/*
+ * Take one tag-checked shard (data: flag 0xF1, else 0xF2) into the shape. One body for
+ * XDP (bpf/lib/native.h, under the session's lock) and the unit test; constant work, no
+ * memory beyond the session entry, so a key holder's crafted headers cost nothing more
+ * than a shape that is never learnt (and XDP then drops none of that session's shards).
+ */
+static inline __attribute__((always_inline)) void kcpx_fec_learn(struct kcpx_fec_shape *f,
+								 __u32 seqid, int data)
+{
+	__u32 ds, ps;
+
+	if (f->ds && ((seqid % ((__u32)f->ds + f->ps) < f->ds) != !!data)) {
+		f->ds = 0;
+		f->ps = 0;
+		f->hits = 0;
+	}
+	if ((f->st & KCPX_FL_LAST) && seqid == f->last + 1) {
+		if (data && !(f->st & KCPX_FL_LAST_DATA)) {
+			/* a group starts at seqid: measure the one that started at gstart */
+			if ((f->st & (KCPX_FL_GSTART | KCPX_FL_PSTART)) ==
+			    (KCPX_FL_GSTART | KCPX_FL_PSTART)) {
+				ds = f->pstart - f->gstart;
+				ps = seqid - f->pstart;
+				if (ds && ps && ds < KCPX_FEC_TRACK_MAX &&
+				    ps < KCPX_FEC_TRACK_MAX && ds + ps <= KCPX_FEC_TRACK_MAX &&
+				    seqid % (ds + ps) == 0) {
+					if (f->hits && f->cds == ds && f->cps == ps &&
+					    f->gstart == f->cend) {
+						if (f->hits < 255)
+							f->hits++;
+					} else {
+						f->cds = (__u8)ds;
+						f->cps = (__u8)ps;
+						f->hits = 1;
+					}
+					f->cend = seqid;
+					if (f->hits >= KCPX_FEC_LEARN_GROUPS && !f->ds) {
+						f->ds = (__u8)ds;
+						f->ps = (__u8)ps;
+					}
+				} else {
+					f->hits = 0;
+				}
+			}
+			f->gstart = seqid;
+			f->st = (f->st | KCPX_FL_GSTART) & ~KCPX_FL_PSTART;
+		} else if (!data && (f->st & KCPX_FL_LAST_DATA) && (f->st & KCPX_FL_GSTART)) {
+			f->pstart = seqid;
+			f->st |= KCPX_FL_PSTART;
+		}
+	}
+	f->last = seqid;
+	f->st = (f->st & ~KCPX_FL_LAST_DATA) | KCPX_FL_LAST | (data ? KCPX_FL_LAST_DATA : 0);
+}
+
 struct kcpx_native_sess {
-	struct bpf_spin_lock lock; /* guards win against XDP on other CPUs */
+	struct bpf_spin_lock lock; /* guards win and fec against XDP on other CPUs */
 	__u8 dir_flags;		   /* KCPX_NF_SERVER when we are the client, else 0 */
-	__u8 fec_ds, fec_ps;	   /* the session's FEC shape; 0: no FEC group tracking */
-	__u8 pad;
-	__u64 tag_key[2]; /* SipHash key k0, k1 (little-endian halves of 16 bytes) */
+	__u8 fec_track;		   /* 1: XDP learns the peer's FEC shape and tracks groups */
+	__u8 pad[2];
+	__u64 tag_key[2];	   /* SipHash key k0, k1 (little-endian halves of 16 bytes) */
+	struct kcpx_fec_shape fec; /* XDP only (the daemon inserts it zeroed) */
 	struct kcpx_replay win;
 };
-_Static_assert(sizeof(struct kcpx_native_sess) == 8 + 16 + sizeof(struct kcpx_replay),
+_Static_assert(sizeof(struct kcpx_native_sess) ==
+		       8 + 16 + sizeof(struct kcpx_fec_shape) + sizeof(struct kcpx_replay),
 	       "kcpx_native_sess layout");
 
 /*
@@ -179,14 +270,17 @@ static inline __attribute__((always_inline)) int kcpx_rl_spend(struct kcpx_nativ
 /*
  * FEC groups seen by XDP (kcpx_nat_fec, LRU hash): which shards of a group arrived and how
  * many of them were data shards, so parity nobody needs and duplicates die in XDP.
- * Updated without a lock: see bpf/lib/fecgrp.h for why a race is harmless.
+ * Updated without a lock: see bpf/lib/fecgrp.h for why a race is harmless. The key holds
+ * the shape the group was cut by, so a peer that re-tunes never meets a group of the old
+ * shape under the new numbering.
  */
-#define KCPX_FEC_TRACK_MAX 256 /* ds + ps above this: not tracked */
-
 struct kcpx_native_fec_key {
 	__u32 sid;
 	__u32 group; /* FEC seqid / (ds + ps) */
+	__u8 ds, ps; /* the peer's shape (struct kcpx_fec_shape) */
+	__u8 pad[2];
 };
+_Static_assert(sizeof(struct kcpx_native_fec_key) == 12, "kcpx_native_fec_key layout");
 
 struct kcpx_native_fec_grp {
 	__u64 seen[KCPX_FEC_TRACK_MAX / 64]; /* bit per shard index */

@@ -6,9 +6,13 @@
  * receiver, and a shard seen twice (e.g. a --dupsmall copy whose original arrived) is too:
  * both are dropped before they cost a copy to userspace and an AEAD open.
  *
+ * The shape (ds + ps per group) is the peer's, learnt per session from the shard headers
+ * (kcpx_fec_learn in kcpx_native.h): never our own --datashard/--parityshard, which the
+ * peer need not share; until it is learnt, and again once the peer re-tunes, nothing of
+ * the session is tracked or dropped here.
+ *
  * XDP marks a shard seen before the daemon holds it: a shard lost between XDP and the
- * daemon (AF_XDP RX ring full) would make a group look complete when it is not, and with
- * a peer whose --datashard/--parityshard differ from ours the groups are cut wrong. So the
+ * daemon (AF_XDP RX ring full) would make a group look complete when it is not. So the
  * first parity shard of every group always passes (the daemon can rebuild one such loss
  * from it); only the later ones of a complete group are dropped as unneeded.
  *
@@ -41,21 +45,21 @@ enum kcpx_fg_res {
 	KCPX_FG_UNNEEDED, /* parity, and every data shard of the group arrived */
 };
 
-/* fec: the 6 clear FEC bytes (seqid le32, flag le16); ds, ps: the session's shape. */
-static __always_inline int kcpx_fg_track(__u32 sid, const __u8 *fec, __u32 ds, __u32 ps)
+/* seqid, flag: the 6 clear FEC bytes; ds, ps: the peer's shape as learnt (0: unknown). */
+static __always_inline int kcpx_fg_track(__u32 sid, __u32 seqid, __u32 flag, __u32 ds, __u32 ps)
 {
 	struct kcpx_native_fec_key k = {};
 	struct kcpx_native_fec_grp *g, fresh = {};
-	__u32 seqid, flag, n = ds + ps, idx;
+	__u32 n = ds + ps, idx;
 	__u64 bit;
 	int res = KCPX_FG_PASS;
 
 	if (!ds || !ps || n > KCPX_FEC_TRACK_MAX)
 		return KCPX_FG_PASS;
-	seqid = (__u32)fec[0] | (__u32)fec[1] << 8 | (__u32)fec[2] << 16 | (__u32)fec[3] << 24;
-	flag = (__u32)fec[4] | (__u32)fec[5] << 8;
 	k.sid = sid;
 	k.group = seqid / n;
+	k.ds = (__u8)ds;
+	k.ps = (__u8)ps;
 	idx = seqid - k.group * n;
 	/* a flag that disagrees with the index: not ours to judge, userspace will */
 	if ((flag == KCPX_FG_DATA) != (idx < ds) ||

@@ -187,7 +187,7 @@ static __always_inline int kcpx_native_check(void *payload, void *data_end, __u3
 	 * knows to be impossible (the flag tested twice), so no stale stack slot is read */
 	__u8 h[KCPX_NATIVE_HDR + KCPX_NATIVE_FEC_HDR] = {};
 	__u8 want_dir;
-	__u32 sid;
+	__u32 sid, seqid = 0, flag = 0, ds, ps;
 	__u64 ctr, tag;
 	int res;
 
@@ -222,15 +222,25 @@ static __always_inline int kcpx_native_check(void *payload, void *data_end, __u3
 	if (tag != kcpx_sip_le64(h + 16))
 		return kcpx_nv_drop(st ? &st->drop_tag : NULL);
 	ctr = kcpx_sip_le64(h + 8);
+	if (h[2] & KCPX_NF_FEC) {
+		seqid = (__u32)h[24] | (__u32)h[25] << 8 | (__u32)h[26] << 16 | (__u32)h[27] << 24;
+		flag = (__u32)h[28] | (__u32)h[29] << 8;
+	}
 	bpf_spin_lock(&s->lock);
 	res = kcpx_rp_update(&s->win, ctr);
+	/* only a shard with a fresh counter teaches the shape, and only a 0xF1/0xF2 one */
+	if (res != KCPX_RP_REPLAY && res != KCPX_RP_OLD && s->fec_track && (h[2] & KCPX_NF_FEC) &&
+	    (flag == KCPX_FG_DATA || flag == KCPX_FG_PARITY))
+		kcpx_fec_learn(&s->fec, seqid, flag == KCPX_FG_DATA);
+	ds = s->fec.ds;
+	ps = s->fec.ps;
 	bpf_spin_unlock(&s->lock);
 	if (res == KCPX_RP_REPLAY)
 		return kcpx_nv_drop(st ? &st->drop_replay : NULL);
 	if (res == KCPX_RP_OLD)
 		return kcpx_nv_drop(st ? &st->drop_old : NULL);
-	if (h[2] & KCPX_NF_FEC) {
-		res = kcpx_fg_track(sid, h + KCPX_NATIVE_HDR, s->fec_ds, s->fec_ps);
+	if ((h[2] & KCPX_NF_FEC) && s->fec_track) {
+		res = kcpx_fg_track(sid, seqid, flag, ds, ps);
 		if (res == KCPX_FG_DUP)
 			return kcpx_nv_drop(st ? &st->drop_fec_dup : NULL);
 		if (res == KCPX_FG_UNNEEDED)

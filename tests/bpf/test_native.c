@@ -9,7 +9,9 @@
  *     session, wrong version, wrong direction, short packets drop; each counted
  *   - handshake packets are checked with the PSK tag key, by role (RESETs on a client)
  *   - the BPF window and the C window agree over a long random walk of counters
- *   - FEC: parity of a complete group and duplicate shards drop, needed parity passes
+ *   - FEC: parity of a complete group and duplicate shards drop, needed parity passes;
+ *     the peer's shape is learnt from its headers (not ours), unlearnt when it re-tunes;
+ *     forged shards create no group entry, a key holder's at most the map's size
  *   - handshake packets beyond the per-source rate drop; forged ones spend no tokens
  * Needs root (BPF); exits 4 (skip) without it.
  */
@@ -636,8 +638,9 @@ static void test_fec_groups(void)
 	uint64_t c = 100;
 
 	kcpx_native_bpf_sess(srv, &v);
-	v.fec_ds = 3;
-	v.fec_ps = 2;
+	v.fec_track = 1;
+	v.fec.ds = 3; /* as if learnt (test_fec_learn learns one) */
+	v.fec.ps = 2;
 	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_sess), &sid, &v, 0), 0);
 	/* group 0: three data shards pass; the first parity shard passes all the same (a
 	 * shard may be lost between XDP and the daemon), the second is not needed */
@@ -666,8 +669,7 @@ static void test_fec_groups(void)
 	CHECK_EQ(run_shard(c++, 6, 0xf1), XDP_PASS);
 	CHECK_EQ(run_shard(c++, 9, 0xf2), XDP_DROP); /* parity 8 passed already */
 	CHECK_EQ(d.drop_fec_parity, 1);
-	/* a flag that disagrees with the index, or no FEC flag: left to userspace */
-	CHECK_EQ(run_shard(c++, 10, 0xf2), XDP_PASS);
+	/* no FEC flag: left to userspace, the shape stays */
 	CHECK_EQ(run_shard(c++, 10, 0x1234), XDP_PASS);
 	CHECK_EQ(run_shard(c++, 11, 0xf1), XDP_PASS);
 	CHECK_EQ(run_shard(c++, 11, 0xf1), XDP_DROP);
@@ -677,11 +679,180 @@ static void test_fec_groups(void)
 	CHECK_EQ(run_shard(c - 1, 15, 0xf1), XDP_DROP);
 	CHECK_EQ(d.drop_replay, 1);
 	CHECK_EQ(run_shard(c++, 15, 0xf1), XDP_PASS);
+	/* a flag that disagrees with its index: the peer re-tuned, the shape is unlearnt and
+	 * nothing of the session is judged any more (a duplicate passes) */
+	CHECK_EQ(run_shard(c++, 16, 0xf2), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 17, 0xf1), XDP_PASS);
+	CHECK_EQ(run_shard(c++, 17, 0xf1), XDP_PASS);
+	CHECK_EQ(d.pass, 1);
 	/* without FEC tracking for the session every shard passes */
 	add_sess(srv);
 	for (uint32_t i = 0; i < 5; i++)
 		CHECK_EQ(run_shard(c++, 20 + i, i < 3 ? 0xf1 : 0xf2), XDP_PASS);
 	CHECK_EQ(run_shard(c++, 20, 0xf1), XDP_PASS);
+}
+
+/* A session entry that tracks FEC with no shape learnt yet (what the daemon inserts). */
+static void add_fec_sess(void)
+{
+	struct kcpx_native_sess v;
+	__u32 sid = SID;
+
+	kcpx_native_bpf_sess(srv, &v);
+	v.fec_track = 1;
+	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.kcpx_nat_sess), &sid, &v, 0), 0);
+}
+
+static struct kcpx_fec_shape sess_shape(void)
+{
+	struct kcpx_native_sess v;
+	__u32 sid = SID;
+
+	memset(&v, 0, sizeof(v));
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.kcpx_nat_sess), &sid, &v))
+		memset(&v.fec, 0xee, sizeof(v.fec)); /* fails every check on it */
+	return v.fec;
+}
+
+/* One whole group of a ds/ps peer (group g): verdicts counted into *pass / *drop. */
+static void send_group(uint64_t *c, uint32_t g, uint32_t ds, uint32_t ps, unsigned *pass,
+		       unsigned *drop)
+{
+	for (uint32_t i = 0; i < ds + ps; i++) {
+		__u32 v = run_shard((*c)++, g * (ds + ps) + i, i < ds ? 0xf1 : 0xf2);
+
+		CHECK_EQ(outcomes(), 1);
+		*(v == XDP_PASS ? pass : drop) += 1;
+	}
+}
+
+/*
+ * The peer's shape, whatever ours is: XDP learns it from the shard headers (two adjacent
+ * groups alike), tracks nothing before, unlearns it when the peer re-tunes and learns the
+ * new one. Forged and replayed shards teach nothing.
+ */
+static void test_fec_learn(void)
+{
+	uint64_t c = 1000;
+	unsigned pass = 0, drop = 0;
+	struct kcpx_fec_shape f;
+	uint8_t dg[128], fec[KCPX_NATIVE_FEC_HDR];
+
+	add_fec_sess();
+	/* a peer at 5/2: groups 0-2 whole; nothing known, so nothing drops (the second parity
+	 * of each complete group passes); the shape is measured at the starts of groups 2
+	 * and 3 */
+	for (uint32_t g = 0; g < 3; g++)
+		send_group(&c, g, 5, 2, &pass, &drop);
+	CHECK_EQ(pass, 21);
+	CHECK_EQ(drop, 0);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 0);
+	CHECK_EQ(f.hits, 1);
+	/* forged headers (bad tag) and replays that would complete the lesson teach nothing */
+	kcpx_put_le32(fec, 21);
+	kcpx_put_le16(fec + 4, 0xf1);
+	craft_fec(dg, c++, fec);
+	dg[16] ^= 1;
+	CHECK_EQ(run_nat(dg, 100), XDP_DROP);
+	CHECK_EQ(d.drop_tag, 1);
+	CHECK_EQ(run_shard(c - 3, 21, 0xf1), XDP_DROP);
+	CHECK_EQ(d.drop_replay, 1);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 0);
+	/* group 3's first shard: two adjacent groups measured 5/2, the shape is in use */
+	pass = drop = 0;
+	send_group(&c, 3, 5, 2, &pass, &drop);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 5);
+	CHECK_EQ(f.ps, 2);
+	CHECK_EQ(pass, 6); /* in use from group 3's first shard on */
+	CHECK_EQ(drop, 1);
+	pass = drop = 0;
+	send_group(&c, 4, 5, 2, &pass, &drop);
+	CHECK_EQ(pass, 6);
+	CHECK_EQ(drop, 1);
+	CHECK_EQ(d.drop_fec_parity, 1); /* the group's second parity, not needed */
+	/* a group missing a data shard keeps both parity shards */
+	for (uint32_t i = 0; i < 7; i++)
+		if (i != 2)
+			CHECK_EQ(run_shard(c++, 35 + i, i < 5 ? 0xf1 : 0xf2), XDP_PASS);
+	/* the peer re-tunes to 10/3 from group 4 of that shape (seqid 52): the first shard
+	 * whose flag disagrees unlearns 5/2; groups 5 and 6 measured alike teach 10/3, in
+	 * use from group 7's first shard on */
+	pass = drop = 0;
+	for (uint32_t g = 4; g < 7; g++)
+		send_group(&c, g, 10, 3, &pass, &drop);
+	CHECK_EQ(drop, 0);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 0);
+	pass = drop = 0;
+	send_group(&c, 7, 10, 3, &pass, &drop);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 10);
+	CHECK_EQ(f.ps, 3);
+	CHECK_EQ(pass, 11);
+	CHECK_EQ(drop, 2);
+	/* a session the daemon does not let track: no shape, nothing judged */
+	add_sess(srv);
+	pass = drop = 0;
+	for (uint32_t g = 0; g < 4; g++)
+		send_group(&c, 100 + g, 5, 2, &pass, &drop);
+	send_group(&c, 100, 5, 2, &pass, &drop); /* every shard again */
+	CHECK_EQ(drop, 0);
+	f = sess_shape();
+	CHECK_EQ(f.ds, 0);
+	CHECK_EQ(f.st, 0);
+}
+
+static unsigned fec_entries(void)
+{
+	int fd = bpf_map__fd(skel->maps.kcpx_nat_fec);
+	struct kcpx_native_fec_key k, next, *prev = NULL;
+	unsigned n = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next) && n < 1000000) {
+		k = next;
+		prev = &k;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * What forged shards cost in memory: a bad tag creates no group entry and teaches no
+ * shape; a key holder's shards over three times as many groups as the map holds leave at
+ * most KCPX_NAT_FEC_MAX entries (an LRU: the oldest are forgotten, which only lets their
+ * parity through).
+ */
+static void test_fec_bounded(void)
+{
+	const unsigned max = bpf_map__max_entries(skel->maps.kcpx_nat_fec);
+	uint8_t dg[128], fec[KCPX_NATIVE_FEC_HDR];
+	unsigned before, pass = 0, drop = 0;
+	uint64_t c = 1ULL << 30;
+
+	add_fec_sess();
+	for (uint32_t g = 0; g < 4; g++) /* learn 3/1 */
+		send_group(&c, g, 3, 1, &pass, &drop);
+	CHECK_EQ(sess_shape().ds, 3);
+	before = fec_entries();
+	for (uint32_t i = 0; i < 3 * max; i++) {
+		kcpx_put_le32(fec, 1000 + 4 * i);
+		kcpx_put_le16(fec + 4, 0xf1);
+		craft_fec(dg, c++, fec);
+		dg[17] ^= 0x40; /* bad tag */
+		CHECK_EQ(run_nat(dg, 100), XDP_DROP);
+	}
+	CHECK_EQ(fec_entries(), before);
+	CHECK_EQ(sess_shape().ds, 3);
+	for (uint32_t i = 0; i < 3 * max; i++)
+		CHECK_EQ(run_shard(c++, 1000 + 4 * i, 0xf1), XDP_PASS);
+	printf("      %u groups of one session: %u entries in kcpx_nat_fec (max %u)\n", 3 * max,
+	       fec_entries(), max);
+	CHECK(fec_entries() <= max);
+	CHECK(fec_entries() > 0);
+	add_sess(srv); /* a fresh window for the next tests */
 }
 
 /* Not a check: what the XDP checks cost per packet (tag + window; repeats are replays). */
@@ -743,6 +914,8 @@ int main(void)
 	RUN(test_window_matches_c);
 	RUN(test_handshake_by_role);
 	RUN(test_fec_groups);
+	RUN(test_fec_learn);
+	RUN(test_fec_bounded);
 	RUN(test_hs_rate);
 	RUN(test_ipv6);
 	RUN(test_unknown_sid_rate);

@@ -760,8 +760,9 @@ static void test_native_checks(void)
 	CHECK_EQ(kcpx_xdp_native_cfg(nat_only, &cfg), 0);
 	CHECK_EQ(kcpx_xdp_native_cfg(nat_auto, &cfg), 0);
 	kcpx_native_bpf_sess(srvn, &v);
-	v.fec_ds = 2;
-	v.fec_ps = 1;
+	v.fec_track = 1;
+	v.fec.ds = 2; /* as if learnt from the peer's headers (test_native.c learns it) */
+	v.fec.ps = 1;
 	CHECK_EQ(kcpx_xdp_native_add(nat_only, NAT_SID, &v), 0);
 	CHECK_EQ(kcpx_xdp_native_add(nat_auto, NAT_SID, &v), 0);
 	sodium_memzero(&v, sizeof(v));

@@ -706,6 +706,59 @@ static void test_decode_autotune(void)
 	run_autotune(4, 1, 20, 6);
 }
 
+/*
+ * A peer whose ratio differs, losing data shards from its first group on: until the
+ * decoder is tuned to it, groups are cut wrong (a parity shard at a data index or the
+ * reverse), and rebuilding one would hand KCP bytes no one sent. No such group is rebuilt;
+ * every shard that comes out is one that was sent, and once tuned most losses come back.
+ */
+static void run_mismatch_lossy(int local_ds, int local_ps, int ds, int ps, bool partial)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(local_ds, local_ps);
+	struct kcpx_snmp snmp = { 0 };
+	static bool seen[MAXP];
+	static int order[MAXP];
+	uint8_t kcp[1600];
+	int n = ds + ps, groups = 80, no = 0, lost = 0, back = 0;
+
+	S.n = 0;
+	S.scribble = false;
+	for (int id = 0; id < groups * ds; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), 0, sink_emit, &S, NULL);
+	for (int i = 0; i < S.n; i++)
+		if (i % (2 * n) != 1 && i % (3 * n) != 2 * n + ds - 1)
+			order[no++] = i;
+	kcpx_fec_dec_set_partial(d, partial);
+	memset(seen, 0, sizeof(seen));
+	CHECK_EQ(deliver(d, S.p, order, no, 0, &snmp, seen, (uint32_t)(groups * ds)), 0);
+	for (int id = 0; id < groups * ds; id++) {
+		int i = id / ds * n + id % ds; /* its shard */
+
+		if (i % (2 * n) == 1 || i % (3 * n) == 2 * n + ds - 1) {
+			lost++;
+			back += seen[id];
+		} else {
+			CHECK(seen[id]);
+		}
+	}
+	printf("     peer %d/%d, ours %d/%d: %d of %d lost data shards rebuilt\n", ds, ps, local_ds,
+	       local_ps, back, lost);
+	CHECK(back * 2 >= lost);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+static void test_decode_mismatch_lossy(void)
+{
+	for (int p = 0; p < 2; p++) {
+		run_mismatch_lossy(10, 3, 5, 2, p);
+		run_mismatch_lossy(5, 2, 10, 3, p);
+		run_mismatch_lossy(3, 1, 20, 6, p);
+		run_mismatch_lossy(20, 6, 3, 1, p);
+	}
+}
+
 /* Feeds `groups` whole groups of a ds/ps sender, seqids from *next on, at now. */
 static void feed_ratio(struct kcpx_fec_dec *d, int ds, int ps, int groups, uint32_t *next,
 		       uint32_t now)
@@ -821,6 +874,7 @@ int main(void)
 	RUN(test_decode_expiry);
 	RUN(test_decode_garbage);
 	RUN(test_decode_autotune);
+	RUN(test_decode_mismatch_lossy);
 	RUN(test_decode_retune_bound);
 	RUN(test_partial_budget);
 	UNIT_MAIN_END();

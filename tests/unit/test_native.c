@@ -7,6 +7,7 @@
  * Then whole sessions over a lossy, duplicating simulated link: a pending native session
  * sends nothing until its handshake is done, then carries a stream with FEC, duplicates
  * refused as replays; and a pending session falls back to kcptun's format.
+ * XDP's FEC shape learning (kcpx_fec_learn) over a lossy, reordering path and over garbage.
  * The same tag and window computed by BPF are checked in tests/bpf/test_native.c.
  */
 #include <errno.h>
@@ -705,6 +706,99 @@ static void test_session_fallback(void)
 	linksim_free(&ba);
 }
 
+static uint64_t fl_rng = 0x9e3779b97f4a7c15ULL;
+static uint32_t fl_rand(void) /* xorshift64: the same walk on every run */
+{
+	fl_rng ^= fl_rng << 13;
+	fl_rng ^= fl_rng >> 7;
+	fl_rng ^= fl_rng << 17;
+	return (uint32_t)(fl_rng >> 32);
+}
+
+/*
+ * kcpx_fec_learn (include/kcpx_native.h, XDP's shape learning) over a peer's shards as a
+ * lossy, slightly reordering path delivers them, groups sometimes closed early (data
+ * seqids skipped) or with fewer parity shards: the shape it uses is the peer's by the
+ * end, and a wrong one is in use for almost none of the shards.
+ */
+static void test_fec_learn_lossy(void)
+{
+	static const uint8_t shapes[][2] = { { 10, 3 },	 { 5, 2 },    { 3, 1 },	   { 1, 1 },
+					     { 20, 20 }, { 200, 56 }, { 128, 128 } };
+	static const unsigned loss[] = { 0, 5, 20 }; /* percent of shards lost */
+
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		for (size_t li = 0; li < sizeof(loss) / sizeof(loss[0]); li++) {
+			uint32_t ds = shapes[si][0], ps = shapes[si][1], n = ds + ps;
+			uint32_t groups = 300000 / n + 50, held_seq = 0, first_ok = 0;
+			struct kcpx_fec_shape f = { 0 };
+			uint64_t total = 0, wrong = 0;
+			bool held = false;
+			int held_data = 0;
+
+			for (uint32_t g = 0; g < groups; g++) {
+				/* 1 in 10 groups closed early, 1 in 10 with fewer parity */
+				uint32_t sent_d = fl_rand() % 10 ? ds : 1 + fl_rand() % ds;
+				uint32_t sent_p = fl_rand() % 10 ? ps : 1 + fl_rand() % ps;
+
+				for (uint32_t i = 0; i < n; i++) {
+					bool data = i < ds;
+
+					if ((data && i >= sent_d) || (!data && i - ds >= sent_p))
+						continue;
+					if (fl_rand() % 100 < loss[li])
+						continue;
+					/* 1 in 100 swapped with the next shard delivered */
+					if (!held && fl_rand() % 100 == 0) {
+						held = true;
+						held_seq = g * n + i;
+						held_data = data;
+						continue;
+					}
+					kcpx_fec_learn(&f, g * n + i, data);
+					total++;
+					if (held) {
+						kcpx_fec_learn(&f, held_seq, held_data);
+						total++;
+						held = false;
+					}
+					if (f.ds && (f.ds != ds || f.ps != ps))
+						wrong++;
+					if (f.ds == ds && f.ps == ps && !first_ok)
+						first_ok = g + 1;
+				}
+			}
+			if (wrong || loss[li] == 20)
+				printf("      %u/%u at %u%% loss: learnt in group %u, wrong shape "
+				       "for "
+				       "%llu of %llu shards\n",
+				       ds, ps, loss[li], first_ok, (unsigned long long)wrong,
+				       (unsigned long long)total);
+			if (loss[li] == 0)
+				CHECK(first_ok > 0 && first_ok <= 30);
+			CHECK_EQ(f.ds, ds);
+			CHECK_EQ(f.ps, ps);
+			CHECK(wrong * 1000 <= total);
+		}
+	}
+}
+
+/* Any header sequence whatever: a shape in use is whole (ds, ps >= 1, <= 256 shards). */
+static void test_fec_learn_garbage(void)
+{
+	struct kcpx_fec_shape f = { 0 };
+	uint32_t s = 0;
+
+	for (int i = 0; i < 2000000; i++) {
+		uint32_t r = fl_rand();
+
+		s = (r & 3) ? s + 1 : fl_rand() % 4096; /* mostly consecutive, like a peer */
+		kcpx_fec_learn(&f, s, (r >> 2) & 1);
+		CHECK_EQ(!f.ds, !f.ps);
+		CHECK((uint32_t)f.ds + f.ps <= KCPX_FEC_TRACK_MAX);
+	}
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -723,5 +817,7 @@ int main(void)
 	RUN(test_psk_passphrase);
 	RUN(test_session_native_link);
 	RUN(test_session_fallback);
+	RUN(test_fec_learn_lossy);
+	RUN(test_fec_learn_garbage);
 	UNIT_MAIN_END();
 }

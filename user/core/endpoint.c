@@ -244,11 +244,9 @@ int kcpx_ep_native_up(struct kcpx_ep_sess *s, struct kcpx_native *n)
 	if (!ep->ops.native_up)
 		return 0;
 	kcpx_native_bpf_sess(n, &v);
-	if (ep->cfg.datashard > 0 && ep->cfg.parityshard > 0 &&
-	    ep->cfg.datashard + ep->cfg.parityshard <= KCPX_FEC_TRACK_MAX) {
-		v.fec_ds = (uint8_t)ep->cfg.datashard;
-		v.fec_ps = (uint8_t)ep->cfg.parityshard;
-	}
+	/* the peer's shape, not ours: XDP learns it (a receiver takes FEC whatever its own
+	 * --datashard/--parityshard, as kcp-go does) */
+	v.fec_track = 1;
 	err = ep->ops.native_up(ep->user, s->conv, &v);
 	sodium_memzero(&v, sizeof(v));
 	if (err) {

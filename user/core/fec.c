@@ -575,6 +575,7 @@ struct kcpx_fec_dec {
 	uint32_t credit; /* partial hypotheses banked: a full bank, then one per shard */
 	uint32_t last_tune;
 	bool tuned;
+	uint32_t agree; /* shards in a row whose flag agreed with their index */
 	struct kcpx_fec_dec_stats st;
 };
 
@@ -662,7 +663,9 @@ struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps)
 {
 	struct kcpx_fec_dec *d;
 
-	if (ds <= 0 || ps <= 0)
+	bool asked = ds > 0 && ps > 0;
+
+	if (!asked)
 		ds = ps = 1; /* kcp-go: newFECDecoder(1, 1) when FEC arrives unasked */
 	if (ds + ps > KCPX_FEC_MAX_SHARDS)
 		return NULL;
@@ -674,6 +677,8 @@ struct kcpx_fec_dec *kcpx_fec_dec_new(int ds, int ps)
 		return NULL;
 	}
 	d->credit = KCPX_FEC_PARTIAL_BURST;
+	/* our own ratio is trusted until a flag disagrees with it; 1/1 must prove itself */
+	d->agree = asked ? UINT32_MAX : 0;
 	return d;
 }
 
@@ -851,6 +856,15 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 
 	if (!partial && search_end - search_begin + 1 < (size_t)d->ds)
 		return;
+	/* kcpx only: once a flag has disagreed with our ratio (or with 1/1, taken when FEC
+	 * came unasked), rebuild nothing until the flags have agreed with the ratio in use
+	 * for two whole groups in a row. Before that it may not be the peer's (a group cut
+	 * wrong can even have every flag where ours puts it), and a rebuild would hand KCP
+	 * bytes nobody sent; kcp-go rebuilds them all the same. */
+	if (d->agree < 2 * n) {
+		d->st.miscut++;
+		return;
+	}
 	memset(d->present, 0, n * sizeof(bool));
 	for (size_t i = search_begin; i <= search_end; i++) {
 		struct fec_entry *e = &d->ent[d->rx[i]];
@@ -861,6 +875,13 @@ static void fec_dec_group(struct kcpx_fec_dec *d, uint32_t seqid, size_t ins)
 		if (itimediff(e->seqid, shard_begin) < 0)
 			continue;
 		k = e->seqid % n;
+		/* a shard whose flag disagrees with its index: the group is cut by a ratio the
+		 * peer does not use (not tuned yet, or a re-tune held back); rebuilding it would
+		 * hand KCP bytes nobody sent (kcpx only: kcp-go rebuilds it all the same) */
+		if ((e->flag == KCPX_FEC_DATA) != (k < (uint32_t)d->ds)) {
+			d->st.miscut++;
+			return;
+		}
 		d->shards[k] = e->data + KCPX_FEC_HDR_PARITY;
 		d->slen[k] = e->len - KCPX_FEC_HDR_PARITY;
 		d->present[k] = true;
@@ -919,6 +940,7 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 		should_tune = flag != KCPX_FEC_DATA;
 	else
 		should_tune = flag != KCPX_FEC_PARITY;
+	d->agree = should_tune ? 0 : d->agree + (d->agree < UINT32_MAX);
 	if (should_tune) {
 		int ads = fec_find_period(d, true), aps = fec_find_period(d, false);
 

@@ -158,6 +158,7 @@ struct kcpx_fec_dec_stats {
 	uint64_t retunes, retunes_held;	      /* ratio changes made / put off by the rate */
 	uint64_t hypotheses, partial_skipped; /* partial hypotheses tried / not, no credit */
 	uint64_t rebuilds;		      /* kcp-go's case-2 reconstructions */
+	uint64_t miscut; /* groups not rebuilt: a shard's flag disagrees with its index */
 };
 void kcpx_fec_dec_stats(const struct kcpx_fec_dec *d, struct kcpx_fec_dec_stats *st);
 

@@ -191,8 +191,8 @@ uint32_t kcpx_native_sid(const struct kcpx_native *n);
 enum kcpx_native_cipher kcpx_native_cipher(const struct kcpx_native *n);
 const struct kcpx_native_stats *kcpx_native_stats(const struct kcpx_native *n);
 /*
- * The kcpx_nat_sess map value for this session: receive tag key, empty window. The caller
- * sets fec_ds/fec_ps to the session's --datashard/--parityshard to let XDP track FEC
+ * The kcpx_nat_sess map value for this session: receive tag key, empty window, no FEC
+ * shape. The caller sets fec_track to let XDP learn the peer's FEC shape and track its
  * groups (left 0: no tracking).
  */
 void kcpx_native_bpf_sess(const struct kcpx_native *n, struct kcpx_native_sess *v);
