@@ -33,10 +33,10 @@
 #define IPV6_HLEN 40
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, KCPX_FTCP_PORTS_MAX);
-	__type(key, __be16);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_ftcp_portset);
 } kcpx_ftcp_ports SEC(".maps");
 
 struct {
@@ -97,9 +97,14 @@ static __always_inline struct kcpx_ftcp_stats *stats(void)
 static __always_inline struct kcpx_ftcp_stats *ours(void *hdr, __u32 len, void *data_end,
 						    __be16 *port)
 {
+	struct kcpx_ftcp_portset *ps;
+	__u32 zero = 0, p;
+
 	if (hdr + len > data_end)
 		return NULL;
-	if (!bpf_map_lookup_elem(&kcpx_ftcp_ports, port))
+	ps = bpf_map_lookup_elem(&kcpx_ftcp_ports, &zero);
+	p = bpf_ntohs(*port);
+	if (!ps || !(ps->w[(p >> 6) & 1023] & (1ull << (p & 63))))
 		return NULL;
 	return stats();
 }

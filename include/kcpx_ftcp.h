@@ -4,9 +4,10 @@
  * the tunnel's UDP datagrams travel as the payload of TCP segments of a flow whose
  * three-way handshake the kernel's own TCP stack made (docs/INTEROP.md, "--tcp").
  *
- *   kcpx_ftcp_ports  local ports (network order) that carry fake TCP. Egress: a UDP
- *                    datagram from such a port becomes a TCP segment of its flow. Ingress:
- *                    a TCP segment to such a port, of a known flow, becomes UDP again.
+ *   kcpx_ftcp_ports  local ports that carry fake TCP, one bit each (key 0, struct
+ *                    kcpx_ftcp_portset). Egress: a UDP datagram from such a port becomes
+ *                    a TCP segment of its flow. Ingress: a TCP segment to such a port, of
+ *                    a known flow, becomes UDP again.
  *   kcpx_ftcp_flows  one entry per established flow, inserted by userspace once the
  *                    kernel's socket is connected (client) or accepted (server), with the
  *                    sequence numbers read from that socket. The programs advance them.
@@ -24,8 +25,15 @@
 #include <linux/types.h>
 #endif
 
-/* a server's port range holds at most 1024 ports (app/tunnel.c) */
-#define KCPX_FTCP_PORTS_MAX 1024
+/*
+ * Every packet on the interface is checked against the set, ours or not: a bitmap in a
+ * one-element array is one lookup the verifier inlines and a bit test, where a hash map
+ * costs a hash and a bucket walk. Bit n of w[n / 64] (n = the port in host order).
+ */
+struct kcpx_ftcp_portset {
+	__u64 w[65536 / 64];
+};
+_Static_assert(sizeof(struct kcpx_ftcp_portset) == 8192, "kcpx_ftcp_portset layout");
 #define KCPX_FTCP_FLOWS_MAX 4096
 /* Largest TCP payload the egress program converts (the tunnel never sends more). */
 #define KCPX_FTCP_PAYLOAD_MAX 1500

@@ -244,21 +244,30 @@ int kcpx_ftcp_bpf_fd(const struct kcpx_ftcp_bpf *b, enum kcpx_ftcp_fd which)
 	return -EINVAL;
 }
 
+/* Set or clear one port's bit. Only this thread writes the set; the programs read it. */
+static int port_set(struct kcpx_ftcp_bpf *b, uint16_t port, bool on)
+{
+	int fd = bpf_map__fd(b->skel->maps.kcpx_ftcp_ports);
+	struct kcpx_ftcp_portset ps;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &ps))
+		return -errno;
+	if (on)
+		ps.w[port / 64] |= 1ull << (port % 64);
+	else
+		ps.w[port / 64] &= ~(1ull << (port % 64));
+	return bpf_map_update_elem(fd, &zero, &ps, BPF_ANY) ? -errno : 0;
+}
+
 int kcpx_ftcp_bpf_port_add(struct kcpx_ftcp_bpf *b, uint16_t port)
 {
-	__be16 k = htons(port);
-	__u8 v = 1;
-
-	return bpf_map_update_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_ports), &k, &v, BPF_ANY)
-		       ? -errno
-		       : 0;
+	return port_set(b, port, true);
 }
 
 int kcpx_ftcp_bpf_port_del(struct kcpx_ftcp_bpf *b, uint16_t port)
 {
-	__be16 k = htons(port);
-
-	return bpf_map_delete_elem(bpf_map__fd(b->skel->maps.kcpx_ftcp_ports), &k) ? -errno : 0;
+	return port_set(b, port, false);
 }
 
 void kcpx_ftcp_key_make(struct kcpx_ftcp_key *k, const struct kcpx_addr *peer, uint16_t lport)
