@@ -247,7 +247,7 @@ int kcpx_xdp_steer(struct xdp_md *ctx)
 		st->pass_addr++;
 		return XDP_PASS;
 	}
-	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK)) {
+	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK, kcpx_cfg.bcast4)) {
 		st->drop_martian++;
 		return XDP_DROP;
 	}

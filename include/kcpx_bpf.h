@@ -61,6 +61,8 @@ enum kcpx_bpf_role {
  * Read-only configuration, set in the skeleton's .rodata before load (so the verifier
  * prunes the role that is not used). Ports and addresses are in network byte order.
  */
+#define KCPX_BCAST4_MAX 8 /* subnet broadcasts XDP knows; more are not checked */
+
 struct kcpx_bpf_cfg {
 	__u8 peer_addr[16]; /* client: the server found at start (steering: kcpx_lports) */
 	__be16 port;	    /* server: the listen port; client: the server's port at start */
@@ -75,8 +77,10 @@ struct kcpx_bpf_cfg {
 	__u16 port_first;    /* server, host order: the listen range, kcptun's ":4000-4009" */
 	__u16 port_last;     /* (0: the range is cfg.port alone) */
 	__u8 local_addr[16]; /* server with KCPX_CFG_F_LOCAL: --listen's address */
+	__be32 bcast4[KCPX_BCAST4_MAX]; /* the broadcast addresses of the interface's IPv4
+					 * subnets, martian sources (0: unused) */
 };
-_Static_assert(sizeof(struct kcpx_bpf_cfg) == 48, "kcpx_bpf_cfg layout");
+_Static_assert(sizeof(struct kcpx_bpf_cfg) == 48 + 4 * KCPX_BCAST4_MAX, "kcpx_bpf_cfg layout");
 
 /*
  * What the XDP program did with each frame. Everything it cannot prove to be a tunnel

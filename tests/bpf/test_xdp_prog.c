@@ -900,6 +900,9 @@ static int load(struct kcpx_xdp **x, enum kcpx_bpf_role role, const char *peer, 
 		.role = role, .port = PORT, .dscp = dscp, .min_payload = 24, .max_payload = 1500
 	};
 
+	c.bcast4[0] = htonl(0x0a0900ff); /* 10.9.0.0/24's broadcast, as an interface's */
+	c.bcast4[1] = htonl(0x0a0affff); /* 10.10.0.0/16's */
+
 	if (peer && strchr(peer, ':')) {
 		c.peer.in6.sin6_family = AF_INET6;
 		inet_pton(AF_INET6, peer, &c.peer.in6.sin6_addr);
@@ -937,6 +940,7 @@ static void test_martians(void)
 		{ "224.0.0.1", ME4 },	{ "239.255.0.1", ME4 },
 		{ "240.0.0.1", ME4 },	{ "255.255.255.255", ME4 },
 		{ PEER4, "224.0.0.5" }, { PEER4, "255.255.255.255" },
+		{ "10.9.0.255", ME4 },	{ "10.10.255.255", ME4 },
 		{ "::", ME6 },		{ "::1", ME6 },
 		{ "ff02::1", ME6 },	{ "::ffff:10.9.0.1", ME6 },
 		{ PEER6, "ff02::1" },	{ PEER6, "ff05::2" },
@@ -946,6 +950,8 @@ static void test_martians(void)
 		{ "1.0.0.1", ME4 },
 		{ "126.255.255.255", ME4 },
 		{ "223.255.255.255", ME4 },
+		{ "10.9.1.255", ME4 }, /* another subnet's broadcast: not ours to know */
+		{ "10.10.0.255", ME4 },
 		{ PEER6, ME6 },
 		{ "::2", ME6 },
 		{ "::1:0:0:1", ME6 },

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -709,11 +710,50 @@ static bool if_is_loopback(const char *ifname)
 	return lo;
 }
 
+/* Add a to c's subnet broadcasts (martian sources) unless it is there, 0 or full. */
+static void bcast_add(struct kcpx_bpf_cfg *c, uint32_t a)
+{
+	if (!a || a == htonl(INADDR_BROADCAST)) /* 255.255.255.255: martian anyway */
+		return;
+	for (int i = 0; i < KCPX_BCAST4_MAX; i++) {
+		if (c->bcast4[i] == a)
+			return;
+		if (!c->bcast4[i]) {
+			c->bcast4[i] = a;
+			return;
+		}
+	}
+	kcpx_io_logf(0, "xdp: more than %d IPv4 subnets; broadcasts of the others not checked",
+		     KCPX_BCAST4_MAX);
+}
+
+/* The broadcast addresses of ifname's IPv4 subnets, as configured at start. */
+static void bcast_of(struct kcpx_bpf_cfg *c, const char *ifname)
+{
+	struct ifaddrs *ifa, *i;
+
+	if (getifaddrs(&ifa)) {
+		kcpx_io_logf(0, "%s: getifaddrs: %s; subnet broadcasts not checked", ifname,
+			     strerror(errno));
+		return;
+	}
+	for (i = ifa; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+		    (i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr &&
+		    !strcmp(i->ifa_name, ifname))
+			bcast_add(c, ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr);
+	freeifaddrs(ifa);
+}
+
 static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 {
 	struct kcpx_bpf_cfg *c = &x->skel->rodata->kcpx_cfg;
 
 	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < KCPX_BCAST4_MAX; i++)
+		bcast_add(c, cfg->bcast4[i]);
+	if (cfg->ifname)
+		bcast_of(c, cfg->ifname);
 	c->role = cfg->role;
 	c->port = htons(cfg->port);
 	if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->port_last > cfg->port) {

@@ -42,7 +42,9 @@ struct kcpx_xdp_config {
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
 	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
 	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
-	int dscp;      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
+	uint32_t bcast4[KCPX_BCAST4_MAX]; /* network order, 0: none; martian sources added to
+					   * the broadcasts of ifname's subnets (tests) */
+	int dscp;	      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
 	uint16_t min_payload; /* 0: 1 */
 	uint16_t max_payload; /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
