@@ -231,7 +231,7 @@ void kcpx_shards_stop(struct kcpx_shards *g, unsigned started)
 	for (unsigned i = 1; i < started; i++) {
 		struct tunnel *t = g->t[i];
 
-		pthread_mutex_lock(&t->mu);
+		kcpx_loop_lock(t->loop);
 		t->stopping = true;
 		kcpx_loop_stop(t->loop);
 		pthread_mutex_unlock(&t->mu);
@@ -251,7 +251,7 @@ struct tunnel *kcpx_shard_get(struct tunnel *self, unsigned i)
 	struct tunnel *o = self->group ? self->group->t[i] : self;
 
 	if (o && o != self)
-		pthread_mutex_lock(&o->mu);
+		kcpx_loop_lock(o->loop);
 	return o;
 }
 

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@ struct kcpx_loop {
 	void (*idle)(void *arg);
 	void *idle_arg;
 	pthread_mutex_t *lock; /* held except while waiting in epoll */
+	atomic_uint want;      /* other threads waiting in kcpx_loop_lock */
 };
 
 struct kcpx_loop *kcpx_loop_new(void)
@@ -211,6 +214,13 @@ void kcpx_loop_set_lock(struct kcpx_loop *loop, pthread_mutex_t *lock)
 	loop->lock = lock;
 }
 
+void kcpx_loop_lock(struct kcpx_loop *loop)
+{
+	atomic_fetch_add(&loop->want, 1);
+	pthread_mutex_lock(loop->lock);
+	atomic_fetch_sub(&loop->want, 1);
+}
+
 int kcpx_loop_run(struct kcpx_loop *loop)
 {
 	struct epoll_event evs[LOOP_EVENTS];
@@ -232,8 +242,13 @@ int kcpx_loop_run(struct kcpx_loop *loop)
 		if (loop->lock)
 			pthread_mutex_unlock(loop->lock);
 		n = epoll_wait(loop->epfd, evs, LOOP_EVENTS, timeout);
-		if (loop->lock)
+		if (loop->lock) {
+			/* a mutex is not fair: busy, the owner would take it back before a
+			 * waiter wakes, for as long as traffic lasts */
+			while (atomic_load(&loop->want))
+				sched_yield();
 			pthread_mutex_lock(loop->lock);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

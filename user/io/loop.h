@@ -55,6 +55,9 @@ void kcpx_loop_set_idle(struct kcpx_loop *loop, void (*fn)(void *arg), void *arg
  * the owner's state between two turns. Without one (the default) nothing is locked.
  */
 void kcpx_loop_set_lock(struct kcpx_loop *loop, pthread_mutex_t *lock);
+/* Another thread takes that lock: the owner lets it in at the end of its current turn
+ * however busy it is, instead of taking the lock back first. */
+void kcpx_loop_lock(struct kcpx_loop *loop);
 
 /* Run until kcpx_loop_stop(). Returns 0, or -errno if epoll itself failed. */
 int kcpx_loop_run(struct kcpx_loop *loop);
