@@ -158,3 +158,20 @@ work_dir() {
 	work=$(mktemp -d "/tmp/kcpx-$1.XXXXXX") || exit 1
 	on_cleanup "rm -rf '$work'"
 }
+
+# kcpx_status ARGS...: `kcpx status ARGS`, asked again (10 times at most) when the daemon
+# does not answer within the 2 s kcpx status waits, as one busy on a loaded machine may not
+kcpx_status() {
+	local i
+	for ((i = 0; i < 9; i++)); do
+		"$KCPX" status "$@" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	"$KCPX" status "$@"
+}
+
+# tail_logs [N]: the last N lines (20 unless told) of every $work/*.log, each under its name
+tail_logs() {
+	local f
+	for f in "$work"/*.log; do echo "== $f"; tail -"${1:-20}" "$f"; done
+}

@@ -67,7 +67,7 @@ run() { # run CC PORT -> sets DROPS FRAMES
 	fi
 	read -r r1 q1 <<<"$(link_sum)"
 	if [ "$cc" = bbr ]; then
-		"$KCPX" status "$c" >"$work/status" 2>&1
+		kcpx_status "$c" >"$work/status" 2>&1
 		grep -q "cc bbr" "$work/status" || {
 			echo "FAIL: kcpx status shows no cc line:"
 			cat "$work/status"

@@ -91,7 +91,5 @@ grep -q "session .* with $IP_B3:4003 opened" "$work/client.log" ||
 kill -0 "$cpid" 2>/dev/null || { echo "FAIL: the client exited"; fail=1; }
 
 grep -h "remoteaddr\|opened\|closed" "$work/client.log" | sed 's/^/  | /'
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

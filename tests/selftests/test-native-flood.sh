@@ -92,7 +92,5 @@ echo "server InErrs +$((e1 - e0)) for $total spoofed packets"
 	{ echo "FAIL: InErrs +$((e1 - e0)) does not account for the flood ($total)"; fail=1; }
 alive=$(pgrep -fc "$KCPX (client|server) -l .*$work" || true)
 [ "$alive" -ge 2 ] || { echo "FAIL: a kcpx daemon died"; fail=1; }
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

@@ -90,7 +90,5 @@ grep -h "kcpx protocol\|falling back" "$work"/client*.log | sed 's/^/  /'
 
 alive=$(pgrep -fc "$KCPX (client|server) -l .*$work" || true)
 [ "$alive" -ge 10 ] || { echo "FAIL: a kcpx daemon died ($alive of 10 left)"; fail=1; }
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

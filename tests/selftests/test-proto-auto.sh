@@ -260,7 +260,5 @@ grep -h "falling back\|kcpx protocol\|late kcpx\|replacing\|probing\|hsrate" "$w
 for p in "${spid[@]}" "${cpid[@]}"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
 done
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -15 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs 15
 exit $fail

@@ -94,7 +94,5 @@ wait_log "$work/s1.log" "InCsumErrors:[1-9]" 20 || bad "garbage not counted as I
 kill -0 "$spid" || bad "server died"
 grep "KCP SNMP" "$work/s1.log" | tail -1 | tr ' ' '\n' | grep -E "InErrs|InCsumErrors|KCPInErrors" | sed 's/^/  /'
 
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -15 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs 15
 exit $fail

@@ -102,7 +102,7 @@ part() {
 		[ "$(fds $spid)" -eq "$sfd0" ] || { echo "FAIL: $name: server fd leak"; fail=1; }
 		[ "$(fds $cpid)" -le $((cfd0 + n)) ] || { echo "FAIL: $name: client fd leak"; fail=1; }
 		local have
-		have=$("$KCPX" status $spid | sed -n 's/.*: \([0-9]*\) sessions$/\1/p')
+		have=$(kcpx_status "$spid" | sed -n 's/.*: \([0-9]*\) sessions$/\1/p')
 		echo "$name: server has $have sessions"
 		[ "$have" -ge "$n" ] || { echo "FAIL: $name: $have sessions, not $n"; fail=1; }
 	else
@@ -119,7 +119,5 @@ part streams "$STREAMS" "$RSS_MAX_KB" "" ""
 # many sessions and handshakes from one address (no --persource, --sessrate, --hsrate)
 part sessions "$SESSIONS" "$SESS_RSS_MAX_KB" "--conn $SESSIONS" \
 	"--hsrate 0 --sessrate 0 --persource 0 --maxsessions $((SESSIONS + 16))"
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

@@ -106,7 +106,7 @@ grep -q "peer moved from $IP_A:$p to $IP_A:40999" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to port 40999"; fail=1; }
 if [ -n "${SURVIVE_HANDOFF:-}" ]; then
 	# the client's port is even (its first session's hint) and 40999 odd: the other thread
-	handed=$("$KCPX" status "$spid" | sed -n 's/.*handed to another thread \([0-9]*\),.*/\1/p' |
+	handed=$(kcpx_status "$spid" | sed -n 's/.*handed to another thread \([0-9]*\),.*/\1/p' |
 		awk '{ s += $1 } END { print s + 0 }')
 	echo "  datagrams handed to the session's thread: $handed"
 	[ "$handed" -gt 0 ] || { echo "FAIL: no datagram changed threads (client port $p)"; fail=1; }
@@ -193,7 +193,5 @@ for p in "$spid" "$cpid"; do
 	kill -0 "$p" 2>/dev/null || { echo "FAIL: kcpx pid $p died"; fail=1; }
 done
 grep -h "moved\|no such session\|opened\|closed" "$work"/*.log | sed 's/^/  | /'
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

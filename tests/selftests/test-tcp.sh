@@ -327,7 +327,5 @@ wait_log "$work/server-nows.log" "flow .* has no TCP window scaling" || fail=1
 pkill -TERM -f "$KCPX (client|server) --tcp -l .*nows.log" || true
 in_ns "$NS_A" sysctl -qw net.ipv4.tcp_window_scaling=1
 
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

@@ -53,10 +53,10 @@ wait_tcp_port "$NS_B" 9190 20
 
 # thread_sessions PID I: sessions thread I of that kcpx holds
 thread_sessions() {
-	"$KCPX" status "$1" 2>/dev/null | sed -n "s/^  thread $2: \([0-9]*\) sessions.*/\1/p"
+	kcpx_status "$1" 2>/dev/null | sed -n "s/^  thread $2: \([0-9]*\) sessions.*/\1/p"
 }
 thread_rx() {
-	"$KCPX" status "$1" 2>/dev/null | sed -n "s/^  thread $2: .*datagrams in \([0-9]*\) .*/\1/p"
+	kcpx_status "$1" 2>/dev/null | sed -n "s/^  thread $2: .*datagrams in \([0-9]*\) .*/\1/p"
 }
 # spread PID CLIENT_PORT: open connections (1 KiB each) until both server threads hold a
 # session; port 8481 leads to the sink, 8482 to the echo service

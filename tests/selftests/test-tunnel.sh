@@ -85,7 +85,5 @@ if pgrep -f "$KCPX (client|server) -l .*$work" >/dev/null; then
 	echo "FAIL: kcpx did not exit within 20 s of SIGTERM"
 	fail=1
 fi
-if [ $fail -ne 0 ]; then
-	for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
-fi
+[ "$fail" -eq 0 ] || tail_logs
 exit $fail

@@ -51,11 +51,12 @@ nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" --xdp-mode native client -l 
 	-r "$IP_B:4113" $THREADS --conn 8 $FLAGS --log "$work/client.log" & cpid=$!
 track_pid $cpid
 wait_tcp_port "$NS_A" 8493 20
-grep -q "2 threads" "$work/client.log" || { echo "FAIL: the client did not start 2 threads"; fail=1; }
+# logged once the engines run, after the ports opened
+wait_log "$work/client.log" "2 threads" 20 || { echo "FAIL: the client did not start 2 threads"; fail=1; }
 [ "$(grep -c "no RSS key to read.*client ports are the kernel's" "$work/client.log")" = 1 ] ||
 	{ echo "FAIL: the client did not say once that a veth has no RSS key"; fail=1; }
 
-status() { "$KCPX" status "$cpid" 2>/dev/null; }
+status() { kcpx_status "$cpid" 2>/dev/null; }
 thread_sessions() { status | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
 from_others() {
 	status | sed -n "s/^  $IF_A thread $1: af_xdp datagrams from other threads' queues \([0-9]*\),.*/\1/p"

@@ -97,6 +97,12 @@ no_trace_of_kcpx() { # NS IFACE
 	return 0
 }
 
+# pinned_sum IFACE MAP FIELD: FIELD summed over the pinned MAP's entries (0 if none)
+pinned_sum() {
+	bpftool map dump pinned "/sys/fs/bpf/kcpx/$1/$2" 2>/dev/null |
+		awk -F'[:,]' -v f="\"$3\"" '$0 ~ f { s += $2 } END { print s + 0 }'
+}
+
 for mode in native skb; do
 	echo "== kcpx up, XDP $mode mode"
 	start up $mode
@@ -106,7 +112,15 @@ for mode in native skb; do
 	transfer "xdp-$mode"
 
 	# both ends steered the tunnel into AF_XDP, and the engine's counters are pinned
-	sleep 1.2 # SNMP is published every second
+	# the engines publish SNMP and their AF_XDP counters every second, in their own time:
+	# wait (bounded) for a publication that has the transfer in it
+	for ifc in "$IF_A" "$IF_B"; do
+		for _ in $(seq 1 200); do
+			[ "$(pinned_sum "$ifc" kcpx_snmp InPkts)" -gt 100 ] &&
+				[ "$(pinned_sum "$ifc" kcpx_xsk_stats tx_packets)" -gt 100 ] && break
+			sleep 0.1
+		done
+	done
 	for ifc in "$IF_A" "$IF_B"; do
 		pin=/sys/fs/bpf/kcpx/$ifc
 		steered=$(bpftool map dump pinned "$pin/kcpx_xdp_stats" |

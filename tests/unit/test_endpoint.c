@@ -309,6 +309,20 @@ static int world_init(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp)
 	return 0;
 }
 
+/* The client process restarts on the same address and port: a new endpoint speaking proto
+ * (its rng seeded with seed), none of the old one's sessions. */
+static int client_restart(struct world *w, enum kcpx_proto proto, uint32_t seed)
+{
+	struct kcpx_ep_config cc = ep_cfg(false, proto);
+
+	kcpx_ep_free(w->c.ep);
+	if (end_init(&w->c, "client", &cc, &w->cs, 0x0a000001, 5000, seed))
+		return -1;
+	w->c.w = w;
+	w->ncpath = 0; /* the same port again */
+	return 0;
+}
+
 static void world_free(struct world *w)
 {
 	kcpx_ep_free(w->c.ep);
@@ -615,15 +629,7 @@ static void test_kcptun_restart(void)
 	CHECK_EQ(w.s.ns, 1);
 	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
 	/* the client process restarts on the same address: a new endpoint, a new conv */
-	kcpx_ep_free(w.c.ep);
-	w.c.ns = 0;
-	{
-		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
-
-		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
-		w.c.w = &w;
-		w.ncpath = 0; /* the same port again */
-	}
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
 	CHECK(client_send(&w, 20000));
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);
@@ -829,7 +835,6 @@ static void test_reset_bounded(void)
 /* The client restarts on the same address: its new INIT opens a new session at once. */
 static void test_client_restart(void)
 {
-	struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_AUTO);
 	struct world w;
 	uint32_t conv1;
 
@@ -838,10 +843,7 @@ static void test_client_restart(void)
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);
 	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
-	kcpx_ep_free(w.c.ep);
-	CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x7777), 0);
-	w.c.w = &w;
-	w.ncpath = 0; /* the same port again */
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_AUTO, 0x7777), 0);
 	CHECK(client_send(&w, 30000));
 	world_run(&w, 500);
 	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
@@ -919,6 +921,34 @@ static bool fw_none(void *user, void *path, const struct kcpx_addr *from, const 
 }
 
 /*
+ * The start of the hand-over tests: a world (both ends speaking proto, which the server
+ * names name) whose client has 60,000 bytes queued behind a slow link, its newest datagram
+ * copied to pkt (*len) before the server got it; and a second server endpoint `other`
+ * ("server-thread-1", sending into sink) made with sc and ops. 0, or -1 if a step failed.
+ */
+static int handoff_init(struct world *w, enum kcpx_proto proto, const char *name, uint8_t *pkt,
+			size_t *len, struct tend *other, struct linksim *sink,
+			const struct kcpx_ep_config *sc, const struct kcpx_ep_ops *ops)
+{
+	if (world_init(w, proto, proto))
+		return -1;
+	w->cs.rate = 50; /* the client's datagrams queue on the link */
+	if (!client_send(w, 60000))
+		return -1;
+	world_run(w, 150);
+	if (strcmp(proto_of(&w->s), name))
+		return -1;
+	memcpy(pkt, w->c.last_tx, w->c.last_tx_len); /* not at the server yet: fresh */
+	*len = w->c.last_tx_len;
+	linksim_init(sink, 4);
+	memset(other, 0, sizeof(*other));
+	other->name = "server-thread-1";
+	other->out = sink;
+	fw_calls = 0;
+	return kcpx_ep_new(&other->ep, sc, ops, other, &other->snmp) ? -1 : 0;
+}
+
+/*
  * Two server endpoints, as two threads: the client's NAT moves it and its DATA reaches
  * the endpoint without its session. That one asks its owner (foreign) before answering:
  * taken, it sends no RESET and opens nothing, the bytes come out unchanged, and fed to
@@ -937,22 +967,9 @@ static void test_foreign_handoff(void)
 	struct world w;
 	size_t len;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
-	w.cs.rate = 50; /* the client's datagrams queue on the link */
-	CHECK(client_send(&w, 60000));
-	world_run(&w, 150);
-	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
-	memcpy(pkt, w.c.last_tx, w.c.last_tx_len); /* not at the server yet: fresh */
-	len = w.c.last_tx_len;
-	addr4(&moved, 0xc0a80001, 40001);
-
-	linksim_init(&sink, 4);
-	memset(&other, 0, sizeof(other));
-	other.name = "server-thread-1";
-	other.out = &sink;
 	ops.foreign = fw_take;
-	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
-	fw_calls = 0;
+	CHECK_EQ(handoff_init(&w, KCPX_PROTO_AUTO, "kcpx", pkt, &len, &other, &sink, &sc, &ops), 0);
+	addr4(&moved, 0xc0a80001, 40001);
 	kcpx_ep_input(other.ep, NULL, &w.spath, &moved, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
 	CHECK_EQ(fw_sid, kcpx_ep_sess_conv(w.s.s[0]->es));
@@ -1020,21 +1037,9 @@ static void test_foreign_peer(void)
 	struct world w;
 	size_t len;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
-	w.cs.rate = 50;
-	CHECK(client_send(&w, 60000));
-	world_run(&w, 150);
-	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
-	memcpy(pkt, w.c.last_tx, w.c.last_tx_len); /* not at the server yet */
-	len = w.c.last_tx_len;
-
-	linksim_init(&sink, 4);
-	memset(&other, 0, sizeof(other));
-	other.name = "server-thread-1";
-	other.out = &sink;
 	ops.foreign_peer = fwp_take;
-	CHECK_EQ(kcpx_ep_new(&other.ep, &sc, &ops, &other, &other.snmp), 0);
-	fw_calls = 0;
+	CHECK_EQ(handoff_init(&w, KCPX_PROTO_KCPTUN, "kcptun", pkt, &len, &other, &sink, &sc, &ops),
+		 0);
 	kcpx_ep_input(other.ep, NULL, &w.spath, &w.cli_from, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
 	CHECK_EQ(fw_len, len);
@@ -1156,15 +1161,7 @@ static void test_old_conv_replay(void)
 	world_run(&w, 1000);
 	w.cs.drop_fn = NULL;
 	CHECK(cap_len > 0);
-	kcpx_ep_free(w.c.ep);
-	w.c.ns = 0;
-	{
-		struct kcpx_ep_config cc = ep_cfg(false, KCPX_PROTO_KCPTUN);
-
-		CHECK_EQ(end_init(&w.c, "client", &cc, &w.cs, 0x0a000001, 5000, 0x4321), 0);
-		w.c.w = &w;
-		w.ncpath = 0; /* the same port again */
-	}
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
 	CHECK(client_send(&w, 20000));
 	world_run(&w, 1000);
 	CHECK_EQ(w.s.ns, 1);

@@ -22,6 +22,7 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 
+#include "io/child.h"
 #include "io/log.h"
 
 int kcpx_napi_parse(const char *s, enum kcpx_napi_mode *out)
@@ -117,7 +118,7 @@ static int sysfs_attr(const char *ifname, const char *attr, const char *val, cha
 			     .msg_control = cbuf,
 			     .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *c;
-	int sv[2], err = -EIO, status;
+	int fd, err = -EIO, status;
 	ssize_t n;
 	pid_t pid;
 
@@ -126,43 +127,33 @@ static int sysfs_attr(const char *ifname, const char *attr, const char *val, cha
 	if ((size_t)snprintf(path, sizeof(path), "/sys/class/net/%s/%s", ifname, attr) >=
 	    sizeof(path))
 		return -ENAMETOOLONG;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		err = -errno;
-		close(sv[0]);
-		close(sv[1]);
-		return err;
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		attr_child(sv[1], path, val, keep != NULL);
-	}
-	close(sv[1]);
+	pid = kcpx_child_fork(&fd);
+	if (pid < 0)
+		return pid;
+	if (pid == 0)
+		attr_child(fd, path, val, keep != NULL);
 	iov.iov_base = &status;
 	iov.iov_len = sizeof(status);
-	if (recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC) == sizeof(status)) {
+	if (recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) == sizeof(status)) {
 		err = -status;
 		c = CMSG_FIRSTHDR(&mh);
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
 		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
-			int fd;
+			int got;
 
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			memcpy(&got, CMSG_DATA(c), sizeof(int));
 			if (keep && !err)
-				*keep = fd;
+				*keep = got;
 			else
-				close(fd);
+				close(got);
 		}
 		if (!err && out) {
-			n = read(sv[0], out, len - 1);
+			n = read(fd, out, len - 1);
 			out[n > 0 ? n : 0] = '\0';
 		}
 	}
-	close(sv[0]);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	close(fd);
+	kcpx_child_reap(pid);
 	return err;
 }
 

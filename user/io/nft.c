@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io/nft.h"
+#include "io/child.h"
 #include "io/log.h"
 
 /* Run `nft -f -` on the script; its complaints go to our stderr. 0 or -errno. */
@@ -128,39 +129,31 @@ static int nft_call(int verb, int port)
 
 int kcpx_nft_open(void)
 {
-	int pid = (int)getpid(), sv[2], err = -EIO;
+	int pid = (int)getpid(), fd, err = -EIO;
 	pid_t child;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
 	fflush(NULL);
-	child = fork();
-	if (child < 0) {
-		err = -errno;
-		close(sv[0]);
-		close(sv[1]);
-		return err;
-	}
+	child = kcpx_child_fork(&fd);
+	if (child < 0)
+		return child;
 	if (child == 0) {
 		/* hold nothing of the daemon's: its links and sockets go when it does */
-		if (dup2(sv[1], 3) < 0)
+		if (dup2(fd, 3) < 0)
 			_exit(0);
 		syscall(__NR_close_range, 4, ~0u, 0);
 		nft_helper(3, pid);
 	}
-	close(sv[1]);
-	if (read(sv[0], &err, sizeof(err)) != sizeof(err))
+	if (read(fd, &err, sizeof(err)) != sizeof(err))
 		err = -EIO;
 	if (err) {
-		close(sv[0]);
-		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-			;
+		close(fd);
+		kcpx_child_reap(child);
 		kcpx_io_logf(0, "--tcp: nftables table " KCPX_NFT_PREFIX "%d not created: %s", pid,
 			     err == -ENOENT ? "no nft command (apt-get install nftables)"
 					    : "nft failed");
 		return err;
 	}
-	nft_fd = sv[0];
+	nft_fd = fd;
 	nft_pid = child;
 	return 0;
 }
@@ -182,8 +175,7 @@ void kcpx_nft_close(void)
 	nft_call(NFT_QUIT, 0);
 	close(nft_fd);
 	nft_fd = -1;
-	while (waitpid(nft_pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	kcpx_child_reap(nft_pid);
 }
 
 /* A kcpx process with this PID runs (a reused PID of another program does not count). */
