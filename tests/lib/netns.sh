@@ -108,6 +108,28 @@ netns_pair() {
 	ip -n "$NS_B" link set "$IF_B" up
 }
 
+# netns_bridge NS_M W:IFN:IFM:IP...: bridge br0 in namespace NS_M (made here) and, for each
+# W, a 2-queue veth from namespace $NS_W (IFN, address IP/24) to a port IFM of br0
+netns_bridge() {
+	local m=$1 x w ifn ifm ip ns
+	shift
+	netns_add "$m"
+	ip -n "$m" link add br0 type bridge
+	ip -n "$m" link set br0 up
+	for x in "$@"; do
+		IFS=: read -r w ifn ifm ip <<<"$x"
+		ns=NS_$w
+		ip link add "$ifn" numrxqueues 2 numtxqueues 2 type veth peer name "$ifm" \
+			numrxqueues 2 numtxqueues 2
+		ip link set "$ifn" netns "${!ns}"
+		ip link set "$ifm" netns "$m"
+		ip -n "${!ns}" addr add "$ip/24" dev "$ifn"
+		ip -n "${!ns}" link set "$ifn" up
+		ip -n "$m" link set "$ifm" master br0
+		ip -n "$m" link set "$ifm" up
+	done
+}
+
 bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
 
 # wait_tcp_port / wait_udp_port NS PORT [SECONDS]: until something listens on PORT in NS

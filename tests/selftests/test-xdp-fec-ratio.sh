@@ -34,21 +34,8 @@ bad() { echo "FAIL: $*"; fail=1; }
 NS_M=${NETNS_TAG}m
 IF_MA=${NETNS_TAG}ma IF_MB=${NETNS_TAG}mb
 bpffs_mount
-for ns in "$NS_A" "$NS_B" "$NS_M"; do netns_add "$ns"; done
-ip -n "$NS_M" link add br0 type bridge
-ip -n "$NS_M" link set br0 up
-for x in A:"$IF_A":"$IF_MA":"$IP_A" B:"$IF_B":"$IF_MB":"$IP_B"; do
-	IFS=: read -r w ifn ifm ip <<<"$x"
-	ns=NS_$w
-	ip link add "$ifn" numrxqueues 2 numtxqueues 2 type veth peer name "$ifm" \
-		numrxqueues 2 numtxqueues 2
-	ip link set "$ifn" netns "${!ns}"
-	ip link set "$ifm" netns "$NS_M"
-	ip -n "${!ns}" addr add "$ip/24" dev "$ifn"
-	ip -n "${!ns}" link set "$ifn" up
-	ip -n "$NS_M" link set "$ifm" master br0
-	ip -n "$NS_M" link set "$ifm" up
-done
+for ns in "$NS_A" "$NS_B"; do netns_add "$ns"; done
+netns_bridge "$NS_M" A:"$IF_A":"$IF_MA":"$IP_A" B:"$IF_B":"$IF_MB":"$IP_B"
 on_cleanup "in_a $KCPX down $IF_A; in_b $KCPX down $IF_B; rmdir /sys/fs/bpf/kcpx"
 # the native header is 24 bytes, then seqid (4) and the FEC flag (le16 0x00F1 = data):
 # bits 288..303 of the UDP header onwards

@@ -83,6 +83,22 @@ server() {
 	spid=$!
 	track_pid "$spid"
 }
+# kill -9 the server and start it again; return once every engine is up (the XDP checks
+# get their keys at start: DATA before that passes unchecked, and the RESET it gets does
+# not count as pass_reset)
+restart_server() {
+	local started
+	started=$(grep -c "threads, each with its own socket" "$work/server.log" || true)
+	kill -KILL "$spid"
+	wait "$spid" 2>/dev/null || true
+	server
+	wait_udp_port "$NS_B" 4002 20
+	for _ in $(seq 1 200); do
+		[ "$(grep -c "threads, each with its own socket" "$work/server.log")" -gt "$started" ] &&
+			break
+		sleep 0.1
+	done
+}
 # the client's /etc/hosts, bind-mounted in its own mount namespace: $NAME is $B2 first
 echo "$B2 $NAME" >"$work/hosts"
 client() {
@@ -168,17 +184,7 @@ xps || true
 in_r nft delete table ip ksu
 
 echo "restart: the server is killed and \`kcpx up\` started again (--proto kcpx)"
-started=$(grep -c "threads, each with its own socket" "$work/server.log" || true)
-kill -KILL "$spid"
-wait "$spid" 2>/dev/null || true
-server
-wait_udp_port "$NS_B" 4002 20
-# every engine up (the XDP checks get their keys at start: DATA before that passes
-# unchecked, and the RESET it gets does not count as pass_reset)
-for _ in $(seq 1 200); do
-	[ "$(grep -c "threads, each with its own socket" "$work/server.log")" -gt "$started" ] && break
-	sleep 0.1
-done
+restart_server
 if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 30) && [ "$ms" -le 8000 ]; then
 	echo "  a new connection carried data $ms ms after the new server listened"
 else
@@ -230,16 +236,7 @@ echo "$B3 $NAME" >"$work/hosts"
 # serves the next session, and the old address still reaches this server. So each round
 # restarts the server: its RESET ends the client's session and the next one looks again.
 for round in 1 2 3 4; do
-	started=$(grep -c "threads, each with its own socket" "$work/server.log" || true)
-	kill -KILL "$spid"
-	wait "$spid" 2>/dev/null || true
-	server
-	wait_udp_port "$NS_B" 4002 20
-	for _ in $(seq 1 200); do
-		[ "$(grep -c "threads, each with its own socket" "$work/server.log")" -gt "$started" ] &&
-			break
-		sleep 0.1
-	done
+	restart_server
 	if ms=$(in_a python3 "$PACE" try 127.0.0.1 8392 30); then
 		echo "  round $round: a new connection carried data $ms ms after the new server listened"
 	else
