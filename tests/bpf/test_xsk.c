@@ -234,6 +234,91 @@ static void test_non_tunnel_passes(void)
 	close(c);
 }
 
+/* One datagram from fd (unconnected) to to:PORT through d, answered; *from: the answer's
+ * source address (host order), 0 when none came. auth: the tunnel found it authentic. */
+static void learn_round(struct kcpx_dgram *d, int fd, uint32_t to, bool auth, uint32_t *from)
+{
+	static uint8_t buf[KCPX_PKT_MAX];
+	struct kcpx_pkt pkt = { .buf = buf };
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(PORT),
+				 .sin_addr.s_addr = htonl(to) };
+	socklen_t alen = sizeof(a);
+	int got = 0;
+
+	*from = 0;
+	CHECK_EQ(sendto(fd, "learn-0123456789012345678", 25, 0, (struct sockaddr *)&a, alen), 25);
+	for (int t = 0; t < 1000 && !got; t++) {
+		struct pollfd p = { .fd = d->fd, .events = POLLIN };
+
+		poll(&p, 1, 10);
+		got = d->ops->recv(d, &pkt, 1);
+	}
+	CHECK_EQ(got, 1);
+	CHECK_EQ(pkt.to_family, AF_INET);
+	CHECK_EQ(memcmp(pkt.to, &a.sin_addr, 4), 0);
+	if (auth)
+		d->ops->authentic(d, &pkt);
+	CHECK_EQ(d->ops->send(d, &pkt, 1), 1);
+	CHECK_EQ(d->ops->flush(d), 0);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 10000) != 1)
+		return;
+	CHECK_EQ(recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&a, &alen), 25);
+	*from = ntohl(a.sin_addr.s_addr);
+}
+
+/*
+ * A server bound to any address answers a peer from the address the peer wrote to, but
+ * learns it only from datagrams the tunnel found authentic: a forged one from the peer's
+ * address to another of ours must not move the peer's answers there.
+ */
+static void learn_body(struct kcpx_dgram *d, int peer, int spoof)
+{
+	const uint32_t one = 0x7f000001, two = 0x7f000002;
+	uint32_t from;
+
+	CHECK(d->ops->authentic != NULL);
+	/* the peer talks to 127.0.0.1, authenticated: answered from it */
+	learn_round(d, peer, one, true, &from);
+	CHECK_EQ(from, one);
+	/* forged, to 127.0.0.2: the answer to it comes from the address learnt before, and
+	 * so do the real peer's */
+	learn_round(d, spoof, two, false, &from);
+	CHECK_EQ(from, one);
+	learn_round(d, peer, one, true, &from);
+	CHECK_EQ(from, one);
+	/* the peer itself moves to 127.0.0.2, authenticated: learnt */
+	learn_round(d, peer, two, true, &from);
+	CHECK_EQ(from, two);
+	/* and a forgery to 127.0.0.1 does not move it back */
+	learn_round(d, spoof, one, false, &from);
+	CHECK_EQ(from, two);
+}
+
+static void test_learn_after_auth(void)
+{
+	struct kcpx_addr any = { 0 };
+	struct kcpx_xsk_config xc = { .xdp = lo_xdp, .ifname = "lo", .bind = &any, .dscp = -1 };
+	struct sockaddr_in me = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct kcpx_dgram *d = NULL;
+	int before = unit_failed;
+	/* the forger: another port of the peer's address (a spoofed source, as XDP sees it) */
+	int peer = socket(AF_INET, SOCK_DGRAM, 0), spoof = socket(AF_INET, SOCK_DGRAM, 0);
+
+	CHECK(peer >= 0 && spoof >= 0);
+	CHECK_EQ(bind(peer, (struct sockaddr *)&me, sizeof(me)), 0);
+	CHECK_EQ(bind(spoof, (struct sockaddr *)&me, sizeof(me)), 0);
+	CHECK_EQ(kcpx_addr_parse("0.0.0.0:4100", &any), 0);
+	CHECK_EQ(kcpx_xsk_open(&d, &xc), 0);
+	learn_body(d, peer, spoof);
+	d->ops->close(d);
+	close(peer);
+	close(spoof);
+	CHECK_EQ(unit_failed, before);
+}
+
 /* Without an AF_XDP socket the tunnel port is served by the kernel socket: no ICMP. */
 static void test_down_leaves_nothing(void)
 {
@@ -437,6 +522,7 @@ static int self_test(void)
 	RUN(test_echo_ipv4);
 	RUN(test_echo_ipv6);
 	RUN(test_non_tunnel_passes);
+	RUN(test_learn_after_auth);
 	RUN(test_down_leaves_nothing);
 	RUN(test_client_ports);
 	UNIT_MAIN_END();

@@ -166,6 +166,22 @@ wait_line() {
 	return 1
 }
 
+# snmp_fresh FILE: until FILE, a --snmplog written each second (--snmpperiod 1), has two
+# rows more than at the call. The daemon writes a row and then publishes its counters
+# (kcpx stats) on one timer, in its own time: after two new rows, the newest row and the
+# published counters were both sampled after the call. Bounded at 30 s (a busy machine
+# delays the rows); 1 when they did not come.
+snmp_fresh() {
+	local f=$1 rows i
+	rows=$(wc -l 2>/dev/null <"$f" || echo 0)
+	for ((i = 0; i < 300; i++)); do
+		[ "$(wc -l 2>/dev/null <"$f" || echo 0)" -ge $((rows + 2)) ] && return 0
+		sleep 0.1
+	done
+	echo "no new rows in $f after 30s" >&2
+	return 1
+}
+
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: needs root (network namespaces)" >&2

@@ -6,12 +6,15 @@ server from the client's own address and port and meets the session's checks, no
 "unknown peer" filter. Bounded in time and rate.
 
   native-flood.py capture IFACE DPORT N OUT SECONDS   save up to N frames to DPORT
-  native-flood.py flood IFACE FILE MODE SECONDS PPS   resend them; prints packets sent
+  native-flood.py flood IFACE FILE MODE SECONDS PPS MARK
+                                                      resend them; prints packets sent
       MODE random  payload replaced by random bytes (same length)
            badtag  well-formed header, tag bytes randomised
            old     replayed unchanged (their counters are far behind the window by now)
-  native-flood.py live IFACE DPORT SECONDS            each new frame to DPORT is sent again
+  native-flood.py live IFACE DPORT SECONDS MARK       each new frame to DPORT is sent again
                                                       at once: replays inside the window
+The flood creates the file MARK once it runs (its first frames out, or live's socket
+open): the test starts the flooded upload then, not after a guessed delay.
 """
 import random
 import socket
@@ -50,9 +53,14 @@ def mutate(f, mode, rng):
     return bytes(b)
 
 
-def flood(iface, path, mode, secs, pps):
+def mark(path):
+    open(path, "w").close()
+
+
+def flood(iface, path, mode, secs, pps, started):
     frames = load(path)
     if not frames:
+        mark(started)
         print(0)
         return
     rng = random.Random(1)
@@ -69,13 +77,16 @@ def flood(iface, path, mode, secs, pps):
         for _ in range(64):
             s.send(mutate(frames[sent % len(frames)], mode, rng))
             sent += 1
+        if sent == 64:
+            mark(started)
     print(sent)
 
 
-def live(iface, dport, secs):
+def live(iface, dport, secs, started):
     # A packet socket does not receive its own transmissions: no feedback loop.
     s = packet_socket(iface)
     s.settimeout(0.2)
+    mark(started)
     sent, end = 0, time.time() + secs
     while time.time() < end:
         try:
@@ -92,9 +103,9 @@ def main(a):
     if a[0] == "capture":
         capture(a[1], int(a[2]), int(a[3]), a[4], float(a[5]))
     elif a[0] == "flood":
-        flood(a[1], a[2], a[3], float(a[4]), int(a[5]))
+        flood(a[1], a[2], a[3], float(a[4]), int(a[5]), a[6])
     elif a[0] == "live":
-        live(a[1], int(a[2]), float(a[3]))
+        live(a[1], int(a[2]), float(a[3]), a[4])
     else:
         sys.exit(__doc__)
 

@@ -48,14 +48,8 @@ upload() { # upload NAME: one transfer, sets $secs
 	n=$((n + 1))
 }
 inerrs() { # the server's InErrs, from an SNMP row written after this call
-	local col rows
-	rows=$(wc -l <"$work/snmp.csv")
-	# rows come every second (--snmpperiod 1), in the daemon's own time: two more make
-	# sure the newest one was sampled after now (bounded: a busy machine delays them)
-	for _ in $(seq 1 200); do
-		[ "$(wc -l <"$work/snmp.csv")" -ge $((rows + 2)) ] && break
-		sleep 0.1
-	done
+	local col
+	snmp_fresh "$work/snmp.csv" || true
 	col=$(head -1 "$work/snmp.csv" | tr ',' '\n' | grep -nx InErrs | cut -d: -f1)
 	tail -1 "$work/snmp.csv" | cut -d, -f"$col"
 }
@@ -70,14 +64,19 @@ e0=$(inerrs)
 total=0
 for mode in random badtag old live; do
 	if [ $mode = live ]; then
-		in_a timeout $((SECS + 10)) python3 "$FLOOD" live "$IF_A" 4001 "$SECS" \
-			>"$work/$mode.sent" &
+		in_a timeout $((SECS + 30)) python3 "$FLOOD" live "$IF_A" 4001 "$SECS" \
+			"$work/$mode.started" >"$work/$mode.sent" &
 	else
-		in_a timeout $((SECS + 10)) python3 "$FLOOD" flood "$IF_A" "$work/frames" $mode \
-			"$SECS" "$PPS" >"$work/$mode.sent" &
+		in_a timeout $((SECS + 30)) python3 "$FLOOD" flood "$IF_A" "$work/frames" $mode \
+			"$SECS" "$PPS" "$work/$mode.started" >"$work/$mode.sent" &
 	fi
 	f=$!
-	sleep 0.5
+	# the upload starts once the flood runs (the flooder marks that), bounded
+	for _ in $(seq 300); do
+		[ -e "$work/$mode.started" ] && break
+		kill -0 $f 2>/dev/null || break
+		sleep 0.1
+	done
 	upload "$mode"
 	wait $f || true
 	sent=$(cat "$work/$mode.sent" 2>/dev/null || echo 0)

@@ -132,7 +132,8 @@ sink 9001
 # nsenter execs kcpx: $! is the daemon itself
 # shellcheck disable=SC2086
 nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server -l :$PORT -t 127.0.0.1:9001 \
-	--key $KEY --proto kcpx $TUN --quiet --log "$work/server.log" &
+	--key $KEY --proto kcpx $TUN --quiet --log "$work/server.log" \
+	--snmplog "$work/snmp.csv" --snmpperiod 1 &
 SRV=$!
 track_pid $SRV
 # shellcheck disable=SC2086
@@ -144,7 +145,8 @@ wait_udp_port "$NS_B" $PORT 20
 wait_tcp_port "$NS_A" 8388 20
 grep -q "XDP checks the kcpx protocol" "$work/server.log" || bad "server: no XDP native checks"
 
-sleep 1.2 # SNMP is published every second
+# InErrs as published after this point (snmp_fresh: two more --snmplog rows)
+snmp_fresh "$work/snmp.csv" || bad "the server wrote no SNMP rows"
 e0=$(kstat kcpx_snmp InErrs)
 declare -A before
 reasons="drop_short drop_version drop_proto drop_session drop_tag drop_replay drop_old"
@@ -152,7 +154,7 @@ for r in $reasons pass drop_fec_dup drop_fec_parity; do
 	before[$r]=$(kstat kcpx_nat_stats "$r")
 done
 phase kcpx
-sleep 1.5
+snmp_fresh "$work/snmp.csv" || bad "the server wrote no SNMP rows"
 e1=$(kstat kcpx_snmp InErrs)
 dropped=0
 line=""

@@ -269,6 +269,7 @@ struct world {
 	struct kcpx_addr cli_from; /* the NAT's address for client port 5000 */
 	struct tpath cpath[64], spath;
 	int ncpath;
+	uint64_t s_authentic, s_input; /* the server's inputs, and those it found authentic */
 };
 
 /* On the links a datagram carries the client port it is from or for (2 bytes first). */
@@ -377,7 +378,9 @@ static void world_step(struct world *w)
 
 		memcpy(&port, buf, 2);
 		from.in.sin_port = htons((uint16_t)(ntohs(from.in.sin_port) + port - 5000));
-		kcpx_ep_input(w->s.ep, NULL, &w->spath, &from, buf + 2, (size_t)n - 2, w->now);
+		w->s_input++;
+		w->s_authentic += kcpx_ep_input(w->s.ep, NULL, &w->spath, &from, buf + 2,
+						(size_t)n - 2, w->now);
 	}
 	while ((n = linksim_recv(&w->sc, w->now, buf, sizeof(buf))) >= 2) {
 		struct tsess *owner = NULL;
@@ -951,7 +954,10 @@ static void test_roaming(void)
 	rlen = w.c.last_tx_len;
 	world_run(&w, 100);
 	addr4(&attacker, 0x0b000001, 666);
-	kcpx_ep_input(w.s.ep, NULL, &w.spath, &attacker, replay, rlen, w.now);
+	/* and is not authentic: the backend learns nothing from it (io/dgram.h authentic) */
+	CHECK(!kcpx_ep_input(w.s.ep, NULL, &w.spath, &attacker, replay, rlen, w.now));
+	/* what the real client sent was, but for its INIT */
+	CHECK(w.s_authentic > 0 && w.s_authentic < w.s_input);
 	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &moved));
 	kcpx_ep_stats(w.s.ep, &st);
 	CHECK_EQ(st.roamed, 1);
@@ -1160,7 +1166,7 @@ static void test_forged_flood(void)
 {
 	struct world w;
 	uint8_t buf[2048];
-	int maxns = 0;
+	int maxns = 0, authentic = 0;
 	unsigned worst = 0;
 	struct kcpx_ep_stats st;
 	struct kcpx_addr spoof;
@@ -1179,7 +1185,7 @@ static void test_forged_flood(void)
 	for (int i = 0; i < VICTIM_PORTS; i++) {
 		addr4(&spoof, w.s.victim, (uint16_t)(VICTIM_PORT0 + i));
 		memcpy(buf, cap_buf, cap_len);
-		kcpx_ep_input(w.s.ep, NULL, &w.spath, &spoof, buf, cap_len, w.now);
+		authentic += kcpx_ep_input(w.s.ep, NULL, &w.spath, &spoof, buf, cap_len, w.now);
 		if (w.s.ns > maxns)
 			maxns = w.s.ns;
 		if (i % 50 == 0)
@@ -1196,6 +1202,10 @@ static void test_forged_flood(void)
 	       (unsigned long long)st.admit_refused);
 	CHECK(maxns <= 1 + 8);
 	CHECK(worst <= 3);
+	/* a replay into a new (unproven) session is not authentic; the real client's
+	 * datagrams to its proven session are, as far as kcptun's format goes */
+	CHECK_EQ(authentic, 0);
+	CHECK(w.s_authentic > 0);
 	CHECK(w.s.nlog <= 100);
 	CHECK(st.admit_refused > 0);
 	CHECK_EQ(st.pending, 0); /* the silent ones were closed */

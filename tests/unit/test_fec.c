@@ -217,20 +217,27 @@ static void test_encoder_wire(void)
 	CHECK(!kcpx_fec_enc_new(200, 57, 0, 0));
 }
 
+/* KCP packets 0..count-1 through e at now, the shards into S (which starts empty) */
+static void encode_ids(struct kcpx_fec_enc *e, int count, uint32_t now)
+{
+	uint8_t kcp[1600];
+
+	S.n = 0;
+	S.scribble = false;
+	for (int id = 0; id < count; id++)
+		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), now, sink_emit, &S, NULL);
+}
+
 /* seqids wrap at floor(0xffffffff / n) * n, after a parity shard. */
 static void test_encoder_wrap(void)
 {
 	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
 	uint32_t paws = 0xffffffffu / 13 * 13;
-	uint8_t kcp[1600];
 
 	CHECK(e);
 	kcpx_fec_enc_set_next(e, paws - 13);
 	CHECK_EQ(kcpx_fec_enc_next(e), paws - 13);
-	S.n = 0;
-	S.scribble = false;
-	for (uint32_t id = 0; id < 20; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	encode_ids(e, 20, 0);
 	CHECK_EQ(S.n, 26);
 	CHECK_EQ(kcpx_get_le32(S.p[0].b), paws - 13);
 	CHECK_EQ(kcpx_get_le32(S.p[12].b), paws - 1);
@@ -519,13 +526,9 @@ static void test_decode_exact(void)
 	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
 	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
 	struct kcpx_snmp snmp = { 0 };
-	uint8_t kcp[1600];
 	int rc, total = 0;
 
-	S.n = 0;
-	S.scribble = false;
-	for (uint32_t id = 0; id < 10; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	encode_ids(e, 10, 0);
 	CHECK_EQ(S.n, 13);
 	G.n = 0;
 	for (int i = 0; i < 13; i++) {
@@ -563,12 +566,8 @@ static void test_decode_unrecoverable_and_limit(void)
 	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
 	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
 	struct kcpx_snmp snmp = { 0 };
-	uint8_t kcp[1600];
 
-	S.n = 0;
-	S.scribble = false;
-	for (uint32_t id = 0; id < 200; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	encode_ids(e, 200, 0);
 	G.n = 0;
 	for (int i = 0; i < 13; i++) /* group 0 loses 4 data shards */
 		if (i > 3)
@@ -592,13 +591,9 @@ static void test_decode_expiry(void)
 	struct kcpx_fec_enc *e = kcpx_fec_enc_new(10, 3, 0, 0);
 	struct kcpx_fec_dec *d = kcpx_fec_dec_new(10, 3);
 	struct kcpx_snmp snmp = { 0 };
-	uint8_t kcp[1600];
 	uint32_t t0 = 0xfffff000u; /* the ms clock wraps too */
 
-	S.n = 0;
-	S.scribble = false;
-	for (uint32_t id = 0; id < 20; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, id), 0, sink_emit, &S, NULL);
+	encode_ids(e, 20, 0);
 	G.n = 0;
 	for (int i = 0; i < 6; i++)
 		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, t0, got_recv, &G, &snmp);
@@ -667,36 +662,66 @@ static void test_decode_garbage(void)
 	kcpx_fec_dec_free(d);
 }
 
+/*
+ * A ds/ps sender's first `groups` groups, every shard i for which lost(i, ds + ps, ds) is
+ * false delivered in order to a local_ds/local_ps decoder (partial decoding as asked).
+ * Afterwards lossy_seen[id] says whether KCP packet id came out, snmp holds the decoder's
+ * counters and rds/rps the ratio it settled on; every packet that came out was one sent.
+ */
+struct lossy {
+	int local_ds, local_ps, ds, ps, groups;
+	bool partial;
+	bool (*lost)(int i, int n, int ds);
+	struct kcpx_snmp snmp;
+	int rds, rps;
+};
+
+static bool lossy_seen[MAXP];
+
+static void run_lossy(struct lossy *l)
+{
+	struct kcpx_fec_enc *e = kcpx_fec_enc_new(l->ds, l->ps, 0, 0);
+	struct kcpx_fec_dec *d = kcpx_fec_dec_new(l->local_ds, l->local_ps);
+	static int order[MAXP];
+	int n = l->ds + l->ps, no = 0;
+
+	encode_ids(e, l->groups * l->ds, 0);
+	for (int i = 0; i < S.n; i++)
+		if (!l->lost(i, n, l->ds))
+			order[no++] = i;
+	kcpx_fec_dec_set_partial(d, l->partial);
+	memset(lossy_seen, 0, sizeof(lossy_seen));
+	CHECK_EQ(deliver(d, S.p, order, no, 0, &l->snmp, lossy_seen, (uint32_t)(l->groups * l->ds)),
+		 0);
+	kcpx_fec_dec_ratio(d, &l->rds, &l->rps);
+	kcpx_fec_enc_free(e);
+	kcpx_fec_dec_free(d);
+}
+
+/* the first 30 groups arrive whole; later ones lose data shard 1 */
+static bool lost_after_30(int i, int n, int ds)
+{
+	(void)ds;
+	return i >= 30 * n && i % n == 1;
+}
+
 /* A receiver with no FEC configured (or another ratio) learns the peer's from the flags
  * (kcp-go autoTune) and then rebuilds lost shards. */
 static void run_autotune(int local_ds, int local_ps, int ds, int ps)
 {
-	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
-	struct kcpx_fec_dec *d = kcpx_fec_dec_new(local_ds, local_ps);
-	struct kcpx_snmp snmp = { 0 };
-	static bool seen[MAXP];
-	static int order[MAXP];
-	uint8_t kcp[1600];
-	int n = ds + ps, groups = 60, no = 0, rds, rps;
+	struct lossy l = { .local_ds = local_ds,
+			   .local_ps = local_ps,
+			   .ds = ds,
+			   .ps = ps,
+			   .groups = 60,
+			   .lost = lost_after_30 };
 
-	S.n = 0;
-	S.scribble = false;
-	for (int id = 0; id < groups * ds; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), 0, sink_emit, &S, NULL);
-	/* the first 30 groups arrive whole; later ones lose data shard 1 */
-	for (int i = 0; i < S.n; i++)
-		if (i < 30 * n || i % n != 1)
-			order[no++] = i;
-	memset(seen, 0, sizeof(seen));
-	CHECK_EQ(deliver(d, S.p, order, no, 0, &snmp, seen, (uint32_t)(groups * ds)), 0);
-	kcpx_fec_dec_ratio(d, &rds, &rps);
-	CHECK_EQ(rds, ds);
-	CHECK_EQ(rps, ps);
-	for (int id = 0; id < groups * ds; id++)
-		CHECK(seen[id]);
-	CHECK_EQ(snmp.FECRecovered, 30);
-	kcpx_fec_enc_free(e);
-	kcpx_fec_dec_free(d);
+	run_lossy(&l);
+	CHECK_EQ(l.rds, ds);
+	CHECK_EQ(l.rps, ps);
+	for (int id = 0; id < l.groups * ds; id++)
+		CHECK(lossy_seen[id]);
+	CHECK_EQ(l.snmp.FECRecovered, 30);
 }
 
 static void test_decode_autotune(void)
@@ -704,6 +729,12 @@ static void test_decode_autotune(void)
 	run_autotune(0, 0, 10, 3);
 	run_autotune(10, 3, 3, 2);
 	run_autotune(4, 1, 20, 6);
+}
+
+/* data shard 1 of every other group, the last data shard of every third from the third */
+static bool lost_from_first(int i, int n, int ds)
+{
+	return i % (2 * n) == 1 || i % (3 * n) == 2 * n + ds - 1;
 }
 
 /*
@@ -714,39 +745,27 @@ static void test_decode_autotune(void)
  */
 static void run_mismatch_lossy(int local_ds, int local_ps, int ds, int ps, bool partial)
 {
-	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
-	struct kcpx_fec_dec *d = kcpx_fec_dec_new(local_ds, local_ps);
-	struct kcpx_snmp snmp = { 0 };
-	static bool seen[MAXP];
-	static int order[MAXP];
-	uint8_t kcp[1600];
-	int n = ds + ps, groups = 80, no = 0, lost = 0, back = 0;
+	struct lossy l = { .local_ds = local_ds,
+			   .local_ps = local_ps,
+			   .ds = ds,
+			   .ps = ps,
+			   .groups = 80,
+			   .partial = partial,
+			   .lost = lost_from_first };
+	int n = ds + ps, lost = 0, back = 0;
 
-	S.n = 0;
-	S.scribble = false;
-	for (int id = 0; id < groups * ds; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), 0, sink_emit, &S, NULL);
-	for (int i = 0; i < S.n; i++)
-		if (i % (2 * n) != 1 && i % (3 * n) != 2 * n + ds - 1)
-			order[no++] = i;
-	kcpx_fec_dec_set_partial(d, partial);
-	memset(seen, 0, sizeof(seen));
-	CHECK_EQ(deliver(d, S.p, order, no, 0, &snmp, seen, (uint32_t)(groups * ds)), 0);
-	for (int id = 0; id < groups * ds; id++) {
-		int i = id / ds * n + id % ds; /* its shard */
-
-		if (i % (2 * n) == 1 || i % (3 * n) == 2 * n + ds - 1) {
+	run_lossy(&l);
+	for (int id = 0; id < l.groups * ds; id++) {
+		if (l.lost(id / ds * n + id % ds, n, ds)) { /* its shard */
 			lost++;
-			back += seen[id];
+			back += lossy_seen[id];
 		} else {
-			CHECK(seen[id]);
+			CHECK(lossy_seen[id]);
 		}
 	}
 	printf("     peer %d/%d, ours %d/%d: %d of %d lost data shards rebuilt\n", ds, ps, local_ds,
 	       local_ps, back, lost);
 	CHECK(back * 2 >= lost);
-	kcpx_fec_enc_free(e);
-	kcpx_fec_dec_free(d);
 }
 
 static void test_decode_mismatch_lossy(void)
@@ -764,13 +783,9 @@ static void feed_ratio(struct kcpx_fec_dec *d, int ds, int ps, int groups, uint3
 		       uint32_t now)
 {
 	struct kcpx_fec_enc *e = kcpx_fec_enc_new(ds, ps, 0, 0);
-	uint8_t kcp[1600];
 
 	kcpx_fec_enc_set_next(e, *next);
-	S.n = 0;
-	S.scribble = false;
-	for (int id = 0; id < groups * ds; id++)
-		kcpx_fec_encode(e, kcp, make_kcp(kcp, (uint32_t)id), now, sink_emit, &S, NULL);
+	encode_ids(e, groups * ds, now);
 	G.n = 0;
 	for (int i = 0; i < S.n; i++)
 		kcpx_fec_decode(d, S.p[i].b, S.p[i].len, now, got_recv, &G, NULL);

@@ -69,6 +69,17 @@ static void test_vectors_v6(void)
 	}
 }
 
+/* Microsoft's key, a 128-entry table over 4 queues, IPv4 hashed with its ports */
+static void ms_table(struct kcpx_rss *r)
+{
+	memcpy(r->key, ms_key, sizeof(ms_key));
+	r->key_len = sizeof(ms_key);
+	r->indir_len = 128;
+	for (unsigned i = 0; i < r->indir_len; i++)
+		r->indir[i] = i % 4;
+	r->l4_v4 = true;
+}
+
 /* a key shorter than input + 4 bytes gives no hash (0, and -EINVAL from _queue) */
 static void test_short_key(void)
 {
@@ -93,12 +104,7 @@ static void test_queue(void)
 	static struct kcpx_rss r;
 	uint8_t src[4], dst[4];
 
-	memcpy(r.key, ms_key, sizeof(ms_key));
-	r.key_len = sizeof(ms_key);
-	r.indir_len = 128;
-	for (unsigned i = 0; i < r.indir_len; i++)
-		r.indir[i] = i % 4;
-	r.l4_v4 = true;
+	ms_table(&r);
 	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
 		inet_pton(AF_INET, v4[i].src, src);
 		inet_pton(AF_INET, v4[i].dst, dst);
@@ -124,12 +130,7 @@ static void test_port_fits(void)
 	uint8_t peer[4] = { 192, 0, 2, 1 }, local[4] = { 198, 51, 100, 7 };
 	unsigned fits[2] = { 0, 0 }, none = 0;
 
-	memcpy(r.key, ms_key, sizeof(ms_key));
-	r.key_len = sizeof(ms_key);
-	r.indir_len = 128;
-	for (unsigned i = 0; i < r.indir_len; i++)
-		r.indir[i] = i % 4;
-	r.l4_v4 = true;
+	ms_table(&r);
 	for (unsigned p = 40000; p < 42000; p++) {
 		bool a = kcpx_rss_port_fits(&r, AF_INET, peer, 4000, local, (uint16_t)p, 0, 2, 4);
 		bool b = kcpx_rss_port_fits(&r, AF_INET, peer, 4000, local, (uint16_t)p, 1, 2, 4);

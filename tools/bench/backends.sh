@@ -55,8 +55,4 @@ one() { # one CAND RUN
 	pair_one "kind=backend run=$run cand=$cand"
 }
 
-for ((run = 1; run <= RUNS; run++)); do
-	for cand in udp xdp xdp-threaded; do
-		one $cand $run
-	done
-done
+pair_rounds udp xdp xdp-threaded

@@ -491,51 +491,48 @@ for pt in $POINTS; do
 	done
 done
 
-# XDP against UDP backend on a bare veth pair: backends.sh's own namespaces.
-: >"$WORK/backend.txt"
-if [ "$BACKENDS" -gt 0 ]; then
-	if [ -n "$KCPX_NA" ]; then
-		echo "kind=backend run=1 cand=xdp status=na reason=$KCPX_NA" >>"$WORK/backend.txt"
-	else
-		log "backends: UDP against XDP on a bare veth pair, $BACKENDS x 3 runs ($((SECONDS - T0)) s)"
-		# shellcheck disable=SC2086
-		KCPX=$KCPX timeout --kill-after=5 $((BACKENDS * 3 * 40 + 30)) tools/bench/backends.sh \
-			"$WORK/backend.txt" "$BACKENDS" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
-	fi
+# A harness script with its own namespaces (backends.sh, faketcp.sh, queues.sh): each
+# gets COUNT rounds of RUNS runs, every run bounded by RUN_S seconds.
+# stage_open FILE COUNT CAND: empties FILE; true when the stage is to run, else (COUNT 0,
+# or no kcpx) false, having written why into FILE.
+stage_open() {
+	: >"$1"
+	[ "$2" -gt 0 ] || return 1
+	[ -z "$KCPX_NA" ] && return 0
+	echo "kind=$(basename "$1" .txt) run=1 cand=$3 status=na reason=$KCPX_NA" >>"$1"
+	return 1
+}
+# stage_run SCRIPT FILE COUNT RUNS RUN_S CONNS [VAR=VALUE...]: its lines into the log.
+stage_run() {
+	local script=$1 file=$2 count=$3 runs=$4 run_s=$5 conns=$6
+	shift 6
+	# shellcheck disable=SC2086
+	env KCPX="$KCPX" "$@" timeout --kill-after=5 $((count * runs * run_s + 30)) \
+		"tools/bench/$script" "$file" "$count" "$conns" $TUNED 2>&1 |
+		while read -r x; do log "$x"; done
+}
+
+# XDP against UDP backend on a bare veth pair.
+if stage_open "$WORK/backend.txt" "$BACKENDS" xdp; then
+	log "backends: UDP against XDP on a bare veth pair, $BACKENDS x 3 runs ($((SECONDS - T0)) s)"
+	stage_run backends.sh "$WORK/backend.txt" "$BACKENDS" 3 40 4
 fi
 
-# --tcp against UDP mode and kcptun --tcp on a bare veth pair: faketcp.sh's own namespaces.
-: >"$WORK/faketcp.txt"
-if [ "$FAKETCP" -gt 0 ]; then
-	if [ -n "$KCPX_NA" ]; then
-		echo "kind=faketcp run=1 cand=tcp status=na reason=$KCPX_NA" >>"$WORK/faketcp.txt"
-	else
-		log "faketcp: --tcp against UDP and kcptun --tcp on a bare veth pair, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
-		# shellcheck disable=SC2086
-		KCPX=$KCPX timeout --kill-after=5 $((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh \
-			"$WORK/faketcp.txt" "$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
-		for p in $FAKETCP_LINKS; do
-			spec=$(link_spec "${p%%:*}" "${p##*:}")
-			log "faketcp: the same over linkem $spec, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
-			# shellcheck disable=SC2086
-			FT_LINK=$spec FT_SEED=$SEED KCPX=$KCPX timeout --kill-after=5 \
-				$((FAKETCP * 4 * 30 + 30)) tools/bench/faketcp.sh "$WORK/faketcp.txt" \
-				"$FAKETCP" 4 $TUNED 2>&1 | while read -r x; do log "$x"; done
-		done
-	fi
+# --tcp against UDP mode and kcptun --tcp on a bare veth pair, then over linkem lanes.
+if stage_open "$WORK/faketcp.txt" "$FAKETCP" tcp; then
+	log "faketcp: --tcp against UDP and kcptun --tcp on a bare veth pair, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
+	stage_run faketcp.sh "$WORK/faketcp.txt" "$FAKETCP" 4 30 4
+	for p in $FAKETCP_LINKS; do
+		spec=$(link_spec "${p%%:*}" "${p##*:}")
+		log "faketcp: the same over linkem $spec, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
+		stage_run faketcp.sh "$WORK/faketcp.txt" "$FAKETCP" 4 30 4 FT_LINK="$spec" FT_SEED="$SEED"
+	done
 fi
 
-# One engine against two under `kcpx up` on a 2-queue veth pair: queues.sh's own namespaces.
-: >"$WORK/queues.txt"
-if [ "$QUEUES" -gt 0 ]; then
-	if [ -n "$KCPX_NA" ]; then
-		echo "kind=queues run=1 cand=q1 status=na reason=$KCPX_NA" >>"$WORK/queues.txt"
-	else
-		log "queues: kcpx up with 1 and 2 engines on a 2-queue veth pair, $QUEUES x 2 runs ($((SECONDS - T0)) s)"
-		# shellcheck disable=SC2086
-		KCPX=$KCPX timeout --kill-after=5 $((QUEUES * 2 * 40 + 30)) tools/bench/queues.sh \
-			"$WORK/queues.txt" "$QUEUES" 5 $TUNED 2>&1 | while read -r x; do log "$x"; done
-	fi
+# One engine against two under `kcpx up` on a 2-queue veth pair.
+if stage_open "$WORK/queues.txt" "$QUEUES" q1; then
+	log "queues: kcpx up with 1 and 2 engines on a 2-queue veth pair, $QUEUES x 2 runs ($((SECONDS - T0)) s)"
+	stage_run queues.sh "$WORK/queues.txt" "$QUEUES" 2 40 5
 fi
 
 # Memory: N connections at once through one tunnel, kcpx and kcptun in the same run

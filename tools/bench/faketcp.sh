@@ -52,8 +52,4 @@ one() { # one CAND RUN
 	pair_one "kind=faketcp link=${FT_LINK:-bare} run=$run cand=$cand"
 }
 
-for ((run = 1; run <= RUNS; run++)); do
-	for cand in udp tcp kcptun kcptun-tcp; do
-		one $cand "$run"
-	done
-done
+pair_rounds udp tcp kcptun kcptun-tcp

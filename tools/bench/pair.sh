@@ -6,6 +6,8 @@
 #   pair_args "$@"     the scripts' arguments OUT RUNS SECS [FLAGS...] into OUTF, RUNS,
 #                      SECS and the array FLAGS; KCPX is the tree's build unless set
 #   pair_one LABEL     (after tests/lib/netns.sh or tools/lib/wan.sh, with LOG set)
+#   pair_rounds CAND.. RUNS rounds of the caller's "one CAND RUN" over every CAND in
+#                      turn: interleaved, so a busy spell of the machine hits them alike
 #
 # pair_one starts iperf3 -s :9000 and the server "${srv[@]}" -l :4000 -t 127.0.0.1:9000 in
 # NS_B, the client "${cli[@]}" -l 127.0.0.1:8388 -r IP_B:4000 in NS_A, both with --key
@@ -26,6 +28,15 @@ pair_args() {
 	shift 3
 	FLAGS=("$@")
 	KCPX=${KCPX:-$PWD/build/kcpx}
+}
+
+pair_rounds() {
+	local run cand
+	for ((run = 1; run <= RUNS; run++)); do
+		for cand in "$@"; do
+			one "$cand" "$run"
+		done
+	done
 }
 
 # shellcheck disable=SC2154 # cli, srv, extra, iperf_extra: set by the caller

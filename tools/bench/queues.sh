@@ -51,8 +51,4 @@ one() { # one CAND RUN
 	echo "kind=queues-machine run=$run cand=$cand busy_pct=$(((b1 - b0) * 100 / (t1 - t0)))" >>"$OUTF"
 }
 
-for ((run = 1; run <= RUNS; run++)); do
-	for cand in q1 q2; do
-		one $cand "$run"
-	done
-done
+pair_rounds q1 q2

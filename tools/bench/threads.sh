@@ -34,8 +34,4 @@ one() { # one CAND RUN
 	pair_one "kind=threads streams=$STREAMS conn=$CONN run=$run cand=$cand"
 }
 
-for ((run = 1; run <= RUNS; run++)); do
-	for cand in t1 t2; do
-		one $cand "$run"
-	done
-done
+pair_rounds t1 t2

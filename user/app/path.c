@@ -119,9 +119,14 @@ static void path_readable(struct kcpx_watch *w, uint32_t events)
 						    strerror(-n));
 			break;
 		}
-		for (int i = 0; i < n; i++)
-			kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &t->rx[i].addr,
-				      t->rx[i].buf, t->rx[i].len, now);
+		for (int i = 0; i < n; i++) {
+			struct kcpx_pkt *p = &t->rx[i];
+
+			if (kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &p->addr,
+					  p->buf, p->len, now) &&
+			    g->d->ops->authentic)
+				g->d->ops->authentic(g->d, p);
+		}
 		total += n;
 		/* A plain UDP socket (also under --tcp): a short batch emptied its queue, one
 		 * more call would only say EAGAIN (a datagram arriving meanwhile wakes the loop

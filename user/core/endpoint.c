@@ -689,6 +689,7 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	top = kcpx_native_rx_top(kcpx_session_native(s->ks));
 	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
 		return true;
+	ep->rx_authentic = true;
 	if (!kcpx_addr_equal(from, &s->peer) && ni->ctr >= top)
 		ep_roam(s, path, from, now);
 	kcpx_ep_proto_event(s, EV_DATA, now);
@@ -741,6 +742,7 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	}
 	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
 		return true;
+	ep->rx_authentic = true;
 	kcpx_ep_proto_event(s, EV_DATA, now);
 	kcpx_session_input(s->ks, body, blen, now);
 	kcpx_ep_wake(s);
@@ -840,6 +842,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	kcpx_session_input(s->ks, body, blen, now);
 	if (!s->proven)
 		ep_prove(s);
+	ep->rx_authentic = s->proven;
 	kcpx_ep_wake(s);
 }
 
@@ -1108,19 +1111,21 @@ unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 /* Every datagram: ep_input's rules; the source of one that failed its check is kept for
  * the mismatch hint (app/diag.c), which names the peer, unless it is the late traffic of a
  * session closed here (a --nocomp mismatch closes one at its first stream). */
-void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
 	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag, now_bad;
 
+	ep->rx_authentic = false;
 	ep_input(ep, owner, path, from, d, n, now);
 	now_bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
 	if (now_bad == bad)
-		return;
+		return ep->rx_authentic;
 	if (closed_recently(ep, from))
 		ep->st.late_closed += now_bad - bad;
 	else
 		ep->st.bad_from = *from;
+	return ep->rx_authentic;
 }
 
 void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)

@@ -177,9 +177,13 @@ void kcpx_ep_free(struct kcpx_ep *ep);
 /*
  * One received datagram (d is changed in place). path: where it came from (the owner's
  * handle, given back in xmit). owner: on a client, the session that owns this path (each
- * client session has its own socket), else NULL.
+ * client session has its own socket), else NULL. Returns true when the datagram is as
+ * authentic as its format allows, so that the caller may learn from its addresses: a
+ * native DATA whose tag and replay window passed, or a kcptun-format one that went into
+ * a session whose peer has answered (proven; kcptun's format has no cryptographic
+ * proof). A handshake, a forgery, a replay, or a new unproven session: false.
  */
-void kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now);
 
 /*

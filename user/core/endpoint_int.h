@@ -87,7 +87,8 @@ struct kcpx_ep {
 	void *user;
 	struct kcpx_snmp *snmp;
 	struct kcpx_session_ops sops;
-	uint32_t seed; /* of the address hash */
+	bool rx_authentic; /* the datagram in kcpx_ep_input is authentic (its return) */
+	uint32_t seed;	   /* of the address hash */
 	struct kcpx_ep_sess **by_addr, **by_sid;
 	unsigned hcap; /* buckets in each, a power of 2 */
 	struct kcpx_ep_sess *all;

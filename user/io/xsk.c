@@ -198,6 +198,8 @@ struct xsk_port {
 	uint8_t *qbuf;
 	uint32_t qlen[PORT_QUEUE];
 	struct kcpx_addr qaddr[PORT_QUEUE];
+	uint8_t qto[PORT_QUEUE][16]; /* the local address each was sent to */
+	uint8_t qto_family[PORT_QUEUE];
 	unsigned qhead, qcount;
 };
 
@@ -495,6 +497,8 @@ static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct kcpx_
 
 	p->qlen[slot] = v->len;
 	view_addr(p, v, &p->qaddr[slot]);
+	memcpy(p->qto[slot], v->dst, v->family == AF_INET ? 4 : 16);
+	p->qto_family[slot] = (uint8_t)v->family;
 	c->st.rx_handed++;
 	if (!p->evfd_set) {
 		eventfd_write(p->evfd, 1);
@@ -512,22 +516,33 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 		p->qhead = (p->qhead + 1) % PORT_QUEUE;
 		pkts[got].len = p->qlen[slot];
 		pkts[got].addr = p->qaddr[slot];
+		pkts[got].to_family = p->qto_family[slot];
+		memcpy(pkts[got].to, p->qto[slot], 16);
 		memcpy(pkts[got].buf, p->qbuf + (size_t)slot * KCPX_PKT_MAX, p->qlen[slot]);
 	}
 	return got;
 }
 
-/* Answer from the address the peer wrote to. */
-static void learn_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct kcpx_frame_view *v)
+/*
+ * The tunnel found pkt authentic: answer its peer from the address it wrote to. Learnt
+ * here only, never on receipt, so that a datagram from a spoofed source to another of
+ * our addresses cannot move a real client's answers to an address it does not expect
+ * (its connected socket would drop them).
+ */
+static void xsk_authentic(struct kcpx_dgram *d, const struct kcpx_pkt *pkt)
 {
+	struct xsk_port *p = (struct xsk_port *)d;
 	struct nexthop *nh;
-	size_t alen = v->family == AF_INET ? 4 : 16;
+	uint8_t src[16];
+	uint16_t port_be;
+	int family = addr_raw(&pkt->addr, src, &port_be);
+	size_t alen = family == AF_INET ? 4 : 16;
 
-	if (!p->bound_any)
+	if (!p->bound_any || family < 0 || family != pkt->to_family)
 		return;
-	nh = nexthop_find(c, v->family, v->src, true, kcpx_clock_ms());
-	if (!nh->src_learned || memcmp(nh->src, v->dst, alen)) {
-		memcpy(nh->src, v->dst, alen);
+	nh = nexthop_find(p->c, family, src, true, kcpx_clock_ms());
+	if (!nh->src_learned || memcmp(nh->src, pkt->to, alen)) {
+		memcpy(nh->src, pkt->to, alen);
 		nh->src_learned = nh->have_src = true;
 	}
 }
@@ -624,7 +639,6 @@ static void xsk_inbox_take(struct kcpx_xsk *c)
 		else if ((dst = port_slot(c, p))) {
 			memcpy(dst, in->buf, in->len);
 			__atomic_store_n(&c->handed_in, c->handed_in + 1, __ATOMIC_RELAXED);
-			learn_src(c, p, &v);
 			port_push(c, p, &v);
 		}
 		free(in);
@@ -673,13 +687,14 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 		c->st.rx_packets++;
 		__atomic_store_n(&q->rx_packets, q->rx_packets + 1, __ATOMIC_RELAXED);
 		c->st.rx_bytes += v.len;
-		learn_src(c, p, &v);
 		if (p != me) {
 			port_push(c, p, &v);
 			continue;
 		}
 		pkts[got].len = v.len;
 		view_addr(me, &v, &pkts[got].addr);
+		pkts[got].to_family = v.family;
+		memcpy(pkts[got].to, v.dst, v.family == AF_INET ? 4 : 16);
 		got++;
 	}
 	if (m)
@@ -716,6 +731,7 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	for (int i = 0; i < got; i++) {
 		pkts[i].len = msgs[i].msg_len;
 		pkts[i].addr.len = msgs[i].msg_hdr.msg_namelen;
+		pkts[i].to_family = 0;
 		if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1; /* too big: the caller drops it */
 	}
@@ -1083,6 +1099,7 @@ static const struct kcpx_dgram_ops xsk_ops = {
 	.send = xsk_send,
 	.flush = xsk_flush,
 	.close = xsk_close,
+	.authentic = xsk_authentic,
 };
 
 static int q_open(struct kcpx_xsk *c, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
