@@ -56,6 +56,14 @@ struct {
 	__type(value, struct kcpx_xdp_stats);
 } kcpx_xdp_stats SEC(".maps");
 
+/* The host's own addresses and subnet broadcasts: martian sources (lib/martian.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kcpx_martians);
+} kcpx_martians SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -247,7 +255,8 @@ int kcpx_xdp_steer(struct xdp_md *ctx)
 		st->pass_addr++;
 		return XDP_PASS;
 	}
-	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK, kcpx_cfg.bcast4)) {
+	if (kcpx_martian(&pi, kcpx_cfg.flags & KCPX_CFG_F_LOOPBACK,
+			 bpf_map_lookup_elem(&kcpx_martians, &key))) {
 		st->drop_martian++;
 		return XDP_DROP;
 	}

@@ -61,8 +61,6 @@ enum kcpx_bpf_role {
  * Read-only configuration, set in the skeleton's .rodata before load (so the verifier
  * prunes the role that is not used). Ports and addresses are in network byte order.
  */
-#define KCPX_BCAST4_MAX 8 /* subnet broadcasts XDP knows; more are not checked */
-
 struct kcpx_bpf_cfg {
 	__u8 peer_addr[16]; /* client: the server found at start (steering: kcpx_lports) */
 	__be16 port;	    /* server: the listen port; client: the server's port at start */
@@ -77,10 +75,26 @@ struct kcpx_bpf_cfg {
 	__u16 port_first;    /* server, host order: the listen range, kcptun's ":4000-4009" */
 	__u16 port_last;     /* (0: the range is cfg.port alone) */
 	__u8 local_addr[16]; /* server with KCPX_CFG_F_LOCAL: --listen's address */
-	__be32 bcast4[KCPX_BCAST4_MAX]; /* the broadcast addresses of the interface's IPv4
-					 * subnets, martian sources (0: unused) */
 };
-_Static_assert(sizeof(struct kcpx_bpf_cfg) == 48 + 4 * KCPX_BCAST4_MAX, "kcpx_bpf_cfg layout");
+_Static_assert(sizeof(struct kcpx_bpf_cfg) == 48, "kcpx_bpf_cfg layout");
+
+/*
+ * Martian sources only the host knows, in kcpx_martians (an array of one): the addresses
+ * of the namespace's interfaces and the broadcast addresses of its IPv4 subnets. The
+ * daemon rewrites it whenever an address comes or goes (io/ifaddr.c); v4[0..n4) and
+ * v6[0..n6) are used, in network order; addresses beyond the maximum are not checked.
+ */
+#define KCPX_MARTIAN4_MAX 32
+#define KCPX_MARTIAN6_MAX 16
+
+struct kcpx_martians {
+	__u32 n4;
+	__u32 n6;
+	__be32 v4[KCPX_MARTIAN4_MAX];
+	__be32 v6[KCPX_MARTIAN6_MAX][4];
+};
+_Static_assert(sizeof(struct kcpx_martians) == 8 + 4 * KCPX_MARTIAN4_MAX + 16 * KCPX_MARTIAN6_MAX,
+	       "kcpx_martians layout");
 
 /*
  * What the XDP program did with each frame. Everything it cannot prove to be a tunnel

@@ -894,14 +894,33 @@ static int load_native(struct kcpx_xdp **x, enum kcpx_xdp_native native)
 	return kcpx_xdp_open(x, &c);
 }
 
+/*
+ * The host's addresses as the daemon would list them (io/ifaddr.h): ME4 and ME6, one more
+ * of each (10.9.0.17, fd00::17), the broadcasts of 10.9.0.0/24 and 10.10.0.0/16, and more
+ * (extra: 10.9.0.18 and fd00::18, as if added after start).
+ */
+static void host_addrs(struct kcpx_martians *m, bool extra)
+{
+	memset(m, 0, sizeof(*m));
+	inet_pton(AF_INET, ME4, &m->v4[m->n4++]);
+	inet_pton(AF_INET, "10.9.0.17", &m->v4[m->n4++]);
+	m->v4[m->n4++] = htonl(0x0a0900ff);
+	m->v4[m->n4++] = htonl(0x0a0affff);
+	inet_pton(AF_INET6, ME6, m->v6[m->n6++]);
+	inet_pton(AF_INET6, "fd00::17", m->v6[m->n6++]);
+	if (extra) {
+		inet_pton(AF_INET, "10.9.0.18", &m->v4[m->n4++]);
+		inet_pton(AF_INET6, "fd00::18", m->v6[m->n6++]);
+	}
+}
+
 static int load(struct kcpx_xdp **x, enum kcpx_bpf_role role, const char *peer, int dscp)
 {
 	struct kcpx_xdp_config c = {
 		.role = role, .port = PORT, .dscp = dscp, .min_payload = 24, .max_payload = 1500
 	};
-
-	c.bcast4[0] = htonl(0x0a0900ff); /* 10.9.0.0/24's broadcast, as an interface's */
-	c.bcast4[1] = htonl(0x0a0affff); /* 10.10.0.0/16's */
+	struct kcpx_martians m;
+	int err;
 
 	if (peer && strchr(peer, ':')) {
 		c.peer.in6.sin6_family = AF_INET6;
@@ -910,7 +929,11 @@ static int load(struct kcpx_xdp **x, enum kcpx_bpf_role role, const char *peer, 
 		c.peer.in.sin_family = AF_INET;
 		inet_pton(AF_INET, peer, &c.peer.in.sin_addr);
 	}
-	return kcpx_xdp_open(x, &c);
+	err = kcpx_xdp_open(x, &c);
+	if (err)
+		return err;
+	host_addrs(&m, false);
+	return kcpx_xdp_set_martians(*x, &m);
 }
 
 /* One frame from src to dst (port PORT) through x: its verdict and the counter. */
@@ -941,6 +964,8 @@ static void test_martians(void)
 		{ "240.0.0.1", ME4 },	{ "255.255.255.255", ME4 },
 		{ PEER4, "224.0.0.5" }, { PEER4, "255.255.255.255" },
 		{ "10.9.0.255", ME4 },	{ "10.10.255.255", ME4 },
+		{ ME4, ME4 },		{ "10.9.0.17", ME4 }, /* the host's own */
+		{ ME6, ME6 },		{ "fd00::17", ME6 },
 		{ "::", ME6 },		{ "::1", ME6 },
 		{ "ff02::1", ME6 },	{ "::ffff:10.9.0.1", ME6 },
 		{ PEER6, "ff02::1" },	{ PEER6, "ff05::2" },
@@ -957,7 +982,10 @@ static void test_martians(void)
 		{ "::1:0:0:1", ME6 },
 		{ "fe80::1", ME6 },
 		{ "2001:db8::1", ME6 },
+		{ "10.9.0.18", ME4 }, /* not the host's (yet) */
+		{ "fd00::18", ME6 },
 	};
+	struct kcpx_martians m;
 
 	for (size_t i = 0; i < sizeof(martian) / sizeof(martian[0]); i++) {
 		CHECK_EQ(run_addr(srv, martian[i][0], martian[i][1], PORT), 0);
@@ -979,6 +1007,36 @@ static void test_martians(void)
 		CHECK_EQ(d.pass_no_xsk, 1); /* a tunnel packet, no socket in this test */
 		CHECK_EQ(outcomes(), 1);
 	}
+	/* addresses added after start count once the daemon rewrote the list, and no
+	 * longer once they are gone */
+	host_addrs(&m, true);
+	CHECK_EQ(kcpx_xdp_set_martians(srv, &m), 0);
+	CHECK_EQ(run_addr(srv, "10.9.0.18", ME4, PORT), 0);
+	CHECK_EQ(d.drop_martian, 1);
+	CHECK_EQ(run_addr(srv, "fd00::18", ME6, PORT), 0);
+	CHECK_EQ(d.drop_martian, 1);
+	host_addrs(&m, false);
+	CHECK_EQ(kcpx_xdp_set_martians(srv, &m), 0);
+	CHECK_EQ(run_addr(srv, "10.9.0.18", ME4, PORT), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(run_addr(srv, "fd00::18", ME6, PORT), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	/* a full list: the last entries count too */
+	for (m.n4 = 0; m.n4 < KCPX_MARTIAN4_MAX; m.n4++)
+		m.v4[m.n4] = htonl(0x0a630000 + m.n4);
+	for (m.n6 = 0; m.n6 < KCPX_MARTIAN6_MAX; m.n6++) {
+		inet_pton(AF_INET6, "fd63::", m.v6[m.n6]);
+		m.v6[m.n6][3] = htonl(m.n6);
+	}
+	CHECK_EQ(kcpx_xdp_set_martians(srv, &m), 0);
+	CHECK_EQ(run_addr(srv, "10.99.0.31", ME4, PORT), 0);
+	CHECK_EQ(d.drop_martian, 1);
+	CHECK_EQ(run_addr(srv, "fd63::f", ME6, PORT), 0);
+	CHECK_EQ(d.drop_martian, 1);
+	CHECK_EQ(run_addr(srv, "10.99.0.32", ME4, PORT), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	host_addrs(&m, false);
+	CHECK_EQ(kcpx_xdp_set_martians(srv, &m), 0);
 	/* on a loopback interface 127/8 and ::1 are ordinary; the rest stays martian */
 	CHECK_EQ(run_addr(srv_lo, "127.0.0.1", "127.0.0.1", PORT), 0);
 	CHECK_EQ(d.pass_no_xsk, 1);
@@ -988,6 +1046,13 @@ static void test_martians(void)
 	CHECK_EQ(d.drop_martian, 1);
 	CHECK_EQ(run_addr(srv_lo, "::1", "ff02::1", PORT), 0);
 	CHECK_EQ(d.drop_martian, 1);
+	/* and the host's own addresses come and go there all the time */
+	host_addrs(&m, false);
+	CHECK_EQ(kcpx_xdp_set_martians(srv_lo, &m), 0);
+	CHECK_EQ(run_addr(srv_lo, ME4, ME4, PORT), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(run_addr(srv_lo, ME6, ME6, PORT), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
 }
 
 /* A server with a specific --listen steers only what is addressed to it; the port on

@@ -132,6 +132,11 @@ track_pid $cli
 wait_tcp_port "$NS_A" 8390 30
 filtered $srv $cli
 transfer 8390 2
+# the translation was attached and TCP_REPAIR used after setup: CAP_NET_ADMIN is enough
+for p in $srv $cli; do
+	[ "$(status_of $p CapEff)" = 0000000000001000 ] ||
+		bad "--tcp pid $p keeps CapEff $(status_of $p CapEff), not CAP_NET_ADMIN only"
+done
 [ "$(tables "$NS_A")" = 1 ] && [ "$(tables "$NS_B")" = 1 ] || bad "the nftables tables are not there"
 in_b "$KCPX" status >"$work/status.txt" 2>&1 || true
 grep -q "kcpx server pid $srv" "$work/status.txt" || { bad "kcpx status does not list the --tcp server"; cat "$work/status.txt"; }

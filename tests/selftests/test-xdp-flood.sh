@@ -136,8 +136,11 @@ nsenter --net=/run/netns/"$NS_B" "$KCPX" up "$IF_B" server -l :$PORT -t 127.0.0.
 	--snmplog "$work/snmp.csv" --snmpperiod 1 &
 SRV=$!
 track_pid $SRV
+# One client engine (--threads 1), so one session: the replayed datagrams must belong to
+# the session the flooded uploads move on, or they never fall behind its replay window.
+# With an engine per queue, each upload's connection may land on either engine's session.
 # shellcheck disable=SC2086
-nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client -l 127.0.0.1:8388 \
+nsenter --net=/run/netns/"$NS_A" "$KCPX" up "$IF_A" client --threads 1 -l 127.0.0.1:8388 \
 	-r "$IP_B:$PORT" --key $KEY --proto kcpx $TUN --quiet --log "$work/client.log" &
 CLI=$!
 track_pid $CLI

@@ -31,6 +31,7 @@
 #include "app/reload.h"
 #include "app/tunnel.h"
 #include "io/addr.h"
+#include "io/ifaddr.h"
 #include "io/log.h"
 #include "io/seccomp.h"
 #include "io/xdp.h"
@@ -47,6 +48,7 @@ struct up {
 	enum kcpx_napi_mode napi;
 	int queues;
 	struct kcpx_xdp *xdp;
+	struct kcpx_ifaddr *ifaddr; /* the host's addresses, XDP's martian sources */
 	unsigned nxsk; /* engines: --threads (default: the cores), at most one per RX queue */
 	struct kcpx_xsk
 		*xsk[KCPX_UP_MAX_THREADS]; /* engine k's sockets: RX queues k, k + nxsk, .. */
@@ -105,12 +107,35 @@ static void up_native_down(void *arg, uint32_t sid)
 		pr_warn("session %08x: removing its XDP entry: %s", sid, strerror(-err));
 }
 
+/* An address came or went (io/ifaddr.h): XDP's list of martian sources follows. */
+static void up_ifaddr(struct up *u)
+{
+	struct kcpx_martians m;
+	int lost = 0, r = kcpx_ifaddr_poll(u->ifaddr, &m, &lost);
+
+	if (!r)
+		return;
+	if (r < 0 || (r = kcpx_xdp_set_martians(u->xdp, &m)) < 0) {
+		pr_warn("%s: following the host's addresses failed (%s): the martian source "
+			"list stays as it is",
+			u->ifname, strerror(-r));
+		kcpx_ifaddr_close(u->ifaddr);
+		u->ifaddr = NULL;
+		return;
+	}
+	pr_info("%s: host addresses: %u IPv4 (with subnet broadcasts) and %u IPv6 now dropped "
+		"as tunnel sources%s",
+		u->ifname, m.n4, m.n6, lost ? "; more than fit are not" : "");
+}
+
 static void up_publish(void *arg, const struct kcpx_snmp *snmp)
 {
 	struct up *u = arg;
 
 	kcpx_xdp_publish_snmp(u->xdp, snmp);
 	kcpx_xsk_publish(u->xsk[0]); /* every engine's, each in its own slot */
+	if (u->ifaddr)
+		up_ifaddr(u);
 }
 
 /* With more than one engine: each RX queue's datagrams, in `kcpx status` ... */
@@ -226,10 +251,17 @@ static int up_start(struct up *u, const struct kcpx_config *cfg)
 	err = kcpx_xdp_open(&u->xdp, &xc);
 	if (err)
 		return err;
+	err = kcpx_ifaddr_watch(&u->ifaddr);
+	if (err)
+		pr_warn("%s: cannot follow the host's addresses (%s): those added later are not "
+			"dropped as tunnel sources",
+			u->ifname, strerror(-err));
 	sc.xdp = u->xdp;
 	u->nxsk = cfg->threads ? (unsigned)cfg->threads : up_cores();
 	err = kcpx_xsk_new_group(u->xsk, &u->nxsk, &sc);
 	if (err) {
+		kcpx_ifaddr_close(u->ifaddr);
+		u->ifaddr = NULL;
 		kcpx_xdp_close(u->xdp, true);
 		u->xdp = NULL;
 		return err;
@@ -375,6 +407,7 @@ int kcpx_cmd_up(int argc, char **argv)
 	/* the tunnel closed every port; this drops the last reference to the sockets */
 	for (unsigned k = 0; k < u.nxsk; k++)
 		kcpx_xsk_put(u.xsk[k]);
+	kcpx_ifaddr_close(u.ifaddr);
 	kcpx_xdp_close(u.xdp, true);
 	pr_info("%s: detached, pins removed", u.ifname);
 	return err ? 1 : 0;

@@ -201,10 +201,16 @@ int kcpx_tunnel_run_tcp(const struct kcpx_config *cfg, const char *pin_ifname)
 		return err;
 	}
 	be.arg = ft;
-	/* --tcp attaches its TC/XDP translation to interfaces as routes need them, and sets
-	 * TCP_REPAIR on its sockets, for the daemon's whole life: it keeps what that takes */
-	be.keep_caps = 1ull << CAP_NET_ADMIN | 1ull << CAP_NET_RAW | 1ull << CAP_BPF |
-		       1ull << CAP_PERFMON | 1ull << CAP_SYS_ADMIN;
+	/*
+	 * --tcp attaches its TC/XDP translation to interfaces as routes need them, and sets
+	 * TCP_REPAIR on its sockets, for the daemon's whole life: it keeps what that takes,
+	 * CAP_NET_ADMIN alone. TCP_REPAIR asks for CAP_NET_ADMIN in the socket's namespace
+	 * (tcp_can_repair_sock); BPF_LINK_CREATE checks no capability beyond holding the
+	 * (already loaded) program's fd, and the kernel's own XDP/TCX attach code asks none
+	 * either; maps are used through fds held since setup. CAP_BPF, CAP_PERFMON and
+	 * CAP_SYS_ADMIN were kept until the selftests showed they are not needed.
+	 */
+	be.keep_caps = 1ull << CAP_NET_ADMIN;
 	/* its maps, the links it makes as routes need them, and its nft helper (io/nft.h),
 	 * reaped at exit (io/seccomp.h) */
 	be.seccomp = KCPX_SECCOMP_BPF_MAPS | KCPX_SECCOMP_BPF_LINK | KCPX_SECCOMP_WAIT;

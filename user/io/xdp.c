@@ -38,6 +38,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "io/ifaddr.h"
 #include "io/log.h"
 #include "kcpx.skel.h"
 
@@ -710,39 +711,38 @@ static bool if_is_loopback(const char *ifname)
 	return lo;
 }
 
-/* Add a to c's subnet broadcasts (martian sources) unless it is there, 0 or full. */
-static void bcast_add(struct kcpx_bpf_cfg *c, uint32_t a)
+int kcpx_xdp_set_martians(struct kcpx_xdp *x, const struct kcpx_martians *m)
 {
-	if (!a || a == htonl(INADDR_BROADCAST)) /* 255.255.255.255: martian anyway */
-		return;
-	for (int i = 0; i < KCPX_BCAST4_MAX; i++) {
-		if (c->bcast4[i] == a)
-			return;
-		if (!c->bcast4[i]) {
-			c->bcast4[i] = a;
-			return;
-		}
-	}
-	kcpx_io_logf(0, "xdp: more than %d IPv4 subnets; broadcasts of the others not checked",
-		     KCPX_BCAST4_MAX);
+	__u32 key = 0;
+
+	/* Not atomic against the program reading it: for the moment of the copy a packet
+	 * may be judged by a mix of the old and the new list. */
+	return bpf_map_update_elem(bpf_map__fd(x->skel->maps.kcpx_martians), &key, m, BPF_ANY) < 0
+		       ? -errno
+		       : 0;
 }
 
-/* The broadcast addresses of ifname's IPv4 subnets, as configured at start. */
-static void bcast_of(struct kcpx_bpf_cfg *c, const char *ifname)
+/* The host's addresses as they are now: martian sources until the daemon says more. */
+static void martians_init(struct kcpx_xdp *x)
 {
-	struct ifaddrs *ifa, *i;
+	struct kcpx_martians m;
+	int lost = kcpx_ifaddr_read(&m), err;
 
-	if (getifaddrs(&ifa)) {
-		kcpx_io_logf(0, "%s: getifaddrs: %s; subnet broadcasts not checked", ifname,
-			     strerror(errno));
+	if (lost < 0) {
+		kcpx_io_logf(0,
+			     "%s: reading the host's addresses: %s; packets from them are not "
+			     "dropped as martians",
+			     x->ifname, strerror(-lost));
 		return;
 	}
-	for (i = ifa; i; i = i->ifa_next)
-		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-		    (i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr &&
-		    !strcmp(i->ifa_name, ifname))
-			bcast_add(c, ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr);
-	freeifaddrs(ifa);
+	if (lost)
+		kcpx_io_logf(0,
+			     "%s: more than %d IPv4 or %d IPv6 host addresses: %d not checked "
+			     "as martian sources",
+			     x->ifname, KCPX_MARTIAN4_MAX, KCPX_MARTIAN6_MAX, lost);
+	err = kcpx_xdp_set_martians(x, &m);
+	if (err)
+		kcpx_io_logf(0, "%s: writing kcpx_martians: %s", x->ifname, strerror(-err));
 }
 
 static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
@@ -750,10 +750,6 @@ static int set_rodata(struct kcpx_xdp *x, const struct kcpx_xdp_config *cfg)
 	struct kcpx_bpf_cfg *c = &x->skel->rodata->kcpx_cfg;
 
 	memset(c, 0, sizeof(*c));
-	for (int i = 0; i < KCPX_BCAST4_MAX; i++)
-		bcast_add(c, cfg->bcast4[i]);
-	if (cfg->ifname)
-		bcast_of(c, cfg->ifname);
 	c->role = cfg->role;
 	c->port = htons(cfg->port);
 	if (cfg->role == KCPX_BPF_ROLE_SERVER && cfg->port_last > cfg->port) {
@@ -850,6 +846,8 @@ int kcpx_xdp_open(struct kcpx_xdp **out, const struct kcpx_xdp_config *cfg)
 		*out = x;
 		return 0;
 	}
+	/* before the program sees a packet; the daemon keeps it current (io/ifaddr.h) */
+	martians_init(x);
 
 	err = pin_maps(x);
 	if (err) {

@@ -42,9 +42,7 @@ struct kcpx_xdp_config {
 	struct kcpx_addr peer;	 /* client: the server's address (port ignored) */
 	struct kcpx_addr local;	 /* server: --listen's address; AF_UNSPEC or any: every one */
 	bool loopback; /* 127/8, ::1 sources are no martians (set anyway when ifname is one) */
-	uint32_t bcast4[KCPX_BCAST4_MAX]; /* network order, 0: none; martian sources added to
-					   * the broadcasts of ifname's subnets (tests) */
-	int dscp;	      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
+	int dscp;      /* 0..63 to mark tunnel packets on TC egress, -1: leave alone */
 	uint16_t min_payload; /* 0: 1 */
 	uint16_t max_payload; /* 0: KCPX_PKT_MAX */
 	enum kcpx_xdp_mode mode;
@@ -122,6 +120,9 @@ static inline int kcpx_xdp_publish_snmp(struct kcpx_xdp *x, const struct kcpx_sn
 
 /* RX queue q's figures into kcpx_xsk_queues (the same one publisher). 0 or -errno. */
 int kcpx_xdp_publish_queue(struct kcpx_xdp *x, unsigned q, const struct kcpx_xsk_queue *v);
+/* The host's own addresses and subnet broadcasts, martian sources (io/ifaddr.h): set at
+ * open from the addresses then; the daemon sets it again when they change. 0 or -errno. */
+int kcpx_xdp_set_martians(struct kcpx_xdp *x, const struct kcpx_martians *m);
 
 /* Read key 0 of a per-CPU array of __u64 counters and sum each field over all CPUs.
  * size is the value size (a multiple of 8). Returns 0 or -errno. */
