@@ -685,21 +685,33 @@ static void test_ratelimit(void)
 	kcpx_ratelimit_free(rl);
 }
 
+/*
+ * A client of proto cp sends 20000 bytes to a server of proto sp over one session, then
+ * its process restarts on the same address (client_restart, seed) and sends `bytes`,
+ * run for ms. *conv1: the first session's conv. A failed check here fails the case (the
+ * caller's checks after it may fail too).
+ */
+static void session_then_restart(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp,
+				 uint32_t seed, size_t bytes, uint32_t ms, uint32_t *conv1)
+{
+	CHECK_EQ(world_init(w, cp, sp), 0);
+	CHECK(client_send(w, 20000));
+	world_run(w, 1000);
+	CHECK_EQ(w->s.ns, 1);
+	*conv1 = kcpx_ep_sess_conv(w->s.s[0]->es);
+	CHECK_EQ(client_restart(w, cp, seed), 0);
+	CHECK(client_send(w, bytes));
+	world_run(w, ms);
+}
+
 /* kcptun format: a peer on the same address with a new conv replaces the old session. */
 static void test_kcptun_restart(void)
 {
 	struct world w;
-	uint32_t conv1;
+	uint32_t conv1 = 0;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
-	CHECK_EQ(w.s.ns, 1);
-	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
 	/* the client process restarts on the same address: a new endpoint, a new conv */
-	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
+	session_then_restart(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO, 0x4321, 20000, 1000, &conv1);
 	CHECK_EQ(w.s.ns, 1);
 	CHECK(kcpx_ep_sess_conv(w.s.s[0]->es) != conv1);
 	CHECK(strstr(w.s.last_log, "opened"));
@@ -904,16 +916,9 @@ static void test_reset_bounded(void)
 static void test_client_restart(void)
 {
 	struct world w;
-	uint32_t conv1;
+	uint32_t conv1 = 0;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
-	CHECK_EQ(w.s.ns, 1);
-	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
-	CHECK_EQ(client_restart(&w, KCPX_PROTO_AUTO, 0x7777), 0);
-	CHECK(client_send(&w, 30000));
-	world_run(&w, 500);
+	session_then_restart(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO, 0x7777, 30000, 500, &conv1);
 	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
 	CHECK_EQ(w.s.ns, 2); /* the old one lives until its keepalive timeout */
 	for (int i = 0; i < w.s.ns; i++) {

@@ -840,6 +840,50 @@ static void test_decode_retune_bound(void)
 }
 
 /*
+ * Many sessions of forged flag patterns: 40 decoders, each tuned to its own ratio, all
+ * asked to re-tune in the same second get KCPX_FEC_RETUNE_BUDGET re-tunes between them,
+ * the rest held back; a second later as many more.
+ */
+static void test_retune_budget(void)
+{
+	enum { N = 40 };
+	struct kcpx_fec_dec *d[N];
+	struct kcpx_fec_dec_stats st;
+	uint32_t next[N] = { 0 }, now = 5000000;
+	int moved = 0, held = 0, ds, ps;
+
+	for (int i = 0; i < N; i++) {
+		d[i] = kcpx_fec_dec_new(0, 0);
+		feed_ratio(d[i], 10, 3, 30, &next[i], now); /* first tuning: not counted */
+		kcpx_fec_dec_ratio(d[i], &ds, &ps);
+		CHECK(ds == 10 && ps == 3);
+	}
+	now += 2 * KCPX_FEC_RETUNE_MS; /* each decoder's own interval is over */
+	for (int i = 0; i < N; i++)
+		feed_ratio(d[i], 4, 2, 30, &next[i], now);
+	for (int i = 0; i < N; i++) {
+		kcpx_fec_dec_ratio(d[i], &ds, &ps);
+		moved += ds == 4 && ps == 2;
+		kcpx_fec_dec_stats(d[i], &st);
+		held += st.retunes_budget > 0;
+	}
+	printf("     40 decoders asked to re-tune in one second: %d did, %d held back\n", moved,
+	       held);
+	CHECK_EQ(moved, KCPX_FEC_RETUNE_BUDGET);
+	CHECK_EQ(held, N - KCPX_FEC_RETUNE_BUDGET);
+	now += 1000;
+	for (int i = 0; i < N; i++)
+		feed_ratio(d[i], 4, 2, 30, &next[i], now);
+	moved = 0;
+	for (int i = 0; i < N; i++) {
+		kcpx_fec_dec_ratio(d[i], &ds, &ps);
+		moved += ds == 4 && ps == 2;
+		kcpx_fec_dec_free(d[i]);
+	}
+	CHECK_EQ(moved, 2 * KCPX_FEC_RETUNE_BUDGET);
+}
+
+/*
  * Partial decoding under forged parity: groups of three random parity shards and no data
  * would cost 1 + 2 + 3 hypotheses each; the credit (one per shard received) holds it to
  * at most one per shard plus the initial bank, and a real flushed group after the flood
@@ -891,6 +935,7 @@ int main(void)
 	RUN(test_decode_autotune);
 	RUN(test_decode_mismatch_lossy);
 	RUN(test_decode_retune_bound);
+	RUN(test_retune_budget);
 	RUN(test_partial_budget);
 	UNIT_MAIN_END();
 }

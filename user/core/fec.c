@@ -584,6 +584,29 @@ static inline int32_t itimediff(uint32_t a, uint32_t b)
 	return (int32_t)(a - b);
 }
 
+/* The re-tunes of every decoder of the process in the current second (fec.h
+ * KCPX_FEC_RETUNE_BUDGET), under rs_lock: decoders of different threads share it. */
+static uint32_t retune_window;
+static unsigned retune_used;
+
+static bool fec_retune_budget(uint32_t now)
+{
+	bool ok;
+
+	pthread_mutex_lock(&rs_lock);
+	/* a new second; or a clock far from the window's (a test's, or wrapped) */
+	if (!retune_used || itimediff(now, retune_window) >= 1000 ||
+	    itimediff(now, retune_window) < -1000) {
+		retune_window = now;
+		retune_used = 0;
+	}
+	ok = retune_used < KCPX_FEC_RETUNE_BUDGET;
+	if (ok)
+		retune_used++;
+	pthread_mutex_unlock(&rs_lock);
+	return ok;
+}
+
 /* Set ds/ps and everything sized by them; the queue and its entries are kept. */
 static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 {
@@ -951,6 +974,9 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 			if (d->tuned && itimediff(now, d->last_tune) < KCPX_FEC_RETUNE_MS &&
 			    itimediff(now, d->last_tune) >= 0) {
 				d->st.retunes_held++; /* kcpx: the shard is taken as it is */
+			} else if (d->tuned && !fec_retune_budget(now)) {
+				d->st.retunes_held++; /* all decoders together: the same */
+				d->st.retunes_budget++;
 			} else {
 				if (fec_dec_config(d, ads, aps))
 					return -ENOMEM;

@@ -154,8 +154,18 @@ void kcpx_fec_dec_set_partial(struct kcpx_fec_dec *d, bool on);
  * flag patterns cannot make every packet pay for one. Counted in kcpx_fec_dec_stats.
  */
 #define KCPX_FEC_RETUNE_MS 1000
+/*
+ * ... and all decoders of the process together (every session, every thread) make at
+ * most KCPX_FEC_RETUNE_BUDGET re-tunes per second, so the cost of forged flag patterns
+ * does not grow with the number of sessions (4,096 could otherwise ask for as many RS
+ * codes a second). A decoder's first tuning is not counted (new sessions are bounded by
+ * admission); one held back by the budget takes its shards at its current ratio, as one
+ * held back by its own interval does, and tries again with a later shard.
+ */
+#define KCPX_FEC_RETUNE_BUDGET 8
 struct kcpx_fec_dec_stats {
 	uint64_t retunes, retunes_held;	      /* ratio changes made / put off by the rate */
+	uint64_t retunes_budget;	      /* ... of those, by the process-wide budget */
 	uint64_t hypotheses, partial_skipped; /* partial hypotheses tried / not, no credit */
 	uint64_t rebuilds;		      /* kcp-go's case-2 reconstructions */
 	uint64_t miscut; /* groups not rebuilt: a shard's flag disagrees with its index */
