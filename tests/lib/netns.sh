@@ -196,6 +196,18 @@ wait_line() {
 	return 1
 }
 
+# wait_file FILE PID: until FILE exists (a helper's mark that it has started its work), or
+# process PID has ended; 30 s at most. 1 when FILE did not come.
+wait_file() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -e "$1" ]
+}
+
 # snmp_fresh FILE: until FILE, a --snmplog written each second (--snmpperiod 1), has two
 # rows more than at the call. The daemon writes a row and then publishes its counters
 # (kcpx stats) on one timer, in its own time: after two new rows, the newest row and the
