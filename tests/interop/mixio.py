@@ -13,10 +13,8 @@ Deterministic from (size, seed), so both ends know the SHA-256 without sharing f
 
 Receive with tcpio.py sink / recv.
 """
-import hashlib
 import os
 import random
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -46,38 +44,12 @@ def mixed(size, seed):
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "source":
-        port, size, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-
-        def h(c, n):
-            try:
-                for b in mixed(size, seed):
-                    c.sendall(b)
-            except OSError:
-                pass
-            c.close()
-
-        tcpio.serve(port, h)
+        tcpio.serve_source(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), mixed)
     elif cmd == "send":
         host, port, size, seed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-        c = socket.create_connection((host, port), timeout=tcpio.TIMEOUT)
-        h = hashlib.sha256()
-        for b in mixed(size, seed):
-            c.sendall(b)
-            h.update(b)
-        c.shutdown(socket.SHUT_WR)
-        # kcptun closes both directions when one ends: wait for that, bounded
-        try:
-            while c.recv(tcpio.CHUNK):
-                pass
-        except OSError:
-            pass
-        c.close()
-        print(h.hexdigest())
+        print(tcpio.send_one(host, port, size, seed, mixed))
     elif cmd == "data":
-        h = hashlib.sha256()
-        for b in mixed(int(sys.argv[2]), int(sys.argv[3])):
-            h.update(b)
-        print(h.hexdigest())
+        print(tcpio.digest(int(sys.argv[2]), int(sys.argv[3]), mixed))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -130,6 +130,36 @@ netns_bridge() {
 	done
 }
 
+# netns_routed NS_R IF_RA IP_RA IF_RB IP_RB [QUEUES]: $NS_A and $NS_B (made here) on
+# either side of a router namespace NS_R (made here, IPv4 forwarding on), each by a veth
+# of QUEUES queues (the kernel's default unless told); $NS_A and $NS_B route by default
+# through it.
+#
+#   [ $NS_A ] $IF_A $IP_A/24 ---- IF_RA IP_RA/24 [ NS_R ] IF_RB IP_RB/24 ---- $IF_B $IP_B/24 [ $NS_B ]
+netns_routed() {
+	local r=$1 ra=$2 ipra=$3 rb=$4 iprb=$5 q=() l
+	[ -n "${6:-}" ] && q=(numrxqueues "$6" numtxqueues "$6")
+	netns_add "$NS_A"
+	netns_add "$r"
+	netns_add "$NS_B"
+	ip link add "$IF_A" "${q[@]}" type veth peer name "$ra" "${q[@]}"
+	ip link add "$IF_B" "${q[@]}" type veth peer name "$rb" "${q[@]}"
+	ip link set "$IF_A" netns "$NS_A"
+	ip link set "$ra" netns "$r"
+	ip link set "$rb" netns "$r"
+	ip link set "$IF_B" netns "$NS_B"
+	ip -n "$NS_A" addr add "$IP_A/24" dev "$IF_A"
+	ip -n "$r" addr add "$ipra/24" dev "$ra"
+	ip -n "$r" addr add "$iprb/24" dev "$rb"
+	ip -n "$NS_B" addr add "$IP_B/24" dev "$IF_B"
+	for l in "$NS_A $IF_A" "$r $ra" "$r $rb" "$NS_B $IF_B"; do
+		ip -n "${l% *}" link set "${l#* }" up
+	done
+	ip -n "$NS_A" route add default via "$ipra"
+	ip -n "$NS_B" route add default via "$iprb"
+	in_ns "$r" sysctl -qw net.ipv4.ip_forward=1
+}
+
 bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
 
 # wait_tcp_port / wait_udp_port NS PORT [SECONDS]: until something listens on PORT in NS
@@ -164,6 +194,18 @@ wait_line() {
 	echo "FAIL: no '$2' in $1:"
 	cat "$1" 2>/dev/null
 	return 1
+}
+
+# wait_file FILE PID: until FILE exists (a helper's mark that it has started its work), or
+# process PID has ended; 30 s at most. 1 when FILE did not come.
+wait_file() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -e "$1" ]
 }
 
 # snmp_fresh FILE: until FILE, a --snmplog written each second (--snmpperiod 1), has two

@@ -35,9 +35,9 @@ def stream(size, seed):
         left -= n
 
 
-def digest(size, seed):
+def digest(size, seed, data=stream):
     h = hashlib.sha256()
-    for b in stream(size, seed):
+    for b in data(size, seed):
         h.update(b)
     return h.hexdigest()
 
@@ -71,10 +71,10 @@ def read_all(c):
         total += len(b)
 
 
-def send_one(host, port, size, seed):
+def send_one(host, port, size, seed, data=stream):
     c = socket.create_connection((host, port), timeout=TIMEOUT)
     h = hashlib.sha256()
-    for b in stream(size, seed):
+    for b in data(size, seed):
         c.sendall(b)
         h.update(b)
     c.shutdown(socket.SHUT_WR)
@@ -87,6 +87,20 @@ def send_one(host, port, size, seed):
         pass
     c.close()
     return h.hexdigest()
+
+
+def serve_source(port, size, seed, data=stream):
+    """Each connection: SIZE bytes of data(size, seed), then close."""
+
+    def h(c, n):
+        try:
+            for b in data(size, seed):
+                c.sendall(b)
+        except OSError:
+            pass
+        c.close()
+
+    serve(port, h)
 
 
 def main():
@@ -107,17 +121,7 @@ def main():
 
         serve(port, h)
     elif cmd == "source":
-        port, size, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-
-        def h(c, n):
-            try:
-                for b in stream(size, seed):
-                    c.sendall(b)
-            except OSError:
-                pass
-            c.close()
-
-        serve(port, h)
+        serve_source(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "echo":
         port = int(sys.argv[2])
 

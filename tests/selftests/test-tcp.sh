@@ -27,32 +27,14 @@ IP_B=10.$n.2.2
 IF_A=${NETNS_TAG}a0
 IF_B=${NETNS_TAG}b0
 on_cleanup "$KCPX down $IF_A >/dev/null 2>&1; $KCPX down $IF_B >/dev/null 2>&1; true"
-netns_add "$NS_A"
-netns_add "$NS_M"
-netns_add "$NS_B"
-ip link add "$IF_A" type veth peer name "${NETNS_TAG}m0"
-ip link add "${NETNS_TAG}m1" type veth peer name "$IF_B"
-ip link set "$IF_A" netns "$NS_A"
-ip link set "${NETNS_TAG}m0" netns "$NS_M"
-ip link set "${NETNS_TAG}m1" netns "$NS_M"
-ip link set "$IF_B" netns "$NS_B"
-ip -n "$NS_A" addr add "$IP_A/24" dev "$IF_A"
-ip -n "$NS_M" addr add "10.$n.1.2/24" dev "${NETNS_TAG}m0"
-ip -n "$NS_M" addr add "10.$n.2.1/24" dev "${NETNS_TAG}m1"
-ip -n "$NS_B" addr add "$IP_B/24" dev "$IF_B"
-for l in "$NS_A $IF_A" "$NS_M ${NETNS_TAG}m0" "$NS_M ${NETNS_TAG}m1" "$NS_B $IF_B"; do
-	read -r ns dev <<<"$l"
-	ip -n "$ns" link set "$dev" up
-done
+netns_routed "$NS_M" "${NETNS_TAG}m0" "10.$n.1.2" "${NETNS_TAG}m1" "10.$n.2.1"
 ip -n "$NS_A" addr add "fd00:$n:1::1/64" dev "$IF_A" nodad
 ip -n "$NS_M" addr add "fd00:$n:1::2/64" dev "${NETNS_TAG}m0" nodad
 ip -n "$NS_M" addr add "fd00:$n:2::1/64" dev "${NETNS_TAG}m1" nodad
 ip -n "$NS_B" addr add "fd00:$n:2::2/64" dev "$IF_B" nodad
-ip -n "$NS_A" route add default via "10.$n.1.2"
-ip -n "$NS_B" route add default via "10.$n.2.1"
 ip -n "$NS_A" -6 route add default via "fd00:$n:1::2"
 ip -n "$NS_B" -6 route add default via "fd00:$n:2::1"
-in_ns "$NS_M" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+in_ns "$NS_M" sysctl -qw net.ipv6.conf.all.forwarding=1
 in_ns "$NS_M" nft -f - <<EOF
 table inet mid {
 	chain f {

@@ -11,6 +11,8 @@
 #             connections over the client's listeners)        (per-thread lines of `kcpx status`)
 #   upload    16 MiB on each of 4 connections at once         sha256 equal on every one
 #   kcptun    a --proto kcptun client, --conn 2, one thread   both server threads take one
+#   limits    a --conn 8 client to a --threads 2 server at    3 sessions in all (not 3 per
+#             --persource 3 (:4103 -> echo :9102)             thread), the rest refused
 #   metrics   /metrics                                        per-thread series, sums
 #   reload    SIGHUP with the same flags                      "reload" logged, data still flows
 #   stop      SIGTERM                                         both ends exit 0 within 5 s
@@ -103,6 +105,35 @@ else
 	"$KCPX" status "$s2pid" | sed 's/^/  | /'
 	fail=1
 fi
+
+echo "limits: --persource 3 holds for both threads of a server together"
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_B" "$KCPX" server -l :4103 -t 127.0.0.1:9102 --threads 2 $FLAGS \
+	--persource 3 --sessrate 0 --hsrate 0 --log "$work/server3.log" & s3pid=$!
+track_pid $s3pid
+# shellcheck disable=SC2086
+nsenter --net=/run/netns/"$NS_A" "$KCPX" client -l 127.0.0.1:8483 -r "$IP_B:4103" --conn 8 $FLAGS \
+	--log "$work/client3.log" & c3pid=$!
+track_pid $c3pid
+wait_udp_port "$NS_B" 4103 20
+wait_tcp_port "$NS_A" 8483 20
+# 8 connections, one per --conn slot: each opens a session from its own port, which the
+# kernel spreads over both server threads; refused ones keep asking (and are refused)
+in_a timeout 10 python3 "$TCPIO" multi 127.0.0.1 8483 8 1024 >/dev/null 2>&1 &
+m3=$!
+refused=0
+for _ in $(seq 1 200); do
+	refused=$(kcpx_status "$s3pid" 2>/dev/null | sed -n 's/.*new sessions refused \([0-9]*\).*/\1/p')
+	[ "${refused:-0}" -ge 10 ] && break
+	sleep 0.1
+done
+held=$(($(thread_sessions "$s3pid" 0) + $(thread_sessions "$s3pid" 1)))
+echo "  sessions held: thread 0 $(thread_sessions "$s3pid" 0), thread 1" \
+	"$(thread_sessions "$s3pid" 1); new sessions refused ${refused:-0}"
+[ "${refused:-0}" -ge 10 ] || { echo "FAIL: fewer than 10 refusals in 20 s"; fail=1; }
+[ "$held" = 3 ] || { echo "FAIL: the server holds $held sessions from one address, want 3"; fail=1; }
+kill "$m3" "$c3pid" "$s3pid" 2>/dev/null || true
+wait "$m3" "$c3pid" "$s3pid" 2>/dev/null || true
 
 echo "metrics: per-thread series"
 in_b curl -sf http://127.0.0.1:9190/metrics >"$work/metrics" || true

@@ -44,32 +44,13 @@ SIZE=$((6 << 20))
 NS_R=${NETNS_TAG}r
 IF_R1=${NETNS_TAG}r1
 IF_R2=${NETNS_TAG}r2
-n=$((($$ % 200) + 20))
+n=$_netns_n
 A1=10.$n.1.1 R1=10.$n.1.254 R2=10.$n.2.254 B2=10.$n.2.1 B3=10.$n.2.3
 NAME=kcpx-survive-$$.test
 bpffs_mount
-netns_add "$NS_A"
-netns_add "$NS_R"
-netns_add "$NS_B"
 on_cleanup "in_a $KCPX down $IF_A >/dev/null 2>&1; in_b $KCPX down $IF_B >/dev/null 2>&1; rmdir /sys/fs/bpf/kcpx 2>/dev/null; true"
-ip link add "$IF_A" numrxqueues 2 numtxqueues 2 type veth peer name "$IF_R1" numrxqueues 2 numtxqueues 2
-ip link add "$IF_B" numrxqueues 2 numtxqueues 2 type veth peer name "$IF_R2" numrxqueues 2 numtxqueues 2
-ip link set "$IF_A" netns "$NS_A"
-ip link set "$IF_R1" netns "$NS_R"
-ip link set "$IF_R2" netns "$NS_R"
-ip link set "$IF_B" netns "$NS_B"
-ip -n "$NS_A" addr add "$A1/24" dev "$IF_A"
-ip -n "$NS_R" addr add "$R1/24" dev "$IF_R1"
-ip -n "$NS_R" addr add "$R2/24" dev "$IF_R2"
-ip -n "$NS_B" addr add "$B2/24" dev "$IF_B"
+IP_A=$A1 IP_B=$B2 netns_routed "$NS_R" "$IF_R1" "$R1" "$IF_R2" "$R2" 2
 ip -n "$NS_B" addr add "$B3/24" dev "$IF_B"
-for l in "$NS_A $IF_A" "$NS_R $IF_R1" "$NS_R $IF_R2" "$NS_B $IF_B"; do
-	set -- $l
-	ip -n "$1" link set "$2" up
-done
-ip -n "$NS_A" route add default via "$R1"
-ip -n "$NS_B" route add default via "$R2"
-in_ns "$NS_R" sysctl -qw net.ipv4.ip_forward=1
 in_r() { in_ns "$NS_R" "$@"; }
 
 in_b python3 "$PACE" source 9002 "$SIZE" "$RATE" & track_pid $!

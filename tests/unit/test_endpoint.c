@@ -598,6 +598,71 @@ static void test_hsrate(void)
 	linksim_free(&sink);
 }
 
+/*
+ * Two endpoints of one process (two engines) share their admission limits: a burst of 12
+ * good INITs from one address (12 ports, alternately to each) opens what one endpoint
+ * alone would, 3, under --hsrate 3, --sessrate 3 or --persource 3; with a limit each (how
+ * engines counted before) it opened 6. --persource: a session that closes gives its count
+ * back, to whichever endpoint the next one reaches.
+ */
+static void test_shared_limits(void)
+{
+	static const char *const what[3] = { "hsrate", "sessrate", "persource" };
+	uint8_t init[13][KCPX_NATIVE_HS_LEN], pkt[KCPX_NATIVE_HS_LEN];
+	uint8_t r[KCPX_NATIVE_HS_RAND] = { 9 };
+	struct kcpx_native_hs *hs;
+
+	for (int i = 0; i < 13; i++) {
+		r[0] = (uint8_t)i;
+		CHECK_EQ(kcpx_native_hs_init(&hs, psk, 0x700 + (uint32_t)i, r, false, init[i]), 0);
+		kcpx_native_hs_free(hs);
+	}
+	for (int lim = 0; lim < 3; lim++) {
+		for (int shared = 0; shared < 2; shared++) {
+			struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_AUTO);
+			struct kcpx_ep_limits l;
+			struct linksim sink;
+			struct kcpx_addr a;
+			struct tend s[2];
+			uint32_t now = 5000;
+			int opened;
+
+			sc.hsrate = lim == 0 ? 3 : 0;
+			sc.sessrate = lim == 1 ? 3 : 0;
+			sc.persource = lim == 2 ? 3 : 0;
+			CHECK_EQ(kcpx_ep_limits_new(&l, sc.hsrate, sc.sessrate, sc.persource, 11),
+				 0);
+			sc.limits = shared ? &l : NULL;
+			linksim_init(&sink, 3);
+			CHECK_EQ(end_init(&s[0], "server", &sc, &sink, 0x0a000002, 4000, 77), 0);
+			CHECK_EQ(end_init(&s[1], "server", &sc, &sink, 0x0a000002, 4000, 78), 0);
+			for (int i = 0; i < 12; i++) {
+				addr4(&a, 0x0a000009, (uint16_t)(6000 + i));
+				memcpy(pkt, init[i], sizeof(pkt));
+				kcpx_ep_input(s[i % 2].ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+			}
+			opened = s[0].opened + s[1].opened;
+			printf("     --%s 3, %s: %d of 12 opened\n", what[lim],
+			       shared ? "shared by both endpoints" : "one each", opened);
+			CHECK_EQ(opened, shared ? 3 : 6);
+			if (lim == 2 && shared) {
+				/* a session on the first endpoint closes: the second may open one */
+				CHECK(s[0].ns > 0 && s[1].ns > 0);
+				kcpx_ep_close(s[0].s[0]->es, "test");
+				kcpx_ep_reap(s[0].ep);
+				addr4(&a, 0x0a000009, 6100);
+				memcpy(pkt, init[12], sizeof(pkt));
+				kcpx_ep_input(s[1].ep, NULL, &now, &a, pkt, sizeof(pkt), now);
+				CHECK_EQ(s[0].opened + s[1].opened, 4);
+			}
+			kcpx_ep_free(s[0].ep);
+			kcpx_ep_free(s[1].ep);
+			kcpx_ep_limits_free(&l);
+			linksim_free(&sink);
+		}
+	}
+}
+
 /* The bucket: rate 3 -> 3 at once, then one per 333.4 ms; a full bucket after 1 s. */
 static void test_ratelimit(void)
 {
@@ -620,21 +685,33 @@ static void test_ratelimit(void)
 	kcpx_ratelimit_free(rl);
 }
 
+/*
+ * A client of proto cp sends 20000 bytes to a server of proto sp over one session, then
+ * its process restarts on the same address (client_restart, seed) and sends `bytes`,
+ * run for ms. *conv1: the first session's conv. A failed check here fails the case (the
+ * caller's checks after it may fail too).
+ */
+static void session_then_restart(struct world *w, enum kcpx_proto cp, enum kcpx_proto sp,
+				 uint32_t seed, size_t bytes, uint32_t ms, uint32_t *conv1)
+{
+	CHECK_EQ(world_init(w, cp, sp), 0);
+	CHECK(client_send(w, 20000));
+	world_run(w, 1000);
+	CHECK_EQ(w->s.ns, 1);
+	*conv1 = kcpx_ep_sess_conv(w->s.s[0]->es);
+	CHECK_EQ(client_restart(w, cp, seed), 0);
+	CHECK(client_send(w, bytes));
+	world_run(w, ms);
+}
+
 /* kcptun format: a peer on the same address with a new conv replaces the old session. */
 static void test_kcptun_restart(void)
 {
 	struct world w;
-	uint32_t conv1;
+	uint32_t conv1 = 0;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
-	CHECK_EQ(w.s.ns, 1);
-	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
 	/* the client process restarts on the same address: a new endpoint, a new conv */
-	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
+	session_then_restart(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO, 0x4321, 20000, 1000, &conv1);
 	CHECK_EQ(w.s.ns, 1);
 	CHECK(kcpx_ep_sess_conv(w.s.s[0]->es) != conv1);
 	CHECK(strstr(w.s.last_log, "opened"));
@@ -839,16 +916,9 @@ static void test_reset_bounded(void)
 static void test_client_restart(void)
 {
 	struct world w;
-	uint32_t conv1;
+	uint32_t conv1 = 0;
 
-	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
-	CHECK_EQ(w.s.ns, 1);
-	conv1 = kcpx_ep_sess_conv(w.s.s[0]->es);
-	CHECK_EQ(client_restart(&w, KCPX_PROTO_AUTO, 0x7777), 0);
-	CHECK(client_send(&w, 30000));
-	world_run(&w, 500);
+	session_then_restart(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO, 0x7777, 30000, 500, &conv1);
 	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
 	CHECK_EQ(w.s.ns, 2); /* the old one lives until its keepalive timeout */
 	for (int i = 0; i < w.s.ns; i++) {
@@ -1271,6 +1341,7 @@ int main(void)
 	RUN(test_late_resp);
 	RUN(test_kcpx_only_no_answer);
 	RUN(test_hsrate);
+	RUN(test_shared_limits);
 	RUN(test_ratelimit);
 	RUN(test_kcptun_restart);
 	RUN(test_server_restart);

@@ -247,6 +247,21 @@ static int setup_protocol(struct tunnel *t)
 			}
 		}
 	}
+	/* --hsrate, --sessrate, --persource hold for the process: thread 0 makes the one
+	 * state every thread's endpoint shares */
+	if (ec.server && !t->lim) {
+		uint32_t rs;
+
+		randombytes_buf(&rs, sizeof(rs));
+		err = kcpx_ep_limits_new(&t->limits, cfg->hsrate, cfg->sessrate, cfg->persource,
+					 rs);
+		if (err) {
+			pr_warn("admission limits: %s", strerror(-err));
+			return err;
+		}
+		t->lim = &t->limits;
+	}
+	ec.limits = t->lim;
 	kcpx_tun_session_config(t, &ec.session);
 	t->keepalive_timeout_ms = ec.session.smux.keepalive_timeout_ms;
 	ec.crypt = t->crypt;
@@ -451,6 +466,8 @@ static void tunnel_free(struct tunnel *t)
 		tunnel_idle(t);
 		kcpx_ep_free(t->ep);
 	}
+	/* thread 0 goes last: no endpoint uses the limits now */
+	kcpx_ep_limits_free(&t->limits);
 	kcpx_shard_leave(t);
 	if (t->lw.fd >= 0)
 		close(t->lw.fd);
@@ -517,6 +534,7 @@ static int tunnel_new(struct tunnel **out, const struct kcpx_config *cfg,
 		/* Argon2id once: the PSK's keys are read-only after it is made */
 		t->psk = t0->psk;
 		t->psk_borrowed = true;
+		t->lim = t0->lim;
 	}
 	t->maxstreams = (unsigned)shard_share(cfg->maxstreams, t);
 	err = tunnel_setup(t);

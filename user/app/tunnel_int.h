@@ -131,11 +131,14 @@ struct tunnel {
 	 * --threads (shard.c). Each thread runs one struct tunnel with its own loop, sockets,
 	 * endpoint and sessions; its loop holds mu except while waiting in epoll, so thread 0
 	 * (signals, control socket, metrics) reads or reloads another thread's state under
-	 * mu between two of its turns. Nothing else is shared on the packet path.
+	 * mu between two of its turns. Nothing else is shared on the packet path but the
+	 * server's per-source admission limits (lim, lock-free: endpoint.h).
 	 */
-	unsigned shard;		   /* this thread's index, 0: the main thread */
-	struct kcpx_shards *group; /* NULL: one thread */
-	bool psk_borrowed;	   /* psk belongs to thread 0 */
+	unsigned shard;			  /* this thread's index, 0: the main thread */
+	struct kcpx_shards *group;	  /* NULL: one thread */
+	bool psk_borrowed;		  /* psk belongs to thread 0 */
+	struct kcpx_ep_limits limits;	  /* thread 0 of a server: the process's */
+	const struct kcpx_ep_limits *lim; /* server: thread 0's limits */
 	pthread_mutex_t mu;
 	unsigned maxstreams; /* this thread's share of --maxstreams (0: no limit) */
 	unsigned port_hint;  /* client: the next session's place among all (udp.h port_hint) */

@@ -21,6 +21,7 @@
 #include "core/kcp.h"
 #include "core/native.h"
 #include "core/ratelimit.h"
+#include "core/srccount.h"
 #include "core/util.h"
 
 /*
@@ -37,6 +38,7 @@
 #define UNPROVEN_MAX	   64
 #define UNPROVEN_IDLE_MS   10000
 #define SESSRL_SLOTS	   4096
+#define SRCCNT_SLOTS	   8192 /* --persource: counters per row (ratelimit.h's sketch) */
 #define HSRL_SLOTS	   4096 /* --hsrate: token buckets, one per source address hash */
 #define KCPX_EP_RESET_RATE 10	/* RESETs a second to one address (burst as many) */
 
@@ -271,6 +273,21 @@ void kcpx_ep_unslot(struct kcpx_ep_sess *s)
 			ep->slots[i] = NULL;
 }
 
+/* --persource: the count a session (or ep_admit, for one that did not open) holds, back. */
+static void src_put(struct kcpx_ep *ep, struct kcpx_ep_sess *s)
+{
+	if (s->src_held)
+		kcpx_srccount_put(ep->srccnt, &s->src);
+	s->src_held = false;
+}
+
+static void adm_drop(struct kcpx_ep *ep)
+{
+	if (ep->adm_held)
+		kcpx_srccount_put(ep->srccnt, &ep->adm_ref);
+	ep->adm_held = false;
+}
+
 static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct kcpx_addr *peer,
 				    uint32_t conv, bool native, uint32_t now)
 {
@@ -290,6 +307,10 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	s->path = path;
 	s->created = now;
 	s->last_rx = now;
+	/* from here the session holds ep_admit's --persource count until kcpx_ep_close */
+	s->src = ep->adm_ref;
+	s->src_held = ep->adm_held;
+	ep->adm_held = false;
 	/* a client picked its server; a native session proves itself by its keys */
 	s->proven = !ep->cfg.server || native;
 	if (!s->proven)
@@ -299,6 +320,7 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		kcpx_ep_log(ep, 0, "cannot create a session (out of memory?)");
 		if (!s->proven)
 			ep->st.pending--;
+		src_put(ep, s);
 		free(s);
 		return NULL;
 	}
@@ -307,6 +329,7 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		kcpx_session_free(s->ks);
 		if (!s->proven)
 			ep->st.pending--;
+		src_put(ep, s);
 		free(s);
 		return NULL;
 	}
@@ -359,6 +382,7 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 	if (s->next)
 		s->next->pprev = s->pprev;
 	kcpx_ep_unslot(s);
+	src_put(ep, s);
 	ep->count--;
 	ep->snmp->CurrEstab--;
 	if (s->be_native && ep->ops.native_down)
@@ -454,7 +478,11 @@ static void admit_refuse(struct kcpx_ep *ep, const struct kcpx_addr *from, const
  * also pass --hsrate (with a good tag first: forged INITs spend no tokens, replays of
  * real INITs can only spend their own source's). Before the sid check and the X25519
  * work, which is what the limits save. The scan over sessions is bounded by
- * --maxsessions.
+ * --maxsessions. --hsrate, --sessrate and --persource count for the whole process when
+ * the owner shares them between its endpoints (cfg.limits); the unproven caps and
+ * --maxsessions (the owner splits it) are this endpoint's. On success the --persource
+ * count is taken (ep->adm_held) for the session the caller opens next: ep_open keeps it,
+ * and the caller calls adm_drop() after, which gives it back if none opened.
  */
 static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool native_init,
 		    const uint8_t *d, size_t n, uint32_t now)
@@ -462,8 +490,9 @@ static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool nativ
 	const struct kcpx_ep_config *c = &ep->cfg;
 	char buf[KCPX_ADDRSTRLEN];
 	uint8_t key[16], k2[16];
-	unsigned same = 0, same_pending = 0;
+	unsigned same_pending = 0;
 
+	adm_drop(ep);
 	if (native_init && ep->hsrl) {
 		if (!kcpx_native_init_tag_ok(c->psk, d, n))
 			return -EBADMSG;
@@ -486,22 +515,24 @@ static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool nativ
 		return -EBUSY;
 	}
 	src_key(from, key);
-	for (struct kcpx_ep_sess *s = ep->all; s; s = s->next) {
-		src_key(&s->peer, k2);
-		if (memcmp(key, k2, 16))
-			continue;
-		same++;
-		same_pending += !s->proven;
+	if (!native_init) {
+		for (struct kcpx_ep_sess *s = ep->all; s; s = s->next) {
+			src_key(&s->peer, k2);
+			same_pending += !s->proven && !memcmp(key, k2, 16);
+		}
+		if (same_pending >= UNPROVEN_PER_SRC) {
+			admit_refuse(ep, from, "too many sessions from it never answered", now);
+			return -EBUSY;
+		}
 	}
-	if (c->persource > 0 && same >= (unsigned)c->persource) {
+	if (ep->srccnt && c->persource > 0 &&
+	    !kcpx_srccount_take(ep->srccnt, key, (uint32_t)c->persource, &ep->adm_ref)) {
 		admit_refuse(ep, from, "--persource reached", now);
 		return -EBUSY;
 	}
-	if (!native_init && same_pending >= UNPROVEN_PER_SRC) {
-		admit_refuse(ep, from, "too many sessions from it never answered", now);
-		return -EBUSY;
-	}
+	ep->adm_held = ep->srccnt && c->persource > 0;
 	if (ep->sessrl && !kcpx_ratelimit_allow(ep->sessrl, key, (uint64_t)now * 1000000u)) {
+		adm_drop(ep);
 		admit_refuse(ep, from, "over --sessrate", now);
 		return -EBUSY;
 	}
@@ -638,9 +669,11 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 				ep->st.init_raced++;
 				ep->ops.xmit(ep->user, path, from, s->hs_pkt, sizeof(s->hs_pkt));
 			}
+			adm_drop(ep);
 			return true;
 		}
 		err = hs_server_accept(ep, path, from, d, n, ni, now);
+		adm_drop(ep);
 		return !err;
 	}
 	if (ni->type != KCPX_NT_DATA)
@@ -799,6 +832,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			return;
 		}
 		s = ep_open(ep, path, from, conv, false, now);
+		adm_drop(ep);
 		if (!s)
 			return;
 	}
@@ -898,6 +932,32 @@ void kcpx_ep_second(struct kcpx_ep *ep, uint32_t now)
 
 /* ---- setup and queries ------------------------------------------------------------ */
 
+int kcpx_ep_limits_new(struct kcpx_ep_limits *l, int hsrate, int sessrate, int persource,
+		       uint32_t seed)
+{
+	int err = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (hsrate > 0)
+		err = kcpx_ratelimit_new(&l->hs, HSRL_SLOTS, (uint32_t)hsrate, seed);
+	if (!err && sessrate > 0)
+		err = kcpx_ratelimit_new(&l->sess, SESSRL_SLOTS, (uint32_t)sessrate,
+					 seed ^ 0x5e55u);
+	if (!err && persource > 0)
+		err = kcpx_srccount_new(&l->src, SRCCNT_SLOTS, seed ^ 0x50c7u);
+	if (err)
+		kcpx_ep_limits_free(l);
+	return err;
+}
+
+void kcpx_ep_limits_free(struct kcpx_ep_limits *l)
+{
+	kcpx_ratelimit_free(l->hs);
+	kcpx_ratelimit_free(l->sess);
+	kcpx_srccount_free(l->src);
+	memset(l, 0, sizeof(*l));
+}
+
 int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		const struct kcpx_ep_ops *ops, void *user, struct kcpx_snmp *snmp)
 {
@@ -945,22 +1005,23 @@ int kcpx_ep_new(struct kcpx_ep **out, const struct kcpx_ep_config *cfg,
 		if (err)
 			goto err;
 	}
-	if (ep->cfg.psk && cfg->server && cfg->hsrate > 0) {
-		err = kcpx_ratelimit_new(&ep->hsrl, HSRL_SLOTS, (uint32_t)cfg->hsrate, ep->seed);
+	if (cfg->server && !cfg->limits) {
+		err = kcpx_ep_limits_new(&ep->own, ep->cfg.psk ? cfg->hsrate : 0, cfg->sessrate,
+					 cfg->persource, ep->seed);
 		if (err)
 			goto err;
 	}
-	if (cfg->server && cfg->sessrate > 0) {
-		err = kcpx_ratelimit_new(&ep->sessrl, SESSRL_SLOTS, (uint32_t)cfg->sessrate,
-					 ep->seed ^ 0x5e55u);
-		if (err)
-			goto err;
+	if (cfg->server) {
+		const struct kcpx_ep_limits *l = cfg->limits ? cfg->limits : &ep->own;
+
+		ep->hsrl = ep->cfg.psk ? l->hs : NULL;
+		ep->sessrl = l->sess;
+		ep->srccnt = l->src;
 	}
 	*out = ep;
 	return 0;
 err:
-	kcpx_ratelimit_free(ep->hsrl);
-	kcpx_ratelimit_free(ep->sessrl);
+	kcpx_ep_limits_free(&ep->own);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep->by_addr);
@@ -976,8 +1037,8 @@ void kcpx_ep_free(struct kcpx_ep *ep)
 	while (ep->all)
 		kcpx_ep_close(ep->all, "shutdown");
 	kcpx_ep_reap(ep);
-	kcpx_ratelimit_free(ep->hsrl);
-	kcpx_ratelimit_free(ep->sessrl);
+	adm_drop(ep);
+	kcpx_ep_limits_free(&ep->own);
 	kcpx_ratelimit_free(ep->rstrl);
 	free(ep->slots);
 	free(ep->by_addr);

@@ -64,6 +64,23 @@ struct kcpx_native_psk;
 struct kcpx_ep;
 struct kcpx_ep_sess;
 
+/*
+ * The per-source admission limits (--hsrate, --sessrate, --persource) that a process's
+ * endpoints (one per engine thread) share, so that each limit holds for the process and
+ * not once per engine. Lock-free (ratelimit.h, srccount.h): every engine may call in at
+ * once. Made by the owner once, freed after the last endpoint that uses it; a NULL
+ * member is no limit.
+ */
+struct kcpx_ep_limits {
+	struct kcpx_ratelimit *hs;   /* --hsrate: good kcpx INITs per second per address */
+	struct kcpx_ratelimit *sess; /* --sessrate: new sessions per second per source */
+	struct kcpx_srccount *src;   /* --persource: sessions held per source */
+};
+/* 0 (a rate or count of 0 leaves its member NULL) or -ENOMEM; seed: random. */
+int kcpx_ep_limits_new(struct kcpx_ep_limits *l, int hsrate, int sessrate, int persource,
+		       uint32_t seed);
+void kcpx_ep_limits_free(struct kcpx_ep_limits *l);
+
 struct kcpx_ep_config {
 	bool server;
 	enum kcpx_proto proto;
@@ -80,6 +97,9 @@ struct kcpx_ep_config {
 	struct kcpx_crypt *crypt;	    /* kcptun format; not owned */
 	const struct kcpx_native_psk *psk;  /* NULL: kcptun only; not owned */
 	bool aes;			    /* this CPU has AES: offer/accept AES-256-GCM */
+	/* server: the process's shared limits (not owned); NULL: the endpoint makes its own
+	 * from hsrate, sessrate and persource */
+	const struct kcpx_ep_limits *limits;
 };
 
 struct kcpx_ep_ops {

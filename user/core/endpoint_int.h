@@ -10,6 +10,7 @@
 #include "core/endpoint.h"
 #include "core/native.h"
 #include "core/session.h"
+#include "core/srccount.h"
 
 /* Buckets of the address and sid tables: from EP_HASH_MIN, doubling while there are more
  * sessions than buckets, up to EP_HASH_MAX (--maxsessions bounds the count). */
@@ -58,10 +59,12 @@ struct kcpx_ep_sess {
 	uint32_t created;
 	enum ep_state state;
 	bool closing;
-	bool expired;	    /* client --autoexpire: takes no new streams */
-	bool retired;	    /* client: a late RESP; closes when its streams are done */
-	bool be_native;	    /* ops->native_up took it: tell ops->native_down at the end */
-	bool proven;	    /* see UNPROVEN_TX: the peer's address answers */
+	bool expired;	/* client --autoexpire: takes no new streams */
+	bool retired;	/* client: a late RESP; closes when its streams are done */
+	bool be_native; /* ops->native_up took it: tell ops->native_down at the end */
+	bool proven;	/* see UNPROVEN_TX: the peer's address answers */
+	bool src_held;	/* holds src in ep->srccnt (--persource) */
+	struct kcpx_srcref src;
 	uint16_t tx_budget; /* unproven: datagrams it may still send */
 	uint32_t last_rx;
 	struct kcpx_native_hs *hs;	    /* client: PROBE and FALLBACK_WATCH */
@@ -95,6 +98,12 @@ struct kcpx_ep {
 	unsigned rr;
 	struct kcpx_ratelimit *hsrl;   /* server with --hsrate > 0 */
 	struct kcpx_ratelimit *sessrl; /* server with --sessrate > 0 */
+	struct kcpx_srccount *srccnt;  /* server with --persource > 0 */
+	struct kcpx_ep_limits own;     /* what hsrl, sessrl, srccnt are without cfg.limits */
+	/* --persource: the count ep_admit took for the session about to open (ep_open keeps
+	 * it; adm_drop gives it back if none opened) */
+	struct kcpx_srcref adm_ref;
+	bool adm_held;
 	struct kcpx_ratelimit *rstrl;  /* server with the kcpx protocol: RESETs per address */
 	uint32_t adm_stamp, adm_count; /* refusals in this second, logged once a second */
 	struct kcpx_native_stats hs_stats;

@@ -195,17 +195,37 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
 			  kcp->wire_den);
 }
 
-/* The send window in effect: snd_wnd, or what the controller needs (kcp.h). Every input
- * is bounded (the cap by KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that
- * inflates the estimate with its ACKs moves it at most to that ceiling. */
+/*
+ * The send window in effect: snd_wnd, or what the path needs (kcp.h). The window bounds
+ * what the owner queues as well as what is in flight, so it costs memory: it follows
+ * three of the controller's BDP estimates (bottleneck rate x min RTT) plus two ACK
+ * batches, not its inflight cap. Two BDPs are what the cap lets be in flight; the third
+ * is for loss: KCP's window spans snd_una to snd_nxt, and a lost segment holds snd_una
+ * for a round trip more (its resend's) while what follows it is delivered. The cap also
+ * adds the peer's flush interval to the RTT, which on a sub-millisecond path at Gbit/s
+ * makes it 30 times the BDP; but a peer ACKs at once whenever a datagram's worth of ACKs
+ * piled up (kcpx_kcp_input), so ACK delay holds back about a batch of segments, not an
+ * interval's worth. Never more than the cap. Every input is bounded (the cap by
+ * KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that inflates the estimate with
+ * its ACKs moves it at most to that ceiling; as the estimate falls (its filters age out)
+ * the window shrinks.
+ */
 static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 {
-	uint64_t need, seg;
+	uint64_t need, seg, path;
+	const struct kcpx_cc *cc = &kcp->cc;
 
 	if (!kcp->wnd_grow_max || !paced(kcp))
 		return kcp->snd_wnd;
 	seg = KCPX_MAX(seg_cost(kcp, kcp->mss), 1u);
-	need = (kcp->cc.inflight_cap + seg - 1) / seg;
+	need = cc->inflight_cap;
+	if (cc->btl_bw) {
+		uint32_t rtt = cc->have_rtt && cc->min_rtt ? cc->min_rtt : 1;
+		/* btl_bw <= KCPX_CC_RATE_MAX, min_rtt <= 60 s (cc.c): no overflow */
+		path = 3 * (cc->btl_bw * rtt / 1000) + 2ull * (kcp->mtu / KCPX_KCP_OVERHEAD) * seg;
+		need = KCPX_MIN(need, path);
+	}
+	need = (need + seg - 1) / seg;
 	need = KCPX_MIN(need, (uint64_t)KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd));
 	return (uint32_t)KCPX_MAX(need, (uint64_t)kcp->snd_wnd);
 }
@@ -1434,7 +1454,7 @@ static void silence_end(struct kcpx_kcp *kcp, uint32_t now)
 static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 {
 	uint16_t wnd = wnd_unused(kcp);
-	uint32_t last_sn = 0, last_ts = 0, i, cwnd, resent, newsegs = 0, change = 0;
+	uint32_t last_sn = 0, last_ts = 0, i, cwnd, grown, resent, newsegs = 0, change = 0;
 	struct kseg *s, *first_new = NULL;
 	uint64_t lost_before = kcp->c_lost;
 	int64_t tokens = 0;
@@ -1501,7 +1521,8 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	kcp->probe = 0;
 
 	/* new segments: snd_nxt may run up to snd_una + min(snd_wnd, rmt_wnd[, cwnd]) */
-	cwnd = KCPX_MIN(snd_wnd_eff(kcp), kcp->rmt_wnd);
+	grown = snd_wnd_eff(kcp);
+	cwnd = KCPX_MIN(grown, kcp->rmt_wnd);
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
@@ -1537,7 +1558,18 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 			first_new = s;
 		newsegs++;
 	}
-	/* out of data or of window below the cap: the next samples are not the path's */
+	/*
+	 * Out of data or of window below the cap: the next samples are not the path's. But
+	 * a window grown to the path's need (snd_wnd_eff: three BDPs and two ACK batches)
+	 * gates the owner's queue too, so "out of data" is mostly that window, seen between
+	 * an ACK and the owner's refill. While it holds at least half of it in flight (a
+	 * BDP of the estimate or more) the pipe is full and the samples are the path's; they
+	 * must count, or the estimate (and the window made from it) could never fall. Not
+	 * at the ceiling (--maxwnd): that window may be less than the path needs.
+	 */
+	if (paced(kcp) && grown > kcp->snd_wnd && grown < kcp->wnd_grow_max && cwnd == grown &&
+	    2 * (kcp->snd_nxt - kcp->snd_una) >= grown)
+		cc_limited = true;
 	if (paced(kcp) && !cc_limited)
 		kcpx_cc_app_limited(&kcp->cc, kcp->cc_inflight);
 
