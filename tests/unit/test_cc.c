@@ -276,9 +276,10 @@ static void test_wnd_grow(void)
  * ticks make the min RTT 3 ms). The inflight cap adds the peer's interval to the RTT (22
  * BDPs here), but the peer ACKs each datagram's worth of segments at once, so a BDP and an
  * ACK batch in flight fill the link. The window (what the sender may queue) stays within
- * two BDPs and two ACK batches (about 720 segments, not the 4096 ceiling) with the link
- * full, and when the link slows to 100 Mbit/s it shrinks back to about 170 (the samples
- * a full window takes count, so the estimate can fall) with the link still full.
+ * three BDPs and two ACK batches (about 920 segments; STARTUP's overestimate of the rate
+ * makes the peak about 1090, not the 4096 ceiling) with the link full, and when the link
+ * slows to 100 Mbit/s it shrinks back to about 200 (the samples a full window takes
+ * count, so the estimate can fall) with the link still full.
  */
 static void test_wnd_bdp(void)
 {
@@ -308,7 +309,7 @@ static void test_wnd_bdp(void)
 	printf("     1 Gbit/s, 2 ms RTT, interval 30 ms: goodput %.1f %% of the link, window "
 	       "peak %u (BDP %u segments)\n",
 	       100 * u, peak, 125000 * 2 / 1400);
-	CHECK(peak < 800);
+	CHECK(peak < 1300);
 	CHECK(u >= 0.90);
 
 	n.fwd.rate = 12500;
@@ -319,8 +320,8 @@ static void test_wnd_bdp(void)
 	u = (double)(f->rx - rx0) / 1000 / payload_rate(n.fwd.rate);
 	wnd = kcpx_kcp_sndwnd(f->snd.kcp);
 	printf("     then 100 Mbit/s: goodput %.1f %% of the link, window %u\n", 100 * u, wnd);
-	/* two BDPs of 3 ms at 100 Mbit/s and two ACK batches: about 170 */
-	CHECK(wnd < 210);
+	/* three BDPs of 3 ms at 100 Mbit/s and two ACK batches: about 200 */
+	CHECK(wnd < 260);
 	CHECK(u >= 0.90);
 	net_free(&n);
 }

@@ -197,16 +197,18 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
 
 /*
  * The send window in effect: snd_wnd, or what the path needs (kcp.h). The window bounds
- * what the owner queues as well as what is in flight, so it costs memory: it follows two
- * of the controller's BDP estimates (bottleneck rate x min RTT) plus two ACK batches, not
- * its inflight cap. The cap also adds the peer's flush interval to the RTT, which on a
- * sub-millisecond path at Gbit/s makes it 30 times the BDP; but a peer ACKs at once
- * whenever a datagram's worth of ACKs piled up (kcpx_kcp_input), so ACK delay holds at
- * most one batch of segments in flight, not an interval's worth. Until the pipe was
- * found full the cap (with its start-up floors) is the need. Never more than the cap.
- * Every input is bounded (the cap by KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a
- * peer that inflates the estimate with its ACKs moves it at most to that ceiling; as the
- * estimate falls (its filters age out) the window shrinks back.
+ * what the owner queues as well as what is in flight, so it costs memory: it follows
+ * three of the controller's BDP estimates (bottleneck rate x min RTT) plus two ACK
+ * batches, not its inflight cap. Two BDPs are what the cap lets be in flight; the third
+ * is for loss: KCP's window spans snd_una to snd_nxt, and a lost segment holds snd_una
+ * for a round trip more (its resend's) while what follows it is delivered. The cap also
+ * adds the peer's flush interval to the RTT, which on a sub-millisecond path at Gbit/s
+ * makes it 30 times the BDP; but a peer ACKs at once whenever a datagram's worth of ACKs
+ * piled up (kcpx_kcp_input), so ACK delay holds back about a batch of segments, not an
+ * interval's worth. Never more than the cap. Every input is bounded (the cap by
+ * KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that inflates the estimate with
+ * its ACKs moves it at most to that ceiling; as the estimate falls (its filters age out)
+ * the window shrinks.
  */
 static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 {
@@ -220,7 +222,7 @@ static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 	if (cc->btl_bw) {
 		uint32_t rtt = cc->have_rtt && cc->min_rtt ? cc->min_rtt : 1;
 		/* btl_bw <= KCPX_CC_RATE_MAX, min_rtt <= 60 s (cc.c): no overflow */
-		path = 2 * (cc->btl_bw * rtt / 1000) + 2ull * (kcp->mtu / KCPX_KCP_OVERHEAD) * seg;
+		path = 3 * (cc->btl_bw * rtt / 1000) + 2ull * (kcp->mtu / KCPX_KCP_OVERHEAD) * seg;
 		need = KCPX_MIN(need, path);
 	}
 	need = (need + seg - 1) / seg;
@@ -1558,7 +1560,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	}
 	/*
 	 * Out of data or of window below the cap: the next samples are not the path's. But
-	 * a window grown to the path's need (snd_wnd_eff: two BDPs and two ACK batches)
+	 * a window grown to the path's need (snd_wnd_eff: three BDPs and two ACK batches)
 	 * gates the owner's queue too, so "out of data" is mostly that window, seen between
 	 * an ACK and the owner's refill. While it holds at least half of it in flight (a
 	 * BDP of the estimate or more) the pipe is full and the samples are the path's; they
