@@ -79,6 +79,19 @@ static void keep(void *user, uint8_t *body, size_t len, bool parity)
 	t->glen[t->gn++] = len;
 }
 
+/* a fresh round trip over recs: t emptied (up to its shard buffers), a ds/ps pair */
+static void rt_start(struct rt *t, struct rec *recs, int nrec, int ds, int ps,
+		     struct kcpx_fec_enc **e, struct kcpx_fec_dec **d)
+{
+	memset(t, 0, offsetof(struct rt, grp));
+	t->recs = recs;
+	t->nrec = nrec;
+	*e = kcpx_fec_enc_new(ds, ps, 0, 0);
+	*d = kcpx_fec_dec_new(ds, ps);
+	if (!*e || !*d)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct rt t;
@@ -131,13 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kcpx_fec_dec_free(d);
 
 	/* part 2: encode, lose up to ps per group, decode, everything must arrive */
-	memset(&t, 0, offsetof(struct rt, grp));
-	t.recs = recs;
-	t.nrec = nrec;
-	e = kcpx_fec_enc_new(ds, ps, 0, 0);
-	d = kcpx_fec_dec_new(ds, ps);
-	if (!e || !d)
-		abort();
+	rt_start(&t, recs, nrec, ds, ps, &e, &d);
 	for (int i = 0; i < nrec; i++) {
 		uint8_t kcp[KCPX_FEC_MAX_BODY];
 
@@ -168,13 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* part 3: groups closed early, partial decoding; never a wrong packet */
 	if (!partial || ds > 64 || ps > 16)
 		return 0;
-	memset(&t, 0, offsetof(struct rt, grp));
-	t.recs = recs;
-	t.nrec = nrec;
-	e = kcpx_fec_enc_new(ds, ps, 0, 0);
-	d = kcpx_fec_dec_new(ds, ps);
-	if (!e || !d)
-		abort();
+	rt_start(&t, recs, nrec, ds, ps, &e, &d);
 	kcpx_fec_dec_set_partial(d, true);
 	for (int i = 0, k = 0; i < nrec; i++) {
 		uint8_t kcp[KCPX_FEC_MAX_BODY];

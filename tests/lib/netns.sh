@@ -196,6 +196,18 @@ wait_line() {
 	return 1
 }
 
+# wait_file FILE PID: until FILE exists (a helper's mark that it has started its work), or
+# process PID has ended; 30 s at most. 1 when FILE did not come.
+wait_file() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -e "$1" ]
+}
+
 # snmp_fresh FILE: until FILE, a --snmplog written each second (--snmpperiod 1), has two
 # rows more than at the call. The daemon writes a row and then publishes its counters
 # (kcpx stats) on one timer, in its own time: after two new rows, the newest row and the
@@ -228,11 +240,13 @@ work_dir() {
 }
 
 # kcpx_status ARGS...: `kcpx status ARGS`, asked again (10 times at most) when the daemon
-# does not answer within the 2 s kcpx status waits, as one busy on a loaded machine may not
+# does not answer within the 2 s kcpx status waits, as one busy on a loaded machine may not.
+# Only the answer that came is printed (a failed try's "no answer" line or JSON error
+# element is not).
 kcpx_status() {
-	local i
+	local i out
 	for ((i = 0; i < 9; i++)); do
-		"$KCPX" status "$@" 2>/dev/null && return 0
+		out=$("$KCPX" status "$@" 2>/dev/null) && { printf '%s\n' "$out"; return 0; }
 		sleep 0.2
 	done
 	"$KCPX" status "$@"

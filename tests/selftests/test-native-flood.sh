@@ -72,11 +72,7 @@ for mode in random badtag old live; do
 	fi
 	f=$!
 	# the upload starts once the flood runs (the flooder marks that), bounded
-	for _ in $(seq 300); do
-		[ -e "$work/$mode.started" ] && break
-		kill -0 $f 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_file "$work/$mode.started" $f || true
 	upload "$mode"
 	wait $f || true
 	sent=$(cat "$work/$mode.sent" 2>/dev/null || echo 0)

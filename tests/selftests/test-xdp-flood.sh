@@ -98,11 +98,7 @@ phase() { # NAME: baseline upload with capture, then an upload under the flood
 		"$work/$name.cap" "$SECS" "$PPS" >"$work/$name.sent" &
 	f=$!
 	# the upload starts once the flooder's first datagrams are out (it marks that)
-	for _ in $(seq 300); do
-		[ -e "$work/$name.cap.started" ] && break
-		kill -0 $f 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_file "$work/$name.cap.started" $f || true
 	upload "$name flood"
 	fl=$secs
 	upload "$name flood 2"
