@@ -240,11 +240,13 @@ work_dir() {
 }
 
 # kcpx_status ARGS...: `kcpx status ARGS`, asked again (10 times at most) when the daemon
-# does not answer within the 2 s kcpx status waits, as one busy on a loaded machine may not
+# does not answer within the 2 s kcpx status waits, as one busy on a loaded machine may not.
+# Only the answer that came is printed (a failed try's "no answer" line or JSON error
+# element is not).
 kcpx_status() {
-	local i
+	local i out
 	for ((i = 0; i < 9; i++)); do
-		"$KCPX" status "$@" 2>/dev/null && return 0
+		out=$("$KCPX" status "$@" 2>/dev/null) && { printf '%s\n' "$out"; return 0; }
 		sleep 0.2
 	done
 	"$KCPX" status "$@"

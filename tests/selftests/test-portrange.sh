@@ -43,7 +43,7 @@ n=$(in_b ss -Huln | grep -cE ':40(0[0-9])\b' || true)
 
 in_a timeout 120 python3 "$TCPIO" multi 127.0.0.1 8388 32 $((256 << 10)) ||
 	{ echo "FAIL: echo streams over the port range"; fail=1; }
-ports=$(in_a "$KCPX" status | awk '$1 ~ /^'"$IP_B"':/ { split($1, a, ":"); print a[2] }' | sort -u)
+ports=$(kcpx_status "$cpid" | awk '$1 ~ /^'"$IP_B"':/ { split($1, a, ":"); print a[2] }' | sort -u)
 echo "client sessions went to ports: $(echo $ports)"
 [ -n "$ports" ] || { echo "FAIL: no client session in kcpx status"; fail=1; }
 for p in $ports; do
@@ -56,7 +56,7 @@ done
 python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)' \
 	"/run/kcpx/$cpid.sock" & silent=$!
 track_pid $silent
-in_a "$KCPX" status --json "$cpid" >"$work/status.json" || { echo "FAIL: kcpx status --json"; fail=1; }
+kcpx_status --json "$cpid" >"$work/status.json" || { echo "FAIL: kcpx status --json"; fail=1; }
 python3 -m json.tool "$work/status.json" >/dev/null || { echo "FAIL: status --json is not JSON"; cat "$work/status.json"; fail=1; }
 jports=$(python3 -c 'import json,sys
 t = json.load(open(sys.argv[1]))
@@ -91,7 +91,7 @@ wait_log "$work/client-up.log" "AF_XDP sockets open" 20 || { echo "FAIL: kcpx up
 wait_tcp_port "$NS_A" 8388
 in_a timeout 120 python3 "$TCPIO" multi 127.0.0.1 8388 32 $((256 << 10)) ||
 	{ echo "FAIL: echo streams over the port range under kcpx up"; fail=1; }
-uports=$(in_a "$KCPX" status | awk '$1 ~ /^'"$IP_B"':/ { split($1, a, ":"); print a[2] }' | sort -u)
+uports=$(kcpx_status "$cpid" | awk '$1 ~ /^'"$IP_B"':/ { split($1, a, ":"); print a[2] }' | sort -u)
 echo "kcpx up: client sessions went to ports: $(echo $uports)"
 for p in $uports; do
 	[ "$p" -ge 4000 ] && [ "$p" -le 4009 ] || { echo "FAIL: up: port $p outside the range"; fail=1; }

@@ -94,7 +94,7 @@ wait_downloads() {
 	dl_pids=()
 }
 # proto_of PID CONV: the proto column of session CONV in the table of tunnel PID
-proto_of() { "$KCPX" status "$1" | awk -v c="$2" '$2 == c { print $3 }'; }
+proto_of() { kcpx_status "$1" | awk -v c="$2" '$2 == c { print $3 }'; }
 # conv of the first log line matching PATTERN in FILE ("session xxxxxxxx...")
 conv_of() { grep -m1 "$2" "$1" | sed -n 's/.*session \([0-9a-f]\{8\}\).*/\1/p'; }
 

@@ -266,14 +266,18 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
 /*
  * The smallest RTT of a round above the floor: a queue stood all round. A round holds
  * many samples and the one whose ACK the peer sent at once has none of its ACK delay,
- * so only path jitter needs a margin here. (With the ACK delay in the margin as well, a
+ * so only path jitter needs a margin here, as long as the round lasts an ACK interval. (With the ACK delay in the margin as well, a
  * 10 ms interval let a 23 ms queue stand at 50 ms RTT: the max filter's samples run a
  * few % above a lossy bottleneck, and cruising at 1.0 on them grew the queue between
  * probes until tail drops; the RPC exchanges of the bottleneck bench saw it as p99.)
  */
 static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 {
-	return !cc->have_rtt || rtt > rtt_floor(cc) + KCPX_MAX(rtt_floor(cc) / 8, 2u);
+	uint32_t floor = rtt_floor(cc);
+	/* a round shorter than the peer's ACK interval may hold no ACK sent at once */
+	uint32_t hold = cc->ack_delay > floor ? cc->ack_delay - floor : 0;
+
+	return !cc->have_rtt || rtt > floor + KCPX_MAX(floor / 8, 2u) + hold;
 }
 
 /*
