@@ -279,6 +279,10 @@ static void learn_body(struct kcpx_dgram *d, int peer, int spoof)
 	uint32_t from;
 
 	CHECK(d->ops->authentic != NULL);
+	/* nothing authentic yet (a handshake opener, say) to 127.0.0.2: answered from there, or
+	 * a connected client would drop the answer */
+	learn_round(d, peer, two, false, &from);
+	CHECK_EQ(from, two);
 	/* the peer talks to 127.0.0.1, authenticated: answered from it */
 	learn_round(d, peer, one, true, &from);
 	CHECK_EQ(from, one);

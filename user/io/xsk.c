@@ -97,10 +97,12 @@ struct nexthop {
 	bool usable;	  /* routed out of our interface and the next hop's MAC known */
 	bool src_learned; /* src is the address the peer sent to (not the route's) */
 	bool have_src;
-	bool nudge; /* the kernel's entry is stale: send one through the kernel */
+	bool have_hint; /* hint: where the peer's last datagram went, before any was authentic */
+	bool nudge;	/* the kernel's entry is stale: send one through the kernel */
 	int family;
 	uint8_t addr[16];
 	uint8_t src[16];
+	uint8_t hint[16];
 	uint8_t mac[ETH_ALEN];
 	uint32_t checked_ms;
 	uint32_t used_ms;
@@ -524,6 +526,25 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 }
 
 /*
+ * A peer we have no authentic datagram from yet (its handshake opener, say) is answered
+ * from the address it wrote to, or its connected socket drops the answer. That is only a
+ * hint: a forged datagram can set it for an address that has not proven itself, never
+ * move the answers of one that has (src_learned, below), and a proven datagram replaces it.
+ */
+static void hint_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct kcpx_frame_view *v)
+{
+	struct nexthop *nh;
+
+	if (!p->bound_any)
+		return;
+	nh = nexthop_find(c, v->family, v->src, true, kcpx_clock_ms());
+	if (nh->src_learned)
+		return;
+	memcpy(nh->hint, v->dst, v->family == AF_INET ? 4 : 16);
+	nh->have_hint = true;
+}
+
+/*
  * The tunnel found pkt authentic: answer its peer from the address it wrote to. Learnt
  * here only, never on receipt, so that a datagram from a spoofed source to another of
  * our addresses cannot move a real client's answers to an address it does not expect
@@ -544,6 +565,7 @@ static void xsk_authentic(struct kcpx_dgram *d, const struct kcpx_pkt *pkt)
 	if (!nh->src_learned || memcmp(nh->src, pkt->to, alen)) {
 		memcpy(nh->src, pkt->to, alen);
 		nh->src_learned = nh->have_src = true;
+		nh->have_hint = false;
 	}
 }
 
@@ -639,6 +661,7 @@ static void xsk_inbox_take(struct kcpx_xsk *c)
 		else if ((dst = port_slot(c, p))) {
 			memcpy(dst, in->buf, in->len);
 			__atomic_store_n(&c->handed_in, c->handed_in + 1, __ATOMIC_RELAXED);
+			hint_src(c, p, &v);
 			port_push(c, p, &v);
 		}
 		free(in);
@@ -687,6 +710,7 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 		c->st.rx_packets++;
 		__atomic_store_n(&q->rx_packets, q->rx_packets + 1, __ATOMIC_RELAXED);
 		c->st.rx_bytes += v.len;
+		hint_src(c, p, &v);
 		if (p != me) {
 			port_push(c, p, &v);
 			continue;
@@ -938,7 +962,9 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		nh = nexthop_find(c, family, dst, true, now);
 		if (now - nh->checked_ms >= (nh->usable ? NH_REFRESH_MS : NH_RETRY_MS))
 			nexthop_resolve(c, nh, now);
-		if (p->bound_any)
+		if (p->bound_any && !nh->src_learned && nh->have_hint)
+			src = nh->hint;
+		else if (p->bound_any)
 			src = nh->have_src ? nh->src : NULL;
 		else
 			src = (family == AF_INET) ==
