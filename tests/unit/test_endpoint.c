@@ -21,6 +21,7 @@
  *   - --nocomp at one end only: both ends name it within a round trip, once a minute
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 
 #include "unit.h"
@@ -30,6 +31,7 @@
 #include "core/native.h"
 #include "core/ratelimit.h"
 #include "core/session.h"
+#include "core/srccount.h"
 #include "core/smux.h"
 
 #define MAXS	     16
@@ -661,6 +663,72 @@ static void test_shared_limits(void)
 			linksim_free(&sink);
 		}
 	}
+}
+
+/* Two threads at once on the shared tables (what two engines do). */
+struct race {
+	struct kcpx_ratelimit *rl;
+	struct kcpx_srccount *sc;
+	unsigned *held, over; /* sessions held now (atomic), times it went past the limit */
+	unsigned passed;      /* bucket passes at the one instant */
+	pthread_barrier_t *go;
+};
+
+static void *race_fn(void *arg)
+{
+	struct race *r = arg;
+	uint8_t key[16] = { 10, 0, 0, 9 };
+	struct kcpx_srcref ref;
+
+	/* both start together */
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 20000; i++)
+		r->passed += kcpx_ratelimit_allow(r->rl, key, 7000 * 1000000ull);
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 200000; i++) {
+		if (!kcpx_srccount_take(r->sc, key, 5, &ref))
+			continue;
+		if (__atomic_add_fetch(r->held, 1, __ATOMIC_SEQ_CST) > 5)
+			r->over++;
+		__atomic_sub_fetch(r->held, 1, __ATOMIC_SEQ_CST);
+		kcpx_srccount_put(r->sc, &ref);
+	}
+	return NULL;
+}
+
+/*
+ * The shared tables under two threads: at one instant a bucket of rate 1000 lets exactly
+ * 1000 through in all (no pass lost or doubled by a lost compare-and-swap), and a
+ * --persource of 5 is never exceeded while both threads take and give back; at the end
+ * the count is 0 again.
+ */
+static void test_limits_threads(void)
+{
+	struct race r[2];
+	pthread_t th[2];
+	struct kcpx_ratelimit *rl;
+	struct kcpx_srccount *sc;
+	uint8_t key[16] = { 10, 0, 0, 9 };
+	unsigned held = 0;
+	pthread_barrier_t go;
+
+	pthread_barrier_init(&go, NULL, 2);
+	CHECK_EQ(kcpx_ratelimit_new(&rl, 64, 1000, 5), 0);
+	CHECK_EQ(kcpx_srccount_new(&sc, 64, 5), 0);
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct race){ .rl = rl, .sc = sc, .held = &held, .go = &go };
+		CHECK_EQ(pthread_create(&th[i], NULL, race_fn, &r[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	printf("     bucket passes %u + %u, persource overruns %u + %u\n", r[0].passed, r[1].passed,
+	       r[0].over, r[1].over);
+	CHECK_EQ(r[0].passed + r[1].passed, 1000);
+	CHECK_EQ(r[0].over + r[1].over, 0);
+	CHECK_EQ(kcpx_srccount_get(sc, key), 0);
+	kcpx_ratelimit_free(rl);
+	kcpx_srccount_free(sc);
+	pthread_barrier_destroy(&go);
 }
 
 /* The bucket: rate 3 -> 3 at once, then one per 333.4 ms; a full bucket after 1 s. */
@@ -1342,6 +1410,7 @@ int main(void)
 	RUN(test_kcpx_only_no_answer);
 	RUN(test_hsrate);
 	RUN(test_shared_limits);
+	RUN(test_limits_threads);
 	RUN(test_ratelimit);
 	RUN(test_kcptun_restart);
 	RUN(test_server_restart);
