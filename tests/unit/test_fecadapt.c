@@ -178,6 +178,17 @@ struct run {
 	uint64_t segs, rto_segs; /* second half: PUSH segments sent, of them RTO resends */
 };
 
+/* The header's path, both ways: 25 ms, a 12.5 MB/s FIFO of 625 kB, random loss. */
+static void bottleneck_link(struct linksim *ab, struct linksim *ba, uint64_t seed, double loss)
+{
+	linksim_init(ab, seed);
+	linksim_init(ba, seed + 1);
+	ab->delay = ba->delay = 25;
+	ab->rate = ba->rate = 12500;
+	ab->qlimit = ba->qlimit = 625000;
+	ab->loss = ba->loss = loss;
+}
+
 /* A bulk upload for `ms` of simulated time; goodput counted over the second half. */
 static void bulk(double loss, uint32_t hrate, bool fixed, uint32_t ms, uint64_t seed,
 		 struct run *out)
@@ -196,12 +207,7 @@ static void bulk(double loss, uint32_t hrate, bool fixed, uint32_t ms, uint64_t 
 
 	*out = r;
 
-	linksim_init(&ab, seed);
-	linksim_init(&ba, seed + 1);
-	ab.delay = ba.delay = 25;
-	ab.rate = ba.rate = 12500;
-	ab.qlimit = ba.qlimit = 625000;
-	ab.loss = ba.loss = loss;
+	bottleneck_link(&ab, &ba, seed, loss);
 	c.out = &ab;
 	srv.out = &ba;
 	c.hrate = hrate;
@@ -480,12 +486,7 @@ static void bulk_rpc(double loss, uint32_t ms, uint64_t seed, bool bulk_on, stru
 			buf[i] = (uint8_t)unit_xorshift32(&x); /* compression must not help */
 	}
 	rc.conv = rs.conv = SID + 1;
-	linksim_init(&ab, seed);
-	linksim_init(&ba, seed + 1);
-	ab.delay = ba.delay = 25;
-	ab.rate = ba.rate = 12500;
-	ab.qlimit = ba.qlimit = 625000;
-	ab.loss = ba.loss = loss;
+	bottleneck_link(&ab, &ba, seed, loss);
 	for (int i = 0; i < 4; i++) {
 		const struct kcpx_session_config *c = i == 0   ? &bc
 						      : i == 1 ? &bs
