@@ -286,17 +286,25 @@ static void learn_body(struct kcpx_dgram *d, int peer, int spoof)
 	/* the peer talks to 127.0.0.1, authenticated: answered from it */
 	learn_round(d, peer, one, true, &from);
 	CHECK_EQ(from, one);
-	/* forged, to 127.0.0.2: the answer to it comes from the address learnt before, and
-	 * so do the real peer's */
+	/* forged, to 127.0.0.2 (another port of the peer's address, unproven): the answer
+	 * to it follows the hint, the real peer's still come from 127.0.0.1 */
 	learn_round(d, spoof, two, false, &from);
-	CHECK_EQ(from, one);
+	CHECK_EQ(from, two);
 	learn_round(d, peer, one, true, &from);
+	CHECK_EQ(from, one);
+	/* a second client behind the same address that writes to 127.0.0.2 and proves
+	 * itself is answered from there, and the first still from 127.0.0.1 */
+	learn_round(d, spoof, two, true, &from);
+	CHECK_EQ(from, two);
+	learn_round(d, peer, one, false, &from);
 	CHECK_EQ(from, one);
 	/* the peer itself moves to 127.0.0.2, authenticated: learnt */
 	learn_round(d, peer, two, true, &from);
 	CHECK_EQ(from, two);
-	/* and a forgery to 127.0.0.1 does not move it back */
+	/* and a forgery to 127.0.0.1, from either port, moves neither */
 	learn_round(d, spoof, one, false, &from);
+	CHECK_EQ(from, two);
+	learn_round(d, peer, one, false, &from);
 	CHECK_EQ(from, two);
 }
 

@@ -91,18 +91,27 @@ struct xsk_q {
 	uint64_t rx_packets, tx_packets; /* this queue's share of the core's counters */
 };
 
+#define NH_PORTS 8 /* learnt answer addresses per peer IP, one per peer port */
+
 /* What we know about sending to one peer address. */
 struct nexthop {
 	bool used;
-	bool usable;	  /* routed out of our interface and the next hop's MAC known */
-	bool src_learned; /* src is the address the peer sent to (not the route's) */
+	bool usable; /* routed out of our interface and the next hop's MAC known */
 	bool have_src;
-	bool have_hint; /* hint: where the peer's last datagram went, before any was authentic */
+	bool have_hint; /* hint: where the last datagram from a port not learnt went */
 	bool nudge;	/* the kernel's entry is stale: send one through the kernel */
 	int family;
 	uint8_t addr[16];
-	uint8_t src[16];
+	uint8_t src[16]; /* the route's source */
 	uint8_t hint[16];
+	/* Where each peer port's authentic datagrams went (clients behind one NAT address
+	 * may write to different addresses of ours); the oldest is replaced when full. */
+	struct {
+		bool used;
+		uint16_t port_be;
+		uint8_t src[16];
+	} learnt[NH_PORTS];
+	unsigned learnt_next;
 	uint8_t mac[ETH_ALEN];
 	uint32_t checked_ms;
 	uint32_t used_ms;
@@ -343,8 +352,8 @@ static void nexthop_resolve(struct kcpx_xsk *x, struct nexthop *nh, uint32_t now
 	x->st.neigh_lookups++;
 	if (nl_route(x, nh->family, nh->addr, &r) < 0 || r.oif != x->ifindex)
 		goto miss; /* no route, or out of another interface: the kernel sends it */
-	/* the route's source, unless the peer showed which of our addresses it talks to */
-	if (!nh->src_learned && r.have_src) {
+	/* the route's source, for peers that showed nothing better (learnt, hint) */
+	if (r.have_src) {
 		memcpy(nh->src, r.src, alen);
 		nh->have_src = true;
 	}
@@ -525,11 +534,20 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	return got;
 }
 
+/* The learnt answer address of peer port port_be of nh's IP: its index, or -1. */
+static int learnt_find(const struct nexthop *nh, uint16_t port_be)
+{
+	for (int i = 0; i < NH_PORTS; i++)
+		if (nh->learnt[i].used && nh->learnt[i].port_be == port_be)
+			return i;
+	return -1;
+}
+
 /*
- * A peer we have no authentic datagram from yet (its handshake opener, say) is answered
- * from the address it wrote to, or its connected socket drops the answer. That is only a
- * hint: a forged datagram can set it for an address that has not proven itself, never
- * move the answers of one that has (src_learned, below), and a proven datagram replaces it.
+ * A peer port we have no authentic datagram from yet (its handshake opener, say) is
+ * answered from the address its IP last wrote to, or its connected socket drops the
+ * answer. That is only a hint: a forged datagram can set it for ports that have not
+ * proven themselves, never move the answers of one that has (learnt, below).
  */
 static void hint_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct kcpx_frame_view *v)
 {
@@ -538,17 +556,18 @@ static void hint_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct 
 	if (!p->bound_any)
 		return;
 	nh = nexthop_find(c, v->family, v->src, true, kcpx_clock_ms());
-	if (nh->src_learned)
+	if (learnt_find(nh, v->sport_be) >= 0)
 		return;
 	memcpy(nh->hint, v->dst, v->family == AF_INET ? 4 : 16);
 	nh->have_hint = true;
 }
 
 /*
- * The tunnel found pkt authentic: answer its peer from the address it wrote to. Learnt
- * here only, never on receipt, so that a datagram from a spoofed source to another of
- * our addresses cannot move a real client's answers to an address it does not expect
- * (its connected socket would drop them).
+ * The tunnel found pkt authentic: answer its peer (IP and port) from the address it wrote
+ * to. Learnt here only, never on receipt, so that a datagram from a spoofed source to
+ * another of our addresses cannot move a real client's answers to an address it does not
+ * expect (its connected socket would drop them); per port, so that clients behind one
+ * NAT address that write to different addresses of ours are each answered right.
  */
 static void xsk_authentic(struct kcpx_dgram *d, const struct kcpx_pkt *pkt)
 {
@@ -556,17 +575,19 @@ static void xsk_authentic(struct kcpx_dgram *d, const struct kcpx_pkt *pkt)
 	struct nexthop *nh;
 	uint8_t src[16];
 	uint16_t port_be;
-	int family = addr_raw(&pkt->addr, src, &port_be);
+	int family = addr_raw(&pkt->addr, src, &port_be), i;
 	size_t alen = family == AF_INET ? 4 : 16;
 
 	if (!p->bound_any || family < 0 || family != pkt->to_family)
 		return;
 	nh = nexthop_find(p->c, family, src, true, kcpx_clock_ms());
-	if (!nh->src_learned || memcmp(nh->src, pkt->to, alen)) {
-		memcpy(nh->src, pkt->to, alen);
-		nh->src_learned = nh->have_src = true;
-		nh->have_hint = false;
+	i = learnt_find(nh, port_be);
+	if (i < 0) {
+		i = (int)(nh->learnt_next++ % NH_PORTS);
+		nh->learnt[i].used = true;
+		nh->learnt[i].port_be = port_be;
 	}
+	memcpy(nh->learnt[i].src, pkt->to, alen);
 }
 
 /*
@@ -947,7 +968,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		struct xsk_q *q;
 		uint32_t idx;
 		uint64_t addr;
-		int family;
+		int family, k;
 
 		if (pkt->len > KCPX_PKT_MAX)
 			continue; /* never sent: kcptun peers would not accept it either */
@@ -962,7 +983,9 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		nh = nexthop_find(c, family, dst, true, now);
 		if (now - nh->checked_ms >= (nh->usable ? NH_REFRESH_MS : NH_RETRY_MS))
 			nexthop_resolve(c, nh, now);
-		if (p->bound_any && !nh->src_learned && nh->have_hint)
+		if (p->bound_any && (k = learnt_find(nh, dport_be)) >= 0)
+			src = nh->learnt[k].src;
+		else if (p->bound_any && nh->have_hint)
 			src = nh->hint;
 		else if (p->bound_any)
 			src = nh->have_src ? nh->src : NULL;
