@@ -118,7 +118,7 @@ $(OUT)/tests/bpf/%: tests/bpf/%.c $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(SKEL
 # Fuzz targets: clang libFuzzer + ASan/UBSan over the core sources.
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
 	      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS)
+$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS) $(wildcard tests/fuzz/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D) && $(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
 
