@@ -48,6 +48,7 @@ static int udp_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	for (int i = 0; i < got; i++) {
 		pkts[i].len = u->msgs[i].msg_len;
 		pkts[i].addr.len = u->msgs[i].msg_hdr.msg_namelen;
+		pkts[i].local.family = 0; /* the kernel answers from the route's source */
 		/* A datagram larger than our buffer is truncated: mark it so it is dropped. */
 		if (u->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1;
