@@ -362,6 +362,56 @@ static void test_answer_from_local_kernel(void)
 	answer_case(true);
 }
 
+/*
+ * The plain UDP backend of a server bound to any address: a client connected to
+ * 127.0.0.2 (another of our addresses than the route's source towards it, 127.0.0.1)
+ * gets the answer, which leaves from the address recv reported (IP_PKTINFO); its connected
+ * socket drops one from 127.0.0.1. IPv4 on an AF_INET socket, and v4-mapped on a dual-
+ * stack one.
+ */
+static void udp_answer_case(const char *bind_spec, uint16_t port)
+{
+	static uint8_t buf[KCPX_PKT_MAX];
+	struct kcpx_addr any = { 0 };
+	struct kcpx_udp_config uc = { .bind = &any, .dscp = -1 };
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(0x7f000002) };
+	struct kcpx_pkt pkt = { .buf = buf };
+	struct kcpx_dgram *d = NULL;
+	int cfd = socket(AF_INET, SOCK_DGRAM, 0), got = 0;
+	char reply[64];
+
+	CHECK(cfd >= 0);
+	CHECK_EQ(kcpx_addr_parse(bind_spec, &any), 0);
+	CHECK_EQ(kcpx_udp_open(&d, &uc), 0);
+	if (!d)
+		return;
+	CHECK_EQ(connect(cfd, (struct sockaddr *)&to, sizeof(to)), 0);
+	CHECK_EQ(send(cfd, "pktinfo", 7, 0), 7);
+	for (int t = 0; t < 1000 && !got; t++) {
+		struct pollfd p = { .fd = d->fd, .events = POLLIN };
+
+		poll(&p, 1, 10);
+		got = d->ops->recv(d, &pkt, 1);
+	}
+	CHECK_EQ(got, 1);
+	CHECK_EQ(pkt.local.family, AF_INET);
+	CHECK_EQ(memcmp(pkt.local.a, &to.sin_addr, 4), 0);
+	CHECK_EQ(d->ops->send(d, &pkt, 1), 1);
+	struct pollfd p = { .fd = cfd, .events = POLLIN };
+	CHECK_EQ(poll(&p, 1, 5000), 1);
+	CHECK_EQ(recv(cfd, reply, sizeof(reply), MSG_DONTWAIT), 7);
+	d->ops->close(d);
+	close(cfd);
+}
+
+static void test_udp_answer_from_local(void)
+{
+	udp_answer_case("0.0.0.0:4102", 4102);
+	udp_answer_case("[::]:4103", 4103);
+}
+
 /* Without an AF_XDP socket the tunnel port is served by the kernel socket: no ICMP. */
 static void test_down_leaves_nothing(void)
 {
@@ -557,6 +607,7 @@ static int self_test(void)
 	RUN(test_non_tunnel_passes);
 	RUN(test_answer_from_local);
 	RUN(test_answer_from_local_kernel);
+	RUN(test_udp_answer_from_local);
 	RUN(test_down_leaves_nothing);
 	RUN(test_client_ports);
 	UNIT_MAIN_END();

@@ -59,6 +59,7 @@
 #include "io/clock.h"
 #include "io/log.h"
 #include "io/nicrss.h"
+#include "io/pktinfo.h"
 
 #define XSK_FRAME	      2048u
 #define XSK_DEFAULT_FRAMES    2048u
@@ -687,44 +688,10 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 	return got;
 }
 
-/* The cmsgs of IP_PKTINFO / IPV6_RECVPKTINFO (a server port bound to any address). */
-#define PKTINFO_SPACE                                                                              \
-	(CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(struct in6_pktinfo)))
-
-/* The local address a datagram from the kernel socket was sent to, from its cmsgs. */
-static void rx_kernel_local(struct msghdr *mh, struct kcpx_ip *l)
-{
-	l->family = 0;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
-			struct in_pktinfo pi;
-
-			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
-			/* the address an answer leaves from (the interface's for a broadcast) */
-			memcpy(l->a, &pi.ipi_spec_dst, 4);
-			l->family = AF_INET;
-		} else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
-			struct in6_pktinfo pi;
-
-			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
-			if (IN6_IS_ADDR_V4MAPPED(&pi.ipi6_addr)) {
-				memcpy(l->a, &pi.ipi6_addr.s6_addr[12], 4);
-				l->family = AF_INET;
-			} else {
-				memcpy(l->a, &pi.ipi6_addr, 16);
-				l->family = AF_INET6;
-			}
-		}
-	}
-}
-
 /* Datagrams the XDP program left to the kernel. */
 static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 {
-	union {
-		char buf[PKTINFO_SPACE];
-		struct cmsghdr align;
-	} ctl[KERNEL_BATCH];
+	union kcpx_pktinfo_buf ctl[KERNEL_BATCH];
 	struct mmsghdr msgs[KERNEL_BATCH];
 	struct iovec iov[KERNEL_BATCH];
 	int got;
@@ -750,7 +717,7 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	for (int i = 0; i < got; i++) {
 		pkts[i].len = msgs[i].msg_len;
 		pkts[i].addr.len = msgs[i].msg_hdr.msg_namelen;
-		rx_kernel_local(&msgs[i].msg_hdr, &pkts[i].local);
+		kcpx_pktinfo_read(&msgs[i].msg_hdr, &pkts[i].local);
 		if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1; /* too big: the caller drops it */
 	}
@@ -896,47 +863,9 @@ static void tx_kick(struct kcpx_xsk *c, struct xsk_q *q)
 	sendto(xsk_socket__fd(q->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
 }
 
-/* A bound-any port's datagram that names its source (pkt->local): the cmsg saying so. */
-static void tx_kernel_src(const struct xsk_port *p, const struct kcpx_pkt *pkt, struct msghdr *mh,
-			  char *buf)
-{
-	struct cmsghdr *cm = (struct cmsghdr *)buf;
-	uint8_t dst[16];
-	uint16_t port_be;
-
-	if (!p->bound_any || !pkt->local.family ||
-	    addr_raw(&pkt->addr, dst, &port_be) != pkt->local.family)
-		return;
-	memset(buf, 0, PKTINFO_SPACE);
-	mh->msg_control = buf;
-	if (pkt->local.family == AF_INET) {
-		struct in_pktinfo pi = { 0 };
-
-		/* also on an AF_INET6 socket sending to a v4-mapped peer (ip_cmsg_send) */
-		memcpy(&pi.ipi_spec_dst, pkt->local.a, 4);
-		cm->cmsg_level = IPPROTO_IP;
-		cm->cmsg_type = IP_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		mh->msg_controllen = CMSG_SPACE(sizeof(pi));
-	} else {
-		struct in6_pktinfo pi = { 0 };
-
-		memcpy(&pi.ipi6_addr, pkt->local.a, 16);
-		cm->cmsg_level = IPPROTO_IPV6;
-		cm->cmsg_type = IPV6_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		mh->msg_controllen = CMSG_SPACE(sizeof(pi));
-	}
-}
-
 static int tx_kernel(struct xsk_port *p, const struct kcpx_pkt *pkt)
 {
-	union {
-		char buf[PKTINFO_SPACE];
-		struct cmsghdr align;
-	} ctl;
+	union kcpx_pktinfo_buf ctl;
 	struct iovec iov = { .iov_base = pkt->buf, .iov_len = pkt->len };
 	struct msghdr mh = {
 		.msg_name = (void *)&pkt->addr.sa,
@@ -947,7 +876,8 @@ static int tx_kernel(struct xsk_port *p, const struct kcpx_pkt *pkt)
 	ssize_t r;
 
 	/* from the address the endpoint chose, as what leaves by AF_XDP does */
-	tx_kernel_src(p, pkt, &mh, ctl.buf);
+	if (p->bound_any)
+		kcpx_pktinfo_set(&mh, &ctl, &pkt->addr, &pkt->local);
 	r = sendmsg(p->udp_fd, &mh, MSG_DONTWAIT);
 	if (r < 0 && mh.msg_control && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
 		/* that address is not ours any more: the route's source, as before */
@@ -1522,12 +1452,8 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 	}
 	/* bound to any: what XDP leaves to this socket says which of our addresses it was
 	 * sent to, so that it is answered from there (rx_kernel_local) */
-	if (p->bound_any) {
-		if (p->family == AF_INET6)
-			setsockopt(p->udp_fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &(int){ 1 },
-				   sizeof(int));
-		setsockopt(p->udp_fd, IPPROTO_IP, IP_PKTINFO, &(int){ 1 }, sizeof(int));
-	}
+	if (p->bound_any)
+		kcpx_pktinfo_enable(p->udp_fd, p->family);
 	/* a client's port talks to its server only: what XDP passes from anyone else
 	 * (it steers only the server's packets) stops here, in the kernel */
 	if (peer && connect(p->udp_fd, &peer->sa, peer->len) < 0)
