@@ -31,6 +31,7 @@
 #include "core/endpoint.h"
 #include "core/native.h"
 #include "core/util.h"
+#include "fuzz_asan.h"
 #include "fuzz_keys.h"
 
 #define NADDR 64

@@ -20,7 +20,10 @@
  *    walk). Only when it is due does a flush walk the whole unacked list.
  *  - receive ring rring[sn & rmask]: sn in [rcv_head, rcv_nxt) is the receive queue
  *    (in order, readable, at most rcv_wnd segments), sn in [rcv_nxt, rcv_nxt + rcv_wnd)
- *    is the out-of-order buffer (NULL = missing). The ring holds at least 2 * rcv_wnd.
+ *    is the out-of-order buffer (NULL = missing). Everything held lies in [rcv_head,
+ *    rcv_head + rmask + 1): the ring starts at RRING_INIT entries and doubles when a
+ *    segment to store would lie beyond it (at most 2 * rcv_wnd rounded up: the queue
+ *    and the buffer), so a session pays for the span it uses, not for its window.
  *  - rcv_off: bytes already read from the queue's head segment (stream mode).
  *
  * So per incoming packet the work is O(segments in it) plus a walk over the holes
@@ -54,6 +57,7 @@
 #define PERSIST_MAX_MS 1000
 #define PROBE_MAX_MS   1000
 #define THRESH_INIT    2
+#define RRING_INIT     64 /* receive ring entries a session starts with */
 #define THRESH_MIN     2
 #define DEADLINK       20
 
@@ -369,14 +373,18 @@ static int sring_fit(struct kcpx_kcp *kcp, uint32_t want)
 	return 0;
 }
 
-/* Make the receive ring hold 2 * rcv_wnd entries from rcv_head. */
-static int rring_fit(struct kcpx_kcp *kcp, uint32_t rcv_wnd)
+/* Make the receive ring hold want entries from rcv_head (want <= 2 * KCPX_KCP_WND_MAX:
+ * the queue and the buffer). At least doubles, so a span growing one segment at a time
+ * costs O(1) amortised copies per segment. */
+static int rring_fit(struct kcpx_kcp *kcp, uint32_t want)
 {
 	uint32_t size = kcp->rmask + 1, nsize, i;
 	struct kseg **nr;
-	if (2 * rcv_wnd <= size)
+	if (want <= size)
 		return 0;
-	nsize = roundup_pow2(2 * rcv_wnd);
+	if (want > 2u * KCPX_KCP_WND_MAX)
+		return -ENOMEM;
+	nsize = KCPX_MAX(roundup_pow2(want), 2 * size);
 	nr = calloc(nsize, sizeof(*nr));
 	if (!nr)
 		return -ENOMEM;
@@ -533,7 +541,7 @@ struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *us
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), 0);
 	kcp->smask = 63;
 	kcp->sring = calloc(kcp->smask + 1, sizeof(*kcp->sring));
-	kcp->rmask = roundup_pow2(2 * kcp->rcv_wnd) - 1;
+	kcp->rmask = RRING_INIT - 1;
 	kcp->rring = calloc(kcp->rmask + 1, sizeof(*kcp->rring));
 	kcp->ack_cap = 64;
 	kcp->acks = malloc(kcp->ack_cap * sizeof(*kcp->acks));
@@ -625,14 +633,9 @@ void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd
 {
 	if (sndwnd > 0)
 		kcp->snd_wnd = KCPX_MIN(sndwnd, KCPX_KCP_WND_MAX);
-	if (rcvwnd > 0) {
-		rcvwnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
-		/* out of memory: keep the largest window the ring can back */
-		if (rring_fit(kcp, rcvwnd))
-			rcvwnd = KCPX_MIN(rcvwnd, (kcp->rmask + 1) / 2);
-		kcp->rcv_wnd = rcvwnd;
-	}
-	/* the send ring grows on demand in flush */
+	if (rcvwnd > 0)
+		kcp->rcv_wnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
+	/* both rings grow on demand: the send ring in flush, the receive ring in rcv_store */
 }
 
 int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
@@ -679,6 +682,11 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
 {
 	kcp->wnd_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+}
+
+unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp)
+{
+	return kcp->rcv_wnd;
 }
 
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
@@ -944,11 +952,15 @@ size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
 }
 
 /* Store a PUSH whose sn is in [rcv_nxt, rcv_nxt + rcv_wnd). 1 if it was a repeat, 0 if
- * stored, -ENOMEM. */
+ * stored, -ENOMEM (not stored, not acknowledged: the sender resends it; the session goes
+ * on with what the ring and the pool can hold). */
 static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8_t *data,
 		     uint32_t len)
 {
 	struct kseg *s;
+	/* before rslot: a ring too small for sn would alias it to another segment's slot */
+	if (rring_fit(kcp, sn - kcp->rcv_head + 1))
+		return -ENOMEM;
 	if (rslot(kcp, sn))
 		return 1;
 	s = seg_get(kcp, len);
@@ -1739,6 +1751,11 @@ bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp)
 uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp)
 {
 	return kcp->seg_mallocs;
+}
+
+unsigned kcpx_kcp_test_rring_size(const struct kcpx_kcp *kcp)
+{
+	return kcp->rmask + 1;
 }
 
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt)
