@@ -24,6 +24,7 @@
 
 #include "core/fec.h"
 #include "core/util.h"
+#include "fuzz_asan.h"
 
 #define MAXREC 64
 

@@ -30,6 +30,7 @@
 #include "core/session.h"
 #include "core/smux.h"
 #include "core/util.h"
+#include "fuzz_asan.h"
 #include "fuzz_keys.h"
 
 #define SID 0x00c0ffeeu

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/smux.h"
+#include "fuzz_asan.h"
 
 #define MAX_SIDS 64
 

@@ -10,10 +10,16 @@
 # queue per frame that entered the link (both directions), RPC p50/p99 during the bulk,
 # CPU seconds per GB of the tunnel's processes.
 #
-#   bottleneck.sh                    the issue's cells: 100 Mbit/s, 25 ms, 1/5/10/20 % loss
+#   bottleneck.sh                    the issue's cells: 100 Mbit/s, 25 ms, 1/5/10/20 % loss,
+#                                    four more cells of its grid and the fairness runs
 #   BN_LINKS="R:D:L ..."             other cells (rate in Mbit/s, one-way ms, loss %)
 #   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (8)
 #   BN_RUNS=N                        runs per cell (1); the table shows the median
+#   BN_TRACE=DIR                     kcpx cells: status of both ends every second (below)
+#   BN_GRID="R:D:L ..."              more cells, for tcp-cubic tcp-bbr kcptun kcpx only
+#                                    ("" for none; by default 4 corners of the issue's grid)
+#   BN_FAIR="R:D:L:X+Y ..."          fairness runs: candidates X and Y, two bulks at once
+#                                    through cell R:D:L ("" for none)
 # Candidates: tcp-cubic, tcp-bbr, kcptun and kcpx with `--mode fast3 --sndwnd 1024
 # --rcvwnd 1024` (else defaults: aes, FEC 10/3, compression), kcpx-off (the same with
 # --cc off: kcpx before the controller), kcpx-kdef (kcptun's default flags; 1 % cells).
@@ -33,8 +39,16 @@ RR=$ROOT/$OUT/tools/rr
 KEY=kcpx-bench
 BN_T=${BN_T:-8}
 BN_RUNS=${BN_RUNS:-1}
-LINKS=${BN_LINKS:-"100:25:1 100:25:5 100:25:10 100:25:20"}
-CANDS=${BN_CANDS:-"tcp-cubic tcp-bbr kcptun kcpx-off kcpx kcpx-kdef"}
+LINKS=${BN_LINKS-"100:25:1 100:25:5 100:25:10 100:25:20"}
+CANDS=${BN_CANDS-"tcp-cubic tcp-bbr kcptun kcpx-off kcpx kcpx-kdef"}
+# more cells of the issue's grid (rate {20,100,500} x delay {5,25,75} x loss), with the
+# issue's four candidates; not run when BN_LINKS or BN_CANDS picks the cells
+if [ -n "${BN_LINKS+x}${BN_CANDS+x}" ]; then GRID=${BN_GRID-}; else
+	GRID=${BN_GRID-"20:5:1 20:75:5 500:5:0 100:75:10"}
+fi
+GRID_CANDS="tcp-cubic tcp-bbr kcptun kcpx"
+FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr \
+100:25:1:kcpx+kcpx 100:25:1:kcpx+tcp-bbr 100:25:1:kcptun+kcptun"}
 ISSUE="--mode fast3 --sndwnd 1024 --rcvwnd 1024"
 KDEF_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
 KDEF_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
@@ -98,6 +112,18 @@ link_sum() {
 		END { print r + 0, q + 0 }'
 }
 
+# iperf_rate JSON: "mbps=M bytes=B" of the receiver's sum, or nothing when iperf3 failed
+iperf_rate() {
+	python3 - "$1" <<'EOF'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))["end"]["sum_received"]
+    print("mbps=%.2f bytes=%d" % (s["bytes"] * 8 / s["seconds"] / 1e6, s["bytes"]))
+except Exception:
+    print("")
+EOF
+}
+
 cell() { # cell RATE DELAY LOSS CAND RUN
 	local rate=$1 d=$2 ls=$3 cand=$4 run=$5 base host port rport cc=() srv rrp ticks0=0 ticks1=0
 	local r0 q0 r1 q1 out rrout p
@@ -138,23 +164,39 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 			for p in "${PIDS[@]}"; do "$KCPX" status "$p" 2>/dev/null; done | grep -A1 " up " >&2
 		) &
 	fi
+	# BN_TRACE=DIR: every second, both ends' `kcpx status --json`, linkem's counters and the
+	# namespaces' UDP counters, into DIR/trace-CAND-LOSS-RUN.txt (with the tunnels' logs)
+	local trp=
+	if [ -n "${BN_TRACE:-}" ] && [ "${cand#kcpx}" != "$cand" ]; then
+		mkdir -p "$BN_TRACE"
+		(
+			for ((k = 0; k <= BN_T + 1; k++)); do
+				echo "t=$k"
+				for p in "${PIDS[@]}"; do
+					"$KCPX" status --json "$p" 2>/dev/null
+					kill -USR1 "$p" 2>/dev/null # SNMP counters into its log
+				done
+				wan_stats $L
+				for n in "$NA" "$NB"; do echo "$n $(in_ns "$n" grep '^Udp:' /proc/net/snmp | tail -n1)"; done
+				sleep 1
+			done
+		) >"$BN_TRACE/trace-$cand-$ls-$run.txt" 2>&1 &
+		trp=$!
+	fi
 	in_ns "$NA" timeout --kill-after=2 $((BN_T + 20)) iperf3 -c "$host" -p "$port" \
 		-t "$BN_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$WORK/iperf.json" 2>&1
 	wait $rrp
 	for p in "${PIDS[@]}"; do ticks1=$((ticks1 + $(cpu_ticks "$p"))); done
 	read -r r1 q1 <<<"$(link_sum)"
+	if [ -n "$trp" ]; then
+		kill "$trp" 2>/dev/null
+		wait "$trp" 2>/dev/null
+	fi
 	tun_stop_all
+	[ -n "$trp" ] && for f in s0 c0; do cp "$WORK/$f.log" "$BN_TRACE/$f-$cand-$ls-$run.log"; done
 	kill $srv 2>/dev/null
 	wait $srv 2>/dev/null
-	out=$(python3 - "$WORK/iperf.json" <<'EOF'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))["end"]["sum_received"]
-    print("mbps=%.2f bytes=%d" % (s["bytes"] * 8 / s["seconds"] / 1e6, s["bytes"]))
-except Exception:
-    print("")
-EOF
-)
+	out=$(iperf_rate "$WORK/iperf.json")
 	rrout=$(cat "$WORK/rr.txt" 2>/dev/null)
 	if [ -z "$out" ]; then
 		echo "$base status=na reason=iperf3 failed" >>"$RES"
@@ -167,7 +209,61 @@ EOF
 	log "$(tail -n1 "$RES" | cut -c1-160)"
 }
 
-log "links $LINKS; candidates $CANDS; $BN_T s bulk, $BN_RUNS run(s)"
+# fair RATE DELAY LOSS PAIR RUN: two bulks at once through the bottleneck. PAIR is
+# "X+Y", X and Y candidates (kcpx, kcptun: --mode fast3 windows 1024 as above; tcp-cubic,
+# tcp-bbr); each runs its own tunnel (or TCP connection) to its own iperf3 server. Both
+# start together; the first 2 s (the ramp) are left out of each flow's figure.
+fair() {
+	local rate=$1 d=$2 ls=$3 pair=$4 run=$5 base i cand r0 q0 r1 q1 out1 out2
+	local srvs=() dst=() cl=()
+	base="kind=fair rate=$rate delay=$d loss=$ls pair=$pair run=$run"
+	wan_linkem $L --both "delay=$d,rate=${rate}m,loss=$ls" -s "$SEED" || return 1
+	i=0
+	for cand in ${pair/+/ }; do
+		i=$((i + 1))
+		nsenter --net=/run/netns/"$NB" iperf3 -s -1 -p $((5200 + i)) >/dev/null 2>&1 &
+		srvs+=($!)
+		track_pid $!
+		wait_tcp_port "$NB" $((5200 + i)) 5 2>/dev/null
+		case $cand in
+		tcp-*) dst[i]="$IPB $((5200 + i)) -C ${cand#tcp-}" ;;
+		*)
+			if ! tun "$cand" $((i - 1)) $((5200 + i)); then
+				echo "$base status=na reason=tunnel did not start" >>"$RES"
+				tun_stop_all
+				kill "${srvs[@]}" 2>/dev/null
+				return
+			fi
+			dst[i]="127.0.0.1 $((12947 + i))"
+			;;
+		esac
+	done
+	read -r r0 q0 <<<"$(link_sum)"
+	for i in 1 2; do
+		# shellcheck disable=SC2086
+		set -- ${dst[i]}
+		in_ns "$NA" timeout --kill-after=2 $((BN_T + 22)) iperf3 -c "$1" -p "$2" \
+			-t "$BN_T" -O 2 -J --connect-timeout 5000 "${@:3}" >"$WORK/fair$i.json" 2>&1 &
+		cl+=($!)
+	done
+	wait "${cl[@]}"
+	read -r r1 q1 <<<"$(link_sum)"
+	tun_stop_all
+	kill "${srvs[@]}" 2>/dev/null
+	wait "${srvs[@]}" 2>/dev/null
+	out1=$(iperf_rate "$WORK/fair1.json")
+	out2=$(iperf_rate "$WORK/fair2.json")
+	if [ -z "$out1" ] || [ -z "$out2" ]; then
+		echo "$base status=na reason=iperf3 failed" >>"$RES"
+		return
+	fi
+	out1=${out1%% *} out2=${out2%% *}
+	echo "$base status=ok mbps1=${out1#mbps=} mbps2=${out2#mbps=} qdrop=$((q1 - q0))" \
+		"frames=$((r1 - r0))" >>"$RES"
+	log "$(tail -n1 "$RES" | cut -c1-160)"
+}
+
+log "links $LINKS; candidates $CANDS; grid $GRID; fairness $FAIR; $BN_T s bulk, $BN_RUNS run(s)"
 for lk in $LINKS; do
 	IFS=: read -r rate d ls <<<"$lk"
 	for ((run = 1; run <= BN_RUNS; run++)); do
@@ -177,29 +273,22 @@ for lk in $LINKS; do
 		done
 	done
 done
+for lk in $GRID; do
+	IFS=: read -r rate d ls <<<"$lk"
+	for ((run = 1; run <= BN_RUNS; run++)); do
+		for c in $GRID_CANDS; do
+			cell "$rate" "$d" "$ls" "$c" "$run"
+		done
+	done
+done
+for ((run = 1; run <= BN_RUNS; run++)); do
+	for fr in $FAIR; do
+		IFS=: read -r rate d ls pr <<<"$fr"
+		fair "$rate" "$d" "$ls" "$pr" "$run"
+	done
+done
 
-python3 - "$RES" >"$RESDIR/table.md" <<'EOF'
-import sys, statistics
-rows = {}
-for line in open(sys.argv[1]):
-    kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
-    rows.setdefault((kv["rate"], kv["delay"], kv["loss"], kv["cand"]), []).append(kv)
-def med(rs, k, fmt):
-    v = [float(r[k]) for r in rs if r.get("status") == "ok" and k in r]
-    return fmt % statistics.median(v) if v else "n/a"
-print("| link | candidate | goodput Mbit/s | queue drops / frames | RPC p50 / p99 ms | CPU s/GB |")
-print("|---|---|---|---|---|---|")
-for (rate, d, loss, cand), rs in rows.items():
-    ok = [r for r in rs if r.get("status") == "ok"]
-    qd = "n/a"
-    if ok:
-        q = statistics.median(int(r["qdrop"]) for r in ok)
-        f = statistics.median(int(r["frames"]) for r in ok)
-        qd = "%d / %d (%.2f %%)" % (q, f, 100 * q / f if f else 0)
-    print("| %s Mbit/s, %s ms, %s %% | %s | %s | %s | %s / %s | %s |" % (
-        rate, d, loss, cand, med(rs, "mbps", "%.1f"), qd, med(rs, "rpc_p50_ms", "%.0f"),
-        med(rs, "rpc_p99_ms", "%.0f"), med(rs, "cpu_s_per_gb", "%.1f")))
-EOF
+python3 tools/bench/bnreport.py "$RES" "$RESDIR" >"$RESDIR/table.md"
 cat "$RESDIR/table.md"
 if [ "${BN_DOCS:-0}" = 1 ]; then
 	{
@@ -212,4 +301,5 @@ if [ "${BN_DOCS:-0}" = 1 ]; then
 		echo
 		cat "$RESDIR/table.md"
 	} >"$ROOT/docs/BENCH-BOTTLENECK.md"
+	[ -f "$RESDIR/bottleneck.png" ] && cp "$RESDIR/bottleneck.png" "$ROOT/docs/bottleneck.png"
 fi
