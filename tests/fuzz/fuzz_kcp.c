@@ -51,13 +51,17 @@ static void fz_out(const uint8_t *buf, size_t len, void *user)
 	f->bytes_out += len;
 }
 
-static void check_state(struct kcpx_kcp *k, uint32_t now, uint32_t mtu)
+static void check_state(struct kcpx_kcp *k, uint32_t now, uint32_t mtu, uint32_t rcv_max)
 {
 	struct kcpx_kcp_info info;
 	struct kcpx_kcp_cc_info ci;
 	uint32_t t = kcpx_kcp_check(k, now);
 	kcpx_kcp_info(k, &info);
 	if (info.inflight > info.waitsnd)
+		abort();
+	/* the receive window stays the configured one, and the ring behind it within two
+	 * such windows, whatever sn's came */
+	if (info.rcv_wnd > rcv_max || kcpx_kcp_test_rring_size(k) > 2 * rcv_max)
 		abort();
 	/* the controller's outputs stay finite and bounded whatever the ACKs said, and its
 	 * inflight is what the send ring holds (each segment costs at most mtu bytes) */
@@ -80,6 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t buf[4096];
 	uint32_t now = 0xFFFFF000u;
 	bool regular;
+	uint32_t rcv_max;
 	size_t i = 4;
 
 	if (size < 4)
@@ -94,6 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kcpx_kcp_set_nodelay(k, (data[0] >> 2) & 1, (data[1] & 0x3f) * 2, data[1] >> 6,
 			     (data[0] >> 3) & 1);
 	kcpx_kcp_set_wndsize(k, 1u << (data[2] & 7), 1u << ((data[2] >> 3) & 7));
+	rcv_max = 1u << ((data[2] >> 3) & 7);
+	/* the ring starts at 64 entries */
+	rcv_max = KCPX_MAX(rcv_max, 32u);
 	if (kcpx_kcp_set_mtu(k, f.mtu))
 		abort();
 	kcpx_kcp_set_tlp(k, data[0] & 32);
@@ -177,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		}
-		check_state(k, now, f.mtu);
+		check_state(k, now, f.mtu, rcv_max);
 	}
 out:
 	kcpx_kcp_free(k);

@@ -1650,6 +1650,56 @@ static double bench(double loss, uint64_t bytes)
 	       ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }
 
+/* ---- the receive ring and the growing receive window ---- */
+
+/* One PUSH of sn into k at time t; the window k advertised in what it flushed then
+ * (~0u if the input was refused). */
+static unsigned push_one(struct kcpx_kcp *k, struct capture *c, uint32_t sn, uint32_t t)
+{
+	uint8_t pkt[64];
+	size_t n = put_seg(pkt, 0x77, KCPX_KCP_CMD_PUSH, 1024, t, sn, 0, "x", 1);
+
+	if (kcpx_kcp_input(k, pkt, n, t, true))
+		return ~0u;
+	c->n = 0;
+	kcpx_kcp_flush(k, t);
+	return c->n ? kcpx_get_le16(c->buf[0] + 6) : 0;
+}
+
+/*
+ * The receive ring is allocated for the span a session holds, not for its window (16
+ * bytes a segment of window up front made a thousand idle sessions pay for windows they
+ * never filled): it starts small, grows to what arrives, and never past two windows
+ * whatever sn's come; the window stays the configured one.
+ */
+static void test_rcv_ring(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_kcp *k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	uint32_t r = 0x9e3779b9u, t = 100;
+	uint8_t out[4096];
+
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	CHECK(kcpx_kcp_test_rring_size(k) <= 64);
+	/* a hole at sn 0 and the window's last slot: the ring grows to the span */
+	CHECK_EQ(push_one(k, &c, 1023, t++), 1024);
+	CHECK_EQ(kcpx_kcp_test_rring_size(k), 1024);
+	CHECK_EQ(push_one(k, &c, 1024, t++), 0); /* past the window: no ACK */
+	CHECK_EQ(kcpx_kcp_test_rring_size(k), 1024);
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
+	/* any sn's: the window and the ring stay bounded */
+	for (int i = 0; i < 20000; i++) {
+		unit_xorshift32(&r);
+		push_one(k, &c, i & 1 ? r : r % 3000, t++);
+		CHECK(kcpx_kcp_test_rring_size(k) <= 2048);
+		CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
+		if (i % 7 == 0)
+			while (kcpx_kcp_recv(k, out, sizeof(out)) > 0)
+				;
+	}
+	kcpx_kcp_free(k);
+}
+
 static void test_bench(void)
 {
 	double r0 = bench(0, 64 << 20), r10 = bench(0.10, 32 << 20);
@@ -1694,6 +1744,7 @@ int main(void)
 	RUN(test_zero_window_lost_wins);
 	RUN(test_issue7_transfers);
 	RUN(test_seg_pool);
+	RUN(test_rcv_ring);
 	RUN(test_bench);
 	UNIT_MAIN_END();
 }

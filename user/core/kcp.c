@@ -20,7 +20,10 @@
  *    walk). Only when it is due does a flush walk the whole unacked list.
  *  - receive ring rring[sn & rmask]: sn in [rcv_head, rcv_nxt) is the receive queue
  *    (in order, readable, at most rcv_wnd segments), sn in [rcv_nxt, rcv_nxt + rcv_wnd)
- *    is the out-of-order buffer (NULL = missing). The ring holds at least 2 * rcv_wnd.
+ *    is the out-of-order buffer (NULL = missing). Everything held lies in [rcv_head,
+ *    rcv_head + rmask + 1): the ring starts at RRING_INIT entries and doubles when a
+ *    segment to store would lie beyond it (at most 2 * rcv_wnd rounded up: the queue
+ *    and the buffer), so a session pays for the span it uses, not for its window.
  *  - rcv_off: bytes already read from the queue's head segment (stream mode).
  *
  * So per incoming packet the work is O(segments in it) plus a walk over the holes
@@ -54,6 +57,7 @@
 #define PERSIST_MAX_MS 1000
 #define PROBE_MAX_MS   1000
 #define THRESH_INIT    2
+#define RRING_INIT     64 /* receive ring entries a session starts with */
 #define THRESH_MIN     2
 #define DEADLINK       20
 
@@ -87,6 +91,8 @@ struct kseg {
 	bool cc_last;	       /* cc bbr: an ACK echoed the last transmission */
 	bool cc_gone;	       /* cc bbr: deemed lost, its cost is out of cc_inflight */
 	bool rto_sent;	       /* cc bbr: its last copy went out because its RTO was due */
+	uint8_t par_last;      /* FEC parity per group when its last copy went out ... */
+	uint8_t par_prev;      /* ... and when the copy before it did (kcp->fa_sent) */
 	uint8_t data[];
 };
 
@@ -165,7 +171,10 @@ struct kcpx_kcp {
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
 	uint64_t tot_lostseg; /* cc bbr: copies lost, counted when their segment is acked */
-	uint32_t ld_credit;   /* local drops not yet matched with the losses they cause */
+	/* cc bbr, adaptive FEC's counts: copies sent and lost, counted when their segment is
+	 * acked and only if the copy went out at the parity in force then (snd_release) */
+	uint64_t fa_sent, fa_lost;
+	uint32_t ld_credit; /* local drops not yet matched with the losses they cause */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -267,6 +276,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->probed = false;
 	s->cc_spur = s->cc_last = s->cc_gone = s->rto_sent = false;
 	s->xmit = s->fastack = 0;
+	s->par_last = s->par_prev = 0;
 	return s;
 }
 
@@ -369,14 +379,18 @@ static int sring_fit(struct kcpx_kcp *kcp, uint32_t want)
 	return 0;
 }
 
-/* Make the receive ring hold 2 * rcv_wnd entries from rcv_head. */
-static int rring_fit(struct kcpx_kcp *kcp, uint32_t rcv_wnd)
+/* Make the receive ring hold want entries from rcv_head (want <= 2 * KCPX_KCP_WND_MAX:
+ * the queue and the buffer). At least doubles, so a span growing one segment at a time
+ * costs O(1) amortised copies per segment. */
+static int rring_fit(struct kcpx_kcp *kcp, uint32_t want)
 {
 	uint32_t size = kcp->rmask + 1, nsize, i;
 	struct kseg **nr;
-	if (2 * rcv_wnd <= size)
+	if (want <= size)
 		return 0;
-	nsize = roundup_pow2(2 * rcv_wnd);
+	if (want > 2u * KCPX_KCP_WND_MAX)
+		return -ENOMEM;
+	nsize = KCPX_MAX(roundup_pow2(want), 2 * size);
 	nr = calloc(nsize, sizeof(*nr));
 	if (!nr)
 		return -ENOMEM;
@@ -451,6 +465,30 @@ static void rto_adapt(struct kcpx_kcp *kcp, const struct kseg *s)
 		kcp->rto_pad -= (kcp->rto_pad + 3) / 4;
 }
 
+/*
+ * cc bbr: adaptive FEC's counts for an acknowledged segment that lost `lost` copies. The
+ * loss of a copy is known a round trip or more after it went out, often two (its resend
+ * must be acknowledged), so counts taken when copies are sent and when losses are known
+ * mix parities whenever the parity moves: losses from a stretch at no parity, read
+ * through the model of the one parity shard that followed, looked like 2-4 % raw loss on
+ * a 1 % path, which chose two shards, whose window then read the same lag through the
+ * two-shard model as more again (test_fecadapt's test_parity_lag). So a copy counts only
+ * if it went out at the parity in force now, sent and lost alike, both when its segment
+ * is acknowledged: the model then sees one parity's residual loss. A segment's copies
+ * before the last are taken to share the parity of the one before the last.
+ */
+static void fa_count(struct kcpx_kcp *kcp, const struct kseg *s, uint32_t lost)
+{
+	uint32_t par = KCPX_MIN(kcp->wire_num - kcp->wire_den, 255u);
+
+	if (s->par_last == par)
+		kcp->fa_sent++;
+	if (s->xmit > 1 && s->par_prev == par) {
+		kcp->fa_sent += s->xmit - 1;
+		kcp->fa_lost += lost;
+	}
+}
+
 /* Drop an acknowledged segment from the ring and the unacked list. */
 static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
@@ -477,6 +515,7 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		local = KCPX_MIN(lost, kcp->ld_credit);
 		kcp->ld_credit -= local;
 		kcp->tot_lostseg += lost - local;
+		fa_count(kcp, s, lost - local);
 		/* resent and no ACK said an earlier copy arrived: each copy but the last was
 		 * a transmission that delivered nothing (lost, or its ACK was and the resend
 		 * was spurious: to the pace both are the same waste) */
@@ -533,7 +572,7 @@ struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *us
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), 0);
 	kcp->smask = 63;
 	kcp->sring = calloc(kcp->smask + 1, sizeof(*kcp->sring));
-	kcp->rmask = roundup_pow2(2 * kcp->rcv_wnd) - 1;
+	kcp->rmask = RRING_INIT - 1;
 	kcp->rring = calloc(kcp->rmask + 1, sizeof(*kcp->rring));
 	kcp->ack_cap = 64;
 	kcp->acks = malloc(kcp->ack_cap * sizeof(*kcp->acks));
@@ -625,14 +664,9 @@ void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd
 {
 	if (sndwnd > 0)
 		kcp->snd_wnd = KCPX_MIN(sndwnd, KCPX_KCP_WND_MAX);
-	if (rcvwnd > 0) {
-		rcvwnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
-		/* out of memory: keep the largest window the ring can back */
-		if (rring_fit(kcp, rcvwnd))
-			rcvwnd = KCPX_MIN(rcvwnd, (kcp->rmask + 1) / 2);
-		kcp->rcv_wnd = rcvwnd;
-	}
-	/* the send ring grows on demand in flush */
+	if (rcvwnd > 0)
+		kcp->rcv_wnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
+	/* both rings grow on demand: the send ring in flush, the receive ring in rcv_store */
 }
 
 int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
@@ -672,13 +706,18 @@ enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp)
 
 void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost)
 {
-	*sent = kcp->cc.tot_sent;
-	*lost = kcp->tot_lostseg;
+	*sent = kcp->fa_sent;
+	*lost = kcp->fa_lost;
 }
 
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
 {
 	kcp->wnd_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+}
+
+unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp)
+{
+	return kcp->rcv_wnd;
 }
 
 void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s)
@@ -944,11 +983,15 @@ size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
 }
 
 /* Store a PUSH whose sn is in [rcv_nxt, rcv_nxt + rcv_wnd). 1 if it was a repeat, 0 if
- * stored, -ENOMEM. */
+ * stored, -ENOMEM (not stored, not acknowledged: the sender resends it; the session goes
+ * on with what the ring and the pool can hold). */
 static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8_t *data,
 		     uint32_t len)
 {
 	struct kseg *s;
+	/* before rslot: a ring too small for sn would alias it to another segment's slot */
+	if (rring_fit(kcp, sn - kcp->rcv_head + 1))
+		return -ENOMEM;
 	if (rslot(kcp, sn))
 		return 1;
 	s = seg_get(kcp, len);
@@ -1305,6 +1348,8 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 	}
 	s->xmit++;
 	s->ts = now;
+	s->par_prev = s->par_last;
+	s->par_last = (uint8_t)KCPX_MIN(kcp->wire_num - kcp->wire_den, 255u);
 	put_hdr(p, kcp->conv, KCPX_KCP_CMD_PUSH, s->frg, wnd, now, s->sn, kcp->rcv_nxt, s->len);
 	memcpy(p + KCPX_KCP_OVERHEAD, s->data, s->len);
 	kcp->olen += KCPX_KCP_OVERHEAD + s->len;
@@ -1739,6 +1784,11 @@ bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp)
 uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp)
 {
 	return kcp->seg_mallocs;
+}
+
+unsigned kcpx_kcp_test_rring_size(const struct kcpx_kcp *kcp)
+{
+	return kcp->rmask + 1;
 }
 
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt)

@@ -11,8 +11,9 @@
  * hand every datagram to input(); call update() when check()'s deadline has passed.
  *
  * Internals are sized for large windows: the send and receive buffers are rings indexed
- * by sn, segments come from a per-engine pool, and no per-packet work scans the window
- * (see kcp.c for the invariants).
+ * by sn that grow on demand (an engine pays for the span it holds, not for its windows),
+ * segments come from a per-engine pool, and no per-packet work scans the window (see
+ * kcp.c for the invariants).
  */
 #ifndef KCPX_CORE_KCP_H
 #define KCPX_CORE_KCP_H
@@ -128,6 +129,8 @@ void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
  */
 #define KCPX_KCP_WND_GROW_MAX 4096
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
+/* The receive window in effect. */
+unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp);
 struct kcpx_kcp_cc_info {
 	enum kcpx_cc_algo algo;
 	enum kcpx_cc_state state;
@@ -138,15 +141,16 @@ struct kcpx_kcp_cc_info {
 	uint64_t local_drops;		 /* datagrams the host failed to send */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
-/* cc bbr: PUSH transmissions since the controller started, and copies lost (the loss FEC
- * left): counted when a resent segment is acknowledged and neither an ACK echoing an
- * earlier copy nor an una sooner than a round trip after the last one showed that an
- * earlier copy arrived. 0, 0 under another algorithm. */
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
  * full): fed to the controller as congestion (kcpx_cc_on_local_drop), and the losses they
  * cause are kept out of the loss counts (cc bbr; no-op otherwise). */
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
+/* cc bbr, what adaptive FEC decides on: PUSH copies sent and copies lost (the loss FEC
+ * left), both counted when their segment is acknowledged and only for copies that went out
+ * at the FEC parity in force at that moment (set_wire_cost's num - den). A copy is lost
+ * when neither an ACK echoing an earlier copy nor an una sooner than a round trip after
+ * the last one showed that it arrived. 0, 0 under another algorithm. */
 void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost);
 
 /*
@@ -200,5 +204,7 @@ bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp);
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt);
 /* Tests only: how many segments were malloc'ed rather than taken from the pool. */
 uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp);
+/* Tests only: entries in the receive ring (grown on demand). */
+unsigned kcpx_kcp_test_rring_size(const struct kcpx_kcp *kcp);
 
 #endif
