@@ -69,6 +69,10 @@ BPFT_BIN := $(BPFT_SRC:tests/bpf/%.c=$(OUT)/tests/bpf/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/tests/fuzz/%)
 
 HDRS := $(wildcard include/*.h user/*/*.h)
+# the tests' own headers (linksim.h, frames.h, ...): a change must rebuild the tests
+UNIT_HDRS := $(wildcard tests/unit/*.h)
+BPFT_HDRS := $(wildcard tests/bpf/*.h)
+FUZZ_HDRS := $(wildcard tests/fuzz/*.h)
 
 # keep the BPF objects and skeletons: they are not throwaway intermediates
 .SECONDARY: $(BPF_OBJ) $(SKELS) $(BPF_OBJ:%.bpf.o=%.tmp.o)
@@ -93,7 +97,8 @@ $(OUT)/user/%.o: user/%.c $(HDRS) $(SKELS)
 	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -c -o $@ $<
 
 # BPF: clang -> bpftool gen object (static linking) -> gen skeleton
-$(OUT)/bpf/%.tmp.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) $(wildcard include/*.h)
+$(OUT)/bpf/%.tmp.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) $(wildcard include/*.h) \
+		   vmlinux/$(ARCH)/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(@D) && $(CLANG) $(BPF_CFLAGS) -c -o $@ $<
 
@@ -105,12 +110,13 @@ $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
 	$(call msg,GENSKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@
 
-$(OUT)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OUT)/libkcpxcore.a $(HDRS)
+$(OUT)/tests/unit/%: tests/unit/%.c $(UNIT_HDRS) $(OUT)/libkcpxcore.a $(HDRS)
 	$(call msg,TEST,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
 		$(OUT)/libkcpxcore.a $(LDLIBS)
 
-$(OUT)/tests/bpf/%: tests/bpf/%.c $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(SKELS) $(HDRS)
+$(OUT)/tests/bpf/%: tests/bpf/%.c $(UNIT_HDRS) $(BPFT_HDRS) $(OUT)/libkcpxio.a \
+		    $(OUT)/libkcpxcore.a $(SKELS) $(HDRS)
 	$(call msg,TEST,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
 		$(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(LDLIBS)
@@ -118,7 +124,7 @@ $(OUT)/tests/bpf/%: tests/bpf/%.c $(OUT)/libkcpxio.a $(OUT)/libkcpxcore.a $(SKEL
 # Fuzz targets: clang libFuzzer + ASan/UBSan over the core sources.
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
 	      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS) $(wildcard tests/fuzz/*.h)
+$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(FUZZ_HDRS) $(CORE_SRC) $(HDRS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D) && $(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
 

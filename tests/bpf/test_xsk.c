@@ -234,9 +234,10 @@ static void test_non_tunnel_passes(void)
 	close(c);
 }
 
-/* One datagram from fd (unconnected) to to:PORT through d, answered; *from: the answer's
- * source address (host order), 0 when none came. auth: the tunnel found it authentic. */
-static void learn_round(struct kcpx_dgram *d, int fd, uint32_t to, bool auth, uint32_t *from)
+/* One datagram from fd (unconnected) to to:PORT through d, answered from `answer` (host
+ * order; 0: not named, the backend's choice); *from: the answer's source address (host
+ * order), 0 when none came. */
+static void answer_round(struct kcpx_dgram *d, int fd, uint32_t to, uint32_t answer, uint32_t *from)
 {
 	static uint8_t buf[KCPX_PKT_MAX];
 	struct kcpx_pkt pkt = { .buf = buf };
@@ -244,10 +245,11 @@ static void learn_round(struct kcpx_dgram *d, int fd, uint32_t to, bool auth, ui
 				 .sin_port = htons(PORT),
 				 .sin_addr.s_addr = htonl(to) };
 	socklen_t alen = sizeof(a);
+	uint32_t answer_be = htonl(answer);
 	int got = 0;
 
 	*from = 0;
-	CHECK_EQ(sendto(fd, "learn-0123456789012345678", 25, 0, (struct sockaddr *)&a, alen), 25);
+	CHECK_EQ(sendto(fd, "local-0123456789012345678", 25, 0, (struct sockaddr *)&a, alen), 25);
 	for (int t = 0; t < 1000 && !got; t++) {
 		struct pollfd p = { .fd = d->fd, .events = POLLIN };
 
@@ -255,10 +257,11 @@ static void learn_round(struct kcpx_dgram *d, int fd, uint32_t to, bool auth, ui
 		got = d->ops->recv(d, &pkt, 1);
 	}
 	CHECK_EQ(got, 1);
-	CHECK_EQ(pkt.to_family, AF_INET);
-	CHECK_EQ(memcmp(pkt.to, &a.sin_addr, 4), 0);
-	if (auth)
-		d->ops->authentic(d, &pkt);
+	/* recv says where it was sent to */
+	CHECK_EQ(pkt.local.family, AF_INET);
+	CHECK_EQ(memcmp(pkt.local.a, &a.sin_addr, 4), 0);
+	pkt.local.family = answer ? AF_INET : 0;
+	memcpy(pkt.local.a, &answer_be, 4);
 	CHECK_EQ(d->ops->send(d, &pkt, 1), 1);
 	CHECK_EQ(d->ops->flush(d), 0);
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -269,46 +272,52 @@ static void learn_round(struct kcpx_dgram *d, int fd, uint32_t to, bool auth, ui
 }
 
 /*
- * A server bound to any address answers a peer from the address the peer wrote to, but
- * learns it only from datagrams the tunnel found authentic: a forged one from the peer's
- * address to another of ours must not move the peer's answers there.
+ * A server bound to any address sends each datagram from the address the tunnel names
+ * with it (kcpx_pkt.local: the endpoint's choice for the session, or the address the
+ * datagram it answers went to), whatever came before from the peer's address: no state
+ * per peer that a forged datagram could move. Unnamed: the route's source.
  */
-static void learn_body(struct kcpx_dgram *d, int peer, int spoof)
+static void answer_body(struct kcpx_dgram *d, int peer, int spoof)
 {
-	const uint32_t one = 0x7f000001, two = 0x7f000002;
+	const uint32_t one = 0x7f000001, two = 0x7f000002, three = 0x7f000003;
 	uint32_t from;
 
-	CHECK(d->ops->authentic != NULL);
-	/* nothing authentic yet (a handshake opener, say) to 127.0.0.2: answered from there, or
-	 * a connected client would drop the answer */
-	learn_round(d, peer, two, false, &from);
+	/* a handshake opener to 127.0.0.2 answered from there */
+	answer_round(d, peer, two, two, &from);
 	CHECK_EQ(from, two);
-	/* the peer talks to 127.0.0.1, authenticated: answered from it */
-	learn_round(d, peer, one, true, &from);
+	/* a forgery from the peer's address to 127.0.0.3, then an answer the tunnel sends
+	 * from 127.0.0.2 (the session's address) still leaves from 127.0.0.2 */
+	answer_round(d, spoof, three, three, &from);
+	CHECK_EQ(from, three);
+	answer_round(d, peer, three, two, &from);
+	CHECK_EQ(from, two);
+	answer_round(d, peer, two, two, &from);
+	CHECK_EQ(from, two);
+	/* nothing named: the route's source towards 127.0.0.1 */
+	answer_round(d, peer, two, 0, &from);
 	CHECK_EQ(from, one);
-	/* forged, to 127.0.0.2 (another port of the peer's address, unproven): the answer
-	 * to it follows the hint, the real peer's still come from 127.0.0.1 */
-	learn_round(d, spoof, two, false, &from);
-	CHECK_EQ(from, two);
-	learn_round(d, peer, one, true, &from);
-	CHECK_EQ(from, one);
-	/* a second client behind the same address that writes to 127.0.0.2 and proves
-	 * itself is answered from there, and the first still from 127.0.0.1 */
-	learn_round(d, spoof, two, true, &from);
-	CHECK_EQ(from, two);
-	learn_round(d, peer, one, false, &from);
-	CHECK_EQ(from, one);
-	/* the peer itself moves to 127.0.0.2, authenticated: learnt */
-	learn_round(d, peer, two, true, &from);
-	CHECK_EQ(from, two);
-	/* and a forgery to 127.0.0.1, from either port, moves neither */
-	learn_round(d, spoof, one, false, &from);
-	CHECK_EQ(from, two);
-	learn_round(d, peer, one, false, &from);
-	CHECK_EQ(from, two);
 }
 
-static void test_learn_after_auth(void)
+/* lo with route_localnet and accept_local val: on (AF_XDP sends IPv4) or off (the kernel
+ * socket sends it, lo_v4_kernel in xsk.c) */
+static int lo_local_sysctls(const char *val)
+{
+	for (int i = 0; i < 4; i++) {
+		char path[96];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", i & 1 ? "lo" : "all",
+			 i & 2 ? "accept_local" : "route_localnet");
+		f = fopen(path, "w");
+		if (!f || fputs(val, f) < 0 || fclose(f)) {
+			perror(path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void answer_case(bool kernel)
 {
 	struct kcpx_addr any = { 0 };
 	struct kcpx_xsk_config xc = { .xdp = lo_xdp, .ifname = "lo", .bind = &any, .dscp = -1 };
@@ -323,12 +332,84 @@ static void test_learn_after_auth(void)
 	CHECK_EQ(bind(peer, (struct sockaddr *)&me, sizeof(me)), 0);
 	CHECK_EQ(bind(spoof, (struct sockaddr *)&me, sizeof(me)), 0);
 	CHECK_EQ(kcpx_addr_parse("0.0.0.0:4100", &any), 0);
+	if (kernel)
+		CHECK_EQ(lo_local_sysctls("0"), 0);
 	CHECK_EQ(kcpx_xsk_open(&d, &xc), 0);
-	learn_body(d, peer, spoof);
-	d->ops->close(d);
+	if (d) {
+		struct kcpx_xsk_stats xs;
+
+		answer_body(d, peer, spoof);
+		/* the path under test carried the answers */
+		kcpx_xsk_get_stats(d, &xs);
+		CHECK_EQ(xs.tx_kernel, kernel ? 5 : 0);
+		d->ops->close(d);
+	}
+	if (kernel)
+		CHECK_EQ(lo_local_sysctls("1"), 0);
 	close(peer);
 	close(spoof);
 	CHECK_EQ(unit_failed, before);
+}
+
+static void test_answer_from_local(void)
+{
+	answer_case(false);
+}
+
+/* the same where the port's kernel socket sends (IP_PKTINFO names the source) */
+static void test_answer_from_local_kernel(void)
+{
+	answer_case(true);
+}
+
+/*
+ * The plain UDP backend of a server bound to any address: a client connected to
+ * 127.0.0.2 (another of our addresses than the route's source towards it, 127.0.0.1)
+ * gets the answer, which leaves from the address recv reported (IP_PKTINFO); its connected
+ * socket drops one from 127.0.0.1. IPv4 on an AF_INET socket, and v4-mapped on a dual-
+ * stack one.
+ */
+static void udp_answer_case(const char *bind_spec, uint16_t port)
+{
+	static uint8_t buf[KCPX_PKT_MAX];
+	struct kcpx_addr any = { 0 };
+	struct kcpx_udp_config uc = { .bind = &any, .dscp = -1 };
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(0x7f000002) };
+	struct kcpx_pkt pkt = { .buf = buf };
+	struct kcpx_dgram *d = NULL;
+	int cfd = socket(AF_INET, SOCK_DGRAM, 0), got = 0;
+	char reply[64];
+
+	CHECK(cfd >= 0);
+	CHECK_EQ(kcpx_addr_parse(bind_spec, &any), 0);
+	CHECK_EQ(kcpx_udp_open(&d, &uc), 0);
+	if (!d)
+		return;
+	CHECK_EQ(connect(cfd, (struct sockaddr *)&to, sizeof(to)), 0);
+	CHECK_EQ(send(cfd, "pktinfo", 7, 0), 7);
+	for (int t = 0; t < 1000 && !got; t++) {
+		struct pollfd p = { .fd = d->fd, .events = POLLIN };
+
+		poll(&p, 1, 10);
+		got = d->ops->recv(d, &pkt, 1);
+	}
+	CHECK_EQ(got, 1);
+	CHECK_EQ(pkt.local.family, AF_INET);
+	CHECK_EQ(memcmp(pkt.local.a, &to.sin_addr, 4), 0);
+	CHECK_EQ(d->ops->send(d, &pkt, 1), 1);
+	struct pollfd p = { .fd = cfd, .events = POLLIN };
+	CHECK_EQ(poll(&p, 1, 5000), 1);
+	CHECK_EQ(recv(cfd, reply, sizeof(reply), MSG_DONTWAIT), 7);
+	d->ops->close(d);
+	close(cfd);
+}
+
+static void test_udp_answer_from_local(void)
+{
+	udp_answer_case("0.0.0.0:4102", 4102);
+	udp_answer_case("[::]:4103", 4103);
 }
 
 /* Without an AF_XDP socket the tunnel port is served by the kernel socket: no ICMP. */
@@ -514,18 +595,8 @@ static int self_test(void)
 	}
 	/* Frames we transmit on lo carry no route (kernel loopback traffic does), so IPv4
 	 * would call 127.0.0.1 -> 127.0.0.1 martian: allow it, in this namespace only. */
-	for (int i = 0; i < 4; i++) {
-		char path[96];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", i & 1 ? "lo" : "all",
-			 i & 2 ? "accept_local" : "route_localnet");
-		f = fopen(path, "w");
-		if (!f || fputs("1", f) < 0 || fclose(f)) {
-			perror(path);
-			return 1;
-		}
-	}
+	if (lo_local_sysctls("1") < 0)
+		return 1;
 	RUN(test_attach_lo);
 	if (!lo_xdp) {
 		fprintf(stderr, "attach failed: the rest cannot run\n");
@@ -534,7 +605,9 @@ static int self_test(void)
 	RUN(test_echo_ipv4);
 	RUN(test_echo_ipv6);
 	RUN(test_non_tunnel_passes);
-	RUN(test_learn_after_auth);
+	RUN(test_answer_from_local);
+	RUN(test_answer_from_local_kernel);
+	RUN(test_udp_answer_from_local);
 	RUN(test_down_leaves_nothing);
 	RUN(test_client_ports);
 	UNIT_MAIN_END();

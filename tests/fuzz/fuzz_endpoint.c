@@ -8,13 +8,18 @@
  *   byte 0   flags: bit0 --hsrate 5, bit1 fix CRCs, bit2 --proto kcpx
  *   records: op byte, then
  *     op 0xC0..0xFF  advance the clock (op & 63) * 50 ms; ticks sessions, second timer
- *     op 0x80..0xBF  a genuine INIT from address (op & 63), sid = next 4 bytes
- *     op 0x00..0x7F  a datagram from address (op & 63): u16 LE length, then the bytes
+ *     op 0x80..0xBF  a genuine INIT from address (op & 63), sid = next 4 bytes (bit 31:
+ *                    sent to our second address)
+ *     op 0x00..0x7F  a datagram from address (op & 63): u16 LE length (bit 15: sent to
+ *                    our second address), then the bytes
+ * (a server bound to any address: datagrams come to 10.1.0.1 or 10.1.0.2)
  * Asserts: never more sessions than addresses (kcptun's format: one per address) plus
  * genuine INITs (a session per sid; admission caps are the endpoint's), every session opened is
  * released by the end, late packets of closed sessions (late_closed) never outnumber the
  * datagrams that failed their check, no datagram is answered from within input with more than one
- * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification).
+ * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification); nothing
+ * is sent from an address we were not written to, and where a session answers from moves
+ * only with an authentic datagram.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,12 +44,17 @@ struct fz {
 	uint32_t rng;
 };
 
-static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		    const uint8_t *d, size_t n)
 {
 	struct fz *f = user;
 
 	f->xmit_bytes += n;
 	f->xmit_count++;
+	/* sent from no address we do not have: one of the two the datagrams came to */
+	if (from && (from->family != AF_INET || (memcmp(from->a, "\x0a\x01\x00\x01", 4) &&
+						 memcmp(from->a, "\x0a\x01\x00\x02", 4))))
+		abort();
 }
 
 static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
@@ -87,8 +97,8 @@ static void fz_random(void *user, void *buf, size_t n)
 
 /* --threads: another thread "has" every odd sid; what it is handed must be a whole,
  * bounded datagram */
-static bool fz_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-		       size_t n, uint32_t sid)
+static bool fz_foreign(void *user, void *path, const struct kcpx_addr *from,
+		       const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
 {
 	if (n > KCPX_EP_DGRAM_MAX || !d)
 		abort();
@@ -117,6 +127,31 @@ static void addr_of(struct kcpx_addr *a, unsigned i)
 	a->len = sizeof(a->in);
 }
 
+/* Our address a datagram came to: 10.1.0.1 or 10.1.0.2 (a server bound to any). */
+static void local_of(struct kcpx_ip *l, unsigned i)
+{
+	memset(l, 0, sizeof(*l));
+	l->family = AF_INET;
+	memcpy(l->a, i ? "\x0a\x01\x00\x02" : "\x0a\x01\x00\x01", 4);
+}
+
+#define SNAP_MAX 256
+
+/* Where each session answers from, before a datagram. */
+struct snap {
+	struct kcpx_ep_sess *s;
+	struct kcpx_ip local;
+};
+
+static unsigned snap_take(struct fz *f, struct snap *sn)
+{
+	unsigned n = 0;
+
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s && n < SNAP_MAX; s = kcpx_ep_next(s))
+		sn[n++] = (struct snap){ s, *kcpx_ep_sess_local(s) };
+	return n;
+}
+
 static void tick_all(struct fz *f, uint32_t now)
 {
 	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s)) {
@@ -143,7 +178,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { .rng = 1 };
 	uint32_t now = 1000, last_second = 1000;
 	uint8_t flags, dgram[1600];
+	struct snap sn[SNAP_MAX];
 	struct kcpx_addr a;
+	struct kcpx_ip l;
 
 	if (size < 1)
 		return 0;
@@ -182,6 +219,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (size >= 1) {
 		uint8_t op = data[0];
 		size_t len, before_bytes, before_count;
+		unsigned nsn;
+		bool authentic;
 
 		data++;
 		size--;
@@ -205,6 +244,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sid = kcpx_get_le32(data);
 			data += 4;
 			size -= 4;
+			local_of(&l, sid >> 31); /* the same INIT may go to either address */
+			sid &= 0x7fffffff;
 			memcpy(rnd, &sid, 4);
 			if (kcpx_native_hs_init(&hs, psk, sid ? sid : 1, rnd, false, dgram))
 				continue;
@@ -217,6 +258,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = kcpx_get_le16(data);
 			data += 2;
 			size -= 2;
+			local_of(&l, len >> 15);
+			len &= 0x7fff;
 			if (len > size)
 				len = size;
 			if (len > sizeof(dgram))
@@ -229,7 +272,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		before_bytes = f.xmit_bytes;
 		before_count = f.xmit_count;
-		kcpx_ep_input(f.ep, NULL, &f, &a, dgram, len, now);
+		nsn = snap_take(&f, sn);
+		authentic = kcpx_ep_input_at(f.ep, NULL, &f, &a, &l, dgram, len, now);
+		/* where a session answers from moves only with an authentic datagram */
+		for (unsigned i = 0; i < nsn && !authentic; i++)
+			if (memcmp(&sn[i].local, kcpx_ep_sess_local(sn[i].s), sizeof(l)))
+				abort();
 		/* an answer from input itself: one handshake packet at most */
 		if (f.xmit_count - before_count > 1 ||
 		    f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN ||

@@ -81,10 +81,11 @@ struct tend {
 
 static struct kcpx_native_psk *psk;
 static void world_send(struct tend *e, struct tpath *path, const struct kcpx_addr *to,
-		       const uint8_t *d, size_t n);
+		       const struct kcpx_ip *from, const uint8_t *d, size_t n);
 static struct kcpx_crypt *crypt_c, *crypt_s;
 
-static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		   const uint8_t *d, size_t n)
 {
 	struct tend *e = user;
 
@@ -102,7 +103,7 @@ static void t_xmit(void *user, void *path, const struct kcpx_addr *to, const uin
 		e->last_tx_len = n;
 	}
 	if (e->w)
-		world_send(e, path, to, d, n);
+		world_send(e, path, to, from, d, n);
 	else
 		linksim_send(e->out, 0, d, n);
 }
@@ -213,6 +214,22 @@ static void addr4(struct kcpx_addr *a, uint32_t ip, uint16_t port)
 	a->len = sizeof(a->in);
 }
 
+static void ip4(struct kcpx_ip *l, uint32_t ip)
+{
+	memset(l, 0, sizeof(*l));
+	l->family = AF_INET;
+	ip = htonl(ip);
+	memcpy(l->a, &ip, 4);
+}
+
+static bool ip_is(const struct kcpx_ip *l, uint32_t ip)
+{
+	struct kcpx_ip x;
+
+	ip4(&x, ip);
+	return !memcmp(l, &x, sizeof(x));
+}
+
 static struct kcpx_ep_config ep_cfg(bool server, enum kcpx_proto proto)
 {
 	struct kcpx_ep_config c = {
@@ -272,11 +289,16 @@ struct world {
 	struct tpath cpath[64], spath;
 	int ncpath;
 	uint64_t s_authentic, s_input; /* the server's inputs, and those it found authentic */
+	/* s_local.family != 0: the client writes to the server's address s_local (one of
+	 * several, the server being bound to any), and its connected socket drops what comes
+	 * from any other (counted in sock_drop) */
+	struct kcpx_ip s_local;
+	uint64_t sock_drop;
 };
 
 /* On the links a datagram carries the client port it is from or for (2 bytes first). */
 static void world_send(struct tend *e, struct tpath *path, const struct kcpx_addr *to,
-		       const uint8_t *d, size_t n)
+		       const struct kcpx_ip *from, const uint8_t *d, size_t n)
 {
 	struct world *w = e->w;
 	uint8_t buf[2048];
@@ -287,6 +309,10 @@ static void world_send(struct tend *e, struct tpath *path, const struct kcpx_add
 	} else {
 		if (to->in.sin_addr.s_addr != w->cli_from.in.sin_addr.s_addr)
 			return;
+		if (w->s_local.family && (!from || memcmp(from, &w->s_local, sizeof(*from)))) {
+			w->sock_drop++;
+			return;
+		}
 		port = (uint16_t)(ntohs(to->in.sin_port) - ntohs(w->cli_from.in.sin_port) + 5000);
 	}
 	memcpy(buf, &port, 2);
@@ -381,8 +407,8 @@ static void world_step(struct world *w)
 		memcpy(&port, buf, 2);
 		from.in.sin_port = htons((uint16_t)(ntohs(from.in.sin_port) + port - 5000));
 		w->s_input++;
-		w->s_authentic += kcpx_ep_input(w->s.ep, NULL, &w->spath, &from, buf + 2,
-						(size_t)n - 2, w->now);
+		w->s_authentic += kcpx_ep_input_at(w->s.ep, NULL, &w->spath, &from, &w->s_local,
+						   buf + 2, (size_t)n - 2, w->now);
 	}
 	while ((n = linksim_recv(&w->sc, w->now, buf, sizeof(buf))) >= 2) {
 		struct tsess *owner = NULL;
@@ -1027,7 +1053,7 @@ static void test_roaming(void)
 	rlen = w.c.last_tx_len;
 	world_run(&w, 100);
 	addr4(&attacker, 0x0b000001, 666);
-	/* and is not authentic: the backend learns nothing from it (io/dgram.h authentic) */
+	/* and is not authentic: the session learns nothing from it (kcpx_ep_input_at) */
 	CHECK(!kcpx_ep_input(w.s.ep, NULL, &w.spath, &attacker, replay, rlen, w.now));
 	/* what the real client sent was, but for its INIT */
 	CHECK(w.s_authentic > 0 && w.s_authentic < w.s_input);
@@ -1046,19 +1072,21 @@ static uint8_t fw_buf[2048];
 static size_t fw_len;
 static uint32_t fw_sid;
 static int fw_calls;
+static struct kcpx_ip fw_local; /* the address it was sent to, handed over with it */
 
-static bool fw_take(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-		    size_t n, uint32_t sid)
+static bool fw_take(void *user, void *path, const struct kcpx_addr *from,
+		    const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
 {
 	fw_calls++;
 	fw_sid = sid;
+	fw_local = local ? *local : (struct kcpx_ip){ 0 };
 	memcpy(fw_buf, d, n);
 	fw_len = n;
 	return true;
 }
 
-static bool fw_none(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-		    size_t n, uint32_t sid)
+static bool fw_none(void *user, void *path, const struct kcpx_addr *from,
+		    const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
 {
 	fw_calls++;
 	return false;
@@ -1105,6 +1133,7 @@ static void test_foreign_handoff(void)
 	struct kcpx_ep_ops ops = t_ops;
 	struct kcpx_addr moved;
 	struct kcpx_ep_stats st;
+	struct kcpx_ip two;
 	struct linksim sink;
 	struct tend other;
 	uint8_t pkt[2048];
@@ -1114,8 +1143,11 @@ static void test_foreign_handoff(void)
 	ops.foreign = fw_take;
 	CHECK_EQ(handoff_init(&w, KCPX_PROTO_AUTO, "kcpx", pkt, &len, &other, &sink, &sc, &ops), 0);
 	addr4(&moved, 0xc0a80001, 40001);
-	kcpx_ep_input(other.ep, NULL, &w.spath, &moved, pkt, len, w.now);
+	ip4(&two, 0x0a000102); /* sent to another address of the server's */
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &moved, &two, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
+	/* the address it was sent to goes with it */
+	CHECK(ip_is(&fw_local, 0x0a000102));
 	CHECK_EQ(fw_sid, kcpx_ep_sess_conv(w.s.s[0]->es));
 	CHECK_EQ(fw_len, len);
 	CHECK(!memcmp(fw_buf, w.c.last_tx, len));
@@ -1125,9 +1157,10 @@ static void test_foreign_handoff(void)
 	CHECK_EQ(sink.sent, 0);
 	kcpx_ep_free(other.ep);
 
-	/* the owner takes it: the session moves */
-	kcpx_ep_input(w.s.ep, NULL, &w.spath, &moved, fw_buf, fw_len, w.now);
+	/* the owner takes it: the session moves, and answers from where it was sent to */
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &moved, &fw_local, fw_buf, fw_len, w.now);
 	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &moved));
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), 0x0a000102));
 	w.cli_from = moved;
 	world_run(&w, 3000);
 	CHECK_EQ(server_got(&w), 60000);
@@ -1147,17 +1180,18 @@ static void test_foreign_handoff(void)
 	world_free(&w);
 }
 
-static bool fwp_take(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-		     size_t n)
+static bool fwp_take(void *user, void *path, const struct kcpx_addr *from,
+		     const struct kcpx_ip *local, const uint8_t *d, size_t n)
 {
 	fw_calls++;
+	fw_local = local ? *local : (struct kcpx_ip){ 0 };
 	memcpy(fw_buf, d, n);
 	fw_len = n;
 	return true;
 }
 
-static bool fwp_none(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-		     size_t n)
+static bool fwp_none(void *user, void *path, const struct kcpx_addr *from,
+		     const struct kcpx_ip *local, const uint8_t *d, size_t n)
 {
 	fw_calls++;
 	return false;
@@ -1175,6 +1209,7 @@ static void test_foreign_peer(void)
 {
 	struct kcpx_ep_config sc = ep_cfg(true, KCPX_PROTO_KCPTUN);
 	struct kcpx_ep_ops ops = t_ops;
+	struct kcpx_ip one;
 	struct linksim sink;
 	struct tend other;
 	uint8_t pkt[2048];
@@ -1184,8 +1219,10 @@ static void test_foreign_peer(void)
 	ops.foreign_peer = fwp_take;
 	CHECK_EQ(handoff_init(&w, KCPX_PROTO_KCPTUN, "kcptun", pkt, &len, &other, &sink, &sc, &ops),
 		 0);
-	kcpx_ep_input(other.ep, NULL, &w.spath, &w.cli_from, pkt, len, w.now);
+	ip4(&one, 0x0a000002);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &one, pkt, len, w.now);
 	CHECK_EQ(fw_calls, 1);
+	CHECK(ip_is(&fw_local, 0x0a000002));
 	CHECK_EQ(fw_len, len);
 	CHECK(!memcmp(fw_buf, w.c.last_tx, len));
 	CHECK_EQ(other.opened, 0);
@@ -1369,6 +1406,125 @@ static void test_init_race(void)
 	world_free(&w);
 }
 
+#define S_ONE 0x0a000002 /* the server's address the client writes to */
+#define S_TWO 0x0a000102 /* another address of the same server */
+
+/*
+ * A server bound to any address, the client writing to S_ONE; a copy of the client's
+ * INIT from the client's own address to S_TWO gets there first (an on-path racer; here
+ * the real first copy is lost). The session it opens would answer from S_TWO, but the
+ * RESP to the client's resent INIT leaves from S_ONE, where that INIT went, and once the
+ * client's authenticated DATA arrives the session answers from S_ONE. No fallback, one
+ * datagram (the RESP to the forgery) dropped by the client's socket.
+ */
+static void test_answer_local_repeat_init(void)
+{
+	struct kcpx_ip two;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	ip4(&w.s_local, S_ONE);
+	ip4(&two, S_TWO);
+	cap_idx = 0;
+	cap_len = 0;
+	w.cs.drop_fn = capture_drop_first;
+	CHECK(client_send(&w, 30000));
+	world_step(&w);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	memcpy(buf, cap_buf, cap_len);
+	CHECK(!kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &two, buf, cap_len, w.now));
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), S_TWO));
+	CHECK_EQ(w.sock_drop, 1);
+	world_run(&w, 3000);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), S_ONE));
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK_EQ(w.sock_drop, 1);
+	world_free(&w);
+}
+
+/*
+ * The INIT race of test_init_race with a server bound to any address: the replay from a
+ * spoofed address went to S_TWO and opened the session there; the RESP to the real INIT
+ * (to S_ONE) leaves from S_ONE, and the real client's DATA moves the session's peer and
+ * its answer address. Nothing the client's socket would drop is sent to it.
+ */
+static void test_answer_local_init_race(void)
+{
+	struct kcpx_addr spoof;
+	struct kcpx_ip two;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
+	ip4(&w.s_local, S_ONE);
+	ip4(&two, S_TWO);
+	/* the spoofed source: the client's address, another port (a hint per IP, as the
+	 * AF_XDP backend kept before, would have moved the client's answers) */
+	spoof = w.cli_from;
+	spoof.in.sin_port = htons(kcpx_addr_port(&w.cli_from) + 100);
+	cap_idx = 0;
+	cap_len = 0;
+	w.cs.drop_fn = capture_drop_first;
+	CHECK(client_send(&w, 30000));
+	world_step(&w);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &spoof, &two, buf, cap_len, w.now);
+	CHECK_EQ(w.s.ns, 1);
+	world_run(&w, 3000);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK(kcpx_addr_equal(kcpx_ep_sess_peer(w.s.s[0]->es), &w.cli_from));
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), S_ONE));
+	CHECK_EQ(server_got(&w), 30000);
+	/* one answer from S_TWO: the RESP to the replay, to the spoofed port; none of the
+	 * client's own */
+	CHECK_EQ(w.sock_drop, 1);
+	world_free(&w);
+}
+
+/*
+ * kcptun's format: a session opened by the client's first datagram to S_ONE answers from
+ * there. A copy of that datagram from the client's address to S_TWO while the session is
+ * unproven (its peer has not answered yet) proves nothing and moves nothing: no answer
+ * leaves from S_TWO, the transfer completes.
+ */
+static void test_answer_local_kcptun(void)
+{
+	struct kcpx_ip two;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
+	ip4(&w.s_local, S_ONE);
+	ip4(&two, S_TWO);
+	cap_idx = 0;
+	cap_len = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 30000));
+	for (int i = 0; i < 1000 && !w.s.ns; i++)
+		world_step(&w);
+	w.cs.drop_fn = NULL;
+	CHECK_EQ(w.s.ns, 1);
+	CHECK(cap_len > 0);
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), S_ONE));
+	memcpy(buf, cap_buf, cap_len);
+	CHECK(!kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &two, buf, cap_len, w.now));
+	CHECK(ip_is(kcpx_ep_sess_local(w.s.s[0]->es), S_ONE));
+	world_run(&w, 3000);
+	CHECK_EQ(w.s.ns, 1);
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK_EQ(w.sock_drop, 0);
+	world_free(&w);
+}
+
 static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
 {
 	return true;
@@ -1424,6 +1580,9 @@ int main(void)
 	RUN(test_forged_flood);
 	RUN(test_old_conv_replay);
 	RUN(test_init_race);
+	RUN(test_answer_local_repeat_init);
+	RUN(test_answer_local_init_race);
+	RUN(test_answer_local_kcptun);
 	RUN(test_no_downgrade);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);

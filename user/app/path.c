@@ -70,7 +70,8 @@ void kcpx_path_flush(struct dg *g)
 		g->d->ops->flush(g->d);
 }
 
-void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		    const uint8_t *d, size_t n)
 {
 	struct kcpx_pkt *p;
 
@@ -89,6 +90,10 @@ void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, 
 	memcpy(p->buf, d, n);
 	p->len = (uint32_t)n;
 	p->addr = *to;
+	if (from)
+		p->local = *from;
+	else
+		p->local.family = 0;
 }
 
 /* The end of a loop turn: only backends that batched something, however many exist. */
@@ -122,10 +127,8 @@ static void path_readable(struct kcpx_watch *w, uint32_t events)
 		for (int i = 0; i < n; i++) {
 			struct kcpx_pkt *p = &t->rx[i];
 
-			if (kcpx_ep_input(t->ep, g->owner ? g->owner->es : NULL, g, &p->addr,
-					  p->buf, p->len, now) &&
-			    g->d->ops->authentic)
-				g->d->ops->authentic(g->d, p);
+			kcpx_ep_input_at(t->ep, g->owner ? g->owner->es : NULL, g, &p->addr,
+					 &p->local, p->buf, p->len, now);
 		}
 		total += n;
 		/* A plain UDP socket (also under --tcp): a short batch emptied its queue, one

@@ -31,9 +31,10 @@ static void sess_timer(struct kcpx_timer *tm, uint32_t now)
 	kcpx_ep_tick(s->es, now);
 }
 
-static void ep_xmit(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d, size_t n)
+static void ep_xmit(void *user, void *path, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		    const uint8_t *d, size_t n)
 {
-	kcpx_path_xmit(path, to, d, n);
+	kcpx_path_xmit(path, to, from, d, n);
 }
 
 /* A session on path g: the app's half, holding a reference to g. */

@@ -41,9 +41,13 @@
 
 #define INBOX_MAX 1024 /* datagrams waiting for one thread; more are dropped (counted) */
 
+/* from: the peer; bound: the address of the receiving backend (the owner answers on its
+ * own backend bound to it); local: our address the datagram was sent to, so that the
+ * owner answers from it as the receiver would have (family 0: not known). */
 struct handoff {
 	struct handoff *next;
-	struct kcpx_addr from, local;
+	struct kcpx_addr from, bound;
+	struct kcpx_ip local;
 	uint32_t len;
 	uint8_t buf[];
 };
@@ -152,14 +156,14 @@ static void inbox_drain(struct kcpx_watch *w, uint32_t events)
 		struct dg *g = t->dgs;
 
 		for (struct dg *x = t->dgs; x; x = x->next) {
-			if (kcpx_addr_equal(&x->d->local, &h->local)) {
+			if (kcpx_addr_equal(&x->d->local, &h->bound)) {
 				g = x;
 				break;
 			}
 		}
 		if (g && !t->stopping) {
 			t->handed_in++;
-			kcpx_ep_input(t->ep, NULL, g, &h->from, h->buf, h->len, now);
+			kcpx_ep_input_at(t->ep, NULL, g, &h->from, &h->local, h->buf, h->len, now);
 		}
 		free(h);
 		h = next;
@@ -361,7 +365,7 @@ void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid)
 
 /* The datagram to thread owner's inbox (true), or false when that is t itself or gone. */
 static bool handoff(struct tunnel *t, unsigned owner, void *path, const struct kcpx_addr *from,
-		    const uint8_t *d, size_t n)
+		    const struct kcpx_ip *local, const uint8_t *d, size_t n)
 {
 	struct kcpx_shards *g = t->group;
 	struct handoff *h;
@@ -379,7 +383,11 @@ static bool handoff(struct tunnel *t, unsigned owner, void *path, const struct k
 		return true;
 	}
 	h->from = *from;
-	h->local = p->d->local;
+	h->bound = p->d->local;
+	if (local)
+		h->local = *local;
+	else
+		h->local.family = 0;
 	h->len = (uint32_t)n;
 	memcpy(h->buf, d, n);
 	pthread_mutex_lock(&o->inmu);
@@ -398,8 +406,8 @@ static bool handoff(struct tunnel *t, unsigned owner, void *path, const struct k
 	return true;
 }
 
-bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			size_t n, uint32_t sid)
+bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from,
+			const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
 {
 	struct tunnel *t = user;
 	struct kcpx_shards *g = t->group;
@@ -415,7 +423,7 @@ bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, co
 		}
 	}
 	pthread_rwlock_unlock(&g->dirlock);
-	return handoff(t, owner, path, from, d, n);
+	return handoff(t, owner, path, from, local, d, n);
 }
 
 /* ---- the peer directory ----------------------------------------------------------- */
@@ -499,8 +507,8 @@ void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a)
 	pthread_rwlock_unlock(&g->dirlock);
 }
 
-bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			     size_t n)
+bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
+			     const struct kcpx_ip *local, const uint8_t *d, size_t n)
 {
 	struct tunnel *t = user;
 	struct kcpx_shards *g = t->group;
@@ -516,5 +524,5 @@ bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *fro
 		}
 	}
 	pthread_rwlock_unlock(&g->dirlock);
-	return handoff(t, owner, path, from, d, n);
+	return handoff(t, owner, path, from, local, d, n);
 }

@@ -172,11 +172,11 @@ void kcpx_shard_dir_del(struct tunnel *t, uint32_t sid);
 /* The peer directory: which thread holds the session opened with an address (server). */
 bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a);
 void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a);
-bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			     size_t n);
+bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
+			     const struct kcpx_ip *local, const uint8_t *d, size_t n);
 /* The endpoint's foreign op: hand a DATA packet to the thread whose session has sid. */
-bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			size_t n, uint32_t sid);
+bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from,
+			const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
 /* Wake thread t's loop (a turn runs its idle work: dirty sessions). */
 void kcpx_shard_poke(struct tunnel *t);
 /* Every thread's SNMP counters summed (the one thread's own without --threads). */
@@ -191,7 +191,8 @@ struct sess *kcpx_tun_client_session(struct tunnel *t); /* for a new stream, or 
 struct dg *kcpx_path_get(struct tunnel *t, const struct kcpx_addr *bind,
 			 const struct kcpx_addr *peer);
 void kcpx_path_put(struct tunnel *t, struct dg *g);
-void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const uint8_t *d, size_t n);
+void kcpx_path_xmit(struct dg *g, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		    const uint8_t *d, size_t n);
 void kcpx_path_flush(struct dg *g);
 void kcpx_path_flush_all(struct tunnel *t); /* those with datagrams batched */
 

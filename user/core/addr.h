@@ -24,6 +24,16 @@ struct kcpx_addr {
 	socklen_t len;
 };
 
+/*
+ * One of our own IP addresses, without a port: where a datagram was sent to, and where
+ * its answers leave from (a server bound to any address has several). family AF_INET
+ * (a[0..3]) or AF_INET6; 0: not known, the backend chooses (the route's source).
+ */
+struct kcpx_ip {
+	int family;
+	uint8_t a[16];
+};
+
 const char *kcpx_addr_str(const struct kcpx_addr *a, char *buf, size_t len);
 bool kcpx_addr_equal(const struct kcpx_addr *a, const struct kcpx_addr *b);
 unsigned kcpx_addr_port(const struct kcpx_addr *a);

@@ -176,7 +176,21 @@ void kcpx_ep_sess_xmit(void *user, const uint8_t *d, size_t n)
 		}
 		s->tx_budget--;
 	}
-	s->ep->ops.xmit(s->ep->user, s->path, &s->peer, d, n);
+	s->ep->ops.xmit(s->ep->user, s->path, &s->peer, s->local.family ? &s->local : NULL, d, n);
+}
+
+/*
+ * The datagram being input is authentic for session s (the return of kcpx_ep_input): s
+ * answers from the address it was sent to from now on. Only here and when a session
+ * opens, so that a datagram that proves nothing cannot move where a peer's answers go.
+ */
+static void ep_authentic(struct kcpx_ep_sess *s)
+{
+	struct kcpx_ep *ep = s->ep;
+
+	ep->rx_authentic = true;
+	if (ep->rx_local)
+		s->local = *ep->rx_local;
 }
 
 /* A source for the per-source caps: an IPv4 address, or an IPv6 /64. */
@@ -304,6 +318,8 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	s->conv = conv;
 	s->state = native ? EP_PROBE : EP_KCPTUN;
 	s->peer = *peer;
+	if (ep->rx_local)
+		s->local = *ep->rx_local;
 	s->path = path;
 	s->created = now;
 	s->last_rx = now;
@@ -595,7 +611,7 @@ static void ep_reset(struct kcpx_ep *ep, void *path, const struct kcpx_addr *fro
 	}
 	ep->ops.random(ep->user, rnd, sizeof(rnd));
 	kcpx_native_reset(ep->cfg.psk, ni->sid, ni->ctr, rnd, pkt);
-	ep->ops.xmit(ep->user, path, from, pkt, sizeof(pkt));
+	ep->ops.xmit(ep->user, path, from, ep->rx_local, pkt, sizeof(pkt));
 	ep->st.resets_sent++;
 }
 
@@ -646,9 +662,13 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 		int err;
 
 		if (s && kcpx_addr_equal(from, &s->peer)) {
-			/* our RESP was lost: answer the same INIT again; others are ignored */
+			/* our RESP was lost: answer the same INIT again; others are ignored.
+			 * From the address this copy was sent to: a replay of the INIT that got
+			 * here first to another of our addresses must not send the real
+			 * client's RESP from there (its connected socket would drop it). */
 			if (!s->closing && ni->ctr == s->hs_ctr && n == KCPX_NATIVE_HS_LEN)
-				kcpx_ep_sess_xmit(s, s->hs_pkt, sizeof(s->hs_pkt));
+				ep->ops.xmit(ep->user, s->path, &s->peer, ep->rx_local, s->hs_pkt,
+					     sizeof(s->hs_pkt));
 			return true;
 		}
 		err = ep_admit(ep, from, true, d, n, now);
@@ -667,7 +687,8 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 			if (s->state == EP_ACCEPTED && !s->closing && ni->ctr == s->hs_ctr &&
 			    n == KCPX_NATIVE_HS_LEN && kcpx_native_init_tag_ok(ep->cfg.psk, d, n)) {
 				ep->st.init_raced++;
-				ep->ops.xmit(ep->user, path, from, s->hs_pkt, sizeof(s->hs_pkt));
+				ep->ops.xmit(ep->user, path, from, ep->rx_local, s->hs_pkt,
+					     sizeof(s->hs_pkt));
 			}
 			adm_drop(ep);
 			return true;
@@ -679,7 +700,8 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	if (ni->type != KCPX_NT_DATA)
 		return false;
 	if (!s) {
-		if (ep->ops.foreign && ep->ops.foreign(ep->user, path, from, d, n, ni->sid))
+		if (ep->ops.foreign &&
+		    ep->ops.foreign(ep->user, path, from, ep->rx_local, d, n, ni->sid))
 			return true;
 		*reset = true;
 		return false;
@@ -689,7 +711,7 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	top = kcpx_native_rx_top(kcpx_session_native(s->ks));
 	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
 		return true;
-	ep->rx_authentic = true;
+	ep_authentic(s);
 	if (!kcpx_addr_equal(from, &s->peer) && ni->ctr >= top)
 		ep_roam(s, path, from, now);
 	kcpx_ep_proto_event(s, EV_DATA, now);
@@ -742,7 +764,7 @@ static bool client_native_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, 
 	}
 	if (kcpx_session_open_native(s->ks, d, n, &body, &blen))
 		return true;
-	ep->rx_authentic = true;
+	ep_authentic(s);
 	kcpx_ep_proto_event(s, EV_DATA, now);
 	kcpx_session_input(s->ks, body, blen, now);
 	kcpx_ep_wake(s);
@@ -787,7 +809,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	}
 	/* before the in-place decryption: the owner decrypts what it is handed */
 	if (ep->cfg.server && !owner && ep->ops.foreign_peer && !addr_lookup(ep, from) &&
-	    ep->ops.foreign_peer(ep->user, path, from, d, n))
+	    ep->ops.foreign_peer(ep->user, path, from, ep->rx_local, d, n))
 		return;
 	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv)) {
 		if (reset)
@@ -842,7 +864,8 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	kcpx_session_input(s->ks, body, blen, now);
 	if (!s->proven)
 		ep_prove(s);
-	ep->rx_authentic = s->proven;
+	if (s->proven)
+		ep_authentic(s);
 	kcpx_ep_wake(s);
 }
 
@@ -1111,13 +1134,17 @@ unsigned kcpx_ep_count(const struct kcpx_ep *ep)
 /* Every datagram: ep_input's rules; the source of one that failed its check is kept for
  * the mismatch hint (app/diag.c), which names the peer, unless it is the late traffic of a
  * session closed here (a --nocomp mismatch closes one at its first stream). */
-bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
-		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+bool kcpx_ep_input_at(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		      const struct kcpx_addr *from, const struct kcpx_ip *local, uint8_t *d,
+		      size_t n, uint32_t now)
 {
 	uint64_t bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag, now_bad;
 
 	ep->rx_authentic = false;
+	ep->rx_local =
+		local && (local->family == AF_INET || local->family == AF_INET6) ? local : NULL;
 	ep_input(ep, owner, path, from, d, n, now);
+	ep->rx_local = NULL;
 	now_bad = ep->snmp->InCsumErrors + ep->hs_stats.rx_tag;
 	if (now_bad == bad)
 		return ep->rx_authentic;
@@ -1126,6 +1153,17 @@ bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	else
 		ep->st.bad_from = *from;
 	return ep->rx_authentic;
+}
+
+bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
+{
+	return kcpx_ep_input_at(ep, owner, path, from, NULL, d, n, now);
+}
+
+const struct kcpx_ip *kcpx_ep_sess_local(const struct kcpx_ep_sess *s)
+{
+	return &s->local;
 }
 
 void kcpx_ep_stats(const struct kcpx_ep *ep, struct kcpx_ep_stats *st)

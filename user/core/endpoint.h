@@ -103,9 +103,14 @@ struct kcpx_ep_config {
 };
 
 struct kcpx_ep_ops {
-	/* A datagram for `to` on `path` (the path the session was opened on). */
-	void (*xmit)(void *user, void *path, const struct kcpx_addr *to, const uint8_t *d,
-		     size_t n);
+	/* A datagram for `to` on `path` (the path the session was opened on), sent from our
+	 * address `from` (NULL: not known, the backend's choice). A server bound to any
+	 * address answers each peer from the address it wrote to, or its connected socket
+	 * drops the answer: from is the session's local address (kcpx_ep_input_at), or, for
+	 * an answer to one datagram that proves nothing (a handshake RESP, a RESET), the
+	 * address that datagram was sent to. */
+	void (*xmit)(void *user, void *path, const struct kcpx_addr *to, const struct kcpx_ip *from,
+		     const uint8_t *d, size_t n);
 	/* A session was created on path. Return the owner's per-session state (never NULL
 	 * for a live session), or NULL to refuse it (then it is freed at once). */
 	void *(*opened)(void *user, struct kcpx_ep_sess *s, void *path);
@@ -130,15 +135,16 @@ struct kcpx_ep_ops {
 	 * An owner that runs several endpoints (one per thread) may know another that has it:
 	 * return true when the datagram (n bytes, unchanged) went there; false lets this
 	 * endpoint answer it as unknown (a RESET). */
-	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			size_t n, uint32_t sid);
+	bool (*foreign)(void *user, void *path, const struct kcpx_addr *from,
+			const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
 	/* Server, optional: a datagram (as received, before it is decrypted) from an address
 	 * this endpoint has no session with. Another endpoint of the same owner may hold a
 	 * kcptun-format session with that address (its datagrams reached another thread: an
 	 * RSS change moved them to another RX queue): return true when it went there; false
-	 * lets this endpoint take it (a new session, or dropped). */
-	bool (*foreign_peer)(void *user, void *path, const struct kcpx_addr *from, const uint8_t *d,
-			     size_t n);
+	 * lets this endpoint take it (a new session, or dropped). local (both ops): the
+	 * address the datagram was sent to (NULL: not known), for kcpx_ep_input_at. */
+	bool (*foreign_peer)(void *user, void *path, const struct kcpx_addr *from,
+			     const struct kcpx_ip *local, const uint8_t *d, size_t n);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
@@ -178,13 +184,26 @@ void kcpx_ep_free(struct kcpx_ep *ep);
  * One received datagram (d is changed in place). path: where it came from (the owner's
  * handle, given back in xmit). owner: on a client, the session that owns this path (each
  * client session has its own socket), else NULL. Returns true when the datagram is as
- * authentic as its format allows, so that the caller may learn from its addresses: a
- * native DATA whose tag and replay window passed, or a kcptun-format one that went into
+ * authentic as its format allows (what the endpoint learns a session's local address
+ * from, below): a native DATA whose tag and replay window passed, or a kcptun-format one that went into
  * a session whose peer has answered (proven; kcptun's format has no cryptographic
  * proof). A handshake, a forgery, a replay, or a new unproven session: false.
  */
 bool kcpx_ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		   const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now);
+/*
+ * The same, with local: our address the datagram was sent to (NULL or family 0: not
+ * known). A session answers from the local address of the datagram that opened it, and
+ * from then on of its authentic datagrams only (the return above), so that a forged
+ * datagram from a peer's address to another of our addresses cannot move where that
+ * peer's answers go, proven or not. An answer to one datagram that proves nothing (a
+ * RESP, a RESET) leaves from that datagram's local address.
+ */
+bool kcpx_ep_input_at(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
+		      const struct kcpx_addr *from, const struct kcpx_ip *local, uint8_t *d,
+		      size_t n, uint32_t now);
+/* The local address s answers from (family 0: not known). */
+const struct kcpx_ip *kcpx_ep_sess_local(const struct kcpx_ep_sess *s);
 
 /*
  * Client: the session for a new stream. pick gives a live --conn slot's session (round

@@ -55,7 +55,8 @@ struct kcpx_ep_sess {
 	void *user; /* the owner's, from ops->opened */
 	void *path;
 	struct kcpx_addr peer;
-	uint32_t conv; /* the native protocol's sid */
+	struct kcpx_ip local; /* answers leave from it: see kcpx_ep_input_at */
+	uint32_t conv;	      /* the native protocol's sid */
 	uint32_t created;
 	enum ep_state state;
 	bool closing;
@@ -88,7 +89,9 @@ struct kcpx_ep {
 	struct kcpx_snmp *snmp;
 	struct kcpx_session_ops sops;
 	bool rx_authentic; /* the datagram in kcpx_ep_input is authentic (its return) */
-	uint32_t seed;	   /* of the address hash */
+	/* ... and the address it was sent to; NULL: not known */
+	const struct kcpx_ip *rx_local;
+	uint32_t seed; /* of the address hash */
 	struct kcpx_ep_sess **by_addr, **by_sid;
 	unsigned hcap; /* buckets in each, a power of 2 */
 	struct kcpx_ep_sess *all;

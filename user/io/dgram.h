@@ -25,16 +25,15 @@
  * level of nested epoll adds a wakeup callback to every packet the kernel delivers. */
 #define KCPX_DGRAM_XFDS 8
 
-/* One datagram. recv fills buf (KCPX_PKT_MAX bytes owned by the caller), len and addr
- * (the peer); send reads them (addr = destination). A backend with ops->authentic also
- * fills to/to_family on recv: the local address the datagram was sent to (to_family 0:
- * not known). */
+/* One datagram. recv fills buf (KCPX_PKT_MAX bytes owned by the caller), len, addr (the
+ * peer) and local (our address it was sent to; family 0: not known); send reads them
+ * (addr = destination; local = the source address to send from, family 0: the backend's
+ * choice). A backend bound to one address ignores local on send. */
 struct kcpx_pkt {
 	struct kcpx_addr addr;
+	struct kcpx_ip local;
 	uint32_t len;
 	uint8_t *buf;
-	int to_family;
-	uint8_t to[16];
 };
 
 struct kcpx_dgram;
@@ -49,11 +48,6 @@ struct kcpx_dgram_ops {
 	void (*close)(struct kcpx_dgram *d);
 	/* May be NULL. Handle what made d->cfd readable. */
 	void (*ctl)(struct kcpx_dgram *d);
-	/* May be NULL. The endpoint found pkt (as recv returned it) authentic: the backend may
-	 * learn from its addresses (AF_XDP: which local address to answer the peer from).
-	 * Nothing a backend learns may come from a datagram not passed here: a forged one
-	 * from a spoofed source must not change where a real peer's answers go. */
-	void (*authentic)(struct kcpx_dgram *d, const struct kcpx_pkt *pkt);
 };
 
 struct kcpx_dgram {

@@ -6,6 +6,7 @@
  */
 #include "io/udp.h"
 #include "io/addr.h"
+#include "io/pktinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +21,12 @@
 struct udp_dgram {
 	struct kcpx_dgram d;
 	bool connected;
+	/* bound to any address: each datagram says which of ours it came to, and answers
+	 * leave from the one the tunnel names (kcpx_pkt.local) */
+	bool pktinfo;
 	struct mmsghdr msgs[64];
 	struct iovec iov[64];
+	union kcpx_pktinfo_buf ctl[64];
 };
 
 #define UDP_BATCH 64
@@ -41,6 +46,10 @@ static int udp_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 		u->msgs[i].msg_hdr.msg_iovlen = 1;
 		u->msgs[i].msg_hdr.msg_name = &pkts[i].addr.ss;
 		u->msgs[i].msg_hdr.msg_namelen = sizeof(pkts[i].addr.ss);
+		if (u->pktinfo) {
+			u->msgs[i].msg_hdr.msg_control = u->ctl[i].buf;
+			u->msgs[i].msg_hdr.msg_controllen = sizeof(u->ctl[i].buf);
+		}
 	}
 	got = recvmmsg(d->fd, u->msgs, n, MSG_DONTWAIT, NULL);
 	if (got < 0)
@@ -48,6 +57,10 @@ static int udp_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 	for (int i = 0; i < got; i++) {
 		pkts[i].len = u->msgs[i].msg_len;
 		pkts[i].addr.len = u->msgs[i].msg_hdr.msg_namelen;
+		if (u->pktinfo)
+			kcpx_pktinfo_read(&u->msgs[i].msg_hdr, &pkts[i].local);
+		else
+			pkts[i].local.family = 0;
 		/* A datagram larger than our buffer is truncated: mark it so it is dropped. */
 		if (u->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1;
@@ -75,11 +88,26 @@ static int udp_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 				u->msgs[i].msg_hdr.msg_name = (void *)&p->addr.ss;
 				u->msgs[i].msg_hdr.msg_namelen = p->addr.len;
 			}
+			if (u->pktinfo)
+				kcpx_pktinfo_set(&u->msgs[i].msg_hdr, &u->ctl[i], &p->addr,
+						 &p->local);
 		}
 		r = sendmmsg(d->fd, u->msgs, m, MSG_DONTWAIT);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
+			if ((errno == EINVAL || errno == EADDRNOTAVAIL) &&
+			    u->msgs[0].msg_hdr.msg_control) {
+				/* the address it names is not ours any more: from the route's
+				 * source then, as without pktinfo */
+				u->msgs[0].msg_hdr.msg_control = NULL;
+				u->msgs[0].msg_hdr.msg_controllen = 0;
+				if (sendmsg(d->fd, &u->msgs[0].msg_hdr, MSG_DONTWAIT) < 0 &&
+				    (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
+					return sent;
+				sent++;
+				continue;
+			}
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
 				return sent;
 			/* ECONNREFUSED (an ICMP from a peer not yet up) and the like: the
@@ -174,6 +202,13 @@ static void bind_hint(int fd, int family, unsigned hint)
 	}
 }
 
+static bool udp_bound_any(const struct kcpx_addr *a)
+{
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_addr.s_addr == htonl(INADDR_ANY);
+	return a->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr);
+}
+
 int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 {
 	int family = cfg->bind ? cfg->bind->sa.sa_family : cfg->peer->sa.sa_family;
@@ -228,6 +263,10 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 	}
 	u->d.local.len = sizeof(u->d.local.ss);
 	getsockname(fd, &u->d.local.sa, &u->d.local.len);
+	/* a server bound to any address answers each client from the address it wrote to
+	 * (its connected socket drops anything else) */
+	if (cfg->bind && !cfg->peer && udp_bound_any(&u->d.local))
+		u->pktinfo = !kcpx_pktinfo_enable(fd, family);
 	u->d.ops = &udp_ops;
 	u->d.fd = fd;
 	u->d.short_empty = true;

@@ -59,6 +59,7 @@
 #include "io/clock.h"
 #include "io/log.h"
 #include "io/nicrss.h"
+#include "io/pktinfo.h"
 
 #define XSK_FRAME	      2048u
 #define XSK_DEFAULT_FRAMES    2048u
@@ -91,27 +92,17 @@ struct xsk_q {
 	uint64_t rx_packets, tx_packets; /* this queue's share of the core's counters */
 };
 
-#define NH_PORTS 8 /* learnt answer addresses per peer IP, one per peer port */
-
-/* What we know about sending to one peer address. */
+/* What we know about sending to one peer address. The local address to answer it from is
+ * not kept here: each datagram carries it (kcpx_pkt.local, chosen per session by the
+ * endpoint), so a datagram that proves nothing cannot move another's answers. */
 struct nexthop {
 	bool used;
 	bool usable; /* routed out of our interface and the next hop's MAC known */
 	bool have_src;
-	bool have_hint; /* hint: where the last datagram from a port not learnt went */
-	bool nudge;	/* the kernel's entry is stale: send one through the kernel */
+	bool nudge; /* the kernel's entry is stale: send one through the kernel */
 	int family;
 	uint8_t addr[16];
-	uint8_t src[16]; /* the route's source */
-	uint8_t hint[16];
-	/* Where each peer port's authentic datagrams went (clients behind one NAT address
-	 * may write to different addresses of ours); the oldest is replaced when full. */
-	struct {
-		bool used;
-		uint16_t port_be;
-		uint8_t src[16];
-	} learnt[NH_PORTS];
-	unsigned learnt_next;
+	uint8_t src[16]; /* the route's source: for datagrams that name none */
 	uint8_t mac[ETH_ALEN];
 	uint32_t checked_ms;
 	uint32_t used_ms;
@@ -209,8 +200,7 @@ struct xsk_port {
 	uint8_t *qbuf;
 	uint32_t qlen[PORT_QUEUE];
 	struct kcpx_addr qaddr[PORT_QUEUE];
-	uint8_t qto[PORT_QUEUE][16]; /* the local address each was sent to */
-	uint8_t qto_family[PORT_QUEUE];
+	struct kcpx_ip qto[PORT_QUEUE]; /* the local address each was sent to */
 	unsigned qhead, qcount;
 };
 
@@ -352,7 +342,7 @@ static void nexthop_resolve(struct kcpx_xsk *x, struct nexthop *nh, uint32_t now
 	x->st.neigh_lookups++;
 	if (nl_route(x, nh->family, nh->addr, &r) < 0 || r.oif != x->ifindex)
 		goto miss; /* no route, or out of another interface: the kernel sends it */
-	/* the route's source, for peers that showed nothing better (learnt, hint) */
+	/* the route's source, for datagrams that do not say which of ours to send from */
 	if (r.have_src) {
 		memcpy(nh->src, r.src, alen);
 		nh->have_src = true;
@@ -452,6 +442,13 @@ static void rx_refill(struct xsk_q *q)
 	xsk_ring_prod__submit(&q->fill, n);
 }
 
+/* The local address a frame was sent to. */
+static void view_local(const struct kcpx_frame_view *v, struct kcpx_ip *l)
+{
+	l->family = v->family;
+	memcpy(l->a, v->dst, v->family == AF_INET ? 4 : 16);
+}
+
 /* The peer's address as port p's socket family would report it. */
 static void view_addr(const struct xsk_port *p, const struct kcpx_frame_view *v,
 		      struct kcpx_addr *a)
@@ -508,8 +505,7 @@ static void port_push(struct kcpx_xsk *c, struct xsk_port *p, const struct kcpx_
 
 	p->qlen[slot] = v->len;
 	view_addr(p, v, &p->qaddr[slot]);
-	memcpy(p->qto[slot], v->dst, v->family == AF_INET ? 4 : 16);
-	p->qto_family[slot] = (uint8_t)v->family;
+	view_local(v, &p->qto[slot]);
 	c->st.rx_handed++;
 	if (!p->evfd_set) {
 		eventfd_write(p->evfd, 1);
@@ -527,67 +523,10 @@ static int port_pop(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 		p->qhead = (p->qhead + 1) % PORT_QUEUE;
 		pkts[got].len = p->qlen[slot];
 		pkts[got].addr = p->qaddr[slot];
-		pkts[got].to_family = p->qto_family[slot];
-		memcpy(pkts[got].to, p->qto[slot], 16);
+		pkts[got].local = p->qto[slot];
 		memcpy(pkts[got].buf, p->qbuf + (size_t)slot * KCPX_PKT_MAX, p->qlen[slot]);
 	}
 	return got;
-}
-
-/* The learnt answer address of peer port port_be of nh's IP: its index, or -1. */
-static int learnt_find(const struct nexthop *nh, uint16_t port_be)
-{
-	for (int i = 0; i < NH_PORTS; i++)
-		if (nh->learnt[i].used && nh->learnt[i].port_be == port_be)
-			return i;
-	return -1;
-}
-
-/*
- * A peer port we have no authentic datagram from yet (its handshake opener, say) is
- * answered from the address its IP last wrote to, or its connected socket drops the
- * answer. That is only a hint: a forged datagram can set it for ports that have not
- * proven themselves, never move the answers of one that has (learnt, below).
- */
-static void hint_src(struct kcpx_xsk *c, const struct xsk_port *p, const struct kcpx_frame_view *v)
-{
-	struct nexthop *nh;
-
-	if (!p->bound_any)
-		return;
-	nh = nexthop_find(c, v->family, v->src, true, kcpx_clock_ms());
-	if (learnt_find(nh, v->sport_be) >= 0)
-		return;
-	memcpy(nh->hint, v->dst, v->family == AF_INET ? 4 : 16);
-	nh->have_hint = true;
-}
-
-/*
- * The tunnel found pkt authentic: answer its peer (IP and port) from the address it wrote
- * to. Learnt here only, never on receipt, so that a datagram from a spoofed source to
- * another of our addresses cannot move a real client's answers to an address it does not
- * expect (its connected socket would drop them); per port, so that clients behind one
- * NAT address that write to different addresses of ours are each answered right.
- */
-static void xsk_authentic(struct kcpx_dgram *d, const struct kcpx_pkt *pkt)
-{
-	struct xsk_port *p = (struct xsk_port *)d;
-	struct nexthop *nh;
-	uint8_t src[16];
-	uint16_t port_be;
-	int family = addr_raw(&pkt->addr, src, &port_be), i;
-	size_t alen = family == AF_INET ? 4 : 16;
-
-	if (!p->bound_any || family < 0 || family != pkt->to_family)
-		return;
-	nh = nexthop_find(p->c, family, src, true, kcpx_clock_ms());
-	i = learnt_find(nh, port_be);
-	if (i < 0) {
-		i = (int)(nh->learnt_next++ % NH_PORTS);
-		nh->learnt[i].used = true;
-		nh->learnt[i].port_be = port_be;
-	}
-	memcpy(nh->learnt[i].src, pkt->to, alen);
 }
 
 /*
@@ -682,7 +621,6 @@ static void xsk_inbox_take(struct kcpx_xsk *c)
 		else if ((dst = port_slot(c, p))) {
 			memcpy(dst, in->buf, in->len);
 			__atomic_store_n(&c->handed_in, c->handed_in + 1, __ATOMIC_RELAXED);
-			hint_src(c, p, &v);
 			port_push(c, p, &v);
 		}
 		free(in);
@@ -731,15 +669,13 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 		c->st.rx_packets++;
 		__atomic_store_n(&q->rx_packets, q->rx_packets + 1, __ATOMIC_RELAXED);
 		c->st.rx_bytes += v.len;
-		hint_src(c, p, &v);
 		if (p != me) {
 			port_push(c, p, &v);
 			continue;
 		}
 		pkts[got].len = v.len;
 		view_addr(me, &v, &pkts[got].addr);
-		pkts[got].to_family = v.family;
-		memcpy(pkts[got].to, v.dst, v.family == AF_INET ? 4 : 16);
+		view_local(&v, &pkts[got].local);
 		got++;
 	}
 	if (m)
@@ -755,6 +691,7 @@ static int rx_queue(struct kcpx_xsk *c, struct xsk_q *q, struct xsk_port *me, st
 /* Datagrams the XDP program left to the kernel. */
 static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 {
+	union kcpx_pktinfo_buf ctl[KERNEL_BATCH];
 	struct mmsghdr msgs[KERNEL_BATCH];
 	struct iovec iov[KERNEL_BATCH];
 	int got;
@@ -769,6 +706,10 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 		msgs[i].msg_hdr.msg_iovlen = 1;
 		msgs[i].msg_hdr.msg_name = &pkts[i].addr.ss;
 		msgs[i].msg_hdr.msg_namelen = sizeof(pkts[i].addr.ss);
+		if (p->bound_any) {
+			msgs[i].msg_hdr.msg_control = ctl[i].buf;
+			msgs[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
+		}
 	}
 	got = recvmmsg(p->udp_fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
 	if (got < 0)
@@ -776,7 +717,7 @@ static int rx_kernel(struct xsk_port *p, struct kcpx_pkt *pkts, int n)
 	for (int i = 0; i < got; i++) {
 		pkts[i].len = msgs[i].msg_len;
 		pkts[i].addr.len = msgs[i].msg_hdr.msg_namelen;
-		pkts[i].to_family = 0;
+		kcpx_pktinfo_read(&msgs[i].msg_hdr, &pkts[i].local);
 		if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			pkts[i].len = KCPX_PKT_MAX + 1; /* too big: the caller drops it */
 	}
@@ -924,7 +865,27 @@ static void tx_kick(struct kcpx_xsk *c, struct xsk_q *q)
 
 static int tx_kernel(struct xsk_port *p, const struct kcpx_pkt *pkt)
 {
-	if (sendto(p->udp_fd, pkt->buf, pkt->len, MSG_DONTWAIT, &pkt->addr.sa, pkt->addr.len) < 0) {
+	union kcpx_pktinfo_buf ctl;
+	struct iovec iov = { .iov_base = pkt->buf, .iov_len = pkt->len };
+	struct msghdr mh = {
+		.msg_name = (void *)&pkt->addr.sa,
+		.msg_namelen = pkt->addr.len,
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+	};
+	ssize_t r;
+
+	/* from the address the endpoint chose, as what leaves by AF_XDP does */
+	if (p->bound_any)
+		kcpx_pktinfo_set(&mh, &ctl, &pkt->addr, &pkt->local);
+	r = sendmsg(p->udp_fd, &mh, MSG_DONTWAIT);
+	if (r < 0 && mh.msg_control && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
+		/* that address is not ours any more: the route's source, as before */
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		r = sendmsg(p->udp_fd, &mh, MSG_DONTWAIT);
+	}
+	if (r < 0) {
 		if (errno == EAGAIN || errno == ENOBUFS)
 			return -EAGAIN;
 		return -errno; /* unreachable and the like: lost, as over a UDP socket */
@@ -968,7 +929,7 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		struct xsk_q *q;
 		uint32_t idx;
 		uint64_t addr;
-		int family, k;
+		int family;
 
 		if (pkt->len > KCPX_PKT_MAX)
 			continue; /* never sent: kcptun peers would not accept it either */
@@ -983,10 +944,8 @@ static int xsk_send(struct kcpx_dgram *d, const struct kcpx_pkt *pkts, int n)
 		nh = nexthop_find(c, family, dst, true, now);
 		if (now - nh->checked_ms >= (nh->usable ? NH_REFRESH_MS : NH_RETRY_MS))
 			nexthop_resolve(c, nh, now);
-		if (p->bound_any && (k = learnt_find(nh, dport_be)) >= 0)
-			src = nh->learnt[k].src;
-		else if (p->bound_any && nh->have_hint)
-			src = nh->hint;
+		if (p->bound_any && pkt->local.family == family)
+			src = pkt->local.a; /* the endpoint's choice: see kcpx_ep_input_at */
 		else if (p->bound_any)
 			src = nh->have_src ? nh->src : NULL;
 		else
@@ -1148,7 +1107,6 @@ static const struct kcpx_dgram_ops xsk_ops = {
 	.send = xsk_send,
 	.flush = xsk_flush,
 	.close = xsk_close,
-	.authentic = xsk_authentic,
 };
 
 static int q_open(struct kcpx_xsk *c, struct xsk_q *q, unsigned queue, unsigned frames, bool copy)
@@ -1492,6 +1450,10 @@ static int udp_open(struct xsk_port *p, const struct kcpx_addr *local, const str
 		else
 			memcpy(p->bound_addr, &p->d.local.in6.sin6_addr, 16);
 	}
+	/* bound to any: what XDP leaves to this socket says which of our addresses it was
+	 * sent to, so that it is answered from there (rx_kernel_local) */
+	if (p->bound_any)
+		kcpx_pktinfo_enable(p->udp_fd, p->family);
 	/* a client's port talks to its server only: what XDP passes from anyone else
 	 * (it steers only the server's packets) stops here, in the kernel */
 	if (peer && connect(p->udp_fd, &peer->sa, peer->len) < 0)
