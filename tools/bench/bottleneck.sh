@@ -15,6 +15,7 @@
 #   BN_LINKS="R:D:L ..."             other cells (rate in Mbit/s, one-way ms, loss %)
 #   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (8)
 #   BN_RUNS=N                        runs per cell (1); the table shows the median
+#   BN_TRACE=DIR                     kcpx cells: status of both ends every second (below)
 #   BN_GRID="R:D:L ..."              more cells, for tcp-cubic tcp-bbr kcptun kcpx only
 #                                    ("" for none; by default 4 corners of the issue's grid)
 #   BN_FAIR="R:D:L:X+Y ..."          fairness runs: candidates X and Y, two bulks at once
@@ -163,12 +164,36 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 			for p in "${PIDS[@]}"; do "$KCPX" status "$p" 2>/dev/null; done | grep -A1 " up " >&2
 		) &
 	fi
+	# BN_TRACE=DIR: every second, both ends' `kcpx status --json`, linkem's counters and the
+	# namespaces' UDP counters, into DIR/trace-CAND-LOSS-RUN.txt (with the tunnels' logs)
+	local trp=
+	if [ -n "${BN_TRACE:-}" ] && [ "${cand#kcpx}" != "$cand" ]; then
+		mkdir -p "$BN_TRACE"
+		(
+			for ((k = 0; k <= BN_T + 1; k++)); do
+				echo "t=$k"
+				for p in "${PIDS[@]}"; do
+					"$KCPX" status --json "$p" 2>/dev/null
+					kill -USR1 "$p" 2>/dev/null # SNMP counters into its log
+				done
+				wan_stats $L
+				for n in "$NA" "$NB"; do echo "$n $(in_ns "$n" grep '^Udp:' /proc/net/snmp | tail -n1)"; done
+				sleep 1
+			done
+		) >"$BN_TRACE/trace-$cand-$ls-$run.txt" 2>&1 &
+		trp=$!
+	fi
 	in_ns "$NA" timeout --kill-after=2 $((BN_T + 20)) iperf3 -c "$host" -p "$port" \
 		-t "$BN_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$WORK/iperf.json" 2>&1
 	wait $rrp
 	for p in "${PIDS[@]}"; do ticks1=$((ticks1 + $(cpu_ticks "$p"))); done
 	read -r r1 q1 <<<"$(link_sum)"
+	if [ -n "$trp" ]; then
+		kill "$trp" 2>/dev/null
+		wait "$trp" 2>/dev/null
+	fi
 	tun_stop_all
+	[ -n "$trp" ] && for f in s0 c0; do cp "$WORK/$f.log" "$BN_TRACE/$f-$cand-$ls-$run.log"; done
 	kill $srv 2>/dev/null
 	wait $srv 2>/dev/null
 	out=$(iperf_rate "$WORK/iperf.json")

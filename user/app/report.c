@@ -262,10 +262,13 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 {
 	const struct kcpx_kcp *kcp = kcpx_session_kcp(ks);
 	struct kcpx_kcp_cc_info ci;
+	uint64_t sent, lost;
+	uint32_t fec_loss;
 	int parity, ps;
 
 	kcpx_kcp_cc_info(kcp, &ci);
-	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
+	kcpx_session_fec_parity(ks, &parity, &ps, &fec_loss);
+	kcpx_kcp_loss_counts(kcp, &sent, &lost);
 	fprintf(fp, "\"cc\":{\"algo\":");
 	json_str(fp, kcpx_cc_algo_name(ci.algo));
 	fprintf(fp, ",\"inflight_bytes\":%llu", (unsigned long long)ci.inflight);
@@ -279,6 +282,9 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 			ci.min_rtt, (unsigned long long)ci.inflight_cap, (unsigned)ci.loss_ppm);
 		fprintf(fp, ",\"fec_parity\":%d,\"fec_parity_max\":%d,\"local_drops\":%llu", parity,
 			ps, (unsigned long long)ci.local_drops);
+		/* what adaptive FEC decides on: transmissions, copies lost, its raw-loss guess */
+		fprintf(fp, ",\"sent_segs\":%llu,\"lost_segs\":%llu,\"fec_loss_ppm\":%u",
+			(unsigned long long)sent, (unsigned long long)lost, (unsigned)fec_loss);
 	}
 	fputc('}', fp);
 }

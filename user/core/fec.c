@@ -608,11 +608,42 @@ static bool fec_retune_budget(uint32_t now)
 }
 
 /* Set ds/ps and everything sized by them; the queue and its entries are kept. */
+/*
+ * The entry pool grows on demand, doubling up to rxlimit + 1 entries (kcp-go's 3 * n
+ * shards in flight, about 1.1 MB at 128+128): a session whose FEC traffic never fills
+ * the queue, or a forged datagram announcing a wide ratio, does not pay for all of it.
+ */
+#define FEC_DEC_CAP0 16
+
+static int fec_dec_grow(struct kcpx_fec_dec *d, size_t cap)
+{
+	struct fec_entry *ent;
+	uint32_t *fr, *rx;
+
+	if (cap <= d->cap)
+		return 0;
+	ent = realloc(d->ent, cap * sizeof(*ent));
+	if (!ent)
+		return -ENOMEM;
+	d->ent = ent;
+	fr = realloc(d->free_idx, cap * sizeof(*fr));
+	if (!fr)
+		return -ENOMEM;
+	d->free_idx = fr;
+	rx = realloc(d->rx, cap * sizeof(*rx));
+	if (!rx)
+		return -ENOMEM;
+	d->rx = rx;
+	for (size_t i = cap; i > d->cap; i--)
+		d->free_idx[d->nfree++] = (uint32_t)(i - 1);
+	d->cap = cap;
+	return 0;
+}
+
 static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 {
 	int n = ds + ps;
 	size_t rxlimit = 3 * (size_t)n; /* kcp-go rxFECMulti */
-	size_t cap = KCPX_MAX(d->cap, rxlimit + 1);
 	struct kcpx_rs *rs;
 	uint8_t **shards;
 	size_t *slen;
@@ -630,25 +661,8 @@ static int fec_dec_config(struct kcpx_fec_dec *d, int ds, int ps)
 	enc = calloc((size_t)n, sizeof(*enc));
 	if (!rs || !shards || !slen || !present || !scratch || !recovered || !pcheck || !enc)
 		goto nomem;
-	if (cap > d->cap) {
-		struct fec_entry *ent = realloc(d->ent, cap * sizeof(*ent));
-		uint32_t *fr, *rx;
-
-		if (!ent)
-			goto nomem;
-		d->ent = ent;
-		fr = realloc(d->free_idx, cap * sizeof(*fr));
-		if (!fr)
-			goto nomem;
-		d->free_idx = fr;
-		rx = realloc(d->rx, cap * sizeof(*rx));
-		if (!rx)
-			goto nomem;
-		d->rx = rx;
-		for (size_t i = cap; i > d->cap; i--)
-			d->free_idx[d->nfree++] = (uint32_t)(i - 1);
-		d->cap = cap;
-	}
+	if (fec_dec_grow(d, KCPX_MIN((size_t)FEC_DEC_CAP0, rxlimit + 1)))
+		goto nomem;
 	kcpx_rs_free(d->rs);
 	free(d->shards);
 	free(d->slen);
@@ -998,7 +1012,9 @@ static int fec_dec_insert(struct kcpx_fec_dec *d, const uint8_t *body, size_t le
 			break;
 		}
 	}
-	if (d->nfree == 0) { /* cannot happen (cap > rxlimit); never index past the pool */
+	if (d->nfree == 0 && d->cap <= d->rxlimit)
+		(void)fec_dec_grow(d, KCPX_MIN(2 * d->cap, d->rxlimit + 1));
+	if (d->nfree == 0) { /* only when growing failed; never index past the pool */
 		fec_free_range(d, 0, 1);
 		ins = ins ? ins - 1 : 0;
 	}

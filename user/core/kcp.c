@@ -91,6 +91,8 @@ struct kseg {
 	bool cc_last;	       /* cc bbr: an ACK echoed the last transmission */
 	bool cc_gone;	       /* cc bbr: deemed lost, its cost is out of cc_inflight */
 	bool rto_sent;	       /* cc bbr: its last copy went out because its RTO was due */
+	uint8_t par_last;      /* FEC parity per group when its last copy went out ... */
+	uint8_t par_prev;      /* ... and when the copy before it did (kcp->fa_sent) */
 	uint8_t data[];
 };
 
@@ -169,7 +171,10 @@ struct kcpx_kcp {
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
 	uint64_t tot_lostseg; /* cc bbr: copies lost, counted when their segment is acked */
-	uint32_t ld_credit;   /* local drops not yet matched with the losses they cause */
+	/* cc bbr, adaptive FEC's counts: copies sent and lost, counted when their segment is
+	 * acked and only if the copy went out at the parity in force then (snd_release) */
+	uint64_t fa_sent, fa_lost;
+	uint32_t ld_credit; /* local drops not yet matched with the losses they cause */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -271,6 +276,7 @@ static struct kseg *seg_get(struct kcpx_kcp *kcp, uint32_t need)
 	s->probed = false;
 	s->cc_spur = s->cc_last = s->cc_gone = s->rto_sent = false;
 	s->xmit = s->fastack = 0;
+	s->par_last = s->par_prev = 0;
 	return s;
 }
 
@@ -459,6 +465,30 @@ static void rto_adapt(struct kcpx_kcp *kcp, const struct kseg *s)
 		kcp->rto_pad -= (kcp->rto_pad + 3) / 4;
 }
 
+/*
+ * cc bbr: adaptive FEC's counts for an acknowledged segment that lost `lost` copies. The
+ * loss of a copy is known a round trip or more after it went out, often two (its resend
+ * must be acknowledged), so counts taken when copies are sent and when losses are known
+ * mix parities whenever the parity moves: losses from a stretch at no parity, read
+ * through the model of the one parity shard that followed, looked like 2-4 % raw loss on
+ * a 1 % path, which chose two shards, whose window then read the same lag through the
+ * two-shard model as more again (test_fecadapt's test_parity_lag). So a copy counts only
+ * if it went out at the parity in force now, sent and lost alike, both when its segment
+ * is acknowledged: the model then sees one parity's residual loss. A segment's copies
+ * before the last are taken to share the parity of the one before the last.
+ */
+static void fa_count(struct kcpx_kcp *kcp, const struct kseg *s, uint32_t lost)
+{
+	uint32_t par = KCPX_MIN(kcp->wire_num - kcp->wire_den, 255u);
+
+	if (s->par_last == par)
+		kcp->fa_sent++;
+	if (s->xmit > 1 && s->par_prev == par) {
+		kcp->fa_sent += s->xmit - 1;
+		kcp->fa_lost += lost;
+	}
+}
+
 /* Drop an acknowledged segment from the ring and the unacked list. */
 static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 {
@@ -485,6 +515,7 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		local = KCPX_MIN(lost, kcp->ld_credit);
 		kcp->ld_credit -= local;
 		kcp->tot_lostseg += lost - local;
+		fa_count(kcp, s, lost - local);
 		/* resent and no ACK said an earlier copy arrived: each copy but the last was
 		 * a transmission that delivered nothing (lost, or its ACK was and the resend
 		 * was spurious: to the pace both are the same waste) */
@@ -675,8 +706,8 @@ enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp)
 
 void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost)
 {
-	*sent = kcp->cc.tot_sent;
-	*lost = kcp->tot_lostseg;
+	*sent = kcp->fa_sent;
+	*lost = kcp->fa_lost;
 }
 
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
@@ -1317,6 +1348,8 @@ static void send_seg(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint16_
 	}
 	s->xmit++;
 	s->ts = now;
+	s->par_prev = s->par_last;
+	s->par_last = (uint8_t)KCPX_MIN(kcp->wire_num - kcp->wire_den, 255u);
 	put_hdr(p, kcp->conv, KCPX_KCP_CMD_PUSH, s->frg, wnd, now, s->sn, kcp->rcv_nxt, s->len);
 	memcpy(p + KCPX_KCP_OVERHEAD, s->data, s->len);
 	kcp->olen += KCPX_KCP_OVERHEAD + s->len;

@@ -141,15 +141,16 @@ struct kcpx_kcp_cc_info {
 	uint64_t local_drops;		 /* datagrams the host failed to send */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
-/* cc bbr: PUSH transmissions since the controller started, and copies lost (the loss FEC
- * left): counted when a resent segment is acknowledged and neither an ACK echoing an
- * earlier copy nor an una sooner than a round trip after the last one showed that an
- * earlier copy arrived. 0, 0 under another algorithm. */
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
  * full): fed to the controller as congestion (kcpx_cc_on_local_drop), and the losses they
  * cause are kept out of the loss counts (cc bbr; no-op otherwise). */
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
+/* cc bbr, what adaptive FEC decides on: PUSH copies sent and copies lost (the loss FEC
+ * left), both counted when their segment is acknowledged and only for copies that went out
+ * at the FEC parity in force at that moment (set_wire_cost's num - den). A copy is lost
+ * when neither an ACK echoing an earlier copy nor an una sooner than a round trip after
+ * the last one showed that it arrived. 0, 0 under another algorithm. */
 void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost);
 
 /*
