@@ -623,6 +623,54 @@ static void test_first_flight(void)
 	}
 }
 
+/*
+ * What a retransmission costs to find (CPU per GB on lossy lanes): a flush may look only
+ * at the fast-retransmit candidates and at the segments whose RTO is due, not walk the
+ * whole send buffer (up to 2048 segments here) each time an RTO comes due, which the
+ * pacer's frequent flushes made about 30 looks per segment sent. 9 s of the tuned 75 ms /
+ * 20 % lane without a bottleneck, of a 20 Mbit/s bottleneck at 1 % loss and of a clean
+ * 1 Gbit/s path: segments looked at per PUSH transmission, under bbr and off. Goodput alongside, as a check that
+ * the walk still finds what is due.
+ */
+static void walk_run(enum kcpx_cc_algo algo, uint32_t rate, uint32_t qms, uint32_t delay,
+		     double loss, const char *what)
+{
+	struct net n;
+	uint64_t sent, lost, steps;
+	double mbit;
+
+	net_init(&n, 3, algo, 1);
+	n.fwd.rate = rate;
+	n.fwd.qlimit = rate * qms;
+	n.fwd.delay = n.rev.delay = delay;
+	n.fwd.loss = n.rev.loss = loss;
+	n.wnd = 2048;
+	flow_start(&n, 0);
+	net_run(&n, n.now + 9000, false);
+	steps = kcpx_kcp_test_walk_steps(n.f[0].snd.kcp);
+	kcpx_kcp_loss_counts(n.f[0].snd.kcp, &sent, &lost);
+	if (algo != KCPX_CC_BBR) /* counted only under bbr: the wire carried about as many */
+		sent = (uint64_t)(n.fwd.sent);
+	mbit = (double)n.f[0].rx * 8 / 9000 / 1000;
+	printf("     %-28s %s: %6.1f Mbit/s, %8llu segments looked at, %6llu sent (%.2f "
+	       "each)\n",
+	       what, kcpx_cc_algo_name(algo), mbit, (unsigned long long)steps,
+	       (unsigned long long)sent, (double)steps / (double)sent);
+	CHECK(sent > 0);
+	CHECK(steps <= 2 * sent);
+	net_free(&n);
+}
+
+static void test_walk_cost(void)
+{
+	walk_run(KCPX_CC_BBR, 125000, 0, 75, 0.20, "75 ms, 20 % loss");
+	walk_run(KCPX_CC_OFF, 125000, 0, 75, 0.20, "75 ms, 20 % loss");
+	walk_run(KCPX_CC_BBR, 2500, 50, 25, 0.01, "20 Mbit/s, 25 ms, 1 % loss");
+	walk_run(KCPX_CC_OFF, 2500, 50, 25, 0.01, "20 Mbit/s, 25 ms, 1 % loss");
+	walk_run(KCPX_CC_BBR, 125000, 0, 1, 0, "1 Gbit/s, 1 ms, no loss");
+	walk_run(KCPX_CC_OFF, 125000, 0, 1, 0, "1 Gbit/s, 1 ms, no loss");
+}
+
 int main(void)
 {
 	RUN(test_names);
@@ -637,5 +685,6 @@ int main(void)
 	RUN(test_two_flows);
 	RUN(test_reconverge);
 	RUN(test_ratelimit);
+	RUN(test_walk_cost);
 	UNIT_MAIN_END();
 }

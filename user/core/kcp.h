@@ -204,6 +204,9 @@ bool kcpx_kcp_is_dead(const struct kcpx_kcp *kcp);
 int kcpx_kcp_test_set_sn(struct kcpx_kcp *kcp, uint32_t snd_nxt, uint32_t rcv_nxt);
 /* Tests only: how many segments were malloc'ed rather than taken from the pool. */
 uint64_t kcpx_kcp_test_seg_allocs(const struct kcpx_kcp *kcp);
+/* Tests only: segments looked at for a retransmission (fast, early, RTO) so far; the
+ * RTO queue's own upkeep is not counted. */
+uint64_t kcpx_kcp_test_walk_steps(const struct kcpx_kcp *kcp);
 /* Tests only: entries in the receive ring (grown on demand). */
 unsigned kcpx_kcp_test_rring_size(const struct kcpx_kcp *kcp);
 
