@@ -1366,6 +1366,19 @@ static bool capture_drop_first(void *ctx, uint64_t idx, const uint8_t *buf, size
 	return idx == 0;
 }
 
+/* The client starts a 30,000-byte upload; its first datagram (the INIT) is captured into
+ * cap_buf and lost on the way, as if a replay of it were to take its place. */
+static void capture_lost_init(struct world *w)
+{
+	cap_idx = 0;
+	cap_len = 0;
+	w->cs.drop_fn = capture_drop_first;
+	CHECK(client_send(w, 30000));
+	world_step(w);
+	w->cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+}
+
 /*
  * The INIT race: a copy of the client's INIT from a spoofed address reaches the server
  * before the real one (here the real first copy is lost and the replay takes its place).
@@ -1382,13 +1395,7 @@ static void test_init_race(void)
 	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
 	w.s.victim = 0x0a000009;
 	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
-	cap_idx = 0;
-	cap_len = 0;
-	w.cs.drop_fn = capture_drop_first;
-	CHECK(client_send(&w, 30000));
-	world_step(&w);
-	w.cs.drop_fn = NULL;
-	CHECK(cap_len > 0);
+	capture_lost_init(&w);
 	addr4(&spoof, w.s.victim, VICTIM_PORT0);
 	memcpy(buf, cap_buf, cap_len);
 	kcpx_ep_input(w.s.ep, NULL, &w.spath, &spoof, buf, cap_len, w.now);
@@ -1426,13 +1433,7 @@ static void test_answer_local_repeat_init(void)
 	CHECK_EQ(world_init(&w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO), 0);
 	ip4(&w.s_local, S_ONE);
 	ip4(&two, S_TWO);
-	cap_idx = 0;
-	cap_len = 0;
-	w.cs.drop_fn = capture_drop_first;
-	CHECK(client_send(&w, 30000));
-	world_step(&w);
-	w.cs.drop_fn = NULL;
-	CHECK(cap_len > 0);
+	capture_lost_init(&w);
 	memcpy(buf, cap_buf, cap_len);
 	CHECK(!kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &two, buf, cap_len, w.now));
 	CHECK_EQ(w.s.ns, 1);
@@ -1468,13 +1469,7 @@ static void test_answer_local_init_race(void)
 	 * AF_XDP backend kept before, would have moved the client's answers) */
 	spoof = w.cli_from;
 	spoof.in.sin_port = htons(kcpx_addr_port(&w.cli_from) + 100);
-	cap_idx = 0;
-	cap_len = 0;
-	w.cs.drop_fn = capture_drop_first;
-	CHECK(client_send(&w, 30000));
-	world_step(&w);
-	w.cs.drop_fn = NULL;
-	CHECK(cap_len > 0);
+	capture_lost_init(&w);
 	memcpy(buf, cap_buf, cap_len);
 	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &spoof, &two, buf, cap_len, w.now);
 	CHECK_EQ(w.s.ns, 1);
