@@ -123,8 +123,9 @@ static void write_cc(FILE *fp, struct kcpx_session *ks)
 	kcpx_kcp_cc_info(kcp, &ci);
 	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
 	if (ci.algo != KCPX_CC_BBR) {
-		fprintf(fp, "    cc %s, inflight %llu B\n", kcpx_cc_algo_name(ci.algo),
-			(unsigned long long)ci.inflight);
+		fprintf(fp, "    cc %s, inflight %llu B, rx drops %u, peer drops %llu\n",
+			kcpx_cc_algo_name(ci.algo), (unsigned long long)ci.inflight, ci.rx_drops,
+			(unsigned long long)ci.peer_drops);
 		return;
 	}
 	fprintf(fp,
@@ -285,12 +286,13 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 			ci.min_rtt, (unsigned long long)ci.inflight_cap, (unsigned)ci.loss_ppm);
 		fprintf(fp, ",\"fec_parity\":%d,\"fec_parity_max\":%d,\"local_drops\":%llu", parity,
 			ps, (unsigned long long)ci.local_drops);
-		fprintf(fp, ",\"rx_drops\":%u,\"peer_drops\":%llu", ci.rx_drops,
-			(unsigned long long)ci.peer_drops);
 		/* what adaptive FEC decides on: transmissions, copies lost, its raw-loss guess */
 		fprintf(fp, ",\"sent_segs\":%llu,\"lost_segs\":%llu,\"fec_loss_ppm\":%u",
 			(unsigned long long)sent, (unsigned long long)lost, (unsigned)fec_loss);
 	}
+	/* receive drops: ours for this session, and what the peer reported of ours */
+	fprintf(fp, ",\"rx_drops\":%u,\"peer_drops\":%llu", ci.rx_drops,
+		(unsigned long long)ci.peer_drops);
 	fputc('}', fp);
 }
 
