@@ -185,6 +185,13 @@ struct kcpx_kcp {
 	struct kcpx_cc cc;
 	uint64_t cc_inflight;
 	uint32_t wire_hdr, wire_num, wire_den;
+	/* the pacer's µs clock: the owner's (kcpx_kcp_set_clock_us), or `now` x 1000 until
+	 * it gives one; (uint32_t)(pace_us / 1000) is the ms `now` it belongs to */
+	uint64_t pace_us;
+	/* wire bytes of the new segments a flush took but has not sent yet (pace_empty) */
+	int64_t pace_owed;
+	bool pace_set;	/* pace_us holds a time (until then: `now` x 1000) */
+	bool pace_fine; /* the owner gives it (and wakes at µs deadlines) */
 
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
@@ -227,6 +234,53 @@ static inline void snmp_add(__u64 *ctr, uint64_t v)
 static inline bool paced(const struct kcpx_kcp *kcp)
 {
 	return kcp->cc_algo == KCPX_CC_BBR;
+}
+
+/* The pacer's time at ms `now`: the owner's µs clock while it is in that ms, the start of
+ * `now` once `now` moved past it, and never earlier than the clock was (a caller holding
+ * an older `now` than the last kcpx_kcp_set_clock_us) unless `now` jumped back by more
+ * than a second (a virtual clock restarted). */
+static uint64_t pace_now(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t ms = kcp->pace_us / 1000;
+	int32_t d = kcpx_diff32(now, (uint32_t)ms);
+
+	if (!kcp->pace_set)
+		return (uint64_t)now * 1000;
+	if (d == 0 || (d < 0 && d >= -1000))
+		return kcp->pace_us;
+	if (d < 0 && (uint64_t) - (int64_t)d > ms)
+		return 0;
+	return (uint64_t)((int64_t)ms + d) * 1000;
+}
+
+/*
+ * Paced and out of tokens for a retransmission. A flush takes its new segments first
+ * (kcp-go's order) but sends them last, so retransmissions see tokens the new segments
+ * will spend; they must not starve behind them, and each of them still goes into the
+ * bucket's debt, which the next refills pay off before new data goes. Driven on ms
+ * (a bucket of 2 ms or more) they may spend all of it again, as ever; driven on µs
+ * (a bucket of two quanta, refilled per quantum) at most one quantum beyond what the
+ * new segments left, so that a flush sends at most the bucket plus a quantum.
+ */
+static inline bool pace_empty(const struct kcpx_kcp *kcp)
+{
+	int64_t left = kcp->cc.tokens;
+
+	if (!paced(kcp))
+		return false;
+	if (kcp->pace_fine)
+		left -= kcp->pace_owed -
+			KCPX_MIN(kcp->pace_owed, (int64_t)kcpx_cc_quantum(&kcp->cc));
+	return left <= 0;
+}
+
+/* An ms deadline t on the pacer's timeline, seen from pacer time p. */
+static uint64_t ms_us(uint64_t p, uint32_t t)
+{
+	int64_t ms = (int64_t)(p / 1000) + kcpx_diff32(t, (uint32_t)(p / 1000));
+
+	return ms > 0 ? (uint64_t)ms * 1000 : 0;
 }
 
 /* Wire bytes a segment of len payload bytes costs: its KCP header, its datagram's
@@ -922,7 +976,29 @@ int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
 	kcp->cc_inflight = 0;
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), now);
 	kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
+	kcpx_cc_set_fine(&kcp->cc, kcp->pace_fine);
+	if (!kcp->pace_fine) {
+		kcp->pace_us = (uint64_t)now * 1000;
+		kcp->pace_set = true;
+	}
 	return 0;
+}
+
+void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us)
+{
+	if (!kcp->pace_fine || now_us > kcp->pace_us ||
+	    kcp->pace_us - now_us > 1000000) /* went back a second: restarted */
+		kcp->pace_us = now_us;
+	kcp->pace_set = true;
+	if (!kcp->pace_fine) {
+		kcp->pace_fine = true;
+		kcpx_cc_set_fine(&kcp->cc, true);
+	}
+}
+
+uint64_t kcpx_kcp_ms_us(const struct kcpx_kcp *kcp, uint32_t now, uint32_t t)
+{
+	return ms_us(pace_now(kcp, now), t);
 }
 
 void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den)
@@ -1686,7 +1762,9 @@ static bool timer_due(const struct kcpx_kcp *kcp, uint32_t now)
 {
 	uint32_t rto;
 
-	if (pace_waiting(kcp) && kcpx_diff32(now, kcpx_cc_next_send(&kcp->cc, now)) >= 0)
+	uint64_t p = pace_now(kcp, now);
+
+	if (pace_waiting(kcp) && p >= kcpx_cc_next_send(&kcp->cc, p))
 		return true;
 	if (rto_deadline(kcp, &rto) && kcpx_diff32(now, rto) >= 0)
 		return true;
@@ -1703,7 +1781,7 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 	if (rto_walk && kcpx_diff32(now, s->resendts) >= 0)
 		cc_gone(kcp, s);
 	/* paced: a retransmission waits for its turn like new data (it stays due) */
-	if (paced(kcp) && kcp->cc.tokens <= 0)
+	if (pace_empty(kcp))
 		return 0;
 	if (s->fastack != FASTACK_DONE && s->fastack >= resent) {
 		kcp->c_fast++;
@@ -1760,7 +1838,7 @@ static void silent_probe(struct kcpx_kcp *kcp, uint32_t now, uint16_t wnd)
 {
 	struct kseg *s = kcp->ua_head;
 
-	if (kcpx_diff32(now, s->resendts) >= 0 && !(paced(kcp) && kcp->cc.tokens <= 0)) {
+	if (kcpx_diff32(now, s->resendts) >= 0 && !pace_empty(kcp)) {
 		set_fastack(kcp, s, 0);
 		s->cc_lost_ts = s->ts;
 		set_resend(kcp, s, now + s->rto);
@@ -1791,6 +1869,8 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	int64_t tokens = 0;
 	bool cc_limited = false;
 
+	kcp->pace_us = pace_now(kcp, now);
+	kcp->pace_set = true;
 	if (wnd == 0)
 		kcp->told_zero = true; /* whatever this flush sends says so */
 	/* the last flush's ACKs of segments still held beyond rcv_nxt, once more: una does
@@ -1874,7 +1954,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
-		tokens = kcpx_cc_tokens(&kcp->cc, now);
+		tokens = kcpx_cc_tokens(&kcp->cc, kcp->pace_us);
 	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
 		uint32_t c = 0;
 
@@ -1885,11 +1965,14 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 				break;
 			}
 			tokens -= c;
+			kcp->pace_owed += c;
 			kcp->cc_inflight += c;
 		}
 		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1)) {
-			if (paced(kcp))
+			if (paced(kcp)) {
 				kcp->cc_inflight -= c;
+				kcp->pace_owed -= c;
+			}
 			break;
 		}
 		s = kcp->sq_head;
@@ -1941,7 +2024,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		e = rh_top(kcp);
 		if (!e || kcpx_diff32(now, e->when) < 0)
 			break;
-		if (paced(kcp) && kcp->cc.tokens <= 0) {
+		if (pace_empty(kcp)) {
 			rh_gone_due(kcp, now);
 			break;
 		}
@@ -1956,6 +2039,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		}
 	}
 
+	kcp->pace_owed = 0;
 	for (s = first_new; s; s = s->unext) {
 		s->rto = kcp->rx_rto;
 		set_resend(kcp, s, now + s->rto);
@@ -2038,33 +2122,50 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
 	}
 }
 
-uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+uint64_t kcpx_kcp_check_us(const struct kcpx_kcp *kcp, uint32_t now)
 {
-	uint32_t t = kcp->ts_flush, timer = 0;
+	uint64_t p = pace_now(kcp, now), at, tu = 0;
+	uint32_t timer = 0;
 	bool armed = false;
 	int32_t d;
+
 	if (!kcp->updated)
-		return now;
-	d = kcpx_diff32(now, t);
+		return p;
+	d = kcpx_diff32(now, kcp->ts_flush);
 	if (d >= 10000 || d < -10000 || d >= 0)
-		return now;
+		return p;
+	at = ms_us(p, kcp->ts_flush);
 	armed = rto_deadline(kcp, &timer);
 	if (tlp_armed(kcp)) {
-		uint32_t p = kcp->ua_tail->ts + tlp_pto(kcp);
-		if (!armed || before(p, timer))
-			timer = p, armed = true;
+		uint32_t t = kcp->ua_tail->ts + tlp_pto(kcp);
+		if (!armed || before(t, timer))
+			timer = t, armed = true;
 	}
+	if (armed)
+		tu = ms_us(p, timer);
 	if (paced(kcp)) {
-		uint32_t ns = kcpx_cc_next_send(&kcp->cc, now);
+		uint64_t ns = kcpx_cc_next_send(&kcp->cc, p);
 		/* retransmissions wait for the pacer too; the interval flush (ACKs) does not */
-		if (armed && kcp->cc.tokens <= 0 && before(timer, ns))
-			timer = ns;
-		if (pace_waiting(kcp) && (!armed || before(ns, timer)))
-			timer = ns, armed = true;
+		if (armed && kcp->cc.tokens <= 0 && tu < ns)
+			tu = ns;
+		if (pace_waiting(kcp) && (!armed || ns < tu))
+			tu = ns, armed = true;
 	}
-	if (armed && before(timer, t))
-		t = timer;
-	return kcpx_diff32(now, t) >= 0 ? now : t;
+	if (armed && tu < at)
+		at = tu;
+	return at > p ? at : p;
+}
+
+uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t at = kcpx_kcp_check_us(kcp, now);
+	uint32_t ms;
+
+	if (at <= pace_now(kcp, now))
+		return now;
+	/* the first ms that reaches at */
+	ms = (uint32_t)((at + 999) / 1000);
+	return kcpx_diff32(ms, now) > 0 ? ms : now;
 }
 
 void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)
