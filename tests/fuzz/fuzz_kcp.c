@@ -16,11 +16,13 @@
  *          segments past the send window wait)
  *     3    clock: now += u8 * 3, update() if check() says so
  *     4    recv: u8 n, into n * 40 + 1 bytes
- *     5    flush()
+ *     5    flush(); with bit 3 of the op byte set, first turn the drop report on and
+ *          count (op byte >> 4) receive drops (kcpx_kcp_rx_dropped)
  *     6    echo: the engine's last output datagram fed back to it (conv matches)
  *     7    run timers for u8 * 10 ms of virtual time
  * Every call must keep the engine's own accounting consistent (checked below) and
- * never overrun: ASan/UBSan do the rest.
+ * never overrun: ASan/UBSan do the rest. Drop reports in the input (WINS with a
+ * payload, op 6 echoes the engine's own) may add at most 1024 peer drops each.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -52,6 +54,9 @@ static void fz_out(const uint8_t *buf, size_t len, void *user)
 	f->bytes_out += len;
 }
 
+/* what the input could have said: bytes given to input() and receive drops counted */
+static uint64_t in_bytes, rx_counted;
+
 static void check_state(struct kcpx_kcp *k, uint32_t now, uint32_t mtu, uint32_t rcv_max,
 			uint32_t snd_max)
 {
@@ -76,6 +81,10 @@ static void check_state(struct kcpx_kcp *k, uint32_t now, uint32_t mtu, uint32_t
 	     ci.inflight_cap > KCPX_CC_CAP_MAX || ci.btl_bw > KCPX_CC_RATE_MAX ||
 	     ci.inflight > (uint64_t)info.inflight * mtu || ci.loss_ppm > 1000000))
 		abort();
+	/* a drop report is a 32-byte segment worth at most 1024 drops; ours is our count */
+	if (ci.peer_drops > in_bytes / (KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN) * 1024 ||
+	    ci.rx_drops != (uint32_t)rx_counted)
+		abort();
 	/* a deadline is never in the past and never further than the 10 s slap */
 	if ((int32_t)(t - now) < 0 || (int32_t)(t - now) > 10000)
 		abort();
@@ -95,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 4)
 		return 0;
 	f.last_len = 0;
+	in_bytes = rx_counted = 0;
 	f.mtu = 25 + data[3] * 6u;
 	k = kcpx_kcp_new(0x01020304, fz_out, &f, &snmp);
 	if (!k)
@@ -140,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (n > size - i)
 				n = size - i;
 			kcpx_kcp_input(k, data + i, n, now, op ? !regular : regular);
+			in_bytes += n;
 			i += n;
 			break;
 		}
@@ -177,6 +188,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 5:
+			if (data[i - 1] & 8) {
+				kcpx_kcp_set_drop_report(k, true);
+				kcpx_kcp_rx_dropped(k, data[i - 1] >> 4);
+				rx_counted += data[i - 1] >> 4;
+			}
 			kcpx_kcp_flush(k, now);
 			break;
 		case 6:
@@ -184,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				memcpy(buf, f.last, KCPX_MIN(f.last_len, sizeof(buf)));
 				kcpx_kcp_input(k, buf, KCPX_MIN(f.last_len, sizeof(buf)), now,
 					       regular);
+				in_bytes += KCPX_MIN(f.last_len, sizeof(buf));
 			}
 			break;
 		case 7: {

@@ -764,6 +764,78 @@ static void test_malformed(void)
 	kcpx_kcp_free(k);
 }
 
+/*
+ * The drop report (kcp.h): its bytes on the wire; what a receiver takes from one (a
+ * running total: a repeat or an older total adds nothing, one report at most 1024); an
+ * engine with the report off (as every KCP before it) takes only window and una; other
+ * WINS payloads are skipped.
+ */
+static void test_drop_report(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *tx = kcpx_kcp_new(0xABCD, cap_out, &c, &snmp);
+	struct kcpx_kcp *rx = kcpx_kcp_new(0xABCD, cap_out, &c, &snmp);
+	struct kcpx_kcp_cc_info ci;
+	struct kcpx_kcp_info ki;
+	uint8_t pkt[256];
+	size_t n;
+
+	CHECK_EQ(kcpx_kcp_set_cc(tx, KCPX_CC_BBR, 0), 0);
+	/* off: counted, never sent */
+	kcpx_kcp_rx_dropped(rx, 5);
+	kcpx_kcp_flush(rx, 10);
+	CHECK_EQ(c.n, 0);
+	kcpx_kcp_set_drop_report(rx, true);
+	kcpx_kcp_flush(rx, 20);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.len[0], 32);
+	CHECK_EQ(c.buf[0][4], KCPX_KCP_CMD_WINS);
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 8), 0);  /* ts */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 12), 0); /* sn */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 20), 8);
+	CHECK_MEM(c.buf[0] + 24, "\x01\x00\x00\x00\x05\x00\x00\x00", 8);
+	/* two more copies, then silence until the total moves */
+	kcpx_kcp_flush(rx, 30);
+	kcpx_kcp_flush(rx, 40);
+	kcpx_kcp_flush(rx, 50);
+	CHECK_EQ(c.n, 3);
+	kcpx_kcp_rx_dropped(rx, 2);
+	kcpx_kcp_flush(rx, 60);
+	CHECK_EQ(c.n, 4);
+	CHECK_EQ(kcpx_get_le32(c.buf[3] + 28), 7);
+	kcpx_kcp_cc_info(rx, &ci);
+	CHECK_EQ(ci.rx_drops, 7);
+
+	/* the sender takes the running total once */
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[0], c.len[0], 70, true), 0);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[1], c.len[1], 70, true), 0);
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 5);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[3], c.len[3], 71, true), 0);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[0], c.len[0], 72, true), 0); /* older: nothing */
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 7);
+	/* a jump counts 1024 at most; other kinds and lengths are skipped */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0, "\x01\x00\x00\x00\x00\x00\x00\x40",
+		    8);
+	n += put_seg(pkt + n, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0,
+		     "\x02\x00\x00\x00\xff\xff\xff\x7f", 8);
+	n += put_seg(pkt + n, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0, "\x01\xff\xff\xff\x7f", 5);
+	CHECK_EQ(kcpx_kcp_input(tx, pkt, n, 73, true), 0);
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 7 + 1024);
+	kcpx_kcp_info(tx, &ki);
+	CHECK_EQ(ki.rmt_wnd, 77);
+	/* an engine under another controller (or a KCP that knows no report) takes only the
+	 * window and una: no error */
+	CHECK_EQ(snmp.KCPInErrors, 0);
+	CHECK_EQ(kcpx_kcp_input(rx, c.buf[3], c.len[3], 80, true), 0);
+	CHECK_EQ(snmp.KCPInErrors, 0);
+	kcpx_kcp_free(tx);
+	kcpx_kcp_free(rx);
+}
+
 /* Segments larger than our mss (a peer with a larger --mtu) are accepted; mtu bounds. */
 static void test_big_segment(void)
 {
@@ -1761,6 +1833,7 @@ int main(void)
 	RUN(test_packing);
 	RUN(test_ack_policy);
 	RUN(test_malformed);
+	RUN(test_drop_report);
 	RUN(test_irregular);
 	RUN(test_big_segment);
 	RUN(test_message_mode);

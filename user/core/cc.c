@@ -299,9 +299,23 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 		cc->rnd_lost++;
 }
 
+static void host_queue_full(struct kcpx_cc *cc, uint32_t now, uint32_t n);
+
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
 {
 	cc->local_drops += n;
+	host_queue_full(cc, now, n);
+}
+
+void kcpx_cc_on_peer_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
+	cc->peer_drops += n;
+	host_queue_full(cc, now, n);
+}
+
+/* A queue at either host (ours when sending, the peer's when receiving) overflowed. */
+static void host_queue_full(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
 	if (!n || !cc->btl_bw || cc->ld_round == cc->round + 1)
 		return;
 	cc->ld_round = cc->round + 1;

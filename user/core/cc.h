@@ -106,6 +106,7 @@ struct kcpx_cc {
 	uint32_t loss;
 	uint64_t tot_sent;    /* PUSH transmissions since init (adaptive FEC reads it) */
 	uint64_t local_drops; /* datagrams this host failed to send (on_local_drop) */
+	uint64_t peer_drops;  /* datagrams the peer dropped before reading (on_peer_drop) */
 	uint32_t ld_round;    /* round + 1 of the last cut for them; 0: none yet */
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 	uint32_t slot_ms;				    /* send time per rtt_hist slot */
@@ -168,6 +169,10 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts);
  * host's own link bounds like any other).
  */
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
+/* n of our datagrams the peer's host dropped before reading them (its socket receive
+ * buffer or AF_XDP RX ring full), as its drop report told: the last queue of the path
+ * is full, the same congestion signal as a local drop. */
+void kcpx_cc_on_peer_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
 /* End of an input batch: fold the rate sample into the model and move the state. */
 void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight);
 /* The sender ran out of data (or of window) below the cap: samples until what is in

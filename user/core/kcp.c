@@ -194,6 +194,16 @@ struct kcpx_kcp {
 	 * acked and only if the copy went out at the parity in force then (snd_release) */
 	uint64_t fa_sent, fa_lost;
 	uint32_t ld_credit; /* local drops not yet matched with the losses they cause */
+
+	/* Receive drops (kcpx_kcp_rx_dropped): incoming datagrams of this engine the host
+	 * dropped before reading them, counted here and, between kcpx ends, told to the
+	 * peer in a drop report (a WINS segment with a payload: kcp.h); rxd_sent is the
+	 * total last reported, rxd_repeat the copies still to send (a report may be lost,
+	 * the next carries the same total). rd_peer: the peer's last total we took. */
+	bool drop_report;
+	uint8_t rxd_repeat;
+	uint32_t rxd_total, rxd_sent, rd_peer;
+	uint64_t peer_drops; /* datagrams the peer reported dropped before reading them */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -373,6 +383,32 @@ static void out_ctrl(struct kcpx_kcp *kcp, uint8_t cmd, uint16_t wnd, uint32_t t
 	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD);
 	put_hdr(p, kcp->conv, cmd, 0, wnd, ts, sn, kcp->rcv_nxt, 0);
 	kcp->olen += KCPX_KCP_OVERHEAD;
+	kcp->c_out++;
+}
+
+/*
+ * The drop report: a WINS segment whose payload says how many of the datagrams sent to
+ * us this host dropped before reading them (a running total, so a lost report costs
+ * nothing but time). Any KCP receiver skips a WINS segment's payload (kcp-go, ikcp,
+ * kcpx before it), so an older peer takes only the window and una, which are current.
+ * Sent three times per new total, with whatever else the flush sends.
+ */
+static void out_drop_report(struct kcpx_kcp *kcp, uint16_t wnd)
+{
+	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN);
+
+	if (kcp->rxd_total != kcp->rxd_sent) {
+		kcp->rxd_sent = kcp->rxd_total;
+		kcp->rxd_repeat = 3;
+	}
+	kcp->rxd_repeat--;
+	put_hdr(p, kcp->conv, KCPX_KCP_CMD_WINS, 0, wnd, 0, 0, kcp->rcv_nxt,
+		KCPX_KCP_DROP_REPORT_LEN);
+	p += KCPX_KCP_OVERHEAD;
+	memset(p, 0, KCPX_KCP_DROP_REPORT_LEN);
+	p[0] = KCPX_KCP_DROP_REPORT_KIND;
+	kcpx_put_le32(p + 4, kcp->rxd_sent);
+	kcp->olen += KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN;
 	kcp->c_out++;
 }
 
@@ -914,6 +950,39 @@ void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, ui
 	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
 }
 
+/*
+ * The peer's running total of our datagrams it dropped before reading them. Untrusted
+ * beyond the AEAD (any authenticated peer may send anything): a total that went back
+ * (a reordered or repeated report) counts nothing, and one report adds at most
+ * LD_CREDIT_MAX, which is also all the loss credit it can give; the controller reacts
+ * at most once per round whatever the count.
+ */
+static void take_drop_report(struct kcpx_kcp *kcp, uint32_t total, uint32_t now)
+{
+	int32_t d = kcpx_diff32(total, kcp->rd_peer);
+	uint32_t n;
+
+	if (d <= 0)
+		return;
+	kcp->rd_peer = total;
+	n = KCPX_MIN((uint32_t)d, LD_CREDIT_MAX);
+	kcp->peer_drops += n;
+	if (!paced(kcp))
+		return;
+	kcp->ld_credit = KCPX_MIN(kcp->ld_credit + n, LD_CREDIT_MAX);
+	kcpx_cc_on_peer_drop(&kcp->cc, now, n);
+}
+
+void kcpx_kcp_rx_dropped(struct kcpx_kcp *kcp, uint32_t n)
+{
+	kcp->rxd_total += n;
+}
+
+void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->drop_report = on;
+}
+
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n)
 {
 	if (!paced(kcp))
@@ -964,6 +1033,8 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	memset(info, 0, sizeof(*info));
 	info->algo = kcp->cc_algo;
 	info->state = cc->state;
+	info->rx_drops = kcp->rxd_total;
+	info->peer_drops = kcp->peer_drops;
 	if (!paced(kcp)) {
 		info->inflight = (uint64_t)(kcp->snd_nxt - kcp->snd_una) * seg_cost(kcp, kcp->mss);
 		return;
@@ -1528,6 +1599,9 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 			kcp->probe |= ASK_TELL;
 			break;
 		default: /* WINS: the window was taken from the header above */
+			if (dlen == KCPX_KCP_DROP_REPORT_LEN &&
+			    payload[0] == KCPX_KCP_DROP_REPORT_KIND)
+				take_drop_report(kcp, kcpx_get_le32(payload + 4), now);
 			break;
 		}
 		in_segs++;
@@ -1764,6 +1838,9 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		}
 	}
 	kcp->ack_n = 0;
+	if (kcp->drop_report && (kcp->rxd_total != kcp->rxd_sent || kcp->rxd_repeat) &&
+	    kcp->mtu >= KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN)
+		out_drop_report(kcp, wnd);
 	if (kind == FLUSH_ACKONLY)
 		goto out;
 	if (silence_check(kcp, now)) {

@@ -148,12 +148,33 @@ struct kcpx_kcp_cc_info {
 	uint64_t inflight, inflight_cap; /* wire bytes */
 	uint32_t loss_ppm;		 /* random-loss estimate */
 	uint64_t local_drops;		 /* datagrams the host failed to send */
+	uint32_t rx_drops;   /* incoming datagrams the host dropped (kcpx_kcp_rx_dropped) */
+	uint64_t peer_drops; /* datagrams the peer reported it dropped before reading them */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
  * full): fed to the controller as congestion (kcpx_cc_on_local_drop), and the losses they
  * cause are kept out of the loss counts (cc bbr; no-op otherwise). */
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
+/*
+ * Receive drops. n incoming datagrams of this engine that the host dropped before the
+ * engine read them (a full socket receive buffer, a full AF_XDP RX ring): they are the
+ * sender's congestion, and only the peer can tell it. With the drop report on (between
+ * kcpx ends: kcpx_kcp_set_drop_report) the running total goes to the peer in a WINS
+ * segment with a payload, which any KCP receiver skips:
+ *
+ *   KCP header: cmd WINS (84), frg 0, wnd and una current, ts 0, sn 0, len 8
+ *   payload:    u8 kind 1 (receive drops), 3 bytes 0, le32 running total
+ *
+ * A receiver takes only len 8 with kind 1 (any other WINS payload is skipped as
+ * before). The sender's controller takes the count like a local drop (congestion of
+ * the path's last queue, kcpx_cc_on_peer_drop), and the losses it explains are kept out
+ * of the loss counts. Sent with the next flush, three copies per new total.
+ */
+#define KCPX_KCP_DROP_REPORT_LEN  8
+#define KCPX_KCP_DROP_REPORT_KIND 1
+void kcpx_kcp_rx_dropped(struct kcpx_kcp *kcp, uint32_t n);
+void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on);
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
 /* cc bbr, what adaptive FEC decides on: PUSH copies sent and copies lost (the loss FEC
  * left), both counted when their segment is acknowledged and only for copies that went out

@@ -237,6 +237,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
 	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
 	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
+	/* only a kcpx peer reads the drop report (stock kcptun would skip it: kcp.h) */
+	kcpx_kcp_set_drop_report(s->kcp, cfg->native);
 	if (cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0)
 		kcpx_kcp_set_wnd_grow(s->kcp,
 				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
@@ -317,6 +319,7 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 	s->cfg.native = false;
 	kcpx_kcp_set_wnd_grow(s->kcp, 0);
 	kcpx_kcp_set_rcv_grow(s->kcp, 0);
+	kcpx_kcp_set_drop_report(s->kcp, false);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
 	s->trailer = kcpx_crypt_trailer(crypt);
@@ -620,6 +623,11 @@ static void sess_fec_adapt(struct kcpx_session *s)
 void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now)
 {
 	kcpx_kcp_local_drop(s->kcp, now, n);
+}
+
+void kcpx_session_rx_dropped(struct kcpx_session *s, uint32_t n)
+{
+	kcpx_kcp_rx_dropped(s->kcp, n);
 }
 
 bool kcpx_session_fec_peer_ratio(const struct kcpx_session *s, int *ds, int *ps)

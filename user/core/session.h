@@ -137,6 +137,10 @@ struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
 /* n of this session's datagrams the host failed to send (full socket buffer or AF_XDP
  * TX ring): congestion for its controller, not path loss (kcpx_kcp_local_drop). */
 void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now);
+/* n datagrams meant for this session that the host dropped before reading them (a full
+ * socket receive buffer or AF_XDP RX ring; the caller's share of them): between kcpx
+ * ends told to the peer, whose controller takes them as congestion (kcpx_kcp_rx_dropped). */
+void kcpx_session_rx_dropped(struct kcpx_session *s, uint32_t n);
 
 /* FEC parity shards per group sent now and the configured ceiling (0, 0 without FEC):
  * below the ceiling when the native protocol's adaptive parity found little loss;
