@@ -1738,14 +1738,31 @@ static unsigned push_one(struct kcpx_kcp *k, struct capture *c, uint32_t sn, uin
 	return c->n ? kcpx_get_le16(c->buf[0] + 6) : 0;
 }
 
+/* Sixteen holes (sn 0, 2, .., 30), each repaired `took` ms after the segment past it
+ * arrived: the receiver's view of the round trip (kcp.c rcv_repair). The queue is read
+ * empty; returns the clock. */
+static uint32_t repairs(struct kcpx_kcp *k, struct capture *c, uint32_t t, uint32_t took)
+{
+	uint8_t out[64];
+
+	for (uint32_t sn = 0; sn < 32; sn += 2) {
+		push_one(k, c, sn + 1, t);
+		t += took;
+		push_one(k, c, sn, t++);
+	}
+	while (kcpx_kcp_recv(k, out, sizeof(out)) > 0)
+		;
+	return t;
+}
+
 /*
  * The receive ring is allocated for the span a session holds, not for its window (16
  * bytes a segment of window up front made a thousand idle sessions pay for windows they
  * never filled): it starts small, grows to what arrives, and never past two windows
  * whatever sn's come. Without kcpx_kcp_set_rcv_grow the window is the configured one;
- * with it (kcpx ends) the window doubles when what arrived past a hole spans half of it,
- * up to the ceiling, and the ACKs advertise it. A reader that leaves the queue full does
- * not grow it.
+ * with it (kcpx ends) on a long path (holes take 100 ms or more to repair) the window
+ * doubles when what arrived past a hole spans half of it, up to the ceiling, and the
+ * ACKs advertise it. A reader that leaves the queue full does not grow it.
  */
 static void test_rcv_grow(void)
 {
@@ -1774,15 +1791,29 @@ static void test_rcv_grow(void)
 	}
 	kcpx_kcp_free(k);
 
-	/* between kcpx ends: grows past holes, up to the ceiling */
+	/* between kcpx ends on a short path (holes repaired within 50 ms): no growth */
 	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
 	kcpx_kcp_set_wndsize(k, 32, 1024);
 	kcpx_kcp_set_rcv_grow(k, 4096);
-	CHECK_EQ(push_one(k, &c, 100, t++), 1024); /* a span of 101 behind sn 0: no */
+	t = repairs(k, &c, t, 50);
+	CHECK_EQ(push_one(k, &c, 32 + 900, t++), 1024);
+	kcpx_kcp_free(k);
+
+	/* on a long path (repairs take 150 ms): grows past holes, up to the ceiling */
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	CHECK_EQ(push_one(k, &c, 600, t++), 1024); /* no repair seen yet: no growth */
+	kcpx_kcp_free(k);
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	t = repairs(k, &c, t, 150);
+	CHECK_EQ(push_one(k, &c, 32 + 100, t++), 1024); /* a span of 101 behind sn 32: no */
 	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
-	CHECK_EQ(push_one(k, &c, 511, t++), 2048); /* 512: half the window */
-	CHECK_EQ(push_one(k, &c, 1600, t++), 4096);
-	CHECK_EQ(push_one(k, &c, 4095, t++), 4096); /* the ceiling */
+	CHECK_EQ(push_one(k, &c, 32 + 511, t++), 2048); /* 512: half the window */
+	CHECK_EQ(push_one(k, &c, 32 + 1600, t++), 4096);
+	CHECK_EQ(push_one(k, &c, 32 + 4095, t++), 4096); /* the ceiling */
 	CHECK_EQ(kcpx_kcp_rcvwnd(k), 4096);
 	CHECK(kcpx_kcp_test_rring_size(k) <= 8192);
 	for (int i = 0; i < 20000; i++) {
@@ -1803,7 +1834,8 @@ static void test_rcv_grow(void)
 	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
 	kcpx_kcp_set_wndsize(k, 32, 256);
 	kcpx_kcp_set_rcv_grow(k, 4096);
-	for (uint32_t sn = 0; sn < 300; sn++)
+	t = repairs(k, &c, t, 150); /* a long path */
+	for (uint32_t sn = 32; sn < 332; sn++)
 		push_one(k, &c, sn, t++);
 	CHECK_EQ(kcpx_kcp_rcvwnd(k), 256);
 	CHECK_EQ(kcpx_kcp_readable(k), 256);

@@ -125,9 +125,11 @@ struct kcpx_kcp {
 	uint32_t rx_rto, rx_minrto;
 	uint32_t rto_pad; /* cc bbr: ms added to the RTO after spurious RTO resends */
 	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
-	uint32_t wnd_grow_max; /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
-	uint32_t rcv_wnd_cfg;  /* the configured receive window; rcv_wnd may grow past it */
-	uint32_t rcv_grow_max; /* kcpx_kcp_set_rcv_grow; 0: rcv_wnd stays rcv_wnd_cfg */
+	uint32_t wnd_grow_max;	   /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
+	uint32_t rcv_wnd_cfg;	   /* the configured receive window; rcv_wnd may grow past it */
+	uint32_t rcv_grow_max;	   /* kcpx_kcp_set_rcv_grow; 0: rcv_wnd stays rcv_wnd_cfg */
+	uint32_t hole_min;	   /* rcv_grow: shortest repair in the last batch, ms; 0: none */
+	uint32_t hole_cur, hole_n; /* ... and in the batch being gathered, and its samples */
 	uint32_t probe, ts_probe, probe_wait;
 	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
 	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
@@ -186,6 +188,13 @@ struct kcpx_kcp {
 	struct kcpx_cc cc;
 	uint64_t cc_inflight;
 	uint32_t wire_hdr, wire_num, wire_den;
+	/* the pacer's µs clock: the owner's (kcpx_kcp_set_clock_us), or `now` x 1000 until
+	 * it gives one; (uint32_t)(pace_us / 1000) is the ms `now` it belongs to */
+	uint64_t pace_us;
+	/* wire bytes of the new segments a flush took but has not sent yet (pace_empty) */
+	int64_t pace_owed;
+	bool pace_set;	/* pace_us holds a time (until then: `now` x 1000) */
+	bool pace_fine; /* the owner gives it (and wakes at µs deadlines) */
 
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
@@ -223,6 +232,53 @@ static inline void snmp_add(__u64 *ctr, uint64_t v)
 static inline bool paced(const struct kcpx_kcp *kcp)
 {
 	return kcp->cc_algo == KCPX_CC_BBR;
+}
+
+/* The pacer's time at ms `now`: the owner's µs clock while it is in that ms, the start of
+ * `now` once `now` moved past it, and never earlier than the clock was (a caller holding
+ * an older `now` than the last kcpx_kcp_set_clock_us) unless `now` jumped back by more
+ * than a second (a virtual clock restarted). */
+static uint64_t pace_now(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t ms = kcp->pace_us / 1000;
+	int32_t d = kcpx_diff32(now, (uint32_t)ms);
+
+	if (!kcp->pace_set)
+		return (uint64_t)now * 1000;
+	if (d == 0 || (d < 0 && d >= -1000))
+		return kcp->pace_us;
+	if (d < 0 && (uint64_t) - (int64_t)d > ms)
+		return 0;
+	return (uint64_t)((int64_t)ms + d) * 1000;
+}
+
+/*
+ * Paced and out of tokens for a retransmission. A flush takes its new segments first
+ * (kcp-go's order) but sends them last, so retransmissions see tokens the new segments
+ * will spend; they must not starve behind them, and each of them still goes into the
+ * bucket's debt, which the next refills pay off before new data goes. Driven on ms
+ * (a bucket of 2 ms or more) they may spend all of it again, as ever; driven on µs
+ * (a bucket of two quanta, refilled per quantum) at most one quantum beyond what the
+ * new segments left, so that a flush sends at most the bucket plus a quantum.
+ */
+static inline bool pace_empty(const struct kcpx_kcp *kcp)
+{
+	int64_t left = kcp->cc.tokens;
+
+	if (!paced(kcp))
+		return false;
+	if (kcp->pace_fine)
+		left -= kcp->pace_owed -
+			KCPX_MIN(kcp->pace_owed, (int64_t)kcpx_cc_quantum(&kcp->cc));
+	return left <= 0;
+}
+
+/* An ms deadline t on the pacer's timeline, seen from pacer time p. */
+static uint64_t ms_us(uint64_t p, uint32_t t)
+{
+	int64_t ms = (int64_t)(p / 1000) + kcpx_diff32(t, (uint32_t)(p / 1000));
+
+	return ms > 0 ? (uint64_t)ms * 1000 : 0;
 }
 
 /* Wire bytes a segment of len payload bytes costs: its KCP header, its datagram's
@@ -937,7 +993,29 @@ int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
 	kcp->cc_inflight = 0;
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), now);
 	kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
+	kcpx_cc_set_fine(&kcp->cc, kcp->pace_fine);
+	if (!kcp->pace_fine) {
+		kcp->pace_us = (uint64_t)now * 1000;
+		kcp->pace_set = true;
+	}
 	return 0;
+}
+
+void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us)
+{
+	if (!kcp->pace_fine || now_us > kcp->pace_us ||
+	    kcp->pace_us - now_us > 1000000) /* went back a second: restarted */
+		kcp->pace_us = now_us;
+	kcp->pace_set = true;
+	if (!kcp->pace_fine) {
+		kcp->pace_fine = true;
+		kcpx_cc_set_fine(&kcp->cc, true);
+	}
+}
+
+uint64_t kcpx_kcp_ms_us(const struct kcpx_kcp *kcp, uint32_t now, uint32_t t)
+{
+	return ms_us(pace_now(kcp, now), t);
 }
 
 void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den)
@@ -1296,20 +1374,58 @@ size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
  * shrinks while the session lives: a shrinking edge drops what the sender already sent.
  * A slow reader does not grow it (its queue takes the window, no span behind a hole),
  * and the sender's own window (snd_wnd_eff) still follows its controller.
+ *
+ * Only on a long path: while the holes' repairs take RCV_GROW_REPAIR_MIN or more at the
+ * shortest (hole_min, rcv_repair), the receiver's view of the round trip (it has no RTT of its own
+ * while it only receives). On a 50 ms path the window that binds kept the sender's
+ * standing queue lower (test_fecadapt test_rpc_tail over its bound at 5 %), and the
+ * sender's window there binds about where ours did anyway (docs/CONGESTION.md).
  */
+#define RCV_GROW_REPAIR_MIN 100u /* ms, as snd_wnd_eff's WND_HOLES_MIN_RTT */
 static void rcv_grow(struct kcpx_kcp *kcp, uint32_t sn)
 {
 	uint32_t span = sn - kcp->rcv_nxt + 1;
 
-	if (kcp->rcv_wnd < kcp->rcv_grow_max && span >= kcp->rcv_wnd / 2)
+	if (kcp->rcv_wnd < kcp->rcv_grow_max && span >= kcp->rcv_wnd / 2 &&
+	    kcp->hole_min >= RCV_GROW_REPAIR_MIN)
 		kcp->rcv_wnd = KCPX_MIN(2 * kcp->rcv_wnd, kcp->rcv_grow_max);
+}
+
+/*
+ * sn fills the hole at rcv_nxt with segments held past it. If sn + 1 is held, the hole
+ * was known from that segment's arrival on, and its repair took from then to now: a
+ * round trip at least (the sender learns of the loss from the ACKs of what follows, and
+ * its resend crosses the path), more when the repair was lost or queued. The shortest
+ * of a batch of HOLE_BATCH repairs reads the round trip; batches rather than one
+ * all-time minimum, since a session's first flights can fill a hole sooner than a round
+ * trip (seen once at 51 ms on a 150 ms path: what was sent before the peer's window was
+ * known) and the path may change. Only copies that came as sent: a shard FEC rebuilt
+ * from parity fills a hole within its group, not a round trip later.
+ */
+#define HOLE_BATCH 16u
+static void rcv_repair(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
+{
+	const struct kseg *next = rslot(kcp, sn + 1);
+	int32_t took;
+
+	if (!next)
+		return;
+	took = kcpx_diff32(now, next->resendts);
+	if (took <= 0)
+		return;
+	if (!kcp->hole_n || (uint32_t)took < kcp->hole_cur)
+		kcp->hole_cur = (uint32_t)took;
+	if (++kcp->hole_n == HOLE_BATCH) {
+		kcp->hole_min = kcp->hole_cur;
+		kcp->hole_n = 0;
+	}
 }
 
 /* Store a PUSH whose sn is in [rcv_nxt, rcv_nxt + rcv_wnd). 1 if it was a repeat, 0 if
  * stored, -ENOMEM (not stored, not acknowledged: the sender resends it; the session goes
  * on with what the ring and the pool can hold). */
 static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8_t *data,
-		     uint32_t len)
+		     uint32_t len, uint32_t now, bool regular)
 {
 	struct kseg *s;
 	/* before rslot: a ring too small for sn would alias it to another segment's slot */
@@ -1323,10 +1439,13 @@ static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8
 	s->sn = sn;
 	s->frg = frg;
 	s->len = len;
+	s->resendts = now; /* a received segment's arrival (rcv_repair) */
 	memcpy(s->data, data, len);
 	kcp->rring[sn & kcp->rmask] = s;
 	kcp->rcv_buffered++;
 	if (sn == kcp->rcv_nxt) {
+		if (kcp->rcv_grow_max && regular && kcp->rcv_buffered > 1)
+			rcv_repair(kcp, sn, now);
 		rcv_advance(kcp);
 		kcp->quick_ooo = 0;
 	} else if (kcp->rcv_grow_max) {
@@ -1579,7 +1698,7 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 				if (kcp->quickack)
 					quick |= want_quick(kcp, sn);
 				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
-					r = rcv_store(kcp, sn, frg, payload, dlen);
+					r = rcv_store(kcp, sn, frg, payload, dlen, now, regular);
 				if (r == 0 &&
 				    (!kcp->have_top || kcpx_diff32(sn, kcp->top_sn) > 0)) {
 					kcp->top_sn = sn;
@@ -1720,7 +1839,9 @@ static bool timer_due(const struct kcpx_kcp *kcp, uint32_t now)
 {
 	uint32_t rto;
 
-	if (pace_waiting(kcp) && kcpx_diff32(now, kcpx_cc_next_send(&kcp->cc, now)) >= 0)
+	uint64_t p = pace_now(kcp, now);
+
+	if (pace_waiting(kcp) && p >= kcpx_cc_next_send(&kcp->cc, p))
 		return true;
 	if (rto_deadline(kcp, &rto) && kcpx_diff32(now, rto) >= 0)
 		return true;
@@ -1737,7 +1858,7 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 	if (rto_walk && kcpx_diff32(now, s->resendts) >= 0)
 		cc_gone(kcp, s);
 	/* paced: a retransmission waits for its turn like new data (it stays due) */
-	if (paced(kcp) && kcp->cc.tokens <= 0)
+	if (pace_empty(kcp))
 		return 0;
 	if (s->fastack != FASTACK_DONE && s->fastack >= resent) {
 		kcp->c_fast++;
@@ -1794,7 +1915,7 @@ static void silent_probe(struct kcpx_kcp *kcp, uint32_t now, uint16_t wnd)
 {
 	struct kseg *s = kcp->ua_head;
 
-	if (kcpx_diff32(now, s->resendts) >= 0 && !(paced(kcp) && kcp->cc.tokens <= 0)) {
+	if (kcpx_diff32(now, s->resendts) >= 0 && !pace_empty(kcp)) {
 		set_fastack(kcp, s, 0);
 		s->cc_lost_ts = s->ts;
 		set_resend(kcp, s, now + s->rto);
@@ -1825,6 +1946,8 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	int64_t tokens = 0;
 	bool cc_limited = false;
 
+	kcp->pace_us = pace_now(kcp, now);
+	kcp->pace_set = true;
 	if (wnd == 0)
 		kcp->told_zero = true; /* whatever this flush sends says so */
 	/* ACKs; one below rcv_nxt is already covered by una and only the newest of those
@@ -1894,7 +2017,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
-		tokens = kcpx_cc_tokens(&kcp->cc, now);
+		tokens = kcpx_cc_tokens(&kcp->cc, kcp->pace_us);
 	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
 		uint32_t c = 0;
 
@@ -1905,11 +2028,14 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 				break;
 			}
 			tokens -= c;
+			kcp->pace_owed += c;
 			kcp->cc_inflight += c;
 		}
 		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1)) {
-			if (paced(kcp))
+			if (paced(kcp)) {
 				kcp->cc_inflight -= c;
+				kcp->pace_owed -= c;
+			}
 			break;
 		}
 		s = kcp->sq_head;
@@ -1961,7 +2087,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		e = rh_top(kcp);
 		if (!e || kcpx_diff32(now, e->when) < 0)
 			break;
-		if (paced(kcp) && kcp->cc.tokens <= 0) {
+		if (pace_empty(kcp)) {
 			rh_gone_due(kcp, now);
 			break;
 		}
@@ -1976,6 +2102,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		}
 	}
 
+	kcp->pace_owed = 0;
 	for (s = first_new; s; s = s->unext) {
 		s->rto = kcp->rx_rto;
 		set_resend(kcp, s, now + s->rto);
@@ -2058,33 +2185,50 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
 	}
 }
 
-uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+uint64_t kcpx_kcp_check_us(const struct kcpx_kcp *kcp, uint32_t now)
 {
-	uint32_t t = kcp->ts_flush, timer = 0;
+	uint64_t p = pace_now(kcp, now), at, tu = 0;
+	uint32_t timer = 0;
 	bool armed = false;
 	int32_t d;
+
 	if (!kcp->updated)
-		return now;
-	d = kcpx_diff32(now, t);
+		return p;
+	d = kcpx_diff32(now, kcp->ts_flush);
 	if (d >= 10000 || d < -10000 || d >= 0)
-		return now;
+		return p;
+	at = ms_us(p, kcp->ts_flush);
 	armed = rto_deadline(kcp, &timer);
 	if (tlp_armed(kcp)) {
-		uint32_t p = kcp->ua_tail->ts + tlp_pto(kcp);
-		if (!armed || before(p, timer))
-			timer = p, armed = true;
+		uint32_t t = kcp->ua_tail->ts + tlp_pto(kcp);
+		if (!armed || before(t, timer))
+			timer = t, armed = true;
 	}
+	if (armed)
+		tu = ms_us(p, timer);
 	if (paced(kcp)) {
-		uint32_t ns = kcpx_cc_next_send(&kcp->cc, now);
+		uint64_t ns = kcpx_cc_next_send(&kcp->cc, p);
 		/* retransmissions wait for the pacer too; the interval flush (ACKs) does not */
-		if (armed && kcp->cc.tokens <= 0 && before(timer, ns))
-			timer = ns;
-		if (pace_waiting(kcp) && (!armed || before(ns, timer)))
-			timer = ns, armed = true;
+		if (armed && kcp->cc.tokens <= 0 && tu < ns)
+			tu = ns;
+		if (pace_waiting(kcp) && (!armed || ns < tu))
+			tu = ns, armed = true;
 	}
-	if (armed && before(timer, t))
-		t = timer;
-	return kcpx_diff32(now, t) >= 0 ? now : t;
+	if (armed && tu < at)
+		at = tu;
+	return at > p ? at : p;
+}
+
+uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t at = kcpx_kcp_check_us(kcp, now);
+	uint32_t ms;
+
+	if (at <= pace_now(kcp, now))
+		return now;
+	/* the first ms that reaches at */
+	ms = (uint32_t)((at + 999) / 1000);
+	return kcpx_diff32(ms, now) > 0 ? ms : now;
 }
 
 void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)

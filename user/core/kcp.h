@@ -131,8 +131,9 @@ void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
 /*
  * Let the receive window grow past the configured one (max 0: off, the default, and back
- * to the configured window): it doubles, up to max segments, whenever what arrived past
- * a hole spans half of it (kcp.c rcv_grow), and never shrinks. Only for a peer that is
+ * to the configured window): on a long path (holes take 100 ms or more to repair) it
+ * doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
+ * rcv_grow), and never shrinks. Only for a peer that is
  * kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
  * window larger than the one it was configured to expect. The receive ring behind it
  * grows on demand in any case (16 bytes per segment of span held).
@@ -215,6 +216,20 @@ void kcpx_kcp_flush(struct kcpx_kcp *kcp, uint32_t now);
 void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now);
 /* Absolute ms of the next needed update() (now if one is due). */
 uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
+/*
+ * The pacer's clock. KCP's timers and its wire ts stay in ms (`now`); the pacer runs on
+ * a monotonic µs clock. An owner that can wake at µs deadlines gives it here before
+ * update()/flush() (any origin, but (uint32_t)(now_us / 1000) must be the ms `now` it
+ * passes: kcpx_clock_us() and kcpx_clock_ms() agree so) and sleeps until
+ * kcpx_kcp_check_us(); from the first call on the pacer sends a quantum of about 1 ms of
+ * its rate, at most KCPX_CC_QUANTUM_SEGS segments, per wakeup (cc.h). An owner that never
+ * calls it is paced on `now` x 1000 with a bucket of at least 2 ms of the rate.
+ */
+void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us);
+/* check() on the pacer's clock: the µs time of the next needed update(). */
+uint64_t kcpx_kcp_check_us(const struct kcpx_kcp *kcp, uint32_t now);
+/* The ms deadline t on the pacer's clock (the µs at which ms t begins). */
+uint64_t kcpx_kcp_ms_us(const struct kcpx_kcp *kcp, uint32_t now, uint32_t t);
 
 /* For status output. inflight = snd_nxt - snd_una (segments charged to the window);
  * rcv_queued: in order, not read yet; rcv_ooo: held out of order. */

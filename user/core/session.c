@@ -699,6 +699,24 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 	return a;
 }
 
+void kcpx_session_set_clock_us(struct kcpx_session *s, uint64_t now_us)
+{
+	kcpx_kcp_set_clock_us(s->kcp, now_us);
+}
+
+uint64_t kcpx_session_deadline_us(const struct kcpx_session *s, uint32_t now)
+{
+	uint32_t a = kcpx_session_deadline(s, now);
+	uint64_t au = kcpx_kcp_ms_us(s->kcp, now, a), k;
+
+	/* a pending session's tick does not run KCP: its deadline is the handshake poll */
+	if (kcpx_session_pending(s))
+		return au;
+	/* KCP's own deadline, to the µs, when it is the earliest (a is that one rounded up) */
+	k = kcpx_kcp_check_us(s->kcp, now);
+	return k < au ? k : au;
+}
+
 void kcpx_session_set_keepalive(struct kcpx_session *s, uint32_t keepalive_ms, uint32_t timeout_ms,
 				uint32_t now)
 {

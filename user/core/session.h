@@ -115,6 +115,13 @@ struct kcpx_native *kcpx_session_native(struct kcpx_session *s);
 void kcpx_session_pump(struct kcpx_session *s, uint32_t now);
 void kcpx_session_tick(struct kcpx_session *s, uint32_t now);
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now);
+/*
+ * The pacer's µs clock (kcpx_kcp_set_clock_us): an owner that wakes at µs deadlines
+ * gives it before pump/tick/input at the same instant as their `now`, and sleeps until
+ * kcpx_session_deadline_us(): the same deadline, with the pacer's to the µs.
+ */
+void kcpx_session_set_clock_us(struct kcpx_session *s, uint64_t now_us);
+uint64_t kcpx_session_deadline_us(const struct kcpx_session *s, uint32_t now);
 
 /* Dead: smux keepalive timed out, or the peer broke smux or snappy framing. */
 bool kcpx_session_dead(const struct kcpx_session *s);
