@@ -9,6 +9,10 @@
  * the target's own code (the core is compiled into it). Plain malloc under ASan still traps
  * an access one byte past the block, which is what the guard page would catch; what is lost
  * is mlock and the canary, which no fuzzer input can reach. Include once, in the target.
+ *
+ * libsodium places a block against its trailing guard page, so a size that is a multiple of
+ * 64 (struct native_keys, aligned(64)) starts 64-byte aligned; the stand-in keeps that, or
+ * a build without ASan (whose malloc gives 16) trips UBSan's alignment check.
  */
 #ifndef KCPX_FUZZ_KEYS_H
 #define KCPX_FUZZ_KEYS_H
@@ -18,7 +22,7 @@
 
 void *sodium_malloc(size_t size)
 {
-	return malloc(size ? size : 1);
+	return aligned_alloc(64, (size + 63) / 64 * 64 ?: 64);
 }
 
 void sodium_free(void *p)

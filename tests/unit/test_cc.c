@@ -454,7 +454,11 @@ static void test_bounds(void)
 			kcpx_cc_ack_done(&cc, now, (r >> 3) % 5000000);
 			break;
 		default:
-			kcpx_cc_tokens(&cc, now);
+			kcpx_cc_set_fine(&cc, r & 1);
+			kcpx_cc_tokens(&cc, (uint64_t)now * 1000);
+			/* the bucket's depth, or the first flight's 32 segments */
+			CHECK(cc.tokens <= (int64_t)(2 * cc.pacing_rate / 1000 +
+						     2 * kcpx_cc_quantum(&cc) + 32 * 1400));
 			if ((r >> 25) == 0)
 				kcpx_cc_app_limited(&cc, r);
 			break;
@@ -464,8 +468,9 @@ static void test_bounds(void)
 		      cc.inflight_cap <= KCPX_CC_CAP_MAX);
 		CHECK(cc.btl_bw <= KCPX_CC_RATE_MAX);
 		CHECK(cc.state <= KCPX_CC_PROBE_RTT);
-		CHECK(kcpx_diff32(kcpx_cc_next_send(&cc, now), now) >= 0 &&
-		      kcpx_diff32(kcpx_cc_next_send(&cc, now), now) <= 1001);
+		CHECK(kcpx_cc_next_send(&cc, (uint64_t)now * 1000) >= (uint64_t)now * 1000 &&
+		      kcpx_cc_next_send(&cc, (uint64_t)now * 1000) <=
+			      (uint64_t)now * 1000 + 1001000);
 	}
 }
 

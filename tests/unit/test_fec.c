@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <isa-l/erasure_code.h>
 
 #include "unit.h"
 #include "core/fec.h"
@@ -115,6 +118,60 @@ static void test_matrix_10_3(void)
 	CHECK_MEM(m + 100, want, 30);
 	CHECK_EQ(kcpx_fec_matrix(200, 57, m), -EINVAL);
 	CHECK_EQ(kcpx_fec_matrix(0, 3, m), -EINVAL);
+}
+
+/*
+ * The whole matrix, V * inv(top(V)) one field multiplication at a time over every row, as
+ * kcpx_fec_matrix computed it before it took the identity top for granted and left the
+ * parity rows to ec_encode_data.
+ */
+static void matrix_ref(int ds, int ps, uint8_t *out)
+{
+	int n = ds + ps;
+	uint8_t *v = malloc((size_t)n * ds), *top = malloc((size_t)ds * ds);
+	uint8_t *inv = malloc((size_t)ds * ds);
+
+	for (int r = 0; r < n; r++) {
+		uint8_t x = 1;
+
+		for (int c = 0; c < ds; c++) {
+			v[r * ds + c] = x;
+			x = gf_mul(x, (uint8_t)r);
+		}
+	}
+	memcpy(top, v, (size_t)ds * ds);
+	CHECK_EQ(gf_invert_matrix(top, inv, ds), 0);
+	for (int r = 0; r < n; r++)
+		for (int c = 0; c < ds; c++) {
+			uint8_t acc = 0;
+
+			for (int k = 0; k < ds; k++)
+				acc ^= gf_mul(v[r * ds + k], inv[k * ds + c]);
+			out[r * ds + c] = acc;
+		}
+	free(v);
+	free(top);
+	free(inv);
+}
+
+/* Small, odd, SIMD-width and the largest ratios against the plain computation. */
+static void test_matrix_ref(void)
+{
+	static const int ratios[][2] = { { 1, 1 },     { 1, 0 },    { 2, 1 },	{ 3, 2 },
+					 { 10, 3 },    { 15, 17 },  { 16, 16 }, { 31, 1 },
+					 { 32, 32 },   { 33, 7 },   { 64, 64 }, { 100, 5 },
+					 { 128, 128 }, { 200, 56 }, { 1, 255 }, { 255, 1 } };
+	static uint8_t got[256 * 256], want[256 * 256];
+
+	for (size_t i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
+		int ds = ratios[i][0], ps = ratios[i][1];
+
+		memset(got, 0xAA, sizeof(got));
+		CHECK_EQ(kcpx_fec_matrix(ds, ps, got), 0);
+		matrix_ref(ds, ps, want);
+		CHECK_MEM(got, want, (size_t)(ds + ps) * ds);
+		CHECK_EQ(got[(ds + ps) * ds], 0xAA); /* nothing written past n x ds */
+	}
 }
 
 /* klauspost/reedsolomon TestOneEncode, then every 5-of-10 erasure pattern rebuilds. */
@@ -920,6 +977,7 @@ static void test_partial_budget(void)
 int main(void)
 {
 	RUN(test_matrix_10_3);
+	RUN(test_matrix_ref);
 	RUN(test_klauspost_one_encode);
 	RUN(test_encoder_wire);
 	RUN(test_encoder_wrap);

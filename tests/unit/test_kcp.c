@@ -764,6 +764,171 @@ static void test_malformed(void)
 	kcpx_kcp_free(k);
 }
 
+/*
+ * The drop report (kcp.h): its bytes on the wire; what a receiver takes from one (a
+ * running total: a repeat or an older total adds nothing, one report at most 1024); an
+ * engine with the report off (as every KCP before it) takes only window and una; other
+ * WINS payloads are skipped.
+ */
+static void test_drop_report(void)
+{
+	struct capture c = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *tx = kcpx_kcp_new(0xABCD, cap_out, &c, &snmp);
+	struct kcpx_kcp *rx = kcpx_kcp_new(0xABCD, cap_out, &c, &snmp);
+	struct kcpx_kcp_cc_info ci;
+	struct kcpx_kcp_info ki;
+	uint8_t pkt[256];
+	size_t n;
+
+	CHECK_EQ(kcpx_kcp_set_cc(tx, KCPX_CC_BBR, 0), 0);
+	/* off: counted, never sent */
+	kcpx_kcp_rx_dropped(rx, 5);
+	kcpx_kcp_flush(rx, 10);
+	CHECK_EQ(c.n, 0);
+	kcpx_kcp_set_drop_report(rx, true);
+	kcpx_kcp_flush(rx, 20);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.len[0], 32);
+	CHECK_EQ(c.buf[0][4], KCPX_KCP_CMD_WINS);
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 8), 0);  /* ts */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 12), 0); /* sn */
+	CHECK_EQ(kcpx_get_le32(c.buf[0] + 20), 8);
+	CHECK_MEM(c.buf[0] + 24, "\x01\x00\x00\x00\x05\x00\x00\x00", 8);
+	/* two more copies, then silence until the total moves */
+	kcpx_kcp_flush(rx, 30);
+	kcpx_kcp_flush(rx, 40);
+	kcpx_kcp_flush(rx, 50);
+	CHECK_EQ(c.n, 3);
+	kcpx_kcp_rx_dropped(rx, 2);
+	kcpx_kcp_flush(rx, 60);
+	CHECK_EQ(c.n, 4);
+	CHECK_EQ(kcpx_get_le32(c.buf[3] + 28), 7);
+	kcpx_kcp_cc_info(rx, &ci);
+	CHECK_EQ(ci.rx_drops, 7);
+
+	/* the sender takes the running total once */
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[0], c.len[0], 70, true), 0);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[1], c.len[1], 70, true), 0);
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 5);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[3], c.len[3], 71, true), 0);
+	CHECK_EQ(kcpx_kcp_input(tx, c.buf[0], c.len[0], 72, true), 0); /* older: nothing */
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 7);
+	/* a jump counts 1024 at most; other kinds and lengths are skipped */
+	n = put_seg(pkt, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0, "\x01\x00\x00\x00\x00\x00\x00\x40",
+		    8);
+	n += put_seg(pkt + n, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0,
+		     "\x02\x00\x00\x00\xff\xff\xff\x7f", 8);
+	n += put_seg(pkt + n, 0xABCD, KCPX_KCP_CMD_WINS, 77, 0, 0, 0, "\x01\xff\xff\xff\x7f", 5);
+	CHECK_EQ(kcpx_kcp_input(tx, pkt, n, 73, true), 0);
+	kcpx_kcp_cc_info(tx, &ci);
+	CHECK_EQ(ci.peer_drops, 7 + 1024);
+	kcpx_kcp_info(tx, &ki);
+	CHECK_EQ(ki.rmt_wnd, 77);
+	/* an engine under another controller (or a KCP that knows no report) takes only the
+	 * window and una: no error */
+	CHECK_EQ(snmp.KCPInErrors, 0);
+	CHECK_EQ(kcpx_kcp_input(rx, c.buf[3], c.len[3], 80, true), 0);
+	CHECK_EQ(snmp.KCPInErrors, 0);
+	kcpx_kcp_free(tx);
+	kcpx_kcp_free(rx);
+}
+
+/* Feed every PUSH of the captured datagrams to k, except sn skip; returns how many
+ * (-1 if input refused one). */
+static int feed_pushes(struct kcpx_kcp *k, struct capture *c, int from, uint32_t skip, uint32_t now)
+{
+	int n = 0;
+
+	for (int d = from; d < c->n && d < CAP_MAX; d++)
+		for (size_t off = 0; off + 24 <= c->len[d];) {
+			const uint8_t *p = c->buf[d] + off;
+			uint32_t len = kcpx_get_le32(p + 20);
+
+			if (p[4] == KCPX_KCP_CMD_PUSH && kcpx_get_le32(p + 12) != skip) {
+				if (kcpx_kcp_input(k, p, 24 + len, now, true))
+					return -1;
+				n++;
+			}
+			off += 24 + len;
+		}
+	return n;
+}
+
+/* PUSH segments in the captured datagrams from index from on. */
+static int count_pushes(struct capture *c, int from)
+{
+	int n = 0;
+
+	for (int d = from; d < c->n && d < CAP_MAX; d++)
+		for (size_t off = 0; off + 24 <= c->len[d];
+		     off += 24 + kcpx_get_le32(c->buf[d] + off + 20))
+			n += c->buf[d][off + 4] == KCPX_KCP_CMD_PUSH;
+	return n;
+}
+
+/*
+ * A lost ACK datagram behind a hole (kcpx_kcp_set_ack_repeat). Segments 0..9 go out, 0
+ * is lost, the receiver's ACKs of 1..9 are lost too; then 10..12 arrive and are ACKed.
+ * Una stays at 0, so nothing told the sender that 1..9 arrived: the ACKs of 10..12 made
+ * it resend all ten (nine copies the receiver had: at 10 % loss each way, most of the
+ * retransmissions on the simulated bottleneck). With the repeat, the second ACK datagram
+ * carries 1..9 again, and only 0 is resent.
+ */
+static void lost_ack_resends(bool repeat, int *resent)
+{
+	struct capture ct = { 0 }, cr = { 0 };
+	struct kcpx_snmp snmp = { 0 };
+	struct kcpx_kcp *tx = kcpx_kcp_new(0xABCD, cap_out, &ct, &snmp);
+	struct kcpx_kcp *rx = kcpx_kcp_new(0xABCD, cap_out, &cr, &snmp);
+	uint8_t msg[100] = { 1 };
+	int mark;
+
+	*resent = -1;
+	for (int i = 0; i < 2; i++) {
+		struct kcpx_kcp *k = i ? rx : tx;
+
+		kcpx_kcp_set_stream(k, false);
+		kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
+		kcpx_kcp_set_wndsize(k, 128, 128);
+		kcpx_kcp_set_ack_repeat(k, repeat);
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(kcpx_kcp_send(tx, msg, sizeof(msg)), 0);
+	kcpx_kcp_flush(tx, 100);
+	CHECK_EQ(count_pushes(&ct, 0), 10);
+	CHECK_EQ(feed_pushes(rx, &ct, 0, 0, 110), 9);
+	kcpx_kcp_flush(rx, 110); /* the ACKs of 1..9: lost */
+	mark = ct.n;
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(kcpx_kcp_send(tx, msg, sizeof(msg)), 0);
+	kcpx_kcp_flush(tx, 112);
+	CHECK_EQ(feed_pushes(rx, &ct, mark, 0xFFFFFFFF, 115), 3);
+	mark = cr.n;
+	kcpx_kcp_flush(rx, 116);
+	CHECK_EQ(cr.n, mark + 1);
+	/* the sender may resend at once on these ACKs (kcp-go's fast ACK), or in its flush */
+	mark = ct.n;
+	CHECK_EQ(kcpx_kcp_input(tx, cr.buf[cr.n - 1], cr.len[cr.n - 1], 121, true), 0);
+	kcpx_kcp_flush(tx, 121);
+	*resent = count_pushes(&ct, mark);
+	kcpx_kcp_free(tx);
+	kcpx_kcp_free(rx);
+}
+
+static void test_ack_repeat(void)
+{
+	int off, on;
+
+	lost_ack_resends(false, &off);
+	lost_ack_resends(true, &on);
+	printf("      resent after a lost ACK datagram: %d without the repeat, %d with\n", off, on);
+	CHECK_EQ(on, 1);
+	CHECK(off > on);
+}
+
 /* Segments larger than our mss (a peer with a larger --mtu) are accepted; mtu bounds. */
 static void test_big_segment(void)
 {
@@ -1722,6 +1887,8 @@ int main(void)
 	RUN(test_packing);
 	RUN(test_ack_policy);
 	RUN(test_malformed);
+	RUN(test_drop_report);
+	RUN(test_ack_repeat);
 	RUN(test_irregular);
 	RUN(test_big_segment);
 	RUN(test_message_mode);

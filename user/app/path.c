@@ -11,6 +11,7 @@
 
 #include "app/log.h"
 #include "app/tunnel_int.h"
+#include "core/util.h"
 #include "io/clock.h"
 #include "io/udp.h"
 
@@ -109,6 +110,57 @@ void kcpx_path_flush_all(struct tunnel *t)
 	}
 }
 
+/*
+ * Datagrams the host dropped before this backend read them (a full socket receive
+ * buffer, a full AF_XDP ring) go to the sessions they were for, whose peers' controllers
+ * take them as congestion (core/kcp.h, the drop report). A dropped datagram was never
+ * read, so on a shared backend nobody knows whose it was: each session gets the share
+ * its datagrams are of all those read from the backend since the last share-out (drops
+ * hit arrivals alike). Datagrams that fail the tag or the AEAD are read too and belong
+ * to nobody, so a flood that fills the buffer is charged mostly to itself. At most one
+ * walk of the sessions per ms and backend.
+ */
+static void path_rx_drops(struct dg *g, uint32_t now)
+{
+	uint32_t n = g->d->rx_drops - g->rxd_seen;
+	uint64_t read = g->rxd_read;
+
+	if (!n)
+		return;
+	if (g->owner) {
+		g->t->rx_dropped += n;
+		g->rxd_seen += n;
+		g->rxd_read = 0;
+		kcpx_session_rx_dropped(g->owner->ks, n);
+		return;
+	}
+	if (g->rxd_ts == now)
+		return;
+	g->t->rx_dropped += n;
+	g->rxd_seen += n;
+	g->rxd_ts = now;
+	g->rxd_read = 0;
+	for (struct kcpx_ep_sess *e = kcpx_ep_first(g->t->ep); e; e = kcpx_ep_next(e)) {
+		struct sess *s = kcpx_ep_sess_user(e);
+		struct kcpx_session_stats st;
+		uint64_t mine, owed;
+
+		if (!s || s->dg != g)
+			continue;
+		kcpx_session_stats(s->ks, &st);
+		mine = st.pkts_in - s->rxd_pkts;
+		s->rxd_pkts = st.pkts_in;
+		if (!mine || !read)
+			continue;
+		/* n x mine / read in 1/65536ths (mine <= read: both count datagrams read
+		 * here, and the session's only from this backend) */
+		owed = (uint64_t)n * KCPX_MIN(mine, read) * 65536 / read + s->rxd_rest;
+		s->rxd_rest = (uint32_t)(owed % 65536);
+		if (owed / 65536)
+			kcpx_session_rx_dropped(s->ks, (uint32_t)KCPX_MIN(owed / 65536, n));
+	}
+}
+
 static void path_readable(struct kcpx_watch *w, uint32_t events)
 {
 	struct dg *g = (struct dg *)((char *)w - offsetof(struct dg, w));
@@ -137,6 +189,8 @@ static void path_readable(struct kcpx_watch *w, uint32_t events)
 		if (n < RX_BATCH && g->d->short_empty)
 			break;
 	}
+	g->rxd_read += (uint64_t)total;
+	path_rx_drops(g, now);
 }
 
 static void path_ctl(struct kcpx_watch *w, uint32_t events)

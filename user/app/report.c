@@ -59,7 +59,7 @@ static void memory(struct tunnel *self, struct memory *m)
 /* What `kcpx status` and /metrics sum over the threads besides memory. */
 struct totals {
 	struct kcpx_ep_stats es;
-	uint64_t tx_dropped, streams_refused;
+	uint64_t tx_dropped, rx_dropped, streams_refused;
 	unsigned sessions;
 };
 
@@ -90,6 +90,7 @@ static void totals(struct tunnel *self, struct totals *a)
 			a->es.resets_taken += es.resets_taken;
 		}
 		a->tx_dropped += t->tx_dropped;
+		a->rx_dropped += t->rx_dropped;
 		a->streams_refused += t->streams_refused;
 		a->sessions += kcpx_ep_count(t->ep);
 		kcpx_shard_put(self, t);
@@ -122,17 +123,19 @@ static void write_cc(FILE *fp, struct kcpx_session *ks)
 	kcpx_kcp_cc_info(kcp, &ci);
 	kcpx_session_fec_parity(ks, &parity, &ps, NULL);
 	if (ci.algo != KCPX_CC_BBR) {
-		fprintf(fp, "    cc %s, inflight %llu B\n", kcpx_cc_algo_name(ci.algo),
-			(unsigned long long)ci.inflight);
+		fprintf(fp, "    cc %s, inflight %llu B, rx drops %u, peer drops %llu\n",
+			kcpx_cc_algo_name(ci.algo), (unsigned long long)ci.inflight, ci.rx_drops,
+			(unsigned long long)ci.peer_drops);
 		return;
 	}
 	fprintf(fp,
 		"    cc bbr %-9s pacing %.1f Mbit/s, bottleneck %.1f Mbit/s, min rtt %u ms, "
-		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d, local drops %llu\n",
+		"inflight %llu of %llu B, random loss %.2f%%, fec parity %d/%d, local drops %llu, "
+		"rx drops %u, peer drops %llu\n",
 		kcpx_cc_state_name(ci.state), (double)ci.pacing_rate * 8 / 1e6,
 		(double)ci.btl_bw * 8 / 1e6, ci.min_rtt, (unsigned long long)ci.inflight,
 		(unsigned long long)ci.inflight_cap, (double)ci.loss_ppm / 1e4, parity, ps,
-		(unsigned long long)ci.local_drops);
+		(unsigned long long)ci.local_drops, ci.rx_drops, (unsigned long long)ci.peer_drops);
 }
 
 /* One thread's session rows. */
@@ -196,10 +199,11 @@ static void write_status(struct tunnel *self, FILE *fp)
 		kcpx_shard_put(self, t);
 	}
 	fprintf(fp,
-		"  tx dropped %llu, rx truncated %llu, from unknown peers %llu, streams refused "
-		"%llu\n",
-		(unsigned long long)a.tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer, (unsigned long long)a.streams_refused);
+		"  tx dropped %llu, rx dropped %llu, rx truncated %llu, from unknown peers %llu, "
+		"streams refused %llu\n",
+		(unsigned long long)a.tx_dropped, (unsigned long long)a.rx_dropped,
+		(unsigned long long)es.rx_truncated, (unsigned long long)es.unknown_peer,
+		(unsigned long long)a.streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			"  admission: new sessions refused %llu, unanswered sessions %u, "
@@ -286,6 +290,9 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 		fprintf(fp, ",\"sent_segs\":%llu,\"lost_segs\":%llu,\"fec_loss_ppm\":%u",
 			(unsigned long long)sent, (unsigned long long)lost, (unsigned)fec_loss);
 	}
+	/* receive drops: ours for this session, and what the peer reported of ours */
+	fprintf(fp, ",\"rx_drops\":%u,\"peer_drops\":%llu", ci.rx_drops,
+		(unsigned long long)ci.peer_drops);
 	fputc('}', fp);
 }
 
@@ -334,10 +341,11 @@ static void write_status_json(struct tunnel *t, FILE *fp)
 		fputc('}', fp);
 	}
 	fprintf(fp,
-		"],\"tx_dropped\":%llu,\"rx_truncated\":%llu,\"unknown_peer\":%llu,"
-		"\"streams_refused\":%llu",
-		(unsigned long long)t->tx_dropped, (unsigned long long)es.rx_truncated,
-		(unsigned long long)es.unknown_peer, (unsigned long long)t->streams_refused);
+		"],\"tx_dropped\":%llu,\"rx_dropped\":%llu,\"rx_truncated\":%llu,"
+		"\"unknown_peer\":%llu,\"streams_refused\":%llu",
+		(unsigned long long)t->tx_dropped, (unsigned long long)t->rx_dropped,
+		(unsigned long long)es.rx_truncated, (unsigned long long)es.unknown_peer,
+		(unsigned long long)t->streams_refused);
 	if (cfg->role == KCPX_ROLE_SERVER)
 		fprintf(fp,
 			",\"admission\":{\"refused\":%llu,\"unanswered_sessions\":%u,"
@@ -406,6 +414,7 @@ static void write_stats(struct tunnel *self, FILE *fp)
 	STAT("sessions", a.sessions);
 	STAT("connections", m.nconns);
 	STAT("tx_dropped", a.tx_dropped);
+	STAT("rx_dropped", a.rx_dropped);
 	STAT("rx_truncated", a.es.rx_truncated);
 	STAT("unknown_peer", a.es.unknown_peer);
 	STAT("streams_refused", a.streams_refused);
@@ -608,6 +617,9 @@ void kcpx_report_metrics(void *arg, FILE *fp)
 	kcpx_metrics_family(fp, "kcpx_tx_dropped_total", "counter",
 			    "Datagrams the backend could not send.");
 	fprintf(fp, "kcpx_tx_dropped_total %llu\n", (unsigned long long)a.tx_dropped);
+	kcpx_metrics_family(fp, "kcpx_rx_dropped_total", "counter",
+			    "Datagrams the host dropped before the backend read them.");
+	fprintf(fp, "kcpx_rx_dropped_total %llu\n", (unsigned long long)a.rx_dropped);
 	kcpx_metrics_family(fp, "kcpx_unknown_peer_total", "counter",
 			    "Datagrams from peers without a session, dropped.");
 	fprintf(fp, "kcpx_unknown_peer_total %llu\n", (unsigned long long)es.unknown_peer);

@@ -28,6 +28,8 @@ static void sess_timer(struct kcpx_timer *tm, uint32_t now)
 {
 	struct sess *s = (struct sess *)((char *)tm - offsetof(struct sess, timer));
 
+	if (kcpx_loop_fine(s->t->loop))
+		kcpx_session_set_clock_us(s->ks, kcpx_loop_now_us(s->t->loop));
 	kcpx_ep_tick(s->es, now);
 }
 

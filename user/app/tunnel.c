@@ -49,7 +49,9 @@
 static void tunnel_idle(void *arg)
 {
 	struct tunnel *t = arg;
-	uint32_t now = kcpx_clock_ms();
+	uint64_t now_us = kcpx_clock_us();
+	uint32_t now = (uint32_t)(now_us / 1000);
+	bool fine = kcpx_loop_fine(t->loop);
 
 	/* Readable streams and writable sockets, then sessions, until nothing moves;
 	 * bounded so a busy tunnel still returns to epoll. */
@@ -61,12 +63,15 @@ static void tunnel_idle(void *arg)
 			s->dirty = false;
 			if (s->closing)
 				continue;
+			if (fine)
+				kcpx_session_set_clock_us(s->ks, now_us);
 			kcpx_session_pump(s->ks, now);
 			if (kcpx_session_dead(s->ks)) {
 				kcpx_ep_close(s->es, kcpx_session_dead_reason(s->ks));
 				continue;
 			}
-			if (kcpx_timer_set(t->loop, &s->timer, kcpx_session_deadline(s->ks, now)))
+			if (kcpx_timer_set_us(t->loop, &s->timer,
+					      kcpx_session_deadline_us(s->ks, now)))
 				kcpx_ep_close(s->es, "out of memory for its timer");
 		}
 	}

@@ -47,6 +47,10 @@ struct dg {
 	bool txq;	/* on the tunnel's list of backends with datagrams to flush */
 	bool ld_walked; /* path_local_drop walked the sessions ... */
 	uint32_t ld_ts; /* ... at this ms */
+	/* receive drops (path_rx_drops): d->rx_drops already shared out, datagrams read
+	 * since, and when the sessions were last walked for them */
+	uint32_t rxd_seen, rxd_ts;
+	uint64_t rxd_read;
 	uint8_t *txmem;
 	struct dg *next;
 	struct dg *txnext;
@@ -69,6 +73,8 @@ struct sess {
 	bool fec_told;		  /* the --datashard/--parityshard mismatch hint was logged */
 	bool in_peer_dir;	  /* server, --threads: peer_at is in the peer directory */
 	struct kcpx_addr peer_at; /* the peer's address when the session opened */
+	uint64_t rxd_pkts;	  /* its datagrams in at the last share-out of drops ... */
+	uint32_t rxd_rest;	  /* ... and what it was owed of them below one, x 65536 */
 };
 
 struct kcpx_resolver;
@@ -122,6 +128,7 @@ struct tunnel {
 	unsigned nconns;		   /* TCP connections open */
 	uint64_t streams_refused;	   /* over --maxstreams or --sessstreams */
 	uint64_t tx_dropped;
+	uint64_t rx_dropped;	       /* datagrams the host dropped before a backend read them */
 	uint64_t diag_bad, diag_told;  /* diag.c: failed checks seen, and at the last report */
 	uint64_t seccomp_told;	       /* syscalls the filter refused, at the last report */
 	uint32_t keepalive_timeout_ms; /* smux gives a silent session up after this; 0: never */

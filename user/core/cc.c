@@ -7,7 +7,7 @@
  *  - KCPX_CC_RATE_MIN <= pacing_rate <= KCPX_CC_RATE_MAX (and <= ratelimit when set);
  *  - CAP_MIN segments <= inflight_cap <= KCPX_CC_CAP_MAX;
  *  - loss <= LOSS_MAX; btl_bw <= KCPX_CC_RATE_MAX;
- *  - tokens lie in [-(one second of pacing_rate + largest send), burst].
+ *  - tokens lie in [-(one second of pacing_rate + largest send), depth()].
  * Every product below is taken on values already clamped by these bounds, so nothing
  * overflows 64 bits whatever the ACK stream says.
  */
@@ -33,7 +33,7 @@
 #define LOSS_MAX       (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
 #define LOSS_NOISY     (LOSS_ONE / 20)	   /* 5 %: STARTUP needs a sign of a full pipe */
 #define LOSS_MIN_SENT  16u		   /* segments a round needs to give a loss sample */
-#define BURST_MS       2u		   /* token bucket depth */
+#define COARSE_MS      2u		   /* bucket depth of a ms-driven owner */
 #define QLOST_MIN      8u    /* queue drops in a round (and > 2 %) that mean overflow */
 #define GUARD_ROUNDS   6u    /* trims of the estimate before a standing RTT counts as the path's */
 #define RTT_SLOT_MS    4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
@@ -150,7 +150,7 @@ void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now)
 	memset(cc, 0, sizeof(*cc));
 	cc->seg = seg ? seg : 1;
 	cc->slot_ms = RTT_SLOT_MS;
-	cc->delivered_ts = cc->first_ts = cc->tok_ts = now;
+	cc->delivered_ts = cc->first_ts = now;
 	enter(cc, KCPX_CC_STARTUP, now);
 	cc->train_armed = true;
 	set_outputs(cc);
@@ -299,9 +299,23 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts)
 		cc->rnd_lost++;
 }
 
+static void host_queue_full(struct kcpx_cc *cc, uint32_t now, uint32_t n);
+
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
 {
 	cc->local_drops += n;
+	host_queue_full(cc, now, n);
+}
+
+void kcpx_cc_on_peer_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
+	cc->peer_drops += n;
+	host_queue_full(cc, now, n);
+}
+
+/* A queue at either host (ours when sending, the peer's when receiving) overflowed. */
+static void host_queue_full(struct kcpx_cc *cc, uint32_t now, uint32_t n)
+{
 	if (!n || !cc->btl_bw || cc->ld_round == cc->round + 1)
 		return;
 	cc->ld_round = cc->round + 1;
@@ -567,35 +581,69 @@ void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
 	set_outputs(cc);
 }
 
-int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint32_t now)
+void kcpx_cc_set_fine(struct kcpx_cc *cc, bool fine)
 {
-	int32_t dt = kcpx_diff32(now, cc->tok_ts);
-	int64_t burst = (int64_t)KCPX_MAX(cc->pacing_rate * BURST_MS / 1000, (uint64_t)4 * cc->seg);
+	cc->fine = fine;
+}
 
-	if (dt > 0) {
-		cc->tokens += (int64_t)(cc->pacing_rate * (uint32_t)KCPX_MIN(dt, 1000) / 1000);
-		if (cc->tokens > burst)
-			cc->tokens = burst;
-		cc->tok_ts = now;
-	} else if (dt < -1000) {
-		cc->tok_ts = now; /* the clock went back: start over */
+uint64_t kcpx_cc_quantum(const struct kcpx_cc *cc)
+{
+	/* pacing_rate <= KCPX_CC_RATE_MAX and seg < 2^32: no overflow */
+	uint64_t q = cc->pacing_rate / 1000;
+
+	q = KCPX_MIN(q, (uint64_t)KCPX_CC_QUANTUM_SEGS * cc->seg);
+	return KCPX_MAX(q, 2ull * cc->seg);
+}
+
+static int64_t depth(const struct kcpx_cc *cc)
+{
+	uint64_t d = 2 * kcpx_cc_quantum(cc);
+
+	if (!cc->fine)
+		d = KCPX_MAX(d, cc->pacing_rate * COARSE_MS / 1000);
+	return (int64_t)d;
+}
+
+int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint64_t now_us)
+{
+	int64_t top = depth(cc);
+
+	if (!cc->tok_started) {
+		cc->tok_started = true;
+		cc->tok_us = now_us;
+	} else if (now_us > cc->tok_us) {
+		/* at most a second's worth: rate x 10^6 < 2^63 */
+		uint64_t dt = KCPX_MIN(now_us - cc->tok_us, 1000000ull);
+		uint64_t add = cc->pacing_rate * dt + cc->tok_frac;
+
+		cc->tokens += (int64_t)(add / 1000000);
+		cc->tok_frac = add % 1000000;
+		cc->tok_us = now_us;
+		/* (the first flight's tokens stay until the first refill) */
+		if (cc->tokens >= top) {
+			cc->tokens = top;
+			cc->tok_frac = 0;
+		}
+	} else if (cc->tok_us - now_us > 1000000) {
+		cc->tok_us = now_us; /* the clock went back: start over */
 	}
 	return cc->tokens;
 }
 
-uint32_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint32_t now)
+uint64_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint64_t now_us)
 {
-	uint64_t need, ms;
+	uint64_t need, us, at;
 
-	if (cc->tokens > 0)
-		return now;
-	need = (uint64_t)(-cc->tokens) + 1;
-	ms = (need * 1000 + cc->pacing_rate - 1) / cc->pacing_rate;
-	ms = clamp64(ms, 1, 1000);
-	/* a refill at now would already cover the debt */
-	if (kcpx_diff32(cc->tok_ts + (uint32_t)ms, now) <= 0)
-		return now;
-	return cc->tok_ts + (uint32_t)ms;
+	if (cc->tokens > 0 || !cc->tok_started)
+		return now_us;
+	/* a fine owner wakes when a whole quantum is back (one burst per wakeup, not one
+	 * datagram); a ms-driven one as soon as the debt is paid, at its next ms */
+	need = (uint64_t)(-cc->tokens) + (cc->fine ? kcpx_cc_quantum(cc) : 1);
+	need = need * 1000000 - KCPX_MIN(cc->tok_frac, need * 1000000);
+	us = (need + cc->pacing_rate - 1) / cc->pacing_rate;
+	us = KCPX_MAX(KCPX_MIN(us, 1000000ull), 1ull);
+	at = cc->tok_us + us;
+	return at > now_us ? at : now_us;
 }
 
 const char *kcpx_cc_state_name(enum kcpx_cc_state st)

@@ -106,6 +106,7 @@ struct kcpx_cc {
 	uint32_t loss;
 	uint64_t tot_sent;    /* PUSH transmissions since init (adaptive FEC reads it) */
 	uint64_t local_drops; /* datagrams this host failed to send (on_local_drop) */
+	uint64_t peer_drops;  /* datagrams the peer dropped before reading (on_peer_drop) */
 	uint32_t ld_round;    /* round + 1 of the last cut for them; 0: none yet */
 	struct kcpx_cc_rttslot rtt_hist[KCPX_CC_RTT_SLOTS]; /* by send time: tells loss kinds */
 	uint32_t slot_ms;				    /* send time per rtt_hist slot */
@@ -135,9 +136,12 @@ struct kcpx_cc {
 	uint64_t inflight_cap;		 /* bytes */
 	uint64_t ratelimit;		 /* bytes/s ceiling of pacing_rate, 0: none */
 
-	/* pacing token bucket */
+	/* pacing token bucket, on the owner's µs clock */
 	int64_t tokens;
-	uint32_t tok_ts;
+	uint64_t tok_us;   /* when tokens were last refilled */
+	uint64_t tok_frac; /* refill remainder: bytes x 10^6 not credited yet */
+	bool tok_started;  /* tok_us holds a time */
+	bool fine;	   /* the owner wakes at µs deadlines (kcpx_cc_set_fine) */
 };
 
 void kcpx_cc_init(struct kcpx_cc *cc, uint32_t seg, uint32_t now);
@@ -168,15 +172,33 @@ void kcpx_cc_on_lost(struct kcpx_cc *cc, uint32_t sent_ts);
  * host's own link bounds like any other).
  */
 void kcpx_cc_on_local_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
+/* n of our datagrams the peer's host dropped before reading them (its socket receive
+ * buffer or AF_XDP RX ring full), as its drop report told: the last queue of the path
+ * is full, the same congestion signal as a local drop. */
+void kcpx_cc_on_peer_drop(struct kcpx_cc *cc, uint32_t now, uint32_t n);
 /* End of an input batch: fold the rate sample into the model and move the state. */
 void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight);
 /* The sender ran out of data (or of window) below the cap: samples until what is in
  * flight now is delivered do not describe the path. */
 void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight);
 
-/* Pacing: bytes that may be sent now (<= 0: wait), and when the next send may go. */
-int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint32_t now);
-uint32_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint32_t now);
+/*
+ * Pacing, on a monotonic µs clock of the owner's (any origin; not KCP's ms `now`).
+ * The bucket releases a quantum per wakeup: about 1 ms of the pacing rate, at least 2
+ * and at most KCPX_CC_QUANTUM_SEGS full segments (as Linux sizes a paced TSO burst: 1 ms
+ * of rate, 2 segments at low rates, a 64 KB ceiling). Its depth is two quanta, so that a
+ * wakeup late by up to a quantum's time loses no rate; an owner that can only wake on
+ * whole ms (kcpx_cc_set_fine(false), the default) gets max(2 quanta, 2 ms of rate) instead,
+ * or a sub-ms quantum would cap its rate.
+ * kcpx_cc_tokens: bytes that may be sent now (<= 0: wait); kcpx_cc_next_send: the µs
+ * time a whole quantum is back (a ms-driven owner: what is owed), now_us if tokens
+ * are there now.
+ */
+#define KCPX_CC_QUANTUM_SEGS 32u
+void kcpx_cc_set_fine(struct kcpx_cc *cc, bool fine);
+uint64_t kcpx_cc_quantum(const struct kcpx_cc *cc);
+int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint64_t now_us);
+uint64_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint64_t now_us);
 
 const char *kcpx_cc_state_name(enum kcpx_cc_state st);
 const char *kcpx_cc_algo_name(enum kcpx_cc_algo algo);

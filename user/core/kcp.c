@@ -88,7 +88,8 @@ struct rh_ent {
 
 /* Local drops remembered to be taken off the losses they cause (a dropped datagram may
  * have held no segment, a parity shard or ACKs: the credit is bounded). */
-#define LD_CREDIT_MAX 1024u
+#define LD_CREDIT_MAX  1024u
+#define ACK_REPEAT_MAX 128u /* ACKs of one flush repeated in the next, at most */
 
 /* ACKs of one input gathered before their fast-ack accounting runs. */
 #define ACK_BATCH 64
@@ -184,6 +185,13 @@ struct kcpx_kcp {
 	struct kcpx_cc cc;
 	uint64_t cc_inflight;
 	uint32_t wire_hdr, wire_num, wire_den;
+	/* the pacer's µs clock: the owner's (kcpx_kcp_set_clock_us), or `now` x 1000 until
+	 * it gives one; (uint32_t)(pace_us / 1000) is the ms `now` it belongs to */
+	uint64_t pace_us;
+	/* wire bytes of the new segments a flush took but has not sent yet (pace_empty) */
+	int64_t pace_owed;
+	bool pace_set;	/* pace_us holds a time (until then: `now` x 1000) */
+	bool pace_fine; /* the owner gives it (and wakes at µs deadlines) */
 
 	/* per-engine totals for status, and this call's SNMP deltas */
 	uint64_t tot_retrans, tot_lost;
@@ -192,6 +200,21 @@ struct kcpx_kcp {
 	 * acked and only if the copy went out at the parity in force then (snd_release) */
 	uint64_t fa_sent, fa_lost;
 	uint32_t ld_credit; /* local drops not yet matched with the losses they cause */
+
+	/* Receive drops (kcpx_kcp_rx_dropped): incoming datagrams of this engine the host
+	 * dropped before reading them, counted here and, between kcpx ends, told to the
+	 * peer in a drop report (a WINS segment with a payload: kcp.h); rxd_sent is the
+	 * total last reported, rxd_repeat the copies still to send (a report may be lost,
+	 * the next carries the same total). rd_peer: the peer's last total we took. */
+	bool drop_report;
+	/* ACK repeat (kcpx_kcp_set_ack_repeat): the last flush's ACKs of segments held
+	 * beyond rcv_nxt, sent once more with the next flush if it comes within interval */
+	bool ack_repeat;
+	struct ackitem rep[ACK_REPEAT_MAX];
+	uint32_t rep_n, rep_ts;
+	uint8_t rxd_repeat;
+	uint32_t rxd_total, rxd_sent, rd_peer;
+	uint64_t peer_drops; /* datagrams the peer reported dropped before reading them */
 	uint64_t c_out, c_fast, c_early, c_lost, c_tlp;
 };
 
@@ -211,6 +234,53 @@ static inline void snmp_add(__u64 *ctr, uint64_t v)
 static inline bool paced(const struct kcpx_kcp *kcp)
 {
 	return kcp->cc_algo == KCPX_CC_BBR;
+}
+
+/* The pacer's time at ms `now`: the owner's µs clock while it is in that ms, the start of
+ * `now` once `now` moved past it, and never earlier than the clock was (a caller holding
+ * an older `now` than the last kcpx_kcp_set_clock_us) unless `now` jumped back by more
+ * than a second (a virtual clock restarted). */
+static uint64_t pace_now(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t ms = kcp->pace_us / 1000;
+	int32_t d = kcpx_diff32(now, (uint32_t)ms);
+
+	if (!kcp->pace_set)
+		return (uint64_t)now * 1000;
+	if (d == 0 || (d < 0 && d >= -1000))
+		return kcp->pace_us;
+	if (d < 0 && (uint64_t) - (int64_t)d > ms)
+		return 0;
+	return (uint64_t)((int64_t)ms + d) * 1000;
+}
+
+/*
+ * Paced and out of tokens for a retransmission. A flush takes its new segments first
+ * (kcp-go's order) but sends them last, so retransmissions see tokens the new segments
+ * will spend; they must not starve behind them, and each of them still goes into the
+ * bucket's debt, which the next refills pay off before new data goes. Driven on ms
+ * (a bucket of 2 ms or more) they may spend all of it again, as ever; driven on µs
+ * (a bucket of two quanta, refilled per quantum) at most one quantum beyond what the
+ * new segments left, so that a flush sends at most the bucket plus a quantum.
+ */
+static inline bool pace_empty(const struct kcpx_kcp *kcp)
+{
+	int64_t left = kcp->cc.tokens;
+
+	if (!paced(kcp))
+		return false;
+	if (kcp->pace_fine)
+		left -= kcp->pace_owed -
+			KCPX_MIN(kcp->pace_owed, (int64_t)kcpx_cc_quantum(&kcp->cc));
+	return left <= 0;
+}
+
+/* An ms deadline t on the pacer's timeline, seen from pacer time p. */
+static uint64_t ms_us(uint64_t p, uint32_t t)
+{
+	int64_t ms = (int64_t)(p / 1000) + kcpx_diff32(t, (uint32_t)(p / 1000));
+
+	return ms > 0 ? (uint64_t)ms * 1000 : 0;
 }
 
 /* Wire bytes a segment of len payload bytes costs: its KCP header, its datagram's
@@ -354,6 +424,32 @@ static void out_ctrl(struct kcpx_kcp *kcp, uint8_t cmd, uint16_t wnd, uint32_t t
 	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD);
 	put_hdr(p, kcp->conv, cmd, 0, wnd, ts, sn, kcp->rcv_nxt, 0);
 	kcp->olen += KCPX_KCP_OVERHEAD;
+	kcp->c_out++;
+}
+
+/*
+ * The drop report: a WINS segment whose payload says how many of the datagrams sent to
+ * us this host dropped before reading them (a running total, so a lost report costs
+ * nothing but time). Any KCP receiver skips a WINS segment's payload (kcp-go, ikcp,
+ * kcpx before it), so an older peer takes only the window and una, which are current.
+ * Sent three times per new total, with whatever else the flush sends.
+ */
+static void out_drop_report(struct kcpx_kcp *kcp, uint16_t wnd)
+{
+	uint8_t *p = out_reserve(kcp, KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN);
+
+	if (kcp->rxd_total != kcp->rxd_sent) {
+		kcp->rxd_sent = kcp->rxd_total;
+		kcp->rxd_repeat = 3;
+	}
+	kcp->rxd_repeat--;
+	put_hdr(p, kcp->conv, KCPX_KCP_CMD_WINS, 0, wnd, 0, 0, kcp->rcv_nxt,
+		KCPX_KCP_DROP_REPORT_LEN);
+	p += KCPX_KCP_OVERHEAD;
+	memset(p, 0, KCPX_KCP_DROP_REPORT_LEN);
+	p[0] = KCPX_KCP_DROP_REPORT_KIND;
+	kcpx_put_le32(p + 4, kcp->rxd_sent);
+	kcp->olen += KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN;
 	kcp->c_out++;
 }
 
@@ -880,7 +976,29 @@ int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
 	kcp->cc_inflight = 0;
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), now);
 	kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
+	kcpx_cc_set_fine(&kcp->cc, kcp->pace_fine);
+	if (!kcp->pace_fine) {
+		kcp->pace_us = (uint64_t)now * 1000;
+		kcp->pace_set = true;
+	}
 	return 0;
+}
+
+void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us)
+{
+	if (!kcp->pace_fine || now_us > kcp->pace_us ||
+	    kcp->pace_us - now_us > 1000000) /* went back a second: restarted */
+		kcp->pace_us = now_us;
+	kcp->pace_set = true;
+	if (!kcp->pace_fine) {
+		kcp->pace_fine = true;
+		kcpx_cc_set_fine(&kcp->cc, true);
+	}
+}
+
+uint64_t kcpx_kcp_ms_us(const struct kcpx_kcp *kcp, uint32_t now, uint32_t t)
+{
+	return ms_us(pace_now(kcp, now), t);
 }
 
 void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, uint32_t den)
@@ -891,6 +1009,45 @@ void kcpx_kcp_set_wire_cost(struct kcpx_kcp *kcp, uint32_t hdr, uint32_t num, ui
 	kcp->wire_num = num;
 	kcp->wire_den = den;
 	kcpx_cc_set_seg(&kcp->cc, seg_cost(kcp, kcp->mss));
+}
+
+/*
+ * The peer's running total of our datagrams it dropped before reading them. Untrusted
+ * beyond the AEAD (any authenticated peer may send anything): a total that went back
+ * (a reordered or repeated report) counts nothing, and one report adds at most
+ * LD_CREDIT_MAX, which is also all the loss credit it can give; the controller reacts
+ * at most once per round whatever the count.
+ */
+static void take_drop_report(struct kcpx_kcp *kcp, uint32_t total, uint32_t now)
+{
+	int32_t d = kcpx_diff32(total, kcp->rd_peer);
+	uint32_t n;
+
+	if (d <= 0)
+		return;
+	kcp->rd_peer = total;
+	n = KCPX_MIN((uint32_t)d, LD_CREDIT_MAX);
+	kcp->peer_drops += n;
+	if (!paced(kcp))
+		return;
+	kcp->ld_credit = KCPX_MIN(kcp->ld_credit + n, LD_CREDIT_MAX);
+	kcpx_cc_on_peer_drop(&kcp->cc, now, n);
+}
+
+void kcpx_kcp_rx_dropped(struct kcpx_kcp *kcp, uint32_t n)
+{
+	kcp->rxd_total += n;
+}
+
+void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->drop_report = on;
+}
+
+void kcpx_kcp_set_ack_repeat(struct kcpx_kcp *kcp, bool on)
+{
+	kcp->ack_repeat = on;
+	kcp->rep_n = 0;
 }
 
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n)
@@ -934,6 +1091,8 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	memset(info, 0, sizeof(*info));
 	info->algo = kcp->cc_algo;
 	info->state = cc->state;
+	info->rx_drops = kcp->rxd_total;
+	info->peer_drops = kcp->peer_drops;
 	if (!paced(kcp)) {
 		info->inflight = (uint64_t)(kcp->snd_nxt - kcp->snd_una) * seg_cost(kcp, kcp->mss);
 		return;
@@ -1271,11 +1430,15 @@ static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una, uint32_t now)
 	return n;
 }
 
-static void parse_ack(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
+/* true when sn was still unacknowledged */
+static bool parse_ack(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
 {
 	struct kseg *s = kcp->sring[sn & kcp->smask];
-	if (s && s->sn == sn)
+	if (s && s->sn == sn) {
 		snd_release(kcp, s, now);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -1434,8 +1597,10 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 
 		switch (cmd) {
 		case KCPX_KCP_CMD_ACK:
-			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt)) {
-				parse_ack(kcp, sn, now);
+			/* a kcpx peer repeats ACKs (ack_repeat): one of a segment acknowledged
+			 * before adds nothing toward fast retransmit */
+			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt) &&
+			    (parse_ack(kcp, sn, now) || !kcp->ack_repeat)) {
 				batch[nbatch].sn = sn;
 				batch[nbatch].ts = ts;
 				if (++nbatch == ACK_BATCH) {
@@ -1476,6 +1641,9 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 			kcp->probe |= ASK_TELL;
 			break;
 		default: /* WINS: the window was taken from the header above */
+			if (dlen == KCPX_KCP_DROP_REPORT_LEN &&
+			    payload[0] == KCPX_KCP_DROP_REPORT_KIND)
+				take_drop_report(kcp, kcpx_get_le32(payload + 4), now);
 			break;
 		}
 		in_segs++;
@@ -1594,7 +1762,9 @@ static bool timer_due(const struct kcpx_kcp *kcp, uint32_t now)
 {
 	uint32_t rto;
 
-	if (pace_waiting(kcp) && kcpx_diff32(now, kcpx_cc_next_send(&kcp->cc, now)) >= 0)
+	uint64_t p = pace_now(kcp, now);
+
+	if (pace_waiting(kcp) && p >= kcpx_cc_next_send(&kcp->cc, p))
 		return true;
 	if (rto_deadline(kcp, &rto) && kcpx_diff32(now, rto) >= 0)
 		return true;
@@ -1611,7 +1781,7 @@ static int retrans_one(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now, uint1
 	if (rto_walk && kcpx_diff32(now, s->resendts) >= 0)
 		cc_gone(kcp, s);
 	/* paced: a retransmission waits for its turn like new data (it stays due) */
-	if (paced(kcp) && kcp->cc.tokens <= 0)
+	if (pace_empty(kcp))
 		return 0;
 	if (s->fastack != FASTACK_DONE && s->fastack >= resent) {
 		kcp->c_fast++;
@@ -1668,7 +1838,7 @@ static void silent_probe(struct kcpx_kcp *kcp, uint32_t now, uint16_t wnd)
 {
 	struct kseg *s = kcp->ua_head;
 
-	if (kcpx_diff32(now, s->resendts) >= 0 && !(paced(kcp) && kcp->cc.tokens <= 0)) {
+	if (kcpx_diff32(now, s->resendts) >= 0 && !pace_empty(kcp)) {
 		set_fastack(kcp, s, 0);
 		s->cc_lost_ts = s->ts;
 		set_resend(kcp, s, now + s->rto);
@@ -1699,8 +1869,21 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	int64_t tokens = 0;
 	bool cc_limited = false;
 
+	kcp->pace_us = pace_now(kcp, now);
+	kcp->pace_set = true;
 	if (wnd == 0)
 		kcp->told_zero = true; /* whatever this flush sends says so */
+	/* the last flush's ACKs of segments still held beyond rcv_nxt, once more: una does
+	 * not cover them, so a lost ACK datagram would make the sender resend each of them
+	 * (first, so that this flush's own ACKs carry the newest ts) */
+	if (kcp->ack_repeat && kcp->rep_n &&
+	    kcpx_diff32(now, kcp->rep_ts) <= (int32_t)kcp->interval)
+		for (i = 0; i < kcp->rep_n; i++)
+			if (kcpx_diff32(kcp->rep[i].sn, kcp->rcv_nxt) >= 0)
+				out_ctrl(kcp, KCPX_KCP_CMD_ACK, wnd, kcp->rep[i].ts,
+					 kcp->rep[i].sn);
+	kcp->rep_n = 0;
+	kcp->rep_ts = now;
 	/* ACKs; one below rcv_nxt is already covered by una and only the newest of those
 	 * is kept (kcp-go filters bufferbloat duplicates this way) */
 	for (i = 0; i < kcp->ack_n; i++) {
@@ -1709,9 +1892,15 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 			out_ctrl(kcp, KCPX_KCP_CMD_ACK, wnd, a->ts, a->sn);
 			last_sn = a->sn;
 			last_ts = a->ts;
+			if (kcp->ack_repeat && kcp->rep_n < ACK_REPEAT_MAX &&
+			    kcpx_diff32(a->sn, kcp->rcv_nxt) >= 0)
+				kcp->rep[kcp->rep_n++] = *a;
 		}
 	}
 	kcp->ack_n = 0;
+	if (kcp->drop_report && (kcp->rxd_total != kcp->rxd_sent || kcp->rxd_repeat) &&
+	    kcp->mtu >= KCPX_KCP_OVERHEAD + KCPX_KCP_DROP_REPORT_LEN)
+		out_drop_report(kcp, wnd);
 	if (kind == FLUSH_ACKONLY)
 		goto out;
 	if (silence_check(kcp, now)) {
@@ -1765,7 +1954,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	if (!kcp->nocwnd)
 		cwnd = KCPX_MIN(kcp->cwnd, cwnd);
 	if (paced(kcp))
-		tokens = kcpx_cc_tokens(&kcp->cc, now);
+		tokens = kcpx_cc_tokens(&kcp->cc, kcp->pace_us);
 	while (kcp->sq_head && before(kcp->snd_nxt, kcp->snd_una + cwnd)) {
 		uint32_t c = 0;
 
@@ -1776,11 +1965,14 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 				break;
 			}
 			tokens -= c;
+			kcp->pace_owed += c;
 			kcp->cc_inflight += c;
 		}
 		if (sring_fit(kcp, kcp->snd_nxt - kcp->snd_una + 1)) {
-			if (paced(kcp))
+			if (paced(kcp)) {
 				kcp->cc_inflight -= c;
+				kcp->pace_owed -= c;
+			}
 			break;
 		}
 		s = kcp->sq_head;
@@ -1832,7 +2024,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		e = rh_top(kcp);
 		if (!e || kcpx_diff32(now, e->when) < 0)
 			break;
-		if (paced(kcp) && kcp->cc.tokens <= 0) {
+		if (pace_empty(kcp)) {
 			rh_gone_due(kcp, now);
 			break;
 		}
@@ -1847,6 +2039,7 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 		}
 	}
 
+	kcp->pace_owed = 0;
 	for (s = first_new; s; s = s->unext) {
 		s->rto = kcp->rx_rto;
 		set_resend(kcp, s, now + s->rto);
@@ -1929,33 +2122,50 @@ void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now)
 	}
 }
 
-uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+uint64_t kcpx_kcp_check_us(const struct kcpx_kcp *kcp, uint32_t now)
 {
-	uint32_t t = kcp->ts_flush, timer = 0;
+	uint64_t p = pace_now(kcp, now), at, tu = 0;
+	uint32_t timer = 0;
 	bool armed = false;
 	int32_t d;
+
 	if (!kcp->updated)
-		return now;
-	d = kcpx_diff32(now, t);
+		return p;
+	d = kcpx_diff32(now, kcp->ts_flush);
 	if (d >= 10000 || d < -10000 || d >= 0)
-		return now;
+		return p;
+	at = ms_us(p, kcp->ts_flush);
 	armed = rto_deadline(kcp, &timer);
 	if (tlp_armed(kcp)) {
-		uint32_t p = kcp->ua_tail->ts + tlp_pto(kcp);
-		if (!armed || before(p, timer))
-			timer = p, armed = true;
+		uint32_t t = kcp->ua_tail->ts + tlp_pto(kcp);
+		if (!armed || before(t, timer))
+			timer = t, armed = true;
 	}
+	if (armed)
+		tu = ms_us(p, timer);
 	if (paced(kcp)) {
-		uint32_t ns = kcpx_cc_next_send(&kcp->cc, now);
+		uint64_t ns = kcpx_cc_next_send(&kcp->cc, p);
 		/* retransmissions wait for the pacer too; the interval flush (ACKs) does not */
-		if (armed && kcp->cc.tokens <= 0 && before(timer, ns))
-			timer = ns;
-		if (pace_waiting(kcp) && (!armed || before(ns, timer)))
-			timer = ns, armed = true;
+		if (armed && kcp->cc.tokens <= 0 && tu < ns)
+			tu = ns;
+		if (pace_waiting(kcp) && (!armed || ns < tu))
+			tu = ns, armed = true;
 	}
-	if (armed && before(timer, t))
-		t = timer;
-	return kcpx_diff32(now, t) >= 0 ? now : t;
+	if (armed && tu < at)
+		at = tu;
+	return at > p ? at : p;
+}
+
+uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now)
+{
+	uint64_t at = kcpx_kcp_check_us(kcp, now);
+	uint32_t ms;
+
+	if (at <= pace_now(kcp, now))
+		return now;
+	/* the first ms that reaches at */
+	ms = (uint32_t)((at + 999) / 1000);
+	return kcpx_diff32(ms, now) > 0 ? ms : now;
 }
 
 void kcpx_kcp_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_info *info)

@@ -139,12 +139,42 @@ struct kcpx_kcp_cc_info {
 	uint64_t inflight, inflight_cap; /* wire bytes */
 	uint32_t loss_ppm;		 /* random-loss estimate */
 	uint64_t local_drops;		 /* datagrams the host failed to send */
+	uint32_t rx_drops;   /* incoming datagrams the host dropped (kcpx_kcp_rx_dropped) */
+	uint64_t peer_drops; /* datagrams the peer reported it dropped before reading them */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
  * full): fed to the controller as congestion (kcpx_cc_on_local_drop), and the losses they
  * cause are kept out of the loss counts (cc bbr; no-op otherwise). */
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
+/*
+ * Receive drops. n incoming datagrams of this engine that the host dropped before the
+ * engine read them (a full socket receive buffer, a full AF_XDP RX ring): they are the
+ * sender's congestion, and only the peer can tell it. With the drop report on (between
+ * kcpx ends: kcpx_kcp_set_drop_report) the running total goes to the peer in a WINS
+ * segment with a payload, which any KCP receiver skips:
+ *
+ *   KCP header: cmd WINS (84), frg 0, wnd and una current, ts 0, sn 0, len 8
+ *   payload:    u8 kind 1 (receive drops), 3 bytes 0, le32 running total
+ *
+ * A receiver takes only len 8 with kind 1 (any other WINS payload is skipped as
+ * before). The sender's controller takes the count like a local drop (congestion of
+ * the path's last queue, kcpx_cc_on_peer_drop), and the losses it explains are kept out
+ * of the loss counts. Sent with the next flush, three copies per new total.
+ */
+#define KCPX_KCP_DROP_REPORT_LEN  8
+#define KCPX_KCP_DROP_REPORT_KIND 1
+void kcpx_kcp_rx_dropped(struct kcpx_kcp *kcp, uint32_t n);
+void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on);
+/*
+ * Between kcpx ends (off by default): each flush's ACKs of segments held beyond rcv_nxt
+ * are sent once more with the next flush, if it comes within the flush interval (so the
+ * ts they echo is at most that much older than the peer already allows for). Una does
+ * not cover those segments: without the repeat, a lost ACK datagram made the sender
+ * resend every one of them. As a sender, only ACKs of segments still unacknowledged
+ * count toward fast retransmit, so a repeat does not count twice.
+ */
+void kcpx_kcp_set_ack_repeat(struct kcpx_kcp *kcp, bool on);
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
 /* cc bbr, what adaptive FEC decides on: PUSH copies sent and copies lost (the loss FEC
  * left), both counted when their segment is acknowledged and only for copies that went out
@@ -185,6 +215,20 @@ void kcpx_kcp_flush(struct kcpx_kcp *kcp, uint32_t now);
 void kcpx_kcp_update(struct kcpx_kcp *kcp, uint32_t now);
 /* Absolute ms of the next needed update() (now if one is due). */
 uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
+/*
+ * The pacer's clock. KCP's timers and its wire ts stay in ms (`now`); the pacer runs on
+ * a monotonic µs clock. An owner that can wake at µs deadlines gives it here before
+ * update()/flush() (any origin, but (uint32_t)(now_us / 1000) must be the ms `now` it
+ * passes: kcpx_clock_us() and kcpx_clock_ms() agree so) and sleeps until
+ * kcpx_kcp_check_us(); from the first call on the pacer sends a quantum of about 1 ms of
+ * its rate, at most KCPX_CC_QUANTUM_SEGS segments, per wakeup (cc.h). An owner that never
+ * calls it is paced on `now` x 1000 with a bucket of at least 2 ms of the rate.
+ */
+void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us);
+/* check() on the pacer's clock: the µs time of the next needed update(). */
+uint64_t kcpx_kcp_check_us(const struct kcpx_kcp *kcp, uint32_t now);
+/* The ms deadline t on the pacer's clock (the µs at which ms t begins). */
+uint64_t kcpx_kcp_ms_us(const struct kcpx_kcp *kcp, uint32_t now, uint32_t t);
 
 /* For status output. inflight = snd_nxt - snd_una (segments charged to the window);
  * rcv_queued: in order, not read yet; rcv_ooo: held out of order. */

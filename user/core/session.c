@@ -237,6 +237,10 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
 	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
 	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
+	/* only a kcpx peer reads the drop report (stock kcptun would skip it: kcp.h); the
+	 * ACK repeat stays between kcpx ends too: kcp-go takes an RTT sample from every ACK */
+	kcpx_kcp_set_drop_report(s->kcp, cfg->native);
+	kcpx_kcp_set_ack_repeat(s->kcp, cfg->native);
 	if (cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0)
 		kcpx_kcp_set_wnd_grow(s->kcp,
 				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
@@ -311,6 +315,8 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 	/* The FEC encoder keeps its larger native headroom: sealing needs no more. */
 	s->cfg.native = false;
 	kcpx_kcp_set_wnd_grow(s->kcp, 0);
+	kcpx_kcp_set_drop_report(s->kcp, false);
+	kcpx_kcp_set_ack_repeat(s->kcp, false);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
 	s->trailer = kcpx_crypt_trailer(crypt);
@@ -616,6 +622,11 @@ void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now)
 	kcpx_kcp_local_drop(s->kcp, now, n);
 }
 
+void kcpx_session_rx_dropped(struct kcpx_session *s, uint32_t n)
+{
+	kcpx_kcp_rx_dropped(s->kcp, n);
+}
+
 bool kcpx_session_fec_peer_ratio(const struct kcpx_session *s, int *ds, int *ps)
 {
 	if (!s->fec_dec)
@@ -683,6 +694,24 @@ uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now)
 	if (s->redund && kcpx_redund_next(s->redund, &c) && (int32_t)(a - c) > 0)
 		a = c;
 	return a;
+}
+
+void kcpx_session_set_clock_us(struct kcpx_session *s, uint64_t now_us)
+{
+	kcpx_kcp_set_clock_us(s->kcp, now_us);
+}
+
+uint64_t kcpx_session_deadline_us(const struct kcpx_session *s, uint32_t now)
+{
+	uint32_t a = kcpx_session_deadline(s, now);
+	uint64_t au = kcpx_kcp_ms_us(s->kcp, now, a), k;
+
+	/* a pending session's tick does not run KCP: its deadline is the handshake poll */
+	if (kcpx_session_pending(s))
+		return au;
+	/* KCP's own deadline, to the µs, when it is the earliest (a is that one rounded up) */
+	k = kcpx_kcp_check_us(s->kcp, now);
+	return k < au ? k : au;
 }
 
 void kcpx_session_set_keepalive(struct kcpx_session *s, uint32_t keepalive_ms, uint32_t timeout_ms,

@@ -114,6 +114,13 @@ struct kcpx_native *kcpx_session_native(struct kcpx_session *s);
 void kcpx_session_pump(struct kcpx_session *s, uint32_t now);
 void kcpx_session_tick(struct kcpx_session *s, uint32_t now);
 uint32_t kcpx_session_deadline(const struct kcpx_session *s, uint32_t now);
+/*
+ * The pacer's µs clock (kcpx_kcp_set_clock_us): an owner that wakes at µs deadlines
+ * gives it before pump/tick/input at the same instant as their `now`, and sleeps until
+ * kcpx_session_deadline_us(): the same deadline, with the pacer's to the µs.
+ */
+void kcpx_session_set_clock_us(struct kcpx_session *s, uint64_t now_us);
+uint64_t kcpx_session_deadline_us(const struct kcpx_session *s, uint32_t now);
 
 /* Dead: smux keepalive timed out, or the peer broke smux or snappy framing. */
 bool kcpx_session_dead(const struct kcpx_session *s);
@@ -136,6 +143,10 @@ struct kcpx_kcp *kcpx_session_kcp(struct kcpx_session *s);
 /* n of this session's datagrams the host failed to send (full socket buffer or AF_XDP
  * TX ring): congestion for its controller, not path loss (kcpx_kcp_local_drop). */
 void kcpx_session_local_drop(struct kcpx_session *s, uint32_t n, uint32_t now);
+/* n datagrams meant for this session that the host dropped before reading them (a full
+ * socket receive buffer or AF_XDP RX ring; the caller's share of them): between kcpx
+ * ends told to the peer, whose controller takes them as congestion (kcpx_kcp_rx_dropped). */
+void kcpx_session_rx_dropped(struct kcpx_session *s, uint32_t n);
 
 /* FEC parity shards per group sent now and the configured ceiling (0, 0 without FEC):
  * below the ceiling when the native protocol's adaptive parity found little loss;

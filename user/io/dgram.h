@@ -58,6 +58,10 @@ struct kcpx_dgram {
 	int cfd;	  /* watched for ops->ctl, when there is one */
 	bool short_empty; /* a plain socket: a short recv batch emptied its queue */
 	const char *name; /* "udp" or "af_xdp", for logs and stats */
+	/* Datagrams the host dropped for this backend before recv could read them (a full
+	 * socket receive buffer: SO_RXQ_OVFL; a full AF_XDP RX ring): a running total,
+	 * brought up to date by recv; stays 0 where the backend cannot tell. */
+	uint32_t rx_drops;
 	struct kcpx_addr local;
 };
 

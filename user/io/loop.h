@@ -22,7 +22,8 @@ struct kcpx_watch {
 
 /* A timer. The owner embeds it; `idx` is its heap slot, or -1 when not armed. */
 struct kcpx_timer {
-	uint32_t when; /* absolute kcpx_clock_ms() */
+	uint32_t when;	  /* absolute kcpx_clock_ms() */
+	uint64_t when_us; /* absolute kcpx_clock_us(): what the heap orders by */
 	int idx;
 	void (*fn)(struct kcpx_timer *t, uint32_t now);
 };
@@ -38,8 +39,11 @@ int kcpx_loop_add_fd(struct kcpx_loop *loop, struct kcpx_watch *w, int fd, uint3
 void kcpx_loop_del_fd(struct kcpx_loop *loop, int fd);
 
 void kcpx_timer_init(struct kcpx_timer *t, void (*fn)(struct kcpx_timer *t, uint32_t now));
-/* Arm (or move) a timer to fire at `when`. */
+/* Arm (or move) a timer to fire at `when` (ms: at the start of that ms). */
 int kcpx_timer_set(struct kcpx_loop *loop, struct kcpx_timer *t, uint32_t when);
+/* The same at a µs deadline of kcpx_clock_us(). The loop sleeps to it with epoll_pwait2's
+ * ns timeout where the kernel has one (kcpx_loop_fine), else rounds up to whole ms. */
+int kcpx_timer_set_us(struct kcpx_loop *loop, struct kcpx_timer *t, uint64_t when_us);
 void kcpx_timer_cancel(struct kcpx_loop *loop, struct kcpx_timer *t);
 static inline bool kcpx_timer_armed(const struct kcpx_timer *t)
 {
@@ -63,5 +67,9 @@ void kcpx_loop_lock(struct kcpx_loop *loop);
 int kcpx_loop_run(struct kcpx_loop *loop);
 void kcpx_loop_stop(struct kcpx_loop *loop);
 uint32_t kcpx_loop_now(const struct kcpx_loop *loop);
+/* kcpx_clock_us() at the start of this turn; kcpx_loop_now() is it in ms. */
+uint64_t kcpx_loop_now_us(const struct kcpx_loop *loop);
+/* The loop wakes at µs deadlines (epoll_pwait2 works here); false: whole ms only. */
+bool kcpx_loop_fine(const struct kcpx_loop *loop);
 
 #endif

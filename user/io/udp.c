@@ -27,6 +27,11 @@ struct udp_dgram {
 	struct mmsghdr msgs[64];
 	struct iovec iov[64];
 	union kcpx_pktinfo_buf ctl[64];
+	/* what recvmmsg may attach: the local address, the socket's drop count */
+	union {
+		char buf[KCPX_PKTINFO_SPACE + CMSG_SPACE(sizeof(uint32_t))];
+		struct cmsghdr align;
+	} rctl[64];
 };
 
 #define UDP_BATCH 64
@@ -46,15 +51,21 @@ static int udp_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 		u->msgs[i].msg_hdr.msg_iovlen = 1;
 		u->msgs[i].msg_hdr.msg_name = &pkts[i].addr.ss;
 		u->msgs[i].msg_hdr.msg_namelen = sizeof(pkts[i].addr.ss);
-		if (u->pktinfo) {
-			u->msgs[i].msg_hdr.msg_control = u->ctl[i].buf;
-			u->msgs[i].msg_hdr.msg_controllen = sizeof(u->ctl[i].buf);
-		}
+		u->msgs[i].msg_hdr.msg_control = u->rctl[i].buf;
+		u->msgs[i].msg_hdr.msg_controllen = sizeof(u->rctl[i].buf);
 	}
 	got = recvmmsg(d->fd, u->msgs, n, MSG_DONTWAIT, NULL);
 	if (got < 0)
 		return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -errno;
 	for (int i = 0; i < got; i++) {
+		struct msghdr *mh = &u->msgs[i].msg_hdr;
+
+		/* SO_RXQ_OVFL: the socket's drops when this datagram was queued (only once
+		 * there were any); the last datagram's is the newest */
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL &&
+			    cm->cmsg_len >= CMSG_LEN(sizeof(uint32_t)))
+				memcpy(&d->rx_drops, CMSG_DATA(cm), sizeof(uint32_t));
 		pkts[i].len = u->msgs[i].msg_len;
 		pkts[i].addr.len = u->msgs[i].msg_hdr.msg_namelen;
 		if (u->pktinfo)
@@ -224,6 +235,13 @@ int kcpx_udp_open(struct kcpx_dgram **out, const struct kcpx_udp_config *cfg)
 		goto err_free;
 	}
 	set_bufs(fd, cfg->sockbuf);
+	{
+		int on = 1;
+
+		/* the receive buffer's drops, for the peer's controller (path.c); without
+		 * them (an old kernel) nothing is reported */
+		setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on));
+	}
 	if (cfg->dscp > 0) {
 		int tos = cfg->dscp << 2;
 		if (family == AF_INET6)

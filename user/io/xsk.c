@@ -170,6 +170,9 @@ struct kcpx_xsk {
 	struct nexthop nh[NH_BUCKETS][NH_WAYS];
 	struct kcpx_xsk_stats st;
 	uint32_t published_ms;
+	/* the RX rings' drops (ring full, no frame to fill) as this core's thread last read
+	 * them, what of that its ports were given (ring_drops), and when */
+	uint32_t rxd_total, rxd_given, rxd_ms;
 	struct xsk_port *ports;
 	/* in a group of several: datagrams other cores took for our ports, newest first,
 	 * under inmu; inevfd (in every port's epoll set) says there are some */
@@ -787,6 +790,36 @@ static void publish_stats(struct kcpx_xsk *c, bool force)
 	pthread_mutex_unlock(&g->mu);
 }
 
+/*
+ * The frames this core's AF_XDP sockets dropped because their RX ring was full or the
+ * fill ring empty (XDP_STATISTICS rx_ring_full and rx_dropped; a redirect that failed for
+ * either lands there too): datagrams the host dropped before we read them, for the
+ * peers' controllers (dgram.h rx_drops). Read at most once per ms; the growth goes to
+ * the port reading now, which on a core with one port (a server's) is exact; with
+ * several the sessions of another port may be charged.
+ */
+static void ring_drops(struct kcpx_xsk *c, struct xsk_port *p)
+{
+	uint32_t now = kcpx_clock_ms(), total = 0;
+	struct xdp_statistics xs;
+	socklen_t len;
+
+	if (now != c->rxd_ms) {
+		c->rxd_ms = now;
+		for (int i = 0; i < c->nq; i++) {
+			len = sizeof(xs);
+			if (c->q[i].xsk && !getsockopt(xsk_socket__fd(c->q[i].xsk), SOL_XDP,
+						       XDP_STATISTICS, &xs, &len))
+				total += (uint32_t)(xs.rx_dropped + xs.rx_ring_full);
+		}
+		c->rxd_total = total;
+	}
+	/* a queue closed since takes its count away: never a negative growth */
+	if ((int32_t)(c->rxd_total - c->rxd_given) > 0)
+		p->d.rx_drops += c->rxd_total - c->rxd_given;
+	c->rxd_given = c->rxd_total;
+}
+
 static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 {
 	struct xsk_port *p = (struct xsk_port *)d;
@@ -814,6 +847,7 @@ static int xsk_recv(struct kcpx_dgram *d, struct kcpx_pkt *pkts, int n)
 		if (r > 0)
 			got += r;
 	}
+	ring_drops(c, p);
 	publish_stats(c, false);
 	return got;
 }
