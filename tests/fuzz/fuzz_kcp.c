@@ -15,8 +15,8 @@
  *          segments past the send window wait)
  *     3    clock: now += u8 * 3, update() if check() says so (µs clock: now_us += u8 * 37)
  *     4    recv: u8 n, into n * 40 + 1 bytes
- *     5    flush(); with bit 3 of the op byte set, first turn the drop report and the
- *          ACK repeat on and count (op byte >> 4) receive drops (kcpx_kcp_rx_dropped)
+ *     5    flush(); with bit 3 of the op byte set, first turn the drop report on and
+ *          count (op byte >> 4) receive drops (kcpx_kcp_rx_dropped)
  *     6    echo: the engine's last output datagram fed back to it (conv matches)
  *     7    run timers for u8 * 10 ms of virtual time (µs clock: to check_us()'s deadlines)
  * byte 2's top bits pick the controller: 0 nc as byte 0 says, 1 kcp, 2 bbr, 3 bbr paced on
@@ -202,7 +202,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 5:
 			if (data[i - 1] & 8) {
 				kcpx_kcp_set_drop_report(k, true);
-				kcpx_kcp_set_ack_repeat(k, true);
 				kcpx_kcp_rx_dropped(k, data[i - 1] >> 4);
 				rx_counted += data[i - 1] >> 4;
 			}

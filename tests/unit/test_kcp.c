@@ -836,99 +836,6 @@ static void test_drop_report(void)
 	kcpx_kcp_free(rx);
 }
 
-/* Feed every PUSH of the captured datagrams to k, except sn skip; returns how many
- * (-1 if input refused one). */
-static int feed_pushes(struct kcpx_kcp *k, struct capture *c, int from, uint32_t skip, uint32_t now)
-{
-	int n = 0;
-
-	for (int d = from; d < c->n && d < CAP_MAX; d++)
-		for (size_t off = 0; off + 24 <= c->len[d];) {
-			const uint8_t *p = c->buf[d] + off;
-			uint32_t len = kcpx_get_le32(p + 20);
-
-			if (p[4] == KCPX_KCP_CMD_PUSH && kcpx_get_le32(p + 12) != skip) {
-				if (kcpx_kcp_input(k, p, 24 + len, now, true))
-					return -1;
-				n++;
-			}
-			off += 24 + len;
-		}
-	return n;
-}
-
-/* PUSH segments in the captured datagrams from index from on. */
-static int count_pushes(struct capture *c, int from)
-{
-	int n = 0;
-
-	for (int d = from; d < c->n && d < CAP_MAX; d++)
-		for (size_t off = 0; off + 24 <= c->len[d];
-		     off += 24 + kcpx_get_le32(c->buf[d] + off + 20))
-			n += c->buf[d][off + 4] == KCPX_KCP_CMD_PUSH;
-	return n;
-}
-
-/*
- * A lost ACK datagram behind a hole (kcpx_kcp_set_ack_repeat). Segments 0..9 go out, 0
- * is lost, the receiver's ACKs of 1..9 are lost too; then 10..12 arrive and are ACKed.
- * Una stays at 0, so nothing told the sender that 1..9 arrived: the ACKs of 10..12 made
- * it resend all ten (nine copies the receiver had: at 10 % loss each way, most of the
- * retransmissions on the simulated bottleneck). With the repeat, the second ACK datagram
- * carries 1..9 again, and only 0 is resent.
- */
-static void lost_ack_resends(bool repeat, int *resent)
-{
-	struct capture ct = { 0 }, cr = { 0 };
-	struct kcpx_snmp snmp = { 0 };
-	struct kcpx_kcp *tx = kcpx_kcp_new(0xABCD, cap_out, &ct, &snmp);
-	struct kcpx_kcp *rx = kcpx_kcp_new(0xABCD, cap_out, &cr, &snmp);
-	uint8_t msg[100] = { 1 };
-	int mark;
-
-	*resent = -1;
-	for (int i = 0; i < 2; i++) {
-		struct kcpx_kcp *k = i ? rx : tx;
-
-		kcpx_kcp_set_stream(k, false);
-		kcpx_kcp_set_nodelay(k, 1, 10, 2, 1);
-		kcpx_kcp_set_wndsize(k, 128, 128);
-		kcpx_kcp_set_ack_repeat(k, repeat);
-	}
-	for (int i = 0; i < 10; i++)
-		CHECK_EQ(kcpx_kcp_send(tx, msg, sizeof(msg)), 0);
-	kcpx_kcp_flush(tx, 100);
-	CHECK_EQ(count_pushes(&ct, 0), 10);
-	CHECK_EQ(feed_pushes(rx, &ct, 0, 0, 110), 9);
-	kcpx_kcp_flush(rx, 110); /* the ACKs of 1..9: lost */
-	mark = ct.n;
-	for (int i = 0; i < 3; i++)
-		CHECK_EQ(kcpx_kcp_send(tx, msg, sizeof(msg)), 0);
-	kcpx_kcp_flush(tx, 112);
-	CHECK_EQ(feed_pushes(rx, &ct, mark, 0xFFFFFFFF, 115), 3);
-	mark = cr.n;
-	kcpx_kcp_flush(rx, 116);
-	CHECK_EQ(cr.n, mark + 1);
-	/* the sender may resend at once on these ACKs (kcp-go's fast ACK), or in its flush */
-	mark = ct.n;
-	CHECK_EQ(kcpx_kcp_input(tx, cr.buf[cr.n - 1], cr.len[cr.n - 1], 121, true), 0);
-	kcpx_kcp_flush(tx, 121);
-	*resent = count_pushes(&ct, mark);
-	kcpx_kcp_free(tx);
-	kcpx_kcp_free(rx);
-}
-
-static void test_ack_repeat(void)
-{
-	int off, on;
-
-	lost_ack_resends(false, &off);
-	lost_ack_resends(true, &on);
-	printf("      resent after a lost ACK datagram: %d without the repeat, %d with\n", off, on);
-	CHECK_EQ(on, 1);
-	CHECK(off > on);
-}
-
 /* Segments larger than our mss (a peer with a larger --mtu) are accepted; mtu bounds. */
 static void test_big_segment(void)
 {
@@ -1888,7 +1795,6 @@ int main(void)
 	RUN(test_ack_policy);
 	RUN(test_malformed);
 	RUN(test_drop_report);
-	RUN(test_ack_repeat);
 	RUN(test_irregular);
 	RUN(test_big_segment);
 	RUN(test_message_mode);

@@ -88,8 +88,7 @@ struct rh_ent {
 
 /* Local drops remembered to be taken off the losses they cause (a dropped datagram may
  * have held no segment, a parity shard or ACKs: the credit is bounded). */
-#define LD_CREDIT_MAX  1024u
-#define ACK_REPEAT_MAX 128u /* ACKs of one flush repeated in the next, at most */
+#define LD_CREDIT_MAX 1024u
 
 /* ACKs of one input gathered before their fast-ack accounting runs. */
 #define ACK_BATCH 64
@@ -207,11 +206,6 @@ struct kcpx_kcp {
 	 * total last reported, rxd_repeat the copies still to send (a report may be lost,
 	 * the next carries the same total). rd_peer: the peer's last total we took. */
 	bool drop_report;
-	/* ACK repeat (kcpx_kcp_set_ack_repeat): the last flush's ACKs of segments held
-	 * beyond rcv_nxt, sent once more with the next flush if it comes within interval */
-	bool ack_repeat;
-	struct ackitem rep[ACK_REPEAT_MAX];
-	uint32_t rep_n, rep_ts;
 	uint8_t rxd_repeat;
 	uint32_t rxd_total, rxd_sent, rd_peer;
 	uint64_t peer_drops; /* datagrams the peer reported dropped before reading them */
@@ -1044,12 +1038,6 @@ void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on)
 	kcp->drop_report = on;
 }
 
-void kcpx_kcp_set_ack_repeat(struct kcpx_kcp *kcp, bool on)
-{
-	kcp->ack_repeat = on;
-	kcp->rep_n = 0;
-}
-
 void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n)
 {
 	if (!paced(kcp))
@@ -1430,15 +1418,11 @@ static uint32_t parse_una(struct kcpx_kcp *kcp, uint32_t una, uint32_t now)
 	return n;
 }
 
-/* true when sn was still unacknowledged */
-static bool parse_ack(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
+static void parse_ack(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
 {
 	struct kseg *s = kcp->sring[sn & kcp->smask];
-	if (s && s->sn == sn) {
+	if (s && s->sn == sn)
 		snd_release(kcp, s, now);
-		return true;
-	}
-	return false;
 }
 
 /*
@@ -1597,10 +1581,8 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 
 		switch (cmd) {
 		case KCPX_KCP_CMD_ACK:
-			/* a kcpx peer repeats ACKs (ack_repeat): one of a segment acknowledged
-			 * before adds nothing toward fast retransmit */
-			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt) &&
-			    (parse_ack(kcp, sn, now) || !kcp->ack_repeat)) {
+			if (kcpx_diff32(sn, kcp->snd_una) >= 0 && before(sn, kcp->snd_nxt)) {
+				parse_ack(kcp, sn, now);
 				batch[nbatch].sn = sn;
 				batch[nbatch].ts = ts;
 				if (++nbatch == ACK_BATCH) {
@@ -1873,17 +1855,6 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 	kcp->pace_set = true;
 	if (wnd == 0)
 		kcp->told_zero = true; /* whatever this flush sends says so */
-	/* the last flush's ACKs of segments still held beyond rcv_nxt, once more: una does
-	 * not cover them, so a lost ACK datagram would make the sender resend each of them
-	 * (first, so that this flush's own ACKs carry the newest ts) */
-	if (kcp->ack_repeat && kcp->rep_n &&
-	    kcpx_diff32(now, kcp->rep_ts) <= (int32_t)kcp->interval)
-		for (i = 0; i < kcp->rep_n; i++)
-			if (kcpx_diff32(kcp->rep[i].sn, kcp->rcv_nxt) >= 0)
-				out_ctrl(kcp, KCPX_KCP_CMD_ACK, wnd, kcp->rep[i].ts,
-					 kcp->rep[i].sn);
-	kcp->rep_n = 0;
-	kcp->rep_ts = now;
 	/* ACKs; one below rcv_nxt is already covered by una and only the newest of those
 	 * is kept (kcp-go filters bufferbloat duplicates this way) */
 	for (i = 0; i < kcp->ack_n; i++) {
@@ -1892,9 +1863,6 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 			out_ctrl(kcp, KCPX_KCP_CMD_ACK, wnd, a->ts, a->sn);
 			last_sn = a->sn;
 			last_ts = a->ts;
-			if (kcp->ack_repeat && kcp->rep_n < ACK_REPEAT_MAX &&
-			    kcpx_diff32(a->sn, kcp->rcv_nxt) >= 0)
-				kcp->rep[kcp->rep_n++] = *a;
 		}
 	}
 	kcp->ack_n = 0;

@@ -166,15 +166,6 @@ void kcpx_kcp_local_drop(struct kcpx_kcp *kcp, uint32_t now, uint32_t n);
 #define KCPX_KCP_DROP_REPORT_KIND 1
 void kcpx_kcp_rx_dropped(struct kcpx_kcp *kcp, uint32_t n);
 void kcpx_kcp_set_drop_report(struct kcpx_kcp *kcp, bool on);
-/*
- * Between kcpx ends (off by default): each flush's ACKs of segments held beyond rcv_nxt
- * are sent once more with the next flush, if it comes within the flush interval (so the
- * ts they echo is at most that much older than the peer already allows for). Una does
- * not cover those segments: without the repeat, a lost ACK datagram made the sender
- * resend every one of them. As a sender, only ACKs of segments still unacknowledged
- * count toward fast retransmit, so a repeat does not count twice.
- */
-void kcpx_kcp_set_ack_repeat(struct kcpx_kcp *kcp, bool on);
 enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
 /* cc bbr, what adaptive FEC decides on: PUSH copies sent and copies lost (the loss FEC
  * left), both counted when their segment is acknowledged and only for copies that went out

@@ -237,10 +237,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	kcpx_kcp_set_ratelimit(s->kcp, cfg->ratelimit);
 	/* between kcpx ends the send window follows the controller up to a ceiling (kcp.h;
 	 * stock kcptun expects nothing of it, but a fallback turns it off to stay kcptun) */
-	/* only a kcpx peer reads the drop report (stock kcptun would skip it: kcp.h); the
-	 * ACK repeat stays between kcpx ends too: kcp-go takes an RTT sample from every ACK */
+	/* only a kcpx peer reads the drop report (stock kcptun would skip it: kcp.h) */
 	kcpx_kcp_set_drop_report(s->kcp, cfg->native);
-	kcpx_kcp_set_ack_repeat(s->kcp, cfg->native);
 	if (cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0)
 		kcpx_kcp_set_wnd_grow(s->kcp,
 				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
@@ -316,7 +314,6 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 	s->cfg.native = false;
 	kcpx_kcp_set_wnd_grow(s->kcp, 0);
 	kcpx_kcp_set_drop_report(s->kcp, false);
-	kcpx_kcp_set_ack_repeat(s->kcp, false);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
 	s->trailer = kcpx_crypt_trailer(crypt);
