@@ -213,7 +213,7 @@ uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
  * passes: kcpx_clock_us() and kcpx_clock_ms() agree so) and sleeps until
  * kcpx_kcp_check_us(); from the first call on the pacer sends a quantum of about 1 ms of
  * its rate, at most KCPX_CC_QUANTUM_SEGS segments, per wakeup (cc.h). An owner that never
- * calls it is paced on `now` x 1000 with a bucket of at least 2 ms of the rate.
+ * calls it is paced on `now` x 1000, woken at the ms its debt is paid.
  */
 void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us);
 /* check() on the pacer's clock: the µs time of the next needed update(). */
