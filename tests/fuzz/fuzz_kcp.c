@@ -209,10 +209,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 6:
 			if (f.last_len) {
-				memcpy(buf, f.last, KCPX_MIN(f.last_len, sizeof(buf)));
-				kcpx_kcp_input(k, buf, KCPX_MIN(f.last_len, sizeof(buf)), now,
-					       regular);
-				in_bytes += KCPX_MIN(f.last_len, sizeof(buf));
+				/* input may answer at once (an ACK), which replaces f.last:
+				 * count the bytes fed in, not the answer's */
+				size_t n = KCPX_MIN(f.last_len, sizeof(buf));
+				memcpy(buf, f.last, n);
+				kcpx_kcp_input(k, buf, n, now, regular);
+				in_bytes += n;
 			}
 			break;
 		case 7: {
