@@ -129,7 +129,17 @@ void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
  */
 #define KCPX_KCP_WND_GROW_MAX 4096
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
-/* The receive window in effect. */
+/*
+ * Let the receive window grow past the configured one (max 0: off, the default, and back
+ * to the configured window): on a long path (holes take 100 ms or more to repair) it
+ * doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
+ * rcv_grow), and never shrinks. Only for a peer that is
+ * kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
+ * window larger than the one it was configured to expect. The receive ring behind it
+ * grows on demand in any case (16 bytes per segment of span held).
+ */
+void kcpx_kcp_set_rcv_grow(struct kcpx_kcp *kcp, unsigned max);
+/* The receive window in effect (the configured one, or more: kcpx_kcp_set_rcv_grow). */
 unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp);
 struct kcpx_kcp_cc_info {
 	enum kcpx_cc_algo algo;
