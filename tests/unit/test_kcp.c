@@ -1738,13 +1738,33 @@ static unsigned push_one(struct kcpx_kcp *k, struct capture *c, uint32_t sn, uin
 	return c->n ? kcpx_get_le16(c->buf[0] + 6) : 0;
 }
 
+/* Sixteen holes (sn 0, 2, .., 30), each repaired `took` ms after the segment past it
+ * arrived: the receiver's view of the round trip (kcp.c rcv_repair). The queue is read
+ * empty; returns the clock. */
+static uint32_t repairs(struct kcpx_kcp *k, struct capture *c, uint32_t t, uint32_t took)
+{
+	uint8_t out[64];
+
+	for (uint32_t sn = 0; sn < 32; sn += 2) {
+		push_one(k, c, sn + 1, t);
+		t += took;
+		push_one(k, c, sn, t++);
+	}
+	while (kcpx_kcp_recv(k, out, sizeof(out)) > 0)
+		;
+	return t;
+}
+
 /*
  * The receive ring is allocated for the span a session holds, not for its window (16
  * bytes a segment of window up front made a thousand idle sessions pay for windows they
  * never filled): it starts small, grows to what arrives, and never past two windows
- * whatever sn's come; the window stays the configured one.
+ * whatever sn's come. Without kcpx_kcp_set_rcv_grow the window is the configured one;
+ * with it (kcpx ends) on a long path (holes take 100 ms or more to repair) the window
+ * doubles when what arrived past a hole spans half of it, up to the ceiling, and the
+ * ACKs advertise it. A reader that leaves the queue full does not grow it.
  */
-static void test_rcv_ring(void)
+static void test_rcv_grow(void)
 {
 	struct capture c = { 0 };
 	struct kcpx_kcp *k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
@@ -1758,7 +1778,7 @@ static void test_rcv_ring(void)
 	CHECK_EQ(kcpx_kcp_test_rring_size(k), 1024);
 	CHECK_EQ(push_one(k, &c, 1024, t++), 0); /* past the window: no ACK */
 	CHECK_EQ(kcpx_kcp_test_rring_size(k), 1024);
-	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024); /* no growth without a kcpx peer */
 	/* any sn's: the window and the ring stay bounded */
 	for (int i = 0; i < 20000; i++) {
 		unit_xorshift32(&r);
@@ -1769,6 +1789,57 @@ static void test_rcv_ring(void)
 			while (kcpx_kcp_recv(k, out, sizeof(out)) > 0)
 				;
 	}
+	kcpx_kcp_free(k);
+
+	/* between kcpx ends on a short path (holes repaired within 50 ms): no growth */
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	t = repairs(k, &c, t, 50);
+	CHECK_EQ(push_one(k, &c, 32 + 900, t++), 1024);
+	kcpx_kcp_free(k);
+
+	/* on a long path (repairs take 150 ms): grows past holes, up to the ceiling */
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	CHECK_EQ(push_one(k, &c, 600, t++), 1024); /* no repair seen yet: no growth */
+	kcpx_kcp_free(k);
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	t = repairs(k, &c, t, 150);
+	CHECK_EQ(push_one(k, &c, 32 + 100, t++), 1024); /* a span of 101 behind sn 32: no */
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
+	CHECK_EQ(push_one(k, &c, 32 + 511, t++), 2048); /* 512: half the window */
+	CHECK_EQ(push_one(k, &c, 32 + 1600, t++), 4096);
+	CHECK_EQ(push_one(k, &c, 32 + 4095, t++), 4096); /* the ceiling */
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 4096);
+	CHECK(kcpx_kcp_test_rring_size(k) <= 8192);
+	for (int i = 0; i < 20000; i++) {
+		unit_xorshift32(&r);
+		push_one(k, &c, i & 1 ? r : r % 9000, t++);
+		CHECK(kcpx_kcp_test_rring_size(k) <= 8192);
+		CHECK(kcpx_kcp_rcvwnd(k) <= 4096);
+		if (i % 7 == 0)
+			while (kcpx_kcp_recv(k, out, sizeof(out)) > 0)
+				;
+	}
+	/* a fallback to kcptun's format: the configured window again */
+	kcpx_kcp_set_rcv_grow(k, 0);
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 1024);
+	kcpx_kcp_free(k);
+
+	/* a slow reader: in order, unread, the queue fills the window; no growth */
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 256);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	t = repairs(k, &c, t, 150); /* a long path */
+	for (uint32_t sn = 32; sn < 332; sn++)
+		push_one(k, &c, sn, t++);
+	CHECK_EQ(kcpx_kcp_rcvwnd(k), 256);
+	CHECK_EQ(kcpx_kcp_readable(k), 256);
+	CHECK(kcpx_kcp_test_rring_size(k) <= 512);
 	kcpx_kcp_free(k);
 }
 
@@ -1817,7 +1888,7 @@ int main(void)
 	RUN(test_zero_window_lost_wins);
 	RUN(test_issue7_transfers);
 	RUN(test_seg_pool);
-	RUN(test_rcv_ring);
+	RUN(test_rcv_grow);
 	RUN(test_bench);
 	UNIT_MAIN_END();
 }

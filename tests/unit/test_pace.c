@@ -252,12 +252,12 @@ static void print_res(const char *what, const struct pace_res *r)
 }
 
 /*
- * 500 Mbit/s, 10 ms RTT, 5 ms of queue (a third of what a 2 ms bucket at STARTUP's
- * pace pours in at once), windows big enough that the controller's cap rules. Driven
- * on µs the flow leaves in bursts of at most the bucket plus a retransmission quantum
- * (pace_empty), most instants less than 1 ms apart, waking about once per quantum;
- * driven on whole ms (the tunnel's loop before epoll_pwait2) the same flow left in
- * bursts of up to 2 ms of its pace, all on ms edges.
+ * 500 Mbit/s, 10 ms RTT, 5 ms of queue (a third of what a 2 ms burst at STARTUP's pace
+ * pours in at once), windows big enough that the controller's cap rules. Driven on µs,
+ * on time, the flow leaves about a quantum per wakeup (never 3 here), most instants
+ * less than 1 ms apart, waking about once per quantum; driven on whole ms (the tunnel's
+ * loop before epoll_pwait2) the same flow left in bursts of up to 2 ms of its pace (and
+ * retransmissions on top), all on ms edges.
  */
 static void test_pace_fast(void)
 {
@@ -316,9 +316,12 @@ static void test_quantum(void)
 	at = kcpx_cc_next_send(&cc, t0);
 	CHECK_EQ(at, t0 + (32 * 1400 + 1000) * 1000000ull / 62500000 + 1);
 	CHECK(kcpx_cc_tokens(&cc, at) >= (int64_t)kcpx_cc_quantum(&cc));
-	/* late by a whole second: the bucket holds two quanta, no more */
-	CHECK_EQ(kcpx_cc_tokens(&cc, at + 1000000), 2 * KCPX_CC_QUANTUM_SEGS * 1400);
-	/* a ms-driven owner: wakes as soon as the debt is paid, bucket of 2 ms */
+	/* late by a whole second: the bucket holds 2 ms of the rate (more than 2 quanta) */
+	CHECK_EQ(kcpx_cc_tokens(&cc, at + 1000000), 125000);
+	cc.pacing_rate = 2500000;
+	CHECK_EQ(kcpx_cc_tokens(&cc, at + 2000000), 2 * 2 * 1400);
+	cc.pacing_rate = 62500000;
+	/* a ms-driven owner: wakes as soon as the debt is paid */
 	kcpx_cc_set_fine(&cc, false);
 	cc.tokens = -1000;
 	CHECK_EQ(kcpx_cc_next_send(&cc, cc.tok_us), cc.tok_us + 17);

@@ -33,7 +33,7 @@
 #define LOSS_MAX       (LOSS_ONE * 3 / 10) /* compensate random loss up to 30 % */
 #define LOSS_NOISY     (LOSS_ONE / 20)	   /* 5 %: STARTUP needs a sign of a full pipe */
 #define LOSS_MIN_SENT  16u		   /* segments a round needs to give a loss sample */
-#define COARSE_MS      2u		   /* bucket depth of a ms-driven owner */
+#define DEPTH_MS       2u		   /* bucket depth, at least (cc.h) */
 #define QLOST_MIN      8u    /* queue drops in a round (and > 2 %) that mean overflow */
 #define GUARD_ROUNDS   6u    /* trims of the estimate before a standing RTT counts as the path's */
 #define RTT_SLOT_MS    4u    /* RTT history: max RTT per slot of send time, at least 4 ms ... */
@@ -599,8 +599,7 @@ static int64_t depth(const struct kcpx_cc *cc)
 {
 	uint64_t d = 2 * kcpx_cc_quantum(cc);
 
-	if (!cc->fine)
-		d = KCPX_MAX(d, cc->pacing_rate * COARSE_MS / 1000);
+	d = KCPX_MAX(d, cc->pacing_rate * DEPTH_MS / 1000);
 	return (int64_t)d;
 }
 

@@ -186,10 +186,11 @@ void kcpx_cc_app_limited(struct kcpx_cc *cc, uint64_t inflight);
  * Pacing, on a monotonic µs clock of the owner's (any origin; not KCP's ms `now`).
  * The bucket releases a quantum per wakeup: about 1 ms of the pacing rate, at least 2
  * and at most KCPX_CC_QUANTUM_SEGS full segments (as Linux sizes a paced TSO burst: 1 ms
- * of rate, 2 segments at low rates, a 64 KB ceiling). Its depth is two quanta, so that a
- * wakeup late by up to a quantum's time loses no rate; an owner that can only wake on
- * whole ms (kcpx_cc_set_fine(false), the default) gets max(2 quanta, 2 ms of rate) instead,
- * or a sub-ms quantum would cap its rate.
+ * of rate, 2 segments at low rates, a 64 KB ceiling), to an owner that wakes at µs
+ * deadlines (kcpx_cc_set_fine(true)); one that can only wake on whole ms is told to
+ * come back as soon as the debt is paid. The bucket holds two quanta or 2 ms of the
+ * rate, whichever is more: an owner late by that much (a busy host, a long loop turn)
+ * loses no rate, while one on time sends a quantum per wakeup.
  * kcpx_cc_tokens: bytes that may be sent now (<= 0: wait); kcpx_cc_next_send: the µs
  * time a whole quantum is back (a ms-driven owner: what is owed), now_us if tokens
  * are there now.

@@ -125,7 +125,11 @@ struct kcpx_kcp {
 	uint32_t rx_rto, rx_minrto;
 	uint32_t rto_pad; /* cc bbr: ms added to the RTO after spurious RTO resends */
 	uint32_t snd_wnd, rcv_wnd, rmt_wnd;
-	uint32_t wnd_grow_max; /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
+	uint32_t wnd_grow_max;	   /* kcpx_kcp_set_wnd_grow; 0: snd_wnd is the window */
+	uint32_t rcv_wnd_cfg;	   /* the configured receive window; rcv_wnd may grow past it */
+	uint32_t rcv_grow_max;	   /* kcpx_kcp_set_rcv_grow; 0: rcv_wnd stays rcv_wnd_cfg */
+	uint32_t hole_min;	   /* rcv_grow: shortest repair in the last batch, ms; 0: none */
+	uint32_t hole_cur, hole_n; /* ... and in the batch being gathered, and its samples */
 	uint32_t probe, ts_probe, probe_wait;
 	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
 	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
@@ -299,7 +303,22 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
  * KCPX_CC_CAP_MAX, the result by wnd_grow_max), so a peer that inflates the estimate with
  * its ACKs moves it at most to that ceiling; as the estimate falls (its filters age out)
  * the window shrinks.
+ *
+ * On a long path (min RTT >= WND_HOLES_MIN_RTT) the window also spans the segments
+ * already acknowledged past a hole (in [snd_una, snd_nxt) but off the unacked list):
+ * delivered, neither in flight nor owed, they still hold the window until the hole's
+ * repair lands, a round trip or more (a repair of a repair at 10 % loss: two). There a
+ * window of three BDPs held what was in flight near one BDP, so the controller's samples
+ * measured the window, not the path, and an estimate that STARTUP left low stayed low
+ * for seconds: PROBE_BW gains a quarter per eight round trips, 1.2 s each at 150 ms
+ * (100 Mbit/s, 75 ms, 10 %: from 52 Mbit/s after STARTUP it took 4 s to reach the link).
+ * The inflight cap still bounds what is in flight, and wnd_grow_max the span. Not in
+ * STARTUP: there the held window is what keeps the first flights from overrunning the
+ * bottleneck's queue. Not on shorter paths: there the same recovery takes a fraction of
+ * a second, and the window that binds keeps the standing queue of a lossy 50 ms path
+ * lower (docs/CONGESTION.md, session 10).
  */
+#define WND_HOLES_MIN_RTT 100u /* ms */
 static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 {
 	uint64_t need, seg, path;
@@ -316,6 +335,8 @@ static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 		need = KCPX_MIN(need, path);
 	}
 	need = (need + seg - 1) / seg;
+	if (cc->have_rtt && cc->min_rtt >= WND_HOLES_MIN_RTT && cc->state != KCPX_CC_STARTUP)
+		need += kcp->snd_nxt - kcp->snd_una - kcp->ua_count;
 	need = KCPX_MIN(need, (uint64_t)KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd));
 	return (uint32_t)KCPX_MAX(need, (uint64_t)kcp->snd_wnd);
 }
@@ -842,7 +863,7 @@ struct kcpx_kcp *kcpx_kcp_new(uint32_t conv, kcpx_kcp_output_fn output, void *us
 	kcp->mss = kcp->mtu - KCPX_KCP_OVERHEAD;
 	kcp->seg_cap = KCPX_MAX(kcp->mss, RX_SEG_CAP);
 	kcp->snd_wnd = KCPX_KCP_WND_DEF;
-	kcp->rcv_wnd = KCPX_KCP_WND_DEF;
+	kcp->rcv_wnd = kcp->rcv_wnd_cfg = KCPX_KCP_WND_DEF;
 	kcp->rmt_wnd = KCPX_KCP_WND_DEF;
 	kcp->rx_rto = KCPX_KCP_RTO_DEF;
 	kcp->rx_minrto = KCPX_KCP_RTO_MIN;
@@ -956,8 +977,10 @@ void kcpx_kcp_set_wndsize(struct kcpx_kcp *kcp, unsigned sndwnd, unsigned rcvwnd
 {
 	if (sndwnd > 0)
 		kcp->snd_wnd = KCPX_MIN(sndwnd, KCPX_KCP_WND_MAX);
-	if (rcvwnd > 0)
-		kcp->rcv_wnd = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
+	if (rcvwnd > 0) {
+		kcp->rcv_wnd_cfg = KCPX_MIN(rcvwnd, KCPX_KCP_WND_MAX);
+		kcp->rcv_wnd = kcp->rcv_wnd_cfg;
+	}
 	/* both rings grow on demand: the send ring in flush, the receive ring in rcv_store */
 }
 
@@ -1060,6 +1083,15 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
 {
 	kcp->wnd_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+}
+
+void kcpx_kcp_set_rcv_grow(struct kcpx_kcp *kcp, unsigned max)
+{
+	kcp->rcv_grow_max = KCPX_MIN(max, (unsigned)KCPX_KCP_WND_MAX);
+	/* back to the configured window; segments already held past it stay held (they were
+	 * acknowledged) and are delivered in order as before */
+	if (!kcp->rcv_grow_max)
+		kcp->rcv_wnd = kcp->rcv_wnd_cfg;
 }
 
 unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp)
@@ -1331,11 +1363,69 @@ size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
 	return size < 0 ? 0 : (size_t)size;
 }
 
+/*
+ * Between kcpx ends (rcv_grow_max): the receive window doubles, up to rcv_grow_max, when
+ * the out-of-order span behind a hole reaches half of it. A hole holds rcv_nxt for as long
+ * as its repair takes (the RTT, the ACK's hold, the resend's pacing, a lost resend's
+ * RTO) while the sender goes on up to rcv_head + rcv_wnd; a span of half the window means
+ * that a repair taking twice as long would stall the sender at our edge. So the window
+ * ends at least twice what arrives while a hole waits for its repair (at least 2 x rate
+ * x (RTT + ACK delay), 2 x BDP and more, whenever the window was what bound). It never
+ * shrinks while the session lives: a shrinking edge drops what the sender already sent.
+ * A slow reader does not grow it (its queue takes the window, no span behind a hole),
+ * and the sender's own window (snd_wnd_eff) still follows its controller.
+ *
+ * Only on a long path: while the holes' repairs take RCV_GROW_REPAIR_MIN or more at the
+ * shortest (hole_min, rcv_repair), the receiver's view of the round trip (it has no RTT of its own
+ * while it only receives). On a 50 ms path the window that binds kept the sender's
+ * standing queue lower (test_fecadapt test_rpc_tail over its bound at 5 %), and the
+ * sender's window there binds about where ours did anyway (docs/CONGESTION.md).
+ */
+#define RCV_GROW_REPAIR_MIN 100u /* ms, as snd_wnd_eff's WND_HOLES_MIN_RTT */
+static void rcv_grow(struct kcpx_kcp *kcp, uint32_t sn)
+{
+	uint32_t span = sn - kcp->rcv_nxt + 1;
+
+	if (kcp->rcv_wnd < kcp->rcv_grow_max && span >= kcp->rcv_wnd / 2 &&
+	    kcp->hole_min >= RCV_GROW_REPAIR_MIN)
+		kcp->rcv_wnd = KCPX_MIN(2 * kcp->rcv_wnd, kcp->rcv_grow_max);
+}
+
+/*
+ * sn fills the hole at rcv_nxt with segments held past it. If sn + 1 is held, the hole
+ * was known from that segment's arrival on, and its repair took from then to now: a
+ * round trip at least (the sender learns of the loss from the ACKs of what follows, and
+ * its resend crosses the path), more when the repair was lost or queued. The shortest
+ * of a batch of HOLE_BATCH repairs reads the round trip; batches rather than one
+ * all-time minimum, since a session's first flights can fill a hole sooner than a round
+ * trip (seen once at 51 ms on a 150 ms path: what was sent before the peer's window was
+ * known) and the path may change. Only copies that came as sent: a shard FEC rebuilt
+ * from parity fills a hole within its group, not a round trip later.
+ */
+#define HOLE_BATCH 16u
+static void rcv_repair(struct kcpx_kcp *kcp, uint32_t sn, uint32_t now)
+{
+	const struct kseg *next = rslot(kcp, sn + 1);
+	int32_t took;
+
+	if (!next)
+		return;
+	took = kcpx_diff32(now, next->resendts);
+	if (took <= 0)
+		return;
+	if (!kcp->hole_n || (uint32_t)took < kcp->hole_cur)
+		kcp->hole_cur = (uint32_t)took;
+	if (++kcp->hole_n == HOLE_BATCH) {
+		kcp->hole_min = kcp->hole_cur;
+		kcp->hole_n = 0;
+	}
+}
+
 /* Store a PUSH whose sn is in [rcv_nxt, rcv_nxt + rcv_wnd). 1 if it was a repeat, 0 if
  * stored, -ENOMEM (not stored, not acknowledged: the sender resends it; the session goes
  * on with what the ring and the pool can hold). */
 static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8_t *data,
-		     uint32_t len)
+		     uint32_t len, uint32_t now, bool regular)
 {
 	struct kseg *s;
 	/* before rslot: a ring too small for sn would alias it to another segment's slot */
@@ -1349,12 +1439,17 @@ static int rcv_store(struct kcpx_kcp *kcp, uint32_t sn, uint8_t frg, const uint8
 	s->sn = sn;
 	s->frg = frg;
 	s->len = len;
+	s->resendts = now; /* a received segment's arrival (rcv_repair) */
 	memcpy(s->data, data, len);
 	kcp->rring[sn & kcp->rmask] = s;
 	kcp->rcv_buffered++;
 	if (sn == kcp->rcv_nxt) {
+		if (kcp->rcv_grow_max && regular && kcp->rcv_buffered > 1)
+			rcv_repair(kcp, sn, now);
 		rcv_advance(kcp);
 		kcp->quick_ooo = 0;
+	} else if (kcp->rcv_grow_max) {
+		rcv_grow(kcp, sn);
 	}
 	return 0;
 }
@@ -1603,7 +1698,7 @@ int kcpx_kcp_input(struct kcpx_kcp *kcp, const uint8_t *data, size_t len, uint32
 				if (kcp->quickack)
 					quick |= want_quick(kcp, sn);
 				if (kcpx_diff32(sn, kcp->rcv_nxt) >= 0)
-					r = rcv_store(kcp, sn, frg, payload, dlen);
+					r = rcv_store(kcp, sn, frg, payload, dlen, now, regular);
 				if (r == 0 &&
 				    (!kcp->have_top || kcpx_diff32(sn, kcp->top_sn) > 0)) {
 					kcp->top_sn = sn;

@@ -129,7 +129,17 @@ void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
  */
 #define KCPX_KCP_WND_GROW_MAX 4096
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
-/* The receive window in effect. */
+/*
+ * Let the receive window grow past the configured one (max 0: off, the default, and back
+ * to the configured window): on a long path (holes take 100 ms or more to repair) it
+ * doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
+ * rcv_grow), and never shrinks. Only for a peer that is
+ * kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
+ * window larger than the one it was configured to expect. The receive ring behind it
+ * grows on demand in any case (16 bytes per segment of span held).
+ */
+void kcpx_kcp_set_rcv_grow(struct kcpx_kcp *kcp, unsigned max);
+/* The receive window in effect (the configured one, or more: kcpx_kcp_set_rcv_grow). */
 unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp);
 struct kcpx_kcp_cc_info {
 	enum kcpx_cc_algo algo;
@@ -213,7 +223,7 @@ uint32_t kcpx_kcp_check(const struct kcpx_kcp *kcp, uint32_t now);
  * passes: kcpx_clock_us() and kcpx_clock_ms() agree so) and sleeps until
  * kcpx_kcp_check_us(); from the first call on the pacer sends a quantum of about 1 ms of
  * its rate, at most KCPX_CC_QUANTUM_SEGS segments, per wakeup (cc.h). An owner that never
- * calls it is paced on `now` x 1000 with a bucket of at least 2 ms of the rate.
+ * calls it is paced on `now` x 1000, woken at the ms its debt is paid.
  */
 void kcpx_kcp_set_clock_us(struct kcpx_kcp *kcp, uint64_t now_us);
 /* check() on the pacer's clock: the µs time of the next needed update(). */

@@ -242,6 +242,11 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 	if (cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0)
 		kcpx_kcp_set_wnd_grow(s->kcp,
 				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
+	/* and the receive window grows past holes up to the same ceiling (whatever our own
+	 * --cc: it is the peer's sender that uses it) */
+	if (cfg->native && cfg->maxwnd >= 0)
+		kcpx_kcp_set_rcv_grow(s->kcp,
+				      cfg->maxwnd ? (unsigned)cfg->maxwnd : KCPX_KCP_WND_GROW_MAX);
 	if (fec) {
 		s->fec_enc = kcpx_fec_enc_new(cfg->datashard, cfg->parityshard, s->hdr, s->trailer);
 		if (!s->fec_enc)
@@ -313,6 +318,7 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 	/* The FEC encoder keeps its larger native headroom: sealing needs no more. */
 	s->cfg.native = false;
 	kcpx_kcp_set_wnd_grow(s->kcp, 0);
+	kcpx_kcp_set_rcv_grow(s->kcp, 0);
 	kcpx_kcp_set_drop_report(s->kcp, false);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);

@@ -37,7 +37,8 @@ struct kcpx_session_config {
 	unsigned mtu; /* whole UDP payload, --mtu */
 	unsigned sndwnd, rcvwnd;
 	/* native with cc bbr: the send window may grow past sndwnd up to this many packets
-	 * (kcp.h kcpx_kcp_set_wnd_grow); 0: KCPX_KCP_WND_GROW_MAX, -1: it stays sndwnd */
+	 * (kcp.h kcpx_kcp_set_wnd_grow); native: the receive window past rcvwnd, as much
+	 * (kcpx_kcp_set_rcv_grow); 0: KCPX_KCP_WND_GROW_MAX, -1: neither grows */
 	int maxwnd;
 	int nodelay, interval, resend, nc;
 	enum kcpx_cc_algo cc; /* congestion control (core/cc.h) */
