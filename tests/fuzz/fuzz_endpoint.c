@@ -19,7 +19,9 @@
  * datagrams that failed their check, no datagram is answered from within input with more than one
  * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification); nothing
  * is sent from an address we were not written to, and where a session answers from moves
- * only with an authentic datagram.
+ * only with an authentic datagram. With a sid directory (--threads): a native session
+ * opens only for a sid claimed here, claims are given back exactly when no session took
+ * them (fz_sid_claim).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -105,8 +107,74 @@ static bool fz_foreign(void *user, void *path, const struct kcpx_addr *from,
 	return sid & 1;
 }
 
+/*
+ * --threads: the sid directory as app/shard.c keeps it. Sids with bit 1 set are held by
+ * another thread (a good INIT for one is handed over); any other is claimed here. A
+ * native session may open only for a sid claimed here, a claim is given back only when
+ * no session has the sid, and by the end (every session closed) none is left.
+ */
+#define CLAIMS_MAX 4096
+static uint32_t claims[CLAIMS_MAX];
+static unsigned nclaims;
+
+static int claim_find(uint32_t sid)
+{
+	for (unsigned i = 0; i < nclaims; i++)
+		if (claims[i] == sid)
+			return (int)i;
+	return -1;
+}
+
+static void claim_drop(uint32_t sid)
+{
+	int i = claim_find(sid);
+
+	if (i >= 0)
+		claims[i] = claims[--nclaims];
+}
+
+static bool fz_sid_claim(void *user, void *path, const struct kcpx_addr *from,
+			 const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
+{
+	if (n != KCPX_NATIVE_HS_LEN || !d)
+		abort();
+	if (sid & 2)
+		return true;
+	if (claim_find(sid) < 0 && nclaims < CLAIMS_MAX)
+		claims[nclaims++] = sid;
+	return false;
+}
+
+static void fz_sid_release(void *user, uint32_t sid)
+{
+	struct fz *f = user;
+
+	if (claim_find(sid) < 0)
+		abort();
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s))
+		if (kcpx_ep_sess_conv(s) == sid && strcmp(kcpx_ep_sess_proto(s), "kcptun"))
+			abort();
+	claim_drop(sid);
+}
+
+static int fz_native_up(void *user, uint32_t sid, const struct kcpx_native_sess *v)
+{
+	if (claim_find(sid) < 0)
+		abort();
+	return 0;
+}
+
+static void fz_native_down(void *user, uint32_t sid)
+{
+	claim_drop(sid);
+}
+
 static const struct kcpx_ep_ops fz_ops = {
 	.foreign = fz_foreign,
+	.sid_claim = fz_sid_claim,
+	.sid_release = fz_sid_release,
+	.native_up = fz_native_up,
+	.native_down = fz_native_down,
 	.xmit = fz_xmit,
 	.opened = fz_opened,
 	.closed = fz_closed,
@@ -214,6 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				  .keepalive_timeout_ms = 3000 },
 		},
 	};
+	nclaims = 0;
 	if (kcpx_ep_new(&f.ep, &cfg, &fz_ops, &f, &snmp))
 		return 0;
 	while (size >= 1) {
@@ -298,7 +367,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kcpx_ep_reap(f.ep);
 	}
 	kcpx_ep_free(f.ep);
-	if (f.live != 0)
+	if (f.live != 0 || nclaims != 0)
 		abort();
 	return 0;
 }

@@ -8,6 +8,8 @@
 #                                                                           server :4002 -> pace
 #                                                                           source :9002
 #   step          what happens                                  checks
+#   first INIT    R drops the server's answers until the client  the server opens one session
+#                 resent its INIT: copies reach both engines     (one engine claims the sid)
 #   rebind        mid-download, R rewrites the client's source   sha256 equal, no stream reset,
 #                 address and port to $R2:40998 (and back), and  longest stall <= 3 s,
 #                 sends them on the TX queue of $IF_R2 (XPS)     server logs "peer moved",
@@ -38,7 +40,7 @@ work_dir survive-up
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
 PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key survive-up-selftest --crypt aes --mode fast3 --keepalive 10 --proto kcpx --quiet"
-RATE=$((2 << 20))
+RATE=$((1 << 20)) # the rebind comes while the source still has most of its bytes to send
 SIZE=$((6 << 20))
 
 NS_R=${NETNS_TAG}r
@@ -110,7 +112,7 @@ wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
 wait_log "$work/client.log" "af_xdp: $IF_A" 20 ||
 	{ echo "FAIL: the client is not on AF_XDP"; fail=1; }
 
-srv_status() { "$KCPX" status "$spid" 2>/dev/null; }
+srv_status() { kcpx_status "$spid"; }
 thread_sessions() { srv_status | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
 handed() { srv_status | sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"; }
 # xps Q: R sends everything on $IF_R2's TX queue Q (every CPU's), which a veth delivers to
@@ -129,14 +131,39 @@ h = h.zfill(-(-len(h) // 8) * 8); print(",".join(h[i:i + 8] for i in range(0, le
 echo "rebind: R gives the client's datagrams a new source address and port mid-download"
 grep -q "$IF_B: 2 engines: one per RX queue" "$work/server.log" ||
 	{ echo "FAIL: the server does not run 2 engines by default"; fail=1; }
+# R holds the server's answers back until the client has sent its INIT 4 times (100 ms
+# apart): its first datagram may leave through its kernel socket (no neighbour entry yet)
+# and the resends through its AF_XDP queue, so that the copies reach both server engines
+# (they did; both opened the session, with different keys, and the download stalled).
+# One engine claims the sid, the other hands its copies over: one session.
+on_cleanup "in_r nft delete table ip ksuinit 2>/dev/null; true"
+in_r nft -f - <<EOF
+table ip ksuinit {
+	chain hold {
+		type filter hook forward priority 0;
+		ip saddr $B2 udp sport 4002 counter drop
+		ip daddr $B2 udp dport 4002 counter
+	}
+}
+EOF
 in_a timeout 60 python3 "$PACE" recv 127.0.0.1 8392 "$work/dl1" $((1 << 20)) & dl=$!
-wait_held "$work/dl1"
+for _ in $(seq 1 200); do
+	c=$(in_r nft list table ip ksuinit | sed -n 's/.*dport 4002 counter packets \([0-9]*\).*/\1/p')
+	[ "${c:-0}" -ge 4 ] && break
+	sleep 0.05
+done
+in_r nft delete table ip ksuinit
+# what the rebind needs is asked once data flows, before the hold: the source goes on
+# meanwhile, and on a busy machine status calls after the hold left it nothing to send
+# after the rebind (the rest already buffered at the client)
+wait_file "$work/dl1.n" "$dl" || true
 p=$(cport)
 # the engine holding the session, k; the rebound datagrams go to the other one's queue
 k=0
 [ "$(thread_sessions 1)" = 1 ] && k=1
 o=$((1 - k))
 h0=$(handed "$o")
+wait_held "$work/dl1"
 xps "$o" || { echo "FAIL: XPS on $IF_R2 cannot be set: the rebind cannot pick the queue"; fail=1; }
 in_r nft -f - <<EOF
 table ip ksu {
@@ -154,6 +181,10 @@ touch "$work/dl1.go"
 wait "$dl" || true
 echo "  $A1:$p -> $R2:40998: $(in_r nft list table ip ksu | grep -o 'packets [0-9]*' | tr '\n' ' ')"
 check_dl "$work/dl1" "rebind" 3000
+opened=$(grep -c "session .* opened" "$work/server.log" || true)
+echo "  first INIT: the client sent it ${c:-0} times before the server's answers went" \
+	"through; the server opened $opened session(s)"
+[ "$opened" = 1 ] || { echo "FAIL: the server opened $opened sessions for one INIT, want 1"; fail=1; }
 grep -q "peer moved from $A1:$p to $R2:40998" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to $R2:40998"; fail=1; }
 echo "  server engine $o handed $(($(handed "$o") - h0)) datagrams to engine $k, which holds the session"

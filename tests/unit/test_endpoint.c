@@ -1413,6 +1413,238 @@ static void test_init_race(void)
 	world_free(&w);
 }
 
+/*
+ * Two server endpoints as two threads of one process, with a sid directory as app/shard.c
+ * keeps it: eng[k]'s sid_claim takes a sid nobody holds, or queues the datagram for the
+ * endpoint that holds it (handed, fed to it later as its inbox would be); sid_release
+ * gives a claim back. native_up counts the XDP session entries written per engine.
+ */
+static struct tend *eng[2];
+static struct {
+	uint32_t sid;
+	int owner; /* -1: free */
+} sdir[4];
+static struct {
+	int to;
+	struct kcpx_addr from;
+	struct kcpx_ip local;
+	uint8_t buf[2048];
+	size_t len;
+} inbox[8];
+static int ninbox, nclaims, nreleases, xdp_up[2];
+static bool refuse_open;
+static void (*mid_accept)(void); /* called once from eng[0]'s opened: a copy arrives */
+
+static int eng_of(void *user)
+{
+	return user == eng[1];
+}
+
+static bool sd_claim(void *user, void *path, const struct kcpx_addr *from,
+		     const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
+{
+	int me = eng_of(user), i, freei = -1;
+
+	nclaims++;
+	for (i = 0; i < 4 && sdir[i].sid != sid; i++)
+		if (sdir[i].owner < 0 && freei < 0)
+			freei = i;
+	if (i == 4 || sdir[i].owner < 0) {
+		if (i == 4)
+			i = freei;
+		if (i >= 0) {
+			sdir[i].sid = sid;
+			sdir[i].owner = me;
+		}
+		return false;
+	}
+	if (sdir[i].owner == me || ninbox == 8)
+		return false;
+	inbox[ninbox].to = sdir[i].owner;
+	inbox[ninbox].from = *from;
+	inbox[ninbox].local = local ? *local : (struct kcpx_ip){ 0 };
+	memcpy(inbox[ninbox].buf, d, n);
+	inbox[ninbox++].len = n;
+	return true;
+}
+
+static void sd_release(void *user, uint32_t sid)
+{
+	nreleases++;
+	for (int i = 0; i < 4; i++)
+		if (sdir[i].sid == sid && sdir[i].owner == eng_of(user))
+			sdir[i].owner = -1;
+}
+
+static int sd_owner(uint32_t sid)
+{
+	for (int i = 0; i < 4; i++)
+		if (sdir[i].sid == sid && sdir[i].owner >= 0)
+			return sdir[i].owner;
+	return -1;
+}
+
+static int sd_native_up(void *user, uint32_t sid, const struct kcpx_native_sess *v)
+{
+	xdp_up[eng_of(user)]++;
+	return 0;
+}
+
+static void *sd_opened(void *user, struct kcpx_ep_sess *es, void *path)
+{
+	void (*fn)(void) = mid_accept;
+
+	if (refuse_open)
+		return NULL;
+	mid_accept = NULL;
+	if (fn && user == eng[0])
+		fn();
+	return t_opened(user, es, path);
+}
+
+/* The handed datagrams, each to the endpoint it was handed to. */
+static void sd_drain(struct world *w)
+{
+	for (int i = 0; i < ninbox; i++)
+		kcpx_ep_input_at(eng[inbox[i].to]->ep, NULL, &w->spath, &inbox[i].from,
+				 &inbox[i].local, inbox[i].buf, inbox[i].len, w->now);
+	ninbox = 0;
+}
+
+static uint8_t race_copy[2048];
+static size_t race_len;
+static struct world *race_w;
+
+/* The copy of the INIT that reached the other RX queue, while eng[0] opens the session. */
+static void race_feed_eng1(void)
+{
+	uint8_t buf[2048];
+
+	memcpy(buf, race_copy, race_len);
+	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_w->cli_from, &race_w->s_local, buf,
+			 race_len, race_w->now);
+}
+
+/*
+ * The start of the two-engine tests: a world whose server (engine 0) and a second server
+ * endpoint `other` (engine 1, sending into sink, which the client never hears) have the
+ * ops of two threads around sdir; the client's INIT captured in cap_buf, lost on the
+ * way. Returns the INIT's sid, 0 if a step failed.
+ */
+static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+{
+	static struct kcpx_ep_config sc;
+	static struct kcpx_ep_ops ops;
+
+	sc = ep_cfg(true, KCPX_PROTO_AUTO);
+	ops = t_ops;
+	ops.sid_claim = sd_claim;
+	ops.sid_release = sd_release;
+	ops.native_up = sd_native_up;
+	ops.opened = sd_opened;
+	for (int i = 0; i < 4; i++)
+		sdir[i].owner = -1;
+	ninbox = nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
+	refuse_open = false;
+	mid_accept = NULL;
+	if (world_init(w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO))
+		return 0;
+	kcpx_ep_free(w->s.ep);
+	linksim_init(sink, 4);
+	memset(other, 0, sizeof(*other));
+	other->name = "server-thread-1";
+	other->out = sink;
+	other->rng = 0x5555;
+	if (kcpx_ep_new(&w->s.ep, &sc, &ops, &w->s, &w->s.snmp) ||
+	    kcpx_ep_new(&other->ep, &sc, &ops, other, &other->snmp))
+		return 0;
+	eng[0] = &w->s;
+	eng[1] = other;
+	capture_lost_init(w);
+	return w->c.ns == 1 ? kcpx_ep_sess_conv(w->c.s[0]->es) : 0;
+}
+
+/*
+ * --threads / `kcpx up` with two engines: copies of one INIT reach both (a client's
+ * first datagram through its kernel socket, the resend through its AF_XDP queue: two RX
+ * queues at the server). The copy on engine 1 arrives while engine 0 is opening the
+ * session, and a later resend too: engine 1 hands both to engine 0, which answers them
+ * as repeats. One session, one XDP entry, the transfer completes.
+ */
+static void test_init_two_engines(void)
+{
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+	uint32_t sid = two_engines_init(&w, &other, &sink);
+
+	CHECK(sid != 0);
+	/* engine 0 takes the INIT, engine 1 gets a copy meanwhile */
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = &w;
+	mid_accept = race_feed_eng1;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK(mid_accept == NULL);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(sd_owner(sid), 0);
+	/* a later resend on engine 1: handed over too */
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 2);
+	CHECK_EQ(sink.sent, 0);
+	sd_drain(&w);
+	world_run(&w, 3000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(xdp_up[0], 1);
+	CHECK_EQ(xdp_up[1], 0);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK_EQ(server_got(&w), 30000);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/* The claims of test_init_two_engines: a forged INIT (its header tag broken) claims
+ * nothing, and a good one whose session is refused gives its claim back. */
+static void test_init_claim_release(void)
+{
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+	uint32_t sid = two_engines_init(&w, &other, &sink);
+
+	CHECK(sid != 0);
+	memcpy(buf, cap_buf, cap_len);
+	buf[16] ^= 1;
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(nclaims, 0);
+	CHECK_EQ(other.opened, 0);
+	refuse_open = true;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	refuse_open = false;
+	CHECK_EQ(nclaims, 1);
+	CHECK_EQ(nreleases, 1);
+	CHECK_EQ(sd_owner(sid), -1);
+	CHECK_EQ(other.opened, 0);
+	/* so the next copy opens the session where it lands */
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(sd_owner(sid), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
 #define S_ONE 0x0a000002 /* the server's address the client writes to */
 #define S_TWO 0x0a000102 /* another address of the same server */
 
@@ -1575,6 +1807,8 @@ int main(void)
 	RUN(test_forged_flood);
 	RUN(test_old_conv_replay);
 	RUN(test_init_race);
+	RUN(test_init_two_engines);
+	RUN(test_init_claim_release);
 	RUN(test_answer_local_repeat_init);
 	RUN(test_answer_local_init_race);
 	RUN(test_answer_local_kcptun);

@@ -8,10 +8,12 @@
  * What crosses threads, and how:
  *   - thread 0 (signals, control socket, --metrics, service status) reads and reloads the
  *     others under their turn lock (tunnel.mu, io/loop.h), never on their packet path;
- *   - the sid directory: which thread holds a native session. Written when a native
- *     session opens or closes, read only for a DATA packet whose sid the receiving thread
- *     does not know (a client whose NAT moved it to another source port, which the
- *     steering sends to another thread);
+ *   - the sid directory: which thread holds a native session. Written when a good INIT
+ *     for a sid no thread holds arrives (the receiving thread claims it: copies of that
+ *     INIT on other threads go to it, kcpx_shard_sid_claim) and when a native session
+ *     opens or closes; read for a DATA packet whose sid the receiving thread does not
+ *     know (a client whose NAT moved it to another source port, which the steering
+ *     sends to another thread);
  *   - the peer directory: which thread holds the session opened with a peer address.
  *     Written when a server session opens or closes, read only for a datagram from an
  *     address the receiving thread has no session with. kcptun's format names no sid:
@@ -309,6 +311,25 @@ static void dir_grow(struct kcpx_shards *g)
 	g->dircap = cap;
 }
 
+/* Under the write lock: sid is thread shard's (out of memory: not recorded, and a DATA
+ * packet for it reaching another thread gets a RESET, the client opens a new session). */
+static void dir_insert(struct kcpx_shards *g, uint32_t sid, unsigned shard)
+{
+	struct dir_ent *e = malloc(sizeof(*e));
+	unsigned b;
+
+	if (!e)
+		return;
+	if (g->ndir >= g->dircap)
+		dir_grow(g);
+	b = dir_bucket(g, sid);
+	e->sid = sid;
+	e->shard = shard;
+	e->next = g->dir[b];
+	g->dir[b] = e;
+	g->ndir++;
+}
+
 void kcpx_shard_dir_set(struct tunnel *t, uint32_t sid)
 {
 	struct kcpx_shards *g = t->group;
@@ -320,24 +341,12 @@ void kcpx_shard_dir_set(struct tunnel *t, uint32_t sid)
 	for (e = g->dir[dir_bucket(g, sid)]; e; e = e->next)
 		if (e->sid == sid)
 			break;
-	if (!e) {
-		e = malloc(sizeof(*e));
-		if (e) {
-			unsigned b;
-
-			if (g->ndir >= g->dircap)
-				dir_grow(g);
-			b = dir_bucket(g, sid);
-			e->sid = sid;
-			e->next = g->dir[b];
-			g->dir[b] = e;
-			g->ndir++;
-		}
-	}
-	/* the same sid opened again elsewhere (an INIT resent from a new address): the
-	 * newest session is the one its client will use */
+	/* claimed by t already (kcpx_shard_sid_claim), or nobody's (no claim was asked);
+	 * held by another thread all the same: the newest session is its client's */
 	if (e)
 		e->shard = t->shard;
+	else
+		dir_insert(g, sid, t->shard);
 	pthread_rwlock_unlock(&g->dirlock);
 }
 
@@ -424,6 +433,47 @@ bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from,
 	}
 	pthread_rwlock_unlock(&g->dirlock);
 	return handoff(t, owner, path, from, local, d, n);
+}
+
+/*
+ * A good INIT for a sid t has no session for. Copies of one INIT reach several threads
+ * when the NIC puts them on different RX queues (under `kcpx up` a client's first
+ * datagram may leave through its kernel socket and the resend through its AF_XDP queue;
+ * a NAT rebinding between the two): whichever thread claims the sid first opens the
+ * session, under the directory's write lock, and the others hand their copies to it.
+ * Two sessions with one sid would each write their own keys into XDP's session map,
+ * and the client's DATA would fail XDP's tag check with the keys it does not hold.
+ */
+bool kcpx_shard_sid_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid)
+{
+	struct tunnel *t = user;
+	struct kcpx_shards *g = t->group;
+	unsigned owner = ~0u;
+	struct dir_ent *e;
+
+	if (!g)
+		return false;
+	pthread_rwlock_wrlock(&g->dirlock);
+	for (e = g->dir[dir_bucket(g, sid)]; e; e = e->next)
+		if (e->sid == sid)
+			break;
+	if (e && e->shard != t->shard)
+		owner = e->shard;
+	else if (!e)
+		dir_insert(g, sid, t->shard);
+	pthread_rwlock_unlock(&g->dirlock);
+	if (owner != ~0u && t->in_handoff) {
+		/* handed here, and claimed by a third thread since: the client resends */
+		t->handoff_drop++;
+		return true;
+	}
+	return handoff(t, owner, path, from, local, d, n);
+}
+
+void kcpx_shard_sid_release(void *user, uint32_t sid)
+{
+	kcpx_shard_dir_del(user, sid);
 }
 
 /* ---- the peer directory ----------------------------------------------------------- */

@@ -184,6 +184,11 @@ bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *fro
 /* The endpoint's foreign op: hand a DATA packet to the thread whose session has sid. */
 bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from,
 			const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
+/* The endpoint's sid_claim and sid_release ops: a good INIT's sid, this thread's or
+ * handed to the thread that claimed it first. */
+bool kcpx_shard_sid_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
+void kcpx_shard_sid_release(void *user, uint32_t sid);
 /* Wake thread t's loop (a turn runs its idle work: dirty sessions). */
 void kcpx_shard_poke(struct tunnel *t);
 /* Every thread's SNMP counters summed (the one thread's own without --threads). */

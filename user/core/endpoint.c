@@ -659,6 +659,7 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 	size_t blen;
 
 	if (ni->type == KCPX_NT_INIT) {
+		bool claimed = false;
 		int err;
 
 		if (s && kcpx_addr_equal(from, &s->peer)) {
@@ -671,9 +672,19 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 					     sizeof(s->hs_pkt));
 			return true;
 		}
+		/* no session here: another endpoint of the owner may hold or be opening it
+		 * (ops.sid_claim); a forged INIT (its tag) claims nothing */
+		if (!s && ep->ops.sid_claim && kcpx_native_init_tag_ok(ep->cfg.psk, d, n)) {
+			if (ep->ops.sid_claim(ep->user, path, from, ep->rx_local, d, n, ni->sid))
+				return true;
+			claimed = true;
+		}
 		err = ep_admit(ep, from, true, d, n, now);
-		if (err)
+		if (err) {
+			if (claimed && ep->ops.sid_release)
+				ep->ops.sid_release(ep->user, ni->sid);
 			return err == -EBUSY;
+		}
 		if (s) {
 			/*
 			 * The same INIT from another address while our session has carried
@@ -695,6 +706,8 @@ static bool server_native_input(struct kcpx_ep *ep, void *path, const struct kcp
 		}
 		err = hs_server_accept(ep, path, from, d, n, ni, now);
 		adm_drop(ep);
+		if (claimed && !sid_lookup(ep, ni->sid) && ep->ops.sid_release)
+			ep->ops.sid_release(ep->user, ni->sid);
 		return !err;
 	}
 	if (ni->type != KCPX_NT_DATA)

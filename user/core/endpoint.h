@@ -145,6 +145,18 @@ struct kcpx_ep_ops {
 	 * address the datagram was sent to (NULL: not known), for kcpx_ep_input_at. */
 	bool (*foreign_peer)(void *user, void *path, const struct kcpx_addr *from,
 			     const struct kcpx_ip *local, const uint8_t *d, size_t n);
+	/* Server, optional (with sid_release): a native INIT with a good tag for a sid this
+	 * endpoint has no session for. Copies of one INIT (a resend, a copy the NIC put on
+	 * another RX queue) may reach several endpoints of one owner at once: the first to
+	 * claim the sid opens the session, the others hand their copy to it, as foreign
+	 * does DATA, so that one sid never has two sessions (two sets of keys, of which XDP
+	 * holds one). Atomic: return true when another endpoint holds or claimed the sid and
+	 * the datagram went there; false when the sid is this endpoint's (claimed, or the
+	 * owner cannot tell), which then opens the session or calls sid_release. */
+	bool (*sid_claim)(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
+	/* A sid this endpoint claimed opened no session here (refused, out of memory). */
+	void (*sid_release)(void *user, uint32_t sid);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
