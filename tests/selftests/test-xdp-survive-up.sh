@@ -8,8 +8,9 @@
 #                                                                           server :4002 -> pace
 #                                                                           source :9002
 #   step          what happens                                  checks
-#   first INIT    R drops the server's answers until the client  the server opens one session
-#                 resent its INIT: copies reach both engines     (one engine claims the sid)
+#   first INIT    a first connection; R drops the server's       the server opens one session
+#                 answers until the client resent its INIT:      (one engine claims the sid)
+#                 copies reach both engines
 #   rebind        mid-download, R rewrites the client's source   sha256 equal, no stream reset,
 #                 address and port to $R2:40998 (and back), and  longest stall <= 3 s,
 #                 sends them on the TX queue of $IF_R2 (XPS)     server logs "peer moved",
@@ -131,11 +132,12 @@ h = h.zfill(-(-len(h) // 8) * 8); print(",".join(h[i:i + 8] for i in range(0, le
 echo "rebind: R gives the client's datagrams a new source address and port mid-download"
 grep -q "$IF_B: 2 engines: one per RX queue" "$work/server.log" ||
 	{ echo "FAIL: the server does not run 2 engines by default"; fail=1; }
-# R holds the server's answers back until the client has sent its INIT 4 times (100 ms
-# apart): its first datagram may leave through its kernel socket (no neighbour entry yet)
-# and the resends through its AF_XDP queue, so that the copies reach both server engines
-# (they did; both opened the session, with different keys, and the download stalled).
-# One engine claims the sid, the other hands its copies over: one session.
+# The session opens with a first connection (pace try). R holds the server's answers
+# back until the client has sent its INIT 4 times (100 ms apart): its first datagram may
+# leave through its kernel socket (no neighbour entry yet) and the resends through its
+# AF_XDP queue, so that the copies reach both server engines (they did; both opened the
+# session, with different keys, and the download stalled). One engine claims the sid,
+# the other hands its copies over: one session.
 on_cleanup "in_r nft delete table ip ksuinit 2>/dev/null; true"
 in_r nft -f - <<EOF
 table ip ksuinit {
@@ -146,23 +148,25 @@ table ip ksuinit {
 	}
 }
 EOF
-in_a timeout 60 python3 "$PACE" recv 127.0.0.1 8392 "$work/dl1" $((1 << 20)) & dl=$!
+in_a python3 "$PACE" try 127.0.0.1 8392 30 >/dev/null & try=$!
 for _ in $(seq 1 200); do
 	c=$(in_r nft list table ip ksuinit | sed -n 's/.*dport 4002 counter packets \([0-9]*\).*/\1/p')
 	[ "${c:-0}" -ge 4 ] && break
 	sleep 0.05
 done
 in_r nft delete table ip ksuinit
-# what the rebind needs is asked once data flows, before the hold: the source goes on
-# meanwhile, and on a busy machine status calls after the hold left it nothing to send
-# after the rebind (the rest already buffered at the client)
-wait_file "$work/dl1.n" "$dl" || true
+wait "$try" || { echo "FAIL: the first connection got no data"; fail=1; }
+# what the rebind needs is asked before the download (the same session, --conn 1): the
+# rebind then follows the hold at once, while the source still has most of its bytes
+# to send (status calls after the hold let it finish on a busy machine: nothing was
+# left to cross the rebind)
 p=$(cport)
 # the engine holding the session, k; the rebound datagrams go to the other one's queue
 k=0
 [ "$(thread_sessions 1)" = 1 ] && k=1
 o=$((1 - k))
 h0=$(handed "$o")
+in_a timeout 60 python3 "$PACE" recv 127.0.0.1 8392 "$work/dl1" $((1 << 20)) & dl=$!
 wait_held "$work/dl1"
 xps "$o" || { echo "FAIL: XPS on $IF_R2 cannot be set: the rebind cannot pick the queue"; fail=1; }
 in_r nft -f - <<EOF
