@@ -21,7 +21,10 @@
  * is sent from an address we were not written to, and where a session answers from moves
  * only with an authentic datagram. With a sid directory (--threads): a native session
  * opens only for a sid claimed here, claims are given back exactly when no session took
- * them (fz_sid_claim).
+ * them (fz_sid_claim). With a peer directory: a kcptun-format session never opens for an
+ * address another thread holds (but to replace one closed here at that moment), an
+ * address is claimed only while it has no session here, and every claim is taken by
+ * a session or given back (fz_peer_claim).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,7 +43,8 @@
 
 struct fz {
 	struct kcpx_ep *ep;
-	long live; /* opened - released */
+	int just_closed; /* the address index of the last session closed in this input */
+	long live;	 /* opened - released */
 	size_t xmit_bytes, xmit_count;
 	unsigned inits; /* genuine INITs fed */
 	uint32_t rng;
@@ -59,16 +63,67 @@ static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const st
 		abort();
 }
 
+/* --threads: the peer directory as app/shard.c keeps it. Addresses whose index has bit
+ * 3 set are held by another thread (a kcptun-format datagram that would open a session
+ * with one is handed over); any other is claimed here. */
+static bool pclaimed[NADDR];
+
+static int addr_index(const struct kcpx_addr *a)
+{
+	return (kcpx_addr_port(a) - 5000) & (NADDR - 1);
+}
+
+static bool peer_live(struct fz *f, const struct kcpx_addr *a)
+{
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s))
+		if (kcpx_addr_equal(kcpx_ep_sess_peer(s), a))
+			return true;
+	return false;
+}
+
+static bool fz_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	struct fz *f = user;
+	int i = addr_index(from);
+
+	if (n > KCPX_EP_DGRAM_MAX || !d || peer_live(f, from))
+		abort();
+	if (i & 8)
+		return true;
+	pclaimed[i] = true;
+	return false;
+}
+
+static void fz_peer_release(void *user, const struct kcpx_addr *from)
+{
+	struct fz *f = user;
+	int i = addr_index(from);
+
+	if (!pclaimed[i] || peer_live(f, from))
+		abort();
+	pclaimed[i] = false;
+}
+
 static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
 {
 	struct fz *f = user;
+	int i = addr_index(kcpx_ep_sess_peer(es));
 
+	if (!strcmp(kcpx_ep_sess_proto(es), "kcptun")) {
+		if ((i & 8) && f->just_closed != i)
+			abort();
+		pclaimed[i] = false; /* the session holds the address now */
+	}
 	f->live++;
 	return es;
 }
 
 static void fz_closed(void *user, void *su)
 {
+	struct fz *f = user;
+
+	f->just_closed = addr_index(kcpx_ep_sess_peer(su));
 }
 
 static void fz_release(void *user, void *su)
@@ -173,6 +228,8 @@ static const struct kcpx_ep_ops fz_ops = {
 	.foreign = fz_foreign,
 	.sid_claim = fz_sid_claim,
 	.sid_release = fz_sid_release,
+	.peer_claim = fz_peer_claim,
+	.peer_release = fz_peer_release,
 	.native_up = fz_native_up,
 	.native_down = fz_native_down,
 	.xmit = fz_xmit,
@@ -283,6 +340,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		},
 	};
 	nclaims = 0;
+	memset(pclaimed, 0, sizeof(pclaimed));
 	if (kcpx_ep_new(&f.ep, &cfg, &fz_ops, &f, &snmp))
 		return 0;
 	while (size >= 1) {
@@ -342,6 +400,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		before_bytes = f.xmit_bytes;
 		before_count = f.xmit_count;
 		nsn = snap_take(&f, sn);
+		f.just_closed = -1;
 		authentic = kcpx_ep_input_at(f.ep, NULL, &f, &a, &l, dgram, len, now);
 		/* where a session answers from moves only with an authentic datagram */
 		for (unsigned i = 0; i < nsn && !authentic; i++)
@@ -369,5 +428,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kcpx_ep_free(f.ep);
 	if (f.live != 0 || nclaims != 0)
 		abort();
+	for (int i = 0; i < NADDR; i++)
+		if (pclaimed[i])
+			abort();
 	return 0;
 }
