@@ -13,16 +13,16 @@
 #   bottleneck.sh                    the issue's cells: 100 Mbit/s, 25 ms, 1/5/10/20 % loss,
 #                                    four more cells of its grid and the fairness runs
 #   BN_LINKS="R:D:L ..."             other cells (rate in Mbit/s, one-way ms, loss %)
-#   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (6)
-#   BN_GRID_T=S                      seconds of bulk in the grid cells (5)
+#   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (8)
+#   BN_GRID_T=S                      seconds of bulk in the grid cells (BN_T's)
 #   BN_RUNS=N                        runs of everything (3), in rounds: each round runs
 #                                    every cell once; the tables show median (min-max)
 #   BN_ONCE="CAND ..."               candidates of the first round only (kcpx-off)
 #   BN_TRACE=DIR                     kcpx cells: status of both ends every second (below)
 #   BN_GRID="R:D:L ..."              more cells, for tcp-cubic tcp-bbr kcptun kcpx only
 #                                    ("" for none; by default 4 corners of the issue's grid)
-#   BN_FAIR="R:D:L:X+Y ..."          fairness runs: candidates X and Y, two bulks at once
-#                                    through cell R:D:L ("" for none)
+#   BN_FAIR="R:D:L:X+Y[@1] ..."      fairness runs: candidates X and Y, two bulks at once
+#                                    through cell R:D:L ("" for none); @1: first round only
 # Candidates: tcp-cubic, tcp-bbr, kcptun and kcpx with `--mode fast3 --sndwnd 1024
 # --rcvwnd 1024` (else defaults: aes, FEC 10/3, compression), kcpx-off (the same with
 # --cc off: kcpx before the controller), kcpx-kdef (kcptun's default flags; 1 % cells).
@@ -41,10 +41,10 @@ need_root
 KCPX=${KCPX:-$ROOT/$OUT/kcpx}
 RR=$ROOT/$OUT/tools/rr
 KEY=kcpx-bench
-# 6 s bulks (5 s in the grid cells) keep make bench near 25 minutes with 3 runs of
-# everything; docs/BENCH-TIME.md compares them with 8 s runs
-BN_T=${BN_T:-6}
-GRID_T=${BN_GRID_T:-5}
+# 8 s bulks: shorter ones change what is measured (docs/BENCH-TIME.md compares 5 s
+# with 8 s); BN_GRID_T sets the grid cells' apart
+BN_T=${BN_T:-8}
+GRID_T=${BN_GRID_T:-$BN_T}
 T=$BN_T # the running cell's bulk
 BN_RUNS=${BN_RUNS:-3}
 LINKS=${BN_LINKS-"100:25:1 100:25:5 100:25:10 100:25:20"}
@@ -58,8 +58,10 @@ GRID_CANDS="tcp-cubic tcp-bbr kcptun kcpx"
 # candidates that run in the first round only: kcpx-off is kcpx before the controller, a
 # reference the issue does not name (BN_ONCE="" runs it in every round)
 ONCE=${BN_ONCE-kcpx-off}
-FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr \
-100:25:1:kcpx+kcpx 100:25:1:kcpx+tcp-bbr 100:25:1:kcptun+kcptun"}
+# the issue names two kcpx flows and kcpx next to TCP cubic; next to BBR (at 1 %) and two
+# kcptun flows are references, the clean BBR pair and kcptun's once
+FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr@1 \
+100:25:1:kcpx+kcpx 100:25:1:kcpx+tcp-bbr 100:25:1:kcptun+kcptun@1"}
 ISSUE="--mode fast3 --sndwnd 1024 --rcvwnd 1024"
 KDEF_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
 KDEF_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
@@ -336,7 +338,8 @@ for ((run = 1; run <= BN_RUNS; run++)); do
 	T=$BN_T
 	part_end grid "$NG grid cells x 4 candidates x $BN_RUNS runs of $GRID_T s"
 	for fr in $FAIR; do
-		IFS=: read -r rate d ls pr <<<"$fr"
+		case $fr in *@1) [ "$run" -gt 1 ] && continue ;; esac
+		IFS=: read -r rate d ls pr <<<"${fr%@1}"
 		fair "$rate" "$d" "$ls" "$pr" "$run"
 	done
 	part_end fairness "$NF pairs x $BN_RUNS runs of $BN_T s after 2 s of ramp"
