@@ -351,7 +351,9 @@ if [ "${BN_DOCS:-0}" = 1 ]; then
 	{
 		echo "# Bottleneck bench (tools/bench/bottleneck.sh)"
 		echo
-		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk ($GRID_T s in the grid cells), $BN_RUNS run(s) per cell in rounds (median, min-max),"
+		gt=""
+		[ "$GRID_T" != "$BN_T" ] && gt=" ($GRID_T s in the grid cells)"
+		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk$gt, $BN_RUNS run(s) per cell in rounds (median, min-max),"
 		echo "on $(nproc) cores; load average when it ended (1/5/15 min, the bench's own load"
 		echo "included): $(cut -d' ' -f1-3 /proc/loadavg)."
 		echo "See docs/CONGESTION.md for what the columns mean and the targets."
