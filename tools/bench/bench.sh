@@ -700,7 +700,7 @@ fi
 	echo "all_points=$POINTS"
 	echo "flood=$FLOOD"
 	echo "flood_rc=$FLOOD_RC"
-	echo "flood_test=$(cat "$WORK/flood-verdicts.txt" 2>/dev/null | tr "\n" " ")"
+	echo "flood_test=$({ tr '\n' ' ' <"$WORK/flood-verdicts.txt"; } 2>/dev/null)"
 	echo "bottleneck=$BOTTLENECK"
 	echo "bottleneck_rc=$BN_RC"
 	echo "build_s=${BENCH_BUILD_S:-}"
