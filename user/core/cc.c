@@ -318,6 +318,10 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
  * 10 ms interval let a 23 ms queue stand at 50 ms RTT: the max filter's samples run a
  * few % above a lossy bottleneck, and cruising at 1.0 on them grew the queue between
  * probes until tail drops; the RPC exchanges of the bottleneck bench saw it as p99.)
+ * While the owner's windows span the repairs of losses ARQ carries (unbound: kcp.c
+ * kcpx_kcp_set_arq) the margin is a twelfth of the floor: the window that bound now and
+ * then had drained what the guard let stand, and without it an eighth (6 ms at 50 ms)
+ * let the queue next to a bulk average 5.4 ms (docs/CONGESTION.md, session 11).
  */
 static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 {
@@ -325,7 +329,7 @@ static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 	/* a round shorter than the peer's ACK interval may hold no ACK sent at once */
 	uint32_t hold = cc->ack_delay > floor ? cc->ack_delay - floor : 0;
 
-	return !cc->have_rtt || rtt > floor + KCPX_MAX(floor / 8, 2u) + hold;
+	return !cc->have_rtt || rtt > floor + KCPX_MAX(floor / (cc->unbound ? 12 : 8), 2u) + hold;
 }
 
 /*

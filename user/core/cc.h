@@ -140,6 +140,7 @@ struct kcpx_cc {
 	uint32_t probe_rtt_done;
 	bool probe_rtt_armed; /* min_rtt expired: enter PROBE_RTT at the next batch */
 	uint32_t ack_delay;   /* ms the peer may hold an ACK (its KCP interval) */
+	bool unbound;	      /* the owner's windows span loss repairs (min_queued) */
 
 	/* outputs */
 	uint32_t pacing_gain, cwnd_gain; /* x 256 */
