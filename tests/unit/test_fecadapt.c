@@ -792,11 +792,13 @@ static void bulk_rpc(double loss, uint32_t ms, uint64_t seed, bool bulk_on, stru
 static void test_rpc_tail(void)
 {
 	static const double loss[] = { 0.01, 0.05 };
-	/* three seeds each: one run's average queue moves by about a ms from seed to seed */
+	/* three seeds each: one run's average queue moves by about a ms from seed to seed,
+	 * its p99 (the third largest of about 260 exchanges) by several */
 	static const uint64_t seeds[] = { 500, 600, 610 };
 
 	for (size_t i = 0; i < sizeof(loss) / sizeof(loss[0]); i++) {
 		uint64_t qsum = 0, qn = 0;
+		uint32_t p99[3];
 
 		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
 			static struct rpcrun r;
@@ -811,11 +813,13 @@ static void test_rpc_tail(void)
 			       r.n ? r.lat[r.n - 1] : 0);
 			CHECK(r.n >= 200);
 			CHECK(r.mbit >= 70);
-			CHECK(pct(&r, 99) <= (loss[i] < 0.02 ? 78u : 100u));
+			p99[k] = pct(&r, 99);
 			qsum += r.qms_sum;
 			qn += r.qms_n;
 		}
 		CHECK(qsum <= qn * 11 / 2); /* average queue over the seeds <= 5.5 ms */
+		qsort(p99, 3, sizeof(p99[0]), cmp_u32);
+		CHECK(p99[1] <= (loss[i] < 0.02 ? 78u : 100u)); /* the median seed's p99 */
 	}
 }
 
