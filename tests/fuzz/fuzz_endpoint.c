@@ -16,12 +16,20 @@
  * Asserts: never more sessions than addresses (kcptun's format: one per address) plus
  * genuine INITs (a session per sid; admission caps are the endpoint's), every session opened is
  * released by the end, late packets of closed sessions (late_closed) never outnumber the
- * datagrams that failed their check, no datagram is answered from within input with more than one
- * datagram (a RESP or a RESET), nor with more bytes than it had (no amplification); nothing
- * is sent from an address we were not written to, and where a session answers from moves
- * only with an authentic datagram. With a sid directory (--threads): a native session
- * opens only for a sid claimed here, claims are given back exactly when no session took
- * them (fz_sid_claim).
+ * datagrams that failed their check; a datagram that no kcptun-format session takes is
+ * answered from within input with one datagram at most (a RESP or a RESET), of no more
+ * bytes than it had (no amplification); an address that no proven session has had as its
+ * peer gets at most 4 datagrams per datagram it sent (a RESP or RESET each, and the
+ * unproven sessions' 3, core/endpoint.c UNPROVEN_TX), however they were spread over the
+ * inputs and ticks (a kcptun-format session answers a datagram with its ACKs, at once
+ * when a datagram's worth piled up: two datagrams for 56 or more segments); nothing is
+ * sent to an address no datagram came from, nor from an address we were not written to,
+ * and where a session answers from moves only with an authentic datagram. With a sid
+ * directory (--threads): a native session opens only for a sid claimed here, claims are
+ * given back exactly when no session took them (fz_sid_claim). With a peer directory: a
+ * kcptun-format session never opens for an address another thread holds (but to replace
+ * one closed here at that moment), an address is claimed only while it has no session
+ * here, and every claim is taken by a session or given back (fz_peer_claim).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,7 +39,9 @@
 #include "core/crc.h"
 #include "core/crypt.h"
 #include "core/endpoint.h"
+#include "core/endpoint_int.h" /* s->proven: the budget rule below */
 #include "core/native.h"
+#include "core/smux.h"
 #include "core/util.h"
 #include "fuzz_asan.h"
 #include "fuzz_keys.h"
@@ -40,11 +50,26 @@
 
 struct fz {
 	struct kcpx_ep *ep;
-	long live; /* opened - released */
+	int just_closed; /* the address index of the last session closed in this input */
+	long live;	 /* opened - released */
 	size_t xmit_bytes, xmit_count;
 	unsigned inits; /* genuine INITs fed */
 	uint32_t rng;
+	/* per source address (addr_of): datagrams from it, datagrams to it, and whether a
+	 * proven session (its peer answered, or native keys) ever had it as its peer */
+	unsigned rx_n[NADDR], tx_n[NADDR];
+	bool proven[NADDR];
 };
+
+/* Which of addr_of's addresses a is (its port), or abort: nobody else sent us anything. */
+static unsigned addr_index(const struct kcpx_addr *a)
+{
+	unsigned i = ntohs(a->in.sin_port) - 5000u;
+
+	if (a->in.sin_family != AF_INET || i >= NADDR)
+		abort();
+	return i;
+}
 
 static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const struct kcpx_ip *from,
 		    const uint8_t *d, size_t n)
@@ -53,22 +78,69 @@ static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const st
 
 	f->xmit_bytes += n;
 	f->xmit_count++;
+	f->tx_n[addr_index(to)]++;
 	/* sent from no address we do not have: one of the two the datagrams came to */
 	if (from && (from->family != AF_INET || (memcmp(from->a, "\x0a\x01\x00\x01", 4) &&
 						 memcmp(from->a, "\x0a\x01\x00\x02", 4))))
 		abort();
 }
 
+/* --threads: the peer directory as app/shard.c keeps it. Addresses whose index has bit
+ * 3 set are held by another thread (a kcptun-format datagram that would open a session
+ * with one is handed over); any other is claimed here. */
+static bool pclaimed[NADDR];
+
+static bool peer_live(struct fz *f, const struct kcpx_addr *a)
+{
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s))
+		if (kcpx_addr_equal(kcpx_ep_sess_peer(s), a))
+			return true;
+	return false;
+}
+
+static bool fz_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	struct fz *f = user;
+	unsigned i = addr_index(from);
+
+	if (n > KCPX_EP_DGRAM_MAX || !d || peer_live(f, from))
+		abort();
+	if (i & 8)
+		return true;
+	pclaimed[i] = true;
+	return false;
+}
+
+static void fz_peer_release(void *user, const struct kcpx_addr *from)
+{
+	struct fz *f = user;
+	unsigned i = addr_index(from);
+
+	if (!pclaimed[i] || peer_live(f, from))
+		abort();
+	pclaimed[i] = false;
+}
+
 static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
 {
 	struct fz *f = user;
+	unsigned i = addr_index(kcpx_ep_sess_peer(es));
 
+	if (!strcmp(kcpx_ep_sess_proto(es), "kcptun")) {
+		if ((i & 8) && f->just_closed != (int)i)
+			abort();
+		pclaimed[i] = false; /* the session holds the address now */
+	}
 	f->live++;
 	return es;
 }
 
 static void fz_closed(void *user, void *su)
 {
+	struct fz *f = user;
+
+	f->just_closed = (int)addr_index(kcpx_ep_sess_peer(su));
 }
 
 static void fz_release(void *user, void *su)
@@ -84,6 +156,15 @@ static void fz_wake(void *user, void *su)
 
 static void fz_stream(void *su, uint32_t sid)
 {
+}
+
+/* A new stream's target answers at once with more than a datagram (a banner, a web page):
+ * what a session whose peer never answered would send toward a spoofed source. */
+static void fz_accept(void *su, uint32_t sid)
+{
+	static const uint8_t banner[4000];
+
+	kcpx_smux_write(kcpx_session_smux(kcpx_ep_session(su)), sid, banner, sizeof(banner));
 }
 
 static void fz_random(void *user, void *buf, size_t n)
@@ -173,6 +254,8 @@ static const struct kcpx_ep_ops fz_ops = {
 	.foreign = fz_foreign,
 	.sid_claim = fz_sid_claim,
 	.sid_release = fz_sid_release,
+	.peer_claim = fz_peer_claim,
+	.peer_release = fz_peer_release,
 	.native_up = fz_native_up,
 	.native_down = fz_native_down,
 	.xmit = fz_xmit,
@@ -180,7 +263,7 @@ static const struct kcpx_ep_ops fz_ops = {
 	.closed = fz_closed,
 	.release = fz_release,
 	.wake = fz_wake,
-	.accept = fz_stream,
+	.accept = fz_accept,
 	.readable = fz_stream,
 	.writable = fz_stream,
 	.random = fz_random,
@@ -220,6 +303,23 @@ static unsigned snap_take(struct fz *f, struct snap *sn)
 	return n;
 }
 
+/*
+ * No amplification toward an address that never answered: while no proven session had it
+ * as its peer, it gets at most one answer of the endpoint's own (RESP, RESET) and
+ * UNPROVEN_TX (3) session datagrams per datagram it sent, however a session's budget was
+ * spent (ACKs at once, on a timer, retransmissions, keepalives).
+ */
+static void budget_check(struct fz *f)
+{
+	for (unsigned i = 0; i < NADDR; i++)
+		if (!f->proven[i] && f->tx_n[i] > 4 * f->rx_n[i])
+			abort();
+	/* after the check: what a session sent before its peer proved itself counts */
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s))
+		if (s->proven)
+			f->proven[addr_index(kcpx_ep_sess_peer(s))] = true;
+}
+
 static void tick_all(struct fz *f, uint32_t now)
 {
 	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s)) {
@@ -234,6 +334,7 @@ static void tick_all(struct fz *f, uint32_t now)
 		if (kcpx_session_dead(kcpx_ep_session(s)))
 			kcpx_ep_close(s, "dead");
 	}
+	budget_check(f);
 	kcpx_ep_reap(f->ep);
 }
 
@@ -283,13 +384,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		},
 	};
 	nclaims = 0;
+	memset(pclaimed, 0, sizeof(pclaimed));
 	if (kcpx_ep_new(&f.ep, &cfg, &fz_ops, &f, &snmp))
 		return 0;
 	while (size >= 1) {
 		uint8_t op = data[0];
 		size_t len, before_bytes, before_count;
 		unsigned nsn;
-		bool authentic;
+		bool authentic, takes;
 
 		data++;
 		size--;
@@ -342,16 +444,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		before_bytes = f.xmit_bytes;
 		before_count = f.xmit_count;
 		nsn = snap_take(&f, sn);
+		f.just_closed = -1;
+		/* a kcptun-format session of this peer answers what it takes with its own
+		 * output: its ACKs, and on a window slide data (budget_check bounds it) */
+		takes = false;
+		for (struct kcpx_ep_sess *s = kcpx_ep_first(f.ep); s; s = kcpx_ep_next(s))
+			takes |= !strcmp(kcpx_ep_sess_proto(s), "kcptun") &&
+				 kcpx_addr_equal(kcpx_ep_sess_peer(s), &a);
+		f.rx_n[addr_index(&a)]++;
 		authentic = kcpx_ep_input_at(f.ep, NULL, &f, &a, &l, dgram, len, now);
 		/* where a session answers from moves only with an authentic datagram */
 		for (unsigned i = 0; i < nsn && !authentic; i++)
 			if (memcmp(&sn[i].local, kcpx_ep_sess_local(sn[i].s), sizeof(l)))
 				abort();
 		/* an answer from input itself: one handshake packet at most */
-		if (f.xmit_count - before_count > 1 ||
-		    f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN ||
-		    f.xmit_bytes - before_bytes > len)
+		if (!takes && (f.xmit_count - before_count > 1 ||
+			       f.xmit_bytes - before_bytes > KCPX_NATIVE_HS_LEN ||
+			       f.xmit_bytes - before_bytes > len))
 			abort();
+		budget_check(&f);
 		if (kcpx_ep_count(f.ep) > NADDR + f.inits)
 			abort();
 		{
@@ -366,8 +477,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			kcpx_session_pump(kcpx_ep_session(s), now);
 		kcpx_ep_reap(f.ep);
 	}
+	budget_check(&f);
 	kcpx_ep_free(f.ep);
 	if (f.live != 0 || nclaims != 0)
 		abort();
+	for (int i = 0; i < NADDR; i++)
+		if (pclaimed[i])
+			abort();
 	return 0;
 }

@@ -19,6 +19,8 @@
  *   - roaming: a NAT rebinding mid-transfer moves the session; a replay from elsewhere
  *     does not
  *   - --nocomp at one end only: both ends name it within a round trip, once a minute
+ *   - two engines (--threads, `kcpx up` per RX queue): copies of one native INIT or of a
+ *     kcptun-format first datagram on both open one session (sid and address claims)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -1645,6 +1647,235 @@ static void test_init_claim_release(void)
 	world_free(&w);
 }
 
+/*
+ * A peer directory as app/shard.c keeps it, for kcptun's format (sessions known by
+ * address): pd_foreign_peer hands a datagram from an address another engine holds or
+ * claimed to it (queued in inbox, as for sids); pd_peer_claim claims an address nobody
+ * holds; a session's opening records its address (after mid_accept: the copy that
+ * reaches the other engine meanwhile), its closing removes it.
+ */
+static struct {
+	struct kcpx_addr a;
+	int owner; /* -1: free */
+} pdir[4];
+static int npclaims, npreleases;
+
+static int pd_find(const struct kcpx_addr *a)
+{
+	for (int i = 0; i < 4; i++)
+		if (pdir[i].owner >= 0 && kcpx_addr_equal(&pdir[i].a, a))
+			return i;
+	return -1;
+}
+
+/* a: owner's; true when taken (or held by owner already) */
+static bool pd_take(const struct kcpx_addr *a, int owner)
+{
+	int i = pd_find(a);
+
+	for (int k = 0; i < 0 && k < 4; k++)
+		if (pdir[k].owner < 0)
+			i = k;
+	if (i < 0)
+		return false;
+	pdir[i].a = *a;
+	pdir[i].owner = owner;
+	return true;
+}
+
+static bool pd_queue(int to, const struct kcpx_addr *from, const struct kcpx_ip *local,
+		     const uint8_t *d, size_t n)
+{
+	if (ninbox == 8)
+		return false;
+	inbox[ninbox].to = to;
+	inbox[ninbox].from = *from;
+	inbox[ninbox].local = local ? *local : (struct kcpx_ip){ 0 };
+	memcpy(inbox[ninbox].buf, d, n);
+	inbox[ninbox++].len = n;
+	return true;
+}
+
+static bool pd_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
+			    const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	int i = pd_find(from);
+
+	if (i < 0 || pdir[i].owner == eng_of(user))
+		return false;
+	return pd_queue(pdir[i].owner, from, local, d, n);
+}
+
+static bool pd_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	int i = pd_find(from);
+
+	npclaims++;
+	if (i < 0 || pdir[i].owner == eng_of(user)) {
+		pd_take(from, eng_of(user));
+		return false;
+	}
+	return pd_queue(pdir[i].owner, from, local, d, n);
+}
+
+static void pd_peer_release(void *user, const struct kcpx_addr *from)
+{
+	int i = pd_find(from);
+
+	npreleases++;
+	if (i >= 0 && pdir[i].owner == eng_of(user))
+		pdir[i].owner = -1;
+}
+
+static void *pd_opened(void *user, struct kcpx_ep_sess *es, void *path)
+{
+	void (*fn)(void) = mid_accept;
+
+	mid_accept = NULL;
+	if (fn && user == eng[0])
+		fn();
+	if (refuse_open)
+		return NULL;
+	pd_take(kcpx_ep_sess_peer(es), eng_of(user));
+	return t_opened(user, es, path);
+}
+
+static void pd_closed(void *user, void *su)
+{
+	struct tsess *s = su;
+	int i = pd_find(kcpx_ep_sess_peer(s->es));
+
+	if (i >= 0 && pdir[i].owner == eng_of(user))
+		pdir[i].owner = -1;
+	t_closed(user, su);
+}
+
+/*
+ * Two server endpoints of one process speaking kcptun's format, with the peer directory
+ * above; the client's first datagram captured in cap_buf, lost on the way. 0, or -1.
+ */
+static int kcptun_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+{
+	static struct kcpx_ep_config sc;
+	static struct kcpx_ep_ops ops;
+
+	sc = ep_cfg(true, KCPX_PROTO_KCPTUN);
+	ops = t_ops;
+	ops.foreign_peer = pd_foreign_peer;
+	ops.peer_claim = pd_peer_claim;
+	ops.peer_release = pd_peer_release;
+	ops.opened = pd_opened;
+	ops.closed = pd_closed;
+	for (int i = 0; i < 4; i++)
+		pdir[i].owner = -1;
+	ninbox = npclaims = npreleases = 0;
+	refuse_open = false;
+	mid_accept = NULL;
+	if (world_init(w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN))
+		return -1;
+	kcpx_ep_free(w->s.ep);
+	linksim_init(sink, 4);
+	memset(other, 0, sizeof(*other));
+	other->name = "server-thread-1";
+	other->out = sink;
+	other->rng = 0x5555;
+	if (kcpx_ep_new(&w->s.ep, &sc, &ops, &w->s, &w->s.snmp) ||
+	    kcpx_ep_new(&other->ep, &sc, &ops, other, &other->snmp))
+		return -1;
+	eng[0] = &w->s;
+	eng[1] = other;
+	capture_lost_init(w);
+	return w->c.ns == 1 ? 0 : -1;
+}
+
+/* world_run, with the second engine served too (its sessions' timers and output) */
+static void two_run(struct world *w, struct tend *other, uint32_t ms)
+{
+	for (uint32_t i = 0; i < ms; i++) {
+		world_step(w);
+		serve(other, w->now);
+	}
+}
+
+static struct kcpx_addr race_from;
+
+/* The copy of the first kcptun-format datagram on the other RX queue, from race_from,
+ * while eng[0] opens the session. */
+static void race_feed_eng1_from(void)
+{
+	uint8_t buf[2048];
+
+	memcpy(buf, race_copy, race_len);
+	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_from, &race_w->s_local, buf,
+			 race_len, race_w->now);
+}
+
+/*
+ * --threads / `kcpx up` with two engines, kcptun's format: copies of a client's first
+ * datagram reach both engines at once (two RX queues). The copy on engine 1 arrives
+ * while engine 0 is opening the session, before its address is in the peer directory:
+ * engine 1 must hand it over, not open a second session for the same address (which
+ * would take the client's datagrams that land on its queue, half a conversation each).
+ * One session, the transfer completes. Then a forged first datagram from a spoofed
+ * victim, a copy on each engine: one session, at most 3 datagrams to the victim per
+ * copy it was sent.
+ */
+static void test_kcptun_two_engines(void)
+{
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK_EQ(kcptun_engines_init(&w, &other, &sink), 0);
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = &w;
+	race_from = w.cli_from;
+	mid_accept = race_feed_eng1_from;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK(mid_accept == NULL);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 1);
+	CHECK_EQ(sink.sent, 0);
+	sd_drain(&w);
+	two_run(&w, &other, 3000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(server_got(&w), 30000);
+
+	/* a forged first datagram from a victim that never answers, a copy on each engine */
+	w.s.victim = other.victim = 0x0a000009;
+	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
+	other.victim_tx = calloc(VICTIM_PORTS, 1);
+	addr4(&race_from, w.s.victim, VICTIM_PORT0);
+	mid_accept = race_feed_eng1_from;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &race_from, &w.s_local, buf, cap_len, w.now);
+	sd_drain(&w);
+	for (int i = 0; i < 15; i++) {
+		two_run(&w, &other, 1000);
+		kcpx_ep_second(w.s.ep, w.now);
+		kcpx_ep_second(other.ep, w.now);
+	}
+	printf("     forged first datagram, a copy on each engine: sessions opened %d + %d, "
+	       "%llu + %llu datagrams to the victim\n",
+	       w.s.opened - 1, other.opened, (unsigned long long)w.s.victim_total,
+	       (unsigned long long)other.victim_total);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK(w.s.victim_total + other.victim_total <= 3 * 2);
+	CHECK_EQ(pd_find(&race_from), -1); /* closed, never answered: address given back */
+	free(w.s.victim_tx);
+	free(other.victim_tx);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
 #define S_ONE 0x0a000002 /* the server's address the client writes to */
 #define S_TWO 0x0a000102 /* another address of the same server */
 
@@ -1809,6 +2040,7 @@ int main(void)
 	RUN(test_init_race);
 	RUN(test_init_two_engines);
 	RUN(test_init_claim_release);
+	RUN(test_kcptun_two_engines);
 	RUN(test_answer_local_repeat_init);
 	RUN(test_answer_local_init_race);
 	RUN(test_answer_local_kcptun);

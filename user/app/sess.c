@@ -140,6 +140,8 @@ const struct kcpx_ep_ops kcpx_tun_ep_ops = {
 	.foreign_peer = kcpx_shard_foreign_peer,
 	.sid_claim = kcpx_shard_sid_claim,
 	.sid_release = kcpx_shard_sid_release,
+	.peer_claim = kcpx_shard_peer_claim,
+	.peer_release = kcpx_shard_peer_release,
 };
 
 /* After a failed lookup of --remoteaddr, new sessions use the last address this long. */

@@ -15,13 +15,16 @@
  *     know (a client whose NAT moved it to another source port, which the steering
  *     sends to another thread);
  *   - the peer directory: which thread holds the session opened with a peer address.
- *     Written when a server session opens or closes, read only for a datagram from an
- *     address the receiving thread has no session with. kcptun's format names no sid:
- *     its sessions are known by address, and when the NIC moves a peer's datagrams to
- *     another RX queue (an RSS change under `kcpx up`) they go on to the owner instead
- *     of opening a second session there. (A native session that roamed keeps its first
- *     address here; a datagram from that address is handed over, the owner does not
- *     know it either and takes it as new, as the receiver would have.)
+ *     Written when a kcptun-format datagram is about to open a session (the receiving
+ *     thread claims the address: copies of the peer's first datagrams on other threads
+ *     go to it, kcpx_shard_peer_claim) and when a server session opens or closes, read
+ *     for a datagram from an address the receiving thread has no session with. kcptun's
+ *     format names no sid: its sessions are known by address, and when the NIC moves a
+ *     peer's datagrams to another RX queue (an RSS change under `kcpx up`) they go on to
+ *     the owner instead of opening a second session there. (A native session that
+ *     roamed keeps its first address here; a datagram from that address is handed
+ *     over, the owner does not know it either and takes it as new, as the receiver
+ *     would have.)
  *   - such a packet is copied into the owner's inbox (bounded, under its own small lock)
  *     and the owner wakes through an eventfd; the owner's endpoint then checks it as any
  *     packet (tag, replay window) and, when it is fresh, moves the session to the new
@@ -505,6 +508,30 @@ static void peer_grow(struct kcpx_shards *g)
 	g->peercap = cap;
 }
 
+/* Under the write lock: a's entry, made for thread shard if there is none (NULL: out of
+ * memory, not recorded). */
+static struct peer_ent *peer_get(struct kcpx_shards *g, const struct kcpx_addr *a, unsigned shard)
+{
+	struct peer_ent *e;
+	unsigned b;
+
+	for (e = g->peers[peer_bucket(g, g->peercap, a)]; e; e = e->next)
+		if (kcpx_addr_equal(&e->a, a))
+			return e;
+	e = malloc(sizeof(*e));
+	if (!e)
+		return NULL;
+	if (g->npeers >= g->peercap)
+		peer_grow(g);
+	b = peer_bucket(g, g->peercap, a);
+	e->a = *a;
+	e->shard = shard;
+	e->next = g->peers[b];
+	g->peers[b] = e;
+	g->npeers++;
+	return e;
+}
+
 bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a)
 {
 	struct kcpx_shards *g = t->group;
@@ -513,21 +540,9 @@ bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a)
 	if (!g)
 		return false;
 	pthread_rwlock_wrlock(&g->dirlock);
-	for (e = g->peers[peer_bucket(g, g->peercap, a)]; e; e = e->next)
-		if (kcpx_addr_equal(&e->a, a))
-			break;
-	if (!e && (e = malloc(sizeof(*e)))) {
-		unsigned b;
-
-		if (g->npeers >= g->peercap)
-			peer_grow(g);
-		b = peer_bucket(g, g->peercap, a);
-		e->a = *a;
-		e->next = g->peers[b];
-		g->peers[b] = e;
-		g->npeers++;
-	}
-	/* one address, a session on two threads (the first one closing): the newest */
+	e = peer_get(g, a, t->shard);
+	/* claimed by t already (kcpx_shard_peer_claim), or one address with a session on
+	 * two threads (the first one closing): the newest */
 	if (e)
 		e->shard = t->shard;
 	pthread_rwlock_unlock(&g->dirlock);
@@ -575,4 +590,41 @@ bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *fro
 	}
 	pthread_rwlock_unlock(&g->dirlock);
 	return handoff(t, owner, path, from, local, d, n);
+}
+
+/*
+ * A kcptun-format datagram about to open a session with from on t, which no thread held
+ * when foreign_peer looked. Copies of a peer's first datagrams reach several threads at
+ * once when the NIC puts them on different RX queues (or a client's datagrams move
+ * between them): the first thread to claim the address opens the session, the others
+ * hand their copies to it (foreign_peer finds the claim). Two sessions with one address
+ * would each take the datagrams of their own queue, half a conversation each. Out of
+ * memory: not recorded, the session opens as before.
+ */
+bool kcpx_shard_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			   const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	struct tunnel *t = user;
+	struct kcpx_shards *g = t->group;
+	unsigned owner = ~0u;
+	struct peer_ent *e;
+
+	if (!g)
+		return false;
+	pthread_rwlock_wrlock(&g->dirlock);
+	e = peer_get(g, from, t->shard);
+	if (e && e->shard != t->shard)
+		owner = e->shard;
+	pthread_rwlock_unlock(&g->dirlock);
+	if (owner != ~0u && t->in_handoff) {
+		/* handed here, and claimed by a third thread since: the peer resends */
+		t->handoff_drop++;
+		return true;
+	}
+	return handoff(t, owner, path, from, local, d, n);
+}
+
+void kcpx_shard_peer_release(void *user, const struct kcpx_addr *from)
+{
+	kcpx_shard_peer_del(user, from);
 }

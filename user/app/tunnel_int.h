@@ -181,6 +181,11 @@ bool kcpx_shard_peer_set(struct tunnel *t, const struct kcpx_addr *a);
 void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a);
 bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
 			     const struct kcpx_ip *local, const uint8_t *d, size_t n);
+/* The endpoint's peer_claim and peer_release ops: an address about to open a
+ * kcptun-format session, this thread's or handed to the thread that claimed it first. */
+bool kcpx_shard_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			   const struct kcpx_ip *local, const uint8_t *d, size_t n);
+void kcpx_shard_peer_release(void *user, const struct kcpx_addr *from);
 /* The endpoint's foreign op: hand a DATA packet to the thread whose session has sid. */
 bool kcpx_shard_foreign(void *user, void *path, const struct kcpx_addr *from,
 			const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);

@@ -798,9 +798,10 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		     const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
 	char abuf[KCPX_ADDRSTRLEN];
+	uint8_t raw[KCPX_EP_DGRAM_MAX]; /* the datagram as received, for ops.peer_claim */
 	struct kcpx_native_info ni;
 	struct kcpx_ep_sess *s;
-	bool reset = false;
+	bool reset = false, claim = false;
 	uint8_t *body;
 	size_t blen;
 	uint32_t conv;
@@ -820,10 +821,17 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			ep_reset(ep, path, from, n, &ni, now);
 		return;
 	}
-	/* before the in-place decryption: the owner decrypts what it is handed */
-	if (ep->cfg.server && !owner && ep->ops.foreign_peer && !addr_lookup(ep, from) &&
-	    ep->ops.foreign_peer(ep->user, path, from, ep->rx_local, d, n))
-		return;
+	/* before the in-place decryption: the owner decrypts what it is handed, and a claim
+	 * (below) hands on the datagram as received */
+	if (ep->cfg.server && !owner && !addr_lookup(ep, from)) {
+		if (ep->ops.foreign_peer &&
+		    ep->ops.foreign_peer(ep->user, path, from, ep->rx_local, d, n))
+			return;
+		if (ep->ops.peer_claim) {
+			memcpy(raw, d, n);
+			claim = true;
+		}
+	}
 	if (kcpx_session_open(ep->cfg.crypt, ep->snmp, d, n, &body, &blen, &conv)) {
 		if (reset)
 			ep_reset(ep, path, from, n, &ni, now);
@@ -866,10 +874,23 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 			ep->st.unknown_peer++;
 			return;
 		}
+		/*
+		 * Admitted: claim the address for this endpoint before the session opens
+		 * (after the caps, so a refused flood takes no lock). A copy of the same
+		 * first datagrams that reached another endpoint meanwhile went to the
+		 * claimant, or comes here through foreign_peer: one session per address.
+		 */
+		if (claim && ep->ops.peer_claim(ep->user, path, from, ep->rx_local, raw, n)) {
+			adm_drop(ep);
+			return;
+		}
 		s = ep_open(ep, path, from, conv, false, now);
 		adm_drop(ep);
-		if (!s)
+		if (!s) {
+			if (claim && ep->ops.peer_release)
+				ep->ops.peer_release(ep->user, from);
 			return;
+		}
 	}
 	if (s->closing)
 		return;

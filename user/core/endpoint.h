@@ -157,6 +157,19 @@ struct kcpx_ep_ops {
 			  const struct kcpx_ip *local, const uint8_t *d, size_t n, uint32_t sid);
 	/* A sid this endpoint claimed opened no session here (refused, out of memory). */
 	void (*sid_release)(void *user, uint32_t sid);
+	/* Server, optional (with peer_release): a kcptun-format datagram (d, n as received,
+	 * before decryption) about to open a session with from, which foreign_peer found
+	 * nobody's. Copies of a peer's first datagrams may reach several endpoints at once
+	 * (two RX queues): the first to claim the address opens the session, the others
+	 * hand their copies to it, so that one address never has two kcptun-format
+	 * sessions (each taking the datagrams of its own queue: half a conversation each).
+	 * Atomic, as sid_claim: true when another endpoint holds or claimed the address and
+	 * the datagram went there; false when it is this endpoint's, which then opens the
+	 * session or calls peer_release. */
+	bool (*peer_claim)(void *user, void *path, const struct kcpx_addr *from,
+			   const struct kcpx_ip *local, const uint8_t *d, size_t n);
+	/* An address this endpoint claimed opened no session here. */
+	void (*peer_release)(void *user, const struct kcpx_addr *from);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
 };
