@@ -816,13 +816,15 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		if (!s->cc_gone)
 			kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 
-		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
 		/* released by an una sooner after the last copy went out than any round trip
 		 * of this path takes: an earlier copy arrived (the receiver acknowledges in-order
 		 * segments through una alone, so no echo told us) */
 		if (s->xmit > 1 && !s->cc_spur && !s->cc_last && kcp->cc.have_rtt &&
 		    kcpx_diff32(now, s->ts) < (int32_t)(kcp->cc.min_rtt - kcp->cc.min_rtt / 8))
 			s->cc_spur = true;
+		/* the last copy's record describes what arrived only if an earlier one did not */
+		kcpx_cc_on_ack(&kcp->cc, now, s->cc_spur ? NULL : &s->cct, c,
+			       s->cc_spur && s->rto_sent);
 		/* every copy but the last was lost, unless one of them arrived; losses this
 		 * host made itself (kcpx_kcp_local_drop) are taken off first */
 		if (s->xmit > 1 && !s->cc_spur)
@@ -1137,6 +1139,9 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	info->inflight_cap = cc->inflight_cap;
 	info->loss_ppm = (uint32_t)((uint64_t)cc->loss * 1000000 / 65536);
 	info->local_drops = cc->local_drops;
+	info->rounds = cc->round;
+	info->startup_exit = cc->exit_why;
+	info->startup_exit_bw = cc->exit_bw;
 }
 
 void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)

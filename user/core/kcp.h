@@ -159,6 +159,9 @@ struct kcpx_kcp_cc_info {
 	uint64_t local_drops;		 /* datagrams the host failed to send */
 	uint32_t rx_drops;   /* incoming datagrams the host dropped (kcpx_kcp_rx_dropped) */
 	uint64_t peer_drops; /* datagrams the peer reported it dropped before reading them */
+	uint32_t rounds;     /* round trips the controller counted */
+	enum kcpx_cc_exit startup_exit; /* what ended STARTUP, at which estimate */
+	uint64_t startup_exit_bw;	/* wire bytes/s */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring
