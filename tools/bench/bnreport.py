@@ -48,6 +48,8 @@ def qdrop_pct(r):
 
 
 def cell_table(rows):
+    if not rows:
+        return
     print("| link | candidate | runs | goodput Mbit/s | queue drops / frames | RPC p50 / p99 ms "
           "| CPU s/GB |")
     print("|---|---|---|---|---|---|---|")
