@@ -442,7 +442,8 @@ static void test_bounds(void)
 			kcpx_cc_on_send(&cc, now, 1 + (r >> 20) % 2000, (r >> 4) % 3000000, t);
 			break;
 		case 1:
-			kcpx_cc_on_ack(&cc, now, t, 1 + (r >> 20) % 2000);
+			kcpx_cc_on_ack(&cc, now, (r >> 27) & 1 ? NULL : t, 1 + (r >> 20) % 2000,
+				       (r >> 28) & 1);
 			break;
 		case 2:
 			kcpx_cc_on_rtt(&cc, now, (r >> 20) % 70000);

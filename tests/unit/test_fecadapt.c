@@ -75,6 +75,19 @@ static void test_window(void)
 	sent = lost = 0;
 	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 20), 1);
 	CHECK_EQ(a.changes, 1);
+	/* windows that span ARQ's repairs (kcpx ends): 1 % is left to ARQ, a window that
+	 * reads 2.2 % takes one shard (not the model's two), 5 % the ceiling at once */
+	kcpx_fecadapt_init(&a, 10, 3);
+	kcpx_fecadapt_set_arq(&a, true);
+	a.parity = 0;
+	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 20), 0);
+	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 45), 1);
+	CHECK_EQ(kcpx_fecadapt_choose(0.022 * KCPX_FECA_MARGIN, 10, 3), 2);
+	a.parity = 0;
+	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 102), 3);
+	kcpx_fecadapt_set_arq(&a, false);
+	a.parity = 0;
+	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 20), 1);
 	/* counts that go back restart the window; nonsense never leaves [0, ps] */
 	CHECK_EQ(kcpx_fecadapt_update(&a, 5, 0), 1);
 	for (uint32_t seed = 1, i = 0; i < 100000; i++) {
@@ -177,6 +190,18 @@ static struct kcpx_session_config cfg(bool client, bool fixed)
 	};
 }
 
+/* The daemon's defaults on top (what `kcpx client|server` runs with): tail-loss probe,
+ * quick ACKs, RTO bound, FEC on a 10 ms timer, compression. */
+static struct kcpx_session_config cfg_daemon(bool client)
+{
+	struct kcpx_session_config c = cfg(client, false);
+
+	c.tlp = c.quickack = c.rto_hygiene = true;
+	c.fec_flush_ms = 10;
+	c.comp = true;
+	return c;
+}
+
 struct run {
 	double mbit;	     /* goodput over the second half */
 	double mbit_all;     /* over the whole run, startup included (as the bench's iperf3) */
@@ -189,6 +214,7 @@ struct run {
 	uint64_t segs, rto_segs;     /* second half: PUSH segments sent, of them RTO resends */
 	uint64_t rdropped, rarrived; /* second half: at the server's socket, dropped, all */
 	uint64_t peer_drops;	     /* drops the client's engine was told of */
+	uint32_t rounds;	     /* round trips the client's controller counted */
 	double loss_avg;	     /* second half: adaptive FEC's raw-loss estimate, mean */
 	int par_min, par_max;	     /* second half: the parity sent, lowest and highest */
 };
@@ -197,6 +223,8 @@ struct run {
 static uint32_t path_qlimit = 625000;
 /* Its one-way delay, ms (test_long_path: 75). */
 static uint32_t path_delay = 25;
+/* bulk(): the daemon's defaults (cfg_daemon) and incompressible data. */
+static bool bulk_daemon;
 
 /* The header's path, both ways: 25 ms, a 12.5 MB/s FIFO of 625 kB, random loss. */
 static void bottleneck_link(struct linksim *ab, struct linksim *ba, uint64_t seed, double loss)
@@ -215,7 +243,8 @@ static void bulk(double loss, uint32_t hrate, bool fixed, uint32_t ms, uint64_t 
 {
 	static const uint8_t secret[32] = { 7, 7, 7 };
 	static uint8_t buf[65536];
-	struct kcpx_session_config cc = cfg(true, fixed), sc = cfg(false, fixed);
+	struct kcpx_session_config cc = bulk_daemon ? cfg_daemon(true) : cfg(true, fixed);
+	struct kcpx_session_config sc = bulk_daemon ? cfg_daemon(false) : cfg(false, fixed);
 	struct kcpx_native *nc, *ns;
 	struct linksim ab, ba, sock;
 	struct end c = { 0 }, srv = { 0 };
@@ -227,6 +256,12 @@ static void bulk(double loss, uint32_t hrate, bool fixed, uint32_t ms, uint64_t 
 	int ps;
 
 	*out = r;
+	{
+		uint32_t x = 0x2545f491u;
+
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = bulk_daemon ? (uint8_t)unit_xorshift32(&x) : 0;
+	}
 
 	bottleneck_link(&ab, &ba, seed, loss);
 	c.out = &ab;
@@ -337,6 +372,7 @@ static void bulk(double loss, uint32_t hrate, bool fixed, uint32_t ms, uint64_t 
 		kcpx_kcp_loss_counts(kcpx_session_kcp(c.s), &sent, &r.lost);
 		r.cc_local = ci.local_drops;
 		r.peer_drops = ci.peer_drops;
+		r.rounds = ci.rounds;
 	}
 	r.rdropped = sock.qdropped - r.rdropped;
 	r.rarrived = sock.sent - r.rarrived;
@@ -425,6 +461,12 @@ static void test_goodput(void)
 	CHECK(a1.mbit > f1.mbit * 1.1);
 	CHECK(a1.qdrop < 0.02);
 	CHECK(a10.mbit > f10.mbit * 0.9);
+	/* at 1 % the client sends (next to) no parity, and the server's receive window
+	 * grows past ARQ's holes on this 50 ms path; at 10 % parity repairs and it stays */
+	printf("      server's receive window: %u at 1 %%, %u at 10 %%\n", a1.srv_rcvwnd,
+	       a10.srv_rcvwnd);
+	CHECK(a1.srv_rcvwnd > 1024);
+	CHECK_EQ(a10.srv_rcvwnd, 1024);
 }
 
 /*
@@ -533,7 +575,8 @@ static void test_parity_lag(void)
 			       r[i][k].par_max, r[i][k].mbit);
 			CHECK(r[i][k].loss_avg > loss[i] * 0.6);
 			CHECK(r[i][k].loss_avg < loss[i] * 1.4);
-			/* the model's choice at 1.25 x the loss: 1 % -> 1, 5 % -> 3 */
+			/* the model's choice at 1.25 x the loss: 1 % -> 1 (0 between kcpx
+			 * ends, whose windows span ARQ's repairs: fecadapt.h), 5 % -> 3 */
 			if (loss[i] < 0.02)
 				CHECK(r[i][k].par_max <= 1);
 		}
@@ -594,16 +637,6 @@ static uint32_t pct(const struct rpcrun *r, unsigned p)
 	uint32_t k = (r->n * p + 99) / 100;
 
 	return r->n ? r->lat[k ? k - 1 : 0] : 0;
-}
-
-static struct kcpx_session_config cfg_daemon(bool client)
-{
-	struct kcpx_session_config c = cfg(client, false);
-
-	c.tlp = c.quickack = c.rto_hygiene = true;
-	c.fec_flush_ms = 10;
-	c.comp = true;
-	return c;
 }
 
 static void bulk_rpc(double loss, uint32_t ms, uint64_t seed, bool bulk_on, struct rpcrun *out)
@@ -759,21 +792,34 @@ static void bulk_rpc(double loss, uint32_t ms, uint64_t seed, bool bulk_on, stru
 static void test_rpc_tail(void)
 {
 	static const double loss[] = { 0.01, 0.05 };
+	/* three seeds each: one run's average queue moves by about a ms from seed to seed,
+	 * its p99 (the third largest of about 260 exchanges) by several */
+	static const uint64_t seeds[] = { 500, 600, 610 };
 
 	for (size_t i = 0; i < sizeof(loss) / sizeof(loss[0]); i++) {
-		static struct rpcrun r;
+		uint64_t qsum = 0, qn = 0;
+		uint32_t p99[3];
 
-		bulk_rpc(loss[i], 16000, 500 + i, true, &r);
-		printf("      loss %.0f %%: bulk %.1f Mbit/s, queue avg %.1f max %u ms, drops %.2f "
-		       "%%; "
-		       "%u exchanges p50 %u p90 %u p99 %u max %u ms\n",
-		       loss[i] * 100, r.mbit, r.qms_n ? (double)r.qms_sum / (double)r.qms_n : 0,
-		       r.qms_max, r.qdrop * 100, r.n, pct(&r, 50), pct(&r, 90), pct(&r, 99),
-		       r.n ? r.lat[r.n - 1] : 0);
-		CHECK(r.n >= 200);
-		CHECK(r.mbit >= 70);
-		CHECK(r.qms_sum <= r.qms_n * 11 / 2); /* average queue <= 5.5 ms */
-		CHECK(pct(&r, 99) <= (loss[i] < 0.02 ? 78u : 100u));
+		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+			static struct rpcrun r;
+
+			bulk_rpc(loss[i], 16000, seeds[k] + i, true, &r);
+			printf("      loss %.0f %%, seed %zu: bulk %.1f Mbit/s, queue avg %.1f max "
+			       "%u ms, "
+			       "drops %.2f %%; %u exchanges p50 %u p90 %u p99 %u max %u ms\n",
+			       loss[i] * 100, k, r.mbit,
+			       r.qms_n ? (double)r.qms_sum / (double)r.qms_n : 0, r.qms_max,
+			       r.qdrop * 100, r.n, pct(&r, 50), pct(&r, 90), pct(&r, 99),
+			       r.n ? r.lat[r.n - 1] : 0);
+			CHECK(r.n >= 200);
+			CHECK(r.mbit >= 70);
+			p99[k] = pct(&r, 99);
+			qsum += r.qms_sum;
+			qn += r.qms_n;
+		}
+		CHECK(qsum <= qn * 11 / 2); /* average queue over the seeds <= 5.5 ms */
+		qsort(p99, 3, sizeof(p99[0]), cmp_u32);
+		CHECK(p99[1] <= (loss[i] < 0.02 ? 78u : 100u)); /* the median seed's p99 */
 	}
 }
 
@@ -819,6 +865,42 @@ static void test_long_path(void)
 	CHECK(grown >= 55);
 }
 
+/*
+ * The same cell with the daemon's defaults, as the bench's tunnels run it. Quick ACKs
+ * make fast retransmit race FEC: a data shard lost at random is resent after two quick
+ * ACKs, a few ms before the group's parity rebuilds it, and the rebuilt shard's ACK
+ * (echoing the first copy's ts) then acknowledged the segment. When that ACK was taken
+ * with the resend's rate record, a round of the controller ended each time, several per
+ * round trip: STARTUP's three rounds without growth passed within one, at 5-20 Mbit/s,
+ * and the max filter's ten rounds shrank to two round trips (several hundred rounds in
+ * 8 s of a 150 ms path, and a third to a fifth of the goodput; docs/CONGESTION.md,
+ * session 11). Now an ACK of an earlier copy gives no sample: about one round per
+ * round trip, and the goodput test_long_path gets without quick ACKs.
+ */
+static void test_long_path_daemon(void)
+{
+	double sum = 0;
+
+	path_delay = 75;
+	bulk_daemon = true;
+	for (int i = 0; i < 3; i++) {
+		struct run r;
+
+		bulk(0.10, 0, false, 8000, 1100 + (uint64_t)i, &r);
+		printf("      75 ms, 10 %%, the daemon's defaults, seed %d: %.1f Mbit/s, %u "
+		       "rounds, "
+		       "queue drops %.2f %%\n",
+		       i, r.mbit_all, r.rounds, r.qdrop * 100);
+		sum += r.mbit_all;
+		CHECK(r.rounds <= 8000 / 150 + 10);
+		CHECK(r.mbit_all >= 45);
+		CHECK(r.qdrop < 0.02);
+	}
+	bulk_daemon = false;
+	path_delay = 25;
+	CHECK(sum / 3 >= 50);
+}
+
 int main(void)
 {
 	RUN(test_model);
@@ -831,5 +913,6 @@ int main(void)
 	RUN(test_parity_lag);
 	RUN(test_rpc_tail);
 	RUN(test_long_path);
+	RUN(test_long_path_daemon);
 	UNIT_MAIN_END();
 }

@@ -1798,6 +1798,16 @@ static void test_rcv_grow(void)
 	t = repairs(k, &c, t, 50);
 	CHECK_EQ(push_one(k, &c, 32 + 900, t++), 1024);
 	kcpx_kcp_free(k);
+	/* ... unless the peer leaves the loss to ARQ (it sends no parity): then it grows */
+	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);
+	kcpx_kcp_set_wndsize(k, 32, 1024);
+	kcpx_kcp_set_rcv_grow(k, 4096);
+	kcpx_kcp_set_arq(k, false, true);
+	t = repairs(k, &c, t, 50);
+	CHECK_EQ(push_one(k, &c, 32 + 900, t++), 2048);
+	kcpx_kcp_set_arq(k, false, false); /* a grown window stays, and grows no more */
+	CHECK_EQ(push_one(k, &c, 32 + 1600, t++), 2048);
+	kcpx_kcp_free(k);
 
 	/* on a long path (repairs take 150 ms): grows past holes, up to the ceiling */
 	k = kcpx_kcp_new(0x77, cap_out, &c, NULL);

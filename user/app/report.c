@@ -289,6 +289,11 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 		/* what adaptive FEC decides on: transmissions, copies lost, its raw-loss guess */
 		fprintf(fp, ",\"sent_segs\":%llu,\"lost_segs\":%llu,\"fec_loss_ppm\":%u",
 			(unsigned long long)sent, (unsigned long long)lost, (unsigned)fec_loss);
+		/* what ended STARTUP and the estimate it left at: a slow session's first clue */
+		fprintf(fp, ",\"rounds\":%u,\"startup_exit\":", ci.rounds);
+		json_str(fp, kcpx_cc_exit_name(ci.startup_exit));
+		fprintf(fp, ",\"startup_exit_bps\":%llu",
+			(unsigned long long)ci.startup_exit_bw * 8);
 	}
 	/* receive drops: ours for this session, and what the peer reported of ours */
 	fprintf(fp, ",\"rx_drops\":%u,\"peer_drops\":%llu", ci.rx_drops,
@@ -329,14 +334,15 @@ static void write_status_json(struct tunnel *t, FILE *fp)
 			",\"state\":\"%s\",\"streams\":%u,\"rtt_ms\":%u,\"rto_ms\":%u,\"cwnd\":%u,"
 			"\"loss_pct\":%.2f,\"retrans\":%llu,\"datagrams_out\":%llu,\"datagrams_"
 			"in\":%llu,\"sndq\":%u,"
-			"\"rwnd\":%u,\"rcvq\":%u,\"ooo\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,",
+			"\"rwnd\":%u,\"rcvq\":%u,\"ooo\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+			"\"snd_wnd\":%u,\"rcv_wnd\":%u,\"inflight_segs\":%u,",
 			kcpx_ep_sess_expired(e) ? "expired" : "up", kcpx_conn_count(s), ki.srtt,
 			ki.rto, ki.cwnd,
 			st.pkts_out ? 100.0 * (double)ki.retrans / (double)st.pkts_out : 0.0,
 			(unsigned long long)ki.retrans, (unsigned long long)st.pkts_out,
 			(unsigned long long)st.pkts_in, ki.waitsnd, ki.rmt_wnd, ki.rcv_queued,
 			ki.rcv_ooo, (unsigned long long)st.bytes_in,
-			(unsigned long long)st.bytes_out);
+			(unsigned long long)st.bytes_out, ki.snd_wnd, ki.rcv_wnd, ki.inflight);
 		json_cc(fp, ks);
 		fputc('}', fp);
 	}

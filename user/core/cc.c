@@ -85,6 +85,16 @@ static uint64_t first_flight(const struct kcpx_cc *cc, uint64_t rate0)
 	return KCPX_MIN(train, rate0) * rtt_floor(cc) / 1000;
 }
 
+/* The pipe was found full: STARTUP ends at the next advance (the first reason counts). */
+static void pipe_full(struct kcpx_cc *cc, enum kcpx_cc_exit why)
+{
+	if (cc->full_bw_reached)
+		return;
+	cc->full_bw_reached = true;
+	cc->exit_why = why;
+	cc->exit_bw = cc->btl_bw;
+}
+
 static void set_outputs(struct kcpx_cc *cc)
 {
 	uint64_t rate, cap, floor = (uint64_t)KCPX_CC_CAP_MIN * cc->seg;
@@ -194,8 +204,46 @@ void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t 
 	cc->tot_sent++;
 }
 
-void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes)
+static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt);
+
+void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes,
+		    bool spurious_rto)
 {
+	if (!tx && spurious_rto && cc->state == KCPX_CC_STARTUP && !cc->full_bw_reached &&
+	    (cc->loss < LOSS_NOISY || rtt_queued(cc, cc->rnd_max_rtt) || cc->rnd_qlost)) {
+		/*
+		 * An RTO resend whose earlier copy arrived: the RTT outgrew the RTO (srtt plus
+		 * a few ms) within a round, the queue STARTUP builds once its pace passed the
+		 * bottleneck. Each one is a look at whether the estimate still grows, as a
+		 * round's end is; three without 25 % growth end STARTUP before the round that
+		 * overfills a queue shorter than the path's BDP is over.
+		 */
+		if (cc->btl_bw * GAIN_UNIT >= cc->full_bw * FULL_BW_GROW) {
+			cc->full_bw = cc->btl_bw;
+			cc->full_bw_cnt = 0;
+		} else if (++cc->full_bw_cnt >= FULL_BW_ROUND) {
+			pipe_full(cc, KCPX_CC_EXIT_STALL);
+		}
+	}
+	if (!tx) {
+		/*
+		 * An earlier copy arrived, not the one the record describes. Fast retransmit
+		 * racing FEC does this all the time under random loss (the receiver's quick
+		 * ACKs resend a shard that parity rebuilds a few ms later): taken as a
+		 * sample, the resend's record closed a round each time, several per RTT,
+		 * and STARTUP's three rounds without growth passed in a fraction of one, at
+		 * 5-20 Mbit/s on a 100 Mbit/s path (test_fecadapt's test_long_path_daemon).
+		 * The bytes were delivered when that earlier copy arrived, before most of
+		 * what this batch acknowledges was sent: counted in this batch's sample they
+		 * would inflate it, so the batch gives none (and closes no round).
+		 */
+		cc->delivered += bytes;
+		cc->delivered_ts = now;
+		if (cc->app_limited_until && cc->delivered > cc->app_limited_until)
+			cc->app_limited_until = 0;
+		cc->rs_void = true;
+		return;
+	}
 	/* the train: ACKs of the segments sent from an empty pipe before any came back */
 	if (cc->train_armed && tx->delivered == cc->train_from) {
 		if (!cc->train_seen) {
@@ -270,6 +318,10 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
  * 10 ms interval let a 23 ms queue stand at 50 ms RTT: the max filter's samples run a
  * few % above a lossy bottleneck, and cruising at 1.0 on them grew the queue between
  * probes until tail drops; the RPC exchanges of the bottleneck bench saw it as p99.)
+ * While the owner's windows span the repairs of losses ARQ carries (unbound: kcp.c
+ * kcpx_kcp_set_arq) the margin is a twelfth of the floor: the window that bound now and
+ * then had drained what the guard let stand, and without it an eighth (6 ms at 50 ms)
+ * let the queue next to a bulk average 5.4 ms (docs/CONGESTION.md, session 11).
  */
 static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 {
@@ -277,7 +329,7 @@ static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 	/* a round shorter than the peer's ACK interval may hold no ACK sent at once */
 	uint32_t hold = cc->ack_delay > floor ? cc->ack_delay - floor : 0;
 
-	return !cc->have_rtt || rtt > floor + KCPX_MAX(floor / 8, 2u) + hold;
+	return !cc->have_rtt || rtt > floor + KCPX_MAX(floor / (cc->unbound ? 12 : 8), 2u) + hold;
 }
 
 /*
@@ -324,7 +376,7 @@ static void host_queue_full(struct kcpx_cc *cc, uint32_t now, uint32_t n)
 	 * (no cut below the estimate: a host that drops because it was descheduled would
 	 * otherwise ratchet the rate down round after round). */
 	if (cc->state == KCPX_CC_STARTUP) {
-		cc->full_bw_reached = true;
+		pipe_full(cc, KCPX_CC_EXIT_HOST);
 		enter(cc, KCPX_CC_DRAIN, now);
 	} else if (cc->state == KCPX_CC_PROBE_BW && cycle_gain[cc->cycle] > GAIN_UNIT) {
 		cc->cycle = 1; /* the 0.75 phase: drain what the probe queued */
@@ -413,7 +465,7 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 			 * most halve per round: a round can be short (a retransmission's ACK
 			 * closes one) and fall in a stall (the window held by a lost resend),
 			 * and one such sample once cut 108 Mbit/s to 12 for seconds. */
-			cc->full_bw_reached = true;
+			pipe_full(cc, KCPX_CC_EXIT_OVERFLOW);
 			if (cc->state == KCPX_CC_PROBE_BW && cc->rnd_bw &&
 			    cc->rnd_bw < cc->btl_bw) {
 				struct kcpx_cc_bwslot s = { KCPX_MAX(cc->rnd_bw, cc->btl_bw / 2),
@@ -493,7 +545,7 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 		return;
 	}
 	if (full_sign && ++cc->full_bw_cnt >= FULL_BW_ROUND)
-		cc->full_bw_reached = true;
+		pipe_full(cc, KCPX_CC_EXIT_STALL);
 }
 
 static void advance(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
@@ -540,6 +592,9 @@ void kcpx_cc_ack_done(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)
 	bool app_limited = false;
 
 	cc->now = now;
+	if (cc->rs_void)
+		cc->rs_valid = false;
+	cc->rs_void = false;
 	if (cc->rs_valid) {
 		const struct kcpx_cc_tx *rs = &cc->rs;
 		int32_t snd = kcpx_diff32(rs->sent_ts, rs->first_ts);
@@ -633,7 +688,9 @@ uint64_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint64_t now_us)
 {
 	uint64_t need, us, at;
 
-	if (cc->tokens > 0 || !cc->tok_started)
+	/* tokens there, or the clock went back (kcpx_cc_tokens starts over then) */
+	if (cc->tokens > 0 || !cc->tok_started ||
+	    (cc->tok_us > now_us && cc->tok_us - now_us > 1000000))
 		return now_us;
 	/* a fine owner wakes when a whole quantum is back (one burst per wakeup, not one
 	 * datagram); a ms-driven one as soon as the debt is paid, at its next ms */
@@ -656,6 +713,21 @@ const char *kcpx_cc_state_name(enum kcpx_cc_state st)
 		return "probe_bw";
 	case KCPX_CC_PROBE_RTT:
 		return "probe_rtt";
+	}
+	return "?";
+}
+
+const char *kcpx_cc_exit_name(enum kcpx_cc_exit why)
+{
+	switch (why) {
+	case KCPX_CC_EXIT_NONE:
+		return "-";
+	case KCPX_CC_EXIT_STALL:
+		return "stall";
+	case KCPX_CC_EXIT_OVERFLOW:
+		return "overflow";
+	case KCPX_CC_EXIT_HOST:
+		return "host_drop";
 	}
 	return "?";
 }

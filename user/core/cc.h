@@ -43,6 +43,14 @@ enum kcpx_cc_state {
 	KCPX_CC_PROBE_RTT, /* inflight to half a BDP for 200 ms to refresh min_rtt */
 };
 
+/* What ended STARTUP (kcpx status shows it with the estimate it left at). */
+enum kcpx_cc_exit {
+	KCPX_CC_EXIT_NONE,     /* still in STARTUP */
+	KCPX_CC_EXIT_STALL,    /* 3 rounds without 25 % more delivery rate */
+	KCPX_CC_EXIT_OVERFLOW, /* a round lost >= 8 segments (> 2 %) behind a standing queue */
+	KCPX_CC_EXIT_HOST,     /* a local drop or the peer's drop report */
+};
+
 #define KCPX_CC_RATE_MIN 12500ull		/* bytes/s: 100 kbit/s */
 #define KCPX_CC_RATE_MAX 12500000000ull		/* bytes/s: 100 Gbit/s */
 #define KCPX_CC_CAP_MIN	 4u			/* segments */
@@ -76,6 +84,7 @@ struct kcpx_cc {
 	uint64_t app_limited_until; /* samples sent before delivered passes this are app-limited */
 	/* the rate sample being gathered in this input batch */
 	bool rs_valid;
+	bool rs_void; /* the batch acknowledged an earlier copy than a record tells */
 	struct kcpx_cc_tx rs;
 	uint32_t rs_acked_ts;
 
@@ -123,12 +132,15 @@ struct kcpx_cc {
 	uint64_t full_bw;
 	uint32_t full_bw_cnt;
 	bool full_bw_reached;
+	enum kcpx_cc_exit exit_why; /* what set full_bw_reached first ... */
+	uint64_t exit_bw;	    /* ... and btl_bw then */
 
 	/* PROBE_BW gain cycle and PROBE_RTT */
 	uint32_t cycle, cycle_ts;
 	uint32_t probe_rtt_done;
 	bool probe_rtt_armed; /* min_rtt expired: enter PROBE_RTT at the next batch */
 	uint32_t ack_delay;   /* ms the peer may hold an ACK (its KCP interval) */
+	bool unbound;	      /* the owner's windows span loss repairs (min_queued) */
 
 	/* outputs */
 	uint32_t pacing_gain, cwnd_gain; /* x 256 */
@@ -155,8 +167,12 @@ void kcpx_cc_set_ratelimit(struct kcpx_cc *cc, uint64_t bytes_per_s);
 /* A PUSH transmission of bytes; inflight: wire bytes unacknowledged before it. */
 void kcpx_cc_on_send(struct kcpx_cc *cc, uint32_t now, uint32_t bytes, uint64_t inflight,
 		     struct kcpx_cc_tx *tx);
-/* A segment acknowledged for the first time (selectively or by una). */
-void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes);
+/* A segment acknowledged for the first time (selectively or by una). tx: the record of
+ * the copy that was delivered; NULL when an earlier copy than the one tx describes was
+ * (its ACK echoed an older ts): the bytes count as delivered, but the record of a
+ * resend sent a moment ago is no rate sample and closes no round. */
+void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *tx, uint32_t bytes,
+		    bool spurious_rto);
 void kcpx_cc_on_rtt(struct kcpx_cc *cc, uint32_t now, uint32_t rtt);
 /* A transmission that was lost: its segment was resent and acknowledged without any
  * ACK echoing an earlier copy (so spurious retransmits are not losses). sent_ts: when
@@ -202,6 +218,7 @@ int64_t kcpx_cc_tokens(struct kcpx_cc *cc, uint64_t now_us);
 uint64_t kcpx_cc_next_send(const struct kcpx_cc *cc, uint64_t now_us);
 
 const char *kcpx_cc_state_name(enum kcpx_cc_state st);
+const char *kcpx_cc_exit_name(enum kcpx_cc_exit why);
 const char *kcpx_cc_algo_name(enum kcpx_cc_algo algo);
 /* "bbr", "kcp" or "off"; -EINVAL for anything else. */
 int kcpx_cc_algo_parse(const char *name, enum kcpx_cc_algo *algo);

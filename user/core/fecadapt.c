@@ -74,6 +74,11 @@ static double invert(double q, int ds, int p)
 	return hi;
 }
 
+void kcpx_fecadapt_set_arq(struct kcpx_fecadapt *a, bool on)
+{
+	a->arq = on;
+}
+
 void kcpx_fecadapt_hold(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost)
 {
 	a->sent0 = sent;
@@ -103,7 +108,16 @@ int kcpx_fecadapt_update(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost)
 		double r = invert((double)l / (double)n, a->ds, a->parity);
 
 		a->loss_ppm = (uint32_t)(r * 1e6);
-		want = kcpx_fecadapt_choose(r * KCPX_FECA_MARGIN, a->ds, a->ps);
+		if (a->arq && r * KCPX_FECA_MARGIN <= KCPX_FECA_ARQ_LOSS)
+			want = 0;
+		else
+			want = kcpx_fecadapt_choose(r * KCPX_FECA_MARGIN, a->ds, a->ps);
+		/* with no parity every loss is seen, and a window's count spreads: at 1 %
+		 * a window may read 2 % and more, which the model would meet with two
+		 * shards; from ARQ's range a loss up to twice its bound takes one step */
+		if (a->arq && a->parity == 0 && want > 1 &&
+		    r * KCPX_FECA_MARGIN <= 2 * KCPX_FECA_ARQ_LOSS)
+			want = 1;
 		if (want < a->parity)
 			want = a->parity - 1; /* down one step at a time, up at once */
 	}

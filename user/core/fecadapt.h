@@ -24,6 +24,7 @@
 #ifndef KCPX_CORE_FECADAPT_H
 #define KCPX_CORE_FECADAPT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define KCPX_FECA_WINDOW    2048u /* transmissions per decision */
@@ -31,6 +32,7 @@
 #define KCPX_FECA_FAST_LOST 16u
 #define KCPX_FECA_RESIDUAL  0.005 /* data shards ARQ may have to resend, at most */
 #define KCPX_FECA_MARGIN    1.25  /* the loss estimate is taken this much higher */
+#define KCPX_FECA_ARQ_LOSS  0.015 /* with windows that span repairs: ARQ's alone up to this */
 
 struct kcpx_fecadapt {
 	int ds, ps;	       /* the configured shape: ps is the ceiling */
@@ -39,6 +41,7 @@ struct kcpx_fecadapt {
 	uint32_t loss_ppm;     /* raw loss estimate of the last window with a loss */
 	uint64_t changes;      /* times parity moved */
 	int applied;	       /* the owner's: parity last handed to the encoder */
+	bool arq;	       /* kcpx_fecadapt_set_arq */
 };
 
 /* Starts at the full ps (no evidence yet). ds, ps > 0, ds + ps <= 256. */
@@ -49,6 +52,14 @@ void kcpx_fecadapt_init(struct kcpx_fecadapt *a, int ds, int ps);
  * window). Returns the parity to use from the next group on, in [0, ps].
  */
 int kcpx_fecadapt_update(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost);
+
+/*
+ * The owner's windows span a repair's round trip (between kcpx ends both grow past holes:
+ * kcp.h): a loss ARQ repairs then costs a resend, not a stall at the window's edge, so
+ * up to KCPX_FECA_ARQ_LOSS (the estimate with its margin) no parity is sent at all. At
+ * such loss one shard per group costs about ten times the wire that ARQ's resends do.
+ */
+void kcpx_fecadapt_set_arq(struct kcpx_fecadapt *a, bool on);
 
 /* Restart the window at these counts without deciding (the controller's STARTUP and
  * DRAIN overfill the queue on purpose: the RTOs that follow are not the path's loss). */

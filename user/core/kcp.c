@@ -130,6 +130,7 @@ struct kcpx_kcp {
 	uint32_t rcv_grow_max;	   /* kcpx_kcp_set_rcv_grow; 0: rcv_wnd stays rcv_wnd_cfg */
 	uint32_t hole_min;	   /* rcv_grow: shortest repair in the last batch, ms; 0: none */
 	uint32_t hole_cur, hole_n; /* ... and in the batch being gathered, and its samples */
+	bool arq_snd, arq_rcv;	   /* kcpx_kcp_set_arq */
 	uint32_t probe, ts_probe, probe_wait;
 	bool told_zero, persist; /* we advertised wnd 0; we re-announce its reopening */
 	uint32_t persist_tries, persist_sn, ts_tell, tell_wait;
@@ -314,9 +315,12 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
  * (100 Mbit/s, 75 ms, 10 %: from 52 Mbit/s after STARTUP it took 4 s to reach the link).
  * The inflight cap still bounds what is in flight, and wnd_grow_max the span. Not in
  * STARTUP: there the held window is what keeps the first flights from overrunning the
- * bottleneck's queue. Not on shorter paths: there the same recovery takes a fraction of
- * a second, and the window that binds keeps the standing queue of a lossy 50 ms path
- * lower (docs/CONGESTION.md, session 10).
+ * bottleneck's queue. Not on shorter paths while FEC parity repairs most losses: there
+ * the same recovery takes a fraction of a second, and the window that binds keeps the
+ * standing queue of a lossy 50 ms path lower (docs/CONGESTION.md, session 10). But with
+ * no parity (kcpx_kcp_set_arq: at about 1 % loss ARQ alone carries it) every loss holds
+ * the window a round trip, and on a 50 ms path the window bound a tenth of the time
+ * (session 11); then it spans the holes on any path.
  */
 #define WND_HOLES_MIN_RTT 100u /* ms */
 static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
@@ -335,7 +339,8 @@ static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)
 		need = KCPX_MIN(need, path);
 	}
 	need = (need + seg - 1) / seg;
-	if (cc->have_rtt && cc->min_rtt >= WND_HOLES_MIN_RTT && cc->state != KCPX_CC_STARTUP)
+	if (((cc->have_rtt && cc->min_rtt >= WND_HOLES_MIN_RTT) || kcp->arq_snd) &&
+	    cc->state != KCPX_CC_STARTUP)
 		need += kcp->snd_nxt - kcp->snd_una - kcp->ua_count;
 	need = KCPX_MIN(need, (uint64_t)KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd));
 	return (uint32_t)KCPX_MAX(need, (uint64_t)kcp->snd_wnd);
@@ -811,13 +816,15 @@ static void snd_release(struct kcpx_kcp *kcp, struct kseg *s, uint32_t now)
 		if (!s->cc_gone)
 			kcp->cc_inflight -= KCPX_MIN(kcp->cc_inflight, (uint64_t)c);
 
-		kcpx_cc_on_ack(&kcp->cc, now, &s->cct, c);
 		/* released by an una sooner after the last copy went out than any round trip
 		 * of this path takes: an earlier copy arrived (the receiver acknowledges in-order
 		 * segments through una alone, so no echo told us) */
 		if (s->xmit > 1 && !s->cc_spur && !s->cc_last && kcp->cc.have_rtt &&
 		    kcpx_diff32(now, s->ts) < (int32_t)(kcp->cc.min_rtt - kcp->cc.min_rtt / 8))
 			s->cc_spur = true;
+		/* the last copy's record describes what arrived only if an earlier one did not */
+		kcpx_cc_on_ack(&kcp->cc, now, s->cc_spur ? NULL : &s->cct, c,
+			       s->cc_spur && s->rto_sent);
 		/* every copy but the last was lost, unless one of them arrived; losses this
 		 * host made itself (kcpx_kcp_local_drop) are taken off first */
 		if (s->xmit > 1 && !s->cc_spur)
@@ -994,6 +1001,7 @@ int kcpx_kcp_set_cc(struct kcpx_kcp *kcp, enum kcpx_cc_algo algo, uint32_t now)
 	kcpx_cc_init(&kcp->cc, seg_cost(kcp, kcp->mss), now);
 	kcpx_cc_set_ack_delay(&kcp->cc, kcp->interval);
 	kcpx_cc_set_fine(&kcp->cc, kcp->pace_fine);
+	kcp->cc.unbound = kcp->arq_snd;
 	if (!kcp->pace_fine) {
 		kcp->pace_us = (uint64_t)now * 1000;
 		kcp->pace_set = true;
@@ -1094,6 +1102,13 @@ void kcpx_kcp_set_rcv_grow(struct kcpx_kcp *kcp, unsigned max)
 		kcp->rcv_wnd = kcp->rcv_wnd_cfg;
 }
 
+void kcpx_kcp_set_arq(struct kcpx_kcp *kcp, bool snd, bool rcv)
+{
+	kcp->arq_snd = snd;
+	kcp->arq_rcv = rcv;
+	kcp->cc.unbound = snd;
+}
+
 unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp)
 {
 	return kcp->rcv_wnd;
@@ -1124,6 +1139,9 @@ void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info)
 	info->inflight_cap = cc->inflight_cap;
 	info->loss_ppm = (uint32_t)((uint64_t)cc->loss * 1000000 / 65536);
 	info->local_drops = cc->local_drops;
+	info->rounds = cc->round;
+	info->startup_exit = cc->exit_why;
+	info->startup_exit_bw = cc->exit_bw;
 }
 
 void kcpx_kcp_set_stream(struct kcpx_kcp *kcp, bool stream)
@@ -1379,7 +1397,10 @@ size_t kcpx_kcp_readable(const struct kcpx_kcp *kcp)
  * shortest (hole_min, rcv_repair), the receiver's view of the round trip (it has no RTT of its own
  * while it only receives). On a 50 ms path the window that binds kept the sender's
  * standing queue lower (test_fecadapt test_rpc_tail over its bound at 5 %), and the
- * sender's window there binds about where ours did anyway (docs/CONGESTION.md).
+ * sender's window there binds about where ours did anyway (docs/CONGESTION.md). Or on
+ * any path while the peer leaves the loss to ARQ (kcpx_kcp_set_arq: it sends next to no
+ * parity), when every loss holds rcv_nxt a round trip and the sender's window spans
+ * the holes too (session 11).
  */
 #define RCV_GROW_REPAIR_MIN 100u /* ms, as snd_wnd_eff's WND_HOLES_MIN_RTT */
 static void rcv_grow(struct kcpx_kcp *kcp, uint32_t sn)
@@ -1387,7 +1408,7 @@ static void rcv_grow(struct kcpx_kcp *kcp, uint32_t sn)
 	uint32_t span = sn - kcp->rcv_nxt + 1;
 
 	if (kcp->rcv_wnd < kcp->rcv_grow_max && span >= kcp->rcv_wnd / 2 &&
-	    kcp->hole_min >= RCV_GROW_REPAIR_MIN)
+	    (kcp->hole_min >= RCV_GROW_REPAIR_MIN || kcp->arq_rcv))
 		kcp->rcv_wnd = KCPX_MIN(2 * kcp->rcv_wnd, kcp->rcv_grow_max);
 }
 

@@ -131,14 +131,22 @@ void kcpx_kcp_set_ratelimit(struct kcpx_kcp *kcp, uint64_t bytes_per_s);
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
 /*
  * Let the receive window grow past the configured one (max 0: off, the default, and back
- * to the configured window): on a long path (holes take 100 ms or more to repair) it
- * doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
+ * to the configured window): on a long path (holes take 100 ms or more to repair), or
+ * while ARQ carries the loss (kcpx_kcp_set_arq), it doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
  * rcv_grow), and never shrinks. Only for a peer that is
  * kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
  * window larger than the one it was configured to expect. The receive ring behind it
  * grows on demand in any case (16 bytes per segment of span held).
  */
 void kcpx_kcp_set_rcv_grow(struct kcpx_kcp *kcp, unsigned max);
+/*
+ * ARQ carries the loss (the owner's choice, between kcpx ends; session.c): for the sender,
+ * it sends no FEC parity now (fecadapt.h); for the receiver, its peer sends next to none.
+ * A loss then holds the window a round trip until its resend lands, on any path, so the
+ * sender's grown window spans what was acknowledged past holes and the receive window
+ * grows past holes as on a long path (kcp.c snd_wnd_eff, rcv_grow). Off by default.
+ */
+void kcpx_kcp_set_arq(struct kcpx_kcp *kcp, bool snd, bool rcv);
 /* The receive window in effect (the configured one, or more: kcpx_kcp_set_rcv_grow). */
 unsigned kcpx_kcp_rcvwnd(const struct kcpx_kcp *kcp);
 struct kcpx_kcp_cc_info {
@@ -151,6 +159,9 @@ struct kcpx_kcp_cc_info {
 	uint64_t local_drops;		 /* datagrams the host failed to send */
 	uint32_t rx_drops;   /* incoming datagrams the host dropped (kcpx_kcp_rx_dropped) */
 	uint64_t peer_drops; /* datagrams the peer reported it dropped before reading them */
+	uint32_t rounds;     /* round trips the controller counted */
+	enum kcpx_cc_exit startup_exit; /* what ended STARTUP, at which estimate */
+	uint64_t startup_exit_bw;	/* wire bytes/s */
 };
 void kcpx_kcp_cc_info(const struct kcpx_kcp *kcp, struct kcpx_kcp_cc_info *info);
 /* n datagrams of this engine that the host failed to send (socket buffer or AF_XDP ring

@@ -31,8 +31,11 @@ struct kcpx_session {
 	struct kcpx_smux *smux;
 	struct kcpx_fec_enc *fec_enc;
 	struct kcpx_fec_dec *fec_dec;
-	struct kcpx_fecadapt fa;    /* parity that follows the loss (native, cc bbr) */
-	uint32_t wire_hdr;	    /* datagram overhead of a segment, for the wire cost */
+	struct kcpx_fecadapt fa; /* parity that follows the loss (native, cc bbr) */
+	/* the peer's parity, native only: shards counted toward the next look (sess_rx_arq) */
+	uint32_t rx_shards, rx_parity;
+	bool arq_snd, arq_rcv; /* kcpx_kcp_set_arq: we send no parity / the peer next to none */
+	uint32_t wire_hdr;     /* datagram overhead of a segment, for the wire cost */
 	struct kcpx_redund *redund; /* --dupsmall: NULL when off */
 	bool dup_now;		    /* the KCP output being sent gets a second copy */
 	struct kcpx_snappy_w *zw;
@@ -252,6 +255,9 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		if (!s->fec_enc)
 			goto err;
 		kcpx_fecadapt_init(&s->fa, cfg->datashard, cfg->parityshard);
+		/* both windows grow past holes between kcpx ends (above): low loss is ARQ's */
+		kcpx_fecadapt_set_arq(&s->fa,
+				      cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0);
 	}
 	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
 	 * own, the decoder is made when the first shard comes: kcpx_session_input). */
@@ -319,6 +325,9 @@ void kcpx_session_fallback(struct kcpx_session *s, struct kcpx_crypt *crypt)
 	s->cfg.native = false;
 	kcpx_kcp_set_wnd_grow(s->kcp, 0);
 	kcpx_kcp_set_rcv_grow(s->kcp, 0);
+	kcpx_fecadapt_set_arq(&s->fa, false);
+	s->arq_snd = s->arq_rcv = false;
+	kcpx_kcp_set_arq(s->kcp, false, false);
 	kcpx_kcp_set_drop_report(s->kcp, false);
 	s->cfg.crypt = crypt;
 	s->hdr = kcpx_crypt_header(crypt);
@@ -390,6 +399,32 @@ static void fec_recv(void *user, const uint8_t *kcp, size_t len, bool recovered)
 	kcpx_kcp_input(s->kcp, kcp, len, s->now, !recovered);
 }
 
+/*
+ * Does the peer leave the loss to ARQ? Between kcpx ends its parity follows the loss
+ * (fecadapt.h) and at about 1 % it sends none; every loss then holds our rcv_nxt for a
+ * resend's round trip, and the receive window must span that on any path (kcp.h
+ * kcpx_kcp_set_arq). Judged per RX_ARQ_SHARDS shards received: fewer than one parity
+ * shard per 64 of them (one shard per group of 10 would be one in 11). Shards are
+ * counted only once authenticated (the native seal's tag and AEAD), so a forged
+ * datagram changes nothing; the peer itself can at most let our window grow to
+ * --maxwnd, as its holes could anyway.
+ */
+#define RX_ARQ_SHARDS 2048u
+static void sess_rx_arq(struct kcpx_session *s, bool parity)
+{
+	bool arq;
+
+	s->rx_parity += parity;
+	if (++s->rx_shards < RX_ARQ_SHARDS)
+		return;
+	arq = s->rx_parity * 64u < s->rx_shards;
+	s->rx_shards = s->rx_parity = 0;
+	if (arq != s->arq_rcv) {
+		s->arq_rcv = arq;
+		kcpx_kcp_set_arq(s->kcp, s->arq_snd, s->arq_rcv);
+	}
+}
+
 int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen, uint32_t now)
 {
 	int err = 0;
@@ -413,6 +448,8 @@ int kcpx_session_input(struct kcpx_session *s, const uint8_t *body, size_t blen,
 				return -ENOMEM;
 			kcpx_fec_dec_set_partial(s->fec_dec, true);
 		}
+		if (s->cfg.native)
+			sess_rx_arq(s, kcpx_get_le16(body + 4) == KCPX_FEC_PARITY);
 		n = kcpx_fec_decode(s->fec_dec, body, blen, now, fec_recv, s, s->snmp);
 		return n < 0 ? n : 0;
 	}
@@ -611,6 +648,11 @@ static void sess_fec_adapt(struct kcpx_session *s)
 		p = kcpx_fecadapt_update(&s->fa, sent, lost);
 	} else {
 		p = ps;
+	}
+	/* no parity between kcpx ends: ARQ carries the loss, the window spans its repairs */
+	if ((s->fa.arq && p == 0) != s->arq_snd) {
+		s->arq_snd = s->fa.arq && p == 0;
+		kcpx_kcp_set_arq(s->kcp, s->arq_snd, s->arq_rcv);
 	}
 	if (p == s->fa.applied)
 		return;
