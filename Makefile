@@ -3,7 +3,7 @@
 #   make check      deps, format-check, every test; last line "N passed, N failed"
 #   make demo       deps, build, a tunnel across an impaired link in two namespaces
 #   make interop    deps, build, the full kcpx <-> stock kcptun matrix (docs/INTEROP.md)
-#   make bench      tools/bench: kcpx vs kcptun vs TCP, writes docs/BENCH.md
+#   make bench      tools/bench: kcpx vs kcptun vs TCP, docs/BENCH*.md and README.md figures
 #   make install    binary, man page, systemd units, example configs (PREFIX, DESTDIR)
 #   make deb        a Debian package in ./build/deb (dpkg-deb, Depends from dpkg-shlibdeps)
 #   make SAN=1      ASan+UBSan build in ./build-san

@@ -1528,42 +1528,52 @@ static void race_feed_eng1(void)
 }
 
 /*
- * The start of the two-engine tests: a world whose server (engine 0) and a second server
- * endpoint `other` (engine 1, sending into sink, which the client never hears) have the
- * ops of two threads around sdir; the client's INIT captured in cap_buf, lost on the
- * way. Returns the INIT's sid, 0 if a step failed.
+ * The start of the two-engine tests: a world speaking proto whose server (engine 0) and a
+ * second server endpoint `other` (engine 1, sending into sink, which the client never
+ * hears) are made with ops, the ops of two threads of one process; the client's first
+ * datagram captured in cap_buf, lost on the way. 0, or -1 if a step failed.
  */
-static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+static int engines_init(struct world *w, struct tend *other, struct linksim *sink,
+			enum kcpx_proto proto, const struct kcpx_ep_ops *ops)
 {
-	static struct kcpx_ep_config sc;
-	static struct kcpx_ep_ops ops;
+	struct kcpx_ep_config sc = ep_cfg(true, proto);
 
-	sc = ep_cfg(true, KCPX_PROTO_AUTO);
-	ops = t_ops;
-	ops.sid_claim = sd_claim;
-	ops.sid_release = sd_release;
-	ops.native_up = sd_native_up;
-	ops.opened = sd_opened;
-	for (int i = 0; i < 4; i++)
-		sdir[i].owner = -1;
-	ninbox = nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
+	ninbox = 0;
 	refuse_open = false;
 	mid_accept = NULL;
-	if (world_init(w, KCPX_PROTO_AUTO, KCPX_PROTO_AUTO))
-		return 0;
+	if (world_init(w, proto, proto))
+		return -1;
 	kcpx_ep_free(w->s.ep);
 	linksim_init(sink, 4);
 	memset(other, 0, sizeof(*other));
 	other->name = "server-thread-1";
 	other->out = sink;
 	other->rng = 0x5555;
-	if (kcpx_ep_new(&w->s.ep, &sc, &ops, &w->s, &w->s.snmp) ||
-	    kcpx_ep_new(&other->ep, &sc, &ops, other, &other->snmp))
-		return 0;
+	if (kcpx_ep_new(&w->s.ep, &sc, ops, &w->s, &w->s.snmp) ||
+	    kcpx_ep_new(&other->ep, &sc, ops, other, &other->snmp))
+		return -1;
 	eng[0] = &w->s;
 	eng[1] = other;
 	capture_lost_init(w);
-	return w->c.ns == 1 ? kcpx_ep_sess_conv(w->c.s[0]->es) : 0;
+	return w->c.ns == 1 ? 0 : -1;
+}
+
+/* engines_init with the sid directory sdir (native INITs); the INIT's sid, 0 if a step
+ * failed */
+static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+{
+	struct kcpx_ep_ops ops = t_ops;
+
+	ops.sid_claim = sd_claim;
+	ops.sid_release = sd_release;
+	ops.native_up = sd_native_up;
+	ops.opened = sd_opened;
+	for (int i = 0; i < 4; i++)
+		sdir[i].owner = -1;
+	nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
+	if (engines_init(w, other, sink, KCPX_PROTO_AUTO, &ops))
+		return 0;
+	return kcpx_ep_sess_conv(w->c.s[0]->es);
 }
 
 /*
@@ -1751,17 +1761,11 @@ static void pd_closed(void *user, void *su)
 	t_closed(user, su);
 }
 
-/*
- * Two server endpoints of one process speaking kcptun's format, with the peer directory
- * above; the client's first datagram captured in cap_buf, lost on the way. 0, or -1.
- */
+/* engines_init in kcptun's format with the peer directory pdir: 0, or -1 */
 static int kcptun_engines_init(struct world *w, struct tend *other, struct linksim *sink)
 {
-	static struct kcpx_ep_config sc;
-	static struct kcpx_ep_ops ops;
+	struct kcpx_ep_ops ops = t_ops;
 
-	sc = ep_cfg(true, KCPX_PROTO_KCPTUN);
-	ops = t_ops;
 	ops.foreign_peer = pd_foreign_peer;
 	ops.peer_claim = pd_peer_claim;
 	ops.peer_release = pd_peer_release;
@@ -1769,24 +1773,8 @@ static int kcptun_engines_init(struct world *w, struct tend *other, struct links
 	ops.closed = pd_closed;
 	for (int i = 0; i < 4; i++)
 		pdir[i].owner = -1;
-	ninbox = npclaims = npreleases = 0;
-	refuse_open = false;
-	mid_accept = NULL;
-	if (world_init(w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN))
-		return -1;
-	kcpx_ep_free(w->s.ep);
-	linksim_init(sink, 4);
-	memset(other, 0, sizeof(*other));
-	other->name = "server-thread-1";
-	other->out = sink;
-	other->rng = 0x5555;
-	if (kcpx_ep_new(&w->s.ep, &sc, &ops, &w->s, &w->s.snmp) ||
-	    kcpx_ep_new(&other->ep, &sc, &ops, other, &other->snmp))
-		return -1;
-	eng[0] = &w->s;
-	eng[1] = other;
-	capture_lost_init(w);
-	return w->c.ns == 1 ? 0 : -1;
+	npclaims = npreleases = 0;
+	return engines_init(w, other, sink, KCPX_PROTO_KCPTUN, &ops);
 }
 
 /* world_run, with the second engine served too (its sessions' timers and output) */
@@ -1841,6 +1829,8 @@ static void test_kcptun_two_engines(void)
 	CHECK_EQ(other.opened, 0);
 	CHECK_EQ(ninbox, 1);
 	CHECK_EQ(sink.sent, 0);
+	CHECK_EQ(npclaims, 1); /* engine 0's; engine 1 found it through foreign_peer */
+	CHECK_EQ(npreleases, 0);
 	sd_drain(&w);
 	two_run(&w, &other, 3000);
 	CHECK_EQ(other.opened, 0);

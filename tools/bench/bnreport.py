@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tables (stdout, markdown) and a plot (OUTDIR/bottleneck.png) from bottleneck.sh's
-results.txt: one row per cell and candidate, medians over runs; the fairness runs in a
+results.txt: one row per cell and candidate, medians over runs with their range
+(min-max) when there is more than one; the fairness runs in a
 table of their own; the plot is goodput against loss for each candidate, one panel per
 link (rate and delay) that has more than one loss rate."""
 import os
@@ -26,27 +27,47 @@ def load(path):
     return rows, fair
 
 
-def med(rs, k, fmt):
-    v = [float(r[k]) for r in rs if r.get("status") == "ok" and k in r]
-    return fmt % statistics.median(v) if v else "n/a"
+def spread(v, fmt, rng=True, unit=""):
+    """The median of the values and, when they differ, their range: "M (MIN-MAX)"."""
+    if not v:
+        return "n/a"
+    m = fmt % statistics.median(v) + unit
+    lo, hi = fmt % min(v), fmt % max(v)
+    if rng and lo != hi:
+        m += " (%s-%s)" % (lo, hi)
+    return m
+
+
+def med(rs, k, fmt, rng=True):
+    return spread([float(r[k]) for r in rs if r.get("status") == "ok" and k in r], fmt, rng)
+
+
+def qdrop_pct(r):
+    f = int(r["frames"])
+    return 100 * int(r["qdrop"]) / f if f else 0.0
 
 
 def cell_table(rows):
-    print("| link | candidate | goodput Mbit/s | queue drops / frames | RPC p50 / p99 ms | CPU s/GB |")
-    print("|---|---|---|---|---|---|")
+    if not rows:
+        return
+    print("| link | candidate | runs | goodput Mbit/s | queue drops / frames | RPC p50 / p99 ms "
+          "| CPU s/GB |")
+    print("|---|---|---|---|---|---|---|")
     for (rate, d, loss, cand), rs in rows.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         qd = "n/a"
         if ok:
             q = statistics.median(int(r["qdrop"]) for r in ok)
             f = statistics.median(int(r["frames"]) for r in ok)
-            qd = "%d / %d (%.2f %%)" % (q, f, 100 * q / f if f else 0)
+            qd = "%d / %d, %s" % (q, f, spread([qdrop_pct(r) for r in ok], "%.2f", unit=" %"))
         else:
             why = sorted({r.get("reason", "") for r in rs} - {""})
             qd = "n/a (%s)" % ", ".join(why) if why else qd
-        print("| %s Mbit/s, %s ms, %s %% | %s | %s | %s | %s / %s | %s |" % (
-            rate, d, loss, cand, med(rs, "mbps", "%.1f"), qd, med(rs, "rpc_p50_ms", "%.0f"),
-            med(rs, "rpc_p99_ms", "%.0f"), med(rs, "cpu_s_per_gb", "%.1f")))
+        print("| %s Mbit/s, %s ms, %s %% | %s | %d | %s | %s | %s / %s | %s |" % (
+            rate, d, loss, cand, len(ok), med(rs, "mbps", "%.1f"), qd,
+            med(rs, "rpc_p50_ms", "%.0f", False),
+            med(rs, "rpc_p99_ms", "%.0f"),
+            med(rs, "cpu_s_per_gb", "%.1f")))
 
 
 def fair_table(fair):
@@ -57,25 +78,24 @@ def fair_table(fair):
     print("connection) to its own server; the first 2 s of each are left out. Jain's index: 1 is")
     print("an even split, 0.5 one flow taking everything.")
     print()
-    print("| link | flow 1 + flow 2 | flow 1 Mbit/s | flow 2 Mbit/s | flow 1's share "
+    print("| link | flow 1 + flow 2 | runs | flow 1 Mbit/s | flow 2 Mbit/s | flow 1's share "
           "| Jain's index | queue drops / frames |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for (rate, d, loss, pair), rs in fair.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         link = "%s Mbit/s, %s ms, %s %%" % (rate, d, loss)
         if not ok:
-            print("| %s | %s | n/a | n/a | n/a | n/a | n/a |" % (link, pair.replace("+", " + ")))
+            print("| %s | %s | 0 | n/a | n/a | n/a | n/a | n/a |" % (link, pair.replace("+", " + ")))
             continue
         ab = [(float(r["mbps1"]), float(r["mbps2"])) for r in ok]
-        a = statistics.median(x for x, _ in ab)
-        b = statistics.median(y for _, y in ab)
-        share = statistics.median(x / max(x + y, 1e-9) for x, y in ab)
-        jain = statistics.median((x + y) ** 2 / max(2 * (x * x + y * y), 1e-9) for x, y in ab)
+        share = [100 * x / max(x + y, 1e-9) for x, y in ab]
+        jain = [(x + y) ** 2 / max(2 * (x * x + y * y), 1e-9) for x, y in ab]
         q = statistics.median(int(r["qdrop"]) for r in ok)
         f = statistics.median(int(r["frames"]) for r in ok)
-        print("| %s | %s | %.1f | %.1f | %.0f %% | %.2f | %d / %d (%.2f %%) |" % (
-            link, pair.replace("+", " + "), a, b, 100 * share, jain, q, f,
-            100 * q / f if f else 0))
+        print("| %s | %s | %d | %s | %s | %s | %s | %d / %d, %s |" % (
+            link, pair.replace("+", " + "), len(ok), spread([x for x, _ in ab], "%.1f"),
+            spread([y for _, y in ab], "%.1f"), spread(share, "%.0f", unit=" %"), spread(jain, "%.2f"),
+            q, f, spread([qdrop_pct(r) for r in ok], "%.2f", unit=" %")))
 
 
 def plot(rows, outdir):

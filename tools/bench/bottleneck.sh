@@ -14,16 +14,20 @@
 #                                    four more cells of its grid and the fairness runs
 #   BN_LINKS="R:D:L ..."             other cells (rate in Mbit/s, one-way ms, loss %)
 #   BN_CANDS="tcp-bbr kcpx ..."      a subset of candidates; BN_T=seconds of bulk (8)
-#   BN_RUNS=N                        runs per cell (1); the table shows the median
+#   BN_GRID_T=S                      seconds of bulk in the grid cells (BN_T's)
+#   BN_RUNS=N                        runs of everything (3), in rounds: each round runs
+#                                    every cell once; the tables show median (min-max)
+#   BN_ONCE="CAND ..."               candidates of the first round only (kcpx-off)
 #   BN_TRACE=DIR                     kcpx cells: status of both ends every second (below)
 #   BN_GRID="R:D:L ..."              more cells, for tcp-cubic tcp-bbr kcptun kcpx only
 #                                    ("" for none; by default 4 corners of the issue's grid)
-#   BN_FAIR="R:D:L:X+Y ..."          fairness runs: candidates X and Y, two bulks at once
-#                                    through cell R:D:L ("" for none)
+#   BN_FAIR="R:D:L:X+Y[@1] ..."      fairness runs: candidates X and Y, two bulks at once
+#                                    through cell R:D:L ("" for none); @1: first round only
 # Candidates: tcp-cubic, tcp-bbr, kcptun and kcpx with `--mode fast3 --sndwnd 1024
 # --rcvwnd 1024` (else defaults: aes, FEC 10/3, compression), kcpx-off (the same with
 # --cc off: kcpx before the controller), kcpx-kdef (kcptun's default flags; 1 % cells).
-# Writes $OUT/bottleneck/results.txt and table.md (BN_DOCS=1: docs/BENCH-BOTTLENECK.md).
+# Writes $OUT/bottleneck/results.txt and table.md (BN_RESDIR=DIR: there instead; BN_DOCS=1:
+# docs/BENCH-BOTTLENECK.md too).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -37,8 +41,12 @@ need_root
 KCPX=${KCPX:-$ROOT/$OUT/kcpx}
 RR=$ROOT/$OUT/tools/rr
 KEY=kcpx-bench
+# 8 s bulks: shorter ones change what is measured (docs/BENCH-TIME.md compares 5 s
+# with 8 s); BN_GRID_T sets the grid cells' apart
 BN_T=${BN_T:-8}
-BN_RUNS=${BN_RUNS:-1}
+GRID_T=${BN_GRID_T:-$BN_T}
+T=$BN_T # the running cell's bulk
+BN_RUNS=${BN_RUNS:-3}
 LINKS=${BN_LINKS-"100:25:1 100:25:5 100:25:10 100:25:20"}
 CANDS=${BN_CANDS-"tcp-cubic tcp-bbr kcptun kcpx-off kcpx kcpx-kdef"}
 # more cells of the issue's grid (rate {20,100,500} x delay {5,25,75} x loss), with the
@@ -47,13 +55,18 @@ if [ -n "${BN_LINKS+x}${BN_CANDS+x}" ]; then GRID=${BN_GRID-}; else
 	GRID=${BN_GRID-"20:5:1 20:75:5 500:5:0 100:75:10"}
 fi
 GRID_CANDS="tcp-cubic tcp-bbr kcptun kcpx"
-FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr \
-100:25:1:kcpx+kcpx 100:25:1:kcpx+tcp-bbr 100:25:1:kcptun+kcptun"}
+# candidates that run in the first round only: kcpx-off is kcpx before the controller, a
+# reference the issue does not name (BN_ONCE="" runs it in every round)
+ONCE=${BN_ONCE-kcpx-off}
+# the issue names two kcpx flows and kcpx next to TCP cubic; next to BBR (at 1 %) and two
+# kcptun flows are references, the clean BBR pair and kcptun's once
+FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr@1 \
+100:25:1:kcpx+kcpx 100:25:1:kcpx+tcp-bbr 100:25:1:kcptun+kcptun@1"}
 ISSUE="--mode fast3 --sndwnd 1024 --rcvwnd 1024"
 KDEF_C="--crypt aes --mode fast --mtu 1350 --sndwnd 128 --rcvwnd 512 --ds 10 --ps 3"
 KDEF_S="--crypt aes --mode fast --mtu 1350 --sndwnd 1024 --rcvwnd 1024 --ds 10 --ps 3"
 SEED=${BENCH_SEED:-42}
-RESDIR=$ROOT/$OUT/bottleneck
+RESDIR=${BN_RESDIR:-$ROOT/$OUT/bottleneck}
 mkdir -p "$RESDIR"
 WORK=$(mktemp -d /tmp/kcpx-bn.XXXXXX)
 on_cleanup "rm -rf '$WORK'"
@@ -62,6 +75,17 @@ cp "$KCPX" "$WORK/kcpx" && KCPX=$WORK/kcpx
 RES=$RESDIR/results.txt
 : >"$RES"
 log() { printf '  bottleneck: %s\n' "$*" >&2; }
+
+# Wall time per part (`part=NAME secs=S what=TEXT`, summed by name): bench.sh quotes
+# them in BENCH.md's "Time per part".
+PARTS=$RESDIR/parts.txt
+: >"$PARTS"
+PART_T0=$EPOCHREALTIME
+part_end() { # part_end NAME WHAT: the time since the last part_end (or the start)
+	awk -v a="$PART_T0" -v b="$EPOCHREALTIME" -v n="$1" -v w="$2" \
+		'BEGIN { printf "part=%s secs=%.1f what=%s\n", n, b - a, w }' >>"$PARTS"
+	PART_T0=$EPOCHREALTIME
+}
 
 L=0
 NA=$(wan_ns $L a)
@@ -72,9 +96,10 @@ nsenter --net=/run/netns/"$NB" "$RR" -s -l :7000 >/dev/null 2>&1 &
 track_pid $!
 
 PIDS=()
-# tun CAND IDX TARGET_PORT: tunnel IDX (0 bulk, 1 rpc), client on 127.0.0.1:1294(8+IDX)
+# tun CAND IDX TARGET_PORT [nowait]: tunnel IDX (0 bulk, 1 rpc), client on
+# 127.0.0.1:1294(8+IDX); waits until the client listens unless told nowait
 tun() {
-	local cand=$1 i=$2 port=$3 c s fc fs k
+	local cand=$1 i=$2 port=$3 c s fc fs
 	case $cand in
 	kcptun) c=kcptun-client s=kcptun-server fc=$ISSUE fs=$ISSUE ;;
 	kcpx) c="$KCPX client" s="$KCPX server" fc=$ISSUE fs=$ISSUE ;;
@@ -91,8 +116,18 @@ tun() {
 		--key "$KEY" $fc >"$WORK/c$i.log" 2>&1 &
 	PIDS+=($!)
 	track_pid $!
+	[ "${5:-}" = nowait ] && return 0
+	tun_wait "$i"
+}
+
+# tun_wait IDX...: until the clients of those tunnels listen (5 s at most)
+tun_wait() {
+	local k i
 	for ((k = 0; k < 100; k++)); do
-		in_ns "$NA" ss -Hltn "sport = :$((12948 + i))" 2>/dev/null | grep -q . && return 0
+		for i in "$@"; do
+			in_ns "$NA" ss -Hltn "sport = :$((12948 + i))" 2>/dev/null | grep -q . || break
+			[ "$i" = "${!#}" ] && return 0
+		done
 		sleep 0.05
 	done
 	return 1
@@ -139,7 +174,10 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 		cc=(-C "${cand#tcp-}")
 		;;
 	*)
-		if ! tun "$cand" 0 5201 || ! tun "$cand" 1 7000; then
+		# both tunnels start at once
+		tun "$cand" 0 5201 nowait
+		tun "$cand" 1 7000 nowait
+		if ! tun_wait 0 1; then
 			echo "$base status=na reason=tunnel did not start" >>"$RES"
 			tun_stop_all
 			kill $srv 2>/dev/null
@@ -153,14 +191,14 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 	# the RPCs start once the bulk runs and stop before it ends
 	(
 		sleep 1
-		in_ns "$NA" timeout $((BN_T + 10)) "$RR" -c "$rport" -n 100000 -t $((BN_T - 2)) \
+		in_ns "$NA" timeout $((T + 10)) "$RR" -c "$rport" -n 100000 -t $((T - 2)) \
 			-q 64 -p 64 -w 3 2>&1 | tail -n1 >"$WORK/rr.txt"
 	) &
 	rrp=$!
 	# BN_STATUS=1: what the tunnels' controllers believe, mid-bulk (for the log)
 	if [ "${BN_STATUS:-0}" = 1 ] && [ "${cand#kcpx}" != "$cand" ]; then
 		(
-			sleep $((BN_T / 2))
+			sleep $((T / 2))
 			for p in "${PIDS[@]}"; do "$KCPX" status "$p" 2>/dev/null; done | grep -A1 " up " >&2
 		) &
 	fi
@@ -170,7 +208,7 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 	if [ -n "${BN_TRACE:-}" ] && [ "${cand#kcpx}" != "$cand" ]; then
 		mkdir -p "$BN_TRACE"
 		(
-			for ((k = 0; k <= BN_T + 1; k++)); do
+			for ((k = 0; k <= T + 1; k++)); do
 				echo "t=$k"
 				for p in "${PIDS[@]}"; do
 					"$KCPX" status --json "$p" 2>/dev/null
@@ -183,8 +221,8 @@ cell() { # cell RATE DELAY LOSS CAND RUN
 		) >"$BN_TRACE/trace-$cand-$ls-$run.txt" 2>&1 &
 		trp=$!
 	fi
-	in_ns "$NA" timeout --kill-after=2 $((BN_T + 20)) iperf3 -c "$host" -p "$port" \
-		-t "$BN_T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$WORK/iperf.json" 2>&1
+	in_ns "$NA" timeout --kill-after=2 $((T + 20)) iperf3 -c "$host" -p "$port" \
+		-t "$T" -O 0 -J --connect-timeout 5000 "${cc[@]}" >"$WORK/iperf.json" 2>&1
 	wait $rrp
 	for p in "${PIDS[@]}"; do ticks1=$((ticks1 + $(cpu_ticks "$p"))); done
 	read -r r1 q1 <<<"$(link_sum)"
@@ -263,29 +301,48 @@ fair() {
 	log "$(tail -n1 "$RES" | cut -c1-160)"
 }
 
-log "links $LINKS; candidates $CANDS; grid $GRID; fairness $FAIR; $BN_T s bulk, $BN_RUNS run(s)"
-for lk in $LINKS; do
-	IFS=: read -r rate d ls <<<"$lk"
-	for ((run = 1; run <= BN_RUNS; run++)); do
-		for c in $CANDS; do
-			[ "$c" = kcpx-kdef ] && [ "$ls" != 1 ] && continue
-			cell "$rate" "$d" "$ls" "$c" "$run"
-		done
-	done
-done
-for lk in $GRID; do
-	IFS=: read -r rate d ls <<<"$lk"
-	for ((run = 1; run <= BN_RUNS; run++)); do
-		for c in $GRID_CANDS; do
-			cell "$rate" "$d" "$ls" "$c" "$run"
-		done
-	done
-done
+
+# rotate N WORDS...: the words from the (N mod count)-th on, then the ones before, so
+# that no candidate always runs first (right after linkem restarts) or last
+rotate() {
+	local n=$1
+	shift
+	n=$((n % $#))
+	echo "${@:n+1}" "${@:1:n}"
+}
+
+log "links $LINKS; candidates $CANDS; grid $GRID ($GRID_T s); fairness $FAIR; $BN_T s bulk, $BN_RUNS run(s)"
+# Rounds outermost: every cell and fairness pair once per round, so slow drift of the
+# machine (other load, thermal) hits all candidates alike and each round is complete.
+part_end setup "the lane, linkem and rr server"
+NL=$(echo $LINKS | wc -w) NG=$(echo $GRID | wc -w) NF=$(echo $FAIR | wc -w)
 for ((run = 1; run <= BN_RUNS; run++)); do
+	for lk in $LINKS; do
+		IFS=: read -r rate d ls <<<"$lk"
+		# shellcheck disable=SC2086
+		for c in $(rotate $((run - 1)) $CANDS); do
+			[ "$c" = kcpx-kdef ] && [ "$ls" != 1 ] && continue
+			case " $ONCE " in *" $c "*) [ "$run" -gt 1 ] && continue ;; esac
+			cell "$rate" "$d" "$ls" "$c" "$run"
+		done
+	done
+	part_end cells "$NL cells of issue 11's path x $BN_RUNS runs of $BN_T s"
+	T=$GRID_T
+	for lk in $GRID; do
+		IFS=: read -r rate d ls <<<"$lk"
+		# shellcheck disable=SC2086
+		for c in $(rotate $((run - 1)) $GRID_CANDS); do
+			cell "$rate" "$d" "$ls" "$c" "$run"
+		done
+	done
+	T=$BN_T
+	part_end grid "$NG grid cells x 4 candidates x $BN_RUNS runs of $GRID_T s"
 	for fr in $FAIR; do
-		IFS=: read -r rate d ls pr <<<"$fr"
+		case $fr in *@1) [ "$run" -gt 1 ] && continue ;; esac
+		IFS=: read -r rate d ls pr <<<"${fr%@1}"
 		fair "$rate" "$d" "$ls" "$pr" "$run"
 	done
+	part_end fairness "$NF pairs x $BN_RUNS runs of $BN_T s after 2 s of ramp"
 done
 
 python3 tools/bench/bnreport.py "$RES" "$RESDIR" >"$RESDIR/table.md"
@@ -294,7 +351,9 @@ if [ "${BN_DOCS:-0}" = 1 ]; then
 	{
 		echo "# Bottleneck bench (tools/bench/bottleneck.sh)"
 		echo
-		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk, $BN_RUNS run(s) per cell (median),"
+		gt=""
+		[ "$GRID_T" != "$BN_T" ] && gt=" ($GRID_T s in the grid cells)"
+		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk$gt, $BN_RUNS run(s) per cell in rounds (median, min-max),"
 		echo "on $(nproc) cores; load average when it ended (1/5/15 min, the bench's own load"
 		echo "included): $(cut -d' ' -f1-3 /proc/loadavg)."
 		echo "See docs/CONGESTION.md for what the columns mean and the targets."

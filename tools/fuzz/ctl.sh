@@ -50,8 +50,15 @@ status)
 		commit=$(cat "$FUZZ_DIR/run/$slot.commit")
 		states=$(ps -o stat= -g "$pg" | cut -c1 | sort | uniq -c | tr -s ' \n' ' ')
 		n=$([ "$target" = - ] && echo - || fuzz_count "$target" "$commit")
-		echo "slot $slot (group $pg; states:$states): $target on $commit, $n executions;" \
-			"queue: $(cat "$FUZZ_DIR/run/$slot.targets")"
+		# the running segment's CPU so far (count.sh has it once the segment ends)
+		cpu=-
+		fpid=$(pgrep -g "$pg" -x "$target" | head -n 1 || true)
+		if [ -n "$fpid" ]; then
+			cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' \
+				"/proc/$fpid/stat")
+		fi
+		echo "slot $slot (group $pg; states:$states): $target on $commit, $n executions" \
+			"(running segment: ${cpu} s CPU); queue: $(cat "$FUZZ_DIR/run/$slot.targets")"
 	done
 	;;
 *)

@@ -320,8 +320,8 @@ static bool rtt_queued(const struct kcpx_cc *cc, uint32_t rtt)
  * probes until tail drops; the RPC exchanges of the bottleneck bench saw it as p99.)
  * While the owner's windows span the repairs of losses ARQ carries (unbound: kcp.c
  * kcpx_kcp_set_arq) the margin is a twelfth of the floor: the window that bound now and
- * then had drained what the guard let stand, and without it an eighth (6 ms at 50 ms)
- * let the queue next to a bulk average 5.4 ms (docs/CONGESTION.md, session 11).
+ * then had drained what the guard let stand, and without it an eighth let a standing
+ * queue grow next to the bulk (docs/CONGESTION.md, session 11).
  */
 static bool min_queued(const struct kcpx_cc *cc, uint32_t rtt)
 {

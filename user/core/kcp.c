@@ -319,8 +319,8 @@ static inline uint32_t seg_cost(const struct kcpx_kcp *kcp, uint32_t len)
  * the same recovery takes a fraction of a second, and the window that binds keeps the
  * standing queue of a lossy 50 ms path lower (docs/CONGESTION.md, session 10). But with
  * no parity (kcpx_kcp_set_arq: at about 1 % loss ARQ alone carries it) every loss holds
- * the window a round trip, and on a 50 ms path the window bound a tenth of the time
- * (session 11); then it spans the holes on any path.
+ * the window a round trip, and on a 50 ms path the window bound often (session 11);
+ * then it spans the holes on any path.
  */
 #define WND_HOLES_MIN_RTT 100u /* ms */
 static uint32_t snd_wnd_eff(const struct kcpx_kcp *kcp)

@@ -43,6 +43,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/ethtool.h>
 #include <linux/if_ether.h>
@@ -69,6 +70,7 @@
 #define NH_WAYS		      4
 #define NH_REFRESH_MS	      1000
 #define NH_RETRY_MS	      10
+#define NH_PRIME_MS	      50 /* a client port waits this long for its next hop */
 #define STATS_PUBLISH_MS      1000
 #define KERNEL_BATCH	      16
 #define PORT_QUEUE	      256  /* datagrams held for a port that another port read */
@@ -285,7 +287,7 @@ static int nl_query(struct kcpx_xsk *x, struct nlmsghdr *nlh, mnl_cb_t cb, void 
 	ssize_t n;
 	int r;
 
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK; /* and what the caller set */
 	nlh->nlmsg_seq = ++x->nl_seq;
 	if (mnl_socket_sendto(x->nl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
@@ -329,6 +331,24 @@ static int nl_neigh(struct kcpx_xsk *x, int family, const uint8_t *ip, struct ne
 	mnl_attr_put(nlh, NDA_DST, family == AF_INET ? 4 : 16, ip);
 	memset(n, 0, sizeof(*n));
 	return nl_query(x, nlh, neigh_cb, n);
+}
+
+/* Ask the kernel to resolve ip on our interface, as a datagram waiting for it would
+ * (RTM_NEWNEIGH with NTF_USE: an entry that exists is left as it is). */
+static int nl_neigh_use(struct kcpx_xsk *x, int family, const uint8_t *ip)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ndmsg *ndm;
+
+	nlh->nlmsg_type = RTM_NEWNEIGH;
+	nlh->nlmsg_flags = NLM_F_CREATE;
+	ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = (uint8_t)family;
+	ndm->ndm_ifindex = x->ifindex;
+	ndm->ndm_flags = NTF_USE;
+	mnl_attr_put(nlh, NDA_DST, family == AF_INET ? 4 : 16, ip);
+	return nl_query(x, nlh, NULL, NULL);
 }
 
 /* Ask the kernel how to reach nh->addr; sets nh->usable. */
@@ -428,6 +448,47 @@ static int addr_raw(const struct kcpx_addr *a, uint8_t *raw, uint16_t *port_be)
 		return AF_INET6;
 	}
 	return -EAFNOSUPPORT;
+}
+
+/*
+ * A client port's server: its next hop resolved before the first datagram. With no
+ * neighbour entry that datagram (the INIT) would leave through the kernel socket, and the
+ * resends and DATA through an AF_XDP queue; on a veth, whose peer's RX queue is the
+ * sender's TX queue, the server's engines then get one session's datagrams on two queues
+ * (the session opens where the INIT landed, the other engine hands it every DATA). So the
+ * kernel is asked to resolve it and the entry is waited for, NH_PRIME_MS at most: about a
+ * round trip to the next hop, which the kernel's own send waits for too. Once per port
+ * open, only when the entry is missing; a next hop that does not answer in time is sent
+ * to through the kernel, as before.
+ */
+static void nexthop_prime(struct kcpx_xsk *c, const struct kcpx_addr *peer)
+{
+	const struct timespec ms = { .tv_nsec = 1000000 };
+	uint32_t t0 = kcpx_clock_ms();
+	struct route_res r;
+	struct neigh_res n;
+	struct nexthop *nh;
+	uint8_t dst[16];
+	uint16_t port;
+	int family;
+
+	family = peer ? addr_raw(peer, dst, &port) : -1;
+	if (family < 0 || c->noarp || (c->lo_v4_kernel && family == AF_INET))
+		return;
+	nh = nexthop_find(c, family, dst, true, t0);
+	nexthop_resolve(c, nh, t0);
+	if (nh->usable || nl_route(c, family, dst, &r) < 0 || r.oif != c->ifindex ||
+	    nl_neigh_use(c, family, r.have_gw ? r.gw : dst) < 0)
+		return;
+	do {
+		nanosleep(&ms, NULL);
+		if (nl_neigh(c, family, r.have_gw ? r.gw : dst, &n) == 0 && n.have_mac &&
+		    (n.state & NUD_REACHABLE))
+			break;
+	} while (kcpx_clock_ms() - t0 < NH_PRIME_MS);
+	nexthop_resolve(c, nh, kcpx_clock_ms());
+	kcpx_io_logf(2, "af_xdp: %s: next hop %s after %u ms", c->ifname,
+		     nh->usable ? "resolved" : "not resolved", kcpx_clock_ms() - t0);
 }
 
 /* ---- RX ---- */
@@ -1692,6 +1753,7 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 		if (c->grp->owner)
 			__atomic_store_n(&c->grp->owner[ntohs(p->lport_be)], (uint8_t)(c->slot + 1),
 					 __ATOMIC_RELAXED);
+		nexthop_prime(c, peer);
 	}
 	p->next = c->ports;
 	c->ports = p;
