@@ -160,6 +160,22 @@ netns_routed() {
 	in_ns "$r" sysctl -qw net.ipv4.ip_forward=1
 }
 
+# xps_queue NS IFACE [Q]: IFACE (of namespace NS, 2 TX queues) sends everything on TX
+# queue Q, every CPU's; a veth hands it to its peer's RX queue Q. No Q: back to the flow
+# hash. Only what has no socket to pin a queue follows it (forwarded datagrams): a
+# connected socket keeps the queue it was given first.
+xps_queue() {
+	local ns=$1 ifc=$2 m0=0 m1=0 all
+	all=$(python3 -c 'import sys; n = int(sys.argv[1]); h = "%x" % ((1 << n) - 1)
+h = h.zfill(-(-len(h) // 8) * 8); print(",".join(h[i:i + 8] for i in range(0, len(h), 8)))' \
+		"$(nproc --all)")
+	[ "${3:-}" = 0 ] && m0=$all
+	[ "${3:-}" = 1 ] && m1=$all
+	# ip netns exec: a /sys of the namespace's own (nsenter keeps the host's)
+	ip netns exec "$ns" sh -c "echo $m0 >/sys/class/net/$ifc/queues/tx-0/xps_cpus &&
+		echo $m1 >/sys/class/net/$ifc/queues/tx-1/xps_cpus"
+}
+
 bpffs_mount() { mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; }
 
 # wait_tcp_port / wait_udp_port NS PORT [SECONDS]: until something listens on PORT in NS

@@ -54,19 +54,9 @@ IP_A=$A1 IP_B=$B2 netns_routed "$NS_R" "$IF_R1" "$R1" "$IF_R2" "$R2" 2
 ip -n "$NS_B" addr add "$B3/24" dev "$IF_B"
 in_r() { in_ns "$NS_R" "$@"; }
 
-# xps Q: R sends everything on $IF_R2's TX queue Q (every CPU's), which the veth delivers
-# to $IF_B's RX queue Q
-xps() {
-	local m0=0 m1=0 all
-	all=$(python3 -c 'import sys; n = int(sys.argv[1]); h = "%x" % ((1 << n) - 1)
-h = h.zfill(-(-len(h) // 8) * 8); print(",".join(h[i:i + 8] for i in range(0, len(h), 8)))' \
-		"$(nproc --all)")
-	[ "$1" = 0 ] && m0=$all
-	[ "$1" = 1 ] && m1=$all
-	# ip netns exec: a /sys of the namespace's own (nsenter keeps the host's)
-	ip netns exec "$NS_R" sh -c "echo $m0 >/sys/class/net/$IF_R2/queues/tx-0/xps_cpus &&
-		echo $m1 >/sys/class/net/$IF_R2/queues/tx-1/xps_cpus"
-}
+# xps Q: R sends everything on $IF_R2's TX queue Q, which the veth delivers to $IF_B's RX
+# queue Q
+xps() { xps_queue "$NS_R" "$IF_R2" "$1"; }
 # everything to queue 0 (engine 0) from the start: every session opens there
 xps 0 || { echo "SKIP: XPS on $IF_R2 cannot be set"; exit 4; }
 
