@@ -295,7 +295,7 @@ def block_bottleneck(r):
 
     def qpct(cand, ls):
         v = r.bn_get(link % ls, cand, "queue drops / frames")
-        m = re.search(r"\(([\d.]+) ?%", v)
+        m = re.search(r"[(,] ?([\d.]+) ?%", v)  # "n / m (x %)" or "n / m, x % (range)"
         if not m:
             raise Missing("BENCH-BOTTLENECK.md: queue drops of %s unreadable" % cand)
         return float(m.group(1))
