@@ -95,6 +95,19 @@ static void pipe_full(struct kcpx_cc *cc, enum kcpx_cc_exit why)
 	cc->exit_bw = cc->btl_bw;
 }
 
+/* STARTUP's look at the growth (a round's end, or what stands for one): an estimate 25 %
+ * above the last one starts the count over; otherwise a look that counts (counts) is one
+ * more without growth, and FULL_BW_ROUND of them end STARTUP. */
+static void full_bw_look(struct kcpx_cc *cc, bool counts)
+{
+	if (cc->btl_bw * GAIN_UNIT >= cc->full_bw * FULL_BW_GROW) {
+		cc->full_bw = cc->btl_bw;
+		cc->full_bw_cnt = 0;
+	} else if (counts && ++cc->full_bw_cnt >= FULL_BW_ROUND) {
+		pipe_full(cc, KCPX_CC_EXIT_STALL);
+	}
+}
+
 static void set_outputs(struct kcpx_cc *cc)
 {
 	uint64_t rate, cap, floor = (uint64_t)KCPX_CC_CAP_MIN * cc->seg;
@@ -218,12 +231,7 @@ void kcpx_cc_on_ack(struct kcpx_cc *cc, uint32_t now, const struct kcpx_cc_tx *t
 		 * round's end is; three without 25 % growth end STARTUP before the round that
 		 * overfills a queue shorter than the path's BDP is over.
 		 */
-		if (cc->btl_bw * GAIN_UNIT >= cc->full_bw * FULL_BW_GROW) {
-			cc->full_bw = cc->btl_bw;
-			cc->full_bw_cnt = 0;
-		} else if (++cc->full_bw_cnt >= FULL_BW_ROUND) {
-			pipe_full(cc, KCPX_CC_EXIT_STALL);
-		}
+		full_bw_look(cc, true);
 	}
 	if (!tx) {
 		/*
@@ -539,13 +547,7 @@ static void round_end(struct kcpx_cc *cc, bool app_limited)
 
 	if (cc->full_bw_reached || app_limited)
 		return;
-	if (cc->btl_bw * GAIN_UNIT >= cc->full_bw * FULL_BW_GROW) {
-		cc->full_bw = cc->btl_bw;
-		cc->full_bw_cnt = 0;
-		return;
-	}
-	if (full_sign && ++cc->full_bw_cnt >= FULL_BW_ROUND)
-		pipe_full(cc, KCPX_CC_EXIT_STALL);
+	full_bw_look(cc, full_sign);
 }
 
 static void advance(struct kcpx_cc *cc, uint32_t now, uint64_t inflight)

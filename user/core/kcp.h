@@ -132,9 +132,9 @@ void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max);
 /*
  * Let the receive window grow past the configured one (max 0: off, the default, and back
  * to the configured window): on a long path (holes take 100 ms or more to repair), or
- * while ARQ carries the loss (kcpx_kcp_set_arq), it doubles, up to max segments, whenever what arrived past a hole spans half of it (kcp.c
- * rcv_grow), and never shrinks. Only for a peer that is
- * kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
+ * while ARQ carries the loss (kcpx_kcp_set_arq), it doubles, up to max segments,
+ * whenever what arrived past a hole spans half of it (kcp.c rcv_grow), and never
+ * shrinks. Only for a peer that is kcpx: the wire does not change (a larger wnd field), but stock kcptun never sees a
  * window larger than the one it was configured to expect. The receive ring behind it
  * grows on demand in any case (16 bytes per segment of span held).
  */
