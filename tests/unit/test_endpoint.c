@@ -1362,19 +1362,25 @@ static void test_old_conv_replay(void)
 	world_free(&w);
 }
 
-static bool capture_drop_first(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
 {
-	capture(ctx, idx, buf, len);
-	return idx == 0;
+	return true;
 }
 
-/* The client starts a 30,000-byte upload; its first datagram (the INIT) is captured into
- * cap_buf and lost on the way, as if a replay of it were to take its place. */
+static bool capture_drop(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	capture(ctx, idx, buf, len);
+	return idx == cap_idx;
+}
+
+/* The client starts a 30,000-byte upload; its first datagram (the INIT, or in kcptun's
+ * format the first segment) is captured into cap_buf and lost on the way, as if a replay
+ * of it were to take its place. */
 static void capture_lost_init(struct world *w)
 {
-	cap_idx = 0;
+	cap_idx = w->cs.sent;
 	cap_len = 0;
-	w->cs.drop_fn = capture_drop_first;
+	w->cs.drop_fn = capture_drop;
 	CHECK(client_send(w, 30000));
 	world_step(w);
 	w->cs.drop_fn = NULL;
@@ -1492,15 +1498,111 @@ static int sd_native_up(void *user, uint32_t sid, const struct kcpx_native_sess 
 	return 0;
 }
 
-static void *sd_opened(void *user, struct kcpx_ep_sess *es, void *path)
+/*
+ * A peer directory as app/shard.c keeps it, for kcptun's format (sessions known by
+ * address): pd_foreign_peer hands a datagram from an address another engine holds or
+ * claimed to it (queued in inbox, as for sids); pd_peer_claim claims an address nobody
+ * holds; a session's opening records its address (after mid_accept: the copy that
+ * reaches the other engine meanwhile), its closing removes it, but for a session replaced
+ * by another with its address (kcpx_ep_sess_replaced), whose claim passes on.
+ */
+static struct {
+	struct kcpx_addr a;
+	int owner; /* -1: free */
+} pdir[4];
+static int npclaims, npreleases;
+
+static int pd_find(const struct kcpx_addr *a)
+{
+	for (int i = 0; i < 4; i++)
+		if (pdir[i].owner >= 0 && kcpx_addr_equal(&pdir[i].a, a))
+			return i;
+	return -1;
+}
+
+/* a: owner's; true when taken (or held by owner already) */
+static bool pd_take(const struct kcpx_addr *a, int owner)
+{
+	int i = pd_find(a);
+
+	for (int k = 0; i < 0 && k < 4; k++)
+		if (pdir[k].owner < 0)
+			i = k;
+	if (i < 0)
+		return false;
+	pdir[i].a = *a;
+	pdir[i].owner = owner;
+	return true;
+}
+
+static bool pd_queue(int to, const struct kcpx_addr *from, const struct kcpx_ip *local,
+		     const uint8_t *d, size_t n)
+{
+	if (ninbox == 8)
+		return false;
+	inbox[ninbox].to = to;
+	inbox[ninbox].from = *from;
+	inbox[ninbox].local = local ? *local : (struct kcpx_ip){ 0 };
+	memcpy(inbox[ninbox].buf, d, n);
+	inbox[ninbox++].len = n;
+	return true;
+}
+
+static bool pd_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
+			    const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	int i = pd_find(from);
+
+	if (i < 0 || pdir[i].owner == eng_of(user))
+		return false;
+	return pd_queue(pdir[i].owner, from, local, d, n);
+}
+
+static bool pd_peer_claim(void *user, void *path, const struct kcpx_addr *from,
+			  const struct kcpx_ip *local, const uint8_t *d, size_t n)
+{
+	int i = pd_find(from);
+
+	npclaims++;
+	if (i < 0 || pdir[i].owner == eng_of(user)) {
+		pd_take(from, eng_of(user));
+		return false;
+	}
+	return pd_queue(pdir[i].owner, from, local, d, n);
+}
+
+static void pd_peer_release(void *user, const struct kcpx_addr *from)
+{
+	int i = pd_find(from);
+
+	npreleases++;
+	if (i >= 0 && pdir[i].owner == eng_of(user))
+		pdir[i].owner = -1;
+}
+
+static void pd_closed(void *user, void *su)
+{
+	struct tsess *s = su;
+	int i = pd_find(kcpx_ep_sess_peer(s->es));
+
+	/* a replaced session's claim passes to the session replacing it */
+	if (i >= 0 && pdir[i].owner == eng_of(user) && !kcpx_ep_sess_replaced(s->es))
+		pdir[i].owner = -1;
+	t_closed(user, su);
+}
+
+/* Both directories' opened: mid_accept's copy arrives first (while eng[0] opens the
+ * session), then the session is refused (refuse_open) or its address recorded. */
+static void *dir_opened(void *user, struct kcpx_ep_sess *es, void *path)
 {
 	void (*fn)(void) = mid_accept;
 
-	if (refuse_open)
-		return NULL;
 	mid_accept = NULL;
 	if (fn && user == eng[0])
 		fn();
+	if (refuse_open)
+		return NULL;
+	pd_take(kcpx_ep_sess_peer(es), eng_of(user));
 	return t_opened(user, es, path);
 }
 
@@ -1530,14 +1632,16 @@ static void race_feed_eng1(void)
 /*
  * The start of the two-engine tests: a world speaking proto whose server (engine 0) and a
  * second server endpoint `other` (engine 1, sending into sink, which the client never
- * hears) are made with ops, the ops of two threads of one process; the client's first
- * datagram captured in cap_buf, lost on the way. 0, or -1 if a step failed.
+ * hears) are made with ops, the ops of two threads of one process, and --sessrate
+ * sessrate; the client's first datagram captured in cap_buf, lost on the way. 0, or -1
+ * if a step failed.
  */
 static int engines_init(struct world *w, struct tend *other, struct linksim *sink,
-			enum kcpx_proto proto, const struct kcpx_ep_ops *ops)
+			enum kcpx_proto proto, int sessrate, const struct kcpx_ep_ops *ops)
 {
 	struct kcpx_ep_config sc = ep_cfg(true, proto);
 
+	sc.sessrate = sessrate;
 	ninbox = 0;
 	refuse_open = false;
 	mid_accept = NULL;
@@ -1558,20 +1662,32 @@ static int engines_init(struct world *w, struct tend *other, struct linksim *sin
 	return w->c.ns == 1 ? 0 : -1;
 }
 
-/* engines_init with the sid directory sdir (native INITs); the INIT's sid, 0 if a step
- * failed */
-static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+/* engines_init with both directories of app/shard.c: the sid directory sdir (native
+ * INITs) and the peer directory pdir (kcptun's format); 0, or -1 */
+static int dir_engines_init(struct world *w, struct tend *other, struct linksim *sink,
+			    enum kcpx_proto proto, int sessrate)
 {
 	struct kcpx_ep_ops ops = t_ops;
 
 	ops.sid_claim = sd_claim;
 	ops.sid_release = sd_release;
 	ops.native_up = sd_native_up;
-	ops.opened = sd_opened;
+	ops.foreign_peer = pd_foreign_peer;
+	ops.peer_claim = pd_peer_claim;
+	ops.peer_release = pd_peer_release;
+	ops.opened = dir_opened;
+	ops.closed = pd_closed;
 	for (int i = 0; i < 4; i++)
-		sdir[i].owner = -1;
+		sdir[i].owner = pdir[i].owner = -1;
 	nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
-	if (engines_init(w, other, sink, KCPX_PROTO_AUTO, &ops))
+	npclaims = npreleases = 0;
+	return engines_init(w, other, sink, proto, sessrate, &ops);
+}
+
+/* dir_engines_init for a native INIT: its sid, 0 if a step failed */
+static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+{
+	if (dir_engines_init(w, other, sink, KCPX_PROTO_AUTO, 0))
 		return 0;
 	return kcpx_ep_sess_conv(w->c.s[0]->es);
 }
@@ -1657,126 +1773,6 @@ static void test_init_claim_release(void)
 	world_free(&w);
 }
 
-/*
- * A peer directory as app/shard.c keeps it, for kcptun's format (sessions known by
- * address): pd_foreign_peer hands a datagram from an address another engine holds or
- * claimed to it (queued in inbox, as for sids); pd_peer_claim claims an address nobody
- * holds; a session's opening records its address (after mid_accept: the copy that
- * reaches the other engine meanwhile), its closing removes it.
- */
-static struct {
-	struct kcpx_addr a;
-	int owner; /* -1: free */
-} pdir[4];
-static int npclaims, npreleases;
-
-static int pd_find(const struct kcpx_addr *a)
-{
-	for (int i = 0; i < 4; i++)
-		if (pdir[i].owner >= 0 && kcpx_addr_equal(&pdir[i].a, a))
-			return i;
-	return -1;
-}
-
-/* a: owner's; true when taken (or held by owner already) */
-static bool pd_take(const struct kcpx_addr *a, int owner)
-{
-	int i = pd_find(a);
-
-	for (int k = 0; i < 0 && k < 4; k++)
-		if (pdir[k].owner < 0)
-			i = k;
-	if (i < 0)
-		return false;
-	pdir[i].a = *a;
-	pdir[i].owner = owner;
-	return true;
-}
-
-static bool pd_queue(int to, const struct kcpx_addr *from, const struct kcpx_ip *local,
-		     const uint8_t *d, size_t n)
-{
-	if (ninbox == 8)
-		return false;
-	inbox[ninbox].to = to;
-	inbox[ninbox].from = *from;
-	inbox[ninbox].local = local ? *local : (struct kcpx_ip){ 0 };
-	memcpy(inbox[ninbox].buf, d, n);
-	inbox[ninbox++].len = n;
-	return true;
-}
-
-static bool pd_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
-			    const struct kcpx_ip *local, const uint8_t *d, size_t n)
-{
-	int i = pd_find(from);
-
-	if (i < 0 || pdir[i].owner == eng_of(user))
-		return false;
-	return pd_queue(pdir[i].owner, from, local, d, n);
-}
-
-static bool pd_peer_claim(void *user, void *path, const struct kcpx_addr *from,
-			  const struct kcpx_ip *local, const uint8_t *d, size_t n)
-{
-	int i = pd_find(from);
-
-	npclaims++;
-	if (i < 0 || pdir[i].owner == eng_of(user)) {
-		pd_take(from, eng_of(user));
-		return false;
-	}
-	return pd_queue(pdir[i].owner, from, local, d, n);
-}
-
-static void pd_peer_release(void *user, const struct kcpx_addr *from)
-{
-	int i = pd_find(from);
-
-	npreleases++;
-	if (i >= 0 && pdir[i].owner == eng_of(user))
-		pdir[i].owner = -1;
-}
-
-static void *pd_opened(void *user, struct kcpx_ep_sess *es, void *path)
-{
-	void (*fn)(void) = mid_accept;
-
-	mid_accept = NULL;
-	if (fn && user == eng[0])
-		fn();
-	if (refuse_open)
-		return NULL;
-	pd_take(kcpx_ep_sess_peer(es), eng_of(user));
-	return t_opened(user, es, path);
-}
-
-static void pd_closed(void *user, void *su)
-{
-	struct tsess *s = su;
-	int i = pd_find(kcpx_ep_sess_peer(s->es));
-
-	if (i >= 0 && pdir[i].owner == eng_of(user))
-		pdir[i].owner = -1;
-	t_closed(user, su);
-}
-
-/* engines_init in kcptun's format with the peer directory pdir: 0, or -1 */
-static int kcptun_engines_init(struct world *w, struct tend *other, struct linksim *sink)
-{
-	struct kcpx_ep_ops ops = t_ops;
-
-	ops.foreign_peer = pd_foreign_peer;
-	ops.peer_claim = pd_peer_claim;
-	ops.peer_release = pd_peer_release;
-	ops.opened = pd_opened;
-	ops.closed = pd_closed;
-	for (int i = 0; i < 4; i++)
-		pdir[i].owner = -1;
-	npclaims = npreleases = 0;
-	return engines_init(w, other, sink, KCPX_PROTO_KCPTUN, &ops);
-}
-
 /* world_run, with the second engine served too (its sessions' timers and output) */
 static void two_run(struct world *w, struct tend *other, uint32_t ms)
 {
@@ -1816,7 +1812,7 @@ static void test_kcptun_two_engines(void)
 	uint8_t buf[2048];
 	struct world w;
 
-	CHECK_EQ(kcptun_engines_init(&w, &other, &sink), 0);
+	CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, 0), 0);
 	memcpy(race_copy, cap_buf, cap_len);
 	race_len = cap_len;
 	race_w = &w;
@@ -1864,6 +1860,215 @@ static void test_kcptun_two_engines(void)
 	kcpx_ep_free(other.ep);
 	linksim_free(&sink);
 	world_free(&w);
+}
+
+/* Who holds a in pdir: 0, 1, or -1 (nobody). */
+static int pd_owner(const struct kcpx_addr *a)
+{
+	int i = pd_find(a);
+
+	return i < 0 ? -1 : pdir[i].owner;
+}
+
+/*
+ * The replacements with two engines (docs/SECURITY.md, "One address, one kcptun-format
+ * session"). A kcptun-format client restarts on the same address and begins a new
+ * conversation: engine 0 closes the old session and opens a new one, and a copy of the
+ * new first datagram reaches engine 1 in between. The address stays claimed across the
+ * replacement, so engine 1 hands the copy over instead of opening a second session for
+ * the address (which it did while the close gave the address back). A replayed datagram
+ * of the old conversation (not a first segment) moves nothing, on either engine.
+ */
+static void test_kcptun_new_conv_two_engines(void)
+{
+	uint8_t buf[2048], old[2048];
+	struct linksim sink;
+	struct tend other;
+	struct world w;
+	size_t old_len;
+
+	CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, 0), 0);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	two_run(&w, &other, 2000);
+	/* a datagram from the middle of the first conversation: a second stream's second */
+	cap_idx = w.cs.sent + 1;
+	cap_len = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 20000));
+	two_run(&w, &other, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	memcpy(old, cap_buf, cap_len);
+	old_len = cap_len;
+	CHECK_EQ(server_got(&w), 50000);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
+	capture_lost_init(&w);
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = &w;
+	race_from = w.cli_from;
+	mid_accept = race_feed_eng1_from;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK(mid_accept == NULL);
+	printf("     new conversation, a copy on engine 1 during the replacement: sessions "
+	       "opened %d + %d, %d handed over\n",
+	       w.s.opened - 1, other.opened, ninbox);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 1);
+	CHECK_EQ(npclaims, 1); /* the first session's; the second took it over */
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	sd_drain(&w);
+	two_run(&w, &other, 3000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK_EQ(server_got(&w), 30000);
+
+	/* a replay of the old conversation on each engine: nothing closes or moves */
+	memcpy(buf, old, old_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, old_len, w.now);
+	memcpy(buf, old, old_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, old_len, w.now);
+	CHECK_EQ(ninbox, 1); /* engine 1's, handed to engine 0 */
+	sd_drain(&w);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/* Drops what the client sends; keeps in cap_buf the first datagram it sends once it has
+ * fallen back to kcptun's format (ctx: the world). */
+static bool capture_after_fallback(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	struct world *w = ctx;
+
+	if (w->c.nlog_fallback && !cap_len) {
+		cap_idx = idx;
+		capture(ctx, idx, buf, len);
+	}
+	return true;
+}
+
+/*
+ * The other replacement with two engines: the server's RESPs are lost, so the client
+ * gives its handshake up and speaks kcptun's format under the same conv. Engine 0
+ * replaces its kcpx session with a kcptun-format one, and a copy of the client's first
+ * such datagram reaches engine 1 in between: handed over, since the kcpx session's
+ * address stays claimed across the replacement. One session, the transfer completes.
+ */
+static void test_fallback_two_engines(void)
+{
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK(two_engines_init(&w, &other, &sink) != 0);
+	w.sc.drop_fn = drop_all;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	cap_len = 0;
+	w.cs.drop_ctx = &w;
+	w.cs.drop_fn = capture_after_fallback;
+	for (int i = 0; i < 5000 && !cap_len; i++)
+		two_run(&w, &other, 1);
+	w.cs.drop_fn = NULL;
+	w.sc.drop_fn = NULL;
+	CHECK_EQ(w.c.nlog_fallback, 1);
+	CHECK(cap_len > 0);
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = &w;
+	race_from = w.cli_from;
+	mid_accept = race_feed_eng1_from;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	kcpx_ep_stats(w.s.ep, &st);
+	printf("     fallback, a copy on engine 1 during the replacement: sessions opened "
+	       "%d + %d, %d handed over\n",
+	       w.s.opened - 1, other.opened, ninbox);
+	CHECK_EQ(st.replaced, 1);
+	CHECK(mid_accept == NULL);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 1);
+	CHECK_EQ(npclaims, 0); /* the kcpx session's address, taken over */
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	sd_drain(&w);
+	two_run(&w, &other, 4000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/*
+ * A replacement that does not open gives the claim it took over back: refused by
+ * --sessrate (a new conversation right after the first: pass 0), or by the owner (as out
+ * of memory: pass 1). The address is nobody's then, and the client's resend claims it
+ * as a first datagram.
+ */
+static void test_replace_claim_release(void)
+{
+	uint8_t buf[2048], first[2048];
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct tend other;
+	struct world w;
+	size_t first_len;
+
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, pass ? 0 : 1), 0);
+		memcpy(first, cap_buf, cap_len);
+		first_len = cap_len;
+		CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
+		capture_lost_init(&w); /* the new conversation's first datagram */
+		memcpy(buf, first, first_len);
+		kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, first_len,
+				 w.now);
+		CHECK_EQ(w.s.opened, 1);
+		CHECK_EQ(pd_owner(&w.cli_from), 0);
+		refuse_open = pass == 1;
+		memcpy(buf, cap_buf, cap_len);
+		kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len,
+				 w.now);
+		refuse_open = false;
+		kcpx_ep_stats(w.s.ep, &st);
+		CHECK_EQ(st.admit_refused, pass ? 0 : 1);
+		CHECK_EQ(kcpx_ep_count(w.s.ep), 0);
+		CHECK_EQ(npclaims, 1);
+		CHECK_EQ(npreleases, 1);
+		CHECK_EQ(pd_owner(&w.cli_from), -1);
+		two_run(&w, &other, 4000);
+		CHECK_EQ(npclaims, 2);
+		CHECK_EQ(pd_owner(&w.cli_from), 0);
+		CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+		CHECK_EQ(other.opened, 0);
+		CHECK_EQ(server_got(&w), 30000);
+		kcpx_ep_free(other.ep);
+		linksim_free(&sink);
+		world_free(&w);
+	}
 }
 
 #define S_ONE 0x0a000002 /* the server's address the client writes to */
@@ -1973,11 +2178,6 @@ static void test_answer_local_kcptun(void)
 	world_free(&w);
 }
 
-static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
-{
-	return true;
-}
-
 /* Once a kcpx server answered, a later session whose RESPs are all lost (blocked by
  * an attacker) is closed, never downgraded to kcptun's format. */
 static void test_no_downgrade(void)
@@ -2031,6 +2231,9 @@ int main(void)
 	RUN(test_init_two_engines);
 	RUN(test_init_claim_release);
 	RUN(test_kcptun_two_engines);
+	RUN(test_kcptun_new_conv_two_engines);
+	RUN(test_fallback_two_engines);
+	RUN(test_replace_claim_release);
 	RUN(test_answer_local_repeat_init);
 	RUN(test_answer_local_init_race);
 	RUN(test_answer_local_kcptun);
