@@ -20,7 +20,9 @@
  *     does not
  *   - --nocomp at one end only: both ends name it within a round trip, once a minute
  *   - two engines (--threads, `kcpx up` per RX queue): copies of one native INIT or of a
- *     kcptun-format first datagram on both open one session (sid and address claims)
+ *     kcptun-format first datagram on both open one session (sid and address claims), and
+ *     so do copies of a datagram that replaces a session (a client's fallback, a new
+ *     conversation: the claim is held across the replacement, given back if none opens)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -1619,14 +1621,32 @@ static uint8_t race_copy[2048];
 static size_t race_len;
 static struct world *race_w;
 
-/* The copy of the INIT that reached the other RX queue, while eng[0] opens the session. */
+static struct kcpx_addr race_from;
+
+/* The copy of the datagram that reached the other RX queue (from race_from), while eng[0]
+ * opens a session for it. */
 static void race_feed_eng1(void)
 {
 	uint8_t buf[2048];
 
 	memcpy(buf, race_copy, race_len);
-	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_w->cli_from, &race_w->s_local, buf,
+	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_from, &race_w->s_local, buf,
 			 race_len, race_w->now);
+}
+
+/* cap_buf from `from` to engine 0, a copy of it reaching engine 1 while engine 0 opens a
+ * session for it (mid_accept) */
+static void race_two_engines(struct world *w, const struct kcpx_addr *from)
+{
+	uint8_t buf[2048];
+
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = w;
+	race_from = *from;
+	mid_accept = race_feed_eng1;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w->s.ep, NULL, &w->spath, from, &w->s_local, buf, cap_len, w->now);
 }
 
 /*
@@ -1709,12 +1729,7 @@ static void test_init_two_engines(void)
 
 	CHECK(sid != 0);
 	/* engine 0 takes the INIT, engine 1 gets a copy meanwhile */
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	mid_accept = race_feed_eng1;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	race_two_engines(&w, &w.cli_from);
 	CHECK(mid_accept == NULL);
 	CHECK_EQ(w.s.opened, 1);
 	CHECK_EQ(other.opened, 0);
@@ -1782,19 +1797,6 @@ static void two_run(struct world *w, struct tend *other, uint32_t ms)
 	}
 }
 
-static struct kcpx_addr race_from;
-
-/* The copy of the first kcptun-format datagram on the other RX queue, from race_from,
- * while eng[0] opens the session. */
-static void race_feed_eng1_from(void)
-{
-	uint8_t buf[2048];
-
-	memcpy(buf, race_copy, race_len);
-	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_from, &race_w->s_local, buf,
-			 race_len, race_w->now);
-}
-
 /*
  * --threads / `kcpx up` with two engines, kcptun's format: copies of a client's first
  * datagram reach both engines at once (two RX queues). The copy on engine 1 arrives
@@ -1807,19 +1809,13 @@ static void race_feed_eng1_from(void)
  */
 static void test_kcptun_two_engines(void)
 {
+	struct kcpx_addr victim;
 	struct linksim sink;
 	struct tend other;
-	uint8_t buf[2048];
 	struct world w;
 
 	CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, 0), 0);
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	race_from = w.cli_from;
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	race_two_engines(&w, &w.cli_from);
 	CHECK(mid_accept == NULL);
 	CHECK_EQ(w.s.opened, 1);
 	CHECK_EQ(other.opened, 0);
@@ -1837,10 +1833,8 @@ static void test_kcptun_two_engines(void)
 	w.s.victim = other.victim = 0x0a000009;
 	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
 	other.victim_tx = calloc(VICTIM_PORTS, 1);
-	addr4(&race_from, w.s.victim, VICTIM_PORT0);
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &race_from, &w.s_local, buf, cap_len, w.now);
+	addr4(&victim, w.s.victim, VICTIM_PORT0);
+	race_two_engines(&w, &victim);
 	sd_drain(&w);
 	for (int i = 0; i < 15; i++) {
 		two_run(&w, &other, 1000);
@@ -1854,7 +1848,7 @@ static void test_kcptun_two_engines(void)
 	CHECK_EQ(w.s.opened, 2);
 	CHECK_EQ(other.opened, 0);
 	CHECK(w.s.victim_total + other.victim_total <= 3 * 2);
-	CHECK_EQ(pd_find(&race_from), -1); /* closed, never answered: address given back */
+	CHECK_EQ(pd_find(&victim), -1); /* closed, never answered: address given back */
 	free(w.s.victim_tx);
 	free(other.victim_tx);
 	kcpx_ep_free(other.ep);
@@ -1906,13 +1900,7 @@ static void test_kcptun_new_conv_two_engines(void)
 
 	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
 	capture_lost_init(&w);
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	race_from = w.cli_from;
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	race_two_engines(&w, &w.cli_from);
 	CHECK(mid_accept == NULL);
 	printf("     new conversation, a copy on engine 1 during the replacement: sessions "
 	       "opened %d + %d, %d handed over\n",
@@ -1991,13 +1979,7 @@ static void test_fallback_two_engines(void)
 	CHECK_EQ(w.c.nlog_fallback, 1);
 	CHECK(cap_len > 0);
 	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	race_from = w.cli_from;
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	race_two_engines(&w, &w.cli_from);
 	kcpx_ep_stats(w.s.ep, &st);
 	printf("     fallback, a copy on engine 1 during the replacement: sessions opened "
 	       "%d + %d, %d handed over\n",
