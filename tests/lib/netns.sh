@@ -268,6 +268,16 @@ kcpx_status() {
 	"$KCPX" status "$@"
 }
 
+# thread_sessions PID K, thread_handed PID K: from thread (engine) K's line of
+# `kcpx status PID`, the sessions it holds and the datagrams it handed to another thread
+# (--threads, or one engine per RX queue under `kcpx up`)
+thread_sessions() {
+	kcpx_status "$1" | sed -n "s/^  thread $2: \([0-9]*\) sessions.*/\1/p"
+}
+thread_handed() {
+	kcpx_status "$1" | sed -n "s/^  thread $2: .*handed to another thread \([0-9]*\),.*/\1/p"
+}
+
 # tail_logs [N]: the last N lines (20 unless told) of every $work/*.log, each under its name
 tail_logs() {
 	local f
