@@ -45,6 +45,7 @@
 #include "core/util.h"
 #include "fuzz_asan.h"
 #include "fuzz_keys.h"
+#include "fuzz_x25519.h"
 
 #define NADDR 64
 
