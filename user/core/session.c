@@ -634,7 +634,8 @@ static bool pump_tx(struct kcpx_session *s)
  */
 static void sess_fec_adapt(struct kcpx_session *s)
 {
-	uint64_t sent, lost;
+	uint64_t sent, lost, segs, held;
+	uint32_t bdp, wmax;
 	int p, ps = s->cfg.parityshard;
 
 	if (!s->fec_enc)
@@ -642,6 +643,11 @@ static void sess_fec_adapt(struct kcpx_session *s)
 	if (s->cfg.native && s->cfg.cc == KCPX_CC_BBR && !s->cfg.fec_fixed) {
 		enum kcpx_cc_state st = kcpx_kcp_cc_state(s->kcp);
 
+		/* parity by need: is the sender held back, and do its windows span ARQ? */
+		kcpx_kcp_backlog_counts(s->kcp, &segs, &held);
+		kcpx_fecadapt_backlog(&s->fa, segs, held);
+		kcpx_kcp_path_segs(s->kcp, &bdp, &wmax);
+		kcpx_fecadapt_path(&s->fa, bdp, wmax);
 		kcpx_kcp_loss_counts(s->kcp, &sent, &lost);
 		if (st == KCPX_CC_STARTUP || st == KCPX_CC_DRAIN)
 			kcpx_fecadapt_hold(&s->fa, sent, lost);
