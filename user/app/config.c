@@ -583,7 +583,7 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	err = err ?: range("interval", cfg->interval, 1, 5000);
 	err = err ?: range("resend", cfg->resend, 0, 1000);
 	err = err ?: range("smuxver", cfg->smuxver, 1, 2);
-	err = err ?: range("conn", cfg->conn, 1, 1024);
+	err = err ?: range("conn", cfg->conn, 1, KCPX_CONN_MAX);
 	err = err ?: range("keepalive", cfg->keepalive, 0, 3600);
 	err = err ?: range("smuxbuf", cfg->smuxbuf, 65536, 1 << 30);
 	err = err ?: range("streambuf", cfg->streambuf, 65536, 1 << 30);

@@ -13,7 +13,8 @@
 
 enum kcpx_role { KCPX_ROLE_NONE = 0, KCPX_ROLE_CLIENT = 1, KCPX_ROLE_SERVER = 2 };
 
-#define KCPX_STR 256
+#define KCPX_STR      256
+#define KCPX_CONN_MAX 1024 /* --conn */
 
 struct kcpx_config {
 	enum kcpx_role role;
