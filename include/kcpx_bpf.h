@@ -22,8 +22,10 @@
 #define KCPX_BPF_PIN_ROOT "/sys/fs/bpf/kcpx"
 /* Sockets in the XSKMAP, indexed by RX queue. */
 #define KCPX_XSK_MAX_QUEUES 64
-/* Local ports a client may register in kcpx_lports. */
-#define KCPX_LPORTS_MAX 256
+/* Local ports a client may register in kcpx_lports: one per session, and a client holds
+ * --conn sessions (at most 1024) and, for a while, the ones --autoexpire replaced until
+ * their streams end. About 150 KiB of kernel memory (a preallocated hash). */
+#define KCPX_LPORTS_MAX 2048
 
 /*
  * Value of kcpx_lports (key: a client's local UDP port, network order): the server that

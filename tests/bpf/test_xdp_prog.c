@@ -487,6 +487,33 @@ static void test_client_role(void)
 	CHECK_EQ(d.drop_csum0_v6, 1);
 }
 
+/* A client with --conn at its maximum, and as many sessions again that --autoexpire
+ * replaced and that still carry streams: every port is steered; past the map's size the
+ * registration fails with E2BIG (and the daemon says so), never silently. */
+static void test_client_many_ports(void)
+{
+	struct kcpx_addr peer4;
+	struct frame f;
+	struct frame_spec s = v4(0, 100);
+	int added = 0;
+
+	CHECK_EQ(kcpx_addr_parse(PEER4 ":4000", &peer4), 0);
+	for (int i = 0; i < 2 * 1024; i++)
+		added += !kcpx_xdp_add_lport(cli4, (uint16_t)(20000 + i), &peer4);
+	CHECK_EQ(added, 2 * 1024);
+	for (int i = 2 * 1024; i < KCPX_LPORTS_MAX; i++)
+		CHECK_EQ(kcpx_xdp_add_lport(cli4, (uint16_t)(20000 + i), &peer4), 0);
+	CHECK_EQ(kcpx_xdp_add_lport(cli4, (uint16_t)(20000 + KCPX_LPORTS_MAX), &peer4), -E2BIG);
+	/* the last one registered is steered like the first */
+	s.sport = PORT;
+	s.dport = (uint16_t)(20000 + KCPX_LPORTS_MAX - 1);
+	CHECK_EQ(run_xdp(cli4, &f, frame_build(&f, &s)), 0);
+	CHECK_EQ(d.pass_no_xsk, 1);
+	CHECK_EQ(outcomes(), 1);
+	for (int i = 0; i < KCPX_LPORTS_MAX; i++)
+		CHECK_EQ(kcpx_xdp_del_lport(cli4, (uint16_t)(20000 + i)), 0);
+}
+
 static int lo_up(void)
 {
 	struct ifreq ifr = { 0 };
@@ -1262,6 +1289,7 @@ int main(void)
 	RUN(test_ipv6_ext_headers);
 	RUN(test_drop_malformed);
 	RUN(test_client_role);
+	RUN(test_client_many_ports);
 	RUN(test_steer_to_socket);
 	RUN(test_tc_dscp);
 	RUN(test_native_checks);

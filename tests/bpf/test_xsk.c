@@ -502,6 +502,25 @@ static void client_ports_body(struct kcpx_xdp *x, int srv)
 	CHECK_EQ(xs.rx_handed, 1);
 	CHECK_EQ(xs.rx_port_full, 0);
 
+	/* a third party writes to port 1: XDP steers only the server's datagrams, so this
+	 * one goes to the port's kernel socket, which is connected to the server and so has
+	 * no place for it. The kernel answers port unreachable (never rate-limited on lo):
+	 * the stranger's socket sees ECONNREFUSED, and port 1 reads nothing. An unconnected
+	 * socket would take it in and hand it on as the server's peer would. */
+	int stranger = socket(AF_INET, SOCK_DGRAM, 0);
+
+	CHECK(stranger >= 0);
+	to.sin_port = htons(kcpx_addr_port(&d1->local));
+	CHECK_EQ(connect(stranger, (struct sockaddr *)&to, sizeof(to)), 0);
+	CHECK_EQ(send(stranger, "stranger-0123456789012345", 24, 0), 24);
+	struct pollfd pe = { .fd = stranger, .events = POLLIN };
+	CHECK_EQ(poll(&pe, 1, 10000), 1);
+	CHECK(recv(stranger, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == ECONNREFUSED);
+	close(stranger);
+	CHECK_EQ(d1->ops->recv(d1, pkts, 8), 0);
+	kcpx_xsk_get_stats(d1, &xs);
+	CHECK_EQ(xs.rx_kernel, 0);
+
 	/* each port sends from its own port */
 	for (int k = 0; k < 2; k++) {
 		struct kcpx_dgram *d = k ? d2 : d1;

@@ -27,9 +27,11 @@
  * and where a session answers from moves only with an authentic datagram. With a sid
  * directory (--threads): a native session opens only for a sid claimed here, claims are
  * given back exactly when no session took them (fz_sid_claim). With a peer directory: a
- * kcptun-format session never opens for an address another thread holds (but to replace
- * one closed here at that moment), an address is claimed only while it has no session
- * here, and every claim is taken by a session or given back (fz_peer_claim).
+ * kcptun-format session opens only for an address claimed here, by peer_claim or kept
+ * from the session it replaces (a client's fallback, a new conversation: the address is
+ * never nobody's in between), an address is claimed only while it has no session here,
+ * and every claim is taken by a session or given back before input returns
+ * (fz_peer_claim).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,8 +53,7 @@
 
 struct fz {
 	struct kcpx_ep *ep;
-	int just_closed; /* the address index of the last session closed in this input */
-	long live;	 /* opened - released */
+	long live; /* opened - released */
 	size_t xmit_bytes, xmit_count;
 	unsigned inits; /* genuine INITs fed */
 	uint32_t rng;
@@ -88,7 +89,8 @@ static void fz_xmit(void *user, void *path, const struct kcpx_addr *to, const st
 
 /* --threads: the peer directory as app/shard.c keeps it. Addresses whose index has bit
  * 3 set are held by another thread (a kcptun-format datagram that would open a session
- * with one is handed over); any other is claimed here. */
+ * with one is handed over); any other is claimed here. pclaimed: claimed here for a
+ * session about to open, by peer_claim or by the closing of a session it replaces. */
 static bool pclaimed[NADDR];
 
 static bool peer_live(struct fz *f, const struct kcpx_addr *a)
@@ -129,7 +131,7 @@ static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
 	unsigned i = addr_index(kcpx_ep_sess_peer(es));
 
 	if (!strcmp(kcpx_ep_sess_proto(es), "kcptun")) {
-		if ((i & 8) && f->just_closed != (int)i)
+		if (!pclaimed[i])
 			abort();
 		pclaimed[i] = false; /* the session holds the address now */
 	}
@@ -137,11 +139,17 @@ static void *fz_opened(void *user, struct kcpx_ep_sess *es, void *path)
 	return es;
 }
 
+/* A session replaced by a kcptun-format one with its address passes its claim on (the
+ * owner keeps the address for it, app/sess.c ep_closed). */
 static void fz_closed(void *user, void *su)
 {
-	struct fz *f = user;
+	unsigned i = addr_index(kcpx_ep_sess_peer(su));
 
-	f->just_closed = (int)addr_index(kcpx_ep_sess_peer(su));
+	if (kcpx_ep_sess_replaced(su)) {
+		if (pclaimed[i])
+			abort();
+		pclaimed[i] = true;
+	}
 }
 
 static void fz_release(void *user, void *su)
@@ -484,7 +492,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		before_bytes = f.xmit_bytes;
 		before_count = f.xmit_count;
 		nsn = snap_take(&f, sn);
-		f.just_closed = -1;
 		/* a kcptun-format session of this peer answers what it takes with its own
 		 * output: its ACKs, and on a window slide data (budget_check bounds it) */
 		takes = false;
@@ -493,6 +500,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 kcpx_addr_equal(kcpx_ep_sess_peer(s), &a);
 		f.rx_n[addr_index(&a)]++;
 		authentic = kcpx_ep_input_at(f.ep, NULL, &f, &a, &l, dgram, len, now);
+		/* no claim outlives the input that made it: taken by a session or given back */
+		for (unsigned i = 0; i < NADDR; i++)
+			if (pclaimed[i])
+				abort();
 		/* where a session answers from moves only with an authentic datagram */
 		for (unsigned i = 0; i < nsn && !authentic; i++)
 			if (memcmp(&sn[i].local, kcpx_ep_sess_local(sn[i].s), sizeof(l)))

@@ -161,6 +161,7 @@ kpid=$!
 in_ns "$NS_L" "$KCPX" client -l 127.0.0.1:8103 -r 127.0.0.1:4103 --keyfile "$work/k" --quiet \
 	--log "$work/k-cli.log" &
 track_pid $!
+kcpid=$!
 wait_tcp_port "$NS_L" 8103
 in_ns "$NS_L" python3 "$TCPIO" multi 127.0.0.1 8103 2 65536 ||
 	bad "--keyfile 'from a file' and --key 'from a file' do not talk"
@@ -174,10 +175,12 @@ echo "== privileges once set up: kcpx server/client keep no capability, --user"
 daemon() { pgrep -P "$1" kcpx || echo "$1"; }
 caps() { grep -E "^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):" \
 	/proc/"$(daemon "$1")"/status | tr -s '\t\n' '  '; }
-st=$(caps $kpid)
-echo "server (root, no --user): $st"
-echo "$st" | grep -q "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 CapAmb: 0000000000000000 NoNewPrivs: 1" ||
-	bad "kcpx server kept capabilities: $st"
+for p in $kpid $kcpid; do
+	st=$(caps $p)
+	echo "server and client (root, no --user): $st"
+	echo "$st" | grep -q "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 CapAmb: 0000000000000000 NoNewPrivs: 1" ||
+		bad "kcpx server or client kept capabilities: $st"
+done
 in_ns "$NS_L" "$KCPX" server -l :4104 -t 127.0.0.1:9103 --key u --user nobody --quiet \
 	--log "$work/u-srv.log" &
 track_pid $!

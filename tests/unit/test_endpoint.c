@@ -20,7 +20,9 @@
  *     does not
  *   - --nocomp at one end only: both ends name it within a round trip, once a minute
  *   - two engines (--threads, `kcpx up` per RX queue): copies of one native INIT or of a
- *     kcptun-format first datagram on both open one session (sid and address claims)
+ *     kcptun-format first datagram on both open one session (sid and address claims), and
+ *     so do copies of a datagram that replaces a session (a client's fallback, a new
+ *     conversation: the claim is held across the replacement, given back if none opens)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -1362,19 +1364,25 @@ static void test_old_conv_replay(void)
 	world_free(&w);
 }
 
-static bool capture_drop_first(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
 {
-	capture(ctx, idx, buf, len);
-	return idx == 0;
+	return true;
 }
 
-/* The client starts a 30,000-byte upload; its first datagram (the INIT) is captured into
- * cap_buf and lost on the way, as if a replay of it were to take its place. */
+static bool capture_drop(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	capture(ctx, idx, buf, len);
+	return idx == cap_idx;
+}
+
+/* The client starts a 30,000-byte upload; its first datagram (the INIT, or in kcptun's
+ * format the first segment) is captured into cap_buf and lost on the way, as if a replay
+ * of it were to take its place. */
 static void capture_lost_init(struct world *w)
 {
-	cap_idx = 0;
+	cap_idx = w->cs.sent;
 	cap_len = 0;
-	w->cs.drop_fn = capture_drop_first;
+	w->cs.drop_fn = capture_drop;
 	CHECK(client_send(w, 30000));
 	world_step(w);
 	w->cs.drop_fn = NULL;
@@ -1492,177 +1500,13 @@ static int sd_native_up(void *user, uint32_t sid, const struct kcpx_native_sess 
 	return 0;
 }
 
-static void *sd_opened(void *user, struct kcpx_ep_sess *es, void *path)
-{
-	void (*fn)(void) = mid_accept;
-
-	if (refuse_open)
-		return NULL;
-	mid_accept = NULL;
-	if (fn && user == eng[0])
-		fn();
-	return t_opened(user, es, path);
-}
-
-/* The handed datagrams, each to the endpoint it was handed to. */
-static void sd_drain(struct world *w)
-{
-	for (int i = 0; i < ninbox; i++)
-		kcpx_ep_input_at(eng[inbox[i].to]->ep, NULL, &w->spath, &inbox[i].from,
-				 &inbox[i].local, inbox[i].buf, inbox[i].len, w->now);
-	ninbox = 0;
-}
-
-static uint8_t race_copy[2048];
-static size_t race_len;
-static struct world *race_w;
-
-/* The copy of the INIT that reached the other RX queue, while eng[0] opens the session. */
-static void race_feed_eng1(void)
-{
-	uint8_t buf[2048];
-
-	memcpy(buf, race_copy, race_len);
-	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_w->cli_from, &race_w->s_local, buf,
-			 race_len, race_w->now);
-}
-
-/*
- * The start of the two-engine tests: a world speaking proto whose server (engine 0) and a
- * second server endpoint `other` (engine 1, sending into sink, which the client never
- * hears) are made with ops, the ops of two threads of one process; the client's first
- * datagram captured in cap_buf, lost on the way. 0, or -1 if a step failed.
- */
-static int engines_init(struct world *w, struct tend *other, struct linksim *sink,
-			enum kcpx_proto proto, const struct kcpx_ep_ops *ops)
-{
-	struct kcpx_ep_config sc = ep_cfg(true, proto);
-
-	ninbox = 0;
-	refuse_open = false;
-	mid_accept = NULL;
-	if (world_init(w, proto, proto))
-		return -1;
-	kcpx_ep_free(w->s.ep);
-	linksim_init(sink, 4);
-	memset(other, 0, sizeof(*other));
-	other->name = "server-thread-1";
-	other->out = sink;
-	other->rng = 0x5555;
-	if (kcpx_ep_new(&w->s.ep, &sc, ops, &w->s, &w->s.snmp) ||
-	    kcpx_ep_new(&other->ep, &sc, ops, other, &other->snmp))
-		return -1;
-	eng[0] = &w->s;
-	eng[1] = other;
-	capture_lost_init(w);
-	return w->c.ns == 1 ? 0 : -1;
-}
-
-/* engines_init with the sid directory sdir (native INITs); the INIT's sid, 0 if a step
- * failed */
-static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
-{
-	struct kcpx_ep_ops ops = t_ops;
-
-	ops.sid_claim = sd_claim;
-	ops.sid_release = sd_release;
-	ops.native_up = sd_native_up;
-	ops.opened = sd_opened;
-	for (int i = 0; i < 4; i++)
-		sdir[i].owner = -1;
-	nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
-	if (engines_init(w, other, sink, KCPX_PROTO_AUTO, &ops))
-		return 0;
-	return kcpx_ep_sess_conv(w->c.s[0]->es);
-}
-
-/*
- * --threads / `kcpx up` with two engines: copies of one INIT reach both (a client's
- * first datagram through its kernel socket, the resend through its AF_XDP queue: two RX
- * queues at the server). The copy on engine 1 arrives while engine 0 is opening the
- * session, and a later resend too: engine 1 hands both to engine 0, which answers them
- * as repeats. One session, one XDP entry, the transfer completes.
- */
-static void test_init_two_engines(void)
-{
-	struct linksim sink;
-	struct tend other;
-	uint8_t buf[2048];
-	struct world w;
-	uint32_t sid = two_engines_init(&w, &other, &sink);
-
-	CHECK(sid != 0);
-	/* engine 0 takes the INIT, engine 1 gets a copy meanwhile */
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	mid_accept = race_feed_eng1;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
-	CHECK(mid_accept == NULL);
-	CHECK_EQ(w.s.opened, 1);
-	CHECK_EQ(other.opened, 0);
-	CHECK_EQ(sd_owner(sid), 0);
-	/* a later resend on engine 1: handed over too */
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
-	CHECK_EQ(other.opened, 0);
-	CHECK_EQ(ninbox, 2);
-	CHECK_EQ(sink.sent, 0);
-	sd_drain(&w);
-	world_run(&w, 3000);
-	CHECK_EQ(other.opened, 0);
-	CHECK_EQ(w.s.opened, 1);
-	CHECK_EQ(xdp_up[0], 1);
-	CHECK_EQ(xdp_up[1], 0);
-	CHECK_EQ(w.c.nlog_fallback, 0);
-	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
-	CHECK_EQ(server_got(&w), 30000);
-	kcpx_ep_free(other.ep);
-	linksim_free(&sink);
-	world_free(&w);
-}
-
-/* The claims of test_init_two_engines: a forged INIT (its header tag broken) claims
- * nothing, and a good one whose session is refused gives its claim back. */
-static void test_init_claim_release(void)
-{
-	struct linksim sink;
-	struct tend other;
-	uint8_t buf[2048];
-	struct world w;
-	uint32_t sid = two_engines_init(&w, &other, &sink);
-
-	CHECK(sid != 0);
-	memcpy(buf, cap_buf, cap_len);
-	buf[16] ^= 1;
-	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
-	CHECK_EQ(nclaims, 0);
-	CHECK_EQ(other.opened, 0);
-	refuse_open = true;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
-	refuse_open = false;
-	CHECK_EQ(nclaims, 1);
-	CHECK_EQ(nreleases, 1);
-	CHECK_EQ(sd_owner(sid), -1);
-	CHECK_EQ(other.opened, 0);
-	/* so the next copy opens the session where it lands */
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
-	CHECK_EQ(w.s.opened, 1);
-	CHECK_EQ(sd_owner(sid), 0);
-	kcpx_ep_free(other.ep);
-	linksim_free(&sink);
-	world_free(&w);
-}
-
 /*
  * A peer directory as app/shard.c keeps it, for kcptun's format (sessions known by
  * address): pd_foreign_peer hands a datagram from an address another engine holds or
  * claimed to it (queued in inbox, as for sids); pd_peer_claim claims an address nobody
  * holds; a session's opening records its address (after mid_accept: the copy that
- * reaches the other engine meanwhile), its closing removes it.
+ * reaches the other engine meanwhile), its closing removes it, but for a session replaced
+ * by another with its address (kcpx_ep_sess_replaced), whose claim passes on.
  */
 static struct {
 	struct kcpx_addr a;
@@ -1738,7 +1582,20 @@ static void pd_peer_release(void *user, const struct kcpx_addr *from)
 		pdir[i].owner = -1;
 }
 
-static void *pd_opened(void *user, struct kcpx_ep_sess *es, void *path)
+static void pd_closed(void *user, void *su)
+{
+	struct tsess *s = su;
+	int i = pd_find(kcpx_ep_sess_peer(s->es));
+
+	/* a replaced session's claim passes to the session replacing it */
+	if (i >= 0 && pdir[i].owner == eng_of(user) && !kcpx_ep_sess_replaced(s->es))
+		pdir[i].owner = -1;
+	t_closed(user, su);
+}
+
+/* Both directories' opened: mid_accept's copy arrives first (while eng[0] opens the
+ * session), then the session is refused (refuse_open) or its address recorded. */
+static void *dir_opened(void *user, struct kcpx_ep_sess *es, void *path)
 {
 	void (*fn)(void) = mid_accept;
 
@@ -1751,30 +1608,184 @@ static void *pd_opened(void *user, struct kcpx_ep_sess *es, void *path)
 	return t_opened(user, es, path);
 }
 
-static void pd_closed(void *user, void *su)
+/* The handed datagrams, each to the endpoint it was handed to. */
+static void sd_drain(struct world *w)
 {
-	struct tsess *s = su;
-	int i = pd_find(kcpx_ep_sess_peer(s->es));
-
-	if (i >= 0 && pdir[i].owner == eng_of(user))
-		pdir[i].owner = -1;
-	t_closed(user, su);
+	for (int i = 0; i < ninbox; i++)
+		kcpx_ep_input_at(eng[inbox[i].to]->ep, NULL, &w->spath, &inbox[i].from,
+				 &inbox[i].local, inbox[i].buf, inbox[i].len, w->now);
+	ninbox = 0;
 }
 
-/* engines_init in kcptun's format with the peer directory pdir: 0, or -1 */
-static int kcptun_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+static uint8_t race_copy[2048];
+static size_t race_len;
+static struct world *race_w;
+
+static struct kcpx_addr race_from;
+
+/* The copy of the datagram that reached the other RX queue (from race_from), while eng[0]
+ * opens a session for it. */
+static void race_feed_eng1(void)
+{
+	uint8_t buf[2048];
+
+	memcpy(buf, race_copy, race_len);
+	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_from, &race_w->s_local, buf,
+			 race_len, race_w->now);
+}
+
+/* cap_buf from `from` to engine 0, a copy of it reaching engine 1 while engine 0 opens a
+ * session for it (mid_accept) */
+static void race_two_engines(struct world *w, const struct kcpx_addr *from)
+{
+	uint8_t buf[2048];
+
+	memcpy(race_copy, cap_buf, cap_len);
+	race_len = cap_len;
+	race_w = w;
+	race_from = *from;
+	mid_accept = race_feed_eng1;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w->s.ep, NULL, &w->spath, from, &w->s_local, buf, cap_len, w->now);
+}
+
+/*
+ * The start of the two-engine tests: a world speaking proto whose server (engine 0) and a
+ * second server endpoint `other` (engine 1, sending into sink, which the client never
+ * hears) are made with ops, the ops of two threads of one process, and --sessrate
+ * sessrate; the client's first datagram captured in cap_buf, lost on the way. 0, or -1
+ * if a step failed.
+ */
+static int engines_init(struct world *w, struct tend *other, struct linksim *sink,
+			enum kcpx_proto proto, int sessrate, const struct kcpx_ep_ops *ops)
+{
+	struct kcpx_ep_config sc = ep_cfg(true, proto);
+
+	sc.sessrate = sessrate;
+	ninbox = 0;
+	refuse_open = false;
+	mid_accept = NULL;
+	if (world_init(w, proto, proto))
+		return -1;
+	kcpx_ep_free(w->s.ep);
+	linksim_init(sink, 4);
+	memset(other, 0, sizeof(*other));
+	other->name = "server-thread-1";
+	other->out = sink;
+	other->rng = 0x5555;
+	if (kcpx_ep_new(&w->s.ep, &sc, ops, &w->s, &w->s.snmp) ||
+	    kcpx_ep_new(&other->ep, &sc, ops, other, &other->snmp))
+		return -1;
+	eng[0] = &w->s;
+	eng[1] = other;
+	capture_lost_init(w);
+	return w->c.ns == 1 ? 0 : -1;
+}
+
+/* engines_init with both directories of app/shard.c: the sid directory sdir (native
+ * INITs) and the peer directory pdir (kcptun's format); 0, or -1 */
+static int dir_engines_init(struct world *w, struct tend *other, struct linksim *sink,
+			    enum kcpx_proto proto, int sessrate)
 {
 	struct kcpx_ep_ops ops = t_ops;
 
+	ops.sid_claim = sd_claim;
+	ops.sid_release = sd_release;
+	ops.native_up = sd_native_up;
 	ops.foreign_peer = pd_foreign_peer;
 	ops.peer_claim = pd_peer_claim;
 	ops.peer_release = pd_peer_release;
-	ops.opened = pd_opened;
+	ops.opened = dir_opened;
 	ops.closed = pd_closed;
 	for (int i = 0; i < 4; i++)
-		pdir[i].owner = -1;
+		sdir[i].owner = pdir[i].owner = -1;
+	nclaims = nreleases = xdp_up[0] = xdp_up[1] = 0;
 	npclaims = npreleases = 0;
-	return engines_init(w, other, sink, KCPX_PROTO_KCPTUN, &ops);
+	return engines_init(w, other, sink, proto, sessrate, &ops);
+}
+
+/* dir_engines_init for a native INIT: its sid, 0 if a step failed */
+static uint32_t two_engines_init(struct world *w, struct tend *other, struct linksim *sink)
+{
+	if (dir_engines_init(w, other, sink, KCPX_PROTO_AUTO, 0))
+		return 0;
+	return kcpx_ep_sess_conv(w->c.s[0]->es);
+}
+
+/*
+ * --threads / `kcpx up` with two engines: copies of one INIT reach both (a client's
+ * first datagram through its kernel socket, the resend through its AF_XDP queue: two RX
+ * queues at the server). The copy on engine 1 arrives while engine 0 is opening the
+ * session, and a later resend too: engine 1 hands both to engine 0, which answers them
+ * as repeats. One session, one XDP entry, the transfer completes.
+ */
+static void test_init_two_engines(void)
+{
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+	uint32_t sid = two_engines_init(&w, &other, &sink);
+
+	CHECK(sid != 0);
+	/* engine 0 takes the INIT, engine 1 gets a copy meanwhile */
+	race_two_engines(&w, &w.cli_from);
+	CHECK(mid_accept == NULL);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(sd_owner(sid), 0);
+	/* a later resend on engine 1: handed over too */
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 2);
+	CHECK_EQ(sink.sent, 0);
+	sd_drain(&w);
+	world_run(&w, 3000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(xdp_up[0], 1);
+	CHECK_EQ(xdp_up[1], 0);
+	CHECK_EQ(w.c.nlog_fallback, 0);
+	CHECK(!strcmp(proto_of(&w.c), "kcpx"));
+	CHECK_EQ(server_got(&w), 30000);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/* The claims of test_init_two_engines: a forged INIT (its header tag broken) claims
+ * nothing, and a good one whose session is refused gives its claim back. */
+static void test_init_claim_release(void)
+{
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+	uint32_t sid = two_engines_init(&w, &other, &sink);
+
+	CHECK(sid != 0);
+	memcpy(buf, cap_buf, cap_len);
+	buf[16] ^= 1;
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(nclaims, 0);
+	CHECK_EQ(other.opened, 0);
+	refuse_open = true;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	refuse_open = false;
+	CHECK_EQ(nclaims, 1);
+	CHECK_EQ(nreleases, 1);
+	CHECK_EQ(sd_owner(sid), -1);
+	CHECK_EQ(other.opened, 0);
+	/* so the next copy opens the session where it lands */
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(sd_owner(sid), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
 }
 
 /* world_run, with the second engine served too (its sessions' timers and output) */
@@ -1784,19 +1795,6 @@ static void two_run(struct world *w, struct tend *other, uint32_t ms)
 		world_step(w);
 		serve(other, w->now);
 	}
-}
-
-static struct kcpx_addr race_from;
-
-/* The copy of the first kcptun-format datagram on the other RX queue, from race_from,
- * while eng[0] opens the session. */
-static void race_feed_eng1_from(void)
-{
-	uint8_t buf[2048];
-
-	memcpy(buf, race_copy, race_len);
-	kcpx_ep_input_at(eng[1]->ep, NULL, &race_w->spath, &race_from, &race_w->s_local, buf,
-			 race_len, race_w->now);
 }
 
 /*
@@ -1811,19 +1809,13 @@ static void race_feed_eng1_from(void)
  */
 static void test_kcptun_two_engines(void)
 {
+	struct kcpx_addr victim;
 	struct linksim sink;
 	struct tend other;
-	uint8_t buf[2048];
 	struct world w;
 
-	CHECK_EQ(kcptun_engines_init(&w, &other, &sink), 0);
-	memcpy(race_copy, cap_buf, cap_len);
-	race_len = cap_len;
-	race_w = &w;
-	race_from = w.cli_from;
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, 0), 0);
+	race_two_engines(&w, &w.cli_from);
 	CHECK(mid_accept == NULL);
 	CHECK_EQ(w.s.opened, 1);
 	CHECK_EQ(other.opened, 0);
@@ -1841,10 +1833,8 @@ static void test_kcptun_two_engines(void)
 	w.s.victim = other.victim = 0x0a000009;
 	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
 	other.victim_tx = calloc(VICTIM_PORTS, 1);
-	addr4(&race_from, w.s.victim, VICTIM_PORT0);
-	mid_accept = race_feed_eng1_from;
-	memcpy(buf, cap_buf, cap_len);
-	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &race_from, &w.s_local, buf, cap_len, w.now);
+	addr4(&victim, w.s.victim, VICTIM_PORT0);
+	race_two_engines(&w, &victim);
 	sd_drain(&w);
 	for (int i = 0; i < 15; i++) {
 		two_run(&w, &other, 1000);
@@ -1858,12 +1848,209 @@ static void test_kcptun_two_engines(void)
 	CHECK_EQ(w.s.opened, 2);
 	CHECK_EQ(other.opened, 0);
 	CHECK(w.s.victim_total + other.victim_total <= 3 * 2);
-	CHECK_EQ(pd_find(&race_from), -1); /* closed, never answered: address given back */
+	CHECK_EQ(pd_find(&victim), -1); /* closed, never answered: address given back */
 	free(w.s.victim_tx);
 	free(other.victim_tx);
 	kcpx_ep_free(other.ep);
 	linksim_free(&sink);
 	world_free(&w);
+}
+
+/* Who holds a in pdir: 0, 1, or -1 (nobody). */
+static int pd_owner(const struct kcpx_addr *a)
+{
+	int i = pd_find(a);
+
+	return i < 0 ? -1 : pdir[i].owner;
+}
+
+/*
+ * The replacements with two engines (docs/SECURITY.md, "One address, one kcptun-format
+ * session"). A kcptun-format client restarts on the same address and begins a new
+ * conversation: engine 0 closes the old session and opens a new one, and a copy of the
+ * new first datagram reaches engine 1 in between. The address stays claimed across the
+ * replacement, so engine 1 hands the copy over instead of opening a second session for
+ * the address (which it did while the close gave the address back). A replayed datagram
+ * of the old conversation (not a first segment) moves nothing, on either engine.
+ */
+static void test_kcptun_new_conv_two_engines(void)
+{
+	uint8_t buf[2048], old[2048];
+	struct linksim sink;
+	struct tend other;
+	struct world w;
+	size_t old_len;
+
+	CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, 0), 0);
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	two_run(&w, &other, 2000);
+	/* a datagram from the middle of the first conversation: a second stream's second */
+	cap_idx = w.cs.sent + 1;
+	cap_len = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 20000));
+	two_run(&w, &other, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	memcpy(old, cap_buf, cap_len);
+	old_len = cap_len;
+	CHECK_EQ(server_got(&w), 50000);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+
+	CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
+	capture_lost_init(&w);
+	race_two_engines(&w, &w.cli_from);
+	CHECK(mid_accept == NULL);
+	printf("     new conversation, a copy on engine 1 during the replacement: sessions "
+	       "opened %d + %d, %d handed over\n",
+	       w.s.opened - 1, other.opened, ninbox);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 1);
+	CHECK_EQ(npclaims, 1); /* the first session's; the second took it over */
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	sd_drain(&w);
+	two_run(&w, &other, 3000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK_EQ(server_got(&w), 30000);
+
+	/* a replay of the old conversation on each engine: nothing closes or moves */
+	memcpy(buf, old, old_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, old_len, w.now);
+	memcpy(buf, old, old_len);
+	kcpx_ep_input_at(other.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, old_len, w.now);
+	CHECK_EQ(ninbox, 1); /* engine 1's, handed to engine 0 */
+	sd_drain(&w);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/* Drops what the client sends; keeps in cap_buf the first datagram it sends once it has
+ * fallen back to kcptun's format (ctx: the world). */
+static bool capture_after_fallback(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
+{
+	struct world *w = ctx;
+
+	if (w->c.nlog_fallback && !cap_len) {
+		cap_idx = idx;
+		capture(ctx, idx, buf, len);
+	}
+	return true;
+}
+
+/*
+ * The other replacement with two engines: the server's RESPs are lost, so the client
+ * gives its handshake up and speaks kcptun's format under the same conv. Engine 0
+ * replaces its kcpx session with a kcptun-format one, and a copy of the client's first
+ * such datagram reaches engine 1 in between: handed over, since the kcpx session's
+ * address stays claimed across the replacement. One session, the transfer completes.
+ */
+static void test_fallback_two_engines(void)
+{
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct tend other;
+	uint8_t buf[2048];
+	struct world w;
+
+	CHECK(two_engines_init(&w, &other, &sink) != 0);
+	w.sc.drop_fn = drop_all;
+	memcpy(buf, cap_buf, cap_len);
+	kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len, w.now);
+	CHECK_EQ(w.s.opened, 1);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	cap_len = 0;
+	w.cs.drop_ctx = &w;
+	w.cs.drop_fn = capture_after_fallback;
+	for (int i = 0; i < 5000 && !cap_len; i++)
+		two_run(&w, &other, 1);
+	w.cs.drop_fn = NULL;
+	w.sc.drop_fn = NULL;
+	CHECK_EQ(w.c.nlog_fallback, 1);
+	CHECK(cap_len > 0);
+	CHECK(!strcmp(proto_of(&w.s), "kcpx"));
+	race_two_engines(&w, &w.cli_from);
+	kcpx_ep_stats(w.s.ep, &st);
+	printf("     fallback, a copy on engine 1 during the replacement: sessions opened "
+	       "%d + %d, %d handed over\n",
+	       w.s.opened - 1, other.opened, ninbox);
+	CHECK_EQ(st.replaced, 1);
+	CHECK(mid_accept == NULL);
+	CHECK_EQ(w.s.opened, 2);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(ninbox, 1);
+	CHECK_EQ(npclaims, 0); /* the kcpx session's address, taken over */
+	CHECK_EQ(npreleases, 0);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	sd_drain(&w);
+	two_run(&w, &other, 4000);
+	CHECK_EQ(other.opened, 0);
+	CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+	CHECK(!strcmp(proto_of(&w.s), "kcptun"));
+	CHECK_EQ(server_got(&w), 30000);
+	CHECK_EQ(pd_owner(&w.cli_from), 0);
+	kcpx_ep_free(other.ep);
+	linksim_free(&sink);
+	world_free(&w);
+}
+
+/*
+ * A replacement that does not open gives the claim it took over back: refused by
+ * --sessrate (a new conversation right after the first: pass 0), or by the owner (as out
+ * of memory: pass 1). The address is nobody's then, and the client's resend claims it
+ * as a first datagram.
+ */
+static void test_replace_claim_release(void)
+{
+	uint8_t buf[2048], first[2048];
+	struct kcpx_ep_stats st;
+	struct linksim sink;
+	struct tend other;
+	struct world w;
+	size_t first_len;
+
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK_EQ(dir_engines_init(&w, &other, &sink, KCPX_PROTO_KCPTUN, pass ? 0 : 1), 0);
+		memcpy(first, cap_buf, cap_len);
+		first_len = cap_len;
+		CHECK_EQ(client_restart(&w, KCPX_PROTO_KCPTUN, 0x4321), 0);
+		capture_lost_init(&w); /* the new conversation's first datagram */
+		memcpy(buf, first, first_len);
+		kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, first_len,
+				 w.now);
+		CHECK_EQ(w.s.opened, 1);
+		CHECK_EQ(pd_owner(&w.cli_from), 0);
+		refuse_open = pass == 1;
+		memcpy(buf, cap_buf, cap_len);
+		kcpx_ep_input_at(w.s.ep, NULL, &w.spath, &w.cli_from, &w.s_local, buf, cap_len,
+				 w.now);
+		refuse_open = false;
+		kcpx_ep_stats(w.s.ep, &st);
+		CHECK_EQ(st.admit_refused, pass ? 0 : 1);
+		CHECK_EQ(kcpx_ep_count(w.s.ep), 0);
+		CHECK_EQ(npclaims, 1);
+		CHECK_EQ(npreleases, 1);
+		CHECK_EQ(pd_owner(&w.cli_from), -1);
+		two_run(&w, &other, 4000);
+		CHECK_EQ(npclaims, 2);
+		CHECK_EQ(pd_owner(&w.cli_from), 0);
+		CHECK_EQ(kcpx_ep_count(w.s.ep), 1);
+		CHECK_EQ(other.opened, 0);
+		CHECK_EQ(server_got(&w), 30000);
+		kcpx_ep_free(other.ep);
+		linksim_free(&sink);
+		world_free(&w);
+	}
 }
 
 #define S_ONE 0x0a000002 /* the server's address the client writes to */
@@ -1973,11 +2160,6 @@ static void test_answer_local_kcptun(void)
 	world_free(&w);
 }
 
-static bool drop_all(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
-{
-	return true;
-}
-
 /* Once a kcpx server answered, a later session whose RESPs are all lost (blocked by
  * an attacker) is closed, never downgraded to kcptun's format. */
 static void test_no_downgrade(void)
@@ -2031,6 +2213,9 @@ int main(void)
 	RUN(test_init_two_engines);
 	RUN(test_init_claim_release);
 	RUN(test_kcptun_two_engines);
+	RUN(test_kcptun_new_conv_two_engines);
+	RUN(test_fallback_two_engines);
+	RUN(test_replace_claim_release);
 	RUN(test_answer_local_repeat_init);
 	RUN(test_answer_local_init_race);
 	RUN(test_answer_local_kcptun);

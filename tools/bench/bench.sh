@@ -170,6 +170,7 @@ fi
 mkdir -p "$RESDIR"
 WORK=$(mktemp -d /tmp/kcpx-bench.XXXXXX)
 on_cleanup "rm -rf '$WORK'"
+bench_python "$WORK" # for this script and every part it starts
 # Run a private copy: kcpx is rebuilt by others while a bench runs.
 KCPX_VER=""
 if [ -x "$KCPX" ] && [ -z "$KCPX_NA" ]; then
@@ -342,13 +343,10 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 	local base="kind=bulk delay=$d loss=$ls cand=$cand"
 	TUN_C=
 	TUN_S=
+	# iperf3's server starts while the tunnel does
 	nsenter --net=/run/netns/"$nb" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
 	srv=$!
 	track_pid $srv
-	if ! wait_tcp_port "$nb" 5201 5 2>/dev/null; then
-		rec "$base status=na reason=iperf3 server did not start"
-		return
-	fi
 	cc=()
 	if [ "$cand" = tcp ]; then
 		host=$(wan_ip "$l" b)
@@ -362,6 +360,12 @@ bulk_run() { # bulk_run DELAY LOSS CAND
 		fi
 		host=127.0.0.1
 		port=12948
+	fi
+	if ! wait_tcp_port "$nb" 5201 5 2>/dev/null; then
+		rec "$base status=na reason=iperf3 server did not start"
+		[ -n "$TUN_C" ] && tun_stop
+		kill "$srv" 2>/dev/null
+		return
 	fi
 	read -r w0 e0 f0 <<<"$(link_counters "$l")"
 	c0=0

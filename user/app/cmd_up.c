@@ -54,6 +54,10 @@ struct up {
 		*xsk[KCPX_UP_MAX_THREADS]; /* engine k's sockets: RX queues k, k + nxsk, .. */
 };
 
+/* every session of a kcpx up client has a port steered by XDP; sessions an --autoexpire
+ * replaced keep theirs until their streams end */
+_Static_assert(KCPX_LPORTS_MAX >= 2 * KCPX_CONN_MAX, "kcpx_lports too small for --conn");
+
 static void log_to_app(int level, const char *msg)
 {
 	kcpx_log((enum kcpx_log_level)level, "%s", msg);

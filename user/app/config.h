@@ -13,7 +13,8 @@
 
 enum kcpx_role { KCPX_ROLE_NONE = 0, KCPX_ROLE_CLIENT = 1, KCPX_ROLE_SERVER = 2 };
 
-#define KCPX_STR 256
+#define KCPX_STR      256
+#define KCPX_CONN_MAX 1024 /* --conn */
 
 struct kcpx_config {
 	enum kcpx_role role;
@@ -75,9 +76,10 @@ struct kcpx_config {
 	int sessstreams; /* streams in one session (smux max_streams) */
 	int closewait;	 /* s a stream stays open after its first direction ended (kcptun) */
 	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
-	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
-	int maxwnd;	 /* ceiling of the grown send window (kcpx ends, bbr); 0: no growth */
-	bool qpp;	 /* kcptun's QPP: refused */
+	char fecparity[8]; /* auto, loss, fixed: FEC parity between kcpx ends */
+	int ratelimit;	   /* wire bytes per second per session; 0: no limit */
+	int maxwnd;	   /* ceiling of the grown send window (kcpx ends, bbr); 0: no growth */
+	bool qpp;	   /* kcptun's QPP: refused */
 	int qppcount;
 	bool noseccomp;		/* no syscall filter once set up (io/seccomp.h) */
 	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */

@@ -289,6 +289,10 @@ static void json_cc(FILE *fp, struct kcpx_session *ks)
 		/* what adaptive FEC decides on: transmissions, copies lost, its raw-loss guess */
 		fprintf(fp, ",\"sent_segs\":%llu,\"lost_segs\":%llu,\"fec_loss_ppm\":%u",
 			(unsigned long long)sent, (unsigned long long)lost, (unsigned)fec_loss);
+		/* parity by need: new segments sent, of them with more held back behind them */
+		kcpx_kcp_backlog_counts(kcp, &sent, &lost);
+		fprintf(fp, ",\"new_segs\":%llu,\"held_segs\":%llu", (unsigned long long)sent,
+			(unsigned long long)lost);
 		/* what ended STARTUP and the estimate it left at: a slow session's first clue */
 		fprintf(fp, ",\"rounds\":%u,\"startup_exit\":", ci.rounds);
 		json_str(fp, kcpx_cc_exit_name(ci.startup_exit));

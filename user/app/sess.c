@@ -68,7 +68,10 @@ static void ep_closed(void *user, void *sess_user)
 	/* Flush what the engine owes the peer before the streams go. */
 	kcpx_conn_close_all(s);
 	s->closing = true;
-	if (s->in_peer_dir)
+	/* a replaced session's address stays claimed for its successor, which opens next
+	 * (or the endpoint gives the claim back: kcpx_shard_peer_release) */
+	if (s->in_peer_dir && !(kcpx_ep_sess_replaced(s->es) &&
+				kcpx_addr_equal(&s->peer_at, kcpx_ep_sess_peer(s->es))))
 		kcpx_shard_peer_del(s->t, &s->peer_at);
 	s->in_peer_dir = false;
 	kcpx_timer_cancel(s->t->loop, &s->timer);
@@ -249,6 +252,8 @@ void kcpx_tun_session_config(const struct tunnel *t, struct kcpx_session_config 
 		.datashard = cfg->datashard,
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,
+		.fec_fixed = !strcmp(cfg->fecparity, "fixed"),
+		.fec_loss = !strcmp(cfg->fecparity, "loss"),
 		.crypt = t->crypt,
 		.chunks = t->chunks,
 		.smux = {

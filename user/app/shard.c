@@ -17,7 +17,9 @@
  *   - the peer directory: which thread holds the session opened with a peer address.
  *     Written when a kcptun-format datagram is about to open a session (the receiving
  *     thread claims the address: copies of the peer's first datagrams on other threads
- *     go to it, kcpx_shard_peer_claim) and when a server session opens or closes, read
+ *     go to it, kcpx_shard_peer_claim) and when a server session opens or closes (but
+ *     for one the endpoint replaces with a new kcptun-format session for the same
+ *     address: the claim passes to the new one, kcpx_ep_sess_replaced), read
  *     for a datagram from an address the receiving thread has no session with. kcptun's
  *     format names no sid: its sessions are known by address, and when the NIC moves a
  *     peer's datagrams to another RX queue (an RSS change under `kcpx up`) they go on to

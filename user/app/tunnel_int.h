@@ -182,7 +182,8 @@ void kcpx_shard_peer_del(struct tunnel *t, const struct kcpx_addr *a);
 bool kcpx_shard_foreign_peer(void *user, void *path, const struct kcpx_addr *from,
 			     const struct kcpx_ip *local, const uint8_t *d, size_t n);
 /* The endpoint's peer_claim and peer_release ops: an address about to open a
- * kcptun-format session, this thread's or handed to the thread that claimed it first. */
+ * kcptun-format session, this thread's or handed to the thread that claimed it first;
+ * given back when no session opened (also the claim a replaced session kept). */
 bool kcpx_shard_peer_claim(void *user, void *path, const struct kcpx_addr *from,
 			   const struct kcpx_ip *local, const uint8_t *d, size_t n);
 void kcpx_shard_peer_release(void *user, const struct kcpx_addr *from);

@@ -794,6 +794,24 @@ static bool kcptun_first_segment(const uint8_t *body, size_t blen)
 	return blen >= off + 24 && body[off + 4] == 81 && kcpx_get_le32(body + off + 12) == 0;
 }
 
+/*
+ * Server: close s (whose peer is the datagram's source) for a kcptun-format session with
+ * the same peer, about to be opened by the caller (a client's fallback, a new
+ * conversation). The owner keeps s's claim on the address for the new session
+ * (kcpx_ep_sess_replaced), so that a copy of the datagram on another endpoint in the
+ * meantime is handed here rather than opening a second session. Returns true when the
+ * caller holds that claim now (the owner keeps a peer directory): it must call
+ * ops.peer_release if no session opens.
+ */
+static bool ep_replace(struct kcpx_ep_sess *s, const char *why)
+{
+	struct kcpx_ep *ep = s->ep;
+
+	s->replaced = ep->ops.peer_release != NULL;
+	kcpx_ep_close(s, why);
+	return s->replaced;
+}
+
 static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		     const struct kcpx_addr *from, uint8_t *d, size_t n, uint32_t now)
 {
@@ -801,7 +819,9 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	uint8_t raw[KCPX_EP_DGRAM_MAX]; /* the datagram as received, for ops.peer_claim */
 	struct kcpx_native_info ni;
 	struct kcpx_ep_sess *s;
-	bool reset = false, claim = false;
+	/* claim: ask ops.peer_claim for the address before a session opens with it; held:
+	 * the address is this endpoint's already, kept from the session replaced below */
+	bool reset = false, claim = false, held = false;
 	uint8_t *body;
 	size_t blen;
 	uint32_t conv;
@@ -854,7 +874,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 				ep, 1,
 				"session %08x (%s): client fell back, replacing the kcpx session",
 				s->conv, kcpx_addr_str(from, abuf, sizeof(abuf)));
-			kcpx_ep_close(s, "replaced by a kcptun-format session");
+			held = ep_replace(s, "replaced by a kcptun-format session");
 			s = NULL;
 		} else if (s && !is_native(s) && conv && s->conv != conv) {
 			/* the peer restarted on the same address with a new conversation: only
@@ -863,7 +883,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 				ep->st.unknown_peer++;
 				return;
 			}
-			kcpx_ep_close(s, "peer began a new conversation");
+			held = ep_replace(s, "peer began a new conversation");
 			s = NULL;
 		}
 	}
@@ -872,6 +892,8 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 	if (!s) {
 		if (!ep->cfg.server || !conv || ep_admit(ep, from, false, d, n, now)) {
 			ep->st.unknown_peer++;
+			if (held)
+				ep->ops.peer_release(ep->user, from);
 			return;
 		}
 		/*
@@ -879,6 +901,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		 * (after the caps, so a refused flood takes no lock). A copy of the same
 		 * first datagrams that reached another endpoint meanwhile went to the
 		 * claimant, or comes here through foreign_peer: one session per address.
+		 * A replacement holds the claim of the session it replaced.
 		 */
 		if (claim && ep->ops.peer_claim(ep->user, path, from, ep->rx_local, raw, n)) {
 			adm_drop(ep);
@@ -887,7 +910,7 @@ static void ep_input(struct kcpx_ep *ep, struct kcpx_ep_sess *owner, void *path,
 		s = ep_open(ep, path, from, conv, false, now);
 		adm_drop(ep);
 		if (!s) {
-			if (claim && ep->ops.peer_release)
+			if ((claim || held) && ep->ops.peer_release)
 				ep->ops.peer_release(ep->user, from);
 			return;
 		}
@@ -1141,6 +1164,11 @@ uint32_t kcpx_ep_sess_conv(const struct kcpx_ep_sess *s)
 const struct kcpx_addr *kcpx_ep_sess_peer(const struct kcpx_ep_sess *s)
 {
 	return &s->peer;
+}
+
+bool kcpx_ep_sess_replaced(const struct kcpx_ep_sess *s)
+{
+	return s->replaced;
 }
 
 bool kcpx_ep_sess_closing(const struct kcpx_ep_sess *s)

@@ -114,7 +114,9 @@ struct kcpx_ep_ops {
 	/* A session was created on path. Return the owner's per-session state (never NULL
 	 * for a live session), or NULL to refuse it (then it is freed at once). */
 	void *(*opened)(void *user, struct kcpx_ep_sess *s, void *path);
-	/* The session is closing: drop its streams and timer (the session still works). */
+	/* The session is closing: drop its streams and timer (the session still works).
+	 * When kcpx_ep_sess_replaced() says so, a new kcptun-format session with the same
+	 * peer is about to open here: keep the address claimed (peer_claim) for it. */
 	void (*closed)(void *user, void *sess_user);
 	/* The session is being freed (from kcpx_ep_reap): release sess_user and its path. */
 	void (*release)(void *user, void *sess_user);
@@ -168,7 +170,8 @@ struct kcpx_ep_ops {
 	 * session or calls peer_release. */
 	bool (*peer_claim)(void *user, void *path, const struct kcpx_addr *from,
 			   const struct kcpx_ip *local, const uint8_t *d, size_t n);
-	/* An address this endpoint claimed opened no session here. */
+	/* An address this endpoint claimed, or kept from a replaced session (below), opened
+	 * no session here. */
 	void (*peer_release)(void *user, const struct kcpx_addr *from);
 	/* level: 0 warn, 1 info (the app's levels). ratelimited lines are already limited. */
 	void (*log)(void *user, int level, const char *msg);
@@ -261,6 +264,15 @@ void *kcpx_ep_sess_user(const struct kcpx_ep_sess *s);
 uint32_t kcpx_ep_sess_conv(const struct kcpx_ep_sess *s);
 const struct kcpx_addr *kcpx_ep_sess_peer(const struct kcpx_ep_sess *s);
 bool kcpx_ep_sess_closing(const struct kcpx_ep_sess *s);
+/*
+ * Server, with peer_release: s closes to be replaced by a kcptun-format session with the
+ * same peer address on this endpoint (a client that fell back from an unanswered kcpx
+ * session, a peer that began a new conversation). Its claim on the address passes to the
+ * new session, with no moment in which the address is nobody's: a copy of the datagram
+ * on another endpoint is handed here meanwhile, as for a first datagram. If the new
+ * session does not open (refused, out of memory), the endpoint calls peer_release.
+ */
+bool kcpx_ep_sess_replaced(const struct kcpx_ep_sess *s);
 bool kcpx_ep_sess_expired(const struct kcpx_ep_sess *s);
 /* "kcpx" (native), "probe" (a client's handshake under way), "kcptun" (its format) */
 const char *kcpx_ep_sess_proto(const struct kcpx_ep_sess *s);

@@ -64,6 +64,7 @@ struct kcpx_ep_sess {
 	bool retired;	/* client: a late RESP; closes when its streams are done */
 	bool be_native; /* ops->native_up took it: tell ops->native_down at the end */
 	bool proven;	/* see UNPROVEN_TX: the peer's address answers */
+	bool replaced;	/* closing for a new session with its peer: kcpx_ep_sess_replaced */
 	bool src_held;	/* holds src in ep->srccnt (--persource) */
 	struct kcpx_srcref src;
 	uint16_t tx_budget; /* unproven: datagrams it may still send */

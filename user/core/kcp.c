@@ -203,7 +203,8 @@ struct kcpx_kcp {
 	/* cc bbr, adaptive FEC's counts: copies sent and lost, counted when their segment is
 	 * acked and only if the copy went out at the parity in force then (snd_release) */
 	uint64_t fa_sent, fa_lost;
-	uint32_t ld_credit; /* local drops not yet matched with the losses they cause */
+	uint64_t new_segs, held_segs; /* kcpx_kcp_backlog_counts */
+	uint32_t ld_credit;	      /* local drops not yet matched with the losses they cause */
 
 	/* Receive drops (kcpx_kcp_rx_dropped): incoming datagrams of this engine the host
 	 * dropped before reading them, counted here and, between kcpx ends, told to the
@@ -1086,6 +1087,25 @@ void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *
 {
 	*sent = kcp->fa_sent;
 	*lost = kcp->fa_lost;
+}
+
+void kcpx_kcp_backlog_counts(const struct kcpx_kcp *kcp, uint64_t *segs, uint64_t *held)
+{
+	*segs = kcp->new_segs;
+	*held = kcp->held_segs;
+}
+
+void kcpx_kcp_path_segs(const struct kcpx_kcp *kcp, uint32_t *bdp, uint32_t *wnd_max)
+{
+	const struct kcpx_cc *cc = &kcp->cc;
+	uint64_t seg = KCPX_MAX(seg_cost(kcp, kcp->mss), 1u);
+
+	*bdp = 0;
+	/* btl_bw <= KCPX_CC_RATE_MAX, min_rtt <= 60 s (cc.c): no overflow */
+	if (paced(kcp) && cc->btl_bw && cc->have_rtt)
+		*bdp = (uint32_t)KCPX_MIN(cc->btl_bw * cc->min_rtt / 1000 / seg,
+					  (uint64_t)KCPX_KCP_WND_MAX);
+	*wnd_max = kcp->wnd_grow_max ? KCPX_MAX(kcp->wnd_grow_max, kcp->snd_wnd) : kcp->snd_wnd;
 }
 
 void kcpx_kcp_set_wnd_grow(struct kcpx_kcp *kcp, unsigned max)
@@ -2073,6 +2093,11 @@ static void flush(struct kcpx_kcp *kcp, uint32_t now, enum flush_kind kind)
 			first_new = s;
 		newsegs++;
 	}
+	/* new data sent with more behind it (queued, or the window full): what the sender's
+	 * limits held back, not what the owner had (kcpx_kcp_backlog_counts) */
+	kcp->new_segs += newsegs;
+	if (kcp->sq_head || !before(kcp->snd_nxt, kcp->snd_una + cwnd))
+		kcp->held_segs += newsegs;
 	/*
 	 * Out of data or of window below the cap: the next samples are not the path's. But
 	 * a window grown to the path's need (snd_wnd_eff: three BDPs and two ACK batches)

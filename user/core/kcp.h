@@ -194,6 +194,15 @@ enum kcpx_cc_state kcpx_kcp_cc_state(const struct kcpx_kcp *kcp);
  * when neither an ACK echoing an earlier copy nor an una sooner than a round trip after
  * the last one showed that it arrived. 0, 0 under another algorithm. */
 void kcpx_kcp_loss_counts(const struct kcpx_kcp *kcp, uint64_t *sent, uint64_t *lost);
+/* New segments sent (first copies), and of them those sent by a flush that left more
+ * behind (segments queued, or the window full): a sender whose pace, inflight cap or
+ * window holds it back sends nearly all its data that way, one whose owner has little
+ * to send (small exchanges) none. Cumulative, under any algorithm. */
+void kcpx_kcp_backlog_counts(const struct kcpx_kcp *kcp, uint64_t *segs, uint64_t *held);
+/* cc bbr: the controller's BDP (bottleneck estimate x min RTT) in full segments, 0 while
+ * it has none; and the most the send window may span (kcpx_kcp_set_wnd_grow's ceiling,
+ * or the configured window). */
+void kcpx_kcp_path_segs(const struct kcpx_kcp *kcp, uint32_t *bdp, uint32_t *wnd_max);
 
 /*
  * Queue len bytes (copied). Stream mode first tops up the last queued, unsent segment,

@@ -258,6 +258,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		/* both windows grow past holes between kcpx ends (above): low loss is ARQ's */
 		kcpx_fecadapt_set_arq(&s->fa,
 				      cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0);
+		/* --fecparity loss: a bulk's parity follows the loss too */
+		kcpx_fecadapt_set_by_need(&s->fa, !cfg->fec_loss);
 	}
 	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
 	 * own, the decoder is made when the first shard comes: kcpx_session_input). */
@@ -634,7 +636,8 @@ static bool pump_tx(struct kcpx_session *s)
  */
 static void sess_fec_adapt(struct kcpx_session *s)
 {
-	uint64_t sent, lost;
+	uint64_t sent, lost, segs, held;
+	uint32_t bdp, wmax;
 	int p, ps = s->cfg.parityshard;
 
 	if (!s->fec_enc)
@@ -642,6 +645,11 @@ static void sess_fec_adapt(struct kcpx_session *s)
 	if (s->cfg.native && s->cfg.cc == KCPX_CC_BBR && !s->cfg.fec_fixed) {
 		enum kcpx_cc_state st = kcpx_kcp_cc_state(s->kcp);
 
+		/* parity by need: is the sender held back, and do its windows span ARQ? */
+		kcpx_kcp_backlog_counts(s->kcp, &segs, &held);
+		kcpx_fecadapt_backlog(&s->fa, segs, held);
+		kcpx_kcp_path_segs(s->kcp, &bdp, &wmax);
+		kcpx_fecadapt_path(&s->fa, bdp, wmax);
 		kcpx_kcp_loss_counts(s->kcp, &sent, &lost);
 		if (st == KCPX_CC_STARTUP || st == KCPX_CC_DRAIN)
 			kcpx_fecadapt_hold(&s->fa, sent, lost);

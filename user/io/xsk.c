@@ -1747,6 +1747,9 @@ int kcpx_xsk_port(struct kcpx_xsk *c, const struct kcpx_addr *bind, const struct
 	/* a client's port: XDP steers what the server sends to it */
 	if (!bind) {
 		err = kcpx_xdp_add_lport(c->xdp, ntohs(p->lport_be), peer);
+		if (err == -E2BIG)
+			kcpx_io_logf(0, "af_xdp: %s: all %d client ports XDP can steer are in use",
+				     c->ifname, KCPX_LPORTS_MAX);
 		if (err)
 			goto err;
 		p->lport_registered = true;
