@@ -3,8 +3,9 @@
 #   bench.sh full     10 links, the stages below and the bottleneck bench
 #                     (tools/bench/bottleneck.sh): docs/BENCH.md, bench.png,
 #                     docs/BENCH-BOTTLENECK.md, README.md's generated figures; about
-#                     25 min, BENCH.md's "Time per part" says where they go and
-#                     docs/BENCH-TIME.md why the bench is shaped so
+#                     28 min on 2 quiet cores (docs/BENCH-TIME.md's estimate, and why
+#                     the bench is shaped so; BENCH.md's "Time per part" says where
+#                     the last run's minutes went)
 #   bench.sh quick    3 points (< 2 min): $OUT/bench-quick/ (BENCH_DOCS=1: docs/)
 #   bench.sh smoke    1 point, a few seconds, for `make check`: $OUT/bench-smoke/
 #
