@@ -26,6 +26,8 @@ out=$("$KCPX" server --pprof 2>&1) && bad "--pprof accepted"
 echo "$out" | grep -qi "pprof" || bad "--pprof not refused clearly: $out"
 out=$("$KCPX" client --mode warp 2>&1) && bad "bad mode accepted"
 echo "$out" | grep -q "warp" || bad "bad mode not named: $out"
+out=$("$KCPX" client --fecparity some 2>&1) && bad "bad fecparity accepted"
+echo "$out" | grep -q "fecparity" || bad "bad fecparity not named: $out"
 
 netns_pair
 ip -n "$NS_A" addr add fd00:77::1/64 dev "$IF_A" nodad

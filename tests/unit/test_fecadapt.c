@@ -159,8 +159,17 @@ static void test_bulk(void)
 	kcpx_fecadapt_backlog(&a, segs += 1800, held += 1800);
 	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 2), 3);
 	CHECK(!a.bulk);
-	/* counts that go back start over; nonsense never leaves [0, ps] */
+	/* --fecparity loss: nothing counts as a bulk, the parity follows the loss */
+	kcpx_fecadapt_init(&a, 10, 3);
 	kcpx_fecadapt_set_arq(&a, true);
+	kcpx_fecadapt_set_by_need(&a, false);
+	kcpx_fecadapt_path(&a, 450, 4096);
+	a.parity = 0;
+	kcpx_fecadapt_backlog(&a, segs += 1800, held += 1800);
+	CHECK_EQ(kcpx_fecadapt_update(&a, sent += KCPX_FECA_WINDOW, lost += 205), 3);
+	CHECK(!a.bulk);
+	/* counts that go back start over; nonsense never leaves [0, ps] */
+	kcpx_fecadapt_set_by_need(&a, true);
 	for (uint32_t seed = 7, i = 0; i < 100000; i++) {
 		seed = unit_xorshift32(&seed);
 		sent += seed % 5000;

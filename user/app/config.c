@@ -136,6 +136,12 @@ static const struct opt opts[] = {
 	{ "cc", NULL, OPT_STR, offsetof(struct kcpx_config, cc), 8, R_CS, false, NULL,
 	  "congestion control: bbr (paced, loss-tolerant; default), kcp (KCP's classic cwnd) "
 	  "or off (windows only; kcptun's nc=1)" },
+	{ "fecparity", NULL, OPT_STR, offsetof(struct kcpx_config, fecparity), 8, R_CS, false, NULL,
+	  "FEC parity between kcpx ends with --cc bbr: auto (a bulk transfer its controller "
+	  "holds back sends none up to about 30 % loss, ARQ resends what is lost; other "
+	  "sessions follow the loss), loss (every session's parity follows the loss: a tunnel "
+	  "that mixes interactive streams with downloads in one session) or fixed (always "
+	  "--parityshard, as in kcptun's format)" },
 	I(ratelimit, NULL, R_CS,
 	  "cap each session's sending rate at this many wire bytes/s, 0: off"),
 	{ "qpp", "QPP", OPT_BOOL, offsetof(struct kcpx_config, qpp), 0, R_CS, false,
@@ -198,6 +204,7 @@ void kcpx_config_defaults(struct kcpx_config *cfg, enum kcpx_role role)
 	 * probes as InCsumErrors). --proto kcptun skips the probe. */
 	strcpy(cfg->proto, "auto");
 	cfg->reprobe = 60;
+	strcpy(cfg->fecparity, "auto");
 	/* A client sends one INIT per session it opens (--conn of them at most at once) and
 	 * resends it every 100 ms while unanswered: 10/s for the default --conn 1. 100 leaves
 	 * that tenfold headroom and caps what one address can make the server spend on
@@ -605,6 +612,12 @@ int kcpx_config_finish(struct kcpx_config *cfg)
 	}
 	if (strcmp(cfg->cc, "bbr") && strcmp(cfg->cc, "kcp") && strcmp(cfg->cc, "off")) {
 		fprintf(stderr, "kcpx: unknown cc '%s' (bbr, kcp or off)\n", cfg->cc);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->fecparity, "auto") && strcmp(cfg->fecparity, "loss") &&
+	    strcmp(cfg->fecparity, "fixed")) {
+		fprintf(stderr, "kcpx: unknown fecparity '%s' (auto, loss or fixed)\n",
+			cfg->fecparity);
 		return -EINVAL;
 	}
 	if (cfg->ratelimit && strcmp(cfg->cc, "bbr")) {

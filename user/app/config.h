@@ -76,9 +76,10 @@ struct kcpx_config {
 	int sessstreams; /* streams in one session (smux max_streams) */
 	int closewait;	 /* s a stream stays open after its first direction ended (kcptun) */
 	char cc[8];	 /* bbr, kcp, off; "" = bbr, or kcp for --mode manual with nc 0 */
-	int ratelimit;	 /* wire bytes per second per session; 0: no limit */
-	int maxwnd;	 /* ceiling of the grown send window (kcpx ends, bbr); 0: no growth */
-	bool qpp;	 /* kcptun's QPP: refused */
+	char fecparity[8]; /* auto, loss, fixed: FEC parity between kcpx ends */
+	int ratelimit;	   /* wire bytes per second per session; 0: no limit */
+	int maxwnd;	   /* ceiling of the grown send window (kcpx ends, bbr); 0: no growth */
+	bool qpp;	   /* kcptun's QPP: refused */
 	int qppcount;
 	bool noseccomp;		/* no syscall filter once set up (io/seccomp.h) */
 	char user[KCPX_STR];	/* run as this user once set up (io/priv.h), or empty */

@@ -252,6 +252,8 @@ void kcpx_tun_session_config(const struct tunnel *t, struct kcpx_session_config 
 		.datashard = cfg->datashard,
 		.parityshard = cfg->parityshard,
 		.comp = !cfg->nocomp,
+		.fec_fixed = !strcmp(cfg->fecparity, "fixed"),
+		.fec_loss = !strcmp(cfg->fecparity, "loss"),
 		.crypt = t->crypt,
 		.chunks = t->chunks,
 		.smux = {

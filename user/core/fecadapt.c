@@ -13,7 +13,9 @@
 
 void kcpx_fecadapt_init(struct kcpx_fecadapt *a, int ds, int ps)
 {
-	*a = (struct kcpx_fecadapt){ .ds = ds, .ps = ps, .parity = ps, .applied = ps, .model = ps };
+	*a = (struct kcpx_fecadapt){
+		.ds = ds, .ps = ps, .parity = ps, .applied = ps, .model = ps, .by_need = true
+	};
 }
 
 /* P(X >= k) for X ~ Binomial(n, r), summed over the tail itself (exact when small). */
@@ -108,6 +110,13 @@ void kcpx_fecadapt_backlog(struct kcpx_fecadapt *a, uint64_t segs, uint64_t held
 	}
 }
 
+void kcpx_fecadapt_set_by_need(struct kcpx_fecadapt *a, bool on)
+{
+	a->by_need = on;
+	if (!on)
+		a->bulk = false;
+}
+
 void kcpx_fecadapt_path(struct kcpx_fecadapt *a, uint32_t bdp, uint32_t wnd_max)
 {
 	a->bdp = bdp;
@@ -156,7 +165,7 @@ int kcpx_fecadapt_update(struct kcpx_fecadapt *a, uint64_t sent, uint64_t lost)
 	/* a bulk: most of this window's new data went out held back (no new data at all,
 	 * only resends: as it was) */
 	if (a->segs > a->segs0)
-		a->bulk = a->arq && 2 * (a->held - a->held0) >= a->segs - a->segs0;
+		a->bulk = a->arq && a->by_need && 2 * (a->held - a->held0) >= a->segs - a->segs0;
 	a->segs0 = a->segs;
 	a->held0 = a->held;
 

@@ -48,6 +48,7 @@ struct kcpx_fecadapt {
 	 * now and at the start of this window), the count when held last grew */
 	uint64_t segs, held, segs0, held0, held_at;
 	uint32_t bdp, wnd_max; /* kcpx_fecadapt_path */
+	bool by_need;	       /* kcpx_fecadapt_set_by_need (on from init) */
 	bool bulk;	       /* the last window's new data went out mostly held back */
 	int model;	       /* the parity the loss wants when the sender is not held back */
 };
@@ -83,6 +84,11 @@ void kcpx_fecadapt_set_arq(struct kcpx_fecadapt *a, bool on);
  * end a bulk at once (its parity comes back without waiting for a window).
  */
 void kcpx_fecadapt_backlog(struct kcpx_fecadapt *a, uint64_t segs, uint64_t held);
+
+/* Off: no session counts as a bulk, every parity follows the loss (--fecparity loss:
+ * one session that carries an interactive stream next to a download; see
+ * docs/CONGESTION.md for what a loss costs that stream without parity). */
+void kcpx_fecadapt_set_by_need(struct kcpx_fecadapt *a, bool on);
 
 /*
  * The path in segments: the sender's BDP estimate (0: none yet) and the most its window

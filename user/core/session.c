@@ -258,6 +258,8 @@ struct kcpx_session *kcpx_session_new(const struct kcpx_session_config *cfg,
 		/* both windows grow past holes between kcpx ends (above): low loss is ARQ's */
 		kcpx_fecadapt_set_arq(&s->fa,
 				      cfg->native && cfg->cc == KCPX_CC_BBR && cfg->maxwnd >= 0);
+		/* --fecparity loss: a bulk's parity follows the loss too */
+		kcpx_fecadapt_set_by_need(&s->fa, !cfg->fec_loss);
 	}
 	/* Always decode: kcptun accepts FEC from a peer whatever its own ratio (without our
 	 * own, the decoder is made when the first shard comes: kcpx_session_input). */

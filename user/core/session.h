@@ -46,6 +46,7 @@ struct kcpx_session_config {
 	bool acknodelay;
 	bool tlp, quickack, rto_hygiene; /* timing only: see kcp.h */
 	int datashard, parityshard;
+	bool fec_loss;	       /* native: parity follows the loss for a bulk too (not by need) */
 	bool fec_fixed;	       /* native: always all parityshard parity (no adaptive parity) */
 	unsigned fec_flush_ms; /* close a partial FEC group this long after it opened; 0: off */
 	unsigned dup_small;    /* send KCP datagrams with data up to this long twice; 0: off */
