@@ -108,42 +108,6 @@ static uint32_t clock_to(struct kcpx_kcp *k, uint64_t *now_us, uint64_t to)
 	return (uint32_t)(to / 1000);
 }
 
-/*
- * The harness's own loops, left out of the coverage instrumentation (the engine's calls in
- * them are not): instrumented, the send op's byte-at-a-time fill and the timer op's loop
- * tests called the fuzzer's comparison tracing for every byte and every step, a fifth of
- * the tracing calls of a run, and told it nothing about the engine.
- */
-#define FZ_NOCOV __attribute__((no_sanitize("coverage"), noinline))
-
-static FZ_NOCOV void fill(uint8_t *b, size_t n, uint8_t arg)
-{
-	for (size_t j = 0; j < n; j++)
-		b[j] = (uint8_t)(j * 31 + arg);
-}
-
-/* op 7: run the engine's timers up to `arg` * 10 ms ahead, at most 10,000 steps */
-static FZ_NOCOV uint32_t run_timers(struct kcpx_kcp *k, uint32_t now, uint64_t *now_us, bool fine,
-				    uint8_t arg)
-{
-	uint32_t end = now + arg * 10u;
-	uint64_t end_us = *now_us + arg * 10000u;
-
-	for (int guard = 0; fine && guard < 10000 && *now_us < end_us; guard++) {
-		uint64_t t = kcpx_kcp_check_us(k, now);
-		now = clock_to(k, now_us, KCPX_MIN(KCPX_MAX(t, *now_us + 1), end_us));
-		kcpx_kcp_update(k, now);
-	}
-	for (int guard = 0; !fine && guard < 10000 && (int32_t)(end - now) > 0; guard++) {
-		uint32_t t = kcpx_kcp_check(k, now);
-		now = (int32_t)(t - end) < 0 ? t : end;
-		kcpx_kcp_update(k, now);
-		if (t == now)
-			now++;
-	}
-	return now;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fz f;
@@ -220,7 +184,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 * and made a few inputs allocate 100 MB per execution */
 			if (kcpx_kcp_waitsnd(k) >= kcpx_kcp_sndwnd(k) + SEND_BACKLOG)
 				break;
-			fill(buf, KCPX_MIN(n, sizeof(buf)), arg);
+			for (size_t j = 0; j < n && j < sizeof(buf); j++)
+				buf[j] = (uint8_t)(j * 31 + arg);
 			if (kcpx_kcp_send(k, buf, KCPX_MIN(n, sizeof(buf))) == 0)
 				kcpx_kcp_flush(k, now);
 			break;
@@ -265,10 +230,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				in_bytes += n;
 			}
 			break;
-		case 7:
+		case 7: {
+			uint32_t end = now + arg * 10u;
+			uint64_t end_us = now_us + arg * 10000u;
 			i++;
-			now = run_timers(k, now, &now_us, fine, arg);
+			for (int guard = 0; fine && guard < 10000 && now_us < end_us; guard++) {
+				uint64_t t = kcpx_kcp_check_us(k, now);
+				now = clock_to(k, &now_us,
+					       KCPX_MIN(KCPX_MAX(t, now_us + 1), end_us));
+				kcpx_kcp_update(k, now);
+			}
+			for (int guard = 0; !fine && guard < 10000 && (int32_t)(end - now) > 0;
+			     guard++) {
+				uint32_t t = kcpx_kcp_check(k, now);
+				now = (int32_t)(t - end) < 0 ? t : end;
+				kcpx_kcp_update(k, now);
+				if (t == now)
+					now++;
+			}
 			break;
+		}
 		}
 		check_state(k, now, now_us, fine, f.mtu, rcv_max, snd_max);
 	}
