@@ -355,7 +355,9 @@ static unsigned snap_take(struct fz *f, struct snap *sn)
  * No amplification toward an address that never answered: while no proven session had it
  * as its peer, it gets at most one answer of the endpoint's own (RESP, RESET) and
  * UNPROVEN_TX (3) session datagrams per datagram it sent, however a session's budget was
- * spent (ACKs at once, on a timer, retransmissions, keepalives).
+ * spent (ACKs at once, on a timer, retransmissions, keepalives). And the endpoint's list
+ * of unproven sessions, which admission walks for each new peer, holds exactly the open
+ * sessions not proven yet, as many as st.pending says.
  *
  * It runs after every datagram and tick, over all 64 addresses: instrumented, its loop
  * tests called the fuzzer's comparison tracing, a tenth of an execution's CPU time that
@@ -368,9 +370,21 @@ static __attribute__((no_sanitize("coverage"), noinline)) void budget_check(stru
 		if (!f->proven[i] && f->tx_n[i] > 4 * f->rx_n[i])
 			abort();
 	/* after the check: what a session sent before its peer proved itself counts */
-	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s))
+	unsigned unproven = 0, listed = 0;
+
+	for (struct kcpx_ep_sess *s = kcpx_ep_first(f->ep); s; s = kcpx_ep_next(s)) {
 		if (s->proven)
 			f->proven[addr_index(kcpx_ep_sess_peer(s))] = true;
+		else
+			unproven++;
+	}
+	/* the list ep_admit's per-source count walks: exactly the open unproven sessions */
+	for (struct kcpx_ep_sess *s = f->ep->unproven; s; s = s->unext) {
+		if (s->proven || s->closing || *s->upprev != s || ++listed > unproven)
+			abort();
+	}
+	if (listed != unproven || f->ep->st.pending != unproven)
+		abort();
 }
 
 static void tick_all(struct fz *f, uint32_t now)

@@ -32,13 +32,14 @@
 #include "linksim.h"
 #include "core/crypt.h"
 #include "core/endpoint.h"
+#include "core/endpoint_int.h" /* adm_walked: test_admit_walk */
 #include "core/native.h"
 #include "core/ratelimit.h"
 #include "core/session.h"
 #include "core/srccount.h"
 #include "core/smux.h"
 
-#define MAXS	     16
+#define MAXS	     512 /* sessions an end keeps (test_admit_walk opens 300) */
 #define VICTIM_PORT0 20000
 #define VICTIM_PORTS 20000
 
@@ -2180,6 +2181,62 @@ static void test_no_downgrade(void)
 	world_free(&w);
 }
 
+/*
+ * What a datagram from a new address costs admission does not grow with the sessions
+ * that are open: the per-source count of sessions whose peer never answered walks those
+ * sessions only (at most UNPROVEN_MAX), not every session. 300 proven (native) sessions
+ * open, then a captured kcptun-format first datagram replayed from 40 spoofed addresses:
+ * admission looks at fewer than 40 x 40 sessions (it walked all 300 and more each time
+ * before), and the per-source cap still holds.
+ */
+static void test_admit_walk(void)
+{
+	uint8_t init[KCPX_NATIVE_HS_LEN], r[KCPX_NATIVE_HS_RAND] = { 0 }, buf[2048];
+	struct kcpx_native_hs *hs;
+	struct kcpx_ep_stats st;
+	struct kcpx_addr a;
+	struct world w;
+	uint64_t walked;
+	unsigned pending;
+	int opened;
+
+	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO), 0);
+	cap_idx = 0;
+	w.cs.drop_fn = capture;
+	CHECK(client_send(&w, 2000));
+	world_run(&w, 1000);
+	w.cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	CHECK_EQ(w.s.ns, 1);
+	for (int i = 0; i < 300; i++) {
+		r[0] = (uint8_t)i;
+		r[1] = (uint8_t)(i >> 8);
+		CHECK_EQ(kcpx_native_hs_init(&hs, psk, 0x7000 + (uint32_t)i, r, false, init), 0);
+		kcpx_native_hs_free(hs);
+		addr4(&a, 0x0a100000 + (uint32_t)i, 5000);
+		kcpx_ep_input(w.s.ep, NULL, &w.spath, &a, init, sizeof(init), w.now);
+	}
+	CHECK(w.s.ns >= 301);
+	opened = w.s.ns;
+	kcpx_ep_stats(w.s.ep, &st);
+	pending = st.pending; /* the real client's, if its session sent nothing yet */
+	walked = w.s.ep->adm_walked;
+	for (int i = 0; i < 40; i++) {
+		addr4(&a, 0x0a200000 + (uint32_t)(i % 4), (uint16_t)(7000 + i));
+		memcpy(buf, cap_buf, cap_len);
+		kcpx_ep_input(w.s.ep, NULL, &w.spath, &a, buf, cap_len, w.now);
+	}
+	kcpx_ep_stats(w.s.ep, &st);
+	printf("     %d sessions open; 40 new peers from 4 addresses: %llu sessions looked at, "
+	       "%d opened, %u unproven\n",
+	       opened, (unsigned long long)(w.s.ep->adm_walked - walked), w.s.ns - opened,
+	       st.pending);
+	CHECK(w.s.ep->adm_walked - walked <= 40 * 40);
+	CHECK_EQ(w.s.ns - opened, 4 * 8); /* UNPROVEN_PER_SRC from each address */
+	CHECK_EQ(st.pending, pending + 4 * 8);
+	world_free(&w);
+}
+
 int main(void)
 {
 	uint8_t master[32] = { 7 }, key[KCPX_CRYPT_KEYLEN] = { 9 }, seed[32] = { 3 };
@@ -2220,6 +2277,7 @@ int main(void)
 	RUN(test_answer_local_init_race);
 	RUN(test_answer_local_kcptun);
 	RUN(test_no_downgrade);
+	RUN(test_admit_walk);
 	kcpx_crypt_free(crypt_c);
 	kcpx_crypt_free(crypt_s);
 	kcpx_native_psk_free(psk);

@@ -201,6 +201,28 @@ static void src_key(const struct kcpx_addr *a, uint8_t key[16])
 		memset(key + 8, 0, 8);
 }
 
+static void unproven_link(struct kcpx_ep *ep, struct kcpx_ep_sess *s)
+{
+	s->unext = ep->unproven;
+	if (ep->unproven)
+		ep->unproven->upprev = &s->unext;
+	s->upprev = &ep->unproven;
+	ep->unproven = s;
+	ep->st.pending++;
+}
+
+static void unproven_unlink(struct kcpx_ep_sess *s)
+{
+	if (!s->upprev)
+		return; /* not linked: closing already took it off */
+	*s->upprev = s->unext;
+	if (s->unext)
+		s->unext->upprev = s->upprev;
+	s->unext = NULL;
+	s->upprev = NULL;
+	s->ep->st.pending--;
+}
+
 /* A kcptun-format session's peer acknowledged something we sent: it answers. */
 static void ep_prove(struct kcpx_ep_sess *s)
 {
@@ -211,7 +233,7 @@ static void ep_prove(struct kcpx_ep_sess *s)
 	kcpx_kcp_info(kcpx_session_kcp(s->ks), &ki);
 	if (ki.srtt) {
 		s->proven = true;
-		s->ep->st.pending--;
+		unproven_unlink(s);
 		return;
 	}
 	s->tx_budget = s->tx_budget + UNPROVEN_TX > UNPROVEN_TX_MAX ? UNPROVEN_TX_MAX
@@ -329,13 +351,9 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	ep->adm_held = false;
 	/* a client picked its server; a native session proves itself by its keys */
 	s->proven = !ep->cfg.server || native;
-	if (!s->proven)
-		ep->st.pending++;
 	s->ks = kcpx_session_new(&sc, &ep->sops, s, ep->snmp, now);
 	if (!s->ks) {
 		kcpx_ep_log(ep, 0, "cannot create a session (out of memory?)");
-		if (!s->proven)
-			ep->st.pending--;
 		src_put(ep, s);
 		free(s);
 		return NULL;
@@ -343,8 +361,6 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 	s->user = ep->ops.opened(ep->user, s, path);
 	if (!s->user) {
 		kcpx_session_free(s->ks);
-		if (!s->proven)
-			ep->st.pending--;
 		src_put(ep, s);
 		free(s);
 		return NULL;
@@ -367,6 +383,8 @@ static struct kcpx_ep_sess *ep_open(struct kcpx_ep *ep, void *path, const struct
 		ep->all->pprev = &s->next;
 	s->pprev = &ep->all;
 	ep->all = s;
+	if (!s->proven)
+		unproven_link(ep, s);
 	ep->count++;
 	ep->snmp->CurrEstab++;
 	if (ep->snmp->CurrEstab > ep->snmp->MaxConn)
@@ -405,7 +423,7 @@ void kcpx_ep_close(struct kcpx_ep_sess *s, const char *why)
 		ep->ops.native_down(ep->user, s->conv);
 	s->be_native = false;
 	if (!s->proven)
-		ep->st.pending--;
+		unproven_unlink(s);
 	/* a close that a configuration mismatch explains is a warning, and says so, at most
 	 * once a minute (a client's every new connection meets the same mismatch) */
 	if (s->proven || ep_log_ok(ep, s->last_rx)) {
@@ -532,9 +550,10 @@ static int ep_admit(struct kcpx_ep *ep, const struct kcpx_addr *from, bool nativ
 	}
 	src_key(from, key);
 	if (!native_init) {
-		for (struct kcpx_ep_sess *s = ep->all; s; s = s->next) {
+		for (struct kcpx_ep_sess *s = ep->unproven; s; s = s->unext) {
+			ep->adm_walked++;
 			src_key(&s->peer, k2);
-			same_pending += !s->proven && !memcmp(key, k2, 16);
+			same_pending += !memcmp(key, k2, 16);
 		}
 		if (same_pending >= UNPROVEN_PER_SRC) {
 			admit_refuse(ep, from, "too many sessions from it never answered", now);

@@ -73,10 +73,11 @@ struct kcpx_ep_sess {
 	uint8_t hs_pkt[KCPX_NATIVE_HS_LEN]; /* client: our INIT; server: our RESP */
 	uint64_t hs_ctr;		    /* server: counter of the INIT it answered */
 	int hs_tries;
-	struct kcpx_ep_sess *anext;	    /* address table (server) */
-	struct kcpx_ep_sess *snext;	    /* sid table */
-	struct kcpx_ep_sess *next, **pprev; /* all sessions */
-	struct kcpx_ep_sess *gnext;	    /* closed, to reap */
+	struct kcpx_ep_sess *anext;	      /* address table (server) */
+	struct kcpx_ep_sess *snext;	      /* sid table */
+	struct kcpx_ep_sess *next, **pprev;   /* all sessions */
+	struct kcpx_ep_sess *unext, **upprev; /* unproven ones (kcpx_ep.unproven) */
+	struct kcpx_ep_sess *gnext;	      /* closed, to reap */
 };
 
 /* what ep->recent remembers, and for how many ticks (seconds) */
@@ -96,6 +97,10 @@ struct kcpx_ep {
 	struct kcpx_ep_sess **by_addr, **by_sid;
 	unsigned hcap; /* buckets in each, a power of 2 */
 	struct kcpx_ep_sess *all;
+	/* the sessions not proven yet (at most UNPROVEN_MAX): what ep_admit's per-source
+	 * count walks, so a new peer costs that much, not a walk over every session */
+	struct kcpx_ep_sess *unproven;
+	uint64_t adm_walked; /* sessions that walk looked at (test_endpoint test_admit_walk) */
 	struct kcpx_ep_sess *garbage;
 	unsigned count;
 	struct kcpx_ep_sess **slots; /* client: --conn */
