@@ -2,16 +2,22 @@
 # Checks on transfers through a tunnel: the paced downloads (tests/lib/pace.py) of the
 # survival tests, and parallel uploads (tests/lib/tcpio.py). Source it after
 # tests/lib/netns.sh, set $want (pace.py sha SIZE) and fail=0, then:
-#   udp_sport NS PORT IP   the local port of NS's UDP socket from IP towards PORT
+#   $PACE                  tests/lib/pace.py
+#   udp_sports NS PORT IP  the local ports of NS's UDP sockets from IP towards PORT, a line each
+#   udp_sport NS PORT IP   the first of them
 #   wait_held FILE         until the downloader stopped reading at its HOLD mark
 #   check_dl FILE WHAT MAX_GAP_MS   sha256, size and longest stall of a finished download
 # A check that fails prints a FAIL line and sets fail=1.
 
-udp_sport() {
+# shellcheck disable=SC2034 # the tests that source this use it
+PACE=$NETNS_TOP/tests/lib/pace.py
+
+udp_sports() {
 	in_ns "$1" ss -Hun "dport = :$2" |
 		awk -v ip="$3" '{ for (i = 1; i <= NF; i++) if (index($i, ip ":") == 1) {
-			print substr($i, length(ip) + 2); exit } }'
+			print substr($i, length(ip) + 2); next } }'
 }
+udp_sport() { udp_sports "$@" | head -1; }
 
 # Bounded (20 s): the change a step makes then happens mid-stream however slow the
 # machine, and FILE.go resumes the download.

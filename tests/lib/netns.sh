@@ -268,6 +268,39 @@ kcpx_status() {
 	"$KCPX" status "$@"
 }
 
+# thread_sessions PID K, thread_handed PID K: from thread (engine) K's line of
+# `kcpx status PID`, the sessions it holds and the datagrams it handed to another thread
+# (--threads, or one engine per RX queue under `kcpx up`)
+thread_sessions() {
+	kcpx_status "$1" | sed -n "s/^  thread $2: \([0-9]*\) sessions.*/\1/p"
+}
+thread_handed() {
+	kcpx_status "$1" | sed -n "s/^  thread $2: .*handed to another thread \([0-9]*\),.*/\1/p"
+}
+
+# check_rx_drops SERVER_PID CLIENT_PID MESSAGE: the receive drops a test provoked at the
+# server are counted and reported, from `kcpx status --json` of both ends (kept in
+# $work/server.json and client.json): 0 < the server's sessions' rx_drops <= its
+# rx_dropped, and 0 < the client's sessions' peer_drops <= those rx_drops. Prints the
+# figures, and "FAIL: MESSAGE" when they do not hold; returns 0 or 1.
+check_rx_drops() {
+	kcpx_status --json "$1" >"$work/server.json" 2>&1 || true
+	kcpx_status --json "$2" >"$work/client.json" 2>&1 || true
+	python3 - "$work/server.json" "$work/client.json" "$3" <<'EOF'
+import json, sys
+srv = json.load(open(sys.argv[1]))[0]
+cli = json.load(open(sys.argv[2]))[0]
+rx = srv["rx_dropped"]
+srx = sum(s["cc"]["rx_drops"] for s in srv["sessions"])
+peer = sum(s["cc"]["peer_drops"] for s in cli["sessions"])
+print(f"  server: rx_dropped {rx}, its session's rx_drops {srx}; client: peer_drops {peer}")
+ok = 0 < srx <= rx and 0 < peer <= srx
+if not ok:
+    print(f"FAIL: {sys.argv[3]}")
+sys.exit(0 if ok else 1)
+EOF
+}
+
 # tail_logs [N]: the last N lines (20 unless told) of every $work/*.log, each under its name
 tail_logs() {
 	local f

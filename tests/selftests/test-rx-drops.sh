@@ -37,22 +37,8 @@ for _ in $(seq 1 300); do [ -e "$work/0.sha" ] && break; sleep 0.1; done
 got=$(cut -d' ' -f1 "$work/0.sha" 2>/dev/null || echo none)
 [ "$sent" = "$got" ] || { echo "FAIL: upload sha256 differs (sent $sent, got $got)"; fail=1; }
 
-kcpx_status --json "$spid" >"$work/server.json" 2>&1 || true
-kcpx_status --json "$cpid" >"$work/client.json" 2>&1 || true
+check_rx_drops "$spid" "$cpid" "receive drops not counted or not reported" || fail=1
 kcpx_status "$spid" >"$work/server.txt" 2>&1 || true
-python3 - "$work/server.json" "$work/client.json" <<'EOF' || fail=1
-import json, sys
-srv = json.load(open(sys.argv[1]))[0]
-cli = json.load(open(sys.argv[2]))[0]
-rx = srv["rx_dropped"]
-srx = sum(s["cc"]["rx_drops"] for s in srv["sessions"])
-peer = sum(s["cc"]["peer_drops"] for s in cli["sessions"])
-print(f"  server: rx_dropped {rx}, its session's rx_drops {srx}; client: peer_drops {peer}")
-ok = 0 < srx <= rx and 0 < peer <= srx
-if not ok:
-    print("FAIL: receive drops not counted or not reported")
-sys.exit(0 if ok else 1)
-EOF
 grep -q "rx dropped [1-9]" "$work/server.txt" || {
 	echo "FAIL: kcpx status shows no rx dropped:"
 	cat "$work/server.txt"

@@ -27,7 +27,6 @@ NETNS_TAG=kta$$
 . "$(dirname "$0")/../lib/download.sh"
 work_dir threads-anyaddr
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
-PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key threads-anyaddr-selftest --crypt aes --mode fast3 --proto kcpx --quiet"
 SIZE=$((4 << 20))
 fail=0
@@ -53,13 +52,9 @@ wait_tcp_port "$NS_A" 8397 20
 wait_tcp_port "$NS_A" 8398 20
 on_cleanup "in_a nft delete table ip kta 2>/dev/null; in_a nft delete table ip ktahold 2>/dev/null; true"
 
-thread_sessions() { kcpx_status "$spid" | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
-handed() { kcpx_status "$spid" | sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"; }
+handed() { thread_handed "$spid" "$1"; }
 # the UDP ports of A's sockets towards the server
-ports() {
-	in_a ss -Hun "dport = :4006" | awk -v ip="$IP_A" '{ for (i = 1; i <= NF; i++)
-		if (index($i, ip ":") == 1) { print substr($i, length(ip) + 2); next } }'
-}
+ports() { udp_sports "$NS_A" 4006 "$IP_A"; }
 # nft in A: datagrams from port $1 leave from port $2 and the answers come back
 rebind() {
 	in_a nft -f - <<EOF
@@ -100,8 +95,8 @@ echo "  thread $o handed $ho datagrams to thread $k, which holds the session"
 [ "$ho" -gt 0 ] || { echo "FAIL: thread $o handed nothing over"; fail=1; }
 [ "$(counted 2)" -gt 0 ] || { echo "FAIL: no answer from $IP_B3 reached the new port"; fail=1; }
 [ "$(counted 3)" = 0 ] || { echo "FAIL: $(counted 3) answers came from $IP_B"; fail=1; }
-[ "$(thread_sessions "$k")" = 1 ] && [ "$(thread_sessions "$o")" = 0 ] ||
-	{ echo "FAIL: threads hold $(thread_sessions 0) and $(thread_sessions 1) sessions, want 1 on $k" \
+[ "$(thread_sessions "$spid" "$k")" = 1 ] && [ "$(thread_sessions "$spid" "$o")" = 0 ] ||
+	{ echo "FAIL: threads hold $(thread_sessions "$spid" 0) and $(thread_sessions "$spid" 1) sessions, want 1 on $k" \
 		"(port $p: steered by its parity)"; fail=1; }
 in_a nft delete table ip kta
 

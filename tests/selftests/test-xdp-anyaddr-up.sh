@@ -33,7 +33,6 @@ NETNS_TAG=kau$$
 . "$(dirname "$0")/../lib/download.sh"
 work_dir anyaddr-up
 command -v nft >/dev/null || { echo "SKIP: nft is not installed"; exit 4; }
-PACE=$NETNS_TOP/tests/lib/pace.py
 FLAGS="--key anyaddr-up-selftest --crypt aes --mode fast3 --quiet"
 SIZE=$((4 << 20))
 fail=0
@@ -96,13 +95,9 @@ wait_log "$work/server.log" "listening on .*\(af_xdp\)" 20 ||
 	{ echo "FAIL: the server is not on AF_XDP"; fail=1; }
 wait_log "$work/server.log" "2 threads" 20 || { echo "FAIL: the server did not start 2 engines"; fail=1; }
 
-thread_sessions() { kcpx_status "$spid" | sed -n "s/^  thread $1: \([0-9]*\) sessions.*/\1/p"; }
-handed() { kcpx_status "$spid" | sed -n "s/^  thread $1: .*handed to another thread \([0-9]*\),.*/\1/p"; }
-# the UDP port of A's socket towards the server for client $1 (none yet: empty)
-ports() {
-	in_a ss -Hun "dport = :4008" | awk -v ip="$A1" '{ for (i = 1; i <= NF; i++)
-		if (index($i, ip ":") == 1) { print substr($i, length(ip) + 2); next } }'
-}
+handed() { thread_handed "$spid" "$1"; }
+# the UDP ports of A's sockets towards the server
+ports() { udp_sports "$NS_A" 4008 "$A1"; }
 # nft in R: client datagrams from port $1 leave R from port $2, the answers come back
 on_cleanup "in_r nft delete table ip kau 2>/dev/null; in_r nft delete table ip kauhold 2>/dev/null; true"
 rebind() {
@@ -137,8 +132,8 @@ grep -q "peer moved from $A1:$p to $A1:40008" "$work/server.log" ||
 	{ echo "FAIL: the server logged no move to $A1:40008"; fail=1; }
 echo "  engine 1 handed $(($(handed 1) - h0)) datagrams to engine 0, which holds the session"
 [ "$(handed 1)" -gt "$h0" ] 2>/dev/null || { echo "FAIL: engine 1 handed nothing over"; fail=1; }
-[ "$(thread_sessions 0)" = 1 ] && [ "$(thread_sessions 1)" = 0 ] ||
-	{ echo "FAIL: engines hold $(thread_sessions 0) and $(thread_sessions 1) sessions, want 1 and 0"; fail=1; }
+[ "$(thread_sessions "$spid" 0)" = 1 ] && [ "$(thread_sessions "$spid" 1)" = 0 ] ||
+	{ echo "FAIL: engines hold $(thread_sessions "$spid" 0) and $(thread_sessions "$spid" 1) sessions, want 1 and 0"; fail=1; }
 xps 0
 in_r nft delete table ip kau
 
@@ -211,12 +206,12 @@ xps 0
 echo "all: where the answers came from, the sessions opened"
 opened=$(grep -c "session .* opened" "$work/server.log" || true)
 echo "  answers to A from $B3: $(from_b3), from $B2: $(from_b2); $opened sessions opened;" \
-	"engines hold $(thread_sessions 0) and $(thread_sessions 1)"
+	"engines hold $(thread_sessions "$spid" 0) and $(thread_sessions "$spid" 1)"
 [ "$(from_b3)" -gt 0 ] || { echo "FAIL: no answer came from $B3"; fail=1; }
 [ "$(from_b2)" = 0 ] || { echo "FAIL: $(from_b2) answers came from $B2, not the address written to"; fail=1; }
 [ "$opened" = 3 ] || { echo "FAIL: the server opened $opened sessions for 3 clients, want 3"; fail=1; }
-[ "$(thread_sessions 0)" = 3 ] && [ "$(thread_sessions 1)" = 0 ] ||
-	{ echo "FAIL: engines hold $(thread_sessions 0) and $(thread_sessions 1) sessions, want 3 and 0"; fail=1; }
+[ "$(thread_sessions "$spid" 0)" = 3 ] && [ "$(thread_sessions "$spid" 1)" = 0 ] ||
+	{ echo "FAIL: engines hold $(thread_sessions "$spid" 0) and $(thread_sessions "$spid" 1) sessions, want 3 and 0"; fail=1; }
 
 kill -0 "$spid" 2>/dev/null || { echo "FAIL: the server died"; fail=1; }
 grep -h "moved\|opened\|closed\|failed decryption" "$work"/*.log | sed 's/^/  | /'

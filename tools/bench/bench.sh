@@ -3,8 +3,9 @@
 #   bench.sh full     10 links, the stages below and the bottleneck bench
 #                     (tools/bench/bottleneck.sh): docs/BENCH.md, bench.png,
 #                     docs/BENCH-BOTTLENECK.md, README.md's generated figures; about
-#                     25 min, BENCH.md's "Time per part" says where they go and
-#                     docs/BENCH-TIME.md why the bench is shaped so
+#                     28 min on 2 quiet cores (docs/BENCH-TIME.md's estimate, and why
+#                     the bench is shaped so; BENCH.md's "Time per part" says where
+#                     the last run's minutes went)
 #   bench.sh quick    3 points (< 2 min): $OUT/bench-quick/ (BENCH_DOCS=1: docs/)
 #   bench.sh smoke    1 point, a few seconds, for `make check`: $OUT/bench-smoke/
 #
@@ -28,7 +29,8 @@
 # backend against the XDP backend (--napi keep and threaded) on a bare veth pair.
 # Fake TCP (full and quick; BENCH_FAKETCP=0 skips it): tools/bench/faketcp.sh, `--tcp`
 # against the UDP mode and kcptun with and without --tcp on a bare veth pair, then on the
-# linkem lanes of FAKETCP_LINKS (DELAY:LOSS like the grid's points; BENCH_FAKETCP_LINKS).
+# linkem lanes of FAKETCP_LINKS (DELAY:LOSS like the grid's points; BENCH_FAKETCP_LINKS),
+# FAKETCP_LINK_RUNS rounds on each (BENCH_FAKETCP_LINK_RUNS).
 # Queues (full and quick; BENCH_QUEUES=0 skips it): tools/bench/queues.sh, `kcpx up` with
 # one engine against two (one per RX queue) on a 2-queue bare veth pair, with how busy
 # the machine's cores were.
@@ -81,10 +83,13 @@ full)
 	# (the bottleneck bench measures that, 3 runs per cell). Its latency runs everywhere.
 	TCP_POINTS="0:0 0:1 25:0 25:1 75:0 75:1"
 	RR_POINTS="0:0 25:1 25:5 25:10 75:5"
-	FLOOD=2
+	# one flood run (every `make check` runs the same test) and one round of --tcp on the
+	# linkem lane (link-bound; issue 15's targets are on the bare pair): BENCH-TIME.md
+	FLOOD=1
 	BACKENDS=3
 	FAKETCP=3
 	FAKETCP_LINKS="25:1"
+	FAKETCP_LINK_RUNS=1
 	RSS=3
 	QUEUES=3
 	RESDIR=${BENCH_OUT:-$ROOT/docs}
@@ -101,6 +106,7 @@ quick)
 	BACKENDS=1
 	FAKETCP=1
 	FAKETCP_LINKS="25:1"
+	FAKETCP_LINK_RUNS=1
 	RSS=1
 	QUEUES=1
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-quick}
@@ -118,6 +124,7 @@ smoke)
 	BACKENDS=0
 	FAKETCP=0
 	FAKETCP_LINKS=""
+	FAKETCP_LINK_RUNS=0
 	RSS=0
 	QUEUES=0
 	RESDIR=${BENCH_OUT:-$ROOT/$OUT/bench-smoke}
@@ -141,6 +148,7 @@ BACKENDS=${BENCH_BACKENDS:-$BACKENDS} # runs of backends.sh's three candidates
 RSS=${BENCH_RSS:-$RSS}                # runs of rss.sh (1,000 connections, kcpx and kcptun)
 FAKETCP=${BENCH_FAKETCP:-$FAKETCP}    # runs of faketcp.sh's four candidates (--tcp)
 FAKETCP_LINKS=${BENCH_FAKETCP_LINKS-$FAKETCP_LINKS} # its linkem lanes after the bare pair
+FAKETCP_LINK_RUNS=${BENCH_FAKETCP_LINK_RUNS:-$FAKETCP_LINK_RUNS} # runs on each of those
 QUEUES=${BENCH_QUEUES:-$QUEUES}       # runs of queues.sh's two candidates (1 and 2 engines)
 
 CANDS="tcp"
@@ -587,9 +595,10 @@ if stage_open "$WORK/faketcp.txt" "$FAKETCP" tcp; then
 	part_end faketcp-bare "--tcp on a bare veth pair, $FAKETCP x 4 runs"
 	for p in $FAKETCP_LINKS; do
 		spec=$(link_spec "${p%%:*}" "${p##*:}")
-		log "faketcp: the same over linkem $spec, $FAKETCP x 4 runs ($((SECONDS - T0)) s)"
-		stage_run faketcp.sh "$WORK/faketcp.txt" "$FAKETCP" 4 30 4 FT_LINK="$spec" FT_SEED="$SEED"
-		part_end "faketcp-$p" "--tcp over linkem $spec, $FAKETCP x 4 runs"
+		log "faketcp: the same over linkem $spec, $FAKETCP_LINK_RUNS x 4 runs ($((SECONDS - T0)) s)"
+		stage_run faketcp.sh "$WORK/faketcp.txt" "$FAKETCP_LINK_RUNS" 4 30 4 FT_LINK="$spec" \
+			FT_SEED="$SEED"
+		part_end "faketcp-$p" "--tcp over linkem $spec, $FAKETCP_LINK_RUNS x 4 runs"
 	done
 fi
 

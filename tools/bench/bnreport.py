@@ -6,8 +6,9 @@ table of their own; the plot is goodput against loss for each candidate, one pan
 link (rate and delay) that has more than one loss rate."""
 import os
 import statistics
-import subprocess
 import sys
+
+import gplot
 
 STYLES = {"tcp-cubic": "lc rgb '#555555' dt 2", "tcp-bbr": "lc rgb '#000000'",
           "kcptun": "lc rgb '#1f77b4'", "kcpx-off": "lc rgb '#ff7f0e' dt 3",
@@ -109,41 +110,14 @@ def plot(rows, outdir):
                     if len({x for pts in c.values() for x, _ in pts}) > 1)
     if not panels:
         return False
-    dat = os.path.join(outdir, "bottleneck.dat")
-    blocks = []
-    with open(dat, "w") as f:
-        for k in panels:
-            for cand, pts in sorted(links[k].items()):
-                f.write("# %s %s\n" % (k, cand))
-                for x, y in sorted(pts):
-                    f.write("%g %g\n" % (x, y))
-                f.write("\n\n")
-                blocks.append((k, cand))
-    n = len(panels)
-    gp = ["set terminal pngcairo size %d,420 font 'sans,9'" % (480 * n),
-          "set output '%s'" % os.path.join(outdir, "bottleneck.png"),
-          "set multiplot layout 1,%d title 'Goodput through a bottleneck (linkem, 50 ms "
-          "tail-drop queue), iperf3 A->B'" % n,
-          "set xlabel 'random loss %'", "set ylabel 'Mbit/s'", "set grid", "set key top right",
-          "set xrange [-0.5:21]", "set yrange [0:*]"]
-    for k in panels:
-        parts = ["'%s' index %d using 1:2 with linespoints lw 2 %s title '%s'" % (
-            dat, i, STYLES.get(c, ""), c) for i, (kk, c) in enumerate(blocks) if kk == k]
-        gp.append("set title '%d Mbit/s, %d ms one way'" % k)
-        gp.append("plot " + ", ".join(parts))
-    gp.append("unset multiplot")
-    script = os.path.join(outdir, "bottleneck.gp")
-    with open(script, "w") as f:
-        f.write("\n".join(gp) + "\n")
-    try:
-        r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
-    except OSError as e:
-        print("bottleneck: no plot (%s)" % e, file=sys.stderr)
-        return False
-    if r.returncode:
-        print("bottleneck: gnuplot failed: %s" % r.stderr.strip()[:300], file=sys.stderr)
-        return False
-    return True
+    return gplot.panels_png(
+        "bottleneck", os.path.join(outdir, "bottleneck.dat"), os.path.join(outdir, "bottleneck.gp"),
+        os.path.join(outdir, "bottleneck.png"),
+        "Goodput through a bottleneck (linkem, 50 ms tail-drop queue), iperf3 A->B", 480,
+        ["set xlabel 'random loss %'", "set ylabel 'Mbit/s'", "set grid", "set key top right",
+         "set xrange [-0.5:21]", "set yrange [0:*]"],
+        [("%d Mbit/s, %d ms one way" % k, "%s" % (k,), sorted(links[k].items())) for k in panels],
+        STYLES)
 
 
 def main():

@@ -17,7 +17,8 @@
 #   BN_GRID_T=S                      seconds of bulk in the grid cells (BN_T's)
 #   BN_RUNS=N                        runs of everything (3), in rounds: each round runs
 #                                    every cell once; the tables show median (min-max)
-#   BN_ONCE="CAND ..."               candidates of the first round only (kcpx-off)
+#   BN_ONCE="CAND[@L] ..."           candidates of the first round only (kcpx-off); with
+#                                    @L in the cells of L % loss or more (tcp-cubic@5)
 #   BN_TRACE=DIR                     kcpx cells: status of both ends every second (below)
 #   BN_GRID="R:D:L ..."              more cells, for tcp-cubic tcp-bbr kcptun kcpx only
 #                                    ("" for none; by default 4 corners of the issue's grid)
@@ -56,8 +57,21 @@ if [ -n "${BN_LINKS+x}${BN_CANDS+x}" ]; then GRID=${BN_GRID-}; else
 fi
 GRID_CANDS="tcp-cubic tcp-bbr kcptun kcpx"
 # candidates that run in the first round only: kcpx-off is kcpx before the controller, a
-# reference the issue does not name (BN_ONCE="" runs it in every round)
-ONCE=${BN_ONCE-kcpx-off}
+# reference the issue does not name; TCP cubic from 5 % loss up, where it moves under 2 %
+# of the link in every run (docs/BENCH-TIME.md). BN_ONCE="" runs them in every round.
+ONCE=${BN_ONCE-"kcpx-off tcp-cubic@5"}
+# once CAND LOSS RUN: true when CAND sits out this run of a cell with LOSS % (BN_ONCE)
+once() {
+	local w
+	[ "$3" -gt 1 ] || return 1
+	for w in $ONCE; do
+		case $w in
+		"$1") return 0 ;;
+		"$1"@*) awk -v a="$2" -v b="${w#*@}" 'BEGIN { exit !(a >= b) }' && return 0 ;;
+		esac
+	done
+	return 1
+}
 # the issue names two kcpx flows and kcpx next to TCP cubic; next to BBR (at 1 %) and two
 # kcptun flows are references, the clean BBR pair and kcptun's once
 FAIR=${BN_FAIR-"100:25:0:kcpx+kcpx 100:25:0:kcpx+tcp-cubic 100:25:0:kcpx+tcp-bbr@1 \
@@ -341,7 +355,7 @@ for ((run = 1; run <= BN_RUNS; run++)); do
 		# shellcheck disable=SC2086
 		for c in $(rotate $((run - 1)) $CANDS); do
 			[ "$c" = kcpx-kdef ] && [ "$ls" != 1 ] && continue
-			case " $ONCE " in *" $c "*) [ "$run" -gt 1 ] && continue ;; esac
+			once "$c" "$ls" "$run" && continue
 			cell "$rate" "$d" "$ls" "$c" "$run"
 		done
 	done
@@ -351,6 +365,7 @@ for ((run = 1; run <= BN_RUNS; run++)); do
 		IFS=: read -r rate d ls <<<"$lk"
 		# shellcheck disable=SC2086
 		for c in $(rotate $((run - 1)) $GRID_CANDS); do
+			once "$c" "$ls" "$run" && continue
 			cell "$rate" "$d" "$ls" "$c" "$run"
 		done
 	done
@@ -375,6 +390,14 @@ if [ "${BN_DOCS:-0}" = 1 ]; then
 		echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $BN_T s bulk$gt, $BN_RUNS run(s) per cell in rounds (median, min-max),"
 		echo "on $(nproc) cores; load average when it ended (1/5/15 min, the bench's own load"
 		echo "included): $(cut -d' ' -f1-3 /proc/loadavg)."
+		if [ -n "$ONCE" ] && [ "$BN_RUNS" -gt 1 ]; then
+			ot=$(for w in $ONCE; do case $w in
+				*@*) printf '%s from %s %% loss, ' "${w%@*}" "${w#*@}" ;;
+				*) printf '%s, ' "$w" ;;
+				esac; done)
+			echo "In the first round only (the runs column shows it): ${ot%, }; docs/BENCH-TIME.md"
+			echo "says why."
+		fi
 		echo "See docs/CONGESTION.md for what the columns mean and the targets."
 		echo
 		cat "$RESDIR/table.md"

@@ -271,13 +271,19 @@ def block_compat_flood(r):
         fl[name] = (float(m.group(1)), int(m.group(2)), min(ratios), max(ratios),
                     statistics.median(pps))
     k, t = fl["kcpx"], fl["kcptun"]
+
+    def spread(f):  # ", median of N runs: lo-hi" / " (lo-hi)", or nothing for one run
+        if f[1] < 2:
+            return ("", "")
+        return (", median of %d runs: %.2f-%.2f" % (f[1], f[2], f[3]),
+                " (%.2f-%.2f)" % (f[2], f[3]))
     out.append("Under a 10 s spoofed flood (random bytes, forged tags, replays; about %.0fk "
                "datagrams/s) `kcpx up --proto kcpx` kept %s of its goodput (during/without "
-               "%.2f, median of %d runs: %.2f-%.2f); kcptun kept %.2f (%.2f-%.2f) under a "
-               "flood %.1fx lighter (a Python flooder sharing the 2 cores, so read these as "
-               "rough)." % (k[4] / 1000, "all" if k[0] >= 1 else "%.0f %%" % (100 * k[0]),
-                            k[0], k[1], k[2], k[3], t[0], t[2], t[3],
-                            k[4] / t[4] if t[4] else 0))
+               "%.2f%s); kcptun kept %.2f%s under a flood %.1fx lighter (%sa Python flooder "
+               "sharing the 2 cores, so read these as rough)." % (
+                   k[4] / 1000, "all" if k[0] >= 1 else "%.0f %%" % (100 * k[0]), k[0],
+                   spread(k)[0], t[0], spread(t)[1], k[4] / t[4] if t[4] else 0,
+                   "one run each, " if k[1] < 2 and t[1] < 2 else ""))
     return "\n".join(out)
 
 
@@ -423,13 +429,16 @@ def block_faketcp(r):
 
     bu, bt, bk = (med(bare, x) for x in ("kcpx UDP mode", "kcpx `--tcp`", "kcptun `--tcp`"))
     lu, lt, lk = (med(link, x) for x in ("kcpx UDP mode", "kcpx `--tcp`", "kcptun `--tcp`"))
+    # the linkem lane may run fewer rounds than the bare pair (bench.sh FAKETCP_LINK_RUNS)
+    lruns = "" if lt[2] == bt[2] else (" (one run)" if lt[2] == "1" else
+                                       " (medians of %s runs)" % lt[2])
     return ("Speed (docs/BENCH.md, tuned flags, run of %s, medians of %s runs): on a bare "
             "veth pair `--tcp` moved %.2fx the goodput of kcpx's UDP mode (%.0f vs %.0f "
             "Mbit/s) and %.1fx kcptun `--tcp`'s (%.0f), at %.2fx kcptun `--tcp`'s CPU per GB; "
-            "over linkem at 25 ms with 1 %% loss %.2fx UDP mode and %.2fx kcptun `--tcp`, at "
-            "%.2fx its CPU per GB." % (
+            "over linkem at 25 ms with 1 %% loss%s %.2fx UDP mode and %.2fx kcptun `--tcp`, "
+            "at %.2fx its CPU per GB." % (
                 r.run_date(), bt[2], bt[0] / bu[0], bt[0], bu[0], bt[0] / bk[0], bk[0],
-                bt[1] / bk[1], lt[0] / lu[0], lt[0] / lk[0], lt[1] / lk[1]))
+                bt[1] / bk[1], lruns, lt[0] / lu[0], lt[0] / lk[0], lt[1] / lk[1]))
 
 
 BLOCKS = {

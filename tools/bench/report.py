@@ -7,8 +7,9 @@ meta.txt and, for full runs, micro.txt. OUTDIR receives BENCH.md and bench.png.
 """
 import os
 import statistics
-import subprocess
 import sys
+
+import gplot
 
 LOSS_ORDER = ["0", "1", "5", "10", "20", "burst"]
 
@@ -843,49 +844,24 @@ def flood_section(w, flood, meta):
 
 def plot(workdir, outdir, recs, cands, links):
     delays = sorted({int(d) for d, _ in links})
-    dat = os.path.join(workdir, "plot.dat")
-    plotted = []
-    with open(dat, "w") as f:
-        # one gnuplot data block per (delay, candidate): loss % vs Mbit/s, numeric losses only
-        for d in delays:
-            for c in cands:
-                pts = []
-                for r in recs:
-                    if (r["kind"] == "bulk" and int(r["delay"]) == d and r["cand"] == c
-                            and r.get("status") == "ok" and r["loss"] != "burst"):
-                        pts.append((float(r["loss"]), max(float(r["mbps"]), 0.01)))
-                f.write("# delay %d %s\n" % (d, c))
-                for x, y in sorted(pts):
-                    f.write("%g %g\n" % (x, y))
-                if not pts:
-                    f.write("NaN NaN\n")
-                f.write("\n\n")
-                plotted.append((d, c))
-    n = len(delays)
-    gp = ["set terminal pngcairo size %d,420 font 'sans,9'" % (420 * n),
-          "set output '%s'" % os.path.join(outdir, "bench.png"),
-          "set multiplot layout 1,%d title 'Goodput against loss (both directions), iperf3 A->B'" % n,
-          "set logscale y", "set xlabel 'loss %'", "set ylabel 'Mbit/s'", "set grid",
-          "set key top right", "set xrange [-0.5:21]"]
     styles = {"tcp": "lc rgb '#555555' dt 2", "kcpx-compat/default": "lc rgb '#ff7f0e' dt 4", "kcptun/default": "lc rgb '#1f77b4' dt 3",
               "kcpx/default": "lc rgb '#d62728' dt 3", "kcptun/tuned": "lc rgb '#1f77b4'",
               "kcpx/tuned": "lc rgb '#d62728'", "kcpx-xdp/tuned": "lc rgb '#2ca02c'"}
+    # numeric losses only (burst has no x); floored at 0.01 for the log scale
+    panels = []
     for d in delays:
-        parts = []
-        for i, (dd, c) in enumerate(plotted):
-            if dd != d:
-                continue
-            parts.append("'%s' index %d using 1:2 with linespoints lw 2 %s title '%s'" % (
-                dat, i, styles.get(c, ""), c))
-        gp.append("set title '%d ms one way'" % d)
-        gp.append("plot " + ", ".join(parts))
-    gp.append("unset multiplot")
-    script = os.path.join(workdir, "plot.gp")
-    with open(script, "w") as f:
-        f.write("\n".join(gp) + "\n")
-    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
-    if r.returncode:
-        print("bench: gnuplot failed: %s" % r.stderr.strip()[:300], file=sys.stderr)
+        curves = []
+        for c in cands:
+            pts = [(float(r["loss"]), max(float(r["mbps"]), 0.01)) for r in recs
+                   if r["kind"] == "bulk" and int(r["delay"]) == d and r["cand"] == c
+                   and r.get("status") == "ok" and r["loss"] != "burst"]
+            curves.append((c, pts))
+        panels.append(("%d ms one way" % d, "delay %d" % d, curves))
+    gplot.panels_png(
+        "bench", os.path.join(workdir, "plot.dat"), os.path.join(workdir, "plot.gp"),
+        os.path.join(outdir, "bench.png"), "Goodput against loss (both directions), iperf3 A->B",
+        420, ["set logscale y", "set xlabel 'loss %'", "set ylabel 'Mbit/s'", "set grid",
+              "set key top right", "set xrange [-0.5:21]"], panels, styles)
 
 
 if __name__ == "__main__":

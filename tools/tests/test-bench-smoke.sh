@@ -13,6 +13,7 @@
 # after it is gone.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tools/tests/lib.sh
 OUT=${OUT:-build}
 export OUT
 if [ "$(id -u)" != 0 ]; then
@@ -20,14 +21,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 4
 fi
 make --no-print-directory tools >/dev/null || exit 1
-TMP=$(mktemp -d /tmp/kcpx-bench-smoke.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-ok() { echo "PASS $*"; }
-bad() {
-	echo "FAIL $*"
-	fails=$((fails + 1))
-}
+test_tmp bench-smoke
 leftovers() { # leftovers PID: namespaces or processes of bench run PID still around
 	local n
 	n=$(ip netns list | grep -cE "^lkm${1}[0-9][amb]( |$)")

@@ -13,6 +13,7 @@
 # sigterm    exit 0 on SIGTERM with the final counters printed
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tools/tests/lib.sh
 OUT=${OUT:-build}
 . tools/lib/wan.sh
 need_root
@@ -24,13 +25,6 @@ ALL_TESTS=${ALL_TESTS:-delay loss burst jitter dup rate throughput sigterm}
 NA=$(wan_ns 0 a)
 NB=$(wan_ns 0 b)
 IPB=$(wan_ip 0 b)
-fails=0
-
-ok() { echo "PASS $*"; }
-bad() {
-	echo "FAIL $*"
-	fails=$((fails + 1))
-}
 # check NAME VALUE LO HI: LO <= VALUE <= HI
 check() {
 	if awk -v v="$2" -v lo="$3" -v hi="$4" 'BEGIN { exit !(v >= lo && v <= hi) }'; then

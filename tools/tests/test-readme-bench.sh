@@ -15,14 +15,8 @@
 #    make the tool exit 1 naming the block, and the block keeps its old text.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-TMP=$(mktemp -d /tmp/kcpx-readme-bench.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-ok() { echo "PASS $*"; }
-bad() {
-	echo "FAIL $*"
-	fails=$((fails + 1))
-}
+. tools/tests/lib.sh
+test_tmp readme-bench
 TOOL=tools/bench/readme.py
 BENCH=docs/BENCH.md
 BN=docs/BENCH-BOTTLENECK.md
