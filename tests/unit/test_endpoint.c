@@ -1271,6 +1271,19 @@ static bool capture(void *ctx, uint64_t idx, const uint8_t *buf, size_t len)
 	return false;
 }
 
+/* The kcptun-format client's first datagram (after len stream bytes), kept in cap_buf; the
+ * server has opened its one session from it */
+static void capture_first(struct world *w, size_t len)
+{
+	cap_idx = 0;
+	w->cs.drop_fn = capture;
+	CHECK(client_send(w, len));
+	world_run(w, 1000);
+	w->cs.drop_fn = NULL;
+	CHECK(cap_len > 0);
+	CHECK_EQ(w->s.ns, 1);
+}
+
 /*
  * A captured kcptun-format datagram replayed from 20,000 ports of a spoofed source (what
  * any cipher allows, and --crypt none lets anyone forge) while a real session runs:
@@ -1287,13 +1300,7 @@ static void test_forged_flood(void)
 	struct kcpx_addr spoof;
 
 	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_KCPTUN), 0);
-	cap_idx = 0;
-	w.cs.drop_fn = capture;
-	CHECK(client_send(&w, 20000));
-	world_run(&w, 1000);
-	w.cs.drop_fn = NULL;
-	CHECK(cap_len > 0);
-	CHECK_EQ(w.s.ns, 1);
+	capture_first(&w, 20000);
 	w.s.victim = 0x0a000009;
 	w.s.victim_tx = calloc(VICTIM_PORTS, 1);
 	w.s.nlog = 0;
@@ -2201,13 +2208,7 @@ static void test_admit_walk(void)
 	int opened;
 
 	CHECK_EQ(world_init(&w, KCPX_PROTO_KCPTUN, KCPX_PROTO_AUTO), 0);
-	cap_idx = 0;
-	w.cs.drop_fn = capture;
-	CHECK(client_send(&w, 2000));
-	world_run(&w, 1000);
-	w.cs.drop_fn = NULL;
-	CHECK(cap_len > 0);
-	CHECK_EQ(w.s.ns, 1);
+	capture_first(&w, 2000);
 	for (int i = 0; i < 300; i++) {
 		r[0] = (uint8_t)i;
 		r[1] = (uint8_t)(i >> 8);
